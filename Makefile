@@ -1,0 +1,94 @@
+# ferry build.  `make` builds build/ferry and build/libferry.so; `make test`
+# installs what is missing, builds (plain and ASan+UBSan), and runs unit,
+# integration and short fuzz runs; `make run` starts a demo worker;
+# `make bench` runs the benchmarks (see bench/README.md).
+
+CC      ?= gcc
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+OPT     ?= -O2 -g
+DEPS_CFLAGS := $(shell pkg-config --cflags libcurl openssl 2>/dev/null)
+DEPS_LIBS   := $(shell pkg-config --libs libcurl openssl 2>/dev/null || echo -lcurl -lcrypto) -lpthread
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -fPIC $(DEPS_CFLAGS) -Iinclude -Isrc
+LDFLAGS +=
+
+rwildcard = $(foreach d,$(wildcard $(1:=/*)),$(call rwildcard,$d,$2) $(filter $(subst *,%,$2),$d))
+
+# Core: everything the worker and CLI share.  The CLI's main and libferry's
+# client live in src/cli and src/lib.
+CORE_SRC := $(sort $(call rwildcard,src/common src/http src/s3 src/ufs src/store src/worker,*.c))
+LIB_SRC  := $(sort $(call rwildcard,src/lib,*.c))
+CLI_SRC  := $(sort $(call rwildcard,src/cli,*.c))
+UNIT_SRC := $(sort $(call rwildcard,tests/unit,test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+B ?= build
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(B)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all deps test unit asan fuzz integration run bench bench-quick clean lint
+
+all: $(B)/ferry $(B)/libferry.so
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libferry_core.a: $(CORE_OBJ) $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libferry.so: $(CORE_OBJ) $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libferry.so -Wl,--version-script=src/lib/libferry.map $(LDFLAGS) -o $@ $^ $(DEPS_LIBS)
+
+$(B)/ferry: $(CLI_OBJ) $(B)/libferry_core.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libferry_core.a $(DEPS_LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libferry_core.a tests/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(B)/libferry_core.a $(DEPS_LIBS)
+
+unit: $(UNIT_BIN)
+	@./tests/run-unit.sh $(B) $(UNIT_BIN)
+
+# Everything under AddressSanitizer + UndefinedBehaviorSanitizer, in build-asan/.
+asan:
+	$(MAKE) B=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" build-asan/ferry build-asan/libferry.so unit
+
+# libFuzzer harnesses (clang), each run briefly.
+FUZZ_SECONDS ?= 20
+fuzz:
+	@./tests/run-fuzz.sh $(FUZZ_SECONDS)
+
+integration: all
+	@./tests/run-integration.sh
+
+deps:
+	@./scripts/install-deps.sh
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) asan
+	$(MAKE) fuzz
+	$(MAKE) integration
+
+run: deps all
+	@./scripts/run-demo.sh
+
+bench: deps all
+	@./bench/run.sh full
+
+bench-quick: deps all
+	@./bench/run.sh quick
+
+lint:
+	@./scripts/lint.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(call rwildcard,$(B)/obj,*.d)

@@ -1,0 +1,75 @@
+/*
+ * ferry.h: the public C API of libferry, a client of ferry workers.
+ *
+ * Paths are in ferry's namespace: "/" holds one directory per mount;
+ * "/train/images/0001.jpg" is key "images/0001.jpg" of mount "train".
+ *
+ * Error convention (as libuv): functions return 0 or a non-negative count
+ * on success and a negative errno on failure: -ENOENT no such file or
+ * mount, -EACCES a token is needed or wrong, -EIO the under-store failed,
+ * -EHOSTUNREACH / -ECONNREFUSED the worker cannot be reached, -EINVAL bad
+ * arguments, -EPROTO the worker answered something unexpected.
+ * ferry_strerror() turns a code into a message.
+ *
+ * Thread-safety: a ferry_t may be shared by threads; each call is
+ * independent (connections are pooled inside).
+ */
+#ifndef FERRY_H
+#define FERRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FERRY_ETAG_MAX 128
+
+typedef struct ferry ferry_t;
+
+struct ferry_stat {
+	int64_t size;
+	int64_t mtime; /* unix seconds */
+	int is_dir;
+	char etag[FERRY_ETAG_MAX]; /* version: S3 ETag, or "" for files */
+	int64_t cached_bytes;      /* bytes of this version in the cache */
+};
+
+/*
+ * Connects to a worker's control API ("host:port"; NULL means
+ * $FERRY_WORKER, else 127.0.0.1:29999).  token may be NULL ($FERRY_TOKEN
+ * is used if set).  No I/O happens until the first call.
+ */
+int ferry_connect(const char *worker, const char *token, ferry_t **out);
+/* Closes and clears *f. */
+void ferry_close(ferry_t **f);
+
+int ferry_stat(ferry_t *f, const char *path, struct ferry_stat *st);
+
+/* Called once per entry of a directory, in byte order; non-zero stops. */
+typedef int (*ferry_list_fn)(void *arg, const char *name,
+    const struct ferry_stat *st);
+/* Streams a directory page by page; memory does not grow with its size. */
+int ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg);
+
+/* Reads up to len bytes at off; returns bytes read (0 at end) or -errno. */
+ssize_t ferry_pread(ferry_t *f, const char *path, void *buf, size_t len,
+    int64_t off);
+
+/* Mount table.  opts are "key=value" strings. */
+int ferry_mount(ferry_t *f, const char *name, const char *uri,
+    const char *const *opts, int nopts);
+int ferry_unmount(ferry_t *f, const char *name);
+/* JSON documents from the worker; caller frees *json. */
+int ferry_mounts_json(ferry_t *f, char **json);
+int ferry_stats_json(ferry_t *f, char **json);
+
+const char *ferry_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what ferry needs to build, test and benchmark, if missing:
+# Debian packages (apt-get) and npm packages for the local test servers
+# (s3rver) into .deps/npm.  Idempotent and quiet when all is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(gcc make pkg-config clang libclang-rt-14-dev libcurl4-openssl-dev libssl-dev
+	libfuse3-dev fuse3 python3 python3-pytest python3-boto3 python3-requests
+	awscli curl nginx-light procps psmisc iproute2)
+# Node.js may come from elsewhere than Debian; only install it if absent.
+command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: apt-get install ${missing[*]}"
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm test servers, pinned, installed locally (never globally).
+NPM_DIR=.deps/npm
+if [ ! -x "$NPM_DIR/node_modules/.bin/s3rver" ]; then
+	echo "install-deps: npm install s3rver into $NPM_DIR"
+	mkdir -p "$NPM_DIR"
+	[ -f "$NPM_DIR/package.json" ] || echo '{"name":"ferry-test-deps","private":true}' > "$NPM_DIR/package.json"
+	(cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error s3rver@3.7.1 >/dev/null)
+fi

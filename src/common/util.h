@@ -1,0 +1,62 @@
+/*
+ * util.h: small helpers shared by every layer: hashing, time formats,
+ * URL and XML escaping, base64, human-readable sizes.  All pure functions,
+ * safe from any thread.
+ */
+#ifndef FERRY_UTIL_H
+#define FERRY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "dbuf.h"
+
+/* 64-bit hash of bytes (non-cryptographic, stable across runs and hosts). */
+uint64_t hash64(const void *p, size_t n, uint64_t seed);
+
+/* Monotonic and wall clocks. */
+int64_t now_ms(void);      /* CLOCK_MONOTONIC in ms */
+int64_t now_ns(void);      /* CLOCK_MONOTONIC in ns */
+int64_t wall_sec(void);    /* time(NULL) */
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT" into out (>= 30 bytes). */
+void fmt_http_date(int64_t t, char *out, size_t n);
+/* "2013-05-24T00:00:00.000Z" into out (>= 25 bytes). */
+void fmt_iso8601(int64_t t, char *out, size_t n);
+/* Parses IMF-fixdate, RFC 850 and asctime forms; -1 if malformed. */
+int64_t parse_http_date(const char *s, size_t n);
+/* Parses "2013-05-24T00:00:00.000Z" (fraction optional); -1 if malformed. */
+int64_t parse_iso8601(const char *s, size_t n);
+/* Parses "20130524T000000Z" (SigV4 x-amz-date); -1 if malformed. */
+int64_t parse_amz_date(const char *s, size_t n);
+
+/*
+ * Percent-decoding.  Returns the decoded length, or -1 if malformed (bad
+ * %XX).  If plus_is_space, '+' decodes to ' ' (query strings).  out must
+ * hold n+1 bytes; result is NUL-terminated.  Decoded NUL bytes are kept and
+ * the caller must reject them where they matter (see key validation).
+ */
+long url_decode(const char *s, size_t n, char *out, int plus_is_space);
+/* RFC 3986 unreserved kept, everything else %XX (uppercase).  If
+ * keep_slash, '/' is kept (SigV4 canonical URI, S3 encoding-type=url). */
+int url_encode(struct dbuf *b, const char *s, size_t n, int keep_slash);
+/* Escapes & < > " ' for XML text. */
+int xml_escape(struct dbuf *b, const char *s, size_t n);
+
+/* Standard base64 with padding. */
+int b64_encode(struct dbuf *b, const void *p, size_t n);
+/* Returns decoded length or -1; out must hold n*3/4+3 bytes. */
+long b64_decode(const char *s, size_t n, unsigned char *out);
+
+void hex_encode(const unsigned char *in, size_t n, char *out); /* out: 2n+1 */
+
+/* "1.5 GiB" style, into out. */
+void fmt_bytes(double v, char *out, size_t n);
+/* Parses "500G", "1MiB", "4096", "10m" (K/M/G/T, powers of 1024); -1 if bad. */
+int64_t parse_size(const char *s);
+
+/* Returns 1 if s[0..n) is valid UTF-8 with no NUL and no overlongs. */
+int utf8_valid(const char *s, size_t n);
+
+#endif

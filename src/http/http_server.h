@@ -1,0 +1,81 @@
+/*
+ * http_server.h: the HTTP/1.1 server used by the S3 gateway and the control
+ * API.  One acceptor thread; one thread per connection (small stacks), with
+ * a cap on connections (over the cap a client gets 503 and is closed).
+ * Keep-alive, request-head limits from http_parse.h, a header timeout
+ * against slow-loris clients, idle and I/O timeouts.
+ *
+ * A handler runs on the connection's thread and must send exactly one
+ * response with the http_resp_* calls.  It may block (UFS reads): other
+ * connections have their own threads.
+ */
+#ifndef FERRY_HTTP_SERVER_H
+#define FERRY_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "http_parse.h"
+
+struct http_conn;
+struct http_server;
+
+typedef void (*http_handler_fn)(struct http_conn *c,
+    const struct http_request *req, void *arg);
+
+struct http_server_cfg {
+	const char *host;         /* "127.0.0.1", "0.0.0.0", "::" */
+	int port;                 /* 0 picks a free port (tests) */
+	int max_conns;            /* default 4096 */
+	int header_timeout_ms;    /* whole head must arrive within; default 20000 */
+	int idle_timeout_ms;      /* keep-alive idle; default 60000 */
+	int io_timeout_ms;        /* per send/recv; default 60000 */
+	size_t max_body;          /* largest request body handlers may read; default 1 MiB */
+	const char *name;         /* for logs: "s3", "control" */
+};
+
+struct http_server *http_server_start(const struct http_server_cfg *cfg,
+    http_handler_fn fn, void *arg, char **err);
+int http_server_port(const struct http_server *s); /* the bound port */
+/* Stops accepting, closes idle connections, waits for running handlers. */
+void http_server_stop(struct http_server **s);
+
+/* --- used by handlers, on the connection's own thread ------------------ */
+
+/*
+ * Sends the status line and headers.  extra_headers is zero or more
+ * preformatted "Name: value\r\n" lines (may be NULL).  content_length < 0
+ * means the body length is unknown: chunked encoding is used.  Adds Date,
+ * Server, Content-Length or Transfer-Encoding and Connection itself.
+ * For HEAD requests pass the length of the body GET would send; no body is
+ * sent (later body calls are no-ops).  Returns 0 or -errno.
+ */
+int http_resp_start(struct http_conn *c, int status, const char *extra_headers,
+    int64_t content_length);
+/* Body bytes (framed as a chunk when chunked).  0 or -errno. */
+int http_resp_body(struct http_conn *c, const void *p, size_t n);
+/* Body bytes from a file with sendfile(2), no user-space copy. 0 or -errno. */
+int http_resp_sendfile(struct http_conn *c, int fd, off_t off, size_t n);
+/* Ends the response (last chunk if chunked).  0 or -errno. */
+int http_resp_end(struct http_conn *c);
+/* Whole response with a small in-memory body. */
+int http_resp_simple(struct http_conn *c, int status, const char *extra_headers,
+    const char *content_type, const void *body, size_t n);
+/* True once the status line was sent (a handler can no longer change it). */
+int http_resp_started(const struct http_conn *c);
+/* Closes the connection after this response (e.g. after a mid-body error). */
+void http_conn_set_close(struct http_conn *c);
+
+/*
+ * Reads the request body (Content-Length or chunked, decoded) into buf,
+ * at most cap bytes.  Returns bytes read, or -E2BIG if the body is larger
+ * than cap or the server's max_body, or -errno.  A handler that does not
+ * read the body has it discarded (or the connection closed) by the server.
+ */
+ssize_t http_read_body(struct http_conn *c, void *buf, size_t cap);
+
+const char *http_conn_peer(const struct http_conn *c); /* "ip:port" */
+int http_conn_is_loopback(const struct http_conn *c);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * pagestore.h: the local page cache on disk.
+ *
+ * A page is up to page_size bytes of one version of one UFS object.  Its key
+ * is (obj, ver, idx): obj = hash of the object's identity (mount root URI +
+ * path), ver = hash of its version (ETag, or mtime+size for files), idx =
+ * page index.  Bytes of two versions are never mixed because the version is
+ * part of the key.
+ *
+ * On disk each page is one file, <dir>/<obj[0:2]>/<obj>-<ver>-<idx>.pg, a
+ * fixed header (magic, key, length, CRC32C of the data) followed by the
+ * data.  A page is written to a temporary name and renamed into place, so a
+ * crash never leaves a torn page under a real name; a page whose CRC does not
+ * match (bit rot, a crash before the data reached the disk) is dropped and
+ * counted, never served.
+ *
+ * Restart: the index is rebuilt from directory listings and stat(2) alone
+ * (names carry the key, sizes carry the length), without reading page data.
+ * Headers are read and CRCs checked lazily, the first time a page is served.
+ *
+ * Capacity is per directory; pages are placed on a directory by key hash,
+ * and each directory evicts in LRU order when a put would exceed it.
+ *
+ * Thread-safety: all functions may be called from any thread.  One mutex
+ * guards the index and LRU lists (held only for in-memory work, never
+ * across disk I/O except unlink of evicted pages, which is done after
+ * dropping it).
+ */
+#ifndef FERRY_PAGESTORE_H
+#define FERRY_PAGESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct page_key {
+	uint64_t obj;
+	uint64_t ver;
+	uint64_t idx;
+};
+
+struct pagestore_dir_cfg {
+	const char *path;
+	int64_t capacity; /* bytes (page data + headers) */
+};
+
+struct pagestore_stats {
+	int64_t used_bytes;
+	int64_t capacity_bytes;
+	int64_t pages;
+	int64_t evicted_bytes_total;
+	int64_t evicted_pages_total;
+	int64_t checksum_failures_total;
+	int64_t write_errors_total; /* ENOSPC, EROFS, EIO on put */
+};
+
+/* A page being served: read len bytes of data from fd at offset off. */
+struct page_ref {
+	int fd;       /* owned by the ref; closed by page_ref_release */
+	off_t off;    /* where the data starts in the file */
+	uint32_t len; /* data length */
+};
+
+enum pagestore_verify {
+	PAGESTORE_VERIFY_ALWAYS, /* check CRC on every get */
+	PAGESTORE_VERIFY_ONCE,   /* once per page per process lifetime */
+};
+
+struct pagestore;
+
+/* Opens (creating) the dirs and indexes what they hold.  NULL + *err on failure. */
+struct pagestore *pagestore_open(const struct pagestore_dir_cfg *dirs,
+    int ndirs, uint32_t page_size, enum pagestore_verify verify, char **err);
+void pagestore_close(struct pagestore **ps);
+
+uint32_t pagestore_page_size(const struct pagestore *ps);
+
+/*
+ * Looks a page up.  0 and *ref filled on a hit (caller releases);
+ * -ENOENT on a miss; a page that fails its checksum or header check is
+ * removed, counted, and reported as -ENOENT so the caller re-fetches it.
+ * Marks the page most recently used.
+ */
+int pagestore_get(struct pagestore *ps, const struct page_key *k,
+    struct page_ref *ref);
+void page_ref_release(struct page_ref *ref);
+
+/* Like get, but only says whether the page is present (no I/O). */
+int pagestore_has(struct pagestore *ps, const struct page_key *k);
+
+/*
+ * Stores a page (data of len <= page_size bytes) atomically, evicting LRU
+ * pages of the chosen directory as needed.  0, or -errno (ENOSPC, EROFS,
+ * EIO: the page is simply not cached; the caller still has the bytes).
+ * Putting a page that is already present is a no-op returning 0.
+ */
+int pagestore_put(struct pagestore *ps, const struct page_key *k,
+    const void *data, uint32_t len);
+
+/* Removes every page of object obj whose version is not keep_ver
+ * (keep_ver 0 removes all versions).  Returns pages removed. */
+int pagestore_drop_object(struct pagestore *ps, uint64_t obj, uint64_t keep_ver);
+
+/* Bytes of object (obj, ver) cached, summed over pages. */
+int64_t pagestore_cached_bytes(struct pagestore *ps, uint64_t obj, uint64_t ver);
+
+void pagestore_get_stats(struct pagestore *ps, struct pagestore_stats *st);
+
+#endif
