@@ -2,7 +2,6 @@
  * util.c: pure helper functions (see util.h).  No global state; every
  * function is safe to call from any thread.
  */
-#define _GNU_SOURCE
 #include "util.h"
 
 #include <ctype.h>
