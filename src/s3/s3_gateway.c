@@ -1,0 +1,827 @@
+/*
+ * s3_gateway.c: the S3-compatible API on the gateway port (29998 by
+ * default), path-style: the bucket is a mount's name, the key a path under
+ * it.  Runs on the HTTP server's connection threads; keeps no state of its
+ * own beyond what struct worker holds.
+ *
+ * Built: ListBuckets, HeadBucket, GetBucketLocation, ListObjects (V1 and
+ * V2), HeadObject, GetObject (single range, conditional headers,
+ * response-* overrides).  Everything else is answered with a proper S3
+ * error document: NotImplemented for S3 operations not built (writes,
+ * sub-resources), MethodNotAllowed for methods S3 does not have.
+ *
+ * Auth: SigV4 (header or presigned) against the configured credentials;
+ * unsigned requests only with --s3-anonymous.  A gateway on loopback with
+ * no credentials configured accepts any request (the demo default).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common/dbuf.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/vas.h"
+#include "../worker/metrics.h"
+#include "../worker/namespace.h"
+#include "../worker/worker.h"
+#include "../http/http_range.h"
+#include "sigv4.h"
+
+#define LIST_MAX_KEYS 1000
+#define XML_BODY_MAX (8 * 1024 * 1024)
+#define XML_HDR "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+#define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
+
+struct s3req {
+	struct worker *w;
+	struct http_conn *c;
+	const struct http_request *req;
+	int is_head;
+	enum s3_op op;
+	int status;
+	char request_id[24];
+	char bucket[MOUNT_NAME_MAX + 2];
+	char *key; /* decoded; NULL for bucket-level requests */
+	size_t key_len;
+};
+
+static uint64_t request_counter;
+
+/* --- errors -------------------------------------------------------------- */
+
+static void
+s3_error(struct s3req *s, int status, const char *code, const char *msg)
+{
+	s->status = status;
+	if (http_resp_started(s->c)) {
+		/* Too late for an error document: cut the body short. */
+		http_conn_set_close(s->c);
+		return;
+	}
+	char hdr[128];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	if (s->is_head) {
+		http_resp_start(s->c, status, hdr, 0);
+		http_resp_end(s->c);
+		return;
+	}
+	struct dbuf b;
+	dbuf_init(&b, 16384);
+	dbuf_printf(&b, XML_HDR "<Error><Code>%s</Code><Message>", code);
+	xml_escape(&b, msg, strlen(msg));
+	dbuf_adds(&b, "</Message>");
+	if (s->bucket[0]) {
+		dbuf_adds(&b, "<BucketName>");
+		xml_escape(&b, s->bucket, strlen(s->bucket));
+		dbuf_adds(&b, "</BucketName>");
+	}
+	if (s->key && utf8_valid(s->key, s->key_len)) {
+		dbuf_adds(&b, "<Key>");
+		xml_escape(&b, s->key, s->key_len);
+		dbuf_adds(&b, "</Key>");
+	}
+	dbuf_printf(&b, "<RequestId>%s</RequestId></Error>", s->request_id);
+	http_resp_simple(s->c, status, hdr, "application/xml", b.p, b.len);
+	dbuf_free(&b);
+}
+
+static void
+s3_error_errno(struct s3req *s, int err)
+{
+	switch (err) {
+	case -ENOENT:
+		if (s->key)
+			s3_error(s, 404, "NoSuchKey", "The specified key does not exist.");
+		else
+			s3_error(s, 404, "NoSuchBucket", "The specified bucket does not exist.");
+		break;
+	case -EACCES:
+	case -EPERM:
+		s3_error(s, 403, "AccessDenied", "The under-store denied access to this object.");
+		break;
+	case -EINVAL:
+		s3_error(s, 400, "InvalidArgument", "Invalid argument.");
+		break;
+	case -ENAMETOOLONG:
+		s3_error(s, 400, "KeyTooLongError", "Your key is too long.");
+		break;
+	case -ETIMEDOUT:
+		s3_error(s, 503, "ServiceUnavailable", "The under-store did not answer in time.");
+		break;
+	case -ESTALE:
+		s3_error(s, 503, "ServiceUnavailable", "The object changed in the under-store while it was read; retry.");
+		break;
+	default:
+		s3_error(s, 503, "ServiceUnavailable", "The under-store failed to serve this request.");
+		break;
+	}
+}
+
+/* --- auth ---------------------------------------------------------------- */
+
+static const char *
+secret_for(void *arg, const char *access_key)
+{
+	struct worker *w = arg;
+	if (w->cfg.s3_access_key && strcmp(access_key, w->cfg.s3_access_key) == 0)
+		return w->cfg.s3_secret_key;
+	return NULL;
+}
+
+/* 0 if the request may proceed; else sends the error and returns -1. */
+static int
+check_auth(struct s3req *s)
+{
+	struct worker *w = s->w;
+	if (!w->s3_verify)
+		return 0;
+	const char *msg = NULL;
+	enum sigv4_status st = sigv4_verify(s->req, wall_sec(), secret_for, w, &msg);
+	switch (st) {
+	case SIGV4_OK:
+		return 0;
+	case SIGV4_ANONYMOUS:
+		if (w->cfg.s3_anonymous)
+			return 0;
+		s3_error(s, 403, "AccessDenied", "Access Denied: requests must be signed (AWS Signature Version 4).");
+		return -1;
+	case SIGV4_UNKNOWN_KEY:
+		s3_error(s, 403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+		return -1;
+	case SIGV4_MISMATCH:
+		s3_error(s, 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+		return -1;
+	case SIGV4_SKEWED:
+		s3_error(s, 403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.");
+		return -1;
+	case SIGV4_EXPIRED:
+		s3_error(s, 403, "AccessDenied", msg ? msg : "Request has expired");
+		return -1;
+	case SIGV4_MALFORMED:
+		s3_error(s, 400, "AuthorizationHeaderMalformed", msg ? msg : "The authorization header is malformed.");
+		return -1;
+	case SIGV4_BAD_PAYLOAD_HASH:
+		s3_error(s, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header is not valid.");
+		return -1;
+	case SIGV4_UNSUPPORTED:
+	default:
+		s3_error(s, 400, "InvalidRequest", msg ? msg : "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.");
+		return -1;
+	}
+}
+
+/* --- query helpers ------------------------------------------------------- */
+
+/* Decoded query parameter into a malloc'd string; NULL if absent.  *bad is
+ * set if present but not decodable. */
+static char *
+qparam(const struct http_request *req, const char *name, int *bad)
+{
+	const char *v;
+	size_t vl;
+	if (!http_query_get(req->query, req->query_len, name, &v, &vl))
+		return NULL;
+	char *out = malloc(vl + 1);
+	if (!out) {
+		*bad = 1;
+		return NULL;
+	}
+	if (url_decode(v, vl, out, 1) < 0) {
+		free(out);
+		*bad = 1;
+		return NULL;
+	}
+	return out;
+}
+
+static int
+has_param(const struct http_request *req, const char *name)
+{
+	const char *v;
+	size_t vl;
+	return http_query_get(req->query, req->query_len, name, &v, &vl);
+}
+
+/* Sub-resources S3 has that we do not build: any of these -> NotImplemented. */
+static int
+has_unbuilt_subresource(const struct http_request *req)
+{
+	static const char *const sub[] = {"acl", "policy", "versioning", "tagging",
+	    "lifecycle", "cors", "website", "logging", "notification",
+	    "replication", "uploads", "uploadId", "versions", "delete",
+	    "encryption", "object-lock", "retention", "legal-hold", "torrent",
+	    "restore", "select", "attributes", "accelerate", "requestPayment",
+	    "analytics", "inventory", "metrics", "ownershipControls",
+	    "publicAccessBlock", "intelligent-tiering", "partNumber",
+	    "versionId", "policyStatus"};
+	for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
+		if (has_param(req, sub[i]))
+			return 1;
+	return 0;
+}
+
+/* --- ListBuckets --------------------------------------------------------- */
+
+static int
+list_buckets_one(void *arg, const struct mount *m)
+{
+	struct dbuf *b = arg;
+	char date[32];
+	fmt_iso8601(wall_sec(), date, sizeof(date));
+	dbuf_adds(b, "<Bucket><Name>");
+	xml_escape(b, m->name, strlen(m->name));
+	return dbuf_printf(b, "</Name><CreationDate>%s</CreationDate></Bucket>", date);
+}
+
+static void
+op_list_buckets(struct s3req *s)
+{
+	struct dbuf b;
+	dbuf_init(&b, XML_BODY_MAX);
+	dbuf_adds(&b, XML_HDR "<ListAllMyBucketsResult xmlns=\"" S3_NS "\">"
+	    "<Owner><ID>ferry</ID><DisplayName>ferry</DisplayName></Owner><Buckets>");
+	mounts_foreach(s->w->mt, list_buckets_one, &b);
+	if (dbuf_adds(&b, "</Buckets></ListAllMyBucketsResult>")) {
+		dbuf_free(&b);
+		s3_error(s, 500, "InternalError", "Listing too large.");
+		return;
+	}
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
+	s->status = 200;
+	dbuf_free(&b);
+}
+
+/* --- ListObjects (V1 and V2) --------------------------------------------- */
+
+struct list_ctx {
+	struct dbuf *b;
+	int url_enc;
+	int count;
+	char last_key[UFS_KEY_MAX + 2];
+};
+
+static void
+put_key(struct dbuf *b, const char *k, int url_enc)
+{
+	if (url_enc)
+		url_encode(b, k, strlen(k), 1);
+	else
+		xml_escape(b, k, strlen(k));
+}
+
+static int
+list_one(void *arg, const struct ufs_entry *e)
+{
+	struct list_ctx *lc = arg;
+	struct dbuf *b = lc->b;
+	snprintf(lc->last_key, sizeof(lc->last_key), "%s", e->key);
+	lc->count++;
+	if (e->is_dir) {
+		dbuf_adds(b, "<CommonPrefixes><Prefix>");
+		put_key(b, e->key, lc->url_enc);
+		return dbuf_adds(b, "</Prefix></CommonPrefixes>") ? 1 : 0;
+	}
+	struct ufs_stat st = {.size = e->size, .mtime = e->mtime};
+	snprintf(st.etag, sizeof(st.etag), "%s", e->etag ? e->etag : "");
+	char etag[UFS_ETAG_MAX + 8], date[32];
+	meta_etag(&st, etag, sizeof(etag));
+	fmt_iso8601(e->mtime, date, sizeof(date));
+	dbuf_adds(b, "<Contents><Key>");
+	put_key(b, e->key, lc->url_enc);
+	dbuf_printf(b, "</Key><LastModified>%s</LastModified><ETag>&quot;", date);
+	xml_escape(b, etag, strlen(etag));
+	return dbuf_printf(b, "&quot;</ETag><Size>%" PRId64 "</Size><StorageClass>STANDARD</StorageClass></Contents>",
+	    e->size) ? 1 : 0;
+}
+
+static void
+xml_elem(struct dbuf *b, const char *name, const char *val, int url_enc)
+{
+	dbuf_printf(b, "<%s>", name);
+	put_key(b, val, url_enc);
+	dbuf_printf(b, "</%s>", name);
+}
+
+static void
+op_list_objects(struct s3req *s, struct mount *m, int v2)
+{
+	const struct http_request *req = s->req;
+	int bad = 0;
+	char *prefix = qparam(req, "prefix", &bad);
+	char *delim = qparam(req, "delimiter", &bad);
+	char *maxk = qparam(req, "max-keys", &bad);
+	char *enc = qparam(req, "encoding-type", &bad);
+	char *token = v2 ? qparam(req, "continuation-token", &bad) : NULL;
+	char *start_after = qparam(req, v2 ? "start-after" : "marker", &bad);
+	char *decoded_token = NULL;
+	struct dbuf b;
+	dbuf_init(&b, XML_BODY_MAX);
+
+	int max_keys = LIST_MAX_KEYS;
+	if (bad) {
+		s3_error(s, 400, "InvalidArgument", "Malformed query parameter.");
+		goto out;
+	}
+	if (maxk) {
+		char *end;
+		long v = strtol(maxk, &end, 10);
+		if (!maxk[0] || *end || v < 0) {
+			s3_error(s, 400, "InvalidArgument", "max-keys must be a non-negative integer.");
+			goto out;
+		}
+		max_keys = v > LIST_MAX_KEYS ? LIST_MAX_KEYS : (int)v;
+	}
+	if (enc && strcmp(enc, "url") != 0) {
+		s3_error(s, 400, "InvalidArgument", "Invalid Encoding Method specified in Request");
+		goto out;
+	}
+	if (delim && delim[0] && strcmp(delim, "/") != 0) {
+		s3_error(s, 400, "InvalidArgument", "Only the delimiter '/' is supported.");
+		goto out;
+	}
+	const char *pfx = prefix ? prefix : "";
+	if (prefix_validate(pfx, strlen(pfx)) < 0) {
+		s3_error(s, 400, "InvalidArgument", "Invalid prefix.");
+		goto out;
+	}
+	const char *after = start_after ? start_after : "";
+	if (token) {
+		size_t tl = strlen(token);
+		decoded_token = malloc(tl + 4);
+		long dl = decoded_token ? b64_decode(token, tl, (unsigned char *)decoded_token) : -1;
+		if (dl < 0 || !utf8_valid(decoded_token, (size_t)dl)) {
+			s3_error(s, 400, "InvalidArgument", "The continuation token provided is incorrect");
+			goto out;
+		}
+		decoded_token[dl] = 0;
+		if (strcmp(decoded_token, after) > 0)
+			after = decoded_token;
+	}
+	if (strlen(after) > UFS_KEY_MAX) {
+		s3_error(s, 400, "InvalidArgument", "start-after is too long.");
+		goto out;
+	}
+	int url_enc = enc != NULL;
+	char d = (delim && delim[0]) ? '/' : 0;
+
+	dbuf_adds(&b, XML_HDR "<ListBucketResult xmlns=\"" S3_NS "\">");
+	xml_elem(&b, "Name", m->name, 0);
+	xml_elem(&b, "Prefix", pfx, url_enc);
+	if (d)
+		xml_elem(&b, "Delimiter", "/", url_enc);
+	if (!v2)
+		xml_elem(&b, "Marker", start_after ? start_after : "", url_enc);
+	dbuf_printf(&b, "<MaxKeys>%d</MaxKeys>", max_keys);
+	if (url_enc)
+		dbuf_adds(&b, "<EncodingType>url</EncodingType>");
+	if (v2 && token)
+		xml_elem(&b, "ContinuationToken", token, 0);
+	if (v2 && start_after)
+		xml_elem(&b, "StartAfter", start_after, url_enc);
+	size_t body_mark = b.len;
+	struct list_ctx lc = {.b = &b, .url_enc = url_enc};
+	int truncated = 0;
+	int r = 0;
+	if (max_keys > 0)
+		r = meta_list(s->w->mc, m, pfx, d, after, max_keys, list_one, &lc, &truncated);
+	if (r < 0) {
+		s3_error_errno(s, r == -ENOENT ? -EIO : r);
+		goto out;
+	}
+	/* IsTruncated etc. must precede the entries in clients' eyes only by
+	 * convention; S3 puts them first, so we splice them in. */
+	struct dbuf tail;
+	dbuf_init(&tail, 8192);
+	dbuf_printf(&tail, "<IsTruncated>%s</IsTruncated>", truncated ? "true" : "false");
+	if (v2)
+		dbuf_printf(&tail, "<KeyCount>%d</KeyCount>", lc.count);
+	if (truncated && lc.count > 0) {
+		if (v2) {
+			dbuf_adds(&tail, "<NextContinuationToken>");
+			b64_encode(&tail, lc.last_key, strlen(lc.last_key));
+			dbuf_adds(&tail, "</NextContinuationToken>");
+		} else if (d) {
+			xml_elem(&tail, "NextMarker", lc.last_key, url_enc);
+		}
+	}
+	struct dbuf out;
+	dbuf_init(&out, XML_BODY_MAX + 16384);
+	dbuf_add(&out, b.p, body_mark);
+	dbuf_add(&out, tail.p, tail.len);
+	dbuf_add(&out, b.p + body_mark, b.len - body_mark);
+	int er = dbuf_adds(&out, "</ListBucketResult>");
+	dbuf_free(&tail);
+	if (er) {
+		dbuf_free(&out);
+		s3_error(s, 500, "InternalError", "Listing page too large.");
+		goto out;
+	}
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	http_resp_simple(s->c, 200, hdr, "application/xml", out.p, out.len);
+	s->status = 200;
+	dbuf_free(&out);
+out:
+	dbuf_free(&b);
+	free(prefix);
+	free(delim);
+	free(maxk);
+	free(enc);
+	free(token);
+	free(start_after);
+	free(decoded_token);
+}
+
+/* --- GetObject / HeadObject ---------------------------------------------- */
+
+/* Does the If-Match / If-None-Match list match etag?  "*" matches all. */
+static int
+etag_list_matches(const char *v, size_t vl, const char *etag)
+{
+	size_t el = strlen(etag);
+	size_t i = 0;
+	while (i < vl) {
+		while (i < vl && (v[i] == ' ' || v[i] == ','))
+			i++;
+		size_t j = i;
+		while (j < vl && v[j] != ',')
+			j++;
+		size_t a = i, z = j;
+		while (z > a && v[z - 1] == ' ')
+			z--;
+		if (z - a == 1 && v[a] == '*')
+			return 1;
+		if (z - a >= 2 && v[a] == 'W' && v[a + 1] == '/')
+			a += 2;
+		if (z - a >= 2 && v[a] == '"' && v[z - 1] == '"') {
+			a++;
+			z--;
+		}
+		if (z - a == el && memcmp(v + a, etag, el) == 0)
+			return 1;
+		i = j + 1;
+	}
+	return 0;
+}
+
+/* Returns 0 to proceed, or the status (304/412) to answer. */
+static int
+check_conditions(const struct http_request *req, const char *etag, int64_t mtime)
+{
+	size_t vl;
+	const char *im = http_header_get(req, "if-match", &vl);
+	if (im && !etag_list_matches(im, vl, etag))
+		return 412;
+	if (!im) {
+		const char *ius = http_header_get(req, "if-unmodified-since", &vl);
+		if (ius) {
+			int64_t t = parse_http_date(ius, vl);
+			if (t >= 0 && mtime > t)
+				return 412;
+		}
+	}
+	const char *inm = http_header_get(req, "if-none-match", &vl);
+	if (inm && etag_list_matches(inm, vl, etag))
+		return 304;
+	if (!inm) {
+		const char *ims = http_header_get(req, "if-modified-since", &vl);
+		if (ims) {
+			int64_t t = parse_http_date(ims, vl);
+			if (t >= 0 && mtime <= t)
+				return 304;
+		}
+	}
+	return 0;
+}
+
+/* The response head is sent lazily, on the first body bytes, so that a
+ * failure before any byte was read can still be a clean error answer. */
+struct get_sink {
+	struct s3req *s;
+	int status;
+	struct dbuf *hdr;
+	int64_t length;
+	int head_sent;
+};
+
+static int
+sink_head(struct get_sink *g)
+{
+	if (g->head_sent)
+		return 0;
+	g->head_sent = 1;
+	g->s->status = g->status;
+	return http_resp_start(g->s->c, g->status, g->hdr->p, g->length);
+}
+
+static int
+sink_file(void *arg, int fd, off_t off, size_t n)
+{
+	struct get_sink *g = arg;
+	int r = sink_head(g);
+	return r ? r : http_resp_sendfile(g->s->c, fd, off, n);
+}
+
+static int
+sink_mem(void *arg, const void *p, size_t n)
+{
+	struct get_sink *g = arg;
+	int r = sink_head(g);
+	return r ? r : http_resp_body(g->s->c, p, n);
+}
+
+static void
+add_override(struct dbuf *h, const struct http_request *req, const char *param,
+    const char *header)
+{
+	int bad = 0;
+	char *v = qparam(req, param, &bad);
+	if (!v)
+		return;
+	/* Header injection guard: no CR/LF or other controls. */
+	for (char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20) {
+			free(v);
+			return;
+		}
+	dbuf_printf(h, "%s: %s\r\n", header, v);
+	free(v);
+}
+
+static void
+op_get_object(struct s3req *s, struct mount *m)
+{
+	const struct http_request *req = s->req;
+	struct ufs_stat st;
+	int r = 0;
+	struct dbuf hdr;
+	dbuf_init(&hdr, 16384);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		r = meta_stat(s->w->mc, m, s->key, &st);
+		if (r < 0) {
+			s3_error_errno(s, r);
+			goto out;
+		}
+		if (st.is_dir) {
+			s3_error_errno(s, -ENOENT);
+			goto out;
+		}
+		char etag[UFS_ETAG_MAX];
+		meta_etag(&st, etag, sizeof(etag));
+		int cond = check_conditions(req, etag, st.mtime);
+		char lm[40];
+		fmt_http_date(st.mtime, lm, sizeof(lm));
+		dbuf_reset(&hdr);
+		dbuf_printf(&hdr, "x-amz-request-id: %s\r\nETag: \"%s\"\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
+		    s->request_id, etag, lm);
+		if (cond == 304) {
+			s->status = 304;
+			http_resp_start(s->c, 304, hdr.p, 0);
+			http_resp_end(s->c);
+			goto out;
+		}
+		if (cond == 412) {
+			s3_error(s, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+			goto out;
+		}
+		size_t rl = 0;
+		const char *rv = http_header_get(req, "range", &rl);
+		int64_t a = 0, b = st.size - 1;
+		int pr = http_parse_range(rv, rl, st.size, &a, &b);
+		if (pr < 0) {
+			char cr[64];
+			snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRId64 "\r\n", st.size);
+			dbuf_adds(&hdr, cr);
+			s->status = 416;
+			if (s->is_head) {
+				http_resp_start(s->c, 416, hdr.p, 0);
+				http_resp_end(s->c);
+			} else {
+				struct dbuf eb;
+				dbuf_init(&eb, 4096);
+				dbuf_printf(&eb, XML_HDR "<Error><Code>InvalidRange</Code><Message>The requested range is not satisfiable</Message><RangeRequested>");
+				xml_escape(&eb, rv, rl);
+				dbuf_printf(&eb, "</RangeRequested><ActualObjectSize>%" PRId64 "</ActualObjectSize><RequestId>%s</RequestId></Error>",
+				    st.size, s->request_id);
+				http_resp_simple(s->c, 416, hdr.p, "application/xml", eb.p, eb.len);
+				dbuf_free(&eb);
+			}
+			goto out;
+		}
+		int status = pr == 1 ? 206 : 200;
+		if (pr == 1)
+			dbuf_printf(&hdr, "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n", a, b, st.size);
+		int bad = 0;
+		char *ct = qparam(req, "response-content-type", &bad);
+		if (!ct)
+			dbuf_adds(&hdr, "Content-Type: application/octet-stream\r\n");
+		free(ct);
+		add_override(&hdr, req, "response-content-type", "Content-Type");
+		add_override(&hdr, req, "response-content-disposition", "Content-Disposition");
+		add_override(&hdr, req, "response-content-encoding", "Content-Encoding");
+		add_override(&hdr, req, "response-content-language", "Content-Language");
+		add_override(&hdr, req, "response-cache-control", "Cache-Control");
+		add_override(&hdr, req, "response-expires", "Expires");
+		int64_t length = st.size == 0 ? 0 : b - a + 1;
+		if (s->is_head || length == 0) {
+			s->status = status;
+			http_resp_start(s->c, status, hdr.p, length);
+			http_resp_end(s->c);
+			goto out;
+		}
+		struct get_sink g = {.s = s, .status = status, .hdr = &hdr, .length = length};
+		struct read_sink sink = {.file = sink_file, .mem = sink_mem, .arg = &g};
+		int64_t sent = 0;
+		r = reader_read(s->w->rd, m, s->key, &st, a, length, &sink, &sent);
+		if (r == 0) {
+			http_resp_end(s->c);
+			goto out;
+		}
+		if (r == -ESTALE && !g.head_sent)
+			continue; /* the object changed before we sent a byte: again */
+		break;
+	}
+	if (r < 0) {
+		if (r != -EPIPE && r != -ECONNRESET)
+			LOG_WARN("GET /%s/%s: %s", m->name, s->key, strerror(-r));
+		s3_error_errno(s, r);
+	}
+out:
+	dbuf_free(&hdr);
+}
+
+/* --- routing ------------------------------------------------------------- */
+
+static void
+route(struct s3req *s)
+{
+	const struct http_request *req = s->req;
+	size_t ml = req->method_len;
+	const char *mth = req->method;
+	int is_get = ml == 3 && memcmp(mth, "GET", 3) == 0;
+	s->is_head = ml == 4 && memcmp(mth, "HEAD", 4) == 0;
+	int s3_method = is_get || s->is_head ||
+	    (ml == 3 && memcmp(mth, "PUT", 3) == 0) ||
+	    (ml == 4 && memcmp(mth, "POST", 4) == 0) ||
+	    (ml == 6 && memcmp(mth, "DELETE", 6) == 0);
+
+	/* Split "/bucket/key" (still encoded). */
+	const char *p = req->path + 1;
+	size_t pl = req->path_len ? req->path_len - 1 : 0;
+	if (req->path_len == 0 || req->path[0] != '/') {
+		s3_error(s, 400, "InvalidURI", "Couldn't parse the specified URI.");
+		return;
+	}
+	const char *slash = memchr(p, '/', pl);
+	size_t bl = slash ? (size_t)(slash - p) : pl;
+	const char *kraw = slash ? slash + 1 : NULL;
+	size_t kl = slash ? pl - bl - 1 : 0;
+
+	char bucket[3 * (MOUNT_NAME_MAX + 1) + 1];
+	if (bl > 3 * (MOUNT_NAME_MAX + 1)) {
+		s3_error(s, 400, "InvalidBucketName", "The specified bucket is not valid.");
+		return;
+	}
+	long dbl = url_decode(p, bl, bucket, 0);
+	if (dbl < 0) {
+		s3_error(s, 400, "InvalidURI", "Couldn't parse the specified URI.");
+		return;
+	}
+	if (dbl > MOUNT_NAME_MAX) {
+		s3_error(s, 400, "InvalidBucketName", "The specified bucket is not valid.");
+		return;
+	}
+	memcpy(s->bucket, bucket, (size_t)dbl + 1);
+
+	if (kraw && kl > 0) {
+		if (kl > 3 * KEY_MAX) {
+			s3_error(s, 400, "KeyTooLongError", "Your key is too long.");
+			return;
+		}
+		s->key = malloc(kl + 1);
+		if (!s->key) {
+			s3_error(s, 503, "SlowDown", "Out of memory.");
+			return;
+		}
+		long dkl = url_decode(kraw, kl, s->key, 0);
+		if (dkl < 0) {
+			s3_error(s, 400, "InvalidURI", "Couldn't parse the specified URI.");
+			return;
+		}
+		s->key_len = (size_t)dkl;
+	}
+
+	if (!s3_method) {
+		s->op = S3OP_OTHER;
+		s3_error(s, 405, "MethodNotAllowed", "The specified method is not allowed against this resource.");
+		return;
+	}
+	/* Operation, for metrics, before auth so that denials are counted. */
+	if (dbl == 0)
+		s->op = S3OP_LIST_BUCKETS;
+	else if (!s->key)
+		s->op = s->is_head ? S3OP_HEAD_BUCKET
+		    : has_param(req, "location") ? S3OP_GET_BUCKET_LOCATION
+		    : has_param(req, "list-type") ? S3OP_LIST_OBJECTS_V2
+		    : S3OP_LIST_OBJECTS;
+	else
+		s->op = s->is_head ? S3OP_HEAD_OBJECT : S3OP_GET_OBJECT;
+
+	if (check_auth(s) < 0)
+		return;
+	if (!is_get && !s->is_head) {
+		s->op = S3OP_OTHER;
+		s3_error(s, 501, "NotImplemented", "ferry's gateway is read-only: this operation is not implemented.");
+		return;
+	}
+	if (has_unbuilt_subresource(req)) {
+		s->op = S3OP_OTHER;
+		s3_error(s, 501, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
+		return;
+	}
+	if (dbl == 0) {
+		if (s->key) {
+			s3_error(s, 400, "InvalidBucketName", "The specified bucket is not valid.");
+			return;
+		}
+		op_list_buckets(s);
+		return;
+	}
+	if (!mount_name_valid(bucket, (size_t)dbl)) {
+		s3_error(s, 404, "NoSuchBucket", "The specified bucket does not exist.");
+		return;
+	}
+	struct mount *m = mounts_get(s->w->mt, bucket, (size_t)dbl);
+	if (!m) {
+		char *k = s->key;
+		s->key = NULL; /* NoSuchBucket, whatever the key */
+		s3_error(s, 404, "NoSuchBucket", "The specified bucket does not exist.");
+		s->key = k;
+		return;
+	}
+	if (!s->key) {
+		if (s->op == S3OP_HEAD_BUCKET) {
+			char hdr[160];
+			snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\nx-amz-bucket-region: %s\r\n",
+			    s->request_id, s->w->cfg.s3_region);
+			s->status = 200;
+			http_resp_start(s->c, 200, hdr, 0);
+			http_resp_end(s->c);
+		} else if (s->op == S3OP_GET_BUCKET_LOCATION) {
+			struct dbuf b;
+			dbuf_init(&b, 4096);
+			const char *rg = s->w->cfg.s3_region;
+			dbuf_printf(&b, XML_HDR "<LocationConstraint xmlns=\"" S3_NS "\">%s</LocationConstraint>",
+			    strcmp(rg, "us-east-1") == 0 ? "" : rg);
+			char hdr[96];
+			snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+			s->status = 200;
+			http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
+			dbuf_free(&b);
+		} else {
+			op_list_objects(s, m, s->op == S3OP_LIST_OBJECTS_V2);
+		}
+		mount_release(&m);
+		return;
+	}
+	int kr = key_validate(s->key, s->key_len);
+	if (kr < 0) {
+		if (kr == -ENOENT)
+			s3_error_errno(s, -ENOENT);
+		else if (kr == -ENAMETOOLONG)
+			s3_error(s, 400, "KeyTooLongError", "Your key is too long.");
+		else
+			s3_error(s, 400, "InvalidArgument", "Invalid object key: it must be valid UTF-8 with no control characters and no '.', '..' or empty path segments.");
+		mount_release(&m);
+		return;
+	}
+	op_get_object(s, m);
+	mount_release(&m);
+}
+
+void
+s3_gateway_handle(struct http_conn *c, const struct http_request *req, void *arg)
+{
+	struct s3req s;
+	memset(&s, 0, sizeof(s));
+	s.w = arg;
+	s.c = c;
+	s.req = req;
+	s.op = S3OP_OTHER;
+	int64_t t0 = now_ns();
+	snprintf(s.request_id, sizeof(s.request_id), "%016" PRIX64,
+	    __atomic_add_fetch(&request_counter, 1, __ATOMIC_RELAXED) ^ ((uint64_t)s.w->started << 32));
+	route(&s);
+	metrics_observe_s3(s.op, now_ns() - t0, s.status);
+	LOG_DEBUG("s3 %.*s %.*s -> %d (%s)", (int)req->method_len, req->method,
+	    (int)(req->target_len > 200 ? 200 : req->target_len), req->target,
+	    s.status, s3_op_name(s.op));
+	free(s.key);
+}

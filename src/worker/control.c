@@ -1,0 +1,567 @@
+/*
+ * control.c: the control API and Prometheus metrics on the control address
+ * (29999 by default).  Runs on the HTTP server's connection threads.  JSON
+ * in and out; the API that libferry and the CLI speak (documented in
+ * docs/control-api.md).
+ *
+ * Calls that change state (mount, unmount) need "Authorization: Bearer
+ * <token>" when a control token is configured; the worker refuses to
+ * listen beyond loopback without one, so an open control port always
+ * requires a token.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/crypto.h"
+#include "../common/json.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/vas.h"
+#include "../http/http_range.h"
+#include "metrics.h"
+#include "namespace.h"
+#include "worker.h"
+
+#define CTL_BODY_MAX (1024 * 1024)
+#define CTL_JSON_MAX (8 * 1024 * 1024)
+#define CTL_LIST_MAX 1000
+
+static void
+reply_json(struct http_conn *c, int status, struct dbuf *b)
+{
+	http_resp_simple(c, status, NULL, "application/json", b->p, b->len);
+}
+
+static void
+reply_error(struct http_conn *c, int status, const char *code, const char *msg)
+{
+	struct dbuf b;
+	dbuf_init(&b, 8192);
+	dbuf_adds(&b, "{\"error\":");
+	json_put_str(&b, msg);
+	dbuf_adds(&b, ",\"code\":");
+	json_put_str(&b, code);
+	dbuf_adds(&b, "}\n");
+	reply_json(c, status, &b);
+	dbuf_free(&b);
+}
+
+static void
+reply_errno(struct http_conn *c, int err, const char *what)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s: %s", what, strerror(-err));
+	switch (err) {
+	case -ENOENT: reply_error(c, 404, "NoSuchFile", msg); break;
+	case -EACCES:
+	case -EPERM: reply_error(c, 403, "AccessDenied", msg); break;
+	case -EINVAL:
+	case -ENAMETOOLONG: reply_error(c, 400, "BadRequest", msg); break;
+	case -EEXIST: reply_error(c, 409, "Exists", msg); break;
+	case -ETIMEDOUT: reply_error(c, 504, "UfsTimeout", msg); break;
+	default: reply_error(c, 502, "UfsError", msg); break;
+	}
+}
+
+static int
+authorized(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	if (!w->cfg.control_token)
+		return 1;
+	size_t vl;
+	const char *v = http_header_get(req, "authorization", &vl);
+	size_t tl = strlen(w->cfg.control_token);
+	if (v && vl == tl + 7 && memcmp(v, "Bearer ", 7) == 0 &&
+	    ct_memcmp(v + 7, w->cfg.control_token, tl) == 0)
+		return 1;
+	reply_error(c, 401, "AccessDenied", "this call needs the control token (Authorization: Bearer <token>)");
+	return 0;
+}
+
+/* Decoded query parameter "name" into out (cap bytes); 1 present, 0 absent,
+ * -1 malformed or too long. */
+static int
+qget(const struct http_request *req, const char *name, char *out, size_t cap)
+{
+	const char *v;
+	size_t vl;
+	if (!http_query_get(req->query, req->query_len, name, &v, &vl))
+		return 0;
+	if (vl >= cap)
+		return -1;
+	return url_decode(v, vl, out, 1) < 0 ? -1 : 1;
+}
+
+/* Resolves ?path= into a referenced mount and a validated key. */
+static int
+resolve(struct worker *w, struct http_conn *c, const struct http_request *req,
+    char *pathbuf, size_t cap, struct mount **m, const char **key, int want_dir_ok)
+{
+	*m = NULL;
+	if (qget(req, "path", pathbuf, cap) != 1 || pathbuf[0] != '/') {
+		reply_error(c, 400, "BadRequest", "missing or malformed ?path= (an absolute ferry path like /mount/dir/file)");
+		return -1;
+	}
+	const char *mn, *k;
+	size_t ml, kl;
+	if (ferry_path_split(pathbuf, &mn, &ml, &k, &kl) < 0) {
+		reply_error(c, 400, "BadRequest", "malformed path");
+		return -1;
+	}
+	if (ml == 0) {
+		*key = NULL; /* the root */
+		return 0;
+	}
+	*m = mounts_get(w->mt, mn, ml);
+	if (!*m) {
+		reply_error(c, 404, "NoSuchMount", "no such mount");
+		return -1;
+	}
+	((char *)k)[kl] = 0; /* drop trailing '/' */
+	if (kl > 0) {
+		int r = key_validate(k, kl);
+		if (r < 0 && !(r == -ENOENT && want_dir_ok)) {
+			reply_errno(c, r == -ENOENT ? -EINVAL : r, "invalid path");
+			mount_release(m);
+			return -1;
+		}
+	}
+	*key = k;
+	return 0;
+}
+
+static void
+put_stat_json(struct dbuf *b, const struct ufs_stat *st)
+{
+	char etag[UFS_ETAG_MAX];
+	if (st->is_dir)
+		etag[0] = 0;
+	else
+		meta_etag(st, etag, sizeof(etag));
+	dbuf_printf(b, "\"size\":%" PRId64 ",\"mtime\":%" PRId64 ",\"is_dir\":%s,\"etag\":",
+	    st->is_dir ? 0 : st->size, st->mtime, st->is_dir ? "true" : "false");
+	json_put_str(b, etag);
+}
+
+static void
+op_stat(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128];
+	struct mount *m;
+	const char *key;
+	if (resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
+		return;
+	struct ufs_stat st;
+	memset(&st, 0, sizeof(st));
+	int r = 0;
+	if (!m) {
+		st.is_dir = 1;
+		st.mtime = w->started;
+	} else {
+		r = meta_stat(w->mc, m, key, &st);
+	}
+	if (r < 0) {
+		reply_errno(c, r, path);
+	} else {
+		struct dbuf b;
+		dbuf_init(&b, 16384);
+		dbuf_adds(&b, "{\"path\":");
+		json_put_str(&b, path);
+		dbuf_adds(&b, ",");
+		put_stat_json(&b, &st);
+		int64_t cached = 0;
+		if (m && !st.is_dir)
+			cached = pagestore_cached_bytes(w->ps, meta_obj_id(m, key), meta_version(&st));
+		dbuf_printf(&b, ",\"cached_bytes\":%" PRId64 "}\n", cached);
+		reply_json(c, 200, &b);
+		dbuf_free(&b);
+	}
+	mount_release(&m);
+}
+
+struct list_out {
+	struct dbuf *b;
+	size_t strip; /* bytes of the directory prefix to strip from keys */
+	int n;
+	char last[UFS_KEY_MAX + 2];
+};
+
+static int
+list_out_one(void *arg, const struct ufs_entry *e)
+{
+	struct list_out *lo = arg;
+	const char *name = e->key + lo->strip;
+	size_t nl = strlen(name);
+	if (nl && name[nl - 1] == '/')
+		nl--;
+	snprintf(lo->last, sizeof(lo->last), "%s", name); /* keeps a dir's '/' */
+	if (lo->n++)
+		dbuf_adds(lo->b, ",");
+	dbuf_adds(lo->b, "{\"name\":");
+	json_put_strn(lo->b, name, nl);
+	dbuf_adds(lo->b, ",");
+	struct ufs_stat st = {.size = e->size, .mtime = e->mtime, .is_dir = e->is_dir};
+	snprintf(st.etag, sizeof(st.etag), "%s", e->etag ? e->etag : "");
+	put_stat_json(lo->b, &st);
+	return dbuf_adds(lo->b, "}") ? 1 : 0;
+}
+
+static int
+list_mount_one(void *arg, const struct mount *m)
+{
+	struct list_out *lo = arg;
+	if (strcmp(m->name, lo->last) <= 0 || lo->n >= CTL_LIST_MAX)
+		return 0;
+	if (lo->n++)
+		dbuf_adds(lo->b, ",");
+	dbuf_adds(lo->b, "{\"name\":");
+	json_put_str(lo->b, m->name);
+	return dbuf_adds(lo->b, ",\"size\":0,\"mtime\":0,\"is_dir\":true,\"etag\":\"\"}") ? 1 : 0;
+}
+
+static void
+op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128], after[1100] = "", maxs[16] = "";
+	struct mount *m;
+	const char *key;
+	if (resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
+		return;
+	if (qget(req, "start_after", after, sizeof(after)) < 0 ||
+	    qget(req, "max", maxs, sizeof(maxs)) < 0 ||
+	    (strchr(after, '/') && strchr(after, '/')[1] != 0)) {
+		reply_error(c, 400, "BadRequest", "malformed start_after or max");
+		mount_release(&m);
+		return;
+	}
+	int max = maxs[0] ? atoi(maxs) : CTL_LIST_MAX;
+	if (max <= 0 || max > CTL_LIST_MAX)
+		max = CTL_LIST_MAX;
+	struct dbuf b;
+	dbuf_init(&b, CTL_JSON_MAX);
+	dbuf_adds(&b, "{\"entries\":[");
+	struct list_out lo = {.b = &b};
+	int truncated = 0, r = 0;
+	if (!m) {
+		snprintf(lo.last, sizeof(lo.last), "%.1000s", after);
+		mounts_foreach(w->mt, list_mount_one, &lo);
+	} else {
+		/* A directory: check it is one (a file or nothing is an error). */
+		struct ufs_stat st;
+		r = key[0] ? meta_stat(w->mc, m, key, &st) : 0;
+		if (r == 0 && key[0] && !st.is_dir)
+			r = -ENOTDIR;
+		if (r == 0) {
+			char prefix[UFS_KEY_MAX + 2], sa[UFS_KEY_MAX + 2] = "";
+			snprintf(prefix, sizeof(prefix), "%s%s", key, key[0] ? "/" : "");
+			/* next/start_after is a name; a directory's ends in '/',
+			 * which makes the listing skip what is under it. */
+			if (after[0] && strlen(prefix) + strlen(after) >= sizeof(sa)) {
+				reply_error(c, 400, "BadRequest", "start_after too long");
+				dbuf_free(&b);
+				mount_release(&m);
+				return;
+			}
+			if (after[0]) {
+				size_t pl = strlen(prefix);
+				memcpy(sa, prefix, pl);
+				memcpy(sa + pl, after, strlen(after) + 1);
+			}
+			lo.strip = strlen(prefix);
+			r = meta_list(w->mc, m, prefix, '/', sa, max, list_out_one, &lo, &truncated);
+		}
+	}
+	if (r < 0) {
+		reply_errno(c, r, path);
+	} else {
+		dbuf_printf(&b, "],\"truncated\":%s,\"next\":", truncated ? "true" : "false");
+		json_put_str(&b, truncated ? lo.last : "");
+		if (dbuf_adds(&b, "}\n"))
+			reply_error(c, 500, "Internal", "listing page too large");
+		else
+			reply_json(c, 200, &b);
+	}
+	dbuf_free(&b);
+	mount_release(&m);
+}
+
+struct data_sink {
+	struct http_conn *c;
+	int status;
+	char hdr[256];
+	int64_t length;
+	int started;
+};
+
+static int
+ds_head(struct data_sink *d)
+{
+	if (d->started)
+		return 0;
+	d->started = 1;
+	return http_resp_start(d->c, d->status, d->hdr, d->length);
+}
+
+static int
+ds_file(void *arg, int fd, off_t off, size_t n)
+{
+	struct data_sink *d = arg;
+	int r = ds_head(d);
+	return r ? r : http_resp_sendfile(d->c, fd, off, n);
+}
+
+static int
+ds_mem(void *arg, const void *p, size_t n)
+{
+	struct data_sink *d = arg;
+	int r = ds_head(d);
+	return r ? r : http_resp_body(d->c, p, n);
+}
+
+static void
+op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128];
+	struct mount *m;
+	const char *key;
+	if (resolve(w, c, req, path, sizeof(path), &m, &key, 0) < 0)
+		return;
+	if (!m || !key[0]) {
+		reply_errno(c, -EISDIR, path);
+		mount_release(&m);
+		return;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct ufs_stat st;
+		int r = meta_stat(w->mc, m, key, &st);
+		if (r == 0 && st.is_dir)
+			r = -EISDIR;
+		if (r < 0) {
+			reply_errno(c, r, path);
+			break;
+		}
+		size_t rl;
+		const char *rv = http_header_get(req, "range", &rl);
+		int64_t a = 0, b = st.size - 1;
+		int pr = http_parse_range(rv, rl, st.size, &a, &b);
+		char etag[UFS_ETAG_MAX];
+		meta_etag(&st, etag, sizeof(etag));
+		struct data_sink d = {.c = c, .status = pr == 1 ? 206 : 200};
+		if (pr < 0) {
+			snprintf(d.hdr, sizeof(d.hdr), "Content-Range: bytes */%" PRId64 "\r\n", st.size);
+			http_resp_simple(c, 416, d.hdr, "text/plain", "range not satisfiable\n", 22);
+			break;
+		}
+		d.length = st.size == 0 ? 0 : b - a + 1;
+		int hl = snprintf(d.hdr, sizeof(d.hdr), "ETag: \"%.128s\"\r\nX-Ferry-Size: %" PRId64 "\r\n", etag, st.size);
+		if (pr == 1)
+			snprintf(d.hdr + hl, sizeof(d.hdr) - (size_t)hl,
+			    "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n", a, b, st.size);
+		if (d.length == 0 || req->method_len == 4) {
+			http_resp_start(c, d.status, d.hdr, d.length);
+			http_resp_end(c);
+			break;
+		}
+		struct read_sink sink = {.file = ds_file, .mem = ds_mem, .arg = &d};
+		int64_t sent;
+		r = reader_read(w->rd, m, key, &st, a, d.length, &sink, &sent);
+		if (r == 0) {
+			http_resp_end(c);
+			break;
+		}
+		if (r == -ESTALE && !d.started)
+			continue;
+		if (d.started)
+			http_conn_set_close(c);
+		else
+			reply_errno(c, r, path);
+		break;
+	}
+	mount_release(&m);
+}
+
+static void
+op_mounts_get(struct worker *w, struct http_conn *c)
+{
+	struct dbuf b;
+	dbuf_init(&b, CTL_JSON_MAX);
+	mounts_json(w->mt, &b);
+	dbuf_adds(&b, "\n");
+	reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
+static void
+op_mount(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char *body = malloc(CTL_BODY_MAX);
+	if (!body) {
+		reply_error(c, 503, "Busy", "out of memory");
+		return;
+	}
+	ssize_t n = http_read_body(c, body, CTL_BODY_MAX);
+	struct json_doc d = {0};
+	if (n < 0 || json_parse(&d, body, (size_t)n) < 0 || d.toks[0].type != JSON_OBJECT) {
+		reply_error(c, 400, "BadRequest", n == -E2BIG ? "request body too large" : "body must be a JSON object {\"name\":..., \"uri\":..., \"options\":{...}}");
+		free(body);
+		json_free(&d);
+		return;
+	}
+	char *name = json_str(&d, json_obj_get(&d, 0, "name"));
+	char *uri = json_str(&d, json_obj_get(&d, 0, "uri"));
+	struct ufs_opt opts[64];
+	int nopts = 0, bad = 0;
+	int ot = json_obj_get(&d, 0, "options");
+	if (ot >= 0) {
+		if (d.toks[ot].type != JSON_OBJECT || d.toks[ot].size > 64) {
+			bad = 1;
+		} else {
+			int k = ot + 1;
+			for (int j = 0; j < d.toks[ot].size; j++) {
+				opts[nopts].key = json_str(&d, k);
+				opts[nopts].value = json_str(&d, k + 1);
+				nopts++;
+				if (!opts[nopts - 1].key || !opts[nopts - 1].value)
+					bad = 1;
+				k = d.toks[k + 1].next;
+			}
+		}
+	}
+	if (!name || !uri || bad) {
+		reply_error(c, 400, "BadRequest", "name and uri are required strings; options must be an object of strings");
+	} else {
+		const char *nm = name[0] == '/' ? name + 1 : name;
+		char *err = NULL;
+		int r = mounts_add(w->mt, nm, uri, opts, nopts, 1, &err);
+		if (r == 0) {
+			struct dbuf b;
+			dbuf_init(&b, 64);
+			dbuf_adds(&b, "{\"ok\":true}\n");
+			reply_json(c, 200, &b);
+			dbuf_free(&b);
+		} else {
+			reply_error(c, r == -EEXIST ? 409 : 400, r == -EEXIST ? "Exists" : "BadMount",
+			    err ? err : strerror(-r));
+		}
+		free(err);
+	}
+	for (int i = 0; i < nopts; i++) {
+		free((char *)opts[i].key);
+		if (opts[i].value)
+			memset((char *)opts[i].value, 0, strlen(opts[i].value));
+		free((char *)opts[i].value);
+	}
+	free(name);
+	free(uri);
+	json_free(&d);
+	memset(body, 0, n > 0 ? (size_t)n : 0);
+	free(body);
+}
+
+static void
+op_unmount(struct worker *w, struct http_conn *c, const char *name, size_t len)
+{
+	char nm[MOUNT_NAME_MAX + 1];
+	if (len == 0 || len > MOUNT_NAME_MAX) {
+		reply_error(c, 404, "NoSuchMount", "no such mount");
+		return;
+	}
+	memcpy(nm, name, len);
+	nm[len] = 0;
+	if (mounts_remove(w->mt, nm) < 0) {
+		reply_error(c, 404, "NoSuchMount", "no such mount");
+		return;
+	}
+	struct dbuf b;
+	dbuf_init(&b, 64);
+	dbuf_adds(&b, "{\"ok\":true}\n");
+	reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
+static void
+op_stats(struct worker *w, struct http_conn *c)
+{
+	struct pagestore_stats ps;
+	pagestore_get_stats(w->ps, &ps);
+	int64_t ufs_req = 0;
+	for (int i = 0; i < UFSOP__N; i++)
+		ufs_req += METRIC_GET(ufs_requests[i]);
+	struct dbuf b;
+	dbuf_init(&b, 4096);
+	dbuf_printf(&b, "{\"hit_bytes\":%" PRId64 ",\"miss_bytes\":%" PRId64
+	    ",\"ufs_read_bytes\":%" PRId64 ",\"ufs_requests\":%" PRId64
+	    ",\"used_bytes\":%" PRId64 ",\"capacity_bytes\":%" PRId64
+	    ",\"evicted_bytes\":%" PRId64 ",\"pages\":%" PRId64
+	    ",\"checksum_failures\":%" PRId64 ",\"write_errors\":%" PRId64
+	    ",\"mounts\":%d,\"uptime_s\":%" PRId64 "}\n",
+	    METRIC_GET(hit_bytes), METRIC_GET(miss_bytes), METRIC_GET(ufs_read_bytes),
+	    ufs_req, ps.used_bytes, ps.capacity_bytes, ps.evicted_bytes_total,
+	    ps.pages, ps.checksum_failures_total, ps.write_errors_total,
+	    mounts_count(w->mt), wall_sec() - w->started);
+	reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
+static void
+op_metrics(struct worker *w, struct http_conn *c)
+{
+	struct pagestore_stats ps;
+	pagestore_get_stats(w->ps, &ps);
+	struct dbuf b;
+	dbuf_init(&b, 1024 * 1024);
+	metrics_render(&b, &ps);
+	http_resp_simple(c, 200, NULL, "text/plain; version=0.0.4", b.p, b.len);
+	dbuf_free(&b);
+}
+
+static int
+path_is(const struct http_request *req, const char *p)
+{
+	size_t l = strlen(p);
+	return req->path_len == l && memcmp(req->path, p, l) == 0;
+}
+
+static int
+method_is(const struct http_request *req, const char *m)
+{
+	size_t l = strlen(m);
+	return req->method_len == l && memcmp(req->method, m, l) == 0;
+}
+
+void
+control_handle(struct http_conn *c, const struct http_request *req, void *arg)
+{
+	struct worker *w = arg;
+	int get = method_is(req, "GET") || method_is(req, "HEAD");
+	if (path_is(req, "/healthz") && get) {
+		http_resp_simple(c, 200, NULL, "text/plain", "ok\n", 3);
+	} else if (path_is(req, "/metrics") && get) {
+		op_metrics(w, c);
+	} else if (path_is(req, "/v1/stat") && get) {
+		op_stat(w, c, req);
+	} else if (path_is(req, "/v1/list") && get) {
+		op_list(w, c, req);
+	} else if (path_is(req, "/v1/data") && get) {
+		op_data(w, c, req);
+	} else if (path_is(req, "/v1/stats") && get) {
+		op_stats(w, c);
+	} else if (path_is(req, "/v1/mounts") && get) {
+		op_mounts_get(w, c);
+	} else if (path_is(req, "/v1/mounts") && method_is(req, "POST")) {
+		if (authorized(w, c, req))
+			op_mount(w, c, req);
+	} else if (req->path_len > 11 && memcmp(req->path, "/v1/mounts/", 11) == 0 &&
+	    method_is(req, "DELETE")) {
+		if (authorized(w, c, req))
+			op_unmount(w, c, req->path + 11, req->path_len - 11);
+	} else if (path_is(req, "/") && get) {
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/mounts\n";
+		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
+	} else {
+		reply_error(c, 404, "NotFound", "no such control endpoint");
+	}
+}

@@ -1,0 +1,464 @@
+/*
+ * mounts.c: the mount table (see mounts.h).
+ *
+ * Mounts are kept in a small array sorted by name (mount counts are tens,
+ * not millions).  Changes rewrite the state file: write to a temporary
+ * file, fsync, rename, so a crash leaves either the old or the new table.
+ * Lock order: the table lock is a leaf; no other lock is taken under it
+ * except inside the UFS open/close calls done outside it.
+ */
+#include "mounts.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/json.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/vas.h"
+
+#define MOUNTS_MAX 1024
+#define STATE_FILE_MAX (16 * 1024 * 1024)
+
+struct mount_table {
+	pthread_rwlock_t lock;
+	struct mount **v; /* sorted by name */
+	int n;
+	char *state_path; /* NULL: not persisted */
+};
+
+int
+mount_name_valid(const char *name, size_t len)
+{
+	if (len < 1 || len > MOUNT_NAME_MAX)
+		return 0;
+	if (!islower((unsigned char)name[0]) && !isdigit((unsigned char)name[0]))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (!(islower(c) || isdigit(c) || c == '.' || c == '-' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+int
+mount_opt_is_secret(const char *key)
+{
+	static const char *const words[] = {"secret", "token", "password",
+	    "passwd", "credential", "sas", "account_key", "private"};
+	for (size_t i = 0; i < ARRAY_SIZE(words); i++)
+		if (strcasestr(key, words[i]))
+			return 1;
+	return 0;
+}
+
+static void
+mount_free(struct mount *m)
+{
+	if (!m)
+		return;
+	if (m->ufs)
+		m->ops->close(m->ufs);
+	for (int i = 0; i < m->nopts; i++) {
+		free((char *)m->opts[i].key);
+		/* Wipe secrets before freeing. */
+		size_t l = strlen(m->opts[i].value);
+		memset((char *)m->opts[i].value, 0, l);
+		free((char *)m->opts[i].value);
+	}
+	free(m->opts);
+	free(m->uri);
+	free(m->ufs_err);
+	free(m);
+}
+
+void
+mount_release(struct mount **mp)
+{
+	struct mount *m = *mp;
+	*mp = NULL;
+	if (m && __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		mount_free(m);
+}
+
+static int
+do_find(struct mount_table *mt, const char *name, size_t len, int *pos)
+{
+	int lo = 0, hi = mt->n;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		const char *mn = mt->v[mid]->name;
+		size_t ml = strlen(mn);
+		int c = memcmp(mn, name, ml < len ? ml : len);
+		if (c == 0)
+			c = ml < len ? -1 : ml > len ? 1 : 0;
+		if (c == 0) {
+			*pos = mid;
+			return 1;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return 0;
+}
+
+static int
+do_save(struct mount_table *mt)
+{
+	if (!mt->state_path)
+		return 0;
+	struct dbuf b;
+	dbuf_init(&b, STATE_FILE_MAX);
+	dbuf_adds(&b, "{\"mounts\":[");
+	for (int i = 0; i < mt->n; i++) {
+		struct mount *m = mt->v[i];
+		dbuf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
+		json_put_str(&b, m->name);
+		dbuf_adds(&b, ",\"uri\":");
+		json_put_str(&b, m->uri);
+		dbuf_adds(&b, ",\"options\":{");
+		for (int k = 0; k < m->nopts; k++) {
+			if (k)
+				dbuf_adds(&b, ",");
+			json_put_str(&b, m->opts[k].key);
+			dbuf_adds(&b, ":");
+			json_put_str(&b, m->opts[k].value);
+		}
+		dbuf_adds(&b, "}}");
+	}
+	int r = dbuf_adds(&b, "]}\n");
+	if (r) {
+		dbuf_free(&b);
+		return r;
+	}
+	size_t tl = strlen(mt->state_path) + 8;
+	char *tmp = malloc(tl);
+	if (!tmp) {
+		dbuf_free(&b);
+		return -ENOMEM;
+	}
+	snprintf(tmp, tl, "%s.tmp", mt->state_path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+	} else {
+		size_t off = 0;
+		while (off < b.len) {
+			ssize_t w = write(fd, b.p + off, b.len - off);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				r = -errno;
+				break;
+			}
+			off += (size_t)w;
+		}
+		if (!r && fsync(fd) < 0)
+			r = -errno;
+		close(fd);
+		if (!r && rename(tmp, mt->state_path) < 0)
+			r = -errno;
+		if (r)
+			unlink(tmp);
+	}
+	memset(b.p, 0, b.len); /* the file holds secrets; so did the buffer */
+	dbuf_free(&b);
+	free(tmp);
+	if (r)
+		LOG_ERR("mounts: cannot save %s: %s", mt->state_path, strerror(-r));
+	return r;
+}
+
+static struct mount *
+mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
+    int nopts, char **err)
+{
+	const char *root;
+	const struct ufs_ops *ops = ufs_lookup(uri, &root);
+	if (!ops) {
+		*err = strdup("unsupported URI scheme (use file:///path or s3://bucket/prefix)");
+		return NULL;
+	}
+	struct mount *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->uri = strdup(uri);
+	m->opts = calloc((size_t)(nopts ? nopts : 1), sizeof(*m->opts));
+	m->ops = ops;
+	m->refs = 1;
+	m->ident = hash64(uri, strlen(uri), 0x6d6f756e74ULL);
+	if (!m->uri || !m->opts) {
+		mount_free(m);
+		return NULL;
+	}
+	for (int i = 0; i < nopts; i++) {
+		m->opts[i].key = strdup(opts[i].key);
+		m->opts[i].value = strdup(opts[i].value);
+		m->nopts++;
+		if (!m->opts[i].key || !m->opts[i].value) {
+			mount_free(m);
+			return NULL;
+		}
+	}
+	char *uerr = NULL;
+	int r = ops->open(root, m->opts, m->nopts, &m->ufs, &uerr);
+	if (r < 0) {
+		m->ufs = NULL;
+		*err = uerr ? uerr : strdup(strerror(-r));
+		mount_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+int
+mounts_add(struct mount_table *mt, const char *name, const char *uri,
+    const struct ufs_opt *opts, int nopts, int persist, char **err)
+{
+	*err = NULL;
+	if (!mount_name_valid(name, strlen(name))) {
+		*err = strdup("invalid mount name: use 1-63 of a-z 0-9 . - _, starting with a letter or digit");
+		return -EINVAL;
+	}
+	for (int i = 0; i < nopts; i++) {
+		if (!opts[i].key[0] || strlen(opts[i].key) > 128 ||
+		    strlen(opts[i].value) > 4096) {
+			*err = strdup("invalid option: keys 1-128 bytes, values up to 4096");
+			return -EINVAL;
+		}
+	}
+	/* Open the UFS outside the lock: it may touch the network. */
+	struct mount *m = mount_new(name, uri, opts, nopts, err);
+	if (!m)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&mt->lock);
+	int pos, r = 0;
+	if (do_find(mt, name, strlen(name), &pos)) {
+		r = -EEXIST;
+	} else if (mt->n >= MOUNTS_MAX) {
+		r = -ENOSPC;
+	} else {
+		struct mount **v = realloc(mt->v, sizeof(*v) * (size_t)(mt->n + 1));
+		if (!v) {
+			r = -ENOMEM;
+		} else {
+			mt->v = v;
+			memmove(&v[pos + 1], &v[pos], sizeof(*v) * (size_t)(mt->n - pos));
+			v[pos] = m;
+			mt->n++;
+			if (persist)
+				do_save(mt);
+		}
+	}
+	pthread_rwlock_unlock(&mt->lock);
+	if (r) {
+		mount_free(m);
+		*err = strdup(r == -EEXIST ? "a mount with this name exists" : strerror(-r));
+	} else {
+		LOG_INFO("mounted /%s -> %s (%d options)", name, uri, nopts);
+	}
+	return r;
+}
+
+int
+mounts_remove(struct mount_table *mt, const char *name)
+{
+	pthread_rwlock_wrlock(&mt->lock);
+	int pos;
+	struct mount *m = NULL;
+	if (do_find(mt, name, strlen(name), &pos)) {
+		m = mt->v[pos];
+		memmove(&mt->v[pos], &mt->v[pos + 1], sizeof(*mt->v) * (size_t)(mt->n - pos - 1));
+		mt->n--;
+		do_save(mt);
+	}
+	pthread_rwlock_unlock(&mt->lock);
+	if (!m)
+		return -ENOENT;
+	LOG_INFO("unmounted /%s", name);
+	mount_release(&m);
+	return 0;
+}
+
+struct mount *
+mounts_get(struct mount_table *mt, const char *name, size_t len)
+{
+	struct mount *m = NULL;
+	pthread_rwlock_rdlock(&mt->lock);
+	int pos;
+	if (do_find(mt, name, len, &pos)) {
+		m = mt->v[pos];
+		__atomic_add_fetch(&m->refs, 1, __ATOMIC_ACQ_REL);
+	}
+	pthread_rwlock_unlock(&mt->lock);
+	return m;
+}
+
+int
+mounts_foreach(struct mount_table *mt, int (*fn)(void *, const struct mount *),
+    void *arg)
+{
+	int r = 0;
+	pthread_rwlock_rdlock(&mt->lock);
+	for (int i = 0; i < mt->n && !r; i++)
+		r = fn(arg, mt->v[i]);
+	pthread_rwlock_unlock(&mt->lock);
+	return r;
+}
+
+int
+mounts_count(struct mount_table *mt)
+{
+	pthread_rwlock_rdlock(&mt->lock);
+	int n = mt->n;
+	pthread_rwlock_unlock(&mt->lock);
+	return n;
+}
+
+static int
+json_one(void *arg, const struct mount *m)
+{
+	struct dbuf *b = arg;
+	if (b->len && b->p[b->len - 1] == '}')
+		dbuf_adds(b, ",");
+	dbuf_adds(b, "{\"name\":");
+	json_put_str(b, m->name);
+	dbuf_adds(b, ",\"uri\":");
+	json_put_str(b, m->uri);
+	dbuf_adds(b, ",\"state\":");
+	json_put_str(b, m->ufs ? "ok" : "error");
+	dbuf_adds(b, ",\"options\":{");
+	for (int k = 0; k < m->nopts; k++) {
+		if (k)
+			dbuf_adds(b, ",");
+		json_put_str(b, m->opts[k].key);
+		dbuf_adds(b, ":");
+		json_put_str(b, mount_opt_is_secret(m->opts[k].key) ? "<redacted>" : m->opts[k].value);
+	}
+	return dbuf_adds(b, "}}");
+}
+
+int
+mounts_json(struct mount_table *mt, struct dbuf *out)
+{
+	dbuf_adds(out, "{\"mounts\":[");
+	int r = mounts_foreach(mt, json_one, out);
+	if (!r)
+		r = dbuf_adds(out, "]}");
+	return r;
+}
+
+static int
+load_state(struct mount_table *mt, char **err)
+{
+	int fd = open(mt->state_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		*err = strdup(strerror(errno));
+		return -errno;
+	}
+	struct dbuf b;
+	dbuf_init(&b, STATE_FILE_MAX);
+	char tmp[65536];
+	ssize_t n;
+	int r = 0;
+	while ((n = read(fd, tmp, sizeof(tmp))) > 0)
+		if ((r = dbuf_add(&b, tmp, (size_t)n)))
+			break;
+	close(fd);
+	struct json_doc d;
+	if (r || json_parse(&d, b.p ? b.p : "", b.len) < 0) {
+		dbuf_free(&b);
+		*err = strdup("mount table file is not valid JSON");
+		return -EINVAL;
+	}
+	int arr = json_obj_get(&d, 0, "mounts");
+	for (int i = 0; arr >= 0; i++) {
+		int t = json_arr_get(&d, arr, i);
+		if (t < 0)
+			break;
+		char *name = json_str(&d, json_obj_get(&d, t, "name"));
+		char *uri = json_str(&d, json_obj_get(&d, t, "uri"));
+		int ot = json_obj_get(&d, t, "options");
+		struct ufs_opt opts[64];
+		int nopts = 0;
+		if (ot >= 0 && d.toks[ot].type == JSON_OBJECT) {
+			int k = ot + 1;
+			for (int j = 0; j < d.toks[ot].size && nopts < 64; j++) {
+				opts[nopts].key = json_str(&d, k);
+				opts[nopts].value = json_str(&d, k + 1);
+				if (opts[nopts].key && opts[nopts].value)
+					nopts++;
+				else {
+					free((char *)opts[nopts].key);
+					free((char *)opts[nopts].value);
+				}
+				k = d.toks[k + 1].next;
+			}
+		}
+		if (name && uri) {
+			char *e = NULL;
+			if (mounts_add(mt, name, uri, opts, nopts, 0, &e) < 0) {
+				LOG_ERR("mounts: cannot restore /%s (%s): %s", name, uri, e ? e : "?");
+			}
+			free(e);
+		}
+		for (int j = 0; j < nopts; j++) {
+			free((char *)opts[j].key);
+			memset((char *)opts[j].value, 0, strlen(opts[j].value));
+			free((char *)opts[j].value);
+		}
+		free(name);
+		free(uri);
+	}
+	json_free(&d);
+	memset(b.p, 0, b.len);
+	dbuf_free(&b);
+	return 0;
+}
+
+struct mount_table *
+mounts_open(const char *state_path, char **err)
+{
+	*err = NULL;
+	struct mount_table *mt = calloc(1, sizeof(*mt));
+	if (!mt)
+		return NULL;
+	pthread_rwlock_init(&mt->lock, NULL);
+	if (state_path) {
+		mt->state_path = strdup(state_path);
+		if (load_state(mt, err) < 0) {
+			mounts_close(&mt);
+			return NULL;
+		}
+	}
+	return mt;
+}
+
+void
+mounts_close(struct mount_table **mtp)
+{
+	struct mount_table *mt = *mtp;
+	*mtp = NULL;
+	if (!mt)
+		return;
+	for (int i = 0; i < mt->n; i++)
+		mount_release(&mt->v[i]);
+	free(mt->v);
+	free(mt->state_path);
+	pthread_rwlock_destroy(&mt->lock);
+	free(mt);
+}

@@ -1,0 +1,63 @@
+/*
+ * mounts.h: the mount table.  A mount binds a name (the S3 bucket name and
+ * the top-level directory of ferry's namespace) to an under-store URI and
+ * its options.  The table is persisted as JSON (mode 0600) and reloaded at
+ * start.  Secrets in options are never logged or returned: mounts_json()
+ * redacts them.
+ *
+ * Thread-safety: the table has one rwlock; lookups take it shared and
+ * return a referenced mount, so an unmount while requests are in flight
+ * frees the mount only when the last request lets go (mount_release).
+ */
+#ifndef FERRY_MOUNTS_H
+#define FERRY_MOUNTS_H
+
+#include <stdint.h>
+
+#include "../common/dbuf.h"
+#include "../ufs/ufs.h"
+
+#define MOUNT_NAME_MAX 63
+
+struct mount {
+	char name[MOUNT_NAME_MAX + 1];
+	char *uri;
+	struct ufs_opt *opts; /* owned key/value strings */
+	int nopts;
+	const struct ufs_ops *ops;
+	void *ufs;      /* backend state; NULL if the backend failed to open */
+	char *ufs_err;  /* why it failed, if it did */
+	uint64_t ident; /* hash of uri: objects' identity is (ident, path) */
+	int refs;       /* atomic */
+};
+
+struct mount_table;
+
+/* Loads state_path if it exists.  NULL + *err on an unreadable file. */
+struct mount_table *mounts_open(const char *state_path, char **err);
+void mounts_close(struct mount_table **mt);
+
+/* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says). */
+int mounts_add(struct mount_table *mt, const char *name, const char *uri,
+    const struct ufs_opt *opts, int nopts, int persist, char **err);
+/* 0 or -ENOENT. */
+int mounts_remove(struct mount_table *mt, const char *name);
+
+/* Referenced mount or NULL. */
+struct mount *mounts_get(struct mount_table *mt, const char *name, size_t len);
+void mount_release(struct mount **m);
+
+/* Calls fn for each mount in name order, under the shared lock. */
+int mounts_foreach(struct mount_table *mt,
+    int (*fn)(void *arg, const struct mount *m), void *arg);
+int mounts_count(struct mount_table *mt);
+
+/* {"mounts":[...]} with secrets redacted. */
+int mounts_json(struct mount_table *mt, struct dbuf *out);
+
+/* 1 if name is a valid mount (bucket) name: [a-z0-9][a-z0-9._-]{0,62}. */
+int mount_name_valid(const char *name, size_t len);
+/* 1 if an option key names a secret (its value is never shown). */
+int mount_opt_is_secret(const char *key);
+
+#endif

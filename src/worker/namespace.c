@@ -1,0 +1,89 @@
+/*
+ * namespace.c: key and path validation (see namespace.h).  Pure functions.
+ */
+#include "namespace.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "../common/util.h"
+
+static int
+segments_ok(const char *s, size_t len, int allow_trailing_partial)
+{
+	size_t start = 0;
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != '/')
+			continue;
+		size_t sl = i - start;
+		int last = i == len;
+		if (sl == 0 && !(last && allow_trailing_partial))
+			return 0;
+		if ((sl == 1 && s[start] == '.') ||
+		    (sl == 2 && s[start] == '.' && s[start + 1] == '.'))
+			return 0;
+		start = i + 1;
+	}
+	return 1;
+}
+
+static int
+bytes_ok(const char *s, size_t len)
+{
+	if (!utf8_valid(s, len))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+int
+key_validate(const char *key, size_t len)
+{
+	if (len == 0)
+		return -EINVAL;
+	if (len > KEY_MAX)
+		return -ENAMETOOLONG;
+	if (!bytes_ok(key, len) || key[0] == '/')
+		return -EINVAL;
+	if (key[len - 1] == '/') {
+		/* "a/b/" names a directory; still refuse traversal in it. */
+		if (!segments_ok(key, len - 1, 0))
+			return -EINVAL;
+		return -ENOENT;
+	}
+	return segments_ok(key, len, 0) ? 0 : -EINVAL;
+}
+
+int
+prefix_validate(const char *p, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (len > KEY_MAX || !bytes_ok(p, len) || p[0] == '/')
+		return -EINVAL;
+	/* A prefix may end in '/' or in a partial name: check the complete
+	 * segments, and that a partial last one is not "." or "..". */
+	return segments_ok(p, len, 1) ? 0 : -EINVAL;
+}
+
+int
+ferry_path_split(const char *path, const char **mount, size_t *mount_len,
+    const char **key, size_t *key_len)
+{
+	if (!path || path[0] != '/')
+		return -EINVAL;
+	const char *p = path + 1;
+	size_t n = strlen(p);
+	while (n > 0 && p[n - 1] == '/')
+		n--;
+	const char *slash = memchr(p, '/', n);
+	*mount = p;
+	*mount_len = slash ? (size_t)(slash - p) : n;
+	*key = slash ? slash + 1 : p + n;
+	*key_len = slash ? n - (size_t)(slash + 1 - p) : 0;
+	return 0;
+}

@@ -1,0 +1,63 @@
+/*
+ * worker.h: the worker process: its configuration and the subsystems it
+ * wires together (page store, metadata cache, read path, mount table, the
+ * S3 gateway and the control API).  One struct worker per process; its
+ * fields are set up before the servers start and read-only afterwards.
+ */
+#ifndef FERRY_WORKER_H
+#define FERRY_WORKER_H
+
+#include <stdint.h>
+
+#include "../http/http_server.h"
+#include "../store/pagestore.h"
+#include "meta.h"
+#include "mounts.h"
+#include "reader.h"
+
+#define WORKER_MAX_DIRS 16
+
+struct worker_cfg {
+	struct pagestore_dir_cfg dirs[WORKER_MAX_DIRS];
+	int ndirs;
+	uint32_t page_size;
+	enum pagestore_verify verify;
+	char s3_host[256];
+	int s3_port;
+	char ctl_host[256];
+	int ctl_port;
+	const char *s3_access_key; /* NULL: no credentials configured */
+	const char *s3_secret_key;
+	int s3_anonymous;          /* accept unsigned requests */
+	const char *s3_region;
+	const char *control_token; /* NULL: none */
+	int64_t sync_interval_ms;
+	int64_t meta_max_entries;
+	int64_t meta_max_list_bytes;
+	struct reader_cfg reader;
+	int max_conns;
+	const char *state_dir; /* mount table; default: first cache dir */
+	const char *config_file;
+};
+
+struct worker {
+	struct worker_cfg cfg;
+	int s3_loopback;  /* the gateway is bound to loopback only */
+	int ctl_loopback; /* the control API is bound to loopback only */
+	int s3_verify;    /* signatures are checked */
+	struct pagestore *ps;
+	struct meta_cache *mc;
+	struct reader *rd;
+	struct mount_table *mt;
+	struct http_server *s3;
+	struct http_server *ctl;
+	int64_t started;
+};
+
+int worker_main(int argc, char **argv);
+
+/* Handlers (s3_gateway.c, control.c); arg is the struct worker. */
+void s3_gateway_handle(struct http_conn *c, const struct http_request *req, void *arg);
+void control_handle(struct http_conn *c, const struct http_request *req, void *arg);
+
+#endif
