@@ -30,6 +30,7 @@
 #include "../worker/namespace.h"
 #include "../worker/worker.h"
 #include "../http/http_range.h"
+#include "s3_route.h"
 #include "sigv4.h"
 
 #define LIST_MAX_KEYS 1000
@@ -197,32 +198,6 @@ qparam(const struct http_request *req, const char *name, int *bad)
 		return NULL;
 	}
 	return out;
-}
-
-static int
-has_param(const struct http_request *req, const char *name)
-{
-	const char *v;
-	size_t vl;
-	return http_query_get(req->query, req->query_len, name, &v, &vl);
-}
-
-/* Sub-resources S3 has that we do not build: any of these -> NotImplemented. */
-static int
-has_unbuilt_subresource(const struct http_request *req)
-{
-	static const char *const sub[] = {"acl", "policy", "versioning", "tagging",
-	    "lifecycle", "cors", "website", "logging", "notification",
-	    "replication", "uploads", "uploadId", "versions", "delete",
-	    "encryption", "object-lock", "retention", "legal-hold", "torrent",
-	    "restore", "select", "attributes", "accelerate", "requestPayment",
-	    "analytics", "inventory", "metrics", "ownershipControls",
-	    "publicAccessBlock", "intelligent-tiering", "partNumber",
-	    "versionId", "policyStatus"};
-	for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
-		if (has_param(req, sub[i]))
-			return 1;
-	return 0;
 }
 
 /* --- ListBuckets --------------------------------------------------------- */
@@ -662,103 +637,39 @@ out:
 static void
 route(struct s3req *s)
 {
-	const struct http_request *req = s->req;
-	size_t ml = req->method_len;
-	const char *mth = req->method;
-	int is_get = ml == 3 && memcmp(mth, "GET", 3) == 0;
-	s->is_head = ml == 4 && memcmp(mth, "HEAD", 4) == 0;
-	int s3_method = is_get || s->is_head ||
-	    (ml == 3 && memcmp(mth, "PUT", 3) == 0) ||
-	    (ml == 4 && memcmp(mth, "POST", 4) == 0) ||
-	    (ml == 6 && memcmp(mth, "DELETE", 6) == 0);
-
-	/* Split "/bucket/key" (still encoded). */
-	const char *p = req->path + 1;
-	size_t pl = req->path_len ? req->path_len - 1 : 0;
-	if (req->path_len == 0 || req->path[0] != '/') {
-		s3_error(s, 400, "InvalidURI", "Couldn't parse the specified URI.");
+	struct s3_route rt;
+	if (s3_route_parse(s->req, &rt) < 0) {
+		s3_error(s, 503, "SlowDown", "Out of memory.");
 		return;
 	}
-	const char *slash = memchr(p, '/', pl);
-	size_t bl = slash ? (size_t)(slash - p) : pl;
-	const char *kraw = slash ? slash + 1 : NULL;
-	size_t kl = slash ? pl - bl - 1 : 0;
-
-	char bucket[3 * (MOUNT_NAME_MAX + 1) + 1];
-	if (bl > 3 * (MOUNT_NAME_MAX + 1)) {
-		s3_error(s, 400, "InvalidBucketName", "The specified bucket is not valid.");
+	s->op = rt.op;
+	s->is_head = rt.is_head;
+	memcpy(s->bucket, rt.bucket, rt.bucket_len + 1);
+	s->key = rt.key; /* freed by the handler */
+	s->key_len = rt.key_len;
+	rt.key = NULL;
+	if (rt.status && rt.pre_auth) {
+		s3_error(s, rt.status, rt.code, rt.msg);
 		return;
 	}
-	long dbl = url_decode(p, bl, bucket, 0);
-	if (dbl < 0) {
-		s3_error(s, 400, "InvalidURI", "Couldn't parse the specified URI.");
-		return;
-	}
-	if (dbl > MOUNT_NAME_MAX) {
-		s3_error(s, 400, "InvalidBucketName", "The specified bucket is not valid.");
-		return;
-	}
-	memcpy(s->bucket, bucket, (size_t)dbl + 1);
-
-	if (kraw && kl > 0) {
-		if (kl > 3 * KEY_MAX) {
-			s3_error(s, 400, "KeyTooLongError", "Your key is too long.");
-			return;
-		}
-		s->key = malloc(kl + 1);
-		if (!s->key) {
-			s3_error(s, 503, "SlowDown", "Out of memory.");
-			return;
-		}
-		long dkl = url_decode(kraw, kl, s->key, 0);
-		if (dkl < 0) {
-			s3_error(s, 400, "InvalidURI", "Couldn't parse the specified URI.");
-			return;
-		}
-		s->key_len = (size_t)dkl;
-	}
-
-	if (!s3_method) {
-		s->op = S3OP_OTHER;
-		s3_error(s, 405, "MethodNotAllowed", "The specified method is not allowed against this resource.");
-		return;
-	}
-	/* Operation, for metrics, before auth so that denials are counted. */
-	if (dbl == 0)
-		s->op = S3OP_LIST_BUCKETS;
-	else if (!s->key)
-		s->op = s->is_head ? S3OP_HEAD_BUCKET
-		    : has_param(req, "location") ? S3OP_GET_BUCKET_LOCATION
-		    : has_param(req, "list-type") ? S3OP_LIST_OBJECTS_V2
-		    : S3OP_LIST_OBJECTS;
-	else
-		s->op = s->is_head ? S3OP_HEAD_OBJECT : S3OP_GET_OBJECT;
-
 	if (check_auth(s) < 0)
 		return;
-	if (!is_get && !s->is_head) {
-		s->op = S3OP_OTHER;
-		s3_error(s, 501, "NotImplemented", "ferry's gateway is read-only: this operation is not implemented.");
-		return;
-	}
-	if (has_unbuilt_subresource(req)) {
-		s->op = S3OP_OTHER;
-		s3_error(s, 501, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
-		return;
-	}
-	if (dbl == 0) {
-		if (s->key) {
-			s3_error(s, 400, "InvalidBucketName", "The specified bucket is not valid.");
-			return;
+	if (rt.status) {
+		if (rt.status == 404 && strcmp(rt.code, "NoSuchBucket") == 0) {
+			char *k = s->key;
+			s->key = NULL;
+			s3_error(s, 404, rt.code, rt.msg);
+			s->key = k;
+		} else {
+			s3_error(s, rt.status, rt.code, rt.msg);
 		}
+		return;
+	}
+	if (s->op == S3OP_LIST_BUCKETS) {
 		op_list_buckets(s);
 		return;
 	}
-	if (!mount_name_valid(bucket, (size_t)dbl)) {
-		s3_error(s, 404, "NoSuchBucket", "The specified bucket does not exist.");
-		return;
-	}
-	struct mount *m = mounts_get(s->w->mt, bucket, (size_t)dbl);
+	struct mount *m = mounts_get(s->w->mt, s->bucket, rt.bucket_len);
 	if (!m) {
 		char *k = s->key;
 		s->key = NULL; /* NoSuchBucket, whatever the key */
@@ -766,43 +677,37 @@ route(struct s3req *s)
 		s->key = k;
 		return;
 	}
-	if (!s->key) {
-		if (s->op == S3OP_HEAD_BUCKET) {
-			char hdr[160];
-			snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\nx-amz-bucket-region: %s\r\n",
-			    s->request_id, s->w->cfg.s3_region);
-			s->status = 200;
-			http_resp_start(s->c, 200, hdr, 0);
-			http_resp_end(s->c);
-		} else if (s->op == S3OP_GET_BUCKET_LOCATION) {
-			struct dbuf b;
-			dbuf_init(&b, 4096);
-			const char *rg = s->w->cfg.s3_region;
-			dbuf_printf(&b, XML_HDR "<LocationConstraint xmlns=\"" S3_NS "\">%s</LocationConstraint>",
-			    strcmp(rg, "us-east-1") == 0 ? "" : rg);
-			char hdr[96];
-			snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
-			s->status = 200;
-			http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
-			dbuf_free(&b);
-		} else {
-			op_list_objects(s, m, s->op == S3OP_LIST_OBJECTS_V2);
-		}
-		mount_release(&m);
-		return;
+	switch (s->op) {
+	case S3OP_HEAD_BUCKET: {
+		char hdr[160];
+		snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\nx-amz-bucket-region: %s\r\n",
+		    s->request_id, s->w->cfg.s3_region);
+		s->status = 200;
+		http_resp_start(s->c, 200, hdr, 0);
+		http_resp_end(s->c);
+		break;
 	}
-	int kr = key_validate(s->key, s->key_len);
-	if (kr < 0) {
-		if (kr == -ENOENT)
-			s3_error_errno(s, -ENOENT);
-		else if (kr == -ENAMETOOLONG)
-			s3_error(s, 400, "KeyTooLongError", "Your key is too long.");
-		else
-			s3_error(s, 400, "InvalidArgument", "Invalid object key: it must be valid UTF-8 with no control characters and no '.', '..' or empty path segments.");
-		mount_release(&m);
-		return;
+	case S3OP_GET_BUCKET_LOCATION: {
+		struct dbuf b;
+		dbuf_init(&b, 4096);
+		const char *rg = s->w->cfg.s3_region;
+		dbuf_printf(&b, XML_HDR "<LocationConstraint xmlns=\"" S3_NS "\">%s</LocationConstraint>",
+		    strcmp(rg, "us-east-1") == 0 ? "" : rg);
+		char hdr[96];
+		snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+		s->status = 200;
+		http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
+		dbuf_free(&b);
+		break;
 	}
-	op_get_object(s, m);
+	case S3OP_LIST_OBJECTS:
+	case S3OP_LIST_OBJECTS_V2:
+		op_list_objects(s, m, s->op == S3OP_LIST_OBJECTS_V2);
+		break;
+	default:
+		op_get_object(s, m);
+		break;
+	}
 	mount_release(&m);
 }
 

@@ -1,0 +1,155 @@
+/*
+ * s3_route.c: classifies S3 requests (see s3_route.h).  Pure functions,
+ * called on connection threads and by the fuzz harness.
+ */
+#include "s3_route.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../common/vas.h"
+#include "../worker/namespace.h"
+
+static int
+method_is(const struct http_request *req, const char *m)
+{
+	size_t l = strlen(m);
+	return req->method_len == l && memcmp(req->method, m, l) == 0;
+}
+
+static int
+has_param(const struct http_request *req, const char *name)
+{
+	const char *v;
+	size_t vl;
+	return http_query_get(req->query, req->query_len, name, &v, &vl);
+}
+
+/* Sub-resources S3 has that we do not build: any of these -> NotImplemented. */
+static int
+has_unbuilt_subresource(const struct http_request *req)
+{
+	static const char *const sub[] = {"acl", "policy", "versioning", "tagging",
+	    "lifecycle", "cors", "website", "logging", "notification",
+	    "replication", "uploads", "uploadId", "versions", "delete",
+	    "encryption", "object-lock", "retention", "legal-hold", "torrent",
+	    "restore", "select", "attributes", "accelerate", "requestPayment",
+	    "analytics", "inventory", "metrics", "ownershipControls",
+	    "publicAccessBlock", "intelligent-tiering", "partNumber",
+	    "versionId", "policyStatus"};
+	for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
+		if (has_param(req, sub[i]))
+			return 1;
+	return 0;
+}
+
+static void
+set_err(struct s3_route *rt, int status, int pre_auth, const char *code, const char *msg)
+{
+	if (rt->status)
+		return; /* the first error found wins */
+	rt->status = status;
+	rt->pre_auth = pre_auth;
+	rt->code = code;
+	rt->msg = msg;
+}
+
+int
+s3_route_parse(const struct http_request *req, struct s3_route *rt)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->op = S3OP_OTHER;
+	rt->is_get = method_is(req, "GET");
+	rt->is_head = method_is(req, "HEAD");
+	int is_write = method_is(req, "PUT") || method_is(req, "POST") || method_is(req, "DELETE");
+
+	if (req->path_len == 0 || req->path[0] != '/') {
+		set_err(rt, 400, 1, "InvalidURI", "Couldn't parse the specified URI.");
+		return 0;
+	}
+	/* Split "/bucket/key" (still encoded). */
+	const char *p = req->path + 1;
+	size_t pl = req->path_len - 1;
+	const char *slash = memchr(p, '/', pl);
+	size_t bl = slash ? (size_t)(slash - p) : pl;
+	const char *kraw = slash ? slash + 1 : NULL;
+	size_t kl = slash ? pl - bl - 1 : 0;
+
+	char bucket[3 * (MOUNT_NAME_MAX + 1) + 1];
+	if (bl > 3 * (MOUNT_NAME_MAX + 1)) {
+		set_err(rt, 400, 1, "InvalidBucketName", "The specified bucket is not valid.");
+		return 0;
+	}
+	long dbl = url_decode(p, bl, bucket, 0);
+	if (dbl < 0) {
+		set_err(rt, 400, 1, "InvalidURI", "Couldn't parse the specified URI.");
+		return 0;
+	}
+	if (dbl > MOUNT_NAME_MAX) {
+		set_err(rt, 400, 1, "InvalidBucketName", "The specified bucket is not valid.");
+		return 0;
+	}
+	memcpy(rt->bucket, bucket, (size_t)dbl + 1);
+	rt->bucket_len = (size_t)dbl;
+
+	if (kraw && kl > 0) {
+		if (kl > 3 * KEY_MAX) {
+			set_err(rt, 400, 1, "KeyTooLongError", "Your key is too long.");
+			return 0;
+		}
+		rt->key = malloc(kl + 1);
+		if (!rt->key)
+			return -ENOMEM;
+		long dkl = url_decode(kraw, kl, rt->key, 0);
+		if (dkl < 0) {
+			set_err(rt, 400, 1, "InvalidURI", "Couldn't parse the specified URI.");
+			return 0;
+		}
+		rt->key_len = (size_t)dkl;
+	}
+
+	if (!rt->is_get && !rt->is_head && !is_write) {
+		set_err(rt, 405, 1, "MethodNotAllowed", "The specified method is not allowed against this resource.");
+		return 0;
+	}
+	/* The operation is known before auth, so that denials are counted. */
+	if (rt->bucket_len == 0)
+		rt->op = S3OP_LIST_BUCKETS;
+	else if (!rt->key)
+		rt->op = rt->is_head ? S3OP_HEAD_BUCKET
+		    : has_param(req, "location") ? S3OP_GET_BUCKET_LOCATION
+		    : has_param(req, "list-type") ? S3OP_LIST_OBJECTS_V2
+		    : S3OP_LIST_OBJECTS;
+	else
+		rt->op = rt->is_head ? S3OP_HEAD_OBJECT : S3OP_GET_OBJECT;
+
+	if (is_write) {
+		rt->op = S3OP_OTHER;
+		set_err(rt, 501, 0, "NotImplemented", "ferry's gateway is read-only: this operation is not implemented.");
+	} else if (has_unbuilt_subresource(req)) {
+		rt->op = S3OP_OTHER;
+		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
+	} else if (rt->bucket_len == 0 && rt->key) {
+		set_err(rt, 400, 0, "InvalidBucketName", "The specified bucket is not valid.");
+	} else if (rt->bucket_len && !mount_name_valid(rt->bucket, rt->bucket_len)) {
+		set_err(rt, 404, 0, "NoSuchBucket", "The specified bucket does not exist.");
+	} else if (rt->key) {
+		int kr = key_validate(rt->key, rt->key_len);
+		if (kr == -ENOENT)
+			set_err(rt, 404, 0, "NoSuchKey", "The specified key does not exist.");
+		else if (kr == -ENAMETOOLONG)
+			set_err(rt, 400, 0, "KeyTooLongError", "Your key is too long.");
+		else if (kr < 0)
+			set_err(rt, 400, 0, "InvalidArgument", "Invalid object key: it must be valid UTF-8 with no control characters and no '.', '..' or empty path segments.");
+	}
+	return 0;
+}
+
+void
+s3_route_free(struct s3_route *rt)
+{
+	free(rt->key);
+	rt->key = NULL;
+}

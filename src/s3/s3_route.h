@@ -1,0 +1,35 @@
+/*
+ * s3_route.h: classification of an S3 request (pure: no I/O, no state),
+ * separate from its execution so that it can be fuzzed on its own.
+ * Decodes bucket and key from the path-style request-target, picks the
+ * operation, and decides the errors that need no lookup.
+ */
+#ifndef FERRY_S3_ROUTE_H
+#define FERRY_S3_ROUTE_H
+
+#include <stddef.h>
+
+#include "../http/http_parse.h"
+#include "../worker/metrics.h"
+#include "../worker/mounts.h"
+
+struct s3_route {
+	enum s3_op op;
+	int is_get, is_head;
+	char bucket[MOUNT_NAME_MAX + 1]; /* decoded; "" for the service */
+	size_t bucket_len;
+	char *key; /* decoded, malloc'd (s3_route_free); NULL for bucket/service requests */
+	size_t key_len;
+	/* An error to answer instead of the operation (status 0: none).
+	 * pre_auth errors are answered before the signature is checked. */
+	int status;
+	int pre_auth;
+	const char *code;
+	const char *msg;
+};
+
+/* Fills *rt.  Returns 0, or -ENOMEM. */
+int s3_route_parse(const struct http_request *req, struct s3_route *rt);
+void s3_route_free(struct s3_route *rt);
+
+#endif
