@@ -1,0 +1,296 @@
+/*
+ * cmd_fs.c: the read-side commands of the ferry CLI: ls, stat and cat,
+ * each a thin layer over libferry.  Main thread only.
+ *
+ * ls streams entries as libferry pages through the directory, so its
+ * memory does not grow with the directory; cat streams 4 MiB preads to
+ * stdout and stops quietly when the reader goes away (EPIPE).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+
+#define CAT_CHUNK (4u << 20)
+
+/* Splits argv[1..] into flags (letters in `allowed`, set in *flags as a
+ * bitmask by position) and operands (moved to the front of ops).  Returns
+ * the number of operands, or -1 after a usage error was printed. */
+static int
+parse_flags(struct cli *c, int argc, char **argv, const char *allowed,
+    unsigned *flags, char **ops)
+{
+	int n = 0, dashes = 0;
+	*flags = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (dashes || a[0] != '-' || a[1] == 0) {
+			ops[n++] = argv[i];
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			dashes = 1;
+			continue;
+		}
+		if (a[1] == '-') {
+			cli_usage_error(c, "unknown option '%s'", a);
+			return -1;
+		}
+		for (const char *p = a + 1; *p; p++) {
+			const char *k = strchr(allowed, *p);
+			if (!k) {
+				cli_usage_error(c, "unknown option '-%c'", *p);
+				return -1;
+			}
+			*flags |= 1u << (k - allowed);
+		}
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* ls                                                                   */
+
+struct ls_state {
+	int longfmt;
+	long long count;
+	int out_errno; /* why stdout failed, 0 if it did not */
+};
+
+static void
+print_entry(const struct ls_state *s, const char *name,
+    const struct ferry_stat *st)
+{
+	if (!s->longfmt) {
+		printf("%s\n", name);
+		return;
+	}
+	char human[32], when[32], bytes[32];
+	if (st->is_dir && st->size == 0) {
+		snprintf(human, sizeof(human), "-");
+		snprintf(bytes, sizeof(bytes), "-");
+	} else {
+		fmt_bytes((double)st->size, human, sizeof(human));
+		snprintf(bytes, sizeof(bytes), "%" PRId64, st->size);
+	}
+	if (st->mtime > 0)
+		cli_fmt_time(st->mtime, when, sizeof(when));
+	else
+		snprintf(when, sizeof(when), "-");
+	printf("%c %10s %15s  %-19s  %s\n", st->is_dir ? 'd' : '-', human,
+	    bytes, when, name);
+}
+
+static int
+ls_fn(void *arg, const char *name, const struct ferry_stat *st)
+{
+	struct ls_state *s = arg;
+	s->count++;
+	print_entry(s, name, st);
+	if (ferror(stdout)) {
+		s->out_errno = errno ? errno : EIO;
+		return 1; /* stop: nobody reads any more */
+	}
+	return 0;
+}
+
+int
+cmd_ls(struct cli *c, int argc, char **argv)
+{
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error(c, NULL, -ENOMEM);
+	unsigned flags;
+	int n = parse_flags(c, argc, argv, "l", &flags, ops);
+	if (n > 1) {
+		free(ops);
+		return cli_usage_error(c, "one PATH at most");
+	}
+	char *path = n == 1 ? cli_norm_path(ops[0]) : cli_norm_path("/");
+	free(ops);
+	if (n < 0) {
+		free(path);
+		return CLI_USAGE;
+	}
+	ferry_t *f;
+	if (!path)
+		return cli_error(c, NULL, -ENOMEM);
+	if (cli_connect(c, &f)) {
+		free(path);
+		return CLI_FAIL;
+	}
+	struct ls_state s = {.longfmt = (flags & 1) != 0};
+	int r = ferry_list(f, path, ls_fn, &s);
+	int rc = CLI_OK;
+	if (r > 0) {
+		/* Stopped by an output error; EPIPE is the reader leaving. */
+		if (s.out_errno != EPIPE) {
+			fprintf(stderr, "ferry: %s: writing output: %s\n", c->cmd,
+			    strerror(s.out_errno));
+			rc = CLI_FAIL;
+		}
+		clearerr(stdout);
+	} else if ((r == 0 && s.count == 0 && strcmp(path, "/") != 0) ||
+	    r == -ENOTDIR) {
+		/* Nothing under it: a file (ls shows it), an empty directory
+		 * (nothing to show), or nothing at all (an error). */
+		struct ferry_stat st;
+		int sr = ferry_stat(f, path, &st);
+		if (sr == 0 && !st.is_dir)
+			print_entry(&s, path, &st);
+		else if (sr != 0)
+			rc = cli_error(c, path, sr);
+	} else if (r < 0)
+		rc = cli_error(c, path, r);
+	ferry_close(&f);
+	free(path);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* stat                                                                 */
+
+static void
+print_stat(const char *path, const struct ferry_stat *st)
+{
+	char human[32], when[32];
+	printf("path: %s\n", path);
+	printf("type: %s\n", st->is_dir ? "directory" : "file");
+	if (st->is_dir && st->size == 0 && st->mtime <= 0)
+		return; /* a prefix: nothing more is known */
+	fmt_bytes((double)st->size, human, sizeof(human));
+	printf("size: %" PRId64 " (%s)\n", st->size, human);
+	if (st->mtime > 0) {
+		cli_fmt_time(st->mtime, when, sizeof(when));
+		printf("mtime: %" PRId64 " (%s UTC)\n", st->mtime, when);
+	} else
+		printf("mtime: -\n");
+	if (st->is_dir)
+		return;
+	printf("etag: %s\n", st->etag[0] ? st->etag : "-");
+	fmt_bytes((double)st->cached_bytes, human, sizeof(human));
+	printf("cached_bytes: %" PRId64 " (%s)\n", st->cached_bytes, human);
+	if (st->size > 0) {
+		double pct = 100.0 * (double)st->cached_bytes / (double)st->size;
+		if (pct > 100.0)
+			pct = 100.0;
+		printf("cached_percent: %.1f%%\n", pct);
+	} else
+		printf("cached_percent: -\n");
+}
+
+int
+cmd_stat(struct cli *c, int argc, char **argv)
+{
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error(c, NULL, -ENOMEM);
+	unsigned flags;
+	int n = parse_flags(c, argc, argv, "", &flags, ops);
+	if (n == 0)
+		cli_usage_error(c, "missing PATH");
+	if (n <= 0) {
+		free(ops);
+		return CLI_USAGE;
+	}
+	ferry_t *f;
+	if (cli_connect(c, &f)) {
+		free(ops);
+		return CLI_FAIL;
+	}
+	int rc = CLI_OK;
+	for (int i = 0; i < n; i++) {
+		char *path = cli_norm_path(ops[i]);
+		struct ferry_stat st;
+		int r = path ? ferry_stat(f, path, &st) : -ENOMEM;
+		if (r)
+			rc = cli_error(c, path ? path : ops[i], r);
+		else {
+			if (i)
+				printf("\n");
+			print_stat(path, &st);
+		}
+		free(path);
+	}
+	ferry_close(&f);
+	free(ops);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* cat                                                                  */
+
+/* Streams one file.  Returns CLI_OK, CLI_FAIL, or -EPIPE when stdout's
+ * reader has gone (stop quietly). */
+static int
+cat_one(struct cli *c, ferry_t *f, const char *path, char *buf)
+{
+	struct ferry_stat st;
+	int r = ferry_stat(f, path, &st);
+	if (r)
+		return cli_error(c, path, r);
+	if (st.is_dir)
+		return cli_error(c, path, -EISDIR);
+	int64_t off = 0;
+	while (off < st.size) {
+		ssize_t got = ferry_pread(f, path, buf, CAT_CHUNK, off);
+		if (got < 0)
+			return cli_error(c, path, (int)got);
+		if (got == 0) {
+			fprintf(stderr, "ferry: %s: %s: file shrank while reading "
+					"(%" PRId64 " of %" PRId64 " bytes)\n",
+			    c->cmd, path, off, st.size);
+			return CLI_FAIL;
+		}
+		int w = cli_write_stdout(buf, (size_t)got);
+		if (w == -EPIPE)
+			return -EPIPE;
+		if (w) {
+			fprintf(stderr, "ferry: %s: writing output: %s\n", c->cmd,
+			    strerror(-w));
+			return CLI_FAIL;
+		}
+		off += got;
+	}
+	return CLI_OK;
+}
+
+int
+cmd_cat(struct cli *c, int argc, char **argv)
+{
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error(c, NULL, -ENOMEM);
+	unsigned flags;
+	int n = parse_flags(c, argc, argv, "", &flags, ops);
+	if (n == 0)
+		cli_usage_error(c, "missing PATH");
+	if (n <= 0) {
+		free(ops);
+		return CLI_USAGE;
+	}
+	char *buf = malloc(CAT_CHUNK);
+	ferry_t *f = NULL;
+	int rc = CLI_OK;
+	if (!buf)
+		rc = cli_error(c, NULL, -ENOMEM);
+	else if (cli_connect(c, &f))
+		rc = CLI_FAIL;
+	for (int i = 0; i < n && f; i++) {
+		char *path = cli_norm_path(ops[i]);
+		int r = path ? cat_one(c, f, path, buf) : cli_error(c, ops[i], -ENOMEM);
+		free(path);
+		if (r == -EPIPE)
+			break; /* like `cat | head`: not an error worth a word */
+		if (r)
+			rc = r;
+	}
+	ferry_close(&f);
+	free(buf);
+	free(ops);
+	return rc;
+}

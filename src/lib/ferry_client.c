@@ -1,0 +1,863 @@
+/*
+ * ferry_client.c: libferry, the C client of a worker's control API
+ * (include/ferry.h), over HTTP/1.1 with libcurl easy handles.
+ *
+ * Threads: any number of application threads may share one ferry_t.  Each
+ * call borrows a curl easy handle from the ferry_t's pool (f->mu guards
+ * only the pool) and gives it back afterwards, so keep-alive connections
+ * are reused and no handle is ever used by two threads at once.
+ *
+ * Invariants: every byte the worker sends lands in a bounded place: JSON
+ * replies in a dbuf capped at FERRY_JSON_MAX, error bodies in a dbuf
+ * capped at FERRY_ERRBODY_MAX (excess dropped), data straight into the
+ * caller's buffer, never past its length.  Functions return 0 / a count,
+ * or a negative errno (ferry.h's convention); nothing here aborts on what
+ * a peer sends.
+ */
+#include "ferry.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/dbuf.h"
+#include "common/json.h"
+#include "common/util.h"
+
+#define FERRY_DEFAULT_WORKER "127.0.0.1:29999"
+#define FERRY_DEFAULT_PORT "29999"
+#define FERRY_JSON_MAX (16u << 20)     /* a JSON reply */
+#define FERRY_ERRBODY_MAX (64u << 10)  /* the part of an error body kept */
+#define FERRY_POOL_MAX 16              /* idle handles kept */
+#define FERRY_LIST_PAGE 1000
+#define FERRY_CONNECT_TIMEOUT_MS 5000L
+#define FERRY_JSON_TIMEOUT_MS 60000L
+#define FERRY_DATA_TIMEOUT_MS 120000L
+/* A transfer slower than this for that long is dead. */
+#define FERRY_LOW_SPEED_BYTES 1024L
+#define FERRY_LOW_SPEED_SECS 30L
+/* Big reads get extra time on top of FERRY_DATA_TIMEOUT_MS, at a floor of
+ * this rate, so a large pread on a slow link is not cut off. */
+#define FERRY_DATA_MIN_RATE (8u << 20)
+/* Internal: the worker answered 416 (range past the end). */
+#define FERRY_ERANGE_416 (-ERANGE)
+
+struct ferry {
+	char *base;  /* "http://host:port", no trailing slash */
+	char *auth;  /* "Authorization: Bearer ..." or NULL */
+	pthread_mutex_t mu; /* guards pool, npool */
+	CURL *pool[FERRY_POOL_MAX];
+	int npool;
+};
+
+/* Where a response body goes. */
+struct sink {
+	CURL *h;
+	struct dbuf *json;   /* 2xx JSON replies (NULL for data) */
+	struct dbuf err;     /* non-2xx bodies, truncated */
+	char *buf;           /* data: the caller's buffer */
+	size_t len, got;
+	int64_t off;         /* data: the offset asked for */
+	int overflow;        /* the peer sent more than allowed */
+	int full_ok;         /* 200 to a ranged read at 0: stopped when full */
+	int64_t range_start; /* data: from Content-Range, -1 if none */
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void
+curl_init_once(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection setup                                                     */
+
+/* Characters allowed in "host:port" (names, IPv4, [IPv6%zone]). */
+static int
+worker_addr_ok(const char *w)
+{
+	if (!*w || strlen(w) > 255)
+		return 0;
+	for (const char *c = w; *c; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || strchr(".-_:[]%", *c))
+			continue;
+		return 0;
+	}
+	return 1;
+}
+
+/* Does "host:port" carry a port?  "[::1]" and "host" do not. */
+static int
+has_port(const char *w)
+{
+	if (w[0] == '[') {
+		const char *rb = strchr(w, ']');
+		return rb && rb[1] == ':';
+	}
+	const char *c = strchr(w, ':');
+	return c && !strchr(c + 1, ':'); /* bare IPv6 has several */
+}
+
+static int
+token_ok(const char *t)
+{
+	if (!*t || strlen(t) > 4096)
+		return 0;
+	for (const unsigned char *c = (const unsigned char *)t; *c; c++)
+		if (*c <= 0x20 || *c >= 0x7f)
+			return 0; /* no header injection, no spaces */
+	return 1;
+}
+
+int
+ferry_connect(const char *worker, const char *token, ferry_t **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	pthread_once(&curl_once, curl_init_once);
+	if (curl_init_rc != CURLE_OK)
+		return -ENOMEM;
+	if (!worker || !*worker)
+		worker = getenv("FERRY_WORKER");
+	if (!worker || !*worker)
+		worker = FERRY_DEFAULT_WORKER;
+	if (!token || !*token)
+		token = getenv("FERRY_TOKEN");
+	if (token && !*token)
+		token = NULL;
+
+	if (strncmp(worker, "http://", 7) == 0)
+		worker += 7;
+	size_t wl = strlen(worker);
+	while (wl && worker[wl - 1] == '/')
+		wl--;
+	char addr[256];
+	if (wl == 0 || wl >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, worker, wl);
+	addr[wl] = 0;
+	if (!worker_addr_ok(addr))
+		return -EINVAL;
+	if (token && !token_ok(token))
+		return -EINVAL;
+
+	ferry_t *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	struct dbuf b;
+	dbuf_init(&b, 512);
+	int r = dbuf_printf(&b, "http://%s%s%s", addr,
+	    has_port(addr) ? "" : ":", has_port(addr) ? "" : FERRY_DEFAULT_PORT);
+	f->base = r ? NULL : dbuf_take(&b);
+	dbuf_free(&b);
+	if (token) {
+		dbuf_init(&b, 8192);
+		if (dbuf_printf(&b, "Authorization: Bearer %s", token) == 0)
+			f->auth = dbuf_take(&b);
+		dbuf_free(&b);
+	}
+	if (!f->base || (token && !f->auth)) {
+		free(f->base);
+		free(f->auth);
+		free(f);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&f->mu, NULL);
+	*out = f;
+	return 0;
+}
+
+void
+ferry_close(ferry_t **fp)
+{
+	if (!fp || !*fp)
+		return;
+	ferry_t *f = *fp;
+	for (int i = 0; i < f->npool; i++)
+		curl_easy_cleanup(f->pool[i]);
+	pthread_mutex_destroy(&f->mu);
+	free(f->base);
+	if (f->auth) {
+		/* The token is a secret: don't leave it in freed memory. */
+		explicit_bzero(f->auth, strlen(f->auth));
+		free(f->auth);
+	}
+	free(f);
+	*fp = NULL;
+}
+
+/* Takes an idle handle from the pool or makes one; NULL on ENOMEM. */
+static CURL *
+handle_get(ferry_t *f)
+{
+	CURL *h = NULL;
+	pthread_mutex_lock(&f->mu);
+	if (f->npool > 0)
+		h = f->pool[--f->npool];
+	pthread_mutex_unlock(&f->mu);
+	return h ? h : curl_easy_init();
+}
+
+/* Gives a handle back; its live connection stays with it for reuse. */
+static void
+handle_put(ferry_t *f, CURL *h)
+{
+	curl_easy_reset(h); /* drops options, keeps connections */
+	pthread_mutex_lock(&f->mu);
+	if (f->npool < FERRY_POOL_MAX) {
+		f->pool[f->npool++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                             */
+
+static long
+resp_code(CURL *h)
+{
+	long code = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	return code;
+}
+
+static size_t
+on_body(char *p, size_t sz, size_t nm, void *arg)
+{
+	struct sink *s = arg;
+	size_t n = sz * nm;
+	long code = resp_code(s->h);
+	if (code < 200 || code > 299) {
+		/* Keep the start of an error body; drop the rest. */
+		size_t room = FERRY_ERRBODY_MAX - s->err.len;
+		dbuf_add(&s->err, p, n < room ? n : room);
+		return n;
+	}
+	if (s->json) {
+		if (dbuf_add(s->json, p, n) != 0) {
+			s->overflow = 1;
+			return 0; /* aborts the transfer */
+		}
+		return n;
+	}
+	if (code == 200 && s->off != 0) {
+		/* The whole object, when we asked for a range elsewhere. */
+		s->overflow = 1;
+		return 0;
+	}
+	size_t room = s->len - s->got;
+	if (n > room) {
+		memcpy(s->buf + s->got, p, room);
+		s->got += room;
+		if (code == 200) {
+			s->full_ok = 1; /* whole object from 0: we have enough */
+			return 0;
+		}
+		s->overflow = 1; /* a 206 longer than the range asked */
+		return 0;
+	}
+	memcpy(s->buf + s->got, p, n);
+	s->got += n;
+	return n;
+}
+
+/* Picks "Content-Range: bytes a-b/n" out of the headers. */
+static size_t
+on_header(char *p, size_t sz, size_t nm, void *arg)
+{
+	struct sink *s = arg;
+	size_t n = sz * nm;
+	static const char name[] = "content-range:";
+	if (n > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
+		char v[128];
+		size_t vl = n - (sizeof(name) - 1);
+		if (vl >= sizeof(v))
+			vl = sizeof(v) - 1;
+		memcpy(v, p + sizeof(name) - 1, vl);
+		v[vl] = 0;
+		long long a;
+		if (sscanf(v, " bytes %lld-", &a) == 1 && a >= 0)
+			s->range_start = a;
+	}
+	return n;
+}
+
+/* Maps a finished transfer's curl error to an errno. */
+static int
+curl_errno(CURL *h, CURLcode rc)
+{
+	long oserr = 0;
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+		if (oserr == EHOSTUNREACH || oserr == ENETUNREACH)
+			return -EHOSTUNREACH;
+		if (oserr == ETIMEDOUT)
+			return -ETIMEDOUT;
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return -EHOSTUNREACH;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+		return -ECONNRESET;
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_BAD_CONTENT_ENCODING:
+		return -EPROTO;
+	case CURLE_URL_MALFORMAT:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+/* Maps an HTTP error status (and the error body's "code") to an errno. */
+static int
+status_errno(long status, const struct dbuf *body)
+{
+	struct json_doc d;
+	if (body->len && json_parse(&d, body->p, body->len) == 0) {
+		char *code = json_str(&d, json_obj_get(&d, 0, "code"));
+		int e = 0;
+		if (code) {
+			if (!strcmp(code, "NotADirectory"))
+				e = -ENOTDIR;
+			else if (!strcmp(code, "IsADirectory"))
+				e = -EISDIR;
+			free(code);
+		}
+		json_free(&d);
+		if (e)
+			return e;
+	}
+	switch (status) {
+	case 400:
+		return -EINVAL;
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 409:
+		return -EEXIST;
+	case 413:
+		return -E2BIG;
+	case 416:
+		return FERRY_ERANGE_416;
+	case 429:
+		return -EAGAIN;
+	default:
+		if (status >= 500 && status <= 599)
+			return -EIO;
+		return -EPROTO;
+	}
+}
+
+/*
+ * One request.  target is the path and query ("/v1/stat?path=...").
+ * body (may be NULL) is sent as JSON.  JSON replies go to s->json, data to
+ * s->buf.  Returns 0 on a 2xx, else a negative errno.
+ */
+static int
+http_call(ferry_t *f, const char *method, const char *target,
+    const char *body, const char *range, long timeout_ms, struct sink *s)
+{
+	struct dbuf url;
+	dbuf_init(&url, 64u << 10);
+	if (dbuf_printf(&url, "%s%s", f->base, target) != 0) {
+		dbuf_free(&url);
+		return -ENAMETOOLONG;
+	}
+	CURL *h = handle_get(f);
+	if (!h) {
+		dbuf_free(&url);
+		return -ENOMEM;
+	}
+	struct curl_slist *hdrs = NULL, *t;
+	int r = 0;
+#define ADD_HDR(str)                                                          \
+	do {                                                                  \
+		if (!(t = curl_slist_append(hdrs, (str))))                    \
+			r = -ENOMEM;                                          \
+		else                                                          \
+			hdrs = t;                                             \
+	} while (0)
+	ADD_HDR("Expect:"); /* no 100-continue round trip */
+	if (f->auth)
+		ADD_HDR(f->auth);
+	if (body)
+		ADD_HDR("Content-Type: application/json");
+	char rangeh[96];
+	if (range) {
+		snprintf(rangeh, sizeof(rangeh), "Range: %s", range);
+		ADD_HDR(rangeh);
+	}
+#undef ADD_HDR
+	s->h = h;
+	s->range_start = -1;
+	dbuf_init(&s->err, FERRY_ERRBODY_MAX);
+	if (r == 0) {
+		curl_easy_setopt(h, CURLOPT_URL, url.p);
+		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+		    FERRY_CONNECT_TIMEOUT_MS);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT,
+		    FERRY_LOW_SPEED_BYTES);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+		    FERRY_LOW_SPEED_SECS);
+		curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+		curl_easy_setopt(h, CURLOPT_USERAGENT, "libferry/1");
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
+		if (body) {
+			curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+			    (curl_off_t)strlen(body));
+		}
+		if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+
+		CURLcode rc = curl_easy_perform(h);
+		long status = resp_code(h);
+		if (rc == CURLE_WRITE_ERROR && s->full_ok)
+			rc = CURLE_OK;
+		if (s->overflow)
+			r = -EPROTO;
+		else if (rc != CURLE_OK)
+			r = curl_errno(h, rc);
+		else if (status < 200 || status > 299)
+			r = status_errno(status, &s->err);
+	}
+	curl_slist_free_all(hdrs);
+	dbuf_free(&s->err);
+	dbuf_free(&url);
+	handle_put(f, h);
+	return r;
+}
+
+/* GET/POST/DELETE with a JSON reply, parsed into *d on success (the text
+ * is in *reply, which outlives d). */
+static int
+json_request(ferry_t *f, const char *method, const char *target,
+    const char *body, struct dbuf *reply, struct json_doc *d)
+{
+	struct sink s = {0};
+	dbuf_init(reply, FERRY_JSON_MAX);
+	s.json = reply;
+	int r = http_call(f, method, target, body, NULL,
+	    FERRY_JSON_TIMEOUT_MS, &s);
+	if (r == 0 && json_parse(d, reply->p ? reply->p : "", reply->len) != 0)
+		r = -EPROTO;
+	if (r == 0 && d->toks[0].type != JSON_OBJECT) {
+		json_free(d);
+		r = -EPROTO;
+	}
+	if (r != 0)
+		dbuf_free(reply);
+	return r == FERRY_ERANGE_416 ? -EPROTO : r;
+}
+
+/* Appends "<prefix><url-encoded path>"; -EINVAL for a path not from "/". */
+static int
+add_path_param(struct dbuf *b, const char *prefix, const char *path)
+{
+	if (!path || path[0] != '/')
+		return -EINVAL;
+	int r = dbuf_adds(b, prefix);
+	if (r == 0)
+		r = url_encode(b, path, strlen(path), 1);
+	return r ? -ENAMETOOLONG : 0;
+}
+
+#define TARGET_MAX (32u << 10)
+
+/* ------------------------------------------------------------------ */
+/* API                                                                  */
+
+static int64_t
+get_i64(const struct json_doc *d, int obj, const char *key)
+{
+	return json_int(d, json_obj_get(d, obj, key), NULL);
+}
+
+/* Fills st from an object with size/mtime/etag/is_dir/cached_bytes. */
+static int
+fill_stat(const struct json_doc *d, int obj, struct ferry_stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	int ok = 0;
+	int is_dir = json_obj_get(d, obj, "is_dir");
+	st->is_dir = json_bool(d, is_dir);
+	st->size = json_int(d, json_obj_get(d, obj, "size"), &ok);
+	if (!ok && !st->is_dir)
+		return -EPROTO; /* a file without a size */
+	if (st->size < 0)
+		return -EPROTO;
+	st->mtime = get_i64(d, obj, "mtime");
+	st->cached_bytes = get_i64(d, obj, "cached_bytes");
+	if (st->cached_bytes < 0)
+		st->cached_bytes = 0;
+	int et = json_obj_get(d, obj, "etag");
+	if (et >= 0 && d->toks[et].type == JSON_STRING) {
+		char *e = json_str(d, et);
+		if (!e || strlen(e) >= FERRY_ETAG_MAX) {
+			free(e);
+			return -EPROTO;
+		}
+		memcpy(st->etag, e, strlen(e) + 1);
+		free(e);
+	}
+	return 0;
+}
+
+int
+ferry_stat(ferry_t *f, const char *path, struct ferry_stat *st)
+{
+	if (!f || !st)
+		return -EINVAL;
+	struct dbuf tg, reply;
+	struct json_doc d;
+	dbuf_init(&tg, TARGET_MAX);
+	int r = add_path_param(&tg, "/v1/stat?path=", path);
+	if (r == 0)
+		r = json_request(f, "GET", tg.p, NULL, &reply, &d);
+	dbuf_free(&tg);
+	if (r)
+		return r;
+	r = fill_stat(&d, 0, st);
+	json_free(&d);
+	dbuf_free(&reply);
+	return r;
+}
+
+/* Calls fn for each entry of one page.  *next gets the start_after for
+ * the next page (malloc'd) or NULL when this was the last. */
+static int
+list_page_entries(const struct json_doc *d, ferry_list_fn fn, void *arg,
+    char **next)
+{
+	*next = NULL;
+	int ents = json_obj_get(d, 0, "entries");
+	if (ents < 0 || d->toks[ents].type != JSON_ARRAY)
+		return -EPROTO;
+	int n = d->toks[ents].size;
+	char *last = NULL;
+	int r = 0;
+	for (int i = 0, e = ents + 1; i < n && r == 0; i++, e = d->toks[e].next) {
+		if (d->toks[e].type != JSON_OBJECT) {
+			r = -EPROTO;
+			break;
+		}
+		char *name = json_str(d, json_obj_get(d, e, "name"));
+		struct ferry_stat st;
+		if (!name || !*name || strchr(name, '/') ||
+		    fill_stat(d, e, &st) != 0) {
+			free(name);
+			r = -EPROTO;
+			break;
+		}
+		r = fn(arg, name, &st);
+		free(last);
+		last = name;
+	}
+	if (r != 0) {
+		free(last);
+		return r;
+	}
+	if (json_bool(d, json_obj_get(d, 0, "truncated"))) {
+		char *nx = json_str(d, json_obj_get(d, 0, "next"));
+		if (nx && *nx) {
+			*next = nx;
+			free(last);
+		} else {
+			/* Without "next", continue after the last name. */
+			free(nx);
+			if (!last)
+				return -EPROTO; /* truncated and empty */
+			*next = last;
+		}
+		return 0;
+	}
+	free(last);
+	return 0;
+}
+
+int
+ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
+{
+	if (!f || !fn)
+		return -EINVAL;
+	if (!path || path[0] != '/')
+		return -EINVAL;
+	char *after = NULL;
+	int r;
+	for (;;) {
+		struct dbuf tg, reply;
+		struct json_doc d;
+		dbuf_init(&tg, TARGET_MAX);
+		r = add_path_param(&tg, "/v1/list?path=", path);
+		if (r == 0)
+			r = dbuf_printf(&tg, "&max=%d", FERRY_LIST_PAGE);
+		if (r == 0 && after) {
+			r = dbuf_adds(&tg, "&start_after=");
+			if (r == 0)
+				r = url_encode(&tg, after, strlen(after), 0);
+		}
+		if (r == -E2BIG)
+			r = -ENAMETOOLONG;
+		if (r == 0)
+			r = json_request(f, "GET", tg.p, NULL, &reply, &d);
+		dbuf_free(&tg);
+		if (r)
+			break;
+		char *next = NULL;
+		r = list_page_entries(&d, fn, arg, &next);
+		json_free(&d);
+		dbuf_free(&reply);
+		if (r || !next)
+			break;
+		/* Pages must move forward, or a confused worker loops us. */
+		if (after && strcmp(next, after) <= 0) {
+			free(next);
+			r = -EPROTO;
+			break;
+		}
+		free(after);
+		after = next;
+	}
+	free(after);
+	return r;
+}
+
+ssize_t
+ferry_pread(ferry_t *f, const char *path, void *buf, size_t len, int64_t off)
+{
+	if (!f || !path || path[0] != '/' || (!buf && len) || off < 0)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if ((uint64_t)len - 1 > (uint64_t)(INT64_MAX - off))
+		len = (size_t)(INT64_MAX - off) + 1; /* last byte fits int64 */
+	struct dbuf tg;
+	dbuf_init(&tg, TARGET_MAX);
+	int r = add_path_param(&tg, "/v1/data?path=", path);
+	if (r) {
+		dbuf_free(&tg);
+		return r;
+	}
+	char range[64];
+	snprintf(range, sizeof(range), "bytes=%" PRId64 "-%" PRId64, off,
+	    off + (int64_t)(len - 1));
+	long timeout = FERRY_DATA_TIMEOUT_MS +
+	    (long)(len / FERRY_DATA_MIN_RATE) * 1000L;
+	struct sink s = {0};
+	s.buf = buf;
+	s.len = len;
+	s.off = off;
+	r = http_call(f, "GET", tg.p, NULL, range, timeout, &s);
+	dbuf_free(&tg);
+	if (r == FERRY_ERANGE_416)
+		return 0; /* at or past the end */
+	if (r)
+		return r;
+	if (s.range_start >= 0 && s.range_start != off)
+		return -EPROTO; /* bytes from somewhere else */
+	return (ssize_t)s.got;
+}
+
+/* "train" or "/train" -> "train"; -EINVAL if empty or nested. */
+static int
+mount_name(const char *name, const char **out)
+{
+	if (!name)
+		return -EINVAL;
+	if (name[0] == '/')
+		name++;
+	if (!*name || strchr(name, '/'))
+		return -EINVAL;
+	*out = name;
+	return 0;
+}
+
+int
+ferry_mount(ferry_t *f, const char *name, const char *uri,
+    const char *const *opts, int nopts)
+{
+	if (!f || !uri || !*uri || nopts < 0 || (nopts && !opts))
+		return -EINVAL;
+	int r = mount_name(name, &name);
+	if (r)
+		return r;
+	struct dbuf b;
+	dbuf_init(&b, 1u << 20);
+	r = dbuf_adds(&b, "{\"name\":");
+	if (r == 0)
+		r = json_put_str(&b, name);
+	if (r == 0)
+		r = dbuf_adds(&b, ",\"uri\":");
+	if (r == 0)
+		r = json_put_str(&b, uri);
+	if (r == 0)
+		r = dbuf_adds(&b, ",\"options\":{");
+	for (int i = 0; i < nopts && r == 0; i++) {
+		const char *eq = opts[i] ? strchr(opts[i], '=') : NULL;
+		if (!eq || eq == opts[i]) {
+			r = -EINVAL; /* not "key=value" */
+			break;
+		}
+		if (i)
+			r = dbuf_adds(&b, ",");
+		if (r == 0)
+			r = json_put_strn(&b, opts[i], (size_t)(eq - opts[i]));
+		if (r == 0)
+			r = dbuf_adds(&b, ":");
+		if (r == 0)
+			r = json_put_str(&b, eq + 1);
+	}
+	if (r == 0)
+		r = dbuf_adds(&b, "}}");
+	if (r == -E2BIG)
+		r = -EINVAL;
+	if (r == 0) {
+		struct dbuf reply;
+		struct json_doc d;
+		r = json_request(f, "POST", "/v1/mounts", b.p, &reply, &d);
+		if (r == 0) {
+			json_free(&d);
+			dbuf_free(&reply);
+		}
+	}
+	/* The body may hold secrets (s3.secret_key). */
+	if (b.p)
+		explicit_bzero(b.p, b.len);
+	dbuf_free(&b);
+	return r;
+}
+
+int
+ferry_unmount(ferry_t *f, const char *name)
+{
+	if (!f)
+		return -EINVAL;
+	int r = mount_name(name, &name);
+	if (r)
+		return r;
+	struct dbuf tg, reply;
+	struct json_doc d;
+	dbuf_init(&tg, TARGET_MAX);
+	r = dbuf_adds(&tg, "/v1/mounts/");
+	if (r == 0)
+		r = url_encode(&tg, name, strlen(name), 0);
+	if (r == 0)
+		r = json_request(f, "DELETE", tg.p, NULL, &reply, &d);
+	else
+		r = -ENAMETOOLONG;
+	dbuf_free(&tg);
+	if (r == 0) {
+		json_free(&d);
+		dbuf_free(&reply);
+	}
+	return r;
+}
+
+static int
+get_json_text(ferry_t *f, const char *target, char **json)
+{
+	if (!f || !json)
+		return -EINVAL;
+	*json = NULL;
+	struct dbuf reply;
+	struct json_doc d;
+	int r = json_request(f, "GET", target, NULL, &reply, &d);
+	if (r)
+		return r;
+	json_free(&d);
+	*json = dbuf_take(&reply);
+	return 0;
+}
+
+int
+ferry_mounts_json(ferry_t *f, char **json)
+{
+	return get_json_text(f, "/v1/mounts", json);
+}
+
+int
+ferry_stats_json(ferry_t *f, char **json)
+{
+	return get_json_text(f, "/v1/stats", json);
+}
+
+const char *
+ferry_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case -ENOENT:
+		return "no such file, directory or mount";
+	case -EACCES:
+		return "access denied (a token is needed or it is wrong)";
+	case -EIO:
+		return "I/O error in the under-store";
+	case -ECONNREFUSED:
+		return "connection refused (is the worker running?)";
+	case -EHOSTUNREACH:
+		return "worker host unreachable";
+	case -ETIMEDOUT:
+		return "timed out";
+	case -EINVAL:
+		return "invalid argument";
+	case -EPROTO:
+		return "unexpected reply from the worker";
+	case -EEXIST:
+		return "already exists";
+	case -ENOTDIR:
+		return "not a directory";
+	case -EISDIR:
+		return "is a directory";
+	case -ECONNRESET:
+		return "connection to the worker lost";
+	case -ENAMETOOLONG:
+		return "path too long";
+	case -ENOMEM:
+		return "out of memory";
+	case -EAGAIN:
+		return "worker busy, try again";
+	case -E2BIG:
+		return "too large";
+	default:
+		if (err < 0) {
+			const char *d = strerrordesc_np(-err);
+			if (d)
+				return d;
+		}
+		return "unknown error";
+	}
+}
