@@ -5,7 +5,7 @@
 
 CC      ?= gcc
 CSTD    := -std=c11 -D_GNU_SOURCE
-WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-format-truncation -Werror
 OPT     ?= -O2 -g
 DEPS_CFLAGS := $(shell pkg-config --cflags libcurl openssl 2>/dev/null)
 DEPS_LIBS   := $(shell pkg-config --libs libcurl openssl 2>/dev/null || echo -lcurl -lcrypto) -lpthread

@@ -61,6 +61,8 @@ reply_errno(struct http_conn *c, int err, const char *what)
 	case -EINVAL:
 	case -ENAMETOOLONG: reply_error(c, 400, "BadRequest", msg); break;
 	case -EEXIST: reply_error(c, 409, "Exists", msg); break;
+	case -EISDIR: reply_error(c, 400, "IsADirectory", msg); break;
+	case -ENOTDIR: reply_error(c, 400, "NotADirectory", msg); break;
 	case -ETIMEDOUT: reply_error(c, 504, "UfsTimeout", msg); break;
 	default: reply_error(c, 502, "UfsError", msg); break;
 	}
