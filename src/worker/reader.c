@@ -368,11 +368,15 @@ key_of(struct page_key *k, uint64_t obj, uint64_t ver, int64_t idx)
 	k->idx = (uint64_t)idx;
 }
 
-/* Queues background fetches for pages [from, to] not cached or in flight. */
+#define MINE_BITS 4096
+
+/* Queues background fetches for pages [from, to] not cached or in flight.
+ * If mine is given, marks the pages queued (relative to base) so that the
+ * caller counts them as misses when it serves them from the store. */
 static int
 schedule(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, uint64_t obj, uint64_t ver, int64_t from,
-    int64_t to)
+    int64_t to, uint64_t *mine, int64_t base)
 {
 	int n = 0;
 	pthread_mutex_lock(&r->lock);
@@ -389,6 +393,8 @@ schedule(struct reader *r, struct mount *m, const char *path,
 			continue;
 		}
 		do_fetch_unref(r, f);
+		if (mine && i - base >= 0 && i - base < MINE_BITS)
+			mine[(i - base) / 64] |= 1ULL << ((i - base) % 64);
 		n++;
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -405,7 +411,7 @@ reader_prefetch(struct reader *r, struct mount *m, const char *path,
 	if (first > last || !m->ufs)
 		return 0;
 	return schedule(r, m, path, st, meta_obj_id(m, path), meta_version(st),
-	    first, last);
+	    first, last, NULL, 0);
 }
 
 int
@@ -436,6 +442,7 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 		limit = npages - 1;
 
 	int64_t scheduled = first; /* pages before this were scheduled */
+	uint64_t mine[MINE_BITS / 64] = {0}; /* pages this call fetched */
 	int rc = 0;
 	for (int64_t i = first; i <= last; i++) {
 		int64_t pstart = i * P;
@@ -450,7 +457,8 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 		if (ahead > limit)
 			ahead = limit;
 		if (ahead >= scheduled + 1 && ahead > i) {
-			schedule(r, m, path, st, obj, ver, scheduled + 1 > i + 1 ? scheduled + 1 : i + 1, ahead);
+			schedule(r, m, path, st, obj, ver, scheduled + 1 > i + 1 ? scheduled + 1 : i + 1, ahead,
+			    mine, first);
 			scheduled = ahead;
 		}
 
@@ -466,7 +474,10 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 			page_ref_release(&ref);
 			if (rc)
 				break;
-			METRIC_ADD(hit_bytes, (int64_t)n);
+			if (i - first < MINE_BITS && (mine[(i - first) / 64] >> ((i - first) % 64) & 1))
+				METRIC_ADD(miss_bytes, (int64_t)n); /* fetched for us just now */
+			else
+				METRIC_ADD(hit_bytes, (int64_t)n);
 			*sent += (int64_t)n;
 			continue;
 		}
@@ -516,7 +527,8 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 		*sent += (int64_t)n;
 	}
 	if (rc == 0 && sequential && limit > last && scheduled < limit)
-		schedule(r, m, path, st, obj, ver, scheduled + 1 > last + 1 ? scheduled + 1 : last + 1, limit);
+		schedule(r, m, path, st, obj, ver, scheduled + 1 > last + 1 ? scheduled + 1 : last + 1, limit,
+		    NULL, 0);
 	if (rc == -ESTALE)
 		meta_invalidate(r->mc, m, path);
 	return rc;
