@@ -1,0 +1,1070 @@
+/*
+ * sigv4.c: AWS Signature Version 4 for S3, signing (the s3:// under-store
+ * client) and verifying (the S3 gateway: Authorization header form and
+ * presigned-URL query form).  Both directions build the canonical request
+ * with sigv4_canonical_request(), so they cannot drift apart.
+ *
+ * Called from any thread; every function is pure (no globals, no locks).
+ * Invariants: nothing here trusts the request.  Every intermediate buffer is
+ * a dbuf with a hard limit or a fixed stack array with an explicit length
+ * check; any malformed input yields SIGV4_MALFORMED (or -EINVAL / -E2BIG from
+ * the building blocks), never a crash.  Signatures are compared in constant
+ * time.  S3 canonicalisation: the path and the query are percent-decoded and
+ * re-encoded per RFC 3986 (once, no dot-segment normalisation), a '+' in the
+ * query is a literal '+', query params are sorted by encoded name then
+ * value, header values are trimmed with inner runs of blanks collapsed and
+ * repeated headers joined with ','.
+ */
+#include "sigv4.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/crypto.h"
+#include "../common/util.h"
+#include "../common/vas.h"
+
+#define SIGV4_ALGO "AWS4-HMAC-SHA256"
+#define CANON_MAX (64 * 1024)       /* canonical request */
+#define AUTHZ_MAX 8192              /* Authorization header value */
+#define SIGNED_HEADERS_MAX 4096     /* SignedHeaders list */
+#define HEADER_NAME_MAX 128         /* one signed header name */
+#define ACCESS_KEY_MAX 128
+#define SCOPE_PART_MAX 64           /* region, service */
+#define SECRET_MAX 512
+#define QUERY_PARAMS_MAX 1000
+#define QUERY_VALUE_MAX 2048        /* one decoded X-Amz-* query value */
+#define SKEW_MAX_S (15 * 60)
+#define EXPIRES_MAX_S 604800
+
+/* ---------------------------------------------------------------------- */
+/* Small character helpers (locale-independent).                           */
+
+static int
+is_hex(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+	    (c >= 'A' && c <= 'F');
+}
+
+static int
+lower(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+/* RFC 7230 tchar. */
+static int
+is_tchar(int c)
+{
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z'))
+		return 1;
+	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int
+is_blank(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int
+mem_ieq(const char *a, size_t an, const char *b, size_t bn)
+{
+	if (an != bn)
+		return 0;
+	for (size_t i = 0; i < an; i++)
+		if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+			return 0;
+	return 1;
+}
+
+static int
+mem_eq(const char *a, size_t an, const char *b)
+{
+	size_t bn = strlen(b);
+	return an == bn && memcmp(a, b, an) == 0;
+}
+
+static int
+all_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!is_hex((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+static int
+all_digits(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return n > 0;
+}
+
+static void
+fmt_amz_date(int64_t t, char out[17])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (!gmtime_r(&tt, &tm) ||
+	    strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm) != 16)
+		snprintf(out, 17, "19700101T000000Z");
+}
+
+/* ---------------------------------------------------------------------- */
+/* Canonical request.                                                      */
+
+/*
+ * Canonical URI: each '/'-separated segment is decoded and re-encoded on
+ * its own, so a literal '/' stays '/' and an encoded "%2F" stays "%2F".
+ */
+static int
+canon_path(struct dbuf *out, const char *path, size_t n)
+{
+	if (n == 0)
+		return dbuf_adds(out, "/");
+	char *tmp = malloc(n + 1);
+	if (!tmp)
+		return -ENOMEM;
+	int r = 0;
+	size_t i = 0;
+	while (i <= n && r == 0) {
+		size_t j = i;
+		while (j < n && path[j] != '/')
+			j++;
+		long dl = url_decode(path + i, j - i, tmp, 0);
+		if (dl < 0) {
+			r = -EINVAL;
+			break;
+		}
+		r = url_encode(out, tmp, (size_t)dl, 0);
+		if (r == 0 && j < n)
+			r = dbuf_add(out, "/", 1);
+		i = j + 1;
+	}
+	free(tmp);
+	return r;
+}
+
+struct qparam {
+	size_t noff, nlen, voff, vlen; /* offsets into the encoded buffer */
+	const char *name, *val;
+};
+
+static int
+qparam_cmp(const void *pa, const void *pb)
+{
+	const struct qparam *a = pa, *b = pb;
+	size_t m = a->nlen < b->nlen ? a->nlen : b->nlen;
+	int c = memcmp(a->name, b->name, m);
+	if (c)
+		return c;
+	if (a->nlen != b->nlen)
+		return a->nlen < b->nlen ? -1 : 1;
+	m = a->vlen < b->vlen ? a->vlen : b->vlen;
+	c = memcmp(a->val, b->val, m);
+	if (c)
+		return c;
+	if (a->vlen != b->vlen)
+		return a->vlen < b->vlen ? -1 : 1;
+	return 0;
+}
+
+/* Appends the RFC 3986 re-encoding of the percent-decoded s[0..n). */
+static int
+reencode(struct dbuf *enc, char *tmp, const char *s, size_t n)
+{
+	long dl = url_decode(s, n, tmp, 0);
+	if (dl < 0)
+		return -EINVAL;
+	return url_encode(enc, tmp, (size_t)dl, 0);
+}
+
+static int
+canon_query(struct dbuf *out, const char *q, size_t n, int exclude_signature)
+{
+	if (n == 0)
+		return 0;
+	size_t count = 1;
+	for (size_t i = 0; i < n; i++)
+		if (q[i] == '&')
+			count++;
+	if (count > QUERY_PARAMS_MAX)
+		return -E2BIG;
+	struct qparam *ps = calloc(count, sizeof(*ps));
+	char *tmp = malloc(n + 1);
+	struct dbuf enc;
+	dbuf_init(&enc, 3 * n + 1); /* re-encoding grows at most 3x */
+	int r = 0;
+	size_t np = 0;
+	if (!ps || !tmp) {
+		r = -ENOMEM;
+		goto out;
+	}
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && q[j] != '&')
+			j++;
+		if (j > i) { /* empty components ("a&&b") carry nothing */
+			const char *c = q + i;
+			size_t cl = j - i;
+			const char *eq = memchr(c, '=', cl);
+			size_t kl = eq ? (size_t)(eq - c) : cl;
+			struct qparam *p = &ps[np];
+			p->noff = enc.len;
+			if ((r = reencode(&enc, tmp, c, kl)) != 0)
+				goto out;
+			p->nlen = enc.len - p->noff;
+			p->voff = enc.len;
+			if (eq && (r = reencode(&enc, tmp, eq + 1, cl - kl - 1)) != 0)
+				goto out;
+			p->vlen = enc.len - p->voff;
+			if (exclude_signature && p->nlen == 15 &&
+			    memcmp(enc.p + p->noff, "X-Amz-Signature", 15) == 0)
+				enc.len = p->noff; /* drop it */
+			else
+				np++;
+		}
+		i = j + 1;
+	}
+	for (size_t k = 0; k < np; k++) {
+		ps[k].name = enc.p + ps[k].noff;
+		ps[k].val = enc.p + ps[k].voff;
+	}
+	qsort(ps, np, sizeof(*ps), qparam_cmp);
+	for (size_t k = 0; k < np && r == 0; k++) {
+		if (k)
+			r = dbuf_add(out, "&", 1);
+		if (!r)
+			r = dbuf_add(out, ps[k].name, ps[k].nlen);
+		if (!r)
+			r = dbuf_add(out, "=", 1);
+		if (!r)
+			r = dbuf_add(out, ps[k].val, ps[k].vlen);
+	}
+out:
+	dbuf_free(&enc);
+	free(tmp);
+	free(ps);
+	return r;
+}
+
+/* Appends a header value trimmed, with inner runs of blanks collapsed. */
+static int
+add_trimmed(struct dbuf *out, const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n && is_blank((unsigned char)v[i]))
+		i++;
+	while (n > i && is_blank((unsigned char)v[n - 1]))
+		n--;
+	int r = 0, in_blank = 0;
+	for (; i < n && r == 0; i++) {
+		if (is_blank((unsigned char)v[i])) {
+			in_blank = 1;
+			continue;
+		}
+		if (in_blank)
+			r = dbuf_add(out, " ", 1);
+		in_blank = 0;
+		if (!r)
+			r = dbuf_add(out, &v[i], 1);
+	}
+	return r;
+}
+
+int
+sigv4_canonical_request(struct dbuf *out, const char *method,
+    const char *path, size_t path_len, const char *query, size_t query_len,
+    const struct http_header *headers, int nheaders,
+    const char *signed_headers, size_t sh_len, const char *payload_hash,
+    int exclude_signature)
+{
+	int r;
+	if (!out || !method || (!path && path_len) || (!query && query_len) ||
+	    (!headers && nheaders) || !signed_headers || !payload_hash)
+		return -EINVAL;
+	if ((r = dbuf_adds(out, method)) || (r = dbuf_add(out, "\n", 1)) ||
+	    (r = canon_path(out, path, path_len)) ||
+	    (r = dbuf_add(out, "\n", 1)) ||
+	    (r = canon_query(out, query, query_len, exclude_signature)) ||
+	    (r = dbuf_add(out, "\n", 1)))
+		return r;
+	if (sh_len == 0)
+		return -EINVAL;
+	size_t i = 0;
+	while (i <= sh_len) {
+		size_t j = i;
+		while (j < sh_len && signed_headers[j] != ';')
+			j++;
+		const char *name = signed_headers + i;
+		size_t nl = j - i;
+		if (nl == 0)
+			return -EINVAL;
+		for (size_t k = 0; k < nl; k++) {
+			char c = (char)lower((unsigned char)name[k]);
+			if ((r = dbuf_add(out, &c, 1)))
+				return r;
+		}
+		if ((r = dbuf_add(out, ":", 1)))
+			return r;
+		int found = 0;
+		for (int h = 0; h < nheaders; h++) {
+			if (!mem_ieq(headers[h].name, headers[h].name_len, name,
+			    nl))
+				continue;
+			if (found && (r = dbuf_add(out, ",", 1)))
+				return r;
+			if ((r = add_trimmed(out, headers[h].value,
+			    headers[h].value_len)))
+				return r;
+			found = 1;
+		}
+		if (!found)
+			return -ENOENT;
+		if ((r = dbuf_add(out, "\n", 1)))
+			return r;
+		i = j + 1;
+	}
+	if ((r = dbuf_add(out, "\n", 1)) ||
+	    (r = dbuf_add(out, signed_headers, sh_len)) ||
+	    (r = dbuf_add(out, "\n", 1)) || (r = dbuf_adds(out, payload_hash)))
+		return r;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Signature computation shared by both directions.                        */
+
+/*
+ * signature = hex(HMAC(kSigning, string-to-sign)) where kSigning is derived
+ * from the secret through date, region, service and "aws4_request".
+ */
+static int
+compute_signature(const char *secret, const char *amz_date, const char *date8,
+    const char *region, const char *service, const struct dbuf *canon,
+    char sig_hex[65])
+{
+	size_t sl = strlen(secret);
+	if (sl > SECRET_MAX)
+		return -E2BIG;
+	char kbuf[4 + SECRET_MAX];
+	memcpy(kbuf, "AWS4", 4);
+	memcpy(kbuf + 4, secret, sl);
+	unsigned char k[32];
+	hmac_sha256(kbuf, 4 + sl, date8, strlen(date8), k);
+	hmac_sha256(k, 32, region, strlen(region), k);
+	hmac_sha256(k, 32, service, strlen(service), k);
+	hmac_sha256(k, 32, "aws4_request", 12, k);
+	explicit_bzero(kbuf, sizeof(kbuf));
+
+	char ch[65];
+	sha256_hex(canon->p ? canon->p : "", canon->len, ch);
+	char sts[512];
+	int n = snprintf(sts, sizeof(sts), SIGV4_ALGO "\n%s\n%s/%s/%s/aws4_request\n%s",
+	    amz_date, date8, region, service, ch);
+	if (n < 0 || (size_t)n >= sizeof(sts))
+		return -E2BIG;
+	unsigned char sig[32];
+	hmac_sha256(k, 32, sts, (size_t)n, sig);
+	explicit_bzero(k, sizeof(k));
+	hex_encode(sig, 32, sig_hex);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Signing.                                                                */
+
+struct sign_hdr {
+	char name[HEADER_NAME_MAX + 1]; /* lowercased */
+	const char *value;
+};
+
+static int
+sign_hdr_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct sign_hdr *)a)->name,
+	    ((const struct sign_hdr *)b)->name);
+}
+
+static int
+sign_hdr_set(struct sign_hdr *h, const char *name, const char *value)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > HEADER_NAME_MAX || !value)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (!is_tchar((unsigned char)name[i]))
+			return -EINVAL;
+		h->name[i] = (char)lower((unsigned char)name[i]);
+	}
+	h->name[n] = 0;
+	/* The caller sends these as header lines: no CR/LF smuggling. */
+	if (strpbrk(value, "\r\n"))
+		return -EINVAL;
+	h->value = value;
+	return 0;
+}
+
+static int
+valid_scope_part(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > SCOPE_PART_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '/' || (unsigned char)s[i] <= ' ' ||
+		    (unsigned char)s[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+int
+sigv4_sign(const struct sigv4_sign_req *r, struct dbuf *authz,
+    char amz_date[17])
+{
+	if (!r || !authz || !amz_date || !r->method || !r->host || !r->path ||
+	    !r->payload_hash || !r->region || !r->service || !r->access_key ||
+	    !r->secret_key || r->nheaders < 0 || (r->nheaders && !r->headers))
+		return -EINVAL;
+	if (!valid_scope_part(r->region) || !valid_scope_part(r->service) ||
+	    !valid_scope_part(r->access_key) ||
+	    strlen(r->access_key) > ACCESS_KEY_MAX)
+		return -EINVAL;
+	int total = 3 + (r->session_token ? 1 : 0) + r->nheaders;
+	if (total > HTTP_MAX_HEADERS)
+		return -E2BIG;
+
+	char date[17], date8[9];
+	fmt_amz_date(r->now, date);
+	memcpy(date8, date, 8);
+	date8[8] = 0;
+
+	struct sign_hdr *sh = calloc((size_t)total, sizeof(*sh));
+	struct http_header *hh = calloc((size_t)total, sizeof(*hh));
+	struct dbuf names, canon;
+	dbuf_init(&names, SIGNED_HEADERS_MAX);
+	dbuf_init(&canon, CANON_MAX);
+	int rc = 0, n = 0;
+	if (!sh || !hh) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = sign_hdr_set(&sh[n++], "host", r->host)) ||
+	    (rc = sign_hdr_set(&sh[n++], "x-amz-content-sha256",
+	    r->payload_hash)) ||
+	    (rc = sign_hdr_set(&sh[n++], "x-amz-date", date)))
+		goto out;
+	if (r->session_token &&
+	    (rc = sign_hdr_set(&sh[n++], "x-amz-security-token",
+	    r->session_token)))
+		goto out;
+	for (int i = 0; i < r->nheaders; i++)
+		if ((rc = sign_hdr_set(&sh[n++], r->headers[i].name,
+		    r->headers[i].value)))
+			goto out;
+	qsort(sh, (size_t)n, sizeof(*sh), sign_hdr_cmp);
+	for (int i = 0; i < n; i++) {
+		if (i && strcmp(sh[i - 1].name, sh[i].name) == 0) {
+			rc = -EINVAL; /* duplicate header */
+			goto out;
+		}
+		if ((i && (rc = dbuf_add(&names, ";", 1))) ||
+		    (rc = dbuf_adds(&names, sh[i].name)))
+			goto out;
+		hh[i].name = sh[i].name;
+		hh[i].name_len = strlen(sh[i].name);
+		hh[i].value = sh[i].value;
+		hh[i].value_len = strlen(sh[i].value);
+	}
+	const char *q = r->query ? r->query : "";
+	rc = sigv4_canonical_request(&canon, r->method, r->path,
+	    strlen(r->path), q, strlen(q), hh, n, names.p, names.len,
+	    r->payload_hash, 0);
+	if (rc)
+		goto out;
+	char sig[65];
+	if ((rc = compute_signature(r->secret_key, date, date8, r->region,
+	    r->service, &canon, sig)))
+		goto out;
+	dbuf_reset(authz);
+	rc = dbuf_printf(authz,
+	    SIGV4_ALGO " Credential=%s/%s/%s/%s/aws4_request, "
+	    "SignedHeaders=%s, Signature=%s",
+	    r->access_key, date8, r->region, r->service, names.p, sig);
+	if (rc == 0)
+		memcpy(amz_date, date, 17);
+out:
+	dbuf_free(&canon);
+	dbuf_free(&names);
+	free(hh);
+	free(sh);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Verification.                                                           */
+
+/* The pieces of one signature, from either form, all NUL-terminated. */
+struct sigv4_auth {
+	char access_key[ACCESS_KEY_MAX + 1];
+	char date8[9];
+	char region[SCOPE_PART_MAX + 1];
+	char service[SCOPE_PART_MAX + 1];
+	char signed_headers[SIGNED_HEADERS_MAX + 1];
+	char signature[65];
+	char amz_date[17]; /* request time, YYYYMMDDTHHMMSSZ */
+	int64_t t;         /* request time, unix seconds */
+	int64_t expires;   /* presigned only */
+};
+
+static int
+copy_bounded(char *dst, size_t cap, const char *s, size_t n)
+{
+	if (n >= cap)
+		return -1;
+	memcpy(dst, s, n);
+	dst[n] = 0;
+	return 0;
+}
+
+/* Parses "AK/20130524/us-east-1/s3/aws4_request". */
+static enum sigv4_status
+parse_credential(struct sigv4_auth *a, const char *s, size_t n,
+    const char **errmsg)
+{
+	const char *part[5];
+	size_t plen[5];
+	int np = 0;
+	size_t i = 0;
+	while (i <= n) {
+		size_t j = i;
+		while (j < n && s[j] != '/')
+			j++;
+		if (np == 5)
+			goto bad;
+		part[np] = s + i;
+		plen[np++] = j - i;
+		i = j + 1;
+	}
+	if (np != 5)
+		goto bad;
+	for (int k = 0; k < 5; k++) {
+		if (plen[k] == 0)
+			goto bad;
+		for (size_t c = 0; c < plen[k]; c++)
+			if ((unsigned char)part[k][c] <= ' ' ||
+			    (unsigned char)part[k][c] >= 0x7f)
+				goto bad;
+	}
+	if (copy_bounded(a->access_key, sizeof(a->access_key), part[0],
+	    plen[0]) ||
+	    plen[1] != 8 || !all_digits(part[1], 8) ||
+	    copy_bounded(a->date8, sizeof(a->date8), part[1], plen[1]) ||
+	    copy_bounded(a->region, sizeof(a->region), part[2], plen[2]) ||
+	    copy_bounded(a->service, sizeof(a->service), part[3], plen[3]) ||
+	    !mem_eq(part[4], plen[4], "aws4_request"))
+		goto bad;
+	if (strcmp(a->service, "s3") != 0) {
+		*errmsg = "The credential scope's service must be s3.";
+		return SIGV4_MALFORMED;
+	}
+	return SIGV4_OK;
+bad:
+	*errmsg = "The Credential is malformed; expected "
+		  "\"<key>/<YYYYMMDD>/<region>/s3/aws4_request\".";
+	return SIGV4_MALFORMED;
+}
+
+/* Checks "host;range;x-amz-date": non-empty tokens, no duplicates, host. */
+static enum sigv4_status
+parse_signed_headers(struct sigv4_auth *a, const char *s, size_t n,
+    const char **errmsg)
+{
+	if (n == 0 || copy_bounded(a->signed_headers, sizeof(a->signed_headers),
+	    s, n))
+		goto bad;
+	int has_host = 0;
+	size_t i = 0;
+	while (i <= n) {
+		size_t j = i;
+		while (j < n && s[j] != ';')
+			j++;
+		size_t nl = j - i;
+		if (nl == 0 || nl > HEADER_NAME_MAX)
+			goto bad;
+		for (size_t k = i; k < j; k++)
+			if (!is_tchar((unsigned char)s[k]))
+				goto bad;
+		/* Duplicates would be signed twice; reject outright. */
+		size_t p = 0;
+		while (p < i) {
+			size_t q = p;
+			while (q < n && s[q] != ';')
+				q++;
+			if (mem_ieq(s + p, q - p, s + i, nl))
+				goto bad;
+			p = q + 1;
+		}
+		if (mem_ieq(s + i, nl, "host", 4))
+			has_host = 1;
+		i = j + 1;
+	}
+	if (!has_host) {
+		*errmsg = "The host header must be signed.";
+		return SIGV4_MALFORMED;
+	}
+	return SIGV4_OK;
+bad:
+	*errmsg = "SignedHeaders is malformed.";
+	return SIGV4_MALFORMED;
+}
+
+static enum sigv4_status
+parse_signature(struct sigv4_auth *a, const char *s, size_t n,
+    const char **errmsg)
+{
+	if (n != 64 || !all_hex(s, n)) {
+		*errmsg = "The Signature must be 64 hex digits.";
+		return SIGV4_MALFORMED;
+	}
+	for (size_t i = 0; i < 64; i++)
+		a->signature[i] = (char)lower((unsigned char)s[i]);
+	a->signature[64] = 0;
+	return SIGV4_OK;
+}
+
+/*
+ * Parses the Authorization value after the algorithm:
+ * "Credential=..., SignedHeaders=..., Signature=..." in any order, separated
+ * by commas and/or blanks, each exactly once.
+ */
+static enum sigv4_status
+parse_authz_fields(struct sigv4_auth *a, const char *s, size_t n,
+    const char **errmsg)
+{
+	int seen_cred = 0, seen_sh = 0, seen_sig = 0;
+	enum sigv4_status st;
+	size_t i = 0;
+	for (;;) {
+		while (i < n && (s[i] == ',' || is_blank((unsigned char)s[i])))
+			i++;
+		if (i == n)
+			break;
+		size_t j = i;
+		while (j < n && s[j] != ',' && !is_blank((unsigned char)s[j]))
+			j++;
+		const char *f = s + i;
+		size_t fl = j - i;
+		const char *eq = memchr(f, '=', fl);
+		if (!eq)
+			goto bad;
+		size_t kl = (size_t)(eq - f);
+		const char *v = eq + 1;
+		size_t vl = fl - kl - 1;
+		if (mem_eq(f, kl, "Credential") && !seen_cred++)
+			st = parse_credential(a, v, vl, errmsg);
+		else if (mem_eq(f, kl, "SignedHeaders") && !seen_sh++)
+			st = parse_signed_headers(a, v, vl, errmsg);
+		else if (mem_eq(f, kl, "Signature") && !seen_sig++)
+			st = parse_signature(a, v, vl, errmsg);
+		else
+			goto bad;
+		if (st != SIGV4_OK)
+			return st;
+		i = j;
+	}
+	if (seen_cred && seen_sh && seen_sig)
+		return SIGV4_OK;
+bad:
+	*errmsg = "The Authorization header is malformed; expected "
+		  "\"AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., "
+		  "Signature=...\".";
+	return SIGV4_MALFORMED;
+}
+
+/*
+ * Finds query parameter `name` (compared after decoding) and decodes its
+ * value into out (cap bytes).  Returns the number of occurrences (0, 1, 2+)
+ * or -1 if the first occurrence's value is malformed or too long.
+ */
+static int
+query_param(const char *q, size_t n, const char *name, char *out, size_t cap)
+{
+	size_t want = strlen(name);
+	int count = 0, bad = 0;
+	char nbuf[64];
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && q[j] != '&')
+			j++;
+		const char *c = q + i;
+		size_t cl = j - i;
+		const char *eq = memchr(c, '=', cl);
+		size_t kl = eq ? (size_t)(eq - c) : cl;
+		i = j + 1;
+		/* An encoded name is at most 3x its decoded length. */
+		if (kl == 0 || kl >= sizeof(nbuf) || kl > 3 * want)
+			continue;
+		long dl = url_decode(c, kl, nbuf, 0);
+		if (dl < 0 || (size_t)dl != want || memcmp(nbuf, name, want))
+			continue;
+		if (count++ == 0 && out) {
+			size_t vl = eq ? cl - kl - 1 : 0;
+			if (vl >= cap || url_decode(eq ? eq + 1 : "", vl, out,
+			    0) < 0)
+				bad = 1;
+		}
+	}
+	return bad ? -1 : count;
+}
+
+static int
+query_has(const char *q, size_t n, const char *name)
+{
+	return query_param(q, n, name, NULL, 0) > 0;
+}
+
+/* Gets one required, unique X-Amz-* query parameter. */
+static int
+query_required(const char *q, size_t n, const char *name, char *out,
+    size_t cap)
+{
+	return query_param(q, n, name, out, cap) == 1 ? 0 : -1;
+}
+
+static enum sigv4_status
+parse_presigned(struct sigv4_auth *a, const char *q, size_t n, int64_t now,
+    const char **errmsg)
+{
+	char v[QUERY_VALUE_MAX];
+	enum sigv4_status st;
+	if (query_required(q, n, "X-Amz-Algorithm", v, sizeof(v)))
+		goto bad;
+	if (strcmp(v, SIGV4_ALGO) != 0) {
+		*errmsg = "Only AWS4-HMAC-SHA256 is supported.";
+		return SIGV4_UNSUPPORTED;
+	}
+	if (query_required(q, n, "X-Amz-Credential", v, sizeof(v)))
+		goto bad;
+	if ((st = parse_credential(a, v, strlen(v), errmsg)) != SIGV4_OK)
+		return st;
+	if (query_required(q, n, "X-Amz-SignedHeaders", v, sizeof(v)))
+		goto bad;
+	if ((st = parse_signed_headers(a, v, strlen(v), errmsg)) != SIGV4_OK)
+		return st;
+	if (query_required(q, n, "X-Amz-Signature", v, sizeof(v)))
+		goto bad;
+	if ((st = parse_signature(a, v, strlen(v), errmsg)) != SIGV4_OK)
+		return st;
+	if (query_required(q, n, "X-Amz-Date", v, sizeof(v)) ||
+	    (a->t = parse_amz_date(v, strlen(v))) < 0)
+		goto bad;
+	fmt_amz_date(a->t, a->amz_date);
+	if (strcmp(a->amz_date, v) != 0)
+		goto bad; /* e.g. month 13: signed literally, must be canonical */
+	if (query_required(q, n, "X-Amz-Expires", v, sizeof(v)) ||
+	    strlen(v) > 6 || !all_digits(v, strlen(v)))
+		goto bad;
+	a->expires = strtol(v, NULL, 10);
+	if (a->expires < 1 || a->expires > EXPIRES_MAX_S) {
+		*errmsg = "X-Amz-Expires must be between 1 and 604800 seconds.";
+		return SIGV4_MALFORMED;
+	}
+	if (memcmp(a->amz_date, a->date8, 8) != 0) {
+		*errmsg = "The credential date does not match X-Amz-Date.";
+		return SIGV4_MALFORMED;
+	}
+	if (now > a->t + a->expires) {
+		*errmsg = "Request has expired.";
+		return SIGV4_EXPIRED;
+	}
+	if (a->t > now + SKEW_MAX_S) {
+		*errmsg = "Request is not valid yet.";
+		return SIGV4_EXPIRED;
+	}
+	return SIGV4_OK;
+bad:
+	*errmsg = "Query-string authentication requires exactly one each of "
+		  "X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, "
+		  "X-Amz-Date, X-Amz-SignedHeaders and X-Amz-Expires.";
+	return SIGV4_MALFORMED;
+}
+
+/* Header lookup that also reports how many times the header occurs. */
+static const char *
+header_get(const struct http_request *req, const char *name, size_t *vlen,
+    int *count)
+{
+	const char *v = NULL;
+	size_t nl = strlen(name);
+	*count = 0;
+	for (int i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+		if (!mem_ieq(h->name, h->name_len, name, nl))
+			continue;
+		if ((*count)++ == 0) {
+			v = h->value;
+			*vlen = h->value_len;
+		}
+	}
+	return v;
+}
+
+/*
+ * HTTP-date, also with a numeric UTC zone ("... 00:00:00 -0000", RFC 2822
+ * style, which botocore's formatdate() sends) instead of "GMT".
+ */
+static int64_t
+parse_date_header(const char *d, size_t n)
+{
+	int64_t t = parse_http_date(d, n);
+	if (t >= 0 || n < 6 || n > 64)
+		return t;
+	const char *z = d + n - 6;
+	if (memcmp(z, " +0000", 6) != 0 && memcmp(z, " -0000", 6) != 0)
+		return -1;
+	char buf[80];
+	memcpy(buf, d, n - 5);
+	memcpy(buf + n - 5, "GMT", 3);
+	return parse_http_date(buf, n - 2);
+}
+
+static enum sigv4_status
+parse_header_form(struct sigv4_auth *a, const struct http_request *req,
+    const char *authz, size_t alen, int64_t now, const char **errmsg)
+{
+	enum sigv4_status st;
+	size_t al = strlen(SIGV4_ALGO);
+	if (alen > AUTHZ_MAX || alen <= al ||
+	    !is_blank((unsigned char)authz[al])) {
+		*errmsg = "The Authorization header is malformed.";
+		return SIGV4_MALFORMED;
+	}
+	st = parse_authz_fields(a, authz + al, alen - al, errmsg);
+	if (st != SIGV4_OK)
+		return st;
+
+	size_t dl = 0;
+	int cnt;
+	const char *d = header_get(req, "x-amz-date", &dl, &cnt);
+	if (cnt > 1)
+		goto bad_date;
+	if (d) {
+		/* Signed literally, so it must be the canonical spelling. */
+		if ((a->t = parse_amz_date(d, dl)) < 0)
+			goto bad_date;
+		fmt_amz_date(a->t, a->amz_date);
+		if (memcmp(a->amz_date, d, 16) != 0)
+			goto bad_date;
+	} else {
+		d = header_get(req, "date", &dl, &cnt);
+		if (!d || cnt > 1 || (a->t = parse_date_header(d, dl)) < 0)
+			goto bad_date;
+		fmt_amz_date(a->t, a->amz_date);
+	}
+	if (memcmp(a->amz_date, a->date8, 8) != 0) {
+		*errmsg = "The credential date does not match the request date.";
+		return SIGV4_MALFORMED;
+	}
+	if (a->t > now + SKEW_MAX_S || a->t < now - SKEW_MAX_S) {
+		*errmsg = "The difference between the request time and the "
+			  "current time is too large.";
+		return SIGV4_SKEWED;
+	}
+	return SIGV4_OK;
+bad_date:
+	*errmsg = "A valid x-amz-date or Date header is required.";
+	return SIGV4_MALFORMED;
+}
+
+static int
+valid_payload_hash(const char *v, size_t n)
+{
+	static const char *const literal[] = {
+		SIGV4_UNSIGNED_PAYLOAD,
+		"STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+		"STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+		"STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+	};
+	if (n == 64 && all_hex(v, n))
+		return 1;
+	for (size_t i = 0; i < ARRAY_SIZE(literal); i++)
+		if (mem_eq(v, n, literal[i]))
+			return 1;
+	return 0;
+}
+
+/* Is `name` (any case) one of the ';'-separated signed headers? */
+static int
+is_signed(const char *list, const char *name, size_t nl)
+{
+	const char *p = list;
+	for (;;) {
+		const char *e = strchr(p, ';');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (mem_ieq(p, l, name, nl))
+			return 1;
+		if (!e)
+			return 0;
+		p = e + 1;
+	}
+}
+
+enum sigv4_status
+sigv4_verify(const struct http_request *req, int64_t now,
+    sigv4_secret_fn secret_fn, void *arg, const char **errmsg)
+{
+	const char *dummy;
+	if (!errmsg)
+		errmsg = &dummy;
+	*errmsg = NULL;
+	if (!req || !secret_fn) {
+		*errmsg = "Internal error.";
+		return SIGV4_MALFORMED;
+	}
+	const char *q = req->query ? req->query : "";
+	size_t qn = req->query ? req->query_len : 0;
+
+	size_t alen = 0;
+	int acount;
+	const char *authz = header_get(req, "authorization", &alen, &acount);
+	int presigned = query_has(q, qn, "X-Amz-Algorithm");
+
+	if (authz && presigned) {
+		*errmsg = "Only one auth mechanism allowed.";
+		return SIGV4_MALFORMED;
+	}
+	if (acount > 1) {
+		*errmsg = "More than one Authorization header.";
+		return SIGV4_MALFORMED;
+	}
+	struct sigv4_auth *a = calloc(1, sizeof(*a));
+	if (!a) {
+		*errmsg = "Out of memory.";
+		return SIGV4_MALFORMED;
+	}
+	enum sigv4_status st;
+	const char *payload_hash = SIGV4_UNSIGNED_PAYLOAD;
+	size_t al = strlen(SIGV4_ALGO);
+	if (authz) {
+		if (alen >= al && memcmp(authz, SIGV4_ALGO, al) == 0 &&
+		    (alen == al || is_blank((unsigned char)authz[al]))) {
+			st = parse_header_form(a, req, authz, alen, now,
+			    errmsg);
+		} else if (alen == 0) {
+			*errmsg = "The Authorization header is empty.";
+			st = SIGV4_MALFORMED;
+		} else {
+			*errmsg = alen >= 4 && memcmp(authz, "AWS ", 4) == 0 ?
+			    "Signature Version 2 is not supported; use "
+			    "AWS4-HMAC-SHA256." :
+			    "Unsupported authorization type.";
+			st = SIGV4_UNSUPPORTED;
+		}
+	} else if (presigned) {
+		st = parse_presigned(a, q, qn, now, errmsg);
+	} else if (query_has(q, qn, "X-Amz-Credential") ||
+	    query_has(q, qn, "X-Amz-Signature")) {
+		*errmsg = "X-Amz-Algorithm is missing.";
+		st = SIGV4_MALFORMED;
+	} else if (query_has(q, qn, "Signature") ||
+	    query_has(q, qn, "AWSAccessKeyId")) {
+		*errmsg = "Signature Version 2 is not supported; use "
+			  "AWS4-HMAC-SHA256.";
+		st = SIGV4_UNSUPPORTED;
+	} else {
+		*errmsg = "The request carries no signature.";
+		st = SIGV4_ANONYMOUS;
+	}
+	if (st != SIGV4_OK)
+		goto out;
+
+	const char *secret = secret_fn(arg, a->access_key);
+	if (!secret) {
+		*errmsg = "The AWS access key Id you provided does not exist in "
+			  "our records.";
+		st = SIGV4_UNKNOWN_KEY;
+		goto out;
+	}
+
+	char phash[65];
+	if (authz) {
+		size_t pl = 0;
+		int pc;
+		const char *p = header_get(req, "x-amz-content-sha256", &pl, &pc);
+		if (!p || pc > 1) {
+			*errmsg = "Missing required header for this request: "
+				  "x-amz-content-sha256.";
+			st = SIGV4_MALFORMED;
+			goto out;
+		}
+		if (!valid_payload_hash(p, pl)) {
+			*errmsg = "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, "
+				  "STREAMING-... or a SHA-256 in hex.";
+			st = SIGV4_BAD_PAYLOAD_HASH;
+			goto out;
+		}
+		memcpy(phash, p, pl);
+		phash[pl] = 0;
+		payload_hash = phash;
+	}
+
+	/* Unsigned x-amz-* headers could change what a request means. */
+	for (int i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+		if (h->name_len >= 6 && mem_ieq(h->name, 6, "x-amz-", 6) &&
+		    !is_signed(a->signed_headers, h->name, h->name_len)) {
+			*errmsg = "There were headers present in the request "
+				  "which were not signed.";
+			st = SIGV4_MALFORMED;
+			goto out;
+		}
+	}
+
+	/* req->method points into the request buffer, unterminated. */
+	char method[32];
+	if (!req->method || req->method_len == 0 ||
+	    copy_bounded(method, sizeof(method), req->method,
+	    req->method_len) || strlen(method) != req->method_len) {
+		*errmsg = "The request method is malformed.";
+		st = SIGV4_MALFORMED;
+		goto out;
+	}
+	struct dbuf canon;
+	dbuf_init(&canon, CANON_MAX);
+	int r = sigv4_canonical_request(&canon, method, req->path,
+	    req->path ? req->path_len : 0, q, qn, req->headers,
+	    req->nheaders, a->signed_headers, strlen(a->signed_headers),
+	    payload_hash, presigned);
+	char sig[65];
+	if (r == -ENOENT) {
+		*errmsg = "A signed header is missing from the request.";
+		st = SIGV4_MALFORMED;
+	} else if (r) {
+		*errmsg = "The request URI or query cannot be canonicalised.";
+		st = SIGV4_MALFORMED;
+	} else if (compute_signature(secret, a->amz_date, a->date8, a->region,
+	    a->service, &canon, sig) != 0) {
+		*errmsg = "The secret for this access key is unusable.";
+		st = SIGV4_UNKNOWN_KEY;
+	} else if (ct_memcmp(sig, a->signature, 64) != 0) {
+		*errmsg = "The request signature we calculated does not match "
+			  "the signature you provided.";
+		st = SIGV4_MISMATCH;
+	}
+	explicit_bzero(sig, sizeof(sig));
+	dbuf_free(&canon);
+out:
+	free(a);
+	return st;
+}
