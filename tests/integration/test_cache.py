@@ -1,0 +1,219 @@
+"""The page cache: a second read makes no under-store request, hit bytes
+count what was served from the cache, `ferry stat` reports what is cached,
+metadata is re-checked after --sync-interval (and one response never mixes
+two versions), corrupted pages are detected and refetched, and a cache
+disk that is full or read-only does not stop correct reads."""
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PAGE, make_mounted, rand_bytes
+
+
+def test_second_read_makes_no_ufs_request(mounted):
+    w = mounted.worker
+    size = 3 * PAGE + 100
+    data = rand_bytes(size, 31)
+    mounted.put("hot/obj.bin", data)
+    s3 = w.s3()
+    m0 = mounted.mark()
+    assert s3.get_object(Bucket="data", Key="hot/obj.bin")["Body"].read() == data
+    reads1 = w.ufs_reads()
+    assert reads1 == 4, f"a cold read of 4 pages made {reads1} UFS reads"
+    if mounted.kind == "s3":
+        assert mounted.ufs_gets("hot/obj.bin", m0) == 4
+    st = w.stat("/data/hot/obj.bin")
+    assert st["size"] == size and st["cached_bytes"] == size
+    hit1 = w.metric("ferry_cache_hit_bytes_total")
+    miss1 = w.metric("ferry_cache_miss_bytes_total")
+    # Pages the read's window fetched ahead may count as hits when stored
+    # before the reader gets to them; every byte counts once either way.
+    assert miss1 >= PAGE and hit1 + miss1 == size
+
+    m1 = mounted.mark()
+    assert s3.get_object(Bucket="data", Key="hot/obj.bin")["Body"].read() == data
+    rng = s3.get_object(Bucket="data", Key="hot/obj.bin", Range=f"bytes={PAGE - 3}-{2 * PAGE + 3}")
+    assert rng["Body"].read() == data[PAGE - 3:2 * PAGE + 4]
+    assert w.ufs_reads() == reads1
+    assert w.metric("ferry_cache_hit_bytes_total") - hit1 == size + PAGE + 7
+    assert w.metric("ferry_cache_miss_bytes_total") == miss1
+    if mounted.kind == "s3":
+        assert mounted.ufs_gets("hot/obj.bin", m1) == 0
+
+    # The CLI agrees.
+    p = w.cli("stat", "/data/hot/obj.bin")
+    out = p.stdout.decode()
+    assert f"cached_bytes: {size}" in out, out
+    assert f"size: {size}" in out, out
+
+
+def test_partial_read_caches_only_what_was_read(make_worker, data_dir):
+    size = 40 * PAGE
+    data = rand_bytes(size, 40)
+    (data_dir / "big.bin").write_bytes(data)
+    w = make_worker(mounts={"data": data_dir}, args=["--read-ahead", "0", "--window", "1"])
+    r = w.s3().get_object(Bucket="data", Key="big.bin", Range=f"bytes={10 * PAGE}-{10 * PAGE + 10}")
+    assert r["Body"].read() == data[10 * PAGE:10 * PAGE + 11]
+    st = w.stat("/data/big.bin")
+    assert st["cached_bytes"] == PAGE, st
+    assert w.ufs_reads() == 1
+
+
+def test_sync_interval_new_version_never_mixed(make_worker, data_dir):
+    """Same size, new content, new mtime: within the sync interval the old
+    bytes may be served, after it the new ones; a response is one or the
+    other, even when only some pages of the old version were cached."""
+    size = 4 * PAGE
+    old = rand_bytes(size, 1)
+    new = rand_bytes(size, 2)
+    f = data_dir / "v.bin"
+    f.write_bytes(old)
+    os.utime(f, (1_600_000_000, 1_600_000_000))
+    w = make_worker(mounts={"data": data_dir},
+                    args=["--sync-interval", "1s", "--read-ahead", "0", "--window", "1"])
+    s3 = w.s3()
+    # Cache only page 0 of the old version.
+    r = s3.get_object(Bucket="data", Key="v.bin", Range="bytes=0-99")
+    assert r["Body"].read() == old[:100]
+    etag_old = r["ETag"]
+    f.write_bytes(new)
+    os.utime(f, (1_600_000_100, 1_600_000_100))
+    body = s3.get_object(Bucket="data", Key="v.bin")["Body"].read()
+    assert body in (old, new), "one response mixed the old and the new version"
+    time.sleep(1.5)
+    r = s3.get_object(Bucket="data", Key="v.bin")
+    assert r["Body"].read() == new
+    assert r["ETag"] != etag_old
+    # And the control API's data path agrees.
+    assert w.ctl("GET", "/v1/data", params={"path": "/data/v.bin"}).content == new
+
+
+def test_sync_interval_fully_cached_old_version(make_worker, data_dir):
+    size = 3 * PAGE
+    old = rand_bytes(size, 3)
+    new = rand_bytes(size, 4)
+    f = data_dir / "w.bin"
+    f.write_bytes(old)
+    os.utime(f, (1_600_000_000, 1_600_000_000))
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "1s"])
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="w.bin")["Body"].read() == old
+    f.write_bytes(new)
+    os.utime(f, (1_600_000_050, 1_600_000_050))
+    assert s3.get_object(Bucket="data", Key="w.bin")["Body"].read() in (old, new)
+    time.sleep(1.5)
+    assert s3.get_object(Bucket="data", Key="w.bin")["Body"].read() == new
+    h = s3.head_object(Bucket="data", Key="w.bin")
+    assert int(h["LastModified"].timestamp()) == 1_600_000_050
+
+
+def page_files(cache_dir):
+    return sorted(p for p in Path(cache_dir).rglob("*.pg") if p.is_file())
+
+
+def flip_byte(path, off):
+    with open(path, "r+b") as fh:
+        fh.seek(off)
+        b = fh.read(1)
+        fh.seek(off)
+        fh.write(bytes([b[0] ^ 0x5A]))
+
+
+def test_corrupted_page_is_refetched(make_worker, data_dir):
+    size = 4 * PAGE
+    data = rand_bytes(size, 12)
+    (data_dir / "c.bin").write_bytes(data)
+    w = make_worker(mounts={"data": data_dir})
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="c.bin")["Body"].read() == data
+    pages = page_files(w.cache_dir)
+    assert len(pages) == 4, pages
+    assert all(p.stat().st_size == PAGE + 64 for p in pages), [p.stat().st_size for p in pages]
+    flip_byte(pages[2], 64 + 1000)
+    reads = w.ufs_reads()
+    assert s3.get_object(Bucket="data", Key="c.bin")["Body"].read() == data
+    assert w.metric("ferry_page_checksum_failures_total") == 1
+    assert w.ufs_reads() == reads + 1, "the corrupted page was not refetched (once)"
+    # Refetched and cached again: the next read is all hits.
+    assert s3.get_object(Bucket="data", Key="c.bin")["Body"].read() == data
+    assert w.ufs_reads() == reads + 1
+    assert w.metric("ferry_page_checksum_failures_total") == 1
+
+
+def test_corrupted_page_after_restart(make_worker, data_dir):
+    size = 2 * PAGE + 5
+    data = rand_bytes(size, 13)
+    (data_dir / "d.bin").write_bytes(data)
+    w = make_worker(mounts={"data": data_dir})
+    assert w.s3().get_object(Bucket="data", Key="d.bin")["Body"].read() == data
+    rc = w.stop()
+    assert rc == 0
+    pages = page_files(w.cache_dir)
+    assert len(pages) == 3
+    # The last page is short (5 bytes): corrupt its first data byte.
+    last = min(pages, key=lambda p: p.stat().st_size)
+    flip_byte(last, 64)
+    w.start()
+    assert w.s3().get_object(Bucket="data", Key="d.bin")["Body"].read() == data
+    assert w.metric("ferry_page_checksum_failures_total") == 1
+    assert w.ufs_reads() == 1
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    d = tmp_path / "tmpfs"
+    d.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)],
+                       capture_output=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {p.stderr.decode().strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_cache_disk_full(make_worker, data_dir, tiny_tmpfs):
+    objs = {f"f{i}.bin": rand_bytes(1024 * 1024 + 7 * i, 100 + i) for i in range(5)}
+    for k, v in objs.items():
+        (data_dir / k).write_bytes(v)
+    # Capacity far beyond the 2 MiB disk: the disk fills before eviction.
+    w = make_worker(mounts={"data": data_dir}, cache_dir=tiny_tmpfs / "cache", cache_size="64M")
+    s3 = w.s3()
+    for _ in range(2):
+        for k, v in objs.items():
+            assert s3.get_object(Bucket="data", Key=k)["Body"].read() == v
+    assert w.metric("ferry_cache_write_errors_total") > 0
+    assert w.stats()["write_errors"] > 0
+
+
+def test_cache_disk_read_only(make_worker, data_dir, tiny_tmpfs):
+    a, b = rand_bytes(3 * PAGE, 1), rand_bytes(3 * PAGE + 1, 2)
+    (data_dir / "a.bin").write_bytes(a)
+    (data_dir / "b.bin").write_bytes(b)
+    w = make_worker(mounts={"data": data_dir}, cache_dir=tiny_tmpfs / "cache", cache_size="1M")
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="a.bin")["Body"].read() == a
+    p = subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    try:
+        for _ in range(2):
+            assert s3.get_object(Bucket="data", Key="b.bin")["Body"].read() == b
+            assert s3.get_object(Bucket="data", Key="a.bin")["Body"].read() == a
+        assert w.metric("ferry_cache_write_errors_total") > 0
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(tiny_tmpfs)], capture_output=True)
+
+
+def test_cached_bytes_for_s3_mount_after_partial_read(make_worker, tmp_path, request):
+    m = make_mounted("s3", make_worker, tmp_path, lambda: request.getfixturevalue("s3rver"),
+                     args=["--read-ahead", "0", "--window", "1"])
+    data = rand_bytes(6 * PAGE, 66)
+    m.put("p.bin", data)
+    w = m.worker
+    r = w.s3().get_object(Bucket="data", Key="p.bin", Range=f"bytes={PAGE}-{3 * PAGE - 1}")
+    assert r["Body"].read() == data[PAGE:3 * PAGE]
+    assert w.stat("/data/p.bin")["cached_bytes"] == 2 * PAGE
