@@ -57,7 +57,7 @@ const char *http_header_get(const struct http_request *req, const char *name,
 
 /*
  * Query-string parameter lookup on the raw (still encoded) query.  Returns
- * 1 and sets *val/*vlen (raw, percent-encoded) if present (vlen 0 for "?a"),
+ * 1 and sets *val and *vlen (raw, percent-encoded) if present (vlen 0 for "?a"),
  * 0 if absent.
  */
 int http_query_get(const char *query, size_t qlen, const char *name,
