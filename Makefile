@@ -19,7 +19,7 @@ rwildcard = $(foreach d,$(wildcard $(1:=/*)),$(call rwildcard,$d,$2) $(filter $(
 CORE_SRC := $(sort $(call rwildcard,src/common src/http src/s3 src/ufs src/store src/worker,*.c))
 LIB_SRC  := $(sort $(call rwildcard,src/lib,*.c))
 CLI_SRC  := $(sort $(call rwildcard,src/cli,*.c))
-UNIT_SRC := $(sort $(call rwildcard,tests/unit,test_*.c))
+UNIT_SRC := $(sort $(shell find tests/unit -name 'test_*.c'))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 B ?= build
