@@ -1,0 +1,1347 @@
+/*
+ * ufs_s3.c: the s3:// under-store: objects of one bucket, under an optional
+ * key prefix (s3://bucket/prefix), read over HTTP(S) with libcurl and
+ * SigV4-signed (sigv4_sign) unless no keys are configured (anonymous).
+ *
+ * Requests: HEAD (stat), GET with Range and If-Match (read), ListObjectsV2
+ * (list, and stat of a "directory").  Transport failures, timeouts and
+ * 500/502/503/504 are retried with exponential backoff and full jitter
+ * (100 ms base, 5 s cap), s3.retries times; 4xx never are.  Each attempt is
+ * bounded by s3.connect_timeout_ms, s3.timeout_ms and a low-speed limit, so
+ * no call hangs.  Bodies are bounded: a read writes straight into the
+ * caller's buffer and a server sending more than asked for is -EIO; a list
+ * reply may be 16 MiB, an error reply is kept up to 64 KiB.  Reads also
+ * compare the reply's ETag with the expected one, so a server that ignores
+ * If-Match still yields -ESTALE for a changed object.
+ *
+ * The root prefix is taken as a directory: s3://b/data means keys under
+ * "data/".  Listed keys that no valid ufs path could name (not UTF-8,
+ * control characters, empty, "." or ".." segments, longer than
+ * UFS_KEY_MAX, or "directory marker" objects ending in '/') are skipped.
+ *
+ * Threads: any number at once.  The state is read-only after open except
+ * the pool of curl easy handles (pool_lock) and the CURLSH share of DNS and
+ * TLS sessions (its own locks).  A pooled handle keeps its live
+ * connections, so TCP and TLS are reused across calls.  Connections are
+ * not shared between handles: libcurl does not support a connection cache
+ * used by concurrent threads.  Secrets are never logged; failures are
+ * logged once, at warn, with the HTTP status and S3 error code.
+ */
+#include "ufs.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/dbuf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "s3/sigv4.h"
+#include "ufs/s3_listxml.h"
+
+#define S3_LIST_BODY_MAX (16u << 20)
+#define S3_ERR_BODY_MAX (64u << 10)
+#define S3_LIST_PAGE_MAX 1000
+#define S3_PAGE_ITEMS_MAX 20000 /* entries kept from one list reply */
+#define S3_BACKOFF_BASE_MS 100
+#define S3_BACKOFF_CAP_MS 5000
+#define S3_POOL_MAX 64
+#define S3_LOW_SPEED_BYTES 1024L
+#define S3_LOW_SPEED_SECS 30L
+#define S3_URL_MAX 8192
+
+struct s3_state {
+	char *bucket;
+	char *prefix; /* "" or ending in '/' */
+	size_t prefix_len;
+	char *base_url;  /* "https://host[:port]", no trailing '/' */
+	char *host;      /* Host header value */
+	char *path_base; /* "/bucket" (path style) or "" (virtual host) */
+	char *region;
+	char *access_key; /* NULL: anonymous */
+	char *secret_key;
+	char *session_token;
+	long connect_timeout_ms;
+	long timeout_ms;
+	int retries;
+	int insecure;
+
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t pool_lock;
+	CURL *pool[S3_POOL_MAX]; /* idle handles, under pool_lock */
+	int npool;
+};
+
+/* One HTTP exchange (with its retries). */
+struct s3_call {
+	const char *method; /* "GET" or "HEAD" */
+	const char *key;    /* full object key; NULL for the bucket itself */
+	const char *query;  /* encoded, sorted; "" if none */
+	const char *range;  /* Range value or NULL */
+	const char *if_match; /* If-Match value or NULL */
+	char *buf;          /* 2xx body sink: caller memory, cap bytes */
+	size_t cap;
+	struct dbuf *body;  /* 2xx body sink: bounded buffer */
+
+	long status;
+	size_t got;
+	int overflow;
+	int64_t content_length;
+	int64_t last_modified;
+	int64_t cr_start, cr_total; /* Content-Range; -1 if absent */
+	char etag[UFS_ETAG_MAX];
+	int etag_bad; /* ETag header too long to keep */
+	struct dbuf errbody;
+};
+
+/* ---- options ---- */
+
+static char *
+s3_errmsg(const char *fmt, const char *a)
+{
+	char *m = NULL;
+	if (asprintf(&m, fmt, a) < 0)
+		return NULL;
+	return m;
+}
+
+static int
+parse_bool(const char *v, int *out)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) {
+		*out = 1;
+		return 0;
+	}
+	if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) {
+		*out = 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int
+parse_long(const char *v, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno || end == v || *end || x < lo || x > hi)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+/* A header value we are about to send: no control characters. */
+static int
+header_safe(const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int
+valid_bucket(const char *b, size_t n)
+{
+	if (n < 1 || n > 255)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = b[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+valid_region(const char *r)
+{
+	if (!*r || strlen(r) > 64)
+		return 0;
+	for (; *r; r++)
+		if (!((*r >= 'a' && *r <= 'z') || (*r >= '0' && *r <= '9') ||
+		    *r == '-'))
+			return 0;
+	return 1;
+}
+
+/* Splits "http[s]://authority[/]" into a base URL and the authority. */
+static int
+parse_endpoint(const char *ep, char **base, char **authority)
+{
+	const char *rest;
+	if (!strncasecmp(ep, "https://", 8))
+		rest = ep + 8;
+	else if (!strncasecmp(ep, "http://", 7))
+		rest = ep + 7;
+	else
+		return -EINVAL;
+	size_t n = strcspn(rest, "/?#");
+	if (n == 0 || (rest[n] && strcmp(rest + n, "/") != 0))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)rest[i];
+		if (c <= 0x20 || c >= 0x7f || c == '@' || c == '\\')
+			return -EINVAL;
+	}
+	*authority = strndup(rest, n);
+	*base = strndup(ep, (size_t)(rest - ep) + n);
+	if (!*authority || !*base) {
+		free(*authority);
+		free(*base);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void
+free_secret(char *s)
+{
+	if (!s)
+		return;
+	memset(s, 0, strlen(s));
+	free(s);
+}
+
+static void
+s3_close(void *state)
+{
+	struct s3_state *s = state;
+	if (!s)
+		return;
+	for (int i = 0; i < s->npool; i++)
+		curl_easy_cleanup(s->pool[i]);
+	if (s->share)
+		curl_share_cleanup(s->share);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&s->share_locks[i]);
+	pthread_mutex_destroy(&s->pool_lock);
+	free(s->bucket);
+	free(s->prefix);
+	free(s->base_url);
+	free(s->host);
+	free(s->path_base);
+	free(s->region);
+	free(s->access_key);
+	free_secret(s->secret_key);
+	free_secret(s->session_token);
+	free(s);
+}
+
+static void
+share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *u)
+{
+	struct s3_state *s = u;
+	pthread_mutex_lock(&s->share_locks[data]);
+}
+
+static void
+share_unlock(CURL *h, curl_lock_data data, void *u)
+{
+	struct s3_state *s = u;
+	pthread_mutex_unlock(&s->share_locks[data]);
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_init_rc;
+
+static void
+curl_init_once(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0
+	                                                                 : -EIO;
+}
+
+/* Parses the options into s; on error sets *err and returns -EINVAL. */
+static int
+s3_parse_opts(struct s3_state *s, const struct ufs_opt *opts, int nopts,
+    const char **endpoint, int *path_style, char **err)
+{
+	for (int i = 0; i < nopts; i++) {
+		const char *k = opts[i].key ? opts[i].key : "";
+		const char *v = opts[i].value ? opts[i].value : "";
+		long x;
+		int r = 0;
+		if (!strcmp(k, "s3.endpoint")) {
+			*endpoint = v;
+		} else if (!strcmp(k, "s3.region")) {
+			if (!valid_region(v))
+				r = -EINVAL;
+			else if (!(s->region = strdup(v)))
+				return -ENOMEM;
+		} else if (!strcmp(k, "s3.access_key")) {
+			free(s->access_key);
+			if (!(s->access_key = strdup(v)))
+				return -ENOMEM;
+		} else if (!strcmp(k, "s3.secret_key")) {
+			free_secret(s->secret_key);
+			if (!(s->secret_key = strdup(v)))
+				return -ENOMEM;
+		} else if (!strcmp(k, "s3.session_token")) {
+			free_secret(s->session_token);
+			if (!(s->session_token = strdup(v)))
+				return -ENOMEM;
+		} else if (!strcmp(k, "s3.path_style")) {
+			r = parse_bool(v, path_style);
+		} else if (!strcmp(k, "s3.connect_timeout_ms")) {
+			r = parse_long(v, 1, 3600000, &s->connect_timeout_ms);
+		} else if (!strcmp(k, "s3.timeout_ms")) {
+			r = parse_long(v, 1, 86400000, &s->timeout_ms);
+		} else if (!strcmp(k, "s3.retries")) {
+			r = parse_long(v, 0, 100, &x);
+			s->retries = (int)x;
+		} else if (!strcmp(k, "s3.insecure")) {
+			r = parse_bool(v, &s->insecure);
+		} else {
+			*err = s3_errmsg("s3: unknown option '%s'", k);
+			return -EINVAL;
+		}
+		if (r) {
+			*err = s3_errmsg("s3: bad value for option '%s'", k);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int
+s3_open(const char *root, const struct ufs_opt *opts, int nopts,
+    void **state, char **err)
+{
+	*state = NULL;
+	*err = NULL;
+	pthread_once(&curl_once, curl_init_once);
+	if (curl_init_rc) {
+		*err = s3_errmsg("s3: %s", "libcurl initialisation failed");
+		return -EIO;
+	}
+	struct s3_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->pool_lock, NULL);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&s->share_locks[i], NULL);
+	s->connect_timeout_ms = 5000;
+	s->timeout_ms = 60000;
+	s->retries = 4;
+
+	const char *endpoint = NULL;
+	int path_style = -1, r;
+	char *authority = NULL;
+	if ((r = s3_parse_opts(s, opts, nopts, &endpoint, &path_style, err)))
+		goto fail;
+	r = -EINVAL;
+	if (!s->region && !(s->region = strdup("us-east-1"))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((s->access_key && !*s->access_key) ||
+	    (s->secret_key && !*s->secret_key)) {
+		*err = s3_errmsg("s3: %s", "empty s3.access_key or s3.secret_key");
+		goto fail;
+	}
+	if (!s->access_key != !s->secret_key) {
+		*err = s3_errmsg("s3: %s", "s3.access_key and s3.secret_key "
+		    "go together");
+		goto fail;
+	}
+	if (s->session_token && !s->access_key) {
+		*err = s3_errmsg("s3: %s", "s3.session_token needs keys");
+		goto fail;
+	}
+	if ((s->access_key && !header_safe(s->access_key)) ||
+	    (s->session_token && !header_safe(s->session_token))) {
+		*err = s3_errmsg("s3: %s", "control characters in credentials");
+		goto fail;
+	}
+
+	/* root: "bucket[/prefix]" */
+	if (!root)
+		root = "";
+	size_t blen = strcspn(root, "/");
+	if (!valid_bucket(root, blen)) {
+		*err = s3_errmsg("s3: bad bucket name in 's3://%s'", root);
+		goto fail;
+	}
+	const char *pfx = root[blen] ? root + blen + 1 : "";
+	size_t plen = strlen(pfx);
+	if (!utf8_valid(pfx, plen) || !header_safe(pfx) || pfx[0] == '/' ||
+	    strstr(pfx, "//")) {
+		*err = s3_errmsg("s3: bad key prefix in 's3://%s'", root);
+		goto fail;
+	}
+	s->bucket = strndup(root, blen);
+	s->prefix = malloc(plen + 2);
+	if (!s->bucket || !s->prefix) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memcpy(s->prefix, pfx, plen);
+	if (plen && pfx[plen - 1] != '/')
+		s->prefix[plen++] = '/';
+	s->prefix[plen] = 0;
+	s->prefix_len = plen;
+	if (plen > UFS_KEY_MAX) {
+		*err = s3_errmsg("s3: key prefix too long in 's3://%s'", root);
+		goto fail;
+	}
+
+	if (endpoint) {
+		if ((r = parse_endpoint(endpoint, &s->base_url, &authority))) {
+			if (r == -EINVAL)
+				*err = s3_errmsg("s3: bad s3.endpoint '%s' "
+				    "(want http[s]://host[:port])", endpoint);
+			goto fail;
+		}
+		r = -EINVAL;
+	} else {
+		if (asprintf(&authority, "s3.%s.amazonaws.com", s->region) < 0 ||
+		    !(s->base_url = strdup("https://"))) {
+			authority = NULL;
+			r = -ENOMEM;
+			goto fail;
+		}
+		/* "https://" + authority below */
+	}
+	if (path_style < 0)
+		path_style = endpoint != NULL || strchr(s->bucket, '.') != NULL;
+	const char *scheme_end = strstr(s->base_url, "://") + 3;
+	char *base = NULL;
+	if (path_style) {
+		s->host = strdup(authority);
+		if (asprintf(&s->path_base, "/%s", s->bucket) < 0)
+			s->path_base = NULL;
+	} else {
+		if (asprintf(&s->host, "%s.%s", s->bucket, authority) < 0)
+			s->host = NULL;
+		s->path_base = strdup("");
+	}
+	if (!s->host || !s->path_base ||
+	    asprintf(&base, "%.*s%s", (int)(scheme_end - s->base_url),
+	    s->base_url, s->host) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	free(s->base_url);
+	s->base_url = base;
+	free(authority);
+	authority = NULL;
+
+	s->share = curl_share_init();
+	if (!s->share) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(s->share, CURLSHOPT_USERDATA, s);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	*state = s;
+	return 0;
+fail:
+	free(authority);
+	if (r == -EINVAL && !*err)
+		*err = s3_errmsg("s3: %s", "invalid configuration");
+	s3_close(s);
+	return r;
+}
+
+/* ---- handle pool ---- */
+
+static CURL *
+pool_get(struct s3_state *s)
+{
+	CURL *h = NULL;
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool > 0)
+		h = s->pool[--s->npool];
+	pthread_mutex_unlock(&s->pool_lock);
+	if (h)
+		curl_easy_reset(h); /* keeps its live connections */
+	else
+		h = curl_easy_init();
+	return h;
+}
+
+static void
+pool_put(struct s3_state *s, CURL *h)
+{
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool < S3_POOL_MAX) {
+		s->pool[s->npool++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&s->pool_lock);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+/* ---- one request ---- */
+
+static int64_t
+parse_dec(const char *p, size_t n)
+{
+	if (n == 0 || n > 18)
+		return -1;
+	int64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
+static void
+call_reset_response(struct s3_call *c)
+{
+	c->got = 0;
+	c->overflow = 0;
+	c->content_length = -1;
+	c->last_modified = -1;
+	c->cr_start = c->cr_total = -1;
+	c->etag[0] = 0;
+	c->etag_bad = 0;
+	dbuf_reset(&c->errbody);
+	if (c->body)
+		dbuf_reset(c->body);
+}
+
+/* "bytes 0-99/1000", or with "*" for an unknown total. */
+static void
+parse_content_range(struct s3_call *c, const char *v, size_t n)
+{
+	if (n < 6 || strncasecmp(v, "bytes ", 6) != 0)
+		return;
+	const char *p = v + 6, *end = v + n;
+	const char *dash = memchr(p, '-', (size_t)(end - p));
+	const char *slash = dash ? memchr(dash, '/', (size_t)(end - dash)) : NULL;
+	if (!dash || !slash)
+		return;
+	c->cr_start = parse_dec(p, (size_t)(dash - p));
+	if (slash + 1 < end && !(slash[1] == '*' && slash + 2 == end))
+		c->cr_total = parse_dec(slash + 1, (size_t)(end - slash - 1));
+}
+
+static size_t
+on_header(char *p, size_t size, size_t nitems, void *arg)
+{
+	struct s3_call *c = arg;
+	size_t n = size * nitems, len = n;
+	while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n'))
+		len--;
+	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+		/* A new response (after a 100 Continue, say) starts over. */
+		const char *sp = memchr(p, ' ', len);
+		c->status = 0;
+		if (sp && (size_t)(p + len - sp) >= 4) {
+			int64_t st = parse_dec(sp + 1, 3);
+			c->status = st < 0 ? 0 : (long)st;
+		}
+		call_reset_response(c);
+		return n;
+	}
+	const char *colon = memchr(p, ':', len);
+	if (!colon)
+		return n;
+	size_t nlen = (size_t)(colon - p);
+	const char *v = colon + 1, *end = p + len;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	size_t vlen = (size_t)(end - v);
+	if (nlen == 14 && !strncasecmp(p, "content-length", 14)) {
+		c->content_length = parse_dec(v, vlen);
+	} else if (nlen == 4 && !strncasecmp(p, "etag", 4)) {
+		if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+			v++;
+			vlen -= 2;
+		}
+		if (vlen >= sizeof(c->etag)) {
+			c->etag_bad = 1;
+		} else {
+			memcpy(c->etag, v, vlen);
+			c->etag[vlen] = 0;
+		}
+	} else if (nlen == 13 && !strncasecmp(p, "last-modified", 13)) {
+		c->last_modified = parse_http_date(v, vlen);
+	} else if (nlen == 13 && !strncasecmp(p, "content-range", 13)) {
+		parse_content_range(c, v, vlen);
+	}
+	return n;
+}
+
+static size_t
+on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct s3_call *c = arg;
+	size_t n = size * nmemb;
+	if (c->status >= 200 && c->status < 300) {
+		if (c->buf) {
+			if (n > c->cap - c->got) {
+				c->overflow = 1;
+				return 0; /* aborts the transfer */
+			}
+			memcpy(c->buf + c->got, p, n);
+			c->got += n;
+		} else if (c->body) {
+			if (dbuf_add(c->body, p, n)) {
+				c->overflow = 1;
+				return 0;
+			}
+		}
+		return n;
+	}
+	/* An error body: keep what fits, drop the rest. */
+	size_t room = c->errbody.max - c->errbody.len;
+	if (room)
+		dbuf_add(&c->errbody, p, n < room ? n : room);
+	return n;
+}
+
+static int
+build_path(const struct s3_state *s, const char *key, struct dbuf *path)
+{
+	int r = dbuf_adds(path, s->path_base);
+	if (!r && key)
+		r = dbuf_add(path, "/", 1);
+	if (!r && key)
+		r = url_encode(path, key, strlen(key), 1);
+	if (!r && path->len == 0)
+		r = dbuf_add(path, "/", 1);
+	return r;
+}
+
+static int
+add_header(struct curl_slist **l, const char *name, const char *value)
+{
+	char line[S3_URL_MAX];
+	int n = snprintf(line, sizeof(line), "%s: %s", name, value);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -E2BIG;
+	struct curl_slist *nl = curl_slist_append(*l, line);
+	if (!nl)
+		return -ENOMEM;
+	*l = nl;
+	return 0;
+}
+
+/* Builds the header list, signing the request if keys are configured. */
+static int
+build_headers(const struct s3_state *s, const struct s3_call *c,
+    const char *path, struct curl_slist **hl)
+{
+	int r;
+	*hl = NULL;
+	if ((r = add_header(hl, "Host", s->host)))
+		return r;
+	if (c->range && (r = add_header(hl, "Range", c->range)))
+		return r;
+	if (c->if_match && (r = add_header(hl, "If-Match", c->if_match)))
+		return r;
+	if (!s->access_key)
+		return 0;
+	struct sigv4_hdr extra[2];
+	int n = 0;
+	if (c->range)
+		extra[n++] = (struct sigv4_hdr){"range", c->range};
+	if (c->if_match)
+		extra[n++] = (struct sigv4_hdr){"if-match", c->if_match};
+	struct sigv4_sign_req req = {
+	    .method = c->method,
+	    .host = s->host,
+	    .path = path,
+	    .query = c->query,
+	    .headers = extra,
+	    .nheaders = n,
+	    .payload_hash = SIGV4_EMPTY_SHA256,
+	    .region = s->region,
+	    .service = "s3",
+	    .access_key = s->access_key,
+	    .secret_key = s->secret_key,
+	    .session_token = s->session_token,
+	    .now = wall_sec(),
+	};
+	struct dbuf authz;
+	char amz_date[17];
+	dbuf_init(&authz, 4096);
+	r = sigv4_sign(&req, &authz, amz_date);
+	if (!r)
+		r = add_header(hl, "x-amz-date", amz_date);
+	if (!r)
+		r = add_header(hl, "x-amz-content-sha256", SIGV4_EMPTY_SHA256);
+	if (!r && s->session_token)
+		r = add_header(hl, "x-amz-security-token", s->session_token);
+	if (!r)
+		r = add_header(hl, "Authorization", authz.p);
+	dbuf_free(&authz);
+	return r;
+}
+
+static int
+curl_retryable(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int
+status_retryable(long st)
+{
+	return st == 500 || st == 502 || st == 503 || st == 504;
+}
+
+/* Full jitter in [d/2, d], d = min(cap, base * 2^(attempt-1)). */
+static void
+backoff_sleep(int attempt)
+{
+	static _Thread_local uint64_t rng;
+	if (!rng)
+		rng = (uint64_t)now_ns() ^ ((uint64_t)(uintptr_t)&rng << 16) ^
+		    0x9e3779b97f4a7c15ull;
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	int64_t d = S3_BACKOFF_BASE_MS;
+	for (int i = 1; i < attempt && d < S3_BACKOFF_CAP_MS; i++)
+		d *= 2;
+	if (d > S3_BACKOFF_CAP_MS)
+		d = S3_BACKOFF_CAP_MS;
+	int64_t ms = d / 2 + (int64_t)(rng % (uint64_t)(d / 2 + 1));
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static const char *
+call_what(const struct s3_call *c)
+{
+	return c->key ? c->key : "(bucket)";
+}
+
+static void
+log_http_failure(const struct s3_state *s, const struct s3_call *c)
+{
+	char code[64], msg[256];
+	code[0] = msg[0] = 0;
+	if (c->errbody.len)
+		s3_errxml_parse(c->errbody.p, c->errbody.len, code,
+		    sizeof(code), msg, sizeof(msg));
+	LOG_WARN("s3: %s s3://%s/%s: HTTP %ld%s%s%s%s", c->method, s->bucket,
+	    call_what(c), c->status, code[0] ? " " : "", code,
+	    msg[0] ? ": " : "", msg);
+}
+
+/*
+ * Runs the request with retries.  Returns 0 when an HTTP reply was had
+ * (c->status set, perhaps an error status), or -ETIMEDOUT / -EIO when none
+ * came (logged).
+ */
+static int
+s3_perform(struct s3_state *s, struct s3_call *c)
+{
+	struct dbuf path, url;
+	dbuf_init(&path, S3_URL_MAX);
+	dbuf_init(&url, S3_URL_MAX);
+	dbuf_init(&c->errbody, S3_ERR_BODY_MAX);
+	int r = build_path(s, c->key, &path);
+	if (!r)
+		r = dbuf_printf(&url, "%s%s%s%s", s->base_url, path.p,
+		    c->query[0] ? "?" : "", c->query);
+	if (r) {
+		dbuf_free(&path);
+		dbuf_free(&url);
+		return r == -E2BIG ? -ENAMETOOLONG : r;
+	}
+	int head = !strcmp(c->method, "HEAD");
+	CURLcode cc = CURLE_OK;
+	char curl_err[CURL_ERROR_SIZE];
+	int attempt;
+	for (attempt = 0; attempt <= s->retries; attempt++) {
+		if (attempt > 0)
+			backoff_sleep(attempt);
+		c->status = 0;
+		call_reset_response(c);
+		struct curl_slist *hl = NULL;
+		if ((r = build_headers(s, c, path.p, &hl)) != 0) {
+			curl_slist_free_all(hl);
+			LOG_WARN("s3: %s s3://%s/%s: cannot sign request: %s",
+			    c->method, s->bucket, call_what(c), strerror(-r));
+			break;
+		}
+		CURL *h = pool_get(s);
+		if (!h) {
+			curl_slist_free_all(hl);
+			r = -ENOMEM;
+			break;
+		}
+		curl_err[0] = 0;
+		curl_easy_setopt(h, CURLOPT_URL, url.p);
+		curl_easy_setopt(h, CURLOPT_SHARE, s->share);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+		    s->connect_timeout_ms);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, S3_LOW_SPEED_BYTES);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, S3_LOW_SPEED_SECS);
+		curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
+		if (head)
+			curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+		else
+			curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+		if (s->insecure) {
+			curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		}
+		cc = curl_easy_perform(h);
+		/* The handle outlives this call's buffers: unhook them. */
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+		pool_put(s, h);
+		curl_slist_free_all(hl);
+		if (cc == CURLE_OK) {
+			r = 0;
+			if (status_retryable(c->status) && attempt < s->retries)
+				continue;
+			break;
+		}
+		if (c->overflow) {
+			LOG_WARN("s3: %s s3://%s/%s: reply body larger than "
+			    "expected", c->method, s->bucket, call_what(c));
+			r = -EIO;
+			break;
+		}
+		r = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
+		if (!curl_retryable(cc))
+			break;
+	}
+	if (r && cc != CURLE_OK && !c->overflow)
+		LOG_WARN("s3: %s s3://%s/%s: %s (%s) after %d attempt(s)",
+		    c->method, s->bucket, call_what(c), curl_easy_strerror(cc),
+		    curl_err[0] ? curl_err : "-",
+		    attempt + (attempt <= s->retries));
+	dbuf_free(&path);
+	dbuf_free(&url);
+	return r;
+}
+
+/* Maps a final non-success status to -errno, logging it once. */
+static int
+s3_http_error(const struct s3_state *s, const struct s3_call *c)
+{
+	switch (c->status) {
+	case 404:
+	case 412:
+		LOG_DEBUG("s3: %s s3://%s/%s: HTTP %ld", c->method, s->bucket,
+		    call_what(c), c->status);
+		return c->status == 404 ? -ENOENT : -ESTALE;
+	case 401:
+	case 403:
+		log_http_failure(s, c);
+		return -EACCES;
+	default:
+		log_http_failure(s, c);
+		return -EIO;
+	}
+}
+
+static void
+call_done(struct s3_call *c)
+{
+	dbuf_free(&c->errbody);
+}
+
+static int
+full_key(const struct s3_state *s, const char *path, struct dbuf *k)
+{
+	dbuf_init(k, UFS_KEY_MAX + s->prefix_len + 2);
+	int r = dbuf_add(k, s->prefix, s->prefix_len);
+	if (!r)
+		r = dbuf_adds(k, path);
+	if (!r && !k->p)
+		r = dbuf_add(k, "", 0);
+	return r ? -ENAMETOOLONG : 0;
+}
+
+/* ---- list ---- */
+
+struct page_item {
+	size_t off, len; /* key in the arena */
+	int is_prefix;
+	int64_t size, mtime;
+	char etag[S3_LIST_ETAG_MAX];
+};
+
+struct page {
+	struct page_item *items;
+	int n, cap;
+	struct dbuf arena;
+};
+
+static int
+page_add(void *arg, const struct s3_list_item *it)
+{
+	struct page *pg = arg;
+	if (pg->n >= pg->cap) {
+		/* More than the max-keys asked for: s3rver, for one, does not
+		 * count CommonPrefixes.  Take it, up to a hard limit. */
+		if (pg->cap >= S3_PAGE_ITEMS_MAX)
+			return -EIO;
+		int nc = pg->cap * 2 > S3_PAGE_ITEMS_MAX ? S3_PAGE_ITEMS_MAX
+		                                          : pg->cap * 2;
+		struct page_item *ni = realloc(pg->items,
+		    (size_t)nc * sizeof(*ni));
+		if (!ni)
+			return -ENOMEM;
+		pg->items = ni;
+		pg->cap = nc;
+	}
+	struct page_item *pi = &pg->items[pg->n];
+	pi->off = pg->arena.len;
+	pi->len = it->key_len;
+	pi->is_prefix = it->is_prefix;
+	pi->size = it->size;
+	pi->mtime = it->mtime;
+	snprintf(pi->etag, sizeof(pi->etag), "%s", it->etag);
+	if (dbuf_add(&pg->arena, it->key, it->key_len + 1))
+		return -EIO;
+	pg->n++;
+	return 0;
+}
+
+static int
+page_item_cmp_arena(const struct page_item *a, const struct page_item *b,
+    const char *base)
+{
+	size_t n = a->len < b->len ? a->len : b->len;
+	int r = memcmp(base + a->off, base + b->off, n);
+	if (r)
+		return r;
+	return (a->len > b->len) - (a->len < b->len);
+}
+
+/* qsort has no context argument; qsort_r (GNU) does. */
+static int
+page_item_cmp(const void *a, const void *b, void *base)
+{
+	return page_item_cmp_arena(a, b, base);
+}
+
+/* Can a valid ufs path name this relative key (dirs: without its '/')? */
+static int
+rel_key_ok(const char *k, size_t n)
+{
+	if (n == 0 || n > UFS_KEY_MAX || !utf8_valid(k, n))
+		return 0;
+	size_t seg = 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || k[i] == '/') {
+			size_t sl = i - seg;
+			if (sl == 0 || (sl == 1 && k[seg] == '.') ||
+			    (sl == 2 && k[seg] == '.' && k[seg + 1] == '.'))
+				return 0;
+			seg = i + 1;
+			continue;
+		}
+		unsigned char c = (unsigned char)k[i];
+		if (c < 0x20 || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+static int
+add_param(struct dbuf *q, const char *name, const char *v, size_t n)
+{
+	int r = 0;
+	if (q->len)
+		r = dbuf_add(q, "&", 1);
+	if (!r)
+		r = dbuf_printf(q, "%s=", name);
+	if (!r)
+		r = url_encode(q, v, n, 0);
+	return r;
+}
+
+static int
+s3_list_page(struct s3_state *s, const char *full_prefix,
+    const char *full_sa, char delimiter, const char *token, int max,
+    struct page *pg, struct s3_list_result *res)
+{
+	struct dbuf q, body;
+	dbuf_init(&q, S3_URL_MAX);
+	dbuf_init(&body, S3_LIST_BODY_MAX);
+	char mk[16];
+	snprintf(mk, sizeof(mk), "%d", max);
+	char dl[2] = {delimiter, 0};
+	int r = 0;
+	/* In sorted order, as signed. */
+	if (token[0])
+		r = add_param(&q, "continuation-token", token, strlen(token));
+	if (!r && delimiter)
+		r = add_param(&q, "delimiter", dl, 1);
+	if (!r)
+		r = add_param(&q, "list-type", "2", 1);
+	if (!r)
+		r = add_param(&q, "max-keys", mk, strlen(mk));
+	if (!r && full_prefix[0])
+		r = add_param(&q, "prefix", full_prefix, strlen(full_prefix));
+	if (!r && full_sa[0] && !token[0])
+		r = add_param(&q, "start-after", full_sa, strlen(full_sa));
+	if (r) {
+		dbuf_free(&q);
+		return -ENAMETOOLONG;
+	}
+	struct s3_call c = {
+	    .method = "GET", .key = NULL, .query = q.p, .body = &body};
+	r = s3_perform(s, &c);
+	if (!r && c.status != 200)
+		r = s3_http_error(s, &c);
+	if (!r) {
+		pg->n = 0;
+		dbuf_reset(&pg->arena);
+		r = s3_listxml_parse(body.p ? body.p : "", body.len, page_add,
+		    pg, res);
+		if (r) {
+			LOG_WARN("s3: list s3://%s/%s: malformed reply",
+			    s->bucket, full_prefix);
+			r = -EIO;
+		}
+	}
+	call_done(&c);
+	dbuf_free(&q);
+	dbuf_free(&body);
+	return r;
+}
+
+static int
+s3_list(void *state, const char *prefix, char delimiter,
+    const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
+    int *truncated)
+{
+	struct s3_state *s = state;
+	*truncated = 0;
+	if (max_keys <= 0 || (delimiter != 0 && delimiter != '/'))
+		return -EINVAL;
+	if (!prefix)
+		prefix = "";
+	if (!start_after)
+		start_after = "";
+	struct dbuf fp, fsa;
+	int r = full_key(s, prefix, &fp);
+	if (!r)
+		r = full_key(s, start_after, &fsa);
+	else
+		dbuf_init(&fsa, 1);
+	if (r) {
+		dbuf_free(&fp);
+		dbuf_free(&fsa);
+		return r;
+	}
+	if (!start_after[0])
+		dbuf_reset(&fsa);
+
+	struct page pg = {0};
+	struct s3_list_result *res = malloc(sizeof(*res));
+	char *token = calloc(1, S3_LIST_TOKEN_MAX);
+	/* The last key given to fn: output stays strictly ascending. */
+	char *last = malloc(S3_LIST_KEY_MAX + 1);
+	size_t last_len = strlen(start_after);
+	pg.cap = max_keys < S3_LIST_PAGE_MAX ? max_keys : S3_LIST_PAGE_MAX;
+	pg.items = calloc((size_t)pg.cap, sizeof(*pg.items));
+	dbuf_init(&pg.arena, S3_LIST_BODY_MAX);
+	if (!res || !token || !last || !pg.items || last_len > UFS_KEY_MAX) {
+		r = last_len > UFS_KEY_MAX ? -ENAMETOOLONG : -ENOMEM;
+		goto out;
+	}
+	memcpy(last, start_after, last_len);
+
+	int delivered = 0;
+	for (;;) {
+		int want = max_keys - delivered;
+		if (want > S3_LIST_PAGE_MAX)
+			want = S3_LIST_PAGE_MAX;
+		r = s3_list_page(s, fp.p, fsa.len ? fsa.p : "", delimiter,
+		    token, want, &pg, res);
+		if (r)
+			goto out;
+		/* Contents and CommonPrefixes come as two sorted lists:
+		 * one byte-order sequence is what the caller gets. */
+		if (pg.n > 1)
+			qsort_r(pg.items, (size_t)pg.n, sizeof(pg.items[0]),
+			    page_item_cmp, pg.arena.p);
+		for (int i = 0; i < pg.n; i++) {
+			const struct page_item *pi = &pg.items[i];
+			const char *k = pg.arena.p + pi->off;
+			if (pi->len < fp.len || memcmp(k, fp.p, fp.len) != 0) {
+				LOG_WARN("s3: list s3://%s/%s: key outside the "
+				    "prefix in reply", s->bucket, fp.p);
+				r = -EIO;
+				goto out;
+			}
+			const char *rk = k + s->prefix_len;
+			size_t rl = pi->len - s->prefix_len;
+			if (pi->is_prefix) {
+				if (rl == 0 || rk[rl - 1] != '/' ||
+				    !rel_key_ok(rk, rl - 1))
+					continue;
+			} else if (!rel_key_ok(rk, rl)) {
+				continue; /* also "dir/" marker objects */
+			}
+			size_t cl = rl < last_len ? rl : last_len;
+			int cmp = memcmp(rk, last, cl);
+			if (cmp < 0 || (cmp == 0 && rl <= last_len))
+				continue;
+			if (delivered == max_keys) {
+				*truncated = 1;
+				goto out;
+			}
+			struct ufs_entry e = {
+			    .key = rk,
+			    .is_dir = pi->is_prefix,
+			    .size = pi->is_prefix ? 0 : pi->size,
+			    .mtime = pi->is_prefix ? 0 : pi->mtime,
+			    .etag = pi->is_prefix ? "" : pi->etag,
+			};
+			memcpy(last, rk, rl);
+			last_len = rl;
+			delivered++;
+			int fr = fn(arg, &e);
+			if (fr) {
+				*truncated = 1;
+				r = fr;
+				goto out;
+			}
+		}
+		if (!res->is_truncated)
+			break;
+		if (delivered == max_keys) {
+			*truncated = 1;
+			break;
+		}
+		snprintf(token, S3_LIST_TOKEN_MAX, "%s", res->next_token);
+	}
+out:
+	free(pg.items);
+	dbuf_free(&pg.arena);
+	free(res);
+	free(token);
+	free(last);
+	dbuf_free(&fp);
+	dbuf_free(&fsa);
+	return r;
+}
+
+/* ---- stat, read ---- */
+
+static int
+count_item(void *arg, const struct s3_list_item *it)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Is there anything under key + "/"? 1, 0 or -errno. */
+static int
+s3_is_prefix(struct s3_state *s, const char *key)
+{
+	struct dbuf q, body, p;
+	dbuf_init(&q, S3_URL_MAX);
+	dbuf_init(&body, S3_LIST_BODY_MAX);
+	dbuf_init(&p, S3_URL_MAX);
+	int r = dbuf_printf(&p, "%s/", key);
+	if (!r)
+		r = add_param(&q, "list-type", "2", 1);
+	if (!r)
+		r = add_param(&q, "max-keys", "1", 1);
+	if (!r)
+		r = add_param(&q, "prefix", p.p, p.len);
+	if (r) {
+		r = -ENAMETOOLONG;
+		goto out;
+	}
+	struct s3_call c = {
+	    .method = "GET", .key = NULL, .query = q.p, .body = &body};
+	r = s3_perform(s, &c);
+	if (!r && c.status != 200)
+		r = s3_http_error(s, &c);
+	if (!r) {
+		struct s3_list_result *res = malloc(sizeof(*res));
+		int n = 0;
+		if (!res) {
+			r = -ENOMEM;
+		} else if (s3_listxml_parse(body.p ? body.p : "", body.len,
+		    count_item, &n, res)) {
+			LOG_WARN("s3: list s3://%s/%s: malformed reply",
+			    s->bucket, p.p);
+			r = -EIO;
+		} else {
+			r = n > 0 || res->key_count > 0;
+		}
+		free(res);
+	}
+	call_done(&c);
+out:
+	dbuf_free(&q);
+	dbuf_free(&body);
+	dbuf_free(&p);
+	return r;
+}
+
+static int
+s3_stat(void *state, const char *path, struct ufs_stat *st)
+{
+	struct s3_state *s = state;
+	memset(st, 0, sizeof(*st));
+	if (!path[0]) {
+		st->is_dir = 1;
+		return 0;
+	}
+	struct dbuf key;
+	int r = full_key(s, path, &key);
+	if (r) {
+		dbuf_free(&key);
+		return r;
+	}
+	struct s3_call c = {.method = "HEAD", .key = key.p, .query = ""};
+	r = s3_perform(s, &c);
+	if (!r && c.status == 200) {
+		if (c.content_length < 0 || c.etag_bad) {
+			LOG_WARN("s3: HEAD s3://%s/%s: reply without a valid "
+			    "Content-Length or ETag", s->bucket, key.p);
+			r = -EIO;
+		} else {
+			st->size = c.content_length;
+			st->mtime = c.last_modified > 0 ? c.last_modified : 0;
+			snprintf(st->etag, sizeof(st->etag), "%s", c.etag);
+		}
+	} else if (!r && c.status == 404) {
+		r = s3_is_prefix(s, key.p);
+		if (r == 1) {
+			st->is_dir = 1;
+			r = 0;
+		} else if (r == 0) {
+			r = -ENOENT;
+		}
+	} else if (!r) {
+		r = s3_http_error(s, &c);
+	}
+	call_done(&c);
+	dbuf_free(&key);
+	return r;
+}
+
+static ssize_t
+s3_read(void *state, const char *path, const char *etag, int64_t off,
+    void *buf, size_t len)
+{
+	struct s3_state *s = state;
+	if (off < 0)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if ((uint64_t)len - 1 > (uint64_t)(INT64_MAX - off))
+		len = (size_t)(INT64_MAX - off) + 1;
+	if (etag && etag[0] &&
+	    (!header_safe(etag) || strchr(etag, '"') ||
+	    strlen(etag) >= UFS_ETAG_MAX))
+		return -EINVAL;
+	struct dbuf key;
+	int r = full_key(s, path, &key);
+	if (r) {
+		dbuf_free(&key);
+		return r;
+	}
+	char range[64], im[UFS_ETAG_MAX + 3];
+	snprintf(range, sizeof(range), "bytes=%lld-%lld", (long long)off,
+	    (long long)(off + (int64_t)len - 1));
+	int check_etag = etag && etag[0];
+	if (check_etag)
+		snprintf(im, sizeof(im), "\"%s\"", etag);
+	struct s3_call c = {
+	    .method = "GET",
+	    .key = key.p,
+	    .query = "",
+	    .range = range,
+	    .if_match = check_etag ? im : NULL,
+	    .buf = buf,
+	    .cap = len,
+	};
+	ssize_t ret = s3_perform(s, &c);
+	if (ret == 0) {
+		if (c.status == 206 || c.status == 200) {
+			ret = (ssize_t)c.got;
+			/* 200 means the range was ignored: the body starts at 0. */
+			int bad = (c.status == 206 && c.cr_start != off) ||
+			    (c.status == 200 && off != 0) ||
+			    (c.content_length >= 0 &&
+			    (uint64_t)c.content_length != c.got) ||
+			    (c.status == 206 && c.got < len && c.cr_total >= 0 &&
+			    off + (int64_t)c.got < c.cr_total);
+			if (bad) {
+				LOG_WARN("s3: GET s3://%s/%s: reply does not "
+				    "match the range asked for", s->bucket,
+				    key.p);
+				ret = -EIO;
+			} else if (check_etag && c.etag[0] &&
+			    strcmp(c.etag, etag) != 0) {
+				/* The server ignored If-Match (some do). */
+				LOG_DEBUG("s3: GET s3://%s/%s: ETag changed",
+				    s->bucket, key.p);
+				ret = -ESTALE;
+			}
+		} else if (c.status == 416) {
+			ret = 0; /* past the end */
+		} else {
+			ret = s3_http_error(s, &c);
+		}
+	}
+	call_done(&c);
+	dbuf_free(&key);
+	return ret;
+}
+
+const struct ufs_ops ufs_s3_ops = {
+    .scheme = "s3",
+    .open = s3_open,
+    .close = s3_close,
+    .stat = s3_stat,
+    .list = s3_list,
+    .read = s3_read,
+};

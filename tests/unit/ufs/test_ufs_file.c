@@ -1,0 +1,606 @@
+/*
+ * test_ufs_file.c: the file:// under-store on a temporary tree: ordering
+ * ("a/" sorts between "a.txt" and "a0"), unicode and spaces, pagination with
+ * start_after for several page sizes in both listing modes, prefixes,
+ * symlinks inside and escaping the root, skipped names, reads at offsets,
+ * errors.  Every test runs twice: with openat2 and with the realpath
+ * fallback (FERRY_UFS_FILE_NO_OPENAT2).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "common/vas.h"
+#include "ufs/ufs.h"
+
+static char tmpdir[256];
+static char rootdir[300];
+static void *st;
+static unsigned char big[1 << 20];
+
+static void
+put_file(const char *rel, const void *data, size_t n)
+{
+	char p[2048];
+	snprintf(p, sizeof(p), "%s/%s", rootdir, rel);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) {
+		perror(p);
+		exit(2);
+	}
+	if (write(fd, data, n) != (ssize_t)n)
+		exit(2);
+	close(fd);
+}
+
+static void
+mk(const char *rel)
+{
+	char p[2048];
+	snprintf(p, sizeof(p), "%s/%s", rootdir, rel);
+	if (mkdir(p, 0755) < 0) {
+		perror(p);
+		exit(2);
+	}
+}
+
+static void
+lnk(const char *target, const char *rel)
+{
+	char p[2048];
+	snprintf(p, sizeof(p), "%s/%s", rootdir, rel);
+	if (symlink(target, p) < 0) {
+		perror(p);
+		exit(2);
+	}
+}
+
+static void
+build_tree(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ferry-ufsfile-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		exit(2);
+	snprintf(rootdir, sizeof(rootdir), "%s/root", tmpdir);
+	if (mkdir(rootdir, 0755) < 0)
+		exit(2);
+	char outside[512];
+	snprintf(outside, sizeof(outside), "%s/outside.txt", tmpdir);
+	int fd = open(outside, O_WRONLY | O_CREAT, 0644);
+	if (fd < 0 || write(fd, "secret", 6) != 6)
+		exit(2);
+	close(fd);
+
+	put_file("a.txt", "hello a", 7);
+	put_file("a b.txt", "space", 5);
+	put_file("a-", "dash", 4);
+	put_file("a0", "zero", 4);
+	mk("a");
+	put_file("a/b", "bee", 3);
+	mk("a/c");
+	put_file("a/c/d.bin", big, sizeof(big));
+	mk("empty");
+	mk("z");
+	mk("z/y");
+	mk("z/y/x");
+	put_file("z/y/x/w.txt", "w", 1);
+	lnk("..", "z/y/loop"); /* points at z, an ancestor */
+	put_file("\xc3\xbcn\xc3\xaf.txt", "uni", 3);      /* ünï.txt */
+	mk("\xe6\x97\xa5\xe6\x9c\xac");                     /* 日本 */
+	put_file("\xe6\x97\xa5\xe6\x9c\xac/x", "jp", 2);
+	lnk("a.txt", "lnk.txt");
+	lnk("../outside.txt", "esc");
+	lnk("..", "escdir");
+	lnk("nowhere", "dangling");
+	put_file("ctl\x01name", "c", 1);
+	put_file("bad\xff\xfe", "b", 1);
+	char p[2048];
+	snprintf(p, sizeof(p), "%s/fifo", rootdir);
+	if (mkfifo(p, 0644) < 0)
+		exit(2);
+	/* Twenty empty dirs before one file: makes the bounded scan of "e/"
+	 * rescan when the kept candidates yield nothing. */
+	mk("e");
+	for (int i = 0; i < 20; i++) {
+		char rel[32];
+		snprintf(rel, sizeof(rel), "e/d%02d", i);
+		mk(rel);
+	}
+	put_file("e/zz", "zz", 2);
+}
+
+static const char *const all_recursive[] = {
+    "a b.txt", "a-", "a.txt", "a/b", "a/c/d.bin", "a0", "e/zz", "lnk.txt",
+    "z/y/x/w.txt", "\xc3\xbcn\xc3\xaf.txt", "\xe6\x97\xa5\xe6\x9c\xac/x"};
+static const char *const all_delim[] = {"a b.txt", "a-", "a.txt", "a/", "a0",
+    "e/", "empty/", "lnk.txt", "z/", "\xc3\xbcn\xc3\xaf.txt",
+    "\xe6\x97\xa5\xe6\x9c\xac/"};
+
+struct collect {
+	char keys[64][256];
+	int is_dir[64];
+	int64_t size[64];
+	int n;
+	int stop_after; /* 0: never */
+};
+
+static int
+collect_fn(void *arg, const struct ufs_entry *e)
+{
+	struct collect *c = arg;
+	if (c->n < 64) {
+		snprintf(c->keys[c->n], sizeof(c->keys[0]), "%s", e->key);
+		c->is_dir[c->n] = e->is_dir;
+		c->size[c->n] = e->size;
+	}
+	c->n++;
+	if (c->stop_after && c->n >= c->stop_after)
+		return 5;
+	return 0;
+}
+
+static int
+list(const char *prefix, char delim, const char *sa, int max,
+    struct collect *c, int *trunc)
+{
+	memset(c, 0, sizeof(*c));
+	return ufs_file_ops.list(st, prefix, delim, sa, max, collect_fn, c,
+	    trunc);
+}
+
+static void
+check_keys(const struct collect *c, const char *const *want, int nwant)
+{
+	CHECK_EQ_INT(c->n, nwant);
+	for (int i = 0; i < c->n && i < nwant; i++)
+		CHECK_EQ_STR(c->keys[i], want[i]);
+}
+
+TEST(full_listing_order)
+{
+	struct collect c;
+	int trunc = -1;
+	CHECK_EQ_INT(list("", 0, "", 1000, &c, &trunc), 0);
+	CHECK_EQ_INT(trunc, 0);
+	check_keys(&c, all_recursive, (int)ARRAY_SIZE(all_recursive));
+	for (int i = 0; i < c.n; i++)
+		CHECK_EQ_INT(c.is_dir[i], 0);
+	/* sizes come through, symlinked file included */
+	CHECK_EQ_INT(c.size[2], 7);
+	CHECK_EQ_INT(c.size[4], (int64_t)sizeof(big));
+	CHECK_EQ_INT(c.size[7], 7);
+
+	CHECK_EQ_INT(list("", '/', "", 1000, &c, &trunc), 0);
+	CHECK_EQ_INT(trunc, 0);
+	check_keys(&c, all_delim, (int)ARRAY_SIZE(all_delim));
+	CHECK_EQ_INT(c.is_dir[3], 1);
+	CHECK_EQ_INT(c.is_dir[2], 0);
+}
+
+static void
+paginate(char delim, const char *prefix, int max, const char *const *want,
+    int nwant)
+{
+	char sa[256] = "";
+	int got = 0, pages = 0;
+	for (;;) {
+		struct collect c;
+		int trunc = -1;
+		CHECK_EQ_INT(list(prefix, delim, sa, max, &c, &trunc), 0);
+		CHECK(c.n <= max);
+		for (int i = 0; i < c.n; i++) {
+			if (got < nwant)
+				CHECK_EQ_STR(c.keys[i], want[got]);
+			got++;
+		}
+		if (c.n > 0)
+			snprintf(sa, sizeof(sa), "%s", c.keys[c.n - 1]);
+		if (!trunc)
+			break;
+		CHECK_EQ_INT(c.n, max); /* truncated pages are full */
+		if (++pages > 100 || c.n == 0) {
+			CHECK(!"pagination does not progress");
+			break;
+		}
+	}
+	CHECK_EQ_INT(got, nwant);
+}
+
+TEST(pagination)
+{
+	static const int sizes[] = {1, 2, 7};
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+		paginate(0, "", sizes[i], all_recursive,
+		    (int)ARRAY_SIZE(all_recursive));
+		paginate('/', "", sizes[i], all_delim,
+		    (int)ARRAY_SIZE(all_delim));
+	}
+	/* exactly fitting page: not truncated */
+	struct collect c;
+	int trunc = -1;
+	CHECK_EQ_INT(list("", '/', "", (int)ARRAY_SIZE(all_delim), &c, &trunc),
+	    0);
+	CHECK_EQ_INT(trunc, 0);
+	CHECK_EQ_INT(list("", '/', "", (int)ARRAY_SIZE(all_delim) - 1, &c,
+	    &trunc), 0);
+	CHECK_EQ_INT(trunc, 1);
+}
+
+TEST(prefixes_and_start_after)
+{
+	struct collect c;
+	int trunc;
+	static const char *const a_delim[] = {"a b.txt", "a-", "a.txt", "a/",
+	    "a0"};
+	CHECK_EQ_INT(list("a", '/', "", 100, &c, &trunc), 0);
+	check_keys(&c, a_delim, 5);
+	static const char *const a_slash[] = {"a/b", "a/c/"};
+	CHECK_EQ_INT(list("a/", '/', "", 100, &c, &trunc), 0);
+	check_keys(&c, a_slash, 2);
+	static const char *const a_c[] = {"a/c/"};
+	CHECK_EQ_INT(list("a/c", '/', "", 100, &c, &trunc), 0);
+	check_keys(&c, a_c, 1);
+	static const char *const a_rec[] = {"a/b", "a/c/d.bin"};
+	CHECK_EQ_INT(list("a/", 0, "", 100, &c, &trunc), 0);
+	check_keys(&c, a_rec, 2);
+	static const char *const z_delim[] = {"z/y/loop/", "z/y/x/"};
+	CHECK_EQ_INT(list("z/y/", '/', "", 100, &c, &trunc), 0);
+	check_keys(&c, z_delim, 2);
+	/* missing and impossible prefixes list nothing, without error */
+	CHECK_EQ_INT(list("nope/", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 0);
+	CHECK_EQ_INT(list("a.txt/", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 0);
+	CHECK_EQ_INT(list("../", 0, "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 0);
+	/* a prefix through a symlink out of the root is refused */
+	CHECK_EQ_INT(list("escdir/", 0, "", 100, &c, &trunc), -EACCES);
+	CHECK_EQ_INT(c.n, 0);
+	/* start_after inside a directory resumes inside it */
+	static const char *const after_ab[] = {"a/c/d.bin", "a0", "e/zz"};
+	CHECK_EQ_INT(list("", 0, "a/b", 3, &c, &trunc), 0);
+	check_keys(&c, after_ab, 3);
+	CHECK_EQ_INT(trunc, 1);
+	/* a common prefix as start_after skips everything under it */
+	static const char *const after_a[] = {"a0", "e/"};
+	CHECK_EQ_INT(list("", '/', "a/", 2, &c, &trunc), 0);
+	check_keys(&c, after_a, 2);
+	/* ...while a recursive listing enters it */
+	static const char *const after_a_rec[] = {"a/b"};
+	CHECK_EQ_INT(list("", 0, "a/", 1, &c, &trunc), 0);
+	check_keys(&c, after_a_rec, 1);
+	/* a start_after past everything */
+	CHECK_EQ_INT(list("", 0, "\xf4\x8f\xbf\xbf", 10, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 0);
+	CHECK_EQ_INT(trunc, 0);
+	/* start_after outside the prefix, before it */
+	CHECK_EQ_INT(list("z/", 0, "a", 10, &c, &trunc), 0);
+	static const char *const zz[] = {"z/y/x/w.txt"};
+	check_keys(&c, zz, 1);
+	/* the callback stops the listing */
+	memset(&c, 0, sizeof(c));
+	c.stop_after = 2;
+	trunc = 0;
+	CHECK_EQ_INT(ufs_file_ops.list(st, "", 0, "", 100, collect_fn, &c,
+	    &trunc), 5);
+	CHECK_EQ_INT(c.n, 2);
+	CHECK_EQ_INT(trunc, 1);
+	CHECK_EQ_INT(list("", 0, "", 0, &c, &trunc), -EINVAL);
+}
+
+TEST(stat)
+{
+	struct ufs_stat s;
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 1);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "a.txt", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 0);
+	CHECK_EQ_INT(s.size, 7);
+	CHECK_EQ_STR(s.etag, "");
+	CHECK(s.mtime > 1600000000);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "a/c/d.bin", &s), 0);
+	CHECK_EQ_INT(s.size, (int64_t)sizeof(big));
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "a", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 1);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "empty", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 1);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "\xc3\xbcn\xc3\xaf.txt", &s), 0);
+	CHECK_EQ_INT(s.size, 3);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "lnk.txt", &s), 0);
+	CHECK_EQ_INT(s.size, 7);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "z/y/loop/y/x/w.txt", &s), 0);
+	CHECK_EQ_INT(s.size, 1);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "nope", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "a.txt/x", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "dangling", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "fifo", &s), -ENOENT);
+	/* symlinks out of the root are refused, whatever they point at */
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "esc", &s), -EACCES);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "escdir", &s), -EACCES);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "escdir/outside.txt", &s), -EACCES);
+}
+
+TEST(read)
+{
+	char buf[64];
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "", 0, buf, sizeof(buf)),
+	    7);
+	CHECK(memcmp(buf, "hello a", 7) == 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "", 3, buf, 2), 2);
+	CHECK(memcmp(buf, "lo", 2) == 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "", 5, buf, 10), 2);
+	CHECK(memcmp(buf, " a", 2) == 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "", 7, buf, 10), 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "", 1000, buf, 10), 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "lnk.txt", "", 6, buf, 10), 1);
+	CHECK_EQ_INT(buf[0], 'a');
+	static unsigned char got[300000];
+	static const int64_t offs[] = {0, 1, 4095, 4096, 500000,
+	    (int64_t)sizeof(big) - 300000};
+	for (size_t i = 0; i < ARRAY_SIZE(offs); i++) {
+		memset(got, 0, sizeof(got));
+		ssize_t n = ufs_file_ops.read(st, "a/c/d.bin", NULL, offs[i],
+		    got, sizeof(got));
+		CHECK_EQ_INT(n, (ssize_t)sizeof(got));
+		CHECK(memcmp(got, big + offs[i], sizeof(got)) == 0);
+	}
+	ssize_t n = ufs_file_ops.read(st, "a/c/d.bin", "",
+	    (int64_t)sizeof(big) - 10, got, sizeof(got));
+	CHECK_EQ_INT(n, 10);
+	CHECK(memcmp(got, big + sizeof(big) - 10, 10) == 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "nope", "", 0, buf, 1), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "esc", "", 0, buf, 6), -EACCES);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "escdir/outside.txt", "", 0, buf, 6),
+	    -EACCES);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a", "", 0, buf, 1), -EIO);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "fifo", "", 0, buf, 1), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "abc", 0, buf, 1), -ESTALE);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "", -1, buf, 1), -EINVAL);
+}
+
+TEST(open_errors)
+{
+	void *s2 = NULL;
+	char *err = NULL;
+	CHECK_EQ_INT(ufs_file_ops.open("relative/dir", NULL, 0, &s2, &err),
+	    -EINVAL);
+	CHECK(err && strstr(err, "absolute"));
+	free(err);
+	err = NULL;
+	CHECK_EQ_INT(ufs_file_ops.open("/nonexistent/ferry/dir", NULL, 0, &s2,
+	    &err), -ENOENT);
+	CHECK(err != NULL);
+	free(err);
+	err = NULL;
+	struct ufs_opt o = {"file.bogus", "1"};
+	CHECK_EQ_INT(ufs_file_ops.open(rootdir, &o, 1, &s2, &err), -EINVAL);
+	CHECK(err && strstr(err, "file.bogus"));
+	free(err);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/a.txt", rootdir);
+	err = NULL;
+	CHECK_EQ_INT(ufs_file_ops.open(p, NULL, 0, &s2, &err), -ENOTDIR);
+	free(err);
+}
+
+TEST(lookup)
+{
+	const char *root = NULL;
+	CHECK(ufs_lookup("file:///data/x", &root) == &ufs_file_ops);
+	CHECK_EQ_STR(root, "/data/x");
+	CHECK(ufs_lookup("s3://bucket/pre", &root) == &ufs_s3_ops);
+	CHECK_EQ_STR(root, "bucket/pre");
+	CHECK(ufs_lookup("http://x", &root) == NULL);
+	CHECK(ufs_lookup("file:/x", &root) == NULL);
+	CHECK(ufs_lookup("", &root) == NULL);
+}
+
+/* ---- random tree against a brute-force reference ---- */
+
+#define RT_MAX 1200
+static char *rt_keys[RT_MAX]; /* files "x/y", dirs "x/" */
+static int rt_isdir[RT_MAX];
+static int rt_n;
+static char rt_root[400];
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t
+rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static const char *const rt_names[] = {"a", "b", "a.b", "a-", "a0", "a b",
+    "\xc3\xa9", "z", "ab", "a~"};
+
+static void
+rt_build(const char *dir, int depth)
+{
+	int n = 1 + (int)(rnd() % 6);
+	for (int i = 0; i < n && rt_n < RT_MAX - 1; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "%s%s",
+		    rt_names[rnd() % ARRAY_SIZE(rt_names)],
+		    rt_names[rnd() % ARRAY_SIZE(rt_names)]);
+		char rel[512], abs[1024];
+		snprintf(rel, sizeof(rel), "%s%s", dir, name);
+		snprintf(abs, sizeof(abs), "%s/%s", rt_root, rel);
+		struct stat sb;
+		if (lstat(abs, &sb) == 0)
+			continue;
+		if (depth < 4 && rnd() % 3 == 0) {
+			if (mkdir(abs, 0755) < 0)
+				exit(2);
+			char sub[520];
+			snprintf(sub, sizeof(sub), "%s/", rel);
+			rt_keys[rt_n] = strdup(sub);
+			rt_isdir[rt_n++] = 1;
+			rt_build(sub, depth + 1);
+		} else {
+			int fd = open(abs, O_WRONLY | O_CREAT, 0644);
+			if (fd < 0)
+				exit(2);
+			close(fd);
+			rt_keys[rt_n] = strdup(rel);
+			rt_isdir[rt_n++] = 0;
+		}
+	}
+}
+
+static int
+strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The expected listing: every key, then filter, roll up, sort, cut. */
+static int
+rt_expect(const char *prefix, char delim, const char *sa, char **out)
+{
+	int n = 0;
+	size_t pl = strlen(prefix);
+	for (int i = 0; i < rt_n; i++) {
+		const char *k = rt_keys[i];
+		/* a directory is not a key of its own */
+		if (strncmp(k, prefix, pl) != 0 || (rt_isdir[i] && !k[pl]))
+			continue;
+		char buf[600];
+		if (delim) {
+			const char *sl = strchr(k + pl, '/');
+			if (sl)
+				snprintf(buf, sizeof(buf), "%.*s",
+				    (int)(sl - k + 1), k);
+			else
+				snprintf(buf, sizeof(buf), "%s", k);
+		} else {
+			if (rt_isdir[i])
+				continue;
+			snprintf(buf, sizeof(buf), "%s", k);
+		}
+		if (strcmp(buf, sa) <= 0)
+			continue;
+		int dup = 0;
+		for (int j = 0; j < n && !dup; j++)
+			dup = strcmp(out[j], buf) == 0;
+		if (!dup)
+			out[n++] = strdup(buf);
+	}
+	qsort(out, (size_t)n, sizeof(out[0]), strp_cmp);
+	return n;
+}
+
+struct rt_got {
+	char *keys[RT_MAX];
+	int n;
+};
+
+static int
+rt_fn(void *arg, const struct ufs_entry *e)
+{
+	struct rt_got *g = arg;
+	if (g->n < RT_MAX)
+		g->keys[g->n] = strdup(e->key);
+	g->n++;
+	return 0;
+}
+
+TEST(random_tree_vs_reference)
+{
+	snprintf(rt_root, sizeof(rt_root), "%s/rt", tmpdir);
+	if (mkdir(rt_root, 0755) < 0)
+		exit(2);
+	rt_build("", 0);
+	void *s = NULL;
+	char *err = NULL;
+	CHECK_EQ_INT(ufs_file_ops.open(rt_root, NULL, 0, &s, &err), 0);
+	if (!s)
+		return;
+	static char *exp[RT_MAX];
+	static struct rt_got got;
+	int bad = 0;
+	for (int q = 0; q < 600 && bad < 5; q++) {
+		char prefix[600] = "", sa[600] = "";
+		/* prefixes and start points from real keys, cut anywhere */
+		if (rnd() % 3) {
+			const char *k = rt_keys[rnd() % (uint64_t)rt_n];
+			snprintf(prefix, sizeof(prefix), "%.*s",
+			    (int)(rnd() % (strlen(k) + 1)), k);
+		}
+		if (rnd() % 2) {
+			const char *k = rt_keys[rnd() % (uint64_t)rt_n];
+			snprintf(sa, sizeof(sa), "%.*s",
+			    (int)(rnd() % (strlen(k) + 1)), k);
+		}
+		char delim = rnd() % 2 ? '/' : 0;
+		int max = 1 + (int)(rnd() % 12);
+		int ne = rt_expect(prefix, delim, sa, exp);
+		got.n = 0;
+		int trunc = -1;
+		int r = ufs_file_ops.list(s, prefix, delim, sa, max, rt_fn,
+		    &got, &trunc);
+		int want_n = ne < max ? ne : max;
+		int ok = r == 0 && got.n == want_n && trunc == (ne > max);
+		for (int i = 0; ok && i < want_n; i++)
+			ok = strcmp(got.keys[i], exp[i]) == 0;
+		if (!ok) {
+			bad++;
+			fprintf(stderr, "  mismatch: prefix '%s' delim %d sa '%s' "
+			    "max %d: r %d got %d trunc %d, want %d trunc %d\n",
+			    prefix, delim, sa, max, r, got.n, trunc, want_n,
+			    ne > max);
+		}
+		CHECK(ok);
+		for (int i = 0; i < ne; i++)
+			free(exp[i]);
+		for (int i = 0; i < got.n && i < RT_MAX; i++)
+			free(got.keys[i]);
+	}
+	ufs_file_ops.close(s);
+}
+
+static void
+rm_tree(void)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cleanup of %s failed\n", tmpdir);
+}
+
+int
+main(void)
+{
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)((i * 2654435761u) >> 13);
+	build_tree();
+	for (int mode = 0; mode < 2; mode++) {
+		if (mode == 1)
+			setenv("FERRY_UFS_FILE_NO_OPENAT2", "1", 1);
+		printf("# %s\n", mode ? "realpath fallback" : "openat2");
+		char *err = NULL;
+		if (ufs_file_ops.open(rootdir, NULL, 0, &st, &err) != 0) {
+			fprintf(stderr, "open: %s\n", err ? err : "?");
+			return 1;
+		}
+		RUN(full_listing_order);
+		RUN(pagination);
+		RUN(prefixes_and_start_after);
+		RUN(stat);
+		RUN(read);
+		ufs_file_ops.close(st);
+	}
+	RUN(open_errors);
+	RUN(lookup);
+	RUN(random_tree_vs_reference);
+	rm_tree();
+	TAP_DONE();
+}
