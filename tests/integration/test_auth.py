@@ -1,0 +1,240 @@
+"""Gateway authentication with keys configured: SigV4 in the header and
+presigned, checked against real clients (boto3, requests, curl
+--aws-sigv4); wrong secrets, unknown keys, unsigned, expired, tampered and
+skewed requests are refused with S3's error codes."""
+import datetime
+import subprocess
+import time
+import types
+import urllib.parse
+from unittest import mock
+
+import boto3
+import botocore.auth
+import pytest
+import requests
+from botocore import UNSIGNED
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from conftest import FERRY, PAGE, rand_bytes, s3_client, s3_config, s3_error_code
+
+AK = "AKIDFERRYTEST0001"
+SK = "sekret/with+chars=and-more"
+DATA = rand_bytes(3 * PAGE + 11, 77)
+ODD_KEY = "dir with space/ünïcode+plus&amp.bin"
+
+
+@pytest.fixture
+def keyed(make_worker, data_dir):
+    (data_dir / "obj.bin").write_bytes(DATA)
+    (data_dir / "other.bin").write_bytes(b"other")
+    odd = data_dir / ODD_KEY
+    odd.parent.mkdir(parents=True)
+    odd.write_bytes(b"odd key bytes")
+    return make_worker(mounts={"data": data_dir}, args=["--s3-access-key", AK, "--s3-secret-key", SK])
+
+
+def code_of(exc_info):
+    e = exc_info.value
+    return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_right_keys_work(keyed, tmp_path):
+    s3 = keyed.s3(AK, SK)
+    assert s3.get_object(Bucket="data", Key="obj.bin")["Body"].read() == DATA
+    assert s3.get_object(Bucket="data", Key="obj.bin", Range="bytes=5-70000")["Body"].read() == DATA[5:70001]
+    assert s3.get_object(Bucket="data", Key=ODD_KEY)["Body"].read() == b"odd key bytes"
+    assert s3.head_object(Bucket="data", Key="obj.bin")["ContentLength"] == len(DATA)
+    keys = [c["Key"] for c in s3.list_objects_v2(Bucket="data")["Contents"]]
+    assert keys == sorted(["obj.bin", "other.bin", ODD_KEY], key=str.encode)
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["data"]
+    s3.head_bucket(Bucket="data")
+    out = tmp_path / "o.bin"
+    s3.download_file("data", "obj.bin", str(out))
+    assert out.read_bytes() == DATA
+
+
+def test_wrong_secret(keyed):
+    with pytest.raises(ClientError) as ei:
+        keyed.s3(AK, SK + "x").get_object(Bucket="data", Key="obj.bin")
+    assert code_of(ei) == ("SignatureDoesNotMatch", 403)
+    with pytest.raises(ClientError) as ei:
+        keyed.s3(AK, "wrong").list_objects_v2(Bucket="data")
+    assert code_of(ei) == ("SignatureDoesNotMatch", 403)
+
+
+def test_unknown_key(keyed):
+    with pytest.raises(ClientError) as ei:
+        keyed.s3("AKIDNOBODY", SK).get_object(Bucket="data", Key="obj.bin")
+    assert code_of(ei) == ("InvalidAccessKeyId", 403)
+
+
+def test_unsigned_is_denied(keyed):
+    for path in ("/data/obj.bin", "/data?list-type=2", "/"):
+        r = requests.get(keyed.s3_url + path, timeout=10)
+        assert r.status_code == 403, path
+        assert s3_error_code(r.content) == "AccessDenied"
+        assert DATA[:64] not in r.content
+    unsigned = boto3.session.Session().client("s3", endpoint_url=keyed.s3_url, region_name="us-east-1",
+                                              config=s3_config(signature_version=UNSIGNED))
+    with pytest.raises(ClientError) as ei:
+        unsigned.get_object(Bucket="data", Key="obj.bin")
+    assert code_of(ei) == ("AccessDenied", 403)
+    r = requests.head(keyed.s3_url + "/data/obj.bin", timeout=10)
+    assert r.status_code == 403
+
+
+def test_presigned_url(keyed):
+    s3 = keyed.s3(AK, SK)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == DATA
+    r = requests.get(url, headers={"Range": "bytes=100-199"}, timeout=10)
+    assert r.status_code == 206 and r.content == DATA[100:200]
+    p = subprocess.run(["curl", "-sS", "--fail", "--noproxy", "*", "--max-time", "20", url],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == DATA
+    # A key that needs encoding in the canonical URI.
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": ODD_KEY}, ExpiresIn=300)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == b"odd key bytes"
+    # response-* overrides are part of what is signed.
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "other.bin",
+                                                          "ResponseContentType": "text/plain"}, ExpiresIn=300)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "text/plain"
+
+
+def test_presigned_tampered(keyed):
+    s3 = keyed.s3(AK, SK)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300)
+    r = requests.get(url.replace("/obj.bin?", "/other.bin?"), timeout=10)
+    assert r.status_code == 403
+    assert s3_error_code(r.content) == "SignatureDoesNotMatch"
+    u = urllib.parse.urlsplit(url)
+    q = urllib.parse.parse_qs(u.query)
+    q["X-Amz-Expires"] = ["604800"]
+    r = requests.get(f"{keyed.s3_url}{u.path}?{urllib.parse.urlencode(q, doseq=True)}", timeout=10)
+    assert r.status_code == 403
+    assert b"other" not in r.content and DATA[:64] not in r.content
+
+
+def test_presigned_expired(keyed):
+    url = keyed.s3(AK, SK).generate_presigned_url(
+        "get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=1)
+    time.sleep(2.2)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 403
+    assert s3_error_code(r.content) == "AccessDenied"
+    assert DATA[:64] not in r.content
+
+
+def signed_request(url, method="GET", headers=None, when=None, secret=SK):
+    """Signs with botocore's SigV4 signer, at time `when` (UTC) if given."""
+    req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+    signer = S3SigV4Auth(Credentials(AK, secret), "s3", "us-east-1")
+    if when is None:
+        signer.add_auth(req)
+    else:
+        class Past(datetime.datetime):
+            @classmethod
+            def utcnow(cls):
+                return when
+        with mock.patch.object(botocore.auth, "datetime", types.SimpleNamespace(datetime=Past)):
+            signer.add_auth(req)
+    return dict(req.headers.items())
+
+
+def test_request_time_too_skewed(keyed):
+    url = keyed.s3_url + "/data/obj.bin"
+    now = datetime.datetime.utcnow()
+    ok = signed_request(url)
+    assert requests.get(url, headers=ok, timeout=10).content == DATA
+    for delta in (datetime.timedelta(minutes=-20), datetime.timedelta(minutes=20)):
+        h = signed_request(url, when=now + delta)
+        assert h["X-Amz-Date"] != ok["X-Amz-Date"]
+        r = requests.get(url, headers=h, timeout=10)
+        assert r.status_code == 403, delta
+        assert s3_error_code(r.content) == "RequestTimeTooSkewed"
+    # 5 minutes is within S3's 15-minute allowance.
+    h = signed_request(url, when=now - datetime.timedelta(minutes=5))
+    assert requests.get(url, headers=h, timeout=10).status_code == 200
+
+
+def test_signed_header_tampered(keyed):
+    url = keyed.s3_url + "/data/obj.bin"
+    h = signed_request(url, headers={"Range": "bytes=0-9"})
+    assert requests.get(url, headers=h, timeout=10).content == DATA[:10]
+    h["Range"] = "bytes=0-99"
+    r = requests.get(url, headers=h, timeout=10)
+    assert r.status_code == 403
+    assert s3_error_code(r.content) == "SignatureDoesNotMatch"
+    h = signed_request(url)
+    h["Authorization"] = h["Authorization"].replace("Signature=", "Signature=00")
+    r = requests.get(url, headers=h, timeout=10)
+    assert r.status_code in (400, 403)
+    h = signed_request(url)
+    h["Authorization"] = "AWS4-HMAC-SHA256 garbage"
+    r = requests.get(url, headers=h, timeout=10)
+    assert r.status_code in (400, 403)
+    assert DATA[:64] not in r.content
+    keyed.assert_alive()
+
+
+def curl_sigv4(url, secret, *extra):
+    return subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "20",
+                           "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{AK}:{secret}",
+                           "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-w", "\n%{http_code}",
+                           *extra, url], capture_output=True, timeout=30)
+
+
+def test_curl_aws_sigv4(keyed):
+    p = curl_sigv4(keyed.s3_url + "/data/obj.bin", SK)
+    assert p.returncode == 0, p.stderr
+    body, _, code = p.stdout.rpartition(b"\n")
+    assert code == b"200" and body == DATA
+    p = curl_sigv4(keyed.s3_url + "/data/obj.bin", SK, "-r", "0-99")
+    body, _, code = p.stdout.rpartition(b"\n")
+    assert code == b"206" and body == DATA[:100]
+    p = curl_sigv4(keyed.s3_url + "/data?list-type=2&prefix=o", SK)
+    body, _, code = p.stdout.rpartition(b"\n")
+    assert code == b"200" and b"<Key>obj.bin</Key>" in body and b"other.bin" in body
+    p = curl_sigv4(keyed.s3_url + "/data/obj.bin", "wrong")
+    body, _, code = p.stdout.rpartition(b"\n")
+    assert code == b"403" and s3_error_code(body) == "SignatureDoesNotMatch"
+
+
+def test_anonymous_mode(make_worker, data_dir):
+    (data_dir / "pub.bin").write_bytes(b"public")
+    w = make_worker(mounts={"data": data_dir},
+                    args=["--s3-access-key", AK, "--s3-secret-key", SK, "--s3-anonymous"])
+    assert requests.get(w.s3_url + "/data/pub.bin", timeout=10).content == b"public"
+    assert w.s3(AK, SK).get_object(Bucket="data", Key="pub.bin")["Body"].read() == b"public"
+    # A signature, if given, must still be right.
+    with pytest.raises(ClientError) as ei:
+        w.s3(AK, "wrong").get_object(Bucket="data", Key="pub.bin")
+    assert code_of(ei) == ("SignatureDoesNotMatch", 403)
+
+
+def test_no_keys_on_loopback_accepts_anything(make_worker, data_dir):
+    (data_dir / "x").write_bytes(b"x")
+    w = make_worker(mounts={"data": data_dir})
+    assert requests.get(w.s3_url + "/data/x", timeout=10).content == b"x"
+    assert s3_client(w.s3_url, "any", "thing").get_object(Bucket="data", Key="x")["Body"].read() == b"x"
+
+
+def test_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
+    p = subprocess.run([str(FERRY), "worker", "--cache-dir", str(tmp_path / "c"),
+                        "--s3-address", "0.0.0.0:0", "--control-address", "127.0.0.1:0"],
+                       capture_output=True, timeout=20)
+    assert p.returncode != 0
+    assert b"ready" not in p.stdout
+    p = subprocess.run([str(FERRY), "worker", "--cache-dir", str(tmp_path / "c"),
+                        "--s3-address", "127.0.0.1:0", "--control-address", "0.0.0.0:0"],
+                       capture_output=True, timeout=20)
+    assert p.returncode != 0
+    assert b"ready" not in p.stdout
