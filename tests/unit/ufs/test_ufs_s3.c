@@ -618,6 +618,106 @@ TEST(list_requests)
 	ufs_s3_ops.close(st);
 }
 
+/*
+ * Independent check of the signing: botocore (Debian's python3-botocore)
+ * recomputes the Authorization of each captured request, with the same
+ * x-amz-date; skipped if /usr/bin/python3 or botocore is missing.
+ */
+static const char boto_check_py[] =
+    "import sys, datetime\n"
+    "try:\n"
+    "    from botocore.auth import S3SigV4Auth\n"
+    "    from botocore.awsrequest import AWSRequest\n"
+    "    from botocore.credentials import Credentials\n"
+    "except ImportError:\n"
+    "    sys.exit(77)\n"
+    "creds = Credentials(sys.argv[2], sys.argv[3], sys.argv[4])\n"
+    "bad = 0\n"
+    "for h in open(sys.argv[1], newline='').read().split('=====\\n'):\n"
+    "    if not h.strip(): continue\n"
+    "    lines = h.split('\\r\\n')\n"
+    "    method, target, _ = lines[0].split(' ')\n"
+    "    hd = {}\n"
+    "    for l in lines[1:]:\n"
+    "        if ':' in l:\n"
+    "            k, v = l.split(':', 1); hd[k.strip().lower()] = v.strip()\n"
+    "    sh = hd['authorization'].split('SignedHeaders=')[1].split(',')[0]\n"
+    "    skip = ('x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256')\n"
+    "    req = AWSRequest(method=method, url='http://' + hd['host'] + target,\n"
+    "        headers={k: v for k, v in hd.items()\n"
+    "                 if k in sh.split(';') and k not in skip})\n"
+    "    req.headers['X-Amz-Content-SHA256'] = hd['x-amz-content-sha256']\n"
+    "    when = datetime.datetime.strptime(hd['x-amz-date'], '%Y%m%dT%H%M%SZ')\n"
+    "    class Fixed(datetime.datetime):\n"
+    "        @classmethod\n"
+    "        def utcnow(cls): return when\n"
+    "        @classmethod\n"
+    "        def now(cls, tz=None): return when.replace(tzinfo=tz) if tz else when\n"
+    "    import botocore.auth\n"
+    "    botocore.auth.datetime.datetime = Fixed\n"
+    "    S3SigV4Auth(creds, 's3', sys.argv[5]).add_auth(req)\n"
+    "    if req.headers['Authorization'] != hd['authorization']:\n"
+    "        bad += 1\n"
+    "        print('botocore disagrees on', method, target, file=sys.stderr)\n"
+    "sys.exit(1 if bad else 0)\n";
+
+TEST(botocore_agrees)
+{
+	if (access("/usr/bin/python3", X_OK) != 0) {
+		printf("# skip botocore_agrees: no /usr/bin/python3\n");
+		return;
+	}
+	fake_reset();
+	struct ufs_opt o[] = {{"s3.session_token", "tok/en+=="},
+	    {"s3.region", "eu-central-1"}};
+	void *st = open_s3("bkt/pre fix", fk.port, o, 2);
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	fake_push(R_NORMAL, 404, "", "");
+	char buf[8];
+	struct lst l;
+	struct ufs_stat s;
+	int trunc;
+	CHECK_EQ_INT(ufs_s3_ops.read(st,
+	    "x y/z+\xc3\xa9~*'()!$&,;=:@.txt", "abc", 10, buf, 5), -ENOENT);
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "d ir/", '/', "d ir/a+b", 3, lst_fn,
+	    &l, &trunc), -ENOENT);
+	CHECK_EQ_INT(ufs_s3_ops.stat(st, "k=1&2", &s), -ENOENT);
+	ufs_s3_ops.close(st);
+	int n = fake_nreq();
+	CHECK_EQ_INT(n, 4); /* GET, list, HEAD, list */
+	char dir[] = "/tmp/ferry-s3boto-XXXXXX";
+	if (!mkdtemp(dir)) {
+		CHECK(0);
+		return;
+	}
+	char reqf[64], pyf[64], cmd[512];
+	snprintf(reqf, sizeof(reqf), "%s/reqs", dir);
+	snprintf(pyf, sizeof(pyf), "%s/check.py", dir);
+	FILE *f = fopen(reqf, "w");
+	for (int i = 0; f && i < n && i < FAKE_MAX_REQ; i++)
+		fprintf(f, "%s=====\n", fk.req[i]);
+	if (f)
+		fclose(f);
+	f = fopen(pyf, "w");
+	if (f) {
+		fputs(boto_check_py, f);
+		fclose(f);
+	}
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s %s '%s' '%s' %s",
+	    pyf, reqf, AKID, SECRET, "tok/en+==", "eu-central-1");
+	int rc = system(cmd);
+	rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	if (rc == 77)
+		printf("# skip botocore_agrees: no botocore\n");
+	else
+		CHECK_EQ_INT(rc, 0);
+	unlink(reqf);
+	unlink(pyf);
+	rmdir(dir);
+}
+
 TEST(dead_junk_and_slow_servers)
 {
 	/* a closed port: refused at once, a couple of quick retries */
@@ -1049,6 +1149,9 @@ int
 main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
+	/* Loopback only: a proxy from the environment must not interfere. */
+	setenv("no_proxy", "127.0.0.1,localhost,.localhost", 1);
+	setenv("NO_PROXY", "127.0.0.1,localhost,.localhost", 1);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	log_level = LOG_LVL_ERROR; /* the failures provoked here are expected */
 	for (size_t i = 0; i < sizeof(big); i++)
@@ -1060,6 +1163,7 @@ main(void)
 	RUN(read_statuses);
 	RUN(stat_requests);
 	RUN(list_requests);
+	RUN(botocore_agrees);
 	RUN(dead_junk_and_slow_servers);
 	RUN(open_options);
 	fake_stop();
