@@ -22,7 +22,8 @@
  * Memory: each directory scan keeps only the max_keys+1 smallest
  * qualifying names (a bounded heap), so a listing holds at most
  * (max_keys+1) names per directory level it is inside of, whatever the
- * directory sizes.
+ * directory sizes.  When the callback returns non-zero, list stops, sets
+ * *truncated and returns that value.
  *
  * Threads: any thread; the state is read-only after open except the
  * openat2-availability flag, which is only ever cleared (atomically).

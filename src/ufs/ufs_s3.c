@@ -5,7 +5,7 @@
  *
  * Requests: HEAD (stat), GET with Range and If-Match (read), ListObjectsV2
  * (list, and stat of a "directory").  Transport failures, timeouts and
- * 500/502/503/504 are retried with exponential backoff and full jitter
+ * 500/502/503/504 are retried with exponential backoff and jitter
  * (100 ms base, 5 s cap), s3.retries times; 4xx never are.  Each attempt is
  * bounded by s3.connect_timeout_ms, s3.timeout_ms and a low-speed limit, so
  * no call hangs.  Bodies are bounded: a read writes straight into the
@@ -18,6 +18,9 @@
  * "data/".  Listed keys that no valid ufs path could name (not UTF-8,
  * control characters, empty, "." or ".." segments, longer than
  * UFS_KEY_MAX, or "directory marker" objects ending in '/') are skipped.
+ * Output is strictly ascending even if the server repeats a common prefix
+ * across pages.  When the callback returns non-zero, list stops, sets
+ * *truncated and returns that value (ufs_file does the same).
  *
  * Threads: any number at once.  The state is read-only after open except
  * the pool of curl easy handles (pool_lock) and the CURLSH share of DNS and
@@ -269,11 +272,13 @@ s3_parse_opts(struct s3_state *s, const struct ufs_opt *opts, int nopts,
 	for (int i = 0; i < nopts; i++) {
 		const char *k = opts[i].key ? opts[i].key : "";
 		const char *v = opts[i].value ? opts[i].value : "";
-		long x;
+		long x = 0;
 		int r = 0;
 		if (!strcmp(k, "s3.endpoint")) {
 			*endpoint = v;
 		} else if (!strcmp(k, "s3.region")) {
+			free(s->region);
+			s->region = NULL;
 			if (!valid_region(v))
 				r = -EINVAL;
 			else if (!(s->region = strdup(v)))
@@ -404,13 +409,16 @@ s3_open(const char *root, const struct ufs_opt *opts, int nopts,
 		}
 		r = -EINVAL;
 	} else {
-		if (asprintf(&authority, "s3.%s.amazonaws.com", s->region) < 0 ||
-		    !(s->base_url = strdup("https://"))) {
+		if (asprintf(&authority, "s3.%s.amazonaws.com", s->region) < 0) {
 			authority = NULL;
 			r = -ENOMEM;
 			goto fail;
 		}
-		/* "https://" + authority below */
+		if (!(s->base_url = strdup("https://"))) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		/* "https://" + host below */
 	}
 	if (path_style < 0)
 		path_style = endpoint != NULL || strchr(s->bucket, '.') != NULL;
@@ -715,7 +723,8 @@ status_retryable(long st)
 	return st == 500 || st == 502 || st == 503 || st == 504;
 }
 
-/* Full jitter in [d/2, d], d = min(cap, base * 2^(attempt-1)). */
+/* Sleeps a random time in [d/2, d], d = min(cap, base * 2^(attempt-1)),
+ * so that clients retrying together spread out. */
 static void
 backoff_sleep(int attempt)
 {
