@@ -407,18 +407,35 @@ def s3rver(tmp_path_factory):
 
 # --- raw HTTP ----------------------------------------------------------------
 
-def read_response(sock, timeout=10.0, head=False):
-    """Reads one HTTP/1.1 response from sock: (status, headers dict lower-case, body)."""
-    sock.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
+def _recv_exact(sock, n):
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(min(1 << 20, n - len(out)))
         if not chunk:
-            raise ConnectionError(f"closed before a full response head: {buf[:200]!r}")
-        buf += chunk
-        if len(buf) > 1 << 20:
-            raise AssertionError("response head too large")
-    head_b, _, rest = buf.partition(b"\r\n\r\n")
+            raise ConnectionError(f"closed after {len(out)} of {n} bytes")
+        out += chunk
+    return out
+
+
+def read_response(sock, timeout=10.0, head=False):
+    """Reads exactly one HTTP/1.1 response from sock (bytes of responses
+    pipelined after it stay in the socket): (status, headers, body)."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while True:
+        buf = sock.recv(1 << 20, socket.MSG_PEEK)
+        if not buf:
+            raise ConnectionError(f"closed before a full response head: {seen} bytes")
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        if len(buf) == seen:  # nothing new yet: don't spin
+            if time.monotonic() > deadline:
+                raise socket.timeout("response head incomplete")
+            time.sleep(0.005)
+        seen = len(buf)
+    head_b = _recv_exact(sock, end + 4)[:-4]
     lines = head_b.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
     hdrs = {}
@@ -426,12 +443,7 @@ def read_response(sock, timeout=10.0, head=False):
         k, _, v = l.partition(":")
         hdrs[k.strip().lower()] = v.strip()
     n = 0 if head or status in (204, 304) else int(hdrs.get("content-length", "0"))
-    while len(rest) < n:
-        chunk = sock.recv(min(1 << 20, n - len(rest)))
-        if not chunk:
-            raise ConnectionError("closed mid-body")
-        rest += chunk
-    return status, hdrs, rest[:n]
+    return status, hdrs, _recv_exact(sock, n)
 
 
 def raw_request(host, port, data, timeout=10.0, head=False):
