@@ -94,7 +94,9 @@ qget(const struct http_request *req, const char *name, char *out, size_t cap)
 		return 0;
 	if (vl >= cap)
 		return -1;
-	return url_decode(v, vl, out, 1) < 0 ? -1 : 1;
+	long n = url_decode(v, vl, out, 1);
+	/* A decoded NUL would silently cut the string short: refuse it. */
+	return n < 0 || (size_t)n != strlen(out) ? -1 : 1;
 }
 
 /* Resolves ?path= into a referenced mount and a validated key. */
