@@ -70,6 +70,7 @@ struct http_server {
 	struct http_conn *conns; /* live connections, under mu */
 	int nconns;           /* under mu */
 	int stopping;         /* written under mu, read atomically */
+	int64_t rejected;     /* connections refused (cap, no memory); atomic */
 };
 
 enum body_state { BODY_NONE, BODY_PENDING, BODY_DONE, BODY_ERROR };
@@ -1026,19 +1027,26 @@ conn_setup_socket(struct http_server *s, int fd)
 }
 
 static void
+reject_conn(struct http_server *s, int fd)
+{
+	__atomic_add_fetch(&s->rejected, 1, __ATOMIC_RELAXED);
+	reject_busy(fd);
+}
+
+static void
 spawn_conn(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 {
 	pthread_mutex_lock(&s->mu);
 	if (s->stopping || s->nconns >= s->cfg.max_conns) {
 		pthread_mutex_unlock(&s->mu);
-		reject_busy(fd);
+		reject_conn(s, fd);
 		return;
 	}
 	pthread_mutex_unlock(&s->mu);
 
 	struct http_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
-		reject_busy(fd);
+		reject_conn(s, fd);
 		return;
 	}
 	c->srv = s;
@@ -1069,7 +1077,7 @@ spawn_conn(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 	if (e != 0) {
 		LOG_WARN("http %s: cannot start connection thread: %s", s->name,
 		    strerror(e));
-		reject_busy(fd);
+		reject_conn(s, fd);
 		free(c);
 	}
 }
@@ -1281,4 +1289,13 @@ http_server_stop(struct http_server **sp)
 	free(s->host);
 	free(s->name);
 	free(s);
+}
+
+void
+http_server_get_stats(struct http_server *s, struct http_server_stats *st)
+{
+	pthread_mutex_lock(&s->mu);
+	st->open_conns = s->nconns;
+	pthread_mutex_unlock(&s->mu);
+	st->rejected_total = __atomic_load_n(&s->rejected, __ATOMIC_RELAXED);
 }

@@ -38,6 +38,12 @@ struct http_server_cfg {
 struct http_server *http_server_start(const struct http_server_cfg *cfg,
     http_handler_fn fn, void *arg, char **err);
 int http_server_port(const struct http_server *s); /* the bound port */
+struct http_server_stats {
+	int64_t open_conns;
+	int64_t rejected_total; /* refused over the connection cap */
+};
+void http_server_get_stats(struct http_server *s, struct http_server_stats *st);
+
 /* Stops accepting, closes idle connections, waits for running handlers. */
 void http_server_stop(struct http_server **s);
 

@@ -182,6 +182,19 @@ file_close(void *state)
 	free(fs);
 }
 
+/*
+ * A file's version, standing in for an ETag: its mtime to the nanosecond
+ * and its size.  The read path passes it back with every read, and a read
+ * of a file whose version moved fails with -ESTALE, so bytes of two
+ * versions are never mixed in the cache.
+ */
+static void
+file_etag(const struct stat *sb, char *out, size_t n)
+{
+	snprintf(out, n, "%llx.%lx-%llx", (unsigned long long)sb->st_mtim.tv_sec,
+	    (unsigned long)sb->st_mtim.tv_nsec, (unsigned long long)sb->st_size);
+}
+
 static int
 file_stat(void *state, const char *path, struct ufs_stat *st)
 {
@@ -204,6 +217,8 @@ file_stat(void *state, const char *path, struct ufs_stat *st)
 		return -ENOENT; /* sockets, fifos, devices: not objects */
 	}
 	st->mtime = (int64_t)sb.st_mtim.tv_sec;
+	if (!st->is_dir)
+		file_etag(&sb, st->etag, sizeof(st->etag));
 	return 0;
 }
 
@@ -212,9 +227,6 @@ file_read(void *state, const char *path, const char *etag, int64_t off,
     void *buf, size_t len)
 {
 	struct file_state *fs = state;
-	/* Files have no ETag (""), so any non-empty one cannot match. */
-	if (etag && etag[0])
-		return -ESTALE;
 	if (off < 0)
 		return -EINVAL;
 	if (len > SSIZE_MAX)
@@ -233,6 +245,14 @@ file_read(void *state, const char *path, const char *etag, int64_t off,
 		close(fd);
 		return S_ISDIR(sb.st_mode) ? -EIO : -ENOENT;
 	}
+	char ver[UFS_ETAG_MAX];
+	if (etag && etag[0]) {
+		file_etag(&sb, ver, sizeof(ver));
+		if (strcmp(ver, etag) != 0) {
+			close(fd);
+			return -ESTALE;
+		}
+	}
 	size_t got = 0;
 	while (got < len) {
 		ssize_t n = pread(fd, (char *)buf + got, len - got,
@@ -247,6 +267,12 @@ file_read(void *state, const char *path, const char *etag, int64_t off,
 		if (n == 0)
 			break;
 		got += (size_t)n;
+	}
+	/* Changed while we read it: the bytes may be of either version. */
+	if (etag && etag[0] && (fstat(fd, &sb) < 0 ||
+	    (file_etag(&sb, ver, sizeof(ver)), strcmp(ver, etag) != 0))) {
+		close(fd);
+		return -ESTALE;
 	}
 	close(fd);
 	return (ssize_t)got;
@@ -442,12 +468,15 @@ emit(struct lister *l, size_t klen, int is_dir, const struct stat *sb)
 	}
 	l->found++;
 	l->key[klen] = 0;
+	char etag[UFS_ETAG_MAX] = "";
+	if (!is_dir)
+		file_etag(sb, etag, sizeof(etag));
 	struct ufs_entry e = {
 	    .key = l->key,
 	    .is_dir = is_dir,
 	    .size = is_dir ? 0 : (int64_t)sb->st_size,
 	    .mtime = is_dir ? 0 : (int64_t)sb->st_mtim.tv_sec,
-	    .etag = "",
+	    .etag = etag,
 	};
 	int r = l->fn(l->arg, &e);
 	if (r) {

@@ -518,6 +518,19 @@ op_metrics(struct worker *w, struct http_conn *c)
 	struct dbuf b;
 	dbuf_init(&b, 1024 * 1024);
 	metrics_render(&b, &ps);
+	struct http_server_stats s3s = {0}, cts = {0};
+	if (w->s3)
+		http_server_get_stats(w->s3, &s3s);
+	if (w->ctl)
+		http_server_get_stats(w->ctl, &cts);
+	dbuf_printf(&b, "# HELP ferry_connections_open Open client connections, by server.\n"
+	    "# TYPE ferry_connections_open gauge\n"
+	    "ferry_connections_open{server=\"s3\"} %" PRId64 "\nferry_connections_open{server=\"control\"} %" PRId64 "\n",
+	    s3s.open_conns, cts.open_conns);
+	dbuf_printf(&b, "# HELP ferry_connections_rejected_total Connections refused over --max-connections.\n"
+	    "# TYPE ferry_connections_rejected_total counter\n"
+	    "ferry_connections_rejected_total %" PRId64 "\n",
+	    s3s.rejected_total + cts.rejected_total);
 	http_resp_simple(c, 200, NULL, "text/plain; version=0.0.4", b.p, b.len);
 	dbuf_free(&b);
 }

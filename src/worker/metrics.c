@@ -66,7 +66,6 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 	COUNTER(b, "ferry_cache_evicted_bytes_total", "Bytes evicted from the page cache.", ps->evicted_bytes_total);
 	COUNTER(b, "ferry_page_checksum_failures_total", "Pages dropped because their checksum or header did not match.", ps->checksum_failures_total);
 	COUNTER(b, "ferry_cache_write_errors_total", "Pages that could not be written (disk full, read-only, I/O error).", ps->write_errors_total);
-	COUNTER(b, "ferry_connections_rejected_total", "Connections refused over the connection cap.", METRIC_GET(conns_rejected));
 
 	dbuf_printf(b, "# HELP ferry_s3_requests_total S3 gateway requests, by operation.\n# TYPE ferry_s3_requests_total counter\n");
 	for (int op = 0; op < S3OP__N; op++)

@@ -38,7 +38,6 @@ struct metrics {
 	int64_t s3_errors[S3OP__N]; /* 4xx and 5xx answers */
 	int64_t s3_hist[S3OP__N][METRICS_NBUCKETS + 1]; /* last: +Inf */
 	int64_t s3_sum_us[S3OP__N];
-	int64_t conns_rejected;
 };
 
 extern struct metrics g_metrics;

@@ -188,6 +188,12 @@ do_fetch_get(struct reader *r, struct mount *m, const char *path,
 	*err = 0;
 	for (;;) {
 		struct fetch *f = do_ftab_find(r, k);
+		if (f && f->state == F_READY && f->err) {
+			/* A failure that is still on its way out of the table:
+			 * ask the UFS again rather than reuse the error. */
+			do_ftab_remove(r, f);
+			continue;
+		}
 		if (f) {
 			f->refs++;
 			if (demand && !f->demand && f->state == F_QUEUED)
@@ -440,6 +446,44 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 		limit = last + r->cfg.readahead_pages;
 	if (limit >= npages)
 		limit = npages - 1;
+
+	/*
+	 * A range that is partly cached could mix versions if the object
+	 * changed in the UFS within the sync interval: the cached pages are of
+	 * the old version, fetched ones would fail their version check
+	 * mid-response.  So fetch the first missing page (the UFS checks the
+	 * version) before sending a byte; if the object changed, the caller
+	 * gets -ESTALE with nothing sent and starts over with fresh metadata.
+	 */
+	int64_t first_miss = -1;
+	int any_cached = 0;
+	for (int64_t i = first; i <= last && !(any_cached && first_miss >= 0); i++) {
+		struct page_key k;
+		key_of(&k, obj, ver, i);
+		if (pagestore_has(r->ps, &k))
+			any_cached = 1;
+		else if (first_miss < 0)
+			first_miss = i;
+	}
+	if (any_cached && first_miss >= 0) {
+		struct page_key k;
+		key_of(&k, obj, ver, first_miss);
+		int err = 0;
+		pthread_mutex_lock(&r->lock);
+		struct fetch *f = do_fetch_get(r, m, path, st, &k, 1, &err);
+		if (f) {
+			while (f->state != F_READY && !r->stopping)
+				pthread_cond_wait(&r->ready, &r->lock);
+			err = f->state == F_READY ? f->err : -ECANCELED;
+			do_fetch_unref(r, f);
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (err) {
+			if (err == -ESTALE)
+				meta_invalidate(r->mc, m, path);
+			return err;
+		}
+	}
 
 	int64_t scheduled = first; /* pages before this were scheduled */
 	uint64_t mine[MINE_BITS / 64] = {0}; /* pages this call fetched */
