@@ -28,7 +28,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit asan fuzz integration run bench bench-quick clean lint
+.PHONY: all deps test unit asan fuzz integration integration-asan run bench bench-quick clean lint
 
 all: $(B)/ferry $(B)/libferry.so
 
@@ -66,6 +66,12 @@ fuzz:
 integration: all
 	@./tests/run-integration.sh
 
+# The same integration suite against the ASan+UBSan worker: any memory or
+# undefined-behaviour error aborts the worker and fails the test.
+integration-asan: asan
+	@FERRY_BIN=$(CURDIR)/build-asan/ferry ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./tests/run-integration.sh
+
 deps:
 	@./scripts/install-deps.sh
 
@@ -75,6 +81,7 @@ test: deps
 	$(MAKE) asan
 	$(MAKE) fuzz
 	$(MAKE) integration
+	$(MAKE) integration-asan
 
 run: deps all
 	@./scripts/run-demo.sh

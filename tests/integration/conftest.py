@@ -258,6 +258,12 @@ class Worker:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def wait_cached(self, path, n, timeout=10):
+        """Pages are written to disk after the bytes went to the client:
+        waits until path has at least n bytes cached; returns its stat."""
+        return wait_for(lambda: (lambda st: st if st["cached_bytes"] >= n else None)(self.stat(path)),
+                        timeout, what=f"{n} bytes of {path} cached")
+
     def mount(self, name, uri, headers=None, **options):
         r = self.ctl("POST", "/v1/mounts", json={"name": name, "uri": uri, "options": options},
                      headers=headers or {})

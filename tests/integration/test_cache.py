@@ -25,7 +25,7 @@ def test_second_read_makes_no_ufs_request(mounted):
     assert reads1 == 4, f"a cold read of 4 pages made {reads1} UFS reads"
     if mounted.kind == "s3":
         assert mounted.ufs_gets("hot/obj.bin", m0) == 4
-    st = w.stat("/data/hot/obj.bin")
+    st = w.wait_cached("/data/hot/obj.bin", size)
     assert st["size"] == size and st["cached_bytes"] == size
     hit1 = w.metric("ferry_cache_hit_bytes_total")
     miss1 = w.metric("ferry_cache_miss_bytes_total")
@@ -57,6 +57,8 @@ def test_partial_read_caches_only_what_was_read(make_worker, data_dir):
     w = make_worker(mounts={"data": data_dir}, args=["--read-ahead", "0", "--window", "1"])
     r = w.s3().get_object(Bucket="data", Key="big.bin", Range=f"bytes={10 * PAGE}-{10 * PAGE + 10}")
     assert r["Body"].read() == data[10 * PAGE:10 * PAGE + 11]
+    st = w.wait_cached("/data/big.bin", PAGE)
+    time.sleep(0.2)
     st = w.stat("/data/big.bin")
     assert st["cached_bytes"] == PAGE, st
     assert w.ufs_reads() == 1
@@ -129,6 +131,7 @@ def test_corrupted_page_is_refetched(make_worker, data_dir):
     w = make_worker(mounts={"data": data_dir})
     s3 = w.s3()
     assert s3.get_object(Bucket="data", Key="c.bin")["Body"].read() == data
+    w.wait_cached("/data/c.bin", size)
     pages = page_files(w.cache_dir)
     assert len(pages) == 4, pages
     assert all(p.stat().st_size == PAGE + 64 for p in pages), [p.stat().st_size for p in pages]
@@ -149,6 +152,7 @@ def test_corrupted_page_after_restart(make_worker, data_dir):
     (data_dir / "d.bin").write_bytes(data)
     w = make_worker(mounts={"data": data_dir})
     assert w.s3().get_object(Bucket="data", Key="d.bin")["Body"].read() == data
+    w.wait_cached("/data/d.bin", size)
     rc = w.stop()
     assert rc == 0
     pages = page_files(w.cache_dir)
@@ -216,4 +220,6 @@ def test_cached_bytes_for_s3_mount_after_partial_read(make_worker, tmp_path, req
     w = m.worker
     r = w.s3().get_object(Bucket="data", Key="p.bin", Range=f"bytes={PAGE}-{3 * PAGE - 1}")
     assert r["Body"].read() == data[PAGE:3 * PAGE]
+    w.wait_cached("/data/p.bin", 2 * PAGE)
+    time.sleep(0.2)
     assert w.stat("/data/p.bin")["cached_bytes"] == 2 * PAGE

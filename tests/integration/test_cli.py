@@ -76,6 +76,7 @@ def test_stat_and_cat(w):
     assert f"etag: {etag}" in o
     p = w.cli("cat", "/data/big.bin")
     assert p.stdout == BIG
+    w.wait_cached("/data/big.bin", len(BIG))
     assert f"cached_bytes: {len(BIG)}" in out(w.cli("stat", "/data/big.bin"))
     p = w.cli("cat", "/data/dir/a.txt", "/data/dir/b c.txt", "/data/empty")
     assert p.stdout == b"aaabc"
@@ -87,6 +88,7 @@ def test_stat_and_cat(w):
 
 def test_stats(w):
     w.cli("cat", "/data/big.bin")
+    w.wait_cached("/data/big.bin", len(BIG))
     o = out(w.cli("stats"))
     assert f"({len(BIG)} bytes)" in o  # miss / ufs read bytes
     s = w.stats()
@@ -224,6 +226,7 @@ METRIC_NAMES = [
 def test_metrics(w):
     w.s3().get_object(Bucket="data", Key="big.bin")["Body"].read()
     w.s3().list_objects_v2(Bucket="data")
+    w.wait_cached("/data/big.bin", len(BIG))
     m = w.metrics()
     names = {k[0] for k in m}
     for n in METRIC_NAMES:

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import PAGE, rand_bytes, s3_client
+from conftest import PAGE, rand_bytes, s3_client, wait_for
 
 
 def test_restart_keeps_mounts_and_pages(make_worker, data_dir, s3rver):
@@ -28,6 +28,10 @@ def test_restart_keeps_mounts_and_pages(make_worker, data_dir, s3rver):
         assert s3.get_object(Bucket="files", Key=k)["Body"].read() == v
     for k, v in objs.items():
         assert s3.get_object(Bucket="remote", Key=k)["Body"].read() == v
+    for k, v in files.items():
+        w.wait_cached(f"/files/{k}", len(v))
+    for k, v in objs.items():
+        w.wait_cached(f"/remote/{k}", len(v))
     used = w.metric("ferry_cache_used_bytes")
     assert used > 0
     mounts_before = w.ctl("GET", "/v1/mounts").json()
@@ -152,7 +156,7 @@ def test_restart_with_smaller_capacity_evicts_to_fit(make_worker, data_dir):
     s3 = w.s3()
     for k, v in files.items():
         assert s3.get_object(Bucket="data", Key=k)["Body"].read() == v
-    assert cache_disk_bytes(w.cache_dir) > 512 * 1024
+    wait_for(lambda: cache_disk_bytes(w.cache_dir) > 512 * 1024, what="pages on disk")
     w.args[w.args.index("--cache-size") + 1] = "512K"
     w.restart()
     assert w.metric("ferry_cache_used_bytes") <= 512 * 1024
