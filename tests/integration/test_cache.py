@@ -2,13 +2,15 @@
 count what was served from the cache, `ferry stat` reports what is cached,
 metadata is re-checked after --sync-interval (and one response never mixes
 two versions), corrupted pages are detected and refetched, and a cache
-disk that is full or read-only does not stop correct reads."""
+disk that is full or read-only does not stop correct reads.  A file
+rewritten while a response is sent never yields a complete mixed body."""
 import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import PAGE, make_mounted, rand_bytes
 
@@ -223,3 +225,48 @@ def test_cached_bytes_for_s3_mount_after_partial_read(make_worker, tmp_path, req
     w.wait_cached("/data/p.bin", 2 * PAGE)
     time.sleep(0.2)
     assert w.stat("/data/p.bin")["cached_bytes"] == 2 * PAGE
+
+
+def test_file_rewritten_during_a_read_is_never_mixed(make_worker, data_dir):
+    """The file changes while a response is being sent: the client gets
+    the whole old object, the whole new one, or a response cut short (an
+    error it can see), never a complete body mixing the two."""
+    import requests
+    size = 48 * PAGE
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "200ms", "--read-ahead", "0",
+                                                     "--window", "1"])
+    outcomes = []
+    for i in range(4):
+        old, new = rand_bytes(size, 2 * i), rand_bytes(size, 2 * i + 1)
+        f = data_dir / f"rw{i}.bin"
+        f.write_bytes(old)
+        os.utime(f, (1_600_000_000 + i, 1_600_000_000 + i))
+        if i % 2:
+            # Half of it cached beforehand.
+            w.s3().get_object(Bucket="data", Key=f"rw{i}.bin", Range=f"bytes=0-{size // 2}")["Body"].read()
+        r = requests.get(f"{w.s3_url}/data/rw{i}.bin", stream=True, timeout=30)
+        assert r.status_code == 200
+        got = b""
+        cut = False
+        try:
+            it = r.raw.stream(PAGE, decode_content=False)
+            got += next(it)
+            f.write_bytes(new)
+            os.utime(f, (1_700_000_000 + i, 1_700_000_000 + i))
+            for chunk in it:
+                got += chunk
+                time.sleep(0.002)
+        except Exception:  # noqa: BLE001 - a cut-short response is an allowed outcome
+            cut = True
+        finally:
+            r.close()
+        if cut or len(got) < size:
+            assert len(got) < size
+            outcomes.append("cut")
+        else:
+            assert got in (old, new), f"rw{i}: a complete response mixed two versions"
+            outcomes.append("old" if got == old else "new")
+        time.sleep(0.3)
+        assert w.s3().get_object(Bucket="data", Key=f"rw{i}.bin")["Body"].read() == new
+    assert len(outcomes) == 4
+    w.assert_alive()
