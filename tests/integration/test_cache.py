@@ -83,6 +83,8 @@ def test_sync_interval_new_version_never_mixed(make_worker, data_dir):
     r = s3.get_object(Bucket="data", Key="v.bin", Range="bytes=0-99")
     assert r["Body"].read() == old[:100]
     etag_old = r["ETag"]
+    # (On disk, not only in flight: see test_file_rewritten_during_a_read.)
+    w.wait_cached("/data/v.bin", PAGE)
     f.write_bytes(new)
     os.utime(f, (1_600_000_100, 1_600_000_100))
     body = s3.get_object(Bucket="data", Key="v.bin")["Body"].read()
@@ -231,7 +233,6 @@ def test_file_rewritten_during_a_read_is_never_mixed(make_worker, data_dir):
     """The file changes while a response is being sent: the client gets
     the whole old object, the whole new one, or a response cut short (an
     error it can see), never a complete body mixing the two."""
-    import requests
     size = 48 * PAGE
     w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "200ms", "--read-ahead", "0",
                                                      "--window", "1"])
