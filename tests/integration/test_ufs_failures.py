@@ -112,12 +112,18 @@ class FakeS3(http.server.BaseHTTPRequestHandler):
         return self.send(404, b"<Error><Code>NoSuchKey</Code></Error>")
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the worker hanging up on a slow answer is expected here
+
+
 @pytest.fixture
 def fake_s3():
     FakeS3.stop = threading.Event()
     FakeS3.log = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeS3)
-    srv.daemon_threads = True
+    srv = QuietServer(("127.0.0.1", 0), FakeS3)
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
