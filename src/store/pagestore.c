@@ -74,6 +74,8 @@
 #define MAX_DIRS 1024
 #define MAX_PAGE_SIZE (1u << 30)
 #define VERIFY_CHUNK (256 * 1024)
+/* Pages up to this size are checked with one pread and served from memory. */
+#define SMALL_PAGE_MAX (128 * 1024)
 #define TOUCH_INTERVAL_S 60
 #define SLAB_ENTRIES 1024
 #define INITIAL_BUCKETS 1024
@@ -646,24 +648,80 @@ check_data_pread(int fd, uint32_t len, uint32_t *crcp)
 	return rc;
 }
 
+static int
+header_ok(struct pagestore *ps, const unsigned char *h, const struct page_key *k,
+    uint32_t len)
+{
+	struct page_key hk = {get_le64(h + 16), get_le64(h + 24), get_le64(h + 32)};
+	return memcmp(h, HDR_MAGIC, 8) == 0 && get_le32(h + 8) == HDR_FORMAT &&
+	    get_le32(h + 60) == crc32c(0, h, 60) && get_le32(h + 12) == len &&
+	    get_le32(h + 44) == ps->page_size && key_eq(&hk, k);
+}
+
+/*
+ * Per-thread buffer for checking small pages: one pread of header and data,
+ * and the checked bytes are then served from it (ref->data).  Freed when
+ * the thread exits; at most SMALL_PAGE_MAX + HDR_SIZE per thread.
+ */
+static pthread_key_t small_buf_key;
+static pthread_once_t small_buf_once = PTHREAD_ONCE_INIT;
+
+static void
+small_buf_init(void)
+{
+	pthread_key_create(&small_buf_key, free);
+}
+
+static unsigned char *
+small_buf(void)
+{
+	pthread_once(&small_buf_once, small_buf_init);
+	unsigned char *b = pthread_getspecific(small_buf_key);
+	if (!b) {
+		b = malloc(SMALL_PAGE_MAX + HDR_SIZE);
+		if (b && pthread_setspecific(small_buf_key, b) != 0) {
+			free(b);
+			b = NULL;
+		}
+	}
+	return b;
+}
+
 /*
  * Checks the header and the data CRC of an open page file.  0 if good,
- * -EBADMSG if not (including read errors and short files).
+ * -EBADMSG if not (including read errors and short files).  For a small
+ * page, *data is set to the checked bytes in this thread's buffer (valid
+ * until this thread's next check).
  */
 static int
 check_page_file(struct pagestore *ps, int fd, const struct page_key *k,
-    uint32_t len)
+    uint32_t len, const unsigned char **data)
 {
+	*data = NULL;
+	if (len <= SMALL_PAGE_MAX) {
+		unsigned char *b = small_buf();
+		if (b) {
+			size_t want = HDR_SIZE + (size_t)len, got = 0;
+			while (got < want) {
+				ssize_t r = pread(fd, b + got, want - got, (off_t)got);
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0)
+					return -EBADMSG;
+				got += (size_t)r;
+			}
+			if (!header_ok(ps, b, k, len) ||
+			    crc32c(0, b + HDR_SIZE, len) != get_le32(b + 40))
+				return -EBADMSG;
+			*data = b + HDR_SIZE;
+			return 0;
+		}
+	}
 	unsigned char h[HDR_SIZE];
-	if (pread(fd, h, HDR_SIZE, 0) != HDR_SIZE)
-		return -EBADMSG;
-	struct page_key hk = {get_le64(h + 16), get_le64(h + 24), get_le64(h + 32)};
-	if (memcmp(h, HDR_MAGIC, 8) != 0 || get_le32(h + 8) != HDR_FORMAT ||
-	    get_le32(h + 60) != crc32c(0, h, 60) || get_le32(h + 12) != len ||
-	    get_le32(h + 44) != ps->page_size || !key_eq(&hk, k))
+	if (pread(fd, h, HDR_SIZE, 0) != HDR_SIZE || !header_ok(ps, h, k, len))
 		return -EBADMSG;
 
-	/* Checksum the data where it lies, in the page cache: mapping it
+	/* Checksum a large page where it lies, in the page cache: mapping it
 	 * costs no copy (a pread into a buffer would copy every byte once
 	 * more before sendfile sends it). */
 	uint32_t crc = 0;
@@ -739,6 +797,7 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	if (!ps || !k || !ref)
 		return -EINVAL;
 	ref->fd = -1;
+	ref->data = NULL;
 
 	pthread_mutex_lock(&ps->mu);
 	struct ps_entry *e = do_lookup(ps, k);
@@ -774,8 +833,9 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	}
 	struct stat st;
 	int bad = fstat(fd, &st) < 0 || st.st_size != file_size(len);
+	const unsigned char *data = NULL;
 	if (!bad && verify) {
-		int rc = check_page_file(ps, fd, k, len);
+		int rc = check_page_file(ps, fd, k, len, &data);
 		if (rc == -ENOMEM) {
 			close(fd);
 			return rc;
@@ -802,6 +862,7 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	ref->fd = fd;
 	ref->off = HDR_SIZE;
 	ref->len = len;
+	ref->data = data;
 	return 0;
 }
 

@@ -54,11 +54,17 @@ struct pagestore_stats {
 	int64_t write_errors_total; /* ENOSPC, EROFS, EIO on put */
 };
 
-/* A page being served: read len bytes of data from fd at offset off. */
+/*
+ * A page being served: read len bytes of data from fd at offset off, or,
+ * when data is set (a small page whose checksum was just checked in
+ * memory), take the bytes from there: they stay valid until the ref is
+ * released or the same thread calls pagestore_get again.
+ */
 struct page_ref {
 	int fd;       /* owned by the ref; closed by page_ref_release */
 	off_t off;    /* where the data starts in the file */
 	uint32_t len; /* data length */
+	const unsigned char *data; /* the checked bytes, or NULL */
 };
 
 enum pagestore_verify {

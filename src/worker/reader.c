@@ -514,7 +514,8 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 				rc = -ESTALE;
 				break;
 			}
-			rc = sink->file(sink->arg, ref.fd, ref.off + a, n);
+			rc = ref.data ? sink->mem(sink->arg, ref.data + a, n)
+			    : sink->file(sink->arg, ref.fd, ref.off + a, n);
 			page_ref_release(&ref);
 			if (rc)
 				break;
@@ -534,6 +535,7 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 			pthread_mutex_unlock(&r->lock);
 			if (pagestore_get(r->ps, &k, &ref) == 0) {
 				rc = (int64_t)ref.len < b ? -ESTALE
+				    : ref.data ? sink->mem(sink->arg, ref.data + a, n)
 				    : sink->file(sink->arg, ref.fd, ref.off + a, n);
 				page_ref_release(&ref);
 				if (rc)
