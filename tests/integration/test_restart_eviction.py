@@ -223,3 +223,27 @@ def test_sigkill_mid_fill_then_restart(make_worker, data_dir):
     for k, v in files.items():
         assert s3.get_object(Bucket="data", Key=k)["Body"].read() == v
     assert w.metric("ferry_cache_used_bytes") <= w.metric("ferry_cache_capacity_bytes")
+
+
+def test_two_cache_dirs_each_within_its_capacity(make_worker, data_dir, tmp_path):
+    files = {f"m{i}.bin": rand_bytes(PAGE * 8 + i, 700 + i) for i in range(6)}
+    for k, v in files.items():
+        (data_dir / k).write_bytes(v)
+    second = tmp_path / "second-cache"
+    w = make_worker(mounts={"data": data_dir}, cache_size="512K",
+                    args=["--cache-dir", f"{second}:768K"])
+    assert w.metric("ferry_cache_capacity_bytes") == 512 * 1024 + 768 * 1024
+    s3 = w.s3()
+    for k, v in files.items():
+        assert s3.get_object(Bucket="data", Key=k)["Body"].read() == v
+    time.sleep(0.3)
+    assert cache_disk_bytes(w.cache_dir) <= 512 * 1024
+    assert cache_disk_bytes(second) <= 768 * 1024
+    assert cache_disk_bytes(w.cache_dir) > 0 and cache_disk_bytes(second) > 0
+    assert w.metric("ferry_cache_used_bytes") <= 1280 * 1024
+    w.restart()
+    assert w.metric("ferry_cache_used_bytes") > 0
+    # Newest first: the last file read is still cached, in either dir.
+    for k, v in reversed(list(files.items())):
+        assert w.s3().get_object(Bucket="data", Key=k)["Body"].read() == v
+    assert w.metric("ferry_cache_hit_bytes_total") >= len(files["m5.bin"])
