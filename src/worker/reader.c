@@ -457,14 +457,20 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 	 */
 	int64_t first_miss = -1;
 	int any_cached = 0;
+	pthread_mutex_lock(&r->lock);
 	for (int64_t i = first; i <= last && !(any_cached && first_miss >= 0); i++) {
 		struct page_key k;
 		key_of(&k, obj, ver, i);
-		if (pagestore_has(r->ps, &k))
+		/* Bytes already here (stored, or fetched and being stored)
+		 * count as cached; a fetch still under way has not checked
+		 * the version yet, so it counts as missing. */
+		struct fetch *f = do_ftab_find(r, &k);
+		if (f ? (f->state == F_READY && !f->err) : pagestore_has(r->ps, &k))
 			any_cached = 1;
 		else if (first_miss < 0)
 			first_miss = i;
 	}
+	pthread_mutex_unlock(&r->lock);
 	if (any_cached && first_miss >= 0) {
 		struct page_key k;
 		key_of(&k, obj, ver, first_miss);
