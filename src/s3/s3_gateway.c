@@ -192,7 +192,9 @@ qparam(const struct http_request *req, const char *name, int *bad)
 		*bad = 1;
 		return NULL;
 	}
-	if (url_decode(v, vl, out, 1) < 0) {
+	long n = url_decode(v, vl, out, 1);
+	/* A decoded NUL would cut the value short without a word: refuse. */
+	if (n < 0 || (size_t)n != strlen(out)) {
 		free(out);
 		*bad = 1;
 		return NULL;
@@ -322,7 +324,8 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 		goto out;
 	}
 	const char *pfx = prefix ? prefix : "";
-	if (prefix_validate(pfx, strlen(pfx)) < 0) {
+	int pv = prefix_validate(pfx, strlen(pfx));
+	if (pv < 0) {
 		s3_error(s, 400, "InvalidArgument", "Invalid prefix.");
 		goto out;
 	}
@@ -364,7 +367,7 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 	struct list_ctx lc = {.b = &b, .url_enc = url_enc};
 	int truncated = 0;
 	int r = 0;
-	if (max_keys > 0)
+	if (max_keys > 0 && pv == 0) /* pv 1: no key can match */
 		r = meta_list(s->w->mc, m, pfx, d, after, max_keys, list_one, &lc, &truncated);
 	if (r < 0) {
 		s3_error_errno(s, r == -ENOENT ? -EIO : r);

@@ -829,6 +829,14 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 			forget_page(ps, k, gen, 0);
 			return -ENOENT;
 		}
+		if (err != EMFILE && err != ENFILE && err != ENOMEM && err != EINTR) {
+			/* Not a page we can ever open (a link loop, a
+			 * permission or I/O error): drop it, fetch it again. */
+			LOG_WARN("pagestore: %s/%s cannot be opened (%s); dropped",
+			    ps->dirs[di].path, rel, strerror(err));
+			forget_page(ps, k, gen, 1);
+			return -ENOENT;
+		}
 		return -err;
 	}
 	struct stat st;

@@ -376,7 +376,7 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 			http_resp_end(c);
 			break;
 		}
-		if (r == -ESTALE && !d.started)
+		if (r == -ESTALE && !d.started && attempt == 0)
 			continue;
 		if (d.started)
 			http_conn_set_close(c);

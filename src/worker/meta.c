@@ -433,8 +433,10 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 		return -EIO;
 	struct dbuf key;
 	dbuf_init(&key, 3 * 4096);
-	int r = dbuf_printf(&key, "%016" PRIx64 "|%d|%d|%s|%s", m->ident,
-	    delimiter, max_keys, prefix, start_after);
+	/* Lengths keep the fields apart: no prefix/start_after pair can
+	 * spell another pair's key. */
+	int r = dbuf_printf(&key, "%016" PRIx64 "|%d|%d|%zu:%s|%zu:%s", m->ident,
+	    delimiter, max_keys, strlen(prefix), prefix, strlen(start_after), start_after);
 	if (r) {
 		dbuf_free(&key);
 		return -EINVAL;

@@ -70,8 +70,8 @@ mount_free(struct mount *m)
 	for (int i = 0; i < m->nopts; i++) {
 		free((char *)m->opts[i].key);
 		/* Wipe secrets before freeing. */
-		size_t l = strlen(m->opts[i].value);
-		memset((char *)m->opts[i].value, 0, l);
+		if (m->opts[i].value)
+			memset((char *)m->opts[i].value, 0, strlen(m->opts[i].value));
 		free((char *)m->opts[i].value);
 	}
 	free(m->opts);
@@ -180,9 +180,16 @@ do_save(struct mount_table *mt)
 	return r;
 }
 
+/*
+ * Builds a mount and opens its backend.  If the backend fails to open: with
+ * keep_broken (restoring the table at start: a NAS not mounted yet, a
+ * store down) the mount is kept with ufs NULL and the reason in ufs_err, so
+ * that it is not lost from the table; reads of it fail until it is mounted
+ * again.  Otherwise NULL and *err.
+ */
 static struct mount *
 mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
-    int nopts, char **err)
+    int nopts, int keep_broken, char **err)
 {
 	const char *root;
 	const struct ufs_ops *ops = ufs_lookup(uri, &root);
@@ -216,7 +223,15 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 	int r = ops->open(root, m->opts, m->nopts, &m->ufs, &uerr);
 	if (r < 0) {
 		m->ufs = NULL;
-		*err = uerr ? uerr : strdup(strerror(-r));
+		if (!uerr)
+			uerr = strdup(strerror(-r));
+		if (keep_broken) {
+			m->ufs_err = uerr;
+			LOG_ERR("mount /%s (%s) cannot be opened: %s; kept in the table, reads fail until it is mounted again",
+			    name, uri, uerr ? uerr : "?");
+			return m;
+		}
+		*err = uerr;
 		mount_free(m);
 		return NULL;
 	}
@@ -239,8 +254,9 @@ mounts_add(struct mount_table *mt, const char *name, const char *uri,
 			return -EINVAL;
 		}
 	}
-	/* Open the UFS outside the lock: it may touch the network. */
-	struct mount *m = mount_new(name, uri, opts, nopts, err);
+	/* Open the UFS outside the lock: it may touch the network.  A mount
+	 * restored from the table (persist 0) is kept even if it fails. */
+	struct mount *m = mount_new(name, uri, opts, nopts, !persist, err);
 	if (!m)
 		return -EINVAL;
 	pthread_rwlock_wrlock(&mt->lock);
@@ -339,6 +355,10 @@ json_one(void *arg, const struct mount *m)
 	json_put_str(b, m->uri);
 	dbuf_adds(b, ",\"state\":");
 	json_put_str(b, m->ufs ? "ok" : "error");
+	if (!m->ufs && m->ufs_err) {
+		dbuf_adds(b, ",\"error\":");
+		json_put_str(b, m->ufs_err);
+	}
 	dbuf_adds(b, ",\"options\":{");
 	for (int k = 0; k < m->nopts; k++) {
 		if (k)

@@ -63,11 +63,24 @@ prefix_validate(const char *p, size_t len)
 {
 	if (len == 0)
 		return 0;
-	if (len > KEY_MAX || !bytes_ok(p, len) || p[0] == '/')
+	if (len > KEY_MAX || !bytes_ok(p, len))
 		return -EINVAL;
-	/* A prefix may end in '/' or in a partial name: check the complete
-	 * segments, and that a partial last one is not "." or "..". */
-	return segments_ok(p, len, 1) ? 0 : -EINVAL;
+	/* A prefix is a string, not a path: "." may start ".hidden".  But a
+	 * complete segment that is empty, "." or ".." (or a leading '/') can
+	 * begin no valid key: such a prefix matches nothing. */
+	if (p[0] == '/')
+		return 1;
+	size_t start = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] != '/')
+			continue;
+		size_t sl = i - start;
+		if (sl == 0 || (sl == 1 && p[start] == '.') ||
+		    (sl == 2 && p[start] == '.' && p[start + 1] == '.'))
+			return 1;
+		start = i + 1;
+	}
+	return 0;
 }
 
 int

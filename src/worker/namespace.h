@@ -15,7 +15,9 @@
  * name, which has no bytes to read). */
 int key_validate(const char *key, size_t len);
 /* 0 if p is a valid listing prefix (may be "", may end in '/', may end in
- * a partial name); -EINVAL otherwise. */
+ * a partial name such as "." or ".."); 1 if it is well-formed but no valid
+ * key can start with it (a complete "", "." or ".." segment): the listing
+ * is empty; -EINVAL for bad bytes or over KEY_MAX. */
 int prefix_validate(const char *p, size_t len);
 
 /*

@@ -63,7 +63,7 @@ struct reader {
 	pthread_cond_t ready; /* readers wait for fetches and buffers */
 	struct fetch *ftab[FTAB_SIZE];
 	struct fetch *qhead, *qtail;
-	int inflight; /* fetches holding a buffer */
+	int inflight; /* fetches in the table (the max_inflight budget) */
 	char **freebufs;
 	int nfree;
 	int stopping;
@@ -100,15 +100,25 @@ do_ftab_find(struct reader *r, const struct page_key *k)
 	return NULL;
 }
 
+/*
+ * Takes f out of the table.  The in-flight budget (max_inflight) counts
+ * fetches in the table only: once a page is READY and stored, its buffer
+ * may still be held by readers sending it to slow clients, but that must
+ * not stop other fetches (at most one such buffer per reading connection).
+ */
 static void
 do_ftab_remove(struct reader *r, struct fetch *f)
 {
+	if (!f->in_table)
+		return;
 	struct fetch **pp = &r->ftab[ftab_slot(&f->key)];
 	while (*pp && *pp != f)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = f->hnext;
 	f->in_table = 0;
+	r->inflight--;
+	pthread_cond_broadcast(&r->ready);
 }
 
 static void
@@ -118,11 +128,12 @@ do_fetch_unref(struct reader *r, struct fetch *f)
 		return;
 	VAS_ASSERT(!f->in_table);
 	if (f->buf) {
-		r->freebufs[r->nfree++] = f->buf;
+		if (r->nfree < r->cfg.max_inflight)
+			r->freebufs[r->nfree++] = f->buf;
+		else
+			free(f->buf);
 		f->buf = NULL;
 	}
-	r->inflight--;
-	pthread_cond_broadcast(&r->ready);
 	mount_release(&f->m);
 	free(f->path);
 	free(f);
@@ -204,7 +215,11 @@ do_fetch_get(struct reader *r, struct mount *m, const char *path,
 			return NULL;
 		if (r->inflight < r->cfg.max_inflight)
 			break;
-		if (!demand || r->stopping)
+		if (r->stopping) {
+			*err = -ECANCELED;
+			return NULL;
+		}
+		if (!demand)
 			return NULL;
 		pthread_cond_wait(&r->ready, &r->lock);
 	}
@@ -539,7 +554,8 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 		if (!f && !err) {
 			/* Stored between our lookup and now: read the file. */
 			pthread_mutex_unlock(&r->lock);
-			if (pagestore_get(r->ps, &k, &ref) == 0) {
+			int gr = pagestore_get(r->ps, &k, &ref);
+			if (gr == 0) {
 				rc = (int64_t)ref.len < b ? -ESTALE
 				    : ref.data ? sink->mem(sink->arg, ref.data + a, n)
 				    : sink->file(sink->arg, ref.fd, ref.off + a, n);
@@ -549,6 +565,10 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 				METRIC_ADD(hit_bytes, (int64_t)n);
 				*sent += (int64_t)n;
 				continue;
+			}
+			if (gr != -ENOENT) {
+				rc = gr; /* the store cannot open it: an error, not a retry */
+				break;
 			}
 			i--; /* evicted at once (tiny cache): try again */
 			continue;

@@ -44,10 +44,17 @@ TEST(prefixes)
 	CHECK_EQ_INT(PV(""), 0);
 	CHECK_EQ_INT(PV("dir/"), 0);
 	CHECK_EQ_INT(PV("dir/par"), 0);
-	CHECK_EQ_INT(PV("dir/.."), -EINVAL);
-	CHECK_EQ_INT(PV("../"), -EINVAL);
-	CHECK_EQ_INT(PV("a//"), -EINVAL);
-	CHECK_EQ_INT(PV("/a"), -EINVAL);
+	/* Partial names are strings: "." may begin ".hidden". */
+	CHECK_EQ_INT(PV("."), 0);
+	CHECK_EQ_INT(PV("dir/.."), 0);
+	CHECK_EQ_INT(PV("dir/.h"), 0);
+	/* Complete ".", ".." or empty segments begin no valid key. */
+	CHECK_EQ_INT(PV("../"), 1);
+	CHECK_EQ_INT(PV("a/./b"), 1);
+	CHECK_EQ_INT(PV("a//"), 1);
+	CHECK_EQ_INT(PV("/a"), 1);
+	CHECK_EQ_INT(PV("bad\xff"), -EINVAL);
+	CHECK_EQ_INT(prefix_validate("a\0b", 3), -EINVAL);
 }
 
 TEST(path_split)
