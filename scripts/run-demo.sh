@@ -6,12 +6,12 @@ cd "$(dirname "$0")/.."
 DEMO=${FERRY_DEMO_DIR:-$PWD/build/demo}
 DATA=$DEMO/data
 mkdir -p "$DATA/images" "$DATA/shards" "$DEMO/cache"
-if [ ! -f "$DATA/.generated" ]; then
+if [ ! -f "$DEMO/.generated" ]; then
 	echo "generating sample dataset in $DATA ..."
 	for i in $(seq -w 0 99); do head -c 65536 /dev/urandom > "$DATA/images/img_$i.bin"; done
 	for i in 0 1 2 3; do head -c $((32 * 1024 * 1024)) /dev/urandom > "$DATA/shards/shard-$i.bin"; done
 	printf 'ferry sample dataset: 100 small files (64 KiB) and 4 shards (32 MiB)\n' > "$DATA/README.txt"
-	touch "$DATA/.generated"
+	touch "$DEMO/.generated"
 fi
 cat <<MSG
 
