@@ -19,6 +19,8 @@ rwildcard = $(foreach d,$(wildcard $(1:=/*)),$(call rwildcard,$d,$2) $(filter $(
 CORE_SRC := $(sort $(call rwildcard,src/common src/http src/s3 src/ufs src/store src/worker,*.c))
 LIB_SRC  := $(sort $(call rwildcard,src/lib,*.c))
 CLI_SRC  := $(sort $(call rwildcard,src/cli,*.c))
+# `ferry fuse` (libfuse3): in the ferry binary only.
+FUSE_SRC := $(sort $(wildcard src/fuse/*.c))
 UNIT_SRC := $(sort $(shell find tests/unit -name 'test_*.c'))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
@@ -26,6 +28,9 @@ B ?= build
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/obj/%.o)
+FUSE_OBJ := $(FUSE_SRC:%.c=$(B)/obj/%.o)
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
+FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null || echo -lfuse3 -lpthread)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit asan fuzz integration integration-asan run bench bench-quick clean lint
@@ -43,12 +48,18 @@ $(B)/libferry_core.a: $(CORE_OBJ) $(LIB_OBJ)
 $(B)/libferry.so: $(CORE_OBJ) $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libferry.so -Wl,--version-script=src/lib/libferry.map $(LDFLAGS) -o $@ $^ $(DEPS_LIBS)
 
-$(B)/ferry: $(CLI_OBJ) $(B)/libferry_core.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libferry_core.a $(DEPS_LIBS)
+$(FUSE_OBJ): CFLAGS += $(FUSE_CFLAGS)
+
+$(B)/ferry: $(CLI_OBJ) $(FUSE_OBJ) $(B)/libferry_core.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(FUSE_OBJ) $(B)/libferry_core.a $(FUSE_LIBS) $(DEPS_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libferry_core.a tests/unit/tap.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(B)/libferry_core.a $(DEPS_LIBS)
+
+$(B)/tests/fuse/%: tests/unit/fuse/%.c $(FUSE_OBJ) $(B)/libferry_core.a tests/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -Itests/unit -o $@ $< $(FUSE_OBJ) $(B)/libferry_core.a $(FUSE_LIBS) $(DEPS_LIBS)
 
 unit: $(UNIT_BIN)
 	@./tests/run-unit.sh $(B) $(UNIT_BIN)

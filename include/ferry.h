@@ -58,6 +58,28 @@ int ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg);
 ssize_t ferry_pread(ferry_t *f, const char *path, void *buf, size_t len,
     int64_t off);
 
+/*
+ * One page of a directory, for callers that keep their place themselves
+ * (a FUSE readdir): at most max entries (1..1000; larger is cut to 1000)
+ * after start_after (NULL or "" for the first page), in byte order.  When
+ * the directory goes on, *truncated is 1 and next (nextlen bytes, at least
+ * FERRY_NEXT_MAX) holds the start_after of the following page (it may end
+ * in '/'); otherwise *truncated is 0 and next is "".  A non-zero return of
+ * fn stops the page and is returned.
+ */
+#define FERRY_NEXT_MAX 1104
+int ferry_list_page(ferry_t *f, const char *path, const char *start_after,
+    int max, ferry_list_fn fn, void *arg, char *next, size_t nextlen,
+    int *truncated);
+
+/*
+ * ferry_pread of one version: fails with -ESTALE, before any byte lands in
+ * buf, when the worker's bytes are of a version other than etag (the
+ * etag field of ferry_stat).  etag NULL or "" checks nothing.
+ */
+ssize_t ferry_pread_etag(ferry_t *f, const char *path, void *buf,
+    size_t len, int64_t off, const char *etag);
+
 /* Mount table.  opts are "key=value" strings. */
 int ferry_mount(ferry_t *f, const char *name, const char *uri,
     const char *const *opts, int nopts);

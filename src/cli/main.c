@@ -6,7 +6,7 @@
  * writes.
  *
  * Threads: the client commands run on the main thread only; `worker`
- * hands the process over to worker_main().
+ * hands the process over to worker_main(), `fuse` to fuse_main_cmd().
  */
 #include <errno.h>
 #include <signal.h>
@@ -18,10 +18,12 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "fuse/fuse_fs.h"
 #include "worker/worker.h"
 
 static int cmd_version(struct cli *c, int argc, char **argv);
 static int cmd_help(struct cli *c, int argc, char **argv);
+static int cmd_fuse(struct cli *c, int argc, char **argv);
 
 static const struct cli_cmd commands[] = {
 	{"worker", NULL, "worker [OPTIONS]", "run a worker (see `ferry worker --help`)",
@@ -37,6 +39,7 @@ static const struct cli_cmd commands[] = {
 	    "                           s3.endpoint=http://host:9000, s3.access_key=...\n"
 	    "  URI is s3://BUCKET[/PREFIX] or file:///DIR\n"},
 	{"unmount", cmd_unmount, "unmount /NAME", "remove a mount", NULL},
+	{"fuse", cmd_fuse, FUSE_CMD_USAGE, FUSE_CMD_SUMMARY, FUSE_CMD_DETAILS},
 	{"mounts", cmd_mounts, "mounts", "list the mounts (secrets redacted)",
 	    NULL},
 	{"stats", cmd_stats, "stats", "show cache statistics", NULL},
@@ -178,6 +181,32 @@ cli_write_stdout(const void *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+/* `fuse` parses its own options; the global ones go along with them. */
+static int
+cmd_fuse(struct cli *c, int argc, char **argv)
+{
+	char **a = calloc((size_t)argc + 5, sizeof(*a));
+	if (!a) {
+		fprintf(stderr, "ferry: out of memory\n");
+		return CLI_FAIL;
+	}
+	int n = 0;
+	a[n++] = argv[0];
+	if (c->worker) {
+		a[n++] = "--worker";
+		a[n++] = (char *)c->worker;
+	}
+	if (c->token) {
+		a[n++] = "--token";
+		a[n++] = (char *)c->token;
+	}
+	for (int i = 1; i < argc; i++)
+		a[n++] = argv[i];
+	int rc = fuse_main_cmd(n, a);
+	free(a);
+	return rc;
 }
 
 static int

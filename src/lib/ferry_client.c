@@ -67,6 +67,9 @@ struct sink {
 	int overflow;        /* the peer sent more than allowed */
 	int full_ok;         /* 200 to a ranged read at 0: stopped when full */
 	int64_t range_start; /* data: from Content-Range, -1 if none */
+	const char *want_etag; /* data: the version asked for, or NULL */
+	int etag_seen;       /* data: an ETag header came (and matched) */
+	int stale;           /* data: the ETag was another version's */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -254,6 +257,12 @@ on_body(char *p, size_t sz, size_t nm, void *arg)
 		}
 		return n;
 	}
+	if (s->want_etag && !s->etag_seen) {
+		/* Not the version asked for (or not said): no byte is kept. */
+		if (s->stale == 0)
+			s->overflow = 1;
+		return 0;
+	}
 	if (code == 200 && s->off != 0) {
 		/* The whole object, when we asked for a range elsewhere. */
 		s->overflow = 1;
@@ -275,12 +284,44 @@ on_body(char *p, size_t sz, size_t nm, void *arg)
 	return n;
 }
 
-/* Picks "Content-Range: bytes a-b/n" out of the headers. */
+/* Compares an ETag header's value (quotes and spaces around it allowed)
+ * with the version wanted; sets s->etag_seen or s->stale. */
+static void
+check_etag(struct sink *s, const char *v, size_t vl)
+{
+	while (vl && (*v == ' ' || *v == '\t')) {
+		v++;
+		vl--;
+	}
+	while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' ||
+	    v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+		vl--;
+	if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+		v++;
+		vl -= 2;
+	}
+	if (vl == strlen(s->want_etag) && memcmp(v, s->want_etag, vl) == 0) {
+		s->etag_seen = 1;
+		s->stale = 0;
+	} else {
+		s->etag_seen = 0;
+		s->stale = 1;
+	}
+}
+
+/* Picks "Content-Range: bytes a-b/n" (and, when a version is asked for,
+ * "ETag") out of the headers. */
 static size_t
 on_header(char *p, size_t sz, size_t nm, void *arg)
 {
 	struct sink *s = arg;
 	size_t n = sz * nm;
+	static const char etag_name[] = "etag:";
+	if (s->want_etag && n > sizeof(etag_name) - 1 &&
+	    strncasecmp(p, etag_name, sizeof(etag_name) - 1) == 0) {
+		check_etag(s, p + sizeof(etag_name) - 1, n - (sizeof(etag_name) - 1));
+		return n;
+	}
 	static const char name[] = "content-range:";
 	if (n > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
 		char v[128];
@@ -445,7 +486,9 @@ http_call(ferry_t *f, const char *method, const char *target,
 		long status = resp_code(h);
 		if (rc == CURLE_WRITE_ERROR && s->full_ok)
 			rc = CURLE_OK;
-		if (s->overflow)
+		if (s->stale && status >= 200 && status <= 299)
+			r = -ESTALE;
+		else if (s->overflow)
 			r = -EPROTO;
 		else if (rc != CURLE_OK)
 			r = curl_errno(h, rc);
@@ -606,6 +649,69 @@ list_page_entries(const struct json_doc *d, ferry_list_fn fn, void *arg,
 	return 0;
 }
 
+/* Asks for one page of at most max entries after `after` (NULL: the
+ * first) and calls fn for each; *next as list_page_entries. */
+static int
+list_one_page(ferry_t *f, const char *path, const char *after, int max,
+    ferry_list_fn fn, void *arg, char **next)
+{
+	struct dbuf tg, reply;
+	struct json_doc d;
+	*next = NULL;
+	dbuf_init(&tg, TARGET_MAX);
+	int r = add_path_param(&tg, "/v1/list?path=", path);
+	if (r == 0)
+		r = dbuf_printf(&tg, "&max=%d", max);
+	if (r == 0 && after) {
+		r = dbuf_adds(&tg, "&start_after=");
+		if (r == 0)
+			r = url_encode(&tg, after, strlen(after), 0);
+	}
+	if (r == -E2BIG)
+		r = -ENAMETOOLONG;
+	if (r == 0)
+		r = json_request(f, "GET", tg.p, NULL, &reply, &d);
+	dbuf_free(&tg);
+	if (r)
+		return r;
+	r = list_page_entries(&d, fn, arg, next);
+	json_free(&d);
+	dbuf_free(&reply);
+	return r;
+}
+
+int
+ferry_list_page(ferry_t *f, const char *path, const char *start_after,
+    int max, ferry_list_fn fn, void *arg, char *next, size_t nextlen,
+    int *truncated)
+{
+	if (!f || !fn || !next || nextlen < FERRY_NEXT_MAX || !truncated ||
+	    max <= 0)
+		return -EINVAL;
+	if (!path || path[0] != '/')
+		return -EINVAL;
+	next[0] = 0;
+	*truncated = 0;
+	if (max > FERRY_LIST_PAGE)
+		max = FERRY_LIST_PAGE;
+	if (start_after && !*start_after)
+		start_after = NULL;
+	char *nx = NULL;
+	int r = list_one_page(f, path, start_after, max, fn, arg, &nx);
+	if (r == 0 && nx) {
+		size_t nl = strlen(nx);
+		/* Pages must move forward, or a confused worker loops us. */
+		if (nl >= nextlen || (start_after && strcmp(nx, start_after) <= 0))
+			r = -EPROTO;
+		else {
+			memcpy(next, nx, nl + 1);
+			*truncated = 1;
+		}
+	}
+	free(nx);
+	return r;
+}
+
 int
 ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
 {
@@ -616,28 +722,8 @@ ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
 	char *after = NULL;
 	int r;
 	for (;;) {
-		struct dbuf tg, reply;
-		struct json_doc d;
-		dbuf_init(&tg, TARGET_MAX);
-		r = add_path_param(&tg, "/v1/list?path=", path);
-		if (r == 0)
-			r = dbuf_printf(&tg, "&max=%d", FERRY_LIST_PAGE);
-		if (r == 0 && after) {
-			r = dbuf_adds(&tg, "&start_after=");
-			if (r == 0)
-				r = url_encode(&tg, after, strlen(after), 0);
-		}
-		if (r == -E2BIG)
-			r = -ENAMETOOLONG;
-		if (r == 0)
-			r = json_request(f, "GET", tg.p, NULL, &reply, &d);
-		dbuf_free(&tg);
-		if (r)
-			break;
 		char *next = NULL;
-		r = list_page_entries(&d, fn, arg, &next);
-		json_free(&d);
-		dbuf_free(&reply);
+		r = list_one_page(f, path, after, FERRY_LIST_PAGE, fn, arg, &next);
 		if (r || !next)
 			break;
 		/* Pages must move forward, or a confused worker loops us. */
@@ -653,8 +739,9 @@ ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
 	return r;
 }
 
-ssize_t
-ferry_pread(ferry_t *f, const char *path, void *buf, size_t len, int64_t off)
+static ssize_t
+pread_version(ferry_t *f, const char *path, void *buf, size_t len,
+    int64_t off, const char *etag)
 {
 	if (!f || !path || path[0] != '/' || (!buf && len) || off < 0)
 		return -EINVAL;
@@ -680,6 +767,7 @@ ferry_pread(ferry_t *f, const char *path, void *buf, size_t len, int64_t off)
 	s.buf = buf;
 	s.len = len;
 	s.off = off;
+	s.want_etag = etag && *etag ? etag : NULL;
 	r = http_call(f, "GET", tg.p, NULL, range, timeout, &s);
 	dbuf_free(&tg);
 	if (r == FERRY_ERANGE_416)
@@ -689,6 +777,19 @@ ferry_pread(ferry_t *f, const char *path, void *buf, size_t len, int64_t off)
 	if (s.range_start >= 0 && s.range_start != off)
 		return -EPROTO; /* bytes from somewhere else */
 	return (ssize_t)s.got;
+}
+
+ssize_t
+ferry_pread(ferry_t *f, const char *path, void *buf, size_t len, int64_t off)
+{
+	return pread_version(f, path, buf, len, off, NULL);
+}
+
+ssize_t
+ferry_pread_etag(ferry_t *f, const char *path, void *buf, size_t len,
+    int64_t off, const char *etag)
+{
+	return pread_version(f, path, buf, len, off, etag);
 }
 
 /* "train" or "/train" -> "train"; -EINVAL if empty or nested. */
@@ -852,6 +953,8 @@ ferry_strerror(int err)
 		return "worker busy, try again";
 	case -E2BIG:
 		return "too large";
+	case -ESTALE:
+		return "the file changed while it was read";
 	default:
 		if (err < 0) {
 			const char *d = strerrordesc_np(-err);

@@ -1,0 +1,76 @@
+/*
+ * fuse_fs.h: `ferry fuse MOUNTPOINT`, the worker's namespace as a
+ * read-only POSIX file system through libfuse3's low-level API.
+ *
+ * fuse_main.c parses the command, mounts, daemonizes and runs the session;
+ * fuse_ops.c answers the kernel's requests with libferry calls.  This
+ * header is also included by the CLI (src/cli/main.c), so it names no
+ * libfuse type.
+ */
+#ifndef FERRY_FUSE_FS_H
+#define FERRY_FUSE_FS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ferry.h"
+#include "fuse/fnode.h"
+
+/* `ferry fuse MOUNTPOINT [OPTIONS]`; argv[0] is "fuse".  Returns the
+ * process exit status (0, 1 failure, 2 usage). */
+int fuse_main_cmd(int argc, char **argv);
+
+#define FUSE_CMD_USAGE "fuse MOUNTPOINT [OPTIONS]"
+#define FUSE_CMD_SUMMARY "mount the namespace read-only at MOUNTPOINT (FUSE)"
+#define FUSE_CMD_DETAILS                                                      \
+	"  -f, --foreground       stay in the foreground (default: daemonize once\n" \
+	"                         the mount is up)\n"                             \
+	"  -d, --debug            log every FUSE request (implies --foreground)\n" \
+	"  --allow-other          let other users see the mount\n"                \
+	"  --read-only            the default and only mode\n"                    \
+	"  --attr-timeout SECS    how long the kernel trusts names and attributes\n" \
+	"                         (default 1)\n"                                  \
+	"  --threads N            most request threads (default 32)\n"            \
+	"  --log-file PATH        where a daemonized mount logs (default: nowhere)\n" \
+	"  A stale mount at MOUNTPOINT (\"Transport endpoint is not connected\")\n" \
+	"  is lazily unmounted first.  SIGTERM or SIGINT unmounts.\n"
+
+/* Sizes of the kernel's requests and of read-ahead. */
+#define FFS_MAX_READ (1u << 20)
+#define FFS_READAHEAD (4u << 20)
+/* Longest ferry path handled (the worker takes keys up to 1024 bytes). */
+#define FFS_PATH_MAX 4096
+/* Entries per directory page kept by an open directory. */
+#define FFS_DIR_PAGE 1000
+
+/* The state of one mount, shared by every session thread. */
+struct ffs {
+	ferry_t *f;
+	struct fnode_table nodes;
+	double attr_timeout;
+	uid_t uid;
+	gid_t gid;
+	const char *worker_addr; /* for messages */
+	char mountpoint[4096];   /* absolute */
+	void *se;                /* struct fuse_session * */
+	unsigned readahead_kb;   /* wanted kernel read-ahead */
+	atomic_int tuned;        /* read-ahead was set (or tried) */
+	/* Error reports, rate-limited (one line, not one per request). */
+	atomic_int worker_down;
+	atomic_llong down_failures;    /* requests failed while down */
+	atomic_llong last_down_log_ms;
+	atomic_llong last_err_log_ms;
+	atomic_llong errs_suppressed;
+};
+
+/* Raises the kernel's read-ahead for this mount to fs->readahead_kb
+ * (through sysfs; best effort), once, on the first request after the
+ * kernel's INIT (which would have lowered it again). */
+void ffs_tune_readahead(struct ffs *fs);
+
+/* The low-level operations (a const struct fuse_lowlevel_ops *) and their
+ * size, for fuse_session_new(). */
+const void *ffs_ll_ops(size_t *size);
+
+#endif

@@ -1,0 +1,447 @@
+/*
+ * fuse_main.c: `ferry fuse MOUNTPOINT`: parses the options, recovers a
+ * stale mount left at MOUNTPOINT by a killed process (lazy unmount),
+ * mounts read-only through libfuse3, daemonizes once the mount is up
+ * (unless --foreground), runs the multithreaded session loop, and
+ * unmounts when it ends (SIGTERM, SIGINT, SIGHUP, or an external
+ * `fusermount3 -u`).
+ *
+ * Threads: the main thread does everything here except
+ * ffs_tune_readahead(), which the first session thread to serve a request
+ * runs (the atomic fs->tuned makes it once).  libfuse's signal handlers
+ * only set the session's exit flag.
+ */
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "fuse/fuse_fs.h"
+
+extern char **environ;
+
+#define DEFAULT_WORKER "127.0.0.1:29999"
+#define DEFAULT_THREADS 32
+#define MAX_THREADS 1024
+
+struct fuse_cmd_opts {
+	const char *mountpoint;
+	const char *worker;
+	const char *token;
+	const char *log_file;
+	int foreground, debug, allow_other;
+	double attr_timeout;
+	int threads;
+};
+
+static int
+usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "ferry: fuse: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: ferry " FUSE_CMD_USAGE "\n");
+	return 2;
+}
+
+enum {
+	O_WORKER = 256,
+	O_TOKEN,
+	O_ALLOW_OTHER,
+	O_READ_ONLY,
+	O_ATTR_TIMEOUT,
+	O_THREADS,
+	O_LOG_FILE,
+};
+
+static const struct option long_opts[] = {
+	{"worker", required_argument, 0, O_WORKER},
+	{"token", required_argument, 0, O_TOKEN},
+	{"foreground", no_argument, 0, 'f'},
+	{"debug", no_argument, 0, 'd'},
+	{"allow-other", no_argument, 0, O_ALLOW_OTHER},
+	{"read-only", no_argument, 0, O_READ_ONLY},
+	{"attr-timeout", required_argument, 0, O_ATTR_TIMEOUT},
+	{"threads", required_argument, 0, O_THREADS},
+	{"log-file", required_argument, 0, O_LOG_FILE},
+	{"help", no_argument, 0, 'h'},
+	{0, 0, 0, 0},
+};
+
+/* 0, or the exit status of a usage error (printed), or -1 after --help. */
+static int
+parse_args(int argc, char **argv, struct fuse_cmd_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->attr_timeout = 1.0;
+	o->threads = DEFAULT_THREADS;
+	optind = 0; /* GNU: restart scanning */
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, ":fdh", long_opts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case O_WORKER:
+			o->worker = optarg;
+			break;
+		case O_TOKEN:
+			o->token = optarg;
+			break;
+		case 'f':
+			o->foreground = 1;
+			break;
+		case 'd':
+			o->debug = 1;
+			break;
+		case O_ALLOW_OTHER:
+			o->allow_other = 1;
+			break;
+		case O_READ_ONLY:
+			break; /* the only mode */
+		case O_ATTR_TIMEOUT:
+			errno = 0;
+			o->attr_timeout = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(o->attr_timeout >= 0) ||
+			    o->attr_timeout > 86400)
+				return usage_error("bad --attr-timeout '%s' (seconds, 0..86400)",
+				    optarg);
+			break;
+		case O_THREADS: {
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 1 || v > MAX_THREADS)
+				return usage_error("bad --threads '%s' (1..%d)", optarg,
+				    MAX_THREADS);
+			o->threads = (int)v;
+			break;
+		}
+		case O_LOG_FILE:
+			o->log_file = optarg;
+			break;
+		case 'h':
+			printf("usage: ferry " FUSE_CMD_USAGE "\n\n" FUSE_CMD_SUMMARY
+			       ".\n\n" FUSE_CMD_DETAILS);
+			return -1;
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("missing MOUNTPOINT");
+	if (optind + 1 < argc)
+		return usage_error("unexpected argument '%s'", argv[optind + 1]);
+	o->mountpoint = argv[optind];
+	if (!*o->mountpoint)
+		return usage_error("empty MOUNTPOINT");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Stale mounts                                                         */
+
+static int
+run_fusermount_lazy(const char *mp)
+{
+	char *args[] = {"fusermount3", "-u", "-z", (char *)mp, NULL};
+	pid_t pid;
+	int r = posix_spawnp(&pid, "fusermount3", NULL, NULL, args, environ);
+	if (r)
+		return -r;
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+/* A mount whose process died answers ENOTCONN ("Transport endpoint is
+ * not connected"): detach it so that we can mount there again. */
+static int
+recover_stale_mount(const char *mp)
+{
+	struct stat sb;
+	struct statfs sfs;
+	int e;
+	/* stat alone may be answered from attributes the kernel cached
+	 * before the process died; statfs always asks. */
+	if (stat(mp, &sb) != 0)
+		e = errno;
+	else if (statfs(mp, &sfs) != 0 && (errno == ENOTCONN || errno == ECONNABORTED))
+		e = errno;
+	else
+		return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+	if (e != ENOTCONN && e != ECONNABORTED)
+		return -e;
+	LOG_WARN("%s: stale mount (%s): unmounting it lazily", mp, strerror(e));
+	if (umount2(mp, MNT_DETACH) != 0) {
+		int r = run_fusermount_lazy(mp);
+		if (r) {
+			LOG_ERR("%s: cannot unmount the stale mount (umount2: %s; "
+				"fusermount3 -u -z: %s)", mp, strerror(errno),
+			    strerror(-r));
+			return -e;
+		}
+	}
+	if (stat(mp, &sb) != 0)
+		return -errno;
+	return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* ------------------------------------------------------------------ */
+/* Read-ahead                                                           */
+
+/* Undoes mountinfo's octal escapes (\040 for a space) in place. */
+static void
+unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' &&
+		    p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+			*w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		} else {
+			*w++ = *p;
+		}
+	}
+	*w = 0;
+}
+
+/* "MAJ:MIN" of the newest FUSE mount at mp, from /proc/self/mountinfo. */
+static int
+find_mount_dev(const char *mp, char *dev, size_t n)
+{
+	FILE *fp = fopen("/proc/self/mountinfo", "re");
+	if (!fp)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = -ENOENT;
+	while (getline(&line, &cap, fp) > 0) {
+		/* id parent maj:min root mountpoint opts [optional...] - fstype ... */
+		char *save = NULL, *f[5], *t;
+		int i = 0;
+		while (i < 5 && (t = strtok_r(i ? NULL : line, " ", &save)))
+			f[i++] = t;
+		if (i < 5)
+			continue;
+		/* rest: "opts [optional...] - fstype source superopts" */
+		char *rest = strtok_r(NULL, "\n", &save);
+		char *sep = rest ? strstr(rest, " - ") : NULL;
+		if (!sep || strncmp(sep + 3, "fuse", 4) != 0)
+			continue;
+		unescape_octal(f[4]);
+		if (strcmp(f[4], mp) == 0 && strlen(f[2]) < n) {
+			memcpy(dev, f[2], strlen(f[2]) + 1);
+			found = 0;
+		}
+	}
+	free(line);
+	fclose(fp);
+	return found;
+}
+
+void
+ffs_tune_readahead(struct ffs *fs)
+{
+	if (atomic_load_explicit(&fs->tuned, memory_order_relaxed) ||
+	    atomic_exchange(&fs->tuned, 1))
+		return;
+	if (!fs->readahead_kb)
+		return;
+	char dev[64], p[128];
+	int r = find_mount_dev(fs->mountpoint, dev, sizeof(dev));
+	if (r) {
+		LOG_DEBUG("read-ahead: %s not found in mountinfo: %s",
+		    fs->mountpoint, strerror(-r));
+		return;
+	}
+	snprintf(p, sizeof(p), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	int fd = open(p, O_WRONLY | O_CLOEXEC);
+	char v[32];
+	int vl = snprintf(v, sizeof(v), "%u\n", fs->readahead_kb);
+	if (fd < 0 || write(fd, v, (size_t)vl) != vl)
+		LOG_DEBUG("read-ahead: cannot write %s: %s (kernel default kept)",
+		    p, strerror(errno));
+	else
+		LOG_DEBUG("read-ahead: %s = %u KiB", p, fs->readahead_kb);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* The command                                                          */
+
+static struct ffs *
+ffs_new(const struct fuse_cmd_opts *o, const char *abs_mp)
+{
+	struct ffs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return NULL;
+	if (fnode_table_init(&fs->nodes) != 0) {
+		free(fs);
+		return NULL;
+	}
+	fs->attr_timeout = o->attr_timeout;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->readahead_kb = FFS_READAHEAD / 1024;
+	snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s", abs_mp);
+	const char *w = o->worker;
+	if (!w || !*w)
+		w = getenv("FERRY_WORKER");
+	fs->worker_addr = w && *w ? w : DEFAULT_WORKER;
+	return fs;
+}
+
+static void
+ffs_free(struct ffs *fs)
+{
+	if (!fs)
+		return;
+	ferry_close(&fs->f);
+	fnode_table_free(&fs->nodes);
+	free(fs);
+}
+
+int
+fuse_main_cmd(int argc, char **argv)
+{
+	struct fuse_cmd_opts o;
+	int rc = parse_args(argc, argv, &o);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (o.debug) {
+		log_level = LOG_LVL_DEBUG;
+		o.foreground = 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	int r = recover_stale_mount(o.mountpoint);
+	if (r) {
+		fprintf(stderr, "ferry: fuse: %s: %s\n", o.mountpoint, strerror(-r));
+		return 1;
+	}
+	char *abs_mp = realpath(o.mountpoint, NULL);
+	if (!abs_mp) {
+		fprintf(stderr, "ferry: fuse: %s: %s\n", o.mountpoint, strerror(errno));
+		return 1;
+	}
+	int log_fd = -1;
+	if (o.log_file && !o.foreground) {
+		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (log_fd < 0) {
+			fprintf(stderr, "ferry: fuse: %s: %s\n", o.log_file, strerror(errno));
+			free(abs_mp);
+			return 1;
+		}
+	}
+	struct ffs *fs = ffs_new(&o, abs_mp);
+	rc = 1;
+	struct fuse_session *se = NULL;
+	int mounted = 0, handlers = 0;
+	if (!fs) {
+		fprintf(stderr, "ferry: fuse: out of memory\n");
+		goto out;
+	}
+	r = ferry_connect(o.worker, o.token, &fs->f);
+	if (r) {
+		fprintf(stderr, "ferry: fuse: worker %s: %s\n", fs->worker_addr,
+		    r == -EINVAL ? "bad worker address or token" : ferry_strerror(r));
+		goto out;
+	}
+	/* A worker that is down now is not fatal: requests fail with EIO
+	 * until it comes up. */
+	struct ferry_stat rootst;
+	r = ferry_stat(fs->f, "/", &rootst);
+	if (r)
+		LOG_WARN("worker %s: %s; mounting anyway (requests fail with EIO "
+			 "until it answers)", fs->worker_addr, ferry_strerror(r));
+
+	char mopts[256];
+	snprintf(mopts, sizeof(mopts),
+	    "ro,default_permissions,fsname=ferry,subtype=ferry,max_read=%u%s",
+	    FFS_MAX_READ, o.allow_other ? ",allow_other" : "");
+	char *fargv[] = {"ferry", "-o", mopts, o.debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
+	size_t ops_size;
+	const struct fuse_lowlevel_ops *ops = ffs_ll_ops(&ops_size);
+	se = fuse_session_new(&args, ops, ops_size, fs);
+	fuse_opt_free_args(&args);
+	if (!se) {
+		fprintf(stderr, "ferry: fuse: cannot create the FUSE session\n");
+		goto out;
+	}
+	fs->se = se;
+	if (fuse_set_signal_handlers(se) != 0) {
+		fprintf(stderr, "ferry: fuse: cannot install signal handlers\n");
+		goto out;
+	}
+	handlers = 1;
+	if (fuse_session_mount(se, abs_mp) != 0) {
+		fprintf(stderr, "ferry: fuse: cannot mount at %s (is /dev/fuse "
+				"there, and fusermount3 installed?)\n", abs_mp);
+		goto out;
+	}
+	mounted = 1;
+	LOG_INFO("mounted %s read-only (worker %s, attr timeout %gs, %d threads)",
+	    abs_mp, fs->worker_addr, o.attr_timeout, o.threads);
+	if (!o.foreground) {
+		if (fuse_daemonize(0) != 0)
+			goto out;
+		if (log_fd >= 0)
+			dup2(log_fd, STDERR_FILENO);
+	}
+
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		LOG_ERR("out of memory");
+		goto out;
+	}
+	fuse_loop_cfg_set_max_threads(cfg, (unsigned)o.threads);
+	fuse_loop_cfg_set_idle_threads(cfg,
+	    (unsigned)(o.threads < 10 ? o.threads : 10));
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	r = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	/* A signal ends the loop with its number: a clean stop. */
+	rc = r < 0 ? 1 : 0;
+	if (r < 0)
+		LOG_ERR("session loop failed: %s", strerror(-r));
+out:
+	if (mounted) {
+		fuse_session_unmount(se);
+		LOG_INFO("unmounted %s", abs_mp);
+	}
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	ffs_free(fs);
+	if (log_fd >= 0)
+		close(log_fd);
+	free(abs_mp);
+	return rc;
+}

@@ -1,0 +1,918 @@
+/*
+ * fuse_ops.c: the FUSE low-level operations of `ferry fuse`: each request
+ * of the kernel becomes libferry calls to the worker (ferry_stat,
+ * ferry_list_page, ferry_pread_etag).  Read-only: every request that would
+ * change something answers EROFS (the mount is also "ro", so the kernel
+ * refuses most of them itself).
+ *
+ * Threads: libfuse's session threads (up to --threads) call every
+ * operation concurrently.  Shared state is the inode table (its own
+ * mutex), each open directory (its own mutex: two threads may read one),
+ * and the atomics of the error reports in struct ffs.  No lock is held
+ * across a call to the worker except an open directory's, which only
+ * readers of that same directory wait on.
+ *
+ * Memory, bounded by: the inode table (one node per inode the kernel
+ * holds, ~100 bytes plus the path; see fnode.c), one page of at most
+ * FFS_DIR_PAGE entries per open directory (~40 bytes each plus names, at
+ * most ~1.1 MiB), per open file its path and version, and per request in
+ * flight one read buffer of at most FFS_MAX_READ bytes.
+ *
+ * Versions: a file's version is its ETag and size.  An open records the
+ * version it found and every read of that open asks the worker for that
+ * version only (ferry_pread_etag): a file that changes while open gives
+ * EIO, never bytes of two versions.  The page cache is kept across opens
+ * only while the version is unchanged since the last open; an open that
+ * finds a version other than the one in the kernel's cached attributes
+ * bypasses the page cache (direct I/O), so a stale size cannot cut it
+ * short.
+ */
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "common/dbuf.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "fuse/fuse_fs.h"
+
+#define XA_ETAG "user.ferry.etag"
+#define XA_CACHED "user.ferry.cached_bytes"
+#define ERR_LOG_EVERY_MS 5000
+#define DOWN_LOG_EVERY_MS 30000
+#define READDIR_MAX (1u << 20) /* most bytes of one readdir reply */
+#define NAMES_MAX ((size_t)FFS_DIR_PAGE * 1100) /* names of one page */
+
+/* An open file: the version its reads are pinned to. */
+struct ffile {
+	int64_t size;
+	char etag[FERRY_ETAG_MAX];
+	char path[]; /* ferry path */
+};
+
+/* One entry of an open directory's current page. */
+struct dent {
+	uint32_t name_off; /* into fdir.names */
+	int is_dir;
+	int64_t size, mtime;
+	uint64_t ver;
+};
+
+/*
+ * An open directory: the current page and where the next one starts.
+ * Positions (readdir offsets) are 0 ".", 1 "..", then 2 + the entry's
+ * index in the directory; ents[0] is entry `base`.
+ */
+struct fdir {
+	pthread_mutex_t mu; /* guards all below */
+	struct dent *ents;  /* FFS_DIR_PAGE */
+	int n;
+	struct dbuf names;
+	int64_t base;       /* -1: no page loaded */
+	int truncated;      /* more pages after this one */
+	char next[FERRY_NEXT_MAX];
+	char path[];
+};
+
+static struct ffs *
+req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                               */
+
+/* The worker answered something: if it had been unreachable, say once
+ * that it is back. */
+static void
+worker_answered(struct ffs *fs)
+{
+	if (atomic_load_explicit(&fs->worker_down, memory_order_relaxed) &&
+	    atomic_exchange(&fs->worker_down, 0)) {
+		long long n = atomic_exchange(&fs->down_failures, 0);
+		LOG_INFO("worker %s is reachable again (%lld requests failed "
+			 "with EIO meanwhile)", fs->worker_addr, n);
+	}
+}
+
+static void
+worker_unreachable(struct ffs *fs, int r)
+{
+	atomic_fetch_add(&fs->down_failures, 1);
+	long long now = now_ms();
+	if (!atomic_exchange(&fs->worker_down, 1)) {
+		atomic_store(&fs->last_down_log_ms, now);
+		LOG_ERR("worker %s unreachable (%s): requests fail with EIO "
+			"until it is back", fs->worker_addr, ferry_strerror(r));
+		return;
+	}
+	long long last = atomic_load(&fs->last_down_log_ms);
+	if (now - last >= DOWN_LOG_EVERY_MS &&
+	    atomic_compare_exchange_strong(&fs->last_down_log_ms, &last, now))
+		LOG_ERR("worker %s still unreachable (%lld requests failed)",
+		    fs->worker_addr, (long long)atomic_load(&fs->down_failures));
+}
+
+/* Logs at most one line per ERR_LOG_EVERY_MS, counting the rest. */
+static void
+log_limited(struct ffs *fs, const char *op, const char *path, int r)
+{
+	long long now = now_ms(), last = atomic_load(&fs->last_err_log_ms);
+	if (now - last < ERR_LOG_EVERY_MS ||
+	    !atomic_compare_exchange_strong(&fs->last_err_log_ms, &last, now)) {
+		atomic_fetch_add(&fs->errs_suppressed, 1);
+		return;
+	}
+	long long sup = atomic_exchange(&fs->errs_suppressed, 0);
+	if (r == -ESTALE)
+		LOG_WARN("%s %s: changed while open; the read fails (EIO) rather "
+			 "than mix versions (%lld similar errors not shown)",
+		    op, path, sup);
+	else
+		LOG_WARN("%s %s: %s; answering EIO (%lld similar errors not shown)",
+		    op, path, ferry_strerror(r), sup);
+}
+
+/* A libferry error -> the errno for the kernel (positive). */
+static int
+ffs_err(struct ffs *fs, int r, const char *op, const char *path)
+{
+	switch (r) {
+	case -ENOENT:
+	case -ENOTDIR:
+	case -EISDIR:
+	case -EACCES:
+	case -EINVAL:
+		worker_answered(fs);
+		return -r;
+	case -ENAMETOOLONG:
+	case -ENOMEM:
+	case -EROFS:
+		return -r;
+	case -ECONNREFUSED:
+	case -EHOSTUNREACH:
+	case -ETIMEDOUT:
+	case -ECONNRESET:
+		worker_unreachable(fs, r);
+		return EIO;
+	default:
+		log_limited(fs, op, path, r);
+		return EIO;
+	}
+}
+
+static void
+reply_err(fuse_req_t req, int err)
+{
+	fuse_reply_err(req, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Paths and attributes                                                 */
+
+static uint64_t
+version_of(const char *etag, int64_t size)
+{
+	uint64_t v = hash64(etag, strlen(etag), (uint64_t)size);
+	return v ? v : 1; /* 0 means "none" */
+}
+
+/* parent's path + "/" + name into out (n bytes). */
+static int
+child_path(struct ffs *fs, fuse_ino_t parent, const char *name, char *out,
+    size_t n)
+{
+	int r = fnode_path(&fs->nodes, parent, out, n, NULL);
+	if (r)
+		return r == -ENOENT ? -ESTALE : r;
+	size_t pl = strlen(out), nl = strlen(name);
+	if (nl == 0 || strchr(name, '/'))
+		return -EINVAL;
+	if (strcmp(name, ".") == 0)
+		return 0;
+	if (strcmp(name, "..") == 0) {
+		char *s = strrchr(out, '/');
+		if (s == out)
+			out[1] = 0;
+		else if (s)
+			*s = 0;
+		return 0;
+	}
+	if (pl + 1 + nl >= n)
+		return -ENAMETOOLONG;
+	if (pl > 1)
+		out[pl++] = '/';
+	memcpy(out + pl, name, nl + 1);
+	return 0;
+}
+
+static void
+fill_attr(const struct ffs *fs, uint64_t ino, int is_dir, int64_t size,
+    int64_t mtime, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = is_dir ? (S_IFDIR | 0555) : (S_IFREG | 0444);
+	st->st_nlink = is_dir ? 2 : 1;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = is_dir ? 0 : size;
+	st->st_blocks = is_dir ? 0 : (size + 511) / 512;
+	st->st_mtim.tv_sec = mtime > 0 ? mtime : 0;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                           */
+
+static void
+op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	conn->max_read = FFS_MAX_READ;
+	/* max_write also sets how many pages one request may carry, reads
+	 * included. */
+	conn->max_write = FFS_MAX_READ;
+	if (conn->max_readahead < FFS_READAHEAD)
+		conn->max_readahead = FFS_READAHEAD; /* libfuse caps it */
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	conn->time_gran = 1000000000; /* mtimes are whole seconds */
+}
+
+static void
+op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fnode_forget(&req_fs(req)->nodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void
+op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *fl)
+{
+	struct ffs *fs = req_fs(req);
+	for (size_t i = 0; i < count; i++)
+		fnode_forget(&fs->nodes, fl[i].ino, fl[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* ------------------------------------------------------------------ */
+/* Names and attributes                                                 */
+
+static void
+op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ffs *fs = req_fs(req);
+	ffs_tune_readahead(fs);
+	char path[FFS_PATH_MAX];
+	int r = child_path(fs, parent, name, path, sizeof(path));
+	if (r) {
+		reply_err(req, r == -EINVAL ? ENOENT : -r);
+		return;
+	}
+	struct ferry_stat st;
+	r = ferry_stat(fs->f, path, &st);
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.attr_timeout = fs->attr_timeout;
+	e.entry_timeout = fs->attr_timeout;
+	if (r == -ENOENT || r == -ENOTDIR || r == -EINVAL) {
+		/* A negative entry (ino 0), cached for the entry timeout; the
+		 * worker refuses names it cannot hold (EINVAL): none such. */
+		worker_answered(fs);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "lookup", path));
+		return;
+	}
+	worker_answered(fs);
+	uint64_t ver = st.is_dir ? 0 : version_of(st.etag, st.size);
+	uint64_t ino;
+	r = fnode_ref(&fs->nodes, path, st.is_dir, ver, 1, &ino);
+	if (r) {
+		reply_err(req, -r);
+		return;
+	}
+	e.ino = ino;
+	fill_attr(fs, ino, st.is_dir, st.size, st.mtime, &e.attr);
+	if (fuse_reply_entry(req, &e) != 0)
+		fnode_forget(&fs->nodes, ino, 1); /* the kernel did not get it */
+}
+
+static void
+op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	ffs_tune_readahead(fs);
+	char path[FFS_PATH_MAX];
+	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), NULL);
+	if (r) {
+		reply_err(req, r == -ENOENT ? ESTALE : -r);
+		return;
+	}
+	struct ferry_stat st;
+	r = ferry_stat(fs->f, path, &st);
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "getattr", path));
+		return;
+	}
+	worker_answered(fs);
+	struct stat a;
+	fill_attr(fs, ino, st.is_dir, st.size, st.mtime, &a);
+	if (!st.is_dir)
+		fnode_note_kver(&fs->nodes, ino, version_of(st.etag, st.size));
+	fuse_reply_attr(req, &a, fs->attr_timeout);
+}
+
+static void
+op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct ffs *fs = req_fs(req);
+	char *js = NULL;
+	int r = ferry_stats_json(fs->f, &js);
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "statfs", "/"));
+		return;
+	}
+	worker_answered(fs);
+	int64_t cap = 0, used = 0;
+	struct json_doc d;
+	if (json_parse(&d, js, strlen(js)) == 0) {
+		cap = json_int(&d, json_obj_get(&d, 0, "capacity_bytes"), NULL);
+		used = json_int(&d, json_obj_get(&d, 0, "used_bytes"), NULL);
+		json_free(&d);
+	}
+	free(js);
+	if (cap < 0)
+		cap = 0;
+	if (used < 0 || used > cap)
+		used = cap;
+	struct statvfs sv;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (fsblkcnt_t)(cap / 4096);
+	sv.f_bfree = (fsblkcnt_t)((cap - used) / 4096);
+	sv.f_bavail = sv.f_bfree;
+	sv.f_files = (fsfilcnt_t)fnode_count(&fs->nodes);
+	sv.f_namemax = 1024;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Directories                                                          */
+
+static void
+op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	ffs_tune_readahead(fs);
+	char path[FFS_PATH_MAX];
+	int is_dir = 0;
+	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), &is_dir);
+	if (r) {
+		reply_err(req, r == -ENOENT ? ESTALE : -r);
+		return;
+	}
+	if (!is_dir) {
+		reply_err(req, ENOTDIR);
+		return;
+	}
+	size_t pl = strlen(path);
+	struct fdir *d = calloc(1, sizeof(*d) + pl + 1);
+	if (d)
+		d->ents = calloc(FFS_DIR_PAGE, sizeof(*d->ents));
+	if (!d || !d->ents) {
+		if (d)
+			free(d->ents);
+		free(d);
+		reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(d->path, path, pl + 1);
+	pthread_mutex_init(&d->mu, NULL);
+	dbuf_init(&d->names, NAMES_MAX);
+	d->base = -1;
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0) {
+		dbuf_free(&d->names);
+		pthread_mutex_destroy(&d->mu);
+		free(d->ents);
+		free(d);
+	}
+}
+
+static void
+op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fdir *d = (struct fdir *)(uintptr_t)fi->fh;
+	if (d) {
+		dbuf_free(&d->names);
+		pthread_mutex_destroy(&d->mu);
+		free(d->ents);
+		free(d);
+	}
+	reply_err(req, 0);
+}
+
+/* ferry_list_page callback: one entry into the page. */
+static int
+page_add(void *arg, const char *name, const struct ferry_stat *st)
+{
+	struct fdir *d = arg;
+	if (d->n >= FFS_DIR_PAGE)
+		return -EPROTO; /* more than asked for */
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return 0; /* not names of entries; we add our own */
+	struct dent *e = &d->ents[d->n];
+	e->name_off = (uint32_t)d->names.len;
+	if (dbuf_add(&d->names, name, strlen(name) + 1) != 0)
+		return -EPROTO;
+	e->is_dir = st->is_dir;
+	e->size = st->size;
+	e->mtime = st->mtime;
+	e->ver = st->is_dir ? 0 : version_of(st->etag, st->size);
+	d->n++;
+	return 0;
+}
+
+/* Replaces the page with the one after `after` (NULL: the first).  On
+ * failure no page is loaded (the next readdir starts over). */
+static int
+do_load_page(struct ffs *fs, struct fdir *d, const char *after)
+{
+	char from[FERRY_NEXT_MAX];
+	if (after)
+		snprintf(from, sizeof(from), "%s", after); /* may be d->next */
+	d->n = 0;
+	dbuf_reset(&d->names);
+	int trunc = 0;
+	int r = ferry_list_page(fs->f, d->path, after ? from : NULL,
+	    FFS_DIR_PAGE, page_add, d, d->next, sizeof(d->next), &trunc);
+	if (r) {
+		d->base = -1;
+		d->n = 0;
+		return r;
+	}
+	d->truncated = trunc;
+	return 0;
+}
+
+/*
+ * Makes entry i (index in the directory) part of the page: pages forward
+ * from the current one, or starts over from the first page when i lies
+ * before it (the kernel asked for an offset we cannot continue from).
+ * Returns 1 when it is there, 0 past the end, or a negative errno.
+ */
+static int
+do_seek_entry(struct ffs *fs, struct fdir *d, int64_t i)
+{
+	int r;
+	if (d->base < 0 || i < d->base) {
+		if ((r = do_load_page(fs, d, NULL)) != 0)
+			return r;
+		d->base = 0;
+	}
+	while (i >= d->base + d->n) {
+		if (!d->truncated)
+			return 0;
+		if (d->n == 0) {
+			d->base = -1;
+			return -EPROTO; /* "more" but an empty page */
+		}
+		int64_t nb = d->base + d->n;
+		if ((r = do_load_page(fs, d, d->next)) != 0)
+			return r;
+		d->base = nb;
+	}
+	return 1;
+}
+
+static void
+do_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi, int plus)
+{
+	struct ffs *fs = req_fs(req);
+	struct fdir *d = (struct fdir *)(uintptr_t)fi->fh;
+	if (!d || off < 0) {
+		reply_err(req, EINVAL);
+		return;
+	}
+	if (size > READDIR_MAX)
+		size = READDIR_MAX;
+	char *buf = malloc(size ? size : 1);
+	/* Inodes referenced by this reply, to undo if it does not arrive. */
+	size_t maxrefs = size / 24 + 1;
+	uint64_t *refs = plus ? calloc(maxrefs, sizeof(*refs)) : NULL;
+	if (!buf || (plus && !refs)) {
+		free(buf);
+		free(refs);
+		reply_err(req, ENOMEM);
+		return;
+	}
+	size_t used = 0, nrefs = 0;
+	int err = 0;
+	char child[FFS_PATH_MAX];
+	size_t dl = strlen(d->path);
+	memcpy(child, d->path, dl + 1);
+	/* ".." gets its inode number too: some programs skip d_ino 0. */
+	char *slash = strrchr(child, '/');
+	uint64_t dotdot_ino = FNODE_ROOT;
+	if (slash && slash != child) {
+		*slash = 0;
+		dotdot_ino = fnode_peek_ino(&fs->nodes, child);
+		*slash = '/';
+	}
+	if (dl > 1)
+		child[dl++] = '/';
+	pthread_mutex_lock(&d->mu);
+	for (int64_t pos = off;; pos++) {
+		const char *name;
+		struct stat st;
+		int is_dot = pos < 2, is_dir = 1;
+		uint64_t ver = 0;
+		memset(&st, 0, sizeof(st));
+		if (is_dot) {
+			name = pos == 0 ? "." : "..";
+			st.st_mode = S_IFDIR;
+			st.st_ino = pos == 0 ? ino : dotdot_ino;
+		} else {
+			int r = do_seek_entry(fs, d, pos - 2);
+			if (r <= 0) {
+				err = r;
+				break;
+			}
+			const struct dent *e = &d->ents[pos - 2 - d->base];
+			name = d->names.p + e->name_off;
+			size_t nl = strlen(name);
+			if (dl + nl >= sizeof(child))
+				continue; /* cannot be named; the worker caps keys */
+			memcpy(child + dl, name, nl + 1);
+			is_dir = e->is_dir;
+			ver = e->ver;
+			fill_attr(fs, 0, e->is_dir, e->size, e->mtime, &st);
+		}
+		size_t need = plus ?
+		    fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0) :
+		    fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+		if (need > size - used)
+			break;
+		if (plus) {
+			struct fuse_entry_param ep;
+			memset(&ep, 0, sizeof(ep));
+			if (!is_dot) {
+				if (nrefs == maxrefs)
+					break;
+				uint64_t cino;
+				int r = fnode_ref(&fs->nodes, child, is_dir, ver, 1,
+				    &cino);
+				if (r) {
+					err = r;
+					break;
+				}
+				refs[nrefs++] = cino;
+				st.st_ino = cino;
+				ep.ino = cino;
+				ep.attr_timeout = fs->attr_timeout;
+				ep.entry_timeout = fs->attr_timeout;
+			}
+			/* ino 0 (the dots): the kernel links nothing. */
+			ep.attr = st;
+			fuse_add_direntry_plus(req, buf + used, size - used, name,
+			    &ep, pos + 1);
+		} else {
+			if (!is_dot)
+				st.st_ino = fnode_peek_ino(&fs->nodes, child);
+			fuse_add_direntry(req, buf + used, size - used, name, &st,
+			    pos + 1);
+		}
+		used += need;
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (err < 0 && used == 0) {
+		reply_err(req, ffs_err(fs, err, "readdir", d->path));
+	} else {
+		if (err == 0 || used)
+			worker_answered(fs);
+		if (fuse_reply_buf(req, buf, used) != 0)
+			for (size_t i = 0; i < nrefs; i++)
+				fnode_forget(&fs->nodes, refs[i], 1);
+	}
+	free(buf);
+	free(refs);
+}
+
+static void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	do_readdir_common(req, ino, size, off, fi, 0);
+}
+
+static void
+op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	do_readdir_common(req, ino, size, off, fi, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Files                                                                */
+
+static void
+op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	ffs_tune_readahead(fs);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY ||
+	    (fi->flags & (O_TRUNC | O_CREAT))) {
+		reply_err(req, EROFS);
+		return;
+	}
+	char path[FFS_PATH_MAX];
+	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), NULL);
+	if (r) {
+		reply_err(req, r == -ENOENT ? ESTALE : -r);
+		return;
+	}
+	struct ferry_stat st;
+	r = ferry_stat(fs->f, path, &st);
+	if (r == 0 && st.is_dir)
+		r = -EISDIR;
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "open", path));
+		return;
+	}
+	worker_answered(fs);
+	size_t pl = strlen(path);
+	struct ffile *fh = malloc(sizeof(*fh) + pl + 1);
+	if (!fh) {
+		reply_err(req, ENOMEM);
+		return;
+	}
+	fh->size = st.size;
+	memcpy(fh->etag, st.etag, sizeof(fh->etag));
+	memcpy(fh->path, path, pl + 1);
+	int keep = 0, direct = 0;
+	fnode_open(&fs->nodes, ino, version_of(st.etag, st.size), &keep, &direct);
+	fi->fh = (uintptr_t)fh;
+	fi->keep_cache = keep;
+	fi->direct_io = direct;
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) != 0)
+		free(fh);
+}
+
+static void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	struct ffile *fh = (struct ffile *)(uintptr_t)fi->fh;
+	if (!fh || off < 0) {
+		reply_err(req, EINVAL);
+		return;
+	}
+	if (off >= fh->size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > FFS_MAX_READ)
+		size = FFS_MAX_READ;
+	size_t len = size;
+	if ((int64_t)len > fh->size - off)
+		len = (size_t)(fh->size - off);
+	char *buf = malloc(len);
+	if (!buf) {
+		reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = ferry_pread_etag(fs->f, fh->path, buf, len, off, fh->etag);
+	if (n >= 0 && (size_t)n < len)
+		n = -ESTALE; /* shorter than the version we opened */
+	if (n < 0)
+		reply_err(req, ffs_err(fs, (int)n, "read", fh->path));
+	else {
+		worker_answered(fs);
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	free(buf);
+}
+
+static void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	free((struct ffile *)(uintptr_t)fi->fh);
+	reply_err(req, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Extended attributes                                                  */
+
+static void
+op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct ffs *fs = req_fs(req);
+	int want_etag = strcmp(name, XA_ETAG) == 0;
+	if (!want_etag && strcmp(name, XA_CACHED) != 0) {
+		reply_err(req, ENODATA);
+		return;
+	}
+	char path[FFS_PATH_MAX];
+	int is_dir = 0;
+	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), &is_dir);
+	if (r) {
+		reply_err(req, r == -ENOENT ? ESTALE : -r);
+		return;
+	}
+	if (is_dir) {
+		reply_err(req, ENODATA);
+		return;
+	}
+	struct ferry_stat st;
+	r = ferry_stat(fs->f, path, &st);
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "getxattr", path));
+		return;
+	}
+	worker_answered(fs);
+	char val[FERRY_ETAG_MAX + 32];
+	if (want_etag)
+		snprintf(val, sizeof(val), "%s", st.etag);
+	else
+		snprintf(val, sizeof(val), "%" PRId64, st.cached_bytes);
+	size_t len = strlen(val);
+	if (len == 0)
+		reply_err(req, ENODATA);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+}
+
+static void
+op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct ffs *fs = req_fs(req);
+	static const char names[] = XA_ETAG "\0" XA_CACHED; /* + final NUL */
+	int is_dir = 0;
+	char path[FFS_PATH_MAX];
+	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), &is_dir);
+	if (r) {
+		reply_err(req, r == -ENOENT ? ESTALE : -r);
+		return;
+	}
+	size_t len = is_dir ? 0 : sizeof(names);
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, names, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Everything that would write                                          */
+
+static void
+op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+    struct fuse_file_info *fi)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+    dev_t rdev)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+    const char *name)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+    fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+    const char *newname)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+    off_t off, struct fuse_file_info *fi)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+    const char *value, size_t size, int flags)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+    struct fuse_file_info *fi)
+{
+	reply_err(req, EROFS);
+}
+
+static void
+op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+    off_t length, struct fuse_file_info *fi)
+{
+	reply_err(req, EROFS);
+}
+
+static const struct fuse_lowlevel_ops ll_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.statfs = op_statfs,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.open = op_open,
+	.read = op_read,
+	.release = op_release,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.write = op_write,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.fallocate = op_fallocate,
+};
+
+const void *
+ffs_ll_ops(size_t *size)
+{
+	*size = sizeof(ll_ops);
+	return &ll_ops;
+}
