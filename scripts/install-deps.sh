@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what ferry needs to build, test and benchmark, if missing:
 # Debian packages (apt-get) and npm packages for the local test servers
-# (s3rver) into .deps/npm.  Idempotent and quiet when all is present.
+# (s3rver; @duckdb/node-api for the FUSE application tests) into .deps/npm.
+# Idempotent and quiet when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(gcc make pkg-config clang libclang-rt-14-dev libcurl4-openssl-dev libssl-dev
 	libfuse3-dev fuse3 python3 python3-pytest python3-boto3 python3-requests
-	awscli curl nginx-light procps psmisc iproute2)
+	awscli curl nginx-light procps psmisc iproute2
+	fio python3-torch)
 # Node.js may come from elsewhere than Debian; only install it if absent.
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
 
@@ -29,4 +31,12 @@ if [ ! -x "$NPM_DIR/node_modules/.bin/s3rver" ]; then
 	mkdir -p "$NPM_DIR"
 	[ -f "$NPM_DIR/package.json" ] || echo '{"name":"ferry-test-deps","private":true}' > "$NPM_DIR/package.json"
 	(cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error s3rver@3.7.1 >/dev/null)
+fi
+# DuckDB for tests/integration/test_fuse_apps.py: a prebuilt binary with
+# Parquet built in, so it runs offline once installed.
+if [ ! -f "$NPM_DIR/node_modules/@duckdb/node-api/package.json" ]; then
+	echo "install-deps: npm install @duckdb/node-api into $NPM_DIR"
+	mkdir -p "$NPM_DIR"
+	[ -f "$NPM_DIR/package.json" ] || echo '{"name":"ferry-test-deps","private":true}' > "$NPM_DIR/package.json"
+	(cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error @duckdb/node-api@1.5.6-r.1 >/dev/null)
 fi
