@@ -7,6 +7,7 @@
 # Writes bench/results/worker-<UTC date and time>-<mode>.md and a stable copy
 # (latest-worker.md for full, latest-worker-quick.md for quick).  Work files
 # live under bench/work/ (git-ignored); the dataset is generated once there.
+# Then runs bench/fuse.sh (the FUSE benchmark, root only) in the same mode.
 # Everything listens on 127.0.0.1 on free ports; every process started here is
 # stopped on exit.  Needs no root, except to apt-get wrk if it is missing.
 set -euo pipefail
@@ -477,3 +478,8 @@ LATEST=latest-worker.md; [ "$MODE" = quick ] && LATEST=latest-worker-quick.md
 cp "$OUT" "$ROOT/bench/results/$LATEST"
 say "report: ${OUT#"$ROOT"/} (and bench/results/$LATEST), $(( $(date +%s) - T_START )) s in all"
 sed -n '/^## Headline/,/^## Machine/p' "$OUT" | sed '$d'
+
+# ===========================================================================
+# 3. The FUSE client against the local disk, s3fs and rclone (bench/fuse.sh,
+#    its own report).  It needs root; without it, it says so and is skipped.
+"$ROOT/bench/fuse.sh" "$MODE"
