@@ -88,6 +88,16 @@ int ferry_unmount(ferry_t *f, const char *name);
 int ferry_mounts_json(ferry_t *f, char **json);
 int ferry_stats_json(ferry_t *f, char **json);
 
+/*
+ * Zero-copy local reads (used by `ferry fuse`): the Unix socket where the
+ * worker hands cached page files to clients on its own host, into path
+ * (n bytes), and the worker process's id (32 hex digits) into id
+ * (FERRY_LOCAL_ID_MAX bytes).  -ENOENT when the worker has them off;
+ * -E2BIG when path or id does not fit.
+ */
+#define FERRY_LOCAL_ID_MAX 33
+int ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn);
+
 const char *ferry_strerror(int err);
 
 #ifdef __cplusplus

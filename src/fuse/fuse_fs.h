@@ -30,9 +30,12 @@ int fuse_main_cmd(int argc, char **argv);
 	"  --allow-other          let other users see the mount\n"                \
 	"  --read-only            the default and only mode\n"                    \
 	"  --attr-timeout SECS    how long the kernel trusts names and attributes\n" \
-	"                         (default 1)\n"                                  \
+	"                         (default: the worker's --sync-interval, at most\n" \
+	"                         60; 1 if the worker does not answer at mount)\n" \
 	"  --threads N            most request threads (default 32)\n"            \
 	"  --log-file PATH        where a daemonized mount logs (default: nowhere)\n" \
+	"  --no-local-reads       always read through HTTP, not from the page files\n" \
+	"                         of a worker on this host (zero-copy local reads)\n" \
 	"  A stale mount at MOUNTPOINT (\"Transport endpoint is not connected\")\n" \
 	"  is lazily unmounted first.  SIGTERM or SIGINT unmounts.\n"
 
@@ -44,9 +47,12 @@ int fuse_main_cmd(int argc, char **argv);
 /* Entries per directory page kept by an open directory. */
 #define FFS_DIR_PAGE 1000
 
+struct lfd_client;
+
 /* The state of one mount, shared by every session thread. */
 struct ffs {
 	ferry_t *f;
+	struct lfd_client *lfd; /* zero-copy local reads; NULL: HTTP only */
 	struct fnode_table nodes;
 	double attr_timeout;
 	uid_t uid;

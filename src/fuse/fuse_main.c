@@ -31,21 +31,25 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/json.h"
 #include "fuse/fuse_fs.h"
+#include "fuse/localfd_client.h"
 
 extern char **environ;
 
 #define DEFAULT_WORKER "127.0.0.1:29999"
 #define DEFAULT_THREADS 32
 #define MAX_THREADS 1024
+#define MAX_DEFAULT_ATTR_TIMEOUT 60.0
 
 struct fuse_cmd_opts {
 	const char *mountpoint;
 	const char *worker;
 	const char *token;
 	const char *log_file;
-	int foreground, debug, allow_other;
+	int foreground, debug, allow_other, no_local;
 	double attr_timeout;
+	int attr_timeout_set;
 	int threads;
 };
 
@@ -72,6 +76,7 @@ enum {
 	O_ATTR_TIMEOUT,
 	O_THREADS,
 	O_LOG_FILE,
+	O_NO_LOCAL,
 };
 
 static const struct option long_opts[] = {
@@ -84,6 +89,7 @@ static const struct option long_opts[] = {
 	{"attr-timeout", required_argument, 0, O_ATTR_TIMEOUT},
 	{"threads", required_argument, 0, O_THREADS},
 	{"log-file", required_argument, 0, O_LOG_FILE},
+	{"no-local-reads", no_argument, 0, O_NO_LOCAL},
 	{"help", no_argument, 0, 'h'},
 	{0, 0, 0, 0},
 };
@@ -125,6 +131,10 @@ parse_args(int argc, char **argv, struct fuse_cmd_opts *o)
 			    o->attr_timeout > 86400)
 				return usage_error("bad --attr-timeout '%s' (seconds, 0..86400)",
 				    optarg);
+			o->attr_timeout_set = 1;
+			break;
+		case O_NO_LOCAL:
+			o->no_local = 1;
 			break;
 		case O_THREADS: {
 			errno = 0;
@@ -294,6 +304,27 @@ ffs_tune_readahead(struct ffs *fs)
 /* ------------------------------------------------------------------ */
 /* The command                                                          */
 
+/* The worker's metadata sync interval in seconds (GET /v1/stats), or -1:
+ * the kernel need not re-ask more often than the worker re-checks. */
+static double
+worker_sync_interval_s(ferry_t *f)
+{
+	char *js = NULL;
+	if (ferry_stats_json(f, &js) != 0)
+		return -1;
+	struct json_doc d = {0};
+	double v = -1;
+	if (json_parse(&d, js, strlen(js)) == 0) {
+		int ok = 0;
+		int64_t ms = json_int(&d, json_obj_get(&d, 0, "sync_interval_ms"), &ok);
+		if (ok && ms >= 0)
+			v = (double)ms / 1000.0;
+		json_free(&d);
+	}
+	free(js);
+	return v;
+}
+
 static struct ffs *
 ffs_new(const struct fuse_cmd_opts *o, const char *abs_mp)
 {
@@ -321,6 +352,7 @@ ffs_free(struct ffs *fs)
 {
 	if (!fs)
 		return;
+	lfd_client_free(&fs->lfd);
 	ferry_close(&fs->f);
 	fnode_table_free(&fs->nodes);
 	free(fs);
@@ -379,6 +411,23 @@ fuse_main_cmd(int argc, char **argv)
 	if (r)
 		LOG_WARN("worker %s: %s; mounting anyway (requests fail with EIO "
 			 "until it answers)", fs->worker_addr, ferry_strerror(r));
+	if (!o.attr_timeout_set && r == 0) {
+		double si = worker_sync_interval_s(fs->f);
+		if (si >= 0)
+			o.attr_timeout = fs->attr_timeout =
+			    si < MAX_DEFAULT_ATTR_TIMEOUT ? si : MAX_DEFAULT_ATTR_TIMEOUT;
+	}
+	if (!o.no_local) {
+		fs->lfd = lfd_client_new(fs->f);
+		char why[256] = "";
+		if (!fs->lfd)
+			LOG_WARN("local reads: out of memory; reading through HTTP");
+		else if (lfd_client_probe(fs->lfd, why, sizeof(why)) == 0)
+			LOG_INFO("local reads: page files from the worker's socket (zero-copy)");
+		else
+			LOG_INFO("local reads: not available now (%s); reading through HTTP "
+				 "until they are", why);
+	}
 
 	char mopts[256];
 	snprintf(mopts, sizeof(mopts),

@@ -18,6 +18,12 @@
  * most ~1.1 MiB), per open file its path and version, and per request in
  * flight one read buffer of at most FFS_MAX_READ bytes.
  *
+ * Local reads: when the worker on this host hands out page files
+ * (localfd_client.c), a read asks it for the descriptors of the pages of
+ * the pinned version and answers the kernel with fuse_reply_data(), which
+ * splices from them into /dev/fuse; a page not cached, or any failure,
+ * falls back to HTTP (whose read path caches the pages for the next read).
+ *
  * Versions: a file's version is its ETag and size.  An open records the
  * version it found and every read of that open asks the worker for that
  * version only (ferry_pread_etag): a file that changes while open gives
@@ -38,12 +44,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "common/dbuf.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fuse/fuse_fs.h"
+#include "fuse/localfd_client.h"
 
 #define XA_ETAG "user.ferry.etag"
 #define XA_CACHED "user.ferry.cached_bytes"
@@ -255,6 +263,9 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Local reads reply with page file descriptors: splice them. */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	conn->time_gran = 1000000000; /* mtimes are whole seconds */
 }
@@ -685,6 +696,36 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		free(fh);
 }
 
+/* Answers a read from page files: 0 when answered (or the reply failed),
+ * -ESTALE for another version, -EAGAIN to read through HTTP instead. */
+static int
+read_local(struct ffs *fs, fuse_req_t req, struct ffile *fh, size_t len, off_t off)
+{
+	struct lfd_piece pc[LFDC_MAX_PIECES];
+	int np = lfd_client_get(fs->lfd, fh->path, fh->etag, off, (int64_t)len, pc,
+	    LFDC_MAX_PIECES);
+	if (np < 0)
+		return np;
+	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + (size_t)np * sizeof(struct fuse_buf));
+	int rc = -EAGAIN;
+	if (bv) {
+		bv->count = (size_t)np;
+		for (int i = 0; i < np; i++) {
+			bv->buf[i].size = (size_t)pc[i].len;
+			bv->buf[i].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			bv->buf[i].fd = pc[i].fd;
+			bv->buf[i].pos = pc[i].off;
+		}
+		worker_answered(fs);
+		fuse_reply_data(req, bv, 0);
+		free(bv);
+		rc = 0;
+	}
+	for (int i = 0; i < np; i++)
+		close(pc[i].fd);
+	return rc;
+}
+
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi)
@@ -704,6 +745,15 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t len = size;
 	if ((int64_t)len > fh->size - off)
 		len = (size_t)(fh->size - off);
+	if (fs->lfd) {
+		int r = read_local(fs, req, fh, len, off);
+		if (r == 0)
+			return;
+		if (r == -ESTALE) {
+			reply_err(req, ffs_err(fs, r, "read", fh->path));
+			return;
+		}
+	}
 	char *buf = malloc(len);
 	if (!buf) {
 		reply_err(req, ENOMEM);

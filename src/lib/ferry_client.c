@@ -915,6 +915,43 @@ ferry_stats_json(ferry_t *f, char **json)
 	return get_json_text(f, "/v1/stats", json);
 }
 
+/* Copies string member key of the reply's object into out; -EPROTO if
+ * absent, -E2BIG if it does not fit. */
+static int
+copy_str_member(const struct json_doc *d, const char *key, char *out, size_t n)
+{
+	int t = json_obj_get(d, 0, key);
+	if (t < 0 || d->toks[t].type != JSON_STRING)
+		return -EPROTO;
+	char *v = json_str(d, t);
+	if (!v)
+		return -ENOMEM;
+	size_t l = strlen(v);
+	int r = l < n ? 0 : -E2BIG;
+	if (r == 0)
+		memcpy(out, v, l + 1);
+	free(v);
+	return r;
+}
+
+int
+ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn)
+{
+	if (!f || !path || !id || !n || !idn)
+		return -EINVAL;
+	struct dbuf reply;
+	struct json_doc d;
+	int r = json_request(f, "GET", "/v1/local", NULL, &reply, &d);
+	if (r)
+		return r;
+	r = copy_str_member(&d, "socket", path, n);
+	if (r == 0)
+		r = copy_str_member(&d, "id", id, idn);
+	json_free(&d);
+	dbuf_free(&reply);
+	return r;
+}
+
 const char *
 ferry_strerror(int err)
 {

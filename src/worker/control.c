@@ -21,6 +21,7 @@
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "../http/http_range.h"
+#include "localfd.h"
 #include "metrics.h"
 #include "namespace.h"
 #include "worker.h"
@@ -28,6 +29,9 @@
 #define CTL_BODY_MAX (1024 * 1024)
 #define CTL_JSON_MAX (8 * 1024 * 1024)
 #define CTL_LIST_MAX 1000
+
+/* GET/HEAD /v1/data requests: tells local (fd) reads from HTTP ones. */
+static int64_t g_data_requests;
 
 static void
 reply_json(struct http_conn *c, int status, struct dbuf *b)
@@ -331,6 +335,7 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 	char path[3 * 1024 + 128];
 	struct mount *m;
 	const char *key;
+	__atomic_fetch_add(&g_data_requests, 1, __ATOMIC_RELAXED);
 	if (resolve(w, c, req, path, sizeof(path), &m, &key, 0) < 0)
 		return;
 	if (!m || !key[0]) {
@@ -501,11 +506,11 @@ op_stats(struct worker *w, struct http_conn *c)
 	    ",\"used_bytes\":%" PRId64 ",\"capacity_bytes\":%" PRId64
 	    ",\"evicted_bytes\":%" PRId64 ",\"pages\":%" PRId64
 	    ",\"checksum_failures\":%" PRId64 ",\"write_errors\":%" PRId64
-	    ",\"mounts\":%d,\"uptime_s\":%" PRId64 "}\n",
+	    ",\"mounts\":%d,\"uptime_s\":%" PRId64 ",\"sync_interval_ms\":%" PRId64 "}\n",
 	    METRIC_GET(hit_bytes), METRIC_GET(miss_bytes), METRIC_GET(ufs_read_bytes),
 	    ufs_req, ps.used_bytes, ps.capacity_bytes, ps.evicted_bytes_total,
 	    ps.pages, ps.checksum_failures_total, ps.write_errors_total,
-	    mounts_count(w->mt), wall_sec() - w->started);
+	    mounts_count(w->mt), wall_sec() - w->started, w->cfg.sync_interval_ms);
 	reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
@@ -518,6 +523,11 @@ op_metrics(struct worker *w, struct http_conn *c)
 	struct dbuf b;
 	dbuf_init(&b, 1024 * 1024);
 	metrics_render(&b, &ps);
+	localfd_metrics_render(&b);
+	dbuf_printf(&b, "# HELP ferry_control_data_requests_total File data requests on the control API (/v1/data).\n"
+	    "# TYPE ferry_control_data_requests_total counter\n"
+	    "ferry_control_data_requests_total %" PRId64 "\n",
+	    __atomic_load_n(&g_data_requests, __ATOMIC_RELAXED));
 	struct http_server_stats s3s = {0}, cts = {0};
 	if (w->s3)
 		http_server_get_stats(w->s3, &s3s);
@@ -532,6 +542,25 @@ op_metrics(struct worker *w, struct http_conn *c)
 	    "ferry_connections_rejected_total %" PRId64 "\n",
 	    s3s.rejected_total + cts.rejected_total);
 	http_resp_simple(c, 200, NULL, "text/plain; version=0.0.4", b.p, b.len);
+	dbuf_free(&b);
+}
+
+/* Where a client on this host gets page file descriptors (localfd.h). */
+static void
+op_local(struct worker *w, struct http_conn *c)
+{
+	if (!w->lfd) {
+		reply_error(c, 404, "NotFound", "local reads are off (--local-socket none)");
+		return;
+	}
+	char id[2 * LFD_ID_LEN + 1];
+	localfd_id_hex(w->lfd, id);
+	struct dbuf b;
+	dbuf_init(&b, 4096);
+	dbuf_adds(&b, "{\"socket\":");
+	json_put_str(&b, localfd_path(w->lfd));
+	dbuf_printf(&b, ",\"id\":\"%s\"}\n", id);
+	reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -566,6 +595,8 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		op_data(w, c, req);
 	} else if (path_is(req, "/v1/stats") && get) {
 		op_stats(w, c);
+	} else if (path_is(req, "/v1/local") && get) {
+		op_local(w, c);
 	} else if (path_is(req, "/v1/mounts") && get) {
 		op_mounts_get(w, c);
 	} else if (path_is(req, "/v1/mounts") && method_is(req, "POST")) {
@@ -576,7 +607,7 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		if (authorized(w, c, req))
 			op_unmount(w, c, req->path + 11, req->path_len - 11);
 	} else if (path_is(req, "/") && get) {
-		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/mounts\n";
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/local /v1/mounts\n";
 		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
 	} else {
 		reply_error(c, 404, "NotFound", "no such control endpoint");

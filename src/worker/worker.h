@@ -15,6 +15,8 @@
 #include "mounts.h"
 #include "reader.h"
 
+struct localfd;
+
 #define WORKER_MAX_DIRS 16
 
 struct worker_cfg {
@@ -38,6 +40,7 @@ struct worker_cfg {
 	int max_conns;
 	const char *state_dir; /* mount table; default: first cache dir */
 	const char *config_file;
+	const char *local_socket; /* NULL: <state_dir>/ferry.sock; "none": off */
 };
 
 struct worker {
@@ -51,6 +54,7 @@ struct worker {
 	struct mount_table *mt;
 	struct http_server *s3;
 	struct http_server *ctl;
+	struct localfd *lfd; /* zero-copy local reads; NULL when off */
 	int64_t started;
 };
 

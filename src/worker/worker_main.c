@@ -20,6 +20,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
+#include "localfd.h"
 #include "worker.h"
 
 #define DEFAULT_CACHE_SIZE (10LL << 30)
@@ -69,6 +70,9 @@ static const char usage_text[] =
 "  --mount NAME=URI          mount an under-store at start if NAME is not mounted\n"
 "                            (URIs with options: use `ferry mount`)\n"
 "  --state-dir DIR           where the mount table lives (default: first cache dir)\n"
+"  --local-socket PATH       Unix socket that hands cached page files to clients on\n"
+"                            this host (ferry fuse) for zero-copy reads (default\n"
+"                            STATE_DIR/ferry.sock, mode 0600); 'none' turns it off\n"
 "  --config FILE             read options from FILE: one 'option = value' per line,\n"
 "                            option names as above without '--'; '#' comments.\n"
 "                            Command-line options override the file.\n"
@@ -80,7 +84,7 @@ enum {
 	OPT_SYNC, OPT_META_ENTRIES, OPT_UFS_PAR, OPT_WINDOW, OPT_READAHEAD,
 	OPT_INFLIGHT, OPT_S3_ADDR, OPT_S3_AK, OPT_S3_SK, OPT_S3_ANON,
 	OPT_S3_REGION, OPT_MAXCONN, OPT_CTL_ADDR, OPT_CTL_TOKEN, OPT_MOUNT,
-	OPT_STATE_DIR, OPT_CONFIG, OPT_LOG_LEVEL,
+	OPT_STATE_DIR, OPT_CONFIG, OPT_LOG_LEVEL, OPT_LOCAL_SOCKET,
 };
 
 static const struct option long_opts[] = {
@@ -104,6 +108,7 @@ static const struct option long_opts[] = {
 	{"control-token", required_argument, 0, OPT_CTL_TOKEN},
 	{"mount", required_argument, 0, OPT_MOUNT},
 	{"state-dir", required_argument, 0, OPT_STATE_DIR},
+	{"local-socket", required_argument, 0, OPT_LOCAL_SOCKET},
 	{"config", required_argument, 0, OPT_CONFIG},
 	{"log-level", required_argument, 0, OPT_LOG_LEVEL},
 	{"help", no_argument, 0, 'h'},
@@ -285,6 +290,11 @@ apply_opt(struct startup *su, int id, const char *arg)
 		su->mounts[su->nmounts++] = arg;
 		return 0;
 	case OPT_STATE_DIR: c->state_dir = arg; return 0;
+	case OPT_LOCAL_SOCKET:
+		if (!arg[0])
+			return fail("bad --local-socket '%s' (a path, or none)", arg);
+		c->local_socket = arg;
+		return 0;
 	case OPT_LOG_LEVEL:
 		if ((log_level = log_level_parse(arg)) < 0)
 			return fail("bad --log-level %s (error, warn, info, debug)", arg);
@@ -547,11 +557,33 @@ worker_main(int argc, char **argv)
 		free(spec);
 	}
 
+	/* Local reads: an explicit --local-socket that cannot be bound is an
+	 * error; the default path only costs a warning (HTTP still works). */
+	if (!c->local_socket || strcmp(c->local_socket, "none") != 0) {
+		char defsock[PATH_MAX];
+		snprintf(defsock, sizeof(defsock), "%s/ferry.sock", c->state_dir);
+		const char *sp = c->local_socket ? c->local_socket : defsock;
+		w.lfd = localfd_start(&w, sp, &err);
+		if (!w.lfd && c->local_socket) {
+			fprintf(stderr, "ferry worker: --local-socket: %s\n", err ? err : "failed");
+			free(err);
+			return 1;
+		}
+		if (!w.lfd) {
+			LOG_WARN("%s; local clients read through HTTP", err ? err : "local socket failed");
+			free(err);
+			err = NULL;
+		} else {
+			LOG_INFO("local reads on %s", localfd_path(w.lfd));
+		}
+	}
+
 	struct http_server_cfg s3cfg = {.host = c->s3_host, .port = c->s3_port,
 	    .max_conns = c->max_conns, .name = "s3"};
 	w.s3 = http_server_start(&s3cfg, s3_gateway_handle, &w, &err);
 	if (!w.s3) {
 		fprintf(stderr, "ferry worker: S3 gateway on %s:%d: %s\n", c->s3_host, c->s3_port, err ? err : "failed");
+		localfd_stop(&w.lfd);
 		return 1;
 	}
 	struct http_server_cfg ctlcfg = {.host = c->ctl_host, .port = c->ctl_port,
@@ -560,6 +592,7 @@ worker_main(int argc, char **argv)
 	if (!w.ctl) {
 		fprintf(stderr, "ferry worker: control API on %s:%d: %s\n", c->ctl_host, c->ctl_port, err ? err : "failed");
 		http_server_stop(&w.s3);
+		localfd_stop(&w.lfd);
 		return 1;
 	}
 	LOG_INFO("S3 gateway on http://%s:%d (%s), control API on http://%s:%d, %d mount(s)",
@@ -577,6 +610,7 @@ worker_main(int argc, char **argv)
 	LOG_INFO("signal %d: shutting down", sig);
 	http_server_stop(&w.s3);
 	http_server_stop(&w.ctl);
+	localfd_stop(&w.lfd);
 	reader_close(&w.rd);
 	meta_close(&w.mc);
 	mounts_close(&w.mt);

@@ -1,0 +1,411 @@
+/*
+ * localfd_client.c: zero-copy local reads for `ferry fuse` (see
+ * localfd_client.h and worker/localfd.h).
+ *
+ * Threads: libfuse's session threads call lfd_client_get concurrently.
+ * One mutex guards the socket's address, the worker's id and the pool of
+ * idle connections; it is never held across I/O.  A thread takes an idle
+ * connection (or connects a new one), does one exchange, and gives it
+ * back, so there are at most as many connections as concurrent reads
+ * (the pool keeps LFDC_POOL idle at most).
+ *
+ * Recovery: a failed connect or exchange, or an answer that names another
+ * worker process (LFD_WRONG_ID: the worker restarted), forgets the
+ * address and drops the pool; the next read asks the worker for it again
+ * (GET /v1/local), at most once per LFDC_RETRY_MS.  Until then reads go
+ * through HTTP.  Every descriptor received is either handed to the caller
+ * or closed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fuse/localfd_client.h"
+#include "worker/localfd.h"
+
+#define LFDC_POOL 64
+#define LFDC_RETRY_MS 2000
+#define LFDC_IO_TIMEOUT_S 10
+
+struct lfd_client {
+	ferry_t *f;
+	pthread_mutex_t mu; /* guards all below */
+	int have;           /* path and id are known */
+	int probing;        /* a thread is asking the worker */
+	uint64_t gen;       /* bumped when the address is forgotten */
+	int64_t next_try_ms;
+	int working;        /* the last exchange succeeded */
+	int failed_before;  /* for the "answers again" line */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	unsigned char id[LFD_ID_LEN];
+	int idle[LFDC_POOL];
+	int nidle;
+};
+
+struct lfd_client *
+lfd_client_new(ferry_t *f)
+{
+	struct lfd_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->f = f;
+	pthread_mutex_init(&c->mu, NULL);
+	return c;
+}
+
+static void
+do_drop_pool(struct lfd_client *c)
+{
+	while (c->nidle > 0)
+		close(c->idle[--c->nidle]);
+}
+
+void
+lfd_client_free(struct lfd_client **cp)
+{
+	struct lfd_client *c = *cp;
+	if (!c)
+		return;
+	*cp = NULL;
+	do_drop_pool(c);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+/* Forgets the address after a failure (of generation gen); asks again
+ * after retry_ms.  Logs only when local reads stop working (one line per
+ * outage, not one per read). */
+static void
+forget(struct lfd_client *c, uint64_t gen, const char *why, int64_t retry_ms)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->gen == gen && c->have) {
+		c->have = 0;
+		c->gen++;
+		do_drop_pool(c);
+		c->next_try_ms = now_ms() + retry_ms;
+		if (c->working)
+			LOG_INFO("local reads: %s; reading through HTTP until the worker's socket answers again", why);
+		else
+			LOG_DEBUG("local reads: %s", why);
+		c->working = 0;
+		c->failed_before = 1;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+note_working(struct lfd_client *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->working) {
+		c->working = 1;
+		if (c->failed_before)
+			LOG_INFO("local reads: the worker's socket answers again");
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Asks the worker for its socket when not known and due; 0 if known. */
+static int
+learn(struct lfd_client *c, char *why, size_t n, int force)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->have || c->probing || (!force && now_ms() < c->next_try_ms)) {
+		int r = c->have ? 0 : -EAGAIN;
+		pthread_mutex_unlock(&c->mu);
+		if (r && why)
+			snprintf(why, n, "not known yet");
+		return r;
+	}
+	c->probing = 1;
+	pthread_mutex_unlock(&c->mu);
+
+	char path[sizeof(c->path)], idhex[FERRY_LOCAL_ID_MAX];
+	unsigned char id[LFD_ID_LEN];
+	int r = ferry_local_socket(c->f, path, sizeof(path), idhex, sizeof(idhex));
+	if (r == 0 && strlen(idhex) != 2 * LFD_ID_LEN)
+		r = -EPROTO;
+	for (int i = 0; r == 0 && i < LFD_ID_LEN; i++) {
+		int hi = hexval(idhex[2 * i]), lo = hexval(idhex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			r = -EPROTO;
+		else
+			id[i] = (unsigned char)(hi * 16 + lo);
+	}
+	if (why && r)
+		snprintf(why, n, "%s", r == -ENOENT ? "the worker has them off" : ferry_strerror(r));
+	pthread_mutex_lock(&c->mu);
+	c->probing = 0;
+	if (r == 0) {
+		memcpy(c->path, path, sizeof(path));
+		memcpy(c->id, id, sizeof(id));
+		c->have = 1;
+	} else {
+		c->next_try_ms = now_ms() + LFDC_RETRY_MS;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+static int
+connect_to(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct timeval tv = {.tv_sec = LFDC_IO_TIMEOUT_S};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* A connection: an idle one, or a new one.  Its generation in *gen. */
+static int
+take_conn(struct lfd_client *c, uint64_t *gen, unsigned char *id)
+{
+	if (learn(c, NULL, 0, 0) < 0)
+		return -EAGAIN;
+	pthread_mutex_lock(&c->mu);
+	if (!c->have) {
+		pthread_mutex_unlock(&c->mu);
+		return -EAGAIN;
+	}
+	*gen = c->gen;
+	memcpy(id, c->id, LFD_ID_LEN);
+	if (c->nidle > 0) {
+		int fd = c->idle[--c->nidle];
+		pthread_mutex_unlock(&c->mu);
+		return fd;
+	}
+	char path[sizeof(c->path)];
+	memcpy(path, c->path, sizeof(path));
+	pthread_mutex_unlock(&c->mu);
+	int fd = connect_to(path);
+	if (fd < 0) {
+		char why[200];
+		snprintf(why, sizeof(why), "cannot connect to %s: %s", path, strerror(-fd));
+		forget(c, *gen, why, LFDC_RETRY_MS);
+		return -EAGAIN;
+	}
+	return fd;
+}
+
+static void
+give_conn(struct lfd_client *c, int fd, uint64_t gen)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->gen == gen && c->nidle < LFDC_POOL) {
+		c->idle[c->nidle++] = fd;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (fd >= 0)
+		close(fd);
+}
+
+static int
+send_all(int fd, const void *p, size_t n)
+{
+	const char *b = p;
+	while (n) {
+		ssize_t r = send(fd, b, n, MSG_NOSIGNAL);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int
+recv_all(int fd, void *p, size_t n)
+{
+	char *b = p;
+	while (n) {
+		ssize_t r = recv(fd, b, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * One exchange on fd: 0 with *ans, segs and fds[0..ans->nseg) (the
+ * caller's), or -1 (the connection is unusable; nothing is left open).
+ */
+static int
+exchange(int fd, const unsigned char *id, const char *path, const char *etag,
+    int64_t off, int64_t len, struct lfd_ans *ans, struct lfd_seg *segs, int *fds)
+{
+	char req[LFD_REQ_MAX];
+	size_t pl = strlen(path), el = strlen(etag);
+	if (sizeof(struct lfd_req) + pl + el > sizeof(req))
+		return -1;
+	struct lfd_req rq = {.magic = LFD_MAGIC_REQ, .path_len = (uint32_t)pl,
+	    .etag_len = (uint32_t)el, .off = off, .len = len};
+	memcpy(rq.id, id, LFD_ID_LEN);
+	memcpy(req, &rq, sizeof(rq));
+	memcpy(req + sizeof(rq), path, pl);
+	memcpy(req + sizeof(rq) + pl, etag, el);
+	if (send_all(fd, req, sizeof(rq) + pl + el) < 0)
+		return -1;
+
+	char msg[sizeof(struct lfd_ans) + LFD_MAX_SEGS * sizeof(struct lfd_seg)];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * LFD_MAX_SEGS)];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
+	ssize_t r;
+	do
+		r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
+	int nfd = 0;
+	if (r > 0) {
+		for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch)) {
+			if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (ch->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int got;
+				memcpy(&got, CMSG_DATA(ch) + i * sizeof(int), sizeof(int));
+				if (nfd < LFD_MAX_SEGS)
+					fds[nfd++] = got;
+				else
+					close(got);
+			}
+		}
+	}
+	int bad = r <= 0 || (mh.msg_flags & MSG_CTRUNC);
+	size_t have = r > 0 ? (size_t)r : 0;
+	if (!bad && have < sizeof(*ans))
+		bad = recv_all(fd, msg + have, sizeof(*ans) - have) < 0;
+	if (!bad) {
+		have = have > sizeof(*ans) ? have : sizeof(*ans);
+		memcpy(ans, msg, sizeof(*ans));
+		bad = ans->magic != LFD_MAGIC_ANS || ans->nseg > LFD_MAX_SEGS ||
+		    (ans->status == LFD_OK ? (int)ans->nseg != nfd : nfd != 0);
+	}
+	size_t want = sizeof(*ans) + (bad ? 0 : ans->nseg * sizeof(struct lfd_seg));
+	if (!bad && have > want)
+		bad = 1; /* more than one answer: out of step */
+	if (!bad && have < want)
+		bad = recv_all(fd, msg + have, want - have) < 0;
+	if (bad) {
+		for (int i = 0; i < nfd; i++)
+			close(fds[i]);
+		return -1;
+	}
+	memcpy(segs, msg + sizeof(*ans), ans->nseg * sizeof(struct lfd_seg));
+	return 0;
+}
+
+int
+lfd_client_probe(struct lfd_client *c, char *why, size_t n)
+{
+	int r = learn(c, why, n, 1);
+	if (r)
+		return r;
+	uint64_t gen;
+	unsigned char id[LFD_ID_LEN];
+	int fd = take_conn(c, &gen, id);
+	if (fd < 0) {
+		snprintf(why, n, "cannot connect to the worker's socket");
+		return fd;
+	}
+	give_conn(c, fd, gen);
+	note_working(c);
+	return 0;
+}
+
+int
+lfd_client_get(struct lfd_client *c, const char *path, const char *etag,
+    int64_t off, int64_t len, struct lfd_piece *pieces, int max)
+{
+	int np = 0, rc = 0;
+	while (len > 0 && rc == 0) {
+		uint64_t gen;
+		unsigned char id[LFD_ID_LEN];
+		int fd = take_conn(c, &gen, id);
+		if (fd < 0) {
+			rc = -EAGAIN;
+			break;
+		}
+		struct lfd_ans a;
+		struct lfd_seg segs[LFD_MAX_SEGS];
+		int fds[LFD_MAX_SEGS];
+		if (exchange(fd, id, path, etag, off, len > LFD_LEN_MAX ? LFD_LEN_MAX : len,
+		    &a, segs, fds) < 0) {
+			close(fd);
+			forget(c, gen, "the worker's socket failed", LFDC_RETRY_MS);
+			rc = -EAGAIN;
+			break;
+		}
+		give_conn(c, fd, gen);
+		if (a.status != LFD_WRONG_ID)
+			note_working(c);
+		if (a.status == LFD_WRONG_ID) {
+			forget(c, gen, "another worker process answers the socket", 0);
+			rc = -EAGAIN;
+		} else if (a.status == LFD_STALE) {
+			rc = -ESTALE;
+		} else if (a.status != LFD_OK || a.nseg == 0 || np + (int)a.nseg > max) {
+			rc = -EAGAIN; /* a miss, an error, the end of file early */
+		}
+		int64_t sum = 0;
+		for (uint32_t i = 0; i < a.nseg; i++) {
+			if (rc || segs[i].len <= 0 || segs[i].file_off < 0) {
+				close(fds[i]);
+				rc = rc ? rc : -EAGAIN;
+				continue;
+			}
+			pieces[np++] = (struct lfd_piece){.fd = fds[i], .off = segs[i].file_off,
+			    .len = segs[i].len};
+			sum += segs[i].len;
+		}
+		if (rc == 0 && (sum != a.covered || sum > len))
+			rc = -EAGAIN;
+		off += sum;
+		len -= sum;
+	}
+	if (rc) {
+		for (int i = 0; i < np; i++)
+			close(pieces[i].fd);
+		return rc;
+	}
+	return np;
+}

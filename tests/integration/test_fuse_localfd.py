@@ -1,0 +1,328 @@
+"""`ferry fuse` zero-copy local reads: the worker on the same host hands the
+FUSE client the page files' descriptors over its Unix socket
+(<state dir>/ferry.sock) and the client splices from them, instead of
+copying every byte through HTTP.
+
+Checked: warm reads are served from descriptors (ferry_local_fd_reads_total
+{result="ok"} grows, no /v1/data request is made) with bytes equal to the
+source; cold reads go through HTTP once and are local afterwards; a file
+changed in the under-store shows new bytes, never a mix; with
+`--local-socket none` reads go through HTTP; a killed and restarted worker
+is picked up again.
+"""
+import errno
+import os
+import random
+import socket
+import stat
+import struct
+import time
+
+import pytest
+
+from conftest import free_port, rand_bytes, wait_for
+from test_fuse import MiB, _replace, fuse_mount, md5  # noqa: F401 (fixture)
+from test_fuse import pytestmark  # noqa: F401 (skip without FUSE)
+
+SIZES = {"a.bin": 3 * MiB + 12345, "b.bin": MiB, "c.bin": 70000,
+         "sub/d.bin": 2 * MiB - 1, "sub/e.bin": 5 * MiB + 7}
+
+
+def counters(w):
+    m = w.metrics()
+
+    def get(name, **labels):
+        return m.get((name, frozenset(labels.items())), 0)
+    return {"ok": get("ferry_local_fd_reads_total", result="ok"),
+            "miss": get("ferry_local_fd_reads_total", result="miss"),
+            "stale": get("ferry_local_fd_reads_total", result="stale"),
+            "error": get("ferry_local_fd_reads_total", result="error"),
+            "http": get("ferry_control_data_requests_total"),
+            "hit": get("ferry_cache_hit_bytes_total")}
+
+
+def drop_kernel_cache(p):
+    """Drops the kernel's cached pages of one file of the mount, so that
+    the next read reaches ferry fuse."""
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def read_checked(root, files, rng):
+    """Whole files and random ranges, compared with the source."""
+    for rel, data in files.items():
+        drop_kernel_cache(root / rel)
+        assert md5((root / rel).read_bytes()) == md5(data), rel
+    for _ in range(40):
+        rel = rng.choice(sorted(files))
+        data = files[rel]
+        off = rng.randrange(0, len(data))
+        n = rng.randrange(1, 2 * MiB)
+        drop_kernel_cache(root / rel)
+        fd = os.open(root / rel, os.O_RDONLY)
+        try:
+            got = os.pread(fd, n, off)
+        finally:
+            os.close(fd)
+        assert got == data[off:off + n], (rel, off, n)
+
+
+@pytest.fixture
+def files(data_dir):
+    out = {}
+    for i, (rel, n) in enumerate(sorted(SIZES.items())):
+        p = data_dir / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        out[rel] = rand_bytes(n, 500 + i)
+        p.write_bytes(out[rel])
+    return out
+
+
+def warm(w, files):
+    """Caches every file through the control API (not the mount)."""
+    for rel, data in files.items():
+        r = w.ctl("GET", "/v1/data", params={"path": f"/data/{rel}"})
+        assert r.status_code == 200 and r.content == data
+        w.wait_cached(f"/data/{rel}", len(data))
+
+
+def test_warm_reads_are_served_from_page_files(make_worker, fuse_mount, data_dir, files):
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "1s"])
+    r = w.ctl("GET", "/v1/local")
+    assert r.status_code == 200, r.text
+    sock = r.json()["socket"]
+    assert sock == str(w.cache_dir / "ferry.sock")
+    st = os.stat(sock)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    warm(w, files)
+    m = fuse_mount(w)
+    root = m.mnt / "data"
+    c0 = counters(w)
+    read_checked(root, files, random.Random(1))
+    c1 = counters(w)
+    assert c1["ok"] > c0["ok"] + 40
+    assert c1["http"] == c0["http"], "a warm read went through HTTP"
+    assert c1["miss"] == c0["miss"] and c1["error"] == c0["error"]
+    assert c1["hit"] - c0["hit"] >= sum(len(d) for d in files.values())
+    assert "zero-copy" in m.log()
+
+
+def test_cold_reads_go_through_http_then_local(make_worker, fuse_mount, data_dir, files):
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "1s"])
+    m = fuse_mount(w)
+    root = m.mnt / "data"
+    c0 = counters(w)
+    for rel, data in files.items():
+        assert (root / rel).read_bytes() == data
+    c1 = counters(w)
+    assert c1["miss"] > c0["miss"] and c1["http"] > c0["http"]
+    for rel, data in files.items():
+        w.wait_cached(f"/data/{rel}", len(data))
+    read_checked(root, files, random.Random(2))
+    c2 = counters(w)
+    assert c2["ok"] > c1["ok"] + 40
+    assert c2["http"] == c1["http"], "a read of cached pages went through HTTP"
+
+
+def test_changed_file_shows_new_bytes_never_a_mix(make_worker, fuse_mount, data_dir):
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "1s"])
+    m = fuse_mount(w)
+    root = m.mnt / "data"
+    src = data_dir / "v.bin"
+    versions = [rand_bytes(2 * MiB, 1), rand_bytes(2 * MiB, 2), rand_bytes(3 * MiB + 777, 3),
+                rand_bytes(MiB // 3, 4)]
+    src.write_bytes(versions[0])
+    assert (root / "v.bin").read_bytes() == versions[0]
+    w.wait_cached("/data/v.bin", len(versions[0]))
+    ok0 = counters(w)["ok"]
+    drop_kernel_cache(root / "v.bin")
+    assert (root / "v.bin").read_bytes() == versions[0]  # from the page files
+    assert counters(w)["ok"] > ok0
+    for old, new in zip(versions, versions[1:]):
+        _replace(src, new)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                drop_kernel_cache(root / "v.bin")
+                got = (root / "v.bin").read_bytes()
+            except OSError as e:
+                assert e.errno == errno.EIO, e  # failing is allowed, mixing is not
+                got = None
+            assert got in (None, old, new), ("a mix of versions", len(got))
+            if got == new:
+                break
+            assert time.monotonic() < deadline, "the new version never showed"
+            time.sleep(0.1)
+        # The new version, once cached, is read locally too.
+        w.wait_cached("/data/v.bin", len(new))
+        ok = counters(w)["ok"]
+        drop_kernel_cache(root / "v.bin")
+        assert (root / "v.bin").read_bytes() == new
+        assert counters(w)["ok"] > ok
+
+
+def test_an_open_file_changed_underneath_fails_rather_than_mixes(make_worker, fuse_mount, data_dir):
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "1s"])
+    m = fuse_mount(w)
+    root = m.mnt / "data"
+    src = data_dir / "pinned.bin"
+    a, b = rand_bytes(4 * MiB, 11), rand_bytes(4 * MiB, 12)
+    src.write_bytes(a)
+    assert (root / "pinned.bin").read_bytes() == a
+    w.wait_cached("/data/pinned.bin", len(a))
+    fd = os.open(root / "pinned.bin", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        assert os.pread(fd, MiB, 0) == a[:MiB]
+        _replace(src, b)
+        time.sleep(1.6)  # past the worker's sync interval
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        with pytest.raises(OSError) as e:
+            os.pread(fd, MiB, 2 * MiB)
+        assert e.value.errno == errno.EIO
+    finally:
+        os.close(fd)
+    assert counters(w)["stale"] >= 1  # the local path said so, not HTTP
+    assert (root / "pinned.bin").read_bytes() == b
+
+
+def test_local_socket_none_reads_through_http(make_worker, fuse_mount, data_dir, files):
+    w = make_worker(mounts={"data": data_dir},
+                    args=["--sync-interval", "1s", "--local-socket", "none"])
+    assert w.ctl("GET", "/v1/local").status_code == 404
+    assert not (w.cache_dir / "ferry.sock").exists()
+    warm(w, files)
+    m = fuse_mount(w)
+    root = m.mnt / "data"
+    c0 = counters(w)
+    read_checked(root, files, random.Random(3))
+    c1 = counters(w)
+    assert c1["http"] > c0["http"]
+    assert c1["ok"] == c1["miss"] == c1["stale"] == c1["error"] == 0
+    assert "reading through HTTP" in m.log()
+
+
+def test_explicit_socket_path_and_stop_removes_it(make_worker, data_dir, tmp_path):
+    sock = tmp_path / "s" / "my.sock"
+    sock.parent.mkdir()
+    w = make_worker(mounts={"data": data_dir}, args=["--local-socket", str(sock)])
+    assert w.ctl("GET", "/v1/local").json()["socket"] == str(sock)
+    assert stat.S_ISSOCK(os.stat(sock).st_mode)
+    assert w.stop() == 0
+    assert not sock.exists()
+
+
+def test_worker_killed_and_restarted(make_worker, fuse_mount, data_dir, files):
+    port = free_port()
+    w = make_worker(mounts={"data": data_dir},
+                    args=["--sync-interval", "1s", "--control-address", f"127.0.0.1:{port}"])
+    warm(w, files)
+    m = fuse_mount(w)
+    root = m.mnt / "data"
+    read_checked(root, {"b.bin": files["b.bin"]}, random.Random(4))
+    assert counters(w)["ok"] > 0
+    w.kill()  # leaves its socket file behind
+    with pytest.raises(OSError) as e:
+        drop_kernel_cache(root / "a.bin")  # the open itself fails
+        (root / "a.bin").read_bytes()
+    assert e.value.errno == errno.EIO
+    w.start()
+    assert w.ctl_port == port
+
+    def read_a():
+        try:
+            drop_kernel_cache(root / "a.bin")
+            return (root / "a.bin").read_bytes()
+        except OSError:
+            return None
+    assert wait_for(read_a, 10, what="reads to work again") == files["a.bin"]
+    # The restarted worker (a new process id) serves descriptors again.
+    def local_again():
+        ok = counters(w)["ok"]
+        drop_kernel_cache(root / "sub/d.bin")
+        assert (root / "sub/d.bin").read_bytes() == files["sub/d.bin"]
+        return counters(w)["ok"] > ok
+    wait_for(local_again, 10, what="local reads from the restarted worker")
+    read_checked(root, files, random.Random(5))
+    assert mounted_at_ok(m)
+
+
+def mounted_at_ok(m):
+    from test_fuse import mounted_at
+    return mounted_at(m.mnt)
+
+
+# --- the socket's protocol, driven directly ----------------------------------
+
+REQ = struct.Struct("<IIIIqq16s")
+ANS = struct.Struct("<IIiIq")
+SEG = struct.Struct("<qq")
+
+
+def ask(sock, wid, path, etag, off, n):
+    p, e = path.encode(), etag.encode()
+    sock.sendall(REQ.pack(0x4652514c, len(p), len(e), 0, off, n, wid) + p + e)
+    msg, fds, _, _ = socket.recv_fds(sock, ANS.size + 32 * SEG.size, 32)
+    assert len(msg) >= ANS.size, msg
+    magic, status, err, nseg, covered = ANS.unpack_from(msg)
+    assert magic == 0x4652414c
+    while len(msg) < ANS.size + nseg * SEG.size:
+        msg += sock.recv(ANS.size + nseg * SEG.size - len(msg))
+    segs = [SEG.unpack_from(msg, ANS.size + i * SEG.size) for i in range(nseg)]
+    return status, err, covered, list(zip(fds, segs))
+
+
+def test_socket_protocol(make_worker, data_dir, files):
+    w = make_worker(mounts={"data": data_dir})
+    loc = w.ctl("GET", "/v1/local").json()
+    wid = bytes.fromhex(loc["id"])
+    data = files["a.bin"]
+    warm(w, {"a.bin": data})
+    etag = w.stat("/data/a.bin")["etag"]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(loc["socket"])
+    # ok: the descriptors hold exactly the bytes (64 KiB pages: 17 pieces).
+    off, n = 100000, MiB
+    status, err, covered, pieces = ask(s, wid, "/data/a.bin", etag, off, n)
+    assert (status, covered, len(pieces)) == (0, n, 17)
+    got = b""
+    for fd, (foff, ln) in pieces:
+        got += os.pread(fd, ln, foff)
+        os.close(fd)
+    assert got == data[off:off + n]
+    # More pages than one answer carries: a prefix, the client asks again.
+    status, err, covered, pieces = ask(s, wid, "/data/a.bin", etag, 0, 3 * MiB)
+    assert status == 0 and len(pieces) == 32 and covered == 32 * 65536
+    for fd, _ in pieces:
+        os.close(fd)
+    # Past the end: nothing.
+    assert ask(s, wid, "/data/a.bin", etag, len(data), 10)[:3] == (0, 0, 0)
+    # Another version, another process, a page not cached, no such file.
+    assert ask(s, wid, "/data/a.bin", "other", 0, 10)[0] == 2
+    assert ask(s, bytes(16), "/data/a.bin", etag, 0, 10)[0] == 3
+    assert ask(s, wid, "/data/b.bin", w.stat("/data/b.bin")["etag"], 0, 10)[0] == 1
+    status, err, _, _ = ask(s, wid, "/data/nope.bin", "", 0, 10)
+    assert status == 4 and err == -errno.ENOENT
+    status, err, _, _ = ask(s, wid, "/data/../etc/passwd", "", 0, 10)
+    assert status == 4 and err < 0
+    c = counters(w)
+    assert (c["ok"], c["stale"], c["miss"]) == (3, 1, 1)
+    # Bounds: over 4 MiB asked, or a path over 4 KiB, closes the connection.
+    for bad in (REQ.pack(0x4652514c, 11, 0, 0, 0, 5 * MiB, wid) + b"/data/a.bin",
+                REQ.pack(0x4652514c, 5000, 0, 0, 0, 10, wid),
+                REQ.pack(0x12345678, 11, 0, 0, 0, 10, wid) + b"/data/a.bin"):
+        b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        b.settimeout(10)
+        b.connect(loc["socket"])
+        b.sendall(bad)
+        try:
+            assert b.recv(100) == b""  # closed, no answer
+        except ConnectionResetError:
+            pass  # closed with our bytes unread
+        b.close()
+    s.close()
+    w.assert_alive()
