@@ -494,23 +494,46 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 	*truncated = trunc;
 	replay(p, fn, arg, start_after);
 
+	struct {
+		uint64_t obj, ver;
+	} *drops = calloc((size_t)(p->n ? p->n : 1), sizeof(*drops));
 	pthread_mutex_lock(&mc->lock);
-	/* Seed the stat cache with files seen here that it does not hold yet
-	 * (existing entries keep their own sync clock). */
+	/* A listing answers stat for every file it shows: seed entries the
+	 * cache lacks, and refresh the clock of those whose version the listing
+	 * confirms, so that `ls -l` of a big directory after the sync interval
+	 * costs one listing per 1000 files, not one stat each.  Entries whose
+	 * version moved are updated and their old pages dropped (after the
+	 * lock is released). */
+	int ndrops = 0;
 	for (int i = 0; i < p->n; i++) {
 		const struct list_ent_item *it = &p->items[i];
 		const char *k = p->strs + it->key_off;
 		if (it->is_dir || strlen(k) >= UFS_KEY_MAX)
 			continue;
+		struct ufs_stat ns = {.size = it->size, .mtime = it->mtime};
+		snprintf(ns.etag, sizeof(ns.etag), "%s", p->strs + it->etag_off);
 		uint64_t kh = hash64(k, strlen(k), m->ident);
-		if (do_stat_find(mc, m->ident, k, kh))
+		struct stat_ent *e = do_stat_find(mc, m->ident, k, kh);
+		if (e) {
+			if (e->loading)
+				continue;
+			if (!e->err && !e->st.is_dir && meta_version(&e->st) == meta_version(&ns)) {
+				e->fetched_ms = p->fetched_ms;
+			} else if (drops) {
+				uint64_t dobj = 0, kver = 0;
+				do_stat_update(mc, m, e, 0, &ns, &dobj, &kver);
+				if (dobj) {
+					drops[ndrops].obj = dobj;
+					drops[ndrops].ver = kver;
+					ndrops++;
+				}
+			}
 			continue;
-		struct stat_ent *e = do_stat_insert(mc, m->ident, k, kh);
+		}
+		e = do_stat_insert(mc, m->ident, k, kh);
 		if (!e)
 			break;
-		e->st.size = it->size;
-		e->st.mtime = it->mtime;
-		snprintf(e->st.etag, sizeof(e->st.etag), "%s", p->strs + it->etag_off);
+		e->st = ns;
 		e->fetched_ms = p->fetched_ms;
 	}
 	/* Replace an older copy of the same page. */
@@ -530,6 +553,9 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 			do_list_remove(mc, mc->llru_tail);
 	}
 	pthread_mutex_unlock(&mc->lock);
+	for (int i = 0; i < ndrops && mc->ps; i++)
+		pagestore_drop_object(mc->ps, drops[i].obj, drops[i].ver);
+	free(drops);
 	return 0;
 }
 
