@@ -787,7 +787,13 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	struct ffs *fs = req_fs(req);
 	int want_etag = strcmp(name, XA_ETAG) == 0;
 	if (!want_etag && strcmp(name, XA_CACHED) != 0) {
-		reply_err(req, ENODATA);
+		/* No ACLs, no security labels here: saying the namespace is
+		 * unsupported (not just empty) lets tools such as ls stop
+		 * asking for every file, which costs a round trip each. */
+		if (strncmp(name, "user.", 5) != 0)
+			reply_err(req, EOPNOTSUPP);
+		else
+			reply_err(req, ENODATA);
 		return;
 	}
 	char path[FFS_PATH_MAX];
