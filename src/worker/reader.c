@@ -435,6 +435,26 @@ reader_prefetch(struct reader *r, struct mount *m, const char *path,
 	    first, last, NULL, 0);
 }
 
+/*
+ * Sends bytes [a, a+n) of a cached page (its data ends at b at least, or
+ * the page is shorter than the object says: stale) and releases the ref.
+ * Small pages checked in memory go from there, others by sendfile.
+ */
+static int
+serve_ref(const struct read_sink *sink, struct page_ref *ref, int64_t a,
+    size_t n, int64_t b)
+{
+	int rc;
+	if ((int64_t)ref->len < b)
+		rc = -ESTALE;
+	else if (ref->data)
+		rc = sink->mem(sink->arg, ref->data + a, n);
+	else
+		rc = sink->file(sink->arg, ref->fd, ref->off + a, n);
+	page_ref_release(ref);
+	return rc;
+}
+
 int
 reader_read(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off, int64_t len,
@@ -529,16 +549,7 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 
 		struct page_ref ref;
 		if (pagestore_get(r->ps, &k, &ref) == 0) {
-			if ((int64_t)ref.len < b) {
-				/* A page shorter than the object says: stale. */
-				page_ref_release(&ref);
-				rc = -ESTALE;
-				break;
-			}
-			rc = ref.data ? sink->mem(sink->arg, ref.data + a, n)
-			    : sink->file(sink->arg, ref.fd, ref.off + a, n);
-			page_ref_release(&ref);
-			if (rc)
+			if ((rc = serve_ref(sink, &ref, a, n, b)))
 				break;
 			if (i - first < MINE_BITS && (mine[(i - first) / 64] >> ((i - first) % 64) & 1))
 				METRIC_ADD(miss_bytes, (int64_t)n); /* fetched for us just now */
@@ -556,11 +567,7 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 			pthread_mutex_unlock(&r->lock);
 			int gr = pagestore_get(r->ps, &k, &ref);
 			if (gr == 0) {
-				rc = (int64_t)ref.len < b ? -ESTALE
-				    : ref.data ? sink->mem(sink->arg, ref.data + a, n)
-				    : sink->file(sink->arg, ref.fd, ref.off + a, n);
-				page_ref_release(&ref);
-				if (rc)
+				if ((rc = serve_ref(sink, &ref, a, n, b)))
 					break;
 				METRIC_ADD(hit_bytes, (int64_t)n);
 				*sent += (int64_t)n;
