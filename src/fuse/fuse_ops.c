@@ -331,24 +331,37 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fnode_forget(&fs->nodes, ino, 1); /* the kernel did not get it */
 }
 
+/*
+ * Finds the path of ino and asks the worker for its stat.  0, or -1 when
+ * the error has already been answered to the kernel.
+ */
+static int
+stat_ino(struct ffs *fs, fuse_req_t req, fuse_ino_t ino, const char *op,
+    char *path, size_t n, struct ferry_stat *st)
+{
+	int r = fnode_path(&fs->nodes, ino, path, n, NULL);
+	if (r) {
+		reply_err(req, r == -ENOENT ? ESTALE : -r);
+		return -1;
+	}
+	r = ferry_stat(fs->f, path, st);
+	if (r) {
+		reply_err(req, ffs_err(fs, r, op, path));
+		return -1;
+	}
+	worker_answered(fs);
+	return 0;
+}
+
 static void
 op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ffs *fs = req_fs(req);
 	ffs_tune_readahead(fs);
 	char path[FFS_PATH_MAX];
-	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), NULL);
-	if (r) {
-		reply_err(req, r == -ENOENT ? ESTALE : -r);
-		return;
-	}
 	struct ferry_stat st;
-	r = ferry_stat(fs->f, path, &st);
-	if (r) {
-		reply_err(req, ffs_err(fs, r, "getattr", path));
+	if (stat_ino(fs, req, ino, "getattr", path, sizeof(path), &st) < 0)
 		return;
-	}
-	worker_answered(fs);
 	struct stat a;
 	fill_attr(fs, ino, st.is_dir, st.size, st.mtime, &a);
 	if (!st.is_dir)
@@ -663,20 +676,13 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	char path[FFS_PATH_MAX];
-	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), NULL);
-	if (r) {
-		reply_err(req, r == -ENOENT ? ESTALE : -r);
-		return;
-	}
 	struct ferry_stat st;
-	r = ferry_stat(fs->f, path, &st);
-	if (r == 0 && st.is_dir)
-		r = -EISDIR;
-	if (r) {
-		reply_err(req, ffs_err(fs, r, "open", path));
+	if (stat_ino(fs, req, ino, "open", path, sizeof(path), &st) < 0)
+		return;
+	if (st.is_dir) {
+		reply_err(req, EISDIR);
 		return;
 	}
-	worker_answered(fs);
 	size_t pl = strlen(path);
 	struct ffile *fh = malloc(sizeof(*fh) + pl + 1);
 	if (!fh) {
