@@ -279,6 +279,19 @@ TEST(ufs_error_reaches_caller_then_recovers)
 	fail_reads = 1;
 	struct capture c = {.buf = malloc(OBJ_SIZE), .cap = OBJ_SIZE};
 	CHECK_EQ_INT(read_range(0, 3 * PAGE, &c), -EIO);
+	/* Let the read-ahead fetches queued by the failed read finish (and
+	 * fail) first: a read that joins a fetch still in flight shares its
+	 * outcome, which is the point of sharing fetches. */
+	for (int spins = 0, last = -1; spins < 200; spins++) {
+		usleep(10000);
+		pthread_mutex_lock(&fake_lock);
+		int t = total_reads();
+		pthread_mutex_unlock(&fake_lock);
+		if (t == last)
+			break;
+		last = t;
+	}
+	usleep(50000);
 	fail_reads = 0;
 	c.len = 0;
 	CHECK_EQ_INT(read_range(0, OBJ_SIZE, &c), 0);
