@@ -16,7 +16,7 @@ rwildcard = $(foreach d,$(wildcard $(1:=/*)),$(call rwildcard,$d,$2) $(filter $(
 
 # Core: everything the worker and CLI share.  The CLI's main and libferry's
 # client live in src/cli and src/lib.
-CORE_SRC := $(sort $(call rwildcard,src/common src/http src/s3 src/ufs src/store src/worker,*.c))
+CORE_SRC := $(sort $(call rwildcard,src/common src/http src/s3 src/ufs src/store src/worker src/cluster,*.c))
 LIB_SRC  := $(sort $(call rwildcard,src/lib,*.c))
 CLI_SRC  := $(sort $(call rwildcard,src/cli,*.c))
 # `ferry fuse` (libfuse3): in the ferry binary only.

@@ -1,0 +1,41 @@
+/*
+ * placement.h: where a block lives.  Each (mount, path, block index) is
+ * placed by rendezvous hashing (highest random weight) over the members of
+ * a cluster view: every member gets a score from a hash of the block's key
+ * and the member's id, and the members sorted by descending score are the
+ * block's order: the first R hold its replicas, the rest are the failover
+ * order.  See docs/architecture.md ("Placement") for why HRW.
+ *
+ * Pure functions of their arguments: every worker and client with the same
+ * view computes the same order, with no coordination.
+ */
+#ifndef FERRY_PLACEMENT_H
+#define FERRY_PLACEMENT_H
+
+#include <stdint.h>
+
+#include "cluster.h"
+
+#define PLACEMENT_DEFAULT_BLOCK (64LL << 20)
+
+/* The key of block `block` of an object (mount name + path). */
+uint64_t placement_key(const char *mount, const char *path, int64_t block);
+
+/* The hash of a member id (the member's half of every score). */
+uint64_t placement_member_hash(const char *id);
+
+/* The score of a member (by its hash) for a key: higher wins. */
+uint64_t placement_score(uint64_t key, uint64_t member_hash);
+
+/*
+ * Writes into order[0..max) the indexes of v's members by descending score
+ * for key (ties, which need a 64-bit collision, broken by id order).
+ * Returns how many were written: min(v->n, max).
+ */
+int placement_order(const struct cluster_view *v, uint64_t key, int *order,
+    int max);
+
+/* The member index that holds key first (order[0]), or -1 if v is empty. */
+int placement_owner(const struct cluster_view *v, uint64_t key);
+
+#endif
