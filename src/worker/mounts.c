@@ -180,6 +180,29 @@ do_save(struct mount_table *mt)
 	return r;
 }
 
+/* 1 if the table has a mount of that name with this URI and options (in
+ * any order): applying it again would change nothing. */
+static int
+mounts_same(struct mount_table *mt, const char *name, const char *uri,
+    const struct ufs_opt *opts, int nopts)
+{
+	pthread_rwlock_rdlock(&mt->lock);
+	int pos, same = 0;
+	if (do_find(mt, name, strlen(name), &pos)) {
+		const struct mount *m = mt->v[pos];
+		same = strcmp(m->uri, uri) == 0 && m->nopts == nopts;
+		for (int i = 0; same && i < nopts; i++) {
+			int found = 0;
+			for (int j = 0; j < m->nopts && !found; j++)
+				found = strcmp(m->opts[j].key, opts[i].key) == 0 &&
+				    strcmp(m->opts[j].value, opts[i].value) == 0;
+			same = found;
+		}
+	}
+	pthread_rwlock_unlock(&mt->lock);
+	return same;
+}
+
 /*
  * Builds a mount and opens its backend.  If the backend fails to open: with
  * keep_broken (restoring the table at start: a NAS not mounted yet, a
@@ -219,8 +242,32 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 			return NULL;
 		}
 	}
+	/* Ferry's own options are taken out before the backend sees them. */
+	m->replicas = 1;
+	struct ufs_opt *bopts = calloc((size_t)(nopts ? nopts : 1), sizeof(*bopts));
+	int nb = 0;
+	if (!bopts) {
+		mount_free(m);
+		return NULL;
+	}
+	for (int i = 0; i < m->nopts; i++) {
+		if (strcmp(m->opts[i].key, MOUNT_OPT_REPLICAS) == 0) {
+			char *end;
+			long v = strtol(m->opts[i].value, &end, 10);
+			if (!m->opts[i].value[0] || *end || v < 1 || v > MOUNT_REPLICAS_MAX) {
+				*err = strdup("option replicas: a number from 1 to 16");
+				free(bopts);
+				mount_free(m);
+				return NULL;
+			}
+			m->replicas = (int)v;
+		} else {
+			bopts[nb++] = m->opts[i];
+		}
+	}
 	char *uerr = NULL;
-	int r = ops->open(root, m->opts, m->nopts, &m->ufs, &uerr);
+	int r = ops->open(root, bopts, nb, &m->ufs, &uerr);
+	free(bopts);
 	if (r < 0) {
 		m->ufs = NULL;
 		if (!uerr)
@@ -240,7 +287,7 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 
 int
 mounts_add(struct mount_table *mt, const char *name, const char *uri,
-    const struct ufs_opt *opts, int nopts, int persist, char **err)
+    const struct ufs_opt *opts, int nopts, int flags, char **err)
 {
 	*err = NULL;
 	if (!mount_name_valid(name, strlen(name))) {
@@ -254,15 +301,26 @@ mounts_add(struct mount_table *mt, const char *name, const char *uri,
 			return -EINVAL;
 		}
 	}
+	if ((flags & MOUNTS_REPLACE) && mounts_same(mt, name, uri, opts, nopts))
+		return 0;
 	/* Open the UFS outside the lock: it may touch the network.  A mount
-	 * restored from the table (persist 0) is kept even if it fails. */
-	struct mount *m = mount_new(name, uri, opts, nopts, !persist, err);
+	 * restored from the table is kept even if it fails. */
+	struct mount *m = mount_new(name, uri, opts, nopts,
+	    flags & MOUNTS_KEEP_BROKEN, err);
 	if (!m)
 		return -EINVAL;
 	pthread_rwlock_wrlock(&mt->lock);
 	int pos, r = 0;
+	struct mount *old = NULL;
 	if (do_find(mt, name, strlen(name), &pos)) {
-		r = -EEXIST;
+		if (flags & MOUNTS_REPLACE) {
+			old = mt->v[pos];
+			mt->v[pos] = m;
+			if (flags & MOUNTS_SAVE)
+				do_save(mt);
+		} else {
+			r = -EEXIST;
+		}
 	} else if (mt->n >= MOUNTS_MAX) {
 		r = -ENOSPC;
 	} else {
@@ -274,11 +332,13 @@ mounts_add(struct mount_table *mt, const char *name, const char *uri,
 			memmove(&v[pos + 1], &v[pos], sizeof(*v) * (size_t)(mt->n - pos));
 			v[pos] = m;
 			mt->n++;
-			if (persist)
+			if (flags & MOUNTS_SAVE)
 				do_save(mt);
 		}
 	}
 	pthread_rwlock_unlock(&mt->lock);
+	if (old)
+		mount_release(&old);
 	if (r) {
 		mount_free(m);
 		*err = strdup(r == -EEXIST ? "a mount with this name exists" : strerror(-r));
@@ -431,7 +491,7 @@ load_state(struct mount_table *mt, char **err)
 		}
 		if (name && uri) {
 			char *e = NULL;
-			if (mounts_add(mt, name, uri, opts, nopts, 0, &e) < 0) {
+			if (mounts_add(mt, name, uri, opts, nopts, MOUNTS_KEEP_BROKEN, &e) < 0) {
 				LOG_ERR("mounts: cannot restore /%s (%s): %s", name, uri, e ? e : "?");
 			}
 			free(e);
@@ -481,4 +541,58 @@ mounts_close(struct mount_table **mtp)
 	free(mt->state_path);
 	pthread_rwlock_destroy(&mt->lock);
 	free(mt);
+}
+
+int
+mounts_apply_json(struct mount_table *mt, const char *json, size_t n,
+    int flags, char **name_out, char **err)
+{
+	*err = NULL;
+	if (name_out)
+		*name_out = NULL;
+	struct json_doc d = {0};
+	if (json_parse(&d, json, n) < 0 || d.toks[0].type != JSON_OBJECT) {
+		json_free(&d);
+		*err = strdup("a mount is a JSON object {\"name\":..., \"uri\":..., \"options\":{...}}");
+		return -EINVAL;
+	}
+	char *name = json_str(&d, json_obj_get(&d, 0, "name"));
+	char *uri = json_str(&d, json_obj_get(&d, 0, "uri"));
+	struct ufs_opt opts[MOUNT_OPTS_MAX];
+	int nopts = 0, bad = 0, r;
+	int ot = json_obj_get(&d, 0, "options");
+	if (ot >= 0) {
+		if (d.toks[ot].type != JSON_OBJECT || d.toks[ot].size > MOUNT_OPTS_MAX) {
+			bad = 1;
+		} else {
+			int k = ot + 1;
+			for (int j = 0; j < d.toks[ot].size; j++) {
+				opts[nopts].key = json_str(&d, k);
+				opts[nopts].value = json_str(&d, k + 1);
+				nopts++;
+				if (!opts[nopts - 1].key || !opts[nopts - 1].value)
+					bad = 1;
+				k = d.toks[k + 1].next;
+			}
+		}
+	}
+	if (!name || !uri || bad) {
+		*err = strdup("name and uri are required strings; options must be an object of strings");
+		r = -EINVAL;
+	} else {
+		const char *nm = name[0] == '/' ? name + 1 : name;
+		r = mounts_add(mt, nm, uri, opts, nopts, flags, err);
+		if (r == 0 && name_out)
+			*name_out = strdup(nm);
+	}
+	for (int i = 0; i < nopts; i++) {
+		free((char *)opts[i].key);
+		if (opts[i].value)
+			memset((char *)opts[i].value, 0, strlen(opts[i].value));
+		free((char *)opts[i].value);
+	}
+	free(name);
+	free(uri);
+	json_free(&d);
+	return r;
 }

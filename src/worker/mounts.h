@@ -28,6 +28,7 @@ struct mount {
 	void *ufs;      /* backend state; NULL if the backend failed to open */
 	char *ufs_err;  /* why it failed, if it did */
 	uint64_t ident; /* hash of uri: objects' identity is (ident, path) */
+	int replicas;   /* option "replicas": workers caching each block (1) */
 	int refs;       /* atomic */
 };
 
@@ -37,9 +38,28 @@ struct mount_table;
 struct mount_table *mounts_open(const char *state_path, char **err);
 void mounts_close(struct mount_table **mt);
 
-/* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says). */
+/* mounts_add flags. */
+#define MOUNTS_SAVE 1        /* write the table to its file */
+#define MOUNTS_KEEP_BROKEN 2 /* keep the mount if its backend fails to open
+                              * (restoring a table: a NAS not there yet) */
+#define MOUNTS_REPLACE 4     /* replace a mount of that name if it differs */
+/* Options ferry itself takes (not passed to the under-store). */
+#define MOUNT_OPT_REPLICAS "replicas"
+#define MOUNT_REPLICAS_MAX 16
+
+/* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says).
+ * With MOUNTS_REPLACE an identical mount of that name is left alone (0). */
 int mounts_add(struct mount_table *mt, const char *name, const char *uri,
-    const struct ufs_opt *opts, int nopts, int persist, char **err);
+    const struct ufs_opt *opts, int nopts, int flags, char **err);
+#define MOUNT_OPTS_MAX 64
+/*
+ * mounts_add from a JSON definition {"name","uri","options":{k:v}} (the
+ * control API's POST /v1/mounts body, and the cluster's mount records).
+ * *name_out (if not NULL) gets the mount's name, malloc'd, on success.
+ */
+int mounts_apply_json(struct mount_table *mt, const char *json, size_t n,
+    int flags, char **name_out, char **err);
+
 /* 0 or -ENOENT. */
 int mounts_remove(struct mount_table *mt, const char *name);
 
