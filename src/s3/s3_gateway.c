@@ -617,7 +617,7 @@ op_get_object(struct s3req *s, struct mount *m)
 		struct get_sink g = {.s = s, .status = status, .hdr = &hdr, .length = length};
 		struct read_sink sink = {.file = sink_file, .mem = sink_mem, .arg = &g};
 		int64_t sent = 0;
-		r = reader_read(s->w->rd, m, s->key, &st, a, length, &sink, &sent);
+		r = router_read(s->w->rt, m, s->key, &st, a, length, &sink, &sent, 0);
 		if (r == 0) {
 			http_resp_end(s->c);
 			goto out;

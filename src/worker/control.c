@@ -343,6 +343,15 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 		mount_release(&m);
 		return;
 	}
+	/* A peer's forwarded block read: served from here, never forwarded
+	 * again, and only at the version the peer pinned with If-Match. */
+	size_t hl_ = 0, iml = 0;
+	int hop = http_header_get(req, "x-ferry-hop", &hl_) != NULL;
+	const char *im = http_header_get(req, "if-match", &iml);
+	if (im && iml >= 2 && im[0] == '"' && im[iml - 1] == '"') {
+		im++;
+		iml -= 2;
+	}
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct ufs_stat st;
 		int r = meta_stat(w->mc, m, key, &st);
@@ -351,6 +360,19 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 		if (r < 0) {
 			reply_errno(c, r, path);
 			break;
+		}
+		if (im) {
+			char cur[UFS_ETAG_MAX];
+			meta_etag(&st, cur, sizeof(cur));
+			if (strlen(cur) != iml || memcmp(cur, im, iml) != 0) {
+				if (attempt == 0) {
+					/* Our metadata may be the stale one. */
+					meta_invalidate(w->mc, m, key);
+					continue;
+				}
+				reply_error(c, 412, "PreconditionFailed", "the object is at another version");
+				break;
+			}
 		}
 		size_t rl;
 		const char *rv = http_header_get(req, "range", &rl);
@@ -376,7 +398,7 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 		}
 		struct read_sink sink = {.file = ds_file, .mem = ds_mem, .arg = &d};
 		int64_t sent;
-		r = reader_read(w->rd, m, key, &st, a, d.length, &sink, &sent);
+		r = router_read(w->rt, m, key, &st, a, d.length, &sink, &sent, hop);
 		if (r == 0) {
 			http_resp_end(c);
 			break;
@@ -412,61 +434,40 @@ op_mount(struct worker *w, struct http_conn *c, const struct http_request *req)
 		return;
 	}
 	ssize_t n = http_read_body(c, body, CTL_BODY_MAX);
-	struct json_doc d = {0};
-	if (n < 0 || json_parse(&d, body, (size_t)n) < 0 || d.toks[0].type != JSON_OBJECT) {
-		reply_error(c, 400, "BadRequest", n == -E2BIG ? "request body too large" : "body must be a JSON object {\"name\":..., \"uri\":..., \"options\":{...}}");
+	if (n < 0) {
+		reply_error(c, 400, "BadRequest", n == -E2BIG ? "request body too large" : "cannot read the body");
 		free(body);
-		json_free(&d);
 		return;
 	}
-	char *name = json_str(&d, json_obj_get(&d, 0, "name"));
-	char *uri = json_str(&d, json_obj_get(&d, 0, "uri"));
-	struct ufs_opt opts[64];
-	int nopts = 0, bad = 0;
-	int ot = json_obj_get(&d, 0, "options");
-	if (ot >= 0) {
-		if (d.toks[ot].type != JSON_OBJECT || d.toks[ot].size > 64) {
-			bad = 1;
-		} else {
-			int k = ot + 1;
-			for (int j = 0; j < d.toks[ot].size; j++) {
-				opts[nopts].key = json_str(&d, k);
-				opts[nopts].value = json_str(&d, k + 1);
-				nopts++;
-				if (!opts[nopts - 1].key || !opts[nopts - 1].value)
-					bad = 1;
-				k = d.toks[k + 1].next;
-			}
+	char *name = NULL, *err = NULL;
+	int r = mounts_apply_json(w->mt, body, (size_t)n, MOUNTS_SAVE, &name, &err);
+	if (r == 0 && worker_cluster(w)) {
+		/* Cluster-wide: the definition goes to etcd, and every
+		 * worker's watch applies it (here it is in place already). */
+		r = cluster_mount_create(worker_cluster(w), name, body, (size_t)n);
+		if (r < 0) {
+			mounts_remove(w->mt, name);
+			free(err);
+			err = strdup(r == -EEXIST ? "a mount with this name exists in the cluster" :
+			    "the cluster store (etcd) cannot be reached: mount not made");
+			if (r != -EEXIST)
+				r = -EAGAIN;
 		}
 	}
-	if (!name || !uri || bad) {
-		reply_error(c, 400, "BadRequest", "name and uri are required strings; options must be an object of strings");
+	if (r == 0) {
+		struct dbuf b;
+		dbuf_init(&b, 64);
+		dbuf_adds(&b, "{\"ok\":true}\n");
+		reply_json(c, 200, &b);
+		dbuf_free(&b);
 	} else {
-		const char *nm = name[0] == '/' ? name + 1 : name;
-		char *err = NULL;
-		int r = mounts_add(w->mt, nm, uri, opts, nopts, 1, &err);
-		if (r == 0) {
-			struct dbuf b;
-			dbuf_init(&b, 64);
-			dbuf_adds(&b, "{\"ok\":true}\n");
-			reply_json(c, 200, &b);
-			dbuf_free(&b);
-		} else {
-			reply_error(c, r == -EEXIST ? 409 : 400, r == -EEXIST ? "Exists" : "BadMount",
-			    err ? err : strerror(-r));
-		}
-		free(err);
+		reply_error(c, r == -EEXIST ? 409 : r == -EAGAIN ? 503 : 400,
+		    r == -EEXIST ? "Exists" : r == -EAGAIN ? "ClusterUnavailable" : "BadMount",
+		    err ? err : strerror(-r));
 	}
-	for (int i = 0; i < nopts; i++) {
-		free((char *)opts[i].key);
-		if (opts[i].value)
-			memset((char *)opts[i].value, 0, strlen(opts[i].value));
-		free((char *)opts[i].value);
-	}
+	free(err);
 	free(name);
-	free(uri);
-	json_free(&d);
-	memset(body, 0, n > 0 ? (size_t)n : 0);
+	memset(body, 0, (size_t)n);
 	free(body);
 }
 
@@ -480,7 +481,17 @@ op_unmount(struct worker *w, struct http_conn *c, const char *name, size_t len)
 	}
 	memcpy(nm, name, len);
 	nm[len] = 0;
-	if (mounts_remove(w->mt, nm) < 0) {
+	int cr = -ENOENT;
+	if (worker_cluster(w)) {
+		cr = cluster_mount_delete(worker_cluster(w), nm);
+		if (cr < 0 && cr != -ENOENT) {
+			reply_error(c, 503, "ClusterUnavailable",
+			    "the cluster store (etcd) cannot be reached: mount not removed");
+			return;
+		}
+	}
+	/* A mount made before the worker joined a cluster lives here only. */
+	if (mounts_remove(w->mt, nm) < 0 && cr < 0) {
 		reply_error(c, 404, "NoSuchMount", "no such mount");
 		return;
 	}
@@ -541,7 +552,97 @@ op_metrics(struct worker *w, struct http_conn *c)
 	    "# TYPE ferry_connections_rejected_total counter\n"
 	    "ferry_connections_rejected_total %" PRId64 "\n",
 	    s3s.rejected_total + cts.rejected_total);
+	struct router_stats rs;
+	router_get_stats(w->rt, &rs);
+	int members = 1, etcd_up = 0;
+	if (worker_cluster(w)) {
+		struct cluster_view *v = cluster_view_get(worker_cluster(w));
+		members = v->n;
+		etcd_up = v->etcd_ok;
+		cluster_view_release(&v);
+	}
+	dbuf_printf(&b, "# HELP ferry_cluster_members Workers in this worker's view of the cluster.\n"
+	    "# TYPE ferry_cluster_members gauge\nferry_cluster_members %d\n"
+	    "# HELP ferry_cluster_etcd_up 1 if etcd answered the last call (0 also without a cluster).\n"
+	    "# TYPE ferry_cluster_etcd_up gauge\nferry_cluster_etcd_up %d\n"
+	    "# HELP ferry_cluster_block_reads_total Block reads, served here or forwarded to the worker placement chose.\n"
+	    "# TYPE ferry_cluster_block_reads_total counter\n"
+	    "ferry_cluster_block_reads_total{where=\"local\"} %" PRId64 "\n"
+	    "ferry_cluster_block_reads_total{where=\"forwarded\"} %" PRId64 "\n"
+	    "# HELP ferry_cluster_forwarded_bytes_total Bytes streamed from peers to this worker's clients.\n"
+	    "# TYPE ferry_cluster_forwarded_bytes_total counter\nferry_cluster_forwarded_bytes_total %" PRId64 "\n"
+	    "# HELP ferry_cluster_failovers_total Block reads that moved on to the next worker after one failed.\n"
+	    "# TYPE ferry_cluster_failovers_total counter\nferry_cluster_failovers_total %" PRId64 "\n"
+	    "# HELP ferry_cluster_peer_errors_total Failed requests to peers.\n"
+	    "# TYPE ferry_cluster_peer_errors_total counter\nferry_cluster_peer_errors_total %" PRId64 "\n",
+	    members, etcd_up, rs.local_blocks, rs.forwarded, rs.forwarded_bytes,
+	    rs.failovers, rs.peer_errors);
 	http_resp_simple(c, 200, NULL, "text/plain; version=0.0.4", b.p, b.len);
+	dbuf_free(&b);
+}
+
+static int
+cluster_mount_replicas(void *arg, const struct mount *m)
+{
+	struct dbuf *b = arg;
+	return dbuf_printf(b, "%s\"%s\":%d", b->p[b->len - 1] == '{' ? "" : ",",
+	    m->name, m->replicas);
+}
+
+static void
+json_member(struct dbuf *b, const struct member *m, int self)
+{
+	dbuf_adds(b, "{\"id\":");
+	json_put_str(b, m->id);
+	dbuf_adds(b, ",\"ctl\":");
+	json_put_str(b, m->ctl);
+	dbuf_adds(b, ",\"s3\":");
+	json_put_str(b, m->s3);
+	dbuf_printf(b, ",\"capacity\":%" PRId64 ",\"started\":%" PRId64 ",\"self\":%s}",
+	    m->capacity, m->started, self ? "true" : "false");
+}
+
+/* This worker's view of the cluster: what clients need to place reads
+ * themselves (members, block size, replicas per mount) and what
+ * `ferry workers` shows.  No secrets. */
+static void
+op_cluster(struct worker *w, struct http_conn *c)
+{
+	struct dbuf b;
+	dbuf_init(&b, CTL_JSON_MAX);
+	dbuf_adds(&b, "{\"cluster\":");
+	if (worker_cluster(w))
+		json_put_str(&b, cluster_name(worker_cluster(w)));
+	else
+		dbuf_adds(&b, "null");
+	dbuf_adds(&b, ",\"self\":");
+	json_put_str(&b, w->id);
+	dbuf_printf(&b, ",\"block_size\":%" PRId64 ",\"replicas\":{", router_block_size(w->rt));
+	mounts_foreach(w->mt, cluster_mount_replicas, &b);
+	dbuf_adds(&b, "},\"members\":[");
+	if (worker_cluster(w)) {
+		struct cluster_view *v = cluster_view_get(worker_cluster(w));
+		for (int i = 0; i < v->n; i++) {
+			if (i)
+				dbuf_adds(&b, ",");
+			json_member(&b, &v->m[i], strcmp(v->m[i].id, w->id) == 0);
+		}
+		dbuf_printf(&b, "],\"etcd_ok\":%s,\"view_version\":%" PRId64 "}\n",
+		    v->etcd_ok ? "true" : "false", v->version);
+		cluster_view_release(&v);
+	} else {
+		struct member self = {0};
+		snprintf(self.id, sizeof(self.id), "%s", w->id);
+		snprintf(self.ctl, sizeof(self.ctl), "%s:%d", w->cfg.ctl_host, http_server_port(w->ctl));
+		snprintf(self.s3, sizeof(self.s3), "%s:%d", w->cfg.s3_host, http_server_port(w->s3));
+		struct pagestore_stats ps;
+		pagestore_get_stats(w->ps, &ps);
+		self.capacity = ps.capacity_bytes;
+		self.started = w->started;
+		json_member(&b, &self, 1);
+		dbuf_adds(&b, "],\"etcd_ok\":false,\"view_version\":0}\n");
+	}
+	reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -597,6 +698,8 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		op_stats(w, c);
 	} else if (path_is(req, "/v1/local") && get) {
 		op_local(w, c);
+	} else if (path_is(req, "/v1/cluster") && get) {
+		op_cluster(w, c);
 	} else if (path_is(req, "/v1/mounts") && get) {
 		op_mounts_get(w, c);
 	} else if (path_is(req, "/v1/mounts") && method_is(req, "POST")) {
@@ -607,7 +710,7 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		if (authorized(w, c, req))
 			op_unmount(w, c, req->path + 11, req->path_len - 11);
 	} else if (path_is(req, "/") && get) {
-		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/local /v1/mounts\n";
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/local /v1/cluster /v1/mounts\n";
 		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
 	} else {
 		reply_error(c, 404, "NotFound", "no such control endpoint");

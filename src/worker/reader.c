@@ -479,6 +479,11 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 	int64_t limit = last;
 	if (sequential)
 		limit = last + r->cfg.readahead_pages;
+	if (r->cfg.block_size > 0) {
+		int64_t bp = r->cfg.block_size / P; /* pages per block */
+		if (limit > (last / bp + 1) * bp - 1)
+			limit = (last / bp + 1) * bp - 1;
+	}
 	if (limit >= npages)
 		limit = npages - 1;
 

@@ -22,6 +22,9 @@ struct reader_cfg {
 	int window;          /* pages fetched ahead within one request; default 8 */
 	int readahead_pages; /* beyond the request, when sequential; default 8 */
 	int max_inflight;    /* page buffers at most (memory bound); default 128 */
+	int64_t block_size;  /* cluster placement unit: read-ahead stops at the
+	                      * end of a block (the next one is another
+	                      * worker's); 0: no blocks */
 };
 
 struct read_sink {

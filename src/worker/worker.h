@@ -14,6 +14,7 @@
 #include "meta.h"
 #include "mounts.h"
 #include "reader.h"
+#include "router.h"
 
 struct localfd;
 
@@ -41,6 +42,12 @@ struct worker_cfg {
 	const char *state_dir; /* mount table; default: first cache dir */
 	const char *config_file;
 	const char *local_socket; /* NULL: <state_dir>/ferry.sock; "none": off */
+	/* Cluster (all NULL/0: a single worker, no etcd). */
+	const char *etcd;         /* etcd endpoints */
+	const char *cluster_name; /* default "default" */
+	const char *advertise;    /* host peers and clients reach us at */
+	int64_t block_size;       /* placement unit; default 64 MiB */
+	int lease_ttl_s;          /* default 5 */
 };
 
 struct worker {
@@ -55,10 +62,20 @@ struct worker {
 	struct http_server *s3;
 	struct http_server *ctl;
 	struct localfd *lfd; /* zero-copy local reads; NULL when off */
+	struct cluster *cl;  /* NULL: a single worker */
+	struct router *rt;   /* the read path, cluster-wide or not */
+	char id[CLUSTER_ID_MAX + 1]; /* this worker's id (kept in state_dir) */
 	int64_t started;
 };
 
 int worker_main(int argc, char **argv);
+
+/* w->cl, set once after the servers start (so read it with this). */
+static inline struct cluster *
+worker_cluster(struct worker *w)
+{
+	return __atomic_load_n(&w->cl, __ATOMIC_ACQUIRE);
+}
 
 /* Handlers (s3_gateway.c, control.c); arg is the struct worker. */
 void s3_gateway_handle(struct http_conn *c, const struct http_request *req, void *arg);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "../cluster/cluster.h"
+#include "../common/json.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
@@ -66,6 +69,19 @@ static const char usage_text[] =
 "  --control-token TOKEN     required for mount/unmount ($FERRY_CONTROL_TOKEN);\n"
 "                            mandatory when the control address is not loopback\n"
 "\n"
+"Cluster (see docs/architecture.md):\n"
+"  --etcd URLS               join the cluster kept in etcd (http://HOST:2379[,...]);\n"
+"                            without it the worker runs alone\n"
+"  --cluster NAME            cluster name: workers and mounts live under\n"
+"                            /ferry/NAME/ in etcd (default 'default')\n"
+"  --advertise HOST          the address peers and clients reach this worker at\n"
+"                            (default: the listen host; needed if that is 0.0.0.0)\n"
+"  --block-size SIZE         placement unit: each block of a file is cached on the\n"
+"                            worker(s) it hashes to (default 64M; a multiple of\n"
+"                            the page size; the same on every worker)\n"
+"  --lease-ttl SECONDS       membership lease: a dead worker leaves the cluster\n"
+"                            this long after its last keep-alive (default 5)\n"
+"\n"
 "Other:\n"
 "  --mount NAME=URI          mount an under-store at start if NAME is not mounted\n"
 "                            (URIs with options: use `ferry mount`)\n"
@@ -85,6 +101,7 @@ enum {
 	OPT_INFLIGHT, OPT_S3_ADDR, OPT_S3_AK, OPT_S3_SK, OPT_S3_ANON,
 	OPT_S3_REGION, OPT_MAXCONN, OPT_CTL_ADDR, OPT_CTL_TOKEN, OPT_MOUNT,
 	OPT_STATE_DIR, OPT_CONFIG, OPT_LOG_LEVEL, OPT_LOCAL_SOCKET,
+	OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE, OPT_BLOCK_SIZE, OPT_LEASE_TTL,
 };
 
 static const struct option long_opts[] = {
@@ -109,6 +126,11 @@ static const struct option long_opts[] = {
 	{"mount", required_argument, 0, OPT_MOUNT},
 	{"state-dir", required_argument, 0, OPT_STATE_DIR},
 	{"local-socket", required_argument, 0, OPT_LOCAL_SOCKET},
+	{"etcd", required_argument, 0, OPT_ETCD},
+	{"cluster", required_argument, 0, OPT_CLUSTER},
+	{"advertise", required_argument, 0, OPT_ADVERTISE},
+	{"block-size", required_argument, 0, OPT_BLOCK_SIZE},
+	{"lease-ttl", required_argument, 0, OPT_LEASE_TTL},
 	{"config", required_argument, 0, OPT_CONFIG},
 	{"log-level", required_argument, 0, OPT_LOG_LEVEL},
 	{"help", no_argument, 0, 'h'},
@@ -290,6 +312,33 @@ apply_opt(struct startup *su, int id, const char *arg)
 		su->mounts[su->nmounts++] = arg;
 		return 0;
 	case OPT_STATE_DIR: c->state_dir = arg; return 0;
+	case OPT_ETCD:
+		if (!arg[0])
+			return fail("bad --etcd '%s' (http://HOST:PORT[,...])", arg);
+		c->etcd = arg;
+		return 0;
+	case OPT_CLUSTER:
+		if (!mount_name_valid(arg, strlen(arg)))
+			return fail("bad --cluster %s (1-63 of a-z 0-9 . - _)", arg);
+		c->cluster_name = arg;
+		return 0;
+	case OPT_ADVERTISE:
+		if (!arg[0] || strlen(arg) > 255 || strpbrk(arg, " /?#@"))
+			return fail("bad --advertise %s (a host name or address)", arg);
+		c->advertise = arg;
+		return 0;
+	case OPT_BLOCK_SIZE: {
+		int64_t bs = parse_size(arg);
+		if (bs < (1 << 20) || bs > (4LL << 30))
+			return fail("bad --block-size %s (1M..4G)", arg);
+		c->block_size = bs;
+		return 0;
+	}
+	case OPT_LEASE_TTL:
+		if (parse_int(arg, 2, 600, &v) < 0)
+			return fail("bad --lease-ttl %s (2..600 seconds)", arg);
+		c->lease_ttl_s = (int)v;
+		return 0;
 	case OPT_LOCAL_SOCKET:
 		if (!arg[0])
 			return fail("bad --local-socket '%s' (a path, or none)", arg);
@@ -378,6 +427,136 @@ mkdir_p(const char *path)
 	return 0;
 }
 
+/* --- cluster ------------------------------------------------------------- */
+
+/* Names of the mounts etcd had when we joined (the initial sync). */
+struct seen_mounts {
+	pthread_mutex_t mu;
+	int syncing;
+	char *names[1024];
+	int n;
+};
+static struct seen_mounts g_seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The watch thread's mount-table callback: etcd's table is the cluster's,
+ * and each worker keeps a copy (saved, so a restart with etcd down still
+ * has it). */
+static void
+on_cluster_mount(void *arg, const char *name, const char *json, size_t n)
+{
+	struct worker *w = arg;
+	if (!json) {
+		if (mounts_remove(w->mt, name) == 0)
+			LOG_INFO("cluster: /%s unmounted cluster-wide", name);
+		return;
+	}
+	char *err = NULL, *nm = NULL;
+	int r = mounts_apply_json(w->mt, json, n,
+	    MOUNTS_SAVE | MOUNTS_KEEP_BROKEN | MOUNTS_REPLACE, &nm, &err);
+	if (r < 0)
+		LOG_WARN("cluster: mount /%s from etcd: %s", name, err ? err : strerror(-r));
+	pthread_mutex_lock(&g_seen.mu);
+	if (g_seen.syncing && g_seen.n < (int)ARRAY_SIZE(g_seen.names))
+		g_seen.names[g_seen.n++] = strdup(name);
+	pthread_mutex_unlock(&g_seen.mu);
+	free(err);
+	free(nm);
+}
+
+struct reconcile {
+	char *stale[1024];
+	int n;
+};
+
+static int
+find_stale(void *arg, const struct mount *m)
+{
+	struct reconcile *rc = arg;
+	for (int i = 0; i < g_seen.n; i++)
+		if (g_seen.names[i] && strcmp(g_seen.names[i], m->name) == 0)
+			return 0;
+	if (rc->n < (int)ARRAY_SIZE(rc->stale))
+		rc->stale[rc->n++] = strdup(m->name);
+	return 0;
+}
+
+static int
+join_cluster(struct worker *w, const struct startup *su)
+{
+	const struct worker_cfg *c = &w->cfg;
+	struct member self = {0};
+	snprintf(self.id, sizeof(self.id), "%s", w->id);
+	const char *ch = c->advertise ? c->advertise : c->ctl_host;
+	const char *sh = c->advertise ? c->advertise : c->s3_host;
+	int v6c = strchr(ch, ':') != NULL, v6s = strchr(sh, ':') != NULL;
+	snprintf(self.ctl, sizeof(self.ctl), "%s%s%s:%d", v6c ? "[" : "", ch,
+	    v6c ? "]" : "", http_server_port(w->ctl));
+	snprintf(self.s3, sizeof(self.s3), "%s%s%s:%d", v6s ? "[" : "", sh,
+	    v6s ? "]" : "", http_server_port(w->s3));
+	struct pagestore_stats pst;
+	pagestore_get_stats(w->ps, &pst);
+	self.capacity = pst.capacity_bytes;
+	self.started = w->started;
+	struct cluster_cfg cc = {.etcd = c->etcd, .name = c->cluster_name,
+	    .lease_ttl_s = c->lease_ttl_s, .self = &self,
+	    .on_mount = on_cluster_mount, .arg = w};
+	char *err = NULL;
+	g_seen.syncing = 1;
+	struct cluster *cl = cluster_open(&cc, &err);
+	pthread_mutex_lock(&g_seen.mu);
+	g_seen.syncing = 0;
+	pthread_mutex_unlock(&g_seen.mu);
+	if (!cl) {
+		fprintf(stderr, "ferry worker: --etcd: %s\n", err ? err : "cannot start");
+		free(err);
+		return -1;
+	}
+	struct cluster_view *v = cluster_view_get(cl);
+	int etcd_ok = v->etcd_ok;
+	LOG_INFO("cluster '%s': joined as %s (%s), %d member(s)%s", c->cluster_name,
+	    w->id, self.ctl, v->n, etcd_ok ? "" : "; etcd not reachable yet: serving alone until it is");
+	cluster_view_release(&v);
+	if (etcd_ok) {
+		/* --mount flags name cluster mounts; a mount this worker kept
+		 * from before that etcd no longer has was removed meanwhile. */
+		for (int i = 0; i < su->nmounts; i++) {
+			char *spec = strdup(su->mounts[i]);
+			if (!spec)
+				continue;
+			char *eq = strchr(spec, '=');
+			*eq = 0;
+			const char *name = spec[0] == '/' ? spec + 1 : spec;
+			struct dbuf b;
+			dbuf_init(&b, 8192);
+			dbuf_adds(&b, "{\"name\":");
+			json_put_str(&b, name);
+			dbuf_adds(&b, ",\"uri\":");
+			json_put_str(&b, eq + 1);
+			dbuf_adds(&b, "}");
+			int r = b.p ? cluster_mount_create(cl, name, b.p, b.len) : -ENOMEM;
+			if (r < 0 && r != -EEXIST)
+				LOG_WARN("cluster: cannot record --mount %s in etcd: %s", name, strerror(-r));
+			if (g_seen.n < (int)ARRAY_SIZE(g_seen.names))
+				g_seen.names[g_seen.n++] = strdup(name);
+			dbuf_free(&b);
+			free(spec);
+		}
+		struct reconcile rc = {0};
+		mounts_foreach(w->mt, find_stale, &rc);
+		for (int i = 0; i < rc.n; i++) {
+			if (rc.stale[i] && mounts_remove(w->mt, rc.stale[i]) == 0)
+				LOG_INFO("cluster: /%s is not in the cluster's mount table: removed here", rc.stale[i]);
+			free(rc.stale[i]);
+		}
+	}
+	for (int i = 0; i < g_seen.n; i++)
+		free(g_seen.names[i]);
+	g_seen.n = 0;
+	__atomic_store_n(&w->cl, cl, __ATOMIC_RELEASE);
+	router_set_cluster(w->rt, cl);
+	return 0;
+}
+
 static void
 defaults(struct worker_cfg *c)
 {
@@ -397,6 +576,9 @@ defaults(struct worker_cfg *c)
 	c->reader.readahead_pages = 8;
 	c->reader.max_inflight = 128;
 	c->max_conns = 4096;
+	c->cluster_name = "default";
+	c->block_size = 64LL << 20;
+	c->lease_ttl_s = 5;
 }
 
 int
@@ -498,6 +680,16 @@ worker_main(int argc, char **argv)
 		    c->ctl_host);
 		return 2;
 	}
+	if (c->block_size % c->page_size != 0) {
+		fprintf(stderr, "ferry worker: --block-size must be a multiple of --page-size\n");
+		return 2;
+	}
+	if (c->etcd && !c->advertise && (strcmp(c->ctl_host, "0.0.0.0") == 0 ||
+	    strcmp(c->ctl_host, "::") == 0 || strcmp(c->s3_host, "0.0.0.0") == 0 ||
+	    strcmp(c->s3_host, "::") == 0)) {
+		fprintf(stderr, "ferry worker: listening on all addresses: set --advertise HOST, the address peers reach this worker at\n");
+		return 2;
+	}
 	if (c->control_token && strlen(c->control_token) < 8) {
 		fprintf(stderr, "ferry worker: --control-token must be at least 8 characters\n");
 		return 2;
@@ -530,6 +722,8 @@ worker_main(int argc, char **argv)
 		LOG_INFO("page store: %d dir(s), %lld pages (%s of %s) indexed in %lld ms",
 		    c->ndirs, (long long)pst.pages, used, cap, (long long)(now_ms() - t0));
 	}
+	if (c->etcd)
+		c->reader.block_size = c->block_size;
 	w.mc = meta_open(c->sync_interval_ms, c->meta_max_entries, c->meta_max_list_bytes, w.ps);
 	w.rd = w.mc ? reader_open(&c->reader, w.ps, w.mc) : NULL;
 	char state_path[PATH_MAX];
@@ -548,13 +742,26 @@ worker_main(int argc, char **argv)
 		struct mount *m = mounts_get(w.mt, name, strlen(name));
 		if (m) {
 			mount_release(&m);
-		} else if (mounts_add(w.mt, name, eq + 1, NULL, 0, 1, &err) < 0) {
+		} else if (mounts_add(w.mt, name, eq + 1, NULL, 0, MOUNTS_SAVE, &err) < 0) {
 			fprintf(stderr, "ferry worker: --mount %s: %s\n", su.mounts[i], err ? err : "failed");
 			free(err);
 			free(spec);
 			return 1;
 		}
 		free(spec);
+	}
+
+	char idpath[PATH_MAX];
+	snprintf(idpath, sizeof(idpath), "%s/worker-id", c->state_dir);
+	int ir = cluster_worker_id(idpath, w.id);
+	if (ir < 0) {
+		fprintf(stderr, "ferry worker: cannot keep the worker id in %s: %s\n", idpath, strerror(-ir));
+		return 1;
+	}
+	w.rt = router_open(NULL, w.id, c->block_size, c->control_token, w.rd, w.mc);
+	if (!w.rt) {
+		fprintf(stderr, "ferry worker: cannot start: out of memory\n");
+		return 1;
 	}
 
 	/* Local reads: an explicit --local-socket that cannot be bound is an
@@ -595,6 +802,12 @@ worker_main(int argc, char **argv)
 		localfd_stop(&w.lfd);
 		return 1;
 	}
+	if (c->etcd && join_cluster(&w, &su) < 0) {
+		http_server_stop(&w.s3);
+		http_server_stop(&w.ctl);
+		localfd_stop(&w.lfd);
+		return 1;
+	}
 	LOG_INFO("S3 gateway on http://%s:%d (%s), control API on http://%s:%d, %d mount(s)",
 	    c->s3_host, http_server_port(w.s3),
 	    w.s3_verify ? (c->s3_anonymous ? "SigV4 or anonymous" : "SigV4 required")
@@ -611,6 +824,9 @@ worker_main(int argc, char **argv)
 	http_server_stop(&w.s3);
 	http_server_stop(&w.ctl);
 	localfd_stop(&w.lfd);
+	struct cluster *cl = worker_cluster(&w);
+	cluster_close(&cl); /* leaves the cluster at once (lease revoked) */
+	router_close(&w.rt);
 	reader_close(&w.rd);
 	meta_close(&w.mc);
 	mounts_close(&w.mt);

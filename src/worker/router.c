@@ -1,0 +1,485 @@
+/*
+ * router.c: the cluster read path (router.h): block placement, streaming a
+ * block from the peer that holds it, and failover down the block's order.
+ *
+ * Threads: router_read runs on request threads (S3 gateway, control API),
+ * any number at once.  rt->mu guards the idle curl handles and the table
+ * of peers that failed recently; it is never held across I/O.  Counters
+ * are atomics.
+ *
+ * Invariants: bytes reach the sink in order and exactly once: each
+ * candidate is asked for the rest of the block from the first byte not yet
+ * sent, and whatever a peer sends beyond what was asked, or from another
+ * offset or version, fails that peer before it reaches the sink.  Every
+ * peer request pins the version with If-Match, so bytes of two versions are
+ * never joined.
+ */
+#include "router.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../cluster/placement.h"
+#include "../common/dbuf.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/vas.h"
+
+#define ROUTER_POOL_MAX 32
+#define ROUTER_SUSPECTS 64
+/* A peer that failed is skipped this long (it is still tried when it is
+ * the last candidate but this worker). */
+#define ROUTER_SUSPECT_MS 3000
+#define ROUTER_CONNECT_TIMEOUT_MS 1000L
+/* A peer that sends nothing for this long is dead (the client's own
+ * slowness also stalls us, so this is generous). */
+#define ROUTER_STALL_SECS 30L
+#define ROUTER_ORDER_STACK 64
+
+struct suspect {
+	char id[CLUSTER_ID_MAX + 1];
+	int64_t until_ms;
+};
+
+struct router {
+	struct cluster *cl;
+	struct reader *rd;
+	struct meta_cache *mc;
+	char self[CLUSTER_ID_MAX + 1];
+	int64_t block_size;
+	char *auth; /* "Authorization: Bearer ..." or NULL */
+	pthread_mutex_t mu; /* guards pool, npool, sus */
+	CURL *pool[ROUTER_POOL_MAX];
+	int npool;
+	struct suspect sus[ROUTER_SUSPECTS];
+	struct router_stats st; /* atomics */
+	uint64_t rr;            /* atomic: spreads reads over replicas */
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void
+curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct router *
+router_open(struct cluster *cl, const char *self_id, int64_t block_size,
+    const char *token, struct reader *rd, struct meta_cache *mc)
+{
+	pthread_once(&curl_once, curl_init_once);
+	struct router *rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return NULL;
+	rt->cl = cl;
+	rt->rd = rd;
+	rt->mc = mc;
+	snprintf(rt->self, sizeof(rt->self), "%s", self_id);
+	rt->block_size = block_size > 0 ? block_size : PLACEMENT_DEFAULT_BLOCK;
+	if (token) {
+		size_t n = strlen(token) + 32;
+		rt->auth = malloc(n);
+		if (!rt->auth) {
+			free(rt);
+			return NULL;
+		}
+		snprintf(rt->auth, n, "Authorization: Bearer %s", token);
+	}
+	pthread_mutex_init(&rt->mu, NULL);
+	return rt;
+}
+
+void
+router_close(struct router **rtp)
+{
+	struct router *rt = *rtp;
+	*rtp = NULL;
+	if (!rt)
+		return;
+	for (int i = 0; i < rt->npool; i++)
+		curl_easy_cleanup(rt->pool[i]);
+	pthread_mutex_destroy(&rt->mu);
+	free(rt->auth);
+	free(rt);
+}
+
+void
+router_set_cluster(struct router *rt, struct cluster *cl)
+{
+	__atomic_store_n(&rt->cl, cl, __ATOMIC_RELEASE);
+}
+
+int64_t
+router_block_size(const struct router *rt)
+{
+	return rt ? rt->block_size : PLACEMENT_DEFAULT_BLOCK;
+}
+
+void
+router_get_stats(const struct router *rt, struct router_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!rt)
+		return;
+	out->local_blocks = __atomic_load_n(&rt->st.local_blocks, __ATOMIC_RELAXED);
+	out->forwarded = __atomic_load_n(&rt->st.forwarded, __ATOMIC_RELAXED);
+	out->forwarded_bytes = __atomic_load_n(&rt->st.forwarded_bytes, __ATOMIC_RELAXED);
+	out->failovers = __atomic_load_n(&rt->st.failovers, __ATOMIC_RELAXED);
+	out->peer_errors = __atomic_load_n(&rt->st.peer_errors, __ATOMIC_RELAXED);
+}
+
+/* --- failed peers ---------------------------------------------------------- */
+
+static int
+is_suspect(struct router *rt, const char *id)
+{
+	int64_t now = now_ms();
+	int r = 0;
+	pthread_mutex_lock(&rt->mu);
+	for (int i = 0; i < ROUTER_SUSPECTS && !r; i++)
+		r = rt->sus[i].until_ms > now && strcmp(rt->sus[i].id, id) == 0;
+	pthread_mutex_unlock(&rt->mu);
+	return r;
+}
+
+static void
+set_suspect(struct router *rt, const char *id, int on)
+{
+	int64_t now = now_ms();
+	pthread_mutex_lock(&rt->mu);
+	int slot = -1;
+	for (int i = 0; i < ROUTER_SUSPECTS; i++) {
+		if (strcmp(rt->sus[i].id, id) == 0) {
+			slot = i;
+			break;
+		}
+		if (slot < 0 && rt->sus[i].until_ms <= now)
+			slot = i; /* a free or expired slot */
+	}
+	if (slot >= 0 && (on || strcmp(rt->sus[slot].id, id) == 0)) {
+		snprintf(rt->sus[slot].id, sizeof(rt->sus[slot].id), "%s", id);
+		rt->sus[slot].until_ms = on ? now + ROUTER_SUSPECT_MS : 0;
+	}
+	pthread_mutex_unlock(&rt->mu);
+}
+
+/* --- one peer request -------------------------------------------------------- */
+
+static CURL *
+handle_get(struct router *rt)
+{
+	CURL *h = NULL;
+	pthread_mutex_lock(&rt->mu);
+	if (rt->npool > 0)
+		h = rt->pool[--rt->npool];
+	pthread_mutex_unlock(&rt->mu);
+	if (h)
+		curl_easy_reset(h);
+	else
+		h = curl_easy_init();
+	return h;
+}
+
+static void
+handle_put(struct router *rt, CURL *h, int reusable)
+{
+	if (!h)
+		return;
+	if (reusable) {
+		pthread_mutex_lock(&rt->mu);
+		if (rt->npool < ROUTER_POOL_MAX) {
+			rt->pool[rt->npool++] = h;
+			h = NULL;
+		}
+		pthread_mutex_unlock(&rt->mu);
+	}
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+struct fwd {
+	CURL *h;
+	const struct read_sink *sink;
+	int64_t off;        /* first byte asked for */
+	int64_t want, got;
+	const char *etag;   /* the version asked for */
+	long status;        /* set at the first body byte */
+	int sink_err;       /* the sink failed: our client went away */
+	int bad;            /* the peer sent something it must not */
+	int64_t range_start; /* from Content-Range; -1 if none */
+	int etag_ok;
+};
+
+static size_t
+fwd_header(char *p, size_t sz, size_t nm, void *arg)
+{
+	struct fwd *f = arg;
+	size_t n = sz * nm;
+	if (n > 14 && strncasecmp(p, "content-range:", 14) == 0) {
+		const char *v = p + 14;
+		while (*v == ' ')
+			v++;
+		long long a;
+		if (sscanf(v, "bytes %lld-", &a) == 1)
+			f->range_start = a;
+	} else if (n > 5 && strncasecmp(p, "etag:", 5) == 0) {
+		const char *v = p + 5, *e = p + n;
+		while (v < e && (*v == ' ' || *v == '"'))
+			v++;
+		while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '"'))
+			e--;
+		f->etag_ok = (size_t)(e - v) == strlen(f->etag) &&
+		    memcmp(v, f->etag, (size_t)(e - v)) == 0;
+	}
+	return n;
+}
+
+static size_t
+fwd_body(char *p, size_t sz, size_t nm, void *arg)
+{
+	struct fwd *f = arg;
+	size_t n = sz * nm;
+	if (f->status == 0) {
+		curl_easy_getinfo(f->h, CURLINFO_RESPONSE_CODE, &f->status);
+		if (f->status != 206 && f->status != 200)
+			return 0; /* an error answer: its body is not data */
+		int range_ok = f->status == 206 ? f->range_start == f->off :
+		    f->off == 0; /* 200: the whole object, asked from 0 */
+		if (!range_ok || !f->etag_ok) {
+			f->bad = 1;
+			return 0;
+		}
+	}
+	if ((int64_t)n > f->want - f->got) {
+		/* More than asked (a 200 for a whole object is cut here:
+		 * the rest is not ours to send). */
+		if (f->status == 206) {
+			f->bad = 1;
+			return 0;
+		}
+		n = (size_t)(f->want - f->got);
+		if (n == 0)
+			return 0;
+	}
+	int r = f->sink->mem(f->sink->arg, p, n);
+	if (r) {
+		f->sink_err = r;
+		return 0;
+	}
+	f->got += (int64_t)n;
+	return sz * nm == n ? n : 0;
+}
+
+/*
+ * Asks peer for bytes [off, off+len) of (m, path) at version etag, with
+ * X-Ferry-Hop so it answers from itself.  Returns 0 when all came, else
+ * -errno with *got the bytes that did reach the sink: *sink_failed set when
+ * the sink (our client) failed, -ESTALE when the peer has another version.
+ */
+static int
+peer_read(struct router *rt, const struct member *peer, const struct mount *m,
+    const char *path, const char *etag, int64_t off, int64_t len,
+    const struct read_sink *sink, int64_t *got, int *sink_failed)
+{
+	*got = 0;
+	*sink_failed = 0;
+	CURL *h = handle_get(rt);
+	if (!h)
+		return -ENOMEM;
+	struct dbuf url;
+	dbuf_init(&url, 16384);
+	int ur = dbuf_printf(&url, "http://%s/v1/data?path=/%s/", peer->ctl, m->name);
+	if (!ur)
+		ur = url_encode(&url, path, strlen(path), 1);
+	if (!ur)
+		ur = dbuf_add(&url, "", 1);
+	char range[80], ifm[UFS_ETAG_MAX + 16];
+	snprintf(range, sizeof(range), "Range: bytes=%" PRId64 "-%" PRId64, off, off + len - 1);
+	snprintf(ifm, sizeof(ifm), "If-Match: \"%s\"", etag);
+	struct curl_slist *hl = NULL, *t;
+	int r = 0;
+	if (ur) {
+		r = -ENAMETOOLONG;
+		goto out;
+	}
+	t = curl_slist_append(hl, range);
+	if (t)
+		hl = t;
+	t = curl_slist_append(hl, ifm);
+	if (t)
+		hl = t;
+	t = curl_slist_append(hl, "X-Ferry-Hop: 1");
+	if (t)
+		hl = t;
+	if (rt->auth && (t = curl_slist_append(hl, rt->auth)))
+		hl = t;
+	struct fwd f = {.h = h, .sink = sink, .off = off, .want = len,
+	    .etag = etag, .range_start = -1};
+	curl_easy_setopt(h, CURLOPT_URL, url.p);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, fwd_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &f);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fwd_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &f);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ROUTER_CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, ROUTER_STALL_SECS);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+	CURLcode cc = curl_easy_perform(h);
+	*got = f.got;
+	long status = f.status;
+	if (!status)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	if (f.sink_err) {
+		*sink_failed = 1;
+		r = f.sink_err;
+	} else if (cc == CURLE_OK && f.got == len) {
+		r = 0;
+	} else if (status == 412 || status == 416 || status == 404) {
+		r = -ESTALE; /* the peer sees another version (or none) */
+	} else if (f.bad) {
+		LOG_WARN("cluster: peer %s sent bytes of another range or version for /%s/%s; asking another",
+		    peer->ctl, m->name, path);
+		r = -EPROTO;
+	} else if (status >= 500) {
+		r = -EIO; /* the peer could not read the UFS either */
+	} else if (cc == CURLE_OK) {
+		r = status == 401 ? -EACCES : -EPROTO; /* short, or refused */
+	} else {
+		r = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT :
+		    cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -ECONNRESET;
+	}
+	handle_put(rt, h, r == 0);
+	h = NULL;
+out:
+	if (h)
+		handle_put(rt, h, 0);
+	curl_slist_free_all(hl);
+	dbuf_free(&url);
+	return r;
+}
+
+/* --- routing ------------------------------------------------------------------ */
+
+/* One block's range, [off, off+len), entirely within block b. */
+static int
+read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
+    const char *path, const struct ufs_stat *st, const char *etag,
+    int64_t b, int64_t off, int64_t len, const struct read_sink *sink,
+    int64_t *sent)
+{
+	int stack[ROUTER_ORDER_STACK];
+	int *order = stack;
+	if (v->n > ROUTER_ORDER_STACK && !(order = malloc(sizeof(int) * (size_t)v->n)))
+		order = NULL;
+	int n = order ? placement_order(v, placement_key(m->name, path, b), order, v->n) : 0;
+	int self = cluster_view_find(v, rt->self);
+	int nrep = m->replicas < n ? m->replicas : n;
+	int self_rank = -1;
+	for (int i = 0; i < n; i++)
+		if (order[i] == self)
+			self_rank = i;
+	int r = 0;
+	int64_t done = 0;
+	if (self_rank < 0 || self_rank >= nrep) {
+		/* Candidates before this worker: the replicas, starting from a
+		 * rotating one so a hot block's readers spread over them,
+		 * then the rest of the order up to this worker. */
+		int upto = self_rank < 0 ? n : self_rank;
+		uint64_t spin = nrep > 1 ? __atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) : 0;
+		int tried = 0, ufs_failed = 0;
+		r = -EHOSTUNREACH;
+		for (int pass = 0; pass < 2 && done < len && !ufs_failed; pass++) {
+			/* Pass 0 skips peers that failed lately; pass 1 gives
+			 * them one more chance before we read the UFS here. */
+			for (int k = 0; k < upto && done < len && !ufs_failed; k++) {
+				int idx = k < nrep ? order[(k + spin) % (uint64_t)nrep] : order[k];
+				const struct member *peer = &v->m[idx];
+				int sus = is_suspect(rt, peer->id);
+				if (sus != (pass == 1))
+					continue;
+				if (tried++)
+					__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
+				__atomic_fetch_add(&rt->st.forwarded, 1, __ATOMIC_RELAXED);
+				int64_t got = 0;
+				int sink_failed = 0;
+				r = peer_read(rt, peer, m, path, etag, off + done, len - done,
+				    sink, &got, &sink_failed);
+				done += got;
+				*sent += got;
+				__atomic_fetch_add(&rt->st.forwarded_bytes, got, __ATOMIC_RELAXED);
+				if (r == 0) {
+					if (sus)
+						set_suspect(rt, peer->id, 0);
+					break;
+				}
+				if (sink_failed)
+					goto out;
+				if (r == -ESTALE) {
+					meta_invalidate(rt->mc, m, path);
+					goto out;
+				}
+				__atomic_fetch_add(&rt->st.peer_errors, 1, __ATOMIC_RELAXED);
+				LOG_WARN("cluster: block %" PRId64 " of /%s/%s from %s (%s): %s; %s",
+				    b, m->name, path, peer->id, peer->ctl, strerror(-r),
+				    "trying the next worker");
+				set_suspect(rt, peer->id, 1);
+				/* The UFS failed there: try it from here. */
+				ufs_failed = r == -EIO;
+			}
+		}
+		if (done == len) {
+			r = 0;
+			goto out;
+		}
+		if (tried)
+			__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
+	}
+	/* This worker holds the block, or every candidate before it failed. */
+	__atomic_fetch_add(&rt->st.local_blocks, 1, __ATOMIC_RELAXED);
+	int64_t got = 0;
+	r = reader_read(rt->rd, m, path, st, off + done, len - done, sink, &got);
+	*sent += got;
+out:
+	if (order != stack)
+		free(order);
+	return r;
+}
+
+int
+router_read(struct router *rt, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t off, int64_t len,
+    const struct read_sink *sink, int64_t *sent, int local_only)
+{
+	struct cluster *cl = __atomic_load_n(&rt->cl, __ATOMIC_ACQUIRE);
+	if (!cl || local_only)
+		return reader_read(rt->rd, m, path, st, off, len, sink, sent);
+	*sent = 0;
+	char etag[UFS_ETAG_MAX];
+	meta_etag(st, etag, sizeof(etag));
+	struct cluster_view *v = cluster_view_get(cl);
+	int r = 0;
+	int64_t pos = off, end = off + len;
+	while (pos < end && r == 0) {
+		int64_t b = pos / rt->block_size;
+		int64_t bend = (b + 1) * rt->block_size;
+		if (bend > end)
+			bend = end;
+		int64_t before = *sent;
+		r = read_block(rt, v, m, path, st, etag, b, pos, bend - pos, sink, sent);
+		pos += *sent - before;
+		VAS_ASSERT(r != 0 || pos == bend);
+	}
+	cluster_view_release(&v);
+	return r;
+}

@@ -1,0 +1,61 @@
+/*
+ * router.h: the cluster read path.  A byte range of an object is cut at
+ * block boundaries; each block is read where placement puts it: from this
+ * worker's own reader when this worker holds one of the block's replicas,
+ * else streamed from a replica's control API (GET /v1/data with
+ * X-Ferry-Hop, which the peer serves from its own cache or the UFS, never
+ * forwarding again).  When a peer does not answer or breaks off, the rest
+ * of the block is asked of the next candidate: the other replicas, then the
+ * following workers in the block's hash order, and last this worker itself,
+ * which reads the UFS.  So a read fails only when no worker and no UFS can
+ * serve it.  A peer that failed is skipped for a few seconds.
+ *
+ * Without a cluster (cl NULL) router_read is reader_read.
+ *
+ * Threads: any request thread.  The curl handle pool and the table of
+ * failed peers have one mutex, never held across I/O.
+ */
+#ifndef FERRY_ROUTER_H
+#define FERRY_ROUTER_H
+
+#include <stdint.h>
+
+#include "../cluster/cluster.h"
+#include "meta.h"
+#include "mounts.h"
+#include "reader.h"
+
+struct router;
+
+struct router_stats {
+	int64_t local_blocks;   /* block reads served here */
+	int64_t forwarded;      /* block reads sent to a peer */
+	int64_t forwarded_bytes;
+	int64_t failovers;      /* a peer failed; the next candidate was asked */
+	int64_t peer_errors;    /* failed peer requests */
+};
+
+/* cl NULL: no cluster, every read is local.  token: the cluster's
+ * control token (peers' /v1/data), or NULL. */
+struct router *router_open(struct cluster *cl, const char *self_id,
+    int64_t block_size, const char *token, struct reader *rd,
+    struct meta_cache *mc);
+void router_close(struct router **rt);
+/* Joins the router to a cluster (once, after the servers started: until
+ * then every read is local). */
+void router_set_cluster(struct router *rt, struct cluster *cl);
+
+/*
+ * reader_read's contract, cluster-wide: bytes [off, off+len) of (m, path)
+ * at version st go to sink; *sent counts them.  -ESTALE (the object
+ * changed; the metadata was invalidated) may be retried if *sent is 0.
+ * local_only: serve from this worker (a peer's forwarded request).
+ */
+int router_read(struct router *rt, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t off, int64_t len,
+    const struct read_sink *sink, int64_t *sent, int local_only);
+
+int64_t router_block_size(const struct router *rt);
+void router_get_stats(const struct router *rt, struct router_stats *out);
+
+#endif
