@@ -13,6 +13,12 @@
  *
  * Thread-safety: a ferry_t may be shared by threads; each call is
  * independent (connections are pooled inside).
+ *
+ * Clusters: the worker given to ferry_connect is asked who the cluster's
+ * workers are (every 2 s at most, while calls are made).  Reads go straight
+ * to the worker that holds each block (placement as the workers compute
+ * it); when a worker does not answer, the call moves on to the next one,
+ * so a read fails only when no worker can serve it.
  */
 #ifndef FERRY_H
 #define FERRY_H
@@ -87,6 +93,10 @@ int ferry_unmount(ferry_t *f, const char *name);
 /* JSON documents from the worker; caller frees *json. */
 int ferry_mounts_json(ferry_t *f, char **json);
 int ferry_stats_json(ferry_t *f, char **json);
+/* The cluster as the worker sees it (GET /v1/cluster): {"cluster",
+ * "self", "block_size", "replicas":{mount:R}, "members":[{"id","ctl",
+ * "s3","capacity","started","self"}], "etcd_ok", "view_version"}. */
+int ferry_cluster_json(ferry_t *f, char **json);
 
 /*
  * Zero-copy local reads (used by `ferry fuse`): the Unix socket where the

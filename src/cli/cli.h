@@ -61,5 +61,8 @@ int cmd_mount(struct cli *c, int argc, char **argv);
 int cmd_unmount(struct cli *c, int argc, char **argv);
 int cmd_mounts(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);
+int cmd_workers(struct cli *c, int argc, char **argv);
+/* The cluster section of `ferry stats` (nothing for a single worker). */
+void cli_print_cluster_stats(const struct cli *c);
 
 #endif

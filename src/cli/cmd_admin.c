@@ -307,5 +307,6 @@ cmd_stats(struct cli *c, int argc, char **argv)
 	print_count_line("checksum failures:", stat_field(&d, "checksum_failures"));
 	json_free(&d);
 	free(text);
+	cli_print_cluster_stats(c);
 	return CLI_OK;
 }

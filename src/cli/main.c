@@ -42,7 +42,8 @@ static const struct cli_cmd commands[] = {
 	{"fuse", cmd_fuse, FUSE_CMD_USAGE, FUSE_CMD_SUMMARY, FUSE_CMD_DETAILS},
 	{"mounts", cmd_mounts, "mounts", "list the mounts (secrets redacted)",
 	    NULL},
-	{"stats", cmd_stats, "stats", "show cache statistics", NULL},
+	{"stats", cmd_stats, "stats", "show cache statistics (and the cluster's, in a cluster)", NULL},
+	{"workers", cmd_workers, "workers", "list the cluster's workers: id, address, state, capacity, used, hit ratio", NULL},
 	{"version", cmd_version, "version", "print the version", NULL},
 	{"help", cmd_help, "help [COMMAND]", "show help", NULL},
 };

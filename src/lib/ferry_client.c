@@ -29,6 +29,7 @@
 #include "common/dbuf.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "cluster/placement.h"
 
 #define FERRY_DEFAULT_WORKER "127.0.0.1:29999"
 #define FERRY_DEFAULT_PORT "29999"
@@ -45,15 +46,49 @@
 /* Big reads get extra time on top of FERRY_DATA_TIMEOUT_MS, at a floor of
  * this rate, so a large pread on a slow link is not cut off. */
 #define FERRY_DATA_MIN_RATE (8u << 20)
+/* Cluster: how fresh the member list must be, how long a worker that
+ * failed is avoided, and bounds on what /v1/cluster may hold. */
+#define FERRY_LC_FRESH_MS 2000
+#define FERRY_SUSPECT_MS 3000
+#define FERRY_SUSPECTS 32
+#define FERRY_LC_MOUNTS 64
+#define FERRY_LC_MEMBERS 1024
 /* Internal: the worker answered 416 (range past the end). */
 #define FERRY_ERANGE_416 (-ERANGE)
+
+/*
+ * The client's copy of the cluster (GET /v1/cluster): who the workers
+ * are, so data reads go straight to the worker placement puts each block
+ * on, and any call can move to another worker when one stops answering.
+ * Immutable once published; reference-counted.
+ */
+struct lcluster {
+	int refs; /* atomic */
+	int64_t block_size;
+	int nrep;
+	struct {
+		char name[64];
+		int replicas;
+	} rep[FERRY_LC_MOUNTS];
+	char **base;            /* per member: "http://ctl" */
+	struct cluster_view *v; /* ids, for placement */
+};
+
+struct suspect {
+	uint64_t h; /* hash of the base URL */
+	int64_t until_ms;
+};
 
 struct ferry {
 	char *base;  /* "http://host:port", no trailing slash */
 	char *auth;  /* "Authorization: Bearer ..." or NULL */
-	pthread_mutex_t mu; /* guards pool, npool */
+	pthread_mutex_t mu; /* guards pool, npool, lc, lc_at_ms, refreshing, sus */
 	CURL *pool[FERRY_POOL_MAX];
 	int npool;
+	struct lcluster *lc; /* NULL until fetched */
+	int64_t lc_at_ms;    /* when it was (0: never) */
+	int refreshing;
+	struct suspect sus[FERRY_SUSPECTS];
 };
 
 /* Where a response body goes. */
@@ -70,7 +105,11 @@ struct sink {
 	const char *want_etag; /* data: the version asked for, or NULL */
 	int etag_seen;       /* data: an ETag header came (and matched) */
 	int stale;           /* data: the ETag was another version's */
+	char seen_etag[FERRY_ETAG_MAX]; /* data: the ETag answered */
 };
+
+static void lc_release(struct lcluster **lp);
+static void lc_refresh(ferry_t *f, int force);
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -190,6 +229,7 @@ ferry_close(ferry_t **fp)
 	for (int i = 0; i < f->npool; i++)
 		curl_easy_cleanup(f->pool[i]);
 	pthread_mutex_destroy(&f->mu);
+	lc_release(&f->lc);
 	free(f->base);
 	if (f->auth) {
 		/* The token is a secret: don't leave it in freed memory. */
@@ -317,9 +357,25 @@ on_header(char *p, size_t sz, size_t nm, void *arg)
 	struct sink *s = arg;
 	size_t n = sz * nm;
 	static const char etag_name[] = "etag:";
-	if (s->want_etag && n > sizeof(etag_name) - 1 &&
+	if (n > sizeof(etag_name) - 1 &&
 	    strncasecmp(p, etag_name, sizeof(etag_name) - 1) == 0) {
-		check_etag(s, p + sizeof(etag_name) - 1, n - (sizeof(etag_name) - 1));
+		const char *v = p + sizeof(etag_name) - 1;
+		size_t vl = n - (sizeof(etag_name) - 1);
+		if (s->want_etag) {
+			check_etag(s, v, vl);
+		} else {
+			while (vl && (*v == ' ' || *v == '"')) {
+				v++;
+				vl--;
+			}
+			while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' ||
+			    v[vl - 1] == ' ' || v[vl - 1] == '"'))
+				vl--;
+			if (vl < sizeof(s->seen_etag)) {
+				memcpy(s->seen_etag, v, vl);
+				s->seen_etag[vl] = 0;
+			}
+		}
 		return n;
 	}
 	static const char name[] = "content-range:";
@@ -419,12 +475,13 @@ status_errno(long status, const struct dbuf *body)
  * s->buf.  Returns 0 on a 2xx, else a negative errno.
  */
 static int
-http_call(ferry_t *f, const char *method, const char *target,
-    const char *body, const char *range, long timeout_ms, struct sink *s)
+http_call_at(ferry_t *f, const char *base, const char *method,
+    const char *target, const char *body, const char *range, long timeout_ms,
+    struct sink *s)
 {
 	struct dbuf url;
 	dbuf_init(&url, 64u << 10);
-	if (dbuf_printf(&url, "%s%s", f->base, target) != 0) {
+	if (dbuf_printf(&url, "%s%s", base, target) != 0) {
 		dbuf_free(&url);
 		return -ENAMETOOLONG;
 	}
@@ -499,6 +556,119 @@ http_call(ferry_t *f, const char *method, const char *target,
 	dbuf_free(&s->err);
 	dbuf_free(&url);
 	handle_put(f, h);
+	return r;
+}
+
+/* --- the cluster, as a client sees it -------------------------------- */
+
+static void
+lc_release(struct lcluster **lp)
+{
+	struct lcluster *l = *lp;
+	*lp = NULL;
+	if (!l || __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (l->base)
+		for (int i = 0; l->v && i < l->v->n; i++)
+			free(l->base[i]);
+	free(l->base);
+	free(l->v);
+	free(l);
+}
+
+/* The current copy, referenced, or NULL. */
+static struct lcluster *
+lc_get(ferry_t *f)
+{
+	pthread_mutex_lock(&f->mu);
+	struct lcluster *l = f->lc;
+	if (l)
+		__atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&f->mu);
+	return l;
+}
+
+static int
+is_conn_error(int r)
+{
+	return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ETIMEDOUT ||
+	    r == -ECONNRESET;
+}
+
+static int
+suspect_is(ferry_t *f, const char *base)
+{
+	uint64_t h = hash64(base, strlen(base), 1);
+	int64_t now = now_ms();
+	int r = 0;
+	pthread_mutex_lock(&f->mu);
+	for (int i = 0; i < FERRY_SUSPECTS && !r; i++)
+		r = f->sus[i].h == h && f->sus[i].until_ms > now;
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
+static void
+suspect_set(ferry_t *f, const char *base, int on)
+{
+	uint64_t h = hash64(base, strlen(base), 1);
+	int64_t now = now_ms();
+	pthread_mutex_lock(&f->mu);
+	int slot = -1;
+	for (int i = 0; i < FERRY_SUSPECTS; i++) {
+		if (f->sus[i].h == h) {
+			slot = i;
+			break;
+		}
+		if (slot < 0 && f->sus[i].until_ms <= now)
+			slot = i;
+	}
+	if (slot >= 0 && (on || f->sus[slot].h == h)) {
+		f->sus[slot].h = h;
+		f->sus[slot].until_ms = on ? now + FERRY_SUSPECT_MS : 0;
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+/*
+ * A request that any worker can answer (everything but data reads):
+ * first the worker we were given, then, if it cannot be reached, the other
+ * members we know of, skipping those that failed lately.
+ */
+static int
+http_call(ferry_t *f, const char *method, const char *target,
+    const char *body, const char *range, long timeout_ms, struct sink *s)
+{
+	int r = -EHOSTUNREACH;
+	if (!suspect_is(f, f->base)) {
+		r = http_call_at(f, f->base, method, target, body, range, timeout_ms, s);
+		if (!is_conn_error(r) || s->got || (s->json && s->json->len))
+			return r;
+		suspect_set(f, f->base, 1);
+	}
+	struct lcluster *l = lc_get(f);
+	for (int pass = 0; l && pass < 2; pass++) {
+		for (int i = 0; i < l->v->n; i++) {
+			const char *b = l->base[i];
+			if (strcmp(b, f->base) == 0 || suspect_is(f, b) != (pass == 1))
+				continue;
+			r = http_call_at(f, b, method, target, body, range, timeout_ms, s);
+			if (!is_conn_error(r) || s->got || (s->json && s->json->len)) {
+				if (pass == 1)
+					suspect_set(f, b, 0);
+				lc_release(&l);
+				return r;
+			}
+			suspect_set(f, b, 1);
+		}
+	}
+	lc_release(&l);
+	if (r == -EHOSTUNREACH && suspect_is(f, f->base)) {
+		/* Everyone failed lately: give our own worker another try. */
+		r = http_call_at(f, f->base, method, target, body, range, timeout_ms, s);
+		if (r == 0)
+			suspect_set(f, f->base, 0);
+	}
 	return r;
 }
 
@@ -582,6 +752,7 @@ ferry_stat(ferry_t *f, const char *path, struct ferry_stat *st)
 {
 	if (!f || !st)
 		return -EINVAL;
+	lc_refresh(f, 0); /* so a call can move on if our worker dies */
 	struct dbuf tg, reply;
 	struct json_doc d;
 	dbuf_init(&tg, TARGET_MAX);
@@ -658,6 +829,7 @@ list_one_page(ferry_t *f, const char *path, const char *after, int max,
 	struct dbuf tg, reply;
 	struct json_doc d;
 	*next = NULL;
+	lc_refresh(f, 0);
 	dbuf_init(&tg, TARGET_MAX);
 	int r = add_path_param(&tg, "/v1/list?path=", path);
 	if (r == 0)
@@ -739,18 +911,128 @@ ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
 	return r;
 }
 
-static ssize_t
-pread_version(ferry_t *f, const char *path, void *buf, size_t len,
-    int64_t off, const char *etag)
+static int
+cmp_member_id(const void *a, const void *b)
 {
-	if (!f || !path || path[0] != '/' || (!buf && len) || off < 0)
-		return -EINVAL;
-	if (len == 0)
-		return 0;
-	if (len > SSIZE_MAX)
-		len = SSIZE_MAX;
-	if ((uint64_t)len - 1 > (uint64_t)(INT64_MAX - off))
-		len = (size_t)(INT64_MAX - off) + 1; /* last byte fits int64 */
+	return strcmp(((const struct member *)a)->id, ((const struct member *)b)->id);
+}
+
+/* A client's copy of the cluster from a /v1/cluster answer; NULL if it
+ * is malformed or holds nothing usable. */
+static struct lcluster *
+lc_parse(const struct json_doc *d)
+{
+	int mem = json_obj_get(d, 0, "members");
+	if (mem < 0 || d->toks[mem].type != JSON_ARRAY)
+		return NULL;
+	int n = d->toks[mem].size;
+	if (n <= 0 || n > FERRY_LC_MEMBERS)
+		return NULL;
+	struct lcluster *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->refs = 1;
+	l->v = calloc(1, sizeof(*l->v) + sizeof(struct member) * (size_t)n);
+	if (!l->v) {
+		free(l);
+		return NULL;
+	}
+	int ok = 0;
+	l->block_size = json_int(d, json_obj_get(d, 0, "block_size"), &ok);
+	if (!ok || l->block_size < 4096)
+		l->block_size = PLACEMENT_DEFAULT_BLOCK;
+	int rep = json_obj_get(d, 0, "replicas");
+	if (rep >= 0 && d->toks[rep].type == JSON_OBJECT) {
+		int k = rep + 1;
+		for (int j = 0; j < d->toks[rep].size && l->nrep < FERRY_LC_MOUNTS; j++) {
+			char *name = json_str(d, k);
+			int64_t r = json_int(d, k + 1, &ok);
+			if (name && ok && r >= 1 && r <= 16 && strlen(name) < sizeof(l->rep[0].name)) {
+				snprintf(l->rep[l->nrep].name, sizeof(l->rep[0].name), "%s", name);
+				l->rep[l->nrep++].replicas = (int)r;
+			}
+			free(name);
+			k = d->toks[k + 1].next;
+		}
+	}
+	int e = mem + 1;
+	for (int i = 0; i < n; i++, e = d->toks[e].next) {
+		char *id = json_str(d, json_obj_get(d, e, "id"));
+		char *ctl = json_str(d, json_obj_get(d, e, "ctl"));
+		if (id && ctl && strlen(id) <= CLUSTER_ID_MAX && id[0] &&
+		    strlen(ctl) < 256 && worker_addr_ok(ctl) && has_port(ctl)) {
+			struct member *m = &l->v->m[l->v->n++];
+			snprintf(m->id, sizeof(m->id), "%s", id);
+			snprintf(m->ctl, sizeof(m->ctl), "%s", ctl);
+		}
+		free(id);
+		free(ctl);
+	}
+	l->base = calloc((size_t)(l->v->n ? l->v->n : 1), sizeof(char *));
+	if (!l->v->n || !l->base) {
+		lc_release(&l);
+		return NULL;
+	}
+	qsort(l->v->m, (size_t)l->v->n, sizeof(struct member), cmp_member_id);
+	for (int i = 0; i < l->v->n; i++) {
+		size_t bl = strlen(l->v->m[i].ctl) + 8;
+		if (!(l->base[i] = malloc(bl))) {
+			lc_release(&l);
+			return NULL;
+		}
+		snprintf(l->base[i], bl, "http://%s", l->v->m[i].ctl);
+	}
+	return l;
+}
+
+/*
+ * Asks a worker for the cluster when our copy is older than
+ * FERRY_LC_FRESH_MS (or at once with force).  One thread refreshes at a
+ * time; the others go on with the copy they have.  A worker without a
+ * cluster (or an older one) leaves us with none: reads go to it.
+ */
+static void
+lc_refresh(ferry_t *f, int force)
+{
+	int64_t now = now_ms();
+	pthread_mutex_lock(&f->mu);
+	int go = !f->refreshing && (force || f->lc_at_ms == 0 ||
+	    now - f->lc_at_ms >= FERRY_LC_FRESH_MS);
+	if (go)
+		f->refreshing = 1;
+	pthread_mutex_unlock(&f->mu);
+	if (!go)
+		return;
+	struct dbuf reply;
+	struct json_doc d;
+	struct lcluster *l = NULL;
+	if (json_request(f, "GET", "/v1/cluster", NULL, &reply, &d) == 0) {
+		l = lc_parse(&d);
+		json_free(&d);
+		dbuf_free(&reply);
+	}
+	pthread_mutex_lock(&f->mu);
+	f->refreshing = 0;
+	f->lc_at_ms = now_ms();
+	if (l) {
+		struct lcluster *old = f->lc;
+		f->lc = l;
+		l = old;
+	}
+	pthread_mutex_unlock(&f->mu);
+	lc_release(&l);
+}
+
+/*
+ * One data request to the worker at base: bytes [off, off+len) of path
+ * into buf.  *got: bytes that landed; seen (FERRY_ETAG_MAX) gets the
+ * version answered when etag is NULL.
+ */
+static int
+data_call(ferry_t *f, const char *base, const char *path, void *buf,
+    size_t len, int64_t off, const char *etag, char *seen, size_t *got)
+{
+	*got = 0;
 	struct dbuf tg;
 	dbuf_init(&tg, TARGET_MAX);
 	int r = add_path_param(&tg, "/v1/data?path=", path);
@@ -768,15 +1050,134 @@ pread_version(ferry_t *f, const char *path, void *buf, size_t len,
 	s.len = len;
 	s.off = off;
 	s.want_etag = etag && *etag ? etag : NULL;
-	r = http_call(f, "GET", tg.p, NULL, range, timeout, &s);
+	r = base ? http_call_at(f, base, "GET", tg.p, NULL, range, timeout, &s) :
+	    http_call(f, "GET", tg.p, NULL, range, timeout, &s);
 	dbuf_free(&tg);
+	if (r == 0 && s.range_start >= 0 && s.range_start != off)
+		r = -EPROTO; /* bytes from somewhere else */
+	if (r == 0) {
+		*got = s.got;
+		if (seen && !s.want_etag)
+			memcpy(seen, s.seen_etag, sizeof(s.seen_etag));
+	}
+	return r;
+}
+
+static int
+lc_replicas(const struct lcluster *l, const char *mount, size_t ml)
+{
+	for (int i = 0; i < l->nrep; i++)
+		if (strlen(l->rep[i].name) == ml && memcmp(l->rep[i].name, mount, ml) == 0)
+			return l->rep[i].replicas;
+	return 1;
+}
+
+/*
+ * A read in a cluster: each block straight from a worker that holds it
+ * (a replica, picked in turn), then, if it does not answer, the next
+ * workers in the block's order.  The first answer pins the version, so
+ * blocks from different workers are of one version.  1 if this path is
+ * not for placement (the caller asks its own worker), else 0 with *out.
+ */
+static int
+pread_cluster(ferry_t *f, struct lcluster *l, const char *path, char *buf,
+    size_t len, int64_t off, const char *etag, ssize_t *out)
+{
+	const char *mount = path + 1;
+	const char *slash = strchr(mount, '/');
+	if (!slash || !slash[1] || (size_t)(slash - mount) >= sizeof(l->rep[0].name))
+		return 1;
+	char mname[64], pinned[FERRY_ETAG_MAX] = "";
+	memcpy(mname, mount, (size_t)(slash - mount));
+	mname[slash - mount] = 0;
+	const char *key = slash + 1;
+	int nrep = lc_replicas(l, mount, (size_t)(slash - mount));
+	if (etag && *etag)
+		snprintf(pinned, sizeof(pinned), "%s", etag);
+	int *order = malloc(sizeof(int) * (size_t)l->v->n);
+	if (!order)
+		return 1;
+	static uint64_t spin_ctr;
+	size_t total = 0;
+	int r = 0, eof = 0;
+	while (total < len && !eof && r == 0) {
+		int64_t pos = off + (int64_t)total;
+		int64_t b = pos / l->block_size;
+		int64_t bend = (b + 1) * l->block_size;
+		size_t want = len - total;
+		if ((uint64_t)want > (uint64_t)(bend - pos))
+			want = (size_t)(bend - pos);
+		int n = placement_order(l->v, placement_key(mname, key, b), order, l->v->n);
+		int R = nrep < n ? nrep : n;
+		uint64_t spin = R > 1 ? __atomic_fetch_add(&spin_ctr, 1, __ATOMIC_RELAXED) : 0;
+		r = -EHOSTUNREACH;
+		int done = 0;
+		for (int pass = 0; pass < 2 && !done; pass++) {
+			for (int k = 0; k < n && !done; k++) {
+				int idx = k < R ? order[(k + spin) % (uint64_t)R] : order[k];
+				const char *base = l->base[idx];
+				int sus = suspect_is(f, base);
+				if (sus != (pass == 1))
+					continue;
+				size_t got = 0;
+				char seen[FERRY_ETAG_MAX] = "";
+				r = data_call(f, base, path, buf + total, want,
+				    off + (int64_t)total, pinned[0] ? pinned : NULL, seen, &got);
+				if (r == 0 && !pinned[0] && seen[0])
+					memcpy(pinned, seen, sizeof(pinned));
+				total += got;
+				if (r == 0) {
+					if (sus)
+						suspect_set(f, base, 0);
+					eof = got < want; /* the object ends here */
+					done = 1;
+				} else if (r == FERRY_ERANGE_416) {
+					r = 0;
+					eof = done = 1;
+				} else if (!is_conn_error(r)) {
+					done = 1; /* a worker's answer: it stands */
+				} else {
+					suspect_set(f, base, 1);
+				}
+			}
+		}
+	}
+	free(order);
+	*out = r ? r : (ssize_t)total;
+	return 0;
+}
+
+static ssize_t
+pread_version(ferry_t *f, const char *path, void *buf, size_t len,
+    int64_t off, const char *etag)
+{
+	if (!f || !path || path[0] != '/' || (!buf && len) || off < 0)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if ((uint64_t)len - 1 > (uint64_t)(INT64_MAX - off))
+		len = (size_t)(INT64_MAX - off) + 1; /* last byte fits int64 */
+	lc_refresh(f, 0);
+	struct lcluster *l = lc_get(f);
+	if (l && l->v->n > 1) {
+		ssize_t out;
+		int rr = pread_cluster(f, l, path, buf, len, off, etag, &out);
+		if (rr == 0 && is_conn_error((int)out))
+			lc_refresh(f, 1); /* the cluster changed under us */
+		lc_release(&l);
+		if (rr == 0)
+			return out;
+	}
+	lc_release(&l);
+	size_t got = 0;
+	int r = data_call(f, NULL, path, buf, len, off, etag, NULL, &got);
 	if (r == FERRY_ERANGE_416)
 		return 0; /* at or past the end */
 	if (r)
 		return r;
-	if (s.range_start >= 0 && s.range_start != off)
-		return -EPROTO; /* bytes from somewhere else */
-	return (ssize_t)s.got;
+	return (ssize_t)got;
 }
 
 ssize_t
@@ -907,6 +1308,12 @@ int
 ferry_mounts_json(ferry_t *f, char **json)
 {
 	return get_json_text(f, "/v1/mounts", json);
+}
+
+int
+ferry_cluster_json(ferry_t *f, char **json)
+{
+	return get_json_text(f, "/v1/cluster", json);
 }
 
 int

@@ -23,6 +23,7 @@
 #include "common/dbuf.h"
 #include "common/json.h"
 #include "ferry.h"
+#include "cluster/placement.h"
 #include "tap.h"
 
 /* ---------------------------------------------------------------- */
@@ -48,6 +49,10 @@ static int srv_accepted;
 static int srv_port;
 static int srv_fd = -1;
 static volatile int srv_stop;
+/* GET /v1/cluster is answered here, not logged: 404 (a worker with no
+ * cluster, as most tests want) unless a test sets the JSON. */
+static char *srv_cluster_json;
+static int srv_ncluster;
 
 static void
 log_reset(handler_fn h)
@@ -172,6 +177,20 @@ conn_main(void *arg)
 		struct dbuf o;
 		dbuf_init(&o, 64u << 20);
 		pthread_mutex_lock(&srv_mu);
+		if (strcmp(rq.target, "/v1/cluster") == 0) {
+			srv_ncluster++;
+			if (srv_cluster_json)
+				respond_json(&o, 200, srv_cluster_json);
+			else
+				respond_json(&o, 404, "{\"error\":\"no\",\"code\":\"NotFound\"}");
+			pthread_mutex_unlock(&srv_mu);
+			free(rq.body);
+			int rc = send_all(fd, o.p, o.len);
+			dbuf_free(&o);
+			if (rc)
+				break;
+			continue;
+		}
 		handler_fn h = srv_handler;
 		if (srv_nlog < MAX_LOG)
 			srv_log[srv_nlog] = rq;
@@ -769,6 +788,78 @@ TEST(shared_by_threads)
 	ferry_close(&f);
 }
 
+/* A cluster of this fake worker and a dead one: every read whose block
+ * placement puts on the dead worker moves on to the live one, with the
+ * right bytes; calls that any worker answers do the same. */
+TEST(cluster_reads_fail_over)
+{
+	for (int i = 0; i < OBJ_SIZE; i++)
+		obj[i] = (char)(i * 5 + 1);
+	int dead = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	bind(dead, (struct sockaddr *)&sa, sizeof(sa));
+	socklen_t sl = sizeof(sa);
+	getsockname(dead, (struct sockaddr *)&sa, &sl);
+	int dead_port = ntohs(sa.sin_port);
+	close(dead); /* nothing listens there now */
+	char js[1024];
+	snprintf(js, sizeof(js),
+	    "{\"cluster\":\"t\",\"block_size\":4096,\"replicas\":{},\"members\":["
+	    "{\"id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"ctl\":\"127.0.0.1:%d\"},"
+	    "{\"id\":\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\",\"ctl\":\"127.0.0.1:%d\"}]}",
+	    srv_port, dead_port);
+	pthread_mutex_lock(&srv_mu);
+	srv_cluster_json = js;
+	srv_ncluster = 0;
+	pthread_mutex_unlock(&srv_mu);
+	log_reset(h_data);
+	ferry_t *f = client(NULL);
+	/* Which paths placement gives to the dead worker. */
+	struct cluster_view *v = calloc(1, sizeof(*v) + 2 * sizeof(struct member));
+	v->n = 2;
+	snprintf(v->m[0].id, sizeof(v->m[0].id), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	snprintf(v->m[1].id, sizeof(v->m[1].id), "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+	int on_dead = 0, ok = 0;
+	for (int i = 0; i < 24; i++) {
+		char path[64], key[32], buf[40];
+		snprintf(key, sizeof(key), "f%d", i);
+		snprintf(path, sizeof(path), "/train/%s", key);
+		on_dead += placement_owner(v, placement_key("train", key, 0)) == 1;
+		memset(buf, 0, sizeof(buf));
+		ok += ferry_pread(f, path, buf, 30, 7) == 30 && memcmp(buf, obj + 7, 30) == 0;
+	}
+	CHECK_EQ_INT(ok, 24);
+	CHECK(on_dead > 0 && on_dead < 24); /* both workers had some */
+	CHECK(srv_ncluster >= 1);
+	CHECK_EQ_INT(nlog(), 24); /* each read answered once, by the live one */
+	free(v);
+	ferry_close(&f);
+	pthread_mutex_lock(&srv_mu);
+	srv_cluster_json = NULL;
+	pthread_mutex_unlock(&srv_mu);
+}
+
+/* The worker we were given never answered, so the client knows no other
+ * member: calls fail cleanly with the connection error (the move-on to
+ * other members is tested against real workers in test_cluster.py). */
+TEST(dead_worker_alone_is_refused)
+{
+	int dead = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	bind(dead, (struct sockaddr *)&sa, sizeof(sa));
+	socklen_t sl = sizeof(sa);
+	getsockname(dead, (struct sockaddr *)&sa, &sl);
+	int dead_port = ntohs(sa.sin_port);
+	close(dead);
+	char w[64];
+	snprintf(w, sizeof(w), "127.0.0.1:%d", dead_port);
+	ferry_t *f = NULL;
+	CHECK_EQ_INT(ferry_connect(w, NULL, &f), 0);
+	struct ferry_stat st;
+	CHECK_EQ_INT(ferry_stat(f, "/train/a", &st), -ECONNREFUSED);
+	ferry_close(&f);
+}
+
 TEST(strerror_messages)
 {
 	int codes[] = {-ENOENT, -EACCES, -EIO, -ECONNREFUSED, -EHOSTUNREACH,
@@ -797,6 +888,8 @@ main(void)
 	RUN(mount_sends_token);
 	RUN(connect_arguments);
 	RUN(shared_by_threads);
+	RUN(cluster_reads_fail_over);
+	RUN(dead_worker_alone_is_refused);
 	RUN(strerror_messages);
 	server_stop();
 	TAP_DONE();
