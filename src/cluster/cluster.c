@@ -50,6 +50,7 @@
 #define WATCH_MIN_LIFE_MS 1000
 #define MOUNT_NAME_MAX 63
 #define MEMBER_JSON_MAX 4096
+#define CLUSTER_CALL_TIMEOUT_MS 1000L
 
 struct mount_seen {
 	char *name;
@@ -82,6 +83,7 @@ struct cluster {
 	int reput;
 	int first_done;
 	int64_t lease; /* the registration's lease, for the revoke at close */
+	int etcd_down; /* the registration's last call got no answer */
 	int need_put;  /* open's put did not happen */
 	pthread_t reg_th, watch_th;
 	int reg_started, watch_started;
@@ -629,6 +631,14 @@ watch_main(void *arg)
 /* ------------------------------------------------------------------ */
 /* Registration thread                                                  */
 
+/* etcd did not take the call (as opposed to answering no). */
+static int
+no_answer(int r)
+{
+	return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ETIMEDOUT ||
+	    r == -EAGAIN;
+}
+
 static int64_t
 keepalive_ms(const struct cluster *c)
 {
@@ -701,6 +711,7 @@ reg_main(void *arg)
 		}
 		pthread_mutex_lock(&c->mu);
 		c->lease = lease;
+		c->etcd_down = no_answer(r);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -714,13 +725,6 @@ cfg_err(char **err, const char *msg)
 {
 	if (err)
 		*err = strdup(msg);
-}
-
-static int
-no_answer(int r)
-{
-	return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ETIMEDOUT ||
-	    r == -EAGAIN;
 }
 
 struct cluster *
@@ -775,6 +779,9 @@ cluster_open(const struct cluster_cfg *cfg, char **err)
 		free(eerr);
 		goto fail;
 	}
+	/* Calls are small (ranges go by pages): a second is plenty, and it
+	 * bounds how long close waits on an etcd that hangs. */
+	etcd_set_timeout(c->etcd, CLUSTER_CALL_TIMEOUT_MS);
 	c->endpoints = strdup(cfg->etcd);
 	snprintf(c->name, sizeof(c->name), "%s", cfg->name);
 	snprintf(c->prefix, sizeof(c->prefix), "/ferry/%s/", cfg->name);
@@ -826,6 +833,7 @@ cluster_open(const struct cluster_cfg *cfg, char **err)
 		else
 			LOG_WARN("cluster %s: etcd %s: %s; will keep trying",
 			    c->name, c->endpoints, strerror(-r));
+		c->etcd_down = no_answer(r);
 	}
 	if (pthread_create(&c->watch_th, NULL, watch_main, c) != 0) {
 		cfg_err(err, "cannot start the cluster watch thread");
@@ -865,9 +873,9 @@ cluster_close(struct cluster **cp)
 	pthread_mutex_unlock(&c->mu);
 	if (c->reg_started)
 		pthread_join(c->reg_th, NULL);
-	if (c->lease && c->etcd) {
-		/* A clean leave: our key goes now, not a TTL from now. */
-		etcd_set_timeout(c->etcd, 1000);
+	/* A clean leave: our key goes now, not a TTL from now.  (Not when
+	 * etcd is not answering: that would only make close wait.) */
+	if (c->lease && c->etcd && !c->etcd_down) {
 		int r = etcd_lease_revoke(c->etcd, c->lease);
 		if (r != 0 && r != -ENOENT)
 			LOG_WARN("cluster %s: revoking the lease: %s", c->name,

@@ -119,8 +119,10 @@ etcd_open(const char *endpoints, char **err)
 		return NULL;
 	}
 	struct etcd *e = calloc(1, sizeof(*e));
-	if (!e)
+	if (!e) {
+		set_err(err, "%.*s", "out of memory", 13);
 		return NULL;
+	}
 	e->timeout_ms = ETCD_DEFAULT_TIMEOUT_MS;
 	pthread_mutex_init(&e->mu, NULL);
 	const char *s = endpoints;
