@@ -42,7 +42,7 @@
 #define FERRY_DATA_TIMEOUT_MS 120000L
 /* A transfer slower than this for that long is dead. */
 #define FERRY_LOW_SPEED_BYTES 1024L
-#define FERRY_LOW_SPEED_SECS 30L
+#define FERRY_LOW_SPEED_SECS 10L
 /* Big reads get extra time on top of FERRY_DATA_TIMEOUT_MS, at a floor of
  * this rate, so a large pread on a slow link is not cut off. */
 #define FERRY_DATA_MIN_RATE (8u << 20)

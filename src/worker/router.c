@@ -39,7 +39,7 @@
 #define ROUTER_CONNECT_TIMEOUT_MS 1000L
 /* A peer that sends nothing for this long is dead (the client's own
  * slowness also stalls us, so this is generous). */
-#define ROUTER_STALL_SECS 30L
+#define ROUTER_STALL_SECS 10L
 #define ROUTER_ORDER_STACK 64
 
 struct suspect {
