@@ -647,11 +647,15 @@ http_call(ferry_t *f, const char *method, const char *target,
 		suspect_set(f, f->base, 1);
 	}
 	struct lcluster *l = lc_get(f);
+	uint64_t tried = 0;
 	for (int pass = 0; l && pass < 2; pass++) {
 		for (int i = 0; i < l->v->n; i++) {
 			const char *b = l->base[i];
-			if (strcmp(b, f->base) == 0 || suspect_is(f, b) != (pass == 1))
+			if ((i < 64 && (tried >> i & 1)) || strcmp(b, f->base) == 0 ||
+			    suspect_is(f, b) != (pass == 1))
 				continue;
+			if (i < 64)
+				tried |= 1ULL << i;
 			r = http_call_at(f, b, method, target, body, range, timeout_ms, s);
 			if (!is_conn_error(r) || s->got || (s->json && s->json->len)) {
 				if (pass == 1)
@@ -1112,13 +1116,18 @@ pread_cluster(ferry_t *f, struct lcluster *l, const char *path, char *buf,
 		uint64_t spin = R > 1 ? __atomic_fetch_add(&spin_ctr, 1, __ATOMIC_RELAXED) : 0;
 		r = -EHOSTUNREACH;
 		int done = 0;
+		uint64_t tried = 0;
 		for (int pass = 0; pass < 2 && !done; pass++) {
 			for (int k = 0; k < n && !done; k++) {
 				int idx = k < R ? order[(k + spin) % (uint64_t)R] : order[k];
 				const char *base = l->base[idx];
+				if (k < 64 && (tried >> k & 1))
+					continue; /* failed already in this read */
 				int sus = suspect_is(f, base);
 				if (sus != (pass == 1))
 					continue;
+				if (k < 64)
+					tried |= 1ULL << k;
 				size_t got = 0;
 				char seen[FERRY_ETAG_MAX] = "";
 				r = data_call(f, base, path, buf + total, want,

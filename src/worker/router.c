@@ -398,6 +398,7 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
 		int upto = self_rank < 0 ? n : self_rank;
 		uint64_t spin = nrep > 1 ? __atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) : 0;
 		int tried = 0, ufs_failed = 0;
+		uint64_t tried_mask[(ROUTER_ORDER_STACK + 63) / 64] = {0};
 		r = -EHOSTUNREACH;
 		for (int pass = 0; pass < 2 && done < len && !ufs_failed; pass++) {
 			/* Pass 0 skips peers that failed lately; pass 1 gives
@@ -405,9 +406,13 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
 			for (int k = 0; k < upto && done < len && !ufs_failed; k++) {
 				int idx = k < nrep ? order[(k + spin) % (uint64_t)nrep] : order[k];
 				const struct member *peer = &v->m[idx];
+				if (k < ROUTER_ORDER_STACK && (tried_mask[k / 64] >> (k % 64) & 1))
+					continue; /* failed already in this read */
 				int sus = is_suspect(rt, peer->id);
 				if (sus != (pass == 1))
 					continue;
+				if (k < ROUTER_ORDER_STACK)
+					tried_mask[k / 64] |= 1ULL << (k % 64);
 				if (tried++)
 					__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
 				__atomic_fetch_add(&rt->st.forwarded, 1, __ATOMIC_RELAXED);
