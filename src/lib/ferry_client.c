@@ -440,6 +440,8 @@ status_errno(long status, const struct dbuf *body)
 				e = -ENOTDIR;
 			else if (!strcmp(code, "IsADirectory"))
 				e = -EISDIR;
+			else if (!strcmp(code, "ClusterUnavailable"))
+				e = -EAGAIN; /* etcd is down: try again later */
 			free(code);
 		}
 		json_free(&d);
@@ -1403,7 +1405,7 @@ ferry_strerror(int err)
 	case -ENOMEM:
 		return "out of memory";
 	case -EAGAIN:
-		return "worker busy, try again";
+		return "worker busy or cluster store (etcd) unreachable, try again";
 	case -E2BIG:
 		return "too large";
 	case -ESTALE:
