@@ -378,7 +378,12 @@ TEST(watch_ends_when_etcd_dies)
 	struct etcd *e = etcd_open(p2.url, NULL);
 	struct etcd *saved = E;
 	E = e;
-	struct wrec w = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = 0,
+	int64_t rev = 0;
+	int calls = 0;
+	CHECK_EQ_INT(etcd_range_prefix(e, "/d/", count_kv, &calls, &rev), 0);
+	/* From rev + 1, not "from now": the put below may come before the
+	 * stream is set up. */
+	struct wrec w = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = rev + 1,
 	    .prefix = "/d/", .r = 99};
 	pthread_t th;
 	pthread_create(&th, NULL, wrec_thread, &w);
