@@ -1,0 +1,547 @@
+"""ferry's cluster mode, end to end: a real etcd and several real workers.
+
+Every test starts its own etcd (free loopback ports, data in tmp_path) and
+its own workers with a small placement block (--block-size 2M over 1 MiB
+pages, so files of a few MiB span several blocks on different workers) and
+a 2 s membership lease (deaths are noticed fast).  Workers that a test
+restarts get explicit free ports so that they come back on the same
+address.  The checks are on bytes (sha256 against the source), on each
+worker's /metrics (UFS reads, forwarded bytes, members) and on what
+`ferry workers` / `ferry mounts` print.
+
+When run as root, the basic read and kill tests also run with every worker
+in its own network namespace with its own 10.77.x.y address (veths into a
+bridge, etcd on the bridge address), so nothing depends on one host.
+
+Teardown stops workers (SIGTERM; a worker that died unasked or did not exit
+0 fails the test), then etcd, then the namespaces; etcd and the workers also
+die with pytest itself (PR_SET_PDEATHSIG).  Every load loop is bounded in
+count and in time.
+"""
+import hashlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore import UNSIGNED
+
+from conftest import FERRY, parse_metrics, rand_bytes, s3_config, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+from cluster_harness import Etcd, NetLab, NsWorker, free_port  # noqa: E402
+
+MiB = 1 << 20
+BLOCK = 2 * MiB
+PAGE = MiB
+TOKEN = "cluster-test-token"
+IS_ROOT = os.geteuid() == 0
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def anon_s3(url, **cfg):
+    """A boto3 client that sends unsigned requests (the gateways run
+    without keys on loopback, with --s3-anonymous in namespaces)."""
+    cfg.setdefault("signature_version", UNSIGNED)
+    return boto3.session.Session(region_name="us-east-1").client(
+        "s3", endpoint_url=url, config=s3_config(**cfg))
+
+
+def pages_of(n):
+    return (n + PAGE - 1) // PAGE
+
+
+# --- the cluster -------------------------------------------------------------
+
+class Cluster:
+    """etcd + workers, on loopback or one namespace per worker."""
+
+    def __init__(self, tmp_path, topo, data_dir):
+        self.tmp = Path(tmp_path)
+        self.topo = topo
+        self.data_dir = Path(data_dir)
+        self.name = "t" + os.urandom(3).hex()
+        self.workers = []
+        self.lab = None
+        self.etcd = None
+
+    def start_etcd(self):
+        host = "127.0.0.1"
+        if self.topo == "netns":
+            self.lab = NetLab().setup(0)
+            host = self.lab.gateway
+        self.etcd = Etcd(self.tmp / "etcd", host).start()
+        return self
+
+    def worker_args(self, host, s3_port=0, ctl_port=0, extra=()):
+        a = ["--cache-size", "256M", "--page-size", "1M", "--block-size", "2M",
+             "--lease-ttl", "2", "--etcd", self.etcd.url, "--cluster", self.name,
+             "--s3-address", f"{host}:{s3_port}", "--control-address", f"{host}:{ctl_port}",
+             "--mount", f"data=file://{self.data_dir.resolve()}"]
+        if self.topo == "netns":
+            a += ["--control-token", TOKEN, "--s3-anonymous"]
+        return a + list(extra)
+
+    def add(self, fixed_ports=False, extra=(), start=True, wait=True):
+        """Starts one more worker; waits until every live worker sees all."""
+        i = len(self.workers)
+        ns = None
+        if self.topo == "netns":
+            ns = self.lab.add_namespace()
+            host = self.lab.addr(i)
+        else:
+            host = "127.0.0.1"
+        ports = (free_port(), free_port()) if fixed_ports else (0, 0)
+        w = NsWorker(self.tmp, self.tmp / f"cache{i}", self.worker_args(host, *ports, extra), netns=ns)
+        self.workers.append(w)
+        if start:
+            w.start()
+            if wait:
+                self.wait_members(self.live())
+        return w
+
+    def live(self):
+        return [w for w in self.workers if w.alive()]
+
+    def members(self, w):
+        r = w.ctl("GET", "/v1/cluster", timeout=5)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_members(self, ws, timeout=20):
+        """Until each worker in ws sees exactly ws as the members."""
+        want = sorted(w.ctl_addr for w in ws)
+
+        def ok():
+            for w in ws:
+                w.assert_alive()
+                got = sorted(m["ctl"] for m in self.members(w)["members"])
+                if got != want:
+                    return False
+            return True
+        wait_for(ok, timeout, interval=0.1, what=f"every worker to see members {want}")
+
+    def kill(self, w):
+        w.expect_death = True
+        w.kill()
+
+    def teardown(self):
+        problems = []
+        for w in self.workers:
+            if w.proc is None:
+                continue
+            if not w.stopped and not w.alive() and not w.expect_death:
+                problems.append(f"worker {w.n} died during the test (rc {w.proc.returncode}); log:\n{w.log_tail()}")
+                w.stopped = True
+                continue
+            try:
+                rc = w.stop()
+            except AssertionError as e:
+                problems.append(str(e))
+                continue
+            if rc != 0 and not w.expect_death:
+                problems.append(f"worker {w.n} exited {rc} on SIGTERM; log:\n{w.log_tail()}")
+        for w in self.workers:
+            log = w.log()
+            if "AddressSanitizer" in log or "runtime error:" in log:
+                problems.append(f"sanitizer report in worker {w.n}:\n{log[-4000:]}")
+        if self.etcd:
+            self.etcd.kill()
+        if self.lab:
+            problems += self.lab.teardown()
+        return problems
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    made = []
+
+    def make(topo="loopback", data_dir=None):
+        if topo == "netns" and not IS_ROOT:
+            pytest.skip("network namespaces need root (ip netns); run the suite as root")
+        d = Path(data_dir) if data_dir else tmp_path / "data"
+        d.mkdir(exist_ok=True)
+        c = Cluster(tmp_path, topo, d)
+        made.append(c)
+        return c.start_etcd()
+
+    yield make
+    problems = []
+    for c in made:
+        problems += c.teardown()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(params=["loopback", "netns"])
+def topo(request):
+    return request.param
+
+
+def put_files(root, files):
+    for rel, data in files.items():
+        p = Path(root) / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+
+
+def metric(w, name, **labels):
+    return w.metrics().get((name, frozenset(labels.items())), 0.0)
+
+
+def msum(ws, name, **labels):
+    return sum(metric(w, name, **labels) for w in ws)
+
+
+def ufs_bytes(w):
+    return metric(w, "ferry_ufs_read_bytes_total")
+
+
+def s3_get(client, key, rng=None):
+    kw = {"Range": f"bytes={rng[0]}-{rng[1]}"} if rng else {}
+    return client.get_object(Bucket="data", Key=key, **kw)["Body"].read()
+
+
+def data_get(w, key, rng=None, timeout=30):
+    h = {"Range": f"bytes={rng[0]}-{rng[1]}"} if rng else {}
+    r = requests.get(w.ctl_url + "/v1/data", params={"path": f"/data/{key}"}, headers=h,
+                     timeout=timeout)
+    assert r.status_code == (206 if rng else 200), f"{w.ctl_url} {key} {rng}: {r.status_code} {r.text[:200]}"
+    return r.content
+
+
+def wait_pages(ws, n, timeout=15):
+    """Pages go to disk after their bytes went out: waits until the
+    workers hold n pages between them."""
+    return wait_for(lambda: sum(w.stats()["pages"] for w in ws) == n, timeout,
+                    interval=0.1, what=f"{n} pages cached across the cluster "
+                    f"(now {[w.stats()['pages'] for w in ws]})")
+
+
+def cli(w, *args, check=True, timeout=30):
+    cmd = [str(FERRY), "--worker", w.ctl_addr]
+    if w.netns is not None:
+        cmd += ["--token", TOKEN]
+    p = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert p.returncode == 0, f"ferry {args}: rc {p.returncode}: {p.stderr}"
+    return p
+
+
+# Files spanning several 2 MiB blocks, with ends off page and block edges.
+MULTI = {
+    "a/five.bin": 5 * MiB + 123,
+    "nine.bin": 9 * MiB,
+    "b/c/two-plus.bin": 2 * MiB + 1,
+    "small.txt": 1000,
+    "seven.bin": 7 * MiB - 7,
+}
+
+
+def multi_files():
+    return {k: rand_bytes(n, 7000 + i) for i, (k, n) in enumerate(sorted(MULTI.items()))}
+
+
+def crossing_ranges(size):
+    """Ranges that cross block (and page) boundaries, within size."""
+    out = []
+    for b in range(BLOCK, size, BLOCK):
+        out.append((b - 5, min(size - 1, b + 5)))
+        out.append((b - PAGE - 3, min(size - 1, b + PAGE + 3)))
+    if size > 2 * BLOCK + 10:
+        out.append((BLOCK - 1, 2 * BLOCK))       # one byte, a block, one byte
+        out.append((17, size - 18))              # almost everything
+    return out
+
+
+# --- 1 and 11: every gateway serves every byte; the UFS is read once -------
+
+def test_reads_through_every_worker(cluster_factory, topo):
+    c = cluster_factory(topo)
+    files = multi_files()
+    put_files(c.data_dir, files)
+    ws = [c.add() for _ in range(3)]
+    total = sum(len(v) for v in files.values())
+    total_pages = sum(pages_of(len(v)) for v in files.values())
+
+    for w in ws:
+        s3 = anon_s3(w.s3_url)
+        for key, data in files.items():
+            assert sha(s3_get(s3, key)) == sha(data), f"{key} through {w.s3_url}"
+            assert sha(data_get(w, key)) == sha(data), f"{key} through {w.ctl_url}/v1/data"
+            for a, b in crossing_ranges(len(data)):
+                assert s3_get(s3, key, (a, b)) == data[a:b + 1], f"{key} [{a},{b}] via S3 of {w.s3_url}"
+                assert data_get(w, key, (a, b)) == data[a:b + 1], f"{key} [{a},{b}] via /v1/data of {w.ctl_url}"
+
+    # Each page was read from the UFS once, by its block's owner, however
+    # many workers served it; and it is cached once.
+    per = [ufs_bytes(w) for w in ws]
+    assert sum(per) == total, f"UFS bytes per worker {per}, data {total}"
+    reqs = [metric(w, "ferry_ufs_requests_total", op="read") for w in ws]
+    assert sum(reqs) == total_pages, f"UFS reads per worker {reqs}, pages {total_pages}"
+    wait_pages(ws, total_pages)
+    # every worker forwarded what it does not hold, and served what it does
+    fwd = [metric(w, "ferry_cluster_forwarded_bytes_total") for w in ws]
+    assert all(f > 0 for f in fwd), f"forwarded bytes per worker {fwd}"
+    assert all(metric(w, "ferry_cluster_members") == 3 for w in ws)
+    assert all(metric(w, "ferry_cluster_etcd_up") == 1 for w in ws)
+
+
+# --- 3 and 11: SIGKILL of a worker under load --------------------------------
+
+class Readers:
+    """n threads reading random files in a loop through the given S3
+    endpoints, checking every byte; bounded by max_each reads per thread
+    and by stop()."""
+
+    def __init__(self, urls, files, n=8, max_each=400, ranged=False):
+        self.files = files
+        self.keys = sorted(files)
+        self.digests = {k: sha(v) for k, v in files.items()}
+        self.urls = urls
+        self.n = n
+        self.max_each = max_each
+        self.ranged = ranged
+        self.halt = threading.Event()
+        self.lock = threading.Lock()
+        self.done = []      # (start time, end time)
+        self.failures = []  # (start time, url, key, what)
+        self.threads = []
+
+    def _run(self, t):
+        rnd = random.Random(t)
+        url = self.urls[t % len(self.urls)]
+        client = anon_s3(url, read_timeout=30)
+        for _ in range(self.max_each):
+            if self.halt.is_set():
+                return
+            key = rnd.choice(self.keys)
+            t0 = time.monotonic()
+            try:
+                if self.ranged and rnd.random() < 0.5:
+                    n = len(self.files[key])
+                    a = rnd.randrange(n)
+                    b = rnd.randrange(a, n)
+                    ok = s3_get(client, key, (a, b)) == self.files[key][a:b + 1]
+                else:
+                    ok = sha(s3_get(client, key)) == self.digests[key]
+                what = None if ok else "wrong bytes"
+            except Exception as e:  # noqa: BLE001 -- every failure counts
+                what = f"{type(e).__name__}: {e}"
+            with self.lock:
+                if what:
+                    self.failures.append((t0, url, key, what))
+                else:
+                    self.done.append((t0, time.monotonic()))
+
+    def start(self):
+        for t in range(self.n):
+            th = threading.Thread(target=self._run, args=(t,), daemon=True)
+            th.start()
+            self.threads.append(th)
+        return self
+
+    def count(self, since=None):
+        with self.lock:
+            return len([d for d in self.done if since is None or d[0] >= since])
+
+    def wait_count(self, n, since=None, timeout=30):
+        def enough():
+            if not any(th.is_alive() for th in self.threads):
+                raise AssertionError(f"readers finished early: {self.count(since)} reads, "
+                                     f"failures {self.failures[:5]}")
+            return self.count(since) >= n
+        wait_for(enough, timeout, interval=0.05, what=f"{n} reads")
+
+    def stop(self):
+        self.halt.set()
+        for th in self.threads:
+            th.join(60)
+        assert not any(th.is_alive() for th in self.threads), "a reader thread hung"
+
+
+def kill_files(n=16):
+    # about two blocks each, ends off block edges
+    return {f"k/{i:02d}.bin": rand_bytes(BLOCK + MiB + 4099 * i, 9000 + i) for i in range(n)}
+
+
+def test_sigkill_during_reads(cluster_factory, topo):
+    c = cluster_factory(topo)
+    files = kill_files()
+    put_files(c.data_dir, files)
+    a, b, victim = [c.add() for _ in range(3)]
+    total_pages = sum(pages_of(len(v)) for v in files.values())
+    s3a = anon_s3(a.s3_url)
+    for k, v in files.items():  # warm: every block cached on its owner
+        assert s3_get(s3a, k) == v
+    wait_pages([a, b, victim], total_pages)
+    assert victim.stats()["pages"] > 0, "the victim owns no block: nothing to test"
+
+    rd = Readers([a.s3_url, b.s3_url], files, n=8, max_each=400, ranged=True).start()
+    try:
+        rd.wait_count(24)
+        t_kill = time.monotonic()
+        c.kill(victim)
+        c.wait_members([a, b], timeout=15)  # lease 2 s
+        t_gone = time.monotonic()
+        # reads go on after the death is noticed, and past the 3 s a failed
+        # peer is skipped for
+        rd.wait_count(40, since=t_kill)
+        rd.wait_count(24, since=t_gone + 3.5, timeout=30)
+    finally:
+        rd.stop()
+    assert rd.failures == [], f"{len(rd.failures)} failed reads, first: {rd.failures[:5]}"
+    # The kill was felt: survivors asked the dead worker and moved on.
+    errs = msum([a, b], "ferry_cluster_peer_errors_total")
+    fails = msum([a, b], "ferry_cluster_failovers_total")
+    assert errs >= 1 and fails >= 1, f"peer errors {errs}, failovers {fails}: the dead worker was never asked"
+    print(f"reads: {rd.count()} ({rd.count(t_kill)} after the kill), noticed in "
+          f"{t_gone - t_kill:.1f}s, peer errors {errs}, failovers {fails}")
+
+
+# --- 4: the killed worker comes back with its cache ---------------------------
+
+def test_killed_worker_restarts_with_its_pages(cluster_factory):
+    c = cluster_factory()
+    files = kill_files(12)
+    put_files(c.data_dir, files)
+    a, b = c.add(), c.add()
+    v = c.add(fixed_ports=True)
+    vid = c.members(v)["self"]
+    total_pages = sum(pages_of(len(x)) for x in files.values())
+    for w in (a, b, v):
+        s3 = anon_s3(w.s3_url)
+        for k, x in files.items():
+            assert s3_get(s3, k) == x
+    wait_pages([a, b, v], total_pages)
+    v_pages = v.stats()["pages"]
+    assert v_pages > 0, "the victim owns no block: nothing to test"
+    old_addr = (v.ctl_addr, v.s3_url)
+
+    c.kill(v)
+    c.wait_members([a, b], timeout=15)
+    v.expect_death = False
+    v.start()
+    assert (v.ctl_addr, v.s3_url) == old_addr
+    assert c.members(v)["self"] == vid, "the restarted worker has a new id"
+    c.wait_members([a, b, v])
+    assert v.stats()["pages"] == v_pages, "pages lost over the restart"
+
+    for w in (v, a):  # its own gateway, and a peer forwarding to it
+        s3 = anon_s3(w.s3_url)
+        for k, x in files.items():
+            assert sha(s3_get(s3, k)) == sha(x), f"{k} through {w.s3_url} after the restart"
+    for k, x in files.items():
+        assert sha(data_get(v, k)) == sha(x)
+    assert ufs_bytes(v) == 0, "the restarted worker read the UFS for pages it had cached"
+    hit = metric(v, "ferry_cache_hit_bytes_total")
+    assert hit >= v_pages * PAGE * 0.5, f"hit bytes {hit} for {v_pages} cached pages"
+
+
+# --- 7: the mount table is the cluster's -------------------------------------
+
+def mount_names(w):
+    r = w.ctl("GET", "/v1/mounts", timeout=5)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    ms = j["mounts"] if isinstance(j, dict) else j
+    return {m["name"].lstrip("/"): m for m in ms}
+
+
+def test_cluster_wide_mounts(cluster_factory, tmp_path, s3rver):
+    c = cluster_factory()
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    blob = rand_bytes(5 * MiB + 3, 77)
+    (extra / "x.bin").write_bytes(blob)
+    a, b, cc = c.add(), c.add(fixed_ports=True), c.add()
+
+    r = a.ctl("POST", "/v1/mounts", json={"name": "extra", "uri": f"file://{extra}", "options": {}})
+    assert r.status_code == 200, r.text
+    for w in (b, cc):
+        wait_for(lambda: "extra" in mount_names(w), 5, interval=0.1,
+                 what=f"mount /extra on {w.ctl_addr}")
+        assert anon_s3(w.s3_url).get_object(Bucket="extra", Key="x.bin")["Body"].read() == blob
+    # a second mount of the same name through another worker is refused
+    r = cc.ctl("POST", "/v1/mounts", json={"name": "extra", "uri": f"file://{tmp_path}", "options": {}})
+    assert r.status_code >= 400, r.text
+    assert mount_names(a)["extra"]["uri"] == f"file://{extra}"
+
+    # it survives a restart of b (same ports)
+    assert b.restart() is b
+    c.wait_members([a, b, cc])
+    assert "extra" in mount_names(b)
+    r = b.ctl("GET", "/v1/data", params={"path": "/extra/x.bin"})
+    assert r.status_code == 200 and sha(r.content) == sha(blob)
+
+    # unmount through cc: gone everywhere
+    r = cc.ctl("DELETE", "/v1/mounts/extra")
+    assert r.status_code in (200, 204), r.text
+    for w in (a, b, cc):
+        wait_for(lambda: "extra" not in mount_names(w), 5, interval=0.1,
+                 what=f"/extra gone from {w.ctl_addr}")
+    assert "data" in mount_names(b)
+
+    # a secret given to one worker is never shown by any
+    secret = "Sekr1t-" + os.urandom(6).hex()
+    bucket = s3rver.new_bucket()
+    opts = s3rver.mount_options()
+    opts["s3.secret_key"] = secret
+    r = a.ctl("POST", "/v1/mounts", json={"name": "sec", "uri": f"s3://{bucket}/p", "options": opts})
+    assert r.status_code == 200, r.text
+    assert secret not in r.text
+    for w in (a, b, cc):
+        wait_for(lambda: "sec" in mount_names(w), 5, interval=0.1, what=f"/sec on {w.ctl_addr}")
+        got = w.ctl("GET", "/v1/mounts").text
+        assert secret not in got and "s3.secret_key" in got, got
+        out = cli(w, "mounts")
+        assert "sec" in out.stdout and secret not in out.stdout + out.stderr, out.stdout
+        for path in ("/v1/cluster", "/v1/stats", "/metrics"):
+            assert secret not in w.ctl("GET", path).text, path
+        assert secret not in w.log(), f"worker {w.n} logged the secret"
+
+
+# --- 9: ferry workers ----------------------------------------------------------
+
+def workers_rows(w):
+    p = cli(w, "workers")
+    rows = {}
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 4 and re.match(r"^[0-9a-f]{8}\*?$", f[0]):
+            rows[f[1]] = f[3]
+    return p.stdout, rows
+
+
+def test_ferry_workers(cluster_factory):
+    c = cluster_factory()
+    ws = [c.add() for _ in range(3)]
+    out, rows = workers_rows(ws[0])
+    assert rows == {w.ctl_addr: "up" for w in ws}, out
+    assert re.search(r"cluster \S+: 3 worker\(s\), block size 2 MiB, etcd up", out), out
+    assert out.count("*") == 1, out  # self is marked once
+
+    c.kill(ws[2])
+    dead = ws[2].ctl_addr
+    states = []
+
+    def gone():
+        o, r = workers_rows(ws[0])
+        states.append(r.get(dead))
+        return r.get(dead) is None and o
+    out = wait_for(gone, 15, interval=0.2, what="the dead worker to leave `ferry workers`")
+    assert set(workers_rows(ws[1])[1]) == {ws[0].ctl_addr, ws[1].ctl_addr}
+    # before it was gone, it was only ever shown unreachable
+    assert set(s for s in states if s) <= {"unreachable"}, states
+    assert "2 worker(s)" in out
