@@ -308,8 +308,9 @@ members_upsert(struct member **arr, int *n, int *cap, const struct member *m)
 		else
 			hi = mid;
 	}
+	/* memcpy, not assignment: padding bytes too, for publish's memcmp. */
 	if (lo < *n && strcmp((*arr)[lo].id, m->id) == 0) {
-		(*arr)[lo] = *m;
+		memcpy(&(*arr)[lo], m, sizeof(*m));
 		return 0;
 	}
 	if (*n == *cap) {
@@ -321,7 +322,7 @@ members_upsert(struct member **arr, int *n, int *cap, const struct member *m)
 		*cap = nc;
 	}
 	memmove(*arr + lo + 1, *arr + lo, (size_t)(*n - lo) * sizeof(**arr));
-	(*arr)[lo] = *m;
+	memcpy(&(*arr)[lo], m, sizeof(*m));
 	(*n)++;
 	return 0;
 }

@@ -48,7 +48,8 @@ int etcd_create(struct etcd *e, const char *key, const void *val, size_t n,
 /* 0 if deleted, -ENOENT if there was no such key. */
 int etcd_delete(struct etcd *e, const char *key);
 
-/* Called per key; key/val are not NUL-terminated.  Non-zero stops. */
+/* Called per key; key/val are not NUL-terminated.  Non-zero stops the
+ * listing, and etcd_range_prefix returns it. */
 typedef int (*etcd_kv_fn)(void *arg, const char *key, size_t klen,
     const char *val, size_t vlen);
 /* All keys under prefix, in key order; *revision gets the store revision
