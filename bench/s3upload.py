@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Uploads benchmark objects to an S3 endpoint (s3rver in bench/run.sh).
+"""Uploads benchmark objects to an S3 endpoint (s3rver in bench/worker.sh, bench/fuse.sh, bench/xregion.sh).
 
 usage: s3upload.py ENDPOINT BUCKET DATADIR KEY...
 

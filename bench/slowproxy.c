@@ -1,6 +1,6 @@
 /*
  * slowproxy.c: a TCP relay that models a long-haul link for the cold-read
- * benchmark (bench/run.sh): one TCP stream over it is slower than many.
+ * benchmark (bench/worker.sh): one TCP stream over it is slower than many.
  * Each accepted client connection is relayed to one upstream connection with
  *   - a per-connection rate cap in each direction (default 20 MB/s),
  *   - an added one-way latency in each direction (default 20 ms): every chunk

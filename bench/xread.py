@@ -9,7 +9,9 @@ THREADS readers take the keys in order, each reading one object or file
 whole at a time (1 MiB reads), discarding the bytes.  s3: boto3 get_object
 (signed with s3rver's S3RVER/S3RVER; path-style addressing, one connection
 per thread), the same client for the remote s3rver, ferry's gateway, nginx.
-fs: open/read/close through whatever file system DIR is on.
+fs: first lists each directory the keys are in (os.listdir, as a data loader
+enumerates its dataset; timed), then open/read/close through whatever file
+system DIR is on.
 Prints one line: files bytes seconds.  Exits 1 on any error (a short read
 or a failed request is an error, not a slower result).
 """
@@ -75,6 +77,9 @@ def main():
 
     keys = [k.strip() for k in open(keyfile) if k.strip()]
     t0 = time.monotonic()
+    if mode == "fs":
+        for d in sorted({os.path.dirname(k) for k in keys}):
+            os.listdir(os.path.join(root, d))
     with ThreadPoolExecutor(max(threads, 1)) as ex:
         total = sum(ex.map(read, keys))
     t1 = time.monotonic()

@@ -37,15 +37,24 @@ REMOTE_URL=http://$REMOTE_IP:$S3PORT
 BUCKET=xr
 
 case $MODE in
-full)  DATA_MIB=${XR_DATA_MIB:-1024}; N_SMALL=${XR_SMALL:-10000}; PASSES=3; PEERS=(s3fs-cache rclone) ;;
-quick) DATA_MIB=${XR_DATA_MIB:-128};  N_SMALL=${XR_SMALL:-500};   PASSES=2; PEERS=(s3fs-cache rclone) ;;
+full)  DATA_MIB=${XR_DATA_MIB:-1024}; N_SMALL=${XR_SMALL:-10000}; N_SMALL_FUSE=${XR_SMALL_FUSE:-1000}; PASSES=3; PASSES2=2 ;;
+quick) DATA_MIB=${XR_DATA_MIB:-128};  N_SMALL=${XR_SMALL:-500};   N_SMALL_FUSE=${XR_SMALL_FUSE:-200};  PASSES=2; PASSES2=2 ;;
 report) ;;
 *) echo "usage: $0 quick|full (or: $0 report RUNDIR)" >&2; exit 2 ;;
 esac
 if [ "$MODE" = report ]; then
 	exec $PY "$ROOT/bench/xreport.py" "${2:?usage: $0 report RUNDIR}" "${3:-}"
 fi
+# PASSES for the headline tables (DuckDB over FUSE, boto3 over S3) and the
+# peers; PASSES2 for the others (full reads over FUSE, 2-column scans, small
+# files), to keep a full run near half an hour.  Small files over FUSE: the
+# first N_SMALL_FUSE of them (s3fs without cache takes ~75 ms a file).
 SMALL_SIZE=16384
+N_SMALL_FUSE=$((N_SMALL_FUSE < N_SMALL ? N_SMALL_FUSE : N_SMALL))
+PEERS=(s3fs-cache rclone)
+# XR_PARTS picks parts (developers): local s3 fuse peers (default: all).
+PARTS=" ${XR_PARTS:-local s3 fuse peers} "
+has() { [[ $PARTS == *" $1 "* ]]; }
 SMALL_THREADS=32   # small files: many requests in flight, as a loader does
 LARGE_THREADS=1    # large files: one reader, one file at a time, one stream
 
@@ -167,6 +176,7 @@ for i in range(n):
 EOF
 (cd "$XD" && ls "$PQ"/*.parquet) > "$RUN/keys-large.txt"
 for i in $(seq 0 $((N_SMALL - 1))); do printf 'small/f-%05d.bin\n' "$i"; done > "$RUN/keys-small.txt"
+head -n "$N_SMALL_FUSE" "$RUN/keys-small.txt" > "$RUN/keys-smallfuse.txt"
 LARGE_BYTES=$(cd "$XD" && cat "$RUN/keys-large.txt" | xargs stat -c %s | awk '{s += $1} END {print s}')
 N_LARGE=$(wc -l < "$RUN/keys-large.txt")
 SMALL_BYTES=$((N_SMALL * SMALL_SIZE))
@@ -224,7 +234,7 @@ upload small "$RUN/keys-small.txt"
 	echo "link=$(sed -n 's/^wanlink.sh: //p' "$RUN/link.txt")"
 	echo "wan_delay_ms=${WAN_DELAY_MS:-40}"; echo "wan_rate=${WAN_RATE:-200M}"; echo "wan_rmem=${WAN_RMEM:-2097152}"
 	echo "n_large=$N_LARGE"; echo "large_bytes=$LARGE_BYTES"; echo "n_small=$N_SMALL"; echo "small_bytes=$SMALL_BYTES"
-	echo "passes=$PASSES"; echo "small_threads=$SMALL_THREADS"; echo "large_threads=$LARGE_THREADS"
+	echo "passes=$PASSES"; echo "passes2=$PASSES2"; echo "n_small_fuse=$N_SMALL_FUSE"; echo "small_threads=$SMALL_THREADS"; echo "large_threads=$LARGE_THREADS"
 } > "$RUN/meta.env"
 measure_link() { # label
 	say "link before $1: RTT and throughput"
@@ -375,7 +385,7 @@ declare -A READER_NOTED=()
 # pass PART SYSTEM READER N: drop caches, run the reader for SYSTEM, record.
 pass() {
 	local part=$1 sys=$2 rd=$3 n=$4 keys out ufs0=0 ufs1=0 cmd=() base files bytes secs
-	case $part in small*) keys=$RUN/keys-small.txt ;; *) keys=$RUN/keys-large.txt ;; esac
+	case $part in small) keys=$RUN/keys-small.txt ;; smallfuse) keys=$RUN/keys-smallfuse.txt ;; *) keys=$RUN/keys-large.txt ;; esac
 	local threads=$LARGE_THREADS; [[ $part == small* ]] && threads=$SMALL_THREADS
 	case $sys in
 	direct-s3) base=$REMOTE_URL ;;
@@ -403,7 +413,9 @@ pass() {
 	[[ $sys == ferry-* ]] && ufs1=$(ferry_metric ferry_ufs_read_bytes_total)
 	case $rd in
 	s3|fs) read -r files bytes secs <<< "$out"
-		local want=$LARGE_BYTES; [[ $part == small* ]] && want=$SMALL_BYTES
+		local want=$LARGE_BYTES
+		[ "$part" = small ] && want=$SMALL_BYTES
+		[ "$part" = smallfuse ] && want=$((N_SMALL_FUSE * SMALL_SIZE))
 		[ "$bytes" = "$want" ] || { echo "bench-xregion: $sys read $bytes bytes, not $want" >&2; exit 1; } ;;
 	*) read -r rows secs <<< "$out"; files=$N_LARGE; bytes=$LARGE_BYTES
 		[ -z "${ROWS:-}" ] && ROWS=$rows
@@ -413,6 +425,7 @@ pass() {
 	say "$part $sys $rd pass $n: $secs s, $(calc "$bytes / $secs / 1e6") MB/s$([[ $sys == ferry-* ]] && echo ", from the remote $(calc "($ufs1 - $ufs0) / 1e6") MB")"
 }
 passes() { local i; for i in $(seq "$PASSES"); do pass "$@" "$i"; done; }
+passes2() { local i; for i in $(seq "$PASSES2"); do pass "$@" "$i"; done; }
 
 note "sync; echo 3 > /proc/sys/vm/drop_caches   # before every pass"
 # ======================================================================================
@@ -420,55 +433,65 @@ note "sync; echo 3 > /proc/sys/vm/drop_caches   # before every pass"
 section "local limits: the files on the local disk, and nginx serving them on loopback"
 start_nginx
 note "nsenter --net=/run/netns/$WAN_COMPUTE nginx -p bench/work/xr-nginx -c bench/work/xr-nginx/nginx.conf   # config in the report"
+if has local; then
 pass large local fs 1
 pass large local duck-all 1
 pass large local duck-two 1
 pass large nginx-local s3 1
 pass small local fs 1
+pass smallfuse local fs 1
 pass small nginx-local s3 1
+fi
 
 # ======================================================================================
 section "S3 API, large files: direct (boto3 -> remote s3rver), ferry's gateway, nginx proxy_cache"
+if has s3; then
 measure_link s3
 start_ferry
 passes large direct-s3 s3
 passes large ferry-s3 s3
 passes large nginx-cache s3
 section "S3 API, small files"
-passes small direct-s3 s3
-passes small ferry-s3 s3
-passes small nginx-cache s3
+passes2 small direct-s3 s3
+passes2 small ferry-s3 s3
+passes2 small nginx-cache s3
 stop_ferry
+fi
 stop_pid "$NG_PID"
 
 # ======================================================================================
 section "FUSE, large files: direct (s3fs, no cache) and ferry fuse; DuckDB scans and full reads"
+if has fuse; then
 measure_link fuse
 start_fuse s3fs
 for rd in duck-all fs duck-two; do
-	passes large direct-s3fs "$rd"
+	p=passes2; [ $rd = duck-all ] && p=passes
+	$p large direct-s3fs "$rd"
 	start_ferry
-	passes large ferry-fuse "$rd"
+	$p large ferry-fuse "$rd"
 	stop_ferry
 done
-section "FUSE, small files"
-passes small direct-s3fs fs
+section "FUSE, small files: the first $N_SMALL_FUSE"
+passes2 smallfuse direct-s3fs fs
 start_ferry
-passes small ferry-fuse fs
+passes2 smallfuse ferry-fuse fs
 stop_ferry
 stop_fuse s3fs
+fi
 
 # ======================================================================================
 section "peers on the same link: ${PEERS[*]} (full reads)"
+if has peers; then
 measure_link peers
 for s in "${PEERS[@]}"; do
 	start_fuse "$s"
 	passes large "$s" fs
 	stop_fuse "$s"
 done
+fi
 
 # ======================================================================================
-if [ "$MODE" = full ] && command -v perf >/dev/null 2>&1; then
+if [ "$MODE" = full ] && has fuse && command -v perf >/dev/null 2>&1; then
 	section "profile: perf record of ferry's worker and ferry fuse during a warm full read"
 	start_ferry
 	"${C[@]}" $PY "$ROOT/bench/xread.py" fs "$MNT/ferry/$BUCKET" "$RUN/keys-large.txt" 1 > /dev/null  # cold, fills the cache
@@ -487,6 +510,9 @@ if [ "$MODE" = full ] && command -v perf >/dev/null 2>&1; then
 fi
 
 kill -USR1 "$WL_PID" 2>/dev/null; sleep 0.2
+TICK=$(getconf CLK_TCK)
+read -r wl_u wl_s <<< "$(sed 's/^.*) //' "/proc/$WL_PID/stat" | awk '{print $12, $13}')"
+echo "wanlink_cpu=user $(calc "$wl_u / $TICK") s, system $(calc "$wl_s / $TICK") s" >> "$RUN/meta.env"
 grep '^wanlink stats' "$W/logs/wanlink.log" | tail -2 > "$RUN/wanlink-stats.txt" || true
 echo "total_seconds=$(( $(date +%s) - T_START ))" >> "$RUN/meta.env"
 cp "$NGX/nginx.conf" "$RUN/nginx.conf"

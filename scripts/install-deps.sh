@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(gcc make pkg-config clang libclang-rt-14-dev libcurl4-openssl-dev libssl-dev
 	libfuse3-dev fuse3 python3 python3-pytest python3-boto3 python3-requests
 	awscli curl nginx-light procps psmisc iproute2
-	fio python3-torch etcd-server)
+	fio python3-torch etcd-server s3fs rclone wrk hyperfine gnuplot-nox iperf3 iputils-ping linux-perf)
 # Node.js may come from elsewhere than Debian; only install it if absent.
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
 
