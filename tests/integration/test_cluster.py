@@ -545,3 +545,172 @@ def test_ferry_workers(cluster_factory):
     # before it was gone, it was only ever shown unreachable
     assert set(s for s in states if s) <= {"unreachable"}, states
     assert "2 worker(s)" in out
+
+
+# --- 2 and 5: placement spreads blocks over the members ------------------------
+
+def small_files(prefix, n, seed):
+    # one block each (far smaller than a block)
+    return {f"{prefix}/{i:04d}.txt": rand_bytes(3000 + i % 97, seed + i) for i in range(n)}
+
+
+def ufs_shares(ws, before, n):
+    reqs = [metric(w, "ferry_ufs_requests_total", op="read") - before.get(w.n, 0) for w in ws]
+    assert sum(reqs) == n, f"UFS reads {reqs} for {n} one-page files"
+    return [r / n for r in reqs]
+
+
+def read_all(client, files):
+    for k, v in files.items():
+        assert s3_get(client, k) == v, k
+
+
+def test_placement_spreads_files(cluster_factory):
+    c = cluster_factory()
+    files = small_files("p", 300, 100)
+    put_files(c.data_dir, files)
+    ws = [c.add() for _ in range(3)]
+    read_all(anon_s3(ws[0].s3_url), files)
+    shares = ufs_shares(ws, {}, len(files))
+    print(f"UFS-read shares of 300 one-block files over 3 workers: {[round(s, 3) for s in shares]}")
+    assert all(0.2 <= s <= 0.47 for s in shares), shares
+    # read again through another gateway: placement is the same everywhere
+    read_all(anon_s3(ws[1].s3_url), files)
+    assert sum(ufs_bytes(w) for w in ws) == sum(len(v) for v in files.values())
+
+
+def test_fourth_worker_takes_a_quarter(cluster_factory):
+    c = cluster_factory()
+    old = small_files("old", 60, 300)
+    new = small_files("new", 300, 500)
+    put_files(c.data_dir, {**old, **new})
+    ws = [c.add() for _ in range(3)]
+    read_all(anon_s3(ws[0].s3_url), old)
+    d = c.add()  # waits until all four see four members
+    ws.append(d)
+    before = {w.n: metric(w, "ferry_ufs_requests_total", op="read") for w in ws}
+    read_all(anon_s3(ws[1].s3_url), new)
+    shares = ufs_shares(ws, before, len(new))
+    print(f"UFS-read shares of 300 new files over 4 workers: {[round(s, 3) for s in shares]}")
+    assert 0.12 <= shares[3] <= 0.38, shares
+    assert all(0.12 <= s <= 0.38 for s in shares), shares
+    # the old files: only those the newcomer now owns are read again (by it)
+    before = {w.n: metric(w, "ferry_ufs_requests_total", op="read") for w in ws}
+    read_all(anon_s3(ws[2].s3_url), old)
+    moved = [metric(w, "ferry_ufs_requests_total", op="read") - before[w.n] for w in ws]
+    assert moved[:3] == [0, 0, 0], f"old files re-read by old workers: {moved}"
+    assert moved[3] < 0.4 * len(old), f"the newcomer took {moved[3]} of {len(old)} old files"
+
+
+# --- 6: etcd stopped and killed while reads go on -----------------------------
+
+def test_etcd_outage_under_reads(cluster_factory, tmp_path):
+    c = cluster_factory()
+    files = kill_files(8)
+    put_files(c.data_dir, files)
+    ws = [c.add() for _ in range(3)]
+    read_all(anon_s3(ws[0].s3_url), files)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.txt").write_bytes(b"after the outage\n")
+
+    rd = Readers([w.s3_url for w in ws], files, n=6, max_each=3000, ranged=True).start()
+    try:
+        rd.wait_count(12)
+        # frozen longer than the lease
+        t0 = time.monotonic()
+        c.etcd.signal(signal.SIGSTOP)
+        wait_for(lambda: time.monotonic() - t0 > 3 and rd.count(t0) >= 20, 30,
+                 what="reads while etcd is stopped")
+        c.etcd.signal(signal.SIGCONT)
+        c.wait_members(ws, timeout=20)
+        # killed, then restarted on the same ports and data dir
+        t1 = time.monotonic()
+        c.etcd.kill()
+        wait_for(lambda: all(metric(w, "ferry_cluster_etcd_up") == 0 for w in ws), 20,
+                 interval=0.1, what="workers to notice etcd is gone")
+        wait_for(lambda: time.monotonic() - t1 > 3 and rd.count(t1) >= 20, 30,
+                 what="reads while etcd is dead")
+        assert all(metric(w, "ferry_cluster_members") == 3 for w in ws), \
+            "a worker dropped members while etcd was down"
+        t2 = time.monotonic()
+        c.etcd.start()
+        wait_for(lambda: all(metric(w, "ferry_cluster_etcd_up") == 1 for w in ws), 20,
+                 interval=0.1, what="workers to see etcd again")
+        c.wait_members(ws, timeout=20)
+        rd.wait_count(20, since=t2)
+    finally:
+        rd.stop()
+    assert rd.failures == [], f"{len(rd.failures)} failed reads, first: {rd.failures[:5]}"
+    regs = c.etcd.range_prefix(f"/ferry/{c.name}/workers/")
+    assert len(regs) == 3, f"etcd holds {len(regs)} registrations: {list(regs)}"
+    out, rows = workers_rows(ws[1])
+    assert rows == {w.ctl_addr: "up" for w in ws}, out
+    assert "etcd up" in out, out
+    r = ws[2].ctl("POST", "/v1/mounts", json={"name": "other", "uri": f"file://{other}", "options": {}})
+    assert r.status_code == 200, r.text
+    for w in ws:
+        wait_for(lambda: "other" in mount_names(w), 5, interval=0.1, what=f"/other on {w.ctl_addr}")
+        got = anon_s3(w.s3_url).get_object(Bucket="other", Key="o.txt")["Body"].read()
+        assert got == b"after the outage\n"
+    print(f"reads: {rd.count()} in all, {rd.count(t0) - rd.count(t1)} with etcd stopped, "
+          f"{rd.count(t1) - rd.count(t2)} with etcd dead")
+
+
+# --- 8: replicas -----------------------------------------------------------------
+
+def test_replicas_spread_a_hot_file(cluster_factory, tmp_path):
+    c = cluster_factory()
+    hot_dir = tmp_path / "hot"
+    hot_dir.mkdir()
+    hot = rand_bytes(BLOCK - 12345, 4242)  # one block
+    (hot_dir / "hot.bin").write_bytes(hot)
+    # a longer lease: the failover below happens before the view changes
+    ws = [c.add(extra=["--lease-ttl", "6"]) for _ in range(3)]
+    cli(ws[0], "mount", "/rep", f"file://{hot_dir}", "--option", "replicas=2")
+    for w in ws:
+        wait_for(lambda: "rep" in mount_names(w), 5, interval=0.1, what=f"/rep on {w.ctl_addr}")
+    assert c.members(ws[1])["replicas"].get("rep") == 2, c.members(ws[1])
+
+    def fwd(w):
+        return metric(w, "ferry_cluster_forwarded_bytes_total")
+
+    # Which worker is not a replica: the one that forwards.
+    for w in ws:
+        before = fwd(w)
+        r = w.ctl("GET", "/v1/data", params={"path": "/rep/hot.bin"})
+        assert r.status_code == 200 and r.content == hot
+        w.forwarded_hot = fwd(w) - before
+    non = [w for w in ws if w.forwarded_hot > 0]
+    assert len(non) == 1, f"forwarded bytes {[w.forwarded_hot for w in ws]}: want exactly one non-replica"
+    n = non[0]
+    reps = [w for w in ws if w is not n]
+    # both replicas read the UFS once each (they cache it independently)
+    assert [ufs_bytes(w) for w in reps] == [len(hot)] * 2, [ufs_bytes(w) for w in ws]
+    assert ufs_bytes(n) == 0
+
+    hit0 = {w.n: metric(w, "ferry_cache_hit_bytes_total") for w in reps}
+    s3 = anon_s3(n.s3_url)
+    for _ in range(20):
+        assert s3.get_object(Bucket="rep", Key="hot.bin")["Body"].read() == hot
+    served = [metric(w, "ferry_cache_hit_bytes_total") - hit0[w.n] for w in reps]
+    print(f"hot file: 20 reads through the non-replica, served by the replicas: {served}")
+    assert all(s >= 3 * len(hot) for s in served), f"hit bytes per replica {served}"
+    assert sum(ufs_bytes(w) for w in ws) == 2 * len(hot), "the hot file was read from the UFS again"
+
+    # One replica dies: the other serves, nobody reads the UFS, as long as
+    # the view still holds the dead one (views only lose it from then on,
+    # so each read checked after it completed used such a view).
+    dead, alive = reps
+    c.kill(dead)
+    ufs0 = ufs_bytes(n) + ufs_bytes(alive)
+    checked = 0
+    for _ in range(12):
+        got = s3.get_object(Bucket="rep", Key="hot.bin")["Body"].read()
+        assert got == hot
+        if dead.ctl_addr not in [m["ctl"] for m in c.members(n)["members"]]:
+            break
+        checked += 1
+        assert ufs_bytes(n) + ufs_bytes(alive) == ufs0, "a read went to the UFS though a replica had the data"
+    assert checked >= 4, f"only {checked} reads before the view dropped the dead replica"
+    assert metric(n, "ferry_cluster_peer_errors_total") >= 1, "the dead replica was never asked"
