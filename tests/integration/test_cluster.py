@@ -714,3 +714,64 @@ def test_replicas_spread_a_hot_file(cluster_factory, tmp_path):
         assert ufs_bytes(n) + ufs_bytes(alive) == ufs0, "a read went to the UFS though a replica had the data"
     assert checked >= 4, f"only {checked} reads before the view dropped the dead replica"
     assert metric(n, "ferry_cluster_peer_errors_total") >= 1, "the dead replica was never asked"
+
+
+# --- 10: FUSE over libferry reads straight from the owners ----------------------
+
+def fuse_unavailable():
+    if not IS_ROOT:
+        return "FUSE tests need root here (mounting /dev/fuse)"
+    import shutil
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        return "FUSE unavailable: needs /dev/fuse and fusermount3 (apt-get install fuse3)"
+    return None
+
+
+def read_via_fs(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_fuse_reads_from_owners_and_survives_deaths(cluster_factory, tmp_path):
+    why = fuse_unavailable()
+    if why:
+        pytest.skip(why)
+    from test_fuse import FuseMount, mounted_at  # the same mount helper as test_fuse.py
+
+    c = cluster_factory()
+    first = {f"f/{i}.bin": rand_bytes(5 * MiB + 1000 * i + 1, 600 + i) for i in range(4)}
+    later = {f"g/{i}.bin": rand_bytes(5 * MiB + 999 * i + 7, 700 + i) for i in range(4)}
+    last = {f"h/{i}.bin": rand_bytes(4 * MiB + 555 * i + 3, 800 + i) for i in range(4)}
+    put_files(c.data_dir, {**first, **later, **last})
+    ws = [c.add() for _ in range(3)]
+    a = ws[0]
+    fm = FuseMount(tmp_path, a, tmp_path / "mnt", ["--attr-timeout", "1"])
+    try:
+        fm.start()
+        root = fm.mnt / "data"
+        for k, v in first.items():
+            assert sha(read_via_fs(root / k)) == sha(v), k
+        fwd_a = metric(a, "ferry_cluster_block_reads_total", where="forwarded")
+        local = [metric(w, "ferry_cluster_block_reads_total", where="local") for w in ws]
+        print(f"after reading through FUSE: A forwarded {fwd_a} block reads; local block reads {local}")
+        assert fwd_a <= 1, f"worker A forwarded {fwd_a} block reads: libferry did not go to the owners"
+        assert sum(ufs_bytes(w) for w in ws) == sum(len(v) for v in first.values())
+        owners = [w for w in ws[1:] if ufs_bytes(w) > 0]
+        assert owners, "no block of 12 placed on B or C"
+        victim = owners[0]
+        survivor = [w for w in ws[1:] if w is not victim][0]
+
+        # A (the worker given to ferry fuse) and an owner die: files never
+        # read before (no kernel page cache) still read, at once and after
+        # the deaths are noticed.
+        c.kill(a)
+        c.kill(victim)
+        for k, v in later.items():
+            assert sha(read_via_fs(root / k)) == sha(v), f"{k} right after the kills"
+        c.wait_members([survivor], timeout=15)
+        for k, v in last.items():
+            assert sha(read_via_fs(root / k)) == sha(v), f"{k} after the view changed"
+        assert mounted_at(fm.mnt)
+    finally:
+        problems = fm.teardown()
+    assert not problems, problems
