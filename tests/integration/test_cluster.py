@@ -34,7 +34,7 @@ import pytest
 import requests
 from botocore import UNSIGNED
 
-from conftest import FERRY, parse_metrics, rand_bytes, s3_config, wait_for
+from conftest import FERRY, rand_bytes, s3_config, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 from cluster_harness import Etcd, NetLab, NsWorker, free_port  # noqa: E402
@@ -388,7 +388,7 @@ def test_sigkill_during_reads(cluster_factory, topo):
     wait_pages([a, b, victim], total_pages)
     assert victim.stats()["pages"] > 0, "the victim owns no block: nothing to test"
 
-    rd = Readers([a.s3_url, b.s3_url], files, n=8, max_each=400, ranged=True).start()
+    rd = Readers([a.s3_url, b.s3_url], files, n=8, max_each=1500, ranged=True).start()
     try:
         rd.wait_count(24)
         t_kill = time.monotonic()
