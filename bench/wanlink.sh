@@ -62,9 +62,7 @@ up() {
 	ip -n "$WAN_COMPUTE" link set lo up
 	local args=(-a "$WAN_REMOTE" -b "$WAN_COMPUTE" -d "$WAN_DELAY_MS" -r "$WAN_RATE")
 	[ -n "$WAN_QUEUE" ] && args+=(-q "$WAN_QUEUE")
-	# setsid: its own session, so a Ctrl-C in the caller's terminal reaches
-	# it only through `down`.
-	setsid "$BIN" "${args[@]}" > "$W/logs/wanlink.out" 2> "$W/logs/wanlink.log" < /dev/null &
+	"$BIN" "${args[@]}" > "$W/logs/wanlink.out" 2> "$W/logs/wanlink.log" < /dev/null &
 	echo $! > "$PIDF"
 	local i
 	for i in $(seq 50); do

@@ -52,8 +52,9 @@ fi
 SMALL_SIZE=16384
 N_SMALL_FUSE=$((N_SMALL_FUSE < N_SMALL ? N_SMALL_FUSE : N_SMALL))
 PEERS=(s3fs-cache rclone)
-# XR_PARTS picks parts (developers): local s3 fuse peers (default: all).
-PARTS=" ${XR_PARTS:-local s3 fuse peers} "
+# XR_PARTS picks parts (developers): local s3 fuse peers profile (default:
+# all; profile runs in full mode only).
+PARTS=" ${XR_PARTS:-local s3 fuse peers profile} "
 has() { [[ $PARTS == *" $1 "* ]]; }
 SMALL_THREADS=32   # small files: many requests in flight, as a loader does
 LARGE_THREADS=1    # large files: one reader, one file at a time, one stream
@@ -292,7 +293,8 @@ stop_ferry() {
 	rm -rf "$W/xr-cache"
 }
 ferry_metric() { # name: sum over label sets
-	"${C[@]}" curl -s "http://$FW_CTL/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
+	kill -0 "$FW_PID" 2>/dev/null || { echo "bench-xregion: the ferry worker (pid $FW_PID) is gone; its log: bench/work/logs/xr-worker.log" >&2; tail -3 "$W/logs/xr-worker.log" >&2; exit 1; }
+	"${C[@]}" curl -sf "http://$FW_CTL/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
 }
 declare -A NOTED=()
 start_fuse() { # s3fs|s3fs-cache|rclone, with an empty cache
@@ -402,7 +404,23 @@ pass() {
 	s3) cmd=($PY "$ROOT/bench/xread.py" s3 "$base" "$BUCKET" "$keys" "$threads") ;;
 	fs) cmd=($PY "$ROOT/bench/xread.py" fs "$base" "$keys" "$threads") ;;
 	duck-all|duck-two) cmd=(node "$ROOT/bench/xduck.js" scan "$base/$PQ/*.parquet" "${rd#duck-}") ;;
+	curl8) # the link's reference: every 1 MiB range, 8 at a time (ferry's default window and page size)
+		local k sz p2 cfg=$RUN/curl8.cfg
+		: > "$cfg"
+		while read -r k; do
+			sz=$(stat -c %s "$XD/$k")
+			for p2 in $(seq 0 $(((sz - 1) / 1048576))); do
+				[ -s "$cfg" ] && echo next >> "$cfg"
+				printf 'url = "%s/%s/%s"\nrange = "%d-%d"\noutput = "/dev/null"\nfail\nwrite-out = "%%{size_download}\\n"\n' \
+					"$base" "$BUCKET" "$k" $((p2 * 1048576)) $((p2 * 1048576 + 1048575)) >> "$cfg"
+			done
+		done < "$keys"
+		cmd=(sh -c 'n=$(wc -l < "$1"); t0=$(date +%s.%N); curl -s --no-progress-meter --parallel --parallel-max 8 -K "$2" > "$3"; t1=$(date +%s.%N); echo "$n $(awk "{s += \$1} END {print s}" "$3") $(awk "BEGIN {print $t1 - $t0}")"' sh "$keys" "$cfg" "$RUN/curl8.out") ;;
 	esac
+	if [ "$rd" = curl8 ] && [ -z "${READER_NOTED[$rd-$part]:-}" ]; then
+		note "nsenter --net=/run/netns/$WAN_COMPUTE curl -s --no-progress-meter --parallel --parallel-max 8 -K <one operation per 1 MiB range of every large object under $base/$BUCKET: url, range, output /dev/null, fail, write-out size_download>   # the link's reference"
+		READER_NOTED[$rd-$part]=1
+	fi
 	if [ -z "${READER_NOTED[$rd-$part]:-}" ]; then
 		note "nsenter --net=/run/netns/$WAN_COMPUTE $(echo "${cmd[*]}" | sed "s|$RUN/||g; s|$ROOT/||g")   # $part/$rd, e.g. $sys"
 		READER_NOTED[$rd-$part]=1
@@ -412,7 +430,7 @@ pass() {
 	out=$("${C[@]}" "${cmd[@]}") || { echo "bench-xregion: $part $sys $rd pass $n failed" >&2; exit 1; }
 	[[ $sys == ferry-* ]] && ufs1=$(ferry_metric ferry_ufs_read_bytes_total)
 	case $rd in
-	s3|fs) read -r files bytes secs <<< "$out"
+	s3|fs|curl8) read -r files bytes secs <<< "$out"
 		local want=$LARGE_BYTES
 		[ "$part" = small ] && want=$SMALL_BYTES
 		[ "$part" = smallfuse ] && want=$((N_SMALL_FUSE * SMALL_SIZE))
@@ -448,6 +466,7 @@ section "S3 API, large files: direct (boto3 -> remote s3rver), ferry's gateway, 
 if has s3; then
 measure_link s3
 start_ferry
+pass large direct-s3 curl8 1
 passes large direct-s3 s3
 passes large ferry-s3 s3
 passes large nginx-cache s3
@@ -491,20 +510,32 @@ done
 fi
 
 # ======================================================================================
-if [ "$MODE" = full ] && has fuse && command -v perf >/dev/null 2>&1; then
+if [ "$MODE" = full ] && has profile && command -v perf >/dev/null 2>&1; then
 	section "profile: perf record of ferry's worker and ferry fuse during a warm full read"
 	start_ferry
 	"${C[@]}" $PY "$ROOT/bench/xread.py" fs "$MNT/ferry/$BUCKET" "$RUN/keys-large.txt" 1 > /dev/null  # cold, fills the cache
 	sync; echo 3 > /proc/sys/vm/drop_caches
-	perf record -q -g -F 499 -o "$RUN/perf.data" -p "$FW_PID,$FF_PID" > "$W/logs/xr-perf.log" 2>&1 &
+	# System-wide (-a), then reported for the three processes of the read:
+	# the reader, ferry's worker and ferry fuse; kernel time spent on their
+	# behalf (FUSE, page cache, copies) is in their samples.
+	perf record -q -a -g -F 999 -o "$RUN/perf.data" > "$W/logs/xr-perf.log" 2>&1 &
 	PERF_PID=$!; PIDS+=("$PERF_PID")
-	sleep 0.5
-	t0=$(now); "${C[@]}" $PY "$ROOT/bench/xread.py" fs "$MNT/ferry/$BUCKET" "$RUN/keys-large.txt" 1 > "$RUN/perf-read.txt"; t1=$(now)
+	sleep 1
+	t0=$(now)
+	"${C[@]}" $PY "$ROOT/bench/xread.py" fs "$MNT/ferry/$BUCKET" "$RUN/keys-large.txt" 1 > "$RUN/perf-read.txt" &
+	RD_PID=$!
+	wait "$RD_PID"
+	t1=$(now)
 	kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
-	PIDS=("${PIDS[@]/$PERF_PID}")
-	note "perf record -g -F 499 -p <ferry worker>,<ferry fuse>   # during one more warm full read through the FUSE mount: $(calc "$t1 - $t0") s"
-	perf report -i "$RUN/perf.data" --stdio --no-children --sort comm,dso,sym 2>/dev/null | grep -E '^ +[0-9]' | head -25 > "$RUN/perf-top.txt" || true
-	perf report -i "$RUN/perf.data" --stdio --no-children --sort comm,dso 2>/dev/null | grep -E '^ +[0-9]' | head -12 > "$RUN/perf-dso.txt" || true
+	q=(); for x in "${PIDS[@]}"; do [ "$x" = "$PERF_PID" ] || q+=("$x"); done; PIDS=("${q[@]}")
+	note "perf record -a -g -F 999   # during one more warm full read through the FUSE mount ($(calc "$t1 - $t0") s), reported for the reader, the worker and ferry fuse:"
+	note "perf report --pid <reader>,<worker>,<ferry fuse> --no-children --sort comm,dso[,sym]"
+	perf report -i "$RUN/perf.data" --stdio --no-children --percentage relative --pid "$RD_PID,$FW_PID,$FF_PID" --sort comm,dso,sym -g none 2>/dev/null |
+		grep -E '^ +[0-9]' | head -30 > "$RUN/perf-top.txt" || true
+	perf report -i "$RUN/perf.data" --stdio --no-children --percentage relative --pid "$RD_PID,$FW_PID,$FF_PID" --sort comm,dso -g none 2>/dev/null |
+		grep -E '^ +[0-9]' | head -12 > "$RUN/perf-dso.txt" || true
+	perf report -i "$RUN/perf.data" --stdio --no-children --sort comm -g none 2>/dev/null |
+		grep -E '^ +[0-9]' | head -12 > "$RUN/perf-all.txt" || true
 	echo "perf_read_seconds=$(calc "$t1 - $t0")" >> "$RUN/meta.env"
 	stop_ferry
 fi

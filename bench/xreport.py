@@ -42,6 +42,7 @@ READERS = {
     "fs": "open/read, every byte",
     "duck-all": "DuckDB read_parquet, all columns",
     "duck-two": "DuckDB read_parquet, 2 columns (x, k)",
+    "curl8": "curl, every 1 MiB range, 8 at a time",
 }
 
 
@@ -134,6 +135,10 @@ for part, rd, a, b, an, bn, title in [
         ("large", "s3", "direct-s3", "ferry-s3", "Direct (boto3)", "ferry (S3 API)",
          "S3 API, boto3 reading every byte")]:
     d, f = sel(part, a, rd), sel(part, b, rd)
+    if d and f and rd == "s3" and sel("large", "direct-s3", "curl8"):
+        ref = sel("large", "direct-s3", "curl8")[0]
+        heads.append("- The link with 8 parallel 1 MiB ranged GETs and no cache (curl): %s MB/s; one boto3 stream: "
+                     "%s MB/s; ferry's cold pass: %s MB/s." % (fmt_mb(mbs(ref)), fmt_mb(mbs(d[0])), fmt_mb(mbs(f[0]))))
     if d and f:
         c = secs(d[0]) / secs(f[0])
         wm = statistics.mean(secs(x) / secs(y) for x, y in zip(d[1:], f[1:])) if len(d) > 1 else 0
@@ -177,6 +182,12 @@ w("## Cross-region: S3 API")
 w("")
 w("### %s, %s reader" % (READERS["s3"], env["large_threads"]))
 w("")
+ref = sel("large", "direct-s3", "curl8")
+if ref:
+    w("Reference, no cache: the remote read with ferry's default request pattern but without ferry "
+      "(curl, every 1 MiB range, 8 in flight, `--parallel-max 8`): %s, %s MB/s: what the link and "
+      "s3rver give 8 streams in this run." % (fmt_s(secs(ref[0])), fmt_mb(mbs(ref[0]))))
+    w("")
 seed_table("large", "s3", "direct-s3", "ferry-s3", "Direct (boto3)", "ferry (S3 API)")
 if sel("small", "direct-s3", "s3"):
     w("### small files: boto3 get_object of every file, %s threads" % env["small_threads"])
@@ -226,13 +237,18 @@ w("")
 if os.path.exists(os.path.join(run, "perf-dso.txt")):
     w("## Where ferry's time goes (perf)")
     w("")
-    w("`perf record -g -F 499` of ferry's worker and `ferry fuse` during one more warm full read through the "
-      "FUSE mount (%s s; not in the tables).  Samples by process and object, then the top symbols:" % lw("perf_read_seconds"))
+    w("`perf record -a -g -F 999` during one more warm full read through the FUSE mount (%s s; not in the "
+      "tables), reported for the reader (python3), ferry's worker and `ferry fuse` (kernel work done on their "
+      "behalf is in their samples).  Samples by process and object, then the top symbols; last, the whole "
+      "machine by command during the read (other work on the machine included):" % lw("perf_read_seconds"))
     w("")
     w("```")
     w(open(os.path.join(run, "perf-dso.txt")).read().rstrip())
     w("")
     w(open(os.path.join(run, "perf-top.txt")).read().rstrip())
+    w("")
+    if os.path.exists(os.path.join(run, "perf-all.txt")):
+        w(open(os.path.join(run, "perf-all.txt")).read().rstrip())
     w("```")
     w("")
 
