@@ -33,14 +33,15 @@
 
 #define ROUTER_POOL_MAX 32
 #define ROUTER_SUSPECTS 64
-/* A peer that failed is skipped this long (it is still tried when it is
- * the last candidate but this worker). */
+/* A peer that failed is skipped this long: one failed request per peer
+ * per period, not one per read, until membership drops a dead peer. */
 #define ROUTER_SUSPECT_MS 3000
 #define ROUTER_CONNECT_TIMEOUT_MS 1000L
 /* A peer that sends nothing for this long is dead (the client's own
  * slowness also stalls us, so this is generous). */
 #define ROUTER_STALL_SECS 10L
 #define ROUTER_ORDER_STACK 64
+#define ROUTER_RECV_BUFFER (256L << 10)
 
 struct suspect {
 	char id[CLUSTER_ID_MAX + 1];
@@ -215,13 +216,24 @@ struct fwd {
 	int bad;            /* the peer sent something it must not */
 	int64_t range_start; /* from Content-Range; -1 if none */
 	int etag_ok;
+	int64_t last_ms;    /* when the peer last sent something */
 };
+
+/* A peer silent for ROUTER_STALL_SECS is dead, measured from its last
+ * byte (curl's low-speed check averages, and fires late mid-stream). */
+static int
+fwd_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	const struct fwd *f = arg;
+	return now_ms() - f->last_ms > ROUTER_STALL_SECS * 1000;
+}
 
 static size_t
 fwd_header(char *p, size_t sz, size_t nm, void *arg)
 {
 	struct fwd *f = arg;
 	size_t n = sz * nm;
+	f->last_ms = now_ms();
 	if (n > 14 && strncasecmp(p, "content-range:", 14) == 0) {
 		const char *v = p + 14;
 		while (*v == ' ')
@@ -246,6 +258,7 @@ fwd_body(char *p, size_t sz, size_t nm, void *arg)
 {
 	struct fwd *f = arg;
 	size_t n = sz * nm;
+	f->last_ms = now_ms();
 	if (f->status == 0) {
 		curl_easy_getinfo(f->h, CURLINFO_RESPONSE_CODE, &f->status);
 		if (f->status != 206 && f->status != 200)
@@ -321,7 +334,7 @@ peer_read(struct router *rt, const struct member *peer, const struct mount *m,
 	if (rt->auth && (t = curl_slist_append(hl, rt->auth)))
 		hl = t;
 	struct fwd f = {.h = h, .sink = sink, .off = off, .want = len,
-	    .etag = etag, .range_start = -1};
+	    .etag = etag, .range_start = -1, .last_ms = now_ms()};
 	curl_easy_setopt(h, CURLOPT_URL, url.p);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, fwd_header);
@@ -330,8 +343,11 @@ peer_read(struct router *rt, const struct member *peer, const struct mount *m,
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &f);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ROUTER_CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, ROUTER_STALL_SECS);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, fwd_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &f);
+	/* Fewer, larger writes to our client (default: 16 KiB). */
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, ROUTER_RECV_BUFFER);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
@@ -356,7 +372,7 @@ peer_read(struct router *rt, const struct member *peer, const struct mount *m,
 	} else if (cc == CURLE_OK) {
 		r = status == 401 ? -EACCES : -EPROTO; /* short, or refused */
 	} else {
-		r = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT :
+		r = cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK ? -ETIMEDOUT :
 		    cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -ECONNRESET;
 	}
 	handle_put(rt, h, r == 0);
@@ -413,51 +429,40 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
 		 * then the rest of the order up to this worker. */
 		int upto = self_rank < 0 ? n : self_rank;
 		uint64_t spin = nrep > 1 ? __atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) : 0;
-		int tried = 0, ufs_failed = 0;
-		uint64_t tried_mask[(ROUTER_ORDER_STACK + 63) / 64] = {0};
+		int tried = 0;
 		r = -EHOSTUNREACH;
-		for (int pass = 0; pass < 2 && done < len && !ufs_failed; pass++) {
-			/* Pass 0 skips peers that failed lately; pass 1 gives
-			 * them one more chance before we read the UFS here. */
-			for (int k = 0; k < upto && done < len && !ufs_failed; k++) {
-				int idx = k < nrep ? order[(k + spin) % (uint64_t)nrep] : order[k];
-				const struct member *peer = &v->m[idx];
-				if (k < ROUTER_ORDER_STACK && (tried_mask[k / 64] >> (k % 64) & 1))
-					continue; /* failed already in this read */
-				int sus = is_suspect(rt, peer->id);
-				if (sus != (pass == 1))
-					continue;
-				if (k < ROUTER_ORDER_STACK)
-					tried_mask[k / 64] |= 1ULL << (k % 64);
-				if (tried++)
-					__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
-				__atomic_fetch_add(&rt->st.forwarded, 1, __ATOMIC_RELAXED);
-				int64_t got = 0;
-				int sink_failed = 0;
-				r = peer_read(rt, peer, m, path, etag, off + done, len - done,
-				    sink, &got, &sink_failed);
-				done += got;
-				*sent += got;
-				__atomic_fetch_add(&rt->st.forwarded_bytes, got, __ATOMIC_RELAXED);
-				if (r == 0) {
-					if (sus)
-						set_suspect(rt, peer->id, 0);
-					break;
-				}
-				if (sink_failed)
-					goto out;
-				if (r == -ESTALE) {
-					meta_invalidate(rt->mc, m, path);
-					goto out;
-				}
-				__atomic_fetch_add(&rt->st.peer_errors, 1, __ATOMIC_RELAXED);
-				LOG_WARN("cluster: block %" PRId64 " of /%s/%s from %s (%s): %s; %s",
-				    b, m->name, path, peer->id, peer->ctl, strerror(-r),
-				    "trying the next worker");
-				set_suspect(rt, peer->id, 1);
-				/* The UFS failed there: try it from here. */
-				ufs_failed = r == -EIO;
+		for (int k = 0; k < upto && done < len; k++) {
+			int idx = k < nrep ? order[(k + spin) % (uint64_t)nrep] : order[k];
+			const struct member *peer = &v->m[idx];
+			/* A peer that failed lately is skipped until its time
+			 * is up: this worker is always there to fall back on. */
+			if (is_suspect(rt, peer->id))
+				continue;
+			if (tried++)
+				__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&rt->st.forwarded, 1, __ATOMIC_RELAXED);
+			int64_t got = 0;
+			int sink_failed = 0;
+			r = peer_read(rt, peer, m, path, etag, off + done, len - done,
+			    sink, &got, &sink_failed);
+			done += got;
+			*sent += got;
+			__atomic_fetch_add(&rt->st.forwarded_bytes, got, __ATOMIC_RELAXED);
+			if (r == 0)
+				break;
+			if (sink_failed)
+				goto out;
+			if (r == -ESTALE) {
+				meta_invalidate(rt->mc, m, path);
+				goto out;
 			}
+			__atomic_fetch_add(&rt->st.peer_errors, 1, __ATOMIC_RELAXED);
+			set_suspect(rt, peer->id, 1);
+			LOG_WARN("cluster: block %" PRId64 " of /%s/%s from %s (%s): %s; %s for %d s",
+			    b, m->name, path, peer->id, peer->ctl, strerror(-r),
+			    "asking the next worker, and skipping this one", ROUTER_SUSPECT_MS / 1000);
+			if (r == -EIO)
+				break; /* the UFS failed there: try it from here */
 		}
 		if (done == len) {
 			r = 0;
