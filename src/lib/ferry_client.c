@@ -37,12 +37,13 @@
 #define FERRY_ERRBODY_MAX (64u << 10)  /* the part of an error body kept */
 #define FERRY_POOL_MAX 16              /* idle handles kept */
 #define FERRY_LIST_PAGE 1000
-#define FERRY_CONNECT_TIMEOUT_MS 5000L
+/* Workers are near: one that takes this long to connect is down, and
+ * the call moves on to the next. */
+#define FERRY_CONNECT_TIMEOUT_MS 2000L
 #define FERRY_JSON_TIMEOUT_MS 60000L
 #define FERRY_DATA_TIMEOUT_MS 120000L
-/* A transfer slower than this for that long is dead. */
-#define FERRY_LOW_SPEED_BYTES 1024L
-#define FERRY_LOW_SPEED_SECS 10L
+/* A worker that sends nothing for this long is dead. */
+#define FERRY_STALL_MS 10000L
 /* Big reads get extra time on top of FERRY_DATA_TIMEOUT_MS, at a floor of
  * this rate, so a large pread on a slow link is not cut off. */
 #define FERRY_DATA_MIN_RATE (8u << 20)
@@ -102,6 +103,7 @@ struct sink {
 	int overflow;        /* the peer sent more than allowed */
 	int full_ok;         /* 200 to a ranged read at 0: stopped when full */
 	int64_t range_start; /* data: from Content-Range, -1 if none */
+	int64_t last_ms;     /* when the worker last sent something */
 	const char *want_etag; /* data: the version asked for, or NULL */
 	int etag_seen;       /* data: an ETag header came (and matched) */
 	int stale;           /* data: the ETag was another version's */
@@ -278,11 +280,21 @@ resp_code(CURL *h)
 	return code;
 }
 
+/* A worker silent for FERRY_STALL_MS is dead, counted from its last byte
+ * (so a stalled worker is left after 10 s, and the next one asked). */
+static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	const struct sink *s = arg;
+	return now_ms() - s->last_ms > FERRY_STALL_MS;
+}
+
 static size_t
 on_body(char *p, size_t sz, size_t nm, void *arg)
 {
 	struct sink *s = arg;
 	size_t n = sz * nm;
+	s->last_ms = now_ms();
 	long code = resp_code(s->h);
 	if (code < 200 || code > 299) {
 		/* Keep the start of an error body; drop the rest. */
@@ -356,6 +368,7 @@ on_header(char *p, size_t sz, size_t nm, void *arg)
 {
 	struct sink *s = arg;
 	size_t n = sz * nm;
+	s->last_ms = now_ms();
 	static const char etag_name[] = "etag:";
 	if (n > sizeof(etag_name) - 1 &&
 	    strncasecmp(p, etag_name, sizeof(etag_name) - 1) == 0) {
@@ -409,6 +422,7 @@ curl_errno(CURL *h, CURLcode rc)
 	case CURLE_COULDNT_RESOLVE_HOST:
 		return -EHOSTUNREACH;
 	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_ABORTED_BY_CALLBACK: /* on_progress: stalled */
 		return -ETIMEDOUT;
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
@@ -514,6 +528,7 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 #undef ADD_HDR
 	s->h = h;
 	s->range_start = -1;
+	s->last_ms = now_ms();
 	dbuf_init(&s->err, FERRY_ERRBODY_MAX);
 	if (r == 0) {
 		curl_easy_setopt(h, CURLOPT_URL, url.p);
@@ -522,10 +537,9 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 		    FERRY_CONNECT_TIMEOUT_MS);
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT,
-		    FERRY_LOW_SPEED_BYTES);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
-		    FERRY_LOW_SPEED_SECS);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
 		curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 		curl_easy_setopt(h, CURLOPT_USERAGENT, "libferry/1");
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
