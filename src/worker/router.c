@@ -217,15 +217,30 @@ struct fwd {
 	int64_t range_start; /* from Content-Range; -1 if none */
 	int etag_ok;
 	int64_t last_ms;    /* when the peer last sent something */
+	struct cluster *cl;
+	const char *peer_id;
 };
 
-/* A peer silent for ROUTER_STALL_SECS is dead, measured from its last
- * byte (curl's low-speed check averages, and fires late mid-stream). */
+/*
+ * A peer silent for ROUTER_STALL_SECS is dead, measured from its last
+ * byte (curl's low-speed check averages, and fires late mid-stream).  A
+ * silent peer that membership has dropped meanwhile (its lease ran out:
+ * hung, or cut off) is left at once.
+ */
 static int
 fwd_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	const struct fwd *f = arg;
-	return now_ms() - f->last_ms > ROUTER_STALL_SECS * 1000;
+	int64_t idle = now_ms() - f->last_ms;
+	if (idle > ROUTER_STALL_SECS * 1000)
+		return 1;
+	if (idle > 1000 && f->cl) {
+		struct cluster_view *v = cluster_view_get(f->cl);
+		int gone = cluster_view_find(v, f->peer_id) < 0;
+		cluster_view_release(&v);
+		return gone;
+	}
+	return 0;
 }
 
 static size_t
@@ -334,7 +349,8 @@ peer_read(struct router *rt, const struct member *peer, const struct mount *m,
 	if (rt->auth && (t = curl_slist_append(hl, rt->auth)))
 		hl = t;
 	struct fwd f = {.h = h, .sink = sink, .off = off, .want = len,
-	    .etag = etag, .range_start = -1, .last_ms = now_ms()};
+	    .etag = etag, .range_start = -1, .last_ms = now_ms(),
+	    .cl = __atomic_load_n(&rt->cl, __ATOMIC_ACQUIRE), .peer_id = peer->id};
 	curl_easy_setopt(h, CURLOPT_URL, url.p);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, fwd_header);
