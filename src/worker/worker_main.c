@@ -7,6 +7,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -557,6 +559,31 @@ join_cluster(struct worker *w, const struct startup *su)
 	return 0;
 }
 
+/* Takes <dir>/.ferry.lock (flock, kept open); -1 with a message if another
+ * process holds it. */
+static int
+lock_dir(const char *dir)
+{
+	char p[PATH_MAX];
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "ferry worker: cache dir %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(p, sizeof(p), "%s/.ferry.lock", dir);
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "ferry worker: cache dir %s: cannot create %s: %s\n", dir, p, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "ferry worker: cache dir %s is in use by another running worker%s\n", dir,
+		    errno == EWOULDBLOCK ? "" : " (cannot lock it)");
+		close(fd);
+		return -1;
+	}
+	return 0; /* fd stays open: the lock is ours until we exit */
+}
+
 static void
 defaults(struct worker_cfg *c)
 {
@@ -703,6 +730,13 @@ worker_main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	/* One worker per cache directory: two would evict each other's pages
+	 * and share one worker id.  The locks live as long as the process. */
+	for (int i = 0; i < c->ndirs; i++) {
+		if (lock_dir(c->dirs[i].path) < 0)
+			return 1;
+	}
 
 	char *err = NULL;
 	w.started = wall_sec();

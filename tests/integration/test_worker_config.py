@@ -74,3 +74,15 @@ def test_no_open_control_api_beyond_loopback_without_token(tmp_path):
     r = run_worker("--cache-dir", str(tmp_path / "c"), "--s3-address", "127.0.0.1:0",
                    "--control-address", "0.0.0.0:0")
     assert r.returncode == 2 and "--control-token" in r.stderr
+
+
+def test_second_worker_on_a_cache_dir_is_refused(make_worker, data_dir, tmp_path):
+    """Two workers on one cache dir would evict each other's pages and
+    share one worker id (one place in a cluster): the second one is refused
+    before it touches the directory, and the first keeps serving."""
+    (data_dir / "a").write_bytes(b"x" * 1000)
+    w = make_worker(mounts={"data": data_dir})
+    r = run_worker("--cache-dir", str(w.cache_dir), "--s3-address", "127.0.0.1:0",
+                   "--control-address", "127.0.0.1:0")
+    assert r.returncode == 1 and "in use by another running worker" in r.stderr, r.stderr
+    assert w.s3().get_object(Bucket="data", Key="a")["Body"].read() == b"x" * 1000
