@@ -20,9 +20,12 @@
  * Invariants: a published view never changes (readers hold a reference);
  * a view always exists; while etcd cannot be reached the last members stay
  * in force with etcd_ok 0.  Nothing etcd returns can crash us: malformed
- * member values and odd keys are skipped with a warning.
+ * member values and odd keys are skipped with a warning.  The key and
+ * member record parsers are declared in cluster_parse.h (for tests and the
+ * fuzz harness).
  */
 #include "cluster.h"
+#include "cluster_parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,8 +51,6 @@
 /* A watch that breaks sooner than this after it started is retried only
  * after a backoff, so a stream that fails at once cannot spin. */
 #define WATCH_MIN_LIFE_MS 1000
-#define MOUNT_NAME_MAX 63
-#define MEMBER_JSON_MAX 4096
 #define CLUSTER_CALL_TIMEOUT_MS 1000L
 
 struct mount_seen {
@@ -112,9 +113,8 @@ id_valid(const char *s, size_t n)
 	return 1;
 }
 
-/* [a-z0-9][a-z0-9._-]{0,62}: cluster names and mount names alike. */
-static int
-name_valid(const char *s, size_t n, size_t max)
+int
+cluster_name_valid(const char *s, size_t n, size_t max)
 {
 	if (n == 0 || n > max)
 		return 0;
@@ -142,8 +142,8 @@ addr_valid(const char *s, size_t n, int empty_ok)
 	return 1;
 }
 
-static int
-member_json(const struct member *m, struct dbuf *b)
+int
+cluster_member_json(const struct member *m, struct dbuf *b)
 {
 	int r = dbuf_adds(b, "{\"id\":");
 	if (r == 0)
@@ -178,10 +178,9 @@ str_field(const struct json_doc *d, const char *key, char *out, size_t cap,
 	return ok ? 0 : -1;
 }
 
-/* Parses a member value; its id must be the key's.  -1 if malformed. */
-static int
-member_parse(const char *json, size_t n, const char *kid, size_t kidlen,
-    struct member *m)
+int
+cluster_member_parse(const char *json, size_t n, const char *kid,
+    size_t kidlen, struct member *m)
 {
 	memset(m, 0, sizeof(*m)); /* views are compared with memcmp */
 	if (!id_valid(kid, kidlen))
@@ -401,28 +400,25 @@ mount_gone(struct cluster *c, struct mount_seen *m)
 /* ------------------------------------------------------------------ */
 /* Watch thread                                                         */
 
-enum { KEY_OTHER, KEY_WORKER, KEY_MOUNT };
-
-/* Classifies a key under the prefix; *name gets what follows the kind. */
-static int
-key_kind(const struct cluster *c, const char *key, size_t klen,
-    const char **name, size_t *nlen)
+int
+cluster_key_kind(const char *prefix, size_t plen, const char *key,
+    size_t klen, const char **name, size_t *nlen)
 {
-	if (klen < c->plen || memcmp(key, c->prefix, c->plen) != 0)
-		return KEY_OTHER;
-	const char *rest = key + c->plen;
-	size_t rn = klen - c->plen;
+	if (klen < plen || memcmp(key, prefix, plen) != 0)
+		return CLUSTER_KEY_OTHER;
+	const char *rest = key + plen;
+	size_t rn = klen - plen;
 	if (rn > 8 && memcmp(rest, "workers/", 8) == 0) {
 		*name = rest + 8;
 		*nlen = rn - 8;
-		return KEY_WORKER;
+		return CLUSTER_KEY_WORKER;
 	}
 	if (rn > 7 && memcmp(rest, "mounts/", 7) == 0) {
 		*name = rest + 7;
 		*nlen = rn - 7;
-		return KEY_MOUNT;
+		return CLUSTER_KEY_MOUNT;
 	}
-	return KEY_OTHER;
+	return CLUSTER_KEY_OTHER;
 }
 
 static int
@@ -431,18 +427,18 @@ list_fn(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
 	struct cluster *c = arg;
 	const char *name;
 	size_t n;
-	switch (key_kind(c, key, klen, &name, &n)) {
-	case KEY_WORKER: {
+	switch (cluster_key_kind(c->prefix, c->plen, key, klen, &name, &n)) {
+	case CLUSTER_KEY_WORKER: {
 		struct member m;
-		if (member_parse(val, vlen, name, n, &m) != 0) {
+		if (cluster_member_parse(val, vlen, name, n, &m) != 0) {
 			LOG_WARN("cluster: skipping malformed member %.*s",
 			    (int)(n > 64 ? 64 : n), name);
 			return 0;
 		}
 		return members_upsert(&c->nxt, &c->nnxt, &c->capnxt, &m);
 	}
-	case KEY_MOUNT:
-		if (!name_valid(name, n, MOUNT_NAME_MAX)) {
+	case CLUSTER_KEY_MOUNT:
+		if (!cluster_name_valid(name, n, CLUSTER_MOUNT_NAME_MAX)) {
 			LOG_WARN("cluster: skipping mount with a bad name");
 			return 0;
 		}
@@ -514,8 +510,9 @@ watch_fn(void *arg, const struct etcd_event *ev)
 	struct cluster *c = arg;
 	const char *name;
 	size_t n;
-	switch (key_kind(c, ev->key, ev->klen, &name, &n)) {
-	case KEY_WORKER:
+	switch (cluster_key_kind(c->prefix, c->plen, ev->key, ev->klen, &name,
+	    &n)) {
+	case CLUSTER_KEY_WORKER:
 		if (ev->type == ETCD_EV_DELETE) {
 			members_remove(c, name, n);
 			publish(c);
@@ -524,7 +521,8 @@ watch_fn(void *arg, const struct etcd_event *ev)
 				ask_reput(c); /* someone deleted us */
 		} else {
 			struct member m;
-			if (member_parse(ev->val, ev->vlen, name, n, &m) != 0) {
+			if (cluster_member_parse(ev->val, ev->vlen, name, n,
+			    &m) != 0) {
 				LOG_WARN("cluster: skipping malformed member "
 				    "%.*s", (int)(n > 64 ? 64 : n), name);
 				/* Whatever it was, it no longer holds. */
@@ -536,8 +534,8 @@ watch_fn(void *arg, const struct etcd_event *ev)
 			publish(c);
 		}
 		return 0;
-	case KEY_MOUNT:
-		if (!name_valid(name, n, MOUNT_NAME_MAX))
+	case CLUSTER_KEY_MOUNT:
+		if (!cluster_name_valid(name, n, CLUSTER_MOUNT_NAME_MAX))
 			return 0;
 		if (ev->type == ETCD_EV_DELETE) {
 			struct mount_seen *m = mount_find(c, name, n);
@@ -737,7 +735,7 @@ cluster_open(const struct cluster_cfg *cfg, char **err)
 		cfg_err(err, "no etcd endpoints given");
 		return NULL;
 	}
-	if (!cfg->name || !name_valid(cfg->name, strlen(cfg->name),
+	if (!cfg->name || !cluster_name_valid(cfg->name, strlen(cfg->name),
 	    CLUSTER_NAME_MAX)) {
 		cfg_err(err, "bad cluster name (want [a-z0-9][a-z0-9._-]{0,62})");
 		return NULL;
@@ -802,8 +800,8 @@ cluster_open(const struct cluster_cfg *cfg, char **err)
 		snprintf(c->self_key, sizeof(c->self_key), "%sworkers/%s",
 		    c->prefix, c->self.id);
 		struct dbuf b;
-		dbuf_init(&b, MEMBER_JSON_MAX);
-		if (member_json(&c->self, &b) == 0) {
+		dbuf_init(&b, CLUSTER_MEMBER_JSON_MAX);
+		if (cluster_member_json(&c->self, &b) == 0) {
 			c->self_len = b.len;
 			c->self_json = dbuf_take(&b);
 		}
@@ -905,7 +903,8 @@ cluster_close(struct cluster **cp)
 static int
 mount_key(const struct cluster *c, const char *name, char *key, size_t cap)
 {
-	if (!name || !name_valid(name, strlen(name), MOUNT_NAME_MAX))
+	if (!name ||
+	    !cluster_name_valid(name, strlen(name), CLUSTER_MOUNT_NAME_MAX))
 		return -EINVAL;
 	snprintf(key, cap, "%smounts/%s", c->prefix, name);
 	return 0;
@@ -915,7 +914,7 @@ int
 cluster_mount_create(struct cluster *c, const char *name, const char *json,
     size_t n)
 {
-	char key[CLUSTER_NAME_MAX + MOUNT_NAME_MAX + 32];
+	char key[CLUSTER_NAME_MAX + CLUSTER_MOUNT_NAME_MAX + 32];
 	if (!c || !json || n == 0)
 		return -EINVAL;
 	int r = mount_key(c, name, key, sizeof(key));
@@ -925,7 +924,7 @@ cluster_mount_create(struct cluster *c, const char *name, const char *json,
 int
 cluster_mount_delete(struct cluster *c, const char *name)
 {
-	char key[CLUSTER_NAME_MAX + MOUNT_NAME_MAX + 32];
+	char key[CLUSTER_NAME_MAX + CLUSTER_MOUNT_NAME_MAX + 32];
 	if (!c)
 		return -EINVAL;
 	int r = mount_key(c, name, key, sizeof(key));

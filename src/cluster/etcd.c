@@ -16,8 +16,14 @@
  * did not take the request" (refused, unreachable, connect timeout, etcd
  * unavailable) move on to the next, so a call is sent to at most one etcd
  * that took it.
+ *
+ * The parsers of what etcd sends (unary replies, the watch stream) are the
+ * etcd_parse_* / etcd_watch_* functions declared in etcd_parse.h: pure,
+ * network-free, and what the transport below calls, so the fuzz harnesses
+ * exercise the same code.
  */
 #include "etcd.h"
+#include "etcd_parse.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -38,11 +44,7 @@
 #define ETCD_DEFAULT_TIMEOUT_MS 2000L
 #define ETCD_REQ_MAX (ETCD_REPLY_MAX * 2) /* a request body, base64 */
 #define ETCD_RANGE_PAGE 1000
-/* One watch message: an event's key and value (ETCD_REPLY_MAX) grow by a
- * third in base64, and a message may carry several events. */
-#define ETCD_WATCH_MSG_MAX (ETCD_REPLY_MAX * 2)
 #define ETCD_WATCH_POLL_MS 200
-#define ETCD_WATCH_DEPTH_MAX 64
 
 struct etcd {
 	char *ep[ETCD_MAX_ENDPOINTS]; /* "http://host:port", no trailing '/' */
@@ -388,8 +390,8 @@ jb64(const struct json_doc *d, int tok, char **out, size_t *n)
 
 /* An error object in a 200 reply or a stream: {"error":"...","code":N} or
  * {"error":{"grpc_code":N,"message":"..."}}.  0 if there is none. */
-static int
-reply_error(const struct json_doc *d, int obj)
+int
+etcd_reply_error(const struct json_doc *d, int obj)
 {
 	int et = json_obj_get(d, obj, "error");
 	if (et < 0)
@@ -505,11 +507,19 @@ call(struct etcd *e, const char *path, const struct dbuf *body,
 	handle_put(e, h);
 	if (r != 0)
 		return r;
-	size_t n = reply->len;
-	while (n && (reply->p[n - 1] == '\n' || reply->p[n - 1] == '\r' ||
-	    reply->p[n - 1] == ' '))
+	return etcd_parse_reply(reply->p ? reply->p : "", reply->len, status,
+	    d);
+}
+
+int
+etcd_parse_reply(const char *body, size_t len, long status,
+    struct json_doc *d)
+{
+	size_t n = len;
+	while (n && (body[n - 1] == '\n' || body[n - 1] == '\r' ||
+	    body[n - 1] == ' '))
 		n--;
-	int pr = json_parse(d, reply->p ? reply->p : "", n);
+	int pr = json_parse(d, body, n);
 	if (pr == 0 && d->toks[0].type != JSON_OBJECT) {
 		json_free(d);
 		pr = -EPROTO;
@@ -518,7 +528,7 @@ call(struct etcd *e, const char *path, const struct dbuf *body,
 		return status >= 200 && status <= 299
 		    ? (pr == -E2BIG ? -E2BIG : -EPROTO)
 		    : (status == 404 ? -ENOENT : -EIO);
-	r = reply_error(d, 0);
+	int r = etcd_reply_error(d, 0);
 	if (r == 0 && (status < 200 || status > 299))
 		r = -EIO; /* an error reply without a code */
 	if (r != 0)
@@ -555,16 +565,22 @@ etcd_lease_grant(struct etcd *e, int ttl_s, int64_t *lease_id)
 	if (r == 0)
 		r = call(e, "/v3/lease/grant", &body, &reply, &d);
 	if (r == 0) {
-		int64_t id = 0;
-		r = jint(&d, 0, "ID", &id);
-		if (r == 0 && id == 0)
-			r = -EPROTO;
-		if (r == 0)
-			*lease_id = id;
+		r = etcd_parse_lease_grant(&d, lease_id);
 		json_free(&d);
 	}
 	dbuf_free(&body);
 	dbuf_free(&reply);
+	return r;
+}
+
+int
+etcd_parse_lease_grant(const struct json_doc *d, int64_t *lease_id)
+{
+	int64_t id = 0;
+	int r = jint(d, 0, "ID", &id);
+	if (r == 0 && id == 0)
+		r = -EPROTO;
+	*lease_id = r == 0 ? id : 0;
 	return r;
 }
 
@@ -584,16 +600,24 @@ etcd_lease_keepalive(struct etcd *e, int64_t lease_id)
 	if (r == 0)
 		r = call(e, "/v3/lease/keepalive", &body, &reply, &d);
 	if (r == 0) {
-		int res = json_obj_get(&d, 0, "result");
-		int64_t ttl = 0;
-		if (res < 0 || d.toks[res].type != JSON_OBJECT)
-			r = -EPROTO;
-		else if ((r = jint(&d, res, "TTL", &ttl)) == 0 && ttl <= 0)
-			r = -ENOENT; /* expired or revoked */
+		r = etcd_parse_keepalive(&d);
 		json_free(&d);
 	}
 	dbuf_free(&body);
 	dbuf_free(&reply);
+	return r;
+}
+
+int
+etcd_parse_keepalive(const struct json_doc *d)
+{
+	int res = json_obj_get(d, 0, "result");
+	int64_t ttl = 0;
+	int r;
+	if (res < 0 || d->toks[res].type != JSON_OBJECT)
+		r = -EPROTO;
+	else if ((r = jint(d, res, "TTL", &ttl)) == 0 && ttl <= 0)
+		r = -ENOENT; /* expired or revoked */
 	return r;
 }
 
@@ -686,13 +710,18 @@ etcd_create(struct etcd *e, const char *key, const void *val, size_t n,
 	if (r == 0)
 		r = call(e, "/v3/kv/txn", &body, &reply, &d);
 	if (r == 0) {
-		if (!json_bool(&d, json_obj_get(&d, 0, "succeeded")))
-			r = -EEXIST;
+		r = etcd_parse_txn(&d);
 		json_free(&d);
 	}
 	dbuf_free(&body);
 	dbuf_free(&reply);
 	return r;
+}
+
+int
+etcd_parse_txn(const struct json_doc *d)
+{
+	return json_bool(d, json_obj_get(d, 0, "succeeded")) ? 0 : -EEXIST;
 }
 
 int
@@ -713,14 +742,21 @@ etcd_delete(struct etcd *e, const char *key)
 	if (r == 0)
 		r = call(e, "/v3/kv/deleterange", &body, &reply, &d);
 	if (r == 0) {
-		int64_t n = 0;
-		r = jint(&d, 0, "deleted", &n);
-		if (r == 0 && n == 0)
-			r = -ENOENT;
+		r = etcd_parse_delete(&d);
 		json_free(&d);
 	}
 	dbuf_free(&body);
 	dbuf_free(&reply);
+	return r;
+}
+
+int
+etcd_parse_delete(const struct json_doc *d)
+{
+	int64_t n = 0;
+	int r = jint(d, 0, "deleted", &n);
+	if (r == 0 && n == 0)
+		r = -ENOENT;
 	return r;
 }
 
@@ -794,55 +830,11 @@ etcd_range_prefix(struct etcd *e, const char *prefix, etcd_kv_fn fn,
 			r = call(e, "/v3/kv/range", &body, &reply, &d);
 		if (r != 0)
 			break;
-		int hdr = json_obj_get(&d, 0, "header");
 		int64_t hrev = 0;
-		if (hdr < 0 || d.toks[hdr].type != JSON_OBJECT ||
-		    jint(&d, hdr, "revision", &hrev) != 0 || hrev <= 0)
-			r = -EPROTO;
+		r = etcd_parse_range(&d, prefix, plen, fn, arg, &hrev, &more,
+		    &from, &flen);
 		if (r == 0 && !rev)
 			rev = hrev;
-		more = json_bool(&d, json_obj_get(&d, 0, "more"));
-		int kvs = json_obj_get(&d, 0, "kvs");
-		int nkv = 0;
-		if (r == 0 && kvs >= 0) {
-			if (d.toks[kvs].type != JSON_ARRAY)
-				r = -EPROTO;
-			else
-				nkv = d.toks[kvs].size;
-		}
-		if (r == 0 && more && nkv == 0)
-			r = -EPROTO; /* "more" but nothing to continue after */
-		int el = kvs + 1;
-		for (int i = 0; r == 0 && i < nkv; i++, el = d.toks[el].next) {
-			char *k = NULL, *v = NULL;
-			size_t kn = 0, vn = 0;
-			if (d.toks[el].type != JSON_OBJECT)
-				r = -EPROTO;
-			if (r == 0)
-				r = jb64(&d, json_obj_get(&d, el, "key"), &k,
-				    &kn);
-			if (r == 0)
-				r = jb64(&d, json_obj_get(&d, el, "value"), &v,
-				    &vn);
-			if (r == 0 && (kn < plen || memcmp(k, prefix, plen)))
-				r = -EPROTO; /* not what we asked for */
-			if (r == 0)
-				r = fn(arg, k, kn, v, vn);
-			if (r == 0 && i == nkv - 1 && more) {
-				/* Next page: just after this key. */
-				char *nf = realloc(from, kn + 1);
-				if (!nf) {
-					r = -ENOMEM;
-				} else {
-					from = nf;
-					memcpy(from, k, kn);
-					from[kn] = 0;
-					flen = kn + 1;
-				}
-			}
-			free(k);
-			free(v);
-		}
 		json_free(&d);
 	}
 	if (r == 0 && revision)
@@ -854,24 +846,113 @@ etcd_range_prefix(struct etcd *e, const char *prefix, etcd_kv_fn fn,
 	return r;
 }
 
+/* Byte-wise key order, etcd's. */
+static int
+key_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+	if (c)
+		return c;
+	return an < bn ? -1 : an > bn;
+}
+
+int
+etcd_parse_range(const struct json_doc *d, const char *prefix, size_t plen,
+    etcd_kv_fn fn, void *arg, int64_t *revision, int *more, char **from,
+    size_t *flen)
+{
+	int r = 0;
+	int hdr = json_obj_get(d, 0, "header");
+	int64_t hrev = 0;
+	if (hdr < 0 || d->toks[hdr].type != JSON_OBJECT ||
+	    jint(d, hdr, "revision", &hrev) != 0 || hrev <= 0)
+		r = -EPROTO;
+	*revision = r == 0 ? hrev : 0;
+	*more = json_bool(d, json_obj_get(d, 0, "more"));
+	int kvs = json_obj_get(d, 0, "kvs");
+	int nkv = 0;
+	if (r == 0 && kvs >= 0) {
+		if (d->toks[kvs].type != JSON_ARRAY)
+			r = -EPROTO;
+		else
+			nkv = d->toks[kvs].size;
+	}
+	if (r == 0 && *more && nkv == 0)
+		r = -EPROTO; /* "more" but nothing to continue after */
+	int el = kvs + 1;
+	for (int i = 0; r == 0 && i < nkv; i++, el = d->toks[el].next) {
+		char *k = NULL, *v = NULL;
+		size_t kn = 0, vn = 0;
+		if (d->toks[el].type != JSON_OBJECT)
+			r = -EPROTO;
+		if (r == 0)
+			r = jb64(d, json_obj_get(d, el, "key"), &k, &kn);
+		if (r == 0)
+			r = jb64(d, json_obj_get(d, el, "value"), &v, &vn);
+		if (r == 0 && (kn < plen || memcmp(k, prefix, plen)))
+			r = -EPROTO; /* not what we asked for */
+		/* Nor before the key the page starts at: then the next page
+		 * starts past this one's, and a reply repeating the same page
+		 * with "more" cannot keep the listing going round forever. */
+		if (r == 0 && key_cmp(k, kn, *from, *flen) < 0)
+			r = -EPROTO;
+		if (r == 0)
+			r = fn(arg, k, kn, v, vn);
+		if (r == 0 && i == nkv - 1 && *more) {
+			/* Next page: just after this key. */
+			char *nf = realloc(*from, kn + 1);
+			if (!nf) {
+				r = -ENOMEM;
+			} else {
+				*from = nf;
+				memcpy(nf, k, kn);
+				nf[kn] = 0;
+				*flen = kn + 1;
+			}
+		}
+		free(k);
+		free(v);
+	}
+	return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* Watch                                                                */
 
-struct watch {
-	struct dbuf msg;   /* the message being received */
-	int depth, in_str, esc;
-	int got_data;      /* some bytes came: the endpoint took the watch */
-	int done;          /* r is final: abort the transfer */
-	int r;
-	int (*fn)(void *arg, const struct etcd_event *ev);
-	void *arg;
-	const volatile int *stop;
-	int64_t *last_rev;
-};
+/* An event's type.  proto3's JSON mapping gives an enum by name or by
+ * number and leaves it out (or null) for the default, PUT; anything else
+ * is -EPROTO rather than a guess: a DELETE taken for a PUT would keep a
+ * dead key alive. */
+static int
+event_type(const struct json_doc *d, int ev, enum etcd_event_type *out)
+{
+	*out = ETCD_EV_PUT;
+	int t = json_obj_get(d, ev, "type");
+	if (t < 0 || d->toks[t].type == JSON_NULL)
+		return 0;
+	if (d->toks[t].type == JSON_NUMBER) {
+		int ok = 0;
+		int64_t v = json_int(d, t, &ok);
+		if (!ok || (v != 0 && v != 1))
+			return -EPROTO;
+		*out = v == 1 ? ETCD_EV_DELETE : ETCD_EV_PUT;
+		return 0;
+	}
+	char *s = json_str(d, t);
+	int r = -EPROTO;
+	if (s && strcmp(s, "PUT") == 0) {
+		r = 0;
+	} else if (s && strcmp(s, "DELETE") == 0) {
+		*out = ETCD_EV_DELETE;
+		r = 0;
+	}
+	free(s);
+	return r;
+}
 
 /* One complete message of the stream. */
 static void
-watch_message(struct watch *w)
+watch_message(struct etcd_watch_parser *w)
 {
 	struct json_doc d;
 	int r = json_parse(&d, w->msg.p, w->msg.len);
@@ -883,7 +964,7 @@ watch_message(struct watch *w)
 	int res = d.toks[0].type == JSON_OBJECT
 	    ? json_obj_get(&d, 0, "result") : -1;
 	if (res < 0 || d.toks[res].type != JSON_OBJECT) {
-		r = d.toks[0].type == JSON_OBJECT ? reply_error(&d, 0) : 0;
+		r = d.toks[0].type == JSON_OBJECT ? etcd_reply_error(&d, 0) : 0;
 		w->r = r ? r : -EPROTO;
 		w->done = 1;
 		json_free(&d);
@@ -912,12 +993,7 @@ watch_message(struct watch *w)
 		struct etcd_event ev = {.type = ETCD_EV_PUT};
 		char *k = NULL, *v = NULL;
 		int kv = json_obj_get(&d, el, "kv");
-		char *type = json_str(&d, json_obj_get(&d, el, "type"));
-		if (type && strcmp(type, "DELETE") == 0)
-			ev.type = ETCD_EV_DELETE;
-		else if (type && strcmp(type, "PUT") != 0)
-			r = -EPROTO;
-		free(type);
+		r = event_type(&d, el, &ev.type);
 		if (r == 0 && (kv < 0 || d.toks[kv].type != JSON_OBJECT))
 			r = -EPROTO;
 		if (r == 0)
@@ -951,16 +1027,35 @@ watch_message(struct watch *w)
 	json_free(&d);
 }
 
-/* Splits the stream into JSON objects (one per gateway message, however
- * the bytes were chunked) and hands each complete one on. */
-static size_t
-on_watch_body(char *p, size_t sz, size_t n, void *u)
+void
+etcd_watch_parser_init(struct etcd_watch_parser *w,
+    int (*fn)(void *arg, const struct etcd_event *ev), void *arg,
+    const volatile int *stop, int64_t *last_rev)
 {
-	struct watch *w = u;
-	size_t len = sz * n, start = 0;
-	w->got_data = 1;
+	memset(w, 0, sizeof(*w));
+	dbuf_init(&w->msg, ETCD_WATCH_MSG_MAX);
+	w->fn = fn;
+	w->arg = arg;
+	w->stop = stop;
+	w->last_rev = last_rev;
+}
+
+void
+etcd_watch_parser_free(struct etcd_watch_parser *w)
+{
+	dbuf_free(&w->msg);
+}
+
+/* Splits the stream into JSON objects (one per gateway message, however
+ * the bytes were chunked) and hands each complete one on.  Only the
+ * structure is tracked here (depth, strings, escapes); json_parse judges
+ * each message whole. */
+int
+etcd_watch_feed(struct etcd_watch_parser *w, const char *p, size_t len)
+{
+	size_t start = 0;
 	if (w->done)
-		return 0;
+		return 1;
 	for (size_t i = 0; i < len; i++) {
 		char c = p[i];
 		if (w->depth == 0) {
@@ -971,7 +1066,7 @@ on_watch_body(char *p, size_t sz, size_t n, void *u)
 			if (c != '{') {
 				w->r = -EPROTO;
 				w->done = 1;
-				return 0;
+				return 1;
 			}
 			start = i;
 			w->depth = 1;
@@ -992,14 +1087,14 @@ on_watch_body(char *p, size_t sz, size_t n, void *u)
 			if (++w->depth > ETCD_WATCH_DEPTH_MAX) {
 				w->r = -EPROTO;
 				w->done = 1;
-				return 0;
+				return 1;
 			}
 		} else if (c == '}' || c == ']') {
 			if (--w->depth == 0) {
 				if (dbuf_add(&w->msg, p + start, i + 1 - start)) {
 					w->r = -E2BIG;
 					w->done = 1;
-					return 0;
+					return 1;
 				}
 				watch_message(w);
 				dbuf_reset(&w->msg);
@@ -1009,16 +1104,30 @@ on_watch_body(char *p, size_t sz, size_t n, void *u)
 					w->done = 1;
 				}
 				if (w->done)
-					return 0;
+					return 1;
 			}
 		}
 	}
 	if (w->depth > 0 && dbuf_add(&w->msg, p + start, len - start)) {
 		w->r = -E2BIG;
 		w->done = 1;
-		return 0;
+		return 1;
 	}
-	return len;
+	return 0;
+}
+
+struct watch {
+	struct etcd_watch_parser p;
+	int got_data; /* some bytes came: the endpoint took the watch */
+};
+
+/* curl's write callback: 0 (abort the transfer) once the parser is done. */
+static size_t
+on_watch_body(char *p, size_t sz, size_t n, void *u)
+{
+	struct watch *w = u;
+	w->got_data = 1;
+	return etcd_watch_feed(&w->p, p, sz * n) ? 0 : sz * n;
 }
 
 /* One watch stream on endpoint ep.  *took: the endpoint answered. */
@@ -1083,7 +1192,7 @@ watch_once(struct etcd *e, int ep, const struct dbuf *body, struct watch *w,
 						rc = msg->data.result;
 				break;
 			}
-			if (w->stop && *w->stop) {
+			if (w->p.stop && *w->p.stop) {
 				stopped = 1;
 				break;
 			}
@@ -1101,8 +1210,8 @@ watch_once(struct etcd *e, int ep, const struct dbuf *body, struct watch *w,
 	if (h)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	if (r == 0) {
-		if (w->done)
-			r = w->r;
+		if (w->p.done)
+			r = w->p.r;
 		else if (stopped)
 			r = 0;
 		else if (rc != CURLE_OK)
@@ -1155,12 +1264,11 @@ etcd_watch_prefix(struct etcd *e, const char *prefix, int64_t start_rev,
 	r = -ECONNREFUSED;
 	for (int i = 0; i < e->nep; i++) {
 		int ep = (start + i) % e->nep;
-		struct watch w = {.fn = fn, .arg = arg, .stop = stop,
-		    .last_rev = last_rev};
-		dbuf_init(&w.msg, ETCD_WATCH_MSG_MAX);
+		struct watch w = {.got_data = 0};
+		etcd_watch_parser_init(&w.p, fn, arg, stop, last_rev);
 		int took = 0;
 		r = watch_once(e, ep, &body, &w, &took);
-		dbuf_free(&w.msg);
+		etcd_watch_parser_free(&w.p);
 		if (took) {
 			if (ep != start)
 				__atomic_store_n(&e->cur, ep, __ATOMIC_RELAXED);

@@ -3,6 +3,7 @@
 
 #include "tap.h"
 #include "etcd_harness.h"
+#include "cluster/etcd_parse.h"
 
 static struct etcd_proc ep;
 static struct etcd *E;
@@ -404,6 +405,99 @@ TEST(watch_ends_when_etcd_dies)
 	etcd_close(&e);
 }
 
+/* ---- Regressions found by tests/fuzz/fuzz_etcd_*.c (no network) ---- */
+
+struct evlog {
+	char s[512];
+};
+
+static int
+log_event(void *arg, const struct etcd_event *ev)
+{
+	struct evlog *l = arg;
+	size_t n = strlen(l->s);
+	snprintf(l->s + n, sizeof(l->s) - n, "%s %.*s@%lld;",
+	    ev->type == ETCD_EV_DELETE ? "DEL" : "PUT", (int)ev->klen, ev->key,
+	    (long long)ev->mod_revision);
+	return 0;
+}
+
+static int
+feed_stream(const char *stream, struct evlog *l, int64_t *last)
+{
+	struct etcd_watch_parser w;
+	memset(l, 0, sizeof(*l));
+	*last = 0;
+	etcd_watch_parser_init(&w, log_event, l, NULL, last);
+	etcd_watch_feed(&w, stream, strlen(stream));
+	int r = w.done ? w.r : 1;
+	etcd_watch_parser_free(&w);
+	return r;
+}
+
+TEST(parse_event_type_by_number)
+{
+	/* proto3 JSON may give an enum as its number: 1 is DELETE.  It was
+	 * taken for a PUT, so a deleted key stayed alive. */
+	struct evlog l;
+	int64_t last;
+	int r = feed_stream("{\"result\":{\"events\":["
+	    "{\"type\":1,\"kv\":{\"key\":\"YQ==\",\"mod_revision\":\"3\"}},"
+	    "{\"type\":0,\"kv\":{\"key\":\"Yg==\",\"value\":\"eA==\","
+	    "\"mod_revision\":\"4\"}},"
+	    "{\"type\":null,\"kv\":{\"key\":\"Yw==\",\"mod_revision\":\"5\"}},"
+	    "{\"type\":\"DELETE\",\"kv\":{\"key\":\"ZA==\",\"mod_revision\":"
+	    "\"6\"}}]}}", &l, &last);
+	CHECK_EQ_INT(r, 1); /* still streaming */
+	CHECK_EQ_STR(l.s, "DEL a@3;PUT b@4;PUT c@5;DEL d@6;");
+	CHECK(last == 6);
+	/* A type we cannot read is an error, not a PUT. */
+	const char *bad[] = {"2", "true", "\"DELETE\\u0000\"", "\"delete\"",
+	    "[]", NULL};
+	for (int i = 0; bad[i]; i++) {
+		char s[256];
+		snprintf(s, sizeof(s), "{\"result\":{\"events\":[{\"type\":%s,"
+		    "\"kv\":{\"key\":\"YQ==\",\"mod_revision\":\"3\"}}]}}",
+		    bad[i]);
+		CHECK_EQ_INT(feed_stream(s, &l, &last), -EPROTO);
+		CHECK_EQ_STR(l.s, "");
+	}
+}
+
+static int
+count_kv2(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+TEST(parse_range_moves_forward)
+{
+	/* A page with "more" whose keys sort before where it was asked from:
+	 * the next page started at the same key again, so an etcd (or a
+	 * proxy) repeating a page kept etcd_range_prefix going forever. */
+	const char *page = "{\"header\":{\"revision\":\"7\"},\"more\":true,"
+	    "\"kvs\":[{\"key\":\"L3AvYQ==\",\"value\":\"eA==\"}]}"; /* /p/a */
+	struct json_doc d;
+	CHECK_EQ_INT(etcd_parse_reply(page, strlen(page), 200, &d), 0);
+	char *from = strdup("/p/");
+	size_t flen = 3;
+	int64_t rev = 0;
+	int more = 0, n = 0;
+	CHECK_EQ_INT(etcd_parse_range(&d, "/p/", 3, count_kv2, &n, &rev, &more,
+	    &from, &flen), 0);
+	CHECK(rev == 7 && more == 1 && n == 1);
+	CHECK(flen == 5 && memcmp(from, "/p/a", 5) == 0); /* "/p/a\0" */
+	/* The same page again, asked from "/p/a\0": refused. */
+	n = 0;
+	CHECK_EQ_INT(etcd_parse_range(&d, "/p/", 3, count_kv2, &n, &rev, &more,
+	    &from, &flen), -EPROTO);
+	CHECK_EQ_INT(n, 0);
+	CHECK(flen == 5);
+	free(from);
+	json_free(&d);
+}
+
 int
 main(void)
 {
@@ -423,6 +517,8 @@ main(void)
 	RUN(watch);
 	RUN(watch_fails_when_etcd_unreachable);
 	RUN(watch_ends_when_etcd_dies);
+	RUN(parse_event_type_by_number);
+	RUN(parse_range_moves_forward);
 	etcd_close(&E);
 	etcd_procs_cleanup();
 	curl_global_cleanup();
