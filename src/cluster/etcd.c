@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/curl_errno.h"
 #include "../common/dbuf.h"
 #include "../common/json.h"
 #include "../common/log.h"
@@ -232,39 +233,6 @@ handle_put(struct etcd *e, CURL *h)
 /* ------------------------------------------------------------------ */
 /* Errors                                                               */
 
-static int
-curl_errno(CURL *h, CURLcode rc)
-{
-	long oserr = 0;
-	switch (rc) {
-	case CURLE_COULDNT_CONNECT:
-		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-		if (oserr == EHOSTUNREACH || oserr == ENETUNREACH)
-			return -EHOSTUNREACH;
-		if (oserr == ETIMEDOUT)
-			return -ETIMEDOUT;
-		return -ECONNREFUSED;
-	case CURLE_COULDNT_RESOLVE_HOST:
-		return -EHOSTUNREACH;
-	case CURLE_OPERATION_TIMEDOUT:
-		return -ETIMEDOUT;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-		return -ECONNRESET;
-	case CURLE_WEIRD_SERVER_REPLY:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_BAD_CONTENT_ENCODING:
-		return -EPROTO;
-	case CURLE_URL_MALFORMAT:
-		return -EINVAL;
-	default:
-		return -EIO;
-	}
-}
 
 /* gRPC status codes, as the gateway reports them in "code". */
 static int

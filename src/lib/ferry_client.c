@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/curl_errno.h"
 #include "common/dbuf.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -406,40 +407,6 @@ on_header(char *p, size_t sz, size_t nm, void *arg)
 	return n;
 }
 
-/* Maps a finished transfer's curl error to an errno. */
-static int
-curl_errno(CURL *h, CURLcode rc)
-{
-	long oserr = 0;
-	switch (rc) {
-	case CURLE_COULDNT_CONNECT:
-		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-		if (oserr == EHOSTUNREACH || oserr == ENETUNREACH)
-			return -EHOSTUNREACH;
-		if (oserr == ETIMEDOUT)
-			return -ETIMEDOUT;
-		return -ECONNREFUSED;
-	case CURLE_COULDNT_RESOLVE_HOST:
-		return -EHOSTUNREACH;
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_ABORTED_BY_CALLBACK: /* on_progress: stalled */
-		return -ETIMEDOUT;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-		return -ECONNRESET;
-	case CURLE_WEIRD_SERVER_REPLY:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_BAD_CONTENT_ENCODING:
-		return -EPROTO;
-	case CURLE_URL_MALFORMAT:
-		return -EINVAL;
-	default:
-		return -EIO;
-	}
-}
 
 /* Maps an HTTP error status (and the error body's "code") to an errno. */
 static int

@@ -26,6 +26,7 @@
 #include <strings.h>
 
 #include "../cluster/placement.h"
+#include "../common/curl_errno.h"
 #include "../common/dbuf.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -388,8 +389,9 @@ peer_read(struct router *rt, const struct member *peer, const struct mount *m,
 	} else if (cc == CURLE_OK) {
 		r = status == 401 ? -EACCES : -EPROTO; /* short, or refused */
 	} else {
-		r = cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK ? -ETIMEDOUT :
-		    cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -ECONNRESET;
+		r = curl_errno(h, cc);
+		if (r == -EIO || r == -EPROTO)
+			r = -ECONNRESET; /* a transport failure: ask the next */
 	}
 	handle_put(rt, h, r == 0);
 	h = NULL;
