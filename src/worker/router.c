@@ -251,11 +251,12 @@ fwd_header(char *p, size_t sz, size_t nm, void *arg)
 	size_t n = sz * nm;
 	f->last_ms = now_ms();
 	if (n > 14 && strncasecmp(p, "content-range:", 14) == 0) {
-		const char *v = p + 14;
-		while (*v == ' ')
-			v++;
+		char v[96]; /* curl's header lines are not NUL-terminated */
+		size_t vl = n - 14 < sizeof(v) - 1 ? n - 14 : sizeof(v) - 1;
+		memcpy(v, p + 14, vl);
+		v[vl] = 0;
 		long long a;
-		if (sscanf(v, "bytes %lld-", &a) == 1)
+		if (sscanf(v, " bytes %lld-", &a) == 1 && a >= 0)
 			f->range_start = a;
 	} else if (n > 5 && strncasecmp(p, "etag:", 5) == 0) {
 		const char *v = p + 5, *e = p + n;
