@@ -38,7 +38,7 @@ BUCKET=xr
 
 case $MODE in
 full)  DATA_MIB=${XR_DATA_MIB:-1024}; N_SMALL=${XR_SMALL:-10000}; N_SMALL_FUSE=${XR_SMALL_FUSE:-1000}; PASSES=3; PASSES2=2 ;;
-quick) DATA_MIB=${XR_DATA_MIB:-128};  N_SMALL=${XR_SMALL:-500};   N_SMALL_FUSE=${XR_SMALL_FUSE:-200};  PASSES=2; PASSES2=2 ;;
+quick) DATA_MIB=${XR_DATA_MIB:-128};  N_SMALL=${XR_SMALL:-300};   N_SMALL_FUSE=${XR_SMALL_FUSE:-100};  PASSES=2; PASSES2=2 ;;
 report) ;;
 *) echo "usage: $0 quick|full (or: $0 report RUNDIR)" >&2; exit 2 ;;
 esac
