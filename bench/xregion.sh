@@ -529,11 +529,15 @@ if [ "$MODE" = full ] && has profile && command -v perf >/dev/null 2>&1; then
 	kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
 	q=(); for x in "${PIDS[@]}"; do [ "$x" = "$PERF_PID" ] || q+=("$x"); done; PIDS=("${q[@]}")
 	note "perf record -a -g -F 999   # during one more warm full read through the FUSE mount ($(calc "$t1 - $t0") s), reported for the reader, the worker and ferry fuse:"
-	note "perf report --pid <reader>,<worker>,<ferry fuse> --no-children --sort comm,dso[,sym]"
-	perf report -i "$RUN/perf.data" --stdio --no-children --percentage relative --pid "$RD_PID,$FW_PID,$FF_PID" --sort comm,dso,sym -g none 2>/dev/null |
-		grep -E '^ +[0-9]' | head -30 > "$RUN/perf-top.txt" || true
-	perf report -i "$RUN/perf.data" --stdio --no-children --percentage relative --pid "$RD_PID,$FW_PID,$FF_PID" --sort comm,dso -g none 2>/dev/null |
-		grep -E '^ +[0-9]' | head -12 > "$RUN/perf-dso.txt" || true
+	note "perf report --pid <reader>,<worker>,<ferry fuse> --no-children --percentage relative --sort pid,dso; and per process: --pid P --sort dso,sym"
+	echo "perf_pids=reader $RD_PID, worker $FW_PID, ferry fuse $FF_PID" >> "$RUN/meta.env"
+	for x in "reader $RD_PID" "worker $FW_PID" "fuse $FF_PID"; do
+		perf report -i "$RUN/perf.data" --stdio --no-children --percentage relative --pid "${x#* }" \
+			--sort dso,sym -g none 2>/dev/null | grep -E '^ +[0-9]' | head -12 > "$RUN/perf-${x% *}.txt" || true
+	done
+	for x in "reader $RD_PID" "worker $FW_PID" "fuse $FF_PID"; do
+		echo "${x% *}: $(perf script -i "$RUN/perf.data" -F pid --pid "${x#* }" 2>/dev/null | grep -c .) samples"
+	done > "$RUN/perf-dso.txt"
 	perf report -i "$RUN/perf.data" --stdio --no-children --sort comm -g none 2>/dev/null |
 		grep -E '^ +[0-9]' | head -12 > "$RUN/perf-all.txt" || true
 	echo "perf_read_seconds=$(calc "$t1 - $t0")" >> "$RUN/meta.env"
@@ -554,8 +558,13 @@ section "report"
 OUT=$ROOT/bench/results/xregion-$STAMP-$MODE
 $PY "$ROOT/bench/xreport.py" "$RUN" "$OUT.png" > "$OUT.md"
 LATEST=latest-xregion; [ "$MODE" = quick ] && LATEST=latest-xregion-quick
-cp "$OUT.md" "$ROOT/bench/results/$LATEST.md"
-[ -f "$OUT.png" ] && cp "$OUT.png" "$ROOT/bench/results/$LATEST.png"
-sed -i "s|($(basename "$OUT").png)|($LATEST.png)|" "$ROOT/bench/results/$LATEST.md"
-say "report: ${OUT#"$ROOT"/}.md (and bench/results/$LATEST.md, .png), $(( $(date +%s) - T_START )) s in all"
+# A developer's run with its own sizes or parts is not the mode's result.
+if [ -z "${XR_DATA_MIB:-}${XR_SMALL:-}${XR_SMALL_FUSE:-}${XR_PARTS:-}${XR_FERRY_ARGS:-}" ]; then
+	cp "$OUT.md" "$ROOT/bench/results/$LATEST.md"
+	[ -f "$OUT.png" ] && cp "$OUT.png" "$ROOT/bench/results/$LATEST.png"
+	sed -i "s|($(basename "$OUT").png)|($LATEST.png)|" "$ROOT/bench/results/$LATEST.md"
+	say "report: ${OUT#"$ROOT"/}.md (and bench/results/$LATEST.md, .png), $(( $(date +%s) - T_START )) s in all"
+else
+	say "report: ${OUT#"$ROOT"/}.md ($LATEST.md left alone: XR_* settings in effect), $(( $(date +%s) - T_START )) s in all"
+fi
 sed -n '/^## Headline/,/^## /p' "$OUT.md" | sed '$d'

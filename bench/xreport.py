@@ -238,16 +238,22 @@ if os.path.exists(os.path.join(run, "perf-dso.txt")):
     w("## Where ferry's time goes (perf)")
     w("")
     w("`perf record -a -g -F 999` during one more warm full read through the FUSE mount (%s s; not in the "
-      "tables), reported for the reader (python3), ferry's worker and `ferry fuse` (kernel work done on their "
-      "behalf is in their samples).  Samples by process and object, then the top symbols; last, the whole "
-      "machine by command during the read (other work on the machine included):" % lw("perf_read_seconds"))
+      "tables), reported for the three processes of the read (%s; kernel work done on their behalf is in "
+      "their samples): the number of samples of each (999 per second per busy CPU), then each one's top symbols (percentages of "
+      "that process's samples); last, the whole machine by command during the read (other work on the "
+      "machine included; `swapper` is idle time)." % (lw("perf_read_seconds"), lw("perf_pids")))
     w("")
     w("```")
     w(open(os.path.join(run, "perf-dso.txt")).read().rstrip())
-    w("")
-    w(open(os.path.join(run, "perf-top.txt")).read().rstrip())
-    w("")
+    for who, title in (("reader", "the reader (python3)"), ("worker", "ferry's worker"), ("fuse", "ferry fuse")):
+        f = os.path.join(run, "perf-%s.txt" % who)
+        if os.path.exists(f):
+            w("")
+            w("# %s" % title)
+            w(open(f).read().rstrip())
     if os.path.exists(os.path.join(run, "perf-all.txt")):
+        w("")
+        w("# the whole machine, by command")
         w(open(os.path.join(run, "perf-all.txt")).read().rstrip())
     w("```")
     w("")
