@@ -7,7 +7,9 @@
 #   fuse     bench/fuse.sh: ferry fuse vs local disk, s3fs, rclone (root)
 #   xregion  bench/xregion.sh: the cross-region benchmark over an emulated
 #            WAN link (root)
-# Without PART: full runs every part (about 55 minutes in all); quick runs
+#   cluster  bench/cluster.sh: 1-3 workers in network namespaces: aggregate
+#            warm throughput, the latency of a worker hop, failover (root)
+# Without PART: full runs every part (about 60 minutes in all); quick runs
 # xregion only (about 4 minutes), the headline experiment, so that a
 # developer's check stays under 5 minutes; `bench/run.sh quick worker fuse`
 # runs the others' quick sets.  A new part is a script bench/NAME.sh taking
@@ -17,12 +19,12 @@ set -euo pipefail
 MODE=${1:-quick}
 case $MODE in
 quick|full) ;;
-*) echo "usage: $0 quick|full [worker|fuse|xregion]..." >&2; exit 2 ;;
+*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster]..." >&2; exit 2 ;;
 esac
 shift
 cd "$(dirname "$0")/.."
-PARTS=(worker fuse xregion)
-declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1)
+PARTS=(worker fuse xregion cluster)
+declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1)
 if [ $# -gt 0 ]; then
 	SEL=("$@")
 elif [ "$MODE" = full ]; then
@@ -40,7 +42,8 @@ if [ $IS_ROOT = 0 ]; then
 	if [ ${#skipped[@]} -gt 0 ]; then
 		echo "bench: NOT ROOT: these parts will be SKIPPED: ${skipped[*]}"
 		echo "bench:   fuse needs FUSE mounts and drop_caches; xregion needs network namespaces and TUN"
-		echo "bench:   devices for its emulated WAN link, FUSE mounts and drop_caches."
+		echo "bench:   devices for its emulated WAN link, FUSE mounts and drop_caches; cluster needs"
+		echo "bench:   network namespaces (one per worker)."
 		echo "bench:   Run as root for them: sudo make bench (or sudo bench/run.sh $MODE ${skipped[*]})"
 	fi
 fi
