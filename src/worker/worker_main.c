@@ -570,10 +570,15 @@ lock_dir(const char *dir)
 		return -1;
 	}
 	snprintf(p, sizeof(p), "%s/.ferry.lock", dir);
-	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* Read-only: an open file for writing would keep the disk from being
+	 * remounted read-only (which the worker survives). */
+	int fd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EROFS)
+		fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		fprintf(stderr, "ferry worker: cache dir %s: cannot create %s: %s\n", dir, p, strerror(errno));
-		return -1;
+		LOG_WARN("cache dir %s: cannot open %s (%s): not locked against a second worker",
+		    dir, p, strerror(errno));
+		return 0;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		fprintf(stderr, "ferry worker: cache dir %s is in use by another running worker%s\n", dir,

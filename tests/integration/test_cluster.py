@@ -581,7 +581,7 @@ def test_placement_spreads_files(cluster_factory):
 
 def test_fourth_worker_takes_a_quarter(cluster_factory):
     c = cluster_factory()
-    old = small_files("old", 60, 300)
+    old = small_files("old", 200, 300)  # enough that 0.4 is > 4 sigma above 1/4
     new = small_files("new", 300, 500)
     put_files(c.data_dir, {**old, **new})
     ws = [c.add() for _ in range(3)]
