@@ -80,6 +80,20 @@ struct ufs_ops {
 	 */
 	ssize_t (*read)(void *state, const char *path, const char *etag,
 	    int64_t off, void *buf, size_t len);
+	/*
+	 * Optional (NULL for file://, whose stat is local and cheap): a read
+	 * of len bytes at off with no version check that also answers stat,
+	 * in one request, so that a cold read costs one round trip, not two.
+	 * st gets the metadata of the very version whose bytes are in buf.
+	 * Returns bytes read (short only at the end of the object) or -errno.
+	 * -ENOENT: no object has this key; with dirs set the backend first
+	 * tells a directory (then 0 with st->is_dir, nothing read) from a
+	 * missing key, as stat does; without, -ENOENT may be a directory.
+	 * -ERANGE: the reply carried no metadata to trust (off past the end,
+	 * an empty object): the caller asks stat instead.
+	 */
+	ssize_t (*read_stat)(void *state, const char *path, int64_t off,
+	    void *buf, size_t len, int dirs, struct ufs_stat *st);
 };
 
 extern const struct ufs_ops ufs_file_ops;

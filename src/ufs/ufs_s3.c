@@ -101,6 +101,7 @@ struct s3_call {
 	int64_t cr_start, cr_total; /* Content-Range; -1 if absent */
 	char etag[UFS_ETAG_MAX];
 	int etag_bad; /* ETag header too long to keep */
+	int empty_206; /* a 206 for a range of an empty object: aborted */
 	struct dbuf errbody;
 };
 
@@ -520,6 +521,7 @@ call_reset_response(struct s3_call *c)
 	c->cr_start = c->cr_total = -1;
 	c->etag[0] = 0;
 	c->etag_bad = 0;
+	c->empty_206 = 0;
 	dbuf_reset(&c->errbody);
 	if (c->body)
 		dbuf_reset(c->body);
@@ -586,6 +588,14 @@ on_header(char *p, size_t size, size_t nitems, void *arg)
 		c->last_modified = parse_http_date(v, vlen);
 	} else if (nlen == 13 && !strncasecmp(p, "content-range", 13)) {
 		parse_content_range(c, v, vlen);
+		/* No range of an empty object exists, yet some stores (s3rver)
+		 * answer one with "bytes 0-0/0", Content-Length 1 and no body,
+		 * which would end in a partial-transfer error and retries:
+		 * stop here, the caller asks stat instead. */
+		if (c->status == 206 && c->cr_total == 0) {
+			c->empty_206 = 1;
+			return 0;
+		}
 	}
 	return n;
 }
@@ -854,11 +864,15 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 			r = -EIO;
 			break;
 		}
+		if (c->empty_206) {
+			r = -EIO;
+			break;
+		}
 		r = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
 		if (!curl_retryable(cc))
 			break;
 	}
-	if (r && cc != CURLE_OK && !c->overflow)
+	if (r && cc != CURLE_OK && !c->overflow && !c->empty_206)
 		LOG_WARN("s3: %s s3://%s/%s: %s (%s) after %d attempt(s)",
 		    c->method, s->bucket, call_what(c), curl_easy_strerror(cc),
 		    curl_err[0] ? curl_err : "-",
@@ -1346,6 +1360,89 @@ s3_read(void *state, const char *path, const char *etag, int64_t off,
 	return ret;
 }
 
+/*
+ * A cold read: one ranged GET, without If-Match, whose reply is both the
+ * stat (total size from Content-Range, ETag, Last-Modified) and the bytes,
+ * so the version reported is the one the bytes belong to.
+ */
+static ssize_t
+s3_read_stat(void *state, const char *path, int64_t off, void *buf,
+    size_t len, int dirs, struct ufs_stat *st)
+{
+	struct s3_state *s = state;
+	memset(st, 0, sizeof(*st));
+	if (!path[0]) {
+		st->is_dir = 1;
+		return 0;
+	}
+	if (off < 0 || len == 0 || len > INT32_MAX ||
+	    off > INT64_MAX - (int64_t)len)
+		return -EINVAL;
+	struct dbuf key;
+	int r = full_key(s, path, &key);
+	if (r) {
+		dbuf_free(&key);
+		return r;
+	}
+	char range[64];
+	snprintf(range, sizeof(range), "bytes=%lld-%lld", (long long)off,
+	    (long long)(off + (int64_t)len - 1));
+	struct s3_call c = {
+	    .method = "GET",
+	    .key = key.p,
+	    .query = "",
+	    .range = range,
+	    .buf = buf,
+	    .cap = len,
+	};
+	ssize_t ret = s3_perform(s, &c);
+	if (ret == -EIO && (c.overflow || c.empty_206)) {
+		/* A 200 with the whole (big) object, or an empty one: no
+		 * trusted metadata here, so stat + read. */
+		ret = -ERANGE;
+	} else if (ret == 0 && (c.status == 206 || c.status == 200)) {
+		/* 206: the total is after the '/' of Content-Range; 200 (the
+		 * range was ignored): the body is the whole object. */
+		int64_t total = c.status == 206 ? c.cr_total : c.content_length;
+		int64_t want = total - off < (int64_t)len ? total - off : (int64_t)len;
+		int bad = total < 0 || c.etag_bad ||
+		    (c.status == 206 && c.cr_start != off) ||
+		    (c.status == 200 && off != 0) ||
+		    (c.content_length >= 0 &&
+		    (uint64_t)c.content_length != c.got) ||
+		    want < 0 || (int64_t)c.got != want;
+		if (bad) {
+			LOG_WARN("s3: GET s3://%s/%s: reply does not match the "
+			    "range asked for, or lacks its size", s->bucket,
+			    key.p);
+			ret = -EIO;
+		} else {
+			st->size = total;
+			st->mtime = c.last_modified > 0 ? c.last_modified : 0;
+			snprintf(st->etag, sizeof(st->etag), "%s", c.etag);
+			ret = (ssize_t)c.got;
+		}
+	} else if (ret == 0 && c.status == 416) {
+		ret = -ERANGE; /* past the end, or an empty object */
+	} else if (ret == 0 && c.status == 404) {
+		ret = -ENOENT;
+		if (dirs) {
+			r = s3_is_prefix(s, key.p);
+			if (r == 1) {
+				st->is_dir = 1;
+				ret = 0;
+			} else if (r < 0) {
+				ret = r;
+			}
+		}
+	} else if (ret == 0) {
+		ret = s3_http_error(s, &c);
+	}
+	call_done(&c);
+	dbuf_free(&key);
+	return ret;
+}
+
 const struct ufs_ops ufs_s3_ops = {
     .scheme = "s3",
     .open = s3_open,
@@ -1353,4 +1450,5 @@ const struct ufs_ops ufs_s3_ops = {
     .stat = s3_stat,
     .list = s3_list,
     .read = s3_read,
+    .read_stat = s3_read_stat,
 };
