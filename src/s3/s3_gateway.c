@@ -533,6 +533,30 @@ add_override(struct dbuf *h, const struct http_request *req, const char *param,
 	free(v);
 }
 
+/*
+ * Where a GET will start reading, known before the object's size: 0, or a
+ * Range's first byte; -1 when it depends on the size (a suffix range) or
+ * the answer is likely no body (a conditional request, often a 304).
+ */
+static int64_t
+get_start_hint(const struct http_request *req)
+{
+	static const char *const cond[] = {"if-match", "if-none-match",
+	    "if-modified-since", "if-unmodified-since"};
+	size_t vl;
+	for (size_t i = 0; i < sizeof(cond) / sizeof(cond[0]); i++)
+		if (http_header_get(req, cond[i], &vl))
+			return -1;
+	const char *rv = http_header_get(req, "range", &vl);
+	const int64_t big = INT64_MAX / 4;
+	int64_t a = 0, b = 0;
+	int pr = http_parse_range(rv, vl, big, &a, &b);
+	if (pr == 0)
+		return 0;
+	/* A suffix range's start is counted from the (huge) size. */
+	return pr == 1 && a < big / 2 ? a : -1;
+}
+
 static void
 op_get_object(struct s3req *s, struct mount *m)
 {
@@ -541,8 +565,14 @@ op_get_object(struct s3req *s, struct mount *m)
 	int r = 0;
 	struct dbuf hdr;
 	dbuf_init(&hdr, 16384);
+	/* A cold GET: one UFS request gives the stat and the first page
+	 * (not in a cluster, where the page may be another worker's). */
+	int64_t hint = s->is_head || worker_cluster(s->w) ? -1 : get_start_hint(req);
 	for (int attempt = 0; attempt < 2; attempt++) {
-		r = meta_stat(s->w->mc, m, s->key, &st);
+		if (hint >= 0)
+			r = meta_stat_read(s->w->mc, m, s->key, hint, 0, s->w->rd, &st);
+		else
+			r = meta_stat(s->w->mc, m, s->key, &st);
 		if (r < 0) {
 			s3_error_errno(s, r);
 			goto out;

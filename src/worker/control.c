@@ -352,9 +352,18 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 		im++;
 		iml -= 2;
 	}
+	/* A cold read: the stat and the first page in one UFS request, when
+	 * the page is served here (no cluster, or a peer's block read). */
+	size_t rl0 = 0;
+	const char *rv0 = http_header_get(req, "range", &rl0);
+	int64_t a0 = 0, b0 = 0;
+	int pr0 = http_parse_range(rv0, rl0, INT64_MAX / 4, &a0, &b0);
+	int64_t hint = req->method_len == 4 || (worker_cluster(w) && !hop) ? -1 :
+	    pr0 == 0 ? 0 : pr0 == 1 && a0 < INT64_MAX / 8 ? a0 : -1;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct ufs_stat st;
-		int r = meta_stat(w->mc, m, key, &st);
+		int r = hint >= 0 ? meta_stat_read(w->mc, m, key, hint, 1, w->rd, &st) :
+		    meta_stat(w->mc, m, key, &st);
 		if (r == 0 && st.is_dir)
 			r = -EISDIR;
 		if (r < 0) {

@@ -8,6 +8,9 @@
  * keyed by all the listing arguments, in a second table with its own LRU
  * and byte budget.  Files seen in a listing also refresh the stat cache,
  * so `ls -l` followed by reads costs one UFS listing, not one stat a file.
+ * meta_stat_read answers a read's miss with one UFS request that is both the
+ * stat and the first page (stored through the reader before the entry is
+ * published, so the threads waiting on it find the page too).
  */
 #include "meta.h"
 
@@ -22,6 +25,7 @@
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "metrics.h"
+#include "reader.h"
 
 struct stat_ent {
 	struct stat_ent *hnext;
@@ -30,6 +34,8 @@ struct stat_ent {
 	uint64_t ident;
 	int64_t fetched_ms;
 	int err;     /* 0 or the cached negative answer (-ENOENT) */
+	int nokey;   /* -ENOENT from a read: no object, but maybe a directory
+	              * (only meta_stat_read callers that do not care take it) */
 	int loading; /* a thread is asking the UFS */
 	struct ufs_stat st;
 	char path[]; /* NUL-terminated */
@@ -233,17 +239,25 @@ do_stat_update(struct meta_cache *mc, struct mount *m, struct stat_ent *e,
 		}
 	}
 	e->err = err;
+	e->nokey = 0;
 	if (!err)
 		e->st = *st;
 	e->fetched_ms = now_ms();
 }
 
-int
-meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
-    struct ufs_stat *st)
+/*
+ * The cached answer for path, or a claim to ask the UFS: returns 1 with
+ * *rc (and *st) set on a hit; 0 with *ep the entry marked loading (NULL if
+ * none could be made) on a miss.  Concurrent misses wait for the first.
+ * nokey_ok: an entry that only knows "no object" (not whether it is a
+ * directory) is a hit.  prev (if given): on a miss, the expired answer the
+ * entry held, for a file; else prev->size is -1.
+ */
+static int
+stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
+    int nokey_ok, struct ufs_stat *st, int *rc, struct stat_ent **ep,
+    struct ufs_stat *prev)
 {
-	if (!m->ufs)
-		return -EIO;
 	uint64_t h = hash64(path, strlen(path), m->ident);
 	pthread_mutex_lock(&mc->lock);
 	struct stat_ent *e;
@@ -253,39 +267,49 @@ meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
 			break;
 		pthread_cond_wait(&mc->loaded, &mc->lock);
 	}
-	if (e && e->fetched_ms && now_ms() - e->fetched_ms < mc->sync_ms) {
-		int err = e->err;
-		if (!err)
+	if (e && e->fetched_ms && now_ms() - e->fetched_ms < mc->sync_ms &&
+	    (!e->nokey || nokey_ok)) {
+		*rc = e->err;
+		if (!e->err)
 			*st = e->st;
 		do_lru_unlink(mc, e);
 		do_lru_push(mc, e);
 		pthread_mutex_unlock(&mc->lock);
 		METRIC_ADD(meta_hits, 1);
-		return err;
+		return 1;
+	}
+	if (prev) {
+		prev->size = -1;
+		if (e && e->fetched_ms && !e->err && !e->st.is_dir)
+			*prev = e->st;
 	}
 	if (!e)
 		e = do_stat_insert(mc, m->ident, path, h);
 	if (e)
 		e->loading = 1;
 	pthread_mutex_unlock(&mc->lock);
-
 	METRIC_ADD(meta_misses, 1);
-	METRIC_ADD(ufs_requests[UFSOP_STAT], 1);
-	struct ufs_stat fresh;
-	memset(&fresh, 0, sizeof(fresh));
-	int r = m->ops->stat(m->ufs, path, &fresh);
-	if (r < 0 && r != -ENOENT)
-		METRIC_ADD(ufs_errors[UFSOP_STAT], 1);
+	*ep = e;
+	return 0;
+}
 
+/* Records the UFS's answer r (fresh if 0) in the claimed entry e, wakes
+ * the waiters, and drops the old version's pages if the version moved. */
+static void
+stat_finish(struct meta_cache *mc, struct mount *m, const char *path,
+    struct stat_ent *e, int r, const struct ufs_stat *fresh, int nokey)
+{
 	uint64_t drop_obj = 0, keep_ver = 0;
 	pthread_mutex_lock(&mc->lock);
 	if (e) {
 		e->loading = 0;
 		/* Cache answers and "no such object"; not transient failures. */
-		if (r == 0 || r == -ENOENT)
-			do_stat_update(mc, m, e, r, &fresh, &drop_obj, &keep_ver);
-		else if (!e->fetched_ms)
+		if (r == 0 || r == -ENOENT) {
+			do_stat_update(mc, m, e, r, fresh, &drop_obj, &keep_ver);
+			e->nokey = r == -ENOENT && nokey;
+		} else if (!e->fetched_ms) {
 			do_stat_remove(mc, e);
+		}
 		pthread_cond_broadcast(&mc->loaded);
 	}
 	pthread_mutex_unlock(&mc->lock);
@@ -294,6 +318,92 @@ meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
 		LOG_INFO("/%s/%s changed in the under-store: dropped %d cached pages of the old version",
 		    m->name, path, n);
 	}
+}
+
+static int
+ufs_stat_call(struct mount *m, const char *path, struct ufs_stat *fresh)
+{
+	METRIC_ADD(ufs_requests[UFSOP_STAT], 1);
+	memset(fresh, 0, sizeof(*fresh));
+	int r = m->ops->stat(m->ufs, path, fresh);
+	if (r < 0 && r != -ENOENT)
+		METRIC_ADD(ufs_errors[UFSOP_STAT], 1);
+	return r;
+}
+
+int
+meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
+    struct ufs_stat *st)
+{
+	if (!m->ufs)
+		return -EIO;
+	int r;
+	struct stat_ent *e;
+	if (stat_begin(mc, m, path, 0, st, &r, &e, NULL))
+		return r;
+	struct ufs_stat fresh;
+	r = ufs_stat_call(m, path, &fresh);
+	stat_finish(mc, m, path, e, r, &fresh, 0);
+	if (r == 0)
+		*st = fresh;
+	return r;
+}
+
+int
+meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
+    int64_t off, int dirs, struct reader *rd, struct ufs_stat *st)
+{
+	if (!m->ufs)
+		return -EIO;
+	if (!m->ops->read_stat || !rd || !mc->ps || off < 0)
+		return meta_stat(mc, m, path, st);
+	int r;
+	struct stat_ent *e;
+	struct ufs_stat prev;
+	if (stat_begin(mc, m, path, !dirs, st, &r, &e, &prev))
+		return r;
+	struct ufs_stat fresh;
+	memset(&fresh, 0, sizeof(fresh));
+	const int64_t P = pagestore_page_size(mc->ps);
+	int64_t idx = off / P;
+	/* Expired, and the page is cached at the version we knew: most
+	 * likely still current, so confirm it with a stat (no bytes moved)
+	 * rather than read the page again. */
+	struct page_key pk = {meta_obj_id(m, path), 0, (uint64_t)idx};
+	int known = 0;
+	if (prev.size >= 0) {
+		pk.ver = meta_version(&prev);
+		known = prev.size == 0 || pagestore_has(mc->ps, &pk);
+	}
+#ifdef PAGESTORE_HAS_OBJECT
+	/* No metadata but pages of the object (after a restart): the same. */
+	else
+		known = pagestore_has_object(mc->ps, pk.obj);
+#endif
+	char *buf = known ? NULL : malloc((size_t)P);
+	ssize_t n = -ERANGE;
+	if (buf) {
+		METRIC_ADD(ufs_requests[UFSOP_READ], 1);
+		n = m->ops->read_stat(m->ufs, path, idx * P, buf, (size_t)P, dirs, &fresh);
+		if (n >= 0)
+			METRIC_ADD(ufs_read_bytes, n);
+		else if (n != -ENOENT && n != -ERANGE)
+			METRIC_ADD(ufs_errors[UFSOP_READ], 1);
+	}
+	if (n == -ERANGE) {
+		/* The page is cached, or that reply had no metadata (an empty
+		 * object, off past the end): ask stat, still as the one loader
+		 * of this entry. */
+		r = ufs_stat_call(m, path, &fresh);
+	} else {
+		r = n < 0 ? (int)n : 0;
+		/* The page is stored before the entry is released, so that
+		 * readers woken by it find the page and ask the UFS nothing. */
+		if (n > 0)
+			reader_store_page(rd, m, path, &fresh, idx, buf, (uint32_t)n);
+	}
+	free(buf);
+	stat_finish(mc, m, path, e, r, &fresh, n == -ENOENT && !dirs);
 	if (r == 0)
 		*st = fresh;
 	return r;

@@ -28,6 +28,18 @@ void meta_close(struct meta_cache **mc);
  * backend is unavailable). */
 int meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
     struct ufs_stat *st);
+struct reader;
+/*
+ * meta_stat for a read that will start at byte off.  On a miss, where the
+ * backend has read_stat (s3://), one UFS request answers the stat and reads
+ * the page holding off, which goes to the page store (through rd) before
+ * the entry is published; else as meta_stat.  dirs 0: the caller treats a
+ * directory as a missing object, so a 404 is answered -ENOENT without
+ * asking whether the key is a prefix (cached as such for these callers
+ * only; meta_stat asks again).
+ */
+int meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
+    int64_t off, int dirs, struct reader *rd, struct ufs_stat *st);
 /* Forgets a path (e.g. after the UFS said the object changed). */
 void meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path);
 

@@ -77,6 +77,11 @@ struct reader {
 		uint64_t obj;
 		int64_t next_off;
 	} seq[SEQ_SLOTS];
+
+	/* Pages stored by reader_store_page and not yet served, direct-mapped
+	 * by object id (under lock; obj also read without it as a hint), so
+	 * that the read they were fetched for counts their bytes as misses. */
+	struct page_key fresh[SEQ_SLOTS];
 };
 
 static size_t
@@ -255,6 +260,16 @@ do_fetch_get(struct reader *r, struct mount *m, const char *path,
 	return f;
 }
 
+/* A page read from the UFS goes to the page store (a failure there only
+ * means it is not cached).  Every fetched page comes through here: the
+ * fetch threads' and meta_stat_read's one-request cold reads. */
+static void
+store_fetched(struct reader *r, const struct page_key *k, const void *buf,
+    uint32_t n)
+{
+	pagestore_put(r->ps, k, buf, n);
+}
+
 static void *
 fetch_thread(void *arg)
 {
@@ -295,7 +310,7 @@ fetch_thread(void *arg)
 
 		/* STORING: write the page; readers already have the bytes. */
 		if (!err)
-			pagestore_put(r->ps, &f->key, f->buf, f->got);
+			store_fetched(r, &f->key, f->buf, f->got);
 
 		pthread_mutex_lock(&r->lock);
 		do_ftab_remove(r, f);
@@ -435,6 +450,44 @@ reader_prefetch(struct reader *r, struct mount *m, const char *path,
 	    first, last, NULL, 0);
 }
 
+void
+reader_store_page(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t idx, const void *buf, uint32_t n)
+{
+	const int64_t P = r->page_size;
+	int64_t rem = st->size - idx * P;
+	/* Only a whole page (or the object's tail) is a page. */
+	if (st->is_dir || idx < 0 || rem <= 0 || (int64_t)n != (rem < P ? rem : P))
+		return;
+	struct page_key k;
+	key_of(&k, meta_obj_id(m, path), meta_version(st), idx);
+	pthread_mutex_lock(&r->lock);
+	/* A fetch of the same page under way stores it itself. */
+	int busy = do_ftab_find(r, &k) != NULL;
+	pthread_mutex_unlock(&r->lock);
+	if (busy)
+		return;
+	store_fetched(r, &k, buf, n);
+	pthread_mutex_lock(&r->lock);
+	r->fresh[k.obj % SEQ_SLOTS] = k;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Was page k stored by reader_store_page for the read now serving it? */
+static int
+take_fresh(struct reader *r, const struct page_key *k)
+{
+	size_t slot = (size_t)(k->obj % SEQ_SLOTS);
+	if (__atomic_load_n(&r->fresh[slot].obj, __ATOMIC_RELAXED) != k->obj)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	int yes = key_eq(&r->fresh[slot], k);
+	if (yes)
+		memset(&r->fresh[slot], 0, sizeof(r->fresh[slot]));
+	pthread_mutex_unlock(&r->lock);
+	return yes;
+}
+
 /*
  * Sends bytes [a, a+n) of a cached page (its data ends at b at least, or
  * the page is shorter than the object says: stale) and releases the ref.
@@ -495,6 +548,7 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 	 * version) before sending a byte; if the object changed, the caller
 	 * gets -ESTALE with nothing sent and starts over with fresh metadata.
 	 */
+	uint64_t mine[MINE_BITS / 64] = {0}; /* pages this call fetched */
 	int64_t first_miss = -1;
 	int any_cached = 0;
 	pthread_mutex_lock(&r->lock);
@@ -529,10 +583,12 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 				meta_invalidate(r->mc, m, path);
 			return err;
 		}
+		/* It was missing: fetched for this request. */
+		if (first_miss - first < MINE_BITS)
+			mine[(first_miss - first) / 64] |= 1ULL << ((first_miss - first) % 64);
 	}
 
 	int64_t scheduled = first; /* pages before this were scheduled */
-	uint64_t mine[MINE_BITS / 64] = {0}; /* pages this call fetched */
 	int rc = 0;
 	for (int64_t i = first; i <= last; i++) {
 		int64_t pstart = i * P;
@@ -556,7 +612,8 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 		if (pagestore_get(r->ps, &k, &ref) == 0) {
 			if ((rc = serve_ref(sink, &ref, a, n, b)))
 				break;
-			if (i - first < MINE_BITS && (mine[(i - first) / 64] >> ((i - first) % 64) & 1))
+			if ((i - first < MINE_BITS && (mine[(i - first) / 64] >> ((i - first) % 64) & 1)) ||
+			    (i == first && take_fresh(r, &k)))
 				METRIC_ADD(miss_bytes, (int64_t)n); /* fetched for us just now */
 			else
 				METRIC_ADD(hit_bytes, (int64_t)n);

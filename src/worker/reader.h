@@ -51,6 +51,13 @@ int reader_read(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off, int64_t len,
     const struct read_sink *sink, int64_t *sent);
 
+/* Stores page idx of (m, path) at version st, read from the UFS by
+ * meta_stat_read's one-request cold read, as a fetch would store it; the
+ * read that follows counts its bytes as misses.  n must be the page's
+ * whole length at that version, else nothing is stored. */
+void reader_store_page(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t idx, const void *buf, uint32_t n);
+
 /* Starts fetching pages [first, last] in the background if not cached
  * (used by load/preload later).  Returns pages queued. */
 int reader_prefetch(struct reader *r, struct mount *m, const char *path,
