@@ -992,6 +992,16 @@ pagestore_drop_object(struct pagestore *ps, uint64_t obj, uint64_t keep_ver)
 	return n;
 }
 
+int
+pagestore_has_object(struct pagestore *ps, uint64_t obj)
+{
+	pthread_mutex_lock(&ps->mu);
+	struct ps_obj *o = do_obj_find(ps, obj);
+	int yes = o && o->head;
+	pthread_mutex_unlock(&ps->mu);
+	return yes;
+}
+
 int64_t
 pagestore_cached_bytes(struct pagestore *ps, uint64_t obj, uint64_t ver)
 {

@@ -107,6 +107,10 @@ int pagestore_put(struct pagestore *ps, const struct page_key *k,
  * (keep_ver 0 removes all versions).  Returns pages removed. */
 int pagestore_drop_object(struct pagestore *ps, uint64_t obj, uint64_t keep_ver);
 
+/* Does the store hold any page of object obj, of any version?  (The
+ * metadata cache asks after a restart, before reading a page again.) */
+int pagestore_has_object(struct pagestore *ps, uint64_t obj);
+
 /* Bytes of object (obj, ver) cached, summed over pages. */
 int64_t pagestore_cached_bytes(struct pagestore *ps, uint64_t obj, uint64_t ver);
 

@@ -27,6 +27,10 @@
 #include "metrics.h"
 #include "reader.h"
 
+/* Cold GETs that read their first page along with the metadata, at once. */
+#define META_READ_STAT_MAX 64
+static int g_read_stat_inflight; /* atomic */
+
 struct stat_ent {
 	struct stat_ent *hnext;
 	struct stat_ent *prev, *next; /* LRU, most recent at head */
@@ -375,12 +379,16 @@ meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
 		pk.ver = meta_version(&prev);
 		known = prev.size == 0 || pagestore_has(mc->ps, &pk);
 	}
-#ifdef PAGESTORE_HAS_OBJECT
 	/* No metadata but pages of the object (after a restart): the same. */
 	else
 		known = pagestore_has_object(mc->ps, pk.obj);
-#endif
-	char *buf = known ? NULL : malloc((size_t)P);
+	/* At most META_READ_STAT_MAX page buffers at once (memory bound: a
+	 * flood of cold GETs falls back to stat, then the reader's budget). */
+	int took = !known && __atomic_add_fetch(&g_read_stat_inflight, 1,
+	    __ATOMIC_ACQ_REL) <= META_READ_STAT_MAX;
+	if (!known && !took)
+		__atomic_sub_fetch(&g_read_stat_inflight, 1, __ATOMIC_ACQ_REL);
+	char *buf = took ? malloc((size_t)P) : NULL;
 	ssize_t n = -ERANGE;
 	if (buf) {
 		METRIC_ADD(ufs_requests[UFSOP_READ], 1);
@@ -403,6 +411,8 @@ meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
 			reader_store_page(rd, m, path, &fresh, idx, buf, (uint32_t)n);
 	}
 	free(buf);
+	if (took)
+		__atomic_sub_fetch(&g_read_stat_inflight, 1, __ATOMIC_ACQ_REL);
 	stat_finish(mc, m, path, e, r, &fresh, n == -ENOENT && !dirs);
 	if (r == 0)
 		*st = fresh;

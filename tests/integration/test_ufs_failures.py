@@ -90,7 +90,11 @@ class FakeS3(http.server.BaseHTTPRequestHandler):
         if key == "readfail":
             return self.send(500, err)
         if key == "wrong-etag":
-            return self.send(206, part, cr + [("ETag", '"ffffffffffffffffffffffffffffffff"')])
+            # A store that ignores If-Match and answers another version
+            # for every range but the first: the first page's reply sets
+            # the version, the second page's contradicts it.
+            tag = '"ffffffffffffffffffffffffffffffff"' if a == 0 else '"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"'
+            return self.send(206, part, cr + [("ETag", tag)])
         if key == "short":
             self.send_response(206)
             self.send_header("ETag", ETAG)
