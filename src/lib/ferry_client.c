@@ -31,6 +31,7 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "cluster/placement.h"
+#include "cluster/suspects.h"
 
 #define FERRY_DEFAULT_WORKER "127.0.0.1:29999"
 #define FERRY_DEFAULT_PORT "29999"
@@ -52,7 +53,6 @@
  * failed is avoided, and bounds on what /v1/cluster may hold. */
 #define FERRY_LC_FRESH_MS 2000
 #define FERRY_SUSPECT_MS 3000
-#define FERRY_SUSPECTS 32
 #define FERRY_LC_MOUNTS 64
 #define FERRY_LC_MEMBERS 1024
 /* Internal: the worker answered 416 (range past the end). */
@@ -76,21 +76,17 @@ struct lcluster {
 	struct cluster_view *v; /* ids, for placement */
 };
 
-struct suspect {
-	uint64_t h; /* hash of the base URL */
-	int64_t until_ms;
-};
 
 struct ferry {
 	char *base;  /* "http://host:port", no trailing slash */
 	char *auth;  /* "Authorization: Bearer ..." or NULL */
-	pthread_mutex_t mu; /* guards pool, npool, lc, lc_at_ms, refreshing, sus */
+	pthread_mutex_t mu; /* guards pool, npool, lc, lc_at_ms, refreshing */
 	CURL *pool[FERRY_POOL_MAX];
 	int npool;
 	struct lcluster *lc; /* NULL until fetched */
 	int64_t lc_at_ms;    /* when it was (0: never) */
 	int refreshing;
-	struct suspect sus[FERRY_SUSPECTS];
+	struct suspects sus; /* workers that failed lately, by base URL */
 };
 
 /* Where a response body goes. */
@@ -219,6 +215,7 @@ ferry_connect(const char *worker, const char *token, ferry_t **out)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&f->mu, NULL);
+	suspects_init(&f->sus);
 	*out = f;
 	return 0;
 }
@@ -232,6 +229,7 @@ ferry_close(ferry_t **fp)
 	for (int i = 0; i < f->npool; i++)
 		curl_easy_cleanup(f->pool[i]);
 	pthread_mutex_destroy(&f->mu);
+	suspects_destroy(&f->sus);
 	lc_release(&f->lc);
 	free(f->base);
 	if (f->auth) {
@@ -581,36 +579,13 @@ is_conn_error(int r)
 static int
 suspect_is(ferry_t *f, const char *base)
 {
-	uint64_t h = hash64(base, strlen(base), 1);
-	int64_t now = now_ms();
-	int r = 0;
-	pthread_mutex_lock(&f->mu);
-	for (int i = 0; i < FERRY_SUSPECTS && !r; i++)
-		r = f->sus[i].h == h && f->sus[i].until_ms > now;
-	pthread_mutex_unlock(&f->mu);
-	return r;
+	return suspects_has(&f->sus, base);
 }
 
 static void
 suspect_set(ferry_t *f, const char *base, int on)
 {
-	uint64_t h = hash64(base, strlen(base), 1);
-	int64_t now = now_ms();
-	pthread_mutex_lock(&f->mu);
-	int slot = -1;
-	for (int i = 0; i < FERRY_SUSPECTS; i++) {
-		if (f->sus[i].h == h) {
-			slot = i;
-			break;
-		}
-		if (slot < 0 && f->sus[i].until_ms <= now)
-			slot = i;
-	}
-	if (slot >= 0 && (on || f->sus[slot].h == h)) {
-		f->sus[slot].h = h;
-		f->sus[slot].until_ms = on ? now + FERRY_SUSPECT_MS : 0;
-	}
-	pthread_mutex_unlock(&f->mu);
+	suspects_set(&f->sus, base, on ? FERRY_SUSPECT_MS : 0);
 }
 
 /*

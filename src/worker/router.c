@@ -26,6 +26,7 @@
 #include <strings.h>
 
 #include "../cluster/placement.h"
+#include "../cluster/suspects.h"
 #include "../common/curl_errno.h"
 #include "../common/dbuf.h"
 #include "../common/log.h"
@@ -33,7 +34,6 @@
 #include "../common/vas.h"
 
 #define ROUTER_POOL_MAX 32
-#define ROUTER_SUSPECTS 64
 /* A peer that failed is skipped this long: one failed request per peer
  * per period, not one per read, until membership drops a dead peer. */
 #define ROUTER_SUSPECT_MS 3000
@@ -44,10 +44,6 @@
 #define ROUTER_ORDER_STACK 64
 #define ROUTER_RECV_BUFFER (256L << 10)
 
-struct suspect {
-	char id[CLUSTER_ID_MAX + 1];
-	int64_t until_ms;
-};
 
 struct router {
 	struct cluster *cl;
@@ -56,10 +52,10 @@ struct router {
 	char self[CLUSTER_ID_MAX + 1];
 	int64_t block_size;
 	char *auth; /* "Authorization: Bearer ..." or NULL */
-	pthread_mutex_t mu; /* guards pool, npool, sus */
+	pthread_mutex_t mu; /* guards pool, npool */
 	CURL *pool[ROUTER_POOL_MAX];
 	int npool;
-	struct suspect sus[ROUTER_SUSPECTS];
+	struct suspects sus; /* peers that failed lately, by id */
 	struct router_stats st; /* atomics */
 	uint64_t rr;            /* atomic: spreads reads over replicas */
 };
@@ -95,6 +91,7 @@ router_open(struct cluster *cl, const char *self_id, int64_t block_size,
 		snprintf(rt->auth, n, "Authorization: Bearer %s", token);
 	}
 	pthread_mutex_init(&rt->mu, NULL);
+	suspects_init(&rt->sus);
 	return rt;
 }
 
@@ -108,6 +105,7 @@ router_close(struct router **rtp)
 	for (int i = 0; i < rt->npool; i++)
 		curl_easy_cleanup(rt->pool[i]);
 	pthread_mutex_destroy(&rt->mu);
+	suspects_destroy(&rt->sus);
 	free(rt->auth);
 	free(rt);
 }
@@ -135,41 +133,6 @@ router_get_stats(const struct router *rt, struct router_stats *out)
 	out->forwarded_bytes = __atomic_load_n(&rt->st.forwarded_bytes, __ATOMIC_RELAXED);
 	out->failovers = __atomic_load_n(&rt->st.failovers, __ATOMIC_RELAXED);
 	out->peer_errors = __atomic_load_n(&rt->st.peer_errors, __ATOMIC_RELAXED);
-}
-
-/* --- failed peers ---------------------------------------------------------- */
-
-static int
-is_suspect(struct router *rt, const char *id)
-{
-	int64_t now = now_ms();
-	int r = 0;
-	pthread_mutex_lock(&rt->mu);
-	for (int i = 0; i < ROUTER_SUSPECTS && !r; i++)
-		r = rt->sus[i].until_ms > now && strcmp(rt->sus[i].id, id) == 0;
-	pthread_mutex_unlock(&rt->mu);
-	return r;
-}
-
-static void
-set_suspect(struct router *rt, const char *id, int on)
-{
-	int64_t now = now_ms();
-	pthread_mutex_lock(&rt->mu);
-	int slot = -1;
-	for (int i = 0; i < ROUTER_SUSPECTS; i++) {
-		if (strcmp(rt->sus[i].id, id) == 0) {
-			slot = i;
-			break;
-		}
-		if (slot < 0 && rt->sus[i].until_ms <= now)
-			slot = i; /* a free or expired slot */
-	}
-	if (slot >= 0 && (on || strcmp(rt->sus[slot].id, id) == 0)) {
-		snprintf(rt->sus[slot].id, sizeof(rt->sus[slot].id), "%s", id);
-		rt->sus[slot].until_ms = on ? now + ROUTER_SUSPECT_MS : 0;
-	}
-	pthread_mutex_unlock(&rt->mu);
 }
 
 /* --- one peer request -------------------------------------------------------- */
@@ -455,7 +418,7 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
 			const struct member *peer = &v->m[idx];
 			/* A peer that failed lately is skipped until its time
 			 * is up: this worker is always there to fall back on. */
-			if (is_suspect(rt, peer->id))
+			if (suspects_has(&rt->sus, peer->id))
 				continue;
 			if (tried++)
 				__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
@@ -476,7 +439,7 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
 				goto out;
 			}
 			__atomic_fetch_add(&rt->st.peer_errors, 1, __ATOMIC_RELAXED);
-			set_suspect(rt, peer->id, 1);
+			suspects_set(&rt->sus, peer->id, ROUTER_SUSPECT_MS);
 			LOG_WARN("cluster: block %" PRId64 " of /%s/%s from %s (%s): %s; %s for %d s",
 			    b, m->name, path, peer->id, peer->ctl, strerror(-r),
 			    "asking the next worker, and skipping this one", ROUTER_SUSPECT_MS / 1000);
