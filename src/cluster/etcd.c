@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "../common/curl_errno.h"
+#include "../common/curl_pool.h"
 #include "../common/dbuf.h"
 #include "../common/json.h"
 #include "../common/log.h"
@@ -52,9 +53,7 @@ struct etcd {
 	int nep;
 	int cur;         /* atomic: index of the endpoint that answered last */
 	long timeout_ms; /* atomic */
-	pthread_mutex_t mu; /* guards pool, npool */
-	CURL *pool[ETCD_POOL_MAX];
-	int npool;
+	struct curl_pool pool; /* idle handles */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -127,7 +126,7 @@ etcd_open(const char *endpoints, char **err)
 		return NULL;
 	}
 	e->timeout_ms = ETCD_DEFAULT_TIMEOUT_MS;
-	pthread_mutex_init(&e->mu, NULL);
+	curl_pool_init(&e->pool, ETCD_POOL_MAX);
 	const char *s = endpoints;
 	for (;;) {
 		const char *comma = strchr(s, ',');
@@ -184,11 +183,9 @@ etcd_close(struct etcd **ep)
 	if (!ep || !*ep)
 		return;
 	struct etcd *e = *ep;
-	for (int i = 0; i < e->npool; i++)
-		curl_easy_cleanup(e->pool[i]);
+	curl_pool_destroy(&e->pool);
 	for (int i = 0; i < e->nep; i++)
 		free(e->ep[i]);
-	pthread_mutex_destroy(&e->mu);
 	free(e);
 	*ep = NULL;
 }
@@ -198,36 +195,6 @@ etcd_set_timeout(struct etcd *e, long ms)
 {
 	if (e && ms > 0)
 		__atomic_store_n(&e->timeout_ms, ms, __ATOMIC_RELAXED);
-}
-
-static CURL *
-handle_get(struct etcd *e)
-{
-	CURL *h = NULL;
-	pthread_mutex_lock(&e->mu);
-	if (e->npool > 0)
-		h = e->pool[--e->npool];
-	pthread_mutex_unlock(&e->mu);
-	if (h)
-		curl_easy_reset(h); /* keeps its live connection */
-	else
-		h = curl_easy_init();
-	return h;
-}
-
-static void
-handle_put(struct etcd *e, CURL *h)
-{
-	if (!h)
-		return;
-	pthread_mutex_lock(&e->mu);
-	if (e->npool < ETCD_POOL_MAX) {
-		e->pool[e->npool++] = h;
-		h = NULL;
-	}
-	pthread_mutex_unlock(&e->mu);
-	if (h)
-		curl_easy_cleanup(h);
 }
 
 /* ------------------------------------------------------------------ */
@@ -454,7 +421,7 @@ call(struct etcd *e, const char *path, const struct dbuf *body,
 {
 	if (!body->p)
 		return -ENOMEM;
-	CURL *h = handle_get(e);
+	CURL *h = curl_pool_get(&e->pool);
 	if (!h)
 		return -ENOMEM;
 	int start = __atomic_load_n(&e->cur, __ATOMIC_RELAXED);
@@ -472,7 +439,7 @@ call(struct etcd *e, const char *path, const struct dbuf *body,
 		}
 		LOG_DEBUG("etcd: %s%s: %s", e->ep[ep], path, strerror(-r));
 	}
-	handle_put(e, h);
+	curl_pool_put(&e->pool, h, 1);
 	if (r != 0)
 		return r;
 	return etcd_parse_reply(reply->p ? reply->p : "", reply->len, status,

@@ -27,6 +27,7 @@
 #include <strings.h>
 
 #include "common/curl_errno.h"
+#include "common/curl_pool.h"
 #include "common/dbuf.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -80,9 +81,8 @@ struct lcluster {
 struct ferry {
 	char *base;  /* "http://host:port", no trailing slash */
 	char *auth;  /* "Authorization: Bearer ..." or NULL */
-	pthread_mutex_t mu; /* guards pool, npool, lc, lc_at_ms, refreshing */
-	CURL *pool[FERRY_POOL_MAX];
-	int npool;
+	struct curl_pool pool; /* idle handles */
+	pthread_mutex_t mu; /* guards lc, lc_at_ms, refreshing */
 	struct lcluster *lc; /* NULL until fetched */
 	int64_t lc_at_ms;    /* when it was (0: never) */
 	int refreshing;
@@ -214,6 +214,7 @@ ferry_connect(const char *worker, const char *token, ferry_t **out)
 		free(f);
 		return -ENOMEM;
 	}
+	curl_pool_init(&f->pool, FERRY_POOL_MAX);
 	pthread_mutex_init(&f->mu, NULL);
 	suspects_init(&f->sus);
 	*out = f;
@@ -226,8 +227,7 @@ ferry_close(ferry_t **fp)
 	if (!fp || !*fp)
 		return;
 	ferry_t *f = *fp;
-	for (int i = 0; i < f->npool; i++)
-		curl_easy_cleanup(f->pool[i]);
+	curl_pool_destroy(&f->pool);
 	pthread_mutex_destroy(&f->mu);
 	suspects_destroy(&f->sus);
 	lc_release(&f->lc);
@@ -239,33 +239,6 @@ ferry_close(ferry_t **fp)
 	}
 	free(f);
 	*fp = NULL;
-}
-
-/* Takes an idle handle from the pool or makes one; NULL on ENOMEM. */
-static CURL *
-handle_get(ferry_t *f)
-{
-	CURL *h = NULL;
-	pthread_mutex_lock(&f->mu);
-	if (f->npool > 0)
-		h = f->pool[--f->npool];
-	pthread_mutex_unlock(&f->mu);
-	return h ? h : curl_easy_init();
-}
-
-/* Gives a handle back; its live connection stays with it for reuse. */
-static void
-handle_put(ferry_t *f, CURL *h)
-{
-	curl_easy_reset(h); /* drops options, keeps connections */
-	pthread_mutex_lock(&f->mu);
-	if (f->npool < FERRY_POOL_MAX) {
-		f->pool[f->npool++] = h;
-		h = NULL;
-	}
-	pthread_mutex_unlock(&f->mu);
-	if (h)
-		curl_easy_cleanup(h);
 }
 
 /* ------------------------------------------------------------------ */
@@ -466,7 +439,7 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 		dbuf_free(&url);
 		return -ENAMETOOLONG;
 	}
-	CURL *h = handle_get(f);
+	CURL *h = curl_pool_get(&f->pool);
 	if (!h) {
 		dbuf_free(&url);
 		return -ENOMEM;
@@ -536,7 +509,7 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 	curl_slist_free_all(hdrs);
 	dbuf_free(&s->err);
 	dbuf_free(&url);
-	handle_put(f, h);
+	curl_pool_put(&f->pool, h, 1);
 	return r;
 }
 

@@ -23,7 +23,7 @@
  * *truncated and returns that value (ufs_file does the same).
  *
  * Threads: any number at once.  The state is read-only after open except
- * the pool of curl easy handles (pool_lock) and the CURLSH share of DNS and
+ * the pool of curl easy handles (curl_pool.h) and the CURLSH share of DNS and
  * TLS sessions (its own locks).  A pooled handle keeps its live
  * connections, so TCP and TLS are reused across calls.  Connections are
  * not shared between handles: libcurl does not support a connection cache
@@ -42,6 +42,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/curl_pool.h"
 #include "common/dbuf.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -77,9 +78,7 @@ struct s3_state {
 
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-	pthread_mutex_t pool_lock;
-	CURL *pool[S3_POOL_MAX]; /* idle handles, under pool_lock */
-	int npool;
+	struct curl_pool pool; /* idle handles */
 };
 
 /* One HTTP exchange (with its retries). */
@@ -222,13 +221,11 @@ s3_close(void *state)
 	struct s3_state *s = state;
 	if (!s)
 		return;
-	for (int i = 0; i < s->npool; i++)
-		curl_easy_cleanup(s->pool[i]);
+	curl_pool_destroy(&s->pool);
 	if (s->share)
 		curl_share_cleanup(s->share);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&s->share_locks[i]);
-	pthread_mutex_destroy(&s->pool_lock);
 	free(s->bucket);
 	free(s->prefix);
 	free(s->base_url);
@@ -333,7 +330,7 @@ s3_open(const char *root, const struct ufs_opt *opts, int nopts,
 	struct s3_state *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	pthread_mutex_init(&s->pool_lock, NULL);
+	curl_pool_init(&s->pool, S3_POOL_MAX);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&s->share_locks[i], NULL);
 	s->connect_timeout_ms = 5000;
@@ -463,36 +460,6 @@ fail:
 		*err = s3_errmsg("s3: %s", "invalid configuration");
 	s3_close(s);
 	return r;
-}
-
-/* ---- handle pool ---- */
-
-static CURL *
-pool_get(struct s3_state *s)
-{
-	CURL *h = NULL;
-	pthread_mutex_lock(&s->pool_lock);
-	if (s->npool > 0)
-		h = s->pool[--s->npool];
-	pthread_mutex_unlock(&s->pool_lock);
-	if (h)
-		curl_easy_reset(h); /* keeps its live connections */
-	else
-		h = curl_easy_init();
-	return h;
-}
-
-static void
-pool_put(struct s3_state *s, CURL *h)
-{
-	pthread_mutex_lock(&s->pool_lock);
-	if (s->npool < S3_POOL_MAX) {
-		s->pool[s->npool++] = h;
-		h = NULL;
-	}
-	pthread_mutex_unlock(&s->pool_lock);
-	if (h)
-		curl_easy_cleanup(h);
 }
 
 /* ---- one request ---- */
@@ -812,7 +779,7 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 			    c->method, s->bucket, call_what(c), strerror(-r));
 			break;
 		}
-		CURL *h = pool_get(s);
+		CURL *h = curl_pool_get(&s->pool);
 		if (!h) {
 			curl_slist_free_all(hl);
 			r = -ENOMEM;
@@ -850,7 +817,7 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		/* The handle outlives this call's buffers: unhook them. */
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-		pool_put(s, h);
+		curl_pool_put(&s->pool, h, 1);
 		curl_slist_free_all(hl);
 		if (cc == CURLE_OK) {
 			r = 0;

@@ -28,6 +28,7 @@
 #include "../cluster/placement.h"
 #include "../cluster/suspects.h"
 #include "../common/curl_errno.h"
+#include "../common/curl_pool.h"
 #include "../common/dbuf.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -52,9 +53,7 @@ struct router {
 	char self[CLUSTER_ID_MAX + 1];
 	int64_t block_size;
 	char *auth; /* "Authorization: Bearer ..." or NULL */
-	pthread_mutex_t mu; /* guards pool, npool */
-	CURL *pool[ROUTER_POOL_MAX];
-	int npool;
+	struct curl_pool pool; /* idle peer handles */
 	struct suspects sus; /* peers that failed lately, by id */
 	struct router_stats st; /* atomics */
 	uint64_t rr;            /* atomic: spreads reads over replicas */
@@ -90,7 +89,7 @@ router_open(struct cluster *cl, const char *self_id, int64_t block_size,
 		}
 		snprintf(rt->auth, n, "Authorization: Bearer %s", token);
 	}
-	pthread_mutex_init(&rt->mu, NULL);
+	curl_pool_init(&rt->pool, ROUTER_POOL_MAX);
 	suspects_init(&rt->sus);
 	return rt;
 }
@@ -102,9 +101,7 @@ router_close(struct router **rtp)
 	*rtp = NULL;
 	if (!rt)
 		return;
-	for (int i = 0; i < rt->npool; i++)
-		curl_easy_cleanup(rt->pool[i]);
-	pthread_mutex_destroy(&rt->mu);
+	curl_pool_destroy(&rt->pool);
 	suspects_destroy(&rt->sus);
 	free(rt->auth);
 	free(rt);
@@ -133,40 +130,6 @@ router_get_stats(const struct router *rt, struct router_stats *out)
 	out->forwarded_bytes = __atomic_load_n(&rt->st.forwarded_bytes, __ATOMIC_RELAXED);
 	out->failovers = __atomic_load_n(&rt->st.failovers, __ATOMIC_RELAXED);
 	out->peer_errors = __atomic_load_n(&rt->st.peer_errors, __ATOMIC_RELAXED);
-}
-
-/* --- one peer request -------------------------------------------------------- */
-
-static CURL *
-handle_get(struct router *rt)
-{
-	CURL *h = NULL;
-	pthread_mutex_lock(&rt->mu);
-	if (rt->npool > 0)
-		h = rt->pool[--rt->npool];
-	pthread_mutex_unlock(&rt->mu);
-	if (h)
-		curl_easy_reset(h);
-	else
-		h = curl_easy_init();
-	return h;
-}
-
-static void
-handle_put(struct router *rt, CURL *h, int reusable)
-{
-	if (!h)
-		return;
-	if (reusable) {
-		pthread_mutex_lock(&rt->mu);
-		if (rt->npool < ROUTER_POOL_MAX) {
-			rt->pool[rt->npool++] = h;
-			h = NULL;
-		}
-		pthread_mutex_unlock(&rt->mu);
-	}
-	if (h)
-		curl_easy_cleanup(h);
 }
 
 struct fwd {
@@ -283,7 +246,7 @@ peer_read(struct router *rt, const struct member *peer, const struct mount *m,
 {
 	*got = 0;
 	*sink_failed = 0;
-	CURL *h = handle_get(rt);
+	CURL *h = curl_pool_get(&rt->pool);
 	if (!h)
 		return -ENOMEM;
 	struct dbuf url;
@@ -357,11 +320,11 @@ peer_read(struct router *rt, const struct member *peer, const struct mount *m,
 		if (r == -EIO || r == -EPROTO)
 			r = -ECONNRESET; /* a transport failure: ask the next */
 	}
-	handle_put(rt, h, r == 0);
+	curl_pool_put(&rt->pool, h, r == 0);
 	h = NULL;
 out:
 	if (h)
-		handle_put(rt, h, 0);
+		curl_pool_put(&rt->pool, h, 0);
 	curl_slist_free_all(hl);
 	dbuf_free(&url);
 	return r;

@@ -23,7 +23,7 @@
  * (cluster_member_json) unchanged; a rejected one
  * is left all zero; key names point inside the key.
  */
-// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/json.c src/common/log.c src/common/curl_errno.c src/cluster/etcd.c src/cluster/cluster.c
+// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/json.c src/common/log.c src/common/curl_errno.c src/common/curl_pool.c src/cluster/etcd.c src/cluster/cluster.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
  * ETCD_WATCH_MSG_MAX; a finished stream's result is one of the errnos the
  * client documents (or the callback's value).
  */
-// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/json.c src/common/log.c src/common/curl_errno.c src/cluster/etcd.c
+// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/json.c src/common/log.c src/common/curl_errno.c src/common/curl_pool.c src/cluster/etcd.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
