@@ -26,12 +26,12 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
-#include "../worker/metrics.h"
 #include "../worker/namespace.h"
 #include "../worker/worker.h"
 #include "../http/http_range.h"
+#include "s3_metrics.h"
 #include "s3_route.h"
-#include "sigv4.h"
+#include "../common/sigv4.h"
 
 #define LIST_MAX_KEYS 1000
 #define XML_BODY_MAX (8 * 1024 * 1024)
@@ -757,7 +757,7 @@ s3_gateway_handle(struct http_conn *c, const struct http_request *req, void *arg
 	snprintf(s.request_id, sizeof(s.request_id), "%016" PRIX64,
 	    __atomic_add_fetch(&request_counter, 1, __ATOMIC_RELAXED) ^ ((uint64_t)s.w->started << 32));
 	route(&s);
-	metrics_observe_s3(s.op, now_ns() - t0, s.status);
+	s3_metrics_observe(s.op, now_ns() - t0, s.status);
 	LOG_DEBUG("s3 %.*s %.*s -> %d (%s)", (int)req->method_len, req->method,
 	    (int)(req->target_len > 200 ? 200 : req->target_len), req->target,
 	    s.status, s3_op_name(s.op));

@@ -10,8 +10,20 @@
 #include <stddef.h>
 
 #include "../http/http_parse.h"
-#include "../worker/metrics.h"
 #include "../worker/mounts.h"
+
+/* The operations the gateway tells apart (also the metrics' labels). */
+enum s3_op {
+	S3OP_LIST_BUCKETS,
+	S3OP_HEAD_BUCKET,
+	S3OP_GET_BUCKET_LOCATION,
+	S3OP_LIST_OBJECTS,
+	S3OP_LIST_OBJECTS_V2,
+	S3OP_HEAD_OBJECT,
+	S3OP_GET_OBJECT,
+	S3OP_OTHER,
+	S3OP__N
+};
 
 struct s3_route {
 	enum s3_op op;

@@ -46,7 +46,7 @@
 #include "common/dbuf.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "s3/sigv4.h"
+#include "common/sigv4.h"
 #include "ufs/s3_listxml.h"
 
 #define S3_LIST_BODY_MAX (16u << 20)

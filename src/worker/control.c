@@ -21,6 +21,7 @@
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "../http/http_range.h"
+#include "../s3/s3_metrics.h"
 #include "localfd.h"
 #include "metrics.h"
 #include "namespace.h"
@@ -543,6 +544,7 @@ op_metrics(struct worker *w, struct http_conn *c)
 	struct dbuf b;
 	dbuf_init(&b, 1024 * 1024);
 	metrics_render(&b, &ps);
+	s3_metrics_render(&b);
 	localfd_metrics_render(&b);
 	dbuf_printf(&b, "# HELP ferry_control_data_requests_total File data requests on the control API (/v1/data).\n"
 	    "# TYPE ferry_control_data_requests_total counter\n"

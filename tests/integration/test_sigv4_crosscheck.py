@@ -1,4 +1,4 @@
-"""Cross-checks ferry's SigV4 verifier (src/s3/sigv4.c) against independent
+"""Cross-checks ferry's SigV4 verifier (src/common/sigv4.c) against independent
 signers: botocore's S3SigV4Auth (header form, what boto3 uses for S3) and
 S3SigV4QueryAuth (presigned URLs) on a few hundred random requests, and
 curl --aws-sigv4 against a loopback capture server.  Each signed request
@@ -55,7 +55,7 @@ def skip(msg):
 
 def _tool_sources():
     srcs = [os.path.join(ROOT, p) for p in (
-        "tests/tools/sigv4_verify_tool.c", "src/s3/sigv4.c",
+        "tests/tools/sigv4_verify_tool.c",
         "src/http/http_parse.c")]
     srcs += sorted(glob.glob(os.path.join(ROOT, "src/common/*.c")))
     return srcs

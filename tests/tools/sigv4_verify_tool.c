@@ -19,7 +19,7 @@
 
 #include "common/dbuf.h"
 #include "http/http_parse.h"
-#include "s3/sigv4.h"
+#include "common/sigv4.h"
 
 static const char *
 status_name(enum sigv4_status st)

@@ -38,7 +38,7 @@
 #include "common/util.h"
 #include "common/vas.h"
 #include "http/http_parse.h"
-#include "s3/sigv4.h"
+#include "common/sigv4.h"
 #include "tap.h"
 #include "ufs/ufs.h"
 

@@ -15,7 +15,7 @@
 #include "common/crypto.h"
 #include "common/dbuf.h"
 #include "common/util.h"
-#include "s3/sigv4.h"
+#include "common/sigv4.h"
 #include "tap.h"
 
 #define AK "AKIAIOSFODNN7EXAMPLE"

@@ -23,9 +23,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../common/crypto.h"
-#include "../common/util.h"
-#include "../common/vas.h"
+#include "crypto.h"
+#include "util.h"
+#include "vas.h"
 
 #define SIGV4_ALGO "AWS4-HMAC-SHA256"
 #define CANON_MAX (64 * 1024)       /* canonical request */
