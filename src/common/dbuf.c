@@ -16,6 +16,7 @@ dbuf_init(struct dbuf *b, size_t max)
 	b->p = NULL;
 	b->len = b->cap = 0;
 	b->max = max;
+	b->err = 0;
 }
 
 void
@@ -24,21 +25,34 @@ dbuf_free(struct dbuf *b)
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
+	b->err = 0;
 }
 
 void
 dbuf_reset(struct dbuf *b)
 {
 	b->len = 0;
+	b->err = 0;
 	if (b->p)
 		b->p[0] = 0;
+}
+
+/* Records the first failure; returns it. */
+static int
+fail(struct dbuf *b, int err)
+{
+	if (!b->err)
+		b->err = err;
+	return b->err;
 }
 
 static int
 dbuf_grow(struct dbuf *b, size_t need)
 {
-	if (need > b->max)
-		return -E2BIG;
+	if (b->err)
+		return b->err;
+	if (need > b->max || need < b->len)
+		return fail(b, -E2BIG);
 	if (need + 1 <= b->cap)
 		return 0;
 	size_t cap = b->cap ? b->cap : 64;
@@ -48,7 +62,7 @@ dbuf_grow(struct dbuf *b, size_t need)
 		cap = b->max + 1;
 	char *p = realloc(b->p, cap);
 	if (!p)
-		return -ENOMEM;
+		return fail(b, -ENOMEM);
 	b->p = p;
 	b->cap = cap;
 	return 0;
@@ -77,11 +91,13 @@ int
 dbuf_printf(struct dbuf *b, const char *fmt, ...)
 {
 	va_list ap;
+	if (b->err)
+		return b->err;
 	va_start(ap, fmt);
 	int n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		return -EINVAL;
+		return fail(b, -EINVAL);
 	int r = dbuf_grow(b, b->len + (size_t)n);
 	if (r)
 		return r;
@@ -100,5 +116,6 @@ dbuf_take(struct dbuf *b)
 		p = calloc(1, 1);
 	b->p = NULL;
 	b->len = b->cap = 0;
+	b->err = 0;
 	return p;
 }

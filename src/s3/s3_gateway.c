@@ -87,6 +87,12 @@ s3_error(struct s3req *s, int status, const char *code, const char *msg)
 		dbuf_adds(&b, "</Key>");
 	}
 	dbuf_printf(&b, "<RequestId>%s</RequestId></Error>", s->request_id);
+	if (dbuf_error(&b)) {
+		/* A message too long to quote: the code alone. */
+		dbuf_reset(&b);
+		dbuf_printf(&b, XML_HDR "<Error><Code>%s</Code><RequestId>%s</RequestId></Error>",
+		    code, s->request_id);
+	}
 	http_resp_simple(s->c, status, hdr, "application/xml", b.p, b.len);
 	dbuf_free(&b);
 }
@@ -394,7 +400,7 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 	dbuf_add(&out, b.p, body_mark);
 	dbuf_add(&out, tail.p, tail.len);
 	dbuf_add(&out, b.p + body_mark, b.len - body_mark);
-	int er = dbuf_adds(&out, "</ListBucketResult>");
+	int er = dbuf_adds(&out, "</ListBucketResult>") || dbuf_error(&b) || dbuf_error(&tail);
 	dbuf_free(&tail);
 	if (er) {
 		dbuf_free(&out);

@@ -64,5 +64,5 @@ s3_metrics_render(struct dbuf *b)
 		dbuf_printf(b, "ferry_s3_request_duration_seconds_sum{op=\"%s\"} %.6f\n", s3_op_names[op], (double)GET(sum_us[op]) / 1e6);
 		dbuf_printf(b, "ferry_s3_request_duration_seconds_count{op=\"%s\"} %" PRId64 "\n", s3_op_names[op], cum);
 	}
-	return 0;
+	return dbuf_error(b);
 }

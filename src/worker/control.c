@@ -34,9 +34,15 @@
 /* GET/HEAD /v1/data requests: tells local (fd) reads from HTTP ones. */
 static int64_t g_data_requests;
 
+/* Sends b, or 500 if building it failed anywhere (dbuf's sticky error). */
 static void
 reply_json(struct http_conn *c, int status, struct dbuf *b)
 {
+	if (dbuf_error(b)) {
+		static const char msg[] = "{\"error\":\"the answer is too large to build\",\"code\":\"Internal\"}\n";
+		http_resp_simple(c, 500, NULL, "application/json", msg, sizeof(msg) - 1);
+		return;
+	}
 	http_resp_simple(c, status, NULL, "application/json", b->p, b->len);
 }
 
@@ -588,7 +594,10 @@ op_metrics(struct worker *w, struct http_conn *c)
 	    "# TYPE ferry_cluster_peer_errors_total counter\nferry_cluster_peer_errors_total %" PRId64 "\n",
 	    members, etcd_up, rs.local_blocks, rs.forwarded, rs.forwarded_bytes,
 	    rs.failovers, rs.peer_errors);
-	http_resp_simple(c, 200, NULL, "text/plain; version=0.0.4", b.p, b.len);
+	if (dbuf_error(&b))
+		http_resp_simple(c, 500, NULL, "text/plain", "metrics too large\n", 18);
+	else
+		http_resp_simple(c, 200, NULL, "text/plain; version=0.0.4", b.p, b.len);
 	dbuf_free(&b);
 }
 

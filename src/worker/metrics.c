@@ -51,5 +51,5 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 	COUNTER(b, "ferry_page_checksum_failures_total", "Pages dropped because their checksum or header did not match.", ps->checksum_failures_total);
 	COUNTER(b, "ferry_cache_write_errors_total", "Pages that could not be written (disk full, read-only, I/O error).", ps->write_errors_total);
 
-	return dbuf_printf(b, "%s", "");
+	return dbuf_error(b);
 }

@@ -535,7 +535,7 @@ join_cluster(struct worker *w, const struct startup *su)
 			dbuf_adds(&b, ",\"uri\":");
 			json_put_str(&b, eq + 1);
 			dbuf_adds(&b, "}");
-			int r = b.p ? cluster_mount_create(cl, name, b.p, b.len) : -ENOMEM;
+			int r = dbuf_error(&b) ? dbuf_error(&b) : cluster_mount_create(cl, name, b.p, b.len);
 			if (r < 0 && r != -EEXIST)
 				LOG_WARN("cluster: cannot record --mount %s in etcd: %s", name, strerror(-r));
 			if (g_seen.n < (int)ARRAY_SIZE(g_seen.names))
