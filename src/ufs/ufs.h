@@ -102,4 +102,64 @@ extern const struct ufs_ops ufs_s3_ops;
 /* Finds the backend for a URI's scheme; sets *root to the part after "://". */
 const struct ufs_ops *ufs_lookup(const char *uri, const char **root);
 
+/*
+ * --- The wrapper layer: what every caller above the backends uses. ---
+ *
+ * struct ufs is one open backend (a mount's under-store), after varnish's
+ * STV_* wrappers around struct stevedore: ufs_stat/list/read/read_stat
+ * check the instance and the arguments, clamp lengths, count requests,
+ * errors and bytes, and log a failure once, for every backend alike.
+ * Nothing above this layer calls through struct ufs_ops.
+ *
+ * A ufs whose backend failed to open is kept (a mount restored at start
+ * whose NAS is not there yet): every call on it fails with -EIO and
+ * ufs_reason() says why.
+ */
+struct ufs;
+
+/* Opens the backend for uri ("scheme://root") with options.  *out is set
+ * (NULL only for -ENOMEM or an unknown scheme, -EINVAL); on a failed open
+ * it is a broken instance and the return value is the backend's -errno
+ * with ufs_open_error() saying why. */
+int ufs_open(const char *uri, const struct ufs_opt *opts, int nopts,
+    struct ufs **out);
+/* The same over a given backend table (tests use a fake one). */
+int ufs_open_ops(const struct ufs_ops *ops, const char *label,
+    const char *root, const struct ufs_opt *opts, int nopts, struct ufs **out);
+void ufs_close(struct ufs **u);
+/* NULL when the backend is open, else why it is not. */
+const char *ufs_open_error(const struct ufs *u);
+/* The backend has read_stat (a cold read that is also a stat). */
+int ufs_has_read_stat(const struct ufs *u);
+
+int ufs_stat(struct ufs *u, const char *path, struct ufs_stat *st);
+int ufs_list(struct ufs *u, const char *prefix, char delimiter,
+    const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
+    int *truncated);
+ssize_t ufs_read(struct ufs *u, const char *path, const char *etag,
+    int64_t off, void *buf, size_t len);
+/* -ENOTSUP when the backend has no read_stat. */
+ssize_t ufs_read_stat(struct ufs *u, const char *path, int64_t off,
+    void *buf, size_t len, int dirs, struct ufs_stat *st);
+
+/*
+ * Why the last call on this thread failed, in the backend's words ("s3:
+ * GET s3://b/k: HTTP 403 AccessDenied: ..."), or "" when it said nothing.
+ * Each wrapper call clears it; backends set it with ufs_reason_set where
+ * they log a failure, so an error answer can name the under-store's cause.
+ */
+const char *ufs_reason(void);
+void ufs_reason_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Counters (process-wide, relaxed atomics), for /metrics and /v1/stats. */
+enum ufs_op { UFSOP_STAT, UFSOP_LIST, UFSOP_READ, UFSOP__N };
+struct ufs_counters {
+	int64_t requests[UFSOP__N];
+	int64_t errors[UFSOP__N];
+	int64_t read_bytes;
+};
+void ufs_get_counters(struct ufs_counters *out);
+struct dbuf;
+int ufs_metrics_render(struct dbuf *b);
+
 #endif

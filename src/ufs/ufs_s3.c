@@ -740,6 +740,9 @@ log_http_failure(const struct s3_state *s, const struct s3_call *c)
 	LOG_WARN("s3: %s s3://%s/%s: HTTP %ld%s%s%s%s", c->method, s->bucket,
 	    call_what(c), c->status, code[0] ? " " : "", code,
 	    msg[0] ? ": " : "", msg);
+	ufs_reason_set("s3://%s/%s: HTTP %ld%s%s%s%s", s->bucket,
+	    call_what(c), c->status, code[0] ? " " : "", code,
+	    msg[0] ? ": " : "", msg);
 }
 
 /*
@@ -839,11 +842,16 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		if (!curl_retryable(cc))
 			break;
 	}
-	if (r && cc != CURLE_OK && !c->overflow && !c->empty_206)
+	if (r && cc != CURLE_OK && !c->overflow && !c->empty_206) {
 		LOG_WARN("s3: %s s3://%s/%s: %s (%s) after %d attempt(s)",
 		    c->method, s->bucket, call_what(c), curl_easy_strerror(cc),
 		    curl_err[0] ? curl_err : "-",
 		    attempt + (attempt <= s->retries));
+		ufs_reason_set("s3://%s/%s: %s (%s) after %d attempt(s)",
+		    s->bucket, call_what(c), curl_easy_strerror(cc),
+		    curl_err[0] ? curl_err : "-",
+		    attempt + (attempt <= s->retries));
+	}
 	dbuf_free(&path);
 	dbuf_free(&url);
 	return r;

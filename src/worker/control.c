@@ -523,9 +523,11 @@ op_stats(struct worker *w, struct http_conn *c)
 {
 	struct pagestore_stats ps;
 	pagestore_get_stats(w->ps, &ps);
+	struct ufs_counters uc;
+	ufs_get_counters(&uc);
 	int64_t ufs_req = 0;
 	for (int i = 0; i < UFSOP__N; i++)
-		ufs_req += METRIC_GET(ufs_requests[i]);
+		ufs_req += uc.requests[i];
 	struct dbuf b;
 	dbuf_init(&b, 4096);
 	dbuf_printf(&b, "{\"hit_bytes\":%" PRId64 ",\"miss_bytes\":%" PRId64
@@ -534,7 +536,7 @@ op_stats(struct worker *w, struct http_conn *c)
 	    ",\"evicted_bytes\":%" PRId64 ",\"pages\":%" PRId64
 	    ",\"checksum_failures\":%" PRId64 ",\"write_errors\":%" PRId64
 	    ",\"mounts\":%d,\"uptime_s\":%" PRId64 ",\"sync_interval_ms\":%" PRId64 "}\n",
-	    METRIC_GET(hit_bytes), METRIC_GET(miss_bytes), METRIC_GET(ufs_read_bytes),
+	    METRIC_GET(hit_bytes), METRIC_GET(miss_bytes), uc.read_bytes,
 	    ufs_req, ps.used_bytes, ps.capacity_bytes, ps.evicted_bytes_total,
 	    ps.pages, ps.checksum_failures_total, ps.write_errors_total,
 	    mounts_count(w->mt), wall_sec() - w->started, w->cfg.sync_interval_ms);

@@ -324,29 +324,16 @@ stat_finish(struct meta_cache *mc, struct mount *m, const char *path,
 	}
 }
 
-static int
-ufs_stat_call(struct mount *m, const char *path, struct ufs_stat *fresh)
-{
-	METRIC_ADD(ufs_requests[UFSOP_STAT], 1);
-	memset(fresh, 0, sizeof(*fresh));
-	int r = m->ops->stat(m->ufs, path, fresh);
-	if (r < 0 && r != -ENOENT)
-		METRIC_ADD(ufs_errors[UFSOP_STAT], 1);
-	return r;
-}
-
 int
 meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
     struct ufs_stat *st)
 {
-	if (!m->ufs)
-		return -EIO;
 	int r;
 	struct stat_ent *e;
 	if (stat_begin(mc, m, path, 0, st, &r, &e, NULL))
 		return r;
 	struct ufs_stat fresh;
-	r = ufs_stat_call(m, path, &fresh);
+	r = ufs_stat(m->ufs, path, &fresh);
 	stat_finish(mc, m, path, e, r, &fresh, 0);
 	if (r == 0)
 		*st = fresh;
@@ -357,9 +344,7 @@ int
 meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
     int64_t off, int dirs, struct reader *rd, struct ufs_stat *st)
 {
-	if (!m->ufs)
-		return -EIO;
-	if (!m->ops->read_stat || !rd || !mc->ps || off < 0)
+	if (!ufs_has_read_stat(m->ufs) || !rd || !mc->ps || off < 0)
 		return meta_stat(mc, m, path, st);
 	int r;
 	struct stat_ent *e;
@@ -390,19 +375,13 @@ meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
 		__atomic_sub_fetch(&g_read_stat_inflight, 1, __ATOMIC_ACQ_REL);
 	char *buf = took ? malloc((size_t)P) : NULL;
 	ssize_t n = -ERANGE;
-	if (buf) {
-		METRIC_ADD(ufs_requests[UFSOP_READ], 1);
-		n = m->ops->read_stat(m->ufs, path, idx * P, buf, (size_t)P, dirs, &fresh);
-		if (n >= 0)
-			METRIC_ADD(ufs_read_bytes, n);
-		else if (n != -ENOENT && n != -ERANGE)
-			METRIC_ADD(ufs_errors[UFSOP_READ], 1);
-	}
+	if (buf)
+		n = ufs_read_stat(m->ufs, path, idx * P, buf, (size_t)P, dirs, &fresh);
 	if (n == -ERANGE) {
 		/* The page is cached, or that reply had no metadata (an empty
 		 * object, off past the end): ask stat, still as the one loader
 		 * of this entry. */
-		r = ufs_stat_call(m, path, &fresh);
+		r = ufs_stat(m->ufs, path, &fresh);
 	} else {
 		r = n < 0 ? (int)n : 0;
 		/* The page is stored before the entry is released, so that
@@ -549,8 +528,6 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
     char delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated)
 {
-	if (!m->ufs)
-		return -EIO;
 	struct dbuf key;
 	dbuf_init(&key, 3 * 4096);
 	/* Lengths keep the fields apart: no prefix/start_after pair can
@@ -581,7 +558,6 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 	pthread_mutex_unlock(&mc->lock);
 
 	METRIC_ADD(meta_misses, 1);
-	METRIC_ADD(ufs_requests[UFSOP_LIST], 1);
 	struct collect c = {0};
 	c.p = calloc(1, sizeof(*c.p));
 	if (!c.p) {
@@ -590,12 +566,11 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 	}
 	dbuf_init(&c.strs, 64 * 1024 * 1024);
 	int trunc = 0;
-	r = m->ops->list(m->ufs, prefix, delimiter, start_after, max_keys,
+	r = ufs_list(m->ufs, prefix, delimiter, start_after, max_keys,
 	    collect_one, &c, &trunc);
 	if (!r && c.err)
 		r = c.err;
 	if (r < 0) {
-		METRIC_ADD(ufs_errors[UFSOP_LIST], 1);
 		dbuf_free(&c.strs);
 		list_page_free(c.p);
 		dbuf_free(&key);

@@ -7,14 +7,14 @@
 
 #include <inttypes.h>
 
+#include "../ufs/ufs.h"
+
 struct metrics g_metrics;
 
 /* Upper bounds of the latency buckets, in microseconds. */
 const int64_t metrics_bucket_us[METRICS_NBUCKETS] = {100, 250, 500, 1000, 2500,
     5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
     5000000, 10000000};
-
-static const char *const ufs_op_names[UFSOP__N] = {"stat", "list", "read"};
 
 int
 metrics_bucket(int64_t us)
@@ -35,13 +35,7 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 {
 	COUNTER(b, "ferry_cache_hit_bytes_total", "Bytes served from the page cache.", METRIC_GET(hit_bytes));
 	COUNTER(b, "ferry_cache_miss_bytes_total", "Bytes served that had to be fetched from the under-store.", METRIC_GET(miss_bytes));
-	COUNTER(b, "ferry_ufs_read_bytes_total", "Bytes read from under-stores.", METRIC_GET(ufs_read_bytes));
-	dbuf_printf(b, "# HELP ferry_ufs_requests_total Requests made to under-stores, by operation.\n# TYPE ferry_ufs_requests_total counter\n");
-	for (int i = 0; i < UFSOP__N; i++)
-		dbuf_printf(b, "ferry_ufs_requests_total{op=\"%s\"} %" PRId64 "\n", ufs_op_names[i], METRIC_GET(ufs_requests[i]));
-	dbuf_printf(b, "# HELP ferry_ufs_errors_total Failed under-store requests, by operation.\n# TYPE ferry_ufs_errors_total counter\n");
-	for (int i = 0; i < UFSOP__N; i++)
-		dbuf_printf(b, "ferry_ufs_errors_total{op=\"%s\"} %" PRId64 "\n", ufs_op_names[i], METRIC_GET(ufs_errors[i]));
+	ufs_metrics_render(b);
 	COUNTER(b, "ferry_metadata_cache_hits_total", "Stat and list answers served from the metadata cache.", METRIC_GET(meta_hits));
 	COUNTER(b, "ferry_metadata_cache_misses_total", "Stat and list answers fetched from the under-store.", METRIC_GET(meta_misses));
 	GAUGE(b, "ferry_cache_used_bytes", "Bytes used by cached pages on disk.", ps->used_bytes);

@@ -11,16 +11,11 @@
 #include "../common/dbuf.h"
 #include "../store/pagestore.h"
 
-enum ufs_op { UFSOP_STAT, UFSOP_LIST, UFSOP_READ, UFSOP__N };
-
 #define METRICS_NBUCKETS 16
 
 struct metrics {
 	int64_t hit_bytes;      /* served from page files */
 	int64_t miss_bytes;     /* served from bytes just fetched from the UFS */
-	int64_t ufs_read_bytes; /* fetched from the UFS */
-	int64_t ufs_requests[UFSOP__N];
-	int64_t ufs_errors[UFSOP__N];
 	int64_t meta_hits, meta_misses;
 };
 

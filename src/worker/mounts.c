@@ -65,8 +65,7 @@ mount_free(struct mount *m)
 {
 	if (!m)
 		return;
-	if (m->ufs)
-		m->ops->close(m->ufs);
+	ufs_close(&m->ufs);
 	for (int i = 0; i < m->nopts; i++) {
 		free((char *)m->opts[i].key);
 		/* Wipe secrets before freeing. */
@@ -76,7 +75,6 @@ mount_free(struct mount *m)
 	}
 	free(m->opts);
 	free(m->uri);
-	free(m->ufs_err);
 	free(m);
 }
 
@@ -206,7 +204,7 @@ mounts_same(struct mount_table *mt, const char *name, const char *uri,
 /*
  * Builds a mount and opens its backend.  If the backend fails to open: with
  * keep_broken (restoring the table at start: a NAS not mounted yet, a
- * store down) the mount is kept with ufs NULL and the reason in ufs_err, so
+ * store down) the mount is kept with a broken ufs (ufs_open_error says why), so
  * that it is not lost from the table; reads of it fail until it is mounted
  * again.  Otherwise NULL and *err.
  */
@@ -214,9 +212,7 @@ static struct mount *
 mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
     int nopts, int keep_broken, char **err)
 {
-	const char *root;
-	const struct ufs_ops *ops = ufs_lookup(uri, &root);
-	if (!ops) {
+	if (!ufs_lookup(uri, NULL)) {
 		*err = strdup("unsupported URI scheme (use file:///path or s3://bucket/prefix)");
 		return NULL;
 	}
@@ -226,7 +222,6 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->uri = strdup(uri);
 	m->opts = calloc((size_t)(nopts ? nopts : 1), sizeof(*m->opts));
-	m->ops = ops;
 	m->refs = 1;
 	m->ident = hash64(uri, strlen(uri), 0x6d6f756e74ULL);
 	if (!m->uri || !m->opts) {
@@ -265,20 +260,19 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 			bopts[nb++] = m->opts[i];
 		}
 	}
-	char *uerr = NULL;
-	int r = ops->open(root, bopts, nb, &m->ufs, &uerr);
+	int r = ufs_open(uri, bopts, nb, &m->ufs);
 	free(bopts);
+	if (!m->ufs) {
+		mount_free(m);
+		return NULL;
+	}
 	if (r < 0) {
-		m->ufs = NULL;
-		if (!uerr)
-			uerr = strdup(strerror(-r));
 		if (keep_broken) {
-			m->ufs_err = uerr;
 			LOG_ERR("mount /%s (%s) cannot be opened: %s; kept in the table, reads fail until it is mounted again",
-			    name, uri, uerr ? uerr : "?");
+			    name, uri, ufs_open_error(m->ufs));
 			return m;
 		}
-		*err = uerr;
+		*err = strdup(ufs_open_error(m->ufs));
 		mount_free(m);
 		return NULL;
 	}
@@ -414,10 +408,11 @@ json_one(void *arg, const struct mount *m)
 	dbuf_adds(b, ",\"uri\":");
 	json_put_str(b, m->uri);
 	dbuf_adds(b, ",\"state\":");
-	json_put_str(b, m->ufs ? "ok" : "error");
-	if (!m->ufs && m->ufs_err) {
+	const char *uerr = ufs_open_error(m->ufs);
+	json_put_str(b, uerr ? "error" : "ok");
+	if (uerr) {
 		dbuf_adds(b, ",\"error\":");
-		json_put_str(b, m->ufs_err);
+		json_put_str(b, uerr);
 	}
 	dbuf_adds(b, ",\"options\":{");
 	for (int k = 0; k < m->nopts; k++) {

@@ -24,9 +24,8 @@ struct mount {
 	char *uri;
 	struct ufs_opt *opts; /* owned key/value strings */
 	int nopts;
-	const struct ufs_ops *ops;
-	void *ufs;      /* backend state; NULL if the backend failed to open */
-	char *ufs_err;  /* why it failed, if it did */
+	struct ufs *ufs; /* the under-store (ufs.h); broken if it failed to
+	                  * open (ufs_open_error says why) */
 	uint64_t ident; /* hash of uri: objects' identity is (ident, path) */
 	int replicas;   /* option "replicas": workers caching each block (1) */
 	int refs;       /* atomic */

@@ -285,18 +285,13 @@ fetch_thread(void *arg)
 		pthread_mutex_unlock(&r->lock);
 
 		/* RUNNING: read the page from the UFS. */
-		METRIC_ADD(ufs_requests[UFSOP_READ], 1);
-		ssize_t n = f->m->ops->read(f->m->ufs, f->path, f->etag, f->off,
+		ssize_t n = ufs_read(f->m->ufs, f->path, f->etag, f->off,
 		    f->buf, f->want);
 		int err = 0;
-		if (n < 0) {
+		if (n < 0)
 			err = (int)n;
-			METRIC_ADD(ufs_errors[UFSOP_READ], 1);
-		} else {
-			METRIC_ADD(ufs_read_bytes, n);
-			if ((uint32_t)n != f->want)
-				err = -ESTALE; /* the object shrank: a new version */
-		}
+		else if ((uint32_t)n != f->want)
+			err = -ESTALE; /* the object shrank: a new version */
 		if (err && err != -ESTALE)
 			LOG_WARN("ufs read /%s/%s @%lld: %s", f->m->name, f->path,
 			    (long long)f->off, strerror(-err));
@@ -444,7 +439,7 @@ reader_prefetch(struct reader *r, struct mount *m, const char *path,
 	int64_t npages = (st->size + r->page_size - 1) / r->page_size;
 	if (last >= npages)
 		last = npages - 1;
-	if (first > last || !m->ufs)
+	if (first > last)
 		return 0;
 	return schedule(r, m, path, st, meta_obj_id(m, path), meta_version(st),
 	    first, last, NULL, 0);
@@ -516,8 +511,6 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 	*sent = 0;
 	if (len <= 0)
 		return 0;
-	if (!m->ufs)
-		return -EIO;
 	const int64_t P = r->page_size;
 	uint64_t obj = meta_obj_id(m, path), ver = meta_version(st);
 	int64_t first = off / P, last = (off + len - 1) / P;

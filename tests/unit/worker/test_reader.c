@@ -70,8 +70,17 @@ fake_close(void *st)
 	(void)st;
 }
 
+static int
+fake_open(const char *root, const struct ufs_opt *opts, int nopts, void **st,
+    char **err)
+{
+	*st = (void *)1;
+	return 0;
+}
+
 static const struct ufs_ops fake_ops = {
 	.scheme = "fake",
+	.open = fake_open,
 	.close = fake_close,
 	.stat = fake_stat,
 	.read = fake_read,
@@ -82,8 +91,8 @@ fake_mount(void)
 {
 	struct mount *m = calloc(1, sizeof(*m));
 	strcpy(m->name, "fake");
-	m->ops = &fake_ops;
-	m->ufs = (void *)1;
+	if (ufs_open_ops(&fake_ops, "fake://", "", NULL, 0, &m->ufs) < 0)
+		abort();
 	m->ident = 42;
 	m->refs = 1;
 	return m;
