@@ -96,7 +96,8 @@ struct ps_entry {
 	uint32_t touched; /* wall seconds of the file's mtime, roughly */
 	uint16_t dir;
 	uint8_t state;
-	uint8_t verified;
+	uint8_t verified : 1; /* CRC checked since load (--page-verify once) */
+	uint8_t fresh : 1;    /* fetched ahead of its reader, not yet got */
 };
 _Static_assert(sizeof(struct ps_entry) == 80, "ps_entry grew");
 
@@ -138,6 +139,9 @@ struct pagestore {
 	struct ps_slab *slabs;
 	struct ps_entry *free_entries;
 	uint32_t gen;
+	pthread_mutex_t buf_mu; /* the small-page buffer pool (leaf) */
+	void *bufs[64];
+	int nbufs;
 
 	int64_t npages;
 	int64_t evicted_bytes_total;
@@ -659,47 +663,53 @@ header_ok(struct pagestore *ps, const unsigned char *h, const struct page_key *k
 }
 
 /*
- * Per-thread buffer for checking small pages: one pread of header and data,
- * and the checked bytes are then served from it (ref->data).  Freed when
- * the thread exits; at most SMALL_PAGE_MAX + HDR_SIZE per thread.
+ * Small pages are checked with one pread into a buffer that the page_ref
+ * then owns (ref->buf), and served from it.  Buffers come from a bounded
+ * free list, so a stream of small reads allocates nothing.
  */
-static pthread_key_t small_buf_key;
-static pthread_once_t small_buf_once = PTHREAD_ONCE_INIT;
-
-static void
-small_buf_init(void)
-{
-	pthread_key_create(&small_buf_key, free);
-}
+#define SMALL_BUF_SIZE (SMALL_PAGE_MAX + HDR_SIZE)
+#define SMALL_BUF_POOL 64
 
 static unsigned char *
-small_buf(void)
+small_buf_get(struct pagestore *ps)
 {
-	pthread_once(&small_buf_once, small_buf_init);
-	unsigned char *b = pthread_getspecific(small_buf_key);
-	if (!b) {
-		b = malloc(SMALL_PAGE_MAX + HDR_SIZE);
-		if (b && pthread_setspecific(small_buf_key, b) != 0) {
-			free(b);
-			b = NULL;
-		}
+	unsigned char *b = NULL;
+	pthread_mutex_lock(&ps->buf_mu);
+	if (ps->nbufs > 0)
+		b = ps->bufs[--ps->nbufs];
+	pthread_mutex_unlock(&ps->buf_mu);
+	return b ? b : malloc(SMALL_BUF_SIZE);
+}
+
+static void
+small_buf_put(struct pagestore *ps, void *b)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&ps->buf_mu);
+	if (ps->nbufs < SMALL_BUF_POOL) {
+		ps->bufs[ps->nbufs++] = b;
+		b = NULL;
 	}
-	return b;
+	pthread_mutex_unlock(&ps->buf_mu);
+	free(b);
 }
 
 /*
  * Checks the header and the data CRC of an open page file.  0 if good,
  * -EBADMSG if not (including read errors and short files).  For a small
- * page, *data is set to the checked bytes in this thread's buffer (valid
- * until this thread's next check).
+ * page, *buf gets the buffer (the caller's to put back) and *data the
+ * checked bytes in it.
  */
 static int
 check_page_file(struct pagestore *ps, int fd, const struct page_key *k,
-    uint32_t len, const unsigned char **data)
+    uint32_t len, const unsigned char **data, void **buf)
 {
 	*data = NULL;
+	*buf = NULL;
 	if (len <= SMALL_PAGE_MAX) {
-		unsigned char *b = small_buf();
+		unsigned char *b = small_buf_get(ps);
+		*buf = b;
 		if (b) {
 			size_t want = HDR_SIZE + (size_t)len, got = 0;
 			while (got < want) {
@@ -774,10 +784,17 @@ pagestore_page_size(const struct pagestore *ps)
 void
 page_ref_release(struct page_ref *ref)
 {
-	if (ref && ref->fd >= 0) {
+	if (!ref)
+		return;
+	if (ref->fd >= 0) {
 		close(ref->fd);
 		ref->fd = -1;
 	}
+	if (ref->buf) {
+		small_buf_put(ref->ps, ref->buf);
+		ref->buf = NULL;
+	}
+	ref->data = NULL;
 }
 
 int
@@ -796,8 +813,9 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 {
 	if (!ps || !k || !ref)
 		return -EINVAL;
+	memset(ref, 0, sizeof(*ref));
 	ref->fd = -1;
-	ref->data = NULL;
+	ref->ps = ps;
 
 	pthread_mutex_lock(&ps->mu);
 	struct ps_entry *e = do_lookup(ps, k);
@@ -805,6 +823,8 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 		pthread_mutex_unlock(&ps->mu);
 		return -ENOENT;
 	}
+	int fresh = e->fresh;
+	e->fresh = 0;
 	struct ps_dir *d = &ps->dirs[e->dir];
 	if (d->mru != e) {
 		lru_unlink(d, e);
@@ -842,15 +862,18 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	struct stat st;
 	int bad = fstat(fd, &st) < 0 || st.st_size != file_size(len);
 	const unsigned char *data = NULL;
+	void *buf = NULL;
 	if (!bad && verify) {
-		int rc = check_page_file(ps, fd, k, len, &data);
+		int rc = check_page_file(ps, fd, k, len, &data, &buf);
 		if (rc == -ENOMEM) {
+			small_buf_put(ps, buf);
 			close(fd);
 			return rc;
 		}
 		bad = rc < 0;
 	}
 	if (bad) {
+		small_buf_put(ps, buf);
 		close(fd);
 		LOG_WARN("pagestore: %s/%s is corrupt or truncated; dropped",
 		    ps->dirs[di].path, rel);
@@ -871,6 +894,8 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	ref->off = HDR_SIZE;
 	ref->len = len;
 	ref->data = data;
+	ref->buf = buf;
+	ref->fresh = fresh;
 	return 0;
 }
 
@@ -889,9 +914,38 @@ pick_dir(const struct pagestore *ps, const struct page_key *k)
 	return ps->ndirs - 1;
 }
 
+static int
+put_page(struct pagestore *ps, const struct page_key *k, const void *data,
+    uint32_t len, int fresh);
+
 int
 pagestore_put(struct pagestore *ps, const struct page_key *k,
     const void *data, uint32_t len)
+{
+	return put_page(ps, k, data, len, 0);
+}
+
+int
+pagestore_put_fresh(struct pagestore *ps, const struct page_key *k,
+    const void *data, uint32_t len)
+{
+	return put_page(ps, k, data, len, 1);
+}
+
+void
+pagestore_unfresh(struct pagestore *ps, const struct page_key *k)
+{
+	pthread_mutex_lock(&ps->mu);
+	struct ps_entry *e = do_lookup(ps, k);
+	if (e)
+		e->fresh = 0;
+	pthread_mutex_unlock(&ps->mu);
+}
+
+/* pagestore_put and _put_fresh. */
+static int
+put_page(struct pagestore *ps, const struct page_key *k, const void *data,
+    uint32_t len, int fresh)
 {
 	if (!ps || !k || (!data && len))
 		return -EINVAL;
@@ -938,6 +992,7 @@ pagestore_put(struct pagestore *ps, const struct page_key *k,
 		e->state = ST_PENDING;
 		e->gen = ++ps->gen;
 		e->verified = 1; /* we wrote these bytes ourselves */
+		e->fresh = fresh ? 1 : 0;
 		e->touched = wall_sec32();
 		do_hash_insert(ps, e);
 		d->used += fsize;
@@ -1394,6 +1449,7 @@ open_store(const struct pagestore_dir_cfg *dirs, int ndirs, uint32_t page_size,
 	if (!ps)
 		return NULL;
 	pthread_mutex_init(&ps->mu, NULL);
+	pthread_mutex_init(&ps->buf_mu, NULL);
 	pthread_cond_init(&ps->cond, NULL);
 	ps->page_size = page_size;
 	ps->verify = verify;
@@ -1463,5 +1519,8 @@ pagestore_close(struct pagestore **psp)
 	free(ps->dirs);
 	pthread_cond_destroy(&ps->cond);
 	pthread_mutex_destroy(&ps->mu);
+	for (int i = 0; i < ps->nbufs; i++)
+		free(ps->bufs[i]);
+	pthread_mutex_destroy(&ps->buf_mu);
 	free(ps);
 }

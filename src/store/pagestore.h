@@ -57,14 +57,18 @@ struct pagestore_stats {
 /*
  * A page being served: read len bytes of data from fd at offset off, or,
  * when data is set (a small page whose checksum was just checked in
- * memory), take the bytes from there: they stay valid until the ref is
- * released or the same thread calls pagestore_get again.
+ * memory), take the bytes from there.  The ref owns both (the descriptor
+ * and the buffer data points into) until page_ref_release.
  */
 struct page_ref {
 	int fd;       /* owned by the ref; closed by page_ref_release */
 	off_t off;    /* where the data starts in the file */
 	uint32_t len; /* data length */
 	const unsigned char *data; /* the checked bytes, or NULL */
+	int fresh;    /* the page was stored fresh (pagestore_put_fresh) and
+	               * this is its first get since */
+	void *buf;    /* owned: the small-page buffer data points into */
+	struct pagestore *ps;
 };
 
 enum pagestore_verify {
@@ -102,6 +106,16 @@ int pagestore_has(struct pagestore *ps, const struct page_key *k);
  */
 int pagestore_put(struct pagestore *ps, const struct page_key *k,
     const void *data, uint32_t len);
+
+/*
+ * put for a page fetched ahead of the client that will read it: its first
+ * get reports ref->fresh (the reader counts that read as a miss, not a
+ * hit).  pagestore_unfresh clears the mark (the page's bytes were served
+ * from memory meanwhile).
+ */
+int pagestore_put_fresh(struct pagestore *ps, const struct page_key *k,
+    const void *data, uint32_t len);
+void pagestore_unfresh(struct pagestore *ps, const struct page_key *k);
 
 /* Removes every page of object obj whose version is not keep_ver
  * (keep_ver 0 removes all versions).  Returns pages removed. */
