@@ -53,7 +53,7 @@ $(FUSE_OBJ): CFLAGS += $(FUSE_CFLAGS)
 $(B)/ferry: $(CLI_OBJ) $(FUSE_OBJ) $(B)/libferry_core.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(FUSE_OBJ) $(B)/libferry_core.a $(FUSE_LIBS) $(DEPS_LIBS)
 
-$(B)/tests/%: tests/unit/%.c $(B)/libferry_core.a tests/unit/tap.h
+$(B)/tests/%: tests/unit/%.c $(B)/libferry_core.a tests/unit/tap.h $(wildcard tests/unit/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(B)/libferry_core.a $(DEPS_LIBS)
 

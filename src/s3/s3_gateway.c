@@ -27,8 +27,9 @@
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "../worker/namespace.h"
+#include "../worker/objget.h"
+#include "../worker/objkey.h"
 #include "../worker/worker.h"
-#include "../http/http_range.h"
 #include "s3_metrics.h"
 #include "s3_route.h"
 #include "../common/sigv4.h"
@@ -274,7 +275,7 @@ list_one(void *arg, const struct ufs_entry *e)
 	struct ufs_stat st = {.size = e->size, .mtime = e->mtime};
 	snprintf(st.etag, sizeof(st.etag), "%s", e->etag ? e->etag : "");
 	char etag[UFS_ETAG_MAX + 8], date[32];
-	meta_etag(&st, etag, sizeof(etag));
+	objkey_etag(&st, etag, sizeof(etag));
 	fmt_iso8601(e->mtime, date, sizeof(date));
 	dbuf_adds(b, "<Contents><Key>");
 	put_key(b, e->key, lc->url_enc);
@@ -423,103 +424,13 @@ out:
 	free(decoded_token);
 }
 
-/* --- GetObject / HeadObject ---------------------------------------------- */
+/* --- GetObject / HeadObject: parse into an objget request, format its head */
 
-/* Does the If-Match / If-None-Match list match etag?  "*" matches all. */
-static int
-etag_list_matches(const char *v, size_t vl, const char *etag)
-{
-	size_t el = strlen(etag);
-	size_t i = 0;
-	while (i < vl) {
-		while (i < vl && (v[i] == ' ' || v[i] == ','))
-			i++;
-		size_t j = i;
-		while (j < vl && v[j] != ',')
-			j++;
-		size_t a = i, z = j;
-		while (z > a && v[z - 1] == ' ')
-			z--;
-		if (z - a == 1 && v[a] == '*')
-			return 1;
-		if (z - a >= 2 && v[a] == 'W' && v[a + 1] == '/')
-			a += 2;
-		if (z - a >= 2 && v[a] == '"' && v[z - 1] == '"') {
-			a++;
-			z--;
-		}
-		if (z - a == el && memcmp(v + a, etag, el) == 0)
-			return 1;
-		i = j + 1;
-	}
-	return 0;
-}
-
-/* Returns 0 to proceed, or the status (304/412) to answer. */
-static int
-check_conditions(const struct http_request *req, const char *etag, int64_t mtime)
-{
-	size_t vl;
-	const char *im = http_header_get(req, "if-match", &vl);
-	if (im && !etag_list_matches(im, vl, etag))
-		return 412;
-	if (!im) {
-		const char *ius = http_header_get(req, "if-unmodified-since", &vl);
-		if (ius) {
-			int64_t t = parse_http_date(ius, vl);
-			if (t >= 0 && mtime > t)
-				return 412;
-		}
-	}
-	const char *inm = http_header_get(req, "if-none-match", &vl);
-	if (inm && etag_list_matches(inm, vl, etag))
-		return 304;
-	if (!inm) {
-		const char *ims = http_header_get(req, "if-modified-since", &vl);
-		if (ims) {
-			int64_t t = parse_http_date(ims, vl);
-			if (t >= 0 && mtime <= t)
-				return 304;
-		}
-	}
-	return 0;
-}
-
-/* The response head is sent lazily, on the first body bytes, so that a
- * failure before any byte was read can still be a clean error answer. */
-struct get_sink {
+struct get_ctx {
 	struct s3req *s;
-	int status;
-	struct dbuf *hdr;
-	int64_t length;
-	int head_sent;
+	struct dbuf hdr; /* the answer's headers */
+	int ended;       /* the head was the whole answer */
 };
-
-static int
-sink_head(struct get_sink *g)
-{
-	if (g->head_sent)
-		return 0;
-	g->head_sent = 1;
-	g->s->status = g->status;
-	return http_resp_start(g->s->c, g->status, g->hdr->p, g->length);
-}
-
-static int
-sink_file(void *arg, int fd, off_t off, size_t n)
-{
-	struct get_sink *g = arg;
-	int r = sink_head(g);
-	return r ? r : http_resp_sendfile(g->s->c, fd, off, n);
-}
-
-static int
-sink_mem(void *arg, const void *p, size_t n)
-{
-	struct get_sink *g = arg;
-	int r = sink_head(g);
-	return r ? r : http_resp_body(g->s->c, p, n);
-}
 
 static void
 add_override(struct dbuf *h, const struct http_request *req, const char *param,
@@ -539,136 +450,123 @@ add_override(struct dbuf *h, const struct http_request *req, const char *param,
 	free(v);
 }
 
-/*
- * Where a GET will start reading, known before the object's size: 0, or a
- * Range's first byte; -1 when it depends on the size (a suffix range) or
- * the answer is likely no body (a conditional request, often a 304).
- */
-static int64_t
-get_start_hint(const struct http_request *req)
+static int
+get_head(void *arg, const struct objget_head *h)
 {
-	static const char *const cond[] = {"if-match", "if-none-match",
-	    "if-modified-since", "if-unmodified-since"};
-	size_t vl;
-	for (size_t i = 0; i < sizeof(cond) / sizeof(cond[0]); i++)
-		if (http_header_get(req, cond[i], &vl))
-			return -1;
-	const char *rv = http_header_get(req, "range", &vl);
-	const int64_t big = INT64_MAX / 4;
-	int64_t a = 0, b = 0;
-	int pr = http_parse_range(rv, vl, big, &a, &b);
-	if (pr == 0)
+	struct get_ctx *g = arg;
+	struct s3req *s = g->s;
+	const struct http_request *req = s->req;
+	struct dbuf *hdr = &g->hdr;
+	char lm[40];
+	fmt_http_date(h->st->mtime, lm, sizeof(lm));
+	dbuf_printf(hdr, "x-amz-request-id: %s\r\nETag: \"%s\"\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
+	    s->request_id, h->etag, lm);
+	g->ended = 1; /* unless a body follows (below) */
+	if (h->status == 412) {
+		s3_error(s, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
 		return 0;
-	/* A suffix range's start is counted from the (huge) size. */
-	return pr == 1 && a < big / 2 ? a : -1;
+	}
+	if (h->status == 304 || (h->status == 416 && s->is_head)) {
+		if (h->status == 416)
+			dbuf_printf(hdr, "Content-Range: bytes */%" PRId64 "\r\n", h->st->size);
+		s->status = h->status;
+		if (dbuf_error(hdr))
+			return -E2BIG;
+		http_resp_start(s->c, h->status, hdr->p, 0);
+		return http_resp_end(s->c);
+	}
+	if (h->status == 416) {
+		size_t rl = 0;
+		const char *rv = http_header_get(req, "range", &rl);
+		dbuf_printf(hdr, "Content-Range: bytes */%" PRId64 "\r\n", h->st->size);
+		struct dbuf eb;
+		dbuf_init(&eb, 4096);
+		dbuf_printf(&eb, XML_HDR "<Error><Code>InvalidRange</Code><Message>The requested range is not satisfiable</Message><RangeRequested>");
+		xml_escape(&eb, rv, rl);
+		dbuf_printf(&eb, "</RangeRequested><ActualObjectSize>%" PRId64 "</ActualObjectSize><RequestId>%s</RequestId></Error>",
+		    h->st->size, s->request_id);
+		s->status = 416;
+		int r = dbuf_error(hdr) || dbuf_error(&eb) ? -E2BIG : 0;
+		if (!r)
+			http_resp_simple(s->c, 416, hdr->p, "application/xml", eb.p, eb.len);
+		dbuf_free(&eb);
+		return r;
+	}
+	if (h->status == 206)
+		dbuf_printf(hdr, "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n",
+		    h->first, h->last, h->st->size);
+	int bad = 0;
+	char *ct = qparam(req, "response-content-type", &bad);
+	if (!ct)
+		dbuf_adds(hdr, "Content-Type: application/octet-stream\r\n");
+	free(ct);
+	add_override(hdr, req, "response-content-type", "Content-Type");
+	add_override(hdr, req, "response-content-disposition", "Content-Disposition");
+	add_override(hdr, req, "response-content-encoding", "Content-Encoding");
+	add_override(hdr, req, "response-content-language", "Content-Language");
+	add_override(hdr, req, "response-cache-control", "Cache-Control");
+	add_override(hdr, req, "response-expires", "Expires");
+	if (dbuf_error(hdr))
+		return -E2BIG; /* the overrides do not fit in a head */
+	s->status = h->status;
+	int r = http_resp_start(s->c, h->status, hdr->p, h->length);
+	if (r == 0 && (s->is_head || h->length == 0))
+		r = http_resp_end(s->c);
+	else
+		g->ended = 0;
+	return r;
+}
+
+static int
+get_file(void *arg, int fd, off_t off, size_t n)
+{
+	struct get_ctx *g = arg;
+	return http_resp_sendfile(g->s->c, fd, off, n);
+}
+
+static int
+get_mem(void *arg, const void *p, size_t n)
+{
+	struct get_ctx *g = arg;
+	return http_resp_body(g->s->c, p, n);
+}
+
+static struct objget_hdr
+hdr_of(const struct http_request *req, const char *name)
+{
+	struct objget_hdr h = {0};
+	h.p = http_header_get(req, name, &h.n);
+	return h;
 }
 
 static void
 op_get_object(struct s3req *s, struct mount *m)
 {
 	const struct http_request *req = s->req;
-	struct ufs_stat st;
-	int r = 0;
-	struct dbuf hdr;
-	dbuf_init(&hdr, 16384);
-	/* A cold GET: one UFS request gives the stat and the first page
-	 * (not in a cluster, where the page may be another worker's). */
-	int64_t hint = s->is_head || worker_cluster(s->w) ? -1 : get_start_hint(req);
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (hint >= 0)
-			r = meta_stat_read(s->w->mc, m, s->key, hint, 0, s->w->rd, &st);
-		else
-			r = meta_stat(s->w->mc, m, s->key, &st);
-		if (r < 0) {
-			s3_error_errno(s, r);
-			goto out;
-		}
-		if (st.is_dir) {
-			s3_error_errno(s, -ENOENT);
-			goto out;
-		}
-		char etag[UFS_ETAG_MAX];
-		meta_etag(&st, etag, sizeof(etag));
-		int cond = check_conditions(req, etag, st.mtime);
-		char lm[40];
-		fmt_http_date(st.mtime, lm, sizeof(lm));
-		dbuf_reset(&hdr);
-		dbuf_printf(&hdr, "x-amz-request-id: %s\r\nETag: \"%s\"\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
-		    s->request_id, etag, lm);
-		if (cond == 304) {
-			s->status = 304;
-			http_resp_start(s->c, 304, hdr.p, 0);
+	struct objget_req rq = {
+	    .m = m, .path = s->key, .head = s->is_head, .dir_enoent = 1,
+	    .if_match = hdr_of(req, "if-match"),
+	    .if_none_match = hdr_of(req, "if-none-match"),
+	    .if_modified_since = hdr_of(req, "if-modified-since"),
+	    .if_unmodified_since = hdr_of(req, "if-unmodified-since"),
+	    .range = hdr_of(req, "range"),
+	};
+	struct get_ctx g = {.s = s};
+	dbuf_init(&g.hdr, 16384);
+	struct objget_sink sink = {.head = get_head, .file = get_file, .mem = get_mem, .arg = &g};
+	int started = 0;
+	int r = objget_serve(s->w->og, &rq, &sink, &started);
+	if (r == 0) {
+		if (!g.ended)
 			http_resp_end(s->c);
-			goto out;
-		}
-		if (cond == 412) {
-			s3_error(s, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
-			goto out;
-		}
-		size_t rl = 0;
-		const char *rv = http_header_get(req, "range", &rl);
-		int64_t a = 0, b = st.size - 1;
-		int pr = http_parse_range(rv, rl, st.size, &a, &b);
-		if (pr < 0) {
-			char cr[64];
-			snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRId64 "\r\n", st.size);
-			dbuf_adds(&hdr, cr);
-			s->status = 416;
-			if (s->is_head) {
-				http_resp_start(s->c, 416, hdr.p, 0);
-				http_resp_end(s->c);
-			} else {
-				struct dbuf eb;
-				dbuf_init(&eb, 4096);
-				dbuf_printf(&eb, XML_HDR "<Error><Code>InvalidRange</Code><Message>The requested range is not satisfiable</Message><RangeRequested>");
-				xml_escape(&eb, rv, rl);
-				dbuf_printf(&eb, "</RangeRequested><ActualObjectSize>%" PRId64 "</ActualObjectSize><RequestId>%s</RequestId></Error>",
-				    st.size, s->request_id);
-				http_resp_simple(s->c, 416, hdr.p, "application/xml", eb.p, eb.len);
-				dbuf_free(&eb);
-			}
-			goto out;
-		}
-		int status = pr == 1 ? 206 : 200;
-		if (pr == 1)
-			dbuf_printf(&hdr, "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n", a, b, st.size);
-		int bad = 0;
-		char *ct = qparam(req, "response-content-type", &bad);
-		if (!ct)
-			dbuf_adds(&hdr, "Content-Type: application/octet-stream\r\n");
-		free(ct);
-		add_override(&hdr, req, "response-content-type", "Content-Type");
-		add_override(&hdr, req, "response-content-disposition", "Content-Disposition");
-		add_override(&hdr, req, "response-content-encoding", "Content-Encoding");
-		add_override(&hdr, req, "response-content-language", "Content-Language");
-		add_override(&hdr, req, "response-cache-control", "Cache-Control");
-		add_override(&hdr, req, "response-expires", "Expires");
-		int64_t length = st.size == 0 ? 0 : b - a + 1;
-		if (s->is_head || length == 0) {
-			s->status = status;
-			http_resp_start(s->c, status, hdr.p, length);
-			http_resp_end(s->c);
-			goto out;
-		}
-		struct get_sink g = {.s = s, .status = status, .hdr = &hdr, .length = length};
-		struct read_sink sink = {.file = sink_file, .mem = sink_mem, .arg = &g};
-		int64_t sent = 0;
-		r = router_read(s->w->rt, m, s->key, &st, a, length, &sink, &sent, 0);
-		if (r == 0) {
-			http_resp_end(s->c);
-			goto out;
-		}
-		if (r == -ESTALE && !g.head_sent)
-			continue; /* the object changed before we sent a byte: again */
-		break;
-	}
-	if (r < 0) {
+	} else if (r == -E2BIG && !http_resp_started(s->c)) {
+		s3_error(s, 400, "InvalidArgument", "The response headers asked for are too large.");
+	} else {
 		if (r != -EPIPE && r != -ECONNRESET)
 			LOG_WARN("GET /%s/%s: %s", m->name, s->key, strerror(-r));
 		s3_error_errno(s, r);
 	}
-out:
-	dbuf_free(&hdr);
+	dbuf_free(&g.hdr);
 }
 
 /* --- routing ------------------------------------------------------------- */

@@ -25,6 +25,8 @@
 #include "localfd.h"
 #include "metrics.h"
 #include "namespace.h"
+#include "objget.h"
+#include "objkey.h"
 #include "worker.h"
 
 #define CTL_BODY_MAX (1024 * 1024)
@@ -155,7 +157,7 @@ put_stat_json(struct dbuf *b, const struct ufs_stat *st)
 	if (st->is_dir)
 		etag[0] = 0;
 	else
-		meta_etag(st, etag, sizeof(etag));
+		objkey_etag(st, etag, sizeof(etag));
 	dbuf_printf(b, "\"size\":%" PRId64 ",\"mtime\":%" PRId64 ",\"is_dir\":%s,\"etag\":",
 	    st->is_dir ? 0 : st->size, st->mtime, st->is_dir ? "true" : "false");
 	json_put_str(b, etag);
@@ -171,12 +173,13 @@ op_stat(struct worker *w, struct http_conn *c, const struct http_request *req)
 		return;
 	struct ufs_stat st;
 	memset(&st, 0, sizeof(st));
+	int64_t cached = 0;
 	int r = 0;
 	if (!m) {
 		st.is_dir = 1;
 		st.mtime = w->started;
 	} else {
-		r = meta_stat(w->mc, m, key, &st);
+		r = objget_stat(w->og, m, key, &st, &cached);
 	}
 	if (r < 0) {
 		reply_errno(c, r, path);
@@ -187,9 +190,6 @@ op_stat(struct worker *w, struct http_conn *c, const struct http_request *req)
 		json_put_str(&b, path);
 		dbuf_adds(&b, ",");
 		put_stat_json(&b, &st);
-		int64_t cached = 0;
-		if (m && !st.is_dir)
-			cached = pagestore_cached_bytes(w->ps, meta_obj_id(m, key), meta_version(&st));
 		dbuf_printf(&b, ",\"cached_bytes\":%" PRId64 "}\n", cached);
 		reply_json(c, 200, &b);
 		dbuf_free(&b);
@@ -303,37 +303,48 @@ op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
 	mount_release(&m);
 }
 
-struct data_sink {
+/* /v1/data: the head has ETag, X-Ferry-Size and the range. */
+struct data_ctx {
 	struct http_conn *c;
-	int status;
-	char hdr[256];
-	int64_t length;
-	int started;
+	int ended; /* the head was the whole answer */
 };
 
 static int
-ds_head(struct data_sink *d)
+data_head(void *arg, const struct objget_head *h)
 {
-	if (d->started)
-		return 0;
-	d->started = 1;
-	return http_resp_start(d->c, d->status, d->hdr, d->length);
+	struct data_ctx *d = arg;
+	char hdr[512];
+	if (h->status == 416) {
+		snprintf(hdr, sizeof(hdr), "Content-Range: bytes */%" PRId64 "\r\n", h->st->size);
+		d->ended = 1;
+		return http_resp_simple(d->c, 416, hdr, "text/plain", "range not satisfiable\n", 22);
+	}
+	int hl = snprintf(hdr, sizeof(hdr), "ETag: \"%.128s\"\r\nX-Ferry-Size: %" PRId64 "\r\n",
+	    h->etag, h->st->size);
+	if (h->status == 206)
+		snprintf(hdr + hl, sizeof(hdr) - (size_t)hl,
+		    "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n",
+		    h->first, h->last, h->st->size);
+	int r = http_resp_start(d->c, h->status, hdr, h->length);
+	if (r == 0 && h->length == 0) {
+		d->ended = 1;
+		r = http_resp_end(d->c);
+	}
+	return r;
 }
 
 static int
-ds_file(void *arg, int fd, off_t off, size_t n)
+data_file(void *arg, int fd, off_t off, size_t n)
 {
-	struct data_sink *d = arg;
-	int r = ds_head(d);
-	return r ? r : http_resp_sendfile(d->c, fd, off, n);
+	struct data_ctx *d = arg;
+	return http_resp_sendfile(d->c, fd, off, n);
 }
 
 static int
-ds_mem(void *arg, const void *p, size_t n)
+data_mem(void *arg, const void *p, size_t n)
 {
-	struct data_sink *d = arg;
-	int r = ds_head(d);
-	return r ? r : http_resp_body(d->c, p, n);
+	struct data_ctx *d = arg;
+	return http_resp_body(d->c, p, n);
 }
 
 static void
@@ -350,82 +361,30 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 		mount_release(&m);
 		return;
 	}
+	struct objget_req rq = {.m = m, .path = key, .head = req->method_len == 4};
 	/* A peer's forwarded block read: served from here, never forwarded
-	 * again, and only at the version the peer pinned with If-Match. */
-	size_t hl_ = 0, iml = 0;
-	int hop = http_header_get(req, "x-ferry-hop", &hl_) != NULL;
-	const char *im = http_header_get(req, "if-match", &iml);
-	if (im && iml >= 2 && im[0] == '"' && im[iml - 1] == '"') {
-		im++;
-		iml -= 2;
+	 * again.  If-Match pins the version (a peer's or libferry's). */
+	size_t hl = 0;
+	rq.local_only = http_header_get(req, "x-ferry-hop", &hl) != NULL;
+	rq.pin.p = http_header_get(req, "if-match", &rq.pin.n);
+	if (rq.pin.p && rq.pin.n >= 2 && rq.pin.p[0] == '"' && rq.pin.p[rq.pin.n - 1] == '"') {
+		rq.pin.p++;
+		rq.pin.n -= 2;
 	}
-	/* A cold read: the stat and the first page in one UFS request, when
-	 * the page is served here (no cluster, or a peer's block read). */
-	size_t rl0 = 0;
-	const char *rv0 = http_header_get(req, "range", &rl0);
-	int64_t a0 = 0, b0 = 0;
-	int pr0 = http_parse_range(rv0, rl0, INT64_MAX / 4, &a0, &b0);
-	int64_t hint = req->method_len == 4 || (worker_cluster(w) && !hop) ? -1 :
-	    pr0 == 0 ? 0 : pr0 == 1 && a0 < INT64_MAX / 8 ? a0 : -1;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		struct ufs_stat st;
-		int r = hint >= 0 ? meta_stat_read(w->mc, m, key, hint, 1, w->rd, &st) :
-		    meta_stat(w->mc, m, key, &st);
-		if (r == 0 && st.is_dir)
-			r = -EISDIR;
-		if (r < 0) {
-			reply_errno(c, r, path);
-			break;
-		}
-		if (im) {
-			char cur[UFS_ETAG_MAX];
-			meta_etag(&st, cur, sizeof(cur));
-			if (strlen(cur) != iml || memcmp(cur, im, iml) != 0) {
-				if (attempt == 0) {
-					/* Our metadata may be the stale one. */
-					meta_invalidate(w->mc, m, key);
-					continue;
-				}
-				reply_error(c, 412, "PreconditionFailed", "the object is at another version");
-				break;
-			}
-		}
-		size_t rl;
-		const char *rv = http_header_get(req, "range", &rl);
-		int64_t a = 0, b = st.size - 1;
-		int pr = http_parse_range(rv, rl, st.size, &a, &b);
-		char etag[UFS_ETAG_MAX];
-		meta_etag(&st, etag, sizeof(etag));
-		struct data_sink d = {.c = c, .status = pr == 1 ? 206 : 200};
-		if (pr < 0) {
-			snprintf(d.hdr, sizeof(d.hdr), "Content-Range: bytes */%" PRId64 "\r\n", st.size);
-			http_resp_simple(c, 416, d.hdr, "text/plain", "range not satisfiable\n", 22);
-			break;
-		}
-		d.length = st.size == 0 ? 0 : b - a + 1;
-		int hl = snprintf(d.hdr, sizeof(d.hdr), "ETag: \"%.128s\"\r\nX-Ferry-Size: %" PRId64 "\r\n", etag, st.size);
-		if (pr == 1)
-			snprintf(d.hdr + hl, sizeof(d.hdr) - (size_t)hl,
-			    "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n", a, b, st.size);
-		if (d.length == 0 || req->method_len == 4) {
-			http_resp_start(c, d.status, d.hdr, d.length);
+	rq.range.p = http_header_get(req, "range", &rq.range.n);
+	struct data_ctx d = {.c = c};
+	struct objget_sink sink = {.head = data_head, .file = data_file, .mem = data_mem, .arg = &d};
+	int started = 0;
+	int r = objget_serve(w->og, &rq, &sink, &started);
+	if (r == 0) {
+		if (!d.ended)
 			http_resp_end(c);
-			break;
-		}
-		struct read_sink sink = {.file = ds_file, .mem = ds_mem, .arg = &d};
-		int64_t sent;
-		r = router_read(w->rt, m, key, &st, a, d.length, &sink, &sent, hop);
-		if (r == 0) {
-			http_resp_end(c);
-			break;
-		}
-		if (r == -ESTALE && !d.started && attempt == 0)
-			continue;
-		if (d.started)
-			http_conn_set_close(c);
-		else
-			reply_errno(c, r, path);
-		break;
+	} else if (started || http_resp_started(c)) {
+		http_conn_set_close(c);
+	} else if (r == -ESTALE) {
+		reply_error(c, 412, "PreconditionFailed", "the object is at another version");
+	} else {
+		reply_errno(c, r, path);
 	}
 	mount_release(&m);
 }

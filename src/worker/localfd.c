@@ -4,10 +4,11 @@
  * socket and starts one detached thread per connection (LFD_MAX_CONNS at
  * most; more are closed at once and their clients read through HTTP).
  * A connection thread answers one request at a time: it resolves the path
- * as the control API does, checks the version the client expects against
- * the metadata cache, and, when every page that covers the range is in
- * the page store (pagestore_get checks the CRC per --page-verify), sends
- * the page files' descriptors with SCM_RIGHTS and closes its copies.  A
+ * as the control API does and asks objget for the pages of the range at
+ * the version the client pinned (objget_pages: the metadata check, and,
+ * when every page that covers the range is in the page store, its files
+ * with the CRC checked per --page-verify); it sends the page files'
+ * descriptors with SCM_RIGHTS and closes its copies.  A
  * missing page answers LFD_MISS: the client reads through HTTP, whose read
  * path fetches and caches the pages.
  *
@@ -34,8 +35,8 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "localfd.h"
-#include "metrics.h"
 #include "namespace.h"
+#include "objget.h"
 #include "worker.h"
 
 enum { R_OK_, R_MISS, R_STALE, R_ERROR, R__N };
@@ -159,69 +160,29 @@ serve(struct localfd *lf, char *path, const char *etag, int64_t off,
 	}
 	((char *)k)[kl] = 0; /* drop a trailing '/' */
 	int r = key_validate(k, kl);
-	struct ufs_stat st;
+	struct page_ref refs[LFD_MAX_SEGS];
+	int n = 0;
 	if (r == 0)
-		r = meta_stat(w->mc, m, k, &st);
-	if (r == 0 && st.is_dir)
-		r = -EISDIR;
+		r = objget_pages(w->og, m, k, etag, off, len, refs, LFD_MAX_SEGS, &n);
+	mount_release(&m);
+	if (r == OBJGET_MISS)
+		return LFD_MISS;
+	if (r == -ESTALE)
+		return LFD_STALE;
 	if (r < 0) {
-		mount_release(&m);
 		*err = r;
 		return LFD_ERROR;
 	}
-	char cur[UFS_ETAG_MAX];
-	meta_etag(&st, cur, sizeof(cur));
-	if (strcmp(cur, etag) != 0) {
-		mount_release(&m);
-		return LFD_STALE;
+	for (int i = 0; i < n; i++) {
+		segs[i].file_off = (int64_t)refs[i].off;
+		segs[i].len = refs[i].len;
+		fds[i] = refs[i].fd;
+		refs[i].fd = -1; /* ours now: sent, then closed by the caller */
+		*covered += refs[i].len;
+		page_ref_release(&refs[i]);
 	}
-	int64_t end = off + len < st.size ? off + len : st.size;
-	if (off >= end) {
-		mount_release(&m);
-		return LFD_OK; /* at or past the end: nothing to read */
-	}
-	const int64_t P = pagestore_page_size(w->ps);
-	uint64_t obj = meta_obj_id(m, k), ver = meta_version(&st);
-	mount_release(&m);
-	int status = LFD_OK;
-	for (int64_t i = off / P; i * P < end && *nseg < LFD_MAX_SEGS; i++) {
-		int64_t pstart = i * P;
-		int64_t a = off > pstart ? off - pstart : 0;
-		int64_t b = (end < pstart + P ? end : pstart + P) - pstart;
-		struct page_key pk = {.obj = obj, .ver = ver, .idx = (uint64_t)i};
-		struct page_ref ref;
-		r = pagestore_get(w->ps, &pk, &ref);
-		if (r == -ENOENT) {
-			status = LFD_MISS;
-			break;
-		}
-		if (r < 0) {
-			*err = r;
-			status = LFD_ERROR;
-			break;
-		}
-		if ((int64_t)ref.len < b) {
-			/* Shorter than the version says: let HTTP's read path
-			 * sort it out (it re-checks the UFS). */
-			page_ref_release(&ref);
-			status = LFD_MISS;
-			break;
-		}
-		segs[*nseg].file_off = (int64_t)ref.off + a;
-		segs[*nseg].len = b - a;
-		fds[*nseg] = ref.fd;
-		ref.fd = -1; /* ours now */
-		page_ref_release(&ref);
-		*covered += b - a;
-		(*nseg)++;
-	}
-	if (status != LFD_OK) {
-		for (uint32_t j = 0; j < *nseg; j++)
-			close(fds[j]);
-		*nseg = 0;
-		*covered = 0;
-	}
-	return status;
+	*nseg = (uint32_t)n;
+	return LFD_OK;
 }
 
 /* One request; 0 to go on, -1 to close the connection. */
@@ -266,8 +227,6 @@ handle_one(struct localfd *lf, int fd)
 		close(fds[j]);
 	if (sr < 0)
 		return -1;
-	if (st == LFD_OK)
-		METRIC_ADD(hit_bytes, a.covered);
 	return 0;
 }
 

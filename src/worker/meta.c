@@ -1,16 +1,24 @@
 /*
  * meta.c: the metadata cache (see meta.h).
  *
- * Stat entries live in a chained hash table keyed by (mount identity, path)
- * with an LRU list; an entry being fetched is marked loading and other
- * threads wait on the cache's condition variable instead of asking the UFS
- * again.  Listing pages are cached whole (each at most max_keys entries),
- * keyed by all the listing arguments, in a second table with its own LRU
- * and byte budget.  Files seen in a listing also refresh the stat cache,
- * so `ls -l` followed by reads costs one UFS listing, not one stat a file.
- * meta_stat_read answers a read's miss with one UFS request that is both the
- * stat and the first page (stored through the reader before the entry is
- * published, so the threads waiting on it find the page too).
+ * Stat entries live in an intrusive hash (htab.h) keyed by (mount identity,
+ * path) with an LRU list; an entry being fetched is marked loading and
+ * other threads wait on the cache's condition variable instead of asking
+ * the UFS again (meta_stat_begin/end; meta_stat is both around a UFS stat).
+ * Listing pages are cached whole (each at most max_keys entries), keyed by
+ * all the listing arguments, in a second table with its own LRU and byte
+ * budget.  Files seen in a listing also refresh the stat cache, so `ls -l`
+ * followed by reads costs one UFS listing, not one stat a file.
+ *
+ * Stale-if-error: when a refresh fails for a reason other than an answer
+ * ("no such object", "denied"), the expired answer is served again for up
+ * to cfg.stale_ms past its expiry, counted in ferry_metadata_stale_total
+ * and logged once per mount until the under-store answers again; the entry
+ * is retried after at most a second, not at every request.
+ *
+ * Threads: any request thread.  mc->lock guards both tables and LRUs and is
+ * never held across a UFS call or on_change.  Functions named do_* expect
+ * it held.
  */
 #include "meta.h"
 
@@ -20,26 +28,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
+#include "../common/htab.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "metrics.h"
-#include "reader.h"
+#include "objkey.h"
 
-/* Cold GETs that read their first page along with the metadata, at once. */
-#define META_READ_STAT_MAX 64
-static int g_read_stat_inflight; /* atomic */
+/* A failed refresh is tried again after this long at most. */
+#define META_RETRY_MS 1000
 
 struct stat_ent {
-	struct stat_ent *hnext;
-	struct stat_ent *prev, *next; /* LRU, most recent at head */
+	struct hnode hn;
+	TAILQ_ENTRY(stat_ent) lru;
 	uint64_t h;
 	uint64_t ident;
 	int64_t fetched_ms;
+	int64_t expires_ms; /* fetched_ms + sync, or sooner after a failure */
 	int err;     /* 0 or the cached negative answer (-ENOENT) */
 	int nokey;   /* -ENOENT from a read: no object, but maybe a directory
-	              * (only meta_stat_read callers that do not care take it) */
+	              * (only callers with nokey_ok take it) */
 	int loading; /* a thread is asking the UFS */
 	struct ufs_stat st;
 	char path[]; /* NUL-terminated */
@@ -53,11 +63,12 @@ struct list_ent_item {
 };
 
 struct list_page {
-	struct list_page *hnext;
-	struct list_page *prev, *next;
+	struct hnode hn;
+	TAILQ_ENTRY(list_page) lru;
 	uint64_t h;
 	char *args; /* the listing arguments, as one string (exact-match key) */
 	int64_t fetched_ms;
+	int64_t expires_ms;
 	int truncated;
 	int n;
 	struct list_ent_item *items;
@@ -65,141 +76,81 @@ struct list_page {
 	size_t bytes;
 };
 
+TAILQ_HEAD(stat_lru, stat_ent);
+TAILQ_HEAD(list_lru, list_page);
+
 struct meta_cache {
 	pthread_mutex_t lock;
 	pthread_cond_t loaded;
-	int64_t sync_ms;
-	int64_t max_entries, max_list_bytes;
-	struct pagestore *ps;
+	struct meta_cfg cfg;
 
-	struct stat_ent **stab;
-	size_t stab_size; /* power of two */
-	int64_t nstat;
-	struct stat_ent *lru_head, *lru_tail;
-
-	struct list_page **ltab;
-	size_t ltab_size;
+	struct htab stab;
+	struct stat_lru slru; /* most recent first */
+	struct htab ltab;
+	struct list_lru llru;
 	int64_t list_bytes;
-	struct list_page *llru_head, *llru_tail;
 };
 
-uint64_t
-meta_obj_id(const struct mount *m, const char *path)
+static uint64_t
+stat_hashof(const struct hnode *n)
 {
-	return hash64(path, strlen(path), m->ident);
+	return container_of(n, struct stat_ent, hn)->h;
 }
 
-void
-meta_etag(const struct ufs_stat *st, char *out, size_t n)
+static uint64_t
+list_hashof(const struct hnode *n)
 {
-	if (st->etag[0])
-		snprintf(out, n, "%s", st->etag);
-	else
-		snprintf(out, n, "%" PRIx64 "-%" PRIx64, (uint64_t)st->mtime, (uint64_t)st->size);
-}
-
-uint64_t
-meta_version(const struct ufs_stat *st)
-{
-	char e[UFS_ETAG_MAX];
-	meta_etag(st, e, sizeof(e));
-	/* Size is mixed in too: a store that reuses ETags across sizes must
-	 * still never mix pages. */
-	return hash64(e, strlen(e), (uint64_t)st->size * 0x9e3779b97f4a7c15ULL + 1);
+	return container_of(n, struct list_page, hn)->h;
 }
 
 struct meta_cache *
-meta_open(int64_t sync_interval_ms, int64_t max_entries, int64_t max_list_bytes,
-    struct pagestore *ps)
+meta_open(const struct meta_cfg *cfg)
 {
 	struct meta_cache *mc = calloc(1, sizeof(*mc));
 	if (!mc)
 		return NULL;
 	pthread_mutex_init(&mc->lock, NULL);
 	pthread_cond_init(&mc->loaded, NULL);
-	mc->sync_ms = sync_interval_ms;
-	mc->max_entries = max_entries > 16 ? max_entries : 16;
-	mc->max_list_bytes = max_list_bytes;
-	mc->ps = ps;
-	mc->stab_size = 1024;
-	mc->stab = calloc(mc->stab_size, sizeof(*mc->stab));
-	mc->ltab_size = 256;
-	mc->ltab = calloc(mc->ltab_size, sizeof(*mc->ltab));
-	if (!mc->stab || !mc->ltab) {
+	mc->cfg = *cfg;
+	if (mc->cfg.max_entries < 16)
+		mc->cfg.max_entries = 16;
+	TAILQ_INIT(&mc->slru);
+	TAILQ_INIT(&mc->llru);
+	if (htab_init(&mc->stab, 1024, stat_hashof) < 0 ||
+	    htab_init(&mc->ltab, 256, list_hashof) < 0) {
 		meta_close(&mc);
 		return NULL;
 	}
 	return mc;
 }
 
-/* --- stat entries (all do_* expect mc->lock held) ------------------------ */
-
-static void
-do_lru_unlink(struct meta_cache *mc, struct stat_ent *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		mc->lru_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		mc->lru_tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void
-do_lru_push(struct meta_cache *mc, struct stat_ent *e)
-{
-	e->prev = NULL;
-	e->next = mc->lru_head;
-	if (mc->lru_head)
-		mc->lru_head->prev = e;
-	mc->lru_head = e;
-	if (!mc->lru_tail)
-		mc->lru_tail = e;
-}
+/* --- stat entries -------------------------------------------------------- */
 
 static struct stat_ent *
 do_stat_find(struct meta_cache *mc, uint64_t ident, const char *path, uint64_t h)
 {
-	for (struct stat_ent *e = mc->stab[h & (mc->stab_size - 1)]; e; e = e->hnext)
+	struct hnode *n;
+	for (HTAB_FOREACH(&mc->stab, h, n)) {
+		struct stat_ent *e = container_of(n, struct stat_ent, hn);
 		if (e->h == h && e->ident == ident && strcmp(e->path, path) == 0)
 			return e;
+	}
 	return NULL;
 }
 
 static void
 do_stat_remove(struct meta_cache *mc, struct stat_ent *e)
 {
-	struct stat_ent **pp = &mc->stab[e->h & (mc->stab_size - 1)];
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	do_lru_unlink(mc, e);
-	mc->nstat--;
+	htab_remove(&mc->stab, &e->hn, e->h);
+	TAILQ_REMOVE(&mc->slru, e, lru);
 	free(e);
 }
 
 static void
-do_stat_grow(struct meta_cache *mc)
+do_stat_touch(struct meta_cache *mc, struct stat_ent *e)
 {
-	size_t ns = mc->stab_size * 2;
-	struct stat_ent **t = calloc(ns, sizeof(*t));
-	if (!t)
-		return; /* keep the old table; chains get longer, still correct */
-	for (size_t i = 0; i < mc->stab_size; i++) {
-		struct stat_ent *e = mc->stab[i];
-		while (e) {
-			struct stat_ent *nx = e->hnext;
-			e->hnext = t[e->h & (ns - 1)];
-			t[e->h & (ns - 1)] = e;
-			e = nx;
-		}
-	}
-	free(mc->stab);
-	mc->stab = t;
-	mc->stab_size = ns;
+	TAILQ_REMOVE(&mc->slru, e, lru);
+	TAILQ_INSERT_HEAD(&mc->slru, e, lru);
 }
 
 static struct stat_ent *
@@ -212,16 +163,12 @@ do_stat_insert(struct meta_cache *mc, uint64_t ident, const char *path, uint64_t
 	memcpy(e->path, path, pl + 1);
 	e->h = h;
 	e->ident = ident;
-	if ((size_t)mc->nstat >= mc->stab_size)
-		do_stat_grow(mc);
-	e->hnext = mc->stab[h & (mc->stab_size - 1)];
-	mc->stab[h & (mc->stab_size - 1)] = e;
-	do_lru_push(mc, e);
-	mc->nstat++;
+	htab_insert(&mc->stab, &e->hn, h);
+	TAILQ_INSERT_HEAD(&mc->slru, e, lru);
 	/* Evict least recently used entries that nobody is loading. */
-	struct stat_ent *v = mc->lru_tail;
-	while (mc->nstat > mc->max_entries && v) {
-		struct stat_ent *pv = v->prev;
+	struct stat_ent *v = TAILQ_LAST(&mc->slru, stat_lru);
+	while ((int64_t)mc->stab.n > mc->cfg.max_entries && v) {
+		struct stat_ent *pv = TAILQ_PREV(v, stat_lru, lru);
 		if (!v->loading && v != e)
 			do_stat_remove(mc, v);
 		v = pv;
@@ -229,40 +176,50 @@ do_stat_insert(struct meta_cache *mc, uint64_t ident, const char *path, uint64_t
 	return e;
 }
 
-/* Records a fresh answer; drops old-version pages if the version moved. */
+/* A change to report after the lock is released. */
+struct change {
+	uint64_t obj, keep_ver;
+};
+
+/* Records a fresh answer; *ch is set if the version moved. */
 static void
 do_stat_update(struct meta_cache *mc, struct mount *m, struct stat_ent *e,
-    int err, const struct ufs_stat *st, uint64_t *drop_obj, uint64_t *keep_ver)
+    int err, const struct ufs_stat *st, int64_t now, struct change *ch)
 {
 	if (e->fetched_ms && !e->err && !e->st.is_dir && (err || !st->is_dir)) {
-		uint64_t oldv = meta_version(&e->st);
-		uint64_t newv = err ? 0 : meta_version(st);
+		uint64_t oldv = objkey_version(&e->st);
+		uint64_t newv = err ? 0 : objkey_version(st);
 		if (oldv != newv) {
-			*drop_obj = meta_obj_id(m, e->path);
-			*keep_ver = newv;
+			ch->obj = objkey_id(m->ident, e->path);
+			ch->keep_ver = newv;
 		}
 	}
 	e->err = err;
 	e->nokey = 0;
 	if (!err)
 		e->st = *st;
-	e->fetched_ms = now_ms();
+	e->fetched_ms = now;
+	e->expires_ms = now + mc->cfg.sync_ms;
 }
 
-/*
- * The cached answer for path, or a claim to ask the UFS: returns 1 with
- * *rc (and *st) set on a hit; 0 with *ep the entry marked loading (NULL if
- * none could be made) on a miss.  Concurrent misses wait for the first.
- * nokey_ok: an entry that only knows "no object" (not whether it is a
- * directory) is a hit.  prev (if given): on a miss, the expired answer the
- * entry held, for a file; else prev->size is -1.
- */
-static int
-stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
-    int nokey_ok, struct ufs_stat *st, int *rc, struct stat_ent **ep,
-    struct ufs_stat *prev)
+static void
+report_change(struct meta_cache *mc, struct mount *m, const char *path,
+    const struct change *ch)
 {
-	uint64_t h = hash64(path, strlen(path), m->ident);
+	if (!ch->obj)
+		return;
+	LOG_INFO("/%s/%s changed in the under-store: its cached pages of the old version are dropped",
+	    m->name, path);
+	if (mc->cfg.on_change)
+		mc->cfg.on_change(mc->cfg.arg, ch->obj, ch->keep_ver);
+}
+
+int
+meta_stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
+    int nokey_ok, struct ufs_stat *st, struct meta_load *ld)
+{
+	memset(ld, 0, sizeof(*ld));
+	uint64_t h = objkey_id(m->ident, path);
 	pthread_mutex_lock(&mc->lock);
 	struct stat_ent *e;
 	for (;;) {
@@ -271,21 +228,18 @@ stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
 			break;
 		pthread_cond_wait(&mc->loaded, &mc->lock);
 	}
-	if (e && e->fetched_ms && now_ms() - e->fetched_ms < mc->sync_ms &&
-	    (!e->nokey || nokey_ok)) {
-		*rc = e->err;
-		if (!e->err)
+	if (e && e->fetched_ms && now_ms() < e->expires_ms && (!e->nokey || nokey_ok)) {
+		int r = e->err;
+		if (!r)
 			*st = e->st;
-		do_lru_unlink(mc, e);
-		do_lru_push(mc, e);
+		do_stat_touch(mc, e);
 		pthread_mutex_unlock(&mc->lock);
 		METRIC_ADD(meta_hits, 1);
-		return 1;
+		return r;
 	}
-	if (prev) {
-		prev->size = -1;
-		if (e && e->fetched_ms && !e->err && !e->st.is_dir)
-			*prev = e->st;
+	if (e && e->fetched_ms && !e->err && !e->st.is_dir) {
+		ld->prev = e->st;
+		ld->has_prev = 1;
 	}
 	if (!e)
 		e = do_stat_insert(mc, m->ident, path, h);
@@ -293,115 +247,95 @@ stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
 		e->loading = 1;
 	pthread_mutex_unlock(&mc->lock);
 	METRIC_ADD(meta_misses, 1);
-	*ep = e;
-	return 0;
+	ld->ent = e;
+	return META_LOAD;
 }
 
-/* Records the UFS's answer r (fresh if 0) in the claimed entry e, wakes
- * the waiters, and drops the old version's pages if the version moved. */
-static void
-stat_finish(struct meta_cache *mc, struct mount *m, const char *path,
-    struct stat_ent *e, int r, const struct ufs_stat *fresh, int nokey)
+/* Is r a failure to get an answer (the store is down or broken), rather
+ * than an answer? */
+static int
+is_outage(int r)
 {
-	uint64_t drop_obj = 0, keep_ver = 0;
+	return r < 0 && r != -ENOENT && r != -EACCES && r != -EPERM &&
+	    r != -EINVAL && r != -ENAMETOOLONG && r != -ENOTDIR && r != -EISDIR;
+}
+
+/* Stale-if-error bookkeeping, once per mount and outage. */
+static void
+outage_seen(struct mount *m, const char *path, int r)
+{
+	METRIC_ADD(meta_stale, 1);
+	if (__atomic_exchange_n(&m->ufs_down, 1, __ATOMIC_ACQ_REL) == 0)
+		LOG_WARN("mount /%s: the under-store does not answer (%s: %s); serving what is cached until it does",
+		    m->name, path, ufs_reason()[0] ? ufs_reason() : strerror(-r));
+}
+
+static void
+outage_over(struct mount *m)
+{
+	if (__atomic_load_n(&m->ufs_down, __ATOMIC_RELAXED) &&
+	    __atomic_exchange_n(&m->ufs_down, 0, __ATOMIC_ACQ_REL))
+		LOG_INFO("mount /%s: the under-store answers again", m->name);
+}
+
+int
+meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
+    struct meta_load *ld, int r, const struct ufs_stat *fresh, int nokey,
+    struct ufs_stat *st)
+{
+	struct stat_ent *e = ld->ent;
+	struct change ch = {0};
+	int stale = 0;
+	int64_t now = now_ms();
 	pthread_mutex_lock(&mc->lock);
 	if (e) {
 		e->loading = 0;
-		/* Cache answers and "no such object"; not transient failures. */
 		if (r == 0 || r == -ENOENT) {
-			do_stat_update(mc, m, e, r, fresh, &drop_obj, &keep_ver);
+			/* Cache answers and "no such object". */
+			do_stat_update(mc, m, e, r, fresh, now, &ch);
 			e->nokey = r == -ENOENT && nokey;
+		} else if (is_outage(r) && e->fetched_ms &&
+		    now < e->fetched_ms + mc->cfg.sync_ms + mc->cfg.stale_ms) {
+			/* Keep the expired answer; ask again soon. */
+			e->expires_ms = now + (mc->cfg.sync_ms < META_RETRY_MS ?
+			    mc->cfg.sync_ms : META_RETRY_MS);
+			stale = !e->err;
+			if (stale)
+				*st = e->st;
 		} else if (!e->fetched_ms) {
 			do_stat_remove(mc, e);
 		}
 		pthread_cond_broadcast(&mc->loaded);
 	}
 	pthread_mutex_unlock(&mc->lock);
-	if (drop_obj && mc->ps) {
-		int n = pagestore_drop_object(mc->ps, drop_obj, keep_ver);
-		LOG_INFO("/%s/%s changed in the under-store: dropped %d cached pages of the old version",
-		    m->name, path, n);
-	}
+	ld->ent = NULL;
+	if (stale)
+		outage_seen(m, path, r);
+	else if (r == 0 || r == -ENOENT)
+		outage_over(m);
+	report_change(mc, m, path, &ch);
+	if (r == 0 && st != fresh)
+		*st = *fresh;
+	return stale ? 0 : r;
 }
 
 int
 meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
     struct ufs_stat *st)
 {
-	int r;
-	struct stat_ent *e;
-	if (stat_begin(mc, m, path, 0, st, &r, &e, NULL))
+	struct meta_load ld;
+	int r = meta_stat_begin(mc, m, path, 0, st, &ld);
+	if (r != META_LOAD)
 		return r;
 	struct ufs_stat fresh;
 	r = ufs_stat(m->ufs, path, &fresh);
-	stat_finish(mc, m, path, e, r, &fresh, 0);
-	if (r == 0)
-		*st = fresh;
-	return r;
-}
-
-int
-meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
-    int64_t off, int dirs, struct reader *rd, struct ufs_stat *st)
-{
-	if (!ufs_has_read_stat(m->ufs) || !rd || !mc->ps || off < 0)
-		return meta_stat(mc, m, path, st);
-	int r;
-	struct stat_ent *e;
-	struct ufs_stat prev;
-	if (stat_begin(mc, m, path, !dirs, st, &r, &e, &prev))
-		return r;
-	struct ufs_stat fresh;
-	memset(&fresh, 0, sizeof(fresh));
-	const int64_t P = pagestore_page_size(mc->ps);
-	int64_t idx = off / P;
-	/* Expired, and the page is cached at the version we knew: most
-	 * likely still current, so confirm it with a stat (no bytes moved)
-	 * rather than read the page again. */
-	struct page_key pk = {meta_obj_id(m, path), 0, (uint64_t)idx};
-	int known = 0;
-	if (prev.size >= 0) {
-		pk.ver = meta_version(&prev);
-		known = prev.size == 0 || pagestore_has(mc->ps, &pk);
-	}
-	/* No metadata but pages of the object (after a restart): the same. */
-	else
-		known = pagestore_has_object(mc->ps, pk.obj);
-	/* At most META_READ_STAT_MAX page buffers at once (memory bound: a
-	 * flood of cold GETs falls back to stat, then the reader's budget). */
-	int took = !known && __atomic_add_fetch(&g_read_stat_inflight, 1,
-	    __ATOMIC_ACQ_REL) <= META_READ_STAT_MAX;
-	if (!known && !took)
-		__atomic_sub_fetch(&g_read_stat_inflight, 1, __ATOMIC_ACQ_REL);
-	char *buf = took ? malloc((size_t)P) : NULL;
-	ssize_t n = -ERANGE;
-	if (buf)
-		n = ufs_read_stat(m->ufs, path, idx * P, buf, (size_t)P, dirs, &fresh);
-	if (n == -ERANGE) {
-		/* The page is cached, or that reply had no metadata (an empty
-		 * object, off past the end): ask stat, still as the one loader
-		 * of this entry. */
-		r = ufs_stat(m->ufs, path, &fresh);
-	} else {
-		r = n < 0 ? (int)n : 0;
-		/* The page is stored before the entry is released, so that
-		 * readers woken by it find the page and ask the UFS nothing. */
-		if (n > 0)
-			reader_store_page(rd, m, path, &fresh, idx, buf, (uint32_t)n);
-	}
-	free(buf);
-	if (took)
-		__atomic_sub_fetch(&g_read_stat_inflight, 1, __ATOMIC_ACQ_REL);
-	stat_finish(mc, m, path, e, r, &fresh, n == -ENOENT && !dirs);
-	if (r == 0)
-		*st = fresh;
-	return r;
+	return meta_stat_end(mc, m, path, &ld, r, &fresh, 0, st);
 }
 
 void
 meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path)
 {
-	uint64_t h = hash64(path, strlen(path), m->ident);
+	uint64_t h = objkey_id(m->ident, path);
 	pthread_mutex_lock(&mc->lock);
 	struct stat_ent *e = do_stat_find(mc, m->ident, path, h);
 	if (e && !e->loading)
@@ -410,32 +344,6 @@ meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path)
 }
 
 /* --- listing pages ------------------------------------------------------- */
-
-static void
-do_llru_unlink(struct meta_cache *mc, struct list_page *p)
-{
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		mc->llru_head = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
-	else
-		mc->llru_tail = p->prev;
-	p->prev = p->next = NULL;
-}
-
-static void
-do_llru_push(struct meta_cache *mc, struct list_page *p)
-{
-	p->prev = NULL;
-	p->next = mc->llru_head;
-	if (mc->llru_head)
-		mc->llru_head->prev = p;
-	mc->llru_head = p;
-	if (!mc->llru_tail)
-		mc->llru_tail = p;
-}
 
 static void
 list_page_free(struct list_page *p)
@@ -451,13 +359,22 @@ list_page_free(struct list_page *p)
 static void
 do_list_remove(struct meta_cache *mc, struct list_page *p)
 {
-	struct list_page **pp = &mc->ltab[p->h & (mc->ltab_size - 1)];
-	while (*pp != p)
-		pp = &(*pp)->hnext;
-	*pp = p->hnext;
-	do_llru_unlink(mc, p);
+	htab_remove(&mc->ltab, &p->hn, p->h);
+	TAILQ_REMOVE(&mc->llru, p, lru);
 	mc->list_bytes -= (int64_t)p->bytes;
 	list_page_free(p);
+}
+
+static struct list_page *
+do_list_find(struct meta_cache *mc, const char *args, uint64_t h)
+{
+	struct hnode *n;
+	for (HTAB_FOREACH(&mc->ltab, h, n)) {
+		struct list_page *p = container_of(n, struct list_page, hn);
+		if (p->h == h && strcmp(p->args, args) == 0)
+			return p;
+	}
+	return NULL;
 }
 
 /* Collects one UFS listing page into a list_page. */
@@ -484,12 +401,11 @@ collect_one(void *arg, const struct ufs_entry *e)
 		c->cap = nc;
 	}
 	struct list_ent_item *it = &p->items[p->n];
-	it->key_off = (uint32_t)c->strs.len;
-	int r = dbuf_add(&c->strs, e->key, strlen(e->key) + 1);
-	it->etag_off = (uint32_t)c->strs.len;
 	const char *etag = e->etag ? e->etag : "";
-	if (!r)
-		r = dbuf_add(&c->strs, etag, strlen(etag) + 1);
+	it->key_off = (uint32_t)c->strs.len;
+	dbuf_add(&c->strs, e->key, strlen(e->key) + 1);
+	it->etag_off = (uint32_t)c->strs.len;
+	int r = dbuf_add(&c->strs, etag, strlen(etag) + 1);
 	if (r) {
 		c->err = r;
 		return 1;
@@ -501,8 +417,8 @@ collect_one(void *arg, const struct ufs_entry *e)
 	return 0;
 }
 
-static int
-replay(struct list_page *p, ufs_list_fn fn, void *arg, const char *start_after)
+static void
+replay(const struct list_page *p, ufs_list_fn fn, void *arg, const char *start_after)
 {
 	for (int i = 0; i < p->n; i++) {
 		/* Continuing after a common prefix: a store may roll the keys
@@ -520,7 +436,62 @@ replay(struct list_page *p, ufs_list_fn fn, void *arg, const char *start_after)
 		if (fn(arg, &e))
 			break;
 	}
-	return 0;
+}
+
+/*
+ * A listing answers stat for every file it shows: seed entries the cache
+ * lacks, and refresh the clock of those whose version the listing confirms,
+ * so that `ls -l` of a big directory after the sync interval costs one
+ * listing per 1000 files, not one stat each.  Entries whose version moved
+ * are updated; their changes go to ch (at most p->n) for after the lock.
+ */
+static int
+do_seed_stats(struct meta_cache *mc, struct mount *m, const struct list_page *p,
+    struct change *ch)
+{
+	int nch = 0;
+	for (int i = 0; i < p->n; i++) {
+		const struct list_ent_item *it = &p->items[i];
+		const char *k = p->strs + it->key_off;
+		if (it->is_dir || strlen(k) >= UFS_KEY_MAX)
+			continue;
+		struct ufs_stat ns = {.size = it->size, .mtime = it->mtime};
+		snprintf(ns.etag, sizeof(ns.etag), "%s", p->strs + it->etag_off);
+		uint64_t kh = objkey_id(m->ident, k);
+		struct stat_ent *e = do_stat_find(mc, m->ident, k, kh);
+		if (e) {
+			if (e->loading)
+				continue;
+			if (!e->err && !e->st.is_dir && objkey_version(&e->st) == objkey_version(&ns)) {
+				e->fetched_ms = p->fetched_ms;
+				e->expires_ms = p->expires_ms;
+			} else if (ch) {
+				struct change c = {0};
+				do_stat_update(mc, m, e, 0, &ns, p->fetched_ms, &c);
+				if (c.obj)
+					ch[nch++] = c;
+			}
+			continue;
+		}
+		e = do_stat_insert(mc, m->ident, k, kh);
+		if (!e)
+			break;
+		e->st = ns;
+		e->fetched_ms = p->fetched_ms;
+		e->expires_ms = p->expires_ms;
+	}
+	return nch;
+}
+
+/* The cache key of a listing: lengths keep the fields apart, so no
+ * prefix/start_after pair can spell another pair's key. */
+static int
+list_args(struct dbuf *key, const struct mount *m, const char *prefix,
+    char delimiter, const char *start_after, int max_keys)
+{
+	dbuf_init(key, 3 * 4096);
+	return dbuf_printf(key, "%016" PRIx64 "|%d|%d|%zu:%s|%zu:%s", m->ident,
+	    delimiter, max_keys, strlen(prefix), prefix, strlen(start_after), start_after);
 }
 
 int
@@ -529,25 +500,18 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
     void *arg, int *truncated)
 {
 	struct dbuf key;
-	dbuf_init(&key, 3 * 4096);
-	/* Lengths keep the fields apart: no prefix/start_after pair can
-	 * spell another pair's key. */
-	int r = dbuf_printf(&key, "%016" PRIx64 "|%d|%d|%zu:%s|%zu:%s", m->ident,
-	    delimiter, max_keys, strlen(prefix), prefix, strlen(start_after), start_after);
-	if (r) {
+	if (list_args(&key, m, prefix, delimiter, start_after, max_keys)) {
 		dbuf_free(&key);
 		return -EINVAL;
 	}
 	uint64_t h = hash64(key.p, key.len, 7);
+	int64_t now = now_ms();
 
 	pthread_mutex_lock(&mc->lock);
-	struct list_page *p = mc->ltab[h & (mc->ltab_size - 1)];
-	while (p && !(p->h == h && strcmp(p->args, key.p) == 0))
-		p = p->hnext;
-	if (p && now_ms() - p->fetched_ms < mc->sync_ms) {
-		do_llru_unlink(mc, p);
-		do_llru_push(mc, p);
-		/* Replay under the lock: callbacks only format output. */
+	struct list_page *p = do_list_find(mc, key.p, h);
+	if (p && now < p->expires_ms) {
+		TAILQ_REMOVE(&mc->llru, p, lru);
+		TAILQ_INSERT_HEAD(&mc->llru, p, lru);
 		*truncated = p->truncated;
 		replay(p, fn, arg, start_after);
 		pthread_mutex_unlock(&mc->lock);
@@ -566,22 +530,38 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 	}
 	dbuf_init(&c.strs, 64 * 1024 * 1024);
 	int trunc = 0;
-	r = ufs_list(m->ufs, prefix, delimiter, start_after, max_keys,
+	int r = ufs_list(m->ufs, prefix, delimiter, start_after, max_keys,
 	    collect_one, &c, &trunc);
 	if (!r && c.err)
 		r = c.err;
 	if (r < 0) {
 		dbuf_free(&c.strs);
 		list_page_free(c.p);
+		/* Stale-if-error: the expired page, if it is not too old. */
+		int served = 0;
+		if (is_outage(r)) {
+			pthread_mutex_lock(&mc->lock);
+			p = do_list_find(mc, key.p, h);
+			if (p && now < p->fetched_ms + mc->cfg.sync_ms + mc->cfg.stale_ms) {
+				*truncated = p->truncated;
+				replay(p, fn, arg, start_after);
+				served = 1;
+			}
+			pthread_mutex_unlock(&mc->lock);
+			if (served)
+				outage_seen(m, prefix, r);
+		}
 		dbuf_free(&key);
-		return r;
+		return served ? 0 : r;
 	}
+	outage_over(m);
 	p = c.p;
 	p->truncated = trunc;
 	p->strs = dbuf_take(&c.strs);
 	p->args = dbuf_take(&key);
 	p->h = h;
 	p->fetched_ms = now_ms();
+	p->expires_ms = p->fetched_ms + mc->cfg.sync_ms;
 	p->bytes = sizeof(*p) + strlen(p->args) + (size_t)c.cap * sizeof(*p->items);
 	for (int i = 0; i < p->n; i++)
 		p->bytes += strlen(p->strs + p->items[i].key_off) + strlen(p->strs + p->items[i].etag_off) + 2;
@@ -589,68 +569,26 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 	*truncated = trunc;
 	replay(p, fn, arg, start_after);
 
-	struct {
-		uint64_t obj, ver;
-	} *drops = calloc((size_t)(p->n ? p->n : 1), sizeof(*drops));
+	struct change *ch = calloc((size_t)(p->n ? p->n : 1), sizeof(*ch));
 	pthread_mutex_lock(&mc->lock);
-	/* A listing answers stat for every file it shows: seed entries the
-	 * cache lacks, and refresh the clock of those whose version the listing
-	 * confirms, so that `ls -l` of a big directory after the sync interval
-	 * costs one listing per 1000 files, not one stat each.  Entries whose
-	 * version moved are updated and their old pages dropped (after the
-	 * lock is released). */
-	int ndrops = 0;
-	for (int i = 0; i < p->n; i++) {
-		const struct list_ent_item *it = &p->items[i];
-		const char *k = p->strs + it->key_off;
-		if (it->is_dir || strlen(k) >= UFS_KEY_MAX)
-			continue;
-		struct ufs_stat ns = {.size = it->size, .mtime = it->mtime};
-		snprintf(ns.etag, sizeof(ns.etag), "%s", p->strs + it->etag_off);
-		uint64_t kh = hash64(k, strlen(k), m->ident);
-		struct stat_ent *e = do_stat_find(mc, m->ident, k, kh);
-		if (e) {
-			if (e->loading)
-				continue;
-			if (!e->err && !e->st.is_dir && meta_version(&e->st) == meta_version(&ns)) {
-				e->fetched_ms = p->fetched_ms;
-			} else if (drops) {
-				uint64_t dobj = 0, kver = 0;
-				do_stat_update(mc, m, e, 0, &ns, &dobj, &kver);
-				if (dobj) {
-					drops[ndrops].obj = dobj;
-					drops[ndrops].ver = kver;
-					ndrops++;
-				}
-			}
-			continue;
-		}
-		e = do_stat_insert(mc, m->ident, k, kh);
-		if (!e)
-			break;
-		e->st = ns;
-		e->fetched_ms = p->fetched_ms;
-	}
-	/* Replace an older copy of the same page. */
-	struct list_page *old = mc->ltab[h & (mc->ltab_size - 1)];
-	while (old && !(old->h == h && strcmp(old->args, p->args) == 0))
-		old = old->hnext;
+	int nch = do_seed_stats(mc, m, p, ch);
+	struct list_page *old = do_list_find(mc, p->args, h);
 	if (old)
 		do_list_remove(mc, old);
-	if ((int64_t)p->bytes > mc->max_list_bytes) {
+	if ((int64_t)p->bytes > mc->cfg.max_list_bytes) {
 		list_page_free(p);
 	} else {
-		p->hnext = mc->ltab[h & (mc->ltab_size - 1)];
-		mc->ltab[h & (mc->ltab_size - 1)] = p;
-		do_llru_push(mc, p);
+		htab_insert(&mc->ltab, &p->hn, h);
+		TAILQ_INSERT_HEAD(&mc->llru, p, lru);
 		mc->list_bytes += (int64_t)p->bytes;
-		while (mc->list_bytes > mc->max_list_bytes && mc->llru_tail != p)
-			do_list_remove(mc, mc->llru_tail);
+		while (mc->list_bytes > mc->cfg.max_list_bytes && TAILQ_LAST(&mc->llru, list_lru) != p)
+			do_list_remove(mc, TAILQ_LAST(&mc->llru, list_lru));
 	}
 	pthread_mutex_unlock(&mc->lock);
-	for (int i = 0; i < ndrops && mc->ps; i++)
-		pagestore_drop_object(mc->ps, drops[i].obj, drops[i].ver);
-	free(drops);
+	for (int i = 0; i < nch; i++)
+		if (mc->cfg.on_change)
+			mc->cfg.on_change(mc->cfg.arg, ch[i].obj, ch[i].keep_ver);
+	free(ch);
 	return 0;
 }
 
@@ -661,28 +599,16 @@ meta_close(struct meta_cache **mcp)
 	*mcp = NULL;
 	if (!mc)
 		return;
-	if (mc->stab) {
-		for (size_t i = 0; i < mc->stab_size; i++) {
-			struct stat_ent *e = mc->stab[i];
-			while (e) {
-				struct stat_ent *nx = e->hnext;
-				free(e);
-				e = nx;
-			}
-		}
+	if (mc->stab.b) {
+		HTAB_EACH(&mc->stab, i, n, nx)
+			free(container_of(n, struct stat_ent, hn));
 	}
-	if (mc->ltab) {
-		for (size_t i = 0; i < mc->ltab_size; i++) {
-			struct list_page *p = mc->ltab[i];
-			while (p) {
-				struct list_page *nx = p->hnext;
-				list_page_free(p);
-				p = nx;
-			}
-		}
+	if (mc->ltab.b) {
+		HTAB_EACH(&mc->ltab, i, n, nx)
+			list_page_free(container_of(n, struct list_page, hn));
 	}
-	free(mc->stab);
-	free(mc->ltab);
+	htab_free(&mc->stab);
+	htab_free(&mc->ltab);
 	pthread_mutex_destroy(&mc->lock);
 	pthread_cond_destroy(&mc->loaded);
 	free(mc);

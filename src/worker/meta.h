@@ -1,58 +1,86 @@
 /*
  * meta.h: the metadata cache.  Stat and list answers from under-stores are
- * kept for the sync interval, then asked again.  When an object's version
- * (ETag, or mtime+size for files) changes, the pages of the old version are
- * dropped from the page store.  Concurrent misses on the same stat make
- * one UFS request.  Memory is bounded: at most max_entries stat entries and
- * max_list_bytes of cached listing pages, each LRU.
+ * kept for the sync interval, then asked again.  Concurrent misses on the
+ * same stat make one UFS request (one loader, the others wait).  Memory is
+ * bounded: at most max_entries stat entries and max_list_bytes of cached
+ * listing pages, each LRU.
+ *
+ * When a fresh answer shows that an object's version moved, the cache says
+ * so through cfg->on_change (the worker drops the old version's pages); it
+ * never touches pages itself.
  *
  * Thread-safety: one mutex guards both caches; it is never held across a
- * UFS call.
+ * UFS call.  meta_list calls its callback under that mutex when it answers
+ * from the cache (callbacks only format output: they must not call back
+ * into the cache).
  */
 #ifndef FERRY_META_H
 #define FERRY_META_H
 
 #include <stdint.h>
 
-#include "../store/pagestore.h"
 #include "../ufs/ufs.h"
 #include "mounts.h"
 
 struct meta_cache;
 
-struct meta_cache *meta_open(int64_t sync_interval_ms, int64_t max_entries,
-    int64_t max_list_bytes, struct pagestore *ps);
+struct meta_cfg {
+	int64_t sync_ms;        /* how long an answer is trusted */
+	int64_t max_entries;    /* stat entries at most */
+	int64_t max_list_bytes; /* cached listing pages at most */
+	int64_t stale_ms;       /* stale-if-error: an expired answer is served
+	                         * this long past its expiry while the
+	                         * under-store fails (0: never) */
+	/* Object obj's version moved: every version but keep_ver is stale
+	 * (keep_ver 0: the object is gone).  Called without the lock. */
+	void (*on_change)(void *arg, uint64_t obj, uint64_t keep_ver);
+	void *arg;
+};
+
+struct meta_cache *meta_open(const struct meta_cfg *cfg);
 void meta_close(struct meta_cache **mc);
 
-/* Stat through the cache.  0 or -errno (from the UFS, or -EIO if the mount's
- * backend is unavailable). */
+/* Stat through the cache.  0 or -errno (from the UFS). */
 int meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
     struct ufs_stat *st);
-struct reader;
+
 /*
- * meta_stat for a read that will start at byte off.  On a miss, where the
- * backend has read_stat (s3://), one UFS request answers the stat and reads
- * the page holding off, which goes to the page store (through rd) before
- * the entry is published; else as meta_stat.  dirs 0: the caller treats a
- * directory as a missing object, so a 404 is answered -ENOENT without
- * asking whether the key is a prefix (cached as such for these callers
- * only; meta_stat asks again).
+ * A stat miss in two steps, for a caller that answers it with something
+ * other than a UFS stat (objget's one-request cold read):
+ * meta_stat_begin answers from the cache (returns 0 with *st, or the
+ * cached -ENOENT), or makes the caller the one loader of this entry
+ * (returns META_LOAD): the caller then asks the UFS and must call
+ * meta_stat_end with the answer, which publishes it and wakes the waiters.
+ * nokey_ok: an entry that only knows "no object with this key" (maybe a
+ * directory; see meta_stat_end) is a hit.  On META_LOAD, ld->prev holds the
+ * expired answer the entry had for a file (ld->has_prev), so the caller can
+ * tell whether it still has that version's pages.
  */
-int meta_stat_read(struct meta_cache *mc, struct mount *m, const char *path,
-    int64_t off, int dirs, struct reader *rd, struct ufs_stat *st);
-/* Forgets a path (e.g. after the UFS said the object changed). */
+#define META_LOAD 1
+struct meta_load {
+	void *ent; /* the claimed entry (NULL if none could be made) */
+	int has_prev;
+	struct ufs_stat prev;
+};
+int meta_stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
+    int nokey_ok, struct ufs_stat *st, struct meta_load *ld);
+/*
+ * r: 0 (fresh is the answer) or -errno.  nokey: r is -ENOENT from a read
+ * that did not ask whether the key is a directory (kept for nokey_ok
+ * callers only).  Returns what the caller answers: 0 with *st (fresh, or
+ * the expired answer kept because the under-store failed: stale-if-error),
+ * or r.  st may be fresh.
+ */
+int meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
+    struct meta_load *ld, int r, const struct ufs_stat *fresh, int nokey,
+    struct ufs_stat *st);
+
+/* Forgets a path (its version moved under us). */
 void meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path);
 
-/* One page of a listing, through the cache; arguments as ufs_ops.list. */
+/* One page of a listing, through the cache; arguments as ufs_list. */
 int meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
     char delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated);
-
-/* Page-key parts for an object: its identity and its version. */
-uint64_t meta_obj_id(const struct mount *m, const char *path);
-uint64_t meta_version(const struct ufs_stat *st);
-/* The version as a string, for ETag headers: the UFS ETag, or for files a
- * value derived from mtime and size.  out: UFS_ETAG_MAX bytes. */
-void meta_etag(const struct ufs_stat *st, char *out, size_t n);
 
 #endif

@@ -33,11 +33,13 @@ metrics_bucket(int64_t us)
 int
 metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 {
-	COUNTER(b, "ferry_cache_hit_bytes_total", "Bytes served from the page cache.", METRIC_GET(hit_bytes));
-	COUNTER(b, "ferry_cache_miss_bytes_total", "Bytes served that had to be fetched from the under-store.", METRIC_GET(miss_bytes));
+	COUNTER(b, "ferry_cache_hit_bytes_total", "Bytes served that were in the page cache before a client asked for them.", METRIC_GET(hit_bytes));
+	COUNTER(b, "ferry_cache_miss_bytes_total", "Bytes served that were not in the page cache when a client asked for them (fetched on demand or just ahead of the client).", METRIC_GET(miss_bytes));
+	COUNTER(b, "ferry_readahead_bytes_total", "Bytes fetched from under-stores beyond what clients asked (read-ahead).", METRIC_GET(readahead_bytes));
 	ufs_metrics_render(b);
 	COUNTER(b, "ferry_metadata_cache_hits_total", "Stat and list answers served from the metadata cache.", METRIC_GET(meta_hits));
 	COUNTER(b, "ferry_metadata_cache_misses_total", "Stat and list answers fetched from the under-store.", METRIC_GET(meta_misses));
+	COUNTER(b, "ferry_metadata_stale_total", "Expired stat and list answers served again because the under-store failed (stale-if-error).", METRIC_GET(meta_stale));
 	GAUGE(b, "ferry_cache_used_bytes", "Bytes used by cached pages on disk.", ps->used_bytes);
 	GAUGE(b, "ferry_cache_capacity_bytes", "Configured page cache capacity.", ps->capacity_bytes);
 	GAUGE(b, "ferry_cache_pages", "Pages in the cache.", ps->pages);

@@ -29,6 +29,8 @@ struct mount {
 	uint64_t ident; /* hash of uri: objects' identity is (ident, path) */
 	int replicas;   /* option "replicas": workers caching each block (1) */
 	int refs;       /* atomic */
+	int ufs_down;   /* atomic: the under-store failed and cached answers
+	                 * are served (stale-if-error); logged once */
 };
 
 struct mount_table;

@@ -1,12 +1,13 @@
 /*
- * reader.c: the read path (see reader.h).
+ * reader.c: the read path's lower half (see reader.h).
  *
- * Threads: reader_read() runs on a connection thread; fetches run on the
- * reader's fetch threads.  One mutex (r->lock) guards the table of fetches
- * in flight, the fetch queue and the buffer free list; it is never held
- * across UFS or disk I/O.  Lock order: r->lock, then the page store's lock
- * (pagestore_has under r->lock, so that a page that was just stored and
- * left the table is not fetched twice).
+ * Threads: reader_read() and reader_read_stat() run on request threads;
+ * fetches run on the reader's fetch threads.  One mutex (r->lock) guards
+ * the table of fetches in flight, the fetch queue, the buffer free list
+ * and the buffer budget; it is never held across UFS or disk I/O.  Lock
+ * order: r->lock, then the page store's lock (pagestore_has under r->lock,
+ * so that a page that was just stored and left the table is not fetched
+ * twice).  Functions named do_* expect r->lock held.
  *
  * A fetch's life (state machine, driven by fetch_thread):
  *   QUEUED   in the table and the queue; demand fetches are taken first
@@ -16,6 +17,15 @@
  *            then the fetch leaves the table
  * The fetch is freed when its last reference goes; its buffer returns to
  * the free list.
+ *
+ * Budget: r->inflight counts page buffers in use by fetches in the table
+ * and by one-request cold reads; it never exceeds max_inflight.  A fetch
+ * that left the table may still be held by readers sending its buffer to
+ * slow clients, outside the budget (at most one per reading connection),
+ * so stalled clients cannot starve other reads.
+ *
+ * Invariant: a page is stored fresh (counted as a miss at its first get)
+ * only if no reader has served it from the fetch buffer.
  */
 #include "reader.h"
 
@@ -23,17 +33,20 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
+#include "../common/htab.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "metrics.h"
+#include "objkey.h"
 
 enum fetch_state { F_QUEUED, F_RUNNING, F_READY };
 
 struct fetch {
-	struct fetch *hnext; /* table chain */
-	struct fetch *qnext; /* queue */
+	struct hnode hn;          /* in r->ftab while in_table */
+	STAILQ_ENTRY(fetch) q;    /* in r->queue while QUEUED */
 	struct page_key key;
 	struct mount *m; /* referenced */
 	char *path;
@@ -41,7 +54,11 @@ struct fetch {
 	int64_t off;
 	uint32_t want;
 	enum fetch_state state;
-	int demand; /* a reader waits for it */
+	int demand;      /* a reader waits for it */
+	int ahead;       /* read-ahead: beyond what a client asked */
+	int served;      /* a reader takes its bytes from the buffer */
+	int stored_fresh; /* stored as fresh (nobody had served it) */
+	int stored;      /* the store is done (whatever its outcome) */
 	int in_table;
 	int err;
 	uint32_t got;
@@ -49,21 +66,21 @@ struct fetch {
 	int refs;
 };
 
+STAILQ_HEAD(fetch_queue, fetch);
+
 #define SEQ_SLOTS 1024
-#define FTAB_SIZE 1024
 
 struct reader {
 	struct reader_cfg cfg;
 	struct pagestore *ps;
-	struct meta_cache *mc;
 	uint32_t page_size;
 
 	pthread_mutex_t lock;
 	pthread_cond_t work;  /* fetch threads wait for queued fetches */
 	pthread_cond_t ready; /* readers wait for fetches and buffers */
-	struct fetch *ftab[FTAB_SIZE];
-	struct fetch *qhead, *qtail;
-	int inflight; /* fetches in the table (the max_inflight budget) */
+	struct htab ftab;     /* fetches in flight, by page key */
+	struct fetch_queue queue;
+	int inflight;         /* page buffers in use (the budget) */
 	char **freebufs;
 	int nfree;
 	int stopping;
@@ -77,17 +94,18 @@ struct reader {
 		uint64_t obj;
 		int64_t next_off;
 	} seq[SEQ_SLOTS];
-
-	/* Pages stored by reader_store_page and not yet served, direct-mapped
-	 * by object id (under lock; obj also read without it as a hint), so
-	 * that the read they were fetched for counts their bytes as misses. */
-	struct page_key fresh[SEQ_SLOTS];
 };
 
-static size_t
-ftab_slot(const struct page_key *k)
+static uint64_t
+key_hash(const struct page_key *k)
 {
-	return (size_t)((k->obj ^ (k->ver * 31) ^ (k->idx * 0x9e3779b97f4a7c15ULL)) % FTAB_SIZE);
+	return k->obj ^ (k->ver * 31) ^ (k->idx * 0x9e3779b97f4a7c15ULL);
+}
+
+static uint64_t
+fetch_hashof(const struct hnode *n)
+{
+	return key_hash(&container_of(n, struct fetch, hn)->key);
 }
 
 static int
@@ -96,92 +114,34 @@ key_eq(const struct page_key *a, const struct page_key *b)
 	return a->obj == b->obj && a->ver == b->ver && a->idx == b->idx;
 }
 
+static struct page_key
+page_of(struct mount *m, const char *path, const struct ufs_stat *st, int64_t idx)
+{
+	return objkey_page(objkey_id(m->ident, path), objkey_version(st), idx);
+}
+
 static struct fetch *
 do_ftab_find(struct reader *r, const struct page_key *k)
 {
-	for (struct fetch *f = r->ftab[ftab_slot(k)]; f; f = f->hnext)
+	struct hnode *n;
+	for (HTAB_FOREACH(&r->ftab, key_hash(k), n)) {
+		struct fetch *f = container_of(n, struct fetch, hn);
 		if (key_eq(&f->key, k))
 			return f;
+	}
 	return NULL;
 }
 
-/*
- * Takes f out of the table.  The in-flight budget (max_inflight) counts
- * fetches in the table only: once a page is READY and stored, its buffer
- * may still be held by readers sending it to slow clients, but that must
- * not stop other fetches (at most one such buffer per reading connection).
- */
+/* Takes f out of the table, and its buffer out of the budget. */
 static void
 do_ftab_remove(struct reader *r, struct fetch *f)
 {
 	if (!f->in_table)
 		return;
-	struct fetch **pp = &r->ftab[ftab_slot(&f->key)];
-	while (*pp && *pp != f)
-		pp = &(*pp)->hnext;
-	if (*pp)
-		*pp = f->hnext;
+	htab_remove(&r->ftab, &f->hn, key_hash(&f->key));
 	f->in_table = 0;
 	r->inflight--;
 	pthread_cond_broadcast(&r->ready);
-}
-
-static void
-do_fetch_unref(struct reader *r, struct fetch *f)
-{
-	if (--f->refs > 0)
-		return;
-	VAS_ASSERT(!f->in_table);
-	if (f->buf) {
-		if (r->nfree < r->cfg.max_inflight)
-			r->freebufs[r->nfree++] = f->buf;
-		else
-			free(f->buf);
-		f->buf = NULL;
-	}
-	mount_release(&f->m);
-	free(f->path);
-	free(f);
-}
-
-static void
-do_enqueue(struct reader *r, struct fetch *f)
-{
-	f->qnext = NULL;
-	if (r->qtail)
-		r->qtail->qnext = f;
-	else
-		r->qhead = f;
-	r->qtail = f;
-	pthread_cond_signal(&r->work);
-}
-
-/* Takes the first demand fetch if any, else the oldest. */
-static struct fetch *
-do_dequeue(struct reader *r)
-{
-	struct fetch *prev = NULL, *f = r->qhead, *pick_prev = NULL, *pick = NULL;
-	for (; f; prev = f, f = f->qnext) {
-		if (f->demand) {
-			pick = f;
-			pick_prev = prev;
-			break;
-		}
-	}
-	if (!pick) {
-		pick = r->qhead;
-		pick_prev = NULL;
-	}
-	if (!pick)
-		return NULL;
-	if (pick_prev)
-		pick_prev->qnext = pick->qnext;
-	else
-		r->qhead = pick->qnext;
-	if (r->qtail == pick)
-		r->qtail = pick_prev;
-	pick->qnext = NULL;
-	return pick;
 }
 
 static char *
@@ -192,14 +152,55 @@ do_take_buf(struct reader *r)
 	return malloc(r->page_size);
 }
 
+static void
+do_put_buf(struct reader *r, char *buf)
+{
+	if (!buf)
+		return;
+	if (r->nfree < r->cfg.max_inflight)
+		r->freebufs[r->nfree++] = buf;
+	else
+		free(buf);
+}
+
+static void
+do_fetch_unref(struct reader *r, struct fetch *f)
+{
+	if (--f->refs > 0)
+		return;
+	VAS_ASSERT(!f->in_table);
+	do_put_buf(r, f->buf);
+	f->buf = NULL;
+	mount_release(&f->m);
+	free(f->path);
+	free(f);
+}
+
+/* Takes the first demand fetch if any, else the oldest. */
+static struct fetch *
+do_dequeue(struct reader *r)
+{
+	struct fetch *f;
+	STAILQ_FOREACH(f, &r->queue, q)
+		if (f->demand)
+			break;
+	if (!f)
+		f = STAILQ_FIRST(&r->queue);
+	if (f)
+		STAILQ_REMOVE(&r->queue, f, fetch, q);
+	return f;
+}
+
 /*
- * Finds or creates the fetch of page idx.  Returns a referenced fetch, or
- * NULL if the page is already cached (or, for prefetch, if no buffer is
- * free).  demand: the caller will wait for it (may block for a buffer).
+ * Finds or creates the fetch of page k.  Returns a referenced fetch, or
+ * NULL if the page is already cached (or, for a background fetch, if no
+ * buffer is free).  demand: the caller will wait for it (and may block for
+ * a buffer).
  */
 static struct fetch *
 do_fetch_get(struct reader *r, struct mount *m, const char *path,
-    const struct ufs_stat *st, const struct page_key *k, int demand, int *err)
+    const struct ufs_stat *st, const struct page_key *k, int demand, int ahead,
+    int *err)
 {
 	*err = 0;
 	for (;;) {
@@ -232,8 +233,7 @@ do_fetch_get(struct reader *r, struct mount *m, const char *path,
 	char *buf = f ? do_take_buf(r) : NULL;
 	char *p = f ? strdup(path) : NULL;
 	if (!f || !buf || !p) {
-		if (buf)
-			r->freebufs[r->nfree++] = buf;
+		do_put_buf(r, buf);
 		free(p);
 		free(f);
 		*err = -ENOMEM;
@@ -246,28 +246,17 @@ do_fetch_get(struct reader *r, struct mount *m, const char *path,
 	__atomic_add_fetch(&m->refs, 1, __ATOMIC_ACQ_REL);
 	snprintf(f->etag, sizeof(f->etag), "%s", st->etag);
 	f->off = (int64_t)k->idx * r->page_size;
-	int64_t rem = st->size - f->off;
-	f->want = (uint32_t)(rem < r->page_size ? rem : r->page_size);
+	f->want = (uint32_t)page_len(st->size, r->page_size, (int64_t)k->idx);
 	f->state = F_QUEUED;
 	f->demand = demand;
+	f->ahead = ahead;
 	f->refs = 2; /* the table's (dropped when stored) and the caller's */
 	f->in_table = 1;
 	r->inflight++;
-	size_t s = ftab_slot(k);
-	f->hnext = r->ftab[s];
-	r->ftab[s] = f;
-	do_enqueue(r, f);
+	htab_insert(&r->ftab, &f->hn, key_hash(k));
+	STAILQ_INSERT_TAIL(&r->queue, f, q);
+	pthread_cond_signal(&r->work);
 	return f;
-}
-
-/* A page read from the UFS goes to the page store (a failure there only
- * means it is not cached).  Every fetched page comes through here: the
- * fetch threads' and meta_stat_read's one-request cold reads. */
-static void
-store_fetched(struct reader *r, const struct page_key *k, const void *buf,
-    uint32_t n)
-{
-	pagestore_put(r->ps, k, buf, n);
 }
 
 static void *
@@ -293,21 +282,40 @@ fetch_thread(void *arg)
 		else if ((uint32_t)n != f->want)
 			err = -ESTALE; /* the object shrank: a new version */
 		if (err && err != -ESTALE)
-			LOG_WARN("ufs read /%s/%s @%lld: %s", f->m->name, f->path,
-			    (long long)f->off, strerror(-err));
+			LOG_WARN("ufs read /%s/%s @%lld: %s%s%s", f->m->name, f->path,
+			    (long long)f->off, strerror(-err), ufs_reason()[0] ? ": " : "",
+			    ufs_reason());
+		if (!err && f->ahead)
+			METRIC_ADD(readahead_bytes, n);
 
 		pthread_mutex_lock(&r->lock);
 		f->err = err;
 		f->got = err ? 0 : (uint32_t)n;
 		f->state = F_READY;
+		int fresh = !f->served;
+		f->stored_fresh = fresh;
 		pthread_cond_broadcast(&r->ready);
 		pthread_mutex_unlock(&r->lock);
 
-		/* STORING: write the page; readers already have the bytes. */
-		if (!err)
-			store_fetched(r, &f->key, f->buf, f->got);
+		/* STORING: write the page; readers already have the bytes.  A
+		 * failure here only means it is not cached. */
+		if (!err) {
+			if (fresh)
+				pagestore_put_fresh(r->ps, &f->key, f->buf, f->got);
+			else
+				pagestore_put(r->ps, &f->key, f->buf, f->got);
+		}
 
 		pthread_mutex_lock(&r->lock);
+		/* A reader served it from the buffer while it was being
+		 * stored as fresh: it is not fresh.  (serve_page checks the
+		 * other order; whichever of the two comes second clears it.) */
+		f->stored = 1;
+		if (fresh && f->served) {
+			pthread_mutex_unlock(&r->lock);
+			pagestore_unfresh(r->ps, &f->key);
+			pthread_mutex_lock(&r->lock);
+		}
 		do_ftab_remove(r, f);
 		do_fetch_unref(r, f);
 	}
@@ -316,8 +324,7 @@ fetch_thread(void *arg)
 }
 
 struct reader *
-reader_open(const struct reader_cfg *cfg, struct pagestore *ps,
-    struct meta_cache *mc)
+reader_open(const struct reader_cfg *cfg, struct pagestore *ps)
 {
 	struct reader *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -332,14 +339,15 @@ reader_open(const struct reader_cfg *cfg, struct pagestore *ps,
 	if (r->cfg.max_inflight < 2)
 		r->cfg.max_inflight = 128;
 	r->ps = ps;
-	r->mc = mc;
 	r->page_size = pagestore_page_size(ps);
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->work, NULL);
 	pthread_cond_init(&r->ready, NULL);
+	STAILQ_INIT(&r->queue);
 	r->freebufs = calloc((size_t)r->cfg.max_inflight, sizeof(char *));
 	r->threads = calloc((size_t)r->cfg.fetch_threads, sizeof(pthread_t));
-	if (!r->freebufs || !r->threads) {
+	if (!r->freebufs || !r->threads ||
+	    htab_init(&r->ftab, (size_t)r->cfg.max_inflight * 2, fetch_hashof) < 0) {
 		reader_close(&r);
 		return NULL;
 	}
@@ -385,47 +393,33 @@ reader_close(struct reader **rp)
 		free(r->freebufs[i]);
 	free(r->freebufs);
 	free(r->threads);
+	htab_free(&r->ftab);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->work);
 	pthread_cond_destroy(&r->ready);
 	free(r);
 }
 
-static void
-key_of(struct page_key *k, uint64_t obj, uint64_t ver, int64_t idx)
-{
-	k->obj = obj;
-	k->ver = ver;
-	k->idx = (uint64_t)idx;
-}
-
-#define MINE_BITS 4096
-
 /* Queues background fetches for pages [from, to] not cached or in flight.
- * If mine is given, marks the pages queued (relative to base) so that the
- * caller counts them as misses when it serves them from the store. */
+ * ahead: beyond what the client asked (read-ahead). */
 static int
 schedule(struct reader *r, struct mount *m, const char *path,
-    const struct ufs_stat *st, uint64_t obj, uint64_t ver, int64_t from,
-    int64_t to, uint64_t *mine, int64_t base)
+    const struct ufs_stat *st, int64_t from, int64_t to, int ahead)
 {
 	int n = 0;
 	pthread_mutex_lock(&r->lock);
 	for (int64_t i = from; i <= to && !r->stopping; i++) {
-		struct page_key k;
-		key_of(&k, obj, ver, i);
+		struct page_key k = page_of(m, path, st, i);
 		if (do_ftab_find(r, &k))
 			continue;
 		int err;
-		struct fetch *f = do_fetch_get(r, m, path, st, &k, 0, &err);
+		struct fetch *f = do_fetch_get(r, m, path, st, &k, 0, ahead, &err);
 		if (!f) {
 			if (r->inflight >= r->cfg.max_inflight)
 				break; /* no buffers: read-ahead is best effort */
 			continue;
 		}
 		do_fetch_unref(r, f);
-		if (mine && i - base >= 0 && i - base < MINE_BITS)
-			mine[(i - base) / 64] |= 1ULL << ((i - base) % 64);
 		n++;
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -436,71 +430,203 @@ int
 reader_prefetch(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t first, int64_t last)
 {
-	int64_t npages = (st->size + r->page_size - 1) / r->page_size;
+	int64_t npages = page_count(st->size, r->page_size);
 	if (last >= npages)
 		last = npages - 1;
 	if (first > last)
 		return 0;
-	return schedule(r, m, path, st, meta_obj_id(m, path), meta_version(st),
-	    first, last, NULL, 0);
+	return schedule(r, m, path, st, first, last, 1);
 }
 
-void
-reader_store_page(struct reader *r, struct mount *m, const char *path,
-    const struct ufs_stat *st, int64_t idx, const void *buf, uint32_t n)
+int
+reader_drop_object(struct reader *r, uint64_t obj, uint64_t keep_ver)
 {
+	return pagestore_drop_object(r->ps, obj, keep_ver);
+}
+
+int
+reader_has_page(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t off)
+{
+	struct page_key k = page_of(m, path, st, off / r->page_size);
+	return pagestore_has(r->ps, &k);
+}
+
+int
+reader_has_object(struct reader *r, struct mount *m, const char *path)
+{
+	return pagestore_has_object(r->ps, objkey_id(m->ident, path));
+}
+
+int64_t
+reader_cached_bytes(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st)
+{
+	return pagestore_cached_bytes(r->ps, objkey_id(m->ident, path),
+	    objkey_version(st));
+}
+
+int
+reader_read_stat(struct reader *r, struct mount *m, const char *path,
+    int64_t off, int dirs, struct ufs_stat *st)
+{
+	if (!ufs_has_read_stat(m->ufs))
+		return -ENOTSUP;
 	const int64_t P = r->page_size;
-	int64_t rem = st->size - idx * P;
-	/* Only a whole page (or the object's tail) is a page. */
-	if (st->is_dir || idx < 0 || rem <= 0 || (int64_t)n != (rem < P ? rem : P))
-		return;
-	struct page_key k;
-	key_of(&k, meta_obj_id(m, path), meta_version(st), idx);
+	int64_t idx = off / P;
+	/* A page buffer from the one budget; none free: the caller stats. */
 	pthread_mutex_lock(&r->lock);
-	/* A fetch of the same page under way stores it itself. */
-	int busy = do_ftab_find(r, &k) != NULL;
+	char *buf = NULL;
+	if (r->inflight < r->cfg.max_inflight && !r->stopping && (buf = do_take_buf(r)))
+		r->inflight++;
 	pthread_mutex_unlock(&r->lock);
-	if (busy)
-		return;
-	store_fetched(r, &k, buf, n);
+	if (!buf)
+		return -EAGAIN;
+	ssize_t n = ufs_read_stat(m->ufs, path, idx * P, buf, (size_t)P, dirs, st);
+	/* Only a whole page (or the object's tail) is a page; a fetch of the
+	 * same page under way stores it itself. */
+	if (n > 0 && !st->is_dir && n == page_len(st->size, P, idx)) {
+		struct page_key k = page_of(m, path, st, idx);
+		pthread_mutex_lock(&r->lock);
+		int busy = do_ftab_find(r, &k) != NULL;
+		pthread_mutex_unlock(&r->lock);
+		if (!busy)
+			pagestore_put_fresh(r->ps, &k, buf, (uint32_t)n);
+	}
 	pthread_mutex_lock(&r->lock);
-	r->fresh[k.obj % SEQ_SLOTS] = k;
+	do_put_buf(r, buf);
+	r->inflight--;
+	pthread_cond_broadcast(&r->ready);
 	pthread_mutex_unlock(&r->lock);
+	return n < 0 ? (int)n : 0;
 }
 
-/* Was page k stored by reader_store_page for the read now serving it? */
-static int
-take_fresh(struct reader *r, const struct page_key *k)
+/* Counts n bytes served: a miss if the page was not in the cache before a
+ * client asked for it. */
+static void
+count_served(int miss, int64_t n)
 {
-	size_t slot = (size_t)(k->obj % SEQ_SLOTS);
-	if (__atomic_load_n(&r->fresh[slot].obj, __ATOMIC_RELAXED) != k->obj)
-		return 0;
-	pthread_mutex_lock(&r->lock);
-	int yes = key_eq(&r->fresh[slot], k);
-	if (yes)
-		memset(&r->fresh[slot], 0, sizeof(r->fresh[slot]));
-	pthread_mutex_unlock(&r->lock);
-	return yes;
+	if (miss)
+		METRIC_ADD(miss_bytes, n);
+	else
+		METRIC_ADD(hit_bytes, n);
 }
 
 /*
- * Sends bytes [a, a+n) of a cached page (its data ends at b at least, or
- * the page is shorter than the object says: stale) and releases the ref.
+ * Sends [a, a+n) of a cached page (whose data must reach a + n, else the
+ * page is shorter than the version says: stale) and releases the ref.
  * Small pages checked in memory go from there, others by sendfile.
  */
 static int
 serve_ref(const struct read_sink *sink, struct page_ref *ref, int64_t a,
-    size_t n, int64_t b)
+    int64_t n)
 {
 	int rc;
-	if ((int64_t)ref->len < b)
+	if ((int64_t)ref->len < a + n)
 		rc = -ESTALE;
 	else if (ref->data)
-		rc = sink->mem(sink->arg, ref->data + a, n);
+		rc = sink->mem(sink->arg, ref->data + a, (size_t)n);
 	else
-		rc = sink->file(sink->arg, ref->fd, ref->off + a, n);
+		rc = sink->file(sink->arg, ref->fd, ref->off + a, (size_t)n);
+	if (rc == 0)
+		count_served(ref->fresh, n);
 	page_ref_release(ref);
 	return rc;
+}
+
+/* Waits for a referenced fetch to be READY; its error, or 0. */
+static int
+do_wait_fetch(struct reader *r, struct fetch *f)
+{
+	while (f->state != F_READY && !r->stopping)
+		pthread_cond_wait(&r->ready, &r->lock);
+	return f->state == F_READY ? f->err : -ECANCELED;
+}
+
+/*
+ * A range that is partly cached could mix versions if the object changed
+ * in the UFS within the sync interval: the cached pages are of the old
+ * version, fetched ones would fail their version check mid-response.  So
+ * fetch the first missing page (the UFS checks the version) before sending
+ * a byte.  0, or -ESTALE (nothing sent) / -errno.
+ */
+static int
+check_version_first(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, const struct page_span *sp)
+{
+	uint64_t obj = objkey_id(m->ident, path), ver = objkey_version(st);
+	int64_t first_miss = -1;
+	int any_cached = 0;
+	pthread_mutex_lock(&r->lock);
+	for (int64_t i = sp->first; i <= sp->last && !(any_cached && first_miss >= 0); i++) {
+		struct page_key k = objkey_page(obj, ver, i);
+		/* Bytes already here (stored, or fetched and being stored)
+		 * count as cached; a fetch still under way has not checked
+		 * the version yet, so it counts as missing. */
+		struct fetch *f = do_ftab_find(r, &k);
+		if (f ? (f->state == F_READY && !f->err) : pagestore_has(r->ps, &k))
+			any_cached = 1;
+		else if (first_miss < 0)
+			first_miss = i;
+	}
+	int err = 0;
+	if (any_cached && first_miss >= 0) {
+		struct page_key k = objkey_page(obj, ver, first_miss);
+		struct fetch *f = do_fetch_get(r, m, path, st, &k, 1, 0, &err);
+		if (f) {
+			err = do_wait_fetch(r, f);
+			do_fetch_unref(r, f);
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	return err;
+}
+
+/* Serves [a, a+n) of page k: from the store, or from its fetch (made, or
+ * joined, here).  0 or -errno. */
+static int
+serve_page(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, const struct page_key *k, int64_t a, int64_t n,
+    const struct read_sink *sink)
+{
+	for (;;) {
+		struct page_ref ref;
+		int gr = pagestore_get(r->ps, k, &ref);
+		if (gr == 0)
+			return serve_ref(sink, &ref, a, n);
+		if (gr != -ENOENT)
+			return gr; /* the store cannot open it: an error, not a retry */
+
+		pthread_mutex_lock(&r->lock);
+		int err = 0;
+		struct fetch *f = do_fetch_get(r, m, path, st, k, 1, 0, &err);
+		if (!f) {
+			pthread_mutex_unlock(&r->lock);
+			if (err)
+				return err;
+			continue; /* stored meanwhile (or evicted at once): again */
+		}
+		f->served = 1;
+		err = do_wait_fetch(r, f);
+		int unfresh = f->stored && f->stored_fresh;
+		uint32_t got = f->got;
+		pthread_mutex_unlock(&r->lock);
+
+		if (!err && (int64_t)got < a + n)
+			err = -ESTALE;
+		if (!err)
+			err = sink->mem(sink->arg, f->buf + a, (size_t)n);
+		if (!err)
+			count_served(1, n);
+		/* It was stored as fresh before we came: its first get must
+		 * not count a second miss. */
+		if (unfresh)
+			pagestore_unfresh(r->ps, k);
+		pthread_mutex_lock(&r->lock);
+		do_fetch_unref(r, f);
+		pthread_mutex_unlock(&r->lock);
+		return err;
+	}
 }
 
 int
@@ -512,158 +638,91 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 	if (len <= 0)
 		return 0;
 	const int64_t P = r->page_size;
-	uint64_t obj = meta_obj_id(m, path), ver = meta_version(st);
-	int64_t first = off / P, last = (off + len - 1) / P;
-	int64_t npages = (st->size + P - 1) / P;
+	struct page_span sp = page_span(off, len, P);
+	int64_t npages = page_count(st->size, P);
+	uint64_t obj = objkey_id(m->ident, path), ver = objkey_version(st);
 
 	/* Sequential if this read starts where the last read of this
-	 * object ended. */
+	 * object ended: then read ahead past it, up to the block's end. */
 	size_t slot = (size_t)(obj % SEQ_SLOTS);
 	int sequential = off > 0 && r->seq[slot].obj == obj && r->seq[slot].next_off == off;
 	r->seq[slot].obj = obj;
 	r->seq[slot].next_off = off + len;
-	int64_t limit = last;
-	if (sequential)
-		limit = last + r->cfg.readahead_pages;
+	int64_t limit = sequential ? sp.last + r->cfg.readahead_pages : sp.last;
 	if (r->cfg.block_size > 0) {
 		int64_t bp = r->cfg.block_size / P; /* pages per block */
-		if (limit > (last / bp + 1) * bp - 1)
-			limit = (last / bp + 1) * bp - 1;
+		int64_t block_end = (sp.last / bp + 1) * bp - 1;
+		if (limit > block_end)
+			limit = block_end;
 	}
 	if (limit >= npages)
 		limit = npages - 1;
 
-	/*
-	 * A range that is partly cached could mix versions if the object
-	 * changed in the UFS within the sync interval: the cached pages are of
-	 * the old version, fetched ones would fail their version check
-	 * mid-response.  So fetch the first missing page (the UFS checks the
-	 * version) before sending a byte; if the object changed, the caller
-	 * gets -ESTALE with nothing sent and starts over with fresh metadata.
-	 */
-	uint64_t mine[MINE_BITS / 64] = {0}; /* pages this call fetched */
-	int64_t first_miss = -1;
-	int any_cached = 0;
-	pthread_mutex_lock(&r->lock);
-	for (int64_t i = first; i <= last && !(any_cached && first_miss >= 0); i++) {
-		struct page_key k;
-		key_of(&k, obj, ver, i);
-		/* Bytes already here (stored, or fetched and being stored)
-		 * count as cached; a fetch still under way has not checked
-		 * the version yet, so it counts as missing. */
-		struct fetch *f = do_ftab_find(r, &k);
-		if (f ? (f->state == F_READY && !f->err) : pagestore_has(r->ps, &k))
-			any_cached = 1;
-		else if (first_miss < 0)
-			first_miss = i;
-	}
-	pthread_mutex_unlock(&r->lock);
-	if (any_cached && first_miss >= 0) {
-		struct page_key k;
-		key_of(&k, obj, ver, first_miss);
-		int err = 0;
-		pthread_mutex_lock(&r->lock);
-		struct fetch *f = do_fetch_get(r, m, path, st, &k, 1, &err);
-		if (f) {
-			while (f->state != F_READY && !r->stopping)
-				pthread_cond_wait(&r->ready, &r->lock);
-			err = f->state == F_READY ? f->err : -ECANCELED;
-			do_fetch_unref(r, f);
-		}
-		pthread_mutex_unlock(&r->lock);
-		if (err) {
-			if (err == -ESTALE)
-				meta_invalidate(r->mc, m, path);
-			return err;
-		}
-		/* It was missing: fetched for this request. */
-		if (first_miss - first < MINE_BITS)
-			mine[(first_miss - first) / 64] |= 1ULL << ((first_miss - first) % 64);
-	}
+	int rc = check_version_first(r, m, path, st, &sp);
+	if (rc)
+		return rc;
 
-	int64_t scheduled = first; /* pages before this were scheduled */
-	int rc = 0;
-	for (int64_t i = first; i <= last; i++) {
-		int64_t pstart = i * P;
-		int64_t a = off > pstart ? off - pstart : 0;
-		int64_t b = (off + len < pstart + P ? off + len : pstart + P) - pstart;
-		size_t n = (size_t)(b - a);
-		struct page_key k;
-		key_of(&k, obj, ver, i);
-
+	int64_t scheduled = sp.first; /* pages up to this one are under way */
+	for (int64_t i = sp.first; i <= sp.last && rc == 0; i++) {
 		/* Keep the window of parallel fetches ahead of us full. */
-		int64_t ahead = i + r->cfg.window;
-		if (ahead > limit)
-			ahead = limit;
-		if (ahead >= scheduled + 1 && ahead > i) {
-			schedule(r, m, path, st, obj, ver, scheduled + 1 > i + 1 ? scheduled + 1 : i + 1, ahead,
-			    mine, first);
+		int64_t ahead = i + r->cfg.window < sp.last ? i + r->cfg.window : sp.last;
+		if (ahead > scheduled) {
+			schedule(r, m, path, st, scheduled + 1, ahead, 0);
 			scheduled = ahead;
 		}
-
-		struct page_ref ref;
-		if (pagestore_get(r->ps, &k, &ref) == 0) {
-			if ((rc = serve_ref(sink, &ref, a, n, b)))
-				break;
-			if ((i - first < MINE_BITS && (mine[(i - first) / 64] >> ((i - first) % 64) & 1)) ||
-			    (i == first && take_fresh(r, &k)))
-				METRIC_ADD(miss_bytes, (int64_t)n); /* fetched for us just now */
-			else
-				METRIC_ADD(hit_bytes, (int64_t)n);
-			*sent += (int64_t)n;
-			continue;
-		}
-
-		pthread_mutex_lock(&r->lock);
-		int err = 0;
-		struct fetch *f = do_fetch_get(r, m, path, st, &k, 1, &err);
-		if (!f && !err) {
-			/* Stored between our lookup and now: read the file. */
-			pthread_mutex_unlock(&r->lock);
-			int gr = pagestore_get(r->ps, &k, &ref);
-			if (gr == 0) {
-				if ((rc = serve_ref(sink, &ref, a, n, b)))
-					break;
-				METRIC_ADD(hit_bytes, (int64_t)n);
-				*sent += (int64_t)n;
-				continue;
-			}
-			if (gr != -ENOENT) {
-				rc = gr; /* the store cannot open it: an error, not a retry */
-				break;
-			}
-			i--; /* evicted at once (tiny cache): try again */
-			continue;
-		}
-		if (!f) {
-			pthread_mutex_unlock(&r->lock);
-			rc = err;
-			break;
-		}
-		while (f->state != F_READY && !r->stopping)
-			pthread_cond_wait(&r->ready, &r->lock);
-		err = f->state == F_READY ? f->err : -ECANCELED;
-		uint32_t got = f->got;
-		pthread_mutex_unlock(&r->lock);
-
-		if (!err && (int64_t)got < b)
-			err = -ESTALE;
-		if (!err)
-			err = sink->mem(sink->arg, f->buf + a, n);
-		pthread_mutex_lock(&r->lock);
-		do_fetch_unref(r, f);
-		pthread_mutex_unlock(&r->lock);
-		if (err) {
-			rc = err;
-			break;
-		}
-		METRIC_ADD(miss_bytes, (int64_t)n);
-		*sent += (int64_t)n;
+		int64_t a, n;
+		page_span_part(&sp, i, &a, &n);
+		struct page_key k = objkey_page(obj, ver, i);
+		rc = serve_page(r, m, path, st, &k, a, n, sink);
+		if (rc == 0)
+			*sent += n;
 	}
-	if (rc == 0 && sequential && limit > last && scheduled < limit)
-		schedule(r, m, path, st, obj, ver, scheduled + 1 > last + 1 ? scheduled + 1 : last + 1, limit,
-		    NULL, 0);
-	if (rc == -ESTALE)
-		meta_invalidate(r->mc, m, path);
+	if (rc == 0 && limit > sp.last)
+		schedule(r, m, path, st, scheduled + 1 > sp.last + 1 ? scheduled + 1 : sp.last + 1,
+		    limit, 1);
 	return rc;
+}
+
+int
+reader_get_pages(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t off, int64_t len,
+    struct page_ref *refs, int max, int *n)
+{
+	*n = 0;
+	int64_t end = off + len < st->size ? off + len : st->size;
+	if (off >= end)
+		return 0;
+	struct page_span sp = page_span(off, end - off, r->page_size);
+	uint64_t obj = objkey_id(m->ident, path), ver = objkey_version(st);
+	int rc = 0;
+	for (int64_t i = sp.first; i <= sp.last && *n < max; i++) {
+		int64_t a, cnt;
+		page_span_part(&sp, i, &a, &cnt);
+		struct page_key k = objkey_page(obj, ver, i);
+		struct page_ref *ref = &refs[*n];
+		rc = pagestore_get(r->ps, &k, ref);
+		if (rc < 0)
+			break;
+		if ((int64_t)ref->len < a + cnt) {
+			/* Shorter than the version says: let the read path
+			 * sort it out (it asks the UFS). */
+			page_ref_release(ref);
+			rc = -ENOENT;
+			break;
+		}
+		ref->off += a;
+		if (ref->data)
+			ref->data += a;
+		ref->len = (uint32_t)cnt;
+		(*n)++;
+	}
+	if (rc < 0) {
+		for (int j = 0; j < *n; j++)
+			page_ref_release(&refs[j]);
+		*n = 0;
+		return rc;
+	}
+	for (int j = 0; j < *n; j++)
+		count_served(refs[j].fresh, refs[j].len);
+	return 0;
 }

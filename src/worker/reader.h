@@ -1,11 +1,23 @@
 /*
- * reader.h: the read path.  Serves a byte range of one version of one
- * object, page by page: cached pages go from their files to the sink
- * (sendfile, no user-space copy); missing pages are fetched from the UFS
- * by a pool of fetch threads, several at once (the request's window plus
- * read-ahead when access is sequential), stored in the page store, and
- * handed to the sink from the fetch buffer.  Concurrent misses on one page
- * share one fetch.  Memory is bounded by max_inflight page buffers.
+ * reader.h: the read path's lower half: every byte of an object that this
+ * worker serves comes through here, from the page store or from the
+ * under-store.  Serves a byte range of one version of one object page by
+ * page: cached pages go from their files to the sink (sendfile, no
+ * user-space copy); missing pages are fetched from the UFS by a pool of
+ * fetch threads, several at once (the request's window plus read-ahead
+ * when access is sequential), stored in the page store, and handed to the
+ * sink from the fetch buffer.  Concurrent misses on one page share one
+ * fetch.  Memory is bounded by max_inflight page buffers, for fetches and
+ * one-request cold reads alike.
+ *
+ * The reader owns every under-store read, and is the only writer of pages.
+ * It never touches metadata: when the under-store says the object changed
+ * it returns -ESTALE, and its caller (objget) decides what to do.
+ *
+ * Accounting: a byte served counts as a hit if its page was in the cache
+ * before any client asked for it, else as a miss (a page fetched ahead of a
+ * client, by the window or read-ahead, is a miss the first time it is
+ * served).  Bytes fetched beyond what was asked are read-ahead bytes.
  */
 #ifndef FERRY_READER_H
 #define FERRY_READER_H
@@ -14,7 +26,7 @@
 #include <sys/types.h>
 
 #include "../store/pagestore.h"
-#include "meta.h"
+#include "../ufs/ufs.h"
 #include "mounts.h"
 
 struct reader_cfg {
@@ -37,30 +49,58 @@ struct read_sink {
 
 struct reader;
 
-struct reader *reader_open(const struct reader_cfg *cfg, struct pagestore *ps,
-    struct meta_cache *mc);
+struct reader *reader_open(const struct reader_cfg *cfg, struct pagestore *ps);
 void reader_close(struct reader **r);
 
 /*
  * Sends bytes [off, off+len) of (m, path) at version st to sink.
- * Returns 0 or -errno; *sent is the number of bytes handed to the sink
- * (so a caller that has sent nothing may retry after -ESTALE, when the
- * object changed in the UFS and the metadata was invalidated).
+ * Returns 0 or -errno; *sent is the number of bytes handed to the sink.
+ * -ESTALE: the object is no longer at version st in the UFS.  A range that
+ * is partly cached reads its first missing page before sending a byte, so
+ * a changed object is found before old-version bytes go out.
  */
 int reader_read(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off, int64_t len,
     const struct read_sink *sink, int64_t *sent);
 
-/* Stores page idx of (m, path) at version st, read from the UFS by
- * meta_stat_read's one-request cold read, as a fetch would store it; the
- * read that follows counts its bytes as misses.  n must be the page's
- * whole length at that version, else nothing is stored. */
-void reader_store_page(struct reader *r, struct mount *m, const char *path,
-    const struct ufs_stat *st, int64_t idx, const void *buf, uint32_t n);
+/*
+ * The one-request cold read: reads the page that holds byte off with no
+ * version check, in one UFS request that also answers stat (ufs_read_stat):
+ * *st gets the version, and the page is stored under it before this
+ * returns, so the read that follows finds it.  0, -ENOENT (no object:
+ * with dirs 0, maybe a directory), -ERANGE (the reply carried no metadata:
+ * ask stat), -EAGAIN (every page buffer is taken: ask stat), -ENOTSUP (the
+ * backend cannot), or -errno.
+ */
+int reader_read_stat(struct reader *r, struct mount *m, const char *path,
+    int64_t off, int dirs, struct ufs_stat *st);
+
+/* Is the page holding byte off of (m, path) at version st cached?  Any
+ * page of any version of (m, path)?  (Probes: no I/O.) */
+int reader_has_page(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t off);
+int reader_has_object(struct reader *r, struct mount *m, const char *path);
+/* Bytes of (m, path) at version st in the cache. */
+int64_t reader_cached_bytes(struct reader *r, struct mount *m,
+    const char *path, const struct ufs_stat *st);
+
+/*
+ * The cached pages covering [off, off+len) (at most max pages; fewer if
+ * the range is longer), for a client on this host that reads the files
+ * itself.  0 with refs[0..*n) (the caller releases them) when every page is
+ * cached; -ENOENT (nothing held) when one is not; -errno on failure.  Each
+ * ref's [off, off + len) is exactly the covered part of its page.
+ */
+int reader_get_pages(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t off, int64_t len,
+    struct page_ref *refs, int max, int *n);
 
 /* Starts fetching pages [first, last] in the background if not cached
  * (used by load/preload later).  Returns pages queued. */
 int reader_prefetch(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t first, int64_t last);
+
+/* Drops every cached page of object obj whose version is not keep_ver. */
+int reader_drop_object(struct reader *r, uint64_t obj, uint64_t keep_ver);
 
 #endif

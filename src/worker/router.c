@@ -3,9 +3,9 @@
  * block from the peer that holds it, and failover down the block's order.
  *
  * Threads: router_read runs on request threads (S3 gateway, control API),
- * any number at once.  rt->mu guards the idle curl handles and the table
- * of peers that failed recently; it is never held across I/O.  Counters
- * are atomics.
+ * any number at once.  The idle curl handles (curl_pool.c) and the table of
+ * peers that failed recently (suspects.c) have their own mutexes, never
+ * held across I/O.  Counters are atomics.
  *
  * Invariants: bytes reach the sink in order and exactly once: each
  * candidate is asked for the rest of the block from the first byte not yet
@@ -33,6 +33,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
+#include "objkey.h"
 
 #define ROUTER_POOL_MAX 32
 /* A peer that failed is skipped this long: one failed request per peer
@@ -49,7 +50,6 @@
 struct router {
 	struct cluster *cl;
 	struct reader *rd;
-	struct meta_cache *mc;
 	char self[CLUSTER_ID_MAX + 1];
 	int64_t block_size;
 	char *auth; /* "Authorization: Bearer ..." or NULL */
@@ -69,7 +69,7 @@ curl_init_once(void)
 
 struct router *
 router_open(struct cluster *cl, const char *self_id, int64_t block_size,
-    const char *token, struct reader *rd, struct meta_cache *mc)
+    const char *token, struct reader *rd)
 {
 	pthread_once(&curl_once, curl_init_once);
 	struct router *rt = calloc(1, sizeof(*rt));
@@ -77,7 +77,6 @@ router_open(struct cluster *cl, const char *self_id, int64_t block_size,
 		return NULL;
 	rt->cl = cl;
 	rt->rd = rd;
-	rt->mc = mc;
 	snprintf(rt->self, sizeof(rt->self), "%s", self_id);
 	rt->block_size = block_size > 0 ? block_size : PLACEMENT_DEFAULT_BLOCK;
 	if (token) {
@@ -397,10 +396,8 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
 				break;
 			if (sink_failed)
 				goto out;
-			if (r == -ESTALE) {
-				meta_invalidate(rt->mc, m, path);
-				goto out;
-			}
+			if (r == -ESTALE)
+				goto out; /* the peer has another version */
 			__atomic_fetch_add(&rt->st.peer_errors, 1, __ATOMIC_RELAXED);
 			suspects_set(&rt->sus, peer->id, ROUTER_SUSPECT_MS);
 			LOG_WARN("cluster: block %" PRId64 " of /%s/%s from %s (%s): %s; %s for %d s",
@@ -437,7 +434,7 @@ router_read(struct router *rt, struct mount *m, const char *path,
 		return reader_read(rt->rd, m, path, st, off, len, sink, sent);
 	*sent = 0;
 	char etag[UFS_ETAG_MAX];
-	meta_etag(st, etag, sizeof(etag));
+	objkey_etag(st, etag, sizeof(etag));
 	struct cluster_view *v = cluster_view_get(cl);
 	int r = 0;
 	int64_t pos = off, end = off + len;
@@ -466,4 +463,18 @@ router_read(struct router *rt, struct mount *m, const char *path,
 	}
 	cluster_view_release(&v);
 	return r;
+}
+
+int
+router_is_local(struct router *rt, struct mount *m, const char *path,
+    int64_t off)
+{
+	struct cluster *cl = __atomic_load_n(&rt->cl, __ATOMIC_ACQUIRE);
+	if (!cl)
+		return 1;
+	struct cluster_view *v = cluster_view_get(cl);
+	int yes = holds_block(v, cluster_view_find(v, rt->self), m, path,
+	    off / rt->block_size);
+	cluster_view_release(&v);
+	return yes;
 }

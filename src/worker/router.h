@@ -12,8 +12,12 @@
  *
  * Without a cluster (cl NULL) router_read is reader_read.
  *
+ * The router never touches metadata: a peer that has another version
+ * answers 412, and router_read returns -ESTALE for its caller (objget) to
+ * decide.
+ *
  * Threads: any request thread.  The curl handle pool and the table of
- * failed peers have one mutex, never held across I/O.
+ * failed peers (suspects.c) each have a mutex, never held across I/O.
  */
 #ifndef FERRY_ROUTER_H
 #define FERRY_ROUTER_H
@@ -21,7 +25,6 @@
 #include <stdint.h>
 
 #include "../cluster/cluster.h"
-#include "meta.h"
 #include "mounts.h"
 #include "reader.h"
 
@@ -38,8 +41,7 @@ struct router_stats {
 /* cl NULL: no cluster, every read is local.  token: the cluster's
  * control token (peers' /v1/data), or NULL. */
 struct router *router_open(struct cluster *cl, const char *self_id,
-    int64_t block_size, const char *token, struct reader *rd,
-    struct meta_cache *mc);
+    int64_t block_size, const char *token, struct reader *rd);
 void router_close(struct router **rt);
 /* Joins the router to a cluster (once, after the servers started: until
  * then every read is local). */
@@ -47,13 +49,18 @@ void router_set_cluster(struct router *rt, struct cluster *cl);
 
 /*
  * reader_read's contract, cluster-wide: bytes [off, off+len) of (m, path)
- * at version st go to sink; *sent counts them.  -ESTALE (the object
- * changed; the metadata was invalidated) may be retried if *sent is 0.
- * local_only: serve from this worker (a peer's forwarded request).
+ * at version st go to sink; *sent counts them.  -ESTALE: the object is no
+ * longer at version st (here or at the peer).  local_only: serve from this
+ * worker (a peer's forwarded request).
  */
 int router_read(struct router *rt, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off, int64_t len,
     const struct read_sink *sink, int64_t *sent, int local_only);
+
+/* Is byte off of (m, path) served by this worker (no cluster, or one of
+ * its block's replicas is this worker)? */
+int router_is_local(struct router *rt, struct mount *m, const char *path,
+    int64_t off);
 
 int64_t router_block_size(const struct router *rt);
 void router_get_stats(const struct router *rt, struct router_stats *out);

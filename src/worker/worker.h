@@ -16,6 +16,8 @@
 #include "reader.h"
 #include "router.h"
 
+struct objget;
+
 struct localfd;
 
 #define WORKER_MAX_DIRS 16
@@ -35,6 +37,7 @@ struct worker_cfg {
 	const char *s3_region;
 	const char *control_token; /* NULL: none */
 	int64_t sync_interval_ms;
+	int64_t stale_ms;          /* stale-if-error bound (0: off) */
 	int64_t meta_max_entries;
 	int64_t meta_max_list_bytes;
 	struct reader_cfg reader;
@@ -64,6 +67,7 @@ struct worker {
 	struct localfd *lfd; /* zero-copy local reads; NULL when off */
 	struct cluster *cl;  /* NULL: a single worker */
 	struct router *rt;   /* the read path, cluster-wide or not */
+	struct objget *og;   /* the owner of every object read */
 	char id[CLUSTER_ID_MAX + 1]; /* this worker's id (kept in state_dir) */
 	int64_t started;
 };

@@ -26,6 +26,7 @@
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "localfd.h"
+#include "objget.h"
 #include "worker.h"
 
 #define DEFAULT_CACHE_SIZE (10LL << 30)
@@ -589,6 +590,13 @@ lock_dir(const char *dir)
 	return 0; /* fd stays open: the lock is ours until we exit */
 }
 
+/* The metadata cache saw an object's version move: drop the old pages. */
+static void
+on_version_change(void *arg, uint64_t obj, uint64_t keep_ver)
+{
+	reader_drop_object(arg, obj, keep_ver);
+}
+
 static void
 defaults(struct worker_cfg *c)
 {
@@ -601,6 +609,7 @@ defaults(struct worker_cfg *c)
 	c->ctl_port = 29999;
 	c->s3_region = "us-east-1";
 	c->sync_interval_ms = 60000;
+	c->stale_ms = 24LL * 3600 * 1000;
 	c->meta_max_entries = 200000;
 	c->meta_max_list_bytes = 64LL << 20;
 	c->reader.fetch_threads = 32;
@@ -763,11 +772,14 @@ worker_main(int argc, char **argv)
 	}
 	if (c->etcd)
 		c->reader.block_size = c->block_size;
-	w.mc = meta_open(c->sync_interval_ms, c->meta_max_entries, c->meta_max_list_bytes, w.ps);
-	w.rd = w.mc ? reader_open(&c->reader, w.ps, w.mc) : NULL;
+	w.rd = reader_open(&c->reader, w.ps);
+	struct meta_cfg mcfg = {.sync_ms = c->sync_interval_ms,
+	    .max_entries = c->meta_max_entries, .max_list_bytes = c->meta_max_list_bytes,
+	    .stale_ms = c->stale_ms, .on_change = on_version_change, .arg = w.rd};
+	w.mc = w.rd ? meta_open(&mcfg) : NULL;
 	char state_path[PATH_MAX];
 	snprintf(state_path, sizeof(state_path), "%s/mounts.json", c->state_dir);
-	w.mt = w.rd ? mounts_open(state_path, &err) : NULL;
+	w.mt = w.mc ? mounts_open(state_path, &err) : NULL;
 	if (!w.mt) {
 		fprintf(stderr, "ferry worker: cannot start: %s\n", err ? err : "out of memory");
 		free(err);
@@ -797,8 +809,9 @@ worker_main(int argc, char **argv)
 		fprintf(stderr, "ferry worker: cannot keep the worker id in %s: %s\n", idpath, strerror(-ir));
 		return 1;
 	}
-	w.rt = router_open(NULL, w.id, c->block_size, c->control_token, w.rd, w.mc);
-	if (!w.rt) {
+	w.rt = router_open(NULL, w.id, c->block_size, c->control_token, w.rd);
+	w.og = w.rt ? objget_open(w.mc, w.rt, w.rd) : NULL;
+	if (!w.og) {
 		fprintf(stderr, "ferry worker: cannot start: out of memory\n");
 		return 1;
 	}
@@ -865,9 +878,10 @@ worker_main(int argc, char **argv)
 	localfd_stop(&w.lfd);
 	struct cluster *cl = worker_cluster(&w);
 	cluster_close(&cl); /* leaves the cluster at once (lease revoked) */
+	objget_close(&w.og);
 	router_close(&w.rt);
-	reader_close(&w.rd);
 	meta_close(&w.mc);
+	reader_close(&w.rd);
 	mounts_close(&w.mt);
 	pagestore_close(&w.ps);
 	LOG_INFO("stopped");

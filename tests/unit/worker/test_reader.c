@@ -1,8 +1,10 @@
 /*
- * Unit tests for the read path (reader.c) over a fake under-store that
- * counts its reads: bytes are right, a warm read asks the UFS nothing,
- * concurrent cold readers share one fetch per page, errors reach the caller,
- * a tiny buffer budget does not deadlock.
+ * Unit tests for the reader (reader.c) over the fake under-store: bytes
+ * are right, a warm read asks the UFS nothing, concurrent cold readers
+ * share one fetch per page, errors reach the caller, a tiny buffer budget
+ * does not deadlock, a changed object answers -ESTALE before a byte is
+ * sent, the one-request cold read stores its page, and hits and misses
+ * count what clients asked for (read-ahead apart).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -10,93 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/util.h"
+#include "fake_ufs.h"
 #include "tap.h"
-#include "worker/meta.h"
 #include "worker/metrics.h"
 #include "worker/reader.h"
 
 #define PAGE 65536
 #define NPAGES 12
 #define OBJ_SIZE (NPAGES * PAGE - 1000)
-
-static int reads[NPAGES + 1];
-static int fail_reads;
-static int read_delay_us;
-static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static unsigned char
-byte_at(int64_t off, int gen)
-{
-	return (unsigned char)((off * 2654435761u + (uint64_t)gen * 7) >> 7);
-}
-
-static int fake_gen;
-
-static ssize_t
-fake_read(void *st, const char *path, const char *etag, int64_t off, void *buf, size_t len)
-{
-	(void)st;
-	(void)path;
-	(void)etag;
-	if (read_delay_us)
-		usleep((useconds_t)read_delay_us);
-	pthread_mutex_lock(&fake_lock);
-	reads[off / PAGE]++;
-	int f = fail_reads;
-	pthread_mutex_unlock(&fake_lock);
-	if (f)
-		return -EIO;
-	size_t n = off + (int64_t)len > OBJ_SIZE ? (size_t)(OBJ_SIZE - off) : len;
-	for (size_t i = 0; i < n; i++)
-		((unsigned char *)buf)[i] = byte_at(off + (int64_t)i, fake_gen);
-	return (ssize_t)n;
-}
-
-static int
-fake_stat(void *st, const char *path, struct ufs_stat *out)
-{
-	(void)st;
-	(void)path;
-	memset(out, 0, sizeof(*out));
-	out->size = OBJ_SIZE;
-	out->mtime = 1000 + fake_gen;
-	return 0;
-}
-
-static void
-fake_close(void *st)
-{
-	(void)st;
-}
-
-static int
-fake_open(const char *root, const struct ufs_opt *opts, int nopts, void **st,
-    char **err)
-{
-	*st = (void *)1;
-	return 0;
-}
-
-static const struct ufs_ops fake_ops = {
-	.scheme = "fake",
-	.open = fake_open,
-	.close = fake_close,
-	.stat = fake_stat,
-	.read = fake_read,
-};
-
-static struct mount *
-fake_mount(void)
-{
-	struct mount *m = calloc(1, sizeof(*m));
-	strcpy(m->name, "fake");
-	if (ufs_open_ops(&fake_ops, "fake://", "", NULL, 0, &m->ufs) < 0)
-		abort();
-	m->ident = 42;
-	m->refs = 1;
-	return m;
-}
+#define OBJ "obj"
 
 struct capture {
 	unsigned char *buf;
@@ -133,12 +57,12 @@ cap_file(void *arg, int fd, off_t off, size_t n)
 
 static char tmpdir[64];
 static struct pagestore *ps;
-static struct meta_cache *mc;
 static struct reader *rd;
 static struct mount *mnt;
+static int gen = 1;
 
 static void
-setup(int max_inflight)
+setup_cfg(int max_inflight, int readahead)
 {
 	strcpy(tmpdir, "/tmp/ferry-reader-XXXXXX");
 	if (!mkdtemp(tmpdir))
@@ -146,21 +70,25 @@ setup(int max_inflight)
 	struct pagestore_dir_cfg d = {.path = tmpdir, .capacity = 64 << 20};
 	char *err = NULL;
 	ps = pagestore_open(&d, 1, PAGE, PAGESTORE_VERIFY_ALWAYS, &err);
-	mc = meta_open(60000, 1000, 1 << 20, ps);
-	struct reader_cfg rc = {.fetch_threads = 4, .window = 4, .readahead_pages = 2,
-	    .max_inflight = max_inflight};
-	rd = reader_open(&rc, ps, mc);
-	mnt = fake_mount();
-	memset(reads, 0, sizeof(reads));
-	fail_reads = 0;
-	read_delay_us = 0;
+	struct reader_cfg rc = {.fetch_threads = 4, .window = 4,
+	    .readahead_pages = readahead, .max_inflight = max_inflight};
+	rd = reader_open(&rc, ps);
+	fake_reset(PAGE);
+	gen = 1;
+	fake_put(OBJ, OBJ_SIZE, gen);
+	mnt = fake_mount("fake", 42);
+}
+
+static void
+setup(int max_inflight)
+{
+	setup_cfg(max_inflight, 2);
 }
 
 static void
 teardown(void)
 {
 	reader_close(&rd);
-	meta_close(&mc);
 	pagestore_close(&ps);
 	mount_release(&mnt);
 	char cmd[128];
@@ -169,24 +97,28 @@ teardown(void)
 		abort();
 }
 
-static int
-total_reads(void)
+static void
+stat_now(struct ufs_stat *st)
 {
-	int t = 0;
-	for (int i = 0; i <= NPAGES; i++)
-		t += reads[i];
-	return t;
+	if (ufs_stat(mnt->ufs, OBJ, st) < 0)
+		abort();
+}
+
+static int
+read_at(const struct ufs_stat *st, int64_t off, int64_t len, struct capture *c,
+    int64_t *sent)
+{
+	struct read_sink sink = {.file = cap_file, .mem = cap_mem, .arg = c};
+	return reader_read(rd, mnt, OBJ, st, off, len, &sink, sent);
 }
 
 static int
 read_range(int64_t off, int64_t len, struct capture *c)
 {
 	struct ufs_stat st;
-	if (meta_stat(mc, mnt, "obj", &st) < 0)
-		return -EIO;
-	struct read_sink sink = {.file = cap_file, .mem = cap_mem, .arg = c};
+	stat_now(&st);
 	int64_t sent = 0;
-	int r = reader_read(rd, mnt, "obj", &st, off, len, &sink, &sent);
+	int r = read_at(&st, off, len, c, &sent);
 	if (r == 0 && sent != len)
 		return -EPROTO;
 	return r;
@@ -195,28 +127,51 @@ read_range(int64_t off, int64_t len, struct capture *c)
 static int
 bytes_ok(const struct capture *c, int64_t off)
 {
-	for (size_t i = 0; i < c->len; i++)
-		if (c->buf[i] != byte_at(off + (int64_t)i, fake_gen))
-			return 0;
-	return 1;
+	return fake_bytes_ok(OBJ, gen, off, c->buf, c->len);
+}
+
+static int
+total_reads(void)
+{
+	return fake_count(&g_fake.reads) + fake_count(&g_fake.read_stats);
+}
+
+/* Background fetches settled: nothing more is read for a while. */
+static void
+settle(void)
+{
+	for (int spins = 0, last = -1; spins < 200; spins++) {
+		usleep(10000);
+		int t = total_reads();
+		if (t == last)
+			break;
+		last = t;
+	}
 }
 
 TEST(cold_then_warm)
 {
 	setup(32);
 	struct capture c = {.buf = malloc(OBJ_SIZE), .cap = OBJ_SIZE};
+	int64_t hit0 = METRIC_GET(hit_bytes), miss0 = METRIC_GET(miss_bytes);
 	CHECK_EQ_INT(read_range(0, OBJ_SIZE, &c), 0);
 	CHECK_EQ_INT((long long)c.len, OBJ_SIZE);
 	CHECK(bytes_ok(&c, 0));
+	settle();
 	CHECK_EQ_INT(total_reads(), NPAGES);
 	for (int i = 0; i < NPAGES; i++)
-		CHECK_EQ_INT(reads[i], 1);
-	/* Warm: every page from its file, no UFS read. */
+		CHECK_EQ_INT(g_fake.page_reads[i], 1);
+	/* A cold read is all misses, window pages included. */
+	CHECK_EQ_INT(METRIC_GET(miss_bytes) - miss0, OBJ_SIZE);
+	CHECK_EQ_INT(METRIC_GET(hit_bytes) - hit0, 0);
+	/* Warm: every page from its file, no UFS read, all hits. */
 	c.len = 0;
 	c.files = c.mems = 0;
 	CHECK_EQ_INT(read_range(0, OBJ_SIZE, &c), 0);
 	CHECK(bytes_ok(&c, 0));
 	CHECK_EQ_INT(total_reads(), NPAGES);
+	CHECK_EQ_INT(METRIC_GET(hit_bytes) - hit0, OBJ_SIZE);
+	CHECK_EQ_INT(METRIC_GET(miss_bytes) - miss0, OBJ_SIZE);
 	/* Small pages are checked in memory and sent from there, large ones
 	 * go by sendfile; either way, one sink call per page, no UFS read. */
 	CHECK_EQ_INT(c.files + c.mems, NPAGES);
@@ -265,43 +220,40 @@ run_concurrent(int nthreads)
 TEST(concurrent_cold_readers_share_fetches)
 {
 	setup(32);
-	read_delay_us = 20000; /* slow UFS: readers pile up on the same pages */
+	g_fake.delay_us = 20000; /* slow UFS: readers pile up on the same pages */
 	run_concurrent(32);
 	for (int i = 0; i < NPAGES; i++)
-		CHECK_EQ_INT(reads[i], 1);
+		CHECK_EQ_INT(g_fake.page_reads[i], 1);
 	teardown();
 }
 
 TEST(tiny_buffer_budget_no_deadlock)
 {
 	setup(2);
-	read_delay_us = 2000;
+	g_fake.delay_us = 2000;
 	run_concurrent(16);
 	for (int i = 0; i < NPAGES; i++)
-		CHECK(reads[i] >= 1);
+		CHECK(g_fake.page_reads[i] >= 1);
 	teardown();
 }
 
 TEST(ufs_error_reaches_caller_then_recovers)
 {
 	setup(32);
-	fail_reads = 1;
+	g_fake.fail = -EIO;
 	struct capture c = {.buf = malloc(OBJ_SIZE), .cap = OBJ_SIZE};
-	CHECK_EQ_INT(read_range(0, 3 * PAGE, &c), -EIO);
-	/* Let the read-ahead fetches queued by the failed read finish (and
-	 * fail) first: a read that joins a fetch still in flight shares its
+	struct ufs_stat st;
+	g_fake.fail = 0;
+	stat_now(&st);
+	g_fake.fail = -EIO;
+	int64_t sent = 0;
+	CHECK_EQ_INT(read_at(&st, 0, 3 * PAGE, &c, &sent), -EIO);
+	CHECK_EQ_INT(sent, 0);
+	/* Let the fetches queued by the failed read finish (and fail)
+	 * first: a read that joins a fetch still in flight shares its
 	 * outcome, which is the point of sharing fetches. */
-	for (int spins = 0, last = -1; spins < 200; spins++) {
-		usleep(10000);
-		pthread_mutex_lock(&fake_lock);
-		int t = total_reads();
-		pthread_mutex_unlock(&fake_lock);
-		if (t == last)
-			break;
-		last = t;
-	}
-	usleep(50000);
-	fail_reads = 0;
+	settle();
+	g_fake.fail = 0;
 	c.len = 0;
 	CHECK_EQ_INT(read_range(0, OBJ_SIZE, &c), 0);
 	CHECK(bytes_ok(&c, 0));
@@ -318,6 +270,123 @@ TEST(sink_error_stops_read)
 	teardown();
 }
 
+/* The object changed in the UFS since its stat: -ESTALE, and not a byte
+ * of either version sent, even when some pages of the old one are cached. */
+TEST(changed_object_is_estale_before_any_byte)
+{
+	setup(32);
+	struct ufs_stat old;
+	stat_now(&old);
+	struct capture c = {.buf = malloc(OBJ_SIZE), .cap = OBJ_SIZE};
+	int64_t sent = 0;
+	CHECK_EQ_INT(read_at(&old, 0, PAGE, &c, &sent), 0); /* page 0 cached */
+	settle();
+	fake_put(OBJ, OBJ_SIZE, ++gen);
+	c.len = 0;
+	CHECK_EQ_INT(read_at(&old, 0, 4 * PAGE, &c, &sent), -ESTALE);
+	CHECK_EQ_INT(sent, 0);
+	CHECK_EQ_INT((long long)c.len, 0);
+	/* An uncached range of the old version: the same. */
+	CHECK_EQ_INT(read_at(&old, 8 * PAGE, PAGE, &c, &sent), -ESTALE);
+	CHECK_EQ_INT(sent, 0);
+	/* The new version reads right. */
+	c.len = 0;
+	CHECK_EQ_INT(read_range(0, OBJ_SIZE, &c), 0);
+	CHECK(bytes_ok(&c, 0));
+	free(c.buf);
+	teardown();
+}
+
+/* reader_read_stat: one UFS request gives the stat and stores the page;
+ * the read that follows asks the UFS nothing for that page and counts it
+ * as a miss (it was not cached when the client asked), the next as a hit. */
+TEST(read_stat_stores_first_page)
+{
+	setup_cfg(32, 0);
+	struct ufs_stat st;
+	int64_t off = 3 * PAGE + 17;
+	CHECK_EQ_INT(reader_read_stat(rd, mnt, OBJ, off, 0, &st), 0);
+	CHECK_EQ_INT(st.size, OBJ_SIZE);
+	CHECK_EQ_INT(fake_count(&g_fake.read_stats), 1);
+	CHECK_EQ_INT(fake_count(&g_fake.stats), 0);
+	CHECK(reader_has_page(rd, mnt, OBJ, &st, off));
+	CHECK(reader_has_object(rd, mnt, OBJ));
+	int64_t hit0 = METRIC_GET(hit_bytes), miss0 = METRIC_GET(miss_bytes);
+	struct capture c = {.buf = malloc(PAGE), .cap = PAGE};
+	int64_t sent = 0;
+	CHECK_EQ_INT(read_at(&st, off, 100, &c, &sent), 0);
+	CHECK(bytes_ok(&c, off));
+	CHECK_EQ_INT(fake_count(&g_fake.reads), 0);
+	CHECK_EQ_INT(METRIC_GET(miss_bytes) - miss0, 100);
+	CHECK_EQ_INT(METRIC_GET(hit_bytes) - hit0, 0);
+	c.len = 0;
+	CHECK_EQ_INT(read_at(&st, off, 100, &c, &sent), 0);
+	CHECK_EQ_INT(METRIC_GET(hit_bytes) - hit0, 100);
+	CHECK_EQ_INT(reader_cached_bytes(rd, mnt, OBJ, &st), PAGE);
+	/* No object, and past the end. */
+	struct ufs_stat none;
+	CHECK_EQ_INT(reader_read_stat(rd, mnt, "nothing", 0, 0, &none), -ENOENT);
+	CHECK_EQ_INT(reader_read_stat(rd, mnt, OBJ, OBJ_SIZE + PAGE, 0, &none), -ERANGE);
+	free(c.buf);
+	teardown();
+}
+
+/* Sequential reads get read-ahead; its bytes are counted apart, and a
+ * page it fetched is a miss the first time a client reads it. */
+TEST(readahead_counted_apart)
+{
+	setup_cfg(32, 4);
+	struct ufs_stat st;
+	stat_now(&st);
+	struct capture c = {.buf = malloc(PAGE), .cap = PAGE};
+	int64_t ra0 = METRIC_GET(readahead_bytes), hit0 = METRIC_GET(hit_bytes);
+	int64_t sent;
+	CHECK_EQ_INT(read_at(&st, 0, PAGE, &c, &sent), 0);
+	c.len = 0;
+	CHECK_EQ_INT(read_at(&st, PAGE, PAGE, &c, &sent), 0); /* sequential */
+	settle();
+	CHECK_EQ_INT(METRIC_GET(readahead_bytes) - ra0, 4 * PAGE);
+	CHECK(reader_has_page(rd, mnt, OBJ, &st, 5 * PAGE));
+	int64_t miss0 = METRIC_GET(miss_bytes);
+	c.len = 0;
+	CHECK_EQ_INT(read_at(&st, 2 * PAGE, PAGE, &c, &sent), 0);
+	CHECK(bytes_ok(&c, 2 * PAGE));
+	CHECK_EQ_INT(METRIC_GET(miss_bytes) - miss0, PAGE);
+	CHECK_EQ_INT(METRIC_GET(hit_bytes) - hit0, 0);
+	free(c.buf);
+	teardown();
+}
+
+/* Local-fd handout: all pages or none; each ref is the covered part. */
+TEST(get_pages_all_or_none)
+{
+	setup_cfg(32, 0);
+	struct ufs_stat st;
+	stat_now(&st);
+	struct page_ref refs[8];
+	int n = -1;
+	CHECK_EQ_INT(reader_get_pages(rd, mnt, OBJ, &st, 10, 2 * PAGE, refs, 8, &n), -ENOENT);
+	CHECK_EQ_INT(n, 0);
+	struct capture c = {.buf = malloc(3 * PAGE), .cap = 3 * PAGE};
+	int64_t sent;
+	CHECK_EQ_INT(read_at(&st, 0, 3 * PAGE, &c, &sent), 0);
+	settle();
+	CHECK_EQ_INT(reader_get_pages(rd, mnt, OBJ, &st, 10, 2 * PAGE, refs, 8, &n), 0);
+	CHECK_EQ_INT(n, 3);
+	int64_t total = 0;
+	unsigned char *b = malloc(PAGE);
+	for (int i = 0; i < n; i++) {
+		CHECK_EQ_INT(pread(refs[i].fd, b, refs[i].len, refs[i].off), (ssize_t)refs[i].len);
+		CHECK(fake_bytes_ok(OBJ, gen, 10 + total, b, refs[i].len));
+		total += refs[i].len;
+		page_ref_release(&refs[i]);
+	}
+	CHECK_EQ_INT(total, 2 * PAGE);
+	free(b);
+	free(c.buf);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -326,5 +395,9 @@ main(void)
 	RUN(tiny_buffer_budget_no_deadlock);
 	RUN(ufs_error_reaches_caller_then_recovers);
 	RUN(sink_error_stops_read);
+	RUN(changed_object_is_estale_before_any_byte);
+	RUN(read_stat_stores_first_page);
+	RUN(readahead_counted_apart);
+	RUN(get_pages_all_or_none);
 	TAP_DONE();
 }
