@@ -28,7 +28,9 @@
 
 #include "common/curl_errno.h"
 #include "common/curl_pool.h"
+#include "common/crypto.h"
 #include "common/dbuf.h"
+#include "common/sigv4.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "cluster/placement.h"
@@ -81,6 +83,9 @@ struct lcluster {
 struct ferry {
 	char *base;  /* "http://host:port", no trailing slash */
 	char *auth;  /* "Authorization: Bearer ..." or NULL */
+	/* Without a token: the worker's S3 keys sign every call (SigV4), from
+	 * $FERRY_S3_ACCESS_KEY, $FERRY_S3_SECRET_KEY ($FERRY_S3_REGION). */
+	char *ak, *sk, *region;
 	struct curl_pool pool; /* idle handles */
 	pthread_mutex_t mu; /* guards lc, lc_at_ms, refreshing */
 	struct lcluster *lc; /* NULL until fetched */
@@ -208,9 +213,19 @@ ferry_connect(const char *worker, const char *token, ferry_t **out)
 			f->auth = dbuf_take(&b);
 		dbuf_free(&b);
 	}
-	if (!f->base || (token && !f->auth)) {
+	const char *ak = getenv("FERRY_S3_ACCESS_KEY"), *sk = getenv("FERRY_S3_SECRET_KEY");
+	const char *rg = getenv("FERRY_S3_REGION");
+	if (!token && ak && *ak && sk && *sk) {
+		f->ak = strdup(ak);
+		f->sk = strdup(sk);
+		f->region = strdup(rg && *rg ? rg : "us-east-1");
+	}
+	if (!f->base || (token && !f->auth) || (f->ak && (!f->sk || !f->region))) {
 		free(f->base);
 		free(f->auth);
+		free(f->ak);
+		free(f->sk);
+		free(f->region);
 		free(f);
 		return -ENOMEM;
 	}
@@ -237,6 +252,11 @@ ferry_close(ferry_t **fp)
 		explicit_bzero(f->auth, strlen(f->auth));
 		free(f->auth);
 	}
+	if (f->sk)
+		explicit_bzero(f->sk, strlen(f->sk));
+	free(f->sk);
+	free(f->ak);
+	free(f->region);
 	free(f);
 	*fp = NULL;
 }
@@ -424,6 +444,42 @@ status_errno(long status, const struct dbuf *body)
 }
 
 /*
+ * SigV4 headers for a call, signed by the worker's S3 keys: *authz gets
+ * "Authorization: ...", dateh "x-amz-date: ...", shah
+ * "x-amz-content-sha256: ...".  0 or -errno.
+ */
+static int
+sign_call(ferry_t *f, const char *base, const char *method, const char *target,
+    const char *body, struct dbuf *authz, char dateh[40], char shah[96])
+{
+	const char *host = strncmp(base, "http://", 7) == 0 ? base + 7 : base;
+	const char *q = strchr(target, '?');
+	size_t pl = q ? (size_t)(q - target) : strlen(target);
+	char *path = strndup(target, pl);
+	if (!path)
+		return -ENOMEM;
+	char hash[65];
+	sha256_hex(body ? body : "", body ? strlen(body) : 0, hash);
+	struct sigv4_sign_req sr = {.method = method, .host = host, .path = path,
+	    .query = q ? q + 1 : "", .payload_hash = hash, .region = f->region,
+	    .service = "s3", .access_key = f->ak, .secret_key = f->sk,
+	    .now = wall_sec()};
+	struct dbuf v;
+	dbuf_init(&v, 4096);
+	char date[17];
+	int r = sigv4_sign(&sr, &v, date);
+	free(path);
+	if (r == 0) {
+		dbuf_printf(authz, "Authorization: %s", v.p);
+		snprintf(dateh, 40, "x-amz-date: %s", date);
+		snprintf(shah, 96, "x-amz-content-sha256: %s", hash);
+		r = dbuf_error(authz);
+	}
+	dbuf_free(&v);
+	return r;
+}
+
+/*
  * One request.  target is the path and query ("/v1/stat?path=...").
  * body (may be NULL) is sent as JSON.  JSON replies go to s->json, data to
  * s->buf.  Returns 0 on a 2xx, else a negative errno.
@@ -456,6 +512,19 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 	ADD_HDR("Expect:"); /* no 100-continue round trip */
 	if (f->auth)
 		ADD_HDR(f->auth);
+	struct dbuf authz;
+	dbuf_init(&authz, 4096);
+	char dateh[40], shah[96];
+	if (!f->auth && f->sk) {
+		int sr = sign_call(f, base, method, target, body, &authz, dateh, shah);
+		if (sr)
+			r = sr;
+		else {
+			ADD_HDR(authz.p);
+			ADD_HDR(dateh);
+			ADD_HDR(shah);
+		}
+	}
 	if (body)
 		ADD_HDR("Content-Type: application/json");
 	char rangeh[96];
@@ -507,6 +576,7 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 			r = status_errno(status, &s->err);
 	}
 	curl_slist_free_all(hdrs);
+	dbuf_free(&authz);
 	dbuf_free(&s->err);
 	dbuf_free(&url);
 	curl_pool_put(&f->pool, h, 1);

@@ -132,15 +132,6 @@ s3_error_errno(struct s3req *s, int err)
 
 /* --- auth ---------------------------------------------------------------- */
 
-static const char *
-secret_for(void *arg, const char *access_key)
-{
-	struct worker *w = arg;
-	if (w->cfg.s3_access_key && strcmp(access_key, w->cfg.s3_access_key) == 0)
-		return w->cfg.s3_secret_key;
-	return NULL;
-}
-
 /* 0 if the request may proceed; else sends the error and returns -1. */
 static int
 check_auth(struct s3req *s)
@@ -149,7 +140,7 @@ check_auth(struct s3req *s)
 	if (!w->s3_verify)
 		return 0;
 	const char *msg = NULL;
-	enum sigv4_status st = sigv4_verify(s->req, wall_sec(), secret_for, w, &msg);
+	enum sigv4_status st = sigv4_verify(s->req, wall_sec(), worker_s3_secret, w, &msg);
 	switch (st) {
 	case SIGV4_OK:
 		return 0;

@@ -4,10 +4,16 @@
  * in and out; the API that libferry and the CLI speak (documented in
  * docs/control-api.md).
  *
- * Calls that change state (mount, unmount) need "Authorization: Bearer
- * <token>" when a control token is configured; the worker refuses to
- * listen beyond loopback without one, so an open control port always
- * requires a token.
+ * Access (docs/control-api.md, "Access"): /healthz, /metrics and / are
+ * public.  Every other call is a data call (GET/HEAD: stat, list, data,
+ * stats, cluster, local, mounts) or an admin call (POST/DELETE mounts).
+ * A worker with a control token or S3 keys is protected: its admin calls
+ * need "Authorization: Bearer <token>" or a SigV4 signature by the S3
+ * keys, and so do its data calls, unless it has no token and its gateway
+ * admits anonymous requests (--s3-anonymous): then data calls are as open
+ * as the gateway.  So nothing is readable on this port that the gateway
+ * would refuse.  A worker with neither token nor keys listens on loopback
+ * only (worker_config.c refuses otherwise) and checks nothing.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +22,7 @@
 #include <string.h>
 
 #include "../common/crypto.h"
+#include "../common/sigv4.h"
 #include "../common/json.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -81,18 +88,52 @@ reply_errno(struct http_conn *c, int err, const char *what)
 	}
 }
 
+enum access { ACCESS_PUBLIC, ACCESS_DATA, ACCESS_ADMIN };
+
+/* Does v[0..vl) carry the control token?  Compared as SHA-256 digests, so
+ * the time taken says nothing about the token, its length included. */
 static int
-authorized(struct worker *w, struct http_conn *c, const struct http_request *req)
+bearer_ok(const struct worker *w, const char *v, size_t vl)
 {
-	if (!w->cfg.control_token)
+	if (!w->cfg.control_token || !v || vl < 7 || memcmp(v, "Bearer ", 7) != 0)
+		return 0;
+	unsigned char a[32], b[32];
+	sha256(v + 7, vl - 7, a);
+	sha256(w->cfg.control_token, strlen(w->cfg.control_token), b);
+	return ct_memcmp(a, b, sizeof(a)) == 0;
+}
+
+/* May this request make a call of this kind?  Else answers 401/403. */
+static int
+authorized(struct worker *w, struct http_conn *c, const struct http_request *req,
+    enum access kind)
+{
+	int protected = w->cfg.control_token || w->s3_verify;
+	if (kind == ACCESS_PUBLIC || !protected)
+		return 1;
+	if (kind == ACCESS_DATA && !w->cfg.control_token && w->cfg.s3_anonymous)
 		return 1;
 	size_t vl;
 	const char *v = http_header_get(req, "authorization", &vl);
-	size_t tl = strlen(w->cfg.control_token);
-	if (v && vl == tl + 7 && memcmp(v, "Bearer ", 7) == 0 &&
-	    ct_memcmp(v + 7, w->cfg.control_token, tl) == 0)
+	if (bearer_ok(w, v, vl))
 		return 1;
-	reply_error(c, 401, "AccessDenied", "this call needs the control token (Authorization: Bearer <token>)");
+	const char *why = NULL;
+	if (w->s3_verify && ((v && vl > 5 && memcmp(v, "AWS4-", 5) == 0) ||
+	    http_query_get(req->query, req->query_len, "X-Amz-Signature", &v, &vl))) {
+		enum sigv4_status st = sigv4_verify(req, wall_sec(), worker_s3_secret, w, &why);
+		if (st == SIGV4_OK)
+			return 1;
+		if (!why)
+			why = st == SIGV4_MISMATCH ? "the signature does not match" :
+			    st == SIGV4_UNKNOWN_KEY ? "unknown access key" : "bad signature";
+	}
+	char msg[384];
+	snprintf(msg, sizeof(msg), "this call needs %s%s%s%s%s%s",
+	    w->cfg.control_token ? "the control token (Authorization: Bearer <token>; ferry --token, $FERRY_TOKEN)" : "",
+	    w->cfg.control_token && w->s3_verify ? " or " : "",
+	    w->s3_verify ? "a SigV4 signature by the worker's S3 keys ($FERRY_S3_ACCESS_KEY, $FERRY_S3_SECRET_KEY)" : "",
+	    why ? " (" : "", why ? why : "", why ? ")" : "");
+	reply_error(c, 401, "AccessDenied", msg);
 	return 0;
 }
 
@@ -669,6 +710,12 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		http_resp_simple(c, 200, NULL, "text/plain", "ok\n", 3);
 	} else if (path_is(req, "/metrics") && get) {
 		op_metrics(w, c);
+	} else if (path_is(req, "/") && get) {
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/local /v1/cluster /v1/mounts\n";
+		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
+	} else if (req->path_len >= 4 && memcmp(req->path, "/v1/", 4) == 0 &&
+	    !authorized(w, c, req, get ? ACCESS_DATA : ACCESS_ADMIN)) {
+		return; /* answered */
 	} else if (path_is(req, "/v1/stat") && get) {
 		op_stat(w, c, req);
 	} else if (path_is(req, "/v1/list") && get) {
@@ -684,15 +731,10 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 	} else if (path_is(req, "/v1/mounts") && get) {
 		op_mounts_get(w, c);
 	} else if (path_is(req, "/v1/mounts") && method_is(req, "POST")) {
-		if (authorized(w, c, req))
-			op_mount(w, c, req);
+		op_mount(w, c, req);
 	} else if (req->path_len > 11 && memcmp(req->path, "/v1/mounts/", 11) == 0 &&
 	    method_is(req, "DELETE")) {
-		if (authorized(w, c, req))
-			op_unmount(w, c, req->path + 11, req->path_len - 11);
-	} else if (path_is(req, "/") && get) {
-		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/local /v1/cluster /v1/mounts\n";
-		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
+		op_unmount(w, c, req->path + 11, req->path_len - 11);
 	} else {
 		reply_error(c, 404, "NotFound", "no such control endpoint");
 	}

@@ -15,46 +15,14 @@
 #include "mounts.h"
 #include "reader.h"
 #include "router.h"
+#include "worker_config.h"
 
 struct objget;
 
 struct localfd;
 
-#define WORKER_MAX_DIRS 16
-
-struct worker_cfg {
-	struct pagestore_dir_cfg dirs[WORKER_MAX_DIRS];
-	int ndirs;
-	uint32_t page_size;
-	enum pagestore_verify verify;
-	char s3_host[256];
-	int s3_port;
-	char ctl_host[256];
-	int ctl_port;
-	const char *s3_access_key; /* NULL: no credentials configured */
-	const char *s3_secret_key;
-	int s3_anonymous;          /* accept unsigned requests */
-	const char *s3_region;
-	const char *control_token; /* NULL: none */
-	int64_t sync_interval_ms;
-	int64_t stale_ms;          /* stale-if-error bound (0: off) */
-	int64_t meta_max_entries;
-	int64_t meta_max_list_bytes;
-	struct reader_cfg reader;
-	int max_conns;
-	const char *state_dir; /* mount table; default: first cache dir */
-	const char *config_file;
-	const char *local_socket; /* NULL: <state_dir>/ferry.sock; "none": off */
-	/* Cluster (all NULL/0: a single worker, no etcd). */
-	const char *etcd;         /* etcd endpoints */
-	const char *cluster_name; /* default "default" */
-	const char *advertise;    /* host peers and clients reach us at */
-	int64_t block_size;       /* placement unit; default 64 MiB */
-	int lease_ttl_s;          /* default 5 */
-};
-
 struct worker {
-	struct worker_cfg cfg;
+	struct worker_cfg cfg; /* parsed by worker_config_parse */
 	int s3_loopback;  /* the gateway is bound to loopback only */
 	int ctl_loopback; /* the control API is bound to loopback only */
 	int s3_verify;    /* signatures are checked */
@@ -72,7 +40,13 @@ struct worker {
 	int64_t started;
 };
 
+/* `ferry worker`: parse, start, wait for SIGINT/SIGTERM, stop. */
 int worker_main(int argc, char **argv);
+/* Starts every subsystem of w (w->cfg set) in dependency order.  0, or -1
+ * with the cause printed; either way worker_stop undoes what started. */
+int worker_start(struct worker *w);
+/* Stops whatever worker_start started, in reverse order (idempotent). */
+void worker_stop(struct worker *w);
 
 /* w->cl, set once after the servers start (so read it with this). */
 static inline struct cluster *
@@ -80,6 +54,10 @@ worker_cluster(struct worker *w)
 {
 	return __atomic_load_n(&w->cl, __ATOMIC_ACQUIRE);
 }
+
+/* The S3 secret of an access key, for signature checks (sigv4_secret_fn;
+ * arg is the struct worker); NULL for an unknown key. */
+const char *worker_s3_secret(void *arg, const char *access_key);
 
 /* Handlers (s3_gateway.c, control.c); arg is the struct worker. */
 void s3_gateway_handle(struct http_conn *c, const struct http_request *req, void *arg);

@@ -90,6 +90,22 @@ def s3_client(endpoint, access_key="test", secret_key="test", **cfg):
     return sess.client("s3", endpoint_url=endpoint, config=s3_config(**cfg))
 
 
+def sign_sigv4(prepared, access_key, secret_key, region="us-east-1"):
+    """Signs a prepared requests.Request in place with SigV4 (botocore)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    body = prepared.body or b""
+    if isinstance(body, str):
+        body = body.encode()
+    headers = {k: v for k, v in prepared.headers.items()}
+    headers["x-amz-content-sha256"] = __import__("hashlib").sha256(body).hexdigest()
+    aws = AWSRequest(method=prepared.method, url=prepared.url, data=body, headers=headers)
+    SigV4Auth(Credentials(access_key, secret_key), "s3", region).add_auth(aws)
+    for k, v in aws.headers.items():
+        prepared.headers[k] = v
+
+
 def parse_metrics(text):
     """Prometheus text -> {(name, frozenset(labels)): value}."""
     out = {}
@@ -233,9 +249,36 @@ class Worker:
     def s3(self, access_key="test", secret_key="test", **cfg):
         return s3_client(self.s3_url, access_key, secret_key, **cfg)
 
-    def ctl(self, method, path, **kw):
+    def credentials(self):
+        """(token, access_key, secret_key) this worker was started with."""
+        a = self.args
+        def opt(name):
+            for i, x in enumerate(a):
+                if x == name and i + 1 < len(a):
+                    return a[i + 1]
+                if x.startswith(name + "="):
+                    return x.split("=", 1)[1]
+            return (self.env or {}).get({"--control-token": "FERRY_CONTROL_TOKEN",
+                                         "--s3-access-key": "FERRY_S3_ACCESS_KEY",
+                                         "--s3-secret-key": "FERRY_S3_SECRET_KEY"}[name])
+        return opt("--control-token"), opt("--s3-access-key"), opt("--s3-secret-key")
+
+    def ctl(self, method, path, auth=True, **kw):
+        """A control API call, with this worker's credentials (the control
+        token, else a SigV4 signature by its S3 keys) unless auth=False."""
         kw.setdefault("timeout", 30)
-        return requests.request(method, self.ctl_url + path, **kw)
+        token, ak, sk = self.credentials() if auth else (None, None, None)
+        headers = dict(kw.pop("headers", None) or {})
+        if token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {token}"
+        elif ak and sk and "Authorization" not in headers:
+            req = requests.Request(method, self.ctl_url + path, headers=headers,
+                                   params=kw.pop("params", None), json=kw.pop("json", None),
+                                   data=kw.pop("data", None)).prepare()
+            sign_sigv4(req, ak, sk)
+            with requests.Session() as sess:
+                return sess.send(req, **kw)
+        return requests.request(method, self.ctl_url + path, headers=headers, **kw)
 
     def metrics(self):
         r = self.ctl("GET", "/metrics")

@@ -169,13 +169,14 @@ def test_control_token(make_worker, tree, tmp_path):
     body = {"name": "o", "uri": f"file://{other}", "options": {}}
     for hdrs in ({}, {"Authorization": "Bearer wrong-token-xx"}, {"Authorization": tok},
                  {"Authorization": f"Bearer {tok}x"}, {"Authorization": f"Basic {tok}"}):
-        r = w.ctl("POST", "/v1/mounts", json=body, headers=hdrs)
+        r = w.ctl("POST", "/v1/mounts", json=body, headers=hdrs, auth=False)
         assert r.status_code == 401, hdrs
-        r = w.ctl("DELETE", "/v1/mounts/data", headers=hdrs)
+        r = w.ctl("DELETE", "/v1/mounts/data", headers=hdrs, auth=False)
         assert r.status_code == 401, hdrs
     assert [m["name"] for m in w.ctl("GET", "/v1/mounts").json()["mounts"]] == ["data"]
-    # Reads need no token.
-    assert w.cli("cat", "/data/dir/a.txt").stdout == b"aaa"
+    # Reads need the token too (docs/control-api.md, "Access").
+    one_line_error(w.cli("cat", "/data/dir/a.txt", check=False))
+    assert w.cli("--token", tok, "cat", "/data/dir/a.txt").stdout == b"aaa"
     one_line_error(w.cli("mount", "/o", f"file://{other}", check=False))
     w.cli("--token", tok, "mount", "/o", f"file://{other}")
     p = subprocess.run([str(FERRY), "--worker", w.ctl_addr, "unmount", "/o"], capture_output=True,

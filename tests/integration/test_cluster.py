@@ -215,8 +215,7 @@ def s3_get(client, key, rng=None):
 
 def data_get(w, key, rng=None, timeout=30):
     h = {"Range": f"bytes={rng[0]}-{rng[1]}"} if rng else {}
-    r = requests.get(w.ctl_url + "/v1/data", params={"path": f"/data/{key}"}, headers=h,
-                     timeout=timeout)
+    r = w.ctl("GET", "/v1/data", params={"path": f"/data/{key}"}, headers=h, timeout=timeout)
     assert r.status_code == (206 if rng else 200), f"{w.ctl_url} {key} {rng}: {r.status_code} {r.text[:200]}"
     return r.content
 
@@ -231,7 +230,7 @@ def wait_pages(ws, n, timeout=15):
 
 def cli(w, *args, check=True, timeout=30):
     cmd = [str(FERRY), "--worker", w.ctl_addr]
-    if w.netns is not None:
+    if w.credentials()[0]:
         cmd += ["--token", TOKEN]
     p = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
     if check:

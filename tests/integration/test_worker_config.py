@@ -22,7 +22,8 @@ def test_help_documents_every_option():
                 "metadata-entries", "ufs-parallelism", "window", "read-ahead",
                 "max-inflight", "s3-address", "s3-access-key", "s3-secret-key",
                 "s3-anonymous", "s3-region", "max-connections", "control-address",
-                "control-token", "mount", "state-dir", "config", "log-level", "help"}
+                "control-token", "mount", "state-dir", "config", "log-level", "help",
+                "s3-secret-key-file", "control-token-file", "stale-if-error"}
     assert expected <= documented, expected - documented
     for opt in documented - {"help"}:
         r = run_worker(f"--{opt}=", "--help") if opt not in ("s3-anonymous",) else run_worker(f"--{opt}", "--help")
