@@ -18,6 +18,11 @@ rwildcard = $(foreach d,$(wildcard $(1:=/*)),$(call rwildcard,$d,$2) $(filter $(
 # client live in src/cli and src/lib.
 CORE_SRC := $(sort $(call rwildcard,src/common src/http src/s3 src/ufs src/store src/worker src/cluster,*.c))
 LIB_SRC  := $(sort $(call rwildcard,src/lib,*.c))
+# libferry.so is client code only: the client and what it uses (no worker,
+# page store, gateway or under-store code), exporting exactly ferry.h.
+LIB_DEPS := src/common/crypto.c src/common/curl_errno.c src/common/curl_pool.c \
+	src/common/dbuf.c src/common/json.c src/common/sigv4.c src/common/util.c \
+	src/cluster/placement.c src/cluster/suspects.c
 CLI_SRC  := $(sort $(call rwildcard,src/cli,*.c))
 # `ferry fuse` (libfuse3): in the ferry binary only.
 FUSE_SRC := $(sort $(wildcard src/fuse/*.c))
@@ -27,6 +32,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 B ?= build
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
+LIBSO_OBJ := $(LIB_OBJ) $(LIB_DEPS:%.c=$(B)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/obj/%.o)
 FUSE_OBJ := $(FUSE_SRC:%.c=$(B)/obj/%.o)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
@@ -45,8 +51,9 @@ $(B)/libferry_core.a: $(CORE_OBJ) $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/libferry.so: $(CORE_OBJ) $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libferry.so -Wl,--version-script=src/lib/libferry.map $(LDFLAGS) -o $@ $^ $(DEPS_LIBS)
+$(B)/libferry.so: $(LIBSO_OBJ) src/lib/libferry.map
+	$(CC) -shared -Wl,-soname,libferry.so -Wl,--version-script=src/lib/libferry.map -Wl,--no-undefined \
+	    $(LDFLAGS) -o $@ $(LIBSO_OBJ) $(DEPS_LIBS)
 
 $(FUSE_OBJ): CFLAGS += $(FUSE_CFLAGS)
 
