@@ -21,7 +21,8 @@ LIB_SRC  := $(sort $(call rwildcard,src/lib,*.c))
 # libferry.so is client code only: the client and what it uses (no worker,
 # page store, gateway or under-store code), exporting exactly ferry.h.
 LIB_DEPS := src/common/crypto.c src/common/curl_errno.c src/common/curl_pool.c \
-	src/common/dbuf.c src/common/json.c src/common/sigv4.c src/common/util.c \
+	src/common/dbuf.c src/common/http_reply.c src/common/json.c src/common/sigv4.c \
+	src/common/util.c \
 	src/cluster/placement.c src/cluster/suspects.c
 CLI_SRC  := $(sort $(call rwildcard,src/cli,*.c))
 # `ferry fuse` (libfuse3): in the ferry binary only.

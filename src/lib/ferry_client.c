@@ -30,6 +30,7 @@
 #include "common/curl_pool.h"
 #include "common/crypto.h"
 #include "common/dbuf.h"
+#include "common/http_reply.h"
 #include "common/sigv4.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -330,29 +331,6 @@ on_body(char *p, size_t sz, size_t nm, void *arg)
 
 /* Compares an ETag header's value (quotes and spaces around it allowed)
  * with the version wanted; sets s->etag_seen or s->stale. */
-static void
-check_etag(struct sink *s, const char *v, size_t vl)
-{
-	while (vl && (*v == ' ' || *v == '\t')) {
-		v++;
-		vl--;
-	}
-	while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' ||
-	    v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-		vl--;
-	if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-		v++;
-		vl -= 2;
-	}
-	if (vl == strlen(s->want_etag) && memcmp(v, s->want_etag, vl) == 0) {
-		s->etag_seen = 1;
-		s->stale = 0;
-	} else {
-		s->etag_seen = 0;
-		s->stale = 1;
-	}
-}
-
 /* Picks "Content-Range: bytes a-b/n" (and, when a version is asked for,
  * "ETag") out of the headers. */
 static size_t
@@ -361,38 +339,20 @@ on_header(char *p, size_t sz, size_t nm, void *arg)
 	struct sink *s = arg;
 	size_t n = sz * nm;
 	s->last_ms = now_ms();
-	static const char etag_name[] = "etag:";
-	if (n > sizeof(etag_name) - 1 &&
-	    strncasecmp(p, etag_name, sizeof(etag_name) - 1) == 0) {
-		const char *v = p + sizeof(etag_name) - 1;
-		size_t vl = n - (sizeof(etag_name) - 1);
-		if (s->want_etag) {
-			check_etag(s, v, vl);
-		} else {
-			while (vl && (*v == ' ' || *v == '"')) {
-				v++;
-				vl--;
-			}
-			while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' ||
-			    v[vl - 1] == ' ' || v[vl - 1] == '"'))
-				vl--;
-			if (vl < sizeof(s->seen_etag)) {
-				memcpy(s->seen_etag, v, vl);
-				s->seen_etag[vl] = 0;
-			}
-		}
+	struct http_hdr h;
+	if (http_hdr_split(p, n, &h) < 0)
 		return n;
-	}
-	static const char name[] = "content-range:";
-	if (n > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
-		char v[128];
-		size_t vl = n - (sizeof(name) - 1);
-		if (vl >= sizeof(v))
-			vl = sizeof(v) - 1;
-		memcpy(v, p + sizeof(name) - 1, vl);
-		v[vl] = 0;
-		long long a;
-		if (sscanf(v, " bytes %lld-", &a) == 1 && a >= 0)
+	int64_t a, b, total;
+	if (http_hdr_is(&h, "etag")) {
+		if (s->want_etag) {
+			s->etag_seen = http_etag_is(h.value, h.value_len, s->want_etag);
+			s->stale = !s->etag_seen;
+		} else if (http_etag_value(h.value, h.value_len, s->seen_etag,
+		    sizeof(s->seen_etag)) < 0) {
+			s->seen_etag[0] = 0;
+		}
+	} else if (http_hdr_is(&h, "content-range")) {
+		if (http_content_range(h.value, h.value_len, &a, &b, &total) == 0 && a >= 0)
 			s->range_start = a;
 	}
 	return n;

@@ -44,6 +44,7 @@
 
 #include "common/curl_pool.h"
 #include "common/dbuf.h"
+#include "common/http_reply.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/sigv4.h"
@@ -464,20 +465,6 @@ fail:
 
 /* ---- one request ---- */
 
-static int64_t
-parse_dec(const char *p, size_t n)
-{
-	if (n == 0 || n > 18)
-		return -1;
-	int64_t v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-		v = v * 10 + (p[i] - '0');
-	}
-	return v;
-}
-
 static void
 call_reset_response(struct s3_call *c)
 {
@@ -494,67 +481,35 @@ call_reset_response(struct s3_call *c)
 		dbuf_reset(c->body);
 }
 
-/* "bytes 0-99/1000", or with "*" for an unknown total. */
-static void
-parse_content_range(struct s3_call *c, const char *v, size_t n)
-{
-	if (n < 6 || strncasecmp(v, "bytes ", 6) != 0)
-		return;
-	const char *p = v + 6, *end = v + n;
-	const char *dash = memchr(p, '-', (size_t)(end - p));
-	const char *slash = dash ? memchr(dash, '/', (size_t)(end - dash)) : NULL;
-	if (!dash || !slash)
-		return;
-	c->cr_start = parse_dec(p, (size_t)(dash - p));
-	if (slash + 1 < end && !(slash[1] == '*' && slash + 2 == end))
-		c->cr_total = parse_dec(slash + 1, (size_t)(end - slash - 1));
-}
-
 static size_t
 on_header(char *p, size_t size, size_t nitems, void *arg)
 {
 	struct s3_call *c = arg;
-	size_t n = size * nitems, len = n;
-	while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n'))
-		len--;
-	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+	size_t n = size * nitems;
+	struct http_hdr h;
+	if (http_hdr_split(p, n, &h) < 0)
+		return n;
+	if (h.status) {
 		/* A new response (after a 100 Continue, say) starts over. */
-		const char *sp = memchr(p, ' ', len);
-		c->status = 0;
-		if (sp && (size_t)(p + len - sp) >= 4) {
-			int64_t st = parse_dec(sp + 1, 3);
-			c->status = st < 0 ? 0 : (long)st;
-		}
+		c->status = h.status;
 		call_reset_response(c);
 		return n;
 	}
-	const char *colon = memchr(p, ':', len);
-	if (!colon)
-		return n;
-	size_t nlen = (size_t)(colon - p);
-	const char *v = colon + 1, *end = p + len;
-	while (v < end && (*v == ' ' || *v == '\t'))
-		v++;
-	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	size_t vlen = (size_t)(end - v);
-	if (nlen == 14 && !strncasecmp(p, "content-length", 14)) {
-		c->content_length = parse_dec(v, vlen);
-	} else if (nlen == 4 && !strncasecmp(p, "etag", 4)) {
-		if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
-			v++;
-			vlen -= 2;
-		}
-		if (vlen >= sizeof(c->etag)) {
+	int64_t a, b, total;
+	if (http_hdr_is(&h, "content-length")) {
+		c->content_length = http_dec(h.value, h.value_len);
+	} else if (http_hdr_is(&h, "etag")) {
+		if (http_etag_value(h.value, h.value_len, c->etag, sizeof(c->etag)) < 0) {
 			c->etag_bad = 1;
-		} else {
-			memcpy(c->etag, v, vlen);
-			c->etag[vlen] = 0;
+			c->etag[0] = 0;
 		}
-	} else if (nlen == 13 && !strncasecmp(p, "last-modified", 13)) {
-		c->last_modified = parse_http_date(v, vlen);
-	} else if (nlen == 13 && !strncasecmp(p, "content-range", 13)) {
-		parse_content_range(c, v, vlen);
+	} else if (http_hdr_is(&h, "last-modified")) {
+		c->last_modified = parse_http_date(h.value, h.value_len);
+	} else if (http_hdr_is(&h, "content-range")) {
+		if (http_content_range(h.value, h.value_len, &a, &b, &total) == 0) {
+			c->cr_start = a;
+			c->cr_total = total;
+		}
 		/* No range of an empty object exists, yet some stores (s3rver)
 		 * answer one with "bytes 0-0/0", Content-Length 1 and no body,
 		 * which would end in a partial-transfer error and retries:

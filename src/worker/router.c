@@ -30,6 +30,7 @@
 #include "../common/curl_errno.h"
 #include "../common/curl_pool.h"
 #include "../common/dbuf.h"
+#include "../common/http_reply.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
@@ -175,22 +176,15 @@ fwd_header(char *p, size_t sz, size_t nm, void *arg)
 	struct fwd *f = arg;
 	size_t n = sz * nm;
 	f->last_ms = now_ms();
-	if (n > 14 && strncasecmp(p, "content-range:", 14) == 0) {
-		char v[96]; /* curl's header lines are not NUL-terminated */
-		size_t vl = n - 14 < sizeof(v) - 1 ? n - 14 : sizeof(v) - 1;
-		memcpy(v, p + 14, vl);
-		v[vl] = 0;
-		long long a;
-		if (sscanf(v, " bytes %lld-", &a) == 1 && a >= 0)
+	struct http_hdr h;
+	if (http_hdr_split(p, n, &h) < 0)
+		return n;
+	int64_t a, b, total;
+	if (http_hdr_is(&h, "content-range")) {
+		if (http_content_range(h.value, h.value_len, &a, &b, &total) == 0 && a >= 0)
 			f->range_start = a;
-	} else if (n > 5 && strncasecmp(p, "etag:", 5) == 0) {
-		const char *v = p + 5, *e = p + n;
-		while (v < e && (*v == ' ' || *v == '"'))
-			v++;
-		while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '"'))
-			e--;
-		f->etag_ok = (size_t)(e - v) == strlen(f->etag) &&
-		    memcmp(v, f->etag, (size_t)(e - v)) == 0;
+	} else if (http_hdr_is(&h, "etag")) {
+		f->etag_ok = http_etag_is(h.value, h.value_len, f->etag);
 	}
 	return n;
 }
