@@ -51,6 +51,9 @@ struct stat_ent {
 	int nokey;   /* -ENOENT from a read: no object, but maybe a directory
 	              * (only callers with nokey_ok take it) */
 	int loading; /* a thread is asking the UFS */
+	int invalid; /* meta_invalidate: known wrong; asked again at the next
+	              * use (its version kept, so that a move is reported),
+	              * never served stale */
 	struct ufs_stat st;
 	char path[]; /* NUL-terminated */
 };
@@ -196,6 +199,7 @@ do_stat_update(struct meta_cache *mc, struct mount *m, struct stat_ent *e,
 	}
 	e->err = err;
 	e->nokey = 0;
+	e->invalid = 0;
 	if (!err)
 		e->st = *st;
 	e->fetched_ms = now;
@@ -294,7 +298,7 @@ meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
 			/* Cache answers and "no such object". */
 			do_stat_update(mc, m, e, r, fresh, now, &ch);
 			e->nokey = r == -ENOENT && nokey;
-		} else if (is_outage(r) && e->fetched_ms &&
+		} else if (is_outage(r) && e->fetched_ms && !e->invalid &&
 		    now < e->fetched_ms + mc->cfg.sync_ms + mc->cfg.stale_ms) {
 			/* Keep the expired answer; ask again soon. */
 			e->expires_ms = now + (mc->cfg.sync_ms < META_RETRY_MS ?
@@ -338,8 +342,12 @@ meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path)
 	uint64_t h = objkey_id(m->ident, path);
 	pthread_mutex_lock(&mc->lock);
 	struct stat_ent *e = do_stat_find(mc, m->ident, path, h);
-	if (e && !e->loading)
-		do_stat_remove(mc, e);
+	/* Expired, not forgotten: the refresh compares versions and reports
+	 * a move (on_change), so the old version's pages are dropped. */
+	if (e && !e->loading) {
+		e->expires_ms = 0;
+		e->invalid = 1;
+	}
 	pthread_mutex_unlock(&mc->lock);
 }
 
@@ -465,6 +473,7 @@ do_seed_stats(struct meta_cache *mc, struct mount *m, const struct list_page *p,
 			if (!e->err && !e->st.is_dir && objkey_version(&e->st) == objkey_version(&ns)) {
 				e->fetched_ms = p->fetched_ms;
 				e->expires_ms = p->expires_ms;
+				e->invalid = 0;
 			} else if (ch) {
 				struct change c = {0};
 				do_stat_update(mc, m, e, 0, &ns, p->fetched_ms, &c);

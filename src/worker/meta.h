@@ -75,7 +75,9 @@ int meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
     struct meta_load *ld, int r, const struct ufs_stat *fresh, int nokey,
     struct ufs_stat *st);
 
-/* Forgets a path (its version moved under us). */
+/* A path's answer is wrong (its version moved under us): the next use asks
+ * the UFS again, never serves it stale, and reports the move (on_change)
+ * against the version it had. */
 void meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path);
 
 /* One page of a listing, through the cache; arguments as ufs_list. */

@@ -178,8 +178,10 @@ do_save(struct mount_table *mt)
 	return r;
 }
 
-/* 1 if the table has a mount of that name with this URI and options (in
- * any order): applying it again would change nothing. */
+/* 1 if the table has a working mount of that name with this URI and
+ * options (in any order): applying it again would change nothing.  A
+ * broken one (its backend failed to open) is not the same: applying it
+ * again opens the backend again. */
 static int
 mounts_same(struct mount_table *mt, const char *name, const char *uri,
     const struct ufs_opt *opts, int nopts)
@@ -188,7 +190,8 @@ mounts_same(struct mount_table *mt, const char *name, const char *uri,
 	int pos, same = 0;
 	if (do_find(mt, name, strlen(name), &pos)) {
 		const struct mount *m = mt->v[pos];
-		same = strcmp(m->uri, uri) == 0 && m->nopts == nopts;
+		same = strcmp(m->uri, uri) == 0 && m->nopts == nopts &&
+		    !ufs_open_error(m->ufs);
 		for (int i = 0; same && i < nopts; i++) {
 			int found = 0;
 			for (int j = 0; j < m->nopts && !found; j++)

@@ -49,7 +49,8 @@ void mounts_close(struct mount_table **mt);
 #define MOUNT_REPLICAS_MAX 16
 
 /* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says).
- * With MOUNTS_REPLACE an identical mount of that name is left alone (0). */
+ * With MOUNTS_REPLACE an identical mount of that name is left alone (0),
+ * unless its backend failed to open: then it is opened again. */
 int mounts_add(struct mount_table *mt, const char *name, const char *uri,
     const struct ufs_opt *opts, int nopts, int flags, char **err);
 #define MOUNT_OPTS_MAX 64
