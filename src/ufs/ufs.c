@@ -1,11 +1,19 @@
 /*
- * ufs.c: maps a mount URI's scheme to its under-store backend (ufs.h).
- * A fixed table, read-only after compile time; safe from any thread.
+ * ufs.c: maps a mount URI's scheme to its under-store backend (ufs.h), and
+ * keeps each thread's last under-store error message.  The table is fixed,
+ * read-only after compile time; the message is thread-local: both safe
+ * from any thread.
  */
 #include "ufs.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#define UFS_ERR_MAX 512
+
+static _Thread_local char last_err[UFS_ERR_MAX];
 
 static const struct ufs_ops *const backends[] = {&ufs_file_ops, &ufs_s3_ops};
 
@@ -27,4 +35,33 @@ ufs_lookup(const char *uri, const char **root)
 		}
 	}
 	return NULL;
+}
+
+const struct ufs_ops *
+ufs_backend(int i)
+{
+	if (i < 0 || (size_t)i >= sizeof(backends) / sizeof(backends[0]))
+		return NULL;
+	return backends[i];
+}
+
+const char *
+ufs_last_error(void)
+{
+	return last_err;
+}
+
+void
+ufs_clear_error(void)
+{
+	last_err[0] = 0;
+}
+
+void
+ufs_set_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_err, sizeof(last_err), fmt, ap);
+	va_end(ap);
 }
