@@ -1,6 +1,8 @@
 # ferry build.  `make` builds build/ferry and build/libferry.so; `make test`
 # installs what is missing, builds (plain and ASan+UBSan), and runs unit,
-# integration and short fuzz runs; `make run` starts a demo worker;
+# integration and short fuzz runs; `make run` installs the build
+# dependencies only and starts a demo worker (ports from $FERRY_S3_PORT and
+# $FERRY_CONTROL_PORT);
 # `make bench` runs the benchmarks (see bench/README.md).
 
 CC      ?= gcc
@@ -33,7 +35,7 @@ FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null || echo -lfuse3 -lpthread)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit asan fuzz integration integration-asan run bench bench-quick clean lint
+.PHONY: all deps build-deps test unit asan fuzz integration integration-asan run bench bench-quick clean lint
 
 all: $(B)/ferry $(B)/libferry.so
 
@@ -86,6 +88,10 @@ integration-asan: asan
 deps:
 	@./scripts/install-deps.sh
 
+# What building and `make run` need: no test servers, no benchmark tools.
+build-deps:
+	@./scripts/install-deps.sh --build
+
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
@@ -94,7 +100,7 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) integration-asan
 
-run: deps all
+run: build-deps all
 	@./scripts/run-demo.sh
 
 bench: deps all
