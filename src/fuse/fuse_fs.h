@@ -26,7 +26,8 @@ int fuse_main_cmd(int argc, char **argv);
 #define FUSE_CMD_SUMMARY "mount the namespace read-only at MOUNTPOINT (FUSE)"
 #define FUSE_CMD_DETAILS                                                      \
 	"A stale mount at MOUNTPOINT (\"Transport endpoint is not connected\") is\n" \
-	"lazily unmounted first.  SIGTERM or SIGINT unmounts.\n"
+	"lazily unmounted first; a live ferry mount there is refused.  SIGTERM or\n" \
+	"SIGINT unmounts.\n"
 /* Its options (fuse_main.c), which its parser is built from; the CLI's
  * help, man page and completion list them. */
 extern const struct cli_opt fuse_cmd_options[];

@@ -1,6 +1,8 @@
 /*
  * fuse_main.c: `ferry fuse MOUNTPOINT`: parses the options, recovers a
  * stale mount left at MOUNTPOINT by a killed process (lazy unmount),
+ * refuses a MOUNTPOINT that is a live ferry mount already (it would stack)
+ * and an address that is not a ferry control API,
  * mounts read-only through libfuse3, daemonizes once the mount is up
  * (unless --foreground), runs the multithreaded session loop, and
  * unmounts when it ends (SIGTERM, SIGINT, SIGHUP, or an external
@@ -328,6 +330,37 @@ find_mount_dev(const char *mp, char *dev, size_t n)
 	return found;
 }
 
+/* 1 if the top mount at mp (absolute, resolved) is a ferry FUSE mount
+ * (fstype "fuse.ferry": ours, live; a dead one was recovered before). */
+static int
+ferry_mounted_at(const char *mp)
+{
+	FILE *fp = fopen("/proc/self/mountinfo", "re");
+	if (!fp)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	while (getline(&line, &cap, fp) > 0) {
+		char *save = NULL, *f[5], *t;
+		int i = 0;
+		while (i < 5 && (t = strtok_r(i ? NULL : line, " ", &save)))
+			f[i++] = t;
+		if (i < 5)
+			continue;
+		char *rest = strtok_r(NULL, "\n", &save);
+		char *sep = rest ? strstr(rest, " - ") : NULL;
+		if (!sep)
+			continue;
+		unescape_octal(f[4]);
+		if (strcmp(f[4], mp) == 0) /* the last one listed is on top */
+			found = strncmp(sep + 3, "fuse.ferry ", 11) == 0;
+	}
+	free(line);
+	fclose(fp);
+	return found;
+}
+
 void
 ffs_tune_readahead(struct ffs *fs)
 {
@@ -436,6 +469,13 @@ fuse_main_cmd(int argc, char **argv)
 		fprintf(stderr, "ferry: fuse: %s: %s\n", o.mountpoint, strerror(errno));
 		return 1;
 	}
+	/* Another mount on top of a live one would hide it, and stack. */
+	if (ferry_mounted_at(abs_mp)) {
+		fprintf(stderr, "ferry: fuse: %s is already a ferry mount (unmount it "
+				"first: fusermount3 -u %s)\n", abs_mp, abs_mp);
+		free(abs_mp);
+		return 1;
+	}
 	int log_fd = -1;
 	if (o.log_file && !o.foreground) {
 		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -460,9 +500,13 @@ fuse_main_cmd(int argc, char **argv)
 		goto out;
 	}
 	/* A worker that is down now is not fatal: requests fail with EIO
-	 * until it comes up. */
+	 * until it comes up.  An address that is not a worker's is. */
 	struct ferry_stat rootst;
 	r = ferry_stat(fs->f, "/", &rootst);
+	if (r == -EPROTONOSUPPORT) {
+		fprintf(stderr, "ferry: fuse: %s\n", ferry_last_error());
+		goto out;
+	}
 	if (r)
 		LOG_WARN("worker %s: %s; mounting anyway (requests fail with EIO "
 			 "until it answers)", fs->worker_addr,
