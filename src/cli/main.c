@@ -85,7 +85,7 @@ const struct cli_cmd cli_cmds[] = {
 	        "the worker's answer (GET /v1/stats; this worker only)"},
 	        {0, 0, NULL, NULL, NULL}}, NULL},
 	{"workers", cmd_workers, "workers [--json]",
-	    "list the cluster's workers: id, address, state, capacity, used, hit ratio",
+	    "list the cluster's workers: state, capacity, use, hit ratio",
 	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,
 	        "one JSON object: cluster, etcd_ok, block_size and workers, each\n"
 	        "with id, ctl, s3, self, up, capacity_bytes, used_bytes, hit_bytes,\n"
@@ -123,6 +123,59 @@ opt_label(const struct cli_opt *o, char *out, size_t n)
 		    o->arg ? o->arg : "");
 }
 
+#define HELP_WIDTH 79
+
+/* help after a label of width w (indented by 2), as one paragraph (its
+ * '\n's are spaces) wrapped at words to HELP_WIDTH columns, continuation
+ * lines aligned. */
+static void
+print_labelled(FILE *out, const char *label, int w, const char *help)
+{
+	int col = 2 + w + 2, room = HELP_WIDTH - col;
+	if (room < 30)
+		room = 30;
+	if ((int)strlen(label) > w)
+		fprintf(out, "  %s\n  %-*s  ", label, w, "");
+	else
+		fprintf(out, "  %-*s  ", w, label);
+	char *para = strdup(help);
+	if (!para) {
+		fprintf(out, "%s\n", help);
+		return;
+	}
+	for (char *p = para; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	int first = 1;
+	{
+		const char *line = para;
+		size_t l = strlen(para);
+		while (l > 0) {
+			size_t take = l;
+			if ((int)take > room) {
+				take = (size_t)room;
+				while (take > 0 && line[take] != ' ')
+					take--;
+				if (take == 0)
+					take = (size_t)room; /* one long word */
+			}
+			if (!first)
+				fprintf(out, "  %-*s  ", w, "");
+			fprintf(out, "%.*s\n", (int)take, line);
+			first = 0;
+			line += take;
+			l -= take;
+			while (l > 0 && *line == ' ') {
+				line++;
+				l--;
+			}
+		}
+	}
+	free(para);
+	if (first)
+		fputc('\n', out);
+}
+
 void
 cli_print_opts(FILE *out, const struct cli_opt *opts)
 {
@@ -137,17 +190,7 @@ cli_print_opts(FILE *out, const struct cli_opt *opts)
 		w = 28;
 	for (const struct cli_opt *o = opts; o && o->id; o++) {
 		opt_label(o, lab, sizeof(lab));
-		const char *h = o->help;
-		size_t l = strcspn(h, "\n");
-		if ((int)strlen(lab) > w)
-			fprintf(out, "  %s\n  %-*s  %.*s\n", lab, w, "", (int)l, h);
-		else
-			fprintf(out, "  %-*s  %.*s\n", w, lab, (int)l, h);
-		while (h[l]) {
-			h += l + 1;
-			l = strcspn(h, "\n");
-			fprintf(out, "  %-*s  %.*s\n", w, "", (int)l, h);
-		}
+		print_labelled(out, lab, w, o->help);
 	}
 }
 
@@ -161,10 +204,7 @@ print_key(void *arg, const char *key, const char *value, const char *help)
 	struct keys_out *k = arg;
 	char lab[96];
 	snprintf(lab, sizeof(lab), "%s=%s", key, value);
-	if (strlen(lab) > 28)
-		fprintf(k->out, "  %s\n  %-28s  %s\n", lab, "", help);
-	else
-		fprintf(k->out, "  %-28s  %s\n", lab, help);
+	print_labelled(k->out, lab, 26, help);
 }
 
 static void
