@@ -332,6 +332,16 @@ mounts_add(struct mount_table *mt, const char *name, const char *uri,
 	}
 	if ((flags & MOUNTS_REPLACE) && mounts_same(mt, name, uri, opts, nopts))
 		return 0;
+	if (!(flags & MOUNTS_REPLACE)) {
+		/* Taken: say so before opening (and checking) anything. */
+		pthread_rwlock_rdlock(&mt->lock);
+		int pos, taken = do_find(mt, name, strlen(name), &pos);
+		pthread_rwlock_unlock(&mt->lock);
+		if (taken) {
+			*err = strdup("a mount with this name exists");
+			return -EEXIST;
+		}
+	}
 	/* Open the UFS outside the lock: it may touch the network.  A mount
 	 * restored from the table is kept even if it fails. */
 	struct mount *m = mount_new(name, uri, opts, nopts,

@@ -182,6 +182,9 @@ def test_mount_of_a_host_that_does_not_resolve_is_refused(w):
     # --no-check (for a store that is not there yet) saves it as it is...
     w.cli("mount", "/nh", "s3://bkt", *opts, "--no-check")
     assert "/nh" in w.cli("mounts").stdout.decode()
+    # A name taken is said at once, before any check of the store.
+    p = w.cli("mount", "/nh", "s3://bkt", *opts, check=False)
+    assert err_line(p) == "ferry: mount: /nh: a mount with this name exists"
     # ...and a restart restores it without a check (it fails at reads).
     w.restart()
     assert "/nh" in w.cli("mounts").stdout.decode()
