@@ -15,7 +15,8 @@
  * into a message; ferry_last_error() says why, in the worker's words.
  *
  * Thread-safety: a ferry_t may be shared by threads; each call is
- * independent (connections are pooled inside).
+ * independent (connections are pooled inside), and so is each thread's
+ * ferry_last_error().
  *
  * Clusters: the worker given to ferry_connect is asked who the cluster's
  * workers are (every 2 s at most, while calls are made).  Reads go straight
