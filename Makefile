@@ -1,7 +1,10 @@
-# ferry build.  `make` builds build/ferry and build/libferry.so; `make test`
-# installs what is missing, builds (plain and ASan+UBSan), and runs unit,
-# integration and short fuzz runs; `make run` starts a demo worker;
-# `make bench` runs the benchmarks (see bench/README.md).
+# ferry build.  `make` builds build/ferry and build/libferry.so (and the
+# man page and bash completion, build/ferry.1 and build/ferry.bash, which
+# nothing installs); `make test` installs what is missing, builds (plain
+# and ASan+UBSan), and runs unit, integration and short fuzz runs;
+# `make run` installs the build dependencies only and starts a demo worker
+# (ports from $FERRY_S3_PORT and $FERRY_CONTROL_PORT); `make bench` runs
+# the benchmarks (see bench/README.md).
 
 CC      ?= gcc
 CSTD    := -std=c11 -D_GNU_SOURCE
@@ -40,9 +43,28 @@ FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null || echo -lfuse3 -lpthread)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit asan fuzz integration integration-asan run bench bench-quick clean lint
+.PHONY: all deps build-deps test unit asan fuzz integration integration-asan run bench bench-quick clean lint FORCE
 
-all: $(B)/ferry $(B)/libferry.so
+all: $(B)/ferry $(B)/libferry.so $(B)/ferry.1 $(B)/ferry.bash
+
+# What `ferry --version` says: `git describe` in a checkout with tags, the
+# release and the commit in one without, the release alone elsewhere.
+FERRY_RELEASE := 0.1.0
+FERRY_VERSION ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) && echo "$$v" || \
+    { h=$$(git rev-parse --short HEAD 2>/dev/null) && \
+      echo "$(FERRY_RELEASE)-g$$h$$(git diff --quiet HEAD -- 2>/dev/null || echo -dirty)"; } || \
+    echo "$(FERRY_RELEASE)")
+$(B)/obj/src/cli/main.o: CFLAGS += -DFERRY_VERSION='"$(FERRY_VERSION)"'
+$(B)/obj/src/cli/main.o: $(B)/version
+# Rewritten only when the version changes, so that main.o is rebuilt then.
+$(B)/version: FORCE
+	@mkdir -p $(B); echo '$(FERRY_VERSION)' | cmp -s - $@ || echo '$(FERRY_VERSION)' > $@
+
+# The man page and bash completion, from the CLI's own option tables.
+$(B)/ferry.1: $(B)/ferry
+	$(B)/ferry --help-man > $@.tmp && mv $@.tmp $@
+$(B)/ferry.bash: $(B)/ferry
+	$(B)/ferry --help-completion > $@.tmp && mv $@.tmp $@
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -94,6 +116,10 @@ integration-asan: asan
 deps:
 	@./scripts/install-deps.sh
 
+# What building and `make run` need: no test servers, no benchmark tools.
+build-deps:
+	@./scripts/install-deps.sh --build
+
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
@@ -102,7 +128,7 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) integration-asan
 
-run: deps all
+run: build-deps all
 	@./scripts/run-demo.sh
 
 bench: deps all

@@ -6,13 +6,17 @@
  *
  * Error convention (as libuv): functions return 0 or a non-negative count
  * on success and a negative errno on failure: -ENOENT no such file or
- * mount, -EACCES a token is needed or wrong, -EIO the under-store failed,
+ * mount, -EPERM the control token is missing or wrong (mount, unmount),
+ * -EACCES the under-store denied access, -EIO the under-store failed,
  * -EHOSTUNREACH / -ECONNREFUSED the worker cannot be reached, -EINVAL bad
- * arguments, -EPROTO the worker answered something unexpected.
- * ferry_strerror() turns a code into a message.
+ * arguments (or a mount the worker refused), -EPROTO the worker answered
+ * something unexpected, -EPROTONOSUPPORT the address is not a ferry
+ * control API (the S3 port, a web server).  ferry_strerror() turns a code
+ * into a message; ferry_last_error() says why, in the worker's words.
  *
  * Thread-safety: a ferry_t may be shared by threads; each call is
- * independent (connections are pooled inside).
+ * independent (connections are pooled inside), and so is each thread's
+ * ferry_last_error().
  *
  * Clusters: the worker given to ferry_connect is asked who the cluster's
  * workers are (every 2 s at most, while calls are made).  Reads go straight
@@ -86,9 +90,19 @@ int ferry_list_page(ferry_t *f, const char *path, const char *start_after,
 ssize_t ferry_pread_etag(ferry_t *f, const char *path, void *buf,
     size_t len, int64_t off, const char *etag);
 
-/* Mount table.  opts are "key=value" strings. */
+/*
+ * Mount table.  opts are "key=value" strings.  The worker checks a new
+ * mount by listing one key at its root through the under-store, so that a
+ * bucket that does not exist or a host that does not resolve fails here
+ * (-EIO; ferry_last_error() has the under-store's answer), not at the
+ * first read; FERRY_MOUNT_NO_CHECK skips that (an under-store not there
+ * yet).  ferry_mount(...) is ferry_mount_flags(..., 0).
+ */
+#define FERRY_MOUNT_NO_CHECK 1u
 int ferry_mount(ferry_t *f, const char *name, const char *uri,
     const char *const *opts, int nopts);
+int ferry_mount_flags(ferry_t *f, const char *name, const char *uri,
+    const char *const *opts, int nopts, unsigned flags);
 int ferry_unmount(ferry_t *f, const char *name);
 /* JSON documents from the worker; caller frees *json. */
 int ferry_mounts_json(ferry_t *f, char **json);
@@ -109,6 +123,23 @@ int ferry_cluster_json(ferry_t *f, char **json);
 int ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn);
 
 const char *ferry_strerror(int err);
+
+/*
+ * Why the last libferry call made by this thread failed, in words: the
+ * worker's own message when it sent one, which names the cause ("file:
+ * cannot open root directory '/data': No such file or directory",
+ * "s3://bkt: NoSuchBucket: The specified bucket does not exist (HTTP 404)",
+ * "s3: unknown option 's3.regoin' (did you mean 's3.region'?)"), or what
+ * libferry found itself ("127.0.0.1:29998 is not a ferry control API (is
+ * it the S3 port?)", "bad worker address ...").  "" when that call
+ * succeeded or its error code says all there is (ferry_strerror).
+ *
+ * Each call (except ferry_close, ferry_strerror and this one) replaces it.
+ * Thread-local: threads sharing a ferry_t each see their own calls'
+ * message.  The text (at most 1023 bytes, no control characters) stays
+ * valid until this thread's next libferry call.
+ */
+const char *ferry_last_error(void);
 
 #ifdef __cplusplus
 }

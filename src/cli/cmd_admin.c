@@ -1,8 +1,8 @@
 /*
  * cmd_admin.c: the ferry CLI's administrative commands: mount, unmount,
  * mounts and stats.  Main thread only.  Replies are parsed with the
- * project's JSON reader; secrets are printed only as the worker returns
- * them (it redacts them).
+ * project's JSON reader (with --json, printed as the worker sent them);
+ * secrets are printed only as the worker returns them (it redacts them).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,50 +26,61 @@ mount_arg(const char *a)
 	return a;
 }
 
+enum { O_OPTION = 1, O_NO_CHECK };
+
+const struct cli_opt cmd_mount_opts[] = {
+	{O_OPTION, 'o', "option", "KEY=VALUE", "a mount option (below); repeat for "
+	    "several"},
+	{O_NO_CHECK, 0, "no-check", NULL, "add the mount without listing its root "
+	    "first (an under-store\nthat is not there yet, as a NAS not mounted)"},
+	{0, 0, NULL, NULL, NULL},
+};
+
+struct mount_args {
+	struct cli *c;
+	const char **opts;
+	int nopts;
+	unsigned flags;
+};
+
+static int
+on_mount_opt(void *arg, int id, const char *val)
+{
+	struct mount_args *m = arg;
+	if (id == O_NO_CHECK) {
+		m->flags |= FERRY_MOUNT_NO_CHECK;
+		return 0;
+	}
+	const char *eq = strchr(val, '=');
+	if (!eq || eq == val)
+		return cli_usage_error(m->c, "option '%s' is not KEY=VALUE", val);
+	m->opts[m->nopts++] = val;
+	return 0;
+}
+
 int
 cmd_mount(struct cli *c, int argc, char **argv)
 {
 	const char **opts = calloc((size_t)argc, sizeof(*opts));
-	const char *ops[2];
-	int nops = 0, nopts = 0, dashes = 0, rc = CLI_OK;
-	if (!opts)
-		return cli_error(c, NULL, -ENOMEM);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = NULL;
-		if (!dashes && strcmp(a, "--") == 0) {
-			dashes = 1;
-			continue;
-		}
-		if (!dashes && (strcmp(a, "-o") == 0 || strcmp(a, "--option") == 0)) {
-			if (i + 1 >= argc) {
-				rc = cli_usage_error(c, "%s needs KEY=VALUE", a);
-				goto out;
-			}
-			v = argv[++i];
-		} else if (!dashes && strncmp(a, "--option=", 9) == 0)
-			v = a + 9;
-		else if (!dashes && strncmp(a, "-o", 2) == 0)
-			v = a + 2;
-		else if (!dashes && a[0] == '-' && a[1]) {
-			rc = cli_usage_error(c, "unknown option '%s'", a);
-			goto out;
-		} else {
-			if (nops == 2) {
-				rc = cli_usage_error(c, "unexpected argument '%s'", a);
-				goto out;
-			}
-			ops[nops++] = a;
-			continue;
-		}
-		const char *eq = strchr(v, '=');
-		if (!eq || eq == v) {
-			rc = cli_usage_error(c, "option '%s' is not KEY=VALUE", v);
-			goto out;
-		}
-		opts[nopts++] = v;
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	int rc = CLI_OK;
+	if (!opts || !ops) {
+		free(opts);
+		free(ops);
+		return cli_error_local(c, NULL, -ENOMEM);
+	}
+	struct mount_args ma = {c, opts, 0, 0};
+	int nops = cli_parse(c, argc, argv, cmd_mount_opts, on_mount_opt, &ma, ops);
+	if (nops < 0) {
+		rc = CLI_USAGE;
+		goto out;
 	}
 	if (nops < 2) {
 		rc = cli_usage_error(c, nops ? "missing URI" : "missing /NAME and URI");
+		goto out;
+	}
+	if (nops > 2) {
+		rc = cli_usage_error(c, "unexpected argument '%s'", ops[2]);
 		goto out;
 	}
 	const char *name = mount_arg(ops[0]);
@@ -84,7 +95,7 @@ cmd_mount(struct cli *c, int argc, char **argv)
 	}
 	char what[300];
 	snprintf(what, sizeof(what), "/%s", name);
-	int r = ferry_mount(f, name, ops[1], opts, nopts);
+	int r = ferry_mount_flags(f, name, ops[1], opts, ma.nopts, ma.flags);
 	if (r)
 		rc = cli_error(c, what, r);
 	else
@@ -92,25 +103,30 @@ cmd_mount(struct cli *c, int argc, char **argv)
 	ferry_close(&f);
 out:
 	free(opts);
+	free(ops);
 	return rc;
+}
+
+static int
+no_opt(void *arg, int id, const char *val)
+{
+	return 0;
 }
 
 int
 cmd_unmount(struct cli *c, int argc, char **argv)
 {
-	const char *arg = NULL;
-	int dashes = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!dashes && strcmp(argv[i], "--") == 0) {
-			dashes = 1;
-			continue;
-		}
-		if (!dashes && argv[i][0] == '-' && argv[i][1])
-			return cli_usage_error(c, "unknown option '%s'", argv[i]);
-		if (arg)
-			return cli_usage_error(c, "unexpected argument '%s'", argv[i]);
-		arg = argv[i];
-	}
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error_local(c, NULL, -ENOMEM);
+	int n = cli_parse(c, argc, argv, NULL, no_opt, NULL, ops);
+	const char *arg = n > 0 ? ops[0] : NULL;
+	char *extra = n > 1 ? ops[1] : NULL;
+	free(ops);
+	if (n < 0)
+		return CLI_USAGE;
+	if (extra)
+		return cli_usage_error(c, "unexpected argument '%s'", extra);
 	if (!arg)
 		return cli_usage_error(c, "missing /NAME");
 	const char *name = mount_arg(arg);
@@ -131,25 +147,58 @@ cmd_unmount(struct cli *c, int argc, char **argv)
 	return rc;
 }
 
-/* Fetches a JSON document with get() and parses it; the text stays in
- * *text for d's lifetime. */
+static int
+on_json(void *arg, int id, const char *val)
+{
+	*(int *)arg = 1;
+	return 0;
+}
+
+/*
+ * Fetches a JSON document with get() and parses it; the text stays in
+ * *text for d's lifetime.  With --json the document is printed as it came
+ * and *text is NULL (nothing more to do).
+ */
 static int
 fetch_json(struct cli *c, int argc, char **argv,
     int (*get)(ferry_t *, char **), char **text, struct json_doc *d)
 {
-	if (argc > 1)
-		return cli_usage_error(c, "unexpected argument '%s'", argv[1]);
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error_local(c, NULL, -ENOMEM);
+	int json = 0;
+	int n = cli_parse(c, argc, argv, cli_json_only_opts, on_json, &json, ops);
+	char *extra = n > 0 ? ops[0] : NULL;
+	free(ops);
+	if (n < 0)
+		return CLI_USAGE;
+	if (extra)
+		return cli_usage_error(c, "unexpected argument '%s'", extra);
 	ferry_t *f;
 	if (cli_connect(c, &f))
 		return CLI_FAIL;
+	*text = NULL;
 	int r = get(f, text);
+	if (r) {
+		r = cli_error(c, NULL, r);
+		ferry_close(&f);
+		return r;
+	}
 	ferry_close(&f);
-	if (r)
-		return cli_error(c, NULL, r);
 	if (json_parse(d, *text, strlen(*text)) != 0 || d->ntoks == 0 ||
 	    d->toks[0].type != JSON_OBJECT) {
 		free(*text);
-		return cli_error(c, NULL, -EPROTO);
+		*text = NULL;
+		return cli_error_local(c, NULL, -EPROTO);
+	}
+	if (json) {
+		size_t l = strlen(*text);
+		while (l && (*text)[l - 1] == '\n')
+			l--;
+		printf("%.*s\n", (int)l, *text);
+		json_free(d);
+		free(*text);
+		*text = NULL;
 	}
 	return CLI_OK;
 }
@@ -195,13 +244,13 @@ cmd_mounts(struct cli *c, int argc, char **argv)
 	char *text;
 	struct json_doc d;
 	int rc = fetch_json(c, argc, argv, ferry_mounts_json, &text, &d);
-	if (rc)
+	if (rc || !text)
 		return rc;
 	int arr = json_obj_get(&d, 0, "mounts");
 	if (arr < 0 || d.toks[arr].type != JSON_ARRAY) {
 		json_free(&d);
 		free(text);
-		return cli_error(c, NULL, -EPROTO);
+		return cli_error_local(c, NULL, -EPROTO);
 	}
 	int n = d.toks[arr].size;
 	/* Two passes: widths, then rows. */
@@ -275,7 +324,7 @@ cmd_stats(struct cli *c, int argc, char **argv)
 	char *text;
 	struct json_doc d;
 	int rc = fetch_json(c, argc, argv, ferry_stats_json, &text, &d);
-	if (rc)
+	if (rc || !text)
 		return rc;
 	int64_t hit = stat_field(&d, "hit_bytes");
 	int64_t miss = stat_field(&d, "miss_bytes");

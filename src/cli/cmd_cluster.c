@@ -1,7 +1,8 @@
 /*
  * cmd_cluster.c: the ferry CLI's cluster views: `ferry workers` (each
  * member of the cluster with its address, state, capacity, use and hit
- * ratio) and the cluster section of `ferry stats`.  Main thread only.
+ * ratio; --json for the same as one object) and the cluster section of
+ * `ferry stats`.  Main thread only.
  *
  * The member list is the view of the worker we talk to (GET /v1/cluster,
  * from etcd); each member's figures come from its own /v1/stats.  A member
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/dbuf.h"
 #include "common/json.h"
 #include "common/util.h"
 
@@ -151,15 +153,82 @@ print_rows(const struct cview *cv)
 	}
 }
 
+static void
+put_num(struct dbuf *b, const char *key, int64_t v)
+{
+	if (v < 0)
+		dbuf_printf(b, ",\"%s\":null", key);
+	else
+		dbuf_printf(b, ",\"%s\":%" PRId64, key, v);
+}
+
+static void
+print_json(const struct cview *cv)
+{
+	struct dbuf b;
+	dbuf_init(&b, 64u << 20);
+	dbuf_adds(&b, "{\"cluster\":");
+	if (cv->name[0])
+		json_put_str(&b, cv->name);
+	else
+		dbuf_adds(&b, "null");
+	dbuf_printf(&b, ",\"etcd_ok\":%s", cv->etcd_ok ? "true" : "false");
+	put_num(&b, "block_size", cv->block_size);
+	dbuf_adds(&b, ",\"workers\":[");
+	for (int i = 0; i < cv->n; i++) {
+		const struct wrow *w = &cv->w[i];
+		dbuf_adds(&b, i ? ",{\"id\":" : "{\"id\":");
+		json_put_str(&b, w->id);
+		dbuf_adds(&b, ",\"ctl\":");
+		json_put_str(&b, w->ctl);
+		dbuf_adds(&b, ",\"s3\":");
+		json_put_str(&b, w->s3);
+		dbuf_printf(&b, ",\"self\":%s,\"up\":%s", w->self ? "true" : "false",
+		    w->up ? "true" : "false");
+		put_num(&b, "capacity_bytes", w->capacity);
+		put_num(&b, "used_bytes", w->used);
+		put_num(&b, "hit_bytes", w->hit);
+		put_num(&b, "miss_bytes", w->miss);
+		put_num(&b, "pages", w->pages);
+		put_num(&b, "uptime_s", w->uptime);
+		dbuf_adds(&b, "}");
+	}
+	dbuf_adds(&b, "]}\n");
+	if (b.p)
+		fwrite(b.p, 1, b.len, stdout);
+	dbuf_free(&b);
+}
+
+static int
+on_json(void *arg, int id, const char *val)
+{
+	*(int *)arg = 1;
+	return 0;
+}
+
 int
 cmd_workers(struct cli *c, int argc, char **argv)
 {
-	if (argc > 1)
-		return cli_usage_error(c, "unexpected argument '%s'", argv[1]);
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error_local(c, NULL, -ENOMEM);
+	int json = 0;
+	int n = cli_parse(c, argc, argv, cli_json_only_opts, on_json, &json, ops);
+	char *extra = n > 0 ? ops[0] : NULL;
+	free(ops);
+	if (n < 0)
+		return CLI_USAGE;
+	if (extra)
+		return cli_usage_error(c, "unexpected argument '%s'", extra);
 	struct cview cv;
 	int r = load_view(c, &cv);
 	if (r)
 		return cli_error(c, NULL, r);
+	if (json) {
+		print_json(&cv);
+		free(cv.w);
+		return CLI_OK;
+	}
 	if (cv.name[0])
 		printf("cluster %s: %d worker(s), block size %" PRId64 " MiB, etcd %s\n",
 		    cv.name, cv.n, cv.block_size >> 20, cv.etcd_ok ? "up" : "unreachable (last view shown)");

@@ -3,8 +3,9 @@
  * each a thin layer over libferry.  Main thread only.
  *
  * ls streams entries as libferry pages through the directory, so its
- * memory does not grow with the directory; cat streams 4 MiB preads to
- * stdout and stops quietly when the reader goes away (EPIPE).
+ * memory does not grow with the directory (with --json too: one object
+ * per line); cat streams 4 MiB preads to stdout and stops quietly when the
+ * reader goes away (EPIPE).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,50 +14,67 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/dbuf.h"
+#include "common/json.h"
 #include "common/util.h"
 
 #define CAT_CHUNK (4u << 20)
 
-/* Splits argv[1..] into flags (letters in `allowed`, set in *flags as a
- * bitmask by position) and operands (moved to the front of ops).  Returns
- * the number of operands, or -1 after a usage error was printed. */
+enum { O_LONG = 1 };
+
+const struct cli_opt cmd_ls_opts[] = {
+	{O_LONG, 'l', "long", NULL, "long format: type, size (human and bytes), "
+	    "mtime (UTC; - where the\nunder-store keeps none, as for S3 prefixes), name"},
+	{CLI_O_JSON, 0, "json", NULL, "one JSON object per entry and line: name, "
+	    "is_dir, size, mtime\n(null if unknown), etag"},
+	{0, 0, NULL, NULL, NULL},
+};
+
+struct flags {
+	int longfmt, json;
+};
+
 static int
-parse_flags(struct cli *c, int argc, char **argv, const char *allowed,
-    unsigned *flags, char **ops)
+on_flag(void *arg, int id, const char *val)
 {
-	int n = 0, dashes = 0;
-	*flags = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (dashes || a[0] != '-' || a[1] == 0) {
-			ops[n++] = argv[i];
-			continue;
-		}
-		if (strcmp(a, "--") == 0) {
-			dashes = 1;
-			continue;
-		}
-		if (a[1] == '-') {
-			cli_usage_error(c, "unknown option '%s'", a);
-			return -1;
-		}
-		for (const char *p = a + 1; *p; p++) {
-			const char *k = strchr(allowed, *p);
-			if (!k) {
-				cli_usage_error(c, "unknown option '-%c'", *p);
-				return -1;
-			}
-			*flags |= 1u << (k - allowed);
-		}
-	}
-	return n;
+	struct flags *fl = arg;
+	if (id == O_LONG)
+		fl->longfmt = 1;
+	else if (id == CLI_O_JSON)
+		fl->json = 1;
+	return 0;
+}
+
+/* One entry as a line of JSON (name is the entry's, or the path given). */
+static void
+print_json_entry(const char *key, const char *name, const struct ferry_stat *st,
+    int with_cached)
+{
+	struct dbuf b;
+	dbuf_init(&b, 1u << 20);
+	dbuf_printf(&b, "{\"%s\":", key);
+	json_put_str(&b, name);
+	dbuf_printf(&b, ",\"is_dir\":%s,\"size\":%" PRId64 ",\"mtime\":",
+	    st->is_dir ? "true" : "false", st->size);
+	if (st->mtime > 0)
+		dbuf_printf(&b, "%" PRId64, st->mtime);
+	else
+		dbuf_adds(&b, "null");
+	dbuf_adds(&b, ",\"etag\":");
+	json_put_str(&b, st->etag);
+	if (with_cached)
+		dbuf_printf(&b, ",\"cached_bytes\":%" PRId64, st->cached_bytes);
+	dbuf_adds(&b, "}\n");
+	if (b.p)
+		fwrite(b.p, 1, b.len, stdout);
+	dbuf_free(&b);
 }
 
 /* ------------------------------------------------------------------ */
 /* ls                                                                   */
 
 struct ls_state {
-	int longfmt;
+	struct flags fl;
 	long long count;
 	int out_errno; /* why stdout failed, 0 if it did not */
 };
@@ -65,7 +83,11 @@ static void
 print_entry(const struct ls_state *s, const char *name,
     const struct ferry_stat *st)
 {
-	if (!s->longfmt) {
+	if (s->fl.json) {
+		print_json_entry("name", name, st, 0);
+		return;
+	}
+	if (!s->fl.longfmt) {
 		printf("%s\n", name);
 		return;
 	}
@@ -77,6 +99,7 @@ print_entry(const struct ls_state *s, const char *name,
 		fmt_bytes((double)st->size, human, sizeof(human));
 		snprintf(bytes, sizeof(bytes), "%" PRId64, st->size);
 	}
+	/* No time rather than 1970: S3 prefixes and the mounts have none. */
 	if (st->mtime > 0)
 		cli_fmt_time(st->mtime, when, sizeof(when));
 	else
@@ -103,9 +126,9 @@ cmd_ls(struct cli *c, int argc, char **argv)
 {
 	char **ops = calloc((size_t)argc, sizeof(*ops));
 	if (!ops)
-		return cli_error(c, NULL, -ENOMEM);
-	unsigned flags;
-	int n = parse_flags(c, argc, argv, "l", &flags, ops);
+		return cli_error_local(c, NULL, -ENOMEM);
+	struct ls_state s = {{0, 0}, 0, 0};
+	int n = cli_parse(c, argc, argv, cmd_ls_opts, on_flag, &s.fl, ops);
 	if (n > 1) {
 		free(ops);
 		return cli_usage_error(c, "one PATH at most");
@@ -118,12 +141,11 @@ cmd_ls(struct cli *c, int argc, char **argv)
 	}
 	ferry_t *f;
 	if (!path)
-		return cli_error(c, NULL, -ENOMEM);
+		return cli_error_local(c, NULL, -ENOMEM);
 	if (cli_connect(c, &f)) {
 		free(path);
 		return CLI_FAIL;
 	}
-	struct ls_state s = {.longfmt = (flags & 1) != 0};
 	int r = ferry_list(f, path, ls_fn, &s);
 	int rc = CLI_OK;
 	if (r > 0) {
@@ -188,9 +210,9 @@ cmd_stat(struct cli *c, int argc, char **argv)
 {
 	char **ops = calloc((size_t)argc, sizeof(*ops));
 	if (!ops)
-		return cli_error(c, NULL, -ENOMEM);
-	unsigned flags;
-	int n = parse_flags(c, argc, argv, "", &flags, ops);
+		return cli_error_local(c, NULL, -ENOMEM);
+	struct flags fl = {0, 0};
+	int n = cli_parse(c, argc, argv, cli_find_cmd("stat")->opts, on_flag, &fl, ops);
 	if (n == 0)
 		cli_usage_error(c, "missing PATH");
 	if (n <= 0) {
@@ -202,15 +224,21 @@ cmd_stat(struct cli *c, int argc, char **argv)
 		free(ops);
 		return CLI_FAIL;
 	}
-	int rc = CLI_OK;
+	int rc = CLI_OK, shown = 0;
 	for (int i = 0; i < n; i++) {
 		char *path = cli_norm_path(ops[i]);
 		struct ferry_stat st;
-		int r = path ? ferry_stat(f, path, &st) : -ENOMEM;
-		if (r)
-			rc = cli_error(c, path ? path : ops[i], r);
-		else {
-			if (i)
+		if (!path) {
+			rc = cli_error_local(c, ops[i], -ENOMEM);
+			continue;
+		}
+		int r = ferry_stat(f, path, &st);
+		if (r) {
+			rc = cli_error(c, path, r);
+		} else if (fl.json) {
+			print_json_entry("path", path, &st, 1);
+		} else {
+			if (shown++)
 				printf("\n");
 			print_stat(path, &st);
 		}
@@ -234,7 +262,7 @@ cat_one(struct cli *c, ferry_t *f, const char *path, char *buf)
 	if (r)
 		return cli_error(c, path, r);
 	if (st.is_dir)
-		return cli_error(c, path, -EISDIR);
+		return cli_error_local(c, path, -EISDIR);
 	int64_t off = 0;
 	while (off < st.size) {
 		ssize_t got = ferry_pread(f, path, buf, CAT_CHUNK, off);
@@ -259,14 +287,19 @@ cat_one(struct cli *c, ferry_t *f, const char *path, char *buf)
 	return CLI_OK;
 }
 
+static int
+no_opt(void *arg, int id, const char *val)
+{
+	return 0;
+}
+
 int
 cmd_cat(struct cli *c, int argc, char **argv)
 {
 	char **ops = calloc((size_t)argc, sizeof(*ops));
 	if (!ops)
-		return cli_error(c, NULL, -ENOMEM);
-	unsigned flags;
-	int n = parse_flags(c, argc, argv, "", &flags, ops);
+		return cli_error_local(c, NULL, -ENOMEM);
+	int n = cli_parse(c, argc, argv, NULL, no_opt, NULL, ops);
 	if (n == 0)
 		cli_usage_error(c, "missing PATH");
 	if (n <= 0) {
@@ -277,12 +310,12 @@ cmd_cat(struct cli *c, int argc, char **argv)
 	ferry_t *f = NULL;
 	int rc = CLI_OK;
 	if (!buf)
-		rc = cli_error(c, NULL, -ENOMEM);
+		rc = cli_error_local(c, NULL, -ENOMEM);
 	else if (cli_connect(c, &f))
 		rc = CLI_FAIL;
 	for (int i = 0; i < n && f; i++) {
 		char *path = cli_norm_path(ops[i]);
-		int r = path ? cat_one(c, f, path, buf) : cli_error(c, ops[i], -ENOMEM);
+		int r = path ? cat_one(c, f, path, buf) : cli_error_local(c, ops[i], -ENOMEM);
 		free(path);
 		if (r == -EPIPE)
 			break; /* like `cat | head`: not an error worth a word */

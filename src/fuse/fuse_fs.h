@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cli/cli_opt.h"
 #include "ferry.h"
 #include "fuse/fnode.h"
 
@@ -24,20 +25,12 @@ int fuse_main_cmd(int argc, char **argv);
 #define FUSE_CMD_USAGE "fuse MOUNTPOINT [OPTIONS]"
 #define FUSE_CMD_SUMMARY "mount the namespace read-only at MOUNTPOINT (FUSE)"
 #define FUSE_CMD_DETAILS                                                      \
-	"  -f, --foreground       stay in the foreground (default: daemonize once\n" \
-	"                         the mount is up)\n"                             \
-	"  -d, --debug            log every FUSE request (implies --foreground)\n" \
-	"  --allow-other          let other users see the mount\n"                \
-	"  --read-only            the default and only mode\n"                    \
-	"  --attr-timeout SECS    how long the kernel trusts names and attributes\n" \
-	"                         (default: the worker's --sync-interval, at most\n" \
-	"                         60; 1 if the worker does not answer at mount)\n" \
-	"  --threads N            most request threads (default 32)\n"            \
-	"  --log-file PATH        where a daemonized mount logs (default: nowhere)\n" \
-	"  --no-local-reads       always read through HTTP, not from the page files\n" \
-	"                         of a worker on this host (zero-copy local reads)\n" \
-	"  A stale mount at MOUNTPOINT (\"Transport endpoint is not connected\")\n" \
-	"  is lazily unmounted first.  SIGTERM or SIGINT unmounts.\n"
+	"A stale mount at MOUNTPOINT (\"Transport endpoint is not connected\") is\n" \
+	"lazily unmounted first; a live ferry mount there is refused.  SIGTERM or\n" \
+	"SIGINT unmounts.\n"
+/* Its options (fuse_main.c), which its parser is built from; the CLI's
+ * help, man page and completion list them. */
+extern const struct cli_opt fuse_cmd_options[];
 
 /* Sizes of the kernel's requests and of read-ahead. */
 #define FFS_MAX_READ (1u << 20)

@@ -1,6 +1,8 @@
 /*
  * fuse_main.c: `ferry fuse MOUNTPOINT`: parses the options, recovers a
  * stale mount left at MOUNTPOINT by a killed process (lazy unmount),
+ * refuses a MOUNTPOINT that is a live ferry mount already (it would stack)
+ * and an address that is not a ferry control API,
  * mounts read-only through libfuse3, daemonizes once the mount is up
  * (unless --foreground), runs the multithreaded session loop, and
  * unmounts when it ends (SIGTERM, SIGINT, SIGHUP, or an external
@@ -30,8 +32,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/log.h"
 #include "common/json.h"
+#include "common/log.h"
+#include "common/suggest.h"
 #include "fuse/fuse_fs.h"
 #include "fuse/localfd_client.h"
 
@@ -77,22 +80,69 @@ enum {
 	O_THREADS,
 	O_LOG_FILE,
 	O_NO_LOCAL,
+	O_FOREGROUND = 'f',
+	O_DEBUG = 'd',
 };
 
-static const struct option long_opts[] = {
-	{"worker", required_argument, 0, O_WORKER},
-	{"token", required_argument, 0, O_TOKEN},
-	{"foreground", no_argument, 0, 'f'},
-	{"debug", no_argument, 0, 'd'},
-	{"allow-other", no_argument, 0, O_ALLOW_OTHER},
-	{"read-only", no_argument, 0, O_READ_ONLY},
-	{"attr-timeout", required_argument, 0, O_ATTR_TIMEOUT},
-	{"threads", required_argument, 0, O_THREADS},
-	{"log-file", required_argument, 0, O_LOG_FILE},
-	{"no-local-reads", no_argument, 0, O_NO_LOCAL},
-	{"help", no_argument, 0, 'h'},
-	{0, 0, 0, 0},
+const struct cli_opt fuse_cmd_options[] = {
+	{O_FOREGROUND, 'f', "foreground", NULL, "stay in the foreground (default: "
+	    "daemonize once\nthe mount is up)"},
+	{O_DEBUG, 'd', "debug", NULL, "log every FUSE request (implies --foreground)"},
+	{O_ALLOW_OTHER, 0, "allow-other", NULL, "let other users see the mount"},
+	{O_READ_ONLY, 0, "read-only", NULL, "the default and only mode"},
+	{O_ATTR_TIMEOUT, 0, "attr-timeout", "SECS", "how long the kernel trusts names "
+	    "and attributes\n(default: the worker's --sync-interval, at most 60;\n"
+	    "1 if the worker does not answer at mount)"},
+	{O_THREADS, 0, "threads", "N", "most request threads (default 32)"},
+	{O_LOG_FILE, 0, "log-file", "PATH", "where a daemonized mount logs "
+	    "(default: nowhere)"},
+	{O_NO_LOCAL, 0, "no-local-reads", NULL, "always read through HTTP, not from "
+	    "the page files\nof a worker on this host (zero-copy local reads)"},
+	{0, 0, NULL, NULL, NULL},
 };
+
+#define N_FUSE_OPTS (sizeof(fuse_cmd_options) / sizeof(fuse_cmd_options[0]))
+
+/* getopt's table: fuse_cmd_options, and the global options the CLI
+ * passes along. */
+static void
+build_long_opts(struct option *lo)
+{
+	size_t n = 0;
+	for (const struct cli_opt *o = fuse_cmd_options; o->id; o++)
+		lo[n++] = (struct option){o->long_name,
+		    o->arg ? required_argument : no_argument, 0, o->id};
+	lo[n++] = (struct option){"worker", required_argument, 0, O_WORKER};
+	lo[n++] = (struct option){"token", required_argument, 0, O_TOKEN};
+	lo[n++] = (struct option){"help", no_argument, 0, 'h'};
+	lo[n] = (struct option){0, 0, 0, 0};
+}
+
+/* "unknown option" with the nearest of fuse_cmd_options. */
+static int
+unknown_option(const char *opt)
+{
+	char word[64];
+	snprintf(word, sizeof(word), "%.*s", (int)strcspn(opt, "="), opt);
+	struct suggest s;
+	suggest_init(&s, word);
+	static char names[N_FUSE_OPTS * 2][40];
+	int k = 0;
+	for (const struct cli_opt *o = fuse_cmd_options; o->id; o++) {
+		snprintf(names[k++], sizeof(names[0]), "--%s", o->long_name);
+		if (o->short_name)
+			snprintf(names[k++], sizeof(names[0]), "-%c", o->short_name);
+	}
+	for (int i = 0; i < k; i++) {
+		if (strcmp(names[i], word) == 0) /* --flag=VALUE */
+			return usage_error("option '%s' takes no value", word);
+		suggest_try(&s, names[i]);
+	}
+	const char *best = suggest_best(&s);
+	if (best)
+		return usage_error("unknown option '%s' (did you mean '%s'?)", word, best);
+	return usage_error("unknown option '%s'", word);
+}
 
 /* 0, or the exit status of a usage error (printed), or -1 after --help. */
 static int
@@ -103,6 +153,8 @@ parse_args(int argc, char **argv, struct fuse_cmd_opts *o)
 	o->threads = DEFAULT_THREADS;
 	optind = 0; /* GNU: restart scanning */
 	opterr = 0;
+	struct option long_opts[N_FUSE_OPTS + 4];
+	build_long_opts(long_opts);
 	int c;
 	while ((c = getopt_long(argc, argv, ":fdh", long_opts, NULL)) != -1) {
 		char *end;
@@ -150,12 +202,17 @@ parse_args(int argc, char **argv, struct fuse_cmd_opts *o)
 			break;
 		case 'h':
 			printf("usage: ferry " FUSE_CMD_USAGE "\n\n" FUSE_CMD_SUMMARY
-			       ".\n\n" FUSE_CMD_DETAILS);
+			       ".\n\nSee `ferry fuse --help`.\n");
 			return -1;
 		case ':':
 			return usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			if (strncmp(argv[optind - 1], "--", 2) != 0 && optopt &&
+			    optopt < 256) {
+				char so[3] = {'-', (char)optopt, 0};
+				return unknown_option(so);
+			}
+			return unknown_option(argv[optind - 1]);
 		}
 	}
 	if (optind >= argc)
@@ -273,6 +330,37 @@ find_mount_dev(const char *mp, char *dev, size_t n)
 	return found;
 }
 
+/* 1 if the top mount at mp (absolute, resolved) is a ferry FUSE mount
+ * (fstype "fuse.ferry": ours, live; a dead one was recovered before). */
+static int
+ferry_mounted_at(const char *mp)
+{
+	FILE *fp = fopen("/proc/self/mountinfo", "re");
+	if (!fp)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	while (getline(&line, &cap, fp) > 0) {
+		char *save = NULL, *f[5], *t;
+		int i = 0;
+		while (i < 5 && (t = strtok_r(i ? NULL : line, " ", &save)))
+			f[i++] = t;
+		if (i < 5)
+			continue;
+		char *rest = strtok_r(NULL, "\n", &save);
+		char *sep = rest ? strstr(rest, " - ") : NULL;
+		if (!sep)
+			continue;
+		unescape_octal(f[4]);
+		if (strcmp(f[4], mp) == 0) /* the last one listed is on top */
+			found = strncmp(sep + 3, "fuse.ferry ", 11) == 0;
+	}
+	free(line);
+	fclose(fp);
+	return found;
+}
+
 void
 ffs_tune_readahead(struct ffs *fs)
 {
@@ -381,6 +469,13 @@ fuse_main_cmd(int argc, char **argv)
 		fprintf(stderr, "ferry: fuse: %s: %s\n", o.mountpoint, strerror(errno));
 		return 1;
 	}
+	/* Another mount on top of a live one would hide it, and stack. */
+	if (ferry_mounted_at(abs_mp)) {
+		fprintf(stderr, "ferry: fuse: %s is already a ferry mount (unmount it "
+				"first: fusermount3 -u %s)\n", abs_mp, abs_mp);
+		free(abs_mp);
+		return 1;
+	}
 	int log_fd = -1;
 	if (o.log_file && !o.foreground) {
 		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -401,16 +496,21 @@ fuse_main_cmd(int argc, char **argv)
 	r = ferry_connect(o.worker, o.token, &fs->f);
 	if (r) {
 		fprintf(stderr, "ferry: fuse: worker %s: %s\n", fs->worker_addr,
-		    r == -EINVAL ? "bad worker address or token" : ferry_strerror(r));
+		    *ferry_last_error() ? ferry_last_error() : ferry_strerror(r));
 		goto out;
 	}
 	/* A worker that is down now is not fatal: requests fail with EIO
-	 * until it comes up. */
+	 * until it comes up.  An address that is not a worker's is. */
 	struct ferry_stat rootst;
 	r = ferry_stat(fs->f, "/", &rootst);
+	if (r == -EPROTONOSUPPORT) {
+		fprintf(stderr, "ferry: fuse: %s\n", ferry_last_error());
+		goto out;
+	}
 	if (r)
 		LOG_WARN("worker %s: %s; mounting anyway (requests fail with EIO "
-			 "until it answers)", fs->worker_addr, ferry_strerror(r));
+			 "until it answers)", fs->worker_addr,
+		    *ferry_last_error() ? ferry_last_error() : ferry_strerror(r));
 	if (!o.attr_timeout_set && r == 0) {
 		double si = worker_sync_interval_s(fs->f);
 		if (si >= 0)

@@ -13,6 +13,13 @@
  * caller's buffer, never past its length.  Functions return 0 / a count,
  * or a negative errno (ferry.h's convention); nothing here aborts on what
  * a peer sends.
+ *
+ * Error messages: each public call clears this thread's message first and
+ * leaves in it, when it fails, the worker's JSON "error" (its own words:
+ * the under-store's answer, the option it did not know) or what libferry
+ * found itself (an address that is not a ferry control API); see
+ * ferry_last_error().  Thread-local, so threads sharing a ferry_t do not
+ * see each other's.
  */
 #include "ferry.h"
 
@@ -21,6 +28,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +49,7 @@
 #define FERRY_DEFAULT_PORT "29999"
 #define FERRY_JSON_MAX (16u << 20)     /* a JSON reply */
 #define FERRY_ERRBODY_MAX (64u << 10)  /* the part of an error body kept */
+#define FERRY_ERRMSG_MAX 1024          /* ferry_last_error()'s text */
 #define FERRY_POOL_MAX 16              /* idle handles kept */
 #define FERRY_LIST_PAGE 1000
 /* Workers are near: one that takes this long to connect is down, and
@@ -111,7 +120,11 @@ struct sink {
 	int etag_seen;       /* data: an ETag header came (and matched) */
 	int stale;           /* data: the ETag was another version's */
 	char seen_etag[FERRY_ETAG_MAX]; /* data: the ETag answered */
+	int foreign;         /* the answer is not a ferry worker's (FOREIGN_*) */
 };
+
+/* What kind of server answered, when it is not a ferry worker. */
+enum { FOREIGN_NONE, FOREIGN_S3, FOREIGN_WEB };
 
 static void lc_release(struct lcluster **lp);
 static void lc_refresh(ferry_t *f, int force);
@@ -123,6 +136,56 @@ static void
 curl_init_once(void)
 {
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ------------------------------------------------------------------ */
+/* This thread's error message (ferry_last_error)                       */
+
+static _Thread_local char tl_err[FERRY_ERRMSG_MAX];
+
+static void
+err_clear(void)
+{
+	tl_err[0] = 0;
+}
+
+/* Sets the message; control characters (a terminal escape in a hostile
+ * reply) become '?', and text cut short is cut at a character. */
+static void err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+err_set(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tl_err, sizeof(tl_err), fmt, ap);
+	va_end(ap);
+	size_t len = strlen(tl_err);
+	if (n >= (int)sizeof(tl_err)) {
+		while (len && ((unsigned char)tl_err[len - 1] & 0xc0) == 0x80)
+			len--;
+		if (len && ((unsigned char)tl_err[len - 1] & 0x80))
+			len--; /* the lead byte of the character cut */
+		tl_err[len] = 0;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)tl_err[i] < 0x20 || tl_err[i] == 0x7f)
+			tl_err[i] = '?';
+}
+
+/* A public call's result: a success leaves no message behind. */
+static int
+err_done(int r)
+{
+	if (r >= 0)
+		tl_err[0] = 0;
+	return r;
+}
+
+const char *
+ferry_last_error(void)
+{
+	return tl_err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -166,8 +229,8 @@ token_ok(const char *t)
 	return 1;
 }
 
-int
-ferry_connect(const char *worker, const char *token, ferry_t **out)
+static int
+do_connect(const char *worker, const char *token, ferry_t **out)
 {
 	if (!out)
 		return -EINVAL;
@@ -190,14 +253,15 @@ ferry_connect(const char *worker, const char *token, ferry_t **out)
 	while (wl && worker[wl - 1] == '/')
 		wl--;
 	char addr[256];
-	if (wl == 0 || wl >= sizeof(addr))
+	if (wl == 0 || wl >= sizeof(addr) ||
+	    (memcpy(addr, worker, wl), addr[wl] = 0, !worker_addr_ok(addr))) {
+		err_set("bad worker address '%.200s' (want HOST:PORT)", worker);
 		return -EINVAL;
-	memcpy(addr, worker, wl);
-	addr[wl] = 0;
-	if (!worker_addr_ok(addr))
+	}
+	if (token && !token_ok(token)) {
+		err_set("bad token: 1 to 4096 printable characters, no spaces");
 		return -EINVAL;
-	if (token && !token_ok(token))
-		return -EINVAL;
+	}
 
 	ferry_t *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -235,6 +299,13 @@ ferry_connect(const char *worker, const char *token, ferry_t **out)
 	suspects_init(&f->sus);
 	*out = f;
 	return 0;
+}
+
+int
+ferry_connect(const char *worker, const char *token, ferry_t **out)
+{
+	err_clear();
+	return err_done(do_connect(worker, token, out));
 }
 
 void
@@ -288,6 +359,8 @@ on_body(char *p, size_t sz, size_t nm, void *arg)
 	struct sink *s = arg;
 	size_t n = sz * nm;
 	s->last_ms = now_ms();
+	if (s->foreign)
+		return 0; /* not a worker: nothing it says is ours to keep */
 	long code = resp_code(s->h);
 	if (code < 200 || code > 299) {
 		/* Keep the start of an error body; drop the rest. */
@@ -342,6 +415,21 @@ on_header(char *p, size_t sz, size_t nm, void *arg)
 	struct http_hdr h;
 	if (http_hdr_split(p, n, &h) < 0)
 		return n;
+	/* An S3 server (ferry's own gateway included) or a web server is
+	 * not the control API, whatever the status says. */
+	if (http_hdr_is(&h, "x-amz-request-id")) {
+		s->foreign = FOREIGN_S3;
+		return n;
+	}
+	if (http_hdr_is(&h, "content-type")) {
+		char ct[64];
+		snprintf(ct, sizeof(ct), "%.*s", (int)(h.value_len < 63 ? h.value_len : 63), h.value);
+		if (strcasestr(ct, "xml"))
+			s->foreign = FOREIGN_S3;
+		else if (strcasestr(ct, "html") && !s->foreign)
+			s->foreign = FOREIGN_WEB;
+		return n;
+	}
 	int64_t a, b, total;
 	if (http_hdr_is(&h, "etag")) {
 		if (s->want_etag) {
@@ -359,13 +447,18 @@ on_header(char *p, size_t sz, size_t nm, void *arg)
 }
 
 
-/* Maps an HTTP error status (and the error body's "code") to an errno. */
+/* Maps an HTTP error status (and the error body's "code") to an errno;
+ * the body's "error" becomes this thread's message. */
 static int
 status_errno(long status, const struct dbuf *body)
 {
 	struct json_doc d;
 	if (body->len && json_parse(&d, body->p, body->len) == 0) {
 		char *code = json_str(&d, json_obj_get(&d, 0, "code"));
+		char *msg = json_str(&d, json_obj_get(&d, 0, "error"));
+		if (msg && *msg)
+			err_set("%s", msg);
+		free(msg);
 		int e = 0;
 		if (code) {
 			if (!strcmp(code, "NotADirectory"))
@@ -384,8 +477,9 @@ status_errno(long status, const struct dbuf *body)
 	case 400:
 		return -EINVAL;
 	case 401:
+		return -EPERM;  /* the control token */
 	case 403:
-		return -EACCES;
+		return -EACCES; /* the under-store */
 	case 404:
 		return -ENOENT;
 	case 409:
@@ -495,6 +589,7 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 #undef ADD_HDR
 	s->h = h;
 	s->range_start = -1;
+	s->foreign = FOREIGN_NONE;
 	s->last_ms = now_ms();
 	dbuf_init(&s->err, FERRY_ERRBODY_MAX);
 	if (r == 0) {
@@ -526,7 +621,13 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 		long status = resp_code(h);
 		if (rc == CURLE_WRITE_ERROR && s->full_ok)
 			rc = CURLE_OK;
-		if (s->stale && status >= 200 && status <= 299)
+		if (s->foreign) {
+			const char *hp = strncmp(base, "http://", 7) == 0 ? base + 7 : base;
+			err_set("%s is not a ferry control API (%s)", hp,
+			    s->foreign == FOREIGN_S3 ? "is it the S3 port?" :
+			    "it answered with a web page");
+			r = -EPROTONOSUPPORT;
+		} else if (s->stale && status >= 200 && status <= 299)
 			r = -ESTALE;
 		else if (s->overflow)
 			r = -EPROTO;
@@ -712,8 +813,8 @@ fill_stat(const struct json_doc *d, int obj, struct ferry_stat *st)
 	return 0;
 }
 
-int
-ferry_stat(ferry_t *f, const char *path, struct ferry_stat *st)
+static int
+do_stat(ferry_t *f, const char *path, struct ferry_stat *st)
 {
 	if (!f || !st)
 		return -EINVAL;
@@ -731,6 +832,13 @@ ferry_stat(ferry_t *f, const char *path, struct ferry_stat *st)
 	json_free(&d);
 	dbuf_free(&reply);
 	return r;
+}
+
+int
+ferry_stat(ferry_t *f, const char *path, struct ferry_stat *st)
+{
+	err_clear();
+	return err_done(do_stat(f, path, st));
 }
 
 /* Calls fn for each entry of one page.  *next gets the start_after for
@@ -817,8 +925,8 @@ list_one_page(ferry_t *f, const char *path, const char *after, int max,
 	return r;
 }
 
-int
-ferry_list_page(ferry_t *f, const char *path, const char *start_after,
+static int
+do_list_page(ferry_t *f, const char *path, const char *start_after,
     int max, ferry_list_fn fn, void *arg, char *next, size_t nextlen,
     int *truncated)
 {
@@ -850,7 +958,17 @@ ferry_list_page(ferry_t *f, const char *path, const char *start_after,
 }
 
 int
-ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
+ferry_list_page(ferry_t *f, const char *path, const char *start_after,
+    int max, ferry_list_fn fn, void *arg, char *next, size_t nextlen,
+    int *truncated)
+{
+	err_clear();
+	return err_done(do_list_page(f, path, start_after, max, fn, arg, next, nextlen,
+	    truncated));
+}
+
+static int
+do_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
 {
 	if (!f || !fn)
 		return -EINVAL;
@@ -874,6 +992,13 @@ ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
 	}
 	free(after);
 	return r;
+}
+
+int
+ferry_list(ferry_t *f, const char *path, ferry_list_fn fn, void *arg)
+{
+	err_clear();
+	return err_done(do_list(f, path, fn, arg));
 }
 
 static int
@@ -971,11 +1096,15 @@ lc_refresh(ferry_t *f, int force)
 	struct dbuf reply;
 	struct json_doc d;
 	struct lcluster *l = NULL;
+	/* Its failures are never reported: the caller's message stays. */
+	char saved[FERRY_ERRMSG_MAX];
+	memcpy(saved, tl_err, sizeof(saved));
 	if (json_request(f, "GET", "/v1/cluster", NULL, &reply, &d) == 0) {
 		l = lc_parse(&d);
 		json_free(&d);
 		dbuf_free(&reply);
 	}
+	memcpy(tl_err, saved, sizeof(saved));
 	pthread_mutex_lock(&f->mu);
 	f->refreshing = 0;
 	f->lc_at_ms = now_ms();
@@ -1153,14 +1282,20 @@ pread_version(ferry_t *f, const char *path, void *buf, size_t len,
 ssize_t
 ferry_pread(ferry_t *f, const char *path, void *buf, size_t len, int64_t off)
 {
-	return pread_version(f, path, buf, len, off, NULL);
+	err_clear();
+	ssize_t r = pread_version(f, path, buf, len, off, NULL);
+	err_done(r < 0 ? (int)r : 0);
+	return r;
 }
 
 ssize_t
 ferry_pread_etag(ferry_t *f, const char *path, void *buf, size_t len,
     int64_t off, const char *etag)
 {
-	return pread_version(f, path, buf, len, off, etag);
+	err_clear();
+	ssize_t r = pread_version(f, path, buf, len, off, etag);
+	err_done(r < 0 ? (int)r : 0);
+	return r;
 }
 
 /* "train" or "/train" -> "train"; -EINVAL if empty or nested. */
@@ -1177,11 +1312,12 @@ mount_name(const char *name, const char **out)
 	return 0;
 }
 
-int
-ferry_mount(ferry_t *f, const char *name, const char *uri,
-    const char *const *opts, int nopts)
+static int
+do_mount(ferry_t *f, const char *name, const char *uri,
+    const char *const *opts, int nopts, unsigned flags)
 {
-	if (!f || !uri || !*uri || nopts < 0 || (nopts && !opts))
+	if (!f || !uri || !*uri || nopts < 0 || (nopts && !opts) ||
+	    (flags & ~FERRY_MOUNT_NO_CHECK))
 		return -EINVAL;
 	int r = mount_name(name, &name);
 	if (r)
@@ -1213,7 +1349,7 @@ ferry_mount(ferry_t *f, const char *name, const char *uri,
 			r = json_put_str(&b, eq + 1);
 	}
 	if (r == 0)
-		r = dbuf_adds(&b, "}}");
+		r = dbuf_adds(&b, (flags & FERRY_MOUNT_NO_CHECK) ? "},\"check\":false}" : "}}");
 	if (r == -E2BIG)
 		r = -EINVAL;
 	if (r == 0) {
@@ -1233,7 +1369,22 @@ ferry_mount(ferry_t *f, const char *name, const char *uri,
 }
 
 int
-ferry_unmount(ferry_t *f, const char *name)
+ferry_mount_flags(ferry_t *f, const char *name, const char *uri,
+    const char *const *opts, int nopts, unsigned flags)
+{
+	err_clear();
+	return err_done(do_mount(f, name, uri, opts, nopts, flags));
+}
+
+int
+ferry_mount(ferry_t *f, const char *name, const char *uri,
+    const char *const *opts, int nopts)
+{
+	return ferry_mount_flags(f, name, uri, opts, nopts, 0);
+}
+
+static int
+do_unmount(ferry_t *f, const char *name)
 {
 	if (!f)
 		return -EINVAL;
@@ -1258,6 +1409,13 @@ ferry_unmount(ferry_t *f, const char *name)
 	return r;
 }
 
+int
+ferry_unmount(ferry_t *f, const char *name)
+{
+	err_clear();
+	return err_done(do_unmount(f, name));
+}
+
 static int
 get_json_text(ferry_t *f, const char *target, char **json)
 {
@@ -1277,19 +1435,22 @@ get_json_text(ferry_t *f, const char *target, char **json)
 int
 ferry_mounts_json(ferry_t *f, char **json)
 {
-	return get_json_text(f, "/v1/mounts", json);
+	err_clear();
+	return err_done(get_json_text(f, "/v1/mounts", json));
 }
 
 int
 ferry_cluster_json(ferry_t *f, char **json)
 {
-	return get_json_text(f, "/v1/cluster", json);
+	err_clear();
+	return err_done(get_json_text(f, "/v1/cluster", json));
 }
 
 int
 ferry_stats_json(ferry_t *f, char **json)
 {
-	return get_json_text(f, "/v1/stats", json);
+	err_clear();
+	return err_done(get_json_text(f, "/v1/stats", json));
 }
 
 /* Copies string member key of the reply's object into out; -EPROTO if
@@ -1311,8 +1472,8 @@ copy_str_member(const struct json_doc *d, const char *key, char *out, size_t n)
 	return r;
 }
 
-int
-ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn)
+static int
+do_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn)
 {
 	if (!f || !path || !id || !n || !idn)
 		return -EINVAL;
@@ -1329,6 +1490,13 @@ ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn)
 	return r;
 }
 
+int
+ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn)
+{
+	err_clear();
+	return err_done(do_local_socket(f, path, n, id, idn));
+}
+
 const char *
 ferry_strerror(int err)
 {
@@ -1337,10 +1505,14 @@ ferry_strerror(int err)
 		return "success";
 	case -ENOENT:
 		return "no such file, directory or mount";
+	case -EPERM:
+		return "the control token is missing or wrong";
 	case -EACCES:
-		return "access denied (a token is needed or it is wrong)";
+		return "access denied by the under-store";
 	case -EIO:
 		return "I/O error in the under-store";
+	case -EPROTONOSUPPORT:
+		return "not a ferry control API (is it the S3 port?)";
 	case -ECONNREFUSED:
 		return "connection refused (is the worker running?)";
 	case -EHOSTUNREACH:

@@ -62,14 +62,28 @@ ufs_lookup(const char *uri, const char **root)
 	return NULL;
 }
 
+const struct ufs_ops *
+ufs_backend(int i)
+{
+	if (i < 0 || (size_t)i >= sizeof(backends) / sizeof(backends[0]))
+		return NULL;
+	return backends[i];
+}
+
 const char *
-ufs_reason(void)
+ufs_last_error(void)
 {
 	return t_reason;
 }
 
 void
-ufs_reason_set(const char *fmt, ...)
+ufs_clear_error(void)
+{
+	t_reason[0] = 0;
+}
+
+void
+ufs_set_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -156,7 +170,7 @@ enter(struct ufs *u, const char *path)
 	if (!u || !path)
 		return -EINVAL;
 	if (!u->state) {
-		ufs_reason_set("%s cannot be opened: %s", u->label,
+		ufs_set_error("%s cannot be opened: %s", u->label,
 		    u->open_err ? u->open_err : "unknown error");
 		return -EIO;
 	}
@@ -232,7 +246,7 @@ ufs_read(struct ufs *u, const char *path, const char *etag, int64_t off,
 	ADD(requests[UFSOP_READ], 1);
 	ssize_t n = u->ops->read(u->state, path, etag ? etag : "", off, buf, len);
 	if (n > (ssize_t)len) {
-		ufs_reason_set("%s: read of %s returned more than asked", u->label, path);
+		ufs_set_error("%s: read of %s returned more than asked", u->label, path);
 		n = -EIO;
 	}
 	if (n >= 0)
@@ -256,7 +270,7 @@ ufs_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
 	ADD(requests[UFSOP_READ], 1);
 	ssize_t n = u->ops->read_stat(u->state, path, off, buf, len, dirs, st);
 	if (n > (ssize_t)len) {
-		ufs_reason_set("%s: read of %s returned more than asked", u->label, path);
+		ufs_set_error("%s: read of %s returned more than asked", u->label, path);
 		n = -EIO;
 	}
 	if (n >= 0)

@@ -12,7 +12,9 @@
  * -ETIMEDOUT the store did not answer in time, -EIO anything else
  * (including a store that answers garbage).  A backend never hangs: every
  * call has a timeout.  Backends are thread-safe: many threads call one
- * instance at once.
+ * instance at once.  A backend that knows more than the errno (the store's
+ * error code and message, the transport's reason) says it through
+ * ufs_set_error(), so that it reaches the user (ufs_last_error()).
  */
 #ifndef FERRY_UFS_H
 #define FERRY_UFS_H
@@ -36,7 +38,7 @@ struct ufs_entry {
 	                    prefixes) end in '/' */
 	int is_dir;
 	int64_t size;
-	int64_t mtime;
+	int64_t mtime;    /* unix seconds; 0 if unknown (S3 prefixes) */
 	const char *etag; /* "" if unknown */
 };
 
@@ -48,8 +50,18 @@ struct ufs_opt {
 	const char *value;
 };
 
+/* One option a backend takes, for help texts and "did you mean". */
+struct ufs_optdoc {
+	const char *key;   /* "s3.region" */
+	const char *value; /* what the value is: "REGION", "MS", "true|false" */
+	const char *help;  /* one line */
+};
+
 struct ufs_ops {
 	const char *scheme; /* "file", "s3" */
+	/* The options open takes, ending with {NULL}: what `ferry mount
+	 * --help` and the man page list. */
+	const struct ufs_optdoc *options;
 	/*
 	 * root: the part of the URI after "scheme://".  Options are the
 	 * mount's --option pairs.  On failure returns -errno and sets *err
@@ -101,6 +113,22 @@ extern const struct ufs_ops ufs_s3_ops;
 
 /* Finds the backend for a URI's scheme; sets *root to the part after "://". */
 const struct ufs_ops *ufs_lookup(const char *uri, const char **root);
+/* The i-th backend (0, 1, ...), NULL past the last. */
+const struct ufs_ops *ufs_backend(int i);
+
+/*
+ * Why the last failed under-store call on this thread failed, in words that
+ * name the store and its answer: "s3://bkt/a.bin: AccessDenied: Access
+ * Denied (HTTP 403)", "s3://bkt: Could not resolve host: h (5 attempts)".
+ * "" when that call (or the last one) gave no more than its errno.
+ * The wrappers below clear it when a call starts; backends set it when
+ * one fails;
+ * callers on the same thread (the control API's error replies, the mount
+ * check) read it right after the failed call.  Thread-local.
+ */
+const char *ufs_last_error(void);
+void ufs_clear_error(void);
+void ufs_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * --- The wrapper layer: what every caller above the backends uses. ---
@@ -113,7 +141,7 @@ const struct ufs_ops *ufs_lookup(const char *uri, const char **root);
  *
  * A ufs whose backend failed to open is kept (a mount restored at start
  * whose NAS is not there yet): every call on it fails with -EIO and
- * ufs_reason() says why.
+ * ufs_last_error() says why.
  */
 struct ufs;
 
@@ -141,15 +169,6 @@ ssize_t ufs_read(struct ufs *u, const char *path, const char *etag,
 /* -ENOTSUP when the backend has no read_stat. */
 ssize_t ufs_read_stat(struct ufs *u, const char *path, int64_t off,
     void *buf, size_t len, int dirs, struct ufs_stat *st);
-
-/*
- * Why the last call on this thread failed, in the backend's words ("s3:
- * GET s3://b/k: HTTP 403 AccessDenied: ..."), or "" when it said nothing.
- * Each wrapper call clears it; backends set it with ufs_reason_set where
- * they log a failure, so an error answer can name the under-store's cause.
- */
-const char *ufs_reason(void);
-void ufs_reason_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Counters (process-wide, relaxed atomics), for /metrics and /v1/stats. */
 enum ufs_op { UFSOP_STAT, UFSOP_LIST, UFSOP_READ, UFSOP__N };

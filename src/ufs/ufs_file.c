@@ -17,7 +17,8 @@
  * than UFS_KEY_MAX, are skipped, because no valid ufs path could name them.
  * With delimiter '/' every subdirectory is a common prefix, empty ones
  * included (a real S3 prefix needs an object under it; here stat also calls
- * an empty directory a directory, so the two agree).  Recursive listings do
+ * an empty directory a directory, so the two agree), with the directory's
+ * own mtime (S3 prefixes have none: 0).  Recursive listings do
  * not enter a directory already on the current path (symlink loops).
  * Memory: each directory scan keeps only the max_keys+1 smallest
  * qualifying names (a bounded heap), so a listing holds at most
@@ -152,14 +153,18 @@ file_open(const char *root, const struct ufs_opt *opts, int nopts,
 	fs->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fs->rootfd < 0) {
 		int e = errno;
-		*err = errmsg("file: cannot open root directory '%s'", root);
+		if (asprintf(err, "file: cannot open root directory '%s': %s",
+		    root, strerror(e)) < 0)
+			*err = NULL;
 		free(fs);
 		return -e;
 	}
 	fs->root_real = realpath(root, NULL);
 	if (!fs->root_real) {
 		int e = errno;
-		*err = errmsg("file: cannot resolve root '%s'", root);
+		if (asprintf(err, "file: cannot resolve root '%s': %s", root,
+		    strerror(e)) < 0)
+			*err = NULL;
 		close(fs->rootfd);
 		free(fs);
 		return -e;
@@ -475,7 +480,7 @@ emit(struct lister *l, size_t klen, int is_dir, const struct stat *sb)
 	    .key = l->key,
 	    .is_dir = is_dir,
 	    .size = is_dir ? 0 : (int64_t)sb->st_size,
-	    .mtime = is_dir ? 0 : (int64_t)sb->st_mtim.tv_sec,
+	    .mtime = sb ? (int64_t)sb->st_mtim.tv_sec : 0,
 	    .etag = etag,
 	};
 	int r = l->fn(l->arg, &e);
@@ -502,11 +507,14 @@ list_cand(struct lister *l, int dirfd, size_t dlen, const struct cand *c)
 			emit(l, klen, 0, &sb);
 		return; /* vanished or changed type since the scan: skip */
 	}
-	l->key[klen++] = '/';
 	if (l->delimiter == '/') {
-		emit(l, klen, 1, NULL);
+		/* Rolled up: the directory's own mtime is what `ls -l` shows. */
+		int have = stat_entry(l, dirfd, c->name, klen, &sb) == 0;
+		l->key[klen++] = '/';
+		emit(l, klen, 1, have ? &sb : NULL);
 		return;
 	}
+	l->key[klen++] = '/';
 	l->key[klen] = 0;
 	int r = list_dir(l, klen, "", 0, 0);
 	if (r < 0 && !l->done) {
@@ -706,8 +714,11 @@ file_list(void *state, const char *prefix, char delimiter,
 	return rc;
 }
 
+static const struct ufs_optdoc file_options[] = {{NULL, NULL, NULL}};
+
 const struct ufs_ops ufs_file_ops = {
     .scheme = "file",
+    .options = file_options,
     .open = file_open,
     .close = file_close,
     .stat = file_stat,

@@ -46,6 +46,7 @@
 #include "common/dbuf.h"
 #include "common/http_reply.h"
 #include "common/log.h"
+#include "common/suggest.h"
 #include "common/util.h"
 #include "common/sigv4.h"
 #include "ufs/s3_listxml.h"
@@ -263,6 +264,26 @@ curl_init_once(void)
 	                                                                 : -EIO;
 }
 
+/* Every option s3_parse_opts takes (ufs_ops.options): what `ferry mount
+ * --help`, the man page and "did you mean" know. */
+static const struct ufs_optdoc s3_options[] = {
+	{"s3.endpoint", "URL", "http[s]://HOST[:PORT] of an S3-compatible store "
+	    "(default https://s3.REGION.amazonaws.com)"},
+	{"s3.region", "REGION", "region requests are signed for (default us-east-1)"},
+	{"s3.access_key", "KEY", "access key id (without keys, requests are anonymous)"},
+	{"s3.secret_key", "SECRET", "secret access key (never shown or logged)"},
+	{"s3.session_token", "TOKEN", "session token of temporary credentials "
+	    "(never shown or logged)"},
+	{"s3.path_style", "true|false", "path-style URLs, http://HOST/BUCKET/KEY "
+	    "(default: true with s3.endpoint or a bucket name with dots)"},
+	{"s3.connect_timeout_ms", "MS", "connect timeout of each attempt (default 5000)"},
+	{"s3.timeout_ms", "MS", "time limit of each attempt (default 60000)"},
+	{"s3.retries", "N", "retries of failed connections, timeouts and 5xx "
+	    "answers, with backoff (default 4; 0..100)"},
+	{"s3.insecure", "true|false", "do not verify the TLS certificate (default false)"},
+	{NULL, NULL, NULL},
+};
+
 /* Parses the options into s; on error sets *err and returns -EINVAL. */
 static int
 s3_parse_opts(struct s3_state *s, const struct ufs_opt *opts, int nopts,
@@ -306,7 +327,15 @@ s3_parse_opts(struct s3_state *s, const struct ufs_opt *opts, int nopts,
 		} else if (!strcmp(k, "s3.insecure")) {
 			r = parse_bool(v, &s->insecure);
 		} else {
-			*err = s3_errmsg("s3: unknown option '%s'", k);
+			struct suggest sg;
+			suggest_init(&sg, k);
+			for (const struct ufs_optdoc *o = s3_options; o->key; o++)
+				suggest_try(&sg, o->key);
+			const char *best = suggest_best(&sg);
+			if (!best || asprintf(err, "s3: unknown option '%s' (did "
+			    "you mean '%s'?)", k, best) < 0)
+				*err = s3_errmsg("s3: unknown option '%s' (see "
+				    "`ferry mount --help`)", k);
 			return -EINVAL;
 		}
 		if (r) {
@@ -684,20 +713,39 @@ call_what(const struct s3_call *c)
 	return c->key ? c->key : "(bucket)";
 }
 
+/* Says why a call failed in ufs_last_error(): "s3://BUCKET[/KEY]: " and
+ * what. */
 static void
-log_http_failure(const struct s3_state *s, const struct s3_call *c)
+set_call_error(const struct s3_state *s, const struct s3_call *c,
+    const char *what)
 {
-	char code[64], msg[256];
+	ufs_set_error("s3://%s%s%s: %s", s->bucket, c->key ? "/" : "",
+	    c->key ? c->key : "", what);
+}
+
+/* A final error status: the store's code and message (from the error
+ * body) go to ufs_last_error(), and to the log at warn unless quiet. */
+static void
+http_failure(const struct s3_state *s, const struct s3_call *c, int quiet)
+{
+	char code[64], msg[256], what[400];
 	code[0] = msg[0] = 0;
 	if (c->errbody.len)
 		s3_errxml_parse(c->errbody.p, c->errbody.len, code,
 		    sizeof(code), msg, sizeof(msg));
-	LOG_WARN("s3: %s s3://%s/%s: HTTP %ld%s%s%s%s", c->method, s->bucket,
-	    call_what(c), c->status, code[0] ? " " : "", code,
-	    msg[0] ? ": " : "", msg);
-	ufs_reason_set("s3://%s/%s: HTTP %ld%s%s%s%s", s->bucket,
-	    call_what(c), c->status, code[0] ? " " : "", code,
-	    msg[0] ? ": " : "", msg);
+	if (quiet)
+		LOG_DEBUG("s3: %s s3://%s/%s: HTTP %ld%s%s", c->method,
+		    s->bucket, call_what(c), c->status, code[0] ? " " : "", code);
+	else
+		LOG_WARN("s3: %s s3://%s/%s: HTTP %ld%s%s%s%s", c->method,
+		    s->bucket, call_what(c), c->status, code[0] ? " " : "", code,
+		    msg[0] ? ": " : "", msg);
+	if (code[0])
+		snprintf(what, sizeof(what), "%s%s%s (HTTP %ld)", code,
+		    msg[0] ? ": " : "", msg, c->status);
+	else
+		snprintf(what, sizeof(what), "HTTP %ld", c->status);
+	set_call_error(s, c, what);
 }
 
 /*
@@ -721,6 +769,7 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		dbuf_free(&url);
 		return r == -E2BIG ? -ENAMETOOLONG : r;
 	}
+	ufs_clear_error();
 	int head = !strcmp(c->method, "HEAD");
 	CURLcode cc = CURLE_OK;
 	char curl_err[CURL_ERROR_SIZE];
@@ -786,6 +835,7 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		if (c->overflow) {
 			LOG_WARN("s3: %s s3://%s/%s: reply body larger than "
 			    "expected", c->method, s->bucket, call_what(c));
+			set_call_error(s, c, "reply body larger than expected");
 			r = -EIO;
 			break;
 		}
@@ -798,36 +848,37 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 			break;
 	}
 	if (r && cc != CURLE_OK && !c->overflow && !c->empty_206) {
+		int tries = attempt + (attempt <= s->retries);
 		LOG_WARN("s3: %s s3://%s/%s: %s (%s) after %d attempt(s)",
 		    c->method, s->bucket, call_what(c), curl_easy_strerror(cc),
-		    curl_err[0] ? curl_err : "-",
-		    attempt + (attempt <= s->retries));
-		ufs_reason_set("s3://%s/%s: %s (%s) after %d attempt(s)",
-		    s->bucket, call_what(c), curl_easy_strerror(cc),
-		    curl_err[0] ? curl_err : "-",
-		    attempt + (attempt <= s->retries));
+		    curl_err[0] ? curl_err : "-", tries);
+		char what[CURL_ERROR_SIZE + 64];
+		snprintf(what, sizeof(what), "%s (%d attempt%s)",
+		    curl_err[0] ? curl_err : curl_easy_strerror(cc), tries,
+		    tries == 1 ? "" : "s");
+		set_call_error(s, c, what);
 	}
 	dbuf_free(&path);
 	dbuf_free(&url);
 	return r;
 }
 
-/* Maps a final non-success status to -errno, logging it once. */
+/* Maps a final non-success status to -errno, logging it once and saying
+ * why in ufs_last_error(). */
 static int
 s3_http_error(const struct s3_state *s, const struct s3_call *c)
 {
 	switch (c->status) {
 	case 404:
 	case 412:
-		LOG_DEBUG("s3: %s s3://%s/%s: HTTP %ld", c->method, s->bucket,
-		    call_what(c), c->status);
+		http_failure(s, c, 1);
 		return c->status == 404 ? -ENOENT : -ESTALE;
 	case 401:
 	case 403:
-		log_http_failure(s, c);
+		http_failure(s, c, 0);
 		return -EACCES;
 	default:
-		log_http_failure(s, c);
+		http_failure(s, c, 0);
 		return -EIO;
 	}
 }
@@ -992,6 +1043,8 @@ s3_list_page(struct s3_state *s, const char *full_prefix,
 		if (r) {
 			LOG_WARN("s3: list s3://%s/%s: malformed reply",
 			    s->bucket, full_prefix);
+			set_call_error(s, &c, "the reply is not a ListObjectsV2 "
+			    "result (is s3.endpoint an S3 store?)");
 			r = -EIO;
 		}
 	}
@@ -1161,6 +1214,8 @@ s3_is_prefix(struct s3_state *s, const char *key)
 		    count_item, &n, res)) {
 			LOG_WARN("s3: list s3://%s/%s: malformed reply",
 			    s->bucket, p.p);
+			set_call_error(s, &c, "the reply is not a ListObjectsV2 "
+			    "result (is s3.endpoint an S3 store?)");
 			r = -EIO;
 		} else {
 			r = n > 0 || res->key_count > 0;
@@ -1196,6 +1251,8 @@ s3_stat(void *state, const char *path, struct ufs_stat *st)
 		if (c.content_length < 0 || c.etag_bad) {
 			LOG_WARN("s3: HEAD s3://%s/%s: reply without a valid "
 			    "Content-Length or ETag", s->bucket, key.p);
+			set_call_error(s, &c, "reply without a valid "
+			    "Content-Length or ETag");
 			r = -EIO;
 		} else {
 			st->size = c.content_length;
@@ -1375,6 +1432,7 @@ s3_read_stat(void *state, const char *path, int64_t off, void *buf,
 
 const struct ufs_ops ufs_s3_ops = {
     .scheme = "s3",
+    .options = s3_options,
     .open = s3_open,
     .close = s3_close,
     .stat = s3_stat,

@@ -69,11 +69,18 @@ reply_error(struct http_conn *c, int status, const char *code, const char *msg)
 	dbuf_free(&b);
 }
 
+/* An error for what (a path): the under-store's own words when its answer
+ * was the failure (set on this thread by the call that failed, see
+ * ufs_last_error), else the errno's. */
 static void
 reply_errno(struct http_conn *c, int err, const char *what)
 {
-	char msg[512];
-	snprintf(msg, sizeof(msg), "%s: %s", what, strerror(-err));
+	char msg[1024];
+	const char *why = ufs_last_error();
+	if (why[0] && err != -EINVAL && err != -ENAMETOOLONG)
+		snprintf(msg, sizeof(msg), "%s: %s", what, why);
+	else
+		snprintf(msg, sizeof(msg), "%s: %s", what, strerror(-err));
 	switch (err) {
 	case -ENOENT: reply_error(c, 404, "NoSuchFile", msg); break;
 	case -EACCES:
@@ -456,7 +463,10 @@ op_mount(struct worker *w, struct http_conn *c, const struct http_request *req)
 		return;
 	}
 	char *name = NULL, *err = NULL;
-	int r = mounts_apply_json(w->mt, body, (size_t)n, MOUNTS_SAVE, &name, &err);
+	/* Checked here, by the worker the client asked ("check": false in
+	 * the body to skip it); the cluster's other workers take it as is. */
+	int r = mounts_apply_json(w->mt, body, (size_t)n, MOUNTS_SAVE | MOUNTS_CHECK,
+	    &name, &err);
 	if (r == 0 && worker_cluster(w)) {
 		/* Cluster-wide: the definition goes to etcd, and every
 		 * worker's watch applies it (here it is in place already). */
@@ -477,8 +487,10 @@ op_mount(struct worker *w, struct http_conn *c, const struct http_request *req)
 		reply_json(c, 200, &b);
 		dbuf_free(&b);
 	} else {
-		reply_error(c, r == -EEXIST ? 409 : r == -EAGAIN ? 503 : 400,
-		    r == -EEXIST ? "Exists" : r == -EAGAIN ? "ClusterUnavailable" : "BadMount",
+		reply_error(c, r == -EEXIST ? 409 : r == -EAGAIN ? 503 :
+		    r == MOUNTS_ECHECK ? 502 : 400,
+		    r == -EEXIST ? "Exists" : r == -EAGAIN ? "ClusterUnavailable" :
+		    r == MOUNTS_ECHECK ? "MountCheckFailed" : "BadMount",
 		    err ? err : strerror(-r));
 	}
 	free(err);
@@ -705,6 +717,7 @@ void
 control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 {
 	struct worker *w = arg;
+	ufs_clear_error(); /* this request's under-store errors only */
 	int get = method_is(req, "GET") || method_is(req, "HEAD");
 	if (path_is(req, "/healthz") && get) {
 		http_resp_simple(c, 200, NULL, "text/plain", "ok\n", 3);

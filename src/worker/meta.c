@@ -271,7 +271,7 @@ outage_seen(struct mount *m, const char *path, int r)
 	METRIC_ADD(meta_stale, 1);
 	if (__atomic_exchange_n(&m->ufs_down, 1, __ATOMIC_ACQ_REL) == 0)
 		LOG_WARN("mount /%s: the under-store does not answer (%s: %s); serving what is cached until it does",
-		    m->name, path, ufs_reason()[0] ? ufs_reason() : strerror(-r));
+		    m->name, path, ufs_last_error()[0] ? ufs_last_error() : strerror(-r));
 }
 
 static void

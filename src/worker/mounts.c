@@ -216,7 +216,11 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
     int nopts, int keep_broken, char **err)
 {
 	if (!ufs_lookup(uri, NULL)) {
-		*err = strdup("unsupported URI scheme (use file:///path or s3://bucket/prefix)");
+		const char *sep = strstr(uri, "://");
+		if (!sep || sep == uri || asprintf(err, "unsupported URI scheme "
+		    "'%.*s' in '%s' (use file:///path or s3://bucket/prefix)",
+		    (int)(sep - uri), uri, uri) < 0)
+			*err = strdup("not a URI: use file:///path or s3://bucket/prefix");
 		return NULL;
 	}
 	struct mount *m = calloc(1, sizeof(*m));
@@ -282,6 +286,30 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 	return m;
 }
 
+static int
+check_stop(void *arg, const struct ufs_entry *e)
+{
+	return 1; /* one key is enough */
+}
+
+/* MOUNTS_CHECK: one listing of the root, as the first read would do. */
+static int
+mount_check(struct mount *m, char **err)
+{
+	int truncated = 0;
+	int r = ufs_list(m->ufs, "", '/', "", 1, check_stop, NULL, &truncated);
+	if (r >= 0)
+		return 0;
+	const char *why = ufs_last_error();
+	if (why[0])
+		*err = strdup(why);
+	else if (asprintf(err, "%s: %s", m->uri, strerror(-r)) < 0)
+		*err = NULL;
+	LOG_INFO("mount /%s (%s) refused: the check failed: %s", m->name, m->uri,
+	    *err ? *err : strerror(-r));
+	return MOUNTS_ECHECK;
+}
+
 int
 mounts_add(struct mount_table *mt, const char *name, const char *uri,
     const struct ufs_opt *opts, int nopts, int flags, char **err)
@@ -300,12 +328,29 @@ mounts_add(struct mount_table *mt, const char *name, const char *uri,
 	}
 	if ((flags & MOUNTS_REPLACE) && mounts_same(mt, name, uri, opts, nopts))
 		return 0;
+	if (!(flags & MOUNTS_REPLACE)) {
+		/* Taken: say so before opening (and checking) anything. */
+		pthread_rwlock_rdlock(&mt->lock);
+		int pos, taken = do_find(mt, name, strlen(name), &pos);
+		pthread_rwlock_unlock(&mt->lock);
+		if (taken) {
+			*err = strdup("a mount with this name exists");
+			return -EEXIST;
+		}
+	}
 	/* Open the UFS outside the lock: it may touch the network.  A mount
 	 * restored from the table is kept even if it fails. */
 	struct mount *m = mount_new(name, uri, opts, nopts,
 	    flags & MOUNTS_KEEP_BROKEN, err);
 	if (!m)
 		return -EINVAL;
+	if ((flags & MOUNTS_CHECK) && !ufs_open_error(m->ufs)) {
+		int cr = mount_check(m, err);
+		if (cr) {
+			mount_free(m);
+			return cr;
+		}
+	}
 	pthread_rwlock_wrlock(&mt->lock);
 	int pos, r = 0;
 	struct mount *old = NULL;
@@ -558,6 +603,11 @@ mounts_apply_json(struct mount_table *mt, const char *json, size_t n,
 	char *uri = json_str(&d, json_obj_get(&d, 0, "uri"));
 	struct ufs_opt opts[MOUNT_OPTS_MAX];
 	int nopts = 0, bad = 0, r;
+	int ck = json_obj_get(&d, 0, "check");
+	if (ck >= 0 && d.toks[ck].type != JSON_BOOL)
+		bad = 1;
+	else if (ck >= 0 && !json_bool(&d, ck))
+		flags &= ~MOUNTS_CHECK;
 	int ot = json_obj_get(&d, 0, "options");
 	if (ot >= 0) {
 		if (d.toks[ot].type != JSON_OBJECT || d.toks[ot].size > MOUNT_OPTS_MAX) {
@@ -575,7 +625,7 @@ mounts_apply_json(struct mount_table *mt, const char *json, size_t n,
 		}
 	}
 	if (!name || !uri || bad) {
-		*err = strdup("name and uri are required strings; options must be an object of strings");
+		*err = strdup("name and uri are required strings; options must be an object of strings; check a boolean");
 		r = -EINVAL;
 	} else {
 		const char *nm = name[0] == '/' ? name + 1 : name;

@@ -12,6 +12,7 @@
 #ifndef FERRY_MOUNTS_H
 #define FERRY_MOUNTS_H
 
+#include <errno.h>
 #include <stdint.h>
 
 #include "../common/dbuf.h"
@@ -44,20 +45,32 @@ void mounts_close(struct mount_table **mt);
 #define MOUNTS_KEEP_BROKEN 2 /* keep the mount if its backend fails to open
                               * (restoring a table: a NAS not there yet) */
 #define MOUNTS_REPLACE 4     /* replace a mount of that name if it differs */
+#define MOUNTS_CHECK 8       /* list one key at the root through the backend
+                              * before adding: a bucket that does not exist,
+                              * a host that does not resolve, keys the store
+                              * refuses fail now, not at the first read (a
+                              * new mount from a client; not one restored or
+                              * replayed from the cluster: a NAS may not be
+                              * there yet) */
+/* mounts_add's answer when the MOUNTS_CHECK listing failed (*err: the
+ * under-store's reason). */
+#define MOUNTS_ECHECK (-EREMOTEIO)
 /* Options ferry itself takes (not passed to the under-store). */
 #define MOUNT_OPT_REPLICAS "replicas"
 #define MOUNT_REPLICAS_MAX 16
 
-/* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says).
- * With MOUNTS_REPLACE an identical mount of that name is left alone (0),
- * unless its backend failed to open: then it is opened again. */
+/* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says),
+ * MOUNTS_ECHECK (the check failed: *err says why).  With MOUNTS_REPLACE an
+ * identical mount of that name is left alone (0, unchecked), unless its
+ * backend failed to open: then it is opened again. */
 int mounts_add(struct mount_table *mt, const char *name, const char *uri,
     const struct ufs_opt *opts, int nopts, int flags, char **err);
 #define MOUNT_OPTS_MAX 64
 /*
  * mounts_add from a JSON definition {"name","uri","options":{k:v}} (the
  * control API's POST /v1/mounts body, and the cluster's mount records).
- * *name_out (if not NULL) gets the mount's name, malloc'd, on success.
+ * An optional "check": false turns MOUNTS_CHECK off.  *name_out (if not
+ * NULL) gets the mount's name, malloc'd, on success.
  */
 int mounts_apply_json(struct mount_table *mt, const char *json, size_t n,
     int flags, char **name_out, char **err);

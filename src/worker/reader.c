@@ -283,8 +283,8 @@ fetch_thread(void *arg)
 			err = -ESTALE; /* the object shrank: a new version */
 		if (err && err != -ESTALE)
 			LOG_WARN("ufs read /%s/%s @%lld: %s%s%s", f->m->name, f->path,
-			    (long long)f->off, strerror(-err), ufs_reason()[0] ? ": " : "",
-			    ufs_reason());
+			    (long long)f->off, strerror(-err), ufs_last_error()[0] ? ": " : "",
+			    ufs_last_error());
 		if (!err && f->ahead)
 			METRIC_ADD(readahead_bytes, n);
 

@@ -511,6 +511,29 @@ def test_cluster_wide_mounts(cluster_factory, tmp_path, s3rver):
         assert secret not in w.log(), f"worker {w.n} logged the secret"
 
 
+def test_mount_check_is_made_once_by_the_worker_asked(cluster_factory, s3rver):
+    """A new mount is checked by the worker the client asked: a bucket that
+    does not exist is refused before it reaches etcd, so no worker has it;
+    one made with "check": false reaches the others, which never check
+    what they replay (a store may not be there yet)."""
+    c = cluster_factory()
+    a, b = c.add(), c.add()
+    opts = s3rver.mount_options(**{"s3.retries": "0"})
+    r = a.ctl("POST", "/v1/mounts", json={"name": "nb", "uri": "s3://nosuch-bucket-c1",
+                                          "options": opts})
+    assert r.status_code == 502 and r.json()["code"] == "MountCheckFailed", r.text
+    assert "NoSuchBucket" in r.json()["error"]
+    nowhere = {"s3.endpoint": "http://nosuch-host.invalid:9", "s3.retries": "0"}
+    r = a.ctl("POST", "/v1/mounts", json={"name": "nh", "uri": "s3://bkt", "options": nowhere,
+                                          "check": False})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: "nh" in mount_names(b), 5, interval=0.1, what=f"/nh on {b.ctl_addr}")
+    assert "nb" not in mount_names(a) and "nb" not in mount_names(b)
+    # b restarts: restored from its table and etcd, again unchecked.
+    assert b.restart() is b
+    assert "nh" in mount_names(b)
+
+
 # --- 9: ferry workers ----------------------------------------------------------
 
 def workers_rows(w):

@@ -588,6 +588,35 @@ def test_stale_mount_is_recovered(make_worker, fuse_mount, data_dir, tree):
     assert "stale mount" in m2.log()
 
 
+def mounts_at(mnt):
+    real = os.path.realpath(mnt)
+    with open("/proc/self/mountinfo") as f:
+        return sum(1 for line in f if line.split(" ")[4].replace("\\040", " ") == real)
+
+
+def test_a_live_ferry_mount_is_not_stacked(make_worker, fuse_mount, data_dir, tree, tmp_path):
+    w = make_worker(mounts={"data": data_dir})
+    m = fuse_mount(w)
+    assert mounts_at(m.mnt) == 1
+    p = subprocess.run([str(FERRY), "--worker", w.ctl_addr, "fuse", str(m.mnt), "--foreground"],
+                       capture_output=True, text=True, timeout=20)
+    real = os.path.realpath(m.mnt)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip() == (f"ferry: fuse: {real} is already a ferry mount "
+                                f"(unmount it first: fusermount3 -u {real})")
+    assert mounts_at(m.mnt) == 1  # nothing stacked on it
+    assert (m.mnt / "data" / "one").read_bytes() == tree["one"]  # and it still serves
+    # Pointed at the S3 port by mistake: refused, nothing mounted.
+    other = tmp_path / "other-mnt"
+    other.mkdir()
+    p = subprocess.run([str(FERRY), "--worker", f"{w.s3_host}:{w.s3_port}", "fuse", str(other),
+                        "--foreground"], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1
+    assert p.stderr.strip() == (f"ferry: fuse: {w.s3_host}:{w.s3_port} is not a ferry control API "
+                                "(is it the S3 port?)")
+    assert mounts_at(other) == 0
+
+
 def test_daemonizes_without_foreground(make_worker, data_dir, tree, tmp_path):
     w = make_worker(mounts={"data": data_dir})
     mnt = tmp_path / "dmnt"

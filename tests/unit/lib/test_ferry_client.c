@@ -4,7 +4,9 @@
  * sockets, one thread per connection with keep-alive, answering from the
  * handler the current test installs and logging every request it gets.
  * Checks stat parsing, list paging, pread ranges and bounds, status and
- * connection error mapping, malformed and oversized replies, the
+ * connection error mapping, the worker's error messages (ferry_last_error:
+ * per thread, cleared by a success), an address that is not a worker (the
+ * S3 port, a web server), malformed and oversized replies, the
  * Authorization header, connection reuse and concurrent use.
  */
 #include <arpa/inet.h>
@@ -432,6 +434,46 @@ h_ok(const struct req *rq, struct dbuf *o)
 		respond_json(o, 200, "{\"ok\":true}");
 }
 
+/* Errors with the worker's words; an S3 server's and a web server's
+ * answers. */
+static void
+h_messages(const struct req *rq, struct dbuf *o)
+{
+	if (strstr(rq->target, "path=/denied"))
+		respond_json(o, 403, "{\"error\":\"/denied: s3://b/denied: "
+		    "AccessDenied: Access Denied (HTTP 403)\",\"code\":"
+		    "\"AccessDenied\"}");
+	else if (strstr(rq->target, "path=/thread-a"))
+		respond_json(o, 502, "{\"error\":\"message for a\",\"code\":\"UfsError\"}");
+	else if (strstr(rq->target, "path=/thread-b"))
+		respond_json(o, 404, "{\"error\":\"message for b\",\"code\":\"NoSuchFile\"}");
+	else if (strstr(rq->target, "path=/escape"))
+		respond_json(o, 502, "{\"error\":\"bad\\u001b[31mred\\nline\",\"code\":\"UfsError\"}");
+	else if (strstr(rq->target, "path=/long")) {
+		/* 2,000 bytes of a two-byte character: cut at a character. */
+		struct dbuf b;
+		dbuf_init(&b, 8192);
+		dbuf_adds(&b, "{\"error\":\"");
+		for (int i = 0; i < 1000; i++)
+			dbuf_adds(&b, "\xc3\xa9");
+		dbuf_adds(&b, "\",\"code\":\"UfsError\"}");
+		respond_json(o, 502, b.p);
+		dbuf_free(&b);
+	} else if (strstr(rq->target, "path=/s3xml"))
+		respond(o, 404, "Content-Type: application/xml\r\n",
+		    "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code></Error>",
+		    strlen("<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code></Error>"));
+	else if (strstr(rq->target, "path=/s3amz"))
+		respond(o, 200, "x-amz-request-id: 1234\r\n", "{\"size\":1}", 10);
+	else if (strstr(rq->target, "path=/web"))
+		respond(o, 404, "Content-Type: text/html\r\n", "<html>no</html>", 15);
+	else if (strstr(rq->target, "/v1/mounts"))
+		respond_json(o, 400, "{\"error\":\"s3: unknown option 's3.regoin' (did "
+		    "you mean 's3.region'?)\",\"code\":\"BadMount\"}");
+	else
+		h_stat(rq, o);
+}
+
 /* ---------------------------------------------------------------- */
 /* Tests                                                              */
 
@@ -586,8 +628,9 @@ TEST(status_mapping)
 	ferry_t *f = client(NULL);
 	struct ferry_stat st;
 	CHECK_EQ_INT(ferry_stat(f, "/e404", &st), -ENOENT);
+	/* The under-store's refusal and the control token's are apart. */
 	CHECK_EQ_INT(ferry_stat(f, "/e403", &st), -EACCES);
-	CHECK_EQ_INT(ferry_stat(f, "/e401", &st), -EACCES);
+	CHECK_EQ_INT(ferry_stat(f, "/e401", &st), -EPERM);
 	CHECK_EQ_INT(ferry_stat(f, "/e503", &st), -EIO);
 	CHECK_EQ_INT(ferry_stat(f, "/e502", &st), -EIO);
 	CHECK_EQ_INT(ferry_stat(f, "/e504", &st), -EIO);
@@ -597,9 +640,121 @@ TEST(status_mapping)
 	CHECK_EQ_INT(ferry_stat(f, "/enotdir", &st), -ENOTDIR);
 	/* A non-JSON error body still maps by status. */
 	CHECK_EQ_INT(ferry_stat(f, "/other", &st), -ENOENT);
+	CHECK_EQ_STR(ferry_last_error(), "");
 	struct collect c = {0};
 	CHECK_EQ_INT(ferry_list(f, "/e403", collect_fn, &c), -EACCES);
 	CHECK_EQ_INT(c.n, 0);
+	ferry_close(&f);
+}
+
+TEST(worker_messages)
+{
+	log_reset(h_messages);
+	ferry_t *f = client(NULL);
+	struct ferry_stat st;
+	CHECK_EQ_INT(ferry_stat(f, "/denied", &st), -EACCES);
+	CHECK_EQ_STR(ferry_last_error(),
+	    "/denied: s3://b/denied: AccessDenied: Access Denied (HTTP 403)");
+	/* A success leaves nothing behind. */
+	CHECK_EQ_INT(ferry_stat(f, "/fine", &st), 0);
+	CHECK_EQ_STR(ferry_last_error(), "");
+	/* The mount the worker refused, in its words. */
+	const char *opts[] = {"s3.regoin=x"};
+	CHECK_EQ_INT(ferry_mount(f, "m", "s3://b", opts, 1), -EINVAL);
+	CHECK_EQ_STR(ferry_last_error(),
+	    "s3: unknown option 's3.regoin' (did you mean 's3.region'?)");
+	/* A hostile worker's terminal escapes are not passed on. */
+	CHECK_EQ_INT(ferry_stat(f, "/escape", &st), -EIO);
+	CHECK_EQ_STR(ferry_last_error(), "bad?[31mred?line");
+	/* A long message is cut at a character, not inside one. */
+	CHECK_EQ_INT(ferry_stat(f, "/long", &st), -EIO);
+	size_t ml = strlen(ferry_last_error());
+	CHECK(ml > 1000 && ml <= 1023 && ml % 2 == 0);
+	CHECK(ml >= 2 && memcmp(ferry_last_error() + ml - 2, "\xc3\xa9", 2) == 0);
+	/* Messages of the GET /v1/cluster asked for on the side (a 404 with
+	 * "error":"no" here) never stand in for the call's own. */
+	log_reset(h_errors);
+	pthread_mutex_lock(&srv_mu);
+	int ncl = srv_ncluster;
+	pthread_mutex_unlock(&srv_mu);
+	ferry_t *g = client(NULL); /* a new client asks at its first call */
+	CHECK_EQ_INT(ferry_stat(g, "/other", &st), -ENOENT);
+	CHECK_EQ_STR(ferry_last_error(), "");
+	pthread_mutex_lock(&srv_mu);
+	CHECK(srv_ncluster > ncl);
+	pthread_mutex_unlock(&srv_mu);
+	ferry_close(&g);
+	/* Arguments refused before any request say why. */
+	CHECK_EQ_INT(ferry_connect("bad host:1", NULL, &g), -EINVAL);
+	CHECK_EQ_STR(ferry_last_error(), "bad worker address 'bad host:1' (want HOST:PORT)");
+	CHECK_EQ_INT(ferry_connect("127.0.0.1:1", "two words", &g), -EINVAL);
+	CHECK_EQ_STR(ferry_last_error(), "bad token: 1 to 4096 printable characters, no spaces");
+	ferry_close(&f);
+}
+
+TEST(not_a_worker)
+{
+	log_reset(h_messages);
+	ferry_t *f = client(NULL);
+	char want[128];
+	snprintf(want, sizeof(want), "127.0.0.1:%d is not a ferry control API "
+	    "(is it the S3 port?)", srv_port);
+	struct ferry_stat st;
+	/* S3's XML error, whatever its status... */
+	CHECK_EQ_INT(ferry_stat(f, "/s3xml", &st), -EPROTONOSUPPORT);
+	CHECK_EQ_STR(ferry_last_error(), want);
+	/* ...or a success with S3's request id, even one that parses. */
+	CHECK_EQ_INT(ferry_stat(f, "/s3amz", &st), -EPROTONOSUPPORT);
+	CHECK_EQ_STR(ferry_last_error(), want);
+	char buf[16];
+	memset(buf, 0x55, sizeof(buf));
+	CHECK_EQ_INT(ferry_pread(f, "/s3amz", buf, sizeof(buf), 0), -EPROTONOSUPPORT);
+	CHECK_EQ_INT((unsigned char)buf[0], 0x55); /* nothing of it kept */
+	CHECK_EQ_STR(ferry_last_error(), want);
+	snprintf(want, sizeof(want), "127.0.0.1:%d is not a ferry control API "
+	    "(it answered with a web page)", srv_port);
+	CHECK_EQ_INT(ferry_stat(f, "/web", &st), -EPROTONOSUPPORT);
+	CHECK_EQ_STR(ferry_last_error(), want);
+	/* After all that, a worker's answer is read as before. */
+	CHECK_EQ_INT(ferry_stat(f, "/fine", &st), 0);
+	CHECK(st.size == 1234567890123LL);
+	ferry_close(&f);
+}
+
+struct msg_arg {
+	ferry_t *f;
+	const char *path, *want;
+	int bad;
+};
+
+static void *
+msg_thread(void *p)
+{
+	struct msg_arg *a = p;
+	for (int i = 0; i < 100; i++) {
+		struct ferry_stat st;
+		if (ferry_stat(a->f, a->path, &st) >= 0 ||
+		    strcmp(ferry_last_error(), a->want) != 0)
+			a->bad++;
+	}
+	return NULL;
+}
+
+/* Threads sharing one ferry_t each see their own calls' messages. */
+TEST(messages_are_per_thread)
+{
+	log_reset(h_messages);
+	ferry_t *f = client(NULL);
+	struct msg_arg a = {f, "/thread-a", "message for a", 0};
+	struct msg_arg b = {f, "/thread-b", "message for b", 0};
+	pthread_t ta, tb;
+	pthread_create(&ta, NULL, msg_thread, &a);
+	pthread_create(&tb, NULL, msg_thread, &b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CHECK_EQ_INT(a.bad, 0);
+	CHECK_EQ_INT(b.bad, 0);
+	CHECK_EQ_STR(ferry_last_error(), ""); /* this thread called nothing */
 	ferry_close(&f);
 }
 
@@ -693,13 +848,24 @@ TEST(mount_sends_token)
 	CHECK_EQ_STR(r.target, "/v1/mounts/train");
 	CHECK(has_header(&r, "authorization: bearer s3cr3t-token"));
 
+	/* FERRY_MOUNT_NO_CHECK asks the worker not to check the store. */
+	CHECK_EQ_INT(ferry_mount_flags(f, "/nc", "s3://b", NULL, 0,
+	    FERRY_MOUNT_NO_CHECK), 0);
+	pthread_mutex_lock(&srv_mu);
+	body = srv_log[2].body ? strdup(srv_log[2].body) : NULL;
+	pthread_mutex_unlock(&srv_mu);
+	CHECK_EQ_STR(body, "{\"name\":\"nc\",\"uri\":\"s3://b\",\"options\":{},"
+	    "\"check\":false}");
+	free(body);
+	CHECK_EQ_INT(ferry_mount_flags(f, "/nc", "s3://b", NULL, 0, 2), -EINVAL);
+
 	/* Bad options fail before any request. */
 	const char *bad[] = {"novalue"};
 	CHECK_EQ_INT(ferry_mount(f, "train", "s3://b", bad, 1), -EINVAL);
 	CHECK_EQ_INT(ferry_mount(f, "", "s3://b", NULL, 0), -EINVAL);
 	CHECK_EQ_INT(ferry_mount(f, "a/b", "s3://b", NULL, 0), -EINVAL);
 	CHECK_EQ_INT(ferry_unmount(f, "/"), -EINVAL);
-	CHECK_EQ_INT(nlog(), 2);
+	CHECK_EQ_INT(nlog(), 3);
 
 	char *j = NULL;
 	CHECK_EQ_INT(ferry_mounts_json(f, &j), 0);
@@ -862,8 +1028,9 @@ TEST(dead_worker_alone_is_refused)
 
 TEST(strerror_messages)
 {
-	int codes[] = {-ENOENT, -EACCES, -EIO, -ECONNREFUSED, -EHOSTUNREACH,
-	    -ETIMEDOUT, -EINVAL, -EPROTO, -EEXIST};
+	int codes[] = {-ENOENT, -EACCES, -EPERM, -EIO, -ECONNREFUSED,
+	    -EHOSTUNREACH, -ETIMEDOUT, -EINVAL, -EPROTO, -EEXIST,
+	    -EPROTONOSUPPORT};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		const char *m = ferry_strerror(codes[i]);
 		CHECK(m && *m && strcmp(m, "unknown error") != 0);
@@ -871,6 +1038,8 @@ TEST(strerror_messages)
 			CHECK(strcmp(m, ferry_strerror(codes[j])) != 0);
 	}
 	CHECK_EQ_STR(ferry_strerror(-ENOENT), "no such file, directory or mount");
+	CHECK_EQ_STR(ferry_strerror(-EPERM), "the control token is missing or wrong");
+	CHECK_EQ_STR(ferry_strerror(-EACCES), "access denied by the under-store");
 	CHECK(ferry_strerror(12345) != NULL);
 }
 
@@ -883,6 +1052,9 @@ main(void)
 	RUN(list_paging);
 	RUN(pread_ranges);
 	RUN(status_mapping);
+	RUN(worker_messages);
+	RUN(not_a_worker);
+	RUN(messages_are_per_thread);
 	RUN(connection_refused);
 	RUN(malformed_replies);
 	RUN(mount_sends_token);

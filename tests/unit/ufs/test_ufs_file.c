@@ -126,6 +126,7 @@ struct collect {
 	char keys[64][256];
 	int is_dir[64];
 	int64_t size[64];
+	int64_t mtime[64];
 	int n;
 	int stop_after; /* 0: never */
 };
@@ -138,6 +139,7 @@ collect_fn(void *arg, const struct ufs_entry *e)
 		snprintf(c->keys[c->n], sizeof(c->keys[0]), "%s", e->key);
 		c->is_dir[c->n] = e->is_dir;
 		c->size[c->n] = e->size;
+		c->mtime[c->n] = e->mtime;
 	}
 	c->n++;
 	if (c->stop_after && c->n >= c->stop_after)
@@ -181,6 +183,15 @@ TEST(full_listing_order)
 	check_keys(&c, all_delim, (int)ARRAY_SIZE(all_delim));
 	CHECK_EQ_INT(c.is_dir[3], 1);
 	CHECK_EQ_INT(c.is_dir[2], 0);
+	/* A rolled-up directory comes with its own mtime, as stat has it. */
+	char p[2048];
+	snprintf(p, sizeof(p), "%s/empty", rootdir);
+	struct timespec ts[2] = {{1700000000, 0}, {1700000000, 0}};
+	CHECK_EQ_INT(utimensat(AT_FDCWD, p, ts, 0), 0);
+	CHECK_EQ_INT(list("", '/', "", 1000, &c, &trunc), 0);
+	CHECK_EQ_STR(c.keys[6], "empty/");
+	CHECK_EQ_INT(c.mtime[6], 1700000000);
+	CHECK(c.mtime[3] > 1600000000); /* "a/" */
 }
 
 static void
@@ -381,7 +392,8 @@ TEST(open_errors)
 	err = NULL;
 	CHECK_EQ_INT(ufs_file_ops.open("/nonexistent/ferry/dir", NULL, 0, &s2,
 	    &err), -ENOENT);
-	CHECK(err != NULL);
+	CHECK_EQ_STR(err, "file: cannot open root directory "
+	    "'/nonexistent/ferry/dir': No such file or directory");
 	free(err);
 	err = NULL;
 	struct ufs_opt o = {"file.bogus", "1"};

@@ -408,6 +408,29 @@ TEST(read_statuses)
 	fake_push(R_NORMAL, 403, "", err403);
 	CHECK_EQ_INT(ufs_s3_ops.read(st, "k", "", 0, buf, 4), -EACCES);
 	CHECK_EQ_INT(fake_nreq(), 1); /* 4xx is not retried */
+	/* The store's own words, naming the object, for the user. */
+	CHECK_EQ_STR(ufs_last_error(), "s3://bkt/k: AccessDenied: no (HTTP 403)");
+	/* ...until the next call, which starts afresh. */
+	fake_reset();
+	fake_push(R_NORMAL, 206, "Content-Range: bytes 0-3/4\r\n", "data");
+	CHECK_EQ_INT(ufs_s3_ops.read(st, "k", "", 0, buf, 4), 4);
+	CHECK_EQ_STR(ufs_last_error(), "");
+	/* A bucket-level call that fails names the bucket alone. */
+	fake_reset();
+	fake_push(R_NORMAL, 404, "", "<Error><Code>NoSuchBucket</Code><Message>"
+	    "The specified bucket does not exist</Message></Error>");
+	struct lst l0 = {0};
+	int tr0;
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", '/', "", 1, lst_fn, &l0, &tr0),
+	    -ENOENT);
+	CHECK_EQ_STR(ufs_last_error(), "s3://bkt: NoSuchBucket: The specified "
+	    "bucket does not exist (HTTP 404)");
+	/* No error body: the status alone. */
+	fake_reset();
+	fake_push(R_NORMAL, 403, "", "");
+	struct ufs_stat s403;
+	CHECK_EQ_INT(ufs_s3_ops.stat(st, "k", &s403), -EACCES);
+	CHECK_EQ_STR(ufs_last_error(), "s3://bkt/k: HTTP 403");
 
 	fake_reset();
 	fake_push(R_NORMAL, 404, "", "<Error><Code>NoSuchKey</Code></Error>");
@@ -730,6 +753,12 @@ TEST(dead_junk_and_slow_servers)
 	int64_t t0 = now_ms();
 	CHECK_EQ_INT(ufs_s3_ops.stat(st, "k", &s), -EIO);
 	CHECK(now_ms() - t0 < 3000);
+	/* curl's reason, and how often it was tried */
+	char want[128];
+	snprintf(want, sizeof(want), "s3://bkt/k: Failed to connect to 127.0.0.1 "
+	    "port %d", port);
+	CHECK(strncmp(ufs_last_error(), want, strlen(want)) == 0);
+	CHECK(strstr(ufs_last_error(), "(3 attempts)") != NULL);
 	ufs_s3_ops.close(st);
 
 	/* junk instead of HTTP: -EIO, no retry */
@@ -749,6 +778,8 @@ TEST(dead_junk_and_slow_servers)
 	fake_push(R_NORMAL, 200, "", "\x01\x02\x03 junk");
 	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 10, lst_fn, &l, &trunc),
 	    -EIO);
+	CHECK_EQ_STR(ufs_last_error(), "s3://bkt: the reply is not a "
+	    "ListObjectsV2 result (is s3.endpoint an S3 store?)");
 	ufs_s3_ops.close(st);
 
 	/* a server that never answers: -ETIMEDOUT after the retries */
@@ -770,9 +801,44 @@ TEST(open_options)
 	char *err = NULL;
 	struct ufs_opt bogus[] = {{"s3.regoin", "x"}};
 	CHECK_EQ_INT(ufs_s3_ops.open("bkt", bogus, 1, &st, &err), -EINVAL);
-	CHECK(err && strstr(err, "s3.regoin"));
+	CHECK_EQ_STR(err, "s3: unknown option 's3.regoin' (did you mean "
+	    "'s3.region'?)");
 	free(err);
 	err = NULL;
+	struct ufs_opt far[] = {{"colour", "x"}};
+	CHECK_EQ_INT(ufs_s3_ops.open("bkt", far, 1, &st, &err), -EINVAL);
+	CHECK_EQ_STR(err, "s3: unknown option 'colour' (see `ferry mount "
+	    "--help`)");
+	free(err);
+	err = NULL;
+	/* Every documented option is one open takes (the table is what
+	 * `ferry mount --help` lists). */
+	int ndoc = 0;
+	for (const struct ufs_optdoc *d = ufs_s3_ops.options; d->key; d++) {
+		ndoc++;
+		CHECK(strncmp(d->key, "s3.", 3) == 0 && d->value && d->help);
+		const char *v = !strcmp(d->value, "true|false") ? "true" :
+		    !strcmp(d->value, "MS") || !strcmp(d->value, "N") ? "7" :
+		    !strcmp(d->value, "URL") ? "http://127.0.0.1:9" :
+		    !strcmp(d->value, "REGION") ? "eu-west-1" : "v";
+		struct ufs_opt one[] = {{d->key, v}, {"s3.access_key", "A"},
+		    {"s3.secret_key", "S"}};
+		int n = strcmp(d->key, "s3.access_key") && strcmp(d->key,
+		    "s3.secret_key") ? 3 : 1;
+		if (n == 1) {
+			one[0] = (struct ufs_opt){"s3.access_key", "A"};
+			one[1] = (struct ufs_opt){"s3.secret_key", "S"};
+			n = 2;
+		}
+		CHECK_EQ_INT(ufs_s3_ops.open("bkt", one, n, &st, &err), 0);
+		if (err)
+			fprintf(stderr, "  %s: %s\n", d->key, err);
+		free(err);
+		err = NULL;
+		ufs_s3_ops.close(st);
+		st = NULL;
+	}
+	CHECK_EQ_INT(ndoc, 10);
 	struct ufs_opt badbool[] = {{"s3.path_style", "maybe"}};
 	CHECK_EQ_INT(ufs_s3_ops.open("bkt", badbool, 1, &st, &err), -EINVAL);
 	CHECK(err && strstr(err, "s3.path_style"));
