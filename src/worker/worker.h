@@ -39,6 +39,7 @@ struct worker_cfg {
 	int64_t meta_max_list_bytes;
 	struct reader_cfg reader;
 	int max_conns;
+	int max_conns_per_client; /* 0: the HTTP server's default (1024) */
 	const char *state_dir; /* mount table; default: first cache dir */
 	const char *config_file;
 	const char *local_socket; /* NULL: <state_dir>/ferry.sock; "none": off */

@@ -63,6 +63,9 @@ static const char usage_text[] =
 "  --s3-anonymous            also accept unsigned requests\n"
 "  --s3-region REGION        region reported to clients (default us-east-1)\n"
 "  --max-connections N       concurrent connections per server (default 4096)\n"
+"  --max-connections-per-client N  of those, from one client address (an IPv6\n"
+"                            /64) at most (default 1024); at either cap the oldest\n"
+"                            idle connection is closed to make room\n"
 "    Without keys, a gateway bound to loopback accepts every request; bound\n"
 "    beyond loopback it needs keys or --s3-anonymous, or the worker will not start.\n"
 "\n"
@@ -104,6 +107,7 @@ enum {
 	OPT_S3_REGION, OPT_MAXCONN, OPT_CTL_ADDR, OPT_CTL_TOKEN, OPT_MOUNT,
 	OPT_STATE_DIR, OPT_CONFIG, OPT_LOG_LEVEL, OPT_LOCAL_SOCKET,
 	OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE, OPT_BLOCK_SIZE, OPT_LEASE_TTL,
+	OPT_MAXCONN_CLIENT,
 };
 
 static const struct option long_opts[] = {
@@ -123,6 +127,7 @@ static const struct option long_opts[] = {
 	{"s3-anonymous", no_argument, 0, OPT_S3_ANON},
 	{"s3-region", required_argument, 0, OPT_S3_REGION},
 	{"max-connections", required_argument, 0, OPT_MAXCONN},
+	{"max-connections-per-client", required_argument, 0, OPT_MAXCONN_CLIENT},
 	{"control-address", required_argument, 0, OPT_CTL_ADDR},
 	{"control-token", required_argument, 0, OPT_CTL_TOKEN},
 	{"mount", required_argument, 0, OPT_MOUNT},
@@ -306,6 +311,11 @@ apply_opt(struct startup *su, int id, const char *arg)
 		if (parse_int(arg, 1, 1000000, &v) < 0)
 			return fail("bad --max-connections %s", arg);
 		c->max_conns = (int)v;
+		return 0;
+	case OPT_MAXCONN_CLIENT:
+		if (parse_int(arg, 1, 1000000, &v) < 0)
+			return fail("bad --max-connections-per-client %s", arg);
+		c->max_conns_per_client = (int)v;
 		return 0;
 	case OPT_CTL_TOKEN: c->control_token = arg; return 0;
 	case OPT_MOUNT:
@@ -825,7 +835,8 @@ worker_main(int argc, char **argv)
 	}
 
 	struct http_server_cfg s3cfg = {.host = c->s3_host, .port = c->s3_port,
-	    .max_conns = c->max_conns, .name = "s3"};
+	    .max_conns = c->max_conns,
+	    .max_conns_per_client = c->max_conns_per_client, .name = "s3"};
 	w.s3 = http_server_start(&s3cfg, s3_gateway_handle, &w, &err);
 	if (!w.s3) {
 		fprintf(stderr, "ferry worker: S3 gateway on %s:%d: %s\n", c->s3_host, c->s3_port, err ? err : "failed");
