@@ -9,7 +9,7 @@
  * Keep-alive, request-head limits from http_parse.h, a header timeout
  * against slow-loris clients, idle and I/O timeouts.
  *
- * A handler runs on its connection's thread and must send exactly one
+ * A handler runs on the thread given its request and must send exactly one
  * response with the http_resp_* calls.  It may block (UFS reads): other
  * requests have their own threads.
  */
