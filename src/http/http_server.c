@@ -67,6 +67,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -1024,11 +1025,9 @@ wake_waiter(struct http_server *s)
 /*
  * Hands c to the waiter: lists, deadline, and the armed epoll entry, all
  * under the lock, so that the waiter cannot see an event (or shed c)
- * before c is fully parked.  c->head_start says which deadline applies
- * (0: idle; a new connection's is its accept time).  A parked connection
- * without pending bytes gives its buffer block back.  The caller owned c
- * and must not touch it after a 0 return; on failure (-errno) it still
- * owns c.
+ * before c is fully parked.  A parked connection without pending bytes
+ * gives its buffer block back.  The caller owned c (new, or active) and
+ * must not touch it after a 0 return; on failure (-errno) it still owns c.
  */
 static int
 do_park_locked(struct http_server *s, struct http_conn *c, int64_t now)
@@ -1039,6 +1038,9 @@ do_park_locked(struct http_server *s, struct http_conn *c, int64_t now)
 	    c->fd, &ev) < 0)
 		return -errno;
 	c->in_epoll = 1;
+	/* A new connection's first head, or one begun, is due from now:
+	 * entries join the deadline lists in deadline order. */
+	c->head_start = c->state == CONN_WAITER || c->rlen > 0 ? now : 0;
 	if (c->state == CONN_ACTIVE)
 		TAILQ_REMOVE(&s->active, c, link);
 	c->state = CONN_PARKED;
@@ -1047,8 +1049,6 @@ do_park_locked(struct http_server *s, struct http_conn *c, int64_t now)
 		c->head_lf = 0;
 		do_block_put_locked(s, c->blk);
 		conn_set_block(c, NULL);
-	} else if (c->head_start == 0) {
-		c->head_start = now; /* bytes of a head came meanwhile */
 	}
 	TAILQ_INSERT_TAIL(&s->parked, c, link);
 	TAILQ_INSERT_TAIL(&c->cli->parked, c, clink);
@@ -1302,7 +1302,6 @@ conn_work(struct http_conn *c)
 		memmove(c->buf, c->buf + c->rpos, left);
 		c->rlen = left;
 		c->rpos = 0;
-		c->head_start = left > 0 ? now_ms() : 0;
 		int n = next_head(c, &h);
 		if (n == 0) {
 			conn_park(c);
@@ -1475,15 +1474,21 @@ spawn_thread(struct http_server *s, struct http_conn *c)
  * The waiter's read on c (new or parked; the waiter owns it): appends what
  * the socket has without waiting and hands c to a thread once its head is
  * complete (or bad).  Otherwise c stays parked (armed again) or, on EOF or
- * an error, is closed.
+ * an error, is closed.  disarm: c is read without its event (which may be
+ * queued already), so its epoll entry is disarmed first: no event may
+ * reach the waiter once a thread owns c.
  */
 static void
-conn_readable(struct http_server *s, struct http_conn *c)
+conn_readable(struct http_server *s, struct http_conn *c, int disarm)
 {
 	pthread_mutex_lock(&s->mu);
 	if (c->state == CONN_DEAD) { /* shed earlier in this batch */
 		pthread_mutex_unlock(&s->mu);
 		return;
+	}
+	if (disarm && c->in_epoll) {
+		struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = c};
+		epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 	}
 	if (!c->blk) {
 		struct conn_block *b = do_block_get_locked(s);
@@ -1524,7 +1529,7 @@ conn_readable(struct http_server *s, struct http_conn *c)
 	} else if (h != 0) {
 		spawn = do_dispatch_locked(s, c, h);
 	} else if (c->state == CONN_WAITER) {
-		/* new: its header deadline runs from accept */
+		/* new: its first head is due header_timeout from now */
 		if (do_park_locked(s, c, now) < 0)
 			do_conn_drop_locked(s, c);
 	} else {
@@ -1611,8 +1616,7 @@ admit(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 	} else {
 		fill_peer(c, ss);
 		conn_setup_socket(s, fd);
-		c->head_start = now_ms(); /* the first head is due from now */
-		conn_readable(s, c);
+		conn_readable(s, c, 0);
 	}
 	if (pressure)
 		note_pressure(s);
@@ -1656,17 +1660,35 @@ accept_some(struct http_server *s)
 	}
 }
 
-/* Closes parked connections whose idle or header deadline has passed. */
+/*
+ * Closes parked connections whose idle or header deadline has passed.
+ * One with bytes waiting in its socket sent them in time (their event is
+ * in a later batch): it is read once more first.
+ */
 static void
 expire(struct http_server *s, int64_t now)
 {
-	struct http_conn *c;
-	pthread_mutex_lock(&s->mu);
-	while ((c = TAILQ_FIRST(&s->idleq)) != NULL &&
-	    conn_deadline(s, c) <= now)
-		do_conn_drop_locked(s, c);
-	while ((c = TAILQ_FIRST(&s->headq)) != NULL &&
-	    conn_deadline(s, c) <= now) {
+	struct http_conn *last = NULL;
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		struct http_conn *c = TAILQ_FIRST(&s->idleq);
+		if (!c || conn_deadline(s, c) > now) {
+			c = TAILQ_FIRST(&s->headq);
+			if (c && conn_deadline(s, c) > now)
+				c = NULL;
+		}
+		if (!c) {
+			pthread_mutex_unlock(&s->mu);
+			return;
+		}
+		int pending = 0;
+		if (c != last && ioctl(c->fd, FIONREAD, &pending) == 0 &&
+		    pending > 0) {
+			pthread_mutex_unlock(&s->mu);
+			last = c;
+			conn_readable(s, c, 1);
+			continue;
+		}
 		if (c->rlen > 0) { /* part of a head: slow or stuck */
 			LOG_DEBUG("http %s: %s: request head timed out",
 			    s->name, c->peer);
@@ -1675,8 +1697,8 @@ expire(struct http_server *s, int64_t now)
 			(void)w;
 		}
 		do_conn_drop_locked(s, c);
+		pthread_mutex_unlock(&s->mu);
 	}
-	pthread_mutex_unlock(&s->mu);
 }
 
 static int64_t
@@ -1752,7 +1774,7 @@ waiter_thread(void *arg)
 				ssize_t r = read(s->efd, &v, sizeof(v));
 				(void)r;
 			} else {
-				conn_readable(s, p);
+				conn_readable(s, p, 0);
 			}
 		}
 		expire(s, now_ms());
