@@ -35,8 +35,8 @@
  *    idle_timeout) or headq (a head due by head_start + header_timeout).
  *    Each list gets its entries in deadline order, so the waiter only looks
  *    at the heads.  Its socket is in the epoll set, armed (EPOLLONESHOT);
- *    an active connection's is disarmed, so the waiter never sees events
- *    for a connection it does not own.
+ *    an active connection's is disarmed (or not added yet), so the waiter
+ *    never sees events for a connection it does not own.
  *  - A connection holds a buffer block (HTTP_MAX_HEAD bytes for the head,
  *    CONN_STAGE of slack for body framing, CONN_OBUF of pending output, the
  *    parsed request) while active or while parked with bytes of a head;
