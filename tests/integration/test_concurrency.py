@@ -151,7 +151,10 @@ def test_connection_cap_sheds_idle_connections(make_worker, data_dir):
     w = make_worker(mounts={"data": data_dir}, args=["--max-connections", "8"])
     socks = []
     try:
-        for _ in range(9):  # the ninth closes the oldest idle one
+        for i in range(9):  # the ninth closes the oldest idle one
+            if i == 8:
+                wait_for(lambda: w.metric("ferry_connections_idle", server="s3") == 8,
+                         what="8 idle connections")
             s = socket.create_connection((w.s3_host, w.s3_port), timeout=10)
             s.sendall(b"HEAD /data/small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(s, head=True)[0] == 200

@@ -144,17 +144,21 @@ def test_server_cap_sheds_the_oldest_idle_connection(make_worker, data_dir):
     assert get_small(w, first) == (200, b"hello")
     socks = []
     try:
-        with Prober(w) as p:
+        p = Prober(w)
+        # first and the prober's keep-alive connection idle before the flood
+        wait_for(lambda: s3_gauge(w, "ferry_connections_idle") == 2, what="two idle connections")
+        with p:
             socks = flood(w.s3_host, w.s3_port, 1000)
             wait_for(lambda: w.metric("ferry_connections_shed_total") >= 1000 - 64,
                      timeout=60, what="idle connections shed")
             ok_before = p.ok
             wait_for(lambda: p.ok >= ok_before + 10, timeout=30, what="more answers during the flood")
-        # the prober's keep-alive connection may have been shed between
-        # its requests (clients retry those); new connections never fail,
-        # and nothing is answered 503
-        fails = [f for f in p.fail if f[0] == "new" or not isinstance(f[1], str)]
-        assert p.ok > 0 and not fails, fails[:5]
+        # Any idle connection may be shed here, the prober's too (its
+        # keep-alive one between requests, or a new one whose request is
+        # later than 64 flood connections): a closed connection, which
+        # clients retry.  Never a 503: there was always one to shed.
+        answered = [f for f in p.fail if not isinstance(f[1], str)]
+        assert p.ok > 0 and not answered, answered[:5]
         assert w.metric("ferry_connections_rejected_total") == 0
         assert s3_gauge(w, "ferry_connections_open") <= 64
         # the oldest idle connection of all was the first to go
