@@ -2,13 +2,14 @@
  * http_parse.c: the HTTP/1.1 request-head parser (see http_parse.h), plus
  * header and query-string lookups and reason phrases.
  *
- * Called on connection threads (and by the fuzz harness); pure functions
- * with no shared state.  Zero-copy: every pointer stored in struct
- * http_request points into the caller's buffer, which must outlive the
- * request.  Bounded: the parser never looks past HTTP_MAX_HEAD bytes, and
- * it only returns 0 ("need more") when what it has seen is a proper prefix
- * of a head that could still fit within every limit.  Lines end in CRLF or
- * a bare LF; any other control byte (NUL, lone CR, ...) is a 400.
+ * Called on the HTTP server's waiter and connection threads (and by the
+ * fuzz harness); pure functions with no shared state.  Zero-copy: every
+ * pointer stored in struct http_request points into the caller's buffer,
+ * which must outlive the request.  Bounded: the parser never looks past
+ * HTTP_MAX_HEAD bytes, and it only returns 0 ("need more") when what it
+ * has seen is a proper prefix of a head that could still fit within every
+ * limit.  Lines end in CRLF or a bare LF; any other control byte (NUL,
+ * lone CR, ...) is a 400.
  */
 #include "http_parse.h"
 

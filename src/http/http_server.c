@@ -1,19 +1,47 @@
 /*
  * http_server.c: the HTTP/1.1 server (see http_server.h).
  *
- * Threads: one acceptor thread per server blocks in accept(2) and spawns a
- * detached thread (256 KiB stack) per connection; http_server_stop() runs
- * on the owner's thread.  Each connection thread reads request heads, runs
- * the handler (the http_resp_* and http_read_body calls come from that
- * same thread, so struct http_conn needs no lock) and writes responses.
+ * Threads:
+ *  - One waiter thread per server runs an epoll loop: it accepts, admits
+ *    connections against the caps (shedding the oldest idle connection to
+ *    make room), reads request heads without blocking, closes connections
+ *    whose idle or header deadline passed, and hands a connection with a
+ *    complete head (or a head error to answer) to a connection thread.
+ *  - Connection threads (256 KiB stacks) are created on demand, one per
+ *    connection in a request; a thread with no work waits POOL_IDLE_MS for
+ *    the next hand-off, then exits.  A thread runs the handler (the
+ *    http_resp_* and http_read_body calls come from that same thread, so
+ *    the connection's request state needs no lock), writes the response,
+ *    serves pipelined requests, and parks the connection with the waiter
+ *    when no complete head is waiting.  Handlers may block (disk, fetches,
+ *    slow clients): only connections in a request hold a thread.
+ *  - http_server_stop() runs on the owner's thread.
  *
- * Shared state is only the server's connection list and counters, guarded
- * by srv->mu; functions named do_*_locked expect it held.
+ * Ownership: a connection belongs to the waiter (new, or parked) or to one
+ * connection thread (active, or queued for a pool thread); only the owner
+ * reads its socket or closes it, and ownership changes under srv->mu.
+ * srv->mu also guards the lists, counters, client table and buffer pool;
+ * functions named do_*_locked expect it held.  It is a leaf lock.
  *
  * Invariants:
- *  - A connection owns one buffer, allocated once: HTTP_MAX_HEAD bytes for
- *    the head, CONN_STAGE bytes of slack for body framing, CONN_OBUF bytes
- *    of pending output.  Nothing is allocated per request.
+ *  - nconns counts admitted connections; nconns <= max_conns and each
+ *    client address (IPv6: its /64) has at most max_conns_per_client.  At
+ *    either cap the oldest parked connection in that scope is closed
+ *    ("shed"); a new connection is refused (503) only when every one in
+ *    that scope is in a request.
+ *  - A parked connection is in srv->parked (park order: shedding takes the
+ *    head), in its client's parked list, and in exactly one deadline list:
+ *    idleq (no bytes since its last response: closes at parked_at +
+ *    idle_timeout) or headq (a head due by head_start + header_timeout).
+ *    Each list gets its entries in deadline order, so the waiter only looks
+ *    at the heads.  Its socket is in the epoll set, armed (EPOLLONESHOT);
+ *    an active connection's is disarmed (or not added yet), so the waiter
+ *    never sees events for a connection it does not own.
+ *  - A connection holds a buffer block (HTTP_MAX_HEAD bytes for the head,
+ *    CONN_STAGE of slack for body framing, CONN_OBUF of pending output, the
+ *    parsed request) while active or while parked with bytes of a head;
+ *    a parked connection with no pending bytes gives it back to a small
+ *    free list.  Nothing else is allocated per request.
  *  - While a handler runs, buf[0..head_len) holds the parsed head (the
  *    request's pointers point there) and is never overwritten; unconsumed
  *    input is buf[rpos..rlen), rpos >= head_len.
@@ -37,6 +65,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -49,11 +83,44 @@
 #define CONN_STACK_SIZE (256 * 1024)
 #define CONN_STAGE (8 * 1024)      /* body framing slack after the head */
 #define CONN_OBUF (8 * 1024)       /* pending response head/framing */
+#define CONN_BUF (HTTP_MAX_HEAD + CONN_STAGE)
 #define DISCARD_MAX (1024 * 1024)  /* unread body drained to keep a conn */
 #define LINGER_MS 1000             /* drain after our close (see below) */
 #define LINGER_MAX (1024 * 1024)
 #define STOP_GRACE_MS 2000         /* busy handlers get this long at stop */
 #define CHUNK_TRAILERS_MAX 64
+#define POOL_IDLE_MS 10000         /* a thread without work exits after */
+#define BLOCKS_KEEP 64             /* free buffer blocks kept for reuse */
+#define ACCEPT_BATCH 64            /* accepts per wakeup, between reads */
+#define EVENTS_MAX 128
+#define ACCEPT_PAUSE_MS 100        /* out of descriptors, nothing to shed */
+#define PRESSURE_LOG_MS 10000      /* shed/refused warnings at most this often */
+#define PER_CLIENT_DEFAULT 1024
+
+/* What a connection's buffer holds; pooled, see the invariants above. */
+struct conn_block {
+	SLIST_ENTRY(conn_block) free_link;
+	char buf[CONN_BUF];
+	char obuf[CONN_OBUF];
+	struct http_request req;
+};
+
+/* One client address (IPv4, or an IPv6 /64): the per-client cap. */
+struct http_client {
+	LIST_ENTRY(http_client) link;   /* hash chain */
+	unsigned char key[16];
+	int nconns;                     /* admitted, parked or active */
+	TAILQ_HEAD(, http_conn) parked; /* its parked ones, oldest first */
+};
+
+LIST_HEAD(client_chain, http_client);
+
+enum conn_state {
+	CONN_WAITER, /* new: the waiter reads its first bytes */
+	CONN_PARKED, /* between requests, watched by the waiter */
+	CONN_ACTIVE, /* owned by a connection thread (or queued for one) */
+	CONN_DEAD,   /* closed by the waiter; freed after its event batch */
+};
 
 struct http_server {
 	struct http_server_cfg cfg;
@@ -61,36 +128,69 @@ struct http_server {
 	char *name;
 	int lfd;
 	int port;
+	int epfd;
+	int efd;              /* eventfd: wakes the waiter */
 	http_handler_fn fn;
 	void *arg;
-	pthread_t acceptor;
+	pthread_t waiter;
+	pthread_attr_t tattr; /* connection threads: small stack, detached */
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;    /* signalled when nconns drops */
-	struct http_conn *conns; /* live connections, under mu */
-	int nconns;           /* under mu */
+	pthread_cond_t cv;      /* nconns or nthreads dropped (stop waits) */
+	pthread_cond_t pool_cv; /* readyq got work, or stopping */
+	TAILQ_HEAD(, http_conn) parked; /* park order, oldest first */
+	TAILQ_HEAD(, http_conn) idleq;  /* parked, no bytes: idle deadline */
+	TAILQ_HEAD(, http_conn) headq;  /* parked, head due: header deadline */
+	TAILQ_HEAD(, http_conn) active; /* owned by connection threads */
+	TAILQ_HEAD(, http_conn) readyq; /* active, waiting for a pool thread */
+	SLIST_HEAD(, conn_block) blocks; /* free buffer blocks */
+	int nblocks;
+	struct client_chain *clients; /* hash table of struct http_client */
+	size_t nbuckets;              /* a power of two */
+	uint64_t seed;
+	int nconns;
+	int nparked;
+	int nthreads;         /* connection threads alive */
+	int idle_threads;     /* waiting for work, minus queued work */
+	int64_t wake_at;      /* the waiter sleeps until; 0 while awake */
 	int stopping;         /* written under mu, read atomically */
 	int64_t rejected;     /* connections refused (cap, no memory); atomic */
+	int64_t shed;         /* parked connections closed for room; atomic */
+
+	/* waiter thread only */
+	TAILQ_HEAD(, http_conn) grave; /* closed during this event batch */
+	int64_t accept_resume;         /* listener paused until (0: not) */
+	int64_t warned_at;
+	int64_t warned_shed, warned_rejected;
 };
 
 enum body_state { BODY_NONE, BODY_PENDING, BODY_DONE, BODY_ERROR };
 
 struct http_conn {
 	struct http_server *srv;
-	struct http_conn *prev, *next; /* srv->conns, under srv->mu */
+	struct http_client *cli;
+	TAILQ_ENTRY(http_conn) link;  /* srv->parked, ->active or ->grave */
+	TAILQ_ENTRY(http_conn) tlink; /* srv->idleq or ->headq; ->readyq */
+	TAILQ_ENTRY(http_conn) clink; /* cli->parked */
+	enum conn_state state;        /* under srv->mu */
+	int in_epoll;                 /* added to srv->epfd (owner only) */
 	int fd;
-	int busy; /* in a handler; under srv->mu */
 	char peer[INET6_ADDRSTRLEN + 8];
 	int loopback;
+	int64_t parked_at;  /* when it was last parked (ms) */
+	int64_t head_start; /* the header deadline runs from; 0: idle */
+	int head_lf;        /* a line end was seen in the head being read */
+	int first_head;     /* head length or -status handed to the thread */
 
-	char *buf;       /* HTTP_MAX_HEAD + CONN_STAGE */
+	struct conn_block *blk; /* NULL while parked without bytes */
+	char *buf;       /* blk->buf, CONN_BUF bytes */
 	size_t cap;
 	size_t rpos, rlen;
 	size_t head_len;
-	char *obuf;      /* CONN_OBUF */
+	char *obuf;      /* blk->obuf, CONN_OBUF */
 	size_t olen;
 
-	struct http_request req;
+	struct http_request *req; /* &blk->req */
 
 	/* request body */
 	enum body_state body;
@@ -264,7 +364,7 @@ lingering_close(struct http_conn *c)
 static void
 maybe_send_continue(struct http_conn *c)
 {
-	if (!c->req.expect_continue || c->continue_sent || c->started)
+	if (!c->req->expect_continue || c->continue_sent || c->started)
 		return;
 	static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
 	c->continue_sent = 1;
@@ -461,7 +561,7 @@ discard_body(struct http_conn *c)
 	if (c->body == BODY_ERROR || c->body_chunked)
 		return -1;
 	/* A client told "no" (no 100 Continue) may or may not send. */
-	if (c->req.expect_continue && !c->continue_sent)
+	if (c->req->expect_continue && !c->continue_sent)
 		return -1;
 	if (c->body_left > DISCARD_MAX)
 		return -1;
@@ -503,7 +603,7 @@ body_allows_reuse(const struct http_conn *c)
 	}
 	if (c->body_chunked)
 		return 0;
-	if (c->req.expect_continue && !c->continue_sent)
+	if (c->req->expect_continue && !c->continue_sent)
 		return 0;
 	return c->body_left <= DISCARD_MAX;
 }
@@ -540,12 +640,12 @@ do_resp_start(struct http_conn *c, int status, const char *const *extra,
 	c->resp_eof = 0;
 	c->resp_len = content_length;
 	if (!c->no_body && content_length < 0) {
-		if (c->req.version_minor >= 1)
+		if (c->req->version_minor >= 1)
 			c->resp_chunked = 1;
 		else
 			c->resp_eof = 1; /* HTTP/1.0 has no chunked */
 	}
-	c->keep_alive = c->req.keep_alive && !c->close_after && !c->resp_eof &&
+	c->keep_alive = c->req->keep_alive && !c->close_after && !c->resp_eof &&
 	    !c->io_err && body_allows_reuse(c) && !server_stopping(c->srv);
 	if (!c->keep_alive)
 		c->close_after = 1;
@@ -560,7 +660,7 @@ do_resp_start(struct http_conn *c, int status, const char *const *extra,
 		ql = snprintf(post, sizeof(post), "Content-Length: %lld\r\n",
 		    (long long)content_length);
 	} else if (c->resp_chunked || (c->no_body &&
-	    c->req.version_minor >= 1)) {
+	    c->req->version_minor >= 1)) {
 		/* HEAD mirrors the GET framing; 1.0 clients never see chunked */
 		ql = snprintf(post, sizeof(post),
 		    "Transfer-Encoding: chunked\r\n");
@@ -760,7 +860,236 @@ http_conn_is_loopback(const struct http_conn *c)
 	return c->loopback;
 }
 
-/* --- connection thread -------------------------------------------------- */
+/* --- buffer blocks and the client table (under srv->mu) ------------------- */
+
+static struct conn_block *
+do_block_get_locked(struct http_server *s)
+{
+	struct conn_block *b = SLIST_FIRST(&s->blocks);
+	if (b) {
+		SLIST_REMOVE_HEAD(&s->blocks, free_link);
+		s->nblocks--;
+		return b;
+	}
+	return malloc(sizeof(*b));
+}
+
+static void
+do_block_put_locked(struct http_server *s, struct conn_block *b)
+{
+	if (!b)
+		return;
+	if (s->nblocks < BLOCKS_KEEP) {
+		SLIST_INSERT_HEAD(&s->blocks, b, free_link);
+		s->nblocks++;
+	} else {
+		free(b);
+	}
+}
+
+static void
+conn_set_block(struct http_conn *c, struct conn_block *b)
+{
+	c->blk = b;
+	c->buf = b ? b->buf : NULL;
+	c->obuf = b ? b->obuf : NULL;
+	c->req = b ? &b->req : NULL;
+	c->cap = CONN_BUF;
+}
+
+/*
+ * The key a client is counted under: an IPv4 address (as ::ffff:a.b.c.d),
+ * or the /64 of an IPv6 address, since one IPv6 host can use any address
+ * of its /64.
+ */
+static void
+client_key(const struct sockaddr_storage *ss, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &a->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+			memcpy(key, &a->sin6_addr, 16);
+		else
+			memcpy(key, &a->sin6_addr, 8);
+	}
+}
+
+static size_t
+client_hash(const struct http_server *s, const unsigned char key[16])
+{
+	uint64_t a, b;
+	memcpy(&a, key, 8);
+	memcpy(&b, key + 8, 8);
+	uint64_t h = (a ^ s->seed) * 0x9e3779b97f4a7c15ULL;
+	h ^= h >> 29;
+	h = (h ^ b) * 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 32;
+	return (size_t)h & (s->nbuckets - 1);
+}
+
+/* The client entry for key, created with no connections if new. */
+static struct http_client *
+do_client_get_locked(struct http_server *s, const unsigned char key[16])
+{
+	struct client_chain *ch = &s->clients[client_hash(s, key)];
+	struct http_client *cl;
+	LIST_FOREACH(cl, ch, link)
+		if (memcmp(cl->key, key, 16) == 0)
+			return cl;
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return NULL;
+	memcpy(cl->key, key, 16);
+	TAILQ_INIT(&cl->parked);
+	LIST_INSERT_HEAD(ch, cl, link);
+	return cl;
+}
+
+static void
+do_client_put_locked(struct http_client *cl)
+{
+	if (cl->nconns > 0)
+		return;
+	LIST_REMOVE(cl, link);
+	free(cl);
+}
+
+/* --- connection bookkeeping (under srv->mu) -------------------------------- */
+
+static void
+do_unpark_locked(struct http_server *s, struct http_conn *c)
+{
+	VAS_ASSERT(c->state == CONN_PARKED);
+	TAILQ_REMOVE(&s->parked, c, link);
+	TAILQ_REMOVE(&c->cli->parked, c, clink);
+	if (c->head_start)
+		TAILQ_REMOVE(&s->headq, c, tlink);
+	else
+		TAILQ_REMOVE(&s->idleq, c, tlink);
+	s->nparked--;
+}
+
+/*
+ * Closes the socket and gives back everything c holds but its own memory,
+ * which the caller frees (the waiter only after the event batch, in which
+ * c may still appear).  Closing under the lock keeps stop from shutting
+ * down a reused descriptor.
+ */
+static void
+do_conn_release_locked(struct http_server *s, struct http_conn *c)
+{
+	if (c->state == CONN_PARKED)
+		do_unpark_locked(s, c);
+	else if (c->state == CONN_ACTIVE)
+		TAILQ_REMOVE(&s->active, c, link);
+	c->state = CONN_DEAD;
+	close(c->fd);
+	c->fd = -1;
+	do_block_put_locked(s, c->blk);
+	conn_set_block(c, NULL);
+	c->cli->nconns--;
+	do_client_put_locked(c->cli);
+	c->cli = NULL;
+	s->nconns--;
+	pthread_cond_broadcast(&s->cv);
+}
+
+/* The waiter closes c (parked or new); freed after the event batch. */
+static void
+do_conn_drop_locked(struct http_server *s, struct http_conn *c)
+{
+	do_conn_release_locked(s, c);
+	TAILQ_INSERT_TAIL(&s->grave, c, link);
+}
+
+static int64_t
+conn_deadline(const struct http_server *s, const struct http_conn *c)
+{
+	return c->head_start ? c->head_start + s->cfg.header_timeout_ms :
+	    c->parked_at + s->cfg.idle_timeout_ms;
+}
+
+static void
+wake_waiter(struct http_server *s)
+{
+	uint64_t one = 1;
+	ssize_t w = write(s->efd, &one, sizeof(one));
+	(void)w; /* EAGAIN: a wakeup is pending anyway */
+}
+
+/*
+ * Hands c to the waiter: lists, deadline, and the armed epoll entry, all
+ * under the lock, so that the waiter cannot see an event (or shed c)
+ * before c is fully parked.  A parked connection without pending bytes
+ * gives its buffer block back.  The caller owned c (new, or active) and
+ * must not touch it after a 0 return; on failure (-errno) it still owns c.
+ */
+static int
+do_park_locked(struct http_server *s, struct http_conn *c, int64_t now)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
+	    .data.ptr = c};
+	if (epoll_ctl(s->epfd, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+	    c->fd, &ev) < 0)
+		return -errno;
+	c->in_epoll = 1;
+	/* A new connection's first head, or one begun, is due from now:
+	 * entries join the deadline lists in deadline order. */
+	c->head_start = c->state == CONN_WAITER || c->rlen > 0 ? now : 0;
+	if (c->state == CONN_ACTIVE)
+		TAILQ_REMOVE(&s->active, c, link);
+	c->state = CONN_PARKED;
+	c->parked_at = now;
+	if (c->rlen == 0) {
+		c->head_lf = 0;
+		do_block_put_locked(s, c->blk);
+		conn_set_block(c, NULL);
+	}
+	TAILQ_INSERT_TAIL(&s->parked, c, link);
+	TAILQ_INSERT_TAIL(&c->cli->parked, c, clink);
+	if (c->head_start)
+		TAILQ_INSERT_TAIL(&s->headq, c, tlink);
+	else
+		TAILQ_INSERT_TAIL(&s->idleq, c, tlink);
+	s->nparked++;
+	/* A sleeping waiter must wake for a deadline earlier than its own. */
+	int64_t d = conn_deadline(s, c);
+	if (s->wake_at != 0 && d < s->wake_at) {
+		s->wake_at = d;
+		wake_waiter(s);
+	}
+	return 0;
+}
+
+/*
+ * Moves c (the waiter's) to the active list with its head result h.
+ * Returns 1 if the caller must start a thread for it (after unlocking),
+ * 0 if a waiting pool thread takes it.
+ */
+static int
+do_dispatch_locked(struct http_server *s, struct http_conn *c, int h)
+{
+	if (c->state == CONN_PARKED)
+		do_unpark_locked(s, c);
+	c->state = CONN_ACTIVE;
+	c->first_head = h;
+	TAILQ_INSERT_TAIL(&s->active, c, link);
+	if (s->idle_threads > 0) {
+		s->idle_threads--;
+		TAILQ_INSERT_TAIL(&s->readyq, c, tlink);
+		pthread_cond_signal(&s->pool_cv);
+		return 0;
+	}
+	s->nthreads++;
+	return 1;
+}
+
+/* --- connection thread ---------------------------------------------------- */
 
 static void
 send_error_response(struct http_conn *c, int status)
@@ -773,45 +1102,32 @@ send_error_response(struct http_conn *c, int status)
 }
 
 /*
- * Reads until buf holds a complete head.  Until its first byte arrives the
- * idle deadline applies; the whole head must then arrive by the header
- * deadline, which runs from that first byte unless header_deadline is
- * already set (> 0: a new connection, or pipelined bytes waiting).
- * Returns the head length, 0 when the connection should just close (EOF,
- * idle timeout, error), or a negative status to answer with.
+ * After bytes were added at buf[old..rlen): parses the head if they can
+ * have completed it or reached a limit.  Parsing only at the first line
+ * end, at a blank line and at the size limits bounds the work to a few
+ * passes per head however a client slices its bytes (the waiter runs this
+ * for every connection).  > 0 head length, 0 more needed, < 0 a status.
  */
 static int
-read_head(struct http_conn *c, int64_t idle_deadline, int64_t header_deadline)
+head_check(struct http_conn *c, size_t old)
 {
-	if (c->rlen > 0) {
-		int r = http_parse_request(c->buf, c->rlen, &c->req);
-		if (r != 0)
-			return r;
+	int parse = 0;
+	if (!c->head_lf && memchr(c->buf + old, '\n', c->rlen - old)) {
+		c->head_lf = 1;
+		parse = 1;
 	}
-	for (;;) {
-		int64_t deadline = c->rlen == 0 && header_deadline == 0 ?
-		    idle_deadline : header_deadline;
-		ssize_t r = conn_recv(c, c->buf + c->rlen, c->cap - c->rlen,
-		    deadline);
-		if (r == -ETIMEDOUT)
-			return c->rlen > 0 ? -408 : 0;
-		if (r <= 0)
-			return 0;
-		if (header_deadline == 0)
-			header_deadline = now_ms() + c->srv->cfg.header_timeout_ms;
-		size_t old = c->rlen;
-		c->rlen += (size_t)r;
-		/* Reparse only on a new line or at a limit, so a client
-		 * trickling bytes cannot make us rescan the head each time. */
-		int has_lf = memchr(c->buf + old, '\n', (size_t)r) != NULL;
-		int at_limit = c->rlen >= HTTP_MAX_HEAD ||
-		    (old <= HTTP_MAX_LINE + 1 && c->rlen > HTTP_MAX_LINE + 1);
-		if (!has_lf && !at_limit)
-			continue;
-		int p = http_parse_request(c->buf, c->rlen, &c->req);
-		if (p != 0)
-			return p;
-	}
+	/* the blank line may straddle old */
+	size_t from = old >= 2 ? old - 2 : 0;
+	const char *p = c->buf + from;
+	size_t n = c->rlen - from;
+	if (memmem(p, n, "\n\n", 2) || memmem(p, n, "\n\r\n", 3))
+		parse = 1;
+	if (c->rlen >= HTTP_MAX_HEAD ||
+	    (old <= HTTP_MAX_LINE + 1 && c->rlen > HTTP_MAX_LINE + 1))
+		parse = 1;
+	if (!parse)
+		return 0;
+	return http_parse_request(c->buf, c->rlen, c->req);
 }
 
 static void
@@ -862,27 +1178,94 @@ finish_response(struct http_conn *c)
 	return 1;
 }
 
+/*
+ * After a response, with pipelined bytes moved to the front: 1 and *h set
+ * if the next head is complete already (or bad), 0 to park the connection
+ * (nothing, or part of a head, is here), -1 to close it (EOF, error).
+ * Never waits: a connection between requests holds no thread.
+ */
+static int
+next_head(struct http_conn *c, int *h)
+{
+	c->head_lf = 0;
+	if (c->rlen > 0) {
+		int p = http_parse_request(c->buf, c->rlen, c->req);
+		if (p != 0) {
+			*h = p;
+			return 1;
+		}
+		c->head_lf = memchr(c->buf, '\n', c->rlen) != NULL;
+	}
+	for (;;) {
+		ssize_t r = recv(c->fd, c->buf + c->rlen, c->cap - c->rlen,
+		    MSG_DONTWAIT);
+		if (r > 0) {
+			size_t old = c->rlen;
+			c->rlen += (size_t)r;
+			int p = head_check(c, old);
+			if (p == 0)
+				return 0;
+			*h = p;
+			return 1;
+		}
+		if (r == 0)
+			return -1;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	}
+}
+
+/* Closes an active connection (the caller's thread owns it) and frees it. */
 static void
-conn_serve(struct http_conn *c)
+conn_close(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
-	/* A new connection's first head is due header_timeout after accept. */
-	int64_t header_deadline = now_ms() + s->cfg.header_timeout_ms;
-	int64_t idle_deadline = header_deadline;
+	LOG_DEBUG("http %s: connection from %s closed", s->name, c->peer);
+	pthread_mutex_lock(&s->mu);
+	do_conn_release_locked(s, c);
+	pthread_mutex_unlock(&s->mu);
+	free(c);
+}
+
+/* Parks c with the waiter, or closes it when the server is stopping. */
+static void
+conn_park(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	pthread_mutex_lock(&s->mu);
+	int r = s->stopping ? -ESHUTDOWN : do_park_locked(s, c, now_ms());
+	pthread_mutex_unlock(&s->mu);
+	if (r < 0) {
+		if (r != -ESHUTDOWN)
+			LOG_WARN("http %s: cannot park connection from %s: %s",
+			    s->name, c->peer, strerror(-r));
+		conn_close(c);
+	}
+}
+
+/*
+ * Serves c from the head the waiter read (c->first_head) until no further
+ * complete head is waiting, then parks or closes it.  c is not touched
+ * after this returns.
+ */
+static void
+conn_work(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	int h = c->first_head;
 	int need_linger = 0;
 
 	for (;;) {
 		request_reset(c);
 		c->close_after = 0;
 		c->io_err = 0;
-		int h = read_head(c, idle_deadline, header_deadline);
-		if (h == 0)
-			break;
 		if (h < 0) {
 			LOG_DEBUG("http %s: %s: request head rejected with %d",
 			    s->name, c->peer, -h);
-			c->req.version_minor = 1;
-			c->req.keep_alive = 0;
+			c->req->version_minor = 1;
+			c->req->keep_alive = 0;
+			c->req->expect_continue = 0;
 			c->head_len = c->rlen; /* keep the stage out of the way */
 			c->rpos = c->rlen;
 			send_error_response(c, -h);
@@ -891,32 +1274,23 @@ conn_serve(struct http_conn *c)
 		}
 		c->head_len = (size_t)h;
 		c->rpos = (size_t)h;
-		c->is_head = c->req.method_len == 4 &&
-		    memcmp(c->req.method, "HEAD", 4) == 0;
-		if (c->req.chunked) {
+		c->is_head = c->req->method_len == 4 &&
+		    memcmp(c->req->method, "HEAD", 4) == 0;
+		if (c->req->chunked) {
 			c->body = BODY_PENDING;
 			c->body_chunked = 1;
-		} else if (c->req.content_length > 0) {
+		} else if (c->req->content_length > 0) {
 			c->body = BODY_PENDING;
-			c->body_left = c->req.content_length;
+			c->body_left = c->req->content_length;
 		}
-
-		pthread_mutex_lock(&s->mu);
-		int stop = s->stopping;
-		c->busy = !stop;
-		pthread_mutex_unlock(&s->mu);
-		if (stop)
+		if (server_stopping(s))
 			break;
 
-		s->fn(c, &c->req, s->arg);
+		s->fn(c, c->req, s->arg);
 
 		int reuse = finish_response(c);
-		pthread_mutex_lock(&s->mu);
-		c->busy = 0;
-		if (s->stopping)
+		if (server_stopping(s))
 			reuse = 0;
-		pthread_mutex_unlock(&s->mu);
-
 		if (reuse && discard_body(c) < 0)
 			reuse = 0;
 		if (!reuse) {
@@ -928,25 +1302,52 @@ conn_serve(struct http_conn *c)
 		memmove(c->buf, c->buf + c->rpos, left);
 		c->rlen = left;
 		c->rpos = 0;
-		int64_t now = now_ms();
-		idle_deadline = now + s->cfg.idle_timeout_ms;
-		header_deadline = left > 0 ? now + s->cfg.header_timeout_ms :
-		    0; /* starts with the next request's first byte */
+		int n = next_head(c, &h);
+		if (n == 0) {
+			conn_park(c);
+			return;
+		}
+		if (n < 0)
+			break;
 	}
 	if (need_linger)
 		lingering_close(c);
+	conn_close(c);
 }
 
-static void
-conn_unlink_locked(struct http_server *s, struct http_conn *c)
+/*
+ * A thread without work waits up to POOL_IDLE_MS for the next connection.
+ * NULL: the thread has left the pool (counted out under the lock) and must
+ * not touch s again, which stop may free at once.
+ */
+static struct http_conn *
+pool_wait(struct http_server *s)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
+	pthread_mutex_lock(&s->mu);
+	s->idle_threads++;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += POOL_IDLE_MS / 1000;
+	int timed_out = 0;
+	for (;;) {
+		struct http_conn *c = TAILQ_FIRST(&s->readyq);
+		if (c) {
+			/* its dispatch already counted this thread busy */
+			TAILQ_REMOVE(&s->readyq, c, tlink);
+			pthread_mutex_unlock(&s->mu);
+			return c;
+		}
+		if (s->stopping || timed_out)
+			break;
+		if (pthread_cond_timedwait(&s->pool_cv, &s->mu, &ts) ==
+		    ETIMEDOUT)
+			timed_out = 1;
+	}
+	s->idle_threads--;
+	s->nthreads--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
 }
 
 static void *
@@ -954,30 +1355,13 @@ conn_thread(void *arg)
 {
 	struct http_conn *c = arg;
 	struct http_server *s = c->srv;
-
-	c->cap = HTTP_MAX_HEAD + CONN_STAGE;
-	c->buf = malloc(c->cap + CONN_OBUF);
-	if (c->buf) {
-		c->obuf = c->buf + c->cap;
-		conn_serve(c);
-	} else {
-		LOG_WARN("http %s: out of memory for connection from %s",
-		    s->name, c->peer);
-	}
-	LOG_DEBUG("http %s: connection from %s closed", s->name, c->peer);
-
-	/* Close under the lock so stop never shuts down a reused fd. */
-	pthread_mutex_lock(&s->mu);
-	close(c->fd);
-	conn_unlink_locked(s, c);
-	s->nconns--;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	/* From here on s may be freed: touch only c. */
-	free(c->buf);
-	free(c);
+	do
+		conn_work(c);
+	while ((c = pool_wait(s)) != NULL);
 	return NULL;
 }
+
+/* --- the waiter ----------------------------------------------------------- */
 
 static void
 fill_peer(struct http_conn *c, const struct sockaddr_storage *ss)
@@ -1003,15 +1387,26 @@ fill_peer(struct http_conn *c, const struct sockaddr_storage *ss)
 	}
 }
 
+/* A short fixed answer without blocking, then close. */
 static void
-reject_busy(int fd)
+send_and_close(int fd, const char *msg, size_t n)
 {
-	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\n"
-	    "Content-Length: 0\r\nConnection: close\r\n\r\n";
-	ssize_t w = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t w = send(fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	(void)w;
 	shutdown(fd, SHUT_WR);
 	close(fd);
+}
+
+static const char msg_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
+    "Server: ferry\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+static const char msg_408[] = "HTTP/1.1 408 Request Timeout\r\n"
+    "Server: ferry\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+static void
+reject_fd(struct http_server *s, int fd)
+{
+	__atomic_add_fetch(&s->rejected, 1, __ATOMIC_RELAXED);
+	send_and_close(fd, msg_503, sizeof(msg_503) - 1);
 }
 
 static void
@@ -1026,87 +1421,366 @@ conn_setup_socket(struct http_server *s, int fd)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+/* Closes a parked connection to make room for a new one. */
 static void
-reject_conn(struct http_server *s, int fd)
+do_shed_locked(struct http_server *s, struct http_conn *c)
 {
+	LOG_DEBUG("http %s: idle connection from %s shed", s->name, c->peer);
+	__atomic_add_fetch(&s->shed, 1, __ATOMIC_RELAXED);
+	do_conn_drop_locked(s, c);
+}
+
+/* Under pressure, one line now and then rather than one per connection. */
+static void
+note_pressure(struct http_server *s)
+{
+	int64_t now = now_ms();
+	if (s->warned_at != 0 && now - s->warned_at < PRESSURE_LOG_MS)
+		return;
+	int64_t shed = __atomic_load_n(&s->shed, __ATOMIC_RELAXED);
+	int64_t rej = __atomic_load_n(&s->rejected, __ATOMIC_RELAXED);
+	if (shed == s->warned_shed && rej == s->warned_rejected)
+		return;
+	LOG_WARN("http %s: at a connection cap: %lld idle connections shed, "
+	    "%lld refused since start", s->name, (long long)shed,
+	    (long long)rej);
+	s->warned_at = now;
+	s->warned_shed = shed;
+	s->warned_rejected = rej;
+}
+
+/* Starts a thread for c; on failure c is answered 503 and closed. */
+static void
+spawn_thread(struct http_server *s, struct http_conn *c)
+{
+	pthread_t t;
+	int e = pthread_create(&t, &s->tattr, conn_thread, c);
+	if (e == 0)
+		return;
+	LOG_WARN("http %s: cannot start connection thread: %s", s->name,
+	    strerror(e));
 	__atomic_add_fetch(&s->rejected, 1, __ATOMIC_RELAXED);
-	reject_busy(fd);
+	ssize_t w = send(c->fd, msg_503, sizeof(msg_503) - 1,
+	    MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)w;
+	pthread_mutex_lock(&s->mu);
+	s->nthreads--;
+	do_conn_release_locked(s, c);
+	pthread_mutex_unlock(&s->mu);
+	free(c);
+}
+
+/*
+ * The waiter's read on c (new or parked; the waiter owns it): appends what
+ * the socket has without waiting and hands c to a thread once its head is
+ * complete (or bad).  Otherwise c stays parked (armed again) or, on EOF or
+ * an error, is closed.  disarm: c is read without its event (which may be
+ * queued already), so its epoll entry is disarmed first: no event may
+ * reach the waiter once a thread owns c.
+ */
+static void
+conn_readable(struct http_server *s, struct http_conn *c, int disarm)
+{
+	pthread_mutex_lock(&s->mu);
+	if (c->state == CONN_DEAD) { /* shed earlier in this batch */
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	if (disarm && c->in_epoll) {
+		struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = c};
+		epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+	if (!c->blk) {
+		struct conn_block *b = do_block_get_locked(s);
+		if (!b) {
+			LOG_WARN("http %s: out of memory for connection from %s",
+			    s->name, c->peer);
+			do_conn_drop_locked(s, c);
+			pthread_mutex_unlock(&s->mu);
+			return;
+		}
+		conn_set_block(c, b);
+	}
+	pthread_mutex_unlock(&s->mu);
+
+	int h = 0, close_it = 0;
+	size_t old = c->rlen;
+	if (c->rlen >= c->cap) {
+		h = -431; /* cannot happen: head_check stops at the limit */
+	} else {
+		ssize_t r;
+		do
+			r = recv(c->fd, c->buf + c->rlen, c->cap - c->rlen,
+			    MSG_DONTWAIT);
+		while (r < 0 && errno == EINTR);
+		if (r > 0) {
+			c->rlen += (size_t)r;
+			h = head_check(c, old);
+		} else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+			close_it = 1;
+		}
+	}
+
+	int64_t now = now_ms();
+	int spawn = 0;
+	pthread_mutex_lock(&s->mu);
+	if (close_it || s->stopping) {
+		do_conn_drop_locked(s, c);
+	} else if (h != 0) {
+		spawn = do_dispatch_locked(s, c, h);
+	} else if (c->state == CONN_WAITER) {
+		/* new: its first head is due header_timeout from now */
+		if (do_park_locked(s, c, now) < 0)
+			do_conn_drop_locked(s, c);
+	} else {
+		if (c->head_start == 0 && c->rlen > 0) {
+			/* the first bytes of a head: now the header deadline */
+			TAILQ_REMOVE(&s->idleq, c, tlink);
+			c->head_start = now;
+			TAILQ_INSERT_TAIL(&s->headq, c, tlink);
+		}
+		if (c->rlen == 0) {
+			do_block_put_locked(s, c->blk);
+			conn_set_block(c, NULL);
+		}
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
+		    .data.ptr = c};
+		if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+			do_conn_drop_locked(s, c);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (spawn)
+		spawn_thread(s, c);
+}
+
+/*
+ * Admits a new connection: at the client's cap its oldest parked
+ * connection is shed, at the server's cap the oldest parked one of all;
+ * refused (503) only when every connection in that scope is in a request.
+ * Then its first bytes are read at once (they often came with the
+ * connection).
+ */
+static void
+admit(struct http_server *s, int fd, const struct sockaddr_storage *ss)
+{
+	unsigned char key[16];
+	client_key(ss, key);
+	struct http_conn *c = calloc(1, sizeof(*c));
+
+	pthread_mutex_lock(&s->mu);
+	struct http_client *cl = c ? do_client_get_locked(s, key) : NULL;
+	int ok = cl != NULL && !s->stopping;
+	int pressure = 0;
+	if (ok) {
+		/* counted first: shedding its last one keeps cl alive */
+		cl->nconns++;
+		s->nconns++;
+		if (cl->nconns > s->cfg.max_conns_per_client) {
+			struct http_conn *v = TAILQ_FIRST(&cl->parked);
+			if (v)
+				do_shed_locked(s, v);
+			else
+				ok = 0;
+			pressure = 1;
+		}
+		if (ok && s->nconns > s->cfg.max_conns) {
+			struct http_conn *v = TAILQ_FIRST(&s->parked);
+			if (v)
+				do_shed_locked(s, v);
+			else
+				ok = 0;
+			pressure = 1;
+		}
+		if (!ok) {
+			cl->nconns--;
+			s->nconns--;
+		}
+	}
+	if (ok) {
+		c->srv = s;
+		c->cli = cl;
+		c->fd = fd;
+		c->state = CONN_WAITER;
+	} else if (cl) {
+		do_client_put_locked(cl);
+	}
+	int stopping = s->stopping;
+	pthread_mutex_unlock(&s->mu);
+
+	if (!ok) {
+		free(c);
+		if (stopping)
+			close(fd);
+		else
+			reject_fd(s, fd);
+	} else {
+		fill_peer(c, ss);
+		conn_setup_socket(s, fd);
+		conn_readable(s, c, 0);
+	}
+	if (pressure)
+		note_pressure(s);
 }
 
 static void
-spawn_conn(struct http_server *s, int fd, const struct sockaddr_storage *ss)
+accept_some(struct http_server *s)
 {
-	pthread_mutex_lock(&s->mu);
-	if (s->stopping || s->nconns >= s->cfg.max_conns) {
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl,
+		    SOCK_CLOEXEC);
+		if (fd >= 0) {
+			admit(s, fd, &ss);
+			continue;
+		}
+		int e = errno;
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			return;
+		if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+			continue;
+		if (e == EMFILE || e == ENFILE) {
+			/* An idle connection's descriptor is the one to give. */
+			pthread_mutex_lock(&s->mu);
+			struct http_conn *v = TAILQ_FIRST(&s->parked);
+			if (v)
+				do_shed_locked(s, v);
+			pthread_mutex_unlock(&s->mu);
+			if (v) {
+				note_pressure(s);
+				continue;
+			}
+		}
+		/* Back off instead of spinning on a listener that stays
+		 * readable. */
+		LOG_WARN("http %s: accept: %s", s->name, strerror(e));
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
+		s->accept_resume = now_ms() + ACCEPT_PAUSE_MS;
+		return;
+	}
+}
+
+/*
+ * Closes parked connections whose idle or header deadline has passed.
+ * One with bytes waiting in its socket sent them in time (their event is
+ * in a later batch): it is read once more first.
+ */
+static void
+expire(struct http_server *s, int64_t now)
+{
+	struct http_conn *last = NULL;
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		struct http_conn *c = TAILQ_FIRST(&s->idleq);
+		if (!c || conn_deadline(s, c) > now) {
+			c = TAILQ_FIRST(&s->headq);
+			if (c && conn_deadline(s, c) > now)
+				c = NULL;
+		}
+		if (!c) {
+			pthread_mutex_unlock(&s->mu);
+			return;
+		}
+		int pending = 0;
+		if (c != last && ioctl(c->fd, FIONREAD, &pending) == 0 &&
+		    pending > 0) {
+			pthread_mutex_unlock(&s->mu);
+			last = c;
+			conn_readable(s, c, 1);
+			continue;
+		}
+		if (c->rlen > 0) { /* part of a head: slow or stuck */
+			LOG_DEBUG("http %s: %s: request head timed out",
+			    s->name, c->peer);
+			ssize_t w = send(c->fd, msg_408, sizeof(msg_408) - 1,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)w;
+		}
+		do_conn_drop_locked(s, c);
 		pthread_mutex_unlock(&s->mu);
-		reject_conn(s, fd);
-		return;
 	}
-	pthread_mutex_unlock(&s->mu);
+}
 
-	struct http_conn *c = calloc(1, sizeof(*c));
-	if (!c) {
-		reject_conn(s, fd);
-		return;
-	}
-	c->srv = s;
-	c->fd = fd;
-	fill_peer(c, ss);
-	conn_setup_socket(s, fd);
+static int64_t
+do_next_deadline_locked(struct http_server *s)
+{
+	int64_t next = INT64_MAX;
+	struct http_conn *c = TAILQ_FIRST(&s->idleq);
+	if (c)
+		next = conn_deadline(s, c);
+	c = TAILQ_FIRST(&s->headq);
+	if (c && conn_deadline(s, c) < next)
+		next = conn_deadline(s, c);
+	if (s->accept_resume && s->accept_resume < next)
+		next = s->accept_resume;
+	return next;
+}
 
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, CONN_STACK_SIZE);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-
-	pthread_mutex_lock(&s->mu);
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->nconns++;
-	pthread_t t;
-	int e = pthread_create(&t, &attr, conn_thread, c);
-	if (e != 0) {
-		conn_unlink_locked(s, c);
-		s->nconns--;
-		pthread_cond_broadcast(&s->cv);
-	}
-	pthread_mutex_unlock(&s->mu);
-	pthread_attr_destroy(&attr);
-	if (e != 0) {
-		LOG_WARN("http %s: cannot start connection thread: %s", s->name,
-		    strerror(e));
-		reject_conn(s, fd);
+static void
+bury(struct http_server *s)
+{
+	struct http_conn *c;
+	while ((c = TAILQ_FIRST(&s->grave)) != NULL) {
+		TAILQ_REMOVE(&s->grave, c, link);
 		free(c);
 	}
 }
 
 static void *
-acceptor_thread(void *arg)
+waiter_thread(void *arg)
 {
 	struct http_server *s = arg;
+	struct epoll_event evs[EVENTS_MAX];
 	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (server_stopping(s))
-				break;
-			if (errno == EINTR || errno == ECONNABORTED ||
-			    errno == EPROTO)
-				continue;
-			/* EMFILE and friends: back off instead of spinning. */
-			LOG_WARN("http %s: accept: %s", s->name, strerror(errno));
-			poll(NULL, 0, 100);
-			continue;
+		int64_t now = now_ms();
+		if (s->accept_resume && now >= s->accept_resume) {
+			struct epoll_event ev = {.events = EPOLLIN,
+			    .data.ptr = &s->lfd};
+			epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev);
+			s->accept_resume = 0;
 		}
-		if (server_stopping(s)) {
-			close(fd);
+		pthread_mutex_lock(&s->mu);
+		if (s->stopping) {
+			/* Idle connections go now; active ones finish. */
+			struct http_conn *c;
+			while ((c = TAILQ_FIRST(&s->parked)) != NULL)
+				do_conn_drop_locked(s, c);
+			pthread_mutex_unlock(&s->mu);
 			break;
 		}
-		spawn_conn(s, fd, &ss);
+		int64_t next = do_next_deadline_locked(s);
+		s->wake_at = next;
+		pthread_mutex_unlock(&s->mu);
+
+		int timeout = -1;
+		if (next != INT64_MAX)
+			timeout = next <= now ? 0 : next - now > 1000000 ?
+			    1000000 : (int)(next - now);
+		int n = epoll_wait(s->epfd, evs, EVENTS_MAX, timeout);
+		pthread_mutex_lock(&s->mu);
+		s->wake_at = 0;
+		pthread_mutex_unlock(&s->mu);
+		if (n < 0 && errno != EINTR) {
+			LOG_ERR("http %s: epoll_wait: %s", s->name,
+			    strerror(errno));
+			poll(NULL, 0, 100);
+		}
+		for (int i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+			if (p == &s->lfd) {
+				accept_some(s);
+			} else if (p == &s->efd) {
+				uint64_t v;
+				ssize_t r = read(s->efd, &v, sizeof(v));
+				(void)r;
+			} else {
+				conn_readable(s, p, 0);
+			}
+		}
+		expire(s, now_ms());
+		bury(s);
 	}
+	bury(s);
 	return NULL;
 }
 
@@ -1141,8 +1815,9 @@ open_listener(struct http_server *s, char **err)
 	int fd = -1;
 	int last = 0;
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    ai->ai_protocol);
+		/* non-blocking: the waiter accepts until EAGAIN */
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, ai->ai_protocol);
 		if (fd < 0) {
 			last = errno;
 			continue;
@@ -1173,6 +1848,47 @@ open_listener(struct http_server *s, char **err)
 	return 0;
 }
 
+/*
+ * Every connection is a descriptor: the soft limit goes up to the hard
+ * one (once per process), and a limit below the cap is worth a warning
+ * (the waiter then sheds idle connections for descriptors too).
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static pthread_once_t nofile_once = PTHREAD_ONCE_INIT;
+
+static void
+server_free(struct http_server *s)
+{
+	struct conn_block *b;
+	while ((b = SLIST_FIRST(&s->blocks)) != NULL) {
+		SLIST_REMOVE_HEAD(&s->blocks, free_link);
+		free(b);
+	}
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->efd >= 0)
+		close(s->efd);
+	pthread_attr_destroy(&s->tattr);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->pool_cv);
+	free(s->clients);
+	free(s->host);
+	free(s->name);
+	free(s);
+}
+
 struct http_server *
 http_server_start(const struct http_server_cfg *cfg, http_handler_fn fn,
     void *arg, char **err)
@@ -1181,6 +1897,7 @@ http_server_start(const struct http_server_cfg *cfg, http_handler_fn fn,
 	/* sendfile(2) has no MSG_NOSIGNAL: a vanished client must not kill
 	 * the process. */
 	signal(SIGPIPE, SIG_IGN);
+	pthread_once(&nofile_once, raise_nofile);
 
 	struct http_server *s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -1190,6 +1907,8 @@ http_server_start(const struct http_server_cfg *cfg, http_handler_fn fn,
 	s->cfg = *cfg;
 	if (s->cfg.max_conns <= 0)
 		s->cfg.max_conns = 4096;
+	if (s->cfg.max_conns_per_client <= 0)
+		s->cfg.max_conns_per_client = PER_CLIENT_DEFAULT;
 	if (s->cfg.header_timeout_ms <= 0)
 		s->cfg.header_timeout_ms = 20000;
 	if (s->cfg.idle_timeout_ms <= 0)
@@ -1204,30 +1923,63 @@ http_server_start(const struct http_server_cfg *cfg, http_handler_fn fn,
 	s->cfg.name = s->name;
 	s->fn = fn;
 	s->arg = arg;
-	s->lfd = -1;
+	s->lfd = s->epfd = s->efd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	if (!s->host || !s->name) {
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->pool_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&s->tattr);
+	pthread_attr_setstacksize(&s->tattr, CONN_STACK_SIZE);
+	pthread_attr_setdetachstate(&s->tattr, PTHREAD_CREATE_DETACHED);
+	TAILQ_INIT(&s->parked);
+	TAILQ_INIT(&s->idleq);
+	TAILQ_INIT(&s->headq);
+	TAILQ_INIT(&s->active);
+	TAILQ_INIT(&s->readyq);
+	TAILQ_INIT(&s->grave);
+	SLIST_INIT(&s->blocks);
+	/* Chains average at most two clients when the server is full. */
+	s->nbuckets = 16;
+	while (s->nbuckets < 65536 && s->nbuckets * 2 < (size_t)s->cfg.max_conns)
+		s->nbuckets *= 2;
+	s->clients = calloc(s->nbuckets, sizeof(*s->clients));
+	if (getrandom(&s->seed, sizeof(s->seed), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(s->seed))
+		s->seed = (uint64_t)now_ns() ^ (uint64_t)(uintptr_t)s;
+	if (!s->host || !s->name || !s->clients) {
 		set_err(err, "%s%s", "out of memory", "");
 		goto fail;
 	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)s->cfg.max_conns + 64)
+		LOG_WARN("http %s: the descriptor limit (%llu) is below "
+		    "max connections (%d): idle connections are shed earlier",
+		    s->name, (unsigned long long)rl.rlim_cur, s->cfg.max_conns);
 	if (open_listener(s, err) < 0)
 		goto fail;
-	int e = pthread_create(&s->acceptor, NULL, acceptor_thread, s);
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &s->lfd};
+	struct epoll_event eev = {.events = EPOLLIN, .data.ptr = &s->efd};
+	if (s->epfd < 0 || s->efd < 0 ||
+	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &lev) < 0 ||
+	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->efd, &eev) < 0) {
+		set_err(err, "cannot set up epoll: %s%s", strerror(errno), "");
+		goto fail;
+	}
+	int e = pthread_create(&s->waiter, NULL, waiter_thread, s);
 	if (e != 0) {
-		set_err(err, "cannot start acceptor thread: %s%s", strerror(e), "");
+		set_err(err, "cannot start waiter thread: %s%s", strerror(e), "");
 		goto fail;
 	}
 	LOG_INFO("http %s: listening on %s port %d", s->name, s->host, s->port);
 	return s;
 fail:
-	if (s->lfd >= 0)
-		close(s->lfd);
-	pthread_mutex_destroy(&s->mu);
-	pthread_cond_destroy(&s->cv);
-	free(s->host);
-	free(s->name);
-	free(s);
+	server_free(s);
 	return NULL;
 }
 
@@ -1235,15 +1987,6 @@ int
 http_server_port(const struct http_server *s)
 {
 	return s->port;
-}
-
-/* Shuts down connections; busy ones only when all_conns. */
-static void
-do_shutdown_conns_locked(struct http_server *s, int all_conns)
-{
-	for (struct http_conn *c = s->conns; c; c = c->next)
-		if (all_conns || !c->busy)
-			shutdown(c->fd, SHUT_RDWR);
 }
 
 void
@@ -1254,18 +1997,19 @@ http_server_stop(struct http_server **sp)
 		return;
 	*sp = NULL;
 
+	/* The waiter closes the idle connections and exits; threads waiting
+	 * for work leave; running handlers get a grace period to finish
+	 * their response, then their sockets are shut down too. */
 	pthread_mutex_lock(&s->mu);
 	__atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&s->pool_cv);
 	pthread_mutex_unlock(&s->mu);
-	/* Wakes the blocking accept(2). */
-	shutdown(s->lfd, SHUT_RDWR);
-	pthread_join(s->acceptor, NULL);
+	wake_waiter(s);
+	pthread_join(s->waiter, NULL);
 	close(s->lfd);
+	s->lfd = -1;
 
-	/* Idle connections go now; running handlers get a grace period to
-	 * finish their response, then their sockets are shut down too. */
 	pthread_mutex_lock(&s->mu);
-	do_shutdown_conns_locked(s, 0);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += STOP_GRACE_MS / 1000;
@@ -1278,17 +2022,15 @@ http_server_stop(struct http_server **sp)
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
 			break;
 	}
-	do_shutdown_conns_locked(s, 1);
-	while (s->nconns > 0)
+	struct http_conn *c;
+	TAILQ_FOREACH(c, &s->active, link)
+		shutdown(c->fd, SHUT_RDWR);
+	while (s->nconns > 0 || s->nthreads > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 
 	LOG_INFO("http %s: stopped", s->name);
-	pthread_mutex_destroy(&s->mu);
-	pthread_cond_destroy(&s->cv);
-	free(s->host);
-	free(s->name);
-	free(s);
+	server_free(s);
 }
 
 void
@@ -1296,6 +2038,9 @@ http_server_get_stats(struct http_server *s, struct http_server_stats *st)
 {
 	pthread_mutex_lock(&s->mu);
 	st->open_conns = s->nconns;
+	st->idle_conns = s->nparked;
+	st->threads = s->nthreads;
 	pthread_mutex_unlock(&s->mu);
 	st->rejected_total = __atomic_load_n(&s->rejected, __ATOMIC_RELAXED);
+	st->shed_total = __atomic_load_n(&s->shed, __ATOMIC_RELAXED);
 }

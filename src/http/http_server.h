@@ -1,13 +1,17 @@
 /*
  * http_server.h: the HTTP/1.1 server used by the S3 gateway and the control
- * API.  One acceptor thread; one thread per connection (small stacks), with
- * a cap on connections (over the cap a client gets 503 and is closed).
+ * API.  One waiter thread per server accepts and watches connections
+ * between requests with epoll (an idle keep-alive connection holds no
+ * thread); a connection in a request has a thread of its own (small
+ * stacks, reused).  Caps on connections, per server and per client
+ * address: at a cap the oldest idle connection is closed to make room, and
+ * a new client gets 503 only when every connection is in a request.
  * Keep-alive, request-head limits from http_parse.h, a header timeout
  * against slow-loris clients, idle and I/O timeouts.
  *
- * A handler runs on the connection's thread and must send exactly one
+ * A handler runs on the thread given its request and must send exactly one
  * response with the http_resp_* calls.  It may block (UFS reads): other
- * connections have their own threads.
+ * requests have their own threads.
  */
 #ifndef FERRY_HTTP_SERVER_H
 #define FERRY_HTTP_SERVER_H
@@ -28,6 +32,8 @@ struct http_server_cfg {
 	const char *host;         /* "127.0.0.1", "0.0.0.0", "::" */
 	int port;                 /* 0 picks a free port (tests) */
 	int max_conns;            /* default 4096 */
+	int max_conns_per_client; /* per client address (IPv6: per /64);
+	                             default 1024 */
 	int header_timeout_ms;    /* whole head must arrive within; default 20000 */
 	int idle_timeout_ms;      /* keep-alive idle; default 60000 */
 	int io_timeout_ms;        /* per send/recv; default 60000 */
@@ -35,19 +41,25 @@ struct http_server_cfg {
 	const char *name;         /* for logs: "s3", "control" */
 };
 
+/* Also raises the process's soft RLIMIT_NOFILE to the hard limit (once):
+ * every connection is a descriptor. */
 struct http_server *http_server_start(const struct http_server_cfg *cfg,
     http_handler_fn fn, void *arg, char **err);
 int http_server_port(const struct http_server *s); /* the bound port */
 struct http_server_stats {
 	int64_t open_conns;
-	int64_t rejected_total; /* refused over the connection cap */
+	int64_t idle_conns;     /* of those, parked between requests */
+	int64_t threads;        /* connection threads, busy or pooled */
+	int64_t rejected_total; /* refused (503): at a cap, none idle */
+	int64_t shed_total;     /* idle connections closed to make room */
 };
 void http_server_get_stats(struct http_server *s, struct http_server_stats *st);
 
-/* Stops accepting, closes idle connections, waits for running handlers. */
+/* Stops accepting, closes idle connections, waits for running handlers
+ * (shutting their sockets down after a grace period). */
 void http_server_stop(struct http_server **s);
 
-/* --- used by handlers, on the connection's own thread ------------------ */
+/* --- used by handlers, on the thread running the request --------------- */
 
 /*
  * Sends the status line and headers.  extra_headers is zero or more

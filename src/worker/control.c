@@ -579,10 +579,17 @@ op_metrics(struct worker *w, struct http_conn *c)
 	    "# TYPE ferry_connections_open gauge\n"
 	    "ferry_connections_open{server=\"s3\"} %" PRId64 "\nferry_connections_open{server=\"control\"} %" PRId64 "\n",
 	    s3s.open_conns, cts.open_conns);
-	dbuf_printf(&b, "# HELP ferry_connections_rejected_total Connections refused over --max-connections.\n"
+	dbuf_printf(&b, "# HELP ferry_connections_rejected_total Connections refused (503): at a connection cap with none idle.\n"
 	    "# TYPE ferry_connections_rejected_total counter\n"
 	    "ferry_connections_rejected_total %" PRId64 "\n",
 	    s3s.rejected_total + cts.rejected_total);
+	dbuf_printf(&b, "# HELP ferry_connections_idle Open connections between requests (parked, no thread), by server.\n"
+	    "# TYPE ferry_connections_idle gauge\n"
+	    "ferry_connections_idle{server=\"s3\"} %" PRId64 "\nferry_connections_idle{server=\"control\"} %" PRId64 "\n"
+	    "# HELP ferry_connections_shed_total Idle connections closed to make room at a connection cap.\n"
+	    "# TYPE ferry_connections_shed_total counter\n"
+	    "ferry_connections_shed_total %" PRId64 "\n",
+	    s3s.idle_conns, cts.idle_conns, s3s.shed_total + cts.shed_total);
 	struct router_stats rs;
 	router_get_stats(w->rt, &rs);
 	int members = 1, etcd_up = 0;

@@ -29,7 +29,7 @@ enum {
 	OPT_CACHE_DIR = 1000, OPT_CACHE_SIZE, OPT_PAGE_SIZE, OPT_PAGE_VERIFY,
 	OPT_SYNC, OPT_STALE, OPT_META_ENTRIES, OPT_UFS_PAR, OPT_WINDOW,
 	OPT_READAHEAD, OPT_INFLIGHT, OPT_S3_ADDR, OPT_S3_AK, OPT_S3_SK,
-	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_MAXCONN, OPT_CTL_ADDR,
+	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
 	OPT_CTL_TOKEN, OPT_CTL_TOKEN_FILE, OPT_MOUNT, OPT_STATE_DIR, OPT_CONFIG,
 	OPT_LOG_LEVEL, OPT_LOCAL_SOCKET, OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE,
 	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_HELP,
@@ -68,7 +68,9 @@ static const struct opt_def opts[] = {
 	    "local user in the process list; prefer the file or\nthe environment", NULL},
 	{"s3-anonymous", OPT_S3_ANON, NULL, "also accept unsigned requests", NULL},
 	{"s3-region", OPT_S3_REGION, "REGION", "region reported to clients (default us-east-1)", NULL},
-	{"max-connections", OPT_MAXCONN, "N", "concurrent connections per server (default 4096)\n"
+	{"max-connections", OPT_MAXCONN, "N", "concurrent connections to the gateway (default 4096)", NULL},
+	{"max-connections-per-client", OPT_MAXCONN_CLIENT, "N", "of those, from one client address (an IPv6 /64) at\n"
+	    "most (default 1024); at either cap the oldest idle\nconnection is closed to make room\n"
 	    "Without keys, a gateway bound to loopback accepts every request; bound\n"
 	    "beyond loopback it needs keys or --s3-anonymous, or the worker will not start.", NULL},
 	{"control-address", OPT_CTL_ADDR, "HOST:PORT", "listen address (default 127.0.0.1:29999)", "Control API and metrics"},
@@ -397,6 +399,11 @@ apply_opt(struct parse *p, int id, char *arg, int from_argv)
 			return fail(p, "bad --max-connections %s", arg);
 		c->max_conns = (int)v;
 		return 0;
+	case OPT_MAXCONN_CLIENT:
+		if (parse_int(arg, 1, 1000000, &v) < 0)
+			return fail(p, "bad --max-connections-per-client %s", arg);
+		c->max_conns_per_client = (int)v;
+		return 0;
 	case OPT_CTL_TOKEN:
 		c->control_token = take_secret_arg(p, arg, from_argv);
 		p->token_from = from_argv ? "the command line" : "the config file";
@@ -537,6 +544,7 @@ defaults(struct worker_cfg *c)
 	c->reader.readahead_pages = 8;
 	c->reader.max_inflight = 128;
 	c->max_conns = 4096;
+	c->max_conns_per_client = 1024;
 	c->cluster_name = "default";
 	c->block_size = 64LL << 20;
 	c->lease_ttl_s = 5;

@@ -40,7 +40,8 @@ struct worker_cfg {
 	int64_t meta_max_entries;
 	int64_t meta_max_list_bytes;
 	struct reader_cfg reader;
-	int max_conns;
+	int max_conns;            /* S3 gateway connections */
+	int max_conns_per_client; /* of those, from one address */
 	const char *state_dir; /* mount table, worker id; default: first cache dir */
 	const char *local_socket; /* NULL: <state_dir>/ferry.sock; "none": off */
 	const char *mounts[WORKER_MAX_MOUNTS]; /* --mount NAME=URI */

@@ -319,7 +319,8 @@ start_servers(struct worker *w)
 	const struct worker_cfg *c = &w->cfg;
 	char *err = NULL;
 	struct http_server_cfg s3cfg = {.host = c->s3_host, .port = c->s3_port,
-	    .max_conns = c->max_conns, .name = "s3"};
+	    .max_conns = c->max_conns, .max_conns_per_client = c->max_conns_per_client,
+	    .name = "s3"};
 	w->s3 = http_server_start(&s3cfg, s3_gateway_handle, w, &err);
 	if (!w->s3) {
 		fprintf(stderr, "ferry worker: S3 gateway on %s:%d: %s\n", c->s3_host, c->s3_port, err ? err : "failed");

@@ -1,12 +1,13 @@
 """Concurrency: many clients reading one cold object make one UFS fetch per
 page (shared fetches), all get the right bytes; 1,000 concurrent
-keep-alive connections are all answered."""
+keep-alive connections are all answered; at the connection cap idle
+connections are shed and 503 comes only when all are busy."""
 import random
 import socket
 import threading
 import time
 
-from conftest import PAGE, rand_bytes, read_response
+from conftest import PAGE, rand_bytes, read_response, wait_for
 
 
 def run_threads(n, fn, timeout=120):
@@ -110,16 +111,22 @@ def test_1000_keepalive_connections(make_worker, data_dir):
     assert w.s3().get_object(Bucket="data", Key="small.txt")["Body"].read() == b"hello"
 
 
-def test_connection_cap_rejects_with_503(make_worker, data_dir):
+def test_connection_cap_rejects_with_503_only_when_all_busy(make_worker, data_dir):
     (data_dir / "small.txt").write_bytes(b"hello")
+    (data_dir / "big.bin").write_bytes(rand_bytes(48 << 20, 48))
     w = make_worker(mounts={"data": data_dir}, args=["--max-connections", "8"])
     socks = []
     try:
+        # eight slow readers: each holds its connection in a request
         for _ in range(8):
-            s = socket.create_connection((w.s3_host, w.s3_port), timeout=10)
-            s.sendall(b"HEAD /data/small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert read_response(s, head=True)[0] == 200
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(10)
+            s.connect((w.s3_host, w.s3_port))
+            s.sendall(b"GET /data/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
             socks.append(s)
+        wait_for(lambda: w.metric("ferry_connections_open", server="s3") == 8 and
+                 w.metric("ferry_connections_idle", server="s3") == 0, what="8 busy connections")
         extra = socket.create_connection((w.s3_host, w.s3_port), timeout=10)
         socks.append(extra)
         try:
@@ -135,5 +142,26 @@ def test_connection_cap_rejects_with_503(make_worker, data_dir):
             s.close()
     # Once they are gone, new connections are served again.
     w.assert_alive()
-    time.sleep(0.3)
+    wait_for(lambda: w.metric("ferry_connections_open", server="s3") == 0, what="connections closed")
     assert w.s3().get_object(Bucket="data", Key="small.txt")["Body"].read() == b"hello"
+
+
+def test_connection_cap_sheds_idle_connections(make_worker, data_dir):
+    (data_dir / "small.txt").write_bytes(b"hello")
+    w = make_worker(mounts={"data": data_dir}, args=["--max-connections", "8"])
+    socks = []
+    try:
+        for i in range(9):  # the ninth closes the oldest idle one
+            if i == 8:
+                wait_for(lambda: w.metric("ferry_connections_idle", server="s3") == 8,
+                         what="8 idle connections")
+            s = socket.create_connection((w.s3_host, w.s3_port), timeout=10)
+            s.sendall(b"HEAD /data/small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s, head=True)[0] == 200
+            socks.append(s)
+        assert socks[0].recv(1) == b""
+        assert w.metric("ferry_connections_shed_total") == 1
+        assert w.metric("ferry_connections_rejected_total") == 0
+    finally:
+        for s in socks:
+            s.close()

@@ -3,7 +3,9 @@
  * client sockets: keep-alive, pipelining, HEAD, chunked and sendfile
  * responses, request bodies (Content-Length, chunked, 100-continue,
  * limits), error statuses, slow-loris and idle timeouts, many concurrent
- * connections, the connection cap, client disconnects and stop.
+ * connections, idle connections parked without a thread, the caps (per
+ * server and per client address: the oldest idle connection is shed, 503
+ * only when all are busy), client disconnects and stop.
  * The test handler runs on server connection threads; everything it
  * shares is read-only after setup.
  */
@@ -36,6 +38,7 @@ static size_t file_size;
 static unsigned char *file_data;
 static int big_fd = -1;          /* large sparse-ish file for disconnects */
 static volatile int handler_calls;
+static int hold_gate;            /* /hold waits while 1 (atomic) */
 
 /* --- the test handler ---------------------------------------------------- */
 
@@ -128,8 +131,17 @@ test_handler(struct http_conn *c, const struct http_request *req, void *arg)
 		    http_conn_is_loopback(c));
 		http_resp_simple(c, 200, NULL, "text/plain", b, (size_t)l);
 	} else if (path_is(req, "/sleep")) {
-		struct timespec ts = {0, query_num(req, "ms", 100) * 1000000L};
+		long ms = query_num(req, "ms", 100);
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
+		http_resp_simple(c, 200, NULL, "text/plain", "slept", 5);
+	} else if (path_is(req, "/hold")) {
+		/* a request in progress until the test opens the gate */
+		for (int i = 0; i < 3000 &&
+		    __atomic_load_n(&hold_gate, __ATOMIC_ACQUIRE); i++) {
+			struct timespec ts = {0, 5 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
 		http_resp_simple(c, 200, NULL, "text/plain", "slept", 5);
 	} else if (path_is(req, "/nobody")) {
 		http_resp_start(c, query_num(req, "s", 204), NULL, 0);
@@ -414,6 +426,19 @@ simple_request(const char *req, struct resp *r, int is_head)
 		rc = read_response(cl, r, is_head);
 	client_free(cl);
 	return rc;
+}
+
+/* A server of the test's own, with the test handler. */
+static struct http_server *
+start_cfg(struct http_server_cfg *cfg)
+{
+	char *err = NULL;
+	struct http_server *s = http_server_start(cfg, test_handler, NULL, &err);
+	if (!s) {
+		fprintf(stderr, "server start: %s\n", err ? err : "?");
+		free(err);
+	}
+	return s;
 }
 
 /* --- tests --------------------------------------------------------------- */
@@ -839,11 +864,19 @@ TEST(slow_loris_closed)
 
 TEST(concurrent_200)
 {
+	/* its own server: on a loaded machine, opening 200 connections can
+	 * take longer than the shared server's 300 ms header timeout */
+	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
+	    .name = "c200"};
+	struct http_server *s = start_cfg(&cfg);
+	CHECK(s != NULL);
+	if (!s)
+		return;
 	enum { N = 200 };
 	static struct client *cls[N];
 	int ok = 0;
 	for (int i = 0; i < N; i++)
-		cls[i] = client_new(srv_port);
+		cls[i] = client_new(http_server_port(s));
 	for (int i = 0; i < N; i++)
 		send_str(cls[i], "GET /hello HTTP/1.1\r\n\r\n");
 	for (int i = 0; i < N; i++) {
@@ -856,26 +889,7 @@ TEST(concurrent_200)
 	CHECK_EQ_INT(ok, N);
 	for (int i = 0; i < N; i++)
 		client_free(cls[i]);
-}
-
-struct sleeper {
-	int port;
-	int ok;
-};
-
-static void *
-sleeper_thread(void *arg)
-{
-	struct sleeper *sl = arg;
-	struct client *cl = client_new(sl->port);
-	struct resp r;
-	send_str(cl, "GET /sleep?ms=400 HTTP/1.1\r\n\r\n");
-	if (read_response(cl, &r, 0) == 0 && body_is(&r, "slept") &&
-	    strcmp(head_get(&r, "Connection"), "close") == 0)
-		sl->ok = 1;
-	resp_free(&r);
-	client_free(cl);
-	return NULL;
+	http_server_stop(&s);
 }
 
 TEST(client_disconnect_mid_sendfile)
@@ -898,50 +912,413 @@ TEST(client_disconnect_mid_sendfile)
 	resp_free(&r);
 }
 
-TEST(connection_cap)
+/* Connects from a given loopback source address ("127.0.0.2": another
+ * client as far as the per-client cap is concerned). */
+static struct client *
+client_from(int port, const char *src)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+	cl->fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	inet_pton(AF_INET, src, &a.sin_addr);
+	struct sockaddr_in d = {.sin_family = AF_INET,
+	    .sin_port = htons((uint16_t)port)};
+	d.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(cl->fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    connect(cl->fd, (struct sockaddr *)&d, sizeof(d)) < 0) {
+		close(cl->fd);
+		cl->fd = -1;
+		return cl;
+	}
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(cl->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return cl;
+}
+
+/* One GET /hello on cl; 1 if answered 200 "hello world". */
+static int
+hello(struct client *cl)
+{
+	struct resp r;
+	memset(&r, 0, sizeof(r));
+	int ok = cl->fd >= 0 &&
+	    send_str(cl, "GET /hello HTTP/1.1\r\n\r\n") == 0 &&
+	    read_response(cl, &r, 0) == 0 && r.status == 200 &&
+	    body_is(&r, "hello world");
+	resp_free(&r);
+	return ok;
+}
+
+static void
+nap_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* Polls the server's stats until open - idle == busy and idle == idle
+ * (-1: any); 1 if seen within 10 s. */
+static int
+wait_stats(struct http_server *s, int busy, int idle)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct http_server_stats st;
+		http_server_get_stats(s, &st);
+		if ((busy < 0 || st.open_conns - st.idle_conns == busy) &&
+		    (idle < 0 || st.idle_conns == idle))
+			return 1;
+		nap_ms(10);
+	}
+	return 0;
+}
+
+/* Polls until the server has shed n connections; 1 if seen within 10 s. */
+static int
+wait_shed(struct http_server *s, int n)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct http_server_stats st;
+		http_server_get_stats(s, &st);
+		if (st.shed_total >= n)
+			return 1;
+		nap_ms(10);
+	}
+	return 0;
+}
+
+/* Threads of this process, from /proc/self/status. */
+static int
+process_threads(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	int n = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+struct sleeper {
+	int port;
+	const char *src; /* source address, NULL: 127.0.0.1 */
+	int ms;          /* < 0: /hold, until release_holders() */
+	int status;
+	int ok;
+};
+
+/* Makes /hold requests wait (at most 15 s) until release_holders(). */
+static void
+hold_holders(void)
+{
+	__atomic_store_n(&hold_gate, 1, __ATOMIC_RELEASE);
+}
+
+static void
+release_holders(void)
+{
+	__atomic_store_n(&hold_gate, 0, __ATOMIC_RELEASE);
+}
+
+static void *
+sleeper_thread(void *arg)
+{
+	struct sleeper *sl = arg;
+	struct client *cl = sl->src ? client_from(sl->port, sl->src) :
+	    client_new(sl->port);
+	struct resp r;
+	char req[64];
+	if (sl->ms < 0)
+		snprintf(req, sizeof(req), "GET /hold HTTP/1.1\r\n\r\n");
+	else
+		snprintf(req, sizeof(req), "GET /sleep?ms=%d HTTP/1.1\r\n\r\n",
+		    sl->ms ? sl->ms : 400);
+	send_str(cl, req);
+	if (read_response(cl, &r, 0) == 0) {
+		sl->status = r.status;
+		if (body_is(&r, "slept") && head_get(&r, "Connection") &&
+		    strcmp(head_get(&r, "Connection"), "close") == 0)
+			sl->ok = 1;
+	}
+	resp_free(&r);
+	client_free(cl);
+	return NULL;
+}
+
+TEST(connection_cap_all_busy_503)
 {
 	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
 	    .max_conns = 2, .name = "cap"};
-	char *err = NULL;
-	struct http_server *s = http_server_start(&cfg, test_handler, NULL, &err);
+	struct http_server *s = start_cfg(&cfg);
 	CHECK(s != NULL);
 	if (!s)
 		return;
 	int port = http_server_port(s);
-	struct client *a = client_new(port), *b = client_new(port);
-	struct resp r;
-	/* make sure both are being served before the third connects */
-	CHECK(send_str(a, "GET /hello HTTP/1.1\r\n\r\n") == 0);
-	CHECK(read_response(a, &r, 0) == 0);
-	resp_free(&r);
-	CHECK(send_str(b, "GET /hello HTTP/1.1\r\n\r\n") == 0);
-	CHECK(read_response(b, &r, 0) == 0);
-	resp_free(&r);
+	/* both connections in a request: nothing to shed */
+	struct sleeper sl[2] = {{port, NULL, -1, 0, 0}, {port, NULL, -1, 0, 0}};
+	pthread_t t[2];
+	hold_holders();
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, sleeper_thread, &sl[i]);
+	CHECK(wait_stats(s, 2, 0));
 	struct client *c3 = client_new(port);
+	struct resp r;
 	CHECK(read_response(c3, &r, 0) == 0);
 	CHECK_EQ_INT(r.status, 503);
 	resp_free(&r);
 	CHECK(wait_eof(c3->fd, 2000));
 	client_free(c3);
-	/* once one leaves, a new connection is served */
-	client_free(a);
-	int served = 0;
-	for (int i = 0; i < 50 && !served; i++) {
-		struct client *d = client_new(port);
-		send_str(d, "GET /hello HTTP/1.1\r\n\r\n");
-		if (read_response(d, &r, 0) == 0 && r.status == 200)
-			served = 1;
-		resp_free(&r);
-		client_free(d);
-		if (!served) {
-			struct timespec ts = {0, 20 * 1000000L};
-			nanosleep(&ts, NULL);
-		}
+	release_holders();
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ_INT(sl[i].status, 200);
 	}
-	CHECK(served);
-	client_free(b);
+	struct http_server_stats st;
+	http_server_get_stats(s, &st);
+	CHECK_EQ_INT(st.rejected_total, 1);
+	CHECK_EQ_INT(st.shed_total, 0);
+	/* once they are done, a new connection is served */
+	struct client *d = client_new(port);
+	CHECK(hello(d));
+	client_free(d);
 	http_server_stop(&s);
 	CHECK(s == NULL);
+}
+
+TEST(cap_sheds_oldest_idle)
+{
+	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
+	    .max_conns = 3, .name = "shed"};
+	struct http_server *s = start_cfg(&cfg);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int port = http_server_port(s);
+	struct client *c[5];
+	/* three idle keep-alive connections, parked in this order */
+	for (int i = 0; i < 3; i++) {
+		c[i] = client_new(port);
+		CHECK(hello(c[i]));
+		CHECK(wait_stats(s, 0, i + 1));
+	}
+	/* a fourth: served, and the oldest idle one (c[0]) is closed */
+	c[3] = client_new(port);
+	CHECK(hello(c[3]));
+	CHECK(wait_eof(c[0]->fd, 2000));
+	CHECK(wait_stats(s, 0, 3));
+	/* c[1] is the oldest now: a request makes it the newest */
+	CHECK(hello(c[1]));
+	CHECK(wait_stats(s, 0, 3));
+	c[4] = client_new(port);
+	CHECK(hello(c[4]));
+	CHECK(wait_eof(c[2]->fd, 2000));
+	CHECK(hello(c[1]));
+	CHECK(hello(c[3]));
+	struct http_server_stats st;
+	http_server_get_stats(s, &st);
+	CHECK_EQ_INT(st.shed_total, 2);
+	CHECK_EQ_INT(st.rejected_total, 0);
+	CHECK_EQ_INT(st.open_conns, 3);
+	for (int i = 0; i < 5; i++)
+		client_free(c[i]);
+	http_server_stop(&s);
+}
+
+TEST(per_client_cap)
+{
+	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
+	    .max_conns = 100, .max_conns_per_client = 4, .name = "client"};
+	struct http_server *s = start_cfg(&cfg);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int port = http_server_port(s);
+	/* an idle connection of one client ... */
+	struct client *a = client_new(port);
+	CHECK(hello(a));
+	CHECK(wait_stats(s, 0, 1));
+	/* ... outlives a flood from another address, which only ever
+	 * sheds its own oldest connections */
+	enum { FLOOD = 40 };
+	struct client *fl[FLOOD];
+	for (int i = 0; i < FLOOD; i++)
+		fl[i] = client_from(port, "127.0.0.2");
+	CHECK(wait_shed(s, FLOOD - 4));
+	CHECK(wait_stats(s, 0, 5));
+	int closed = 0;
+	for (int i = 0; i < FLOOD - 4; i++)
+		closed += wait_eof(fl[i]->fd, 2000);
+	CHECK_EQ_INT(closed, FLOOD - 4);
+	for (int i = FLOOD - 4; i < FLOOD; i++)
+		CHECK(!wait_eof(fl[i]->fd, 100)); /* the newest stay */
+	CHECK(hello(a));
+	struct http_server_stats st;
+	http_server_get_stats(s, &st);
+	CHECK_EQ_INT(st.shed_total, FLOOD - 4);
+	CHECK_EQ_INT(st.rejected_total, 0);
+	for (int i = 0; i < FLOOD; i++)
+		client_free(fl[i]);
+
+	/* a client with all of its connections in requests gets 503;
+	 * another address is still served meanwhile */
+	struct sleeper sl[4];
+	pthread_t t[4];
+	hold_holders();
+	for (int i = 0; i < 4; i++) {
+		sl[i] = (struct sleeper){port, "127.0.0.2", -1, 0, 0};
+		pthread_create(&t[i], NULL, sleeper_thread, &sl[i]);
+	}
+	CHECK(wait_stats(s, 4, -1));
+	struct client *x = client_from(port, "127.0.0.2");
+	struct resp r;
+	CHECK(read_response(x, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 503);
+	resp_free(&r);
+	client_free(x);
+	CHECK(hello(a));
+	struct client *b = client_new(port);
+	CHECK(hello(b));
+	client_free(b);
+	release_holders();
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ_INT(sl[i].status, 200);
+	}
+	client_free(a);
+	http_server_stop(&s);
+}
+
+TEST(idle_connections_hold_no_thread)
+{
+	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
+	    .name = "idle"};
+	struct http_server *s = start_cfg(&cfg);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int port = http_server_port(s);
+	enum { N = 400 };
+	static struct client *cls[N];
+	int base = process_threads();
+	/* new connections that send nothing ... */
+	for (int i = 0; i < N; i++)
+		cls[i] = client_new(port);
+	CHECK(wait_stats(s, 0, N));
+	CHECK(process_threads() - base < 8);
+	/* ... and connections idle after a request */
+	int ok = 0;
+	for (int i = 0; i < N; i++)
+		ok += hello(cls[i]);
+	CHECK_EQ_INT(ok, N);
+	CHECK(wait_stats(s, 0, N));
+	struct http_server_stats st;
+	http_server_get_stats(s, &st);
+	CHECK(st.threads < N / 2);
+	CHECK(process_threads() - base < N / 2);
+	CHECK_EQ_INT(st.open_conns, N);
+	/* every one of them is served again */
+	ok = 0;
+	for (int i = 0; i < N; i++)
+		ok += hello(cls[i]);
+	CHECK_EQ_INT(ok, N);
+	for (int i = 0; i < N; i++)
+		client_free(cls[i]);
+	CHECK(wait_stats(s, 0, 0));
+	http_server_stop(&s);
+}
+
+TEST(busy_server_still_answers)
+{
+	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
+	    .max_conns = 64, .name = "busy"};
+	struct http_server *s = start_cfg(&cfg);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int port = http_server_port(s);
+	/* a few requests running ... */
+	struct sleeper sl[8];
+	pthread_t t[8];
+	hold_holders();
+	for (int i = 0; i < 8; i++) {
+		sl[i] = (struct sleeper){port, NULL, -1, 0, 0};
+		pthread_create(&t[i], NULL, sleeper_thread, &sl[i]);
+	}
+	CHECK(wait_stats(s, 8, -1));
+	/* ... and far more idle connections than the cap */
+	enum { N = 300 };
+	static struct client *cls[N];
+	for (int i = 0; i < N; i++)
+		cls[i] = client_new(port);
+	struct client *c = client_new(port);
+	CHECK(hello(c));
+	CHECK(hello(c));
+	client_free(c);
+	release_holders();
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ_INT(sl[i].status, 200);
+	}
+	struct http_server_stats st;
+	http_server_get_stats(s, &st);
+	CHECK_EQ_INT(st.rejected_total, 0);
+	CHECK(st.shed_total >= N + 1 - (64 - 8));
+	CHECK(st.open_conns <= 64);
+	for (int i = 0; i < N; i++)
+		client_free(cls[i]);
+	http_server_stop(&s);
+}
+
+TEST(parked_resumes_with_pending_bytes)
+{
+	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
+	    .header_timeout_ms = 10000, .name = "resume"};
+	struct http_server *s = start_cfg(&cfg);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	struct client *cl = client_new(http_server_port(s));
+	struct resp r;
+	/* a whole request and the start of the next one */
+	CHECK(send_str(cl, "GET /hello HTTP/1.1\r\n\r\nGET /chu") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "hello world"));
+	resp_free(&r);
+	nap_ms(100); /* parked meanwhile, holding the partial head */
+	CHECK(send_str(cl, "nked HTTP/1.1\r\n") == 0);
+	nap_ms(50);
+	CHECK(send_str(cl, "\r\nGET /hello HTTP/1.1\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "abcdefgh"));
+	resp_free(&r);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "hello world"));
+	resp_free(&r);
+	/* a body split around a pause is read by the handler's thread */
+	CHECK(send_str(cl, "PUT /echo HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc") == 0);
+	nap_ms(50);
+	CHECK(send_str(cl, "def") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "abcdef"));
+	resp_free(&r);
+	client_free(cl);
+	http_server_stop(&s);
+
+	/* a head left half-sent after a response gets the header timeout
+	 * (300 ms on the shared server) and a 408, not the idle timeout's
+	 * silent close */
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "GET /hello HTTP/1.1\r\n\r\nGET /hel") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	resp_free(&r);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 408);
+	resp_free(&r);
+	CHECK(wait_eof(cl->fd, 3000));
+	client_free(cl);
 }
 
 TEST(stop_with_open_connections)
@@ -966,7 +1343,7 @@ TEST(stop_with_open_connections)
 	}
 	send_str(cls[3], "GET /hel");
 	/* and one in a running handler, which must still get its answer */
-	struct sleeper sl = {port, 0};
+	struct sleeper sl = {port, NULL, 400, 0, 0};
 	pthread_t t;
 	pthread_create(&t, NULL, sleeper_thread, &sl);
 	struct timespec ts = {0, 150 * 1000000L};
@@ -1091,7 +1468,12 @@ main(void)
 	RUN(slow_loris_closed);
 	RUN(concurrent_200);
 	RUN(client_disconnect_mid_sendfile);
-	RUN(connection_cap);
+	RUN(connection_cap_all_busy_503);
+	RUN(cap_sheds_oldest_idle);
+	RUN(per_client_cap);
+	RUN(idle_connections_hold_no_thread);
+	RUN(busy_server_still_answers);
+	RUN(parked_resumes_with_pending_bytes);
 	RUN(stop_with_open_connections);
 	RUN(ipv6_listener);
 	RUN(bad_listen_address);
