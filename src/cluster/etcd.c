@@ -56,15 +56,6 @@ struct etcd {
 	struct curl_pool pool; /* idle handles */
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void
-curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* ------------------------------------------------------------------ */
 /* Endpoints                                                            */
 
@@ -111,8 +102,7 @@ etcd_open(const char *endpoints, char **err)
 {
 	if (err)
 		*err = NULL;
-	pthread_once(&curl_once, curl_init_once);
-	if (curl_init_rc != CURLE_OK) {
+	if (curl_ready() < 0) {
 		set_err(err, "%.*s", "curl_global_init failed", 23);
 		return NULL;
 	}

@@ -120,3 +120,37 @@ placement_owner(const struct cluster_view *v, uint64_t key)
 	}
 	return best;
 }
+
+int
+placement_candidates(const struct cluster_view *v, uint64_t key, int replicas,
+    uint64_t spin, int (*is_suspect)(void *arg, int idx), void *arg, int *out,
+    int max)
+{
+	if (!v || v->n <= 0 || max <= 0)
+		return 0;
+	int stack[64];
+	int *order = v->n <= 64 ? stack : malloc(sizeof(int) * (size_t)v->n);
+	if (!order)
+		return (out[0] = placement_owner(v, key)) >= 0;
+	int n = placement_order(v, key, order, v->n);
+	int R = replicas < n ? (replicas > 0 ? replicas : 1) : n;
+	/* Replicas rotated, then the rest. */
+	int *seq = order;
+	int rot[64];
+	if (R > 1 && R <= 64) {
+		for (int k = 0; k < R; k++)
+			rot[k] = order[(k + spin) % (uint64_t)R];
+		memcpy(order, rot, sizeof(int) * (size_t)R);
+	}
+	/* Suspects last, each group in its order. */
+	int k = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < n && k < max; i++) {
+			int sus = is_suspect && is_suspect(arg, seq[i]);
+			if (sus == pass)
+				out[k++] = seq[i];
+		}
+	if (order != stack)
+		free(order);
+	return k;
+}

@@ -35,6 +35,19 @@ uint64_t placement_score(uint64_t key, uint64_t member_hash);
 int placement_order(const struct cluster_view *v, uint64_t key, int *order,
     int max);
 
+/*
+ * The members to ask for a block, in order, as every reader asks them (the
+ * router for a peer's block, libferry for any block): its `replicas`
+ * holders first, starting at a rotating one (spin) so a hot block's
+ * readers spread over them; then the other members in the block's order;
+ * members the caller saw fail lately (is_suspect, may be NULL) are not
+ * skipped but asked last, in the same order.  Writes member indexes into
+ * out[0..max); returns how many (min(v->n, max)).
+ */
+int placement_candidates(const struct cluster_view *v, uint64_t key,
+    int replicas, uint64_t spin, int (*is_suspect)(void *arg, int idx),
+    void *arg, int *out, int max);
+
 /* The member index that holds key first (order[0]), or -1 if v is empty. */
 int placement_owner(const struct cluster_view *v, uint64_t key);
 

@@ -1,15 +1,35 @@
 /*
- * curl_pool.c: idle curl easy handles (curl_pool.h).  Any thread; p->mu is
- * held only to push or pop a handle.
+ * curl_pool.c: idle curl easy handles (curl_pool.h), and libcurl's global
+ * initialisation, done once per process before the first pool.  Any
+ * thread; p->mu is held only to push or pop a handle.
  */
 #include "curl_pool.h"
 
-void
+#include <errno.h>
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void
+curl_init_once(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int
+curl_ready(void)
+{
+	pthread_once(&curl_once, curl_init_once);
+	return curl_init_rc == CURLE_OK ? 0 : -ENOMEM;
+}
+
+int
 curl_pool_init(struct curl_pool *p, int max)
 {
 	p->max = max < 0 ? 0 : max > CURL_POOL_MAX ? CURL_POOL_MAX : max;
 	p->n = 0;
 	pthread_mutex_init(&p->mu, NULL);
+	return curl_ready();
 }
 
 void

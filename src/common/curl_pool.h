@@ -21,7 +21,11 @@ struct curl_pool {
 	CURL *h[CURL_POOL_MAX];
 };
 
-void curl_pool_init(struct curl_pool *p, int max);
+/* 0, or -ENOMEM if libcurl could not be initialised (curl_global_init
+ * runs once per process, here: no other code calls it). */
+int curl_pool_init(struct curl_pool *p, int max);
+/* libcurl's global init, once; 0 or -ENOMEM. */
+int curl_ready(void);
 /* Cleans up the idle handles (none may be borrowed any more). */
 void curl_pool_destroy(struct curl_pool *p);
 /* An idle handle with its options reset (its live connection kept), or a

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 #define JSON_MAX_DEPTH 32
 
 struct parser {
@@ -64,18 +66,6 @@ new_tok(struct parser *p, enum json_type type, size_t start)
 	t->size = 0;
 	t->next = p->n + 1;
 	return p->n++;
-}
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* Reads 4 hex digits at s[pos..pos+4); -1 if short or malformed. */

@@ -195,7 +195,7 @@ parse_amz_date(const char *s, size_t n)
 	return tm_to_epoch(y, mo - 1, d, h, mi, se);
 }
 
-static int
+int
 hexval(int c)
 {
 	if (c >= '0' && c <= '9')

@@ -50,6 +50,8 @@ int b64_encode(struct dbuf *b, const void *p, size_t n);
 long b64_decode(const char *s, size_t n, unsigned char *out);
 
 void hex_encode(const unsigned char *in, size_t n, char *out); /* out: 2n+1 */
+/* The value of one hex digit (either case), or -1. */
+int hexval(int c);
 
 /* "1.5 GiB" style, into out. */
 void fmt_bytes(double v, char *out, size_t n);

@@ -80,16 +80,6 @@ lfd_client_free(struct lfd_client **cp)
 	free(c);
 }
 
-static int
-hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	return -1;
-}
-
 /* Forgets the address after a failure (of generation gen); asks again
  * after retry_ms.  Logs only when local reads stop working (one line per
  * outage, not one per read). */

@@ -129,15 +129,6 @@ enum { FOREIGN_NONE, FOREIGN_S3, FOREIGN_WEB };
 static void lc_release(struct lcluster **lp);
 static void lc_refresh(ferry_t *f, int force);
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void
-curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* ------------------------------------------------------------------ */
 /* This thread's error message (ferry_last_error)                       */
 
@@ -235,8 +226,7 @@ do_connect(const char *worker, const char *token, ferry_t **out)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	pthread_once(&curl_once, curl_init_once);
-	if (curl_init_rc != CURLE_OK)
+	if (curl_ready() < 0)
 		return -ENOMEM;
 	if (!worker || !*worker)
 		worker = getenv("FERRY_WORKER");
@@ -1149,6 +1139,11 @@ data_call(ferry_t *f, const char *base, const char *path, void *buf,
 	dbuf_free(&tg);
 	if (r == 0 && s.range_start >= 0 && s.range_start != off)
 		r = -EPROTO; /* bytes from somewhere else */
+	/* A worker that broke off: the bytes it sent are good if they are of
+	 * the version pinned and from the offset asked; the caller asks the
+	 * next worker for the rest only. */
+	if (r == -ECONNRESET && s.want_etag && s.etag_seen && s.range_start == off)
+		*got = s.got;
 	if (r == 0) {
 		*got = s.got;
 		if (seen && !s.want_etag)
@@ -1173,6 +1168,18 @@ lc_replicas(const struct lcluster *l, const char *mount, size_t ml)
  * blocks from different workers are of one version.  1 if this path is
  * not for placement (the caller asks its own worker), else 0 with *out.
  */
+struct lc_suspect {
+	ferry_t *f;
+	const struct lcluster *l;
+};
+
+static int
+lc_is_suspect(void *arg, int idx)
+{
+	const struct lc_suspect *c = arg;
+	return suspect_is(c->f, c->l->base[idx]);
+}
+
 static int
 pread_cluster(ferry_t *f, struct lcluster *l, const char *path, char *buf,
     size_t len, int64_t off, const char *etag, ssize_t *out)
@@ -1201,43 +1208,36 @@ pread_cluster(ferry_t *f, struct lcluster *l, const char *path, char *buf,
 		size_t want = len - total;
 		if ((uint64_t)want > (uint64_t)(bend - pos))
 			want = (size_t)(bend - pos);
-		int n = placement_order(l->v, placement_key(mname, key, b), order, l->v->n);
-		int R = nrep < n ? nrep : n;
-		uint64_t spin = R > 1 ? __atomic_fetch_add(&spin_ctr, 1, __ATOMIC_RELAXED) : 0;
+		uint64_t spin = nrep > 1 ? __atomic_fetch_add(&spin_ctr, 1, __ATOMIC_RELAXED) : 0;
+		struct lc_suspect sc = {f, l};
+		int n = placement_candidates(l->v, placement_key(mname, key, b), nrep,
+		    spin, lc_is_suspect, &sc, order, l->v->n);
 		r = -EHOSTUNREACH;
-		int done = 0;
-		uint64_t tried = 0;
-		for (int pass = 0; pass < 2 && !done; pass++) {
-			for (int k = 0; k < n && !done; k++) {
-				int idx = k < R ? order[(k + spin) % (uint64_t)R] : order[k];
-				const char *base = l->base[idx];
-				if (k < 64 && (tried >> k & 1))
-					continue; /* failed already in this read */
-				int sus = suspect_is(f, base);
-				if (sus != (pass == 1))
-					continue;
-				if (k < 64)
-					tried |= 1ULL << k;
-				size_t got = 0;
-				char seen[FERRY_ETAG_MAX] = "";
-				r = data_call(f, base, path, buf + total, want,
-				    off + (int64_t)total, pinned[0] ? pinned : NULL, seen, &got);
-				if (r == 0 && !pinned[0] && seen[0])
-					memcpy(pinned, seen, sizeof(pinned));
-				total += got;
-				if (r == 0) {
-					if (sus)
-						suspect_set(f, base, 0);
-					eof = got < want; /* the object ends here */
-					done = 1;
-				} else if (r == FERRY_ERANGE_416) {
-					r = 0;
-					eof = done = 1;
-				} else if (!is_conn_error(r)) {
-					done = 1; /* a worker's answer: it stands */
-				} else {
-					suspect_set(f, base, 1);
-				}
+		/* A worker that broke off mid-block leaves the rest of the block
+		 * (want - got so far) to the next one. */
+		for (int k = 0, done = 0; k < n && !done && want > 0; k++) {
+			const char *base = l->base[order[k]];
+			int sus = suspect_is(f, base);
+			size_t got = 0;
+			char seen[FERRY_ETAG_MAX] = "";
+			r = data_call(f, base, path, buf + total, want,
+			    off + (int64_t)total, pinned[0] ? pinned : NULL, seen, &got);
+			if (r == 0 && !pinned[0] && seen[0])
+				memcpy(pinned, seen, sizeof(pinned));
+			total += got;
+			if (r == 0) {
+				if (sus)
+					suspect_set(f, base, 0);
+				eof = got < want; /* the object ends here */
+				done = 1;
+			} else if (r == FERRY_ERANGE_416) {
+				r = 0;
+				eof = done = 1;
+			} else if (!is_conn_error(r)) {
+				done = 1; /* a worker's answer: it stands */
+			} else {
+				suspect_set(f, base, 1);
+				want -= got;
 			}
 		}
 	}

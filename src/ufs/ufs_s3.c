@@ -254,16 +254,6 @@ share_unlock(CURL *h, curl_lock_data data, void *u)
 	pthread_mutex_unlock(&s->share_locks[data]);
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static int curl_init_rc;
-
-static void
-curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0
-	                                                                 : -EIO;
-}
-
 /* Every option s3_parse_opts takes (ufs_ops.options): what `ferry mount
  * --help`, the man page and "did you mean" know. */
 static const struct ufs_optdoc s3_options[] = {
@@ -352,8 +342,7 @@ s3_open(const char *root, const struct ufs_opt *opts, int nopts,
 {
 	*state = NULL;
 	*err = NULL;
-	pthread_once(&curl_once, curl_init_once);
-	if (curl_init_rc) {
+	if (curl_ready() < 0) {
 		*err = s3_errmsg("s3: %s", "libcurl initialisation failed");
 		return -EIO;
 	}

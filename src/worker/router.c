@@ -60,19 +60,12 @@ struct router {
 	uint64_t rr;            /* atomic: spreads reads over replicas */
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void
-curl_init_once(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 struct router *
 router_open(struct cluster *cl, const char *self_id, int64_t block_size,
     const char *token, struct reader *rd)
 {
-	pthread_once(&curl_once, curl_init_once);
+	if (curl_ready() < 0)
+		return NULL;
 	struct router *rt = calloc(1, sizeof(*rt));
 	if (!rt)
 		return NULL;
@@ -341,7 +334,25 @@ holds_block(const struct cluster_view *v, int self, struct mount *m,
 	return 0;
 }
 
-/* One block's range, [off, off+len), entirely within block b. */
+struct suspect_ctx {
+	struct router *rt;
+	const struct cluster_view *v;
+};
+
+static int
+router_suspect(void *arg, int idx)
+{
+	const struct suspect_ctx *c = arg;
+	return suspects_has(&c->rt->sus, c->v->m[idx].id);
+}
+
+/*
+ * One block's range, [off, off+len), entirely within block b, which this
+ * worker does not hold: asked of the block's candidates in the order every
+ * reader uses (placement_candidates: replicas from a rotating one, then
+ * the others, peers that failed lately last) up to this worker, which is
+ * always there to fall back on: it reads the rest itself.
+ */
 static int
 read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
     const char *path, const struct ufs_stat *st, const char *etag,
@@ -349,72 +360,54 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
     int64_t *sent)
 {
 	int stack[ROUTER_ORDER_STACK];
-	int *order = stack;
-	if (v->n > ROUTER_ORDER_STACK && !(order = malloc(sizeof(int) * (size_t)v->n)))
-		order = NULL;
-	int n = order ? placement_order(v, placement_key(m->name, path, b), order, v->n) : 0;
+	int *cand = stack;
+	if (v->n > ROUTER_ORDER_STACK && !(cand = malloc(sizeof(int) * (size_t)v->n)))
+		cand = NULL;
 	int self = cluster_view_find(v, rt->self);
-	int nrep = m->replicas < n ? m->replicas : n;
-	int self_rank = -1;
-	for (int i = 0; i < n; i++)
-		if (order[i] == self)
-			self_rank = i;
-	int r = 0;
+	uint64_t spin = m->replicas > 1 ? __atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) : 0;
+	struct suspect_ctx ctx = {rt, v};
+	int n = cand ? placement_candidates(v, placement_key(m->name, path, b),
+	    m->replicas, spin, router_suspect, &ctx, cand, v->n) : 0;
+	int r = -EHOSTUNREACH, tried = 0;
 	int64_t done = 0;
-	if (self_rank < 0 || self_rank >= nrep) {
-		/* Candidates before this worker: the replicas, starting from a
-		 * rotating one so a hot block's readers spread over them,
-		 * then the rest of the order up to this worker. */
-		int upto = self_rank < 0 ? n : self_rank;
-		uint64_t spin = nrep > 1 ? __atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) : 0;
-		int tried = 0;
-		r = -EHOSTUNREACH;
-		for (int k = 0; k < upto && done < len; k++) {
-			int idx = k < nrep ? order[(k + spin) % (uint64_t)nrep] : order[k];
-			const struct member *peer = &v->m[idx];
-			/* A peer that failed lately is skipped until its time
-			 * is up: this worker is always there to fall back on. */
-			if (suspects_has(&rt->sus, peer->id))
-				continue;
-			if (tried++)
-				__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
-			__atomic_fetch_add(&rt->st.forwarded, 1, __ATOMIC_RELAXED);
-			int64_t got = 0;
-			int sink_failed = 0;
-			r = peer_read(rt, peer, m, path, etag, off + done, len - done,
-			    sink, &got, &sink_failed);
-			done += got;
-			*sent += got;
-			__atomic_fetch_add(&rt->st.forwarded_bytes, got, __ATOMIC_RELAXED);
-			if (r == 0)
-				break;
-			if (sink_failed)
-				goto out;
-			if (r == -ESTALE)
-				goto out; /* the peer has another version */
-			__atomic_fetch_add(&rt->st.peer_errors, 1, __ATOMIC_RELAXED);
-			suspects_set(&rt->sus, peer->id, ROUTER_SUSPECT_MS);
-			LOG_WARN("cluster: block %" PRId64 " of /%s/%s from %s (%s): %s; %s for %d s",
-			    b, m->name, path, peer->id, peer->ctl, strerror(-r),
-			    "asking the next worker, and skipping this one", ROUTER_SUSPECT_MS / 1000);
-			if (r == -EIO)
-				break; /* the UFS failed there: try it from here */
-		}
-		if (done == len) {
-			r = 0;
-			goto out;
-		}
-		if (tried)
+	for (int k = 0; k < n && done < len && cand[k] != self; k++) {
+		const struct member *peer = &v->m[cand[k]];
+		if (suspects_has(&rt->sus, peer->id))
+			break; /* the rest failed lately: read it here */
+		if (tried++)
 			__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&rt->st.forwarded, 1, __ATOMIC_RELAXED);
+		int64_t got = 0;
+		int sink_failed = 0;
+		r = peer_read(rt, peer, m, path, etag, off + done, len - done,
+		    sink, &got, &sink_failed);
+		done += got;
+		*sent += got;
+		__atomic_fetch_add(&rt->st.forwarded_bytes, got, __ATOMIC_RELAXED);
+		if (r == 0 || sink_failed || r == -ESTALE)
+			goto out; /* done; our client went away; another version */
+		__atomic_fetch_add(&rt->st.peer_errors, 1, __ATOMIC_RELAXED);
+		suspects_set(&rt->sus, peer->id, ROUTER_SUSPECT_MS);
+		LOG_WARN("cluster: block %" PRId64 " of /%s/%s from %s (%s): %s; %s for %d s",
+		    b, m->name, path, peer->id, peer->ctl, strerror(-r),
+		    "asking the next worker, and skipping this one", ROUTER_SUSPECT_MS / 1000);
+		if (r == -EIO)
+			break; /* the UFS failed there: try it from here */
 	}
-	/* This worker holds the block, or every candidate before it failed. */
+	if (done == len) {
+		r = 0;
+		goto out;
+	}
+	if (tried)
+		__atomic_fetch_add(&rt->st.failovers, 1, __ATOMIC_RELAXED);
+	/* Every candidate before this worker failed (or there were none). */
 	__atomic_fetch_add(&rt->st.local_blocks, 1, __ATOMIC_RELAXED);
 	int64_t got = 0;
 	r = reader_read(rt->rd, m, path, st, off + done, len - done, sink, &got);
 	*sent += got;
 out:
-	if (order != stack)
-		free(order);
+	if (cand != stack)
+		free(cand);
 	return r;
 }
 
