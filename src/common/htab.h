@@ -39,8 +39,9 @@ int htab_init(struct htab *t, size_t nbuckets,
  * an HTAB_EACH walk). */
 void htab_free(struct htab *t);
 void htab_insert(struct htab *t, struct hnode *n, uint64_t h);
-/* Removes n (which must be in the table under hash h). */
-void htab_remove(struct htab *t, struct hnode *n, uint64_t h);
+/* Removes n, which is in the table under hash h: 1, or 0 (and nothing
+ * changes but n->next) if n was not there. */
+int htab_remove(struct htab *t, struct hnode *n, uint64_t h);
 
 /* The chain that holds hash h: for (HTAB_FOREACH(t, h, n)) { ... } */
 #define HTAB_FOREACH(t, h, n) n = (t)->b[(h) & (t)->mask]; n; n = n->next
