@@ -61,15 +61,17 @@ htab_insert(struct htab *t, struct hnode *n, uint64_t h)
 	t->n++;
 }
 
-void
+int
 htab_remove(struct htab *t, struct hnode *n, uint64_t h)
 {
 	struct hnode **pp = &t->b[h & t->mask];
 	while (*pp && *pp != n)
 		pp = &(*pp)->next;
-	if (*pp) {
+	int found = *pp != NULL;
+	if (found) {
 		*pp = n->next;
 		t->n--;
 	}
 	n->next = NULL;
+	return found;
 }

@@ -1,7 +1,8 @@
 /*
  * htab.h: one intrusive chained hash table for every keyed table in ferry
  * (the metadata cache's stat and listing entries, the reader's fetches in
- * flight, ...), so the grow, insert and remove logic exists once.
+ * flight, the page store's pages and objects, the FUSE inode table by path
+ * and by number), so the grow, insert and remove logic exists once.
  *
  * Intrusive: a struct embeds a struct hnode and is found again with
  * container_of; the table allocates only its bucket array.  The table does
@@ -10,7 +11,8 @@
  * the hashof callback; if growing fails the chains just get longer.
  *
  * Not thread-safe: the owner's lock guards it (callers are do_ functions).
- * LRU lists beside it are <sys/queue.h> TAILQs.
+ * LRU and other lists beside it are <sys/queue.h> TAILQs, LISTs, SLISTs.
+ * A node may sit in several tables (one struct hnode each).
  */
 #ifndef FERRY_HTAB_H
 #define FERRY_HTAB_H
@@ -39,8 +41,9 @@ int htab_init(struct htab *t, size_t nbuckets,
  * an HTAB_EACH walk). */
 void htab_free(struct htab *t);
 void htab_insert(struct htab *t, struct hnode *n, uint64_t h);
-/* Removes n (which must be in the table under hash h). */
-void htab_remove(struct htab *t, struct hnode *n, uint64_t h);
+/* Removes n, which is in the table under hash h: 1, or 0 (and nothing
+ * changes but n->next) if n was not there. */
+int htab_remove(struct htab *t, struct hnode *n, uint64_t h);
 
 /* The chain that holds hash h: for (HTAB_FOREACH(t, h, n)) { ... } */
 #define HTAB_FOREACH(t, h, n) n = (t)->b[(h) & (t)->mask]; n; n = n->next

@@ -5,12 +5,14 @@
  * the table, held only for hash-table work and short copies, never across
  * a request to the worker.  Functions named do_* expect it held.
  *
- * Invariants: every node is in both hash chains (by path and by inode
- * number); inode numbers are unique among the nodes; a node other than
+ * Invariants: every node is in both hash tables (htab.h: by path and by
+ * inode number), so by_path.n == by_ino.n is the node count; paths and
+ * inode numbers are each unique among the nodes; a node other than
  * the root exists exactly while its lookup count is above zero (the
  * kernel holds it), so the table's size is bounded by the inodes the
  * kernel keeps, which its own memory pressure trims through FORGET.
- * Each node costs about 90 bytes plus its path.
+ * Each node costs about 90 bytes plus its path (and 16 bytes of buckets
+ * at load factor <= 1).
  */
 #include "fuse/fnode.h"
 
@@ -18,13 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/htab.h"
 #include "common/util.h"
 
 #define FNODE_HASH_SEED 0x6665727279ull /* "ferry" */
 #define FNODE_MIN_BUCKETS 1024u
 
 struct fnode {
-	struct fnode *next_path, *next_ino;
+	struct hnode path_hn; /* in t->by_path */
+	struct hnode ino_hn;  /* in t->by_ino */
 	uint64_t ino;
 	uint64_t path_hash;
 	uint64_t nlookup;  /* the kernel's references */
@@ -41,32 +45,49 @@ path_hash(const char *p, size_t n)
 	return hash64(p, n, FNODE_HASH_SEED);
 }
 
-static size_t
-bucket(const struct fnode_table *t, uint64_t h)
+/* An inode number's hash: the number itself.  Numbers are path hashes
+ * (or run on from one past a collision), so their low bits, which pick
+ * the bucket, are spread already. */
+static uint64_t
+ino_hash(uint64_t ino)
 {
-	/* Mix the bits so sequential inode numbers spread too. */
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ull;
-	h ^= h >> 32;
-	return (size_t)(h & (t->nbuckets - 1));
+	return ino;
+}
+
+static uint64_t
+path_hashof(const struct hnode *n)
+{
+	return container_of(n, struct fnode, path_hn)->path_hash;
+}
+
+static uint64_t
+ino_hashof(const struct hnode *n)
+{
+	return ino_hash(container_of(n, struct fnode, ino_hn)->ino);
 }
 
 static struct fnode *
 do_find_path(const struct fnode_table *t, const char *p, size_t n, uint64_t h)
 {
-	for (struct fnode *x = t->by_path[bucket(t, h)]; x; x = x->next_path)
+	struct hnode *hn;
+	for (HTAB_FOREACH(&t->by_path, h, hn)) {
+		struct fnode *x = container_of(hn, struct fnode, path_hn);
 		if (x->path_hash == h && x->path_len == n &&
 		    memcmp(x->path, p, n) == 0)
 			return x;
+	}
 	return NULL;
 }
 
 static struct fnode *
 do_find_ino(const struct fnode_table *t, uint64_t ino)
 {
-	for (struct fnode *x = t->by_ino[bucket(t, ino)]; x; x = x->next_ino)
+	struct hnode *hn;
+	for (HTAB_FOREACH(&t->by_ino, ino_hash(ino), hn)) {
+		struct fnode *x = container_of(hn, struct fnode, ino_hn);
 		if (x->ino == ino)
 			return x;
+	}
 	return NULL;
 }
 
@@ -89,63 +110,15 @@ do_pick_ino(const struct fnode_table *t, uint64_t h)
 static void
 do_link(struct fnode_table *t, struct fnode *x)
 {
-	size_t bp = bucket(t, x->path_hash), bi = bucket(t, x->ino);
-	x->next_path = t->by_path[bp];
-	t->by_path[bp] = x;
-	x->next_ino = t->by_ino[bi];
-	t->by_ino[bi] = x;
+	htab_insert(&t->by_path, &x->path_hn, x->path_hash);
+	htab_insert(&t->by_ino, &x->ino_hn, ino_hash(x->ino));
 }
 
 static void
 do_unlink(struct fnode_table *t, struct fnode *x)
 {
-	struct fnode **pp = &t->by_path[bucket(t, x->path_hash)];
-	while (*pp && *pp != x)
-		pp = &(*pp)->next_path;
-	if (*pp)
-		*pp = x->next_path;
-	pp = &t->by_ino[bucket(t, x->ino)];
-	while (*pp && *pp != x)
-		pp = &(*pp)->next_ino;
-	if (*pp)
-		*pp = x->next_ino;
-}
-
-/* Doubles the bucket arrays when the table is full; on ENOMEM the table
- * simply stays as it is (longer chains, still correct). */
-static void
-do_maybe_grow(struct fnode_table *t)
-{
-	if (t->count < t->nbuckets)
-		return;
-	size_t nb = t->nbuckets * 2;
-	struct fnode **bp = calloc(nb, sizeof(*bp));
-	struct fnode **bi = calloc(nb, sizeof(*bi));
-	if (!bp || !bi) {
-		free(bp);
-		free(bi);
-		return;
-	}
-	struct fnode *all = NULL;
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct fnode *x = t->by_path[i];
-		while (x) {
-			struct fnode *nx = x->next_path;
-			x->next_path = all;
-			all = x;
-			x = nx;
-		}
-	}
-	free(t->by_path);
-	free(t->by_ino);
-	t->by_path = bp;
-	t->by_ino = bi;
-	t->nbuckets = nb;
-	while (all) {
-		struct fnode *nx = all->next_path;
-		do_link(t, all);
-		all = nx;
-	}
+	htab_remove(&t->by_path, &x->path_hn, x->path_hash);
+	htab_remove(&t->by_ino, &x->ino_hn, ino_hash(x->ino));
 }
 
 static struct fnode *
@@ -165,21 +138,21 @@ int
 fnode_table_init(struct fnode_table *t)
 {
 	memset(t, 0, sizeof(*t));
-	t->nbuckets = FNODE_MIN_BUCKETS;
-	t->by_path = calloc(t->nbuckets, sizeof(*t->by_path));
-	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
+	int r = htab_init(&t->by_path, FNODE_MIN_BUCKETS, path_hashof);
+	if (r == 0)
+		r = htab_init(&t->by_ino, FNODE_MIN_BUCKETS, ino_hashof);
 	struct fnode *root = node_new("/", 1, path_hash("/", 1));
-	if (!t->by_path || !t->by_ino || !root) {
-		free(t->by_path);
-		free(t->by_ino);
+	if (r < 0 || !root) {
+		htab_free(&t->by_path);
+		htab_free(&t->by_ino);
 		free(root);
+		memset(t, 0, sizeof(*t));
 		return -ENOMEM;
 	}
 	root->ino = FNODE_ROOT;
 	root->is_dir = 1;
 	root->nlookup = 1; /* never forgotten */
 	do_link(t, root);
-	t->count = 1;
 	pthread_mutex_init(&t->mu, NULL);
 	return 0;
 }
@@ -187,18 +160,12 @@ fnode_table_init(struct fnode_table *t)
 void
 fnode_table_free(struct fnode_table *t)
 {
-	if (!t->by_path)
+	if (!t->by_path.b)
 		return;
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct fnode *x = t->by_path[i];
-		while (x) {
-			struct fnode *nx = x->next_path;
-			free(x);
-			x = nx;
-		}
-	}
-	free(t->by_path);
-	free(t->by_ino);
+	HTAB_EACH(&t->by_path, i, n, nx)
+		free(container_of(n, struct fnode, path_hn));
+	htab_free(&t->by_path);
+	htab_free(&t->by_ino);
 	pthread_mutex_destroy(&t->mu);
 	memset(t, 0, sizeof(*t));
 }
@@ -207,7 +174,7 @@ size_t
 fnode_count(struct fnode_table *t)
 {
 	pthread_mutex_lock(&t->mu);
-	size_t n = t->count;
+	size_t n = t->by_path.n;
 	pthread_mutex_unlock(&t->mu);
 	return n;
 }
@@ -249,8 +216,6 @@ fnode_ref(struct fnode_table *t, const char *path, int is_dir, uint64_t kver,
 		}
 		x->ino = do_pick_ino(t, h);
 		do_link(t, x);
-		t->count++;
-		do_maybe_grow(t);
 	}
 	x->nlookup += nlookup;
 	if (x->ino != FNODE_ROOT)
@@ -274,7 +239,6 @@ fnode_forget(struct fnode_table *t, uint64_t ino, uint64_t nlookup)
 		x->nlookup = nlookup >= x->nlookup ? 0 : x->nlookup - nlookup;
 		if (x->nlookup == 0) {
 			do_unlink(t, x);
-			t->count--;
 			free(x);
 		}
 	}

@@ -17,16 +17,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/htab.h"
+
 #define FNODE_ROOT 1u
 
 struct fnode;
 
 struct fnode_table {
-	pthread_mutex_t mu;     /* guards everything below */
-	struct fnode **by_path; /* chains through fnode.next_path */
-	struct fnode **by_ino;  /* chains through fnode.next_ino */
-	size_t nbuckets;        /* a power of two, for both arrays */
-	size_t count;
+	pthread_mutex_t mu;    /* guards everything below */
+	struct htab by_path;   /* fnode.path_hn, by the path's hash */
+	struct htab by_ino;    /* fnode.ino_hn, by inode number */
 };
 
 /* 0 or -ENOMEM.  The table starts with "/" as FNODE_ROOT. */

@@ -3,10 +3,11 @@
  * contract).  Called from any thread: worker request threads (get, has),
  * fill threads (put), control paths (drop_object, stats).
  *
- * In memory, one mutex (ps->mu) guards: a chained hash of entries keyed by
- * (obj, ver, idx); a per-directory LRU list of READY entries; a per-object
- * list of READY entries (ps_obj nodes in a second hash) so drop_object and
- * cached_bytes touch only that object's pages; and the byte accounting.
+ * In memory, one mutex (ps->mu) guards: an intrusive hash (htab.h, ps->etab)
+ * of entries keyed by (obj, ver, idx); a per-directory LRU (a TAILQ, most
+ * recent first) of READY entries; a per-object LIST of READY entries (ps_obj
+ * nodes in a second htab, ps->otab) so drop_object and cached_bytes touch
+ * only that object's pages; and the byte accounting.
  *
  * An entry is in one of three states:
  *   PENDING  a put has reserved its bytes and is writing the file; not
@@ -17,9 +18,16 @@
  *            the lists, but it stays in the hash until the thread that killed
  *            it has unlinked the file (done without the mutex).  A put of the
  *            same key waits on ps->cond for it to go, so an unlink never
- *            deletes a newer file of the same name.
- * Invariants (under mu): dir->used = sum of (HDR_SIZE + len) over the dir's
- * PENDING and READY entries; ps->npages = number of READY entries.
+ *            deletes a newer file of the same name.  Meanwhile it is on its
+ *            killer's batch (an SLIST through the same bytes as the LRU link:
+ *            the two never hold an entry at once), which only the killer
+ *            touches.
+ * Invariants (under mu): every PENDING, READY and DYING entry is in etab
+ * exactly once (ps->etab.n counts them), free slab entries are in none;
+ * an entry is in its dir's LRU and in its object's list iff it is READY,
+ * and a ps_obj is in otab iff its list is not empty; dir->used = sum of
+ * (HDR_SIZE + len) over the dir's PENDING and READY entries; ps->npages =
+ * number of READY entries.
  *
  * get does its file I/O without the mutex, remembering the entry's gen (a
  * per-insert counter); whatever it learns (verified, corrupt, missing) is
@@ -30,8 +38,10 @@
  *
  * Memory: an entry is 80 bytes, allocated from slabs (no malloc overhead),
  * plus 8 bytes of hash bucket at load factor <= 1, plus a 24-byte ps_obj
- * node (malloc'd) per cached object: about 90 bytes per page.  The hash
- * doubles under the mutex when full (a pause of some ms per million pages).
+ * node (malloc'd) per cached object: about 90 bytes per page.  No entry
+ * stores its hash (htab's hashof recomputes it from the key when the table
+ * grows).  The hash doubles under the mutex when full (a pause of some ms
+ * per million pages).
  *
  * File format: HDR_SIZE (64) bytes of header, little-endian:
  *   0 magic "FERRYPG1" | 8 u32 format (1) | 12 u32 data length |
@@ -56,12 +66,14 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/htab.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/vas.h"
@@ -88,9 +100,15 @@ enum { ST_PENDING = 1, ST_READY, ST_DYING };
 
 struct ps_entry {
 	struct page_key k;
-	struct ps_entry *hnext;                /* hash chain; slab free list */
-	struct ps_entry *lru_prev, *lru_next;  /* READY: dir LRU; DYING: kill batch */
-	struct ps_entry *obj_prev, *obj_next;  /* READY: object's list */
+	union {
+		struct hnode hn;              /* in use: in ps->etab */
+		SLIST_ENTRY(ps_entry) fnext;  /* free: on ps->free_entries */
+	};
+	union {
+		TAILQ_ENTRY(ps_entry) lru;    /* READY: its dir's LRU */
+		SLIST_ENTRY(ps_entry) dead;   /* DYING: its killer's batch */
+	};
+	LIST_ENTRY(ps_entry) olink;           /* READY: its object's list */
 	uint32_t gen;
 	uint32_t len;     /* data bytes; the file is HDR_SIZE + len */
 	uint32_t touched; /* wall seconds of the file's mtime, roughly */
@@ -101,11 +119,16 @@ struct ps_entry {
 };
 _Static_assert(sizeof(struct ps_entry) == 80, "ps_entry grew");
 
+TAILQ_HEAD(ps_lru, ps_entry);
+SLIST_HEAD(ps_batch, ps_entry);
+SLIST_HEAD(ps_free, ps_entry);
+
 struct ps_obj {
 	uint64_t obj;
-	struct ps_obj *hnext;
-	struct ps_entry *head;
+	struct hnode hn;                      /* in ps->otab */
+	LIST_HEAD(, ps_entry) pages;          /* never empty while in otab */
 };
+_Static_assert(sizeof(struct ps_obj) == 24, "ps_obj grew");
 
 struct ps_slab {
 	struct ps_slab *next;
@@ -117,8 +140,8 @@ struct ps_dir {
 	int fd;                 /* O_DIRECTORY; all file ops are relative to it */
 	int64_t capacity;
 	int64_t used;           /* PENDING + READY bytes */
-	struct ps_entry *mru;   /* LRU list head (most recent) */
-	struct ps_entry *lru;   /* LRU list tail (evicted first) */
+	struct ps_lru lru;      /* READY entries, most recent first; the
+	                         * last is evicted first */
 };
 
 struct pagestore {
@@ -130,14 +153,10 @@ struct pagestore {
 	struct ps_dir *dirs;
 	uint64_t total_capacity;
 
-	struct ps_entry **buckets;
-	size_t nbuckets; /* power of two */
-	size_t nentries; /* all states */
-	struct ps_obj **obj_buckets;
-	size_t nobj_buckets;
-	size_t nobjs;
+	struct htab etab; /* entries (all states), by key_hash */
+	struct htab otab; /* ps_obj nodes, by obj_hash */
 	struct ps_slab *slabs;
-	struct ps_entry *free_entries;
+	struct ps_free free_entries;
 	uint32_t gen;
 	pthread_mutex_t buf_mu; /* the small-page buffer pool (leaf) */
 	void *bufs[64];
@@ -196,6 +215,24 @@ key_hash(const struct page_key *k)
 	return hash64(k, sizeof(*k), 0x70616765u);
 }
 
+static uint64_t
+obj_hash(uint64_t obj)
+{
+	return hash64(&obj, sizeof(obj), 0x6f626aU);
+}
+
+static uint64_t
+entry_hashof(const struct hnode *n)
+{
+	return key_hash(&container_of(n, struct ps_entry, hn)->k);
+}
+
+static uint64_t
+obj_hashof(const struct hnode *n)
+{
+	return obj_hash(container_of(n, struct ps_obj, hn)->obj);
+}
+
 static int
 key_eq(const struct page_key *a, const struct page_key *b)
 {
@@ -235,19 +272,17 @@ errmsg(const char *fmt, ...)
 static struct ps_entry *
 do_entry_alloc(struct pagestore *ps)
 {
-	if (!ps->free_entries) {
+	if (SLIST_EMPTY(&ps->free_entries)) {
 		struct ps_slab *s = malloc(sizeof(*s));
 		if (!s)
 			return NULL;
 		s->next = ps->slabs;
 		ps->slabs = s;
-		for (int i = SLAB_ENTRIES - 1; i >= 0; i--) {
-			s->e[i].hnext = ps->free_entries;
-			ps->free_entries = &s->e[i];
-		}
+		for (int i = SLAB_ENTRIES - 1; i >= 0; i--)
+			SLIST_INSERT_HEAD(&ps->free_entries, &s->e[i], fnext);
 	}
-	struct ps_entry *e = ps->free_entries;
-	ps->free_entries = e->hnext;
+	struct ps_entry *e = SLIST_FIRST(&ps->free_entries);
+	SLIST_REMOVE_HEAD(&ps->free_entries, fnext);
 	memset(e, 0, sizeof(*e));
 	return e;
 }
@@ -256,8 +291,7 @@ static void
 do_entry_free(struct pagestore *ps, struct ps_entry *e)
 {
 	e->state = 0;
-	e->hnext = ps->free_entries;
-	ps->free_entries = e;
+	SLIST_INSERT_HEAD(&ps->free_entries, e, fnext);
 }
 
 /* ---- key hash --------------------------------------------------------- */
@@ -265,95 +299,40 @@ do_entry_free(struct pagestore *ps, struct ps_entry *e)
 static struct ps_entry *
 do_lookup(struct pagestore *ps, const struct page_key *k)
 {
-	struct ps_entry *e = ps->buckets[key_hash(k) & (ps->nbuckets - 1)];
-	while (e && !key_eq(&e->k, k))
-		e = e->hnext;
-	return e;
-}
-
-static void
-do_hash_grow(struct pagestore *ps)
-{
-	size_t n = ps->nbuckets * 2;
-	struct ps_entry **nb = calloc(n, sizeof(*nb));
-	if (!nb)
-		return; /* longer chains, still correct */
-	for (size_t i = 0; i < ps->nbuckets; i++) {
-		struct ps_entry *e = ps->buckets[i];
-		while (e) {
-			struct ps_entry *next = e->hnext;
-			size_t b = key_hash(&e->k) & (n - 1);
-			e->hnext = nb[b];
-			nb[b] = e;
-			e = next;
-		}
+	struct hnode *n;
+	for (HTAB_FOREACH(&ps->etab, key_hash(k), n)) {
+		struct ps_entry *e = container_of(n, struct ps_entry, hn);
+		if (key_eq(&e->k, k))
+			return e;
 	}
-	free(ps->buckets);
-	ps->buckets = nb;
-	ps->nbuckets = n;
+	return NULL;
 }
 
 static void
 do_hash_insert(struct pagestore *ps, struct ps_entry *e)
 {
-	if (ps->nentries >= ps->nbuckets)
-		do_hash_grow(ps);
-	size_t b = key_hash(&e->k) & (ps->nbuckets - 1);
-	e->hnext = ps->buckets[b];
-	ps->buckets[b] = e;
-	ps->nentries++;
+	htab_insert(&ps->etab, &e->hn, key_hash(&e->k));
 }
 
 static void
 do_hash_remove(struct pagestore *ps, struct ps_entry *e)
 {
-	struct ps_entry **pp = &ps->buckets[key_hash(&e->k) & (ps->nbuckets - 1)];
-	while (*pp && *pp != e)
-		pp = &(*pp)->hnext;
-	VAS_ASSERT(*pp == e);
-	*pp = e->hnext;
-	ps->nentries--;
+	int found = htab_remove(&ps->etab, &e->hn, key_hash(&e->k));
+	VAS_ASSERT(found);
 }
 
 /* ---- object index ------------------------------------------------------ */
 
-static size_t
-obj_bucket(const struct pagestore *ps, uint64_t obj)
-{
-	return hash64(&obj, sizeof(obj), 0x6f626aU) & (ps->nobj_buckets - 1);
-}
-
 static struct ps_obj *
 do_obj_find(struct pagestore *ps, uint64_t obj)
 {
-	struct ps_obj *o = ps->obj_buckets[obj_bucket(ps, obj)];
-	while (o && o->obj != obj)
-		o = o->hnext;
-	return o;
-}
-
-static void
-do_obj_grow(struct pagestore *ps)
-{
-	size_t n = ps->nobj_buckets * 2;
-	struct ps_obj **nb = calloc(n, sizeof(*nb));
-	if (!nb)
-		return;
-	size_t old = ps->nobj_buckets;
-	struct ps_obj **ob = ps->obj_buckets;
-	ps->obj_buckets = nb;
-	ps->nobj_buckets = n;
-	for (size_t i = 0; i < old; i++) {
-		struct ps_obj *o = ob[i];
-		while (o) {
-			struct ps_obj *next = o->hnext;
-			size_t b = obj_bucket(ps, o->obj);
-			o->hnext = nb[b];
-			nb[b] = o;
-			o = next;
-		}
+	struct hnode *n;
+	for (HTAB_FOREACH(&ps->otab, obj_hash(obj), n)) {
+		struct ps_obj *o = container_of(n, struct ps_obj, hn);
+		if (o->obj == obj)
+			return o;
 	}
-	free(ob);
+	return NULL;
 }
 
 /*
@@ -367,73 +346,32 @@ do_obj_add(struct pagestore *ps, struct ps_entry *e, struct ps_obj **spare)
 	struct ps_obj *o = do_obj_find(ps, e->k.obj);
 	if (!o) {
 		VAS_ASSERT(*spare != NULL);
-		if (ps->nobjs >= ps->nobj_buckets)
-			do_obj_grow(ps);
 		o = *spare;
 		*spare = NULL;
 		o->obj = e->k.obj;
-		o->head = NULL;
-		size_t b = obj_bucket(ps, o->obj);
-		o->hnext = ps->obj_buckets[b];
-		ps->obj_buckets[b] = o;
-		ps->nobjs++;
+		LIST_INIT(&o->pages);
+		htab_insert(&ps->otab, &o->hn, obj_hash(o->obj));
 	}
-	e->obj_prev = NULL;
-	e->obj_next = o->head;
-	if (o->head)
-		o->head->obj_prev = e;
-	o->head = e;
+	LIST_INSERT_HEAD(&o->pages, e, olink);
 }
 
+/* Unlinks e from its object's list; the object goes with its last page. */
 static void
 do_obj_remove(struct pagestore *ps, struct ps_entry *e)
 {
-	if (e->obj_next)
-		e->obj_next->obj_prev = e->obj_prev;
-	if (e->obj_prev) {
-		e->obj_prev->obj_next = e->obj_next;
-	} else {
-		struct ps_obj **pp = &ps->obj_buckets[obj_bucket(ps, e->k.obj)];
-		while (*pp && (*pp)->obj != e->k.obj)
-			pp = &(*pp)->hnext;
-		VAS_ASSERT(*pp && (*pp)->head == e);
-		struct ps_obj *o = *pp;
-		o->head = e->obj_next;
-		if (!o->head) {
-			*pp = o->hnext;
-			ps->nobjs--;
+	/* Only the last entry of a list can be its only one: look the
+	 * object up just then. */
+	int last = LIST_NEXT(e, olink) == NULL;
+	LIST_REMOVE(e, olink);
+	if (last) {
+		struct ps_obj *o = do_obj_find(ps, e->k.obj);
+		VAS_ASSERT(o != NULL);
+		if (LIST_EMPTY(&o->pages)) {
+			htab_remove(&ps->otab, &o->hn, obj_hash(o->obj));
 			free(o);
 		}
 	}
-	e->obj_prev = e->obj_next = NULL;
-}
-
-/* ---- LRU ------------------------------------------------------------- */
-
-static void
-lru_unlink(struct ps_dir *d, struct ps_entry *e)
-{
-	if (e->lru_prev)
-		e->lru_prev->lru_next = e->lru_next;
-	else
-		d->mru = e->lru_next;
-	if (e->lru_next)
-		e->lru_next->lru_prev = e->lru_prev;
-	else
-		d->lru = e->lru_prev;
-	e->lru_prev = e->lru_next = NULL;
-}
-
-static void
-lru_push_mru(struct ps_dir *d, struct ps_entry *e)
-{
-	e->lru_prev = NULL;
-	e->lru_next = d->mru;
-	if (d->mru)
-		d->mru->lru_prev = e;
-	d->mru = e;
-	if (!d->lru)
-		d->lru = e;
+	memset(&e->olink, 0, sizeof(e->olink));
 }
 
 /* ---- state transitions ------------------------------------------------ */
@@ -442,27 +380,26 @@ static void
 do_make_ready(struct pagestore *ps, struct ps_entry *e, struct ps_obj **spare)
 {
 	e->state = ST_READY;
-	lru_push_mru(&ps->dirs[e->dir], e);
+	TAILQ_INSERT_HEAD(&ps->dirs[e->dir].lru, e, lru);
 	do_obj_add(ps, e, spare);
 	ps->npages++;
 }
 
 /*
- * READY -> DYING: off the lists, bytes released, pushed on *batch (linked
- * through lru_next) for the caller to unlink and then reap.
+ * READY -> DYING: off the lists, bytes released, pushed on *batch (through
+ * e->dead, the LRU link's bytes) for the caller to unlink and then reap.
  */
 static void
-do_kill(struct pagestore *ps, struct ps_entry *e, struct ps_entry **batch)
+do_kill(struct pagestore *ps, struct ps_entry *e, struct ps_batch *batch)
 {
 	VAS_ASSERT(e->state == ST_READY);
 	struct ps_dir *d = &ps->dirs[e->dir];
-	lru_unlink(d, e);
+	TAILQ_REMOVE(&d->lru, e, lru);
 	do_obj_remove(ps, e);
 	d->used -= file_size(e->len);
 	ps->npages--;
 	e->state = ST_DYING;
-	e->lru_next = *batch;
-	*batch = e;
+	SLIST_INSERT_HEAD(batch, e, dead);
 }
 
 /*
@@ -470,23 +407,27 @@ do_kill(struct pagestore *ps, struct ps_entry *e, struct ps_entry **batch)
  * batch's owner touches them), then removes them from the hash.
  */
 static void
-unlink_and_reap(struct pagestore *ps, struct ps_entry *batch, int unlink_files)
+unlink_and_reap(struct pagestore *ps, struct ps_batch *batch, int unlink_files)
 {
-	if (!batch)
+	if (SLIST_EMPTY(batch))
 		return;
 	char rel[REL_PATH_MAX];
-	for (struct ps_entry *e = batch; unlink_files && e; e = e->lru_next) {
-		rel_path(rel, sizeof(rel), &e->k);
-		if (unlinkat(ps->dirs[e->dir].fd, rel, 0) < 0 && errno != ENOENT)
-			LOG_WARN("pagestore: unlink %s/%s: %s",
-			    ps->dirs[e->dir].path, rel, strerror(errno));
+	struct ps_entry *e;
+	if (unlink_files) {
+		SLIST_FOREACH(e, batch, dead) {
+			rel_path(rel, sizeof(rel), &e->k);
+			if (unlinkat(ps->dirs[e->dir].fd, rel, 0) < 0 &&
+			    errno != ENOENT)
+				LOG_WARN("pagestore: unlink %s/%s: %s",
+				    ps->dirs[e->dir].path, rel, strerror(errno));
+		}
 	}
 	pthread_mutex_lock(&ps->mu);
-	while (batch) {
-		struct ps_entry *next = batch->lru_next;
-		do_hash_remove(ps, batch);
-		do_entry_free(ps, batch);
-		batch = next;
+	while ((e = SLIST_FIRST(batch)) != NULL) {
+		SLIST_REMOVE_HEAD(batch, dead);
+		VAS_ASSERT(e->state == ST_DYING);
+		do_hash_remove(ps, e);
+		do_entry_free(ps, e);
 	}
 	pthread_cond_broadcast(&ps->cond);
 	pthread_mutex_unlock(&ps->mu);
@@ -762,7 +703,7 @@ static void
 forget_page(struct pagestore *ps, const struct page_key *k, uint32_t gen,
     int corrupt)
 {
-	struct ps_entry *batch = NULL;
+	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
 	pthread_mutex_lock(&ps->mu);
 	if (corrupt)
 		ps->checksum_failures_total++;
@@ -770,7 +711,7 @@ forget_page(struct pagestore *ps, const struct page_key *k, uint32_t gen,
 	if (e && e->gen == gen && e->state == ST_READY)
 		do_kill(ps, e, &batch);
 	pthread_mutex_unlock(&ps->mu);
-	unlink_and_reap(ps, batch, corrupt);
+	unlink_and_reap(ps, &batch, corrupt);
 }
 
 /* ---- public API ---------------------------------------------------------- */
@@ -826,9 +767,9 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	int fresh = e->fresh;
 	e->fresh = 0;
 	struct ps_dir *d = &ps->dirs[e->dir];
-	if (d->mru != e) {
-		lru_unlink(d, e);
-		lru_push_mru(d, e);
+	if (TAILQ_FIRST(&d->lru) != e) {
+		TAILQ_REMOVE(&d->lru, e, lru);
+		TAILQ_INSERT_HEAD(&d->lru, e, lru);
 	}
 	int di = e->dir, dirfd = d->fd;
 	uint32_t gen = e->gen, len = e->len;
@@ -974,11 +915,13 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 		free(spare);
 		return -ENOSPC;
 	}
-	struct ps_entry *batch = NULL;
-	while (d->used + fsize > d->capacity && d->lru) {
-		ps->evicted_bytes_total += file_size(d->lru->len);
+	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
+	struct ps_entry *v;
+	while (d->used + fsize > d->capacity &&
+	    (v = TAILQ_LAST(&d->lru, ps_lru)) != NULL) {
+		ps->evicted_bytes_total += file_size(v->len);
 		ps->evicted_pages_total++;
-		do_kill(ps, d->lru, &batch);
+		do_kill(ps, v, &batch);
 	}
 	int rc = 0;
 	if (d->used + fsize > d->capacity)
@@ -1000,7 +943,7 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 	int dirfd = d->fd;
 	pthread_mutex_unlock(&ps->mu);
 
-	unlink_and_reap(ps, batch, 1);
+	unlink_and_reap(ps, &batch, 1);
 	if (rc < 0) {
 		free(spare);
 		return rc;
@@ -1028,14 +971,14 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 int
 pagestore_drop_object(struct pagestore *ps, uint64_t obj, uint64_t keep_ver)
 {
-	struct ps_entry *batch = NULL;
+	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
 	int n = 0;
 	pthread_mutex_lock(&ps->mu);
 	struct ps_obj *o = do_obj_find(ps, obj);
-	struct ps_entry *e = o ? o->head : NULL;
+	struct ps_entry *e = o ? LIST_FIRST(&o->pages) : NULL;
 	while (e) {
 		/* do_kill may free o when its last entry goes. */
-		struct ps_entry *next = e->obj_next;
+		struct ps_entry *next = LIST_NEXT(e, olink);
 		if (keep_ver == 0 || e->k.ver != keep_ver) {
 			do_kill(ps, e, &batch);
 			n++;
@@ -1043,7 +986,7 @@ pagestore_drop_object(struct pagestore *ps, uint64_t obj, uint64_t keep_ver)
 		e = next;
 	}
 	pthread_mutex_unlock(&ps->mu);
-	unlink_and_reap(ps, batch, 1);
+	unlink_and_reap(ps, &batch, 1);
 	return n;
 }
 
@@ -1052,7 +995,7 @@ pagestore_has_object(struct pagestore *ps, uint64_t obj)
 {
 	pthread_mutex_lock(&ps->mu);
 	struct ps_obj *o = do_obj_find(ps, obj);
-	int yes = o && o->head;
+	int yes = o != NULL; /* in otab: it has a page */
 	pthread_mutex_unlock(&ps->mu);
 	return yes;
 }
@@ -1063,9 +1006,11 @@ pagestore_cached_bytes(struct pagestore *ps, uint64_t obj, uint64_t ver)
 	int64_t sum = 0;
 	pthread_mutex_lock(&ps->mu);
 	struct ps_obj *o = do_obj_find(ps, obj);
-	for (struct ps_entry *e = o ? o->head : NULL; e; e = e->obj_next)
-		if (e->k.ver == ver)
-			sum += e->len;
+	struct ps_entry *e;
+	if (o)
+		LIST_FOREACH(e, &o->pages, olink)
+			if (e->k.ver == ver)
+				sum += e->len;
 	pthread_mutex_unlock(&ps->mu);
 	return sum;
 }
@@ -1348,15 +1293,17 @@ load_dir(struct pagestore *ps, int di, int wipe, int owned, char **err)
 	free(list.v);
 
 	int64_t ev_pages = 0, ev_bytes = 0;
-	while (d->used > d->capacity && d->lru) {
-		struct ps_entry *batch = NULL;
+	struct ps_entry *v;
+	while (d->used > d->capacity &&
+	    (v = TAILQ_LAST(&d->lru, ps_lru)) != NULL) {
+		struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
 		ev_pages++;
-		ev_bytes += file_size(d->lru->len);
-		do_kill(ps, d->lru, &batch);
-		rel_path(rel, sizeof(rel), &batch->k);
+		ev_bytes += file_size(v->len);
+		do_kill(ps, v, &batch); /* single-threaded: reaped at once */
+		rel_path(rel, sizeof(rel), &v->k);
 		unlinkat(d->fd, rel, 0);
-		do_hash_remove(ps, batch);
-		do_entry_free(ps, batch);
+		do_hash_remove(ps, v);
+		do_entry_free(ps, v);
 	}
 	ps->evicted_pages_total += ev_pages;
 	ps->evicted_bytes_total += ev_bytes;
@@ -1453,15 +1400,17 @@ open_store(const struct pagestore_dir_cfg *dirs, int ndirs, uint32_t page_size,
 	pthread_cond_init(&ps->cond, NULL);
 	ps->page_size = page_size;
 	ps->verify = verify;
-	ps->nbuckets = INITIAL_BUCKETS;
-	ps->buckets = calloc(ps->nbuckets, sizeof(*ps->buckets));
-	ps->nobj_buckets = INITIAL_BUCKETS;
-	ps->obj_buckets = calloc(ps->nobj_buckets, sizeof(*ps->obj_buckets));
+	SLIST_INIT(&ps->free_entries);
+	int hrc = htab_init(&ps->etab, INITIAL_BUCKETS, entry_hashof);
+	if (hrc == 0)
+		hrc = htab_init(&ps->otab, INITIAL_BUCKETS, obj_hashof);
 	ps->dirs = calloc((size_t)ndirs, sizeof(*ps->dirs));
-	if (!ps->buckets || !ps->obj_buckets || !ps->dirs) {
+	if (hrc < 0 || !ps->dirs) {
 		pagestore_close(&ps);
 		return NULL;
 	}
+	for (int i = 0; i < ndirs; i++)
+		TAILQ_INIT(&ps->dirs[i].lru);
 	for (int i = 0; i < ndirs; i++) {
 		ps->ndirs = i + 1; /* so close cleans up what was opened */
 		if (open_dir(ps, i, &dirs[i], err) < 0) {
@@ -1496,16 +1445,12 @@ pagestore_close(struct pagestore **psp)
 		return;
 	struct pagestore *ps = *psp;
 	*psp = NULL;
-	for (size_t i = 0; ps->obj_buckets && i < ps->nobj_buckets; i++) {
-		struct ps_obj *o = ps->obj_buckets[i];
-		while (o) {
-			struct ps_obj *next = o->hnext;
-			free(o);
-			o = next;
-		}
+	if (ps->otab.b) {
+		HTAB_EACH(&ps->otab, i, n, nx)
+			free(container_of(n, struct ps_obj, hn));
 	}
-	free(ps->obj_buckets);
-	free(ps->buckets);
+	htab_free(&ps->otab);
+	htab_free(&ps->etab); /* the entries live in the slabs */
 	while (ps->slabs) {
 		struct ps_slab *next = ps->slabs->next;
 		free(ps->slabs);
