@@ -325,8 +325,14 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 		s3_error(s, 400, "InvalidArgument", "Invalid Encoding Method specified in Request");
 		goto out;
 	}
-	if (delim && delim[0] && strcmp(delim, "/") != 0) {
-		s3_error(s, 400, "InvalidArgument", "Only the delimiter '/' is supported.");
+	/* Any string groups, as on S3; one with control characters matches
+	 * no key, so it groups nothing. */
+	if (delim && !utf8_valid(delim, strlen(delim))) {
+		s3_error(s, 400, "InvalidArgument", "The delimiter must be valid UTF-8.");
+		goto out;
+	}
+	if (delim && strlen(delim) > UFS_KEY_MAX) {
+		s3_error(s, 400, "InvalidArgument", "The delimiter is longer than 1024 bytes.");
 		goto out;
 	}
 	const char *pfx = prefix ? prefix : "";
@@ -353,13 +359,13 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 		goto out;
 	}
 	int url_enc = enc != NULL;
-	char d = (delim && delim[0]) ? '/' : 0;
+	const char *d = delim && delim[0] ? delim : NULL;
 
 	dbuf_adds(&b, XML_HDR "<ListBucketResult xmlns=\"" S3_NS "\">");
 	xml_elem(&b, "Name", m->name, 0);
 	xml_elem(&b, "Prefix", pfx, url_enc);
 	if (d)
-		xml_elem(&b, "Delimiter", "/", url_enc);
+		xml_elem(&b, "Delimiter", d, url_enc);
 	if (!v2)
 		xml_elem(&b, "Marker", start_after ? start_after : "", url_enc);
 	dbuf_printf(&b, "<MaxKeys>%d</MaxKeys>", max_keys);

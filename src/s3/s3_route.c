@@ -137,9 +137,7 @@ s3_route_parse(const struct http_request *req, struct s3_route *rt)
 		set_err(rt, 404, 0, "NoSuchBucket", "The specified bucket does not exist.");
 	} else if (rt->key) {
 		int kr = key_validate(rt->key, rt->key_len);
-		if (kr == -ENOENT)
-			set_err(rt, 404, 0, "NoSuchKey", "The specified key does not exist.");
-		else if (kr == -ENAMETOOLONG)
+		if (kr == -ENAMETOOLONG)
 			set_err(rt, 400, 0, "KeyTooLongError", "Your key is too long.");
 		else if (kr < 0)
 			set_err(rt, 400, 0, "InvalidArgument", "Invalid object key: it must be valid UTF-8 with no control characters and no '.', '..' or empty path segments.");

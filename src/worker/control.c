@@ -280,13 +280,13 @@ op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
 				mount_release(&m);
 				return;
 			}
-			if (after[0]) {
-				size_t pl = strlen(prefix);
-				memcpy(sa, prefix, pl);
-				memcpy(sa + pl, after, strlen(after) + 1);
-			}
+			/* From the start, after the prefix itself: a directory's
+			 * own marker object "dir/" is not one of its entries. */
+			size_t pl = strlen(prefix);
+			memcpy(sa, prefix, pl);
+			memcpy(sa + pl, after, strlen(after) + 1);
 			lo.strip = strlen(prefix);
-			r = meta_list(w->mc, m, prefix, '/', sa, max, list_out_one, &lo, &truncated);
+			r = meta_list(w->mc, m, prefix, "/", sa, max, list_out_one, &lo, &truncated);
 		}
 	}
 	if (r < 0) {

@@ -546,17 +546,20 @@ replay(struct list_page *p, ufs_list_fn fn, void *arg, const char *start_after)
 
 int
 meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
-    char delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
+    const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated)
 {
 	if (!m->ufs)
 		return -EIO;
+	if (!delimiter)
+		delimiter = "";
 	struct dbuf key;
-	dbuf_init(&key, 3 * 4096);
-	/* Lengths keep the fields apart: no prefix/start_after pair can
-	 * spell another pair's key. */
-	int r = dbuf_printf(&key, "%016" PRIx64 "|%d|%d|%zu:%s|%zu:%s", m->ident,
-	    delimiter, max_keys, strlen(prefix), prefix, strlen(start_after), start_after);
+	dbuf_init(&key, 4 * 4096);
+	/* Lengths keep the fields apart: no delimiter/prefix/start_after
+	 * triple can spell another triple's key. */
+	int r = dbuf_printf(&key, "%016" PRIx64 "|%zu:%s|%d|%zu:%s|%zu:%s", m->ident,
+	    strlen(delimiter), delimiter, max_keys, strlen(prefix), prefix,
+	    strlen(start_after), start_after);
 	if (r) {
 		dbuf_free(&key);
 		return -EINVAL;

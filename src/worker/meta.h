@@ -45,7 +45,7 @@ void meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path);
 
 /* One page of a listing, through the cache; arguments as ufs_ops.list. */
 int meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
-    char delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
+    const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated);
 
 /* Page-key parts for an object: its identity and its version. */
