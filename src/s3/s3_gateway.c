@@ -379,8 +379,13 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 	struct list_ctx lc = {.b = &b, .url_enc = url_enc};
 	int truncated = 0;
 	int r = 0;
+	/* A delimiter with a control character is in no key: no grouping. */
+	const char *store_d = d;
+	for (const char *q = d; q && *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			store_d = NULL;
 	if (max_keys > 0 && pv == 0) /* pv 1: no key can match */
-		r = meta_list(s->w->mc, m, pfx, d, after, max_keys, list_one, &lc, &truncated);
+		r = meta_list(s->w->mc, m, pfx, store_d, after, max_keys, list_one, &lc, &truncated);
 	if (r < 0) {
 		s3_error_errno(s, r == -ENOENT ? -EIO : r);
 		goto out;
