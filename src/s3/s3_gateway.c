@@ -49,14 +49,20 @@ struct s3req {
 	char bucket[MOUNT_NAME_MAX + 2];
 	char *key; /* decoded; NULL for bucket-level requests */
 	size_t key_len;
+	char err_hdr[160]; /* more header lines for an error answer, or "" */
 };
 
 static uint64_t request_counter;
 
 /* --- errors -------------------------------------------------------------- */
 
+/*
+ * An S3 error document; extra (may be NULL) is more elements, already XML,
+ * put before RequestId (S3's <Region>, <Method>, ...).
+ */
 static void
-s3_error(struct s3req *s, int status, const char *code, const char *msg)
+s3_error_x(struct s3req *s, int status, const char *code, const char *msg,
+    const char *extra)
 {
 	s->status = status;
 	if (http_resp_started(s->c)) {
@@ -64,8 +70,9 @@ s3_error(struct s3req *s, int status, const char *code, const char *msg)
 		http_conn_set_close(s->c);
 		return;
 	}
-	char hdr[128];
-	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	char hdr[320];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n%s", s->request_id,
+	    s->err_hdr);
 	if (s->is_head) {
 		http_resp_start(s->c, status, hdr, 0);
 		http_resp_end(s->c);
@@ -86,6 +93,8 @@ s3_error(struct s3req *s, int status, const char *code, const char *msg)
 		xml_escape(&b, s->key, s->key_len);
 		dbuf_adds(&b, "</Key>");
 	}
+	if (extra)
+		dbuf_adds(&b, extra);
 	dbuf_printf(&b, "<RequestId>%s</RequestId></Error>", s->request_id);
 	if (dbuf_error(&b)) {
 		/* A message too long to quote: the code alone. */
@@ -95,6 +104,12 @@ s3_error(struct s3req *s, int status, const char *code, const char *msg)
 	}
 	http_resp_simple(s->c, status, hdr, "application/xml", b.p, b.len);
 	dbuf_free(&b);
+}
+
+static void
+s3_error(struct s3req *s, int status, const char *code, const char *msg)
+{
+	s3_error_x(s, status, code, msg, NULL);
 }
 
 static void
@@ -140,6 +155,29 @@ secret_for(void *arg, const char *access_key)
 	return NULL;
 }
 
+/* Region mismatch: S3's message and <Region>, which lets clients such as
+ * botocore learn the region to sign for. */
+static void
+wrong_region(struct s3req *s, int presigned, const char *got)
+{
+	const char *want = s->w->cfg.s3_region;
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s the region '%s' is wrong; expecting '%s'",
+	    presigned ? "Error parsing the X-Amz-Credential parameter;" :
+	    "The authorization header is malformed;", got, want);
+	/* Also as a header: a HEAD's answer has no body. */
+	if (!strpbrk(want, "\r\n"))
+		snprintf(s->err_hdr, sizeof(s->err_hdr), "x-amz-bucket-region: %.100s\r\n", want);
+	struct dbuf x;
+	dbuf_init(&x, 1024);
+	dbuf_adds(&x, "<Region>");
+	xml_escape(&x, want, strlen(want));
+	dbuf_adds(&x, "</Region>");
+	s3_error_x(s, 400, presigned ? "AuthorizationQueryParametersError" :
+	    "AuthorizationHeaderMalformed", msg, dbuf_error(&x) ? NULL : x.p);
+	dbuf_free(&x);
+}
+
 /* 0 if the request may proceed; else sends the error and returns -1. */
 static int
 check_auth(struct s3req *s)
@@ -148,7 +186,9 @@ check_auth(struct s3req *s)
 	if (!w->s3_verify)
 		return 0;
 	const char *msg = NULL;
-	enum sigv4_status st = sigv4_verify(s->req, wall_sec(), secret_for, w, &msg);
+	struct sigv4_info info;
+	enum sigv4_status st = sigv4_verify_region(s->req, wall_sec(),
+	    w->cfg.s3_region, secret_for, w, &msg, &info);
 	switch (st) {
 	case SIGV4_OK:
 		return 0;
@@ -169,8 +209,17 @@ check_auth(struct s3req *s)
 	case SIGV4_EXPIRED:
 		s3_error(s, 403, "AccessDenied", msg ? msg : "Request has expired");
 		return -1;
+	case SIGV4_NO_DATE:
+		s3_error(s, 403, "AccessDenied", msg ? msg : "AWS authentication requires a valid Date or x-amz-date header");
+		return -1;
+	case SIGV4_WRONG_REGION:
+		wrong_region(s, info.presigned, info.region);
+		return -1;
 	case SIGV4_MALFORMED:
-		s3_error(s, 400, "AuthorizationHeaderMalformed", msg ? msg : "The authorization header is malformed.");
+		if (info.presigned)
+			s3_error(s, 400, "AuthorizationQueryParametersError", msg ? msg : "The query-string authentication parameters are malformed.");
+		else
+			s3_error(s, 400, "AuthorizationHeaderMalformed", msg ? msg : "The authorization header is malformed.");
 		return -1;
 	case SIGV4_BAD_PAYLOAD_HASH:
 		s3_error(s, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header is not valid.");
