@@ -10,8 +10,9 @@
  * error document: NotImplemented for S3 operations not built (writes,
  * sub-resources), MethodNotAllowed for methods S3 does not have.
  *
- * Auth: SigV4 (header or presigned) against the configured credentials;
- * unsigned requests only with --s3-anonymous.  A gateway on loopback with
+ * Auth: SigV4 (header or presigned; the scope's region must be
+ * --s3-region) or SigV2 (header or presigned, sigv2.c) against the
+ * configured credentials; unsigned requests only with --s3-anonymous.  A gateway on loopback with
  * no credentials configured accepts any request (the demo default).
  */
 #include <ctype.h>
@@ -32,6 +33,7 @@
 #include "s3_metrics.h"
 #include "s3_route.h"
 #include "../common/sigv4.h"
+#include "sigv2.h"
 
 #define LIST_MAX_KEYS 1000
 #define XML_BODY_MAX (8 * 1024 * 1024)
@@ -178,6 +180,42 @@ wrong_region(struct s3req *s, int presigned, const char *got)
 	dbuf_free(&x);
 }
 
+/* SigV2 (header or presigned), with S3's answers. */
+static int
+check_auth_v2(struct s3req *s)
+{
+	const char *msg = NULL;
+	int presigned = 0;
+	enum sigv2_status st = sigv2_verify(s->req, wall_sec(), secret_for,
+	    s->w, &msg, &presigned);
+	switch (st) {
+	case SIGV2_OK:
+		return 0;
+	case SIGV2_UNKNOWN_KEY:
+		s3_error(s, 403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+		return -1;
+	case SIGV2_MISMATCH:
+		s3_error(s, 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+		return -1;
+	case SIGV2_SKEWED:
+		s3_error(s, 403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.");
+		return -1;
+	case SIGV2_EXPIRED:
+		s3_error(s, 403, "AccessDenied", "Request has expired");
+		return -1;
+	case SIGV2_NO_DATE:
+		s3_error(s, 403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
+		return -1;
+	case SIGV2_MALFORMED:
+	default:
+		if (presigned)
+			s3_error(s, 403, "AccessDenied", msg ? msg : "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters");
+		else
+			s3_error(s, 400, "InvalidArgument", msg ? msg : "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature");
+		return -1;
+	}
+}
+
 /* 0 if the request may proceed; else sends the error and returns -1. */
 static int
 check_auth(struct s3req *s)
@@ -185,6 +223,8 @@ check_auth(struct s3req *s)
 	struct worker *w = s->w;
 	if (!w->s3_verify)
 		return 0;
+	if (sigv2_present(s->req))
+		return check_auth_v2(s);
 	const char *msg = NULL;
 	struct sigv4_info info;
 	enum sigv4_status st = sigv4_verify_region(s->req, wall_sec(),

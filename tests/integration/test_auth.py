@@ -387,3 +387,88 @@ def test_presigned_expires_out_of_range(keyed, expires, msg):
     r = requests.get(f"{keyed.s3_url}{u.path}?{urllib.parse.urlencode(q, doseq=True)}", timeout=10)
     assert r.status_code == 400
     assert s3_error_code(r.content) == "AuthorizationQueryParametersError"
+
+
+# --- SigV2 (issue 10 item 9) --------------------------------------------------
+
+def test_sigv2_header_form(keyed):
+    """boto3 with signature_version "s3": Authorization "AWS AKID:sig"."""
+    s3 = keyed.s3(AK, SK, signature_version="s3")
+    assert s3.get_object(Bucket="data", Key="obj.bin")["Body"].read() == DATA
+    assert s3.get_object(Bucket="data", Key="obj.bin", Range="bytes=5-70000")["Body"].read() == DATA[5:70001]
+    assert s3.get_object(Bucket="data", Key=ODD_KEY)["Body"].read() == b"odd key bytes"
+    assert s3.head_object(Bucket="data", Key="obj.bin")["ContentLength"] == len(DATA)
+    r = s3.get_object(Bucket="data", Key="other.bin", ResponseContentType="text/plain")
+    assert r["ContentType"] == "text/plain" and r["Body"].read() == b"other"
+    keys = [c["Key"] for c in s3.list_objects_v2(Bucket="data")["Contents"]]
+    assert keys == sorted(["obj.bin", "other.bin", ODD_KEY], key=str.encode)
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["data"]
+    with pytest.raises(ClientError) as ei:
+        keyed.s3(AK, SK + "x", signature_version="s3").get_object(Bucket="data", Key="obj.bin")
+    assert code_of(ei) == ("SignatureDoesNotMatch", 403)
+    with pytest.raises(ClientError) as ei:
+        keyed.s3("AKIDNOBODY", SK, signature_version="s3").get_object(Bucket="data", Key="obj.bin")
+    assert code_of(ei) == ("InvalidAccessKeyId", 403)
+
+
+def test_sigv2_presigned_url(keyed):
+    s3 = keyed.s3(AK, SK, signature_version="s3")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300)
+    assert "AWSAccessKeyId=" in url and "X-Amz-" not in url
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == DATA
+    r = requests.get(url, headers={"Range": "bytes=100-199"}, timeout=10)
+    assert r.status_code == 206 and r.content == DATA[100:200]
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": ODD_KEY,
+                                                          "ResponseContentType": "text/plain"}, ExpiresIn=300)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == b"odd key bytes" and r.headers["Content-Type"] == "text/plain"
+    # Another key with this signature, another override: refused.
+    r = requests.get(url.replace("ResponseContentType", "x").replace("response-content-type=text%2Fplain",
+                                                                       "response-content-type=text%2Fhtml"),
+                     timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "SignatureDoesNotMatch"
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300)
+    r = requests.get(url.replace("/obj.bin?", "/other.bin?"), timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "SignatureDoesNotMatch"
+    # Missing pieces of the query form.
+    r = requests.get(url.replace("Signature=", "Sig="), timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "AccessDenied"
+
+
+def test_sigv2_presigned_expired(keyed):
+    url = keyed.s3(AK, SK, signature_version="s3").generate_presigned_url(
+        "get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=1)
+    time.sleep(2.2)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 403
+    assert s3_error_code(r.content) == "AccessDenied"
+    assert message_of(r.content) == "Request has expired"
+    assert DATA[:64] not in r.content
+
+
+NEW_BOTO_PRESIGN = """
+import sys, boto3
+from botocore.config import Config
+url, ak, sk = sys.argv[1:4]
+# No signature_version: what the newer botocore picks for presigning.
+s3 = boto3.session.Session(aws_access_key_id=ak, aws_secret_access_key=sk).client(
+    "s3", endpoint_url=url, config=Config(s3={"addressing_style": "path"}))
+print(s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300))
+s3 = boto3.session.Session(aws_access_key_id=ak, aws_secret_access_key=sk, region_name="us-east-1").client(
+    "s3", endpoint_url=url, config=Config(signature_version="s3", s3={"addressing_style": "path"}))
+print(len(s3.get_object(Bucket="data", Key="obj.bin")["Body"].read()))
+"""
+
+
+def test_sigv2_newer_botocore(keyed):
+    py = newer_python()
+    if not py:
+        pytest.skip("no other python3 with boto3 on PATH")
+    p = subprocess.run([py, "-c", NEW_BOTO_PRESIGN, keyed.s3_url, AK, SK], capture_output=True, timeout=120,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    url, n = p.stdout.split()
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == DATA, (url, r.status_code, r.text[:300])
+    assert int(n) == len(DATA)
