@@ -5,10 +5,13 @@
  * own beyond what struct worker holds.
  *
  * Built: ListBuckets, HeadBucket, GetBucketLocation, ListObjects (V1 and
- * V2), HeadObject, GetObject (single range, conditional headers,
- * response-* overrides).  Everything else is answered with a proper S3
- * error document: NotImplemented for S3 operations not built (writes,
- * sub-resources), MethodNotAllowed for methods S3 does not have.
+ * V2, any delimiter, fetch-owner), HeadObject, GetObject (single range,
+ * conditional headers, response-* overrides), GetBucketAcl and
+ * GetObjectAcl (a fixed owner-full-control policy), and S3's answer to a
+ * CORS preflight on a bucket without CORS configuration.  Everything else
+ * is answered with a proper S3 error document: NotImplemented for S3
+ * operations not built (writes, other sub-resources), MethodNotAllowed for
+ * methods S3 does not have.
  *
  * Auth: SigV4 (header or presigned; the scope's region must be
  * --s3-region) or SigV2 (header or presigned, sigv2.c) against the
@@ -39,6 +42,8 @@
 #define XML_BODY_MAX (8 * 1024 * 1024)
 #define XML_HDR "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 #define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
+/* The one owner of everything the gateway serves. */
+#define OWNER_XML "<Owner><ID>ferry</ID><DisplayName>ferry</DisplayName></Owner>"
 
 struct s3req {
 	struct worker *w;
@@ -316,7 +321,7 @@ op_list_buckets(struct s3req *s)
 	struct dbuf b;
 	dbuf_init(&b, XML_BODY_MAX);
 	dbuf_adds(&b, XML_HDR "<ListAllMyBucketsResult xmlns=\"" S3_NS "\">"
-	    "<Owner><ID>ferry</ID><DisplayName>ferry</DisplayName></Owner><Buckets>");
+	    OWNER_XML "<Buckets>");
 	mounts_foreach(s->w->mt, list_buckets_one, &b);
 	if (dbuf_adds(&b, "</Buckets></ListAllMyBucketsResult>")) {
 		dbuf_free(&b);
@@ -335,6 +340,7 @@ op_list_buckets(struct s3req *s)
 struct list_ctx {
 	struct dbuf *b;
 	int url_enc;
+	int owner; /* V1 always, V2 with fetch-owner=true, as S3 */
 	int count;
 	char last_key[UFS_KEY_MAX + 2];
 };
@@ -369,8 +375,10 @@ list_one(void *arg, const struct ufs_entry *e)
 	put_key(b, e->key, lc->url_enc);
 	dbuf_printf(b, "</Key><LastModified>%s</LastModified><ETag>&quot;", date);
 	xml_escape(b, etag, strlen(etag));
-	return dbuf_printf(b, "&quot;</ETag><Size>%" PRId64 "</Size><StorageClass>STANDARD</StorageClass></Contents>",
-	    e->size) ? 1 : 0;
+	dbuf_printf(b, "&quot;</ETag><Size>%" PRId64 "</Size>", e->size);
+	if (lc->owner)
+		dbuf_adds(b, OWNER_XML);
+	return dbuf_adds(b, "<StorageClass>STANDARD</StorageClass></Contents>") ? 1 : 0;
 }
 
 static void
@@ -392,6 +400,7 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 	char *enc = qparam(req, "encoding-type", &bad);
 	char *token = v2 ? qparam(req, "continuation-token", &bad) : NULL;
 	char *start_after = qparam(req, v2 ? "start-after" : "marker", &bad);
+	char *fetch_owner = v2 ? qparam(req, "fetch-owner", &bad) : NULL;
 	char *decoded_token = NULL;
 	struct dbuf b;
 	dbuf_init(&b, XML_BODY_MAX);
@@ -465,7 +474,8 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 	if (v2 && start_after)
 		xml_elem(&b, "StartAfter", start_after, url_enc);
 	size_t body_mark = b.len;
-	struct list_ctx lc = {.b = &b, .url_enc = url_enc};
+	struct list_ctx lc = {.b = &b, .url_enc = url_enc,
+	    .owner = !v2 || (fetch_owner && strcmp(fetch_owner, "true") == 0)};
 	int truncated = 0;
 	int r = 0;
 	/* A delimiter with a control character is in no key: no grouping. */
@@ -520,6 +530,7 @@ out:
 	free(enc);
 	free(token);
 	free(start_after);
+	free(fetch_owner);
 	free(decoded_token);
 }
 
@@ -771,6 +782,74 @@ out:
 	dbuf_free(&hdr);
 }
 
+/* --- CORS preflight, ACLs ------------------------------------------------ */
+
+/*
+ * OPTIONS: what S3 answers a preflight on a bucket with no CORS
+ * configuration (ferry has none): 400 BadRequest without Origin or with no
+ * valid Access-Control-Request-Method, else 403 AccessForbidden.  No
+ * signature is asked for: browsers send preflights without one.
+ */
+static void
+op_preflight(struct s3req *s)
+{
+	size_t ol = 0, ml = 0;
+	const char *origin = http_header_get(s->req, "origin", &ol);
+	const char *meth = http_header_get(s->req, "access-control-request-method", &ml);
+	if (!origin || ol == 0) {
+		s3_error(s, 400, "BadRequest", "Insufficient information. Origin request header needed.");
+		return;
+	}
+	static const char *const methods[] = {"GET", "PUT", "POST", "DELETE", "HEAD"};
+	const char *m = NULL;
+	for (size_t i = 0; meth && i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strlen(methods[i]) == ml && memcmp(methods[i], meth, ml) == 0)
+			m = methods[i];
+	if (!m) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "Invalid Access-Control-Request-Method: %.*s",
+		    meth ? (int)(ml > 64 ? 64 : ml) : 4, meth ? meth : "null");
+		s3_error(s, 400, "BadRequest", msg);
+		return;
+	}
+	char extra[128];
+	snprintf(extra, sizeof(extra), "<Method>%s</Method><ResourceType>%s</ResourceType>", m,
+	    s->key ? "OBJECT" : s->bucket[0] ? "BUCKET" : "SERVICE");
+	s3_error_x(s, 403, "AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.", extra);
+}
+
+/* GetBucketAcl / GetObjectAcl: the owner has full control, nobody else
+ * anything (a fixed document: ferry has no ACLs, tools just read one). */
+static void
+op_get_acl(struct s3req *s, struct mount *m)
+{
+	if (s->key) {
+		struct ufs_stat st;
+		int r = meta_stat(s->w->mc, m, s->key, &st);
+		if (r == 0 && st.is_dir)
+			r = -ENOENT;
+		if (r < 0) {
+			s3_error_errno(s, r);
+			return;
+		}
+	}
+	static const char doc[] = XML_HDR "<AccessControlPolicy xmlns=\"" S3_NS "\">" OWNER_XML
+	    "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+	    "xsi:type=\"CanonicalUser\"><ID>ferry</ID><DisplayName>ferry</DisplayName></Grantee>"
+	    "<Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>";
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	s->status = 200;
+	if (s->is_head) {
+		char h2[160];
+		snprintf(h2, sizeof(h2), "%sContent-Type: application/xml\r\n", hdr);
+		http_resp_start(s->c, 200, h2, (int64_t)sizeof(doc) - 1);
+		http_resp_end(s->c);
+		return;
+	}
+	http_resp_simple(s->c, 200, hdr, "application/xml", doc, sizeof(doc) - 1);
+}
+
 /* --- routing ------------------------------------------------------------- */
 
 static void
@@ -789,6 +868,10 @@ route(struct s3req *s)
 	rt.key = NULL;
 	if (rt.status && rt.pre_auth) {
 		s3_error(s, rt.status, rt.code, rt.msg);
+		return;
+	}
+	if (rt.is_options) {
+		op_preflight(s);
 		return;
 	}
 	if (check_auth(s) < 0)
@@ -842,6 +925,10 @@ route(struct s3req *s)
 	case S3OP_LIST_OBJECTS:
 	case S3OP_LIST_OBJECTS_V2:
 		op_list_objects(s, m, s->op == S3OP_LIST_OBJECTS_V2);
+		break;
+	case S3OP_GET_BUCKET_ACL:
+	case S3OP_GET_OBJECT_ACL:
+		op_get_acl(s, m);
 		break;
 	default:
 		op_get_object(s, m);
