@@ -524,7 +524,18 @@ struct sigv4_auth {
 	char amz_date[17]; /* request time, YYYYMMDDTHHMMSSZ */
 	int64_t t;         /* request time, unix seconds */
 	int64_t expires;   /* presigned only */
+	const char *want_region; /* NULL: any */
 };
+
+/* The credential scope names another region than the one served. */
+static enum sigv4_status
+check_region(const struct sigv4_auth *a, const char **errmsg)
+{
+	if (!a->want_region || strcmp(a->region, a->want_region) == 0)
+		return SIGV4_OK;
+	*errmsg = "The credential scope names another region.";
+	return SIGV4_WRONG_REGION;
+}
 
 static int
 copy_bounded(char *dst, size_t cap, const char *s, size_t n)
@@ -758,6 +769,8 @@ parse_presigned(struct sigv4_auth *a, const char *q, size_t n, int64_t now,
 		goto bad;
 	if ((st = parse_credential(a, v, strlen(v), errmsg)) != SIGV4_OK)
 		return st;
+	if ((st = check_region(a, errmsg)) != SIGV4_OK)
+		return st;
 	if (query_required(q, n, "X-Amz-SignedHeaders", v, sizeof(v)))
 		goto bad;
 	if ((st = parse_signed_headers(a, v, strlen(v), errmsg)) != SIGV4_OK)
@@ -772,12 +785,24 @@ parse_presigned(struct sigv4_auth *a, const char *q, size_t n, int64_t now,
 	fmt_amz_date(a->t, a->amz_date);
 	if (strcmp(a->amz_date, v) != 0)
 		goto bad; /* e.g. month 13: signed literally, must be canonical */
-	if (query_required(q, n, "X-Amz-Expires", v, sizeof(v)) ||
-	    strlen(v) > 6 || !all_digits(v, strlen(v)))
+	if (query_required(q, n, "X-Amz-Expires", v, sizeof(v)))
 		goto bad;
-	a->expires = strtol(v, NULL, 10);
-	if (a->expires < 1 || a->expires > EXPIRES_MAX_S) {
-		*errmsg = "X-Amz-Expires must be between 1 and 604800 seconds.";
+	/* S3's words for each way out of 0..604800. */
+	size_t vl = strlen(v);
+	int neg = vl > 0 && v[0] == '-';
+	if (!all_digits(v + neg, vl - (size_t)neg)) {
+		*errmsg = "X-Amz-Expires should be a number";
+		return SIGV4_MALFORMED;
+	}
+	if (neg) {
+		*errmsg = "X-Amz-Expires must be non-negative";
+		return SIGV4_MALFORMED;
+	}
+	a->expires = vl > 7 ? EXPIRES_MAX_S + 1 : strtol(v, NULL, 10);
+	if (a->expires > EXPIRES_MAX_S) {
+		*errmsg = "X-Amz-Expires must be less than a week (in seconds); "
+			  "that is, the given X-Amz-Expires must be less than "
+			  "604800 seconds";
 		return SIGV4_MALFORMED;
 	}
 	if (memcmp(a->amz_date, a->date8, 8) != 0) {
@@ -853,6 +878,8 @@ parse_header_form(struct sigv4_auth *a, const struct http_request *req,
 	st = parse_authz_fields(a, authz + al, alen - al, errmsg);
 	if (st != SIGV4_OK)
 		return st;
+	if ((st = check_region(a, errmsg)) != SIGV4_OK)
+		return st;
 
 	size_t dl = 0;
 	int cnt;
@@ -883,8 +910,9 @@ parse_header_form(struct sigv4_auth *a, const struct http_request *req,
 	}
 	return SIGV4_OK;
 bad_date:
-	*errmsg = "A valid x-amz-date or Date header is required.";
-	return SIGV4_MALFORMED;
+	*errmsg = "AWS authentication requires a valid Date or x-amz-date "
+		  "header";
+	return SIGV4_NO_DATE;
 }
 
 static int
@@ -924,10 +952,23 @@ enum sigv4_status
 sigv4_verify(const struct http_request *req, int64_t now,
     sigv4_secret_fn secret_fn, void *arg, const char **errmsg)
 {
+	return sigv4_verify_region(req, now, NULL, secret_fn, arg, errmsg,
+	    NULL);
+}
+
+enum sigv4_status
+sigv4_verify_region(const struct http_request *req, int64_t now,
+    const char *region, sigv4_secret_fn secret_fn, void *arg,
+    const char **errmsg, struct sigv4_info *info)
+{
 	const char *dummy;
 	if (!errmsg)
 		errmsg = &dummy;
 	*errmsg = NULL;
+	struct sigv4_info dinfo;
+	if (!info)
+		info = &dinfo;
+	memset(info, 0, sizeof(*info));
 	if (!req || !secret_fn) {
 		*errmsg = "Internal error.";
 		return SIGV4_MALFORMED;
@@ -953,6 +994,8 @@ sigv4_verify(const struct http_request *req, int64_t now,
 		*errmsg = "Out of memory.";
 		return SIGV4_MALFORMED;
 	}
+	a->want_region = region;
+	info->presigned = presigned && !authz;
 	enum sigv4_status st;
 	const char *payload_hash = SIGV4_UNSIGNED_PAYLOAD;
 	size_t al = strlen(SIGV4_ALGO);
@@ -986,6 +1029,7 @@ sigv4_verify(const struct http_request *req, int64_t now,
 		*errmsg = "The request carries no signature.";
 		st = SIGV4_ANONYMOUS;
 	}
+	memcpy(info->region, a->region, sizeof(info->region));
 	if (st != SIGV4_OK)
 		goto out;
 

@@ -63,6 +63,14 @@ enum sigv4_status {
 	SIGV4_EXPIRED,       /* AccessDenied: presigned URL expired */
 	SIGV4_UNSUPPORTED,   /* SigV2 or other algorithm: AccessDenied */
 	SIGV4_BAD_PAYLOAD_HASH, /* XAmzContentSHA256Mismatch / InvalidArgument */
+	SIGV4_WRONG_REGION,  /* AuthorizationHeaderMalformed / AuthorizationQueryParametersError, naming the region */
+	SIGV4_NO_DATE,       /* AccessDenied: no valid x-amz-date or Date (header form) */
+};
+
+/* What sigv4_verify_region found out beyond the status. */
+struct sigv4_info {
+	int presigned;  /* the query-string form (X-Amz-Algorithm) was used */
+	char region[65]; /* the credential scope's region, if one was parsed */
 };
 
 /* Returns the secret for an access key, or NULL if unknown. */
@@ -76,6 +84,15 @@ typedef const char *(*sigv4_secret_fn)(void *arg, const char *access_key);
  */
 enum sigv4_status sigv4_verify(const struct http_request *req, int64_t now,
     sigv4_secret_fn secret_fn, void *arg, const char **errmsg);
+/*
+ * sigv4_verify that also requires the credential scope's region to be
+ * region (unless NULL): another is SIGV4_WRONG_REGION, checked before the
+ * date and the signature, as S3 does.  info (may be NULL) gets the form
+ * used and the scope's region.
+ */
+enum sigv4_status sigv4_verify_region(const struct http_request *req,
+    int64_t now, const char *region, sigv4_secret_fn secret_fn, void *arg,
+    const char **errmsg, struct sigv4_info *info);
 
 /*
  * Builds the canonical request for the given pieces (exposed for tests).

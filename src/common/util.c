@@ -257,14 +257,23 @@ xml_escape(struct dbuf *b, const char *s, size_t n)
 	size_t start = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *rep = NULL;
-		switch (s[i]) {
+		char num[8];
+		unsigned char ch = (unsigned char)s[i];
+		switch (ch) {
 		case '&': rep = "&amp;"; break;
 		case '<': rep = "&lt;"; break;
 		case '>': rep = "&gt;"; break;
 		case '"': rep = "&quot;"; break;
 		case '\'': rep = "&apos;"; break;
-		case '\r': rep = "&#13;"; break;
-		default: break;
+		case '\t': case '\n': break;
+		default:
+			/* Other controls as character references, as S3 does
+			 * (kept from being read as markup or line ends). */
+			if (ch < 0x20 || ch == 0x7f) {
+				snprintf(num, sizeof(num), "&#%u;", ch);
+				rep = num;
+			}
+			break;
 		}
 		if (!rep)
 			continue;

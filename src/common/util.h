@@ -41,7 +41,8 @@ long url_decode(const char *s, size_t n, char *out, int plus_is_space);
 /* RFC 3986 unreserved kept, everything else %XX (uppercase).  If
  * keep_slash, '/' is kept (SigV4 canonical URI, S3 encoding-type=url). */
 int url_encode(struct dbuf *b, const char *s, size_t n, int keep_slash);
-/* Escapes & < > " ' for XML text. */
+/* Escapes & < > " ' for XML text, and control characters other than tab
+ * and newline as numeric references ("\r" as "&#13;", as S3 does). */
 int xml_escape(struct dbuf *b, const char *s, size_t n);
 
 /* Standard base64 with padding. */

@@ -5,13 +5,17 @@
  * own beyond what struct worker holds.
  *
  * Built: ListBuckets, HeadBucket, GetBucketLocation, ListObjects (V1 and
- * V2), HeadObject, GetObject (single range, conditional headers,
- * response-* overrides).  Everything else is answered with a proper S3
- * error document: NotImplemented for S3 operations not built (writes,
- * sub-resources), MethodNotAllowed for methods S3 does not have.
+ * V2, any delimiter, fetch-owner), HeadObject, GetObject (single range,
+ * conditional headers, response-* overrides), GetBucketAcl and
+ * GetObjectAcl (a fixed owner-full-control policy), and S3's answer to a
+ * CORS preflight on a bucket without CORS configuration.  Everything else
+ * is answered with a proper S3 error document: NotImplemented for S3
+ * operations not built (writes, other sub-resources), MethodNotAllowed for
+ * methods S3 does not have.
  *
- * Auth: SigV4 (header or presigned) against the configured credentials;
- * unsigned requests only with --s3-anonymous.  A gateway on loopback with
+ * Auth: SigV4 (header or presigned; the scope's region must be
+ * --s3-region) or SigV2 (header or presigned, sigv2.c) against the
+ * configured credentials; unsigned requests only with --s3-anonymous.  A gateway on loopback with
  * no credentials configured accepts any request (the demo default).
  */
 #include <ctype.h>
@@ -33,11 +37,14 @@
 #include "s3_metrics.h"
 #include "s3_route.h"
 #include "../common/sigv4.h"
+#include "sigv2.h"
 
 #define LIST_MAX_KEYS 1000
 #define XML_BODY_MAX (8 * 1024 * 1024)
 #define XML_HDR "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 #define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
+/* The one owner of everything the gateway serves. */
+#define OWNER_XML "<Owner><ID>ferry</ID><DisplayName>ferry</DisplayName></Owner>"
 
 struct s3req {
 	struct worker *w;
@@ -50,14 +57,20 @@ struct s3req {
 	char bucket[MOUNT_NAME_MAX + 2];
 	char *key; /* decoded; NULL for bucket-level requests */
 	size_t key_len;
+	char err_hdr[160]; /* more header lines for an error answer, or "" */
 };
 
 static uint64_t request_counter;
 
 /* --- errors -------------------------------------------------------------- */
 
+/*
+ * An S3 error document; extra (may be NULL) is more elements, already XML,
+ * put before RequestId (S3's <Region>, <Method>, ...).
+ */
 static void
-s3_error(struct s3req *s, int status, const char *code, const char *msg)
+s3_error_x(struct s3req *s, int status, const char *code, const char *msg,
+    const char *extra)
 {
 	s->status = status;
 	if (http_resp_started(s->c)) {
@@ -65,8 +78,9 @@ s3_error(struct s3req *s, int status, const char *code, const char *msg)
 		http_conn_set_close(s->c);
 		return;
 	}
-	char hdr[128];
-	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	char hdr[320];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n%s", s->request_id,
+	    s->err_hdr);
 	if (s->is_head) {
 		http_resp_start(s->c, status, hdr, 0);
 		http_resp_end(s->c);
@@ -87,6 +101,8 @@ s3_error(struct s3req *s, int status, const char *code, const char *msg)
 		xml_escape(&b, s->key, s->key_len);
 		dbuf_adds(&b, "</Key>");
 	}
+	if (extra)
+		dbuf_adds(&b, extra);
 	dbuf_printf(&b, "<RequestId>%s</RequestId></Error>", s->request_id);
 	if (dbuf_error(&b)) {
 		/* A message too long to quote: the code alone. */
@@ -96,6 +112,12 @@ s3_error(struct s3req *s, int status, const char *code, const char *msg)
 	}
 	http_resp_simple(s->c, status, hdr, "application/xml", b.p, b.len);
 	dbuf_free(&b);
+}
+
+static void
+s3_error(struct s3req *s, int status, const char *code, const char *msg)
+{
+	s3_error_x(s, status, code, msg, NULL);
 }
 
 static void
@@ -132,6 +154,65 @@ s3_error_errno(struct s3req *s, int err)
 
 /* --- auth ---------------------------------------------------------------- */
 
+/* Region mismatch: S3's message and <Region>, which lets clients such as
+ * botocore learn the region to sign for. */
+static void
+wrong_region(struct s3req *s, int presigned, const char *got)
+{
+	const char *want = s->w->cfg.s3_region;
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s the region '%s' is wrong; expecting '%s'",
+	    presigned ? "Error parsing the X-Amz-Credential parameter;" :
+	    "The authorization header is malformed;", got, want);
+	/* Also as a header: a HEAD's answer has no body. */
+	if (!strpbrk(want, "\r\n"))
+		snprintf(s->err_hdr, sizeof(s->err_hdr), "x-amz-bucket-region: %.100s\r\n", want);
+	struct dbuf x;
+	dbuf_init(&x, 1024);
+	dbuf_adds(&x, "<Region>");
+	xml_escape(&x, want, strlen(want));
+	dbuf_adds(&x, "</Region>");
+	s3_error_x(s, 400, presigned ? "AuthorizationQueryParametersError" :
+	    "AuthorizationHeaderMalformed", msg, dbuf_error(&x) ? NULL : x.p);
+	dbuf_free(&x);
+}
+
+/* SigV2 (header or presigned), with S3's answers. */
+static int
+check_auth_v2(struct s3req *s)
+{
+	const char *msg = NULL;
+	int presigned = 0;
+	enum sigv2_status st = sigv2_verify(s->req, wall_sec(), worker_s3_secret,
+	    s->w, &msg, &presigned);
+	switch (st) {
+	case SIGV2_OK:
+		return 0;
+	case SIGV2_UNKNOWN_KEY:
+		s3_error(s, 403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+		return -1;
+	case SIGV2_MISMATCH:
+		s3_error(s, 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+		return -1;
+	case SIGV2_SKEWED:
+		s3_error(s, 403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.");
+		return -1;
+	case SIGV2_EXPIRED:
+		s3_error(s, 403, "AccessDenied", "Request has expired");
+		return -1;
+	case SIGV2_NO_DATE:
+		s3_error(s, 403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
+		return -1;
+	case SIGV2_MALFORMED:
+	default:
+		if (presigned)
+			s3_error(s, 403, "AccessDenied", msg ? msg : "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters");
+		else
+			s3_error(s, 400, "InvalidArgument", msg ? msg : "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature");
+		return -1;
+	}
+}
+
 /* 0 if the request may proceed; else sends the error and returns -1. */
 static int
 check_auth(struct s3req *s)
@@ -139,8 +220,12 @@ check_auth(struct s3req *s)
 	struct worker *w = s->w;
 	if (!w->s3_verify)
 		return 0;
+	if (sigv2_present(s->req))
+		return check_auth_v2(s);
 	const char *msg = NULL;
-	enum sigv4_status st = sigv4_verify(s->req, wall_sec(), worker_s3_secret, w, &msg);
+	struct sigv4_info info;
+	enum sigv4_status st = sigv4_verify_region(s->req, wall_sec(),
+	    w->cfg.s3_region, worker_s3_secret, w, &msg, &info);
 	switch (st) {
 	case SIGV4_OK:
 		return 0;
@@ -161,8 +246,17 @@ check_auth(struct s3req *s)
 	case SIGV4_EXPIRED:
 		s3_error(s, 403, "AccessDenied", msg ? msg : "Request has expired");
 		return -1;
+	case SIGV4_NO_DATE:
+		s3_error(s, 403, "AccessDenied", msg ? msg : "AWS authentication requires a valid Date or x-amz-date header");
+		return -1;
+	case SIGV4_WRONG_REGION:
+		wrong_region(s, info.presigned, info.region);
+		return -1;
 	case SIGV4_MALFORMED:
-		s3_error(s, 400, "AuthorizationHeaderMalformed", msg ? msg : "The authorization header is malformed.");
+		if (info.presigned)
+			s3_error(s, 400, "AuthorizationQueryParametersError", msg ? msg : "The query-string authentication parameters are malformed.");
+		else
+			s3_error(s, 400, "AuthorizationHeaderMalformed", msg ? msg : "The authorization header is malformed.");
 		return -1;
 	case SIGV4_BAD_PAYLOAD_HASH:
 		s3_error(s, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header is not valid.");
@@ -219,7 +313,7 @@ op_list_buckets(struct s3req *s)
 	struct dbuf b;
 	dbuf_init(&b, XML_BODY_MAX);
 	dbuf_adds(&b, XML_HDR "<ListAllMyBucketsResult xmlns=\"" S3_NS "\">"
-	    "<Owner><ID>ferry</ID><DisplayName>ferry</DisplayName></Owner><Buckets>");
+	    OWNER_XML "<Buckets>");
 	mounts_foreach(s->w->mt, list_buckets_one, &b);
 	if (dbuf_adds(&b, "</Buckets></ListAllMyBucketsResult>")) {
 		dbuf_free(&b);
@@ -238,6 +332,7 @@ op_list_buckets(struct s3req *s)
 struct list_ctx {
 	struct dbuf *b;
 	int url_enc;
+	int owner; /* V1 always, V2 with fetch-owner=true, as S3 */
 	int count;
 	char last_key[UFS_KEY_MAX + 2];
 };
@@ -272,8 +367,10 @@ list_one(void *arg, const struct ufs_entry *e)
 	put_key(b, e->key, lc->url_enc);
 	dbuf_printf(b, "</Key><LastModified>%s</LastModified><ETag>&quot;", date);
 	xml_escape(b, etag, strlen(etag));
-	return dbuf_printf(b, "&quot;</ETag><Size>%" PRId64 "</Size><StorageClass>STANDARD</StorageClass></Contents>",
-	    e->size) ? 1 : 0;
+	dbuf_printf(b, "&quot;</ETag><Size>%" PRId64 "</Size>", e->size);
+	if (lc->owner)
+		dbuf_adds(b, OWNER_XML);
+	return dbuf_adds(b, "<StorageClass>STANDARD</StorageClass></Contents>") ? 1 : 0;
 }
 
 static void
@@ -295,6 +392,7 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 	char *enc = qparam(req, "encoding-type", &bad);
 	char *token = v2 ? qparam(req, "continuation-token", &bad) : NULL;
 	char *start_after = qparam(req, v2 ? "start-after" : "marker", &bad);
+	char *fetch_owner = v2 ? qparam(req, "fetch-owner", &bad) : NULL;
 	char *decoded_token = NULL;
 	struct dbuf b;
 	dbuf_init(&b, XML_BODY_MAX);
@@ -317,8 +415,14 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 		s3_error(s, 400, "InvalidArgument", "Invalid Encoding Method specified in Request");
 		goto out;
 	}
-	if (delim && delim[0] && strcmp(delim, "/") != 0) {
-		s3_error(s, 400, "InvalidArgument", "Only the delimiter '/' is supported.");
+	/* Any string groups, as on S3; one with control characters matches
+	 * no key, so it groups nothing. */
+	if (delim && !utf8_valid(delim, strlen(delim))) {
+		s3_error(s, 400, "InvalidArgument", "The delimiter must be valid UTF-8.");
+		goto out;
+	}
+	if (delim && strlen(delim) > UFS_KEY_MAX) {
+		s3_error(s, 400, "InvalidArgument", "The delimiter is longer than 1024 bytes.");
 		goto out;
 	}
 	const char *pfx = prefix ? prefix : "";
@@ -345,13 +449,13 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 		goto out;
 	}
 	int url_enc = enc != NULL;
-	char d = (delim && delim[0]) ? '/' : 0;
+	const char *d = delim && delim[0] ? delim : NULL;
 
 	dbuf_adds(&b, XML_HDR "<ListBucketResult xmlns=\"" S3_NS "\">");
 	xml_elem(&b, "Name", m->name, 0);
 	xml_elem(&b, "Prefix", pfx, url_enc);
 	if (d)
-		xml_elem(&b, "Delimiter", "/", url_enc);
+		xml_elem(&b, "Delimiter", d, url_enc);
 	if (!v2)
 		xml_elem(&b, "Marker", start_after ? start_after : "", url_enc);
 	dbuf_printf(&b, "<MaxKeys>%d</MaxKeys>", max_keys);
@@ -362,11 +466,17 @@ op_list_objects(struct s3req *s, struct mount *m, int v2)
 	if (v2 && start_after)
 		xml_elem(&b, "StartAfter", start_after, url_enc);
 	size_t body_mark = b.len;
-	struct list_ctx lc = {.b = &b, .url_enc = url_enc};
+	struct list_ctx lc = {.b = &b, .url_enc = url_enc,
+	    .owner = !v2 || (fetch_owner && strcmp(fetch_owner, "true") == 0)};
 	int truncated = 0;
 	int r = 0;
+	/* A delimiter with a control character is in no key: no grouping. */
+	const char *store_d = d;
+	for (const char *q = d; q && *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			store_d = NULL;
 	if (max_keys > 0 && pv == 0) /* pv 1: no key can match */
-		r = meta_list(s->w->mc, m, pfx, d, after, max_keys, list_one, &lc, &truncated);
+		r = meta_list(s->w->mc, m, pfx, store_d, after, max_keys, list_one, &lc, &truncated);
 	if (r < 0) {
 		s3_error_errno(s, r == -ENOENT ? -EIO : r);
 		goto out;
@@ -412,6 +522,7 @@ out:
 	free(enc);
 	free(token);
 	free(start_after);
+	free(fetch_owner);
 	free(decoded_token);
 }
 
@@ -560,6 +671,74 @@ op_get_object(struct s3req *s, struct mount *m)
 	dbuf_free(&g.hdr);
 }
 
+/* --- CORS preflight, ACLs ------------------------------------------------ */
+
+/*
+ * OPTIONS: what S3 answers a preflight on a bucket with no CORS
+ * configuration (ferry has none): 400 BadRequest without Origin or with no
+ * valid Access-Control-Request-Method, else 403 AccessForbidden.  No
+ * signature is asked for: browsers send preflights without one.
+ */
+static void
+op_preflight(struct s3req *s)
+{
+	size_t ol = 0, ml = 0;
+	const char *origin = http_header_get(s->req, "origin", &ol);
+	const char *meth = http_header_get(s->req, "access-control-request-method", &ml);
+	if (!origin || ol == 0) {
+		s3_error(s, 400, "BadRequest", "Insufficient information. Origin request header needed.");
+		return;
+	}
+	static const char *const methods[] = {"GET", "PUT", "POST", "DELETE", "HEAD"};
+	const char *m = NULL;
+	for (size_t i = 0; meth && i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strlen(methods[i]) == ml && memcmp(methods[i], meth, ml) == 0)
+			m = methods[i];
+	if (!m) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "Invalid Access-Control-Request-Method: %.*s",
+		    meth ? (int)(ml > 64 ? 64 : ml) : 4, meth ? meth : "null");
+		s3_error(s, 400, "BadRequest", msg);
+		return;
+	}
+	char extra[128];
+	snprintf(extra, sizeof(extra), "<Method>%s</Method><ResourceType>%s</ResourceType>", m,
+	    s->key ? "OBJECT" : s->bucket[0] ? "BUCKET" : "SERVICE");
+	s3_error_x(s, 403, "AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.", extra);
+}
+
+/* GetBucketAcl / GetObjectAcl: the owner has full control, nobody else
+ * anything (a fixed document: ferry has no ACLs, tools just read one). */
+static void
+op_get_acl(struct s3req *s, struct mount *m)
+{
+	if (s->key) {
+		struct ufs_stat st;
+		int r = meta_stat(s->w->mc, m, s->key, &st);
+		if (r == 0 && st.is_dir)
+			r = -ENOENT;
+		if (r < 0) {
+			s3_error_errno(s, r);
+			return;
+		}
+	}
+	static const char doc[] = XML_HDR "<AccessControlPolicy xmlns=\"" S3_NS "\">" OWNER_XML
+	    "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+	    "xsi:type=\"CanonicalUser\"><ID>ferry</ID><DisplayName>ferry</DisplayName></Grantee>"
+	    "<Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>";
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	s->status = 200;
+	if (s->is_head) {
+		char h2[160];
+		snprintf(h2, sizeof(h2), "%sContent-Type: application/xml\r\n", hdr);
+		http_resp_start(s->c, 200, h2, (int64_t)sizeof(doc) - 1);
+		http_resp_end(s->c);
+		return;
+	}
+	http_resp_simple(s->c, 200, hdr, "application/xml", doc, sizeof(doc) - 1);
+}
+
 /* --- routing ------------------------------------------------------------- */
 
 static void
@@ -578,6 +757,10 @@ route(struct s3req *s)
 	rt.key = NULL;
 	if (rt.status && rt.pre_auth) {
 		s3_error(s, rt.status, rt.code, rt.msg);
+		return;
+	}
+	if (rt.is_options) {
+		op_preflight(s);
 		return;
 	}
 	if (check_auth(s) < 0)
@@ -631,6 +814,10 @@ route(struct s3req *s)
 	case S3OP_LIST_OBJECTS:
 	case S3OP_LIST_OBJECTS_V2:
 		op_list_objects(s, m, s->op == S3OP_LIST_OBJECTS_V2);
+		break;
+	case S3OP_GET_BUCKET_ACL:
+	case S3OP_GET_OBJECT_ACL:
+		op_get_acl(s, m);
 		break;
 	default:
 		op_get_object(s, m);

@@ -18,7 +18,7 @@ static struct {
 
 static const char *const s3_op_names[S3OP__N] = {"ListBuckets", "HeadBucket",
     "GetBucketLocation", "ListObjects", "ListObjectsV2", "HeadObject",
-    "GetObject", "Other"};
+    "GetObject", "GetBucketAcl", "GetObjectAcl", "Other"};
 
 #define ADD(field, n) __atomic_fetch_add(&g_s3.field, (n), __ATOMIC_RELAXED)
 #define GET(field) __atomic_load_n(&g_s3.field, __ATOMIC_RELAXED)

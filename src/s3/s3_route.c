@@ -31,7 +31,7 @@ has_param(const struct http_request *req, const char *name)
 static int
 has_unbuilt_subresource(const struct http_request *req)
 {
-	static const char *const sub[] = {"acl", "policy", "versioning", "tagging",
+	static const char *const sub[] = {"policy", "versioning", "tagging",
 	    "lifecycle", "cors", "website", "logging", "notification",
 	    "replication", "uploads", "uploadId", "versions", "delete",
 	    "encryption", "object-lock", "retention", "legal-hold", "torrent",
@@ -63,6 +63,7 @@ s3_route_parse(const struct http_request *req, struct s3_route *rt)
 	rt->op = S3OP_OTHER;
 	rt->is_get = method_is(req, "GET");
 	rt->is_head = method_is(req, "HEAD");
+	rt->is_options = method_is(req, "OPTIONS");
 	int is_write = method_is(req, "PUT") || method_is(req, "POST") || method_is(req, "DELETE");
 
 	if (req->path_len == 0 || req->path[0] != '/') {
@@ -110,6 +111,8 @@ s3_route_parse(const struct http_request *req, struct s3_route *rt)
 		rt->key_len = (size_t)dkl;
 	}
 
+	if (rt->is_options)
+		return 0; /* a CORS preflight, whatever the path */
 	if (!rt->is_get && !rt->is_head && !is_write) {
 		set_err(rt, 405, 1, "MethodNotAllowed", "The specified method is not allowed against this resource.");
 		return 0;
@@ -124,8 +127,13 @@ s3_route_parse(const struct http_request *req, struct s3_route *rt)
 		    : S3OP_LIST_OBJECTS;
 	else
 		rt->op = rt->is_head ? S3OP_HEAD_OBJECT : S3OP_GET_OBJECT;
+	if (rt->bucket_len && has_param(req, "acl"))
+		rt->op = rt->key ? S3OP_GET_OBJECT_ACL : S3OP_GET_BUCKET_ACL;
 
-	if (is_write) {
+	if (is_write && has_param(req, "acl")) {
+		rt->op = S3OP_OTHER;
+		set_err(rt, 501, 0, "NotImplemented", "ferry's gateway is read-only: ACLs cannot be changed.");
+	} else if (is_write) {
 		rt->op = S3OP_OTHER;
 		set_err(rt, 501, 0, "NotImplemented", "ferry's gateway is read-only: this operation is not implemented.");
 	} else if (has_unbuilt_subresource(req)) {
@@ -137,9 +145,7 @@ s3_route_parse(const struct http_request *req, struct s3_route *rt)
 		set_err(rt, 404, 0, "NoSuchBucket", "The specified bucket does not exist.");
 	} else if (rt->key) {
 		int kr = key_validate(rt->key, rt->key_len);
-		if (kr == -ENOENT)
-			set_err(rt, 404, 0, "NoSuchKey", "The specified key does not exist.");
-		else if (kr == -ENAMETOOLONG)
+		if (kr == -ENAMETOOLONG)
 			set_err(rt, 400, 0, "KeyTooLongError", "Your key is too long.");
 		else if (kr < 0)
 			set_err(rt, 400, 0, "InvalidArgument", "Invalid object key: it must be valid UTF-8 with no control characters and no '.', '..' or empty path segments.");

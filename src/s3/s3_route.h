@@ -21,6 +21,8 @@ enum s3_op {
 	S3OP_LIST_OBJECTS_V2,
 	S3OP_HEAD_OBJECT,
 	S3OP_GET_OBJECT,
+	S3OP_GET_BUCKET_ACL,
+	S3OP_GET_OBJECT_ACL,
 	S3OP_OTHER,
 	S3OP__N
 };
@@ -28,6 +30,7 @@ enum s3_op {
 struct s3_route {
 	enum s3_op op;
 	int is_get, is_head;
+	int is_options; /* a CORS preflight: answered without auth */
 	char bucket[MOUNT_NAME_MAX + 1]; /* decoded; "" for the service */
 	size_t bucket_len;
 	char *key; /* decoded, malloc'd (s3_route_free); NULL for bucket/service requests */

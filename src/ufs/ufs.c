@@ -200,7 +200,7 @@ ufs_stat(struct ufs *u, const char *path, struct ufs_stat *st)
 }
 
 int
-ufs_list(struct ufs *u, const char *prefix, char delimiter,
+ufs_list(struct ufs *u, const char *prefix, const char *delimiter,
     const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
     int *truncated)
 {
@@ -208,14 +208,15 @@ ufs_list(struct ufs *u, const char *prefix, char delimiter,
 	int r = enter(u, prefix);
 	if (r)
 		return r;
-	if (!fn || (delimiter != 0 && delimiter != '/'))
+	if (!fn)
 		return -EINVAL;
 	if (max_keys < 1)
 		max_keys = 1;
 	if (max_keys > UFS_LIST_MAX)
 		max_keys = UFS_LIST_MAX;
 	ADD(requests[UFSOP_LIST], 1);
-	r = u->ops->list(u->state, prefix, delimiter, start_after ? start_after : "",
+	r = u->ops->list(u->state, prefix, delimiter ? delimiter : "",
+	    start_after ? start_after : "",
 	    max_keys, fn, arg, truncated);
 	count_error(UFSOP_LIST, r);
 	return r < 0 ? r : 0;

@@ -34,8 +34,8 @@ struct ufs_stat {
 };
 
 struct ufs_entry {
-	const char *key; /* path relative to the mount root; directories (common
-	                    prefixes) end in '/' */
+	const char *key; /* path relative to the mount root; common prefixes
+	                    end in the delimiter */
 	int is_dir;
 	int64_t size;
 	int64_t mtime;    /* unix seconds; 0 if unknown (S3 prefixes) */
@@ -71,18 +71,23 @@ struct ufs_ops {
 	    void **state, char **err);
 	void (*close)(void *state);
 	/* A directory (a prefix with objects under it, or a real dir) has
-	 * is_dir set.  "" (the root) is always a directory. */
+	 * is_dir set.  "" (the root) is always a directory.  A path ending in
+	 * '/' names a directory marker object, never a directory. */
 	int (*stat)(void *state, const char *path, struct ufs_stat *st);
 	/*
 	 * Lists keys starting with prefix, in ascending byte order, strictly
 	 * after start_after ("" for the beginning), at most max_keys entries
-	 * (files and common prefixes together).  With delimiter '/', keys
-	 * with a '/' after the prefix are rolled up into one common-prefix
-	 * entry (is_dir, key ends in '/'); with delimiter 0 the listing is
-	 * recursive (files only).  Sets *truncated if more entries follow.
+	 * (keys and common prefixes together).  With a delimiter (any
+	 * non-empty string; NULL or "" for none), keys that contain it after
+	 * the prefix are rolled up into one common-prefix entry (is_dir set):
+	 * the key up to and including the delimiter's first occurrence after
+	 * the prefix, as S3 does; a common prefix not after start_after is not
+	 * listed.  Without one the listing is recursive.  A key may end in
+	 * '/' (a zero-byte "directory marker" object, which file:// shows for
+	 * an empty directory).  Sets *truncated if more entries follow.
 	 * Memory used is bounded by max_keys, never by the listing's size.
 	 */
-	int (*list)(void *state, const char *prefix, char delimiter,
+	int (*list)(void *state, const char *prefix, const char *delimiter,
 	    const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
 	    int *truncated);
 	/*
@@ -161,7 +166,7 @@ const char *ufs_open_error(const struct ufs *u);
 int ufs_has_read_stat(const struct ufs *u);
 
 int ufs_stat(struct ufs *u, const char *path, struct ufs_stat *st);
-int ufs_list(struct ufs *u, const char *prefix, char delimiter,
+int ufs_list(struct ufs *u, const char *prefix, const char *delimiter,
     const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
     int *truncated);
 ssize_t ufs_read(struct ufs *u, const char *path, const char *etag,

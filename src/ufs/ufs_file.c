@@ -15,15 +15,23 @@
  * "name/".  Only regular files and directories are shown; names that are not
  * valid UTF-8 or hold control characters (0x01-0x1f, 0x7f), and keys longer
  * than UFS_KEY_MAX, are skipped, because no valid ufs path could name them.
- * With delimiter '/' every subdirectory is a common prefix, empty ones
- * included (a real S3 prefix needs an object under it; here stat also calls
- * an empty directory a directory, so the two agree), with the directory's
- * own mtime (S3 prefixes have none: 0).  Recursive listings do
- * not enter a directory already on the current path (symlink loops).
+ * Directories are prefixes, not objects, with one exception that keeps
+ * list, stat and read in agreement: a directory with nothing listable in
+ * it is the zero-byte "directory marker" object "dir/" that the S3
+ * console, s3fs and Spark create for an empty folder (stat and read of
+ * "dir/" answer it; listings show it as a key, or rolled up into a common
+ * prefix like any key).  A delimiter (any string) is applied while
+ * walking: a directory whose "name/" already holds it after the prefix
+ * is one common prefix and is not entered; otherwise the walk goes on
+ * into it and groups the keys found there.  A common prefix that is one
+ * directory carries that directory's mtime (S3 prefixes have none: 0).
+ * Recursive listings do not enter a directory already on the current path
+ * (symlink loops).
  * Memory: each directory scan keeps only the max_keys+1 smallest
- * qualifying names (a bounded heap), so a listing holds at most
- * (max_keys+1) names per directory level it is inside of, whatever the
- * directory sizes.  When the callback returns non-zero, list stops, sets
+ * qualifying entries (a bounded heap, where the names rolled up into one
+ * common prefix count once), so a listing holds at most (max_keys+1)
+ * names per directory level it is inside of, whatever the directory
+ * sizes.  When the callback returns non-zero, list stops, sets
  * *truncated and returns that value.
  *
  * Threads: any thread; the state is read-only after open except the
@@ -200,10 +208,16 @@ file_etag(const struct stat *sb, char *out, size_t n)
 	    (unsigned long)sb->st_mtim.tv_nsec, (unsigned long long)sb->st_size);
 }
 
+static int marker_stat(struct file_state *fs, const char *path,
+    struct ufs_stat *st);
+
 static int
 file_stat(void *state, const char *path, struct ufs_stat *st)
 {
 	struct file_state *fs = state;
+	size_t pl = strlen(path);
+	if (pl > 0 && path[pl - 1] == '/')
+		return marker_stat(fs, path, st);
 	int fd = open_beneath(fs, path, O_PATH);
 	if (fd < 0)
 		return fd;
@@ -246,6 +260,16 @@ file_read(void *state, const char *path, const char *etag, int64_t off,
 		close(fd);
 		return map_errno(e);
 	}
+	size_t pl = strlen(path);
+	if (S_ISDIR(sb.st_mode) && pl > 0 && path[pl - 1] == '/') {
+		/* A directory marker: no bytes, if it still is one. */
+		close(fd);
+		struct ufs_stat mst;
+		int r = marker_stat(fs, path, &mst);
+		if (r < 0)
+			return r;
+		return etag && etag[0] && strcmp(mst.etag, etag) != 0 ? -ESTALE : 0;
+	}
 	if (!S_ISREG(sb.st_mode)) {
 		close(fd);
 		return S_ISDIR(sb.st_mode) ? -EIO : -ENOENT;
@@ -285,11 +309,20 @@ file_read(void *state, const char *path, const char *etag, int64_t off,
 
 /* ---- listing ---- */
 
-/* A name in a directory scan; its sort key is name, plus '/' for dirs. */
+/*
+ * A name in a directory scan and the entry it stands for.  Its sort key is
+ * name + "/" for a directory, cut to rel bytes: a file (rel = nlen), a
+ * directory to walk into (rel = nlen + 1), or a common prefix (kind
+ * CAND_CP), which ends wherever the delimiter does.
+ */
+enum { CAND_FILE, CAND_DIR, CAND_CP };
+
 struct cand {
 	char *name;
 	size_t nlen;
 	int is_dir;
+	int kind;
+	size_t rel;
 };
 
 struct ancestor {
@@ -299,7 +332,9 @@ struct ancestor {
 
 struct lister {
 	struct file_state *fs;
-	char delimiter;
+	const char *delim; /* "" for none */
+	size_t delim_len;
+	size_t plen; /* length of the listing's prefix */
 	const char *sa; /* start_after */
 	size_t sa_len;
 	int max_keys;
@@ -314,35 +349,64 @@ struct lister {
 	int nanc;
 };
 
-/* Byte-order comparison of a+(ad ? "/" : "") with b+(bd ? "/" : ""). */
-static int
-cmp_vkey(const char *a, size_t al, int ad, const char *b, size_t bl, int bd)
+/* Byte i of a candidate's sort key (i < rel). */
+static unsigned
+cand_at(const struct cand *c, size_t i)
 {
-	size_t n = al < bl ? al : bl;
-	int r = memcmp(a, b, n);
+	return i < c->nlen ? (unsigned char)c->name[i] : '/';
+}
+
+/* Byte-order comparison of c's sort key with s[0..sl). */
+static int
+cand_cmp_str(const struct cand *c, const char *s, size_t sl)
+{
+	size_t n = c->rel < sl ? c->rel : sl;
+	size_t m = n < c->nlen ? n : c->nlen;
+	int r = memcmp(c->name, s, m);
 	if (r)
 		return r < 0 ? -1 : 1;
-	size_t alen = al + (size_t)ad, blen = bl + (size_t)bd;
-	for (size_t i = n; i < alen && i < blen; i++) {
-		unsigned ca = i < al ? (unsigned char)a[i] : '/';
-		unsigned cb = i < bl ? (unsigned char)b[i] : '/';
-		if (ca != cb)
-			return ca < cb ? -1 : 1;
+	for (size_t i = m; i < n; i++) {
+		unsigned a = cand_at(c, i), b = (unsigned char)s[i];
+		if (a != b)
+			return a < b ? -1 : 1;
 	}
-	return (alen > blen) - (alen < blen);
+	return (c->rel > sl) - (c->rel < sl);
 }
 
 static int
 cand_cmp(const struct cand *a, const struct cand *b)
 {
-	return cmp_vkey(a->name, a->nlen, a->is_dir, b->name, b->nlen,
-	    b->is_dir);
+	size_t n = a->rel < b->rel ? a->rel : b->rel;
+	size_t m = n;
+	if (m > a->nlen)
+		m = a->nlen;
+	if (m > b->nlen)
+		m = b->nlen;
+	int r = memcmp(a->name, b->name, m);
+	if (r)
+		return r < 0 ? -1 : 1;
+	for (size_t i = m; i < n; i++) {
+		unsigned ca = cand_at(a, i), cb = cand_at(b, i);
+		if (ca != cb)
+			return ca < cb ? -1 : 1;
+	}
+	return (a->rel > b->rel) - (a->rel < b->rel);
 }
 
 static int
 cand_qsort_cmp(const void *a, const void *b)
 {
 	return cand_cmp(a, b);
+}
+
+/* Byte-order comparison of two strings given with their lengths. */
+static int
+cmp_bytes(const char *a, size_t al, const char *b, size_t bl)
+{
+	int r = memcmp(a, b, al < bl ? al : bl);
+	if (r)
+		return r < 0 ? -1 : 1;
+	return (al > bl) - (al < bl);
 }
 
 /* A name no valid ufs path could contain is never listed. */
@@ -360,12 +424,114 @@ name_listable(const char *name, size_t n)
 	return utf8_valid(name, n);
 }
 
+/*
+ * The common prefixes kept in a heap, so that many names rolled up into
+ * one prefix ("img_0001", "img_0002", ... with delimiter "_") take one
+ * place, not one each: open addressing over copies of the heap's CAND_CP
+ * entries (a name pointer identifies its entry), with tombstones.  Made
+ * when the first common prefix comes, rebuilt from the heap, at 4x the
+ * prefixes it holds, when it is half full.
+ */
+struct cpset {
+	struct cand *v; /* name NULL: free, or a tombstone if tomb[i] */
+	unsigned char *tomb;
+	size_t mask;
+	size_t fill; /* live entries and tombstones */
+};
+
+static uint64_t
+cand_hash(const struct cand *c)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < c->rel; i++) {
+		h ^= cand_at(c, i);
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* Needs a free slot (cpset_reserve). */
+static void
+cpset_put(struct cpset *s, const struct cand *c)
+{
+	size_t i = (size_t)cand_hash(c) & s->mask;
+	while (s->v[i].name || s->tomb[i])
+		i = (i + 1) & s->mask;
+	s->v[i] = *c;
+	s->fill++;
+}
+
+static int
+cpset_has(const struct cpset *s, const struct cand *c)
+{
+	if (!s->v)
+		return 0;
+	for (size_t i = (size_t)cand_hash(c) & s->mask;; i = (i + 1) & s->mask) {
+		if (!s->v[i].name && !s->tomb[i])
+			return 0;
+		if (s->v[i].name && cand_cmp(&s->v[i], c) == 0)
+			return 1;
+	}
+}
+
+static void
+cpset_del(struct cpset *s, const struct cand *c)
+{
+	if (!s->v)
+		return;
+	for (size_t i = (size_t)cand_hash(c) & s->mask;; i = (i + 1) & s->mask) {
+		if (!s->v[i].name && !s->tomb[i])
+			return;
+		if (s->v[i].name == c->name) {
+			s->v[i].name = NULL;
+			s->tomb[i] = 1;
+			return;
+		}
+	}
+}
+
 /* Max-heap of the K smallest candidates. */
 struct heap {
 	struct cand *v;
 	size_t n, cap, k;
+	size_t ncp; /* CAND_CP entries in v */
 	int dropped; /* a qualifying candidate did not fit */
+	struct cpset set;
 };
+
+/* Makes room in the set for one more common prefix. */
+static int
+cpset_reserve(struct heap *h)
+{
+	struct cpset *s = &h->set;
+	if (s->v && (s->fill + 1) * 2 <= s->mask + 1)
+		return 0;
+	size_t cap = 16;
+	while (cap < 4 * (h->ncp + 1))
+		cap <<= 1;
+	if (!s->v || cap != s->mask + 1) {
+		struct cand *nv = calloc(cap, sizeof(*nv));
+		unsigned char *nt = calloc(cap, 1);
+		if (!nv || !nt) {
+			free(nv);
+			free(nt);
+			return -ENOMEM;
+		}
+		free(s->v);
+		free(s->tomb);
+		s->v = nv;
+		s->tomb = nt;
+		s->mask = cap - 1;
+	} else {
+		memset(s->v, 0, cap * sizeof(*s->v));
+		memset(s->tomb, 0, cap);
+	}
+	s->fill = 0;
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i].kind == CAND_CP)
+			cpset_put(s, &h->v[i]);
+	return 0;
+}
 
 static void
 heap_swap(struct cand *a, struct cand *b)
@@ -391,22 +557,19 @@ heap_sift_down(struct heap *h, size_t i)
 	}
 }
 
-/* Offers a candidate; takes ownership of c->name either way. */
+/* Offers a candidate (whose name is a copy); takes ownership of c->name
+ * either way. */
 static int
 heap_offer(struct heap *h, struct cand *c)
 {
+	int r;
 	if (h->n == h->k) {
 		h->dropped = 1;
 		if (cand_cmp(c, &h->v[0]) >= 0) {
 			free(c->name);
 			return 0;
 		}
-		free(h->v[0].name);
-		h->v[0] = *c;
-		heap_sift_down(h, 0);
-		return 0;
-	}
-	if (h->n == h->cap) {
+	} else if (h->n == h->cap) {
 		size_t nc = h->cap ? h->cap * 2 : 16;
 		if (nc > h->k)
 			nc = h->k;
@@ -418,14 +581,32 @@ heap_offer(struct heap *h, struct cand *c)
 		h->v = nv;
 		h->cap = nc;
 	}
-	size_t i = h->n++;
-	h->v[i] = *c;
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (cand_cmp(&h->v[i], &h->v[p]) <= 0)
-			break;
-		heap_swap(&h->v[i], &h->v[p]);
-		i = p;
+	if (c->kind == CAND_CP && (r = cpset_reserve(h)) != 0) {
+		free(c->name);
+		return r;
+	}
+	if (h->n == h->k) {
+		if (h->v[0].kind == CAND_CP) {
+			cpset_del(&h->set, &h->v[0]);
+			h->ncp--;
+		}
+		free(h->v[0].name);
+		h->v[0] = *c;
+		heap_sift_down(h, 0);
+	} else {
+		size_t i = h->n++;
+		h->v[i] = *c;
+		while (i > 0) {
+			size_t p = (i - 1) / 2;
+			if (cand_cmp(&h->v[i], &h->v[p]) <= 0)
+				break;
+			heap_swap(&h->v[i], &h->v[p]);
+			i = p;
+		}
+	}
+	if (c->kind == CAND_CP) {
+		cpset_put(&h->set, c);
+		h->ncp++;
 	}
 	return 0;
 }
@@ -436,29 +617,101 @@ heap_clear(struct heap *h)
 	for (size_t i = 0; i < h->n; i++)
 		free(h->v[i].name);
 	h->n = 0;
+	h->ncp = 0;
 	h->dropped = 0;
+	if (h->set.v) {
+		memset(h->set.v, 0, (h->set.mask + 1) * sizeof(*h->set.v));
+		memset(h->set.tomb, 0, h->set.mask + 1);
+		h->set.fill = 0;
+	}
+}
+
+static void
+heap_free(struct heap *h)
+{
+	heap_clear(h);
+	free(h->v);
+	free(h->set.v);
+	free(h->set.tomb);
 }
 
 /*
  * Stats the entry key[0..klen) (named name in dirfd) following symlinks
- * only as far as they stay beneath the root.  0 or -errno.
+ * only as far as they stay beneath the root.  key has room for a NUL at
+ * klen.  0 or -errno.
  */
 static int
-stat_entry(struct lister *l, int dirfd, const char *name, size_t klen,
-    struct stat *sb)
+stat_entry(struct file_state *fs, char *key, int dirfd, const char *name,
+    size_t klen, struct stat *sb)
 {
 	if (fstatat(dirfd, name, sb, AT_SYMLINK_NOFOLLOW) < 0)
 		return map_errno(errno);
 	if (!S_ISLNK(sb->st_mode))
 		return 0;
-	char saved = l->key[klen];
-	l->key[klen] = 0;
-	int fd = open_beneath(l->fs, l->key, O_PATH);
-	l->key[klen] = saved;
+	char saved = key[klen];
+	key[klen] = 0;
+	int fd = open_beneath(fs, key, O_PATH);
+	key[klen] = saved;
 	if (fd < 0)
 		return fd;
 	int r = fstat(fd, sb) < 0 ? map_errno(errno) : 0;
 	close(fd);
+	return r;
+}
+
+/*
+ * What the entry de of directory key[0..dlen) (open as dirfd) is to a
+ * listing: 0 a file, 1 a directory, -1 nothing (not listable: a bad name,
+ * a key too long, another type, a symlink leading nowhere or out of the
+ * root).  Writes the name after key[0..dlen).
+ */
+static int
+entry_kind(struct file_state *fs, char *key, size_t dlen, int dirfd,
+    const struct dirent *de, size_t nlen)
+{
+	const char *name = de->d_name;
+	if (!name_listable(name, nlen) || dlen + nlen + 1 > UFS_KEY_MAX)
+		return -1;
+	if (de->d_type == DT_REG)
+		return 0;
+	if (de->d_type == DT_DIR)
+		return 1;
+	if (de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
+		return -1;
+	struct stat sb;
+	memcpy(key + dlen, name, nlen);
+	if (stat_entry(fs, key, dirfd, name, dlen + nlen, &sb))
+		return -1;
+	return S_ISREG(sb.st_mode) ? 0 : S_ISDIR(sb.st_mode) ? 1 : -1;
+}
+
+/*
+ * Does directory key[0..dlen) (open as fd, consumed) hold anything a
+ * listing shows?  1, 0 (then it is the directory marker object
+ * key[0..dlen), as an S3 console "folder"), or -errno.
+ */
+static int
+dir_has_entries(struct file_state *fs, char *key, size_t dlen, int fd)
+{
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -EIO;
+	}
+	int dfd = dirfd(d), r = 0;
+	for (;;) {
+		errno = 0;
+		struct dirent *de = readdir(d);
+		if (!de) {
+			r = errno ? -EIO : 0;
+			break;
+		}
+		if (entry_kind(fs, key, dlen, dfd, de, strlen(de->d_name)) >= 0) {
+			r = 1;
+			break;
+		}
+	}
+	closedir(d);
 	return r;
 }
 
@@ -491,6 +744,32 @@ emit(struct lister *l, size_t klen, int is_dir, const struct stat *sb)
 	}
 }
 
+/*
+ * Sets c's kind and sort key: a name whose key holds the delimiter after
+ * the listing's prefix (a directory: within "name/") is that common
+ * prefix; else a file, or a directory to walk into.
+ */
+static void
+cand_classify(struct lister *l, size_t dlen, struct cand *c)
+{
+	memcpy(l->key + dlen, c->name, c->nlen);
+	size_t flen = dlen + c->nlen;
+	if (c->is_dir)
+		l->key[flen++] = '/';
+	c->kind = c->is_dir ? CAND_DIR : CAND_FILE;
+	c->rel = flen - dlen;
+	if (!l->delim_len || flen <= l->plen)
+		return;
+	/* Walked-into directories held no delimiter: a match ends past
+	 * dlen, so rel >= 1. */
+	const char *hit = memmem(l->key + l->plen, flen - l->plen, l->delim,
+	    l->delim_len);
+	if (!hit)
+		return;
+	c->kind = CAND_CP;
+	c->rel = (size_t)(hit - l->key) + l->delim_len - dlen;
+}
+
 static int list_dir(struct lister *l, size_t dlen, const char *np,
     size_t nplen, int top);
 
@@ -501,18 +780,22 @@ list_cand(struct lister *l, int dirfd, size_t dlen, const struct cand *c)
 	memcpy(l->key + dlen, c->name, c->nlen);
 	size_t klen = dlen + c->nlen;
 	struct stat sb;
-	if (!c->is_dir) {
-		if (stat_entry(l, dirfd, c->name, klen, &sb) == 0 &&
+	if (c->kind == CAND_CP) {
+		/* A common prefix that is exactly one directory ("name/")
+		 * shows that directory's mtime (what `ls -l` shows); one that
+		 * groups several names has none. */
+		int have = c->rel == c->nlen + 1 &&
+		    stat_entry(l->fs, l->key, dirfd, c->name, klen, &sb) == 0;
+		if (c->rel > c->nlen)
+			l->key[klen] = '/';
+		emit(l, dlen + c->rel, 1, have ? &sb : NULL);
+		return;
+	}
+	if (c->kind == CAND_FILE) {
+		if (stat_entry(l->fs, l->key, dirfd, c->name, klen, &sb) == 0 &&
 		    S_ISREG(sb.st_mode))
 			emit(l, klen, 0, &sb);
 		return; /* vanished or changed type since the scan: skip */
-	}
-	if (l->delimiter == '/') {
-		/* Rolled up: the directory's own mtime is what `ls -l` shows. */
-		int have = stat_entry(l, dirfd, c->name, klen, &sb) == 0;
-		l->key[klen++] = '/';
-		emit(l, klen, 1, have ? &sb : NULL);
-		return;
 	}
 	l->key[klen++] = '/';
 	l->key[klen] = 0;
@@ -527,7 +810,8 @@ list_cand(struct lister *l, int dirfd, size_t dlen, const struct cand *c)
  * Lists the directory whose key prefix is l->key[0..dlen) ("" or ending in
  * '/'), considering only names starting with np.  Subdirectories that
  * cannot be opened are skipped; the top one failing with -ENOENT is an
- * empty listing, any other failure there is returned.
+ * empty listing, any other failure there is returned.  A directory with
+ * nothing listable in it is its own marker key, "dir/".
  */
 static int
 list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
@@ -540,7 +824,7 @@ list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
 		if (l->sa_len >= dlen && memcmp(l->sa, l->key, dlen) == 0) {
 			bound = l->sa + dlen;
 			blen = l->sa_len - dlen;
-		} else if (cmp_vkey(l->sa, l->sa_len, 0, l->key, dlen, 0) > 0) {
+		} else if (cmp_bytes(l->sa, l->sa_len, l->key, dlen) > 0) {
 			return 0; /* every key in here is <= start_after */
 		}
 	}
@@ -564,22 +848,21 @@ list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
 		close(fd);
 		return 0;
 	}
-	l->anc[l->nanc].dev = dsb.st_dev;
-	l->anc[l->nanc].ino = dsb.st_ino;
-	l->nanc++;
-
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		close(fd);
-		l->nanc--;
 		return top ? -EIO : 0;
 	}
+	l->anc[l->nanc].dev = dsb.st_dev;
+	l->anc[l->nanc].ino = dsb.st_ino;
+	l->nanc++;
 	int dfd = dirfd(d);
-	int rc = 0;
 	struct heap h = {0};
+	int rc = 0;
 	struct cand cursor = {0}; /* rescans start strictly after this */
 	int have_cursor = 0;
-	for (;;) {
+	int any = 0; /* a listable name seen */
+	while (rc == 0) {
 		h.k = (size_t)(l->max_keys - l->found) + 1;
 		rewinddir(d);
 		for (;;) {
@@ -592,49 +875,39 @@ list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
 			}
 			const char *name = de->d_name;
 			size_t nlen = strlen(name);
-			if (nlen < nplen || memcmp(name, np, nplen) != 0 ||
-			    !name_listable(name, nlen) ||
-			    dlen + nlen + 1 > UFS_KEY_MAX)
+			if (nlen < nplen || memcmp(name, np, nplen) != 0)
 				continue;
-			int is_dir;
-			if (de->d_type == DT_REG) {
-				is_dir = 0;
-			} else if (de->d_type == DT_DIR) {
-				is_dir = 1;
-			} else if (de->d_type == DT_LNK ||
-			    de->d_type == DT_UNKNOWN) {
-				struct stat sb;
-				memcpy(l->key + dlen, name, nlen);
-				if (stat_entry(l, dfd, name, dlen + nlen, &sb))
-					continue;
-				if (S_ISREG(sb.st_mode))
-					is_dir = 0;
-				else if (S_ISDIR(sb.st_mode))
-					is_dir = 1;
-				else
-					continue;
-			} else {
+			int is_dir = entry_kind(l->fs, l->key, dlen, dfd, de,
+			    nlen);
+			if (is_dir < 0)
 				continue;
-			}
-			struct cand c = {(char *)name, nlen, is_dir};
+			any = 1;
+			struct cand c = {(char *)name, nlen, is_dir, 0, 0};
+			cand_classify(l, dlen, &c);
 			if (have_cursor && cand_cmp(&c, &cursor) <= 0)
 				continue;
 			if (bound) {
-				int cmp = cmp_vkey(name, nlen, is_dir, bound,
-				    blen, 0);
+				int cmp = cand_cmp_str(&c, bound, blen);
 				/* A directory whose keys extend past the
-				 * bound is entered when recursing. */
-				int enter = is_dir && l->delimiter != '/' &&
+				 * bound is walked into. */
+				int enter = c.kind == CAND_DIR &&
 				    blen >= nlen + 1 &&
 				    memcmp(bound, name, nlen) == 0 &&
 				    bound[nlen] == '/';
 				if (cmp <= 0 && !enter)
 					continue;
 			}
-			if (h.n == h.k && cand_cmp(&c, &h.v[0]) >= 0) {
-				h.dropped = 1;
-				continue; /* cheap reject before strdup */
+			if (h.n == h.k) {
+				int cmp = cand_cmp(&c, &h.v[0]);
+				if (cmp == 0 && c.kind == CAND_CP)
+					continue; /* the same common prefix */
+				if (cmp >= 0) {
+					h.dropped = 1;
+					continue; /* cheap reject before strdup */
+				}
 			}
+			if (c.kind == CAND_CP && cpset_has(&h.set, &c))
+				continue;
 			c.name = strndup(name, nlen);
 			if (!c.name || (rc = heap_offer(&h, &c)) != 0) {
 				rc = rc ? rc : -ENOMEM;
@@ -643,6 +916,15 @@ list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
 		}
 		if (rc)
 			break;
+		if (!any && !have_cursor && nplen == 0 && dlen > 0 &&
+		    dlen >= l->plen &&
+		    cmp_bytes(l->key, dlen, l->sa, l->sa_len) > 0) {
+			/* Empty: the marker "dir/", a key of size 0. */
+			struct stat msb = dsb;
+			msb.st_size = 0;
+			emit(l, dlen, 0, &msb);
+			break;
+		}
 		if (h.n > 1)
 			qsort(h.v, h.n, sizeof(h.v[0]), cand_qsort_cmp);
 		for (size_t i = 0; i < h.n && !l->done; i++)
@@ -658,8 +940,7 @@ list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
 		if (!again)
 			break;
 	}
-	heap_clear(&h);
-	free(h.v);
+	heap_free(&h);
 	free(cursor.name);
 	closedir(d);
 	l->nanc--;
@@ -667,23 +948,27 @@ list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
 }
 
 static int
-file_list(void *state, const char *prefix, char delimiter,
+file_list(void *state, const char *prefix, const char *delimiter,
     const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
     int *truncated)
 {
 	struct file_state *fs = state;
 	*truncated = 0;
-	if (max_keys <= 0 || (delimiter != 0 && delimiter != '/'))
+	if (max_keys <= 0)
 		return -EINVAL;
 	if (!prefix)
 		prefix = "";
 	if (!start_after)
 		start_after = "";
+	if (!delimiter)
+		delimiter = "";
 	struct lister *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->fs = fs;
-	l->delimiter = delimiter;
+	l->delim = delimiter;
+	l->delim_len = strlen(delimiter);
+	l->plen = strlen(prefix);
 	l->sa = start_after;
 	l->sa_len = strlen(start_after);
 	l->max_keys = max_keys;
@@ -692,11 +977,11 @@ file_list(void *state, const char *prefix, char delimiter,
 
 	/* Split the prefix into a directory part and a name prefix; a
 	 * directory part no key could have matches nothing. */
-	size_t plen = strlen(prefix);
+	size_t plen = l->plen;
 	const char *slash = memrchr(prefix, '/', plen);
 	size_t dlen = slash ? (size_t)(slash - prefix) + 1 : 0;
 	int rc = 0;
-	int valid = dlen <= UFS_KEY_MAX;
+	int valid = dlen <= UFS_KEY_MAX && plen <= UFS_KEY_MAX;
 	for (size_t s = 0; valid && s < dlen;) {
 		const char *e = memchr(prefix + s, '/', dlen - s);
 		size_t seg = (size_t)(e - (prefix + s));
@@ -712,6 +997,42 @@ file_list(void *state, const char *prefix, char delimiter,
 	*truncated = l->truncated;
 	free(l);
 	return rc;
+}
+
+/* ---- directory markers ---- */
+
+/*
+ * path ends in '/': the marker object of an empty directory (size 0, the
+ * directory's mtime, an ETag from the mtime), or -ENOENT (no directory,
+ * or one with something listable in it, which is a prefix, not an object).
+ */
+static int
+marker_stat(struct file_state *fs, const char *path, struct ufs_stat *st)
+{
+	size_t n = strlen(path);
+	if (n < 2 || n > UFS_KEY_MAX)
+		return -ENOENT;
+	int fd = open_beneath(fs, path, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return fd;
+	struct stat sb;
+	if (fstat(fd, &sb) < 0) {
+		int e = errno;
+		close(fd);
+		return map_errno(e);
+	}
+	char key[UFS_KEY_MAX + 2];
+	memcpy(key, path, n);
+	int r = dir_has_entries(fs, key, n, fd);
+	if (r < 0)
+		return r;
+	if (r > 0)
+		return -ENOENT;
+	sb.st_size = 0;
+	memset(st, 0, sizeof(*st));
+	st->mtime = (int64_t)sb.st_mtim.tv_sec;
+	file_etag(&sb, st->etag, sizeof(st->etag));
+	return 0;
 }
 
 static const struct ufs_optdoc file_options[] = {{NULL, NULL, NULL}};

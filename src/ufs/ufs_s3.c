@@ -17,7 +17,10 @@
  * The root prefix is taken as a directory: s3://b/data means keys under
  * "data/".  Listed keys that no valid ufs path could name (not UTF-8,
  * control characters, empty, "." or ".." segments, longer than
- * UFS_KEY_MAX, or "directory marker" objects ending in '/') are skipped.
+ * UFS_KEY_MAX) are skipped; "directory marker" objects ending in '/' are
+ * keys like any other (stat and read answer them; a missing "dir/" is
+ * -ENOENT, never a directory).  The delimiter, any string, goes to the
+ * store; a common prefix that does not end in it is skipped.
  * Output is strictly ascending even if the server repeats a common prefix
  * across pages.  When the callback returns non-zero, list stops, sets
  * *truncated and returns that value (ufs_file does the same).
@@ -954,16 +957,24 @@ page_item_cmp(const void *a, const void *b, void *base)
 	return page_item_cmp_arena(a, b, base);
 }
 
-/* Can a valid ufs path name this relative key (dirs: without its '/')? */
+/*
+ * Can a valid ufs path name this relative key?  A key ending in '/' (a
+ * directory marker) is valid if its directory is.  With partial set, k is
+ * a common prefix: its last segment may be cut anywhere ("", "." too).
+ */
 static int
-rel_key_ok(const char *k, size_t n)
+rel_key_ok(const char *k, size_t n, int partial)
 {
 	if (n == 0 || n > UFS_KEY_MAX || !utf8_valid(k, n))
 		return 0;
+	if (!partial && k[n - 1] == '/' && --n == 0)
+		return 0; /* the root's own marker */
 	size_t seg = 0;
 	for (size_t i = 0; i <= n; i++) {
 		if (i == n || k[i] == '/') {
 			size_t sl = i - seg;
+			if (i == n && partial)
+				break;
 			if (sl == 0 || (sl == 1 && k[seg] == '.') ||
 			    (sl == 2 && k[seg] == '.' && k[seg + 1] == '.'))
 				return 0;
@@ -992,7 +1003,7 @@ add_param(struct dbuf *q, const char *name, const char *v, size_t n)
 
 static int
 s3_list_page(struct s3_state *s, const char *full_prefix,
-    const char *full_sa, char delimiter, const char *token, int max,
+    const char *full_sa, const char *delimiter, const char *token, int max,
     struct page *pg, struct s3_list_result *res)
 {
 	struct dbuf q, body;
@@ -1000,13 +1011,12 @@ s3_list_page(struct s3_state *s, const char *full_prefix,
 	dbuf_init(&body, S3_LIST_BODY_MAX);
 	char mk[16];
 	snprintf(mk, sizeof(mk), "%d", max);
-	char dl[2] = {delimiter, 0};
 	int r = 0;
 	/* In sorted order, as signed. */
 	if (token[0])
 		r = add_param(&q, "continuation-token", token, strlen(token));
-	if (!r && delimiter)
-		r = add_param(&q, "delimiter", dl, 1);
+	if (!r && delimiter[0])
+		r = add_param(&q, "delimiter", delimiter, strlen(delimiter));
 	if (!r)
 		r = add_param(&q, "list-type", "2", 1);
 	if (!r)
@@ -1044,14 +1054,17 @@ s3_list_page(struct s3_state *s, const char *full_prefix,
 }
 
 static int
-s3_list(void *state, const char *prefix, char delimiter,
+s3_list(void *state, const char *prefix, const char *delimiter,
     const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
     int *truncated)
 {
 	struct s3_state *s = state;
 	*truncated = 0;
-	if (max_keys <= 0 || (delimiter != 0 && delimiter != '/'))
+	if (max_keys <= 0)
 		return -EINVAL;
+	if (!delimiter)
+		delimiter = "";
+	size_t dlen = strlen(delimiter);
 	if (!prefix)
 		prefix = "";
 	if (!start_after)
@@ -1111,11 +1124,14 @@ s3_list(void *state, const char *prefix, char delimiter,
 			const char *rk = k + s->prefix_len;
 			size_t rl = pi->len - s->prefix_len;
 			if (pi->is_prefix) {
-				if (rl == 0 || rk[rl - 1] != '/' ||
-				    !rel_key_ok(rk, rl - 1))
+				/* It ends in the delimiter, after the prefix. */
+				if (!dlen || rl <= strlen(prefix) ||
+				    rl - strlen(prefix) < dlen ||
+				    memcmp(rk + rl - dlen, delimiter, dlen) != 0 ||
+				    !rel_key_ok(rk, rl, 1))
 					continue;
-			} else if (!rel_key_ok(rk, rl)) {
-				continue; /* also "dir/" marker objects */
+			} else if (!rel_key_ok(rk, rl, 0)) {
+				continue;
 			}
 			size_t cl = rl < last_len ? rl : last_len;
 			int cmp = memcmp(rk, last, cl);
@@ -1248,6 +1264,8 @@ s3_stat(void *state, const char *path, struct ufs_stat *st)
 			st->mtime = c.last_modified > 0 ? c.last_modified : 0;
 			snprintf(st->etag, sizeof(st->etag), "%s", c.etag);
 		}
+	} else if (!r && c.status == 404 && key.p[key.len - 1] == '/') {
+		r = -ENOENT; /* no such marker; "dir/" is never a directory */
 	} else if (!r && c.status == 404) {
 		r = s3_is_prefix(s, key.p);
 		if (r == 1) {
@@ -1402,7 +1420,7 @@ s3_read_stat(void *state, const char *path, int64_t off, void *buf,
 		ret = -ERANGE; /* past the end, or an empty object */
 	} else if (ret == 0 && c.status == 404) {
 		ret = -ENOENT;
-		if (dirs) {
+		if (dirs && key.p[key.len - 1] != '/') {
 			r = s3_is_prefix(s, key.p);
 			if (r == 1) {
 				st->is_dir = 1;

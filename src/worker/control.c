@@ -136,7 +136,7 @@ authorized(struct worker *w, struct http_conn *c, const struct http_request *req
 	}
 	char msg[384];
 	snprintf(msg, sizeof(msg), "this call needs %s%s%s%s%s%s",
-	    w->cfg.control_token ? "the control token (Authorization: Bearer <token>; ferry --token, $FERRY_TOKEN)" : "",
+	    w->cfg.control_token ? "the control token (Authorization: Bearer <token>)" : "",
 	    w->cfg.control_token && w->s3_verify ? " or " : "",
 	    w->s3_verify ? "a SigV4 signature by the worker's S3 keys ($FERRY_S3_ACCESS_KEY, $FERRY_S3_SECRET_KEY)" : "",
 	    why ? " (" : "", why ? why : "", why ? ")" : "");
@@ -328,13 +328,13 @@ op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
 				mount_release(&m);
 				return;
 			}
-			if (after[0]) {
-				size_t pl = strlen(prefix);
-				memcpy(sa, prefix, pl);
-				memcpy(sa + pl, after, strlen(after) + 1);
-			}
+			/* From the start, after the prefix itself: a directory's
+			 * own marker object "dir/" is not one of its entries. */
+			size_t pl = strlen(prefix);
+			memcpy(sa, prefix, pl);
+			memcpy(sa + pl, after, strlen(after) + 1);
 			lo.strip = strlen(prefix);
-			r = meta_list(w->mc, m, prefix, '/', sa, max, list_out_one, &lo, &truncated);
+			r = meta_list(w->mc, m, prefix, "/", sa, max, list_out_one, &lo, &truncated);
 		}
 	}
 	if (r < 0) {

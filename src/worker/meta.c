@@ -493,21 +493,24 @@ do_seed_stats(struct meta_cache *mc, struct mount *m, const struct list_page *p,
 }
 
 /* The cache key of a listing: lengths keep the fields apart, so no
- * prefix/start_after pair can spell another pair's key. */
+ * delimiter/prefix/start_after triple can spell another triple's key. */
 static int
 list_args(struct dbuf *key, const struct mount *m, const char *prefix,
-    char delimiter, const char *start_after, int max_keys)
+    const char *delimiter, const char *start_after, int max_keys)
 {
-	dbuf_init(key, 3 * 4096);
-	return dbuf_printf(key, "%016" PRIx64 "|%d|%d|%zu:%s|%zu:%s", m->ident,
-	    delimiter, max_keys, strlen(prefix), prefix, strlen(start_after), start_after);
+	dbuf_init(key, 4 * 4096);
+	return dbuf_printf(key, "%016" PRIx64 "|%zu:%s|%d|%zu:%s|%zu:%s", m->ident,
+	    strlen(delimiter), delimiter, max_keys, strlen(prefix), prefix,
+	    strlen(start_after), start_after);
 }
 
 int
 meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
-    char delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
+    const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated)
 {
+	if (!delimiter)
+		delimiter = "";
 	struct dbuf key;
 	if (list_args(&key, m, prefix, delimiter, start_after, max_keys)) {
 		dbuf_free(&key);

@@ -82,7 +82,7 @@ void meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path);
 
 /* One page of a listing, through the cache; arguments as ufs_list. */
 int meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
-    char delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
+    const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated);
 
 #endif

@@ -297,7 +297,7 @@ static int
 mount_check(struct mount *m, char **err)
 {
 	int truncated = 0;
-	int r = ufs_list(m->ufs, "", '/', "", 1, check_stop, NULL, &truncated);
+	int r = ufs_list(m->ufs, "", "/", "", 1, check_stop, NULL, &truncated);
 	if (r >= 0)
 		return 0;
 	const char *why = ufs_last_error();

@@ -28,16 +28,20 @@ segments_ok(const char *s, size_t len, int allow_trailing_partial)
 }
 
 static int
-bytes_ok(const char *s, size_t len)
+no_controls(const char *s, size_t len)
 {
-	if (!utf8_valid(s, len))
-		return 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x20 || c == 0x7f)
 			return 0;
 	}
 	return 1;
+}
+
+static int
+bytes_ok(const char *s, size_t len)
+{
+	return utf8_valid(s, len) && no_controls(s, len);
 }
 
 int
@@ -49,13 +53,11 @@ key_validate(const char *key, size_t len)
 		return -ENAMETOOLONG;
 	if (!bytes_ok(key, len) || key[0] == '/')
 		return -EINVAL;
-	if (key[len - 1] == '/') {
-		/* "a/b/" names a directory; still refuse traversal in it. */
-		if (!segments_ok(key, len - 1, 0))
-			return -EINVAL;
-		return -ENOENT;
-	}
-	return segments_ok(key, len, 0) ? 0 : -EINVAL;
+	/* "a/b/" names the directory marker object of "a/b" (what the S3
+	 * console makes for a folder): valid if "a/b" is. */
+	if (key[len - 1] == '/')
+		len--;
+	return len > 0 && segments_ok(key, len, 0) ? 0 : -EINVAL;
 }
 
 int
@@ -63,12 +65,13 @@ prefix_validate(const char *p, size_t len)
 {
 	if (len == 0)
 		return 0;
-	if (len > KEY_MAX || !bytes_ok(p, len))
+	if (len > KEY_MAX || !utf8_valid(p, len))
 		return -EINVAL;
 	/* A prefix is a string, not a path: "." may start ".hidden".  But a
-	 * complete segment that is empty, "." or ".." (or a leading '/') can
-	 * begin no valid key: such a prefix matches nothing. */
-	if (p[0] == '/')
+	 * complete segment that is empty, "." or ".." (or a leading '/'), or a
+	 * control character, can begin no valid key: such a prefix matches
+	 * nothing (S3 lists nothing for it too). */
+	if (p[0] == '/' || !no_controls(p, len))
 		return 1;
 	size_t start = 0;
 	for (size_t i = 0; i < len; i++) {

@@ -11,13 +11,14 @@
 #define KEY_MAX 1024
 
 /* 0 if key is a valid object key; -EINVAL for traversal or bad bytes,
- * -ENAMETOOLONG if over KEY_MAX, -ENOENT for a trailing '/' (a directory
- * name, which has no bytes to read). */
+ * -ENAMETOOLONG if over KEY_MAX.  A key may end in one '/': "a/b/" is the
+ * directory marker object of "a/b" (valid when "a/b" is). */
 int key_validate(const char *key, size_t len);
 /* 0 if p is a valid listing prefix (may be "", may end in '/', may end in
- * a partial name such as "." or ".."); 1 if it is well-formed but no valid
- * key can start with it (a complete "", "." or ".." segment): the listing
- * is empty; -EINVAL for bad bytes or over KEY_MAX. */
+ * a partial name such as "." or ".."); 1 if it is valid UTF-8 but no
+ * valid key can start with it (a complete "", "." or ".." segment, a
+ * control character): the listing is empty; -EINVAL for invalid UTF-8 or
+ * over KEY_MAX. */
 int prefix_validate(const char *p, size_t len);
 
 /*

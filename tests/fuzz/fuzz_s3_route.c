@@ -1,9 +1,9 @@
-// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/crypto.c src/common/log.c src/http/http_parse.c src/http/http_range.c src/common/sigv4.c src/s3/s3_route.c src/worker/namespace.c src/worker/mounts.c src/common/json.c src/ufs/ufs.c src/ufs/ufs_file.c src/ufs/ufs_s3.c src/common/curl_pool.c src/ufs/s3_listxml.c src/common/suggest.c src/common/http_reply.c
+// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/crypto.c src/common/log.c src/http/http_parse.c src/http/http_range.c src/common/sigv4.c src/s3/s3_route.c src/worker/namespace.c src/worker/mounts.c src/common/json.c src/ufs/ufs.c src/ufs/ufs_file.c src/ufs/ufs_s3.c src/common/curl_pool.c src/ufs/s3_listxml.c src/common/suggest.c src/common/http_reply.c src/s3/sigv2.c
 /*
  * fuzz_s3_route.c: libFuzzer harness for the S3 gateway's request handling
  * before any I/O: HTTP head parsing, S3 routing (bucket/key decoding, key
- * validation, operation choice), SigV4 verification (header and presigned
- * forms) and Range parsing.  Invariants: no crash, no leak, the decoded key
+ * validation, operation choice), SigV4 and SigV2 verification (header and
+ * presigned forms, the SigV2 string to sign) and Range parsing.  Invariants: no crash, no leak, the decoded key
  * never longer than the raw path, a routed key that passed validation has
  * no ".." segment.
  */
@@ -15,6 +15,7 @@
 #include "http/http_range.h"
 #include "s3/s3_route.h"
 #include "common/sigv4.h"
+#include "s3/sigv2.h"
 #include "worker/namespace.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,6 +47,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	const char *msg = NULL;
 	(void)sigv4_verify(&req, 1369353600, secret_fn, NULL, &msg);
+	struct sigv4_info info;
+	(void)sigv4_verify_region(&req, 1369353600, "us-east-1", secret_fn,
+	    NULL, &msg, &info);
+	if (sigv2_present(&req)) {
+		int pre = 0;
+		(void)sigv2_verify(&req, 1175024202, secret_fn, NULL, &msg, &pre);
+	}
+	struct dbuf sts;
+	dbuf_init(&sts, 1 << 16);
+	(void)sigv2_string_to_sign(&sts, &req, "Tue, 27 Mar 2007 19:36:42 GMT",
+	    (int)(size & 1));
+	dbuf_free(&sts);
 	size_t rl;
 	const char *rv = http_header_get(&req, "range", &rl);
 	int64_t a = 0, b = 0;

@@ -238,3 +238,237 @@ def test_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
                        capture_output=True, timeout=20)
     assert p.returncode != 0
     assert b"ready" not in p.stdout
+
+
+# --- S3's answers to what real clients send (issue 10 items 5, 10) ---------
+
+def raw_signed(url, region, headers=None, secret=SK):
+    """Headers for a GET of url signed by botocore for region."""
+    req = AWSRequest(method="GET", url=url, headers=dict(headers or {}))
+    S3SigV4Auth(Credentials(AK, secret), "s3", region).add_auth(req)
+    return dict(req.headers.items())
+
+
+def region_of_error(body):
+    import re
+    m = re.search(rb"<Region>([^<]*)</Region>", body)
+    return m.group(1).decode() if m else None
+
+
+def message_of(body):
+    import html
+    import re
+    m = re.search(rb"<Message>([^<]*)</Message>", body)
+    return html.unescape(m.group(1).decode()) if m else None
+
+
+@pytest.fixture
+def regional(make_worker, data_dir):
+    (data_dir / "obj.bin").write_bytes(DATA)
+    return make_worker(mounts={"data": data_dir},
+                       args=["--s3-access-key", AK, "--s3-secret-key", SK, "--s3-region", "eu-west-3"])
+
+
+def test_wrong_region_header_form(regional):
+    url = regional.s3_url + "/data/obj.bin"
+    assert requests.get(url, headers=raw_signed(url, "eu-west-3"), timeout=10).content == DATA
+    r = requests.get(url, headers=raw_signed(url, "us-east-1"), timeout=10)
+    assert r.status_code == 400
+    assert s3_error_code(r.content) == "AuthorizationHeaderMalformed"
+    assert message_of(r.content) == ("The authorization header is malformed; the region 'us-east-1' "
+                                     "is wrong; expecting 'eu-west-3'")
+    assert region_of_error(r.content) == "eu-west-3"
+    assert r.headers["x-amz-bucket-region"] == "eu-west-3"
+    assert DATA[:64] not in r.content
+    # The region is checked before the secret: a wrong one says so first.
+    r = requests.get(url, headers=raw_signed(url, "ap-south-1", secret="wrong"), timeout=10)
+    assert s3_error_code(r.content) == "AuthorizationHeaderMalformed"
+
+
+def test_wrong_region_presigned(regional):
+    for region, ok in (("eu-west-3", True), ("us-east-1", False)):
+        s3 = boto3.session.Session(aws_access_key_id=AK, aws_secret_access_key=SK,
+                                   region_name=region).client(
+            "s3", endpoint_url=regional.s3_url, config=s3_config())
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"},
+                                        ExpiresIn=300)
+        r = requests.get(url, timeout=10)
+        if ok:
+            assert r.status_code == 200 and r.content == DATA
+            continue
+        assert r.status_code == 400
+        assert s3_error_code(r.content) == "AuthorizationQueryParametersError"
+        assert message_of(r.content) == ("Error parsing the X-Amz-Credential parameter; the region "
+                                         "'us-east-1' is wrong; expecting 'eu-west-3'")
+        assert region_of_error(r.content) == "eu-west-3"
+
+
+def test_boto3_learns_the_region(regional):
+    """boto3 configured for another region: S3's <Region> in the error
+    lets botocore's redirector sign again for the right one."""
+    s3 = boto3.session.Session(aws_access_key_id=AK, aws_secret_access_key=SK,
+                               region_name="us-west-2").client(
+        "s3", endpoint_url=regional.s3_url, config=s3_config())
+    assert s3.get_object(Bucket="data", Key="obj.bin")["Body"].read() == DATA
+    assert s3.head_object(Bucket="data", Key="obj.bin")["ContentLength"] == len(DATA)
+    keys = [c["Key"] for c in s3.list_objects_v2(Bucket="data")["Contents"]]
+    assert keys == ["obj.bin"]
+    # The newer botocore of the default python3 as well.
+    py = newer_python()
+    if py:
+        p = subprocess.run([py, "-c", NEW_BOTO_REGION, regional.s3_url, AK, SK], capture_output=True,
+                           timeout=120, text=True)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == [str(len(DATA)), str(len(DATA)), "obj.bin"]
+
+
+NEW_BOTO_REGION = """
+import hashlib, sys, boto3
+from botocore.config import Config
+url, ak, sk = sys.argv[1:4]
+s3 = boto3.session.Session(aws_access_key_id=ak, aws_secret_access_key=sk, region_name="us-west-2").client(
+    "s3", endpoint_url=url, config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                          retries={"total_max_attempts": 1}))
+print(len(s3.get_object(Bucket="data", Key="obj.bin")["Body"].read()))
+print(s3.head_object(Bucket="data", Key="obj.bin")["ContentLength"])
+print(" ".join(c["Key"] for c in s3.list_objects_v2(Bucket="data")["Contents"]))
+"""
+
+
+def newer_python():
+    """The default python3 on PATH, if it is another interpreter than this
+    one and has boto3 (it has a newer botocore)."""
+    import os
+    import shutil
+    import sys
+    py = shutil.which("python3")
+    if not py or os.path.realpath(py) == os.path.realpath(sys.executable):
+        return None
+    p = subprocess.run([py, "-c", "import boto3"], capture_output=True, timeout=60)
+    return py if p.returncode == 0 else None
+
+
+def test_missing_date_is_access_denied(keyed):
+    url = keyed.s3_url + "/data/obj.bin"
+    h = signed_request(url)
+    del h["X-Amz-Date"]
+    r = requests.get(url, headers=h, timeout=10)
+    assert r.status_code == 403
+    assert s3_error_code(r.content) == "AccessDenied"
+    assert message_of(r.content) == "AWS authentication requires a valid Date or x-amz-date header"
+    h = signed_request(url)
+    h["X-Amz-Date"] = "not-a-date"
+    r = requests.get(url, headers=h, timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "AccessDenied"
+    assert DATA[:64] not in r.content
+
+
+@pytest.mark.parametrize("expires,msg", [
+    (604801, "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+             "X-Amz-Expires must be less than 604800 seconds"),
+    (2592000, "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+              "X-Amz-Expires must be less than 604800 seconds"),
+    (-60, "X-Amz-Expires must be non-negative"),
+])
+def test_presigned_expires_out_of_range(keyed, expires, msg):
+    """As S3: 400 AuthorizationQueryParametersError, whatever the rest."""
+    s3 = keyed.s3(AK, SK)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"},
+                                    ExpiresIn=604800)
+    u = urllib.parse.urlsplit(url)
+    q = urllib.parse.parse_qs(u.query)
+    q["X-Amz-Expires"] = [str(expires)]
+    r = requests.get(f"{keyed.s3_url}{u.path}?{urllib.parse.urlencode(q, doseq=True)}", timeout=10)
+    assert r.status_code == 400
+    assert s3_error_code(r.content) == "AuthorizationQueryParametersError"
+    assert message_of(r.content) == msg
+    # A malformed presigned query is the query form's error, too.
+    del q["X-Amz-Date"]
+    r = requests.get(f"{keyed.s3_url}{u.path}?{urllib.parse.urlencode(q, doseq=True)}", timeout=10)
+    assert r.status_code == 400
+    assert s3_error_code(r.content) == "AuthorizationQueryParametersError"
+
+
+# --- SigV2 (issue 10 item 9) --------------------------------------------------
+
+def test_sigv2_header_form(keyed):
+    """boto3 with signature_version "s3": Authorization "AWS AKID:sig"."""
+    s3 = keyed.s3(AK, SK, signature_version="s3")
+    assert s3.get_object(Bucket="data", Key="obj.bin")["Body"].read() == DATA
+    assert s3.get_object(Bucket="data", Key="obj.bin", Range="bytes=5-70000")["Body"].read() == DATA[5:70001]
+    assert s3.get_object(Bucket="data", Key=ODD_KEY)["Body"].read() == b"odd key bytes"
+    assert s3.head_object(Bucket="data", Key="obj.bin")["ContentLength"] == len(DATA)
+    r = s3.get_object(Bucket="data", Key="other.bin", ResponseContentType="text/plain")
+    assert r["ContentType"] == "text/plain" and r["Body"].read() == b"other"
+    keys = [c["Key"] for c in s3.list_objects_v2(Bucket="data")["Contents"]]
+    assert keys == sorted(["obj.bin", "other.bin", ODD_KEY], key=str.encode)
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["data"]
+    with pytest.raises(ClientError) as ei:
+        keyed.s3(AK, SK + "x", signature_version="s3").get_object(Bucket="data", Key="obj.bin")
+    assert code_of(ei) == ("SignatureDoesNotMatch", 403)
+    with pytest.raises(ClientError) as ei:
+        keyed.s3("AKIDNOBODY", SK, signature_version="s3").get_object(Bucket="data", Key="obj.bin")
+    assert code_of(ei) == ("InvalidAccessKeyId", 403)
+
+
+def test_sigv2_presigned_url(keyed):
+    s3 = keyed.s3(AK, SK, signature_version="s3")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300)
+    assert "AWSAccessKeyId=" in url and "X-Amz-" not in url
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == DATA
+    r = requests.get(url, headers={"Range": "bytes=100-199"}, timeout=10)
+    assert r.status_code == 206 and r.content == DATA[100:200]
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": ODD_KEY,
+                                                          "ResponseContentType": "text/plain"}, ExpiresIn=300)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == b"odd key bytes" and r.headers["Content-Type"] == "text/plain"
+    # Another key with this signature, another override: refused.
+    r = requests.get(url.replace("ResponseContentType", "x").replace("response-content-type=text%2Fplain",
+                                                                       "response-content-type=text%2Fhtml"),
+                     timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "SignatureDoesNotMatch"
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300)
+    r = requests.get(url.replace("/obj.bin?", "/other.bin?"), timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "SignatureDoesNotMatch"
+    # Missing pieces of the query form.
+    r = requests.get(url.replace("Signature=", "Sig="), timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "AccessDenied"
+
+
+def test_sigv2_presigned_expired(keyed):
+    url = keyed.s3(AK, SK, signature_version="s3").generate_presigned_url(
+        "get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=1)
+    time.sleep(2.2)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 403
+    assert s3_error_code(r.content) == "AccessDenied"
+    assert message_of(r.content) == "Request has expired"
+    assert DATA[:64] not in r.content
+
+
+NEW_BOTO_PRESIGN = """
+import sys, boto3
+from botocore.config import Config
+url, ak, sk = sys.argv[1:4]
+# No signature_version: what the newer botocore picks for presigning.
+s3 = boto3.session.Session(aws_access_key_id=ak, aws_secret_access_key=sk).client(
+    "s3", endpoint_url=url, config=Config(s3={"addressing_style": "path"}))
+print(s3.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "obj.bin"}, ExpiresIn=300))
+s3 = boto3.session.Session(aws_access_key_id=ak, aws_secret_access_key=sk, region_name="us-east-1").client(
+    "s3", endpoint_url=url, config=Config(signature_version="s3", s3={"addressing_style": "path"}))
+print(len(s3.get_object(Bucket="data", Key="obj.bin")["Body"].read()))
+"""
+
+
+def test_sigv2_newer_botocore(keyed):
+    py = newer_python()
+    if not py:
+        pytest.skip("no other python3 with boto3 on PATH")
+    p = subprocess.run([py, "-c", NEW_BOTO_PRESIGN, keyed.s3_url, AK, SK], capture_output=True, timeout=120,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    url, n = p.stdout.split()
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == DATA, (url, r.status_code, r.text[:300])
+    assert int(n) == len(DATA)

@@ -110,9 +110,9 @@ def test_control_token_and_under_store_refusal_are_told_apart(make_worker, data_
     # Mounted unchecked, the refusal shows at the first read, in the
     # store's words, and is not taken for the token.
     w.cli("--token", tok, "mount", "/deny", "s3://bkt/p", *opts, "--no-check")
-    p = w.cli("ls", "/deny", check=False)
+    p = w.cli("--token", tok, "ls", "/deny", check=False)
     assert err_line(p) == "ferry: ls: /deny: s3://bkt: AccessDenied: Access Denied (HTTP 403)"
-    p = w.cli("stat", "/deny/k.bin", check=False)
+    p = w.cli("--token", tok, "stat", "/deny/k.bin", check=False)
     assert err_line(p) == "ferry: stat: /deny/k.bin: s3://bkt/p/k.bin: HTTP 403"
     r = w.ctl("GET", "/v1/stat", params={"path": "/deny/k.bin"})
     assert r.status_code == 403 and r.json()["code"] == "AccessDenied"
@@ -390,8 +390,15 @@ def test_example_config_documents_every_worker_option(tmp_path):
     # Every example value, uncommented, is one the worker takes (it reads
     # the whole file before --help returns).
     conf = tmp_path / "all.conf"
-    conf.write_text("\n".join(re.sub(r"^# ", "", l) for l in text.splitlines()
-                              if re.match(r"^# [a-z0-9-]+( = .*)?$", l) or re.match(r"^[a-z]", l)))
+    lines = "\n".join(re.sub(r"^# ", "", l) for l in text.splitlines()
+                      if re.match(r"^# [a-z0-9-]+( = .*)?$", l) or re.match(r"^[a-z]", l))
+    # The secret files it names, made here (mode 0600).
+    for name in re.findall(r"^[a-z0-9-]+-file = (\S+)$", lines, re.M):
+        f = tmp_path / Path(name).name
+        f.write_text("a-secret-of-some-length\n")
+        f.chmod(0o600)
+        lines = lines.replace(f" = {name}", f" = {f}")
+    conf.write_text(lines)
     p = run("worker", "--config", conf, "--help")
     assert p.returncode == 0, p.stderr
     # A worker starts from the file as it is.

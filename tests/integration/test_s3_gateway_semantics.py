@@ -1,6 +1,7 @@
 """S3 semantics clients rely on beyond bytes: ETag and Last-Modified,
 conditional requests, response-* overrides, ListBuckets, HeadBucket,
-GetBucketLocation, error documents."""
+GetBucketLocation, error documents, fetch-owner, GetBucketAcl and
+GetObjectAcl, and S3's answer to a CORS preflight."""
 import datetime
 import os
 import time
@@ -134,3 +135,81 @@ def test_list_buckets_follows_mounts(w, tmp_path):
     assert [b["Name"] for b in w.s3().list_buckets()["Buckets"]] == ["alpha", "data", "zeta"]
     assert w.ctl("DELETE", "/v1/mounts/zeta").status_code == 200
     assert [b["Name"] for b in w.s3().list_buckets()["Buckets"]] == ["alpha", "data"]
+
+
+OWNER = {"ID": "ferry", "DisplayName": "ferry"}
+
+
+def test_fetch_owner(w):
+    s3 = w.s3()
+    r = s3.list_objects_v2(Bucket="data", FetchOwner=True)
+    assert [c["Key"] for c in r["Contents"]] == ["d/x", "obj.bin"]
+    assert all(c["Owner"] == OWNER for c in r["Contents"])
+    r = s3.list_objects_v2(Bucket="data")
+    assert all("Owner" not in c for c in r["Contents"])
+    r = s3.list_objects_v2(Bucket="data", FetchOwner=False)
+    assert all("Owner" not in c for c in r["Contents"])
+    # ListObjects (V1) always has it, as on S3.
+    r = s3.list_objects(Bucket="data")
+    assert all(c["Owner"] == OWNER for c in r["Contents"])
+    assert s3.list_buckets()["Owner"] == OWNER
+
+
+def test_acls(w):
+    s3 = w.s3()
+    for acl in (s3.get_bucket_acl(Bucket="data"), s3.get_object_acl(Bucket="data", Key="obj.bin")):
+        assert acl["Owner"] == OWNER
+        assert acl["Grants"] == [{"Grantee": dict(OWNER, Type="CanonicalUser"), "Permission": "FULL_CONTROL"}]
+    with pytest.raises(ClientError) as ei:
+        s3.get_object_acl(Bucket="data", Key="nokey")
+    assert ei.value.response["Error"]["Code"] == "NoSuchKey"
+    with pytest.raises(ClientError) as ei:
+        s3.get_object_acl(Bucket="data", Key="d")
+    assert ei.value.response["Error"]["Code"] == "NoSuchKey"
+    with pytest.raises(ClientError) as ei:
+        s3.get_bucket_acl(Bucket="nosuch")
+    assert ei.value.response["Error"]["Code"] == "NoSuchBucket"
+    # Changing one is not built (read-only gateway).
+    with pytest.raises(ClientError) as ei:
+        s3.put_object_acl(Bucket="data", Key="obj.bin", ACL="public-read")
+    assert ei.value.response["Error"]["Code"] == "NotImplemented"
+    with pytest.raises(ClientError) as ei:
+        s3.put_bucket_acl(Bucket="data", ACL="public-read")
+    assert ei.value.response["Error"]["Code"] == "NotImplemented"
+    assert requests.head(f"{w.s3_url}/data?acl", timeout=10).status_code == 200
+
+
+def test_cors_preflight(w):
+    """No CORS configuration, so S3's answers: 403 AccessForbidden, or 400
+    BadRequest for a preflight without Origin or with a bad method."""
+    url = f"{w.s3_url}/data/obj.bin"
+    r = requests.options(url, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+                         timeout=10)
+    assert r.status_code == 403
+    assert s3_error_code(r.content) == "AccessForbidden"
+    assert b"<Message>CORSResponse: CORS is not enabled for this bucket.</Message>" in r.content
+    assert b"<Method>GET</Method><ResourceType>OBJECT</ResourceType>" in r.content
+    assert "access-control-allow-origin" not in {k.lower() for k in r.headers}
+    assert DATA[:64] not in r.content
+    r = requests.options(f"{w.s3_url}/data", headers={"Origin": "x", "Access-Control-Request-Method": "PUT"},
+                         timeout=10)
+    assert r.status_code == 403 and b"<ResourceType>BUCKET</ResourceType>" in r.content
+    r = requests.options(url, timeout=10)
+    assert r.status_code == 400 and s3_error_code(r.content) == "BadRequest"
+    assert b"Origin request header needed" in r.content
+    r = requests.options(url, headers={"Origin": "x"}, timeout=10)
+    assert r.status_code == 400 and b"Invalid Access-Control-Request-Method: null" in r.content
+    r = requests.options(url, headers={"Origin": "x", "Access-Control-Request-Method": "BREW"}, timeout=10)
+    assert r.status_code == 400 and b"Invalid Access-Control-Request-Method: BREW" in r.content
+
+
+def test_cors_preflight_needs_no_signature(make_worker, data_dir):
+    (data_dir / "obj.bin").write_bytes(DATA)
+    wk = make_worker(mounts={"data": data_dir}, args=["--s3-access-key", "AK", "--s3-secret-key", "SK"])
+    r = requests.options(f"{wk.s3_url}/data/obj.bin",
+                         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+                         timeout=10)
+    assert r.status_code == 403 and s3_error_code(r.content) == "AccessForbidden"
+    # ...while an unsigned GET is still refused, and an unsigned ACL read.
+    assert s3_error_code(requests.get(f"{wk.s3_url}/data/obj.bin", timeout=10).content) == "AccessDenied"
+    assert s3_error_code(requests.get(f"{wk.s3_url}/data?acl", timeout=10).content) == "AccessDenied"

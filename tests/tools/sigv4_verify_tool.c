@@ -34,6 +34,8 @@ status_name(enum sigv4_status st)
 	case SIGV4_EXPIRED: return "EXPIRED";
 	case SIGV4_UNSUPPORTED: return "UNSUPPORTED";
 	case SIGV4_BAD_PAYLOAD_HASH: return "BAD_PAYLOAD_HASH";
+	case SIGV4_WRONG_REGION: return "WRONG_REGION";
+	case SIGV4_NO_DATE: return "NO_DATE";
 	}
 	return "UNKNOWN_STATUS";
 }

@@ -16,6 +16,7 @@
 #include "common/dbuf.h"
 #include "common/util.h"
 #include "common/sigv4.h"
+#include "common/vas.h"
 #include "tap.h"
 
 #define AK "AKIAIOSFODNN7EXAMPLE"
@@ -372,7 +373,7 @@ TEST(presigned_parameters)
 		{"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" AK
 		 "%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date="
 		 "20130524T000000Z&X-Amz-Expires=0&X-Amz-SignedHeaders=host"
-		 "&X-Amz-Signature=" PRESIGN_SIG, SIGV4_MALFORMED},
+		 "&X-Amz-Signature=" PRESIGN_SIG, SIGV4_EXPIRED},
 		{"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" AK
 		 "%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date="
 		 "20130524T000000Z&X-Amz-Expires=604801&X-Amz-SignedHeaders=host"
@@ -424,6 +425,85 @@ TEST(presigned_parameters)
 	    "/test.txt?" PRESIGN_Q "&X-Amz-Signature=" PRESIGN_SIG, h);
 	treq_add(&t, "Authorization: AWS4-HMAC-SHA256 Credential=x");
 	CHECK_EQ_INT(verify(&t, T0), SIGV4_MALFORMED);
+}
+
+/* X-Amz-Expires out of 0..604800: S3's AuthorizationQueryParametersError
+ * messages, word for word. */
+TEST(presigned_expires_messages)
+{
+	const char *h[] = {"Host: " HOST, NULL};
+	static const struct {
+		const char *v, *msg;
+	} cases[] = {
+	    {"604801", "X-Amz-Expires must be less than a week (in seconds); "
+		"that is, the given X-Amz-Expires must be less than 604800 "
+		"seconds"},
+	    {"99999999999", "X-Amz-Expires must be less than a week (in "
+		"seconds); that is, the given X-Amz-Expires must be less than "
+		"604800 seconds"},
+	    {"-5", "X-Amz-Expires must be non-negative"},
+	    {"-", "X-Amz-Expires should be a number"},
+	    {"abc", "X-Amz-Expires should be a number"},
+	    {"", "X-Amz-Expires should be a number"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct treq t;
+		char target[2048];
+		snprintf(target, sizeof(target), "/test.txt?X-Amz-Algorithm="
+		    "AWS4-HMAC-SHA256&X-Amz-Credential=" AK "%%2F20130524%%2F"
+		    "us-east-1%%2Fs3%%2Faws4_request&X-Amz-Date=20130524T000000Z"
+		    "&X-Amz-Expires=%s&X-Amz-SignedHeaders=host&X-Amz-Signature="
+		    PRESIGN_SIG, cases[i].v);
+		treq_init(&t, "GET", target, h);
+		const char *msg = NULL;
+		struct sigv4_info info;
+		CHECK_EQ_INT(sigv4_verify_region(&t.r, T0 + 10, NULL, secret_of,
+		    NULL, &msg, &info), SIGV4_MALFORMED);
+		CHECK_EQ_STR(msg, cases[i].msg);
+		CHECK_EQ_INT(info.presigned, 1);
+	}
+}
+
+static void date_signed_request(struct treq *t, const char *date_line);
+
+/* The credential scope's region against the one served: checked before
+ * the date and the signature, in both forms. */
+TEST(region_check)
+{
+	const char *h[] = {"Host: " HOST, NULL};
+	struct treq t;
+	treq_init(&t, "GET",
+	    "/test.txt?" PRESIGN_Q "&X-Amz-Signature=" PRESIGN_SIG, h);
+	struct sigv4_info info;
+	const char *msg = NULL;
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0, "us-east-1", secret_of,
+	    NULL, &msg, &info), SIGV4_OK);
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0, "eu-west-1", secret_of,
+	    NULL, &msg, &info), SIGV4_WRONG_REGION);
+	CHECK_EQ_STR(info.region, "us-east-1");
+	CHECK_EQ_INT(info.presigned, 1);
+	/* even expired: the region comes first, as on S3 */
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0 + 999999, "eu-west-1",
+	    secret_of, NULL, &msg, &info), SIGV4_WRONG_REGION);
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0, NULL, secret_of, NULL, &msg,
+	    &info), SIGV4_OK);
+
+	date_signed_request(&t, "Date: Fri, 24 May 2013 00:10:00 GMT");
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0 + 600, "us-east-1",
+	    secret_of, NULL, &msg, &info), SIGV4_OK);
+	CHECK_EQ_INT(info.presigned, 0);
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0 + 600, "US-EAST-1",
+	    secret_of, NULL, &msg, &info), SIGV4_WRONG_REGION);
+	CHECK_EQ_STR(info.region, "us-east-1");
+	CHECK_EQ_INT(info.presigned, 0);
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0 + 99999, "ap-south-1",
+	    secret_of, NULL, &msg, &info), SIGV4_WRONG_REGION);
+	/* a malformed credential is malformed whatever the region */
+	treq_init(&t, "GET", "/test.txt", h);
+	treq_add(&t, "Authorization: AWS4-HMAC-SHA256 Credential=x, "
+	    "SignedHeaders=host, Signature=" PRESIGN_SIG);
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0, "eu-west-1", secret_of,
+	    NULL, &msg, &info), SIGV4_MALFORMED);
 }
 
 /* ------------------------------------------------------------------ */
@@ -736,20 +816,25 @@ TEST(date_header_fallback)
 	date_signed_request(&t, "Date: Fri, 24 May 2013 00:10:00 +0000");
 	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_OK);
 	date_signed_request(&t, "Date: Fri, 24 May 2013 00:10:00 +0100");
-	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_MALFORMED);
+	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_NO_DATE);
 	/* Credential date from another day. */
 	date_signed_request(&t, "Date: Sat, 25 May 2013 00:10:00 GMT");
 	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_MALFORMED);
 	/* Neither date header. */
 	date_signed_request(&t, "Date: Fri, 24 May 2013 00:10:00 GMT");
 	treq_set(&t, "Date", "X-Other: 1");
-	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_MALFORMED);
+	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_NO_DATE); /* S3: 403 */
+	const char *msg = NULL;
+	CHECK_EQ_INT(sigv4_verify(&t.r, T0 + 600, secret_of, NULL, &msg),
+	    SIGV4_NO_DATE);
+	CHECK_EQ_STR(msg, "AWS authentication requires a valid Date or "
+	    "x-amz-date header");
 	/* x-amz-date wins over Date and must be in canonical spelling. */
 	date_signed_request(&t, "Date: Fri, 24 May 2013 00:10:00 GMT");
 	treq_add(&t, "x-amz-date: 20130524T001000z");
-	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_MALFORMED);
+	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_NO_DATE);
 	treq_set(&t, "x-amz-date", "x-amz-date: 20131324T001000Z");
-	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_MALFORMED);
+	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_NO_DATE);
 	treq_set(&t, "x-amz-date", "x-amz-date: 20130524T001000Z");
 	CHECK_EQ_INT(verify(&t, T0 + 600), SIGV4_MALFORMED); /* unsigned */
 }
@@ -1126,6 +1211,8 @@ main(void)
 	RUN(aws_examples_verify);
 	RUN(aws_example_presigned);
 	RUN(presigned_parameters);
+	RUN(presigned_expires_messages);
+	RUN(region_check);
 	RUN(round_trip);
 	RUN(tampering);
 	RUN(payload_hash_header);

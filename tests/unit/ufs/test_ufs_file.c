@@ -2,8 +2,9 @@
  * test_ufs_file.c: the file:// under-store on a temporary tree: ordering
  * ("a/" sorts between "a.txt" and "a0"), unicode and spaces, pagination with
  * start_after for several page sizes in both listing modes, prefixes,
+ * delimiters other than '/', empty directories as "dir/" marker objects,
  * symlinks inside and escaping the root, skipped names, reads at offsets,
- * errors.  Every test runs twice: with openat2 and with the realpath
+ * errors, and a random tree against a brute-force S3 reference.  Every test runs twice: with openat2 and with the realpath
  * fallback (FERRY_UFS_FILE_NO_OPENAT2).
  */
 #include <errno.h>
@@ -113,13 +114,24 @@ build_tree(void)
 		mk(rel);
 	}
 	put_file("e/zz", "zz", 2);
+	/* Nothing listable in it: the marker "odd/". */
+	mk("odd");
+	put_file("odd/ctl\x02", "c", 1);
+	snprintf(p, sizeof(p), "%s/odd/fifo", rootdir);
+	if (mkfifo(p, 0644) < 0)
+		exit(2);
 }
 
+/* Empty directories (e/d00 ... e/d19, empty, odd) are their markers. */
 static const char *const all_recursive[] = {
-    "a b.txt", "a-", "a.txt", "a/b", "a/c/d.bin", "a0", "e/zz", "lnk.txt",
-    "z/y/x/w.txt", "\xc3\xbcn\xc3\xaf.txt", "\xe6\x97\xa5\xe6\x9c\xac/x"};
+    "a b.txt", "a-", "a.txt", "a/b", "a/c/d.bin", "a0", "e/d00/", "e/d01/",
+    "e/d02/", "e/d03/", "e/d04/", "e/d05/", "e/d06/", "e/d07/", "e/d08/",
+    "e/d09/", "e/d10/", "e/d11/", "e/d12/", "e/d13/", "e/d14/", "e/d15/",
+    "e/d16/", "e/d17/", "e/d18/", "e/d19/", "e/zz", "empty/", "lnk.txt",
+    "odd/", "z/y/x/w.txt", "\xc3\xbcn\xc3\xaf.txt",
+    "\xe6\x97\xa5\xe6\x9c\xac/x"};
 static const char *const all_delim[] = {"a b.txt", "a-", "a.txt", "a/", "a0",
-    "e/", "empty/", "lnk.txt", "z/", "\xc3\xbcn\xc3\xaf.txt",
+    "e/", "empty/", "lnk.txt", "odd/", "z/", "\xc3\xbcn\xc3\xaf.txt",
     "\xe6\x97\xa5\xe6\x9c\xac/"};
 
 struct collect {
@@ -148,7 +160,7 @@ collect_fn(void *arg, const struct ufs_entry *e)
 }
 
 static int
-list(const char *prefix, char delim, const char *sa, int max,
+list(const char *prefix, const char *delim, const char *sa, int max,
     struct collect *c, int *trunc)
 {
 	memset(c, 0, sizeof(*c));
@@ -168,17 +180,20 @@ TEST(full_listing_order)
 {
 	struct collect c;
 	int trunc = -1;
-	CHECK_EQ_INT(list("", 0, "", 1000, &c, &trunc), 0);
+	CHECK_EQ_INT(list("", "", "", 1000, &c, &trunc), 0);
 	CHECK_EQ_INT(trunc, 0);
 	check_keys(&c, all_recursive, (int)ARRAY_SIZE(all_recursive));
 	for (int i = 0; i < c.n; i++)
 		CHECK_EQ_INT(c.is_dir[i], 0);
-	/* sizes come through, symlinked file included */
+	/* sizes come through, symlinked file included; markers are empty */
 	CHECK_EQ_INT(c.size[2], 7);
 	CHECK_EQ_INT(c.size[4], (int64_t)sizeof(big));
-	CHECK_EQ_INT(c.size[7], 7);
+	CHECK_EQ_STR(c.keys[28], "lnk.txt");
+	CHECK_EQ_INT(c.size[28], 7);
+	CHECK_EQ_STR(c.keys[27], "empty/");
+	CHECK_EQ_INT(c.size[27], 0);
 
-	CHECK_EQ_INT(list("", '/', "", 1000, &c, &trunc), 0);
+	CHECK_EQ_INT(list("", "/", "", 1000, &c, &trunc), 0);
 	CHECK_EQ_INT(trunc, 0);
 	check_keys(&c, all_delim, (int)ARRAY_SIZE(all_delim));
 	CHECK_EQ_INT(c.is_dir[3], 1);
@@ -188,14 +203,14 @@ TEST(full_listing_order)
 	snprintf(p, sizeof(p), "%s/empty", rootdir);
 	struct timespec ts[2] = {{1700000000, 0}, {1700000000, 0}};
 	CHECK_EQ_INT(utimensat(AT_FDCWD, p, ts, 0), 0);
-	CHECK_EQ_INT(list("", '/', "", 1000, &c, &trunc), 0);
+	CHECK_EQ_INT(list("", "/", "", 1000, &c, &trunc), 0);
 	CHECK_EQ_STR(c.keys[6], "empty/");
 	CHECK_EQ_INT(c.mtime[6], 1700000000);
 	CHECK(c.mtime[3] > 1600000000); /* "a/" */
 }
 
 static void
-paginate(char delim, const char *prefix, int max, const char *const *want,
+paginate(const char *delim, const char *prefix, int max, const char *const *want,
     int nwant)
 {
 	char sa[256] = "";
@@ -227,18 +242,18 @@ TEST(pagination)
 {
 	static const int sizes[] = {1, 2, 7};
 	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
-		paginate(0, "", sizes[i], all_recursive,
+		paginate("", "", sizes[i], all_recursive,
 		    (int)ARRAY_SIZE(all_recursive));
-		paginate('/', "", sizes[i], all_delim,
+		paginate("/", "", sizes[i], all_delim,
 		    (int)ARRAY_SIZE(all_delim));
 	}
 	/* exactly fitting page: not truncated */
 	struct collect c;
 	int trunc = -1;
-	CHECK_EQ_INT(list("", '/', "", (int)ARRAY_SIZE(all_delim), &c, &trunc),
+	CHECK_EQ_INT(list("", "/", "", (int)ARRAY_SIZE(all_delim), &c, &trunc),
 	    0);
 	CHECK_EQ_INT(trunc, 0);
-	CHECK_EQ_INT(list("", '/', "", (int)ARRAY_SIZE(all_delim) - 1, &c,
+	CHECK_EQ_INT(list("", "/", "", (int)ARRAY_SIZE(all_delim) - 1, &c,
 	    &trunc), 0);
 	CHECK_EQ_INT(trunc, 1);
 }
@@ -249,60 +264,60 @@ TEST(prefixes_and_start_after)
 	int trunc;
 	static const char *const a_delim[] = {"a b.txt", "a-", "a.txt", "a/",
 	    "a0"};
-	CHECK_EQ_INT(list("a", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("a", "/", "", 100, &c, &trunc), 0);
 	check_keys(&c, a_delim, 5);
 	static const char *const a_slash[] = {"a/b", "a/c/"};
-	CHECK_EQ_INT(list("a/", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("a/", "/", "", 100, &c, &trunc), 0);
 	check_keys(&c, a_slash, 2);
 	static const char *const a_c[] = {"a/c/"};
-	CHECK_EQ_INT(list("a/c", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("a/c", "/", "", 100, &c, &trunc), 0);
 	check_keys(&c, a_c, 1);
 	static const char *const a_rec[] = {"a/b", "a/c/d.bin"};
-	CHECK_EQ_INT(list("a/", 0, "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("a/", "", "", 100, &c, &trunc), 0);
 	check_keys(&c, a_rec, 2);
 	static const char *const z_delim[] = {"z/y/loop/", "z/y/x/"};
-	CHECK_EQ_INT(list("z/y/", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("z/y/", "/", "", 100, &c, &trunc), 0);
 	check_keys(&c, z_delim, 2);
 	/* missing and impossible prefixes list nothing, without error */
-	CHECK_EQ_INT(list("nope/", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("nope/", "/", "", 100, &c, &trunc), 0);
 	CHECK_EQ_INT(c.n, 0);
-	CHECK_EQ_INT(list("a.txt/", '/', "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("a.txt/", "/", "", 100, &c, &trunc), 0);
 	CHECK_EQ_INT(c.n, 0);
-	CHECK_EQ_INT(list("../", 0, "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(list("../", "", "", 100, &c, &trunc), 0);
 	CHECK_EQ_INT(c.n, 0);
 	/* a prefix through a symlink out of the root is refused */
-	CHECK_EQ_INT(list("escdir/", 0, "", 100, &c, &trunc), -EACCES);
+	CHECK_EQ_INT(list("escdir/", "", "", 100, &c, &trunc), -EACCES);
 	CHECK_EQ_INT(c.n, 0);
 	/* start_after inside a directory resumes inside it */
-	static const char *const after_ab[] = {"a/c/d.bin", "a0", "e/zz"};
-	CHECK_EQ_INT(list("", 0, "a/b", 3, &c, &trunc), 0);
+	static const char *const after_ab[] = {"a/c/d.bin", "a0", "e/d00/"};
+	CHECK_EQ_INT(list("", "", "a/b", 3, &c, &trunc), 0);
 	check_keys(&c, after_ab, 3);
 	CHECK_EQ_INT(trunc, 1);
 	/* a common prefix as start_after skips everything under it */
 	static const char *const after_a[] = {"a0", "e/"};
-	CHECK_EQ_INT(list("", '/', "a/", 2, &c, &trunc), 0);
+	CHECK_EQ_INT(list("", "/", "a/", 2, &c, &trunc), 0);
 	check_keys(&c, after_a, 2);
 	/* ...while a recursive listing enters it */
 	static const char *const after_a_rec[] = {"a/b"};
-	CHECK_EQ_INT(list("", 0, "a/", 1, &c, &trunc), 0);
+	CHECK_EQ_INT(list("", "", "a/", 1, &c, &trunc), 0);
 	check_keys(&c, after_a_rec, 1);
 	/* a start_after past everything */
-	CHECK_EQ_INT(list("", 0, "\xf4\x8f\xbf\xbf", 10, &c, &trunc), 0);
+	CHECK_EQ_INT(list("", "", "\xf4\x8f\xbf\xbf", 10, &c, &trunc), 0);
 	CHECK_EQ_INT(c.n, 0);
 	CHECK_EQ_INT(trunc, 0);
 	/* start_after outside the prefix, before it */
-	CHECK_EQ_INT(list("z/", 0, "a", 10, &c, &trunc), 0);
+	CHECK_EQ_INT(list("z/", "", "a", 10, &c, &trunc), 0);
 	static const char *const zz[] = {"z/y/x/w.txt"};
 	check_keys(&c, zz, 1);
 	/* the callback stops the listing */
 	memset(&c, 0, sizeof(c));
 	c.stop_after = 2;
 	trunc = 0;
-	CHECK_EQ_INT(ufs_file_ops.list(st, "", 0, "", 100, collect_fn, &c,
+	CHECK_EQ_INT(ufs_file_ops.list(st, "", "", "", 100, collect_fn, &c,
 	    &trunc), 5);
 	CHECK_EQ_INT(c.n, 2);
 	CHECK_EQ_INT(trunc, 1);
-	CHECK_EQ_INT(list("", 0, "", 0, &c, &trunc), -EINVAL);
+	CHECK_EQ_INT(list("", "", "", 0, &c, &trunc), -EINVAL);
 }
 
 TEST(stat)
@@ -379,6 +394,157 @@ TEST(read)
 	CHECK_EQ_INT(ufs_file_ops.read(st, "fifo", "", 0, buf, 1), -ENOENT);
 	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "abc", 0, buf, 1), -ESTALE);
 	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt", "", -1, buf, 1), -EINVAL);
+}
+
+/* Directory markers: an empty directory "d" is the zero-byte object "d/"
+ * to stat, read and list alike; a directory with something in it is not. */
+TEST(markers)
+{
+	struct ufs_stat s;
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "empty/", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 0);
+	CHECK_EQ_INT(s.size, 0);
+	CHECK(s.etag[0] != 0);
+	CHECK(s.mtime > 1600000000);
+	char etag[UFS_ETAG_MAX];
+	snprintf(etag, sizeof(etag), "%s", s.etag);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "odd/", &s), 0); /* unlistable only */
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "e/d07/", &s), 0);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "a/", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "e/", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "a.txt/", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "nope/", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "escdir/", &s), -EACCES);
+	/* the directory itself is still a directory */
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "empty", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 1);
+	char buf[8];
+	CHECK_EQ_INT(ufs_file_ops.read(st, "empty/", etag, 0, buf, 8), 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "empty/", "", 0, buf, 8), 0);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "empty/", "1.0-0", 0, buf, 8),
+	    -ESTALE);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a/", "", 0, buf, 8), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "a.txt/", "", 0, buf, 8), -ENOENT);
+
+	struct collect c;
+	int trunc;
+	/* the key equal to the prefix is listed, with or without delimiter */
+	static const char *const em[] = {"empty/"};
+	CHECK_EQ_INT(list("empty/", "/", "", 10, &c, &trunc), 0);
+	check_keys(&c, em, 1);
+	CHECK_EQ_INT(c.is_dir[0], 0);
+	CHECK_EQ_INT(list("empty/", "", "", 10, &c, &trunc), 0);
+	check_keys(&c, em, 1);
+	CHECK_EQ_INT(list("empty", "/", "", 10, &c, &trunc), 0);
+	check_keys(&c, em, 1);
+	CHECK_EQ_INT(c.is_dir[0], 1); /* rolled up: a common prefix */
+	CHECK_EQ_INT(list("empty/", "", "empty/", 10, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 0);
+	CHECK_EQ_INT(list("empty/x", "", "", 10, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 0);
+
+	/* A file put in it: the marker is gone, from stat and listings. */
+	mk("later");
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "later/", &s), 0);
+	put_file("later/f", "f", 1);
+	CHECK_EQ_INT(ufs_file_ops.stat(st, "later/", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_file_ops.read(st, "later/", "", 0, buf, 8), -ENOENT);
+	static const char *const lf[] = {"later/f"};
+	CHECK_EQ_INT(list("later/", "", "", 10, &c, &trunc), 0);
+	check_keys(&c, lf, 1);
+	char p[2048];
+	snprintf(p, sizeof(p), "%s/later/f", rootdir);
+	CHECK_EQ_INT(unlink(p), 0);
+	snprintf(p, sizeof(p), "%s/later", rootdir);
+	CHECK_EQ_INT(rmdir(p), 0);
+}
+
+/* Delimiters other than '/' group as S3 does: at the first occurrence
+ * after the prefix, inside names and across directory levels. */
+TEST(other_delimiters)
+{
+	struct collect c;
+	int trunc;
+	static const char *const by_a[] = {"a", "e/d00/", "e/d01/", "e/d02/",
+	    "e/d03/", "e/d04/", "e/d05/", "e/d06/", "e/d07/", "e/d08/",
+	    "e/d09/", "e/d10/", "e/d11/", "e/d12/", "e/d13/", "e/d14/",
+	    "e/d15/", "e/d16/", "e/d17/", "e/d18/", "e/d19/", "e/zz", "empty/",
+	    "lnk.txt", "odd/", "z/y/x/w.txt", "\xc3\xbcn\xc3\xaf.txt",
+	    "\xe6\x97\xa5\xe6\x9c\xac/x"};
+	CHECK_EQ_INT(list("", "a", "", 100, &c, &trunc), 0);
+	check_keys(&c, by_a, (int)ARRAY_SIZE(by_a));
+	CHECK_EQ_INT(c.is_dir[0], 1);
+	CHECK_EQ_INT(c.is_dir[1], 0);
+	static const char *const a_dot[] = {"a b.", "a-", "a.", "a/b",
+	    "a/c/d.", "a0"};
+	CHECK_EQ_INT(list("a", ".", "", 100, &c, &trunc), 0);
+	check_keys(&c, a_dot, 6);
+	CHECK_EQ_INT(c.is_dir[0] + c.is_dir[1] + c.is_dir[2] + c.is_dir[3] +
+	    c.is_dir[4] + c.is_dir[5], 3);
+	/* a delimiter across the directory boundary: "a/c/..." holds "/c" */
+	CHECK_EQ_INT(list("a/", "/c", "", 100, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 2);
+	CHECK_EQ_INT(list("a", "/c", "", 100, &c, &trunc), 0);
+	check_keys(&c, (const char *const[]){"a b.txt", "a-", "a.txt", "a/b",
+	    "a/c", "a0"}, 6);
+	/* twenty names, one prefix: counted once, paginated right */
+	static const char *const e_d[] = {"e/d", "e/zz"};
+	CHECK_EQ_INT(list("e/", "d", "", 100, &c, &trunc), 0);
+	check_keys(&c, e_d, 2);
+	static const char *const e_d1[] = {"e/d00/", "e/d01/", "e/d02/",
+	    "e/d03/", "e/d04/", "e/d05/", "e/d06/", "e/d07/", "e/d08/",
+	    "e/d09/", "e/d1", "e/zz"};
+	static const int sizes[] = {1, 2, 5, 100};
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++)
+		paginate("d1", "e/", sizes[i], e_d1, (int)ARRAY_SIZE(e_d1));
+	/* a common prefix as start_after skips all it stands for */
+	CHECK_EQ_INT(list("e/", "d1", "e/d1", 100, &c, &trunc), 0);
+	check_keys(&c, (const char *const[]){"e/zz"}, 1);
+	/* a multi-byte delimiter, one that never matches */
+	CHECK_EQ_INT(list("", "\xc3\xaf", "\xc3\xa0", 100, &c, &trunc), 0);
+	check_keys(&c, (const char *const[]){"\xc3\xbcn\xc3\xaf",
+	    "\xe6\x97\xa5\xe6\x9c\xac/x"}, 2);
+	CHECK_EQ_INT(list("a/", "nomatch", "", 100, &c, &trunc), 0);
+	check_keys(&c, (const char *const[]){"a/b", "a/c/d.bin"}, 2);
+}
+
+/* Many names rolled up into few prefixes in one big directory: each prefix
+ * takes one place in the bounded scan. */
+TEST(many_names_few_prefixes)
+{
+	char root[400], p[600];
+	snprintf(root, sizeof(root), "%s/flat", tmpdir);
+	if (mkdir(root, 0755) < 0)
+		exit(2);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(p, sizeof(p), "%s/c%d_%04d", root, i % 7, i);
+		int fd = open(p, O_WRONLY | O_CREAT, 0644);
+		if (fd < 0)
+			exit(2);
+		close(fd);
+	}
+	snprintf(p, sizeof(p), "%s/solo", root);
+	close(open(p, O_WRONLY | O_CREAT, 0644));
+	void *s = NULL;
+	char *err = NULL;
+	CHECK_EQ_INT(ufs_file_ops.open(root, NULL, 0, &s, &err), 0);
+	if (!s)
+		return;
+	static const char *const want[] = {"c0_", "c1_", "c2_", "c3_", "c4_",
+	    "c5_", "c6_", "solo"};
+	void *saved = st;
+	st = s;
+	for (int max = 1; max <= 9; max++)
+		paginate("_", "", max, want, 8);
+	struct collect c;
+	int trunc;
+	CHECK_EQ_INT(list("c3", "_", "", 1000, &c, &trunc), 0);
+	check_keys(&c, (const char *const[]){"c3_"}, 1);
+	CHECK_EQ_INT(list("c3_", "_", "", 1000, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 429); /* c3_0003, c3_0010, ... c3_2999 */
+	CHECK_EQ_STR(c.keys[0], "c3_0003");
+	st = saved;
+	ufs_file_ops.close(s);
 }
 
 TEST(open_errors)
@@ -462,7 +628,8 @@ rt_build(const char *dir, int depth)
 			snprintf(sub, sizeof(sub), "%s/", rel);
 			rt_keys[rt_n] = strdup(sub);
 			rt_isdir[rt_n++] = 1;
-			rt_build(sub, depth + 1);
+			if (rnd() % 4) /* else left empty: a marker */
+				rt_build(sub, depth + 1);
 		} else {
 			int fd = open(abs, O_WRONLY | O_CREAT, 0644);
 			if (fd < 0)
@@ -480,30 +647,36 @@ strp_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The expected listing: every key, then filter, roll up, sort, cut. */
+/* Is directory key rt_keys[i] ("x/") empty, so a key of its own? */
 static int
-rt_expect(const char *prefix, char delim, const char *sa, char **out)
+rt_empty(int i)
+{
+	size_t l = strlen(rt_keys[i]);
+	for (int j = 0; j < rt_n; j++)
+		if (j != i && strncmp(rt_keys[j], rt_keys[i], l) == 0)
+			return 0;
+	return 1;
+}
+
+/* The expected listing, as S3 computes it over every key (the files, and
+ * the marker "x/" of each empty directory): filter by prefix, roll up at
+ * the delimiter's first occurrence after the prefix, drop what is not
+ * after start_after, sort, dedupe. */
+static int
+rt_expect(const char *prefix, const char *delim, const char *sa, char **out)
 {
 	int n = 0;
-	size_t pl = strlen(prefix);
+	size_t pl = strlen(prefix), dl = strlen(delim);
 	for (int i = 0; i < rt_n; i++) {
 		const char *k = rt_keys[i];
-		/* a directory is not a key of its own */
-		if (strncmp(k, prefix, pl) != 0 || (rt_isdir[i] && !k[pl]))
+		if (strncmp(k, prefix, pl) != 0 || (rt_isdir[i] && !rt_empty(i)))
 			continue;
 		char buf[600];
-		if (delim) {
-			const char *sl = strchr(k + pl, '/');
-			if (sl)
-				snprintf(buf, sizeof(buf), "%.*s",
-				    (int)(sl - k + 1), k);
-			else
-				snprintf(buf, sizeof(buf), "%s", k);
-		} else {
-			if (rt_isdir[i])
-				continue;
+		const char *hit = dl ? strstr(k + pl, delim) : NULL;
+		if (hit)
+			snprintf(buf, sizeof(buf), "%.*s", (int)(hit - k + dl), k);
+		else
 			snprintf(buf, sizeof(buf), "%s", k);
-		}
 		if (strcmp(buf, sa) <= 0)
 			continue;
 		int dup = 0;
@@ -545,7 +718,7 @@ TEST(random_tree_vs_reference)
 	static char *exp[RT_MAX];
 	static struct rt_got got;
 	int bad = 0;
-	for (int q = 0; q < 600 && bad < 5; q++) {
+	for (int q = 0; q < 1500 && bad < 5; q++) {
 		char prefix[600] = "", sa[600] = "";
 		/* prefixes and start points from real keys, cut anywhere */
 		if (rnd() % 3) {
@@ -558,7 +731,9 @@ TEST(random_tree_vs_reference)
 			snprintf(sa, sizeof(sa), "%.*s",
 			    (int)(rnd() % (strlen(k) + 1)), k);
 		}
-		char delim = rnd() % 2 ? '/' : 0;
+		static const char *const delims[] = {"", "/", "", "/", "-",
+		    "a", "ab", ".b", "/a", "b/", "\xc3\xa9", "~", "a/b"};
+		const char *delim = delims[rnd() % ARRAY_SIZE(delims)];
 		int max = 1 + (int)(rnd() % 12);
 		int ne = rt_expect(prefix, delim, sa, exp);
 		got.n = 0;
@@ -571,7 +746,7 @@ TEST(random_tree_vs_reference)
 			ok = strcmp(got.keys[i], exp[i]) == 0;
 		if (!ok) {
 			bad++;
-			fprintf(stderr, "  mismatch: prefix '%s' delim %d sa '%s' "
+			fprintf(stderr, "  mismatch: prefix '%s' delim '%s' sa '%s' "
 			    "max %d: r %d got %d trunc %d, want %d trunc %d\n",
 			    prefix, delim, sa, max, r, got.n, trunc, want_n,
 			    ne > max);
@@ -614,10 +789,13 @@ main(void)
 		RUN(prefixes_and_start_after);
 		RUN(stat);
 		RUN(read);
+		RUN(markers);
+		RUN(other_delimiters);
 		ufs_file_ops.close(st);
 	}
 	RUN(open_errors);
 	RUN(lookup);
+	RUN(many_names_few_prefixes);
 	RUN(random_tree_vs_reference);
 	rm_tree();
 	TAP_DONE();

@@ -421,7 +421,7 @@ TEST(read_statuses)
 	    "The specified bucket does not exist</Message></Error>");
 	struct lst l0 = {0};
 	int tr0;
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", '/', "", 1, lst_fn, &l0, &tr0),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "/", "", 1, lst_fn, &l0, &tr0),
 	    -ENOENT);
 	CHECK_EQ_STR(ufs_last_error(), "s3://bkt: NoSuchBucket: The specified "
 	    "bucket does not exist (HTTP 404)");
@@ -581,7 +581,7 @@ TEST(list_requests)
 	    "<CommonPrefixes><Prefix>pre/d/d/</Prefix></CommonPrefixes>"
 	    "</ListBucketResult>");
 	memset(&l, 0, sizeof(l));
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "d/", '/', "d/a", 3, lst_fn, &l,
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "d/", "/", "d/a", 3, lst_fn, &l,
 	    &trunc), 0);
 	CHECK_EQ_INT(l.n, 3);
 	CHECK_EQ_STR(l.keys[0], "d/a.txt");
@@ -607,7 +607,7 @@ TEST(list_requests)
 	    "<Contents><Key>pre/b</Key><Size>2</Size></Contents>"
 	    "</ListBucketResult>");
 	memset(&l, 0, sizeof(l));
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 10, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 10, lst_fn, &l, &trunc),
 	    0);
 	CHECK_EQ_INT(l.n, 2);
 	CHECK_EQ_STR(l.keys[0], "a");
@@ -626,18 +626,65 @@ TEST(list_requests)
 	    "<ListBucketResult><IsTruncated>false</IsTruncated>"
 	    "<Contents><Key>elsewhere</Key><Size>1</Size></Contents>"
 	    "</ListBucketResult>");
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 10, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 10, lst_fn, &l, &trunc),
 	    -EIO);
 	fake_reset();
 	fake_push(R_NORMAL, 200, "", "<ListBucketResult><IsTruncated>");
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 10, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 10, lst_fn, &l, &trunc),
 	    -EIO);
 	fake_reset();
 	fake_push(R_NORMAL, 404, "", "<Error><Code>NoSuchBucket</Code></Error>");
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 10, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 10, lst_fn, &l, &trunc),
 	    -ENOENT);
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 'x', "", 10, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 0, lst_fn, &l, &trunc),
 	    -EINVAL);
+
+	/* Any delimiter goes to the store; its common prefixes end in it.
+	 * Directory markers ("e/") are keys; the root's own ("pre/") is not;
+	 * a prefix not ending in the delimiter, or one no path could begin
+	 * with, is skipped. */
+	fake_reset();
+	fake_push(R_NORMAL, 200, "",
+	    "<ListBucketResult><IsTruncated>false</IsTruncated>"
+	    "<Contents><Key>pre/</Key><Size>0</Size></Contents>"
+	    "<Contents><Key>pre/a</Key><Size>1</Size></Contents>"
+	    "<Contents><Key>pre/e/</Key><Size>0</Size><ETag>&quot;d41d&quot;"
+	    "</ETag></Contents>"
+	    "<Contents><Key>pre/x//</Key><Size>0</Size></Contents>"
+	    "<CommonPrefixes><Prefix>pre/b-x-</Prefix></CommonPrefixes>"
+	    "<CommonPrefixes><Prefix>pre/c-</Prefix></CommonPrefixes>"
+	    "<CommonPrefixes><Prefix>pre/d/-</Prefix></CommonPrefixes>"
+	    "<CommonPrefixes><Prefix>pre/f/./-</Prefix></CommonPrefixes>"
+	    "<CommonPrefixes><Prefix>pre/g-x</Prefix></CommonPrefixes>"
+	    "</ListBucketResult>");
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "-", "", 10, lst_fn, &l, &trunc),
+	    0);
+	CHECK_EQ_INT(l.n, 5);
+	CHECK_EQ_STR(l.keys[0], "a");
+	CHECK_EQ_STR(l.keys[1], "b-x-");
+	CHECK_EQ_INT(l.is_dir[1], 1);
+	CHECK_EQ_STR(l.keys[2], "c-");
+	CHECK_EQ_STR(l.keys[3], "d/-");
+	CHECK_EQ_STR(l.keys[4], "e/");
+	CHECK_EQ_INT(l.is_dir[4], 0);
+	CHECK_EQ_STR(l.etag[4], "d41d");
+	CHECK(REQ_STARTS(0, "GET /bkt?delimiter=-&list-type=2&max-keys=10&"
+	    "prefix=pre%2F HTTP/1.1\r\n"));
+	fake_reset();
+	fake_push(R_NORMAL, 200, "",
+	    "<ListBucketResult><IsTruncated>false</IsTruncated>"
+	    "<CommonPrefixes><Prefix>pre/k a+b</Prefix></CommonPrefixes>"
+	    "<CommonPrefixes><Prefix>pre/k a+</Prefix></CommonPrefixes>"
+	    "</ListBucketResult>");
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "k", "a+b", "", 10, lst_fn, &l,
+	    &trunc), 0);
+	CHECK_EQ_INT(l.n, 1);
+	CHECK_EQ_STR(l.keys[0], "k a+b");
+	CHECK(REQ_STARTS(0, "GET /bkt?delimiter=a%2Bb&list-type=2&"
+	    "max-keys=10&prefix=pre%2Fk HTTP/1.1\r\n"));
+	CHECK(verifies(0));
 	ufs_s3_ops.close(st);
 }
 
@@ -704,7 +751,7 @@ TEST(botocore_agrees)
 	int trunc;
 	CHECK_EQ_INT(ufs_s3_ops.read(st,
 	    "x y/z+\xc3\xa9~*'()!$&,;=:@.txt", "abc", 10, buf, 5), -ENOENT);
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "d ir/", '/', "d ir/a+b", 3, lst_fn,
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "d ir/", "/", "d ir/a+b", 3, lst_fn,
 	    &l, &trunc), -ENOENT);
 	CHECK_EQ_INT(ufs_s3_ops.stat(st, "k=1&2", &s), -ENOENT);
 	ufs_s3_ops.close(st);
@@ -770,13 +817,13 @@ TEST(dead_junk_and_slow_servers)
 	CHECK_EQ_INT(ufs_s3_ops.read(st, "k", "", 0, buf, 8), -EIO);
 	struct lst l;
 	int trunc;
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 10, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 10, lst_fn, &l, &trunc),
 	    -EIO);
 	CHECK(now_ms() - t0 < 3000);
 	/* a 200 reply whose body is junk */
 	fake_reset();
 	fake_push(R_NORMAL, 200, "", "\x01\x02\x03 junk");
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 10, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 10, lst_fn, &l, &trunc),
 	    -EIO);
 	CHECK_EQ_STR(ufs_last_error(), "s3://bkt: the reply is not a "
 	    "ListObjectsV2 result (is s3.endpoint an S3 store?)");
@@ -1008,18 +1055,22 @@ static const struct {
     {"data/z/y/x.txt", "z/y/x.txt", "deep"},
     /* s3rver rolls up a prefix only if an object sits right under it */
     {"data/z/w.txt", "z/w.txt", "w"},
+    /* directory markers, as the S3 console makes them: one alone, one
+     * with keys under it */
+    {"data/m/", "m/", ""},
+    {"data/z/y/", "z/y/", ""},
     {"data/%C3%BCn%C3%AF.txt", "\xc3\xbcn\xc3\xaf.txt", "uni"},
     {"other.txt", NULL, "outside the root prefix"},
 };
 
 static const char *const s3_recursive[] = {"a b+c&d.txt", "a-", "a.txt",
-    "a0", "b/c.bin", "b/d.txt", "z/w.txt", "z/y/x.txt",
+    "a0", "b/c.bin", "b/d.txt", "m/", "z/w.txt", "z/y/", "z/y/x.txt",
     "\xc3\xbcn\xc3\xaf.txt"};
 static const char *const s3_delim[] = {"a b+c&d.txt", "a-", "a.txt", "a0",
-    "b/", "z/", "\xc3\xbcn\xc3\xaf.txt"};
+    "b/", "m/", "z/", "\xc3\xbcn\xc3\xaf.txt"};
 
 static void
-s3_paginate(void *st, char delim, int max, const char *const *want, int nw)
+s3_paginate(void *st, const char *delim, int max, const char *const *want, int nw)
 {
 	char sa[256] = "";
 	int got = 0;
@@ -1101,6 +1152,17 @@ TEST(s3rver_end_to_end)
 	CHECK_EQ_INT(ufs_s3_ops.stat(st, "", &s), 0);
 	CHECK_EQ_INT(s.is_dir, 1);
 	CHECK_EQ_INT(ufs_s3_ops.stat(st, "nope", &s), -ENOENT);
+	/* markers are objects; their directories are directories */
+	CHECK_EQ_INT(ufs_s3_ops.stat(st, "m/", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 0);
+	CHECK_EQ_INT(s.size, 0);
+	CHECK_EQ_STR(s.etag, "d41d8cd98f00b204e9800998ecf8427e");
+	CHECK_EQ_INT(ufs_s3_ops.stat(st, "m", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 1);
+	CHECK_EQ_INT(ufs_s3_ops.stat(st, "z/y/", &s), 0);
+	CHECK_EQ_INT(s.is_dir, 0);
+	CHECK_EQ_INT(ufs_s3_ops.stat(st, "b/", &s), -ENOENT);
+	CHECK_EQ_INT(ufs_s3_ops.stat(st, "nope/", &s), -ENOENT);
 	CHECK_EQ_INT(ufs_s3_ops.stat(st, "b/c.bin", &s), 0);
 	CHECK_EQ_INT(s.size, (int64_t)sizeof(big));
 	char etag_c[UFS_ETAG_MAX];
@@ -1110,7 +1172,7 @@ TEST(s3rver_end_to_end)
 	struct lst l;
 	int trunc = -1;
 	memset(&l, 0, sizeof(l));
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", 0, "", 1000, lst_fn, &l, &trunc),
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "", "", 1000, lst_fn, &l, &trunc),
 	    0);
 	CHECK_EQ_INT(trunc, 0);
 	CHECK_EQ_INT(l.n, (int)ARRAY_SIZE(s3_recursive));
@@ -1119,7 +1181,7 @@ TEST(s3rver_end_to_end)
 	CHECK_EQ_INT(l.size[2], 11);
 	CHECK_EQ_STR(l.etag[2], "5eb63bbbe01eeed093cb22bb8f5acdc3");
 	memset(&l, 0, sizeof(l));
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "", '/', "", 1000, lst_fn, &l,
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "/", "", 1000, lst_fn, &l,
 	    &trunc), 0);
 	CHECK_EQ_INT(l.n, (int)ARRAY_SIZE(s3_delim));
 	for (int i = 0; i < l.n && i < (int)ARRAY_SIZE(s3_delim); i++) {
@@ -1129,19 +1191,36 @@ TEST(s3rver_end_to_end)
 	}
 	static const int sizes[] = {1, 2, 7};
 	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
-		s3_paginate(st, 0, sizes[i], s3_recursive,
+		s3_paginate(st, "", sizes[i], s3_recursive,
 		    (int)ARRAY_SIZE(s3_recursive));
-		s3_paginate(st, '/', sizes[i], s3_delim,
+		s3_paginate(st, "/", sizes[i], s3_delim,
 		    (int)ARRAY_SIZE(s3_delim));
 	}
 	memset(&l, 0, sizeof(l));
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "b/", '/', "", 10, lst_fn, &l,
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "b/", "/", "", 10, lst_fn, &l,
 	    &trunc), 0);
 	CHECK_EQ_INT(l.n, 2);
 	CHECK_EQ_STR(l.keys[0], "b/c.bin");
 	CHECK_EQ_STR(l.keys[1], "b/d.txt");
+	/* the marker equal to the prefix is a key of the listing */
 	memset(&l, 0, sizeof(l));
-	CHECK_EQ_INT(ufs_s3_ops.list(st, "a", '/', "a-", 10, lst_fn, &l,
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "z/y/", "/", "", 10, lst_fn, &l,
+	    &trunc), 0);
+	CHECK_EQ_INT(l.n, 2);
+	CHECK_EQ_STR(l.keys[0], "z/y/");
+	CHECK_EQ_INT(l.is_dir[0], 0);
+	CHECK_EQ_STR(l.keys[1], "z/y/x.txt");
+	/* another delimiter, through the store */
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "", "+", "", 100, lst_fn, &l,
+	    &trunc), 0);
+	CHECK_EQ_INT(l.n, (int)ARRAY_SIZE(s3_recursive));
+	CHECK_EQ_STR(l.keys[0], "a b+");
+	CHECK_EQ_INT(l.is_dir[0], 1);
+	for (int i = 1; i < l.n && i < (int)ARRAY_SIZE(s3_recursive); i++)
+		CHECK_EQ_STR(l.keys[i], s3_recursive[i]);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(ufs_s3_ops.list(st, "a", "/", "a-", 10, lst_fn, &l,
 	    &trunc), 0);
 	CHECK_EQ_INT(l.n, 2);
 	CHECK_EQ_STR(l.keys[0], "a.txt");

@@ -192,7 +192,7 @@ fake_stat(void *st, const char *path, struct ufs_stat *out)
 }
 
 static int
-fake_list(void *st, const char *prefix, char delimiter,
+fake_list(void *st, const char *prefix, const char *delimiter,
     const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
     int *truncated)
 {
@@ -211,11 +211,11 @@ fake_list(void *st, const char *prefix, char delimiter,
 		const struct fake_obj *o = &g_fake.objs[i];
 		if (strncmp(o->path, prefix, pl) != 0)
 			continue;
-		const char *slash = delimiter ? strchr(o->path + pl, delimiter) : NULL;
+		const char *slash = delimiter[0] ? strstr(o->path + pl, delimiter) : NULL;
 		char k[256];
 		int is_dir = slash != NULL;
 		if (is_dir)
-			snprintf(k, sizeof(k), "%.*s", (int)(slash - o->path + 1), o->path);
+			snprintf(k, sizeof(k), "%.*s", (int)(slash - o->path + strlen(delimiter)), o->path);
 		else
 			snprintf(k, sizeof(k), "%s", o->path);
 		if (strcmp(k, start_after) <= 0 || (n && strcmp(keys[n - 1], k) == 0))

@@ -430,7 +430,7 @@ static int
 list(const char *prefix, int max_keys, struct listing *l, int *trunc)
 {
 	memset(l, 0, sizeof(*l));
-	return meta_list(mc, mnt, prefix, '/', "", max_keys, list_cb, l, trunc);
+	return meta_list(mc, mnt, prefix, "/", "", max_keys, list_cb, l, trunc);
 }
 
 TEST(listing_cache_hit_and_expiry)

@@ -15,6 +15,9 @@ TEST(keys_valid)
 	CHECK_EQ_INT(KV("dir/sub/file.bin"), 0);
 	CHECK_EQ_INT(KV("with space/ünïcødé/日本.txt"), 0);
 	CHECK_EQ_INT(KV("a..b/.hidden/x."), 0);
+	/* directory marker objects, as the S3 console makes for folders */
+	CHECK_EQ_INT(KV("dir/"), 0);
+	CHECK_EQ_INT(KV("a/b c/"), 0);
 }
 
 TEST(keys_traversal_refused)
@@ -31,8 +34,11 @@ TEST(keys_traversal_refused)
 	CHECK_EQ_INT(KV("bad\xff"), -EINVAL);
 	CHECK_EQ_INT(KV("over\xc0\xaflong"), -EINVAL);
 	CHECK_EQ_INT(KV("new\nline"), -EINVAL);
-	CHECK_EQ_INT(KV("dir/"), -ENOENT);
 	CHECK_EQ_INT(KV("../dir/"), -EINVAL);
+	CHECK_EQ_INT(KV("a/./"), -EINVAL);
+	CHECK_EQ_INT(KV("a//"), -EINVAL);
+	CHECK_EQ_INT(KV("/"), -EINVAL);
+	CHECK_EQ_INT(KV("x\x01/"), -EINVAL);
 	char big[1100];
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = 0;
@@ -53,6 +59,10 @@ TEST(prefixes)
 	CHECK_EQ_INT(PV("a/./b"), 1);
 	CHECK_EQ_INT(PV("a//"), 1);
 	CHECK_EQ_INT(PV("/a"), 1);
+	/* control characters begin no key: an empty listing, not an error */
+	CHECK_EQ_INT(PV("a\x01"), 1);
+	CHECK_EQ_INT(PV("dir/\n"), 1);
+	CHECK_EQ_INT(PV("\x7f"), 1);
 	CHECK_EQ_INT(PV("bad\xff"), -EINVAL);
 	CHECK_EQ_INT(prefix_validate("a\0b", 3), -EINVAL);
 }
