@@ -3,9 +3,13 @@
  * (include/ferry.h), over HTTP/1.1 with libcurl easy handles.
  *
  * Threads: any number of application threads may share one ferry_t.  Each
- * call borrows a curl easy handle from the ferry_t's pool (f->mu guards
- * only the pool) and gives it back afterwards, so keep-alive connections
- * are reused and no handle is ever used by two threads at once.
+ * call borrows a curl easy handle from the ferry_t's pool (curl_pool.c,
+ * its own mutex) and gives it back afterwards, so keep-alive connections
+ * are reused and no handle is ever used by two threads at once.  f->mu
+ * guards the client's copy of the cluster (lc, lc_at_ms, refreshing) and
+ * is never held across a request; the table of workers that failed lately
+ * (suspects.c) has its own.  Error messages are per thread
+ * (ferry_last_error).  All three mutexes are leaves.
  *
  * Invariants: every byte the worker sends lands in a bounded place: JSON
  * replies in a dbuf capped at FERRY_JSON_MAX, error bodies in a dbuf

@@ -8,6 +8,7 @@
 #define FERRY_WORKER_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "../http/http_server.h"
 #include "../store/pagestore.h"
@@ -57,7 +58,14 @@ worker_cluster(struct worker *w)
 
 /* The S3 secret of an access key, for signature checks (sigv4_secret_fn;
  * arg is the struct worker); NULL for an unknown key. */
-const char *worker_s3_secret(void *arg, const char *access_key);
+static inline const char *
+worker_s3_secret(void *arg, const char *access_key)
+{
+	const struct worker *w = (const struct worker *)arg;
+	if (w->cfg.s3_access_key && strcmp(access_key, w->cfg.s3_access_key) == 0)
+		return w->cfg.s3_secret_key;
+	return NULL;
+}
 
 /* Handlers (s3_gateway.c, control.c); arg is the struct worker. */
 void s3_gateway_handle(struct http_conn *c, const struct http_request *req, void *arg);

@@ -211,15 +211,6 @@ lock_dir(const char *dir)
 	return 0; /* fd stays open: the lock is ours until we exit */
 }
 
-const char *
-worker_s3_secret(void *arg, const char *access_key)
-{
-	const struct worker *w = arg;
-	if (w->cfg.s3_access_key && strcmp(access_key, w->cfg.s3_access_key) == 0)
-		return w->cfg.s3_secret_key;
-	return NULL;
-}
-
 /* The metadata cache saw an object's version move: drop the old pages. */
 static void
 on_version_change(void *arg, uint64_t obj, uint64_t keep_ver)
