@@ -7,8 +7,10 @@
  * (list, and stat of a "directory").  Transport failures, timeouts and
  * 500/502/503/504 are retried with exponential backoff and jitter
  * (100 ms base, 5 s cap), s3.retries times; 4xx never are.  Each attempt is
- * bounded by s3.connect_timeout_ms, s3.timeout_ms and a low-speed limit, so
- * no call hangs.  Bodies are bounded: a read writes straight into the
+ * bounded by s3.connect_timeout_ms, s3.timeout_ms, a low-speed limit and
+ * s3.stall_ms without a byte (a hung store that accepted the connection),
+ * and the whole call, retries included, by s3.deadline_ms: a store that
+ * is down or hung fails a call in seconds, never minutes.  Bodies are bounded: a read writes straight into the
  * caller's buffer and a server sending more than asked for is -EIO; a list
  * reply may be 16 MiB, an error reply is kept up to 64 KiB.  Reads also
  * compare the reply's ETag with the expected one, so a server that ignores
@@ -78,6 +80,8 @@ struct s3_state {
 	char *session_token;
 	long connect_timeout_ms;
 	long timeout_ms;
+	long stall_ms;    /* an attempt that receives nothing this long fails */
+	long deadline_ms; /* a call, retries included, ends by then */
 	int retries;
 	int insecure;
 
@@ -107,6 +111,9 @@ struct s3_call {
 	int etag_bad; /* ETag header too long to keep */
 	int empty_206; /* a 206 for a range of an empty object: aborted */
 	struct dbuf errbody;
+	int64_t last_ms;  /* when the store last sent something */
+	long stall_ms;
+	int stalled;      /* the attempt was aborted for silence */
 };
 
 /* ---- options ---- */
@@ -273,6 +280,10 @@ static const struct ufs_optdoc s3_options[] = {
 	{"s3.timeout_ms", "MS", "time limit of each attempt (default 60000)"},
 	{"s3.retries", "N", "retries of failed connections, timeouts and 5xx "
 	    "answers, with backoff (default 4; 0..100)"},
+	{"s3.stall_ms", "MS", "an attempt that receives nothing for this long "
+	    "fails and is retried (default 5000; checked about every second)"},
+	{"s3.deadline_ms", "MS", "time limit of a whole call, retries included "
+	    "(default 20000): a down or hung store fails a read this fast"},
 	{"s3.insecure", "true|false", "do not verify the TLS certificate (default false)"},
 	{NULL, NULL, NULL},
 };
@@ -314,6 +325,10 @@ s3_parse_opts(struct s3_state *s, const struct ufs_opt *opts, int nopts,
 			r = parse_long(v, 1, 3600000, &s->connect_timeout_ms);
 		} else if (!strcmp(k, "s3.timeout_ms")) {
 			r = parse_long(v, 1, 86400000, &s->timeout_ms);
+		} else if (!strcmp(k, "s3.stall_ms")) {
+			r = parse_long(v, 100, 3600000, &s->stall_ms);
+		} else if (!strcmp(k, "s3.deadline_ms")) {
+			r = parse_long(v, 100, 86400000, &s->deadline_ms);
 		} else if (!strcmp(k, "s3.retries")) {
 			r = parse_long(v, 0, 100, &x);
 			s->retries = (int)x;
@@ -357,6 +372,8 @@ s3_open(const char *root, const struct ufs_opt *opts, int nopts,
 		pthread_mutex_init(&s->share_locks[i], NULL);
 	s->connect_timeout_ms = 5000;
 	s->timeout_ms = 60000;
+	s->stall_ms = 5000;
+	s->deadline_ms = 20000;
 	s->retries = 4;
 
 	const char *endpoint = NULL;
@@ -507,6 +524,7 @@ on_header(char *p, size_t size, size_t nitems, void *arg)
 {
 	struct s3_call *c = arg;
 	size_t n = size * nitems;
+	c->last_ms = now_ms();
 	struct http_hdr h;
 	if (http_hdr_split(p, n, &h) < 0)
 		return n;
@@ -548,6 +566,7 @@ on_body(char *p, size_t size, size_t nmemb, void *arg)
 {
 	struct s3_call *c = arg;
 	size_t n = size * nmemb;
+	c->last_ms = now_ms();
 	if (c->status >= 200 && c->status < 300) {
 		if (c->buf) {
 			if (n > c->cap - c->got) {
@@ -676,10 +695,24 @@ status_retryable(long st)
 	return st == 500 || st == 502 || st == 503 || st == 504;
 }
 
+/* An attempt whose store sent nothing for stall_ms is dead: a hung store
+ * accepts the connection and never answers (curl's low-speed check would
+ * wait 30 s). */
+static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct s3_call *c = arg;
+	if (now_ms() - c->last_ms > c->stall_ms) {
+		c->stalled = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* Sleeps a random time in [d/2, d], d = min(cap, base * 2^(attempt-1)),
- * so that clients retrying together spread out. */
+ * so that clients retrying together spread out; never past max_ms. */
 static void
-backoff_sleep(int attempt)
+backoff_sleep(int attempt, int64_t max_ms)
 {
 	static _Thread_local uint64_t rng;
 	if (!rng)
@@ -694,6 +727,8 @@ backoff_sleep(int attempt)
 	if (d > S3_BACKOFF_CAP_MS)
 		d = S3_BACKOFF_CAP_MS;
 	int64_t ms = d / 2 + (int64_t)(rng % (uint64_t)(d / 2 + 1));
+	if (ms > max_ms)
+		ms = max_ms > 0 ? max_ms : 0;
 	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -766,10 +801,18 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 	CURLcode cc = CURLE_OK;
 	char curl_err[CURL_ERROR_SIZE];
 	int attempt;
+	int64_t deadline = now_ms() + s->deadline_ms;
+	c->stall_ms = s->stall_ms;
 	for (attempt = 0; attempt <= s->retries; attempt++) {
-		if (attempt > 0)
-			backoff_sleep(attempt);
+		if (attempt > 0) {
+			backoff_sleep(attempt, deadline - now_ms());
+			if (deadline - now_ms() < 50)
+				break; /* out of time: the last failure stands */
+		}
+		int64_t left = deadline - now_ms();
 		c->status = 0;
+		c->stalled = 0;
+		c->last_ms = now_ms();
 		call_reset_response(c);
 		struct curl_slist *hl = NULL;
 		if ((r = build_headers(s, c, path.p, &hl)) != 0) {
@@ -790,8 +833,11 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-		    s->connect_timeout_ms);
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+		    s->connect_timeout_ms < left ? s->connect_timeout_ms : (long)left);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms < left ? s->timeout_ms : (long)left);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
 		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, S3_LOW_SPEED_BYTES);
 		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, S3_LOW_SPEED_SECS);
 		curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
@@ -835,18 +881,20 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 			r = -EIO;
 			break;
 		}
-		r = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
-		if (!curl_retryable(cc))
+		r = cc == CURLE_OPERATION_TIMEDOUT || c->stalled ? -ETIMEDOUT : -EIO;
+		if (!curl_retryable(cc) && !c->stalled)
 			break;
 	}
 	if (r && cc != CURLE_OK && !c->overflow && !c->empty_206) {
 		int tries = attempt + (attempt <= s->retries);
+		char stall[64];
+		snprintf(stall, sizeof(stall), "no answer for %ld ms", c->stall_ms);
+		const char *why = c->stalled ? stall : curl_err[0] ? curl_err : curl_easy_strerror(cc);
 		LOG_WARN("s3: %s s3://%s/%s: %s (%s) after %d attempt(s)",
 		    c->method, s->bucket, call_what(c), curl_easy_strerror(cc),
-		    curl_err[0] ? curl_err : "-", tries);
+		    why, tries);
 		char what[CURL_ERROR_SIZE + 64];
-		snprintf(what, sizeof(what), "%s (%d attempt%s)",
-		    curl_err[0] ? curl_err : curl_easy_strerror(cc), tries,
+		snprintf(what, sizeof(what), "%s (%d attempt%s)", why, tries,
 		    tries == 1 ? "" : "s");
 		set_call_error(s, c, what);
 	}

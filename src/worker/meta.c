@@ -218,6 +218,14 @@ report_change(struct meta_cache *mc, struct mount *m, const char *path,
 		mc->cfg.on_change(mc->cfg.arg, ch->obj, ch->keep_ver);
 }
 
+/* May e's expired answer be served while the under-store fails? */
+static int
+do_stale_ok(const struct meta_cache *mc, const struct stat_ent *e, int64_t now)
+{
+	return e->fetched_ms && !e->err && !e->invalid &&
+	    now < e->fetched_ms + mc->cfg.sync_ms + mc->cfg.stale_ms;
+}
+
 int
 meta_stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
     int nokey_ok, struct ufs_stat *st, struct meta_load *ld)
@@ -230,6 +238,16 @@ meta_stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
 		e = do_stat_find(mc, m->ident, path, h);
 		if (!e || !e->loading)
 			break;
+		/* The under-store is failing and another thread is asking it
+		 * again: serve the answer kept for that (stale-if-error)
+		 * rather than wait out its timeouts. */
+		if (__atomic_load_n(&m->ufs_down, __ATOMIC_RELAXED) &&
+		    do_stale_ok(mc, e, now_ms()) && (!e->nokey || nokey_ok)) {
+			*st = e->st;
+			pthread_mutex_unlock(&mc->lock);
+			METRIC_ADD(meta_stale, 1);
+			return 0;
+		}
 		pthread_cond_wait(&mc->loaded, &mc->lock);
 	}
 	if (e && e->fetched_ms && now_ms() < e->expires_ms && (!e->nokey || nokey_ok)) {
@@ -300,6 +318,8 @@ meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
 			e->nokey = r == -ENOENT && nokey;
 		} else if (is_outage(r) && e->fetched_ms && !e->invalid &&
 		    now < e->fetched_ms + mc->cfg.sync_ms + mc->cfg.stale_ms) {
+			/* (do_stale_ok, but an "no object" answer is kept too:
+			 * it is still the last answer) */
 			/* Keep the expired answer; ask again soon. */
 			e->expires_ms = now + (mc->cfg.sync_ms < META_RETRY_MS ?
 			    mc->cfg.sync_ms : META_RETRY_MS);

@@ -840,6 +840,23 @@ TEST(dead_junk_and_slow_servers)
 	CHECK(el >= 600 && el < 3000);
 	CHECK_EQ_INT(fake_nreq(), 2);
 	ufs_s3_ops.close(st);
+
+	/* A hung store (accepts, never answers), with the default retries:
+	 * each attempt ends after s3.stall_ms of silence, and the whole call
+	 * by s3.deadline_ms, retries included (it was 5 x 60 s). */
+	struct ufs_opt hung[] = {{"s3.stall_ms", "300"}, {"s3.deadline_ms", "2600"}};
+	st = open_s3("bkt", fk.port, hung, 2);
+	fake_reset();
+	for (int i = 0; i < 8; i++)
+		fake_push(R_HANG, 0, "", "");
+	t0 = now_ms();
+	CHECK_EQ_INT(ufs_s3_ops.read(st, "k", "", 0, buf, 8), -ETIMEDOUT);
+	el = now_ms() - t0;
+	/* (libcurl looks at an idle transfer about once a second) */
+	CHECK(el >= 2400 && el < 4500);
+	CHECK(fake_nreq() >= 2 && fake_nreq() <= 4);
+	CHECK(strstr(ufs_last_error(), "no answer for 300 ms") != NULL);
+	ufs_s3_ops.close(st);
 }
 
 TEST(open_options)
@@ -865,7 +882,7 @@ TEST(open_options)
 		ndoc++;
 		CHECK(strncmp(d->key, "s3.", 3) == 0 && d->value && d->help);
 		const char *v = !strcmp(d->value, "true|false") ? "true" :
-		    !strcmp(d->value, "MS") || !strcmp(d->value, "N") ? "7" :
+		    !strcmp(d->value, "MS") ? "700" : !strcmp(d->value, "N") ? "7" :
 		    !strcmp(d->value, "URL") ? "http://127.0.0.1:9" :
 		    !strcmp(d->value, "REGION") ? "eu-west-1" : "v";
 		struct ufs_opt one[] = {{d->key, v}, {"s3.access_key", "A"},
@@ -885,7 +902,7 @@ TEST(open_options)
 		ufs_s3_ops.close(st);
 		st = NULL;
 	}
-	CHECK_EQ_INT(ndoc, 10);
+	CHECK_EQ_INT(ndoc, 12);
 	struct ufs_opt badbool[] = {{"s3.path_style", "maybe"}};
 	CHECK_EQ_INT(ufs_s3_ops.open("bkt", badbool, 1, &st, &err), -EINVAL);
 	CHECK(err && strstr(err, "s3.path_style"));
