@@ -490,13 +490,13 @@ write_page_file(struct pagestore *ps, int dirfd, const struct page_key *k,
 		tid = gettid();
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", rel, (int)tid);
 
-	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ENOENT) {
 		/* Subdirs are made on first use (or were removed by hand). */
 		char sub[3] = {rel[0], rel[1], 0};
-		if (mkdirat(dirfd, sub, 0755) == 0 || errno == EEXIST)
+		if (mkdirat(dirfd, sub, 0700) == 0 || errno == EEXIST)
 			fd = openat(dirfd, tmp,
-			    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		else
 			errno = ENOENT;
 	}
@@ -1047,7 +1047,7 @@ mkdir_p(const char *path)
 			continue;
 		char c = buf[i];
 		buf[i] = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
 			return -errno;
 		buf[i] = c;
 	}
@@ -1082,7 +1082,7 @@ write_meta(int dirfd, uint32_t page_size)
 	int n = snprintf(buf, sizeof(buf), "ferry-pagestore %u page_size=%u\n",
 	    HDR_FORMAT, page_size);
 	int fd = openat(dirfd, META_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0644);
+	    0600);
 	if (fd < 0)
 		return -errno;
 	int rc = write(fd, buf, (size_t)n) == n ? 0 : -(errno ? errno : EIO);
@@ -1312,7 +1312,7 @@ load_dir(struct pagestore *ps, int di, int wipe, int owned, char **err)
 	fmt_bytes((double)d->capacity, cb, sizeof(cb));
 	LOG_INFO("pagestore: %s: %s of %s in use%s (%" PRId64
 		 " pages evicted to fit, %" PRId64 " duplicates removed)",
-	    d->path, ub, cb, wipe ? ", old pages wiped" : "", ev_pages, dups);
+	    d->path, ub, cb, wipe && owned ? ", old pages wiped" : "", ev_pages, dups);
 	return 0;
 }
 
@@ -1353,6 +1353,12 @@ open_dir(struct pagestore *ps, int di, const struct pagestore_dir_cfg *cfg,
 		    strerror(errno));
 		return -1;
 	}
+	/* Cached bytes of private buckets are private: the dir is closed to
+	 * other users (which also covers pages written 0644 by older
+	 * versions, behind it). */
+	if ((st.st_mode & 077) && fchmod(d->fd, st.st_mode & 0700) == 0)
+		LOG_INFO("pagestore: %s: made private to its owner (mode %03o -> %03o)",
+		    cfg->path, (unsigned)(st.st_mode & 0777), (unsigned)(st.st_mode & 0700));
 	for (int j = 0; j < di; j++) {
 		struct stat o;
 		if (fstat(ps->dirs[j].fd, &o) == 0 && o.st_dev == st.st_dev &&

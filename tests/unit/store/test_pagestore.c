@@ -217,6 +217,30 @@ out:
 	rm_rf(dir);
 }
 
+/* Cached bytes of private buckets are private: page files 0600 in 0700
+ * dirs, and a cache dir others could enter is closed at open. */
+TEST(pages_private_to_the_owner)
+{
+	char *dir = mk_tmpdir();
+	CHECK(chmod(dir, 0755) == 0);
+	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
+	CHECK(ps != NULL);
+	if (!ps)
+		goto out;
+	struct stat sb;
+	CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+	struct page_key a = {0x2222, 7, 0};
+	CHECK_EQ_INT(put_key(ps, &a, 4096), 0);
+	char p[512];
+	page_path(p, sizeof(p), dir, &a);
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+	*strrchr(p, '/') = 0; /* its subdir */
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+	pagestore_close(&ps);
+out:
+	rm_rf(dir);
+}
+
 TEST(versions_and_drop)
 {
 	char *dir = mk_tmpdir();
@@ -958,6 +982,7 @@ main(void)
 {
 	log_level = LOG_LVL_ERROR; /* the corruption tests warn on purpose */
 	RUN(round_trip);
+	RUN(pages_private_to_the_owner);
 	RUN(versions_and_drop);
 	RUN(lru_eviction);
 	RUN(page_bigger_than_capacity);
