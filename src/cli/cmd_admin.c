@@ -337,6 +337,7 @@ cmd_stats(struct cli *c, int argc, char **argv)
 		printf("%-18s -\n", "hit ratio:");
 	print_bytes_line("hit bytes:", hit);
 	print_bytes_line("miss bytes:", miss);
+	print_bytes_line("read-ahead bytes:", stat_field(&d, "readahead_bytes"));
 	print_bytes_line("ufs read bytes:", stat_field(&d, "ufs_read_bytes"));
 	print_count_line("ufs requests:", stat_field(&d, "ufs_requests"));
 	if (used >= 0 && cap >= 0) {

@@ -543,12 +543,14 @@ op_stats(struct worker *w, struct http_conn *c)
 	struct dbuf b;
 	dbuf_init(&b, 4096);
 	dbuf_printf(&b, "{\"hit_bytes\":%" PRId64 ",\"miss_bytes\":%" PRId64
+	    ",\"readahead_bytes\":%" PRId64 ",\"stale_answers\":%" PRId64
 	    ",\"ufs_read_bytes\":%" PRId64 ",\"ufs_requests\":%" PRId64
 	    ",\"used_bytes\":%" PRId64 ",\"capacity_bytes\":%" PRId64
 	    ",\"evicted_bytes\":%" PRId64 ",\"pages\":%" PRId64
 	    ",\"checksum_failures\":%" PRId64 ",\"write_errors\":%" PRId64
 	    ",\"mounts\":%d,\"uptime_s\":%" PRId64 ",\"sync_interval_ms\":%" PRId64 "}\n",
-	    METRIC_GET(hit_bytes), METRIC_GET(miss_bytes), uc.read_bytes,
+	    METRIC_GET(hit_bytes), METRIC_GET(miss_bytes), METRIC_GET(readahead_bytes),
+	    METRIC_GET(meta_stale), uc.read_bytes,
 	    ufs_req, ps.used_bytes, ps.capacity_bytes, ps.evicted_bytes_total,
 	    ps.pages, ps.checksum_failures_total, ps.write_errors_total,
 	    mounts_count(w->mt), wall_sec() - w->started, w->cfg.sync_interval_ms);
