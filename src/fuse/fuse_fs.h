@@ -50,6 +50,7 @@ struct ffs {
 	double attr_timeout;
 	uid_t uid;
 	gid_t gid;
+	int64_t mounted_at; /* the mtime of directories that have none */
 	const char *worker_addr; /* for messages */
 	char mountpoint[4096];   /* absolute */
 	void *se;                /* struct fuse_session * */

@@ -25,6 +25,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -426,6 +427,7 @@ ffs_new(const struct fuse_cmd_opts *o, const char *abs_mp)
 	fs->attr_timeout = o->attr_timeout;
 	fs->uid = getuid();
 	fs->gid = getgid();
+	fs->mounted_at = (int64_t)time(NULL);
 	fs->readahead_kb = FFS_READAHEAD / 1024;
 	snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s", abs_mp);
 	const char *w = o->worker;

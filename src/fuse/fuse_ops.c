@@ -236,7 +236,9 @@ fill_attr(const struct ffs *fs, uint64_t ino, int is_dir, int64_t size,
 	st->st_gid = fs->gid;
 	st->st_size = is_dir ? 0 : size;
 	st->st_blocks = is_dir ? 0 : (size + 511) / 512;
-	st->st_mtim.tv_sec = mtime > 0 ? mtime : 0;
+	/* S3 prefixes and the mounts at / have no mtime: the mount's time,
+	 * not 1970. */
+	st->st_mtim.tv_sec = mtime > 0 ? mtime : is_dir ? fs->mounted_at : 0;
 	st->st_atim = st->st_mtim;
 	st->st_ctim = st->st_mtim;
 }

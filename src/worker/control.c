@@ -250,6 +250,7 @@ struct list_out {
 	size_t strip; /* bytes of the directory prefix to strip from keys */
 	int n;
 	char last[UFS_KEY_MAX + 2];
+	int64_t mtime; /* of the mounts, at / */
 };
 
 static int
@@ -282,7 +283,10 @@ list_mount_one(void *arg, const struct mount *m)
 		dbuf_adds(lo->b, ",");
 	dbuf_adds(lo->b, "{\"name\":");
 	json_put_str(lo->b, m->name);
-	return dbuf_adds(lo->b, ",\"size\":0,\"mtime\":0,\"is_dir\":true,\"etag\":\"\"}") ? 1 : 0;
+	/* A mount has no mtime of its own: the worker's start, as stat of "/"
+	 * says. */
+	return dbuf_printf(lo->b, ",\"size\":0,\"mtime\":%" PRId64 ",\"is_dir\":true,\"etag\":\"\"}",
+	    lo->mtime) ? 1 : 0;
 }
 
 static void
@@ -310,6 +314,7 @@ op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
 	int truncated = 0, r = 0;
 	if (!m) {
 		snprintf(lo.last, sizeof(lo.last), "%.1000s", after);
+		lo.mtime = w->started;
 		mounts_foreach(w->mt, list_mount_one, &lo);
 	} else {
 		/* A directory: check it is one (a file or nothing is an error). */
