@@ -32,5 +32,6 @@ def test_no_worker_code_inside():
     names = {s[-1] for s in symbols() if len(s) >= 2}
     for worker_only in ("worker_main", "worker_start", "pagestore_open", "s3_gateway_handle",
                         "control_handle", "http_server_start", "meta_open", "reader_open",
-                        "objget_serve", "ufs_open", "cluster_open", "etcd_open"):
+                        "objget_serve", "ufs_open", "cluster_open", "etcd_open",
+                        "sigv4_verify", "sigv4_verify_region", "sigv2_verify"):
         assert worker_only not in names, worker_only

@@ -1,4 +1,4 @@
-"""Cross-checks ferry's SigV4 verifier (src/common/sigv4.c) against independent
+"""Cross-checks ferry's SigV4 verifier (src/common/sigv4.c + sigv4_verify.c) against independent
 signers: botocore's S3SigV4Auth (header form, what boto3 uses for S3) and
 S3SigV4QueryAuth (presigned URLs) on a few hundred random requests, and
 curl --aws-sigv4 against a loopback capture server.  Each signed request
