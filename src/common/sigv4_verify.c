@@ -216,47 +216,11 @@ bad:
 	return SIGV4_MALFORMED;
 }
 
-/*
- * Finds query parameter `name` (compared after decoding) and decodes its
- * value into out (cap bytes).  Returns the number of occurrences (0, 1, 2+)
- * or -1 if the first occurrence's value is malformed or too long.
- */
-static int
-query_param(const char *q, size_t n, const char *name, char *out, size_t cap)
-{
-	size_t want = strlen(name);
-	int count = 0, bad = 0;
-	char nbuf[64];
-	size_t i = 0;
-	while (i < n) {
-		size_t j = i;
-		while (j < n && q[j] != '&')
-			j++;
-		const char *c = q + i;
-		size_t cl = j - i;
-		const char *eq = memchr(c, '=', cl);
-		size_t kl = eq ? (size_t)(eq - c) : cl;
-		i = j + 1;
-		/* An encoded name is at most 3x its decoded length. */
-		if (kl == 0 || kl >= sizeof(nbuf) || kl > 3 * want)
-			continue;
-		long dl = url_decode(c, kl, nbuf, 0);
-		if (dl < 0 || (size_t)dl != want || memcmp(nbuf, name, want))
-			continue;
-		if (count++ == 0 && out) {
-			size_t vl = eq ? cl - kl - 1 : 0;
-			if (vl >= cap || url_decode(eq ? eq + 1 : "", vl, out,
-			    0) < 0)
-				bad = 1;
-		}
-	}
-	return bad ? -1 : count;
-}
 
 static int
 query_has(const char *q, size_t n, const char *name)
 {
-	return query_param(q, n, name, NULL, 0) > 0;
+	return query_param_decoded(q, n, name, NULL, 0) > 0;
 }
 
 /* Gets one required, unique X-Amz-* query parameter. */
@@ -264,7 +228,7 @@ static int
 query_required(const char *q, size_t n, const char *name, char *out,
     size_t cap)
 {
-	return query_param(q, n, name, out, cap) == 1 ? 0 : -1;
+	return query_param_decoded(q, n, name, out, cap) == 1 ? 0 : -1;
 }
 
 static enum sigv4_status

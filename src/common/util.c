@@ -446,3 +446,36 @@ utf8_valid(const char *str, size_t n)
 	}
 	return 1;
 }
+
+int
+query_param_decoded(const char *q, size_t n, const char *name, char *out,
+    size_t cap)
+{
+	size_t want = strlen(name);
+	int count = 0, bad = 0;
+	char nbuf[64];
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && q[j] != '&')
+			j++;
+		const char *c = q + i;
+		size_t cl = j - i;
+		const char *eq = memchr(c, '=', cl);
+		size_t kl = eq ? (size_t)(eq - c) : cl;
+		i = j + 1;
+		/* An encoded name is at most 3x its decoded length. */
+		if (kl == 0 || kl >= sizeof(nbuf) || kl > 3 * want)
+			continue;
+		long dl = url_decode(c, kl, nbuf, 0);
+		if (dl < 0 || (size_t)dl != want || memcmp(nbuf, name, want))
+			continue;
+		if (count++ == 0 && out) {
+			size_t vl = eq ? cl - kl - 1 : 0;
+			long ol = vl < cap ? url_decode(eq ? eq + 1 : "", vl, out, 0) : -1;
+			if (ol < 0 || (size_t)ol != strlen(out))
+				bad = 1; /* undecodable, too long, or a NUL */
+		}
+	}
+	return bad ? -1 : count;
+}

@@ -45,6 +45,15 @@ int url_encode(struct dbuf *b, const char *s, size_t n, int keep_slash);
  * and newline as numeric references ("\r" as "&#13;", as S3 does). */
 int xml_escape(struct dbuf *b, const char *s, size_t n);
 
+/*
+ * Query parameter `name` of the raw query q[0..n) (names compared after
+ * decoding): its first value, decoded ('+' stays '+'), into out (cap bytes;
+ * out NULL: only count).  Returns the number of occurrences, or -1 if the
+ * first value is malformed, too long, or decodes to a NUL.
+ */
+int query_param_decoded(const char *q, size_t n, const char *name, char *out,
+    size_t cap);
+
 /* Standard base64 with padding. */
 int b64_encode(struct dbuf *b, const void *p, size_t n);
 /* Returns decoded length or -1; out must hold n*3/4+3 bytes. */

@@ -101,42 +101,6 @@ header_get(const struct http_request *req, const char *name, size_t *vlen,
 	return v;
 }
 
-/*
- * Query parameter `name` (compared after decoding): its first value,
- * decoded ('+' is a '+'), into out (cap bytes).  Returns the number of
- * occurrences, or -1 if the first value is malformed or too long.
- */
-static int
-query_get(const char *q, size_t n, const char *name, char *out, size_t cap)
-{
-	size_t want = strlen(name);
-	int count = 0, bad = 0;
-	char nbuf[64];
-	size_t i = 0;
-	while (i < n) {
-		size_t j = i;
-		while (j < n && q[j] != '&')
-			j++;
-		const char *c = q + i;
-		size_t cl = j - i;
-		const char *eq = memchr(c, '=', cl);
-		size_t kl = eq ? (size_t)(eq - c) : cl;
-		i = j + 1;
-		if (kl == 0 || kl >= sizeof(nbuf) || kl > 3 * want)
-			continue;
-		long dl = url_decode(c, kl, nbuf, 0);
-		if (dl < 0 || (size_t)dl != want || memcmp(nbuf, name, want))
-			continue;
-		if (count++ == 0 && out) {
-			size_t vl = eq ? cl - kl - 1 : 0;
-			long ol = vl < cap ? url_decode(eq ? eq + 1 : "", vl, out, 0)
-			    : -1;
-			if (ol < 0 || (size_t)ol != strlen(out))
-				bad = 1; /* undecodable, too long, or a NUL */
-		}
-	}
-	return bad ? -1 : count;
-}
 
 /* --- the string to sign ------------------------------------------------ */
 
@@ -352,7 +316,7 @@ add_standard(struct dbuf *out, const struct http_request *req,
 	if (!presigned)
 		return 0;
 	char val[VALUE_MAX];
-	int qc = query_get(req->query ? req->query : "",
+	int qc = query_param_decoded(req->query ? req->query : "",
 	    req->query ? req->query_len : 0, name, val, sizeof(val));
 	if (qc < 0)
 		return -EINVAL;
@@ -456,10 +420,10 @@ sigv2_present(const struct http_request *req)
 		return al >= 4 && memcmp(a, "AWS ", 4) == 0;
 	const char *q = req->query ? req->query : "";
 	size_t qn = req->query ? req->query_len : 0;
-	if (query_get(q, qn, "X-Amz-Algorithm", NULL, 0) != 0)
+	if (query_param_decoded(q, qn, "X-Amz-Algorithm", NULL, 0) != 0)
 		return 0;
-	return query_get(q, qn, "AWSAccessKeyId", NULL, 0) != 0 ||
-	    query_get(q, qn, "Signature", NULL, 0) != 0;
+	return query_param_decoded(q, qn, "AWSAccessKeyId", NULL, 0) != 0 ||
+	    query_param_decoded(q, qn, "Signature", NULL, 0) != 0;
 }
 
 enum sigv2_status
@@ -486,8 +450,8 @@ sigv2_verify(const struct http_request *req, int64_t now,
 	int ac;
 	const char *authz = header_get(req, "authorization", &al, &ac);
 	if (authz) {
-		if (ac > 1 || query_get(q, qn, "Signature", NULL, 0) != 0 ||
-		    query_get(q, qn, "AWSAccessKeyId", NULL, 0) != 0) {
+		if (ac > 1 || query_param_decoded(q, qn, "Signature", NULL, 0) != 0 ||
+		    query_param_decoded(q, qn, "AWSAccessKeyId", NULL, 0) != 0) {
 			*errmsg = "Only one auth mechanism allowed; only the "
 				  "X-Amz-Algorithm query parameter, Signature "
 				  "query string parameter or the Authorization "
@@ -542,9 +506,9 @@ sigv2_verify(const struct http_request *req, int64_t now,
 		}
 	} else {
 		*presigned = 1;
-		if (query_get(q, qn, "AWSAccessKeyId", ak, sizeof(ak)) != 1 ||
-		    query_get(q, qn, "Signature", sig_b64, sizeof(sig_b64)) != 1 ||
-		    query_get(q, qn, "Expires", date, sizeof(date)) != 1 ||
+		if (query_param_decoded(q, qn, "AWSAccessKeyId", ak, sizeof(ak)) != 1 ||
+		    query_param_decoded(q, qn, "Signature", sig_b64, sizeof(sig_b64)) != 1 ||
+		    query_param_decoded(q, qn, "Expires", date, sizeof(date)) != 1 ||
 		    !ak[0] || !sig_b64[0]) {
 			*errmsg = "Query-string authentication requires the "
 				  "Signature, Expires and AWSAccessKeyId "
@@ -581,7 +545,7 @@ sigv2_verify(const struct http_request *req, int64_t now,
 	if (r == 0 && bucket_only(req))
 		r = spelling_matches(req, date, *presigned, RES_BUCKET_SLASH,
 		    secret, sig_b64) == 1 ||
-		    (query_get(q, qn, "list-type", lt, sizeof(lt)) == 1 &&
+		    (query_param_decoded(q, qn, "list-type", lt, sizeof(lt)) == 1 &&
 		    strcmp(lt, "2") == 0 &&
 		    spelling_matches(req, date, *presigned, RES_LIST_TYPE,
 		    secret, sig_b64) == 1);
