@@ -57,6 +57,19 @@ struct ufs_optdoc {
 	const char *help;  /* one line */
 };
 
+/*
+ * An object write: its body's size if known, conditions, and the headers
+ * that go with the object (Content-Type, Content-Encoding, Cache-Control,
+ * x-amz-meta-*: lowercase names, kept where the store can keep them).
+ */
+struct ufs_put_opts {
+	int64_t size;            /* body bytes, or -1 when not known */
+	const char *if_match;    /* write only over this version (ETag), or NULL */
+	int if_none_match;       /* write only if no object has this key */
+	const struct ufs_opt *headers;
+	int nheaders;
+};
+
 struct ufs_ops {
 	const char *scheme; /* "file", "s3" */
 	/* The options open takes, ending with {NULL}: what `ferry mount
@@ -111,6 +124,27 @@ struct ufs_ops {
 	 */
 	ssize_t (*read_stat)(void *state, const char *path, int64_t off,
 	    void *buf, size_t len, int dirs, struct ufs_stat *st);
+
+	/*
+	 * Writes (all NULL for a read-only backend).  An object is written in
+	 * one session: put_begin, put_write with the body in order (any
+	 * sizes), then put_commit, which makes the whole object visible at
+	 * once and gives its new version's stat, or put_abort, which leaves
+	 * nothing behind (no torn object, no half upload).  A session is used
+	 * by one thread at a time; put_commit and put_abort free it.
+	 * -EEXIST / -ESTALE: the if_none_match / if_match condition failed.
+	 */
+	int (*put_begin)(void *state, const char *path,
+	    const struct ufs_put_opts *o, void **put);
+	int (*put_write)(void *put, const void *buf, size_t len);
+	int (*put_commit)(void *put, struct ufs_stat *st);
+	void (*put_abort)(void *put);
+	/* Removes an object; 0 also if there was none (as S3 does). */
+	int (*remove)(void *state, const char *path);
+	/* Copies src to dst within this store (S3: CopyObject, in the
+	 * store); st gets dst's new version.  -ENOENT: no src. */
+	int (*copy)(void *state, const char *src, const char *dst,
+	    const struct ufs_put_opts *o, struct ufs_stat *st);
 };
 
 extern const struct ufs_ops ufs_file_ops;
@@ -174,6 +208,22 @@ ssize_t ufs_read(struct ufs *u, const char *path, const char *etag,
 /* -ENOTSUP when the backend has no read_stat. */
 ssize_t ufs_read_stat(struct ufs *u, const char *path, int64_t off,
     void *buf, size_t len, int dirs, struct ufs_stat *st);
+
+/*
+ * Writes, through the same layer (see struct ufs_ops for the contract):
+ * -EROFS when the backend cannot write.  ufs_put_commit and ufs_put_abort
+ * free the session and clear *p.
+ */
+struct ufs_put;
+int ufs_writable(const struct ufs *u);
+int ufs_put_begin(struct ufs *u, const char *path,
+    const struct ufs_put_opts *o, struct ufs_put **p);
+int ufs_put_write(struct ufs_put *p, const void *buf, size_t len);
+int ufs_put_commit(struct ufs_put **p, struct ufs_stat *st);
+void ufs_put_abort(struct ufs_put **p);
+int ufs_remove(struct ufs *u, const char *path);
+int ufs_copy(struct ufs *u, const char *src, const char *dst,
+    const struct ufs_put_opts *o, struct ufs_stat *st);
 
 /* Counters (process-wide, relaxed atomics), for /metrics and /v1/stats. */
 enum ufs_op { UFSOP_STAT, UFSOP_LIST, UFSOP_READ, UFSOP__N };
