@@ -991,6 +991,151 @@ pagestore_drop_object(struct pagestore *ps, uint64_t obj, uint64_t keep_ver)
 }
 
 int
+pagestore_drop_version(struct pagestore *ps, uint64_t obj, uint64_t ver)
+{
+	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
+	int n = 0;
+	pthread_mutex_lock(&ps->mu);
+	struct ps_obj *o = do_obj_find(ps, obj);
+	struct ps_entry *e = o ? LIST_FIRST(&o->pages) : NULL;
+	while (e) {
+		struct ps_entry *next = LIST_NEXT(e, olink);
+		if (e->k.ver == ver) {
+			do_kill(ps, e, &batch);
+			n++;
+		}
+		e = next;
+	}
+	pthread_mutex_unlock(&ps->mu);
+	unlink_and_reap(ps, &batch, 1);
+	return n;
+}
+
+/* Rewrites the key in a page file's header (the data and its CRC stay)
+ * and renames the file to the new key's name.  0 or -errno. */
+static int
+rekey_file(struct pagestore *ps, int dirfd, const struct page_key *from,
+    const struct page_key *to)
+{
+	char rel[REL_PATH_MAX], nrel[REL_PATH_MAX];
+	rel_path(rel, sizeof(rel), from);
+	rel_path(nrel, sizeof(nrel), to);
+	int fd = openat(dirfd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	unsigned char h[HDR_SIZE];
+	int rc = 0;
+	if (pread(fd, h, HDR_SIZE, 0) != HDR_SIZE || !header_ok(ps, h, from, get_le32(h + 12)))
+		rc = -EBADMSG;
+	if (rc == 0) {
+		hdr_encode(h, to, get_le32(h + 12), get_le32(h + 40), ps->page_size);
+		if (pwrite(fd, h, HDR_SIZE, 0) != HDR_SIZE)
+			rc = -EIO;
+	}
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && renameat(dirfd, rel, dirfd, nrel) < 0)
+		rc = -errno;
+	return rc;
+}
+
+int
+pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
+    uint64_t to_ver)
+{
+	if (from_ver == to_ver)
+		return 0;
+	struct ps_obj *spare = malloc(sizeof(*spare));
+	if (!spare)
+		return -ENOMEM;
+	/* 1. Take the pages off the lists: PENDING (not served, not
+	 * evicted, bytes still counted).  A page whose new key is taken
+	 * already is dropped instead. */
+	struct ps_batch moving = SLIST_HEAD_INITIALIZER(moving);
+	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
+	pthread_mutex_lock(&ps->mu);
+	struct ps_obj *o = do_obj_find(ps, obj);
+	struct ps_entry *e = o ? LIST_FIRST(&o->pages) : NULL;
+	while (e) {
+		struct ps_entry *next = LIST_NEXT(e, olink);
+		if (e->k.ver == from_ver) {
+			struct page_key to = e->k;
+			to.ver = to_ver;
+			if (do_lookup(ps, &to)) {
+				do_kill(ps, e, &batch);
+			} else {
+				TAILQ_REMOVE(&ps->dirs[e->dir].lru, e, lru);
+				do_obj_remove(ps, e);
+				ps->npages--;
+				e->state = ST_PENDING;
+				SLIST_INSERT_HEAD(&moving, e, dead);
+			}
+		}
+		e = next;
+	}
+	pthread_mutex_unlock(&ps->mu);
+	unlink_and_reap(ps, &batch, 1);
+
+	/* 2. Move each file: header rewritten, renamed (no lock: nobody
+	 * touches a PENDING entry but its owner). */
+	struct ps_batch done = SLIST_HEAD_INITIALIZER(done);
+	while ((e = SLIST_FIRST(&moving)) != NULL) {
+		SLIST_REMOVE_HEAD(&moving, dead);
+		struct page_key to = e->k;
+		to.ver = to_ver;
+		if (rekey_file(ps, ps->dirs[e->dir].fd, &e->k, &to) == 0)
+			SLIST_INSERT_HEAD(&done, e, dead);
+		else
+			SLIST_INSERT_HEAD(&batch, e, dead); /* dropped below */
+	}
+
+	/* 3. Back into the index under the new keys.  (A put of the new key
+	 * that came meanwhile wrote the same bytes: its file stands.) */
+	struct {
+		int dir;
+		struct page_key k;
+	} orphans[16];
+	int norphans = 0, moved = 0;
+	pthread_mutex_lock(&ps->mu);
+	while ((e = SLIST_FIRST(&done)) != NULL) {
+		SLIST_REMOVE_HEAD(&done, dead);
+		struct page_key to = e->k;
+		to.ver = to_ver;
+		struct ps_entry *have = do_lookup(ps, &to);
+		do_hash_remove(ps, e);
+		if (have) {
+			ps->dirs[e->dir].used -= file_size(e->len);
+			if (have->dir != e->dir && norphans < (int)ARRAY_SIZE(orphans)) {
+				orphans[norphans].dir = e->dir;
+				orphans[norphans++].k = to;
+			}
+			do_entry_free(ps, e);
+			continue;
+		}
+		e->k = to;
+		e->gen = ++ps->gen;
+		do_hash_insert(ps, e);
+		do_make_ready(ps, e, &spare);
+		moved++;
+	}
+	/* Failed moves: their bytes go; their files (old names) are unlinked
+	 * by the reaper, as for any dying page. */
+	SLIST_FOREACH(e, &batch, dead) {
+		ps->dirs[e->dir].used -= file_size(e->len);
+		e->state = ST_DYING;
+	}
+	pthread_mutex_unlock(&ps->mu);
+	unlink_and_reap(ps, &batch, 1);
+	char rel[REL_PATH_MAX];
+	for (int i = 0; i < norphans; i++) {
+		rel_path(rel, sizeof(rel), &orphans[i].k);
+		unlinkat(ps->dirs[orphans[i].dir].fd, rel, 0);
+	}
+	free(spare);
+	return moved;
+}
+
+int
 pagestore_has_object(struct pagestore *ps, uint64_t obj)
 {
 	pthread_mutex_lock(&ps->mu);

@@ -121,6 +121,20 @@ void pagestore_unfresh(struct pagestore *ps, const struct page_key *k);
  * (keep_ver 0 removes all versions).  Returns pages removed. */
 int pagestore_drop_object(struct pagestore *ps, uint64_t obj, uint64_t keep_ver);
 
+/* Removes the pages of one version of an object.  Returns pages removed. */
+int pagestore_drop_version(struct pagestore *ps, uint64_t obj, uint64_t ver);
+
+/*
+ * Moves every page of (obj, from_ver) to (obj, to_ver): a write caches its
+ * pages under a version of its own while the under-store is committing,
+ * then, once the store named the new version, they become that version's.
+ * The data and its CRC are not touched (a header rewrite and a rename per
+ * page).  Returns pages moved, or -ENOMEM; a page that cannot be moved is
+ * dropped (it is then simply not cached).
+ */
+int pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
+    uint64_t to_ver);
+
 /* Does the store hold any page of object obj, of any version?  (The
  * metadata cache asks after a restart, before reading a page again.) */
 int pagestore_has_object(struct pagestore *ps, uint64_t obj);

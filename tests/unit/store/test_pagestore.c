@@ -241,6 +241,79 @@ out:
 	rm_rf(dir);
 }
 
+/* The bytes of page `at` are those put_key stored for key `as`. */
+static int
+get_bytes_of(struct pagestore *ps, const struct page_key *at,
+    const struct page_key *as, uint32_t len)
+{
+	struct page_ref ref;
+	if (pagestore_get(ps, at, &ref) != 0)
+		return 0;
+	unsigned char *want = malloc(len + 1), *got = malloc(len + 1);
+	fill(want, len, as);
+	int ok = ref.len == len && (len == 0 ||
+	    (pread(ref.fd, got, len, ref.off) == (ssize_t)len && memcmp(want, got, len) == 0));
+	free(want);
+	free(got);
+	page_ref_release(&ref);
+	return ok;
+}
+
+/* A write caches its pages under a version of its own until the store
+ * names the new one: rekey moves them, checked (CRC, header) and found
+ * again after a restart; drop_version drops one version only. */
+TEST(rekey_and_drop_version)
+{
+	char *dir = mk_tmpdir();
+	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
+	CHECK(ps != NULL);
+	if (!ps)
+		goto out;
+	uint64_t obj = 0x5555, tmpv = 0xdead, newv = 0xbeef, other = 0x77;
+	struct page_key t[3], n[3];
+	for (int i = 0; i < 3; i++) {
+		t[i] = (struct page_key){obj, tmpv, (uint64_t)i};
+		n[i] = (struct page_key){obj, newv, (uint64_t)i};
+		CHECK_EQ_INT(put_key(ps, &t[i], i == 2 ? 100 : 4096), 0);
+	}
+	struct page_key o = {obj, other, 0};
+	CHECK_EQ_INT(put_key(ps, &o, 4096), 0);
+	/* The new version's page 1 is there already (a fetch of it). */
+	CHECK_EQ_INT(put_key(ps, &n[1], 4096), 0);
+	struct pagestore_stats st0;
+	pagestore_get_stats(ps, &st0);
+	CHECK_EQ_INT(pagestore_rekey(ps, obj, tmpv, newv), 2);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(pagestore_has(ps, &t[i]), 0);
+	CHECK(get_bytes_of(ps, &n[0], &t[0], 4096));
+	CHECK(get_bytes_of(ps, &n[1], &n[1], 4096)); /* the one that was there */
+	CHECK(get_bytes_of(ps, &n[2], &t[2], 100));
+	struct pagestore_stats st1;
+	pagestore_get_stats(ps, &st1);
+	CHECK_EQ_INT(st1.pages, 4);
+	CHECK_EQ_INT(st1.used_bytes, st0.used_bytes - (HDR + 4096));
+	CHECK_EQ_INT(pagestore_cached_bytes(ps, obj, newv), 4096 * 2 + 100);
+	disk_usage(dir);
+	CHECK_EQ_INT(disk_pages, 4);
+	CHECK_EQ_INT(disk_bytes, st1.used_bytes);
+	/* After a restart the pages are the new version's. */
+	pagestore_close(&ps);
+	ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
+	CHECK(ps != NULL);
+	if (!ps)
+		goto out;
+	CHECK(get_bytes_of(ps, &n[0], &t[0], 4096));
+	CHECK(get_bytes_of(ps, &n[2], &t[2], 100));
+	/* drop_version: that version only. */
+	CHECK_EQ_INT(pagestore_drop_version(ps, obj, newv), 3);
+	CHECK_EQ_INT(pagestore_has(ps, &n[0]), 0);
+	CHECK_EQ_INT(get_matches(ps, &o, 4096), 1);
+	CHECK_EQ_INT(pagestore_rekey(ps, obj, tmpv, newv), 0); /* nothing left */
+	pagestore_close(&ps);
+out:
+	rm_rf(dir);
+}
+
 TEST(versions_and_drop)
 {
 	char *dir = mk_tmpdir();
@@ -983,6 +1056,7 @@ main(void)
 	log_level = LOG_LVL_ERROR; /* the corruption tests warn on purpose */
 	RUN(round_trip);
 	RUN(pages_private_to_the_owner);
+	RUN(rekey_and_drop_version);
 	RUN(versions_and_drop);
 	RUN(lru_eviction);
 	RUN(page_bigger_than_capacity);
