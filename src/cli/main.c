@@ -251,6 +251,10 @@ cli_mount_keys(void (*fn)(void *arg, const char *key, const char *value,
 {
 	fn(arg, MOUNT_OPT_REPLICAS, "N", "workers of a cluster that cache each block "
 	    "(1-16, default 1)");
+	fn(arg, MOUNT_OPT_WRITE, "through|around", "writes go to the under-store and the "
+	    "cache (through, default), or the under-store only (around)");
+	fn(arg, MOUNT_OPT_READONLY, "true|false", "refuse every write to this mount "
+	    "(default false)");
 	for (int i = 0; ufs_backend(i); i++)
 		for (const struct ufs_optdoc *o = ufs_backend(i)->options; o && o->key; o++)
 			fn(arg, o->key, o->value, o->help);

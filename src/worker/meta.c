@@ -70,6 +70,7 @@ struct list_page {
 	TAILQ_ENTRY(list_page) lru;
 	uint64_t h;
 	char *args; /* the listing arguments, as one string (exact-match key) */
+	uint64_t ident; /* the mount's */
 	int64_t fetched_ms;
 	int64_t expires_ms;
 	int truncated;
@@ -356,6 +357,41 @@ meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
 	return meta_stat_end(mc, m, path, &ld, r, &fresh, 0, st);
 }
 
+/* An answer a write of this worker gives: published as if just loaded (a
+ * load under way finishes first, so it cannot overwrite it). */
+static void
+set_answer(struct meta_cache *mc, struct mount *m, const char *path, int err,
+    const struct ufs_stat *st)
+{
+	uint64_t h = objkey_id(m->ident, path);
+	struct change ch = {0};
+	pthread_mutex_lock(&mc->lock);
+	struct stat_ent *e;
+	while ((e = do_stat_find(mc, m->ident, path, h)) && e->loading)
+		pthread_cond_wait(&mc->loaded, &mc->lock);
+	if (!e)
+		e = do_stat_insert(mc, m->ident, path, h);
+	if (e) {
+		do_stat_update(mc, m, e, err, st, now_ms(), &ch);
+		do_stat_touch(mc, e);
+	}
+	pthread_mutex_unlock(&mc->lock);
+	report_change(mc, m, path, &ch);
+}
+
+void
+meta_wrote(struct meta_cache *mc, struct mount *m, const char *path,
+    const struct ufs_stat *st)
+{
+	set_answer(mc, m, path, 0, st);
+}
+
+void
+meta_removed(struct meta_cache *mc, struct mount *m, const char *path)
+{
+	set_answer(mc, m, path, -ENOENT, NULL);
+}
+
 void
 meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path)
 {
@@ -591,6 +627,7 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 	p->truncated = trunc;
 	p->strs = dbuf_take(&c.strs);
 	p->args = dbuf_take(&key);
+	p->ident = m->ident;
 	p->h = h;
 	p->fetched_ms = now_ms();
 	p->expires_ms = p->fetched_ms + mc->cfg.sync_ms;
@@ -622,6 +659,19 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 			mc->cfg.on_change(mc->cfg.arg, ch[i].obj, ch[i].keep_ver);
 	free(ch);
 	return 0;
+}
+
+void
+meta_forget_lists(struct meta_cache *mc, struct mount *m)
+{
+	pthread_mutex_lock(&mc->lock);
+	struct list_page *p, *prev;
+	for (p = TAILQ_LAST(&mc->llru, list_lru); p; p = prev) {
+		prev = TAILQ_PREV(p, list_lru, lru);
+		if (p->ident == m->ident)
+			do_list_remove(mc, p);
+	}
+	pthread_mutex_unlock(&mc->lock);
 }
 
 void

@@ -75,6 +75,18 @@ int meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
     struct meta_load *ld, int r, const struct ufs_stat *fresh, int nokey,
     struct ufs_stat *st);
 
+/*
+ * Writes through this worker (objput): the answer is known without asking
+ * the under-store.  meta_wrote: st is the object's stat now (fresh for the
+ * sync interval; other versions reported through on_change); meta_removed:
+ * "no such object" is; meta_forget_lists: the mount's cached listings are
+ * dropped (a key came or went).
+ */
+void meta_wrote(struct meta_cache *mc, struct mount *m, const char *path,
+    const struct ufs_stat *st);
+void meta_removed(struct meta_cache *mc, struct mount *m, const char *path);
+void meta_forget_lists(struct meta_cache *mc, struct mount *m);
+
 /* A path's answer is wrong (its version moved under us): the next use asks
  * the UFS again, never serves it stale, and reports the move (on_change)
  * against the version it had. */

@@ -263,6 +263,28 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 				return NULL;
 			}
 			m->replicas = (int)v;
+		} else if (strcmp(m->opts[i].key, MOUNT_OPT_WRITE) == 0) {
+			const char *v = m->opts[i].value;
+			if (strcmp(v, "through") == 0)
+				m->write_mode = MOUNT_WRITE_THROUGH;
+			else if (strcmp(v, "around") == 0)
+				m->write_mode = MOUNT_WRITE_AROUND;
+			else {
+				*err = strdup("option write: through (the body goes to the under-store and "
+				    "the cache) or around (the under-store only)");
+				free(bopts);
+				mount_free(m);
+				return NULL;
+			}
+		} else if (strcmp(m->opts[i].key, MOUNT_OPT_READONLY) == 0) {
+			const char *v = m->opts[i].value;
+			if (strcmp(v, "true") && strcmp(v, "false")) {
+				*err = strdup("option readonly: true or false");
+				free(bopts);
+				mount_free(m);
+				return NULL;
+			}
+			m->readonly = strcmp(v, "true") == 0;
 		} else {
 			bopts[nb++] = m->opts[i];
 		}

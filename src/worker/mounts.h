@@ -20,6 +20,9 @@
 
 #define MOUNT_NAME_MAX 63
 
+/* How a mount's writes use the cache (option "write"). */
+enum mount_write { MOUNT_WRITE_THROUGH, MOUNT_WRITE_AROUND };
+
 struct mount {
 	char name[MOUNT_NAME_MAX + 1];
 	char *uri;
@@ -29,6 +32,8 @@ struct mount {
 	                  * open (ufs_open_error says why) */
 	uint64_t ident; /* hash of uri: objects' identity is (ident, path) */
 	int replicas;   /* option "replicas": workers caching each block (1) */
+	enum mount_write write_mode; /* option "write": how writes use the cache */
+	int readonly;   /* option "readonly": writes refused */
 	int refs;       /* atomic */
 	int ufs_down;   /* atomic: the under-store failed and cached answers
 	                 * are served (stale-if-error); logged once */
@@ -57,6 +62,8 @@ void mounts_close(struct mount_table **mt);
 #define MOUNTS_ECHECK (-EREMOTEIO)
 /* Options ferry itself takes (not passed to the under-store). */
 #define MOUNT_OPT_REPLICAS "replicas"
+#define MOUNT_OPT_WRITE "write"       /* through (default) | around */
+#define MOUNT_OPT_READONLY "readonly" /* true | false (default) */
 #define MOUNT_REPLICAS_MAX 16
 
 /* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says),

@@ -444,6 +444,33 @@ reader_drop_object(struct reader *r, uint64_t obj, uint64_t keep_ver)
 	return pagestore_drop_object(r->ps, obj, keep_ver);
 }
 
+void
+reader_stage_page(struct reader *r, uint64_t obj, uint64_t ver, int64_t idx,
+    const void *buf, uint32_t n)
+{
+	struct page_key k = objkey_page(obj, ver, idx);
+	pagestore_put(r->ps, &k, buf, n);
+}
+
+int
+reader_adopt_version(struct reader *r, uint64_t obj, uint64_t from_ver,
+    uint64_t to_ver)
+{
+	return pagestore_rekey(r->ps, obj, from_ver, to_ver);
+}
+
+void
+reader_drop_version(struct reader *r, uint64_t obj, uint64_t ver)
+{
+	pagestore_drop_version(r->ps, obj, ver);
+}
+
+uint32_t
+reader_page_size(const struct reader *r)
+{
+	return r->page_size;
+}
+
 int
 reader_has_page(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off)

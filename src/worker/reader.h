@@ -103,4 +103,21 @@ int reader_prefetch(struct reader *r, struct mount *m, const char *path,
 /* Drops every cached page of object obj whose version is not keep_ver. */
 int reader_drop_object(struct reader *r, uint64_t obj, uint64_t keep_ver);
 
+/*
+ * A write's pages (objput, write-through): while the under-store commits,
+ * the pages a client is writing are cached under a version of the write's
+ * own (ver: a random nonce nobody reads); once the store has named the new
+ * version they become that version's (reader_adopt_version), or go if the
+ * write failed (reader_drop_version).  Best effort: a page that cannot be
+ * stored is simply not cached.  A written page counts as cached before any
+ * client asked for it (a hit when read).
+ */
+void reader_stage_page(struct reader *r, uint64_t obj, uint64_t ver,
+    int64_t idx, const void *buf, uint32_t n);
+int reader_adopt_version(struct reader *r, uint64_t obj, uint64_t from_ver,
+    uint64_t to_ver);
+void reader_drop_version(struct reader *r, uint64_t obj, uint64_t ver);
+/* The page size (what a write stages at a time). */
+uint32_t reader_page_size(const struct reader *r);
+
 #endif
