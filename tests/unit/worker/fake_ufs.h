@@ -30,6 +30,8 @@ struct fake_obj {
 	char path[256];
 	int64_t size;
 	int gen;
+	unsigned char *data; /* written through put_*: these bytes; else
+	                      * fake_byte(path, off, gen) */
 };
 
 struct fake_ufs {
@@ -37,11 +39,12 @@ struct fake_ufs {
 	struct fake_obj objs[FAKE_MAX_OBJS]; /* sorted by path */
 	int nobjs;
 	int64_t page;          /* for the per-page read counts */
-	int stats, lists, reads, read_stats;
+	int stats, lists, reads, read_stats, puts, commits, aborts, removes;
 	int page_reads[FAKE_MAX_PAGES]; /* reads and read_stats, by page */
 	int fail;              /* -errno every call fails with (0: none) */
 	int delay_us;
 	int no_read_stat;      /* read_stat answers -ENOTSUP-like: use stat */
+	int fail_commit;       /* -errno put_commit fails with (0: none) */
 };
 
 static struct fake_ufs g_fake = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -57,7 +60,11 @@ static inline void
 fake_reset(int64_t page)
 {
 	pthread_mutex_lock(&g_fake.mu);
+	for (int i = 0; i < g_fake.nobjs; i++)
+		free(g_fake.objs[i].data);
 	g_fake.nobjs = 0;
+	g_fake.puts = g_fake.commits = g_fake.aborts = g_fake.removes = 0;
+	g_fake.fail_commit = 0;
 	g_fake.page = page;
 	g_fake.stats = g_fake.lists = g_fake.reads = g_fake.read_stats = 0;
 	memset(g_fake.page_reads, 0, sizeof(g_fake.page_reads));
@@ -85,6 +92,8 @@ fake_put(const char *path, int64_t size, int gen)
 	}
 	g_fake.objs[i].size = size;
 	g_fake.objs[i].gen = gen;
+	free(g_fake.objs[i].data);
+	g_fake.objs[i].data = NULL;
 	pthread_mutex_unlock(&g_fake.mu);
 }
 
@@ -94,6 +103,7 @@ fake_del(const char *path)
 	pthread_mutex_lock(&g_fake.mu);
 	for (int i = 0; i < g_fake.nobjs; i++) {
 		if (strcmp(g_fake.objs[i].path, path) == 0) {
+			free(g_fake.objs[i].data);
 			memmove(&g_fake.objs[i], &g_fake.objs[i + 1],
 			    sizeof(g_fake.objs[0]) * (size_t)(g_fake.nobjs - i - 1));
 			g_fake.nobjs--;
@@ -246,7 +256,8 @@ fake_fill(const struct fake_obj *o, int64_t off, void *buf, size_t len)
 		return 0;
 	size_t n = off + (int64_t)len > o->size ? (size_t)(o->size - off) : len;
 	for (size_t i = 0; i < n; i++)
-		((unsigned char *)buf)[i] = fake_byte(o->path, off + (int64_t)i, o->gen);
+		((unsigned char *)buf)[i] = o->data ? o->data[off + (int64_t)i] :
+		    fake_byte(o->path, off + (int64_t)i, o->gen);
 	if (g_fake.page && off / g_fake.page < FAKE_MAX_PAGES)
 		g_fake.page_reads[off / g_fake.page]++;
 	return (ssize_t)n;
@@ -308,6 +319,111 @@ fake_read_stat(void *st, const char *path, int64_t off, void *buf, size_t len,
 	return r;
 }
 
+/* Writes: the body gathers in memory; commit makes it the object (a new
+ * generation), whole, at once. */
+struct fake_put {
+	char path[256];
+	unsigned char *buf;
+	size_t len, cap;
+	int if_none_match;
+	char if_match[64];
+};
+
+static int
+fake_put_begin(void *st, const char *path, const struct ufs_put_opts *o,
+    void **put)
+{
+	(void)st;
+	int f = fake_enter(&g_fake.puts);
+	if (f)
+		return f;
+	struct fake_put *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->if_none_match = o->if_none_match;
+	if (o->if_match)
+		snprintf(p->if_match, sizeof(p->if_match), "%s", o->if_match);
+	*put = p;
+	return 0;
+}
+
+static int
+fake_put_write(void *put, const void *buf, size_t len)
+{
+	struct fake_put *p = put;
+	if (p->len + len > p->cap) {
+		size_t nc = (p->len + len) * 2;
+		unsigned char *nb = realloc(p->buf, nc);
+		if (!nb)
+			return -ENOMEM;
+		p->buf = nb;
+		p->cap = nc;
+	}
+	memcpy(p->buf + p->len, buf, len);
+	p->len += len;
+	return 0;
+}
+
+static void
+fake_put_abort(void *put)
+{
+	struct fake_put *p = put;
+	pthread_mutex_lock(&g_fake.mu);
+	g_fake.aborts++;
+	pthread_mutex_unlock(&g_fake.mu);
+	free(p->buf);
+	free(p);
+}
+
+static int
+fake_put_commit(void *put, struct ufs_stat *out)
+{
+	struct fake_put *p = put;
+	pthread_mutex_lock(&g_fake.mu);
+	int f = g_fake.fail_commit;
+	int is_dir;
+	const struct fake_obj *cur = fake_find(p->path, &is_dir);
+	char etag[64] = "";
+	if (cur)
+		fake_etag_of(cur, etag, sizeof(etag));
+	int gen = cur ? cur->gen + 1 : 1;
+	if (!f && p->if_none_match && cur)
+		f = -EEXIST;
+	if (!f && p->if_match[0] && (!cur || strcmp(etag, p->if_match) != 0))
+		f = -ESTALE;
+	if (!f)
+		g_fake.commits++;
+	pthread_mutex_unlock(&g_fake.mu);
+	if (f) {
+		fake_put_abort(put);
+		return f;
+	}
+	fake_put(p->path, (int64_t)p->len, gen);
+	pthread_mutex_lock(&g_fake.mu);
+	struct fake_obj *o = (struct fake_obj *)fake_find(p->path, &is_dir);
+	o->data = p->buf;
+	p->buf = NULL;
+	memset(out, 0, sizeof(*out));
+	out->size = o->size;
+	out->mtime = 1000 + o->gen;
+	fake_etag_of(o, out->etag, sizeof(out->etag));
+	pthread_mutex_unlock(&g_fake.mu);
+	free(p);
+	return 0;
+}
+
+static int
+fake_remove(void *st, const char *path)
+{
+	(void)st;
+	int f = fake_enter(&g_fake.removes);
+	if (f)
+		return f;
+	fake_del(path);
+	return 0;
+}
+
 static const struct ufs_ops fake_ufs_ops = {
 	.scheme = "fake",
 	.open = fake_open,
@@ -316,6 +432,11 @@ static const struct ufs_ops fake_ufs_ops = {
 	.list = fake_list,
 	.read = fake_read,
 	.read_stat = fake_read_stat,
+	.put_begin = fake_put_begin,
+	.put_write = fake_put_write,
+	.put_commit = fake_put_commit,
+	.put_abort = fake_put_abort,
+	.remove = fake_remove,
 };
 
 /* A mount over the fake store (released with mount_release). */
