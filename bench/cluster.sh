@@ -52,6 +52,9 @@ mkdir -p "$RUN" "$W/logs" "$ROOT/bench/results"
 CMDS=$RUN/commands.txt
 : > "$CMDS"
 T_START=$(date +%s)
+# Every pass checks what it assumed of the caches (bench/precond.sh).
+. "$ROOT/bench/precond.sh"
+precond_init "$RUN/precond.tsv"
 
 say() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 note() { printf '%s\n' "$*" >> "$CMDS"; }
@@ -288,6 +291,19 @@ wait_members() { # N SECONDS I...: workers I of cluster N all see N members
 	done
 	return 1
 }
+# Bytes cluster N's workers have fetched from the under-store, all together;
+# any worker that does not answer stops the run (in $(...): the assignment fails).
+ufs_sum() { # N
+	local i v t=0
+	for i in $(seq "$1"); do
+		v=$(curl -sf --max-time 5 "http://${CTL[$1,$i]}/metrics" | awk '$1 == "ferry_ufs_read_bytes_total" {print $2}') ||
+			{ echo "bench/cluster.sh: worker $i of bench-n$1 does not answer /metrics" >&2; exit 1; }
+		[ -n "$v" ] || { echo "bench/cluster.sh: worker $i of bench-n$1: no ferry_ufs_read_bytes_total" >&2; exit 1; }
+		t=$((t + v))
+	done
+	echo "$t"
+}
+UFS_COUNTER="the workers' ferry_ufs_read_bytes_total, summed"
 self_id() { curl -sf --max-time 5 "http://$1/v1/cluster" | $PY -c 'import json,sys; print(json.load(sys.stdin)["self"])'; }
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0; }
@@ -324,7 +340,11 @@ note "curl -sf http://<gateway G>/bench/<key> | md5sum   # every large object th
 declare -A U0
 for n in $(seq "$MAXN"); do
 	for i in $(seq "$n"); do U0[$n,$i]=$(metric "${CTL[$n,$i]}" ferry_ufs_read_bytes_total); done
+	# Fresh workers: nothing cached yet.
+	u0=$(ufs_sum "$n")
+	precond "warm-up bench-n$n" empty 0 "$u0" 0 "$UFS_COUNTER, since they started"
 	for g in $(seq "$n"); do
+		u0=$(ufs_sum "$n")
 		t0=$(now); ok=1
 		for k in "${LARGE_KEYS[@]}"; do
 			got=$(curl -sf "http://${S3[$n,$g]}/bench/$k" | md5sum | cut -d' ' -f1)
@@ -333,6 +353,15 @@ for n in $(seq "$MAXN"); do
 		t1=$(now)
 		printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$g" "$(calc "$t1 - $t0")" "$LARGE_BYTES" "$ok" >> "$WARM"
 		[ $ok = 1 ] || die "wrong bytes through worker $g of bench-n$n (a ferry bug: logs in bench/work/logs/cluster-n$n-w*.log)"
+		# Through the first gateway the cluster is cold: every byte is
+		# fetched (once, by its block's owner); through the others, warm.
+		if [ "$g" = 1 ]; then
+			u1=$(ufs_sum "$n")
+			precond "warm-up bench-n$n gateway $g" cold "$LARGE_BYTES" $((u1 - u0)) 0 "$UFS_COUNTER"
+		else
+			u1=$(ufs_sum "$n")
+			precond "warm-up bench-n$n gateway $g" warm 0 $((u1 - u0)) 0 "$UFS_COUNTER"
+		fi
 	done
 	say "bench-n$n: every md5 equal through each of its $n gateway(s)"
 	# Placement check: each worker read from the UFS exactly the blocks
@@ -389,6 +418,8 @@ for r in $(seq "$ROUNDS"); do
 		read -r requests bytes duration_us errors status_errors timeouts p50_us _ p99_us _ _ _ \
 			<<< "$(sed 's/^WRKRESULT //; s/[a-z0-9_]*=//g' <<< "$res")"
 		wcpu=$(awk '/^WRKCPU/{print $2 + $3}' "$RUN/wrk-tput-n$n-$r.time")
+		# A warm run: nothing came from the under-store.
+		precond "throughput bench-n$n round $r" warm 0 "$ub" 0 "$UFS_COUNTER"
 		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$r" "$requests" "$bytes" "$duration_us" \
 			"$errors" "$status_errors" "$timeouts" "$p50_us" "$p99_us" "$fwd" "$lb" "$fb" "$ub" "$(calc "$cpu / $TICK")" "$wcpu" \
 			$((su1 - su0)) $((ss1 - ss0)) $((si1 - si0)) $((st1 - st0)) $((tt1 - tt0)) "$la" >> "$TPUT"
@@ -418,13 +449,18 @@ done
 cfg=$RUN/warm-small.curl; : > "$cfg"
 for k in "${SMALL_KEYS[@]}"; do printf 'url = "http://%s/bench/%s"\noutput = "/dev/null"\n' "${S3[$N,1]}" "$k" >> "$cfg"; done
 note "curl -sf -K <url/output pairs: every small object through gateway 1>   # warm-up"
+u0=$(ufs_sum "$N")
 curl -sf -K "$cfg"
+# The small objects had not been read: that read fetched every one of them.
+u1=$(ufs_sum "$N")
+precond "hop latency warm-up" cold $((N_SMALL * SMALL_SIZE)) $((u1 - u0)) 0 "$UFS_COUNTER"
 for i in $(seq "$N"); do
 	nb=$(wc -l < "$RUN/small-owned-$i.paths")
 	u=$(metric "${CTL[$N,$i]}" ferry_ufs_read_bytes_total)
 	printf 'small\t%s\t%s\t%s\t%s\t%s\n' "$N" "$i" "$nb" $((nb * SMALL_SIZE)) $((u - U0[$N,$i])) >> "$PLACE"
 done
 OUTD=$CDIR/out
+u0=$(ufs_sum "$N")
 for g in $(seq "$N"); do
 	rm -rf "$OUTD"; mkdir -p "$OUTD/small"
 	cfg=$RUN/check-small-$g.curl; : > "$cfg"
@@ -436,6 +472,8 @@ for g in $(seq "$N"); do
 	done
 done
 rm -rf "$OUTD"
+u1=$(ufs_sum "$N")
+precond "hop latency check reads" warm 0 $((u1 - u0)) 0 "$UFS_COUNTER"
 note "curl -sf -K <every small object through gateway G into a dir>; cmp each object with its file   # for each gateway: all equal"
 LAT=$RUN/lat.tsv
 printf 'round\tgateway\tkind\towner\trequests\tduration_us\terrors\tstatus_errors\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\tmean_us\tfwd_bytes\n' > "$LAT"
@@ -448,9 +486,13 @@ for r in $(seq "$LROUNDS"); do
 			cmd=(wrk -t1 -c1 -d "${LDUR}s" --timeout 30s -s "$RUN/cluster_paths.lua" "http://${S3[$N,$g]}" -- "$RUN/small-owned-$o.paths")
 			[ "$r$g" = 11 ] && note "${cmd[*]//$RUN\//}   # $kind: objects owned by worker $o through worker $g's gateway (every gateway, both kinds)"
 			f0=$(metric "${CTL[$N,$g]}" ferry_cluster_forwarded_bytes_total)
+			u0=$(ufs_sum "$N")
 			out=$RUN/wrk-lat-$r-$g-$kind.txt
 			"${cmd[@]}" > "$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
 			f1=$(metric "${CTL[$N,$g]}" ferry_cluster_forwarded_bytes_total)
+			# Latency of cached objects: nothing fetched from the under-store.
+			u1=$(ufs_sum "$N")
+			precond "hop latency round $r gateway $g $kind" warm 0 $((u1 - u0)) 0 "$UFS_COUNTER"
 			res=$(grep '^WRKRESULT' "$out") || { cat "$out" >&2; die "no result from wrk"; }
 			read -r requests _ duration_us errors status_errors _ p50 p90 p99 p999 mx mean \
 				<<< "$(sed 's/^WRKRESULT //; s/[a-z0-9_]*=//g' <<< "$res")"
@@ -478,6 +520,16 @@ echo "failover_ranges=$(wc -l < "$RUN/failover.ranges")" >> "$RUN/meta.env"
 declare -A FA0
 for act in kill linkdown stop; do
 	wait_members "$N" 30 $(seq "$N") || die "bench-n$N is not back to $N members before '$act'"
+	# What the failover measures starts warm: worker B's objects are in
+	# its cache and served from there through A (read once here, checked:
+	# nothing fetched from the under-store).
+	u0=$(ufs_sum "$N")
+	while read -r pth; do curl -sf --max-time 30 -o /dev/null "http://${S3[$N,$A]}$pth" || die "probe read of $pth through worker $A failed before '$act'"; done < "$RUN/failover.paths"
+	while read -r pth off len; do
+		curl -sf --max-time 30 -o /dev/null -r "$off-$((off + len - 1))" "http://${S3[$N,$A]}$pth" || die "probe read of $pth through worker $A failed before '$act'"
+	done < "$RUN/failover.ranges"
+	u1=$(ufs_sum "$N")
+	precond "failover $act: probe before the break" warm 0 $((u1 - u0)) 0 "$UFS_COUNTER"
 	say "failover: $act worker $B"
 	for c in failovers_total peer_errors_total forwarded_bytes_total; do FA0[$c]=$(metric "${CTL[$N,$A]}" ferry_cluster_$c); done
 	fcmd=("$PY" "$ROOT/bench/cluster_failover.py" --gateway "${S3[$N,$A]}" --metrics "${CTL[$N,$A]}" --members "$N"

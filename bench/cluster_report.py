@@ -7,8 +7,13 @@ RUNDIR (bench/work/runs/cluster-<stamp>-<mode>) holds what cluster.sh
 recorded: meta.env (key=value: machine, versions, counters), commands.txt,
 warm.tsv, placement.tsv, tput.tsv (one wrk run a row), tput-workers.tsv (one
 worker of one run a row), lat.tsv (one wrk run a row), failover-<action>.json
-(cluster_failover.py's figures) and worker-1-warnings.log.  Nothing here
-measures anything; it only tabulates.
+(cluster_failover.py's figures), worker-1-warnings.log and precond.tsv (each
+pass's precondition check, bench/precond.sh).  Nothing here measures
+anything; it only tabulates.
+
+The preconditions are checked again from the recorded counters (the
+throughput runs fetched nothing from the under-store); when one does not
+hold, the report gives no headline, says why, and the script exits 1.
 """
 import csv
 import json
@@ -135,6 +140,22 @@ def main():
     lsum = {k: {q: pooled(k, q) for q in ("p50_us", "p90_us", "p99_us", "p999_us", "mean_us")}
             for k in ("owner", "hop")}
 
+    # ---- preconditions: recorded as each pass ran, and the timed runs' own counts
+    broken = [f"throughput bench-n{r['n']} round {r['round']}: {int(r['ufs_bytes']):,} bytes from the under-store"
+              for r in tput if int(r["ufs_bytes"]) != 0]
+    if os.path.exists(os.path.join(run, "precond.tsv")):
+        broken += [f"{c['pass']}: {c['role']} check on {c['counter']}: got {c['got']}, want {c['want']}, "
+                   f"slack {c['slack']}" for c in load_tsv(os.path.join(run, "precond.tsv")) if c["verdict"] != "ok"]
+    if broken:
+        w(f"# ferry cluster benchmark: {mode} run, {env['date_utc']}")
+        w("")
+        w("## Headline")
+        w("")
+        w("**Not reported: preconditions violated** (" + "; ".join(broken) + ").")
+        print("\n".join(out))
+        print("cluster_report.py: preconditions violated: " + "; ".join(broken), file=sys.stderr)
+        sys.exit(1)
+
     # ---- headline ------------------------------------------------------------
     w(f"# ferry cluster benchmark: {mode} run, {env['date_utc']}")
     w("")
@@ -235,7 +256,10 @@ def main():
     w("")
     ufs = sum(t["ufs"] for t in tp.values())
     w(f"Under-store bytes read by the workers during the timed runs: {ufs:,} (0: every byte came from the "
-      "owners' page caches).")
+      "owners' page caches).  Each pass's precondition (bench/precond.sh) was checked as it ran: the first "
+      "read of each cluster's data through its first gateway started from empty caches and fetched every "
+      "byte once; every later pass (the other gateways' reads, each throughput and latency run, the probe "
+      "before each failover scenario) fetched none.")
     w("")
     w("Per worker, over all rounds (GETs its gateway answered, bytes it streamed from peers for them, its CPU):")
     w("")

@@ -6,7 +6,13 @@ usage: report.py RUNDIR
 RUNDIR (bench/work/runs/<stamp>-<mode>) holds what worker.sh recorded:
 meta.env (key=value: machine, versions, counters), commands.txt, warm.tsv
 (one wrk run a row), cold.tsv (one object of one pass a row), nginx.conf,
-paths.lua.  Nothing here measures anything; it only tabulates.
+paths.lua, precond.tsv (each pass's precondition check, bench/precond.sh).
+Nothing here measures anything; it only tabulates.
+
+Every pass's precondition is checked again from the recorded counters (a
+cold pass fetched the whole dataset from the under-store, a warm pass or
+run fetched nothing); when one does not hold, the report gives no headline
+and no ratio built on it, says why, and the script exits 1.
 """
 import csv
 import os
@@ -89,6 +95,26 @@ def main():
     warm_ufs_bytes = d("m1_ufs_bytes", "m2_ufs_bytes")
     pages = n_large * 64  # 64 MiB objects in 1 MiB pages
 
+    # ---- preconditions, checked again from the counters -----------------
+    broken = []
+    if int(env.get("m0_ufs_bytes", 0)) != 0:
+        broken.append(f"the cold-pass worker had fetched {int(env['m0_ufs_bytes']):,} bytes before its cold pass")
+    if ufs_bytes < dataset:
+        broken.append(f"cold pass: ferry fetched {ufs_bytes:,} of the {dataset:,} bytes it read from the under-store")
+    if warm_ufs_bytes != 0:
+        broken.append(f"warm pass: ferry fetched {warm_ufs_bytes:,} bytes from the under-store")
+    for r in warm:
+        if r["server"] != "nginx" and int(r.get("ufs_bytes") or 0) != 0:
+            broken.append(f"warm run {r['kind']} {r['conc']} {r['server']} round {r['round']}: "
+                          f"ferry fetched {int(r['ufs_bytes']):,} bytes from the under-store")
+    pc = os.path.join(run, "precond.tsv")
+    if os.path.exists(pc):
+        for c in load_tsv(pc):
+            if c["verdict"] != "ok":
+                broken.append(f"{c['pass']}: {c['role']} check on {c['counter']}: got {c['got']}, "
+                              f"want {c['want']}, slack {c['slack']}")
+
+    nr = "not reported" if broken else ""  # no ratio from a run that broke a precondition
     last_conc = concs[-1]
     w(f"# ferry worker benchmark: {env['mode']} run, {env['date_utc']}")
     w("")
@@ -97,14 +123,18 @@ def main():
     w("")
     w("## Headline")
     w("")
-    for conc in concs:
+    if broken:
+        w("**Not reported: preconditions violated** (a pass did not measure what it claims: " +
+          "; ".join(broken) + ").")
+        w("")
+    for conc in (concs if not broken else []):
         ng, fe = med("large", conc, "nginx", "gbps"), med("large", conc, "ferry", "gbps")
         cn, cf = med("large", conc, "nginx", "cpu_per_gb"), med("large", conc, "ferry", "cpu_per_gb")
         w(f"- Warm 64 MiB GETs, wrk `{conc}`: ferry **{fmt(fe)} GB/s** vs nginx **{fmt(ng)} GB/s**: "
           f"ratio ferry/nginx **{fmt(fe / ng)}** (median of {rounds} alternating rounds); server CPU per GB "
           f"ferry/nginx {fmt(cf / cn)} (ferry --page-verify once: {fmt(med('large', conc, 'ferry-once', 'gbps') / ng)} "
           f"throughput, {fmt(med('large', conc, 'ferry-once', 'cpu_per_gb') / cn)} CPU).")
-    for conc in concs:
+    for conc in (concs if not broken else []):
         ng, fe = med("small", conc, "nginx", "rps"), med("small", conc, "ferry", "rps")
         cn, cf = med("small", conc, "nginx", "cpu_per_req"), med("small", conc, "ferry", "cpu_per_req")
         w(f"- Warm 64 KiB GETs, wrk `{conc}`: ferry **{fmt(fe, 0)} req/s** vs nginx **{fmt(ng, 0)} req/s**: "
@@ -114,12 +144,13 @@ def main():
     sd = cold_bytes["direct"] / cold_secs["direct"] / 1e6
     sc = cold_bytes["ferry-cold"] / cold_secs["ferry-cold"] / 1e6
     sw = cold_bytes["ferry-warm"] / cold_secs["ferry-warm"] / 1e6
-    w(f"- Cold pass over the modelled link ({n_large} x 64 MiB, one client stream): direct "
-      f"**{fmt(cold_secs['direct'], 1)} s ({fmt(sd, 1)} MB/s)**; through ferry, cold "
-      f"**{fmt(cold_secs['ferry-cold'], 1)} s ({fmt(sc, 1)} MB/s, {fmt(cold_secs['direct'] / cold_secs['ferry-cold'], 1)}x)**, "
-      f"then warm **{fmt(cold_secs['ferry-warm'], 2)} s ({fmt(sw, 0)} MB/s, "
-      f"{fmt(cold_secs['direct'] / cold_secs['ferry-warm'], 0)}x)**.  For reference, the same link gives "
-      f"{fmt(sl, 1)} MB/s to 8 parallel streams of 1 MiB ranged GETs (ferry's default window and page size).")
+    if not broken:
+        w(f"- Cold pass over the modelled link ({n_large} x 64 MiB, one client stream): direct "
+          f"**{fmt(cold_secs['direct'], 1)} s ({fmt(sd, 1)} MB/s)**; through ferry, cold "
+          f"**{fmt(cold_secs['ferry-cold'], 1)} s ({fmt(sc, 1)} MB/s, {fmt(cold_secs['direct'] / cold_secs['ferry-cold'], 1)}x)**, "
+          f"then warm **{fmt(cold_secs['ferry-warm'], 2)} s ({fmt(sw, 0)} MB/s, "
+          f"{fmt(cold_secs['direct'] / cold_secs['ferry-warm'], 0)}x)**.  For reference, the same link gives "
+          f"{fmt(sl, 1)} MB/s to 8 parallel streams of 1 MiB ranged GETs (ferry's default window and page size).")
     w(f"- Cold pass under-store traffic: {ufs_read_req:,} read requests, {ufs_bytes:,} bytes "
       f"(dataset {dataset:,} bytes: {'each byte fetched exactly once' if ufs_bytes == dataset else 'NOT equal'}); "
       f"warm pass: {warm_ufs_req} requests, {warm_ufs_bytes} bytes.  "
@@ -166,7 +197,7 @@ def main():
             v = series("large", conc, s, "gbps")
             c = med("large", conc, s, "cpu_per_gb")
             w(f"| `{conc}` | {s} | " + " | ".join(fmt(x) for x in v) +
-              f" | **{fmt(statistics.median(v))}** | {fmt(statistics.median(v) / ng)} | {fmt(c, 3)} | {fmt(c / cn)} |")
+              f" | **{fmt(statistics.median(v))}** | {nr or fmt(statistics.median(v) / ng)} | {fmt(c, 3)} | {nr or fmt(c / cn)} |")
     w("")
     w("### 64 KiB objects (requests/s; latency p50 / p99 of the median round)")
     w("")
@@ -181,9 +212,9 @@ def main():
             p50 = statistics.median(series("small", conc, s, "p50_us"))
             p99 = statistics.median(series("small", conc, s, "p99_us"))
             w(f"| `{conc}` | {s} | " + " | ".join(fmt(x, 0) for x in v) +
-              f" | **{fmt(statistics.median(v), 0)}** | {fmt(statistics.median(v) / ng)} | "
+              f" | **{fmt(statistics.median(v), 0)}** | {nr or fmt(statistics.median(v) / ng)} | "
               f"{p50 / 1000:.2f} / {p99 / 1000:.2f} ms | {fmt(med('small', conc, s, 'cpu_per_req'), 1)} | "
-              f"{fmt(med('small', conc, s, 'cpu_per_req') / cn)} |")
+              f"{nr or fmt(med('small', conc, s, 'cpu_per_req') / cn)} |")
     w("")
     w(f"wrk socket errors, non-2xx answers and timeouts over all warm runs: {errors}.  "
       "Under-store reads by the ferry workers while wrk ran (0 means every byte came from the page cache): "
@@ -229,7 +260,8 @@ def main():
         else:
             pc, pm = str(d("m1_proxy_conns", "m2_proxy_conns")), env["m2_proxy_max_concurrent"]
         secs = cold_secs[p]
-        w(f"| {p} | {fmt(secs, 2)} | {fmt(cold_bytes[p] / secs / 1e6, 1)} | {fmt(cold_secs['direct'] / secs, 1)}x | "
+        w(f"| {p} | {fmt(secs, 2)} | {fmt(cold_bytes[p] / secs / 1e6, 1)} | "
+          f"{'not reported' if broken else fmt(cold_secs['direct'] / secs, 1) + 'x'} | "
           f"{'-' if p == 'link-8x1MiB' else f'{min(ts):.2f} / {max(ts):.2f}'} | {conns} | {pc} | {pm} |")
     w("")
     w("Proxy connections: opened during the pass, and the most open at once during it (the warm pass opens "
@@ -254,6 +286,14 @@ def main():
       f"read requests {ufs_read_req:,} for {pages:,} pages.")
     w("")
 
+    w("## Preconditions")
+    w("")
+    w("Each pass's precondition (bench/precond.sh), checked as it ran and again here: ferry's warm-up read and "
+      "cold pass start from an empty cache and fetch every byte of the dataset from the under-store; every "
+      "warm wrk run and the warm pass fetch none (ferry's `ferry_ufs_read_bytes_total`); the direct and "
+      "link-8x1MiB passes move every byte through the proxy.  " +
+      ("**Violated**: " + "; ".join(broken) + "." if broken else "All held."))
+    w("")
     w("## Commands run")
     w("")
     w("Paths are relative to the repository root; ports were picked free at run time.  "
@@ -277,6 +317,9 @@ def main():
         w(f.read().rstrip())
     w("```")
     print("\n".join(out))
+    if broken:
+        print("report.py: preconditions violated: " + "; ".join(broken), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ mkdir -p "$RUN" "$W/logs" "$ROOT/bench/results"
 CMDS=$RUN/commands.txt
 : > "$CMDS"
 T_START=$(date +%s)
+# Every pass checks what it assumed of the caches (bench/precond.sh).
+. "$ROOT/bench/precond.sh"
+precond_init "$RUN/precond.tsv"
 
 say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 # Records a command line for the report (and shows it).
@@ -158,7 +161,11 @@ start_ferry() {
 	local cmd=("$FERRY" worker --cache-dir "$cache" --cache-size 8G
 		--s3-address 127.0.0.1:0 --control-address 127.0.0.1:0 "$@")
 	note "${cmd[*]#$ROOT/}"
-	"${cmd[@]}" > "$out" 2> "$log" < /dev/null &
+	# Emptied here, not by the new process's redirection: until it opens
+	# the file, the file holds an earlier worker's ready line (a previous
+	# run's), which the loop below must not take for this one's.
+	: > "$out"
+	"${cmd[@]}" >> "$out" 2> "$log" < /dev/null &
 	F_PID=$!; PIDS+=("$F_PID")
 	local i line=""
 	for i in $(seq 200); do
@@ -172,11 +179,18 @@ start_ferry() {
 	fi
 	F_S3=${BASH_REMATCH[1]}; F_CTL=${BASH_REMATCH[2]}
 }
-metric() { # ctl name  (sums all label sets)
-	curl -s "http://$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
+metric() { # ctl name  (sums all label sets; in $(...), a worker that does not answer fails the assignment)
+	local m
+	m=$(curl -sf --max-time 10 "http://$1/metrics") || { echo "bench: http://$1/metrics did not answer" >&2; exit 1; }
+	awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}' <<< "$m"
 }
 metric_l() { # ctl 'name{labels}'
 	curl -s "http://$1/metrics" | awk -v n="$2" '$1 == n {print $2; f=1} END {if (!f) print 0}'
+}
+# A fresh worker's cache must be empty before its first (cold) read.
+require_empty() { # name ctl
+	precond "$1" empty 0 "$(metric "$2" ferry_ufs_read_bytes_total)" 0 "ferry's ferry_ufs_read_bytes_total since it started"
+	precond "$1" empty 0 "$(metric "$2" ferry_cache_pages)" 0 "ferry's ferry_cache_pages"
 }
 
 # ===========================================================================
@@ -226,11 +240,17 @@ declare -A URL=([nginx]=$NG_URL [ferry]=http://$FA_S3/bench [ferry-once]=http://
 SERVERS=(nginx ferry ferry-once)
 
 # Warm: every object read once through each server (one curl, one connection).
+# For ferry that read is the cold pass that fills its cache: from an empty
+# cache, every byte fetched from the under-store (file://).
+declare -A SCTL=([ferry]=$FA_CTL [ferry-once]=$FO_CTL)
 for s in "${SERVERS[@]}"; do
 	cfg=$RUN/warm-$s.curl; : > "$cfg"
 	for k in "${LARGE_KEYS[@]}" "${SMALL_KEYS[@]}"; do printf 'url = "%s/%s"\noutput = "/dev/null"\n' "${URL[$s]}" "$k" >> "$cfg"; done
 	note "curl -sf -K <list of url/output pairs: every object under ${URL[$s]}>   # warm-up read"
+	[ -n "${SCTL[$s]:-}" ] && require_empty "warm-up $s" "${SCTL[$s]}"
 	t0=$(now); curl -sf -K "$cfg"; t1=$(now)
+	[ -n "${SCTL[$s]:-}" ] && precond "warm-up $s" cold $((LARGE_BYTES + N_SMALL * SMALL_SIZE)) \
+		"$(metric "${SCTL[$s]}" ferry_ufs_read_bytes_total)" 0 "ferry's ferry_ufs_read_bytes_total"
 	say "warm-up read through $s: $(calc "$t1 - $t0") s"
 	# The bytes must be real: md5 of the first and last large object.
 	for k in "${LARGE_KEYS[0]}" "${LARGE_KEYS[-1]}"; do
@@ -291,7 +311,7 @@ cpu_ticks() { # pid: utime+stime of it and its child processes, in ticks
 declare -A SPID=([nginx]=$NG_PID [ferry]=$FA_PID [ferry-once]=$FO_PID)
 echo "loadavg_warm_start=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RUN/meta.env"
 WARM=$RUN/warm.tsv
-printf 'kind\tconc\tserver\tround\trequests\tbytes\tduration_us\terrors\tstatus_errors\ttimeouts\tp50_us\tp99_us\tcpu_s\n' > "$WARM"
+printf 'kind\tconc\tserver\tround\trequests\tbytes\tduration_us\terrors\tstatus_errors\ttimeouts\tp50_us\tp99_us\tcpu_s\tufs_bytes\n' > "$WARM"
 for kind in large small; do
 	for conc in "${CONCS[@]}"; do
 		for r in $(seq "$ROUNDS"); do
@@ -302,6 +322,7 @@ for kind in large small; do
 				[ "$r" = 1 ] && note "${cmd[*]//$RUN\//}"
 				out=$RUN/wrk-$kind-${conc// /}-$s-$r.txt
 				cpu0=$(cpu_ticks "${SPID[$s]}")
+				u0=0; if [ -n "${SCTL[$s]:-}" ]; then u0=$(metric "${SCTL[$s]}" ferry_ufs_read_bytes_total); fi
 				if ! "${cmd[@]}" > "$out" 2>&1 || ! kill -0 "$NG_PID" "$FA_PID" "$FO_PID" 2>/dev/null; then
 					cat "$out" >&2
 					for x in ferry-always ferry-once; do echo "--- $x log:" >&2; tail -5 "$W/logs/$x.log" >&2; done
@@ -310,11 +331,15 @@ for kind in large small; do
 				fi
 				cpu1=$(cpu_ticks "${SPID[$s]}")
 				cpu_s=$(calc "($cpu1 - $cpu0) / $TICK")
+				# A warm run: ferry served it all from its cache (nginx has
+				# no cache: it reads the files each time, as designed).
+				u1=0; if [ -n "${SCTL[$s]:-}" ]; then u1=$(metric "${SCTL[$s]}" ferry_ufs_read_bytes_total); fi
+				[ -n "${SCTL[$s]:-}" ] && precond "warm $kind $conc $s round $r" warm 0 $((u1 - u0)) 0 "ferry's ferry_ufs_read_bytes_total"
 				res=$(grep '^WRKRESULT' "$out") || { cat "$out" >&2; exit 1; }
 				read -r requests bytes duration_us errors status_errors timeouts p50_us p99_us \
 					<<< "$(sed 's/^WRKRESULT //; s/[a-z0-9_]*=//g' <<< "$res")"
-				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$conc" "$s" "$r" \
-					"$requests" "$bytes" "$duration_us" "$errors" "$status_errors" "$timeouts" "$p50_us" "$p99_us" "$cpu_s" >> "$WARM"
+				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$conc" "$s" "$r" \
+					"$requests" "$bytes" "$duration_us" "$errors" "$status_errors" "$timeouts" "$p50_us" "$p99_us" "$cpu_s" $((u1 - u0)) >> "$WARM"
 				say "$kind $conc $s round $r: $(calc "$bytes / $duration_us / 1000") GB/s, $(calc "$requests * 1000000 / $duration_us") req/s, server CPU $cpu_s s"
 			done
 		done
@@ -396,6 +421,8 @@ cold_read direct "http://$PX/bench"
 read -r c1 m1 d1 <<< "$(proxy_stats)"
 printf 'cold_direct_proxy_conns=%s\ncold_direct_proxy_max_concurrent=%s\n' $((c1 - c0)) "$m1" >> "$RUN/meta.env"
 echo "cold_direct_proxy_bytes=$((d1 - d0))" >> "$RUN/meta.env"
+PROXY_COUNTER="bytes slowproxy passed downstream (headers included)"
+precond "cold direct" direct "$LARGE_BYTES" $((d1 - d0)) 0 "$PROXY_COUNTER"
 
 # Reference, not ferry: what the link gives 8 streams of 1 MiB ranged GETs
 # (ferry's default --window 8 and page size), one curl, --parallel-max 8.
@@ -433,7 +460,9 @@ par_read() {
 	say "link-8x1MiB: $(calc "$t1 - $t0") s for $LARGE_BYTES bytes, every md5 equal"
 }
 par_read
-read -r c2 m2 _ <<< "$(proxy_stats)"
+read -r c2 m2 d2 <<< "$(proxy_stats)"
+echo "cold_link_proxy_bytes=$((d2 - d1))" >> "$RUN/meta.env"
+precond "cold link-8x1MiB" direct "$LARGE_BYTES" $((d2 - d1)) 0 "$PROXY_COUNTER"
 # A fresh worker, empty cache, default read-path settings.
 {
 	printf 'cold_link_proxy_conns=%s\ncold_link_proxy_max_concurrent=%s\n' $((c2 - c1)) "$m2"
@@ -460,11 +489,20 @@ snap() { # prefix: ferry UFS and cache counters, proxy counters
 		echo "$1_proxy_conns=$pc"; echo "$1_proxy_max_concurrent=$pm"; echo "$1_proxy_bytes=$pd"
 	} >> "$RUN/meta.env"
 }
+require_empty "cold ferry-cold" "$FC_CTL"
 snap m0
 cold_read ferry-cold "http://$FC_S3/bench"
 snap m1
 cold_read ferry-warm "http://$FC_S3/bench"
 snap m2
+# From the counters each snap recorded: the cold pass fetched every byte
+# once over the link, the warm pass nothing (the proxy may see a metadata
+# request or two: HEADs of ~1 KiB).
+ev() { sed -n "s/^$1=//p" "$RUN/meta.env" | tail -1; }
+precond "cold ferry-cold" cold "$LARGE_BYTES" $(( $(ev m1_ufs_bytes) - $(ev m0_ufs_bytes) )) 0 "ferry's ferry_ufs_read_bytes_total"
+precond "cold ferry-cold" cold "$LARGE_BYTES" $(( $(ev m1_proxy_bytes) - $(ev m0_proxy_bytes) )) 0 "$PROXY_COUNTER"
+precond "cold ferry-warm" warm 0 $(( $(ev m2_ufs_bytes) - $(ev m1_ufs_bytes) )) 0 "ferry's ferry_ufs_read_bytes_total"
+precond "cold ferry-warm" warm 0 $(( $(ev m2_proxy_bytes) - $(ev m1_proxy_bytes) )) $((1048576 + 4096 * N_LARGE)) "$PROXY_COUNTER"
 curl -s "http://$FC_CTL/metrics" > "$RUN/ferry-cold-metrics.txt"
 stop_pid "$FC_PID"; stop_pid "$PX_PID"; stop_pid "$S3_PID"
 rm -rf "$W/cache-cold" "$OUTD"

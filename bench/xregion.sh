@@ -16,7 +16,10 @@
 #   - local limits: the same files read from the local disk, and served by
 #     nginx from the local disk over loopback.
 # Each pass starts after `sync; echo 3 > /proc/sys/vm/drop_caches` (a dataset
-# larger than RAM: a warm pass reads the cache's disk, not memory).
+# larger than RAM: a warm pass reads the cache's disk, not memory), and checks
+# its precondition from ferry's counters and the link's (bench/precond.sh):
+# a cold pass started from an empty cache and fetched every byte it read over
+# the link, a warm pass fetched nothing; a violated one stops the run.
 # Writes bench/results/xregion-<UTC date and time>-<mode>.md, its chart
 # (.png, gnuplot) and stable copies latest-xregion[-quick].{md,png}; raw data
 # in bench/work/runs/xregion-<stamp>-<mode>/.  Needs root: without it, says
@@ -53,7 +56,9 @@ SMALL_SIZE=16384
 N_SMALL_FUSE=$((N_SMALL_FUSE < N_SMALL ? N_SMALL_FUSE : N_SMALL))
 PEERS=(s3fs-cache rclone)
 # XR_PARTS picks parts (developers): local s3 fuse peers profile (default:
-# all; profile runs in full mode only).
+# all; profile runs in full mode only).  XR_SELFTEST=prewarm|restart breaks
+# the S3 part's cold or warm pass on purpose: the run must stop with
+# PRECONDITION VIOLATED (a test of bench/precond.sh's checks).
 PARTS=" ${XR_PARTS:-local s3 fuse peers profile} "
 has() { [[ $PARTS == *" $1 "* ]]; }
 SMALL_THREADS=32   # small files: many requests in flight, as a loader does
@@ -75,6 +80,9 @@ mkdir -p "$RUN" "$W/logs" "$ROOT/bench/results"
 CMDS=$RUN/commands.txt
 : > "$CMDS"
 T_START=$(date +%s)
+# Every pass checks what it assumed of the caches (bench/precond.sh).
+. "$ROOT/bench/precond.sh"
+precond_init "$RUN/precond.tsv"
 note() { printf '%s\n' "$*" >> "$CMDS"; }
 section() { printf '\n# %s\n' "$*" >> "$CMDS"; say "$*"; }
 # In the compute or the remote namespace (nsenter --net: the mount namespace
@@ -190,6 +198,27 @@ note "WAN_DELAY_MS=${WAN_DELAY_MS:-40} WAN_RATE=${WAN_RATE:-200M} WAN_RMEM=${WAN
 LINK_UP=1
 note "$(sed -n 's/^wanlink.sh: //p' "$RUN/link.txt")"
 WL_PID=$(cat "$W/wanlink.pid")
+# Bytes the compute side has received over the link (remote -> compute: data
+# and answers from the remote s3rver, TCP/IP headers included): the
+# under-store bytes of every pass, whatever system it measures.
+link_rx() {
+	ip -n "$WAN_COMPUTE" -s -j link show wan0 |
+		$PY -c 'import json, sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'
+}
+# Waits until nothing crosses the link (10 s at most): a previous pass's
+# read-ahead or a mount's background fetches would otherwise land in the
+# next pass (and, fetched ahead, make it look faster).
+settle() {
+	local a b
+	a=$(link_rx)
+	for _ in $(seq 50); do
+		sleep 0.2
+		b=$(link_rx)
+		[ $((b - a)) -lt 4096 ] && return 0
+		a=$b
+	done
+	say "the link was still busy 10 s after the last pass; going on (the pass's checks will tell)"
+}
 
 # --- remote: s3rver with the dataset in bucket xr -----------------------------------
 section "remote: s3rver in $WAN_REMOTE ($REMOTE_URL), bucket $BUCKET in bench/work/xr-s3rver"
@@ -255,13 +284,17 @@ export RCLONE_CONFIG_XR_TYPE=s3 RCLONE_CONFIG_XR_PROVIDER=Other RCLONE_CONFIG_XR
 FW_PID=""; FW_CTL=""; FW_S3=""; FF_PID=""
 declare -A MPID=()
 
-start_ferry() { # a worker with an empty cache and s3://xr at /xr; then ferry fuse
+start_ferry() { # s3|fuse: a worker with an empty cache and s3://xr at /xr; with fuse, ferry fuse too
 	rm -rf "$W/xr-cache"; mkdir -p "$W/xr-cache"
 	local cmd=("$FERRY" worker --cache-dir "$W/xr-cache" --cache-size 16G
 		--s3-address 127.0.0.1:0 --control-address 127.0.0.1:0 ${XR_FERRY_ARGS:-})
 	[ -z "$FW_NOTED" ] && note "nsenter --net=/run/netns/$WAN_COMPUTE ${cmd[*]#$ROOT/}   # fresh, empty cache before each cold pass"
-	"${C[@]}" "${cmd[@]}" > "$W/logs/xr-worker.out" 2> "$W/logs/xr-worker.log" < /dev/null &
-	FW_PID=$!; PIDS+=("$FW_PID")
+	# Emptied here, not by the worker's own redirection: until the new
+	# process opens it, it holds the previous worker's ready line, and
+	# the loop below must not take that one's addresses for this one's.
+	: > "$W/logs/xr-worker.out"
+	"${C[@]}" "${cmd[@]}" >> "$W/logs/xr-worker.out" 2> "$W/logs/xr-worker.log" < /dev/null &
+	FW_PID=$!; PIDS+=("$FW_PID"); FW_FRESH=1
 	local line=""
 	for _ in $(seq 200); do
 		line=$(head -1 "$W/logs/xr-worker.out" 2>/dev/null || true)
@@ -278,23 +311,31 @@ start_ferry() { # a worker with an empty cache and s3://xr at /xr; then ferry fu
 		--option s3.path_style=true)
 	[ -z "$FW_NOTED" ] && note "nsenter --net=/run/netns/$WAN_COMPUTE ${cmd[*]#$ROOT/}"
 	"${C[@]}" "${cmd[@]}" > "$W/logs/xr-mount.out" 2>&1 || { cat "$W/logs/xr-mount.out" >&2; exit 1; }
+	FW_NOTED=1
+	# The S3 part reads through the gateway only: no FUSE mount of its
+	# worker, so nothing on this machine can read through (and warm) its
+	# cache behind the benchmark's back.
+	[ "$1" = fuse ] || return 0
 	cmd=("$FERRY" fuse "$MNT/ferry" --worker "$FW_CTL" --foreground)
-	[ -z "$FW_NOTED" ] && note "nsenter --net=/run/netns/$WAN_COMPUTE ${cmd[*]//$ROOT\//} &"
+	[ -z "$FF_NOTED" ] && note "nsenter --net=/run/netns/$WAN_COMPUTE ${cmd[*]//$ROOT\//} &   # for the FUSE part"
 	"${C[@]}" "${cmd[@]}" > "$W/logs/xr-fuse.log" 2>&1 < /dev/null &
 	FF_PID=$!; PIDS+=("$FF_PID"); MOUNTS+=("$MNT/ferry")
 	wait_mount "$MNT/ferry" "$FF_PID" 20 || { cat "$W/logs/xr-fuse.log" >&2; exit 1; }
-	FW_NOTED=1
+	FF_NOTED=1
 }
-FW_NOTED=""
+FW_NOTED=""; FF_NOTED=""; FW_FRESH=0
 stop_ferry() {
 	[ -n "$FF_PID" ] && { unmount "$MNT/ferry"; stop_pid "$FF_PID"; }
 	[ -n "$FW_PID" ] && stop_pid "$FW_PID"
 	FF_PID=""; FW_PID=""
 	rm -rf "$W/xr-cache"
 }
-ferry_metric() { # name: sum over label sets
+ferry_metric() { # name: sum over label sets (run in $(...): a failure fails the assignment, and set -e stops)
+	local m
 	kill -0 "$FW_PID" 2>/dev/null || { echo "bench-xregion: the ferry worker (pid $FW_PID) is gone; its log: bench/work/logs/xr-worker.log" >&2; tail -3 "$W/logs/xr-worker.log" >&2; exit 1; }
-	"${C[@]}" curl -sf "http://$FW_CTL/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
+	m=$("${C[@]}" curl -sf --max-time 10 "http://$FW_CTL/metrics") ||
+		{ echo "bench-xregion: ferry's /metrics did not answer" >&2; exit 1; }
+	awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}' <<< "$m"
 }
 declare -A NOTED=()
 start_fuse() { # s3fs|s3fs-cache|rclone, with an empty cache
@@ -382,7 +423,7 @@ EOF
 
 # --- the readers, one timed pass each ------------------------------------------------
 RES=$RUN/results.tsv
-printf 'part\tsystem\treader\tpass\tfiles\tbytes\tseconds\tufs_bytes\n' > "$RES"
+printf 'part\tsystem\treader\tpass\tfiles\tbytes\tseconds\tufs_bytes\trole\tneed\tlink_bytes\tslack\n' > "$RES"
 declare -A READER_NOTED=()
 # pass PART SYSTEM READER N: drop caches, run the reader for SYSTEM, record.
 pass() {
@@ -425,21 +466,62 @@ pass() {
 		note "nsenter --net=/run/netns/$WAN_COMPUTE $(echo "${cmd[*]}" | sed "s|$RUN/||g; s|$ROOT/||g")   # $part/$rd, e.g. $sys"
 		READER_NOTED[$rd-$part]=1
 	fi
+	# What the pass reads (the bytes it must have fetched when cold), how
+	# many objects (the metadata allowance of a warm pass), and its role.
+	local want=$LARGE_BYTES nobj=$N_LARGE role link0 link1 name="$part $sys $rd $n"
+	[ "$part" = small ] && { want=$SMALL_BYTES; nobj=$N_SMALL; }
+	[ "$part" = smallfuse ] && { want=$((N_SMALL_FUSE * SMALL_SIZE)); nobj=$N_SMALL_FUSE; }
+	local need=$want
+	[ "$rd" = duck-two ] && need=$((want / 10)) # at least a tenth: its 2 of 6 columns are about a fifth
+	local slack=$((1048576 + 4096 * nobj + 512 * N_SMALL)) # HEADs and listings only
+	case $sys in
+	local|nginx-local) role=none ;;
+	direct-*) role=direct ;;
+	*) role=warm; [ "$n" = 1 ] && role=cold ;;
+	esac
+	settle
 	sync; echo 3 > /proc/sys/vm/drop_caches
-	[[ $sys == ferry-* ]] && ufs0=$(ferry_metric ferry_ufs_read_bytes_total)
+	if [[ $sys == ferry-* ]]; then
+		ufs0=$(ferry_metric ferry_ufs_read_bytes_total)
+		if [ "$FW_FRESH" = 1 ]; then
+			# Its first pass: nothing may have gone through this worker yet.
+			local pages reqs hit miss
+			pages=$(ferry_metric ferry_cache_pages); reqs=$(ferry_metric ferry_s3_requests_total)
+			hit=$(ferry_metric ferry_cache_hit_bytes_total); miss=$(ferry_metric ferry_cache_miss_bytes_total)
+			PRECOND_DETAIL="ferry before the pass: $pages pages cached; since it started: $reqs S3 requests, $hit + $miss bytes served (nothing in this script reads through it before this pass)"
+			precond "$name" empty 0 "$ufs0" 0 "ferry's ferry_ufs_read_bytes_total since it started"
+			precond "$name" empty 0 "$pages" 0 "ferry's ferry_cache_pages"
+			PRECOND_DETAIL=""
+			FW_FRESH=0
+		fi
+	fi
+	link0=$(link_rx)
 	out=$("${C[@]}" "${cmd[@]}") || { echo "bench-xregion: $part $sys $rd pass $n failed" >&2; exit 1; }
-	[[ $sys == ferry-* ]] && ufs1=$(ferry_metric ferry_ufs_read_bytes_total)
+	link1=$(link_rx)
+	if [[ $sys == ferry-* ]]; then ufs1=$(ferry_metric ferry_ufs_read_bytes_total); fi
 	case $rd in
 	s3|fs|curl8) read -r files bytes secs <<< "$out"
-		local want=$LARGE_BYTES
-		[ "$part" = small ] && want=$SMALL_BYTES
-		[ "$part" = smallfuse ] && want=$((N_SMALL_FUSE * SMALL_SIZE))
 		[ "$bytes" = "$want" ] || { echo "bench-xregion: $sys read $bytes bytes, not $want" >&2; exit 1; } ;;
 	*) read -r rows secs <<< "$out"; files=$N_LARGE; bytes=$LARGE_BYTES
 		[ -z "${ROWS:-}" ] && ROWS=$rows
 		[ "$rows" = "$ROWS" ] || { echo "bench-xregion: $sys DuckDB counted $rows rows, not $ROWS" >&2; exit 1; } ;;
 	esac
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$part" "$sys" "$rd" "$n" "$files" "$bytes" "$secs" $((ufs1 - ufs0)) >> "$RES"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$part" "$sys" "$rd" "$n" "$files" "$bytes" "$secs" $((ufs1 - ufs0)) \
+		"$role" "$need" $((link1 - link0)) "$slack" >> "$RES"
+	# The pass's preconditions: ferry's own count of the bytes it fetched
+	# (exact: no slack when warm), and the bytes that crossed the link
+	# (every system; headers and metadata requests included).
+	PRECOND_DETAIL="the pass took $secs s; ferry fetched $((ufs1 - ufs0)) bytes; $((link1 - link0)) bytes crossed the link"
+	case $role in
+	none) precond "$name" none 0 $((link1 - link0)) 1048576 "bytes received over the link (wan0 in $WAN_COMPUTE)" ;;
+	warm)
+		[[ $sys == ferry-* ]] && precond "$name" warm 0 $((ufs1 - ufs0)) 0 "ferry's ferry_ufs_read_bytes_total"
+		precond "$name" warm 0 $((link1 - link0)) "$slack" "bytes received over the link (wan0 in $WAN_COMPUTE)" ;;
+	*)
+		[[ $sys == ferry-* ]] && precond "$name" "$role" "$need" $((ufs1 - ufs0)) 0 "ferry's ferry_ufs_read_bytes_total"
+		precond "$name" "$role" "$need" $((link1 - link0)) 0 "bytes received over the link (wan0 in $WAN_COMPUTE)" ;;
+	esac
+	PRECOND_DETAIL=""
 	say "$part $sys $rd pass $n: $secs s, $(calc "$bytes / $secs / 1e6") MB/s$([[ $sys == ferry-* ]] && echo ", from the remote $(calc "($ufs1 - $ufs0) / 1e6") MB")"
 }
 passes() { local i; for i in $(seq "$PASSES"); do pass "$@" "$i"; done; }
@@ -465,9 +547,19 @@ fi
 section "S3 API, large files: direct (boto3 -> remote s3rver), ferry's gateway, nginx proxy_cache"
 if has s3; then
 measure_link s3
-start_ferry
+start_ferry s3
 pass large direct-s3 curl8 1
 passes large direct-s3 s3
+case ${XR_SELFTEST:-} in
+prewarm) # a test of the checks: the cold pass below is not cold, and the run must stop
+	say "XR_SELFTEST=prewarm: reading the large files through ferry before its cold pass"
+	"${C[@]}" $PY "$ROOT/bench/xread.py" s3 "http://$FW_S3" "$BUCKET" "$RUN/keys-large.txt" 1 > /dev/null ;;
+restart) # a test of the checks: pass 2 below runs on a fresh worker, so it is not warm
+	pass large ferry-s3 s3 1
+	say "XR_SELFTEST=restart: a fresh worker before the warm pass"
+	stop_ferry; start_ferry s3; FW_FRESH=0
+	pass large ferry-s3 s3 2 ;;
+esac
 passes large ferry-s3 s3
 passes large nginx-cache s3
 section "S3 API, small files"
@@ -486,13 +578,13 @@ start_fuse s3fs
 for rd in duck-all fs duck-two; do
 	p=passes2; [ $rd = duck-all ] && p=passes
 	$p large direct-s3fs "$rd"
-	start_ferry
+	start_ferry fuse
 	$p large ferry-fuse "$rd"
 	stop_ferry
 done
 section "FUSE, small files: the first $N_SMALL_FUSE"
 passes2 smallfuse direct-s3fs fs
-start_ferry
+start_ferry fuse
 passes2 smallfuse ferry-fuse fs
 stop_ferry
 stop_fuse s3fs
@@ -512,9 +604,12 @@ fi
 # ======================================================================================
 if [ "$MODE" = full ] && has profile && command -v perf >/dev/null 2>&1; then
 	section "profile: perf record of ferry's worker and ferry fuse during a warm full read"
-	start_ferry
+	start_ferry fuse
 	"${C[@]}" $PY "$ROOT/bench/xread.py" fs "$MNT/ferry/$BUCKET" "$RUN/keys-large.txt" 1 > /dev/null  # cold, fills the cache
+	precond "profile fill" cold "$LARGE_BYTES" "$(ferry_metric ferry_ufs_read_bytes_total)" 0 "ferry's ferry_ufs_read_bytes_total"
+	settle
 	sync; echo 3 > /proc/sys/vm/drop_caches
+	ufs0=$(ferry_metric ferry_ufs_read_bytes_total)
 	# System-wide (-a), then reported for the three processes of the read:
 	# the reader, ferry's worker and ferry fuse; kernel time spent on their
 	# behalf (FUSE, page cache, copies) is in their samples.
@@ -527,6 +622,7 @@ if [ "$MODE" = full ] && has profile && command -v perf >/dev/null 2>&1; then
 	wait "$RD_PID"
 	t1=$(now)
 	kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
+	precond "profile read" warm 0 $(( $(ferry_metric ferry_ufs_read_bytes_total) - ufs0 )) 0 "ferry's ferry_ufs_read_bytes_total"
 	q=(); for x in "${PIDS[@]}"; do [ "$x" = "$PERF_PID" ] || q+=("$x"); done; PIDS=("${q[@]}")
 	note "perf record -a -g -F 999   # during one more warm full read through the FUSE mount ($(calc "$t1 - $t0") s), reported for the reader, the worker and ferry fuse:"
 	note "perf report --pid <reader>,<worker>,<ferry fuse> --no-children --percentage relative --sort pid,dso; and per process: --pid P --sort dso,sym"
@@ -559,7 +655,7 @@ OUT=$ROOT/bench/results/xregion-$STAMP-$MODE
 $PY "$ROOT/bench/xreport.py" "$RUN" "$OUT.png" > "$OUT.md"
 LATEST=latest-xregion; [ "$MODE" = quick ] && LATEST=latest-xregion-quick
 # A developer's run with its own sizes or parts is not the mode's result.
-if [ -z "${XR_DATA_MIB:-}${XR_SMALL:-}${XR_SMALL_FUSE:-}${XR_PARTS:-}${XR_FERRY_ARGS:-}" ]; then
+if [ -z "${XR_DATA_MIB:-}${XR_SMALL:-}${XR_SMALL_FUSE:-}${XR_PARTS:-}${XR_FERRY_ARGS:-}${XR_SELFTEST:-}" ]; then
 	cp "$OUT.md" "$ROOT/bench/results/$LATEST.md"
 	[ -f "$OUT.png" ] && cp "$OUT.png" "$ROOT/bench/results/$LATEST.png"
 	sed -i "s|($(basename "$OUT").png)|($LATEST.png)|" "$ROOT/bench/results/$LATEST.md"

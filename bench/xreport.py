@@ -4,9 +4,15 @@
 usage: xreport.py RUNDIR [CHART.png]
 
 Reads RUNDIR/meta.env, results.tsv, commands.txt, nginx.conf and, when
-present, perf-top.txt, perf-dso.txt, wanlink-stats.txt; prints the report to
-stdout and, given CHART.png, draws MB/s per pass with gnuplot (skipped, with
-a note in the report, when gnuplot is missing).  Measures nothing.
+present, precond.tsv, perf-top.txt, perf-dso.txt, wanlink-stats.txt; prints
+the report to stdout and, given CHART.png, draws MB/s per pass with gnuplot
+(skipped, with a note in the report, when gnuplot is missing).  Measures
+nothing.
+
+Every pass is checked again here against its precondition (bench/precond.sh:
+a cold pass fetched from the remote at least what it read, a warm pass
+fetched nothing), from the counters recorded with it; a pass that fails its
+check gets no ratio anywhere in the report, and the script exits 1.
 """
 import csv
 import os
@@ -25,6 +31,54 @@ for line in open(os.path.join(run, "meta.env")):
 rows = list(csv.DictReader(open(os.path.join(run, "results.tsv")), delimiter="\t"))
 out = []
 w = out.append
+
+
+def key(x):
+    return (x["part"], x["system"], x["reader"], x["pass"])
+
+
+def check(x):
+    """The problems of one pass with its precondition, from its own row (runs
+    before precond.tsv existed: ferry's bytes, pass 1 cold, later passes warm)."""
+    probs = []
+    role = x.get("role") or ""
+    ferry = x["system"].startswith("ferry")
+    if not role and ferry:
+        role = "cold" if x["pass"] == "1" else "warm"
+    need = int(x.get("need") or 0) or (int(x["bytes"]) if x["reader"] != "duck-two" else 0)
+    ufs = int(x["ufs_bytes"])
+    if ferry and role == "cold" and ufs < need:
+        probs.append("cold, but ferry fetched %s of the %s bytes it read from the remote" % (
+            "{:,}".format(ufs), "{:,}".format(need)))
+    if ferry and role == "warm" and ufs != 0:
+        probs.append("warm, but ferry fetched %s bytes from the remote" % "{:,}".format(ufs))
+    if x.get("link_bytes"):
+        link, slack = int(x["link_bytes"]), int(x.get("slack") or 0)
+        if role in ("cold", "direct") and link < need:
+            probs.append("%s, but only %s bytes crossed the link for %s read" % (
+                role, "{:,}".format(link), "{:,}".format(need)))
+        if role == "warm" and link > slack:
+            probs.append("warm, but %s bytes crossed the link (allowed %s for metadata)" % (
+                "{:,}".format(link), "{:,}".format(slack)))
+        if role == "none" and link > 1 << 20:
+            probs.append("%s bytes crossed the link during a pass that does not use it" % "{:,}".format(link))
+    return probs
+
+
+broken = {key(x): check(x) for x in rows}
+# This run's own checks (bench/precond.sh), those before a pass included.
+pc = os.path.join(run, "precond.tsv")
+if os.path.exists(pc):
+    for c in csv.DictReader(open(pc), delimiter="\t"):
+        f = c["pass"].split()
+        if c["verdict"] != "ok" and len(f) == 4:
+            broken.setdefault(tuple(f), []).append("%s check on %s: got %s, want %s, slack %s" % (
+                c["role"], c["counter"], c["got"], c["want"], c["slack"]))
+broken = {k: v for k, v in broken.items() if v}
+
+
+def bad(*xs):
+    return [p for x in xs for p in broken.get(key(x), [])]
 
 NAMES = {
     "direct-s3": "direct (boto3 -> remote S3)",
@@ -83,17 +137,26 @@ def seed_table(part, reader, direct, ferry, dname, fname):
     sp = []
     for a, b in zip(d, f):
         label = "%s — %s" % (a["pass"], "cold cache" if a["pass"] == "1" else "warm cache")
-        s = secs(a) / secs(b)
+        s = None if bad(a, b) else secs(a) / secs(b)
         sp.append(s)
-        w("| %s | %s (%s MB/s) | %s (%s MB/s) | %.2fx |" % (label, fmt_s(secs(a)), fmt_mb(mbs(a)),
-                                                     fmt_s(secs(b)), fmt_mb(mbs(b)), s))
+        w("| %s | %s (%s MB/s) | %s (%s MB/s) | %s |" % (label, fmt_s(secs(a)), fmt_mb(mbs(a)),
+                                                   fmt_s(secs(b)), fmt_mb(mbs(b)),
+                                                   "%.2fx" % s if s is not None else "not reported"))
+    ufs = [int(x["ufs_bytes"]) for x in f]
+    if bad(*d, *f):
+        w("")
+        w("**Not reported: %s.**  No speedup is given for a pass that did not measure what "
+          "it claims.  Bytes ferry fetched from the remote in each run: %s." % (
+              "; ".join(bad(*d, *f)), ", ".join("{:,}".format(u) for u in ufs)))
+        w("")
+        return None
     da, fa = statistics.mean(map(secs, d)), statistics.mean(map(secs, f))
     w("| Average (all runs) | %s | %s | %.2fx overall |" % (fmt_s(da), fmt_s(fa), da / fa))
     warm = statistics.mean(sp[1:]) if len(sp) > 1 else 0
     w("")
-    ufs = [int(x["ufs_bytes"]) for x in f]
     w("Cold speedup **%.2fx**, warm cache speedup **%.2fx** (mean of the warm runs).  "
-      "Bytes ferry fetched from the remote in each run: %s." % (
+      "Bytes ferry fetched from the remote in each run: %s (cold: the whole dataset; warm: none, "
+      "as every pass's check requires)." % (
           sp[0], warm, ", ".join("{:,.0f} MB".format(u / 1e6) for u in ufs)))
     w("")
     return sp[0], warm
@@ -135,6 +198,9 @@ for part, rd, a, b, an, bn, title in [
         ("large", "s3", "direct-s3", "ferry-s3", "Direct (boto3)", "ferry (S3 API)",
          "S3 API, boto3 reading every byte")]:
     d, f = sel(part, a, rd), sel(part, b, rd)
+    if d and f and bad(*d, *f):
+        heads.append("- %s: **not reported**: %s." % (title, "; ".join(bad(*d, *f))))
+        continue
     if d and f and rd == "s3" and sel("large", "direct-s3", "curl8"):
         ref = sel("large", "direct-s3", "curl8")[0]
         heads.append("- The link with 8 parallel 1 MiB ranged GETs and no cache (curl): %s MB/s; one boto3 stream: "
@@ -153,6 +219,8 @@ for rd, sysn in (("fs", "local"), ("duck-all", "local"), ("s3", "nginx-local")):
 for rd, sysn, ln in (("fs", "ferry-fuse", "local disk (open/read)"), ("duck-all", "ferry-fuse", "DuckDB on the local files"),
                      ("s3", "ferry-s3", "nginx serving the local files")):
     r = sel("large", sysn, rd)
+    if r and bad(*r):
+        continue
     if r and rd in lim and len(r) > 1:
         heads.append("- ferry warm, %s: %s MB/s = **%.2f** of the limit on this machine (%s: %s MB/s)." % (
             READERS[rd], fmt_mb(warm_mean(r)), warm_mean(r) / lim[rd], ln, fmt_mb(lim[rd])))
@@ -208,6 +276,11 @@ for path, s, rd, part, fs_ in peer_rows:
     r, f = sel(part, s, rd), sel(part, fs_, rd)
     if not r or not f:
         continue
+    if bad(*r, *f):
+        w("| %s | %s | %s%s | %s | - | not reported | not reported |" % (
+            path, NAMES[s], READERS[rd], " (small files)" if part.startswith("small") else "",
+            ", ".join(fmt_s(secs(x)) for x in r)))
+        continue
     fw = statistics.mean(map(secs, f[1:])) if len(f) > 1 else 0
     pw = statistics.mean(map(secs, r[1:])) if len(r) > 1 else 0
     w("| %s | %s | %s%s | %s | %s | %.2f | %s |" % (
@@ -228,7 +301,7 @@ for rd, part, ls_, fs_ in (("fs", "large", "local", "ferry-fuse"), ("duck-all", 
                            ("duck-two", "large", "local", "ferry-fuse"), ("s3", "large", "nginx-local", "ferry-s3"),
                            ("fs", "smallfuse", "local", "ferry-fuse"), ("s3", "small", "nginx-local", "ferry-s3")):
     l_, f = sel(part, ls_, rd), sel(part, fs_, rd)
-    if not l_ or len(f) < 2:
+    if not l_ or len(f) < 2 or bad(*l_, *f):
         continue
     w("| %s | %s | %s | %s | %s | %.2f |" % (READERS[rd], part, NAMES[ls_], fmt_mb(mbs(l_[0])), fmt_mb(warm_mean(f)),
                                            warm_mean(f) / mbs(l_[0])))
@@ -260,13 +333,21 @@ if os.path.exists(os.path.join(run, "perf-dso.txt")):
 
 w("## All passes")
 w("")
-w("| part | system | reader | pass | files | bytes | seconds | MB/s | ferry's bytes from the remote |")
-w("|---|---|---|---:|---:|---:|---:|---:|---:|")
+w("Each pass's precondition (bench/precond.sh), checked as it ran and again here: *cold* (the first pass "
+  "of a cache that started empty) fetched at least what it read, *warm* fetched nothing (ferry's own count: "
+  "0 bytes; the link: no more than an allowance for metadata requests), *direct* (no cache) had every byte "
+  "cross the link, *none* (local) had nothing cross it.  Link bytes: what the compute side received over "
+  "the link during the pass, TCP/IP headers included.")
+w("")
+w("| part | system | reader | pass | files | bytes | seconds | MB/s | ferry's bytes from the remote | link bytes | role | check |")
+w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
 for x in rows:
-    w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         x["part"], NAMES[x["system"]], x["reader"], x["pass"], x["files"], "{:,}".format(int(x["bytes"])),
         x["seconds"], fmt_mb(mbs(x)),
-        "{:,}".format(int(x["ufs_bytes"])) if x["system"].startswith("ferry") else ""))
+        "{:,}".format(int(x["ufs_bytes"])) if x["system"].startswith("ferry") else "",
+        "{:,}".format(int(x["link_bytes"])) if x.get("link_bytes") else "",
+        x.get("role", ""), "ok" if not broken.get(key(x)) else "**VIOLATED**: " + "; ".join(broken[key(x)])))
 w("")
 if os.path.exists(os.path.join(run, "wanlink-stats.txt")):
     w("wanlink's counters at the end (a>b is remote -> compute); its CPU time over the run: %s." % lw("wanlink_cpu"))
@@ -357,3 +438,7 @@ plot "%s" using 2:xtic(1) title columnheader(2)%s
               file=sys.stderr)
 
 print("\n".join(out))
+if broken:
+    print("xreport: preconditions violated, so those passes have no ratio in the report: " + "; ".join(
+        "%s: %s" % (" ".join(k), "; ".join(v)) for k, v in sorted(broken.items())), file=sys.stderr)
+    sys.exit(1)

@@ -626,6 +626,29 @@ def test_fourth_worker_takes_a_quarter(cluster_factory):
 
 # --- 6: etcd stopped and killed while reads go on -----------------------------
 
+def live_registrations(c):
+    """Worker keys in etcd held by a lease with time left (an expired lease
+    shows 0 or less until etcd revokes it, and its keys with it)."""
+    regs = c.etcd.leases(f"/ferry/{c.name}/workers/")
+    return sorted(k for k, lease in regs.items() if lease and c.etcd.lease_ttl(lease) > 0)
+
+
+def settled(c, ws, fence_dir, timeout=20):
+    """Waits until etcd holds every worker in ws under a live lease and each
+    worker has seen etcd's history up to then: a mount created afterwards
+    (events come in revision order) is on every worker, and each one's
+    view is ws."""
+    wait_for(lambda: len(live_registrations(c)) == len(ws), timeout, interval=0.1,
+             what=f"{len(ws)} registrations under live leases in etcd "
+                  f"(now {c.etcd.leases(f'/ferry/{c.name}/workers/')})")
+    name = "fence" + os.urandom(3).hex()
+    r = ws[0].ctl("POST", "/v1/mounts", json={"name": name, "uri": f"file://{fence_dir}", "options": {}})
+    assert r.status_code == 200, r.text
+    for w in ws:
+        wait_for(lambda: name in mount_names(w), timeout, interval=0.05, what=f"/{name} on {w.ctl_addr}")
+    c.wait_members(ws, timeout=timeout)
+
+
 def test_etcd_outage_under_reads(cluster_factory, tmp_path):
     c = cluster_factory()
     files = kill_files(8)
@@ -644,8 +667,18 @@ def test_etcd_outage_under_reads(cluster_factory, tmp_path):
         c.etcd.signal(signal.SIGSTOP)
         wait_for(lambda: time.monotonic() - t0 > 3 and rd.count(t0) >= 20, 30,
                  what="reads while etcd is stopped")
+        assert all(metric(w, "ferry_cluster_members") == 3 for w in ws), \
+            "a worker dropped members while etcd was stopped"
         c.etcd.signal(signal.SIGCONT)
-        c.wait_members(ws, timeout=20)
+        # Frozen past the TTL, every lease has expired by etcd's clock: on
+        # waking, etcd revokes them (every worker's key goes, and the views
+        # drop those members, as they must) and each worker registers again.
+        # The views showed three members all through the freeze, so seeing
+        # three now proves nothing: wait until etcd holds all three under
+        # live leases and every worker has watched etcd's history past that
+        # point (a fence mount made after it), so that the views are the
+        # settled ones when etcd dies.
+        settled(c, ws, other)
         # killed, then restarted on the same ports and data dir
         t1 = time.monotonic()
         c.etcd.kill()

@@ -99,17 +99,38 @@ class Etcd:
         if self.proc:
             self.proc.wait(10)
 
+    def _post(self, path, body):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.load(r)
+
+    def _kvs(self, prefix):
+        import base64
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return self._post("/v3/kv/range", {"key": base64.b64encode(prefix.encode()).decode(),
+                                           "range_end": base64.b64encode(end.encode()).decode()}
+                          ).get("kvs", [])
+
     def range_prefix(self, prefix):
         """{key: value} of every key under prefix (etcd's JSON gateway)."""
         import base64
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
-                           "range_end": base64.b64encode(end.encode()).decode()}).encode()
-        req = urllib.request.Request(self.url + "/v3/kv/range", data=body, method="POST")
-        with urllib.request.urlopen(req, timeout=5) as r:
-            kvs = json.load(r).get("kvs", [])
         return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
-                for kv in kvs}
+                for kv in self._kvs(prefix)}
+
+    def leases(self, prefix):
+        """{key: lease id (0: none)} of every key under prefix."""
+        import base64
+        return {base64.b64decode(kv["key"]).decode(): int(kv.get("lease", 0)) for kv in self._kvs(prefix)}
+
+    def lease_ttl(self, lease):
+        """Whole seconds left on a lease as etcd counts them now: 0 or less
+        once it has expired (until etcd revokes it), -1 when unknown."""
+        try:
+            r = self._post("/v3/lease/timetolive", {"ID": str(lease)})
+        except OSError:  # HTTPError included
+            return -1
+        # etcd's JSON gateway leaves out fields that are 0
+        return int(r.get("TTL", 0 if "ID" in r else -1))
 
     def log_tail(self, n=30):
         try:

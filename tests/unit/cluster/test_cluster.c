@@ -5,6 +5,8 @@
 
 #include "tap.h"
 #include "cluster/cluster.h"
+#include "common/dbuf.h"
+#include "common/util.h"
 #include "etcd_harness.h"
 
 static struct etcd_proc ep;
@@ -537,6 +539,135 @@ TEST(etcd_restart)
 	cluster_close(&C);
 }
 
+/* The lease holding key (0: the key has none, or is absent), -1 if etcd
+ * did not answer. */
+static int64_t
+key_lease(const char *key)
+{
+	struct dbuf b;
+	dbuf_init(&b, 1024);
+	char body[512], out[4096];
+	int r = b64_encode(&b, key, strlen(key));
+	snprintf(body, sizeof(body), "{\"key\":\"%.*s\"}", r ? 0 : (int)b.len,
+	    b.p ? b.p : "");
+	dbuf_free(&b);
+	if (r || raw_post(ep.url, "/v3/kv/range", body, out, sizeof(out)) != 200)
+		return -1;
+	const char *l = strstr(out, "\"lease\":\"");
+	return l ? strtoll(l + 9, NULL, 10) : 0;
+}
+
+/* Whole seconds etcd counts left on a lease, rounded down (so 0 for a
+ * live lease of TTL 1 too), -1 once it is gone. */
+static int64_t
+lease_ttl(int64_t id)
+{
+	char body[96], out[1024];
+	snprintf(body, sizeof(body), "{\"ID\":\"%lld\"}", (long long)id);
+	if (raw_post(ep.url, "/v3/lease/timetolive", body, out, sizeof(out)) != 200)
+		return -1;
+	/* The gateway leaves out fields that are 0. */
+	const char *t = strstr(out, "\"TTL\":\"");
+	return t ? strtoll(t + 7, NULL, 10) : strstr(out, "\"ID\":") ? 0 : -1;
+}
+
+/* Every key in keys[] held by a lease etcd has, none of them old[i]. */
+static int
+registered_again(char keys[][128], const int64_t *old, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int64_t l = key_lease(keys[i]);
+		if (l <= 0 || l == old[i] || lease_ttl(l) < 0)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * etcd frozen (SIGSTOP) for longer than the members' TTL, then killed:
+ * the regression behind test_etcd_outage_under_reads's "a worker dropped
+ * members while etcd was down".  While etcd is frozen, every view keeps
+ * every member.  On waking, etcd revokes the leases that expired by its
+ * clock, so every member's key goes (the views drop them: etcd says so)
+ * and each member registers again under a new lease.  Only once that has
+ * happened and the views have caught up with it (a mount created after it
+ * has reached them: events arrive in revision order) is the cluster
+ * settled; the integration test killed etcd before that, so the views
+ * kept were, rightly, the ones without the members being re-registered.
+ * Killed once settled, every view keeps every member.
+ */
+TEST(etcd_frozen_past_ttl)
+{
+	struct member m[3];
+	struct rec r[3];
+	struct cluster *M[3] = {NULL, NULL, NULL};
+	char keys[3][128];
+	int64_t old[3];
+	int ok = 1;
+	for (int i = 0; i < 3; i++) {
+		mk_member(&m[i], (char)('1' + i), 7000 + 10 * i);
+		memset(&r[i], 0, sizeof(r[i]));
+		pthread_mutex_init(&r[i].mu, NULL);
+		M[i] = open_c(ep.url, "c4", 1, &m[i], &r[i]);
+		ok = ok && M[i];
+		snprintf(keys[i], sizeof(keys[i]), "/ferry/c4/workers/%s",
+		    m[i].id);
+	}
+	CHECK(ok);
+	if (!ok)
+		goto out;
+	CHECK(WAIT_UNTIL(view_n(M[0]) == 3 && view_n(M[1]) == 3 &&
+	    view_n(M[2]) == 3, 3000));
+	for (int i = 0; i < 3; i++) {
+		old[i] = key_lease(keys[i]);
+		CHECK(old[i] > 0);
+	}
+
+	/* Frozen for 2.5 TTLs: the views hold, and never lose anyone. */
+	int views0[3];
+	for (int i = 0; i < 3; i++)
+		views0[i] = rec_views(&r[i]);
+	kill(ep.pid, SIGSTOP);
+	h_sleep_ms(2500);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(view_n(M[i]), 3);
+		CHECK(view_has(M[i], m[(i + 1) % 3].id));
+		CHECK(view_has(M[i], m[(i + 2) % 3].id));
+	}
+	kill(ep.pid, SIGCONT);
+
+	/* Every lease expired while frozen: each member is registered again
+	 * under a new live one. */
+	int64_t t0 = h_now_ms();
+	CHECK(WAIT_UNTIL(registered_again(keys, old, 3), 5000));
+	int64_t again = h_now_ms() - t0;
+	/* The views caught up with that: a mount created now reaches them
+	 * after every earlier event. */
+	CHECK_EQ_INT(cluster_mount_create(M[0], "fence", "{\"f\":1}", 7), 0);
+	CHECK(WAIT_UNTIL(rec_has(&r[0], "P fence=") && rec_has(&r[1], "P fence=")
+	    && rec_has(&r[2], "P fence="), 3000));
+	int changed = 0;
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(view_n(M[i]), 3);
+		changed += rec_views(&r[i]) > views0[i];
+	}
+	printf("# etcd frozen 2.5 s (TTL 1 s): every member registered again "
+	    "under a new lease %lld ms after it woke; %d of 3 views changed "
+	    "meanwhile (etcd deleted the expired members)\n",
+	    (long long)again, changed);
+
+	/* Settled: now etcd dies, and every view keeps every member. */
+	etcd_proc_stop(&ep, SIGKILL);
+	CHECK(WAIT_UNTIL(!view_ok(M[0]) && !view_ok(M[1]) && !view_ok(M[2]),
+	    3000));
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(view_n(M[i]), 3);
+	CHECK(etcd_proc_start(&ep) == 0);
+out:
+	for (int i = 0; i < 3; i++)
+		cluster_close(&M[i]);
+}
+
 int
 main(void)
 {
@@ -553,6 +684,7 @@ main(void)
 	RUN(members_and_mounts);
 	RUN(stopped_member_expires);
 	RUN(etcd_restart);
+	RUN(etcd_frozen_past_ttl);
 	etcd_close(&E);
 	etcd_procs_cleanup();
 	curl_global_cleanup();
