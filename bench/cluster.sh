@@ -255,12 +255,13 @@ start_worker() { # N I: (re)start worker I of cluster N (a kept cache dir keeps 
 	mkdir -p "$CDIR/n$n-w$i"
 	local cmd=("$FERRY" worker --cache-dir "$CDIR/n$n-w$i" --cache-size 8G
 		--s3-address "$ip:$((9000 + 10 * n))" --control-address "$ip:$((9001 + 10 * n))" --advertise "$ip"
-		--control-token "$TOKEN" --s3-anonymous --local-socket none
+		--s3-anonymous --local-socket none
 		--etcd "$ETCD_URL" --cluster "bench-n$n" --block-size "$BLOCK"
 		--mount "bench=file://$DATA")
 	note "ip netns exec $ns $(echo "${cmd[*]}" | sed "s|$CDIR|bench/work/cluster-PID|g; s|$ROOT/||g") &"
 	: > "$out"
-	ip netns exec "$ns" "${cmd[@]}" >> "$out" 2>> "$log" < /dev/null &
+	# The token from the environment: never on a command line.
+	FERRY_CONTROL_TOKEN=$TOKEN ip netns exec "$ns" "${cmd[@]}" >> "$out" 2>> "$log" < /dev/null &
 	local pid=$!
 	WPID[$n,$i]=$pid; PIDS+=("$pid")
 	local line=""
@@ -304,7 +305,7 @@ ufs_sum() { # N
 	echo "$t"
 }
 UFS_COUNTER="the workers' ferry_ufs_read_bytes_total, summed"
-self_id() { curl -sf --max-time 5 "http://$1/v1/cluster" | $PY -c 'import json,sys; print(json.load(sys.stdin)["self"])'; }
+self_id() { curl -sf --max-time 5 -H "Authorization: Bearer $TOKEN" "http://$1/v1/cluster" | $PY -c 'import json,sys; print(json.load(sys.stdin)["self"])'; }
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0; }
 # /proc/stat's cpu line: user+nice, system, irq+softirq, steal, total (ticks).
