@@ -34,6 +34,14 @@ hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
 	VAS_ASSERT(r != NULL && len == 32);
 }
 
+void
+md5_digest(const void *p, size_t n, unsigned char out[16])
+{
+	unsigned int len = 16;
+	int ok = EVP_Digest(p, n, out, &len, EVP_md5(), NULL);
+	VAS_ASSERT(ok == 1 && len == 16);
+}
+
 int
 ct_memcmp(const void *a, const void *b, size_t n)
 {

@@ -1,6 +1,7 @@
 /*
- * s3_listxml.c: a strict, bounded XML scanner and the two S3 documents the
- * s3:// under-store reads with it (ListBucketResult, Error).
+ * s3_listxml.c: a strict, bounded XML scanner and the S3 documents the
+ * s3:// under-store reads with it (ListBucketResult, Error, and the
+ * results of writes: InitiateMultipartUploadResult and the like).
  *
  * The scanner walks the input once, left to right, and never looks past
  * xml + len.  It calls a handler at each start tag and at each end tag; at
@@ -632,6 +633,67 @@ s3_errxml_parse(const char *xml, size_t len, char *code, size_t code_sz,
 	if (r) {
 		copy_trunc(code, code_sz, "", 0);
 		copy_trunc(msg, msg_sz, "", 0);
+	}
+	return r;
+}
+
+/* ---- results of writes ---- */
+
+struct result_ctx {
+	const char *root;
+	struct s3_xml_field *f;
+	int nf;
+};
+
+static int
+result_start(void *arg, int depth, const char *name, size_t nlen)
+{
+	struct result_ctx *c = arg;
+	if (depth == 1 && !name_is(name, nlen, c->root))
+		return -EIO;
+	return 0;
+}
+
+static int
+result_end(void *arg, int depth, const char *name, size_t nlen,
+    const char *text, size_t tlen)
+{
+	struct result_ctx *c = arg;
+	if (depth != 2)
+		return 0;
+	for (int i = 0; i < c->nf; i++) {
+		struct s3_xml_field *f = &c->f[i];
+		if (!name_is(name, nlen, f->name))
+			continue;
+		if (f->found || tlen >= f->cap || memchr(text, 0, tlen))
+			return -EIO;
+		memcpy(f->out, text, tlen);
+		f->out[tlen] = 0;
+		f->found = 1;
+	}
+	return 0;
+}
+
+int
+s3_resultxml_parse(const char *xml, size_t len, const char *root,
+    struct s3_xml_field *f, int nf)
+{
+	static const struct xml_handler h = {result_start, result_end};
+	struct xml_scan s;
+	struct result_ctx c = {root, f, nf};
+	for (int i = 0; i < nf; i++) {
+		f[i].found = 0;
+		if (f[i].cap)
+			f[i].out[0] = 0;
+		else
+			return -EINVAL;
+	}
+	int r = xml_walk(&s, xml, len, &h, &c);
+	if (r) {
+		for (int i = 0; i < nf; i++) {
+			f[i].found = 0;
+			f[i].out[0] = 0;
+		}
 	}
 	return r;
 }

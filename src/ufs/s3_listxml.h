@@ -1,7 +1,7 @@
 /*
- * s3_listxml.h: parsers for the two XML documents the s3:// under-store
- * reads: a ListObjectsV2 reply (ListBucketResult) and an S3 error reply
- * (Error).  Built on a small strict scanner that knows elements, attributes,
+ * s3_listxml.h: parsers for the XML documents the s3:// under-store
+ * reads: a ListObjectsV2 reply (ListBucketResult), an S3 error reply
+ * (Error), and the small results of writes (an upload's id, an ETag).  Built on a small strict scanner that knows elements, attributes,
  * text, comments, CDATA and the predefined and numeric entities, and
  * nothing else (a DOCTYPE is refused, so no entity expansion).  Input is
  * never trusted: every name, text and nesting depth has a hard limit and
@@ -59,5 +59,24 @@ int s3_listxml_parse(const char *xml, size_t len, s3_list_item_fn fn,
  */
 int s3_errxml_parse(const char *xml, size_t len, char *code, size_t code_sz,
     char *msg, size_t msg_sz);
+
+/* One field of a result document: the text of the root's child name. */
+struct s3_xml_field {
+	const char *name; /* "UploadId", "ETag", "LastModified" */
+	char *out;        /* its decoded text, NUL-terminated */
+	size_t cap;       /* bytes at out, its NUL included */
+	int found;
+};
+
+/*
+ * Parses the result document of a write (InitiateMultipartUploadResult,
+ * CompleteMultipartUploadResult, CopyObjectResult, CopyPartResult): its
+ * root element must be root, and the text of each of the root's children
+ * named in f[0..nf) is copied to its out.  Returns 0, or -EIO if the
+ * document is malformed, has another root, repeats a field or has a
+ * field's text too long for its cap (never cut).
+ */
+int s3_resultxml_parse(const char *xml, size_t len, const char *root,
+    struct s3_xml_field *f, int nf);
 
 #endif

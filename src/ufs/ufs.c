@@ -6,9 +6,20 @@
  * calling the backend; so a backend only does its own work, and a counter
  * or a check is never forgotten by one caller.
  *
+ * Writes go through the same layer: ufs_put_begin checks the options
+ * (conditions, the headers that go with the object: only Content-Type,
+ * Content-Encoding, Content-Language, Content-Disposition, Cache-Control,
+ * Expires and x-amz-meta-*, lowercase, printable ASCII, within S3's
+ * limits) and a struct ufs_put wraps the backend's session: it keeps the
+ * first failure of a put_write, so that a commit after it aborts the
+ * backend session and returns that failure (a half-written body is never
+ * committed), and a body longer or shorter than the size announced is
+ * refused (-EINVAL).  A backend without write slots answers -EROFS.
+ *
  * Threads: any.  The table is read-only; an open struct ufs is read-only
  * after ufs_open (backends are thread-safe); counters are relaxed atomics;
- * the failure reason is per thread.
+ * the failure reason is per thread.  A struct ufs_put is used by one thread
+ * at a time (ufs.h).
  */
 #include "ufs.h"
 
@@ -27,12 +38,28 @@
 #define UFS_READ_MAX (64u << 20)
 #define UFS_LIST_MAX 1000
 #define UFS_REASON_MAX 512
+/* The headers a write may carry: how many, and S3's 2 KB limit on user
+ * metadata (x-amz-meta-* names and values together); other values are
+ * kept to 1 KiB each. */
+#define UFS_PUT_HEADERS_MAX 32
+#define UFS_META_BYTES_MAX 2048
+#define UFS_HEADER_VALUE_MAX 1024
 
 struct ufs {
 	const struct ufs_ops *ops;
 	void *state;    /* NULL: the backend failed to open */
 	char *open_err; /* why it failed */
 	char *label;    /* the URI, for log lines */
+};
+
+/* A write session: the backend's, and what the layer checks across calls. */
+struct ufs_put {
+	struct ufs *u;
+	void *b;          /* the backend's session */
+	int64_t size;     /* announced, or -1 */
+	int64_t written;
+	int err;          /* the first put_write failure, or 0 */
+	char reason[UFS_REASON_MAX]; /* its ufs_last_error() */
 };
 
 static const struct ufs_ops *const backends[] = {&ufs_file_ops, &ufs_s3_ops};
@@ -177,12 +204,13 @@ enter(struct ufs *u, const char *path)
 	return 0;
 }
 
-/* Counts a failure; "no such object", "changed" and "no metadata here"
- * are answers, not failures. */
+/* Counts a failure; "no such object", "changed", "no metadata here" and
+ * "exists already" (a write's condition) are answers, not failures. */
 static void
 count_error(enum ufs_op op, int r)
 {
-	if (r < 0 && r != -ENOENT && r != -ESTALE && r != -ERANGE)
+	if (r < 0 && r != -ENOENT && r != -ESTALE && r != -ERANGE &&
+	    r != -EEXIST)
 		ADD(errors[op], 1);
 }
 
@@ -280,6 +308,279 @@ ufs_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
 	return n;
 }
 
+/* ---- writes ---- */
+
+int
+ufs_writable(const struct ufs *u)
+{
+	return u && u->state && u->ops->put_begin && u->ops->put_write &&
+	    u->ops->put_commit && u->ops->put_abort;
+}
+
+static int
+is_lower_token(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    strchr("!#$%&'*+-.^_`|~", c)))
+			return 0;
+	}
+	return n > 0;
+}
+
+/* Printable ASCII (and tab): what goes into an HTTP header unchanged. */
+static int
+header_value_ok(const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if ((c < 0x20 && c != '\t') || c >= 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *const std_headers[] = {"content-type",
+    "content-encoding", "content-language", "content-disposition",
+    "cache-control", "expires"};
+
+/* Checks a write's options; 0, or -EINVAL with the reason set. */
+static int
+put_opts_check(const struct ufs *u, const char *path,
+    const struct ufs_put_opts *o)
+{
+	if (o->size < -1) {
+		ufs_set_error("%s: %s: negative size", u->label, path);
+		return -EINVAL;
+	}
+	if (o->if_match && o->if_none_match) {
+		ufs_set_error("%s: %s: if_match and if_none_match together",
+		    u->label, path);
+		return -EINVAL;
+	}
+	if (o->if_match) {
+		size_t n = strlen(o->if_match);
+		if (n == 0 || n >= UFS_ETAG_MAX || strchr(o->if_match, '"') ||
+		    !header_value_ok(o->if_match, n)) {
+			ufs_set_error("%s: %s: bad ETag to match", u->label, path);
+			return -EINVAL;
+		}
+	}
+	if (o->nheaders < 0 || o->nheaders > UFS_PUT_HEADERS_MAX ||
+	    (o->nheaders > 0 && !o->headers)) {
+		ufs_set_error("%s: %s: too many headers (at most %d)", u->label,
+		    path, UFS_PUT_HEADERS_MAX);
+		return -EINVAL;
+	}
+	size_t meta = 0;
+	for (int i = 0; i < o->nheaders; i++) {
+		const char *k = o->headers[i].key, *v = o->headers[i].value;
+		if (!k || !v) {
+			ufs_set_error("%s: %s: a header without a name or value",
+			    u->label, path);
+			return -EINVAL;
+		}
+		size_t kl = strlen(k), vl = strlen(v);
+		int known = !strncmp(k, "x-amz-meta-", 11) && kl > 11;
+		for (size_t j = 0; !known && j < sizeof(std_headers) /
+		    sizeof(std_headers[0]); j++)
+			known = !strcmp(k, std_headers[j]);
+		if (!known || !is_lower_token(k, kl)) {
+			ufs_set_error("%s: %s: header '%.64s' cannot be stored "
+			    "with an object (lowercase content-type, "
+			    "content-encoding, content-language, "
+			    "content-disposition, cache-control, expires or "
+			    "x-amz-meta-*)", u->label, path, k);
+			return -EINVAL;
+		}
+		if (!header_value_ok(v, vl) ||
+		    (!strncmp(k, "x-amz-meta-", 11) ? (meta += kl - 11 + vl) >
+		    UFS_META_BYTES_MAX : vl > UFS_HEADER_VALUE_MAX)) {
+			ufs_set_error("%s: %s: header '%.64s': value not "
+			    "printable ASCII or too long (x-amz-meta-* take "
+			    "%d bytes in all)", u->label, path, k,
+			    UFS_META_BYTES_MAX);
+			return -EINVAL;
+		}
+		for (int j = 0; j < i; j++) {
+			if (!strcmp(o->headers[j].key, k)) {
+				ufs_set_error("%s: %s: header '%.64s' twice",
+				    u->label, path, k);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Entry checks of a write (op) to path: the instance, the backend's slot,
+ * a path that is not the root, the options.  Clears the reason. */
+static int
+enter_write(struct ufs *u, enum ufs_op op, const char *path,
+    const struct ufs_put_opts *o)
+{
+	int r = enter(u, path);
+	if (r)
+		return r;
+	int can = op == UFSOP_WRITE ? ufs_writable(u) :
+	    op == UFSOP_REMOVE ? u->ops->remove != NULL : u->ops->copy != NULL;
+	if (!can) {
+		ufs_set_error("%s is read-only (its backend cannot write)",
+		    u->label);
+		return -EROFS;
+	}
+	if (!path[0]) {
+		ufs_set_error("%s: the root is not an object", u->label);
+		return -EINVAL;
+	}
+	return o ? put_opts_check(u, path, o) : 0;
+}
+
+int
+ufs_put_begin(struct ufs *u, const char *path, const struct ufs_put_opts *o,
+    struct ufs_put **pp)
+{
+	static const struct ufs_put_opts none = {.size = -1};
+	*pp = NULL;
+	if (!o)
+		o = &none;
+	int r = enter_write(u, UFSOP_WRITE, path, o);
+	if (r)
+		return r;
+	struct ufs_put *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	ADD(requests[UFSOP_WRITE], 1);
+	r = u->ops->put_begin(u->state, path, o, &p->b);
+	if (r < 0) {
+		count_error(UFSOP_WRITE, r);
+		free(p);
+		return r;
+	}
+	p->u = u;
+	p->size = o->size;
+	*pp = p;
+	return 0;
+}
+
+/* Remembers a session's first failure (and its reason), counted once. */
+static int
+put_fail(struct ufs_put *p, int r)
+{
+	if (!p->err) {
+		p->err = r;
+		snprintf(p->reason, sizeof(p->reason), "%s", t_reason);
+		count_error(UFSOP_WRITE, r);
+	}
+	return r;
+}
+
+int
+ufs_put_write(struct ufs_put *p, const void *buf, size_t len)
+{
+	t_reason[0] = 0;
+	if (!p || (!buf && len))
+		return -EINVAL;
+	if (p->err) {
+		snprintf(t_reason, sizeof(t_reason), "%s", p->reason);
+		return p->err;
+	}
+	if (len == 0)
+		return 0;
+	if (len > (uint64_t)(INT64_MAX - p->written) ||
+	    (p->size >= 0 && p->written + (int64_t)len > p->size)) {
+		ufs_set_error("%s: more bytes written than the %" PRId64
+		    " announced", p->u->label, p->size);
+		return put_fail(p, -EINVAL);
+	}
+	int r = p->u->ops->put_write(p->b, buf, len);
+	if (r < 0)
+		return put_fail(p, r);
+	p->written += (int64_t)len;
+	return 0;
+}
+
+int
+ufs_put_commit(struct ufs_put **pp, struct ufs_stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	t_reason[0] = 0;
+	struct ufs_put *p = pp ? *pp : NULL;
+	if (!p)
+		return -EINVAL;
+	*pp = NULL;
+	const struct ufs_ops *ops = p->u->ops;
+	int r;
+	if (!p->err && p->size >= 0 && p->written != p->size) {
+		ufs_set_error("%s: %" PRId64 " bytes written of the %" PRId64
+		    " announced", p->u->label, p->written, p->size);
+		put_fail(p, -EINVAL);
+	}
+	if (p->err) {
+		ops->put_abort(p->b);
+		snprintf(t_reason, sizeof(t_reason), "%s", p->reason);
+		r = p->err;
+	} else {
+		r = ops->put_commit(p->b, st);
+		if (r < 0) {
+			count_error(UFSOP_WRITE, r);
+			memset(st, 0, sizeof(*st));
+		} else {
+			ADD(write_bytes, p->written);
+			r = 0;
+		}
+	}
+	free(p);
+	return r;
+}
+
+void
+ufs_put_abort(struct ufs_put **pp)
+{
+	struct ufs_put *p = pp ? *pp : NULL;
+	if (!p)
+		return;
+	*pp = NULL;
+	p->u->ops->put_abort(p->b);
+	free(p);
+}
+
+int
+ufs_remove(struct ufs *u, const char *path)
+{
+	int r = enter_write(u, UFSOP_REMOVE, path, NULL);
+	if (r)
+		return r;
+	ADD(requests[UFSOP_REMOVE], 1);
+	r = u->ops->remove(u->state, path);
+	count_error(UFSOP_REMOVE, r);
+	return r < 0 ? r : 0;
+}
+
+int
+ufs_copy(struct ufs *u, const char *src, const char *dst,
+    const struct ufs_put_opts *o, struct ufs_stat *st)
+{
+	static const struct ufs_put_opts none = {.size = -1};
+	memset(st, 0, sizeof(*st));
+	if (!o)
+		o = &none;
+	int r = enter_write(u, UFSOP_COPY, dst, o);
+	if (r)
+		return r;
+	if (!src || !src[0]) {
+		ufs_set_error("%s: no object to copy from", u->label);
+		return -EINVAL;
+	}
+	ADD(requests[UFSOP_COPY], 1);
+	r = u->ops->copy(u->state, src, dst, o, st);
+	count_error(UFSOP_COPY, r);
+	if (r < 0)
+		memset(st, 0, sizeof(*st));
+	return r < 0 ? r : 0;
+}
+
 void
 ufs_get_counters(struct ufs_counters *out)
 {
@@ -288,18 +589,23 @@ ufs_get_counters(struct ufs_counters *out)
 		out->errors[i] = __atomic_load_n(&g_ufs.errors[i], __ATOMIC_RELAXED);
 	}
 	out->read_bytes = __atomic_load_n(&g_ufs.read_bytes, __ATOMIC_RELAXED);
+	out->write_bytes = __atomic_load_n(&g_ufs.write_bytes, __ATOMIC_RELAXED);
 }
 
 int
 ufs_metrics_render(struct dbuf *b)
 {
-	static const char *const names[UFSOP__N] = {"stat", "list", "read"};
+	static const char *const names[UFSOP__N] = {"stat", "list", "read",
+	    "write", "remove", "copy"};
 	struct ufs_counters c;
 	ufs_get_counters(&c);
 	dbuf_printf(b, "# HELP ferry_ufs_read_bytes_total Bytes read from under-stores.\n"
 	    "# TYPE ferry_ufs_read_bytes_total counter\nferry_ufs_read_bytes_total %" PRId64 "\n",
 	    c.read_bytes);
-	dbuf_printf(b, "# HELP ferry_ufs_requests_total Requests made to under-stores, by operation.\n"
+	dbuf_printf(b, "# HELP ferry_ufs_write_bytes_total Bytes of objects written to under-stores (committed writes).\n"
+	    "# TYPE ferry_ufs_write_bytes_total counter\nferry_ufs_write_bytes_total %" PRId64 "\n",
+	    c.write_bytes);
+	dbuf_printf(b, "# HELP ferry_ufs_requests_total Requests made to under-stores, by operation (a write is one, whatever its parts).\n"
 	    "# TYPE ferry_ufs_requests_total counter\n");
 	for (int i = 0; i < UFSOP__N; i++)
 		dbuf_printf(b, "ferry_ufs_requests_total{op=\"%s\"} %" PRId64 "\n", names[i], c.requests[i]);

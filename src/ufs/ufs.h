@@ -225,12 +225,21 @@ int ufs_remove(struct ufs *u, const char *path);
 int ufs_copy(struct ufs *u, const char *src, const char *dst,
     const struct ufs_put_opts *o, struct ufs_stat *st);
 
-/* Counters (process-wide, relaxed atomics), for /metrics and /v1/stats. */
-enum ufs_op { UFSOP_STAT, UFSOP_LIST, UFSOP_READ, UFSOP__N };
+/*
+ * Counters (process-wide, relaxed atomics), for /metrics and /v1/stats.
+ * A write is one request however many the store needs for it (the parts
+ * of a multipart upload); write_bytes counts the bodies of committed
+ * writes (a copy, done inside the store, adds none).
+ */
+enum ufs_op {
+	UFSOP_STAT, UFSOP_LIST, UFSOP_READ, UFSOP_WRITE, UFSOP_REMOVE,
+	UFSOP_COPY, UFSOP__N
+};
 struct ufs_counters {
 	int64_t requests[UFSOP__N];
 	int64_t errors[UFSOP__N];
 	int64_t read_bytes;
+	int64_t write_bytes;
 };
 void ufs_get_counters(struct ufs_counters *out);
 struct dbuf;

@@ -34,8 +34,36 @@
  * sizes.  When the callback returns non-zero, list stops, sets
  * *truncated and returns that value.
  *
+ * Writes never show a torn file.  The body goes to a temporary file,
+ * ".ferry-tmp." and 16 hex digits, in the destination's directory
+ * (missing parents are made, mode 0755, each opened beneath the root
+ * before the next is made in it, so nothing is ever created outside); at
+ * commit it is fsync'd, renamed into place and the directory fsync'd.
+ * Names starting with ".ferry-tmp." are hidden from list, stat and read
+ * and refused as keys: a crash leaves only a temporary file no reader
+ * sees (stale ones may be deleted by hand).  Abort unlinks it and removes
+ * the directories the write made.  if_none_match is atomic (renameat2
+ * RENAME_NOREPLACE, or link() where the filesystem lacks it); if_match is
+ * checked right before the rename (best effort: a writer in between
+ * wins).  A key where a directory holds other keys cannot be written
+ * (-EIO, said): file:// cannot have both "a" and "a/b".  A symlink at the
+ * key is replaced, never written through.  The commit's stat is the new
+ * file's, what stat answers next; a new version with the old one's size
+ * and mtime (one clock tick) gets the old mtime + 1 ns, so that its ETag
+ * differs.  A marker key "dir/" (empty body only) makes the directory.
+ * Headers (content-type, x-amz-meta-*, ...) are kept as user.ferry.NAME
+ * xattrs where the filesystem has user xattrs and silently dropped where
+ * it has not; reads do not return them yet.  remove unlinks the file
+ * (rmdir for "dir/"), then removes the parents it left empty, up to the
+ * root: S3 has no empty directories, and an empty one here would list as
+ * a marker nobody made.  The price: a marker put explicitly ("a/")
+ * disappears with the last key under it, where S3 would keep it.  copy is
+ * a write whose body comes from the source (copy_file_range where
+ * possible), its xattrs copied unless headers replace them.
+ *
  * Threads: any thread; the state is read-only after open except the
- * openat2-availability flag, which is only ever cleared (atomically).
+ * openat2-availability flag, which is only ever cleared (atomically).  A
+ * write session is one thread's at a time (ufs.h).
  */
 #include "ufs.h"
 
@@ -44,14 +72,24 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/util.h"
+
+/* A write's temporary file: hidden from list, stat and read, and a name no
+ * write may use, so a crash leaves nothing a reader sees. */
+#define TMP_PREFIX ".ferry-tmp."
+#define TMP_PREFIX_LEN (sizeof(TMP_PREFIX) - 1)
+/* Where a write's headers go (content-type, x-amz-meta-*, ...). */
+#define XATTR_PREFIX "user.ferry."
 
 struct file_state {
 	int rootfd;      /* O_PATH of the root directory */
@@ -75,6 +113,42 @@ map_errno(int e)
 	default:
 		return -EIO;
 	}
+}
+
+/* Errors of a write: a full disk and a read-only tree are said as such. */
+static int
+map_write_errno(int e)
+{
+	switch (e) {
+	case ENOSPC:
+	case EDQUOT:
+		return -ENOSPC;
+	case EROFS:
+		return -EROFS;
+	default:
+		return map_errno(e);
+	}
+}
+
+static int
+reserved_name(const char *name, size_t n)
+{
+	return n >= TMP_PREFIX_LEN && memcmp(name, TMP_PREFIX, TMP_PREFIX_LEN) == 0;
+}
+
+/* Does a segment of path start with TMP_PREFIX? */
+static int
+reserved_path(const char *path)
+{
+	while (*path) {
+		size_t n = strcspn(path, "/");
+		if (reserved_name(path, n))
+			return 1;
+		path += n;
+		if (*path)
+			path++;
+	}
+	return 0;
 }
 
 /* The realpath fallback: resolve, check containment, open the result. */
@@ -216,6 +290,8 @@ file_stat(void *state, const char *path, struct ufs_stat *st)
 {
 	struct file_state *fs = state;
 	size_t pl = strlen(path);
+	if (reserved_path(path))
+		return -ENOENT;
 	if (pl > 0 && path[pl - 1] == '/')
 		return marker_stat(fs, path, st);
 	int fd = open_beneath(fs, path, O_PATH);
@@ -250,6 +326,8 @@ file_read(void *state, const char *path, const char *etag, int64_t off,
 		return -EINVAL;
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
+	if (reserved_path(path))
+		return -ENOENT;
 	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
 	int fd = open_beneath(fs, path, O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
@@ -414,7 +492,8 @@ static int
 name_listable(const char *name, size_t n)
 {
 	if (n == 0 || (n == 1 && name[0] == '.') ||
-	    (n == 2 && name[0] == '.' && name[1] == '.'))
+	    (n == 2 && name[0] == '.' && name[1] == '.') ||
+	    reserved_name(name, n))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
@@ -1010,7 +1089,7 @@ static int
 marker_stat(struct file_state *fs, const char *path, struct ufs_stat *st)
 {
 	size_t n = strlen(path);
-	if (n < 2 || n > UFS_KEY_MAX)
+	if (n < 2 || n > UFS_KEY_MAX || reserved_path(path))
 		return -ENOENT;
 	int fd = open_beneath(fs, path, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
@@ -1035,6 +1114,774 @@ marker_stat(struct file_state *fs, const char *path, struct ufs_stat *st)
 	return 0;
 }
 
+/* ---- writes ---- */
+
+static void __attribute__((format(printf, 3, 4)))
+file_set_error(const struct file_state *fs, const char *path,
+    const char *fmt, ...)
+{
+	char what[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	const char *root = fs->root_real;
+	ufs_set_error("file://%s%s%s: %s", root,
+	    path[0] && root[fs->root_real_len - 1] != '/' ? "/" : "", path, what);
+}
+
+/* The directories a write created (prefix lengths of its directory path,
+ * shallowest first), removed again if it does not commit. */
+struct mkdirs {
+	size_t len[UFS_KEY_MAX / 2 + 1];
+	int n;
+};
+
+/*
+ * Opens directory dir[0..dlen) ("" is the root) beneath the root, for
+ * writing into and fsync (O_RDONLY | O_DIRECTORY), creating missing
+ * components with mode 0755.  Each component is opened beneath the root
+ * before the next is made in it, so a symlink out of the root fails
+ * (-EACCES) and nothing is created outside; a component that is a file
+ * fails (-EIO, said).  A component removed meanwhile (a remove pruning
+ * the empty directories) starts the walk again.  Those created are added
+ * to md (if not NULL).  fd or -errno.
+ */
+static int
+open_dir_creating(struct file_state *fs, const char *dir, size_t dlen,
+    struct mkdirs *md)
+{
+	char buf[UFS_KEY_MAX + 1];
+	if (dlen > UFS_KEY_MAX)
+		return -EINVAL;
+	memcpy(buf, dir, dlen);
+	buf[dlen] = 0;
+	for (int tries = 0;; tries++) {
+		int fd = open_beneath(fs, buf, O_RDONLY | O_DIRECTORY);
+		if (fd != -ENOENT || tries == 16)
+			return fd;
+		int parent = open_beneath(fs, "", O_PATH | O_DIRECTORY);
+		int again = 0;
+		for (size_t i = 0; parent >= 0 && i < dlen && !again;) {
+			size_t j = i;
+			while (j < dlen && buf[j] != '/')
+				j++;
+			buf[j] = 0;
+			int sub = open_beneath(fs, buf, O_PATH | O_DIRECTORY);
+			if (sub == -ENOENT) {
+				struct stat sb;
+				if (mkdirat(parent, buf + i, 0755) == 0) {
+					while (md && md->n > 0 &&
+					    md->len[md->n - 1] >= j)
+						md->n--;
+					if (md && md->n < (int)(sizeof(md->len) /
+					    sizeof(md->len[0])))
+						md->len[md->n++] = j;
+					sub = open_beneath(fs, buf,
+					    O_PATH | O_DIRECTORY);
+					again = sub == -ENOENT;
+				} else if (errno == ENOENT) {
+					again = 1; /* parent removed meanwhile */
+				} else if (errno != EEXIST) {
+					int e = errno;
+					file_set_error(fs, buf, "cannot create "
+					    "the directory: %s", strerror(e));
+					sub = map_write_errno(e);
+				} else if (fstatat(parent, buf + i, &sb,
+				    AT_SYMLINK_NOFOLLOW) == 0 &&
+				    !S_ISDIR(sb.st_mode)) {
+					/* a file, or a symlink leading to
+					 * nothing or to a file */
+					sub = open_beneath(fs, buf,
+					    O_PATH | O_DIRECTORY);
+					if (sub == -ENOENT) {
+						file_set_error(fs, buf, "not a "
+						    "directory (a file has this "
+						    "name)");
+						sub = -EIO;
+					}
+				} else {
+					sub = open_beneath(fs, buf,
+					    O_PATH | O_DIRECTORY);
+					again = sub == -ENOENT;
+				}
+			}
+			close(parent);
+			parent = again ? -1 : sub;
+			if (j < dlen)
+				buf[j] = '/';
+			i = j + 1;
+		}
+		if (again)
+			continue;
+		if (parent < 0)
+			return parent;
+		close(parent);
+	}
+}
+
+/* Removes the empty directory path (NUL-terminated, not the root) whose
+ * parent is resolved beneath the root; the last component is never
+ * followed (a symlink is not a directory here).  0 or -errno. */
+static int
+rmdir_beneath(struct file_state *fs, char *path)
+{
+	char *slash = strrchr(path, '/');
+	int pfd;
+	if (slash) {
+		*slash = 0;
+		pfd = open_beneath(fs, path, O_PATH | O_DIRECTORY);
+		*slash = '/';
+	} else {
+		pfd = open_beneath(fs, "", O_PATH | O_DIRECTORY);
+	}
+	if (pfd < 0)
+		return pfd;
+	int r = unlinkat(pfd, slash ? slash + 1 : path, AT_REMOVEDIR) < 0 ?
+	    -errno : 0;
+	close(pfd);
+	return r;
+}
+
+/* Undoes the directories a write made, deepest first, while empty. */
+static void
+rmdirs_created(struct file_state *fs, const char *dir, struct mkdirs *md)
+{
+	char buf[UFS_KEY_MAX + 1];
+	for (int k = md->n - 1; k >= 0; k--) {
+		memcpy(buf, dir, md->len[k]);
+		buf[md->len[k]] = 0;
+		if (rmdir_beneath(fs, buf) < 0)
+			break;
+	}
+	md->n = 0;
+}
+
+/* Removes directory dir[0..dlen) and then its parents while they are empty,
+ * up to (not including) the root. */
+static void
+prune_empty(struct file_state *fs, const char *dir, size_t dlen)
+{
+	char buf[UFS_KEY_MAX + 1];
+	if (dlen > UFS_KEY_MAX)
+		return;
+	memcpy(buf, dir, dlen);
+	buf[dlen] = 0;
+	while (buf[0]) {
+		if (rmdir_beneath(fs, buf) < 0)
+			return;
+		char *s = strrchr(buf, '/');
+		if (!s)
+			return;
+		*s = 0;
+	}
+}
+
+static void
+tmp_name(char *out, size_t n)
+{
+	static uint64_t ctr;
+	uint64_t r;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 40) ^
+		    __atomic_add_fetch(&ctr, 1, __ATOMIC_RELAXED) *
+		    0x9e3779b97f4a7c15ull;
+	snprintf(out, n, TMP_PREFIX "%016llx", (unsigned long long)r);
+}
+
+/* A write session (ufs.h).  A marker key ("dir/") has no temporary file:
+ * its commit makes the directory. */
+struct file_put {
+	struct file_state *fs;
+	char *path;       /* the key */
+	size_t dlen;      /* its directory: path[0..dlen) */
+	const char *name; /* its last component (no '/'), in path */
+	int marker;
+	int dirfd;        /* the directory (-1 for a marker) */
+	int fd;           /* the temporary file (-1 for a marker) */
+	char tmp[40];     /* its name in dirfd */
+	int if_none_match;
+	char if_match[UFS_ETAG_MAX];
+	int64_t written;
+	struct mkdirs md; /* made by put_begin */
+};
+
+static void
+file_put_free(struct file_put *p, int undo)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	if (undo && p->tmp[0] && p->dirfd >= 0)
+		unlinkat(p->dirfd, p->tmp, 0);
+	if (p->dirfd >= 0)
+		close(p->dirfd);
+	if (undo)
+		rmdirs_created(p->fs, p->path, &p->md);
+	free(p->path);
+	free(p);
+}
+
+/* Keeps a write's headers as user.ferry.NAME xattrs of fd.  A filesystem
+ * without user xattrs keeps none, silently.  0 or -errno (said). */
+static int
+set_headers(struct file_put *p, const struct ufs_put_opts *o)
+{
+	for (int i = 0; i < o->nheaders; i++) {
+		char name[XATTR_NAME_MAX + 1];
+		const char *v = o->headers[i].value;
+		int n = snprintf(name, sizeof(name), XATTR_PREFIX "%s",
+		    o->headers[i].key);
+		if (n < 0 || (size_t)n >= sizeof(name)) {
+			file_set_error(p->fs, p->path, "header name '%.40s...' "
+			    "too long to keep", o->headers[i].key);
+			return -EINVAL;
+		}
+		if (fsetxattr(p->fd, name, v, strlen(v), 0) == 0)
+			continue;
+		int e = errno;
+		if (e == ENOTSUP)
+			return 0; /* no user xattrs here: not kept */
+		file_set_error(p->fs, p->path, "cannot keep header %s: %s",
+		    o->headers[i].key, strerror(e));
+		return e == ERANGE || e == E2BIG ? -EINVAL : map_write_errno(e);
+	}
+	return 0;
+}
+
+/* Copies src's user.ferry.* xattrs to dst, as S3 copies an object's
+ * metadata; best effort, but a full disk is an error. */
+static int
+copy_headers(int src, int dst)
+{
+	enum { LIST_MAX = 64 << 10, VAL_MAX = 8 << 10 };
+	char *list = malloc(LIST_MAX), *val = malloc(VAL_MAX);
+	int r = 0;
+	ssize_t ln = list && val ? flistxattr(src, list, LIST_MAX) : -1;
+	for (ssize_t i = 0; i < ln && !r;) {
+		const char *name = list + i;
+		size_t nl = strnlen(name, (size_t)(ln - i));
+		i += (ssize_t)nl + 1;
+		if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
+			continue;
+		ssize_t vl = fgetxattr(src, name, val, VAL_MAX);
+		if (vl >= 0 && fsetxattr(dst, name, val, (size_t)vl, 0) < 0 &&
+		    (errno == ENOSPC || errno == EDQUOT))
+			r = -ENOSPC;
+	}
+	free(list);
+	free(val);
+	return r;
+}
+
+static int
+file_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
+    void **out)
+{
+	struct file_state *fs = state;
+	*out = NULL;
+	size_t pl = strlen(path);
+	if (pl == 0 || pl > UFS_KEY_MAX)
+		return -EINVAL;
+	if (reserved_path(path)) {
+		file_set_error(fs, path, "names starting with " TMP_PREFIX
+		    " are ferry's temporary files");
+		return -EINVAL;
+	}
+	struct file_put *p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(path))) {
+		free(p);
+		return -ENOMEM;
+	}
+	p->fs = fs;
+	p->fd = p->dirfd = -1;
+	p->marker = path[pl - 1] == '/';
+	p->if_none_match = o->if_none_match;
+	snprintf(p->if_match, sizeof(p->if_match), "%s",
+	    o->if_match ? o->if_match : "");
+	if (p->marker) {
+		if (o->size > 0) {
+			file_set_error(fs, path, "a key ending in '/' is a "
+			    "directory here and holds no bytes");
+			file_put_free(p, 0);
+			return -EINVAL;
+		}
+		*out = p;
+		return 0;
+	}
+	const char *slash = strrchr(path, '/');
+	p->dlen = slash ? (size_t)(slash - path) : 0;
+	p->name = slash ? p->path + p->dlen + 1 : p->path;
+	int r;
+	for (int tries = 0;; tries++) {
+		p->md.n = 0;
+		p->dirfd = open_dir_creating(fs, path, p->dlen, &p->md);
+		if (p->dirfd < 0) {
+			r = p->dirfd;
+			goto fail;
+		}
+		/* A directory at the key holds other keys: file:// cannot
+		 * have an object there too (a symlink at the key is replaced,
+		 * never written through). */
+		struct stat sb;
+		if (fstatat(p->dirfd, p->name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+			int isdir = S_ISDIR(sb.st_mode);
+			if (S_ISLNK(sb.st_mode)) {
+				int lfd = open_beneath(fs, path, O_PATH);
+				isdir = lfd >= 0 && fstat(lfd, &sb) == 0 &&
+				    S_ISDIR(sb.st_mode);
+				if (lfd >= 0)
+					close(lfd);
+			}
+			if (isdir) {
+				file_set_error(fs, path, "a directory has this "
+				    "name (it holds keys %s/...)", path);
+				r = -EIO;
+				goto fail;
+			}
+		}
+		tmp_name(p->tmp, sizeof(p->tmp));
+		p->fd = openat(p->dirfd, p->tmp, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (p->fd >= 0)
+			break;
+		int e = errno;
+		p->tmp[0] = 0;
+		close(p->dirfd);
+		p->dirfd = -1;
+		/* ENOENT: a remove emptied and pruned the directory meanwhile;
+		 * EEXIST: a name clash.  Both are worth another go. */
+		if ((e == ENOENT || e == EEXIST) && tries < 8)
+			continue;
+		file_set_error(fs, path, "cannot create a temporary file: %s",
+		    strerror(e));
+		r = map_write_errno(e);
+		goto fail;
+	}
+	/* A size announced: reserve the blocks now, so that a full disk
+	 * fails here and not after the body was sent. */
+	if (o->size > 0 && fallocate(p->fd, FALLOC_FL_KEEP_SIZE, 0,
+	    (off_t)o->size) < 0 && (errno == ENOSPC || errno == EDQUOT)) {
+		file_set_error(fs, path, "no space for %lld bytes",
+		    (long long)o->size);
+		r = -ENOSPC;
+		goto fail;
+	}
+	if ((r = set_headers(p, o)) < 0)
+		goto fail;
+	*out = p;
+	return 0;
+fail:
+	file_put_free(p, 1);
+	return r;
+}
+
+static int
+file_put_write(void *put, const void *buf, size_t len)
+{
+	struct file_put *p = put;
+	if (p->marker) {
+		file_set_error(p->fs, p->path, "a key ending in '/' is a "
+		    "directory here and holds no bytes");
+		return -EINVAL;
+	}
+	while (len > 0) {
+		ssize_t n = write(p->fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			file_set_error(p->fs, p->path, "write: %s", strerror(e));
+			return map_write_errno(e);
+		}
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+		p->written += n;
+	}
+	return 0;
+}
+
+/* The version of path that stat sees: 1 (a file, in *sb), 0 none (a
+ * symlink out of the root is none: it is replaced), -errno. */
+static int
+current_version(struct file_state *fs, const char *path, struct stat *sb)
+{
+	int fd = open_beneath(fs, path, O_PATH);
+	if (fd == -ENOENT || fd == -EACCES)
+		return 0;
+	if (fd < 0)
+		return fd;
+	int r = fstat(fd, sb) < 0 ? map_errno(errno) : S_ISREG(sb->st_mode);
+	close(fd);
+	return r;
+}
+
+/* Renames from to to in dfd unless to exists: -EEXIST then. */
+static int
+rename_noreplace(int dfd, const char *from, const char *to)
+{
+	if (renameat2(dfd, from, dfd, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+		return -errno;
+	/* No RENAME_NOREPLACE on this filesystem (NFS): a hard link fails
+	 * the same way when the name exists. */
+	if (linkat(dfd, from, dfd, to, 0) < 0)
+		return -errno;
+	unlinkat(dfd, from, 0);
+	return 0;
+}
+
+static int
+marker_commit(struct file_put *p, struct ufs_stat *st)
+{
+	struct file_state *fs = p->fs;
+	struct ufs_stat cur;
+	int have = marker_stat(fs, p->path, &cur);
+	if (have < 0 && have != -ENOENT)
+		return have;
+	if (p->if_none_match && have == 0)
+		return -EEXIST;
+	if (p->if_match[0] && (have < 0 || strcmp(cur.etag, p->if_match))) {
+		file_set_error(fs, p->path, "changed (If-Match %s)", p->if_match);
+		return -ESTALE;
+	}
+	struct mkdirs *md = malloc(sizeof(*md));
+	if (!md)
+		return -ENOMEM;
+	md->n = 0;
+	size_t n = strlen(p->path) - 1;
+	int fd = open_dir_creating(fs, p->path, n, md);
+	int r = fd < 0 ? fd : 0;
+	/* Durable: the new directories' entries, in their parents. */
+	if (!r && fsync(fd) < 0)
+		r = map_write_errno(errno);
+	if (!r && md->n > 0) {
+		char parent[UFS_KEY_MAX + 1];
+		const char *s = memrchr(p->path, '/', md->len[0]);
+		size_t pl = s ? (size_t)(s - p->path) : 0;
+		memcpy(parent, p->path, pl);
+		parent[pl] = 0;
+		int pfd = open_beneath(fs, parent, O_RDONLY | O_DIRECTORY);
+		if (pfd < 0 || fsync(pfd) < 0)
+			r = pfd < 0 ? pfd : map_write_errno(errno);
+		if (pfd >= 0)
+			close(pfd);
+	}
+	struct stat sb;
+	if (!r && fstat(fd, &sb) < 0)
+		r = map_errno(errno);
+	if (fd >= 0)
+		close(fd);
+	if (r)
+		rmdirs_created(fs, p->path, md);
+	free(md);
+	if (r)
+		return r;
+	r = marker_stat(fs, p->path, st);
+	if (r == -ENOENT) {
+		/* The directory holds keys: it stays a prefix (file:// cannot
+		 * have both); the answer is what the marker would be. */
+		memset(st, 0, sizeof(*st));
+		st->mtime = (int64_t)sb.st_mtim.tv_sec;
+		sb.st_size = 0;
+		file_etag(&sb, st->etag, sizeof(st->etag));
+		r = 0;
+	}
+	return r;
+}
+
+static int
+file_put_commit(void *put, struct ufs_stat *st)
+{
+	struct file_put *p = put;
+	struct file_state *fs = p->fs;
+	int r;
+	memset(st, 0, sizeof(*st));
+	if (p->marker) {
+		r = marker_commit(p, st);
+		file_put_free(p, 0);
+		return r;
+	}
+	if (fsync(p->fd) < 0) {
+		int e = errno;
+		file_set_error(fs, p->path, "fsync: %s", strerror(e));
+		r = map_write_errno(e);
+		goto fail;
+	}
+	struct stat cur, sb;
+	int have = current_version(fs, p->path, &cur);
+	if (have < 0) {
+		r = have;
+		goto fail;
+	}
+	char ver[UFS_ETAG_MAX] = "";
+	if (have)
+		file_etag(&cur, ver, sizeof(ver));
+	if (p->if_match[0] && strcmp(ver, p->if_match) != 0) {
+		file_set_error(fs, p->path, "changed: version %s, not %s",
+		    have ? ver : "(none)", p->if_match);
+		r = -ESTALE;
+		goto fail;
+	}
+	if (p->if_none_match && have) {
+		r = -EEXIST;
+		goto fail;
+	}
+	if (fstat(p->fd, &sb) < 0) {
+		r = map_errno(errno);
+		goto fail;
+	}
+	/* The ETag is mtime and size: a new version written within the
+	 * filesystem's clock tick of the old, with its size, would look the
+	 * same to a cache.  It gets the old mtime + 1 ns instead. */
+	if (have && cur.st_size == sb.st_size &&
+	    (cur.st_mtim.tv_sec > sb.st_mtim.tv_sec ||
+	    (cur.st_mtim.tv_sec == sb.st_mtim.tv_sec &&
+	    cur.st_mtim.tv_nsec >= sb.st_mtim.tv_nsec))) {
+		struct timespec ts[2] = {{0, UTIME_OMIT}, cur.st_mtim};
+		if (++ts[1].tv_nsec == 1000000000L) {
+			ts[1].tv_sec++;
+			ts[1].tv_nsec = 0;
+		}
+		if (futimens(p->fd, ts) < 0 || fstat(p->fd, &sb) < 0) {
+			r = map_errno(errno);
+			goto fail;
+		}
+	}
+	int fd = p->fd;
+	p->fd = -1;
+	if (close(fd) < 0) { /* NFS reports a failed write here */
+		int e = errno;
+		file_set_error(fs, p->path, "close: %s", strerror(e));
+		r = map_write_errno(e);
+		goto fail;
+	}
+	if (p->if_none_match) {
+		r = rename_noreplace(p->dirfd, p->tmp, p->name);
+	} else {
+		r = renameat(p->dirfd, p->tmp, p->dirfd, p->name) < 0 ? -errno
+		    : 0;
+	}
+	if (r == -EEXIST && p->if_none_match)
+		goto fail;
+	if (r < 0) {
+		file_set_error(fs, p->path, "rename into place: %s",
+		    strerror(-r));
+		r = -r == EISDIR || -r == ENOTEMPTY ? -EIO : map_write_errno(-r);
+		goto fail;
+	}
+	p->tmp[0] = 0;
+	if (fsync(p->dirfd) < 0) {
+		int e = errno;
+		file_set_error(fs, p->path, "written, but its directory could "
+		    "not be synced: %s", strerror(e));
+		file_put_free(p, 0);
+		return -EIO;
+	}
+	st->size = (int64_t)sb.st_size;
+	st->mtime = (int64_t)sb.st_mtim.tv_sec;
+	file_etag(&sb, st->etag, sizeof(st->etag));
+	file_put_free(p, 0);
+	return 0;
+fail:
+	file_put_free(p, 1);
+	return r;
+}
+
+static void
+file_put_abort(void *put)
+{
+	if (put)
+		file_put_free(put, 1);
+}
+
+/*
+ * Removes the file (a key ending in '/': the empty directory, its marker),
+ * then the parents this left empty, up to the root: S3 has no empty
+ * directories, and here an empty one would list as a marker object no one
+ * made.  No object at the key (nothing there, a directory with keys in it,
+ * a file where a marker was named) is 0.
+ */
+static int
+file_remove(void *state, const char *path)
+{
+	struct file_state *fs = state;
+	size_t pl = strlen(path);
+	if (pl == 0 || pl > UFS_KEY_MAX)
+		return -EINVAL;
+	if (reserved_path(path)) {
+		file_set_error(fs, path, "names starting with " TMP_PREFIX
+		    " are ferry's temporary files");
+		return -EINVAL;
+	}
+	char key[UFS_KEY_MAX + 1];
+	memcpy(key, path, pl + 1);
+	int marker = key[pl - 1] == '/';
+	if (marker)
+		key[--pl] = 0;
+	char *slash = strrchr(key, '/');
+	size_t dlen = slash ? (size_t)(slash - key) : 0;
+	if (slash)
+		*slash = 0;
+	int dfd = open_beneath(fs, slash ? key : "", O_RDONLY | O_DIRECTORY);
+	if (slash)
+		*slash = '/';
+	if (dfd == -ENOENT)
+		return 0;
+	if (dfd < 0)
+		return dfd;
+	const char *name = slash ? slash + 1 : key;
+	int r = 0;
+	if (unlinkat(dfd, name, marker ? AT_REMOVEDIR : 0) < 0) {
+		int e = errno;
+		if (e == ENOENT || e == ENOTDIR || e == EISDIR ||
+		    e == ENOTEMPTY || e == EEXIST) {
+			close(dfd);
+			return 0;
+		}
+		file_set_error(fs, path, "remove: %s", strerror(e));
+		r = map_write_errno(e);
+	} else if (fsync(dfd) < 0) {
+		int e = errno;
+		file_set_error(fs, path, "removed, but its directory could not "
+		    "be synced: %s", strerror(e));
+		r = -EIO;
+	}
+	close(dfd);
+	if (r == 0)
+		prune_empty(fs, key, dlen);
+	return r;
+}
+
+/* Copies size bytes of in to out (at its offset): copy_file_range where the
+ * filesystems can, else read and write.  0 or -errno. */
+static int
+copy_bytes(int in, int out, int64_t size)
+{
+	enum { BUF = 1 << 20 };
+	char *buf = NULL;
+	int64_t done = 0;
+	int cfr = 1, r = 0;
+	while (done < size && !r) {
+		size_t want = size - done > (1 << 30) ? (1u << 30)
+		                                       : (size_t)(size - done);
+		ssize_t n;
+		if (cfr) {
+			loff_t off = (loff_t)done;
+			n = copy_file_range(in, &off, out, NULL, want, 0);
+			if (n < 0 && (errno == EXDEV || errno == EINVAL ||
+			    errno == ENOSYS || errno == EOPNOTSUPP)) {
+				cfr = 0;
+				continue;
+			}
+		} else {
+			if (!buf && !(buf = malloc(BUF)))
+				return -ENOMEM;
+			n = pread(in, buf, want < BUF ? want : BUF, (off_t)done);
+			for (ssize_t w = 0, k; n > 0 && w < n; w += k) {
+				k = write(out, buf + w, (size_t)(n - w));
+				if (k < 0 && errno == EINTR)
+					k = 0;
+				else if (k < 0) {
+					n = -1;
+					break;
+				}
+			}
+		}
+		if (n < 0 && errno != EINTR)
+			r = map_write_errno(errno);
+		else if (n == 0)
+			break; /* the source shrank: the caller sees it changed */
+		else if (n > 0)
+			done += n;
+	}
+	free(buf);
+	return r;
+}
+
+/*
+ * A copy is a write whose body comes from the source file: the same
+ * temporary file, conditions and rename.  The source's version is checked
+ * before and after; one that changed meanwhile is copied again (3 tries).
+ * Without headers the source's are copied (S3's COPY directive); with
+ * headers, they replace them.
+ */
+static int
+file_copy(void *state, const char *src, const char *dst,
+    const struct ufs_put_opts *o, struct ufs_stat *st)
+{
+	struct file_state *fs = state;
+	memset(st, 0, sizeof(*st));
+	if (reserved_path(src))
+		return -ENOENT;
+	size_t sl = strlen(src);
+	if (sl > 0 && src[sl - 1] == '/') {
+		/* A marker: an empty object. */
+		struct ufs_stat ms;
+		int r = marker_stat(fs, src, &ms);
+		if (r < 0)
+			return r;
+		struct ufs_put_opts po = *o;
+		po.size = 0;
+		void *p;
+		if ((r = file_put_begin(fs, dst, &po, &p)) < 0)
+			return r;
+		return file_put_commit(p, st);
+	}
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int sfd = open_beneath(fs, src, O_RDONLY | O_NONBLOCK);
+		if (sfd < 0)
+			return sfd;
+		struct stat sb;
+		int fr = fstat(sfd, &sb);
+		if (fr < 0 || !S_ISREG(sb.st_mode)) {
+			/* a directory is a prefix, not an object */
+			int r = fr < 0 ? map_errno(errno) : -ENOENT;
+			close(sfd);
+			return r;
+		}
+		char v1[UFS_ETAG_MAX], v2[UFS_ETAG_MAX];
+		file_etag(&sb, v1, sizeof(v1));
+		struct ufs_put_opts po = *o;
+		po.size = (int64_t)sb.st_size;
+		void *pv;
+		int r = file_put_begin(fs, dst, &po, &pv);
+		if (r < 0) {
+			close(sfd);
+			return r;
+		}
+		struct file_put *p = pv;
+		if (p->marker) {
+			close(sfd);
+			if (sb.st_size > 0) {
+				file_set_error(fs, dst, "a key ending in '/' is "
+				    "a directory here and holds no bytes");
+				file_put_abort(p);
+				return -EINVAL;
+			}
+			return file_put_commit(p, st);
+		}
+		if (o->nheaders == 0)
+			r = copy_headers(sfd, p->fd);
+		if (!r)
+			r = copy_bytes(sfd, p->fd, (int64_t)sb.st_size);
+		if (r == -ENOSPC)
+			file_set_error(fs, dst, "no space left");
+		int same = !r && fstat(sfd, &sb) == 0 &&
+		    (file_etag(&sb, v2, sizeof(v2)), strcmp(v1, v2) == 0);
+		close(sfd);
+		if (r || !same) {
+			file_put_abort(p);
+			if (r)
+				return r;
+			continue;
+		}
+		return file_put_commit(p, st);
+	}
+	file_set_error(fs, src, "changed during each of 3 attempts to copy it");
+	return -EIO;
+}
+
 static const struct ufs_optdoc file_options[] = {{NULL, NULL, NULL}};
 
 const struct ufs_ops ufs_file_ops = {
@@ -1045,4 +1892,10 @@ const struct ufs_ops ufs_file_ops = {
     .stat = file_stat,
     .list = file_list,
     .read = file_read,
+    .put_begin = file_put_begin,
+    .put_write = file_put_write,
+    .put_commit = file_put_commit,
+    .put_abort = file_put_abort,
+    .remove = file_remove,
+    .copy = file_copy,
 };

@@ -4,17 +4,18 @@
  * SigV4-signed (sigv4_sign) unless no keys are configured (anonymous).
  *
  * Requests: HEAD (stat), GET with Range and If-Match (read), ListObjectsV2
- * (list, and stat of a "directory").  Transport failures, timeouts and
- * 500/502/503/504 are retried with exponential backoff and jitter
- * (100 ms base, 5 s cap), s3.retries times; 4xx never are.  Each attempt is
- * bounded by s3.connect_timeout_ms, s3.timeout_ms, a low-speed limit and
- * s3.stall_ms without a byte (a hung store that accepted the connection),
- * and the whole call, retries included, by s3.deadline_ms: a store that
- * is down or hung fails a call in seconds, never minutes.  Bodies are bounded: a read writes straight into the
- * caller's buffer and a server sending more than asked for is -EIO; a list
- * reply may be 16 MiB, an error reply is kept up to 64 KiB.  Reads also
- * compare the reply's ETag with the expected one, so a server that ignores
- * If-Match still yields -ESTALE for a changed object.
+ * (list, and stat of a "directory"), and the writes below.  Transport
+ * failures, timeouts and 500/502/503/504 are retried with exponential
+ * backoff and jitter (100 ms base, 5 s cap), s3.retries times; 4xx never
+ * are.  Each attempt is bounded by s3.connect_timeout_ms, s3.timeout_ms, a
+ * low-speed limit and s3.stall_ms without a byte received or sent (a hung
+ * store that accepted the connection), and the whole call, retries
+ * included, by s3.deadline_ms: a store that is down or hung fails a call
+ * in seconds, never minutes.  Bodies are bounded: a read writes straight
+ * into the caller's buffer and a server sending more than asked for is
+ * -EIO; a list reply may be 16 MiB, an error reply is kept up to 64 KiB.
+ * Reads also compare the reply's ETag with the expected one, so a server
+ * that ignores If-Match still yields -ESTALE for a changed object.
  *
  * The root prefix is taken as a directory: s3://b/data means keys under
  * "data/".  Listed keys that no valid ufs path could name (not UTF-8,
@@ -27,16 +28,51 @@
  * across pages.  When the callback returns non-zero, list stops, sets
  * *truncated and returns that value (ufs_file does the same).
  *
+ * Writes: PUT, POST and DELETE go through the same s3_perform (timeouts,
+ * retries, deadline per request; a body is sent again on a retry).  A body
+ * carries Content-MD5 and, signed, x-amz-content-sha256 = its SHA-256 (or
+ * UNSIGNED-PAYLOAD with s3.unsigned_payload).  A write session buffers the
+ * body in parts of s3.part_size (8 MiB): an object of at most one part is
+ * one PutObject at commit; a larger one is a multipart upload, created
+ * when the second part's first byte comes, its parts uploaded by threads
+ * of the session, at most s3.upload_parallelism (4) at once, each from one
+ * of that many buffers, so a session holds at most upload_parallelism x
+ * part_size bytes (32 MiB by default; the writer waits for a free buffer).
+ * A known size over 10000 parts gets bigger parts (size / 10000, so memory
+ * grows with it); an unknown one fails at part 10001 (-EFBIG).  Commit
+ * sends CompleteMultipartUpload (its ETag is S3's md5-of-md5s-N); any
+ * failure, and put_abort, cancels the parts in flight, waits for them and
+ * sends AbortMultipartUpload, so no upload is left behind (if even the
+ * abort fails it is logged with the upload id: a lifecycle rule must take
+ * it).  if_none_match / if_match are If-None-Match: * / If-Match on
+ * PutObject, CompleteMultipartUpload and CopyObject: 412 is -EEXIST /
+ * -ESTALE, a 409 (conflicting conditional writes) is retried.  A 200 whose
+ * body is an Error (Complete, CopyObject, UploadPartCopy) fails, and is
+ * tried again for InternalError and SlowDown.  The object's headers
+ * (content-type, x-amz-meta-*, ...) go on PutObject and
+ * CreateMultipartUpload.  After a write, the new version's stat is a
+ * HEAD's, what stat answers next (Last-Modified is the store's); if the
+ * HEAD sees another version or fails, the write's own answer (its ETag,
+ * Last-Modified or Date) is used.  remove is DeleteObject (404 is done).
+ * copy is a HEAD of the source, CopyObject (source over 5 GiB: a
+ * multipart upload of 512 MiB UploadPartCopy ranges pinned to the source's
+ * ETag with x-amz-copy-source-if-match, carrying its headers over) and a
+ * HEAD of the copy.  Result documents are parsed by s3_resultxml_parse,
+ * bounded (64 KiB).
+ *
  * Threads: any number at once.  The state is read-only after open except
  * the pool of curl easy handles (curl_pool.h) and the CURLSH share of DNS and
  * TLS sessions (its own locks).  A pooled handle keeps its live
  * connections, so TCP and TLS are reused across calls.  Connections are
  * not shared between handles: libcurl does not support a connection cache
  * used by concurrent threads.  Secrets are never logged; failures are
- * logged once, at warn, with the HTTP status and S3 error code.
+ * logged once, at warn, with the HTTP status and S3 error code.  A write
+ * session is one caller's at a time; its part threads share only the
+ * session's slots, ETag list and first failure, under its mutex.
  */
 #include "ufs.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
@@ -47,6 +83,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/crypto.h"
 #include "common/curl_pool.h"
 #include "common/dbuf.h"
 #include "common/http_reply.h"
@@ -66,6 +103,19 @@
 #define S3_LOW_SPEED_BYTES 1024L
 #define S3_LOW_SPEED_SECS 30L
 #define S3_URL_MAX 8192
+/* Writes: S3's limits, and ours. */
+#define S3_PART_MIN (5LL << 20)   /* every part but the last */
+#define S3_PART_MAX (5LL << 30)
+#define S3_PARTS_MAX 10000
+#define S3_OBJECT_MAX (5LL << 40)
+#define S3_COPY_MAX (5LL << 30)   /* CopyObject's source; above, parts */
+#define S3_COPY_PART (512LL << 20) /* a part of such a copy (in the store) */
+#define S3_PAR_MAX 32
+#define S3_RESULT_BODY_MAX (64u << 10) /* a write's result document */
+#define S3_COMPLETE_BODY_MAX (2u << 20) /* 10000 parts' list */
+#define S3_UPLOAD_ID_MAX 1024
+#define S3_META_MAX (16u << 10)   /* an object's headers carried by a copy */
+#define S3_CALL_HDRS_MAX 48
 
 struct s3_state {
 	char *bucket;
@@ -84,6 +134,9 @@ struct s3_state {
 	long deadline_ms; /* a call, retries included, ends by then */
 	int retries;
 	int insecure;
+	int64_t part_size;    /* s3.part_size */
+	int upload_par;       /* s3.upload_parallelism */
+	int unsigned_payload; /* s3.unsigned_payload */
 
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -92,7 +145,7 @@ struct s3_state {
 
 /* One HTTP exchange (with its retries). */
 struct s3_call {
-	const char *method; /* "GET" or "HEAD" */
+	const char *method; /* "GET", "HEAD", "PUT", "POST", "DELETE" */
 	const char *key;    /* full object key; NULL for the bucket itself */
 	const char *query;  /* encoded, sorted; "" if none */
 	const char *range;  /* Range value or NULL */
@@ -100,6 +153,18 @@ struct s3_call {
 	char *buf;          /* 2xx body sink: caller memory, cap bytes */
 	size_t cap;
 	struct dbuf *body;  /* 2xx body sink: bounded buffer */
+	const char *send;   /* request body (PUT, POST), or NULL for none */
+	size_t send_len;
+	const struct sigv4_hdr *hdrs; /* more headers, sent and signed */
+	int nhdrs;
+	int retry_409;      /* a 409 (conditional writes in conflict) is retried */
+	const int *cancel;  /* non-zero (atomic): give up at once */
+	struct dbuf *meta;  /* if set: the object's headers kept ("name\0value\0") */
+	char payload_hash[65];
+	char content_md5[32];
+	int cancelled;
+	curl_off_t up_last; /* bytes sent at the last progress call */
+	int64_t date;       /* the reply's Date, or -1 */
 
 	long status;
 	size_t got;
@@ -285,6 +350,13 @@ static const struct ufs_optdoc s3_options[] = {
 	{"s3.deadline_ms", "MS", "time limit of a whole call, retries included "
 	    "(default 20000): a down or hung store fails a read this fast"},
 	{"s3.insecure", "true|false", "do not verify the TLS certificate (default false)"},
+	{"s3.part_size", "SIZE", "largest object written in one PUT, and the part "
+	    "size of larger ones (multipart upload) (default 8MiB; 5MiB..5GiB)"},
+	{"s3.upload_parallelism", "N", "parts of one write uploaded at once "
+	    "(default 4; 1..32): a write holds at most N parts in memory"},
+	{"s3.unsigned_payload", "true|false", "sign writes with UNSIGNED-PAYLOAD, "
+	    "not the body's SHA-256 (less CPU; Content-MD5 still guards the body; "
+	    "default false)"},
 	{NULL, NULL, NULL},
 };
 
@@ -334,6 +406,17 @@ s3_parse_opts(struct s3_state *s, const struct ufs_opt *opts, int nopts,
 			s->retries = (int)x;
 		} else if (!strcmp(k, "s3.insecure")) {
 			r = parse_bool(v, &s->insecure);
+		} else if (!strcmp(k, "s3.part_size")) {
+			int64_t ps = parse_size(v);
+			if (ps < S3_PART_MIN || ps > S3_PART_MAX)
+				r = -EINVAL;
+			else
+				s->part_size = ps;
+		} else if (!strcmp(k, "s3.upload_parallelism")) {
+			r = parse_long(v, 1, S3_PAR_MAX, &x);
+			s->upload_par = (int)x;
+		} else if (!strcmp(k, "s3.unsigned_payload")) {
+			r = parse_bool(v, &s->unsigned_payload);
 		} else {
 			struct suggest sg;
 			suggest_init(&sg, k);
@@ -375,6 +458,8 @@ s3_open(const char *root, const struct ufs_opt *opts, int nopts,
 	s->stall_ms = 5000;
 	s->deadline_ms = 20000;
 	s->retries = 4;
+	s->part_size = 8LL << 20;
+	s->upload_par = 4;
 
 	const char *endpoint = NULL;
 	int path_style = -1, r;
@@ -514,9 +599,27 @@ call_reset_response(struct s3_call *c)
 	c->etag[0] = 0;
 	c->etag_bad = 0;
 	c->empty_206 = 0;
+	c->date = -1;
 	dbuf_reset(&c->errbody);
 	if (c->body)
 		dbuf_reset(c->body);
+	if (c->meta)
+		dbuf_reset(c->meta);
+}
+
+/* The headers stored with an object, that a copy carries over. */
+static int
+is_object_header(const struct http_hdr *h)
+{
+	static const char *const names[] = {"content-type", "content-encoding",
+	    "content-language", "content-disposition", "cache-control",
+	    "expires"};
+	if (h->name_len > 11 && !strncasecmp(h->name, "x-amz-meta-", 11))
+		return 1;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (http_hdr_is(h, names[i]))
+			return 1;
+	return 0;
 }
 
 static size_t
@@ -544,6 +647,17 @@ on_header(char *p, size_t size, size_t nitems, void *arg)
 		}
 	} else if (http_hdr_is(&h, "last-modified")) {
 		c->last_modified = parse_http_date(h.value, h.value_len);
+	} else if (http_hdr_is(&h, "date")) {
+		c->date = parse_http_date(h.value, h.value_len);
+	} else if (c->meta && c->status >= 200 && c->status < 300 &&
+	    is_object_header(&h)) {
+		for (size_t i = 0; i < h.name_len; i++) {
+			char lc = (char)tolower((unsigned char)h.name[i]);
+			dbuf_add(c->meta, &lc, 1);
+		}
+		dbuf_add(c->meta, "", 1);
+		dbuf_add(c->meta, h.value, h.value_len);
+		dbuf_add(c->meta, "", 1);
 	} else if (http_hdr_is(&h, "content-range")) {
 		if (http_content_range(h.value, h.value_len, &a, &b, &total) == 0) {
 			c->cr_start = a;
@@ -607,7 +721,9 @@ static int
 add_header(struct curl_slist **l, const char *name, const char *value)
 {
 	char line[S3_URL_MAX];
-	int n = snprintf(line, sizeof(line), "%s: %s", name, value);
+	/* "Name:" alone removes a header libcurl would add. */
+	int n = snprintf(line, sizeof(line), "%s:%s%s", name,
+	    value[0] ? " " : "", value);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -E2BIG;
 	struct curl_slist *nl = curl_slist_append(*l, line);
@@ -617,27 +733,40 @@ add_header(struct curl_slist **l, const char *name, const char *value)
 	return 0;
 }
 
-/* Builds the header list, signing the request if keys are configured. */
+/* Builds the header list, signing the request if keys are configured:
+ * every header it sets is signed but Expect and Content-Type when empty
+ * (which only stop libcurl adding its own). */
 static int
 build_headers(const struct s3_state *s, const struct s3_call *c,
     const char *path, struct curl_slist **hl)
 {
 	int r;
 	*hl = NULL;
+	if (c->nhdrs > S3_CALL_HDRS_MAX)
+		return -E2BIG;
 	if ((r = add_header(hl, "Host", s->host)))
 		return r;
-	if (c->range && (r = add_header(hl, "Range", c->range)))
-		return r;
-	if (c->if_match && (r = add_header(hl, "If-Match", c->if_match)))
-		return r;
-	if (!s->access_key)
-		return 0;
-	struct sigv4_hdr extra[2];
-	int n = 0;
+	struct sigv4_hdr extra[S3_CALL_HDRS_MAX + 3];
+	int n = 0, has_type = 0;
 	if (c->range)
 		extra[n++] = (struct sigv4_hdr){"range", c->range};
 	if (c->if_match)
 		extra[n++] = (struct sigv4_hdr){"if-match", c->if_match};
+	if (c->send)
+		extra[n++] = (struct sigv4_hdr){"content-md5", c->content_md5};
+	for (int i = 0; i < c->nhdrs; i++) {
+		extra[n++] = c->hdrs[i];
+		has_type |= !strcasecmp(c->hdrs[i].name, "content-type");
+	}
+	for (int i = 0; i < n; i++)
+		if ((r = add_header(hl, extra[i].name, extra[i].value)))
+			return r;
+	/* A body: no "Expect: 100-continue" round trip, and no form type. */
+	if (c->send && ((r = add_header(hl, "Expect", "")) ||
+	    (!has_type && (r = add_header(hl, "Content-Type", "")))))
+		return r;
+	if (!s->access_key)
+		return 0;
 	struct sigv4_sign_req req = {
 	    .method = c->method,
 	    .host = s->host,
@@ -645,7 +774,7 @@ build_headers(const struct s3_state *s, const struct s3_call *c,
 	    .query = c->query,
 	    .headers = extra,
 	    .nheaders = n,
-	    .payload_hash = SIGV4_EMPTY_SHA256,
+	    .payload_hash = c->payload_hash,
 	    .region = s->region,
 	    .service = "s3",
 	    .access_key = s->access_key,
@@ -660,7 +789,7 @@ build_headers(const struct s3_state *s, const struct s3_call *c,
 	if (!r)
 		r = add_header(hl, "x-amz-date", amz_date);
 	if (!r)
-		r = add_header(hl, "x-amz-content-sha256", SIGV4_EMPTY_SHA256);
+		r = add_header(hl, "x-amz-content-sha256", c->payload_hash);
 	if (!r && s->session_token)
 		r = add_header(hl, "x-amz-security-token", s->session_token);
 	if (!r)
@@ -702,6 +831,14 @@ static int
 on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	struct s3_call *c = arg;
+	if (c->cancel && __atomic_load_n(c->cancel, __ATOMIC_RELAXED)) {
+		c->cancelled = 1;
+		return 1;
+	}
+	if (un != c->up_last) { /* sending a body is progress too */
+		c->up_last = un;
+		c->last_ms = now_ms();
+	}
 	if (now_ms() - c->last_ms > c->stall_ms) {
 		c->stalled = 1;
 		return 1;
@@ -798,6 +935,24 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 	}
 	ufs_clear_error();
 	int head = !strcmp(c->method, "HEAD");
+	/* The body's digests, once for all attempts. */
+	snprintf(c->payload_hash, sizeof(c->payload_hash), "%s",
+	    SIGV4_EMPTY_SHA256);
+	if (c->send) {
+		unsigned char md5[16];
+		struct dbuf b64;
+		dbuf_init(&b64, sizeof(c->content_md5) - 1);
+		md5_digest(c->send, c->send_len, md5);
+		b64_encode(&b64, md5, sizeof(md5));
+		snprintf(c->content_md5, sizeof(c->content_md5), "%s",
+		    b64.p ? b64.p : "");
+		dbuf_free(&b64);
+		if (s->unsigned_payload)
+			snprintf(c->payload_hash, sizeof(c->payload_hash), "%s",
+			    SIGV4_UNSIGNED_PAYLOAD);
+		else if (s->access_key)
+			sha256_hex(c->send, c->send_len, c->payload_hash);
+	}
 	CURLcode cc = CURLE_OK;
 	char curl_err[CURL_ERROR_SIZE];
 	int attempt;
@@ -805,6 +960,12 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 	c->stall_ms = s->stall_ms;
 	for (attempt = 0; attempt <= s->retries; attempt++) {
 		if (attempt > 0) {
+			if (c->cancel && __atomic_load_n(c->cancel,
+			    __ATOMIC_RELAXED)) {
+				c->cancelled = 1;
+				r = -ECANCELED;
+				break;
+			}
 			backoff_sleep(attempt, deadline - now_ms());
 			if (deadline - now_ms() < 50)
 				break; /* out of time: the last failure stands */
@@ -812,6 +973,7 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		int64_t left = deadline - now_ms();
 		c->status = 0;
 		c->stalled = 0;
+		c->up_last = 0;
 		c->last_ms = now_ms();
 		call_reset_response(c);
 		struct curl_slist *hl = NULL;
@@ -850,10 +1012,23 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-		if (head)
+		if (head) {
 			curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-		else
+		} else if (c->send) {
+			/* libcurl sends it again on a retry or a redirect */
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+			    (curl_off_t)c->send_len);
+			curl_easy_setopt(h, CURLOPT_POSTFIELDS,
+			    c->send_len ? c->send : "");
+			if (strcmp(c->method, "POST"))
+				curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
+				    c->method);
+		} else {
 			curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+			if (strcmp(c->method, "GET"))
+				curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
+				    c->method);
+		}
 		if (s->insecure) {
 			curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 			curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -866,8 +1041,14 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		curl_slist_free_all(hl);
 		if (cc == CURLE_OK) {
 			r = 0;
-			if (status_retryable(c->status) && attempt < s->retries)
+			if ((status_retryable(c->status) ||
+			    (c->retry_409 && c->status == 409)) &&
+			    attempt < s->retries)
 				continue;
+			break;
+		}
+		if (c->cancelled) {
+			r = -ECANCELED;
 			break;
 		}
 		if (c->overflow) {
@@ -885,7 +1066,8 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		if (!curl_retryable(cc) && !c->stalled)
 			break;
 	}
-	if (r && cc != CURLE_OK && !c->overflow && !c->empty_206) {
+	if (r && cc != CURLE_OK && !c->overflow && !c->empty_206 &&
+	    !c->cancelled) {
 		int tries = attempt + (attempt <= s->retries);
 		char stall[64];
 		snprintf(stall, sizeof(stall), "no answer for %ld ms", c->stall_ms);
@@ -1283,6 +1465,37 @@ out:
 	return r;
 }
 
+/* HEAD of a full key: 0 with *st (and the object's headers in meta if
+ * given), -ENOENT (404, not logged), or -errno. */
+static int
+s3_head_key(struct s3_state *s, const char *key, struct ufs_stat *st,
+    struct dbuf *meta)
+{
+	memset(st, 0, sizeof(*st));
+	struct s3_call c = {.method = "HEAD", .key = key, .query = "",
+	    .meta = meta};
+	int r = s3_perform(s, &c);
+	if (!r && c.status == 200) {
+		if (c.content_length < 0 || c.etag_bad) {
+			LOG_WARN("s3: HEAD s3://%s/%s: reply without a valid "
+			    "Content-Length or ETag", s->bucket, key);
+			set_call_error(s, &c, "reply without a valid "
+			    "Content-Length or ETag");
+			r = -EIO;
+		} else {
+			st->size = c.content_length;
+			st->mtime = c.last_modified > 0 ? c.last_modified : 0;
+			snprintf(st->etag, sizeof(st->etag), "%s", c.etag);
+		}
+	} else if (!r && c.status == 404) {
+		r = -ENOENT;
+	} else if (!r) {
+		r = s3_http_error(s, &c);
+	}
+	call_done(&c);
+	return r;
+}
+
 static int
 s3_stat(void *state, const char *path, struct ufs_stat *st)
 {
@@ -1298,23 +1511,10 @@ s3_stat(void *state, const char *path, struct ufs_stat *st)
 		dbuf_free(&key);
 		return r;
 	}
-	struct s3_call c = {.method = "HEAD", .key = key.p, .query = ""};
-	r = s3_perform(s, &c);
-	if (!r && c.status == 200) {
-		if (c.content_length < 0 || c.etag_bad) {
-			LOG_WARN("s3: HEAD s3://%s/%s: reply without a valid "
-			    "Content-Length or ETag", s->bucket, key.p);
-			set_call_error(s, &c, "reply without a valid "
-			    "Content-Length or ETag");
-			r = -EIO;
-		} else {
-			st->size = c.content_length;
-			st->mtime = c.last_modified > 0 ? c.last_modified : 0;
-			snprintf(st->etag, sizeof(st->etag), "%s", c.etag);
-		}
-	} else if (!r && c.status == 404 && key.p[key.len - 1] == '/') {
-		r = -ENOENT; /* no such marker; "dir/" is never a directory */
-	} else if (!r && c.status == 404) {
+	r = s3_head_key(s, key.p, st, NULL);
+	/* No object: a directory if keys are under it ("dir/" is never
+	 * one). */
+	if (r == -ENOENT && key.p[key.len - 1] != '/') {
 		r = s3_is_prefix(s, key.p);
 		if (r == 1) {
 			st->is_dir = 1;
@@ -1322,10 +1522,7 @@ s3_stat(void *state, const char *path, struct ufs_stat *st)
 		} else if (r == 0) {
 			r = -ENOENT;
 		}
-	} else if (!r) {
-		r = s3_http_error(s, &c);
 	}
-	call_done(&c);
 	dbuf_free(&key);
 	return r;
 }
@@ -1485,6 +1682,922 @@ s3_read_stat(void *state, const char *path, int64_t off, void *buf,
 	return ret;
 }
 
+/* ---- writes ---- */
+
+/*
+ * A write session.  The body is cut into parts of part_size bytes kept in
+ * slots: the slot being filled, and the parts being uploaded, each by a
+ * thread of its own (s3_perform, retries and all).  A slot's buffer is kept
+ * for the next part, so a session holds at most nslots buffers: memory is
+ * bounded by s3.upload_parallelism x part_size, and when every slot is in
+ * flight the writer waits for one.  The first part is only sent once a
+ * byte past it comes: an object of at most part_size bytes is one
+ * PutObject at commit, and a multipart upload starts with its second part.
+ * A copy too big for CopyObject uses the same slots, with ranges of the
+ * source (UploadPartCopy) instead of buffers.
+ */
+enum { SLOT_FREE, SLOT_RUNNING, SLOT_DONE };
+
+struct s3_put;
+
+struct s3_slot {
+	struct s3_put *p;
+	int state;      /* SLOT_*, under p->mu */
+	int number;     /* its part number */
+	char *buf;      /* the part's bytes; kept for the next one */
+	size_t len, cap;
+	int64_t src_off; /* a copy: the source's range [src_off, +len) */
+	int rc;
+	char reason[512]; /* ufs_last_error() of a failed part */
+	pthread_t th;
+	int threaded;
+};
+
+struct s3_put {
+	struct s3_state *s;
+	struct dbuf key;            /* full key */
+	char if_match[UFS_ETAG_MAX + 2]; /* quoted, or "" */
+	int if_none_match;
+	struct sigv4_hdr meta[S3_CALL_HDRS_MAX]; /* headers of the object */
+	int nmeta;
+	struct dbuf metastore;      /* their strings */
+	int64_t size;               /* announced, or -1 */
+	int64_t part_size;
+	int64_t total;              /* bytes taken */
+	char *upload_id;            /* set by CreateMultipartUpload */
+	struct dbuf upload_q;       /* "uploadId=..." encoded */
+	int nparts;                 /* parts started */
+	char (*etags)[S3_LIST_ETAG_MAX]; /* parts' ETags, by number - 1 */
+	int etags_cap;
+	const char *copy_src;       /* x-amz-copy-source, for copied parts */
+	char copy_if_match[UFS_ETAG_MAX + 2];
+	struct s3_slot slots[S3_PAR_MAX];
+	int nslots;
+	int fill;                   /* the slot being filled, or -1 */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int cancel;                 /* atomic: parts in flight give up */
+	int err;                    /* the first failure; then all fail */
+	char reason[512];
+};
+
+/* Quotes an ETag for If-Match; "" if none. */
+static void
+quote_etag(const char *etag, char *out, size_t n)
+{
+	if (etag && etag[0])
+		snprintf(out, n, "\"%s\"", etag);
+	else
+		out[0] = 0;
+}
+
+/* A write's final error status: the conditions' 412 (and a 409 left after
+ * the retries) say which, a missing bucket or upload is -EIO. */
+static int
+write_http_error(const struct s3_state *s, const struct s3_call *c,
+    const struct s3_put *p)
+{
+	if (c->status == 412 && p) {
+		http_failure(s, c, 1);
+		return p->if_none_match ? -EEXIST : -ESTALE;
+	}
+	if (c->status == 404) {
+		http_failure(s, c, 0);
+		return -EIO;
+	}
+	return s3_http_error(s, c);
+}
+
+/*
+ * A 200 whose body is an Error (CompleteMultipartUpload, CopyObject and
+ * UploadPartCopy answer so when they fail after the status went out):
+ * 1 with *r set (InternalError and SlowDown may be tried again: *retry),
+ * or 0 when the body is not an Error.
+ */
+static int
+error_in_200(const struct s3_state *s, struct s3_call *c,
+    const struct dbuf *body, const struct s3_put *p, int *r, int *retry)
+{
+	char code[64], msg[256], what[400];
+	*retry = 0;
+	if (!body->len || s3_errxml_parse(body->p, body->len, code,
+	    sizeof(code), msg, sizeof(msg)) != 0)
+		return 0;
+	snprintf(what, sizeof(what), "%s%s%s (in a 200 reply)", code,
+	    msg[0] ? ": " : "", msg);
+	set_call_error(s, c, what);
+	*retry = !strcmp(code, "InternalError") || !strcmp(code, "SlowDown") ||
+	    !strcmp(code, "ServiceUnavailable");
+	if (!strcmp(code, "PreconditionFailed") && p)
+		*r = p->if_none_match ? -EEXIST : -ESTALE;
+	else if (!strcmp(code, "AccessDenied"))
+		*r = -EACCES;
+	else
+		*r = -EIO;
+	if (*r == -EIO)
+		LOG_WARN("s3: %s s3://%s/%s: %s", c->method, s->bucket,
+		    call_what(c), what);
+	return 1;
+}
+
+/* The session's failure: kept, and said again by every later call. */
+static int
+put_set_err(struct s3_put *p, int r, const char *reason)
+{
+	if (!p->err) {
+		p->err = r;
+		snprintf(p->reason, sizeof(p->reason), "%s", reason);
+	}
+	return p->err;
+}
+
+/* Sends AbortMultipartUpload (retried as any call); a failure leaves the
+ * parts in the store until a lifecycle rule takes them: logged. */
+static void
+abort_upload(struct s3_put *p)
+{
+	struct s3_state *s = p->s;
+	if (!p->upload_id)
+		return;
+	char saved[512];
+	snprintf(saved, sizeof(saved), "%s", ufs_last_error());
+	struct s3_call c = {.method = "DELETE", .key = p->key.p,
+	    .query = p->upload_q.p};
+	int r = s3_perform(s, &c);
+	if (!r && c.status != 204 && c.status != 200 && c.status != 404)
+		r = s3_http_error(s, &c);
+	if (r)
+		LOG_WARN("s3: s3://%s/%s: multipart upload %s could not be "
+		    "aborted (%s): its parts stay until a lifecycle rule "
+		    "removes them", s->bucket, p->key.p, p->upload_id,
+		    ufs_last_error());
+	call_done(&c);
+	free(p->upload_id);
+	p->upload_id = NULL;
+	ufs_set_error("%s", saved);
+}
+
+/* Sends one part of slot t: UploadPart of its bytes, or UploadPartCopy of
+ * its range of the source.  Its ETag into etag.  0 or -errno. */
+static int
+send_part(struct s3_put *p, struct s3_slot *t, char *etag, size_t cap)
+{
+	struct s3_state *s = p->s;
+	struct dbuf q, body;
+	dbuf_init(&q, S3_URL_MAX);
+	dbuf_init(&body, S3_RESULT_BODY_MAX);
+	int r = dbuf_printf(&q, "partNumber=%d&%s", t->number, p->upload_q.p);
+	char range[80];
+	struct sigv4_hdr h[3];
+	int nh = 0;
+	if (p->copy_src) {
+		snprintf(range, sizeof(range), "bytes=%lld-%lld",
+		    (long long)t->src_off,
+		    (long long)(t->src_off + (int64_t)t->len - 1));
+		h[nh++] = (struct sigv4_hdr){"x-amz-copy-source", p->copy_src};
+		h[nh++] = (struct sigv4_hdr){"x-amz-copy-source-range", range};
+		h[nh++] = (struct sigv4_hdr){"x-amz-copy-source-if-match",
+		    p->copy_if_match};
+	}
+	struct s3_call c = {
+	    .method = "PUT", .key = p->key.p, .query = q.p,
+	    .send = p->copy_src ? NULL : (t->buf ? t->buf : ""),
+	    .send_len = p->copy_src ? 0 : t->len,
+	    .hdrs = h, .nhdrs = nh, .cancel = &p->cancel,
+	    .body = p->copy_src ? &body : NULL,
+	};
+	if (!r)
+		r = s3_perform(s, &c);
+	int retry;
+	if (!r && c.status == 200 && p->copy_src &&
+	    error_in_200(s, &c, &body, NULL, &r, &retry)) {
+		/* r set */
+	} else if (!r && c.status == 200 && p->copy_src) {
+		char qe[S3_LIST_ETAG_MAX + 2];
+		struct s3_xml_field f[] = {{"ETag", qe, sizeof(qe), 0}};
+		if (s3_resultxml_parse(body.p ? body.p : "", body.len,
+		    "CopyPartResult", f, 1) || http_etag_value(qe, strlen(qe),
+		    etag, cap) < 0 || !etag[0]) {
+			set_call_error(s, &c, "UploadPartCopy: no ETag in the "
+			    "reply");
+			r = -EIO;
+		}
+	} else if (!r && c.status == 200) {
+		if (c.etag_bad || !c.etag[0] || strlen(c.etag) >= cap) {
+			set_call_error(s, &c, "UploadPart: no ETag in the reply");
+			r = -EIO;
+		} else {
+			snprintf(etag, cap, "%s", c.etag);
+		}
+	} else if (!r && c.status == 412 && p->copy_src) {
+		http_failure(s, &c, 1);
+		set_call_error(s, &c, "the source changed during the copy");
+		r = -ESTALE;
+	} else if (!r) {
+		r = write_http_error(s, &c, NULL);
+	}
+	call_done(&c);
+	dbuf_free(&q);
+	dbuf_free(&body);
+	return r;
+}
+
+static void *
+part_main(void *arg)
+{
+	struct s3_slot *t = arg;
+	struct s3_put *p = t->p;
+	char etag[S3_LIST_ETAG_MAX];
+	etag[0] = 0;
+	int r = send_part(p, t, etag, sizeof(etag));
+	pthread_mutex_lock(&p->mu);
+	t->rc = r;
+	if (r) {
+		snprintf(t->reason, sizeof(t->reason), "%s", ufs_last_error());
+		__atomic_store_n(&p->cancel, 1, __ATOMIC_RELAXED);
+	} else {
+		memcpy(p->etags[t->number - 1], etag, sizeof(etag));
+	}
+	t->state = SLOT_DONE;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* Collects finished parts (under p->mu): the first failure becomes the
+ * session's.  A cancelled part is not a cause: the part whose failure
+ * cancelled it is already done, and collected in the same pass. */
+static void
+harvest(struct s3_put *p)
+{
+	for (int i = 0; i < p->nslots; i++) {
+		struct s3_slot *t = &p->slots[i];
+		if (t->state != SLOT_DONE)
+			continue;
+		if (t->threaded)
+			pthread_join(t->th, NULL);
+		t->threaded = 0;
+		if (t->rc && t->rc != -ECANCELED)
+			put_set_err(p, t->rc, t->reason);
+		t->state = SLOT_FREE;
+		t->len = 0;
+	}
+}
+
+/* Waits for every part in flight (cancelling them if cancel). */
+static void
+wait_parts(struct s3_put *p, int cancel)
+{
+	pthread_mutex_lock(&p->mu);
+	if (cancel)
+		__atomic_store_n(&p->cancel, 1, __ATOMIC_RELAXED);
+	for (;;) {
+		int running = 0;
+		harvest(p);
+		for (int i = 0; i < p->nslots; i++)
+			running += p->slots[i].state == SLOT_RUNNING;
+		if (!running)
+			break;
+		pthread_cond_wait(&p->cv, &p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Ends a session that failed: parts stopped, the upload aborted.  Returns
+ * the failure, said in ufs_last_error(). */
+static int
+put_fail(struct s3_put *p, int r)
+{
+	if (r)
+		put_set_err(p, r, ufs_last_error());
+	wait_parts(p, 1);
+	abort_upload(p);
+	ufs_set_error("%s", p->reason);
+	return p->err;
+}
+
+/* A free slot for the next bytes (waiting for a part to finish if all
+ * are in flight): its index, or the session's failure. */
+static int
+acquire_slot(struct s3_put *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int idx = -1;
+	for (;;) {
+		harvest(p);
+		if (p->err)
+			break;
+		for (int i = 0; i < p->nslots && idx < 0; i++)
+			if (p->slots[i].state == SLOT_FREE)
+				idx = i;
+		if (idx >= 0)
+			break;
+		pthread_cond_wait(&p->cv, &p->mu);
+	}
+	int err = p->err;
+	pthread_mutex_unlock(&p->mu);
+	return err ? err : idx;
+}
+
+/* CreateMultipartUpload, with the object's headers. */
+static int
+create_upload(struct s3_put *p)
+{
+	struct s3_state *s = p->s;
+	struct dbuf body;
+	dbuf_init(&body, S3_RESULT_BODY_MAX);
+	struct s3_call c = {.method = "POST", .key = p->key.p,
+	    .query = "uploads=", .send = "", .send_len = 0, .hdrs = p->meta,
+	    .nhdrs = p->nmeta, .body = &body};
+	int r = s3_perform(s, &c);
+	if (!r && c.status == 200) {
+		char *id = malloc(S3_UPLOAD_ID_MAX + 1);
+		struct s3_xml_field f[] = {{"UploadId", id,
+		    S3_UPLOAD_ID_MAX + 1, 0}};
+		if (!id || s3_resultxml_parse(body.p ? body.p : "", body.len,
+		    "InitiateMultipartUploadResult", f, 1) || !id[0] ||
+		    !header_safe(id)) {
+			LOG_WARN("s3: POST s3://%s/%s?uploads: no upload id in "
+			    "the reply", s->bucket, p->key.p);
+			set_call_error(s, &c, "CreateMultipartUpload: no upload "
+			    "id in the reply");
+			free(id);
+			r = id ? -EIO : -ENOMEM;
+		} else {
+			dbuf_reset(&p->upload_q);
+			dbuf_adds(&p->upload_q, "uploadId=");
+			url_encode(&p->upload_q, id, strlen(id), 0);
+			r = dbuf_error(&p->upload_q);
+			if (r)
+				free(id);
+			else
+				p->upload_id = id;
+		}
+	} else if (!r) {
+		r = write_http_error(s, &c, NULL);
+	}
+	call_done(&c);
+	dbuf_free(&body);
+	return r;
+}
+
+/* Starts slot idx as the next part (the upload is made first if need
+ * be).  0 or -errno (said). */
+static int
+start_part(struct s3_put *p, int idx)
+{
+	struct s3_state *s = p->s;
+	if (p->nparts == S3_PARTS_MAX) {
+		ufs_set_error("s3://%s/%s: more than %d parts of %lld bytes "
+		    "(raise s3.part_size)", s->bucket, p->key.p, S3_PARTS_MAX,
+		    (long long)p->part_size);
+		return -EFBIG;
+	}
+	int r;
+	if (!p->upload_id && (r = create_upload(p)) != 0)
+		return r;
+	if (p->nparts == p->etags_cap) {
+		int nc = p->etags_cap ? p->etags_cap * 2 : 16;
+		if (nc > S3_PARTS_MAX)
+			nc = S3_PARTS_MAX;
+		void *ne = realloc(p->etags, (size_t)nc * sizeof(*p->etags));
+		if (!ne)
+			return -ENOMEM;
+		pthread_mutex_lock(&p->mu);
+		p->etags = ne;
+		p->etags_cap = nc;
+		pthread_mutex_unlock(&p->mu);
+	}
+	struct s3_slot *t = &p->slots[idx];
+	pthread_mutex_lock(&p->mu);
+	t->number = ++p->nparts;
+	t->state = SLOT_RUNNING;
+	t->rc = 0;
+	pthread_mutex_unlock(&p->mu);
+	if (p->fill == idx)
+		p->fill = -1;
+	t->threaded = pthread_create(&t->th, NULL, part_main, t) == 0;
+	if (!t->threaded)
+		part_main(t); /* no thread to be had: here, now */
+	return 0;
+}
+
+static void
+put_free(struct s3_put *p)
+{
+	for (int i = 0; i < p->nslots; i++)
+		free(p->slots[i].buf);
+	free(p->upload_id);
+	free(p->etags);
+	dbuf_free(&p->key);
+	dbuf_free(&p->metastore);
+	dbuf_free(&p->upload_q);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+}
+
+/* Adds a header of the object (name lowercase) to p->meta. */
+static int
+put_add_meta(struct s3_put *p, const char *name, const char *value,
+    size_t vlen)
+{
+	if (p->nmeta == S3_CALL_HDRS_MAX - 4) /* room for conditions */
+		return -E2BIG;
+	size_t at = p->metastore.len;
+	dbuf_adds(&p->metastore, name);
+	dbuf_add(&p->metastore, "", 1);
+	size_t vat = p->metastore.len;
+	dbuf_add(&p->metastore, value, vlen);
+	dbuf_add(&p->metastore, "", 1);
+	if (dbuf_error(&p->metastore))
+		return dbuf_error(&p->metastore);
+	/* offsets now, pointers once the store stops growing */
+	p->meta[p->nmeta].name = (const char *)(uintptr_t)at;
+	p->meta[p->nmeta].value = (const char *)(uintptr_t)vat;
+	p->nmeta++;
+	return 0;
+}
+
+static void
+put_fix_meta(struct s3_put *p)
+{
+	for (int i = 0; i < p->nmeta; i++) {
+		p->meta[i].name = p->metastore.p + (uintptr_t)p->meta[i].name;
+		p->meta[i].value = p->metastore.p + (uintptr_t)p->meta[i].value;
+	}
+}
+
+/* A session for key (full) with o's conditions; headers added by the
+ * caller, then put_fix_meta. */
+static int
+put_new(struct s3_state *s, const char *key, const struct ufs_put_opts *o,
+    struct s3_put **out)
+{
+	*out = NULL;
+	struct s3_put *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->s = s;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	dbuf_init(&p->key, UFS_KEY_MAX + s->prefix_len + 2);
+	dbuf_init(&p->metastore, S3_META_MAX);
+	dbuf_init(&p->upload_q, 3 * S3_UPLOAD_ID_MAX + 16);
+	p->fill = -1;
+	p->nslots = s->upload_par;
+	for (int i = 0; i < p->nslots; i++)
+		p->slots[i].p = p;
+	p->size = o->size;
+	p->if_none_match = o->if_none_match;
+	quote_etag(o->if_match, p->if_match, sizeof(p->if_match));
+	if (dbuf_adds(&p->key, key)) {
+		put_free(p);
+		return -ENAMETOOLONG;
+	}
+	*out = p;
+	return 0;
+}
+
+static int
+s3_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
+    void **out)
+{
+	struct s3_state *s = state;
+	*out = NULL;
+	if (o->size > S3_OBJECT_MAX) {
+		ufs_set_error("s3://%s/%s%s: %lld bytes is more than S3's "
+		    "largest object (5 TiB)", s->bucket, s->prefix, path,
+		    (long long)o->size);
+		return -EFBIG;
+	}
+	struct dbuf key;
+	int r = full_key(s, path, &key);
+	struct s3_put *p = NULL;
+	if (!r)
+		r = put_new(s, key.p, o, &p);
+	dbuf_free(&key);
+	if (r)
+		return r;
+	for (int i = 0; i < o->nheaders && !r; i++)
+		r = put_add_meta(p, o->headers[i].key, o->headers[i].value,
+		    strlen(o->headers[i].value));
+	if (r) {
+		put_free(p);
+		return r == -E2BIG ? -EINVAL : r;
+	}
+	put_fix_meta(p);
+	/* A known size needing more than 10000 parts gets bigger parts. */
+	p->part_size = s->part_size;
+	if (o->size > p->part_size * S3_PARTS_MAX) {
+		int64_t ps = (o->size + S3_PARTS_MAX - 1) / S3_PARTS_MAX;
+		p->part_size = (ps + (1 << 20) - 1) & ~(int64_t)((1 << 20) - 1);
+	}
+	*out = p;
+	return 0;
+}
+
+static int
+s3_put_write(void *put, const void *buf, size_t len)
+{
+	struct s3_put *p = put;
+	if (p->err) {
+		ufs_set_error("%s", p->reason);
+		return p->err;
+	}
+	if (len > (uint64_t)(S3_OBJECT_MAX - p->total)) {
+		ufs_set_error("s3://%s/%s: more than S3's largest object "
+		    "(5 TiB)", p->s->bucket, p->key.p);
+		return put_fail(p, -EFBIG);
+	}
+	const char *src = buf;
+	while (len > 0) {
+		if (p->fill < 0) {
+			int idx = acquire_slot(p);
+			if (idx < 0)
+				return put_fail(p, 0);
+			p->fill = idx;
+		}
+		struct s3_slot *t = &p->slots[p->fill];
+		if ((int64_t)t->len == p->part_size) {
+			/* full, and more comes: it is a part */
+			int r = start_part(p, p->fill);
+			if (r)
+				return put_fail(p, r);
+			continue;
+		}
+		size_t k = (size_t)(p->part_size - (int64_t)t->len);
+		if (k > len)
+			k = len;
+		if (t->len + k > t->cap) {
+			/* Grow towards part_size: small objects of unknown
+			 * size take little; a size announced is exact. */
+			size_t nc = t->cap ? t->cap * 2 : 64 << 10;
+			if (p->size >= 0 && p->size < p->part_size &&
+			    nc < (size_t)p->size)
+				nc = (size_t)p->size;
+			if (nc < t->len + k)
+				nc = t->len + k;
+			if ((int64_t)nc > p->part_size)
+				nc = (size_t)p->part_size;
+			char *nb = realloc(t->buf, nc);
+			if (!nb)
+				return put_fail(p, -ENOMEM);
+			t->buf = nb;
+			t->cap = nc;
+		}
+		memcpy(t->buf + t->len, src, k);
+		t->len += k;
+		src += k;
+		len -= k;
+		p->total += (int64_t)k;
+	}
+	return 0;
+}
+
+/*
+ * The stat of the version just written, as stat will answer it: a HEAD.
+ * If the HEAD shows another version (a writer after us) or fails, what
+ * the write's reply said: size, its ETag, and its Last-Modified or Date.
+ */
+static void
+stat_after_write(struct s3_state *s, const char *key, int64_t size,
+    const char *etag, int64_t mtime, struct ufs_stat *st)
+{
+	struct ufs_stat hs;
+	int r = s3_head_key(s, key, &hs, NULL);
+	if (r == 0 && hs.size == size && (!etag[0] || !strcmp(hs.etag, etag))) {
+		*st = hs;
+	} else {
+		memset(st, 0, sizeof(*st));
+		st->size = size;
+		snprintf(st->etag, sizeof(st->etag), "%s", etag);
+		st->mtime = mtime > 0 ? mtime : wall_sec();
+	}
+	ufs_clear_error();
+}
+
+/* The conditions' headers, after the object's (hdrs has room). */
+static int
+cond_headers(const struct s3_put *p, struct sigv4_hdr *h, int n)
+{
+	if (p->if_none_match)
+		h[n++] = (struct sigv4_hdr){"if-none-match", "*"};
+	if (p->if_match[0])
+		h[n++] = (struct sigv4_hdr){"if-match", p->if_match};
+	return n;
+}
+
+/* PutObject of the whole body (in the fill slot, if any). */
+static int
+put_object(struct s3_put *p, char *etag, int64_t *mtime)
+{
+	struct s3_state *s = p->s;
+	struct s3_slot *t = p->fill >= 0 ? &p->slots[p->fill] : NULL;
+	struct sigv4_hdr h[S3_CALL_HDRS_MAX];
+	memcpy(h, p->meta, (size_t)p->nmeta * sizeof(h[0]));
+	int nh = cond_headers(p, h, p->nmeta);
+	struct s3_call c = {.method = "PUT", .key = p->key.p, .query = "",
+	    .send = t && t->buf ? t->buf : "", .send_len = t ? t->len : 0,
+	    .hdrs = h, .nhdrs = nh, .retry_409 = 1};
+	int r = s3_perform(s, &c);
+	if (!r && c.status == 200) {
+		snprintf(etag, UFS_ETAG_MAX, "%s", c.etag_bad ? "" : c.etag);
+		*mtime = c.last_modified > 0 ? c.last_modified : c.date;
+	} else if (!r) {
+		r = write_http_error(s, &c, p);
+	}
+	call_done(&c);
+	return r;
+}
+
+/* CompleteMultipartUpload of parts 1..nparts, with the conditions; a 200
+ * carrying an InternalError is tried again. */
+static int
+complete_upload(struct s3_put *p, char *etag, int64_t *mtime)
+{
+	struct s3_state *s = p->s;
+	struct dbuf x, body;
+	dbuf_init(&x, S3_COMPLETE_BODY_MAX);
+	dbuf_init(&body, S3_RESULT_BODY_MAX);
+	dbuf_adds(&x, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws."
+	    "com/doc/2006-03-01/\">");
+	for (int i = 0; i < p->nparts; i++) {
+		dbuf_printf(&x, "<Part><PartNumber>%d</PartNumber><ETag>\"",
+		    i + 1);
+		xml_escape(&x, p->etags[i], strlen(p->etags[i]));
+		dbuf_adds(&x, "\"</ETag></Part>");
+	}
+	dbuf_adds(&x, "</CompleteMultipartUpload>");
+	int r = dbuf_error(&x);
+	struct sigv4_hdr h[4];
+	int nh = cond_headers(p, h, 0);
+	int64_t deadline = now_ms() + s->deadline_ms;
+	for (int attempt = 0; !r; attempt++) {
+		struct s3_call c = {.method = "POST", .key = p->key.p,
+		    .query = p->upload_q.p, .send = x.p, .send_len = x.len,
+		    .hdrs = h, .nhdrs = nh, .retry_409 = 1, .body = &body};
+		r = s3_perform(s, &c);
+		int retry = 0;
+		if (!r && c.status == 200 &&
+		    error_in_200(s, &c, &body, p, &r, &retry)) {
+			/* r set */
+		} else if (!r && c.status == 200) {
+			char qe[S3_LIST_ETAG_MAX + 2];
+			struct s3_xml_field f[] = {{"ETag", qe, sizeof(qe), 0}};
+			if (s3_resultxml_parse(body.p ? body.p : "", body.len,
+			    "CompleteMultipartUploadResult", f, 1) ||
+			    http_etag_value(qe, strlen(qe), etag,
+			    UFS_ETAG_MAX) < 0) {
+				LOG_WARN("s3: POST s3://%s/%s?uploadId: not a "
+				    "CompleteMultipartUploadResult", s->bucket,
+				    p->key.p);
+				set_call_error(s, &c, "CompleteMultipartUpload: "
+				    "the reply is not its result");
+				r = -EIO;
+			} else {
+				*mtime = c.last_modified > 0 ? c.last_modified
+				                             : c.date;
+			}
+		} else if (!r) {
+			r = write_http_error(s, &c, p);
+		}
+		call_done(&c);
+		if (!retry || attempt >= s->retries || now_ms() > deadline)
+			break;
+		backoff_sleep(attempt + 1, deadline - now_ms());
+		r = 0;
+	}
+	dbuf_free(&x);
+	dbuf_free(&body);
+	return r;
+}
+
+static int
+s3_put_commit(void *put, struct ufs_stat *st)
+{
+	struct s3_put *p = put;
+	memset(st, 0, sizeof(*st));
+	char etag[UFS_ETAG_MAX] = "";
+	int64_t mtime = -1;
+	int r = p->err;
+	if (r) {
+		put_fail(p, 0);
+		r = p->err;
+	} else if (!p->upload_id) {
+		r = put_object(p, etag, &mtime);
+	} else {
+		/* the last part: it holds at least one byte */
+		if (p->fill >= 0 && p->slots[p->fill].len > 0)
+			r = start_part(p, p->fill);
+		if (!r) {
+			wait_parts(p, 0);
+			r = p->err;
+		}
+		if (!r)
+			r = complete_upload(p, etag, &mtime);
+		if (r) {
+			put_fail(p, r);
+			r = p->err;
+		}
+	}
+	if (!r)
+		stat_after_write(p->s, p->key.p, p->total, etag, mtime, st);
+	put_free(p);
+	return r;
+}
+
+static void
+s3_put_abort(void *put)
+{
+	struct s3_put *p = put;
+	if (!p)
+		return;
+	wait_parts(p, 1);
+	abort_upload(p);
+	put_free(p);
+}
+
+/* DeleteObject: 204, or 404 (nothing there), is done. */
+static int
+s3_remove(void *state, const char *path)
+{
+	struct s3_state *s = state;
+	struct dbuf key;
+	int r = full_key(s, path, &key);
+	if (r) {
+		dbuf_free(&key);
+		return r;
+	}
+	struct s3_call c = {.method = "DELETE", .key = key.p, .query = ""};
+	r = s3_perform(s, &c);
+	if (!r && c.status != 204 && c.status != 200 && c.status != 404)
+		r = s3_http_error(s, &c);
+	call_done(&c);
+	dbuf_free(&key);
+	return r;
+}
+
+/* CopyObject: one request, in the store. */
+static int
+copy_object(struct s3_put *p, const char *source, const struct ufs_put_opts *o,
+    char *etag, int64_t *mtime)
+{
+	struct s3_state *s = p->s;
+	struct dbuf body;
+	dbuf_init(&body, S3_RESULT_BODY_MAX);
+	struct sigv4_hdr h[S3_CALL_HDRS_MAX];
+	int nh = 0;
+	h[nh++] = (struct sigv4_hdr){"x-amz-copy-source", source};
+	if (o->nheaders > 0) {
+		h[nh++] = (struct sigv4_hdr){"x-amz-metadata-directive",
+		    "REPLACE"};
+		memcpy(h + nh, p->meta, (size_t)p->nmeta * sizeof(h[0]));
+		nh += p->nmeta;
+	}
+	nh = cond_headers(p, h, nh);
+	int64_t deadline = now_ms() + s->deadline_ms;
+	int r = 0;
+	for (int attempt = 0;; attempt++) {
+		struct s3_call c = {.method = "PUT", .key = p->key.p,
+		    .query = "", .hdrs = h, .nhdrs = nh, .retry_409 = 1,
+		    .body = &body};
+		r = s3_perform(s, &c);
+		int retry = 0;
+		if (!r && c.status == 200 &&
+		    error_in_200(s, &c, &body, p, &r, &retry)) {
+			/* r set */
+		} else if (!r && c.status == 200) {
+			char qe[S3_LIST_ETAG_MAX + 2], lm[64];
+			struct s3_xml_field f[] = {{"ETag", qe, sizeof(qe), 0},
+			    {"LastModified", lm, sizeof(lm), 0}};
+			if (s3_resultxml_parse(body.p ? body.p : "", body.len,
+			    "CopyObjectResult", f, 2) ||
+			    http_etag_value(qe, strlen(qe), etag,
+			    UFS_ETAG_MAX) < 0) {
+				set_call_error(s, &c, "CopyObject: the reply is "
+				    "not its result");
+				r = -EIO;
+			} else {
+				*mtime = f[1].found ? parse_iso8601(lm,
+				    strlen(lm)) : c.date;
+			}
+		} else if (!r && c.status == 404) {
+			http_failure(s, &c, 1);
+			r = -ENOENT; /* the source went */
+		} else if (!r) {
+			r = write_http_error(s, &c, p);
+		}
+		call_done(&c);
+		if (!retry || attempt >= s->retries || now_ms() > deadline)
+			break;
+		backoff_sleep(attempt + 1, deadline - now_ms());
+	}
+	dbuf_free(&body);
+	return r;
+}
+
+/* A copy of a source over CopyObject's 5 GiB: UploadPartCopy of its
+ * ranges (the source's version pinned with x-amz-copy-source-if-match),
+ * in parallel, then CompleteMultipartUpload. */
+static int
+copy_parts(struct s3_put *p, int64_t size, char *etag, int64_t *mtime)
+{
+	int r = 0;
+	for (int64_t off = 0; off < size && !r;) {
+		int idx = acquire_slot(p);
+		if (idx < 0) {
+			r = idx;
+			break;
+		}
+		struct s3_slot *t = &p->slots[idx];
+		int64_t n = size - off < p->part_size ? size - off : p->part_size;
+		t->src_off = off;
+		t->len = (size_t)n;
+		r = start_part(p, idx);
+		off += n;
+	}
+	if (!r) {
+		wait_parts(p, 0);
+		r = p->err;
+	}
+	if (!r)
+		r = complete_upload(p, etag, mtime);
+	if (r) {
+		put_fail(p, r);
+		r = p->err;
+	}
+	return r;
+}
+
+static int
+s3_copy(void *state, const char *src, const char *dst,
+    const struct ufs_put_opts *o, struct ufs_stat *st)
+{
+	struct s3_state *s = state;
+	memset(st, 0, sizeof(*st));
+	struct dbuf skey, dkey, meta, source;
+	dbuf_init(&meta, S3_META_MAX);
+	dbuf_init(&source, 3 * (UFS_KEY_MAX + s->prefix_len) + 300);
+	int r = full_key(s, src, &skey);
+	if (!r)
+		r = full_key(s, dst, &dkey);
+	else
+		dbuf_init(&dkey, 1);
+	struct s3_put *p = NULL;
+	struct ufs_stat ss;
+	if (!r)
+		r = s3_head_key(s, skey.p, &ss, &meta);
+	if (!r && dbuf_error(&meta)) {
+		ufs_set_error("s3://%s/%s: its headers are too large to copy",
+		    s->bucket, skey.p);
+		r = -EIO;
+	}
+	if (!r) {
+		dbuf_printf(&source, "/%s/", s->bucket);
+		url_encode(&source, skey.p, skey.len, 1);
+		r = dbuf_error(&source) ? -ENAMETOOLONG : 0;
+	}
+	if (!r)
+		r = put_new(s, dkey.p, o, &p);
+	/* The object's headers: those given (REPLACE), or, for a copy in
+	 * parts, the source's (CopyObject copies them itself). */
+	for (int i = 0; !r && i < o->nheaders; i++)
+		r = put_add_meta(p, o->headers[i].key, o->headers[i].value,
+		    strlen(o->headers[i].value));
+	for (size_t i = 0; !r && o->nheaders == 0 && ss.size > S3_COPY_MAX &&
+	    i < meta.len;) {
+		const char *name = meta.p + i;
+		const char *value = name + strlen(name) + 1;
+		i = (size_t)(value - meta.p) + strlen(value) + 1;
+		r = put_add_meta(p, name, value, strlen(value));
+	}
+	char etag[UFS_ETAG_MAX] = "";
+	int64_t mtime = -1;
+	if (!r) {
+		put_fix_meta(p);
+		if (ss.size <= S3_COPY_MAX) {
+			r = copy_object(p, source.p, o, etag, &mtime);
+		} else {
+			p->copy_src = source.p;
+			quote_etag(ss.etag, p->copy_if_match,
+			    sizeof(p->copy_if_match));
+			int64_t ps = (ss.size + S3_PARTS_MAX - 1) / S3_PARTS_MAX;
+			p->part_size = ps > S3_COPY_PART ? ps : S3_COPY_PART;
+			r = copy_parts(p, ss.size, etag, &mtime);
+		}
+	}
+	if (!r)
+		stat_after_write(s, dkey.p, ss.size, etag, mtime, st);
+	if (p)
+		put_free(p);
+	dbuf_free(&skey);
+	dbuf_free(&dkey);
+	dbuf_free(&meta);
+	dbuf_free(&source);
+	return r == -E2BIG ? -EINVAL : r;
+}
+
 const struct ufs_ops ufs_s3_ops = {
     .scheme = "s3",
     .options = s3_options,
@@ -1494,4 +2607,10 @@ const struct ufs_ops ufs_s3_ops = {
     .list = s3_list,
     .read = s3_read,
     .read_stat = s3_read_stat,
+    .put_begin = s3_put_begin,
+    .put_write = s3_put_write,
+    .put_commit = s3_put_commit,
+    .put_abort = s3_put_abort,
+    .remove = s3_remove,
+    .copy = s3_copy,
 };

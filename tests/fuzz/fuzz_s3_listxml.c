@@ -1,8 +1,9 @@
 /*
- * fuzz_s3_listxml.c: libFuzzer harness for the ListBucketResult and Error
- * parsers.  The input is copied into an exact-size heap block so that ASan
- * catches any read past the end; every entry given to the callback must be
- * internally consistent (NUL-terminated at key_len, ETag within bounds).
+ * fuzz_s3_listxml.c: libFuzzer harness for the ListBucketResult, Error and
+ * write-result parsers.  The input is copied into an exact-size heap block
+ * so that ASan catches any read past the end; every entry given to the
+ * callback must be internally consistent (NUL-terminated at key_len, ETag
+ * within bounds), and a failed result parse leaves no field found.
  */
 // FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/ufs/s3_listxml.c
 #include <stdint.h>
@@ -44,6 +45,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = s3_errxml_parse(p, size, code, sizeof(code), msg, sizeof(msg));
 	if ((r != 0 && r != -5) || strlen(code) >= sizeof(code) ||
 	    strlen(msg) >= sizeof(msg))
+		abort();
+	char id[1024], etag[128], lm[64];
+	struct s3_xml_field f[] = {{"UploadId", id, sizeof(id), 0},
+	    {"ETag", etag, sizeof(etag), 0}, {"LastModified", lm, sizeof(lm), 0}};
+	r = s3_resultxml_parse(p, size, "CompleteMultipartUploadResult", f, 3);
+	if ((r != 0 && r != -5) || strlen(id) >= sizeof(id) ||
+	    strlen(etag) >= sizeof(etag) || strlen(lm) >= sizeof(lm) ||
+	    (r != 0 && (f[0].found || f[1].found || id[0] || etag[0])))
 		abort();
 	free(p);
 	return 0;

@@ -1203,9 +1203,29 @@ TEST(sign_rejects_bad_input)
 	dbuf_free(&a);
 }
 
+/* MD5 (S3's Content-MD5): RFC 1321's test suite. */
+TEST(md5_rfc1321)
+{
+	static const struct {
+		const char *in, *hex;
+	} v[] = {{"", "d41d8cd98f00b204e9800998ecf8427e"},
+	    {"abc", "900150983cd24fb0d6963f7d28e17f72"},
+	    {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
+	    {"12345678901234567890123456789012345678901234567890123456789012"
+	     "345678901234567890", "57edf4a22be3c955ac49da2e2107b67a"}};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		unsigned char d[16];
+		char hex[33];
+		md5_digest(v[i].in, strlen(v[i].in), d);
+		hex_encode(d, 16, hex);
+		CHECK_EQ_STR(hex, v[i].hex);
+	}
+}
+
 int
 main(void)
 {
+	RUN(md5_rfc1321);
 	RUN(aws_example_range_canonical_request);
 	RUN(aws_examples_sign);
 	RUN(aws_examples_verify);

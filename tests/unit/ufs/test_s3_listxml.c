@@ -365,6 +365,69 @@ TEST(limits)
 	free(key);
 }
 
+/* The results of writes: AWS's documented shapes, and what is refused. */
+TEST(write_results)
+{
+	char id[64], etag[40], lm[32];
+	struct s3_xml_field init[] = {{"UploadId", id, sizeof(id), 0}};
+	static const char doc1[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	    "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/"
+	    "doc/2006-03-01/\"><Bucket>example-bucket</Bucket><Key>example-"
+	    "object</Key><UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5t"
+	    "MnRzIHVwbG9hZA</UploadId></InitiateMultipartUploadResult>";
+	CHECK_EQ_INT(s3_resultxml_parse(doc1, strlen(doc1),
+	    "InitiateMultipartUploadResult", init, 1), 0);
+	CHECK_EQ_INT(init[0].found, 1);
+	CHECK_EQ_STR(id, "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVw"
+	    "bG9hZA");
+	/* the quotes of an ETag come escaped */
+	struct s3_xml_field done[] = {{"ETag", etag, sizeof(etag), 0}};
+	static const char doc2[] = "<CompleteMultipartUploadResult><Location>"
+	    "http://b.s3.amazonaws.com/k</Location><Bucket>b</Bucket><Key>k"
+	    "</Key><ETag>&quot;3858f62230ac3c915f300c664312c11f-9&quot;</ETag>"
+	    "</CompleteMultipartUploadResult>";
+	CHECK_EQ_INT(s3_resultxml_parse(doc2, strlen(doc2),
+	    "CompleteMultipartUploadResult", done, 1), 0);
+	CHECK_EQ_STR(etag, "\"3858f62230ac3c915f300c664312c11f-9\"");
+	struct s3_xml_field copy[] = {{"ETag", etag, sizeof(etag), 0},
+	    {"LastModified", lm, sizeof(lm), 0}};
+	static const char doc3[] = "<CopyObjectResult><LastModified>"
+	    "2009-10-12T17:50:30.000Z</LastModified><ETag>\"9b2cf535f27731c974"
+	    "343645a3985328\"</ETag></CopyObjectResult>";
+	CHECK_EQ_INT(s3_resultxml_parse(doc3, strlen(doc3), "CopyObjectResult",
+	    copy, 2), 0);
+	CHECK_EQ_STR(lm, "2009-10-12T17:50:30.000Z");
+	CHECK_EQ_INT(copy[0].found && copy[1].found, 1);
+	/* a field absent is not found; nested ones are not the root's */
+	static const char doc4[] = "<CopyObjectResult><X><ETag>e</ETag></X>"
+	    "</CopyObjectResult>";
+	CHECK_EQ_INT(s3_resultxml_parse(doc4, strlen(doc4), "CopyObjectResult",
+	    copy, 2), 0);
+	CHECK_EQ_INT(copy[0].found, 0);
+	CHECK_EQ_STR(etag, "");
+	/* another root (an Error in a 200), a repeat, too long, malformed */
+	static const char err[] = "<Error><Code>InternalError</Code></Error>";
+	CHECK_EQ_INT(s3_resultxml_parse(err, strlen(err), "CopyObjectResult",
+	    copy, 2), -EIO);
+	static const char rep[] = "<CopyPartResult><ETag>a</ETag><ETag>b</ETag>"
+	    "</CopyPartResult>";
+	CHECK_EQ_INT(s3_resultxml_parse(rep, strlen(rep), "CopyPartResult",
+	    copy, 1), -EIO);
+	char small[4];
+	struct s3_xml_field tiny[] = {{"UploadId", small, sizeof(small), 0}};
+	CHECK_EQ_INT(s3_resultxml_parse(doc1, strlen(doc1),
+	    "InitiateMultipartUploadResult", tiny, 1), -EIO);
+	CHECK_EQ_STR(small, "");
+	CHECK_EQ_INT(s3_resultxml_parse(doc1, strlen(doc1) - 5,
+	    "InitiateMultipartUploadResult", init, 1), -EIO);
+	CHECK_EQ_INT(s3_resultxml_parse("", 0, "CopyObjectResult", copy, 2),
+	    -EIO);
+	static const char nul[] = "<CopyPartResult><ETag>a&#0;b</ETag>"
+	    "</CopyPartResult>";
+	CHECK_EQ_INT(s3_resultxml_parse(nul, strlen(nul), "CopyPartResult",
+	    copy, 1), -EIO);
+}
+
 int
 main(void)
 {
@@ -374,5 +437,6 @@ main(void)
 	RUN(malformed);
 	RUN(truncated_documents);
 	RUN(limits);
+	RUN(write_results);
 	TAP_DONE();
 }

@@ -6,17 +6,31 @@
  * symlinks inside and escaping the root, skipped names, reads at offsets,
  * errors, and a random tree against a brute-force S3 reference.  Every test runs twice: with openat2 and with the realpath
  * fallback (FERRY_UFS_FILE_NO_OPENAT2).
+ *
+ * Writes, through the wrapper layer (ufs_put_*, ufs_remove, ufs_copy): the
+ * bytes read back for sizes 0 to several MiB in chunks of every size, the
+ * commit's stat equal to stat's, a same-size overwrite getting a new ETag,
+ * abort leaving nothing (no temporary file, no directory it made),
+ * conditions (also a racing writer), ".." and symlinks out of the root
+ * refused, a symlink at the key replaced and not written through, remove
+ * pruning emptied directories, headers as xattrs, copy, temporary files
+ * hidden, writers and removers racing in one directory, a full tmpfs
+ * (-ENOSPC, nothing left), and the wrapper's checks, -EROFS, a broken
+ * mount, counters and /metrics.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <stdint.h>
 #include <unistd.h>
 
 #include "tap.h"
+#include "common/dbuf.h"
 #include "common/vas.h"
 #include "ufs/ufs.h"
 
@@ -760,6 +774,645 @@ TEST(random_tree_vs_reference)
 	ufs_file_ops.close(s);
 }
 
+/* ---- writes ---- */
+
+static char wroot[400];
+static struct ufs *wu; /* file://wroot, through the wrapper layer */
+
+/* Writes n bytes of data at key in chunks of chunk bytes (announcing the
+ * size if sized); the commit's result, its stat in *s. */
+static int
+wput(const char *key, const void *data, size_t n, size_t chunk, int sized,
+    const struct ufs_put_opts *more, struct ufs_stat *s)
+{
+	struct ufs_put_opts o = {.size = sized ? (int64_t)n : -1};
+	if (more) {
+		o = *more;
+		o.size = sized ? (int64_t)n : -1;
+	}
+	struct ufs_put *p = NULL;
+	int r = ufs_put_begin(wu, key, &o, &p);
+	if (r)
+		return r;
+	for (size_t off = 0; off < n;) {
+		size_t k = n - off < chunk ? n - off : chunk;
+		if ((r = ufs_put_write(p, (const char *)data + off, k)) != 0)
+			break;
+		off += k;
+	}
+	struct ufs_stat tmp;
+	return ufs_put_commit(&p, s ? s : &tmp);
+}
+
+/* Reads key back whole and compares. */
+static int
+same_bytes(const char *key, const void *data, size_t n)
+{
+	unsigned char *got = malloc(n + 1);
+	ssize_t r = ufs_read(wu, key, "", 0, got, n + 1);
+	int ok = r == (ssize_t)n && memcmp(got, data, n) == 0;
+	free(got);
+	return ok;
+}
+
+/* Counts ferry's temporary files anywhere under dir. */
+static int
+count_tmp(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "test $(find '%s' -name '.ferry-tmp.*' | "
+	    "wc -l) -eq 0", dir);
+	return system(cmd) == 0 ? 0 : 1;
+}
+
+static int
+exists(const char *rel)
+{
+	char p[1024];
+	struct stat sb;
+	snprintf(p, sizeof(p), "%s/%s", wroot, rel);
+	return lstat(p, &sb) == 0;
+}
+
+TEST(write_sizes)
+{
+	static const size_t sizes[] = {0, 1, 8191, 8192, 8193,
+	    sizeof(big) - 3};
+	static const size_t chunks[] = {1, 7, 65536, 1 << 22};
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+		for (int sized = 0; sized < 2; sized++) {
+			char key[64];
+			snprintf(key, sizeof(key), "sz/d%zu/obj%d", i, sized);
+			size_t chunk = sizes[i] > 100000 ? chunks[2 + sized]
+			                                 : chunks[sized];
+			struct ufs_stat ws, ss;
+			CHECK_EQ_INT(wput(key, big, sizes[i], chunk, sized, NULL,
+			    &ws), 0);
+			CHECK_EQ_INT(ws.size, (int64_t)sizes[i]);
+			CHECK(ws.etag[0] != 0);
+			CHECK(ws.mtime > 1600000000);
+			/* what stat answers next is what the commit said */
+			CHECK_EQ_INT(ufs_stat(wu, key, &ss), 0);
+			CHECK_EQ_INT(ss.size, ws.size);
+			CHECK_EQ_INT(ss.mtime, ws.mtime);
+			CHECK_EQ_STR(ss.etag, ws.etag);
+			CHECK(same_bytes(key, big, sizes[i]));
+			/* and a read with that version works */
+			char b[1];
+			CHECK(ufs_read(wu, key, ws.etag, 0, b, 1) >= 0);
+		}
+	}
+	/* parents are made as a normal tree's */
+	char p[1024];
+	struct stat sb;
+	snprintf(p, sizeof(p), "%s/sz/d0", wroot);
+	mode_t um = umask(0);
+	umask(um);
+	CHECK(stat(p, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+	    (sb.st_mode & 0777) == (0755 & ~um));
+	CHECK_EQ_INT(count_tmp(wroot), 0);
+	/* an overwrite with the same size, at once: a new version */
+	struct ufs_stat a, b;
+	CHECK_EQ_INT(wput("sz/same", "AAAA", 4, 4, 1, NULL, &a), 0);
+	CHECK_EQ_INT(wput("sz/same", "BBBB", 4, 4, 1, NULL, &b), 0);
+	CHECK(strcmp(a.etag, b.etag) != 0);
+	char buf[8];
+	CHECK_EQ_INT(ufs_read(wu, "sz/same", a.etag, 0, buf, 4), -ESTALE);
+	CHECK_EQ_INT(ufs_read(wu, "sz/same", b.etag, 0, buf, 4), 4);
+	CHECK(memcmp(buf, "BBBB", 4) == 0);
+	struct ufs_stat s;
+	CHECK_EQ_INT(ufs_stat(wu, "sz/same", &s), 0);
+	CHECK_EQ_STR(s.etag, b.etag);
+	/* a listing shows the new keys, never a temporary file */
+	struct collect c;
+	int trunc;
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(ufs_list(wu, "sz/d5/", "", "", 100, collect_fn, &c,
+	    &trunc), 0);
+	CHECK_EQ_INT(c.n, 2);
+	CHECK_EQ_STR(c.keys[0], "sz/d5/obj0");
+	CHECK_EQ_INT(c.size[0], (int64_t)sizeof(big) - 3);
+}
+
+TEST(write_abort)
+{
+	struct ufs_put *p = NULL;
+	CHECK_EQ_INT(ufs_put_begin(wu, "ab/deep/er/x", NULL, &p), 0);
+	CHECK(p != NULL);
+	CHECK_EQ_INT(ufs_put_write(p, big, 100000), 0);
+	CHECK(exists("ab/deep/er"));
+	CHECK_EQ_INT(count_tmp(wroot), 1);
+	ufs_put_abort(&p);
+	CHECK(p == NULL);
+	CHECK_EQ_INT(count_tmp(wroot), 0);
+	/* the directories it made are gone too: no stray markers */
+	CHECK(!exists("ab"));
+	struct ufs_stat s;
+	CHECK_EQ_INT(ufs_stat(wu, "ab/deep/er/x", &s), -ENOENT);
+	/* in a directory that was there: that one stays */
+	CHECK_EQ_INT(wput("keep/f", "f", 1, 1, 0, NULL, NULL), 0);
+	CHECK_EQ_INT(ufs_put_begin(wu, "keep/new/g", NULL, &p), 0);
+	CHECK_EQ_INT(ufs_put_write(p, "gg", 2), 0);
+	ufs_put_abort(&p);
+	CHECK(exists("keep/f"));
+	CHECK(!exists("keep/new"));
+	/* an overwrite aborted leaves the old version */
+	CHECK_EQ_INT(ufs_put_begin(wu, "keep/f", NULL, &p), 0);
+	CHECK_EQ_INT(ufs_put_write(p, "XXXX", 4), 0);
+	ufs_put_abort(&p);
+	CHECK(same_bytes("keep/f", "f", 1));
+	ufs_put_abort(&p); /* NULL: nothing */
+	CHECK_EQ_INT(count_tmp(wroot), 0);
+}
+
+TEST(write_conditions)
+{
+	struct ufs_put_opts inm = {.if_none_match = 1};
+	struct ufs_stat s1, s2, s3;
+	CHECK_EQ_INT(wput("cond/a", "one", 3, 3, 1, &inm, &s1), 0);
+	CHECK_EQ_INT(wput("cond/a", "two", 3, 3, 1, &inm, &s2), -EEXIST);
+	CHECK(same_bytes("cond/a", "one", 3));
+	struct ufs_put_opts im = {.if_match = s1.etag};
+	CHECK_EQ_INT(wput("cond/a", "three", 5, 5, 1, &im, &s2), 0);
+	CHECK(same_bytes("cond/a", "three", 5));
+	/* the old version no longer matches */
+	CHECK_EQ_INT(wput("cond/a", "four", 4, 4, 1, &im, &s3), -ESTALE);
+	CHECK(strstr(ufs_last_error(), "changed") != NULL);
+	CHECK(same_bytes("cond/a", "three", 5));
+	/* nothing to match: stale too */
+	CHECK_EQ_INT(wput("cond/none", "x", 1, 1, 1, &im, &s3), -ESTALE);
+	CHECK(!exists("cond/none"));
+	/* both at once is a caller's mistake */
+	struct ufs_put_opts both = {.if_match = s2.etag, .if_none_match = 1};
+	CHECK_EQ_INT(wput("cond/a", "x", 1, 1, 1, &both, &s3), -EINVAL);
+	/* a race: another writer creates the key after begin */
+	struct ufs_put *p = NULL;
+	inm.size = 1;
+	CHECK_EQ_INT(ufs_put_begin(wu, "cond/race", &inm, &p), 0);
+	CHECK_EQ_INT(ufs_put_write(p, "1", 1), 0);
+	CHECK_EQ_INT(wput("cond/race", "2", 1, 1, 1, NULL, NULL), 0);
+	CHECK_EQ_INT(ufs_put_commit(&p, &s3), -EEXIST);
+	CHECK(same_bytes("cond/race", "2", 1));
+	CHECK_EQ_INT(count_tmp(wroot), 0);
+	/* markers: if_none_match sees an empty directory */
+	CHECK_EQ_INT(wput("cond/m/", "", 0, 1, 1, &inm, &s1), 0);
+	CHECK_EQ_INT(s1.size, 0);
+	CHECK_EQ_INT(ufs_stat(wu, "cond/m/", &s2), 0);
+	CHECK_EQ_STR(s2.etag, s1.etag);
+	CHECK_EQ_INT(wput("cond/m/", "", 0, 1, 1, &inm, &s1), -EEXIST);
+	CHECK_EQ_INT(wput("cond/m/", "x", 1, 1, 1, NULL, &s1), -EINVAL);
+}
+
+TEST(write_refused)
+{
+	struct ufs_put *p = NULL;
+	char outside[512], q[512];
+	snprintf(outside, sizeof(outside), "%s/outside.txt", tmpdir);
+	/* .. and symlinks lead nowhere outside the root */
+	CHECK_EQ_INT(ufs_put_begin(wu, "../evil", NULL, &p), -EACCES);
+	CHECK_EQ_INT(ufs_put_begin(wu, "new/../../evil", NULL, &p), -EACCES);
+	CHECK(!exists("new"));
+	snprintf(q, sizeof(q), "%s/evil", tmpdir);
+	CHECK(access(q, F_OK) != 0);
+	snprintf(q, sizeof(q), "%s/outdir", wroot);
+	CHECK_EQ_INT(symlink(tmpdir, q), 0);
+	CHECK_EQ_INT(ufs_put_begin(wu, "outdir/evil", NULL, &p), -EACCES);
+	CHECK_EQ_INT(ufs_put_begin(wu, "outdir/sub/evil", NULL, &p), -EACCES);
+	snprintf(q, sizeof(q), "%s/sub", tmpdir);
+	CHECK(access(q, F_OK) != 0);
+	CHECK_EQ_INT(ufs_remove(wu, "outdir/outside.txt"), -EACCES);
+	CHECK(access(outside, F_OK) == 0);
+	struct ufs_stat s;
+	CHECK_EQ_INT(ufs_copy(wu, "outdir/outside.txt", "stolen", NULL, &s),
+	    -EACCES);
+	CHECK_EQ_INT(ufs_copy(wu, "sz/same", "outdir/x", NULL, &s), -EACCES);
+	/* a symlink at the key is replaced, never written through */
+	snprintf(q, sizeof(q), "%s/outfile", wroot);
+	CHECK_EQ_INT(symlink(outside, q), 0);
+	CHECK_EQ_INT(wput("outfile", "mine", 4, 4, 1, NULL, NULL), 0);
+	struct stat sb;
+	CHECK(lstat(q, &sb) == 0 && S_ISREG(sb.st_mode));
+	char buf[16] = "";
+	int fd = open(outside, O_RDONLY);
+	CHECK(fd >= 0 && read(fd, buf, sizeof(buf)) == 6);
+	CHECK(memcmp(buf, "secret", 6) == 0);
+	if (fd >= 0)
+		close(fd);
+	/* and removing one removes the link, not its target */
+	CHECK_EQ_INT(unlink(q), 0);
+	CHECK_EQ_INT(symlink(outside, q), 0);
+	CHECK_EQ_INT(ufs_remove(wu, "outfile"), 0);
+	CHECK(lstat(q, &sb) != 0);
+	CHECK(access(outside, F_OK) == 0);
+	/* ferry's temporary names are not keys */
+	CHECK_EQ_INT(ufs_put_begin(wu, ".ferry-tmp.x", NULL, &p), -EINVAL);
+	CHECK(strstr(ufs_last_error(), "temporary") != NULL);
+	CHECK_EQ_INT(ufs_put_begin(wu, "a/.ferry-tmp.y/z", NULL, &p), -EINVAL);
+	CHECK_EQ_INT(ufs_remove(wu, ".ferry-tmp.x"), -EINVAL);
+	CHECK_EQ_INT(ufs_copy(wu, ".ferry-tmp.x", "y", NULL, &s), -ENOENT);
+	/* a key that is a directory with keys in it, or under a file */
+	CHECK_EQ_INT(wput("dk/inner", "i", 1, 1, 1, NULL, NULL), 0);
+	CHECK_EQ_INT(wput("dk", "x", 1, 1, 1, NULL, NULL), -EIO);
+	CHECK(strstr(ufs_last_error(), "directory") != NULL);
+	CHECK_EQ_INT(wput("dk/inner/x", "x", 1, 1, 1, NULL, NULL), -EIO);
+	CHECK(strstr(ufs_last_error(), "not a directory") != NULL);
+	CHECK(same_bytes("dk/inner", "i", 1));
+	/* the root is not an object */
+	CHECK_EQ_INT(ufs_put_begin(wu, "", NULL, &p), -EINVAL);
+	CHECK_EQ_INT(ufs_remove(wu, ""), -EINVAL);
+	CHECK(p == NULL);
+	CHECK_EQ_INT(count_tmp(tmpdir), 0);
+	unlink(q);
+	snprintf(q, sizeof(q), "%s/outdir", wroot);
+	unlink(q);
+}
+
+TEST(remove_and_prune)
+{
+	CHECK_EQ_INT(wput("r/s/t.txt", "t", 1, 1, 1, NULL, NULL), 0);
+	CHECK_EQ_INT(ufs_remove(wu, "r/s/t.txt"), 0);
+	/* the directories it emptied go too: no marker "r/s/" appears */
+	CHECK(!exists("r"));
+	struct collect c;
+	int trunc;
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(ufs_list(wu, "r", "", "", 10, collect_fn, &c, &trunc), 0);
+	CHECK_EQ_INT(c.n, 0);
+	/* idempotent, and nothing there is not an error */
+	CHECK_EQ_INT(ufs_remove(wu, "r/s/t.txt"), 0);
+	CHECK_EQ_INT(ufs_remove(wu, "missing/deep/key"), 0);
+	/* a sibling keeps its directory */
+	CHECK_EQ_INT(wput("r2/x", "x", 1, 1, 1, NULL, NULL), 0);
+	CHECK_EQ_INT(wput("r2/y", "y", 1, 1, 1, NULL, NULL), 0);
+	CHECK_EQ_INT(ufs_remove(wu, "r2/x"), 0);
+	CHECK(exists("r2/y"));
+	CHECK(!exists("r2/x"));
+	/* a key naming a directory with keys, or a marker of one: no object */
+	CHECK_EQ_INT(ufs_remove(wu, "r2"), 0);
+	CHECK_EQ_INT(ufs_remove(wu, "r2/"), 0);
+	CHECK(exists("r2/y"));
+	CHECK_EQ_INT(ufs_remove(wu, "r2/y/"), 0);
+	CHECK(exists("r2/y"));
+	/* a marker: the empty directory, and its emptied parents */
+	struct ufs_stat s;
+	CHECK_EQ_INT(wput("mk/a/b/", "", 0, 1, 1, NULL, &s), 0);
+	CHECK_EQ_INT(ufs_stat(wu, "mk/a/b/", &s), 0);
+	CHECK_EQ_INT(ufs_remove(wu, "mk/a/b/"), 0);
+	CHECK_EQ_INT(ufs_stat(wu, "mk/a/b/", &s), -ENOENT);
+	CHECK(!exists("mk"));
+	/* a directory holding only a temporary file is not removed */
+	struct ufs_put *p = NULL;
+	CHECK_EQ_INT(wput("busy/k", "k", 1, 1, 1, NULL, NULL), 0);
+	CHECK_EQ_INT(ufs_put_begin(wu, "busy/other", NULL, &p), 0);
+	CHECK_EQ_INT(ufs_remove(wu, "busy/k"), 0);
+	CHECK(exists("busy"));
+	CHECK_EQ_INT(ufs_put_write(p, "o", 1), 0);
+	CHECK_EQ_INT(ufs_put_commit(&p, &s), 0);
+	CHECK(same_bytes("busy/other", "o", 1));
+	CHECK_EQ_INT(ufs_remove(wu, "busy/other"), 0);
+	CHECK(!exists("busy"));
+}
+
+static const char *
+xattr_of(const char *rel, const char *name, char *out, size_t n)
+{
+	char p[1024];
+	snprintf(p, sizeof(p), "%s/%s", wroot, rel);
+	ssize_t r = getxattr(p, name, out, n - 1);
+	if (r < 0)
+		return NULL;
+	out[r] = 0;
+	return out;
+}
+
+TEST(headers_and_copy)
+{
+	struct ufs_opt h[] = {{"content-type", "text/plain"},
+	    {"x-amz-meta-owner", "alice"}, {"cache-control", "max-age=60"}};
+	struct ufs_put_opts o = {.headers = h, .nheaders = 3};
+	struct ufs_stat s, cs, ss;
+	CHECK_EQ_INT(wput("cp/src", big, 200000, 65536, 1, &o, &s), 0);
+	char v[128];
+	int have_xattr = xattr_of("cp/src", "user.ferry.content-type", v,
+	    sizeof(v)) != NULL;
+	if (have_xattr) {
+		CHECK_EQ_STR(v, "text/plain");
+		CHECK_EQ_STR(xattr_of("cp/src", "user.ferry.x-amz-meta-owner", v,
+		    sizeof(v)), "alice");
+	} else {
+		printf("# no user xattrs on %s: headers not kept\n", wroot);
+	}
+	/* a copy: the bytes, a version of its own, the headers too */
+	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/sub/dst", NULL, &cs), 0);
+	CHECK_EQ_INT(cs.size, 200000);
+	CHECK_EQ_INT(ufs_stat(wu, "cp/sub/dst", &ss), 0);
+	CHECK_EQ_STR(ss.etag, cs.etag);
+	CHECK_EQ_INT(ss.mtime, cs.mtime);
+	CHECK(same_bytes("cp/sub/dst", big, 200000));
+	if (have_xattr)
+		CHECK_EQ_STR(xattr_of("cp/sub/dst", "user.ferry.x-amz-meta-owner",
+		    v, sizeof(v)), "alice");
+	/* headers given replace them */
+	struct ufs_opt h2[] = {{"content-type", "image/png"}};
+	struct ufs_put_opts o2 = {.headers = h2, .nheaders = 1};
+	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/dst2", &o2, &cs), 0);
+	if (have_xattr) {
+		CHECK_EQ_STR(xattr_of("cp/dst2", "user.ferry.content-type", v,
+		    sizeof(v)), "image/png");
+		CHECK(xattr_of("cp/dst2", "user.ferry.x-amz-meta-owner", v,
+		    sizeof(v)) == NULL);
+	}
+	/* onto itself: the same bytes, a new version */
+	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/src", NULL, &cs), 0);
+	CHECK(strcmp(cs.etag, s.etag) != 0);
+	CHECK(same_bytes("cp/src", big, 200000));
+	/* conditions apply to the destination */
+	struct ufs_put_opts inm = {.if_none_match = 1};
+	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/dst2", &inm, &cs), -EEXIST);
+	struct ufs_put_opts im = {.if_match = "1.2-3"};
+	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/dst2", &im, &cs), -ESTALE);
+	/* no such source; a directory is not one; a marker is empty */
+	CHECK_EQ_INT(ufs_copy(wu, "cp/nope", "cp/x", NULL, &cs), -ENOENT);
+	CHECK_EQ_INT(ufs_copy(wu, "cp", "cp/x", NULL, &cs), -ENOENT);
+	CHECK(!exists("cp/x"));
+	CHECK_EQ_INT(wput("cp/m/", "", 0, 1, 1, NULL, NULL), 0);
+	CHECK_EQ_INT(ufs_copy(wu, "cp/m/", "cp/empty", NULL, &cs), 0);
+	CHECK_EQ_INT(cs.size, 0);
+	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/m2/", NULL, &cs), -EINVAL);
+	CHECK(!exists("cp/m2"));
+	CHECK_EQ_INT(count_tmp(wroot), 0);
+
+	/* headers the wrapper refuses, before any work */
+	struct ufs_opt bad[][1] = {{{"Content-Type", "x"}},
+	    {{"x-custom", "x"}}, {{"x-amz-meta-", "x"}},
+	    {{"content-type", "caf\xc3\xa9"}}, {{"content-type", "a\r\nb: c"}}};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct ufs_put_opts bo = {.headers = bad[i], .nheaders = 1};
+		CHECK_EQ_INT(wput("cp/bad", "x", 1, 1, 1, &bo, NULL), -EINVAL);
+	}
+	static char longv[3000];
+	memset(longv, 'v', sizeof(longv) - 1);
+	struct ufs_opt big_meta[] = {{"x-amz-meta-a", longv}};
+	struct ufs_put_opts bo = {.headers = big_meta, .nheaders = 1};
+	CHECK_EQ_INT(wput("cp/bad", "x", 1, 1, 1, &bo, NULL), -EINVAL);
+	struct ufs_opt twice[] = {{"x-amz-meta-a", "1"}, {"x-amz-meta-a", "2"}};
+	bo = (struct ufs_put_opts){.headers = twice, .nheaders = 2};
+	CHECK_EQ_INT(wput("cp/bad", "x", 1, 1, 1, &bo, NULL), -EINVAL);
+	CHECK(!exists("cp/bad"));
+}
+
+/* Temporary files left by a crash are not objects. */
+TEST(temp_files_hidden)
+{
+	char p[1024];
+	snprintf(p, sizeof(p), "%s/th", wroot);
+	CHECK_EQ_INT(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/th/.ferry-tmp.0123456789abcdef", wroot);
+	int fd = open(p, O_WRONLY | O_CREAT, 0644);
+	CHECK(fd >= 0 && write(fd, "torn", 4) == 4);
+	if (fd >= 0)
+		close(fd);
+	struct collect c;
+	int trunc;
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(ufs_list(wu, "th", "", "", 10, collect_fn, &c, &trunc), 0);
+	/* nothing listable: the directory is its marker */
+	CHECK_EQ_INT(c.n, 1);
+	CHECK_EQ_STR(c.keys[0], "th/");
+	struct ufs_stat s;
+	CHECK_EQ_INT(ufs_stat(wu, "th/.ferry-tmp.0123456789abcdef", &s),
+	    -ENOENT);
+	char buf[8];
+	CHECK_EQ_INT(ufs_read(wu, "th/.ferry-tmp.0123456789abcdef", "", 0, buf,
+	    4), -ENOENT);
+	CHECK_EQ_INT(ufs_stat(wu, "th/", &s), 0);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/th", wroot);
+	rmdir(p);
+}
+
+struct conc_arg {
+	int t;
+	int bad;
+};
+
+static void *
+conc_writer(void *arg)
+{
+	struct conc_arg *a = arg;
+	char key[64], body[64];
+	for (int i = 0; i < 40; i++) {
+		snprintf(key, sizeof(key), "conc/sub/k%d", a->t);
+		snprintf(body, sizeof(body), "thread %d round %d", a->t, i);
+		int r1 = wput(key, body, strlen(body), 5, i & 1, NULL, NULL);
+		int r2 = same_bytes(key, body, strlen(body));
+		int r3 = ufs_remove(wu, key);
+		if (r1 || !r2 || r3) {
+			fprintf(stderr, "  %s: put %d (%s) same %d remove %d\n",
+			    key, r1, ufs_last_error(), r2, r3);
+			a->bad++;
+		}
+	}
+	return NULL;
+}
+
+/* Writers and removers in one directory that is made and pruned under
+ * them: no write fails for it. */
+TEST(write_remove_concurrently)
+{
+	pthread_t th[4];
+	struct conc_arg args[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct conc_arg){i, 0};
+		pthread_create(&th[i], NULL, conc_writer, &args[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_EQ_INT(args[i].bad, 0);
+	}
+	CHECK(!exists("conc"));
+	CHECK_EQ_INT(count_tmp(wroot), 0);
+}
+
+/* A full disk: a tmpfs of 1 MiB (needs root; skipped otherwise). */
+TEST(write_enospc)
+{
+	char mnt[600];
+	snprintf(mnt, sizeof(mnt), "%s/small", tmpdir);
+	if (mkdir(mnt, 0755) < 0) {
+		CHECK(0);
+		return;
+	}
+	char cmd[800];
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=1M tmpfs '%s' "
+	    "2>/dev/null", mnt);
+	if (geteuid() != 0 || system(cmd) != 0) {
+		printf("# skip write_enospc: cannot mount a tmpfs (not root?)\n");
+		rmdir(mnt);
+		return;
+	}
+	char uri[700];
+	snprintf(uri, sizeof(uri), "file://%s", mnt);
+	struct ufs *u = NULL;
+	CHECK_EQ_INT(ufs_open(uri, NULL, 0, &u), 0);
+	struct ufs *saved = wu;
+	wu = u;
+	/* size unknown: the write fails, and so does the commit */
+	struct ufs_put *p = NULL;
+	CHECK_EQ_INT(ufs_put_begin(u, "d/full", NULL, &p), 0);
+	int r = 0;
+	for (int i = 0; i < 3 && !r; i++)
+		r = ufs_put_write(p, big, sizeof(big));
+	CHECK_EQ_INT(r, -ENOSPC);
+	struct ufs_stat s;
+	CHECK_EQ_INT(ufs_put_commit(&p, &s), -ENOSPC);
+	CHECK(strstr(ufs_last_error(), "space") != NULL);
+	/* nothing left: no file, no temporary file, no directory */
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s')\"", mnt);
+	CHECK_EQ_INT(system(cmd), 0);
+	/* size announced: refused at once */
+	struct ufs_put_opts o = {.size = 2 << 20};
+	CHECK_EQ_INT(ufs_put_begin(u, "d/full", &o, &p), -ENOSPC);
+	CHECK(p == NULL);
+	CHECK_EQ_INT(system(cmd), 0);
+	/* the space is back: a small write works */
+	CHECK_EQ_INT(wput("d/small", big, 1000, 100, 0, NULL, &s), 0);
+	CHECK(same_bytes("d/small", big, 1000));
+	/* a copy that does not fit */
+	CHECK_EQ_INT(wput("half", big, 600000, 65536, 0, NULL, &s), 0);
+	CHECK_EQ_INT(ufs_copy(u, "half", "half2", NULL, &s), -ENOSPC);
+	CHECK_EQ_INT(ufs_stat(u, "half2", &s), -ENOENT);
+	CHECK_EQ_INT(count_tmp(mnt), 0);
+	wu = saved;
+	ufs_close(&u);
+	snprintf(cmd, sizeof(cmd), "umount '%s'", mnt);
+	CHECK_EQ_INT(system(cmd), 0);
+	rmdir(mnt);
+}
+
+static int64_t
+metric(const char *text, const char *line)
+{
+	const char *p = strstr(text, line);
+	return p ? atoll(p + strlen(line)) : -1;
+}
+
+/* The wrapper: checks, -EROFS, a broken mount, counters and metrics. */
+TEST(write_wrapper)
+{
+	struct ufs_counters c0, c1;
+	ufs_get_counters(&c0);
+	struct ufs_stat s;
+	CHECK_EQ_INT(wput("wr/a", big, 1234, 100, 1, NULL, &s), 0);
+	CHECK_EQ_INT(wput("wr/a", "x", 1, 1, 1,
+	    &(struct ufs_put_opts){.if_none_match = 1}, &s), -EEXIST);
+	CHECK_EQ_INT(ufs_remove(wu, "wr/a"), 0);
+	CHECK_EQ_INT(ufs_copy(wu, "wr/none", "wr/b", NULL, &s), -ENOENT);
+	CHECK_EQ_INT(ufs_put_begin(wu, "../x", NULL,
+	    &(struct ufs_put *){NULL}), -EACCES);
+	ufs_get_counters(&c1);
+	CHECK_EQ_INT(c1.requests[UFSOP_WRITE] - c0.requests[UFSOP_WRITE], 3);
+	/* -EEXIST is an answer, -EACCES a failure */
+	CHECK_EQ_INT(c1.errors[UFSOP_WRITE] - c0.errors[UFSOP_WRITE], 1);
+	CHECK_EQ_INT(c1.write_bytes - c0.write_bytes, 1234);
+	CHECK_EQ_INT(c1.requests[UFSOP_REMOVE] - c0.requests[UFSOP_REMOVE], 1);
+	CHECK_EQ_INT(c1.requests[UFSOP_COPY] - c0.requests[UFSOP_COPY], 1);
+	CHECK_EQ_INT(c1.errors[UFSOP_COPY] - c0.errors[UFSOP_COPY], 0);
+
+	/* the size announced is the size written */
+	struct ufs_put *p = NULL;
+	struct ufs_put_opts o = {.size = 10};
+	CHECK_EQ_INT(ufs_put_begin(wu, "wr/sized", &o, &p), 0);
+	CHECK_EQ_INT(ufs_put_write(p, big, 5), 0);
+	CHECK_EQ_INT(ufs_put_commit(&p, &s), -EINVAL);
+	CHECK(p == NULL);
+	CHECK(!exists("wr/sized"));
+	CHECK_EQ_INT(ufs_put_begin(wu, "wr/sized", &o, &p), 0);
+	CHECK_EQ_INT(ufs_put_write(p, big, 11), -EINVAL);
+	/* a failed write fails the rest, and the commit aborts */
+	CHECK_EQ_INT(ufs_put_write(p, big, 10), -EINVAL);
+	CHECK_EQ_INT(ufs_put_commit(&p, &s), -EINVAL);
+	CHECK(strstr(ufs_last_error(), "announced") != NULL);
+	CHECK(!exists("wr/sized"));
+	CHECK_EQ_INT(count_tmp(wroot), 0);
+	CHECK_EQ_INT(ufs_put_write(NULL, "x", 1), -EINVAL);
+	CHECK_EQ_INT(ufs_put_commit(&p, &s), -EINVAL);
+	o.size = -2;
+	CHECK_EQ_INT(ufs_put_begin(wu, "wr/x", &o, &p), -EINVAL);
+	o = (struct ufs_put_opts){.size = -1, .if_match = "a\"b"};
+	CHECK_EQ_INT(ufs_put_begin(wu, "wr/x", &o, &p), -EINVAL);
+
+	/* a backend without write slots: read-only */
+	struct ufs_ops ro = ufs_file_ops;
+	ro.put_begin = NULL;
+	ro.remove = NULL;
+	ro.copy = NULL;
+	struct ufs *u = NULL;
+	CHECK_EQ_INT(ufs_open_ops(&ro, "ro://", wroot, NULL, 0, &u), 0);
+	CHECK_EQ_INT(ufs_writable(u), 0);
+	CHECK_EQ_INT(ufs_put_begin(u, "wr/x", NULL, &p), -EROFS);
+	CHECK(strstr(ufs_last_error(), "read-only") != NULL);
+	CHECK_EQ_INT(ufs_remove(u, "wr/x"), -EROFS);
+	CHECK_EQ_INT(ufs_copy(u, "a", "b", NULL, &s), -EROFS);
+	ufs_close(&u);
+	CHECK_EQ_INT(ufs_writable(wu), 1);
+	/* a broken mount: -EIO and why */
+	CHECK_EQ_INT(ufs_open("file:///nonexistent/ferry", NULL, 0, &u),
+	    -ENOENT);
+	CHECK_EQ_INT(ufs_writable(u), 0);
+	CHECK_EQ_INT(ufs_put_begin(u, "x", NULL, &p), -EIO);
+	CHECK(strstr(ufs_last_error(), "cannot be opened") != NULL);
+	CHECK_EQ_INT(ufs_remove(u, "x"), -EIO);
+	CHECK_EQ_INT(ufs_copy(u, "x", "y", NULL, &s), -EIO);
+	ufs_close(&u);
+
+	/* /metrics */
+	struct dbuf b;
+	dbuf_init(&b, 1 << 16);
+	CHECK_EQ_INT(ufs_metrics_render(&b), 0);
+	ufs_get_counters(&c1);
+	CHECK_EQ_INT(metric(b.p, "\nferry_ufs_write_bytes_total "),
+	    c1.write_bytes);
+	CHECK_EQ_INT(metric(b.p, "ferry_ufs_requests_total{op=\"write\"} "),
+	    c1.requests[UFSOP_WRITE]);
+	CHECK_EQ_INT(metric(b.p, "ferry_ufs_errors_total{op=\"write\"} "),
+	    c1.errors[UFSOP_WRITE]);
+	CHECK_EQ_INT(metric(b.p, "ferry_ufs_requests_total{op=\"remove\"} "),
+	    c1.requests[UFSOP_REMOVE]);
+	CHECK_EQ_INT(metric(b.p, "ferry_ufs_requests_total{op=\"copy\"} "),
+	    c1.requests[UFSOP_COPY]);
+	dbuf_free(&b);
+}
+
+static void
+run_write_tests(void)
+{
+	snprintf(wroot, sizeof(wroot), "%s/w", tmpdir);
+	if (mkdir(wroot, 0755) < 0 && errno != EEXIST)
+		exit(2);
+	char uri[500];
+	snprintf(uri, sizeof(uri), "file://%s", wroot);
+	if (ufs_open(uri, NULL, 0, &wu) != 0)
+		exit(2);
+	RUN(write_sizes);
+	RUN(write_abort);
+	RUN(write_conditions);
+	RUN(write_refused);
+	RUN(remove_and_prune);
+	RUN(headers_and_copy);
+	RUN(temp_files_hidden);
+	RUN(write_remove_concurrently);
+	if (!getenv("FERRY_UFS_FILE_NO_OPENAT2")) {
+		RUN(write_wrapper);
+		RUN(write_enospc);
+	}
+	ufs_close(&wu);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", wroot);
+	if (system(cmd) != 0)
+		exit(2);
+}
+
 static void
 rm_tree(void)
 {
@@ -792,6 +1445,7 @@ main(void)
 		RUN(markers);
 		RUN(other_delimiters);
 		ufs_file_ops.close(st);
+		run_write_tests();
 	}
 	RUN(open_errors);
 	RUN(lookup);
