@@ -35,6 +35,11 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 {
 	COUNTER(b, "ferry_cache_hit_bytes_total", "Bytes served that were in the page cache before a client asked for them.", METRIC_GET(hit_bytes));
 	COUNTER(b, "ferry_cache_miss_bytes_total", "Bytes served that were not in the page cache when a client asked for them (fetched on demand or just ahead of the client).", METRIC_GET(miss_bytes));
+	COUNTER(b, "ferry_put_bytes_total", "Bytes of objects written by clients.", METRIC_GET(put_bytes));
+	dbuf_printf(b, "# HELP ferry_put_requests_total Objects written by clients, by write mode.\n"
+	    "# TYPE ferry_put_requests_total counter\n"
+	    "ferry_put_requests_total{mode=\"through\"} %" PRId64 "\nferry_put_requests_total{mode=\"around\"} %" PRId64 "\n",
+	    METRIC_GET(puts[0]), METRIC_GET(puts[1]));
 	COUNTER(b, "ferry_readahead_bytes_total", "Bytes fetched from under-stores beyond what clients asked (read-ahead).", METRIC_GET(readahead_bytes));
 	ufs_metrics_render(b);
 	COUNTER(b, "ferry_metadata_cache_hits_total", "Stat and list answers served from the metadata cache.", METRIC_GET(meta_hits));

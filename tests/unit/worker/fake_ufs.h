@@ -60,8 +60,10 @@ static inline void
 fake_reset(int64_t page)
 {
 	pthread_mutex_lock(&g_fake.mu);
-	for (int i = 0; i < g_fake.nobjs; i++)
+	for (int i = 0; i < g_fake.nobjs; i++) {
 		free(g_fake.objs[i].data);
+		g_fake.objs[i].data = NULL;
+	}
 	g_fake.nobjs = 0;
 	g_fake.puts = g_fake.commits = g_fake.aborts = g_fake.removes = 0;
 	g_fake.fail_commit = 0;
@@ -89,6 +91,7 @@ fake_put(const char *path, int64_t size, int gen)
 		    sizeof(g_fake.objs[0]) * (size_t)(g_fake.nobjs - i));
 		g_fake.nobjs++;
 		snprintf(g_fake.objs[i].path, sizeof(g_fake.objs[i].path), "%s", path);
+		g_fake.objs[i].data = NULL; /* a new slot (its old bytes moved on) */
 	}
 	g_fake.objs[i].size = size;
 	g_fake.objs[i].gen = gen;

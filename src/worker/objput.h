@@ -1,0 +1,68 @@
+/*
+ * objput.h: the one owner of every object write, beside objget (the S3
+ * gateway's PutObject, DeleteObject and CopyObject; FUSE and libferry
+ * writes as they come).  A front end parses its protocol into a struct
+ * objput_req and a body source; objput streams the body to the
+ * under-store's write session (ufs_put_*), caches it on the way in the
+ * mount's write mode, and, once the store has committed, makes the new
+ * state what every read of this worker sees (the metadata cache's answer,
+ * the cached pages, the mount's listings).
+ *
+ * Write modes (mount option "write"):
+ *   through (default)  the body goes to the under-store and, page by page,
+ *                      into the cache under a version of the write's own;
+ *                      once the store commits and names the version, the
+ *                      pages become that version's: the next GET is a hit.
+ *   around             the under-store only; the old version's pages go.
+ * The client's OK comes after the under-store committed, in both.
+ *
+ * Calls go down only: objput -> {meta, reader, ufs}.  Threads: any request
+ * thread; no locks of its own.
+ */
+#ifndef FERRY_OBJPUT_H
+#define FERRY_OBJPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../ufs/ufs.h"
+#include "meta.h"
+#include "mounts.h"
+#include "reader.h"
+
+struct objput;
+
+struct objput *objput_open(struct meta_cache *mc, struct reader *rd);
+void objput_close(struct objput **op);
+
+/* The body: the next bytes into buf (at most n), 0 at its end, -errno (the
+ * client went away, the body failed a check). */
+typedef ssize_t (*objput_body_fn)(void *arg, void *buf, size_t n);
+
+struct objput_req {
+	struct mount *m;
+	const char *path;        /* validated key */
+	struct ufs_put_opts opts; /* size, conditions, headers */
+	objput_body_fn body;
+	void *arg;
+};
+
+/*
+ * Writes the object.  0 with *st its new version's stat (the ETag for the
+ * answer), or -errno with nothing written: -EROFS (a read-only mount, or a
+ * store that cannot write), -EEXIST / -ESTALE (a condition failed), the
+ * body's error, or the under-store's.
+ */
+int objput_put(struct objput *op, const struct objput_req *rq,
+    struct ufs_stat *st);
+
+/* Removes the object (0 also if there was none, as S3 does). */
+int objput_delete(struct objput *op, struct mount *m, const char *path);
+
+/* Copies src to dst within one mount (the store copies); *st: dst's new
+ * version. */
+int objput_copy(struct objput *op, struct mount *m, const char *src,
+    const char *dst, const struct ufs_put_opts *opts, struct ufs_stat *st);
+
+#endif
