@@ -19,6 +19,7 @@
 #include "worker_config.h"
 
 struct objget;
+struct objput;
 
 struct localfd;
 
@@ -37,6 +38,7 @@ struct worker {
 	struct cluster *cl;  /* NULL: a single worker */
 	struct router *rt;   /* the read path, cluster-wide or not */
 	struct objget *og;   /* the owner of every object read */
+	struct objput *op;   /* the owner of every object write */
 	char id[CLUSTER_ID_MAX + 1]; /* this worker's id (kept in state_dir) */
 	int64_t started;
 };

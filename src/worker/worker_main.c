@@ -29,6 +29,7 @@
 #include "../common/vas.h"
 #include "localfd.h"
 #include "objget.h"
+#include "objput.h"
 #include "worker.h"
 
 static int
@@ -381,7 +382,8 @@ worker_start(struct worker *w)
 	}
 	w->rt = router_open(NULL, w->id, c->block_size, c->control_token, w->rd);
 	w->og = w->rt ? objget_open(w->mc, w->rt, w->rd) : NULL;
-	if (!w->og) {
+	w->op = w->og ? objput_open(w->mc, w->rd) : NULL;
+	if (!w->op) {
 		fprintf(stderr, "ferry worker: cannot start: out of memory\n");
 		return -1;
 	}
@@ -408,6 +410,7 @@ worker_stop(struct worker *w)
 	if (w->rt)
 		router_set_cluster(w->rt, NULL);
 	cluster_close(&cl); /* leaves the cluster at once (lease revoked) */
+	objput_close(&w->op);
 	objget_close(&w->og);
 	router_close(&w->rt);
 	mounts_close(&w->mt);
