@@ -551,6 +551,14 @@ http_body_read(struct http_conn *c, void *buf, size_t cap)
 {
 	if (c->body == BODY_ERROR)
 		return c->body_err;
+	if (c->body == BODY_NONE) {
+		/* "Expect: 100-continue" on an empty body: the 100 all the
+		 * same, so that the connection can stay (see
+		 * body_allows_reuse). */
+		if (maybe_send_continue(c) < 0)
+			return body_fail(c, -EPIPE);
+		return 0;
+	}
 	if (c->body != BODY_PENDING)
 		return 0;
 	if (cap == 0)
@@ -660,6 +668,15 @@ discard_body(struct http_conn *c)
 static int
 body_allows_reuse(const struct http_conn *c)
 {
+	/*
+	 * A final answer to "Expect: 100-continue" without a 100 before it
+	 * ends the connection, whatever the body: a client told nothing may
+	 * still send it, and botocore keeps such an early answer's status
+	 * line for its next request on the connection (it expects a 100
+	 * whenever it asked for one), misreading that request's answer.
+	 */
+	if (c->req->expect_continue && !c->continue_sent)
+		return 0;
 	switch (c->body) {
 	case BODY_NONE:
 	case BODY_DONE:

@@ -106,9 +106,10 @@ ssize_t http_read_body(struct http_conn *c, void *buf, size_t cap);
  *   -EPROTO     malformed chunked framing;
  *   -EINVAL     cap is 0.
  * After an error every call returns it and the connection is closed after
- * the response.  The first call answers "Expect: 100-continue" (a handler
- * that refuses a request answers before reading, and the client need not
- * send the body).  Nothing is buffered beyond the server's own small stage
+ * the response.  The first call answers "Expect: 100-continue", also for
+ * an empty body (a handler that refuses a request answers before reading,
+ * and the client need not send the body; a final answer to such a request
+ * without a 100 before it closes the connection).  Nothing is buffered beyond the server's own small stage
  * and buf, and the server's max_body does not apply: the handler bounds
  * what it accepts.  http_read_body and this share one reader; mixing them
  * on one request continues where the other stopped.

@@ -1608,6 +1608,17 @@ TEST(stream_bodies)
 	CHECK_EQ_STR(head_get(&r, "Connection"), "keep-alive");
 	resp_free(&r);
 	CHECK(hello(cl));
+	/* an empty body with Expect: the 100 all the same, and the
+	 * connection stays */
+	CHECK(send_str(cl, "PUT /stream HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 0\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 100);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(stream_ok(&r, body, 0, 7, 0));
+	CHECK_EQ_STR(head_get(&r, "Connection"), "keep-alive");
+	resp_free(&r);
+	CHECK(hello(cl));
 	client_free(cl);
 	free(body);
 }
@@ -1654,6 +1665,17 @@ TEST(stream_unread_rest)
 	    "Transfer-Encoding: chunked\r\n\r\n") == 0);
 	send_chunked(cl, body, 5000);
 	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_STR(head_get(&r, "Connection"), "close");
+	resp_free(&r);
+	CHECK(wait_eof(cl->fd, 3000));
+	client_free(cl);
+	/* an empty body with Expect, answered without a 100: closed (see
+	 * body_allows_reuse: botocore would misread the next answer) */
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream?early=1 HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 0\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 403);
 	CHECK_EQ_STR(head_get(&r, "Connection"), "close");
 	resp_free(&r);
 	CHECK(wait_eof(cl->fd, 3000));
