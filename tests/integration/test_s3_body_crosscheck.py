@@ -39,6 +39,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -105,8 +106,9 @@ class Tool:
     """One s3_body_tool process on 127.0.0.1."""
 
     def __init__(self, max_size=0):
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([ensure_tool(), SK, str(max_size)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.PIPE, stderr=self.log)
         line = self.proc.stdout.readline().decode()
         assert line.startswith("port "), line
         self.port = int(line.split()[1])
@@ -119,7 +121,11 @@ class Tool:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise AssertionError("s3_body_tool did not stop")
-        assert self.proc.returncode == 0, "s3_body_tool exited %d" % self.proc.returncode
+        self.log.seek(0)
+        log = self.log.read().decode(errors="replace")
+        self.log.close()
+        assert self.proc.returncode == 0, "s3_body_tool exited %d; its log ends:\n%s" % (
+            self.proc.returncode, log[-3000:])
 
 
 @contextlib.contextmanager
