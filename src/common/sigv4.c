@@ -265,6 +265,43 @@ sigv4_canonical_request(struct dbuf *out, const char *method,
 /* ---------------------------------------------------------------------- */
 /* Signature computation shared by both directions.                        */
 
+int
+sigv4_signing_key(const char *secret, const char *date8, const char *region,
+    const char *service, unsigned char key[32])
+{
+	size_t sl = strlen(secret);
+	if (sl > SECRET_MAX)
+		return -E2BIG;
+	char kbuf[4 + SECRET_MAX];
+	memcpy(kbuf, "AWS4", 4);
+	memcpy(kbuf + 4, secret, sl);
+	hmac_sha256(kbuf, 4 + sl, date8, strlen(date8), key);
+	hmac_sha256(key, 32, region, strlen(region), key);
+	hmac_sha256(key, 32, service, strlen(service), key);
+	hmac_sha256(key, 32, "aws4_request", 12, key);
+	explicit_bzero(kbuf, sizeof(kbuf));
+	return 0;
+}
+
+/* hex(HMAC(kSigning, string-to-sign)) for a canonical request. */
+int
+sigv4_signature_with_key(const unsigned char key[32], const char *amz_date,
+    const char *date8, const char *region, const char *service,
+    const struct dbuf *canon, char sig_hex[65])
+{
+	char ch[65];
+	sha256_hex(canon->p ? canon->p : "", canon->len, ch);
+	char sts[512];
+	int n = snprintf(sts, sizeof(sts), SIGV4_ALGO "\n%s\n%s/%s/%s/aws4_request\n%s",
+	    amz_date, date8, region, service, ch);
+	if (n < 0 || (size_t)n >= sizeof(sts))
+		return -E2BIG;
+	unsigned char sig[32];
+	hmac_sha256(key, 32, sts, (size_t)n, sig);
+	hex_encode(sig, 32, sig_hex);
+	return 0;
+}
+
 /*
  * signature = hex(HMAC(kSigning, string-to-sign)) where kSigning is derived
  * from the secret through date, region, service and "aws4_request".
@@ -274,31 +311,67 @@ sigv4_signature(const char *secret, const char *amz_date, const char *date8,
     const char *region, const char *service, const struct dbuf *canon,
     char sig_hex[65])
 {
-	size_t sl = strlen(secret);
-	if (sl > SECRET_MAX)
-		return -E2BIG;
-	char kbuf[4 + SECRET_MAX];
-	memcpy(kbuf, "AWS4", 4);
-	memcpy(kbuf + 4, secret, sl);
 	unsigned char k[32];
-	hmac_sha256(kbuf, 4 + sl, date8, strlen(date8), k);
-	hmac_sha256(k, 32, region, strlen(region), k);
-	hmac_sha256(k, 32, service, strlen(service), k);
-	hmac_sha256(k, 32, "aws4_request", 12, k);
-	explicit_bzero(kbuf, sizeof(kbuf));
-
-	char ch[65];
-	sha256_hex(canon->p ? canon->p : "", canon->len, ch);
-	char sts[512];
-	int n = snprintf(sts, sizeof(sts), SIGV4_ALGO "\n%s\n%s/%s/%s/aws4_request\n%s",
-	    amz_date, date8, region, service, ch);
-	if (n < 0 || (size_t)n >= sizeof(sts))
-		return -E2BIG;
-	unsigned char sig[32];
-	hmac_sha256(k, 32, sts, (size_t)n, sig);
+	int r = sigv4_signing_key(secret, date8, region, service, k);
+	if (r == 0)
+		r = sigv4_signature_with_key(k, amz_date, date8, region,
+		    service, canon, sig_hex);
 	explicit_bzero(k, sizeof(k));
-	hex_encode(sig, 32, sig_hex);
-	return 0;
+	return r;
+}
+
+/*
+ * The string to sign of a chunk or a trailer: algorithm, date, scope,
+ * previous signature, then the hashes (hex, '\n'-separated).  Bounded:
+ * amz_date and scope are the verifier's own (fixed sizes), prev_sig is 64
+ * hex digits; longer inputs are cut at their bounds, which can only yield a
+ * signature nobody matches.
+ */
+static void
+chained_signature(const unsigned char key[32], const char *algo,
+    const char *amz_date, const char *scope, const char *prev_sig,
+    const unsigned char *h1, const unsigned char *h2, char out[65])
+{
+	char sts[64 + 17 + SIGV4_SCOPE_MAX + 65 + 2 * 65 + 8];
+	char x1[65], x2[65];
+	hex_encode(h1, 32, x1);
+	int n;
+	if (h2) {
+		hex_encode(h2, 32, x2);
+		n = snprintf(sts, sizeof(sts), "%s\n%.16s\n%.*s\n%.64s\n%s\n%s",
+		    algo, amz_date, SIGV4_SCOPE_MAX - 1, scope, prev_sig, x1, x2);
+	} else {
+		n = snprintf(sts, sizeof(sts), "%s\n%.16s\n%.*s\n%.64s\n%s",
+		    algo, amz_date, SIGV4_SCOPE_MAX - 1, scope, prev_sig, x1);
+	}
+	VAS_ASSERT(n > 0 && (size_t)n < sizeof(sts));
+	unsigned char sig[32];
+	hmac_sha256(key, 32, sts, (size_t)n, sig);
+	hex_encode(sig, 32, out);
+}
+
+void
+sigv4_chunk_signature(const unsigned char key[32], const char *amz_date,
+    const char *scope, const char *prev_sig,
+    const unsigned char data_sha256[32], char out[65])
+{
+	static const unsigned char empty[32] = {
+		0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb,
+		0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4,
+		0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52,
+		0xb8, 0x55,
+	};
+	chained_signature(key, "AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope,
+	    prev_sig, empty, data_sha256, out);
+}
+
+void
+sigv4_trailer_signature(const unsigned char key[32], const char *amz_date,
+    const char *scope, const char *prev_sig,
+    const unsigned char trailer_sha256[32], char out[65])
+{
+	chained_signature(key, "AWS4-HMAC-SHA256-TRAILER", amz_date, scope,
+	    prev_sig, trailer_sha256, NULL, out);
 }
 
 /* ---------------------------------------------------------------------- */

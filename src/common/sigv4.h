@@ -67,10 +67,25 @@ enum sigv4_status {
 	SIGV4_NO_DATE,       /* AccessDenied: no valid x-amz-date or Date (header form) */
 };
 
+/* "20130524/us-east-1/s3/aws4_request" at its longest, NUL included. */
+#define SIGV4_SCOPE_MAX (8 + 1 + 64 + 1 + 64 + 1 + 12 + 1)
+
 /* What sigv4_verify_region found out beyond the status. */
 struct sigv4_info {
 	int presigned;  /* the query-string form (X-Amz-Algorithm) was used */
 	char region[65]; /* the credential scope's region, if one was parsed */
+	/*
+	 * Set (have_key = 1) only when an Authorization-header signature
+	 * verified (SIGV4_OK): what the chunk signatures of a
+	 * STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] body chain from
+	 * (sigv4_chunk_signature).  signing_key is derived from the secret:
+	 * explicit_bzero the struct once the body is read.
+	 */
+	int have_key;
+	char seed_signature[65];  /* the request's signature, lowercase hex */
+	char amz_date[17];        /* the request time, YYYYMMDDTHHMMSSZ */
+	char scope[SIGV4_SCOPE_MAX]; /* date/region/service/aws4_request */
+	unsigned char signing_key[32];
 };
 
 /* Returns the secret for an access key, or NULL if unknown. */
@@ -93,6 +108,35 @@ enum sigv4_status sigv4_verify(const struct http_request *req, int64_t now,
 enum sigv4_status sigv4_verify_region(const struct http_request *req,
     int64_t now, const char *region, sigv4_secret_fn secret_fn, void *arg,
     const char **errmsg, struct sigv4_info *info);
+
+/*
+ * kSigning = HMAC chain from "AWS4" + secret through date8 (YYYYMMDD),
+ * region, service and "aws4_request".  0, or -E2BIG for an overlong secret.
+ */
+int sigv4_signing_key(const char *secret, const char *date8,
+    const char *region, const char *service, unsigned char key[32]);
+
+/*
+ * Chunked uploads (S3's "Transferring Payload in Multiple Chunks"): each
+ * chunk's signature chains from the previous one (the request's seed
+ * signature for the first):
+ *   hex(HMAC(key, "AWS4-HMAC-SHA256-PAYLOAD\n" amz_date "\n" scope "\n"
+ *       prev_sig "\n" hex(SHA256("")) "\n" hex(data_sha256)))
+ * where data_sha256 is the SHA-256 of the chunk's data (the final chunk's
+ * is empty).  The trailer of a ...-PAYLOAD-TRAILER body is signed after
+ * the final chunk:
+ *   hex(HMAC(key, "AWS4-HMAC-SHA256-TRAILER\n" amz_date "\n" scope "\n"
+ *       prev_sig "\n" hex(trailer_sha256)))
+ * with trailer_sha256 over the trailer lines as "name:value\n" each.
+ * amz_date, scope and key as in struct sigv4_info; prev_sig is 64 hex
+ * digits.  Signing and verifying alike; pure.
+ */
+void sigv4_chunk_signature(const unsigned char key[32], const char *amz_date,
+    const char *scope, const char *prev_sig,
+    const unsigned char data_sha256[32], char out[65]);
+void sigv4_trailer_signature(const unsigned char key[32],
+    const char *amz_date, const char *scope, const char *prev_sig,
+    const unsigned char trailer_sha256[32], char out[65]);
 
 /*
  * Builds the canonical request for the given pieces (exposed for tests).

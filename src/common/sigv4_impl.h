@@ -97,6 +97,10 @@ all_digits(const char *s, size_t n)
 int sigv4_signature(const char *secret, const char *amz_date,
     const char *date8, const char *region, const char *service,
     const struct dbuf *canon, char sig_hex[65]);
+/* The same with kSigning given (sigv4_signing_key). */
+int sigv4_signature_with_key(const unsigned char key[32],
+    const char *amz_date, const char *date8, const char *region,
+    const char *service, const struct dbuf *canon, char sig_hex[65]);
 /* YYYYMMDDTHHMMSSZ of unix time t. */
 void sigv4_amz_date(int64_t t, char out[17]);
 

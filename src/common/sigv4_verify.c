@@ -569,24 +569,37 @@ sigv4_verify_region(const struct http_request *req, int64_t now,
 	    req->nheaders, a->signed_headers, strlen(a->signed_headers),
 	    payload_hash, presigned);
 	char sig[65];
+	unsigned char key[32];
 	if (r == -ENOENT) {
 		*errmsg = "A signed header is missing from the request.";
 		st = SIGV4_MALFORMED;
 	} else if (r) {
 		*errmsg = "The request URI or query cannot be canonicalised.";
 		st = SIGV4_MALFORMED;
-	} else if (sigv4_signature(secret, a->amz_date, a->date8, a->region,
-	    a->service, &canon, sig) != 0) {
+	} else if (sigv4_signing_key(secret, a->date8, a->region, a->service,
+	    key) != 0 || sigv4_signature_with_key(key, a->amz_date, a->date8,
+	    a->region, a->service, &canon, sig) != 0) {
 		*errmsg = "The secret for this access key is unusable.";
 		st = SIGV4_UNKNOWN_KEY;
 	} else if (ct_memcmp(sig, a->signature, 64) != 0) {
 		*errmsg = "The request signature we calculated does not match "
 			  "the signature you provided.";
 		st = SIGV4_MISMATCH;
+	} else if (authz) {
+		/* What a chunked body's signatures chain from. */
+		info->have_key = 1;
+		memcpy(info->seed_signature, a->signature, 65);
+		memcpy(info->amz_date, a->amz_date, 17);
+		snprintf(info->scope, sizeof(info->scope),
+		    "%s/%s/%s/aws4_request", a->date8, a->region, a->service);
+		memcpy(info->signing_key, key, 32);
 	}
 	explicit_bzero(sig, sizeof(sig));
+	explicit_bzero(key, sizeof(key));
 	dbuf_free(&canon);
 out:
 	free(a);
+	if (info == &dinfo)
+		explicit_bzero(&dinfo, sizeof(dinfo));
 	return st;
 }

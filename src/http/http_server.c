@@ -171,6 +171,9 @@ struct http_server {
 };
 
 enum body_state { BODY_NONE, BODY_PENDING, BODY_DONE, BODY_ERROR };
+/* A chunked body: expecting a chunk-size line (then the trailer after the
+ * last chunk), data bytes, or the CRLF after a chunk's data. */
+enum chunk_state { CHUNK_SIZE, CHUNK_DATA, CHUNK_DATA_END };
 
 struct http_conn {
 	struct http_server *srv;
@@ -202,6 +205,8 @@ struct http_conn {
 	enum body_state body;
 	int body_chunked;
 	int64_t body_left;  /* Content-Length bytes not yet consumed */
+	enum chunk_state chunk_state; /* chunked: where in the framing */
+	uint64_t chunk_left; /* data bytes left in the current chunk */
 	int continue_sent;
 	int body_err;       /* -errno once reading the body failed */
 
@@ -367,14 +372,18 @@ lingering_close(struct http_conn *c)
 
 /* --- request body ------------------------------------------------------- */
 
-static void
+/*
+ * The interim answer to "Expect: 100-continue", once, before the first body
+ * read (never after the final status).  0 or -errno.
+ */
+static int
 maybe_send_continue(struct http_conn *c)
 {
 	if (!c->req->expect_continue || c->continue_sent || c->started)
-		return;
+		return 0;
 	static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
 	c->continue_sent = 1;
-	send_pending_with(c, msg, sizeof(msg) - 1, NULL, 0, 0);
+	return send_pending_with(c, msg, sizeof(msg) - 1, NULL, 0, 0);
 }
 
 /* Refills the staging area after the head; keeps unconsumed bytes. */
@@ -422,25 +431,25 @@ stage_line(struct http_conn *c, const char **line, size_t *len)
 	}
 }
 
-/* Reads exactly n bytes: from the stage first, then straight into p. */
-static int
-body_read_exact(struct http_conn *c, char *p, size_t n)
+/*
+ * Up to n body bytes (n never reaches past the body): what the stage
+ * holds, else one recv straight into p, waiting at most the I/O timeout.
+ * > 0, or -ECONNRESET (the client closed), -ETIMEDOUT, -errno.
+ */
+static ssize_t
+body_read_some(struct http_conn *c, char *p, size_t n)
 {
 	size_t have = c->rlen - c->rpos;
-	size_t take = have < n ? have : n;
-	memcpy(p, c->buf + c->rpos, take);
-	c->rpos += take;
-	size_t got = take;
-	while (got < n) {
-		ssize_t r = conn_recv(c, p + got, n - got,
-		    now_ms() + c->srv->cfg.io_timeout_ms);
-		if (r == 0)
-			return -ECONNRESET;
-		if (r < 0)
-			return (int)r;
-		got += (size_t)r;
+	if (have > 0) {
+		size_t take = have < n ? have : n;
+		memcpy(p, c->buf + c->rpos, take);
+		c->rpos += take;
+		return (ssize_t)take;
 	}
-	return 0;
+	ssize_t r = conn_recv(c, p, n, now_ms() + c->srv->cfg.io_timeout_ms);
+	if (r == 0)
+		return -ECONNRESET;
+	return r;
 }
 
 /* "1a;ext=x" -> 26.  -EPROTO on anything else. */
@@ -477,46 +486,116 @@ parse_chunk_size(const char *s, size_t n, uint64_t *out)
 	return 0;
 }
 
+/* The body cannot be read further: the connection ends after this
+ * request. */
 static ssize_t
-read_chunked_body(struct http_conn *c, char *buf, size_t limit)
+body_fail(struct http_conn *c, ssize_t err)
 {
-	size_t total = 0;
+	c->body = BODY_ERROR;
+	c->body_err = (int)err;
+	c->close_after = 1;
+	return err;
+}
+
+/*
+ * The next bytes of a chunked body: chunk-size lines, data, the CRLF after
+ * each chunk's data and, after the last chunk, trailer fields (read and
+ * ignored, at most CHUNK_TRAILERS_MAX).  Returns > 0, or 0 at the end.
+ */
+static ssize_t
+chunked_read(struct http_conn *c, char *buf, size_t cap)
+{
 	for (;;) {
 		const char *line;
 		size_t ll;
-		uint64_t sz;
-		int r = stage_line(c, &line, &ll);
-		if (r < 0)
-			return r;
-		if (parse_chunk_size(line, ll, &sz) < 0)
-			return -EPROTO;
-		if (sz == 0)
+		int r;
+		switch (c->chunk_state) {
+		case CHUNK_DATA: {
+			size_t want = (uint64_t)cap < c->chunk_left ? cap :
+			    (size_t)c->chunk_left;
+			ssize_t n = body_read_some(c, buf, want);
+			if (n < 0)
+				return n;
+			c->chunk_left -= (uint64_t)n;
+			if (c->chunk_left == 0)
+				c->chunk_state = CHUNK_DATA_END;
+			return n;
+		}
+		case CHUNK_DATA_END:
+			if ((r = stage_line(c, &line, &ll)) < 0)
+				return r;
+			if (ll != 0)
+				return -EPROTO;
+			c->chunk_state = CHUNK_SIZE;
 			break;
-		if (sz > limit - total)
-			return -E2BIG;
-		r = body_read_exact(c, buf + total, (size_t)sz);
-		if (r < 0)
-			return r;
-		total += (size_t)sz;
-		r = stage_line(c, &line, &ll);
-		if (r < 0)
-			return r;
-		if (ll != 0)
-			return -EPROTO;
+		case CHUNK_SIZE: {
+			uint64_t sz;
+			if ((r = stage_line(c, &line, &ll)) < 0)
+				return r;
+			if (parse_chunk_size(line, ll, &sz) < 0)
+				return -EPROTO;
+			if (sz > 0) {
+				c->chunk_left = sz;
+				c->chunk_state = CHUNK_DATA;
+				break;
+			}
+			for (int i = 0;; i++) {
+				if ((r = stage_line(c, &line, &ll)) < 0)
+					return r;
+				if (ll == 0)
+					return 0;
+				if (i >= CHUNK_TRAILERS_MAX)
+					return -EPROTO;
+			}
+		}
+		}
 	}
-	/* Trailer fields are read and ignored, up to an empty line. */
-	for (int i = 0;; i++) {
-		const char *line;
-		size_t ll;
-		int r = stage_line(c, &line, &ll);
-		if (r < 0)
-			return r;
-		if (ll == 0)
-			break;
-		if (i >= CHUNK_TRAILERS_MAX)
-			return -EPROTO;
+}
+
+ssize_t
+http_body_read(struct http_conn *c, void *buf, size_t cap)
+{
+	if (c->body == BODY_ERROR)
+		return c->body_err;
+	if (c->body == BODY_NONE) {
+		/* "Expect: 100-continue" on an empty body: the 100 all the
+		 * same, so that the connection can stay (see
+		 * body_allows_reuse). */
+		if (maybe_send_continue(c) < 0)
+			return body_fail(c, -EPIPE);
+		return 0;
 	}
-	return (ssize_t)total;
+	if (c->body != BODY_PENDING)
+		return 0;
+	if (cap == 0)
+		return -EINVAL;
+	int e = maybe_send_continue(c);
+	if (e < 0)
+		return body_fail(c, e);
+	ssize_t n;
+	if (c->body_chunked) {
+		n = chunked_read(c, buf, cap);
+	} else {
+		size_t want = (uint64_t)cap < (uint64_t)c->body_left ? cap :
+		    (size_t)c->body_left;
+		n = body_read_some(c, buf, want);
+		if (n > 0)
+			c->body_left -= n;
+		if (n > 0 && c->body_left == 0)
+			c->body = BODY_DONE;
+		return n < 0 ? body_fail(c, n) : n;
+	}
+	if (n < 0)
+		return body_fail(c, n);
+	if (n == 0)
+		c->body = BODY_DONE;
+	return n;
+}
+
+int
+http_body_pending(const struct http_conn *c)
+{
+	return c->body == BODY_PENDING;
 }
 
 ssize_t
@@ -527,31 +606,28 @@ http_read_body(struct http_conn *c, void *buf, size_t cap)
 	if (c->body != BODY_PENDING)
 		return 0;
 	size_t limit = cap < c->srv->cfg.max_body ? cap : c->srv->cfg.max_body;
-	if (!c->body_chunked) {
-		/* Known length: refuse before reading (or inviting) a byte. */
-		if ((uint64_t)c->body_left > limit)
-			return -E2BIG;
-		maybe_send_continue(c);
-		size_t n = (size_t)c->body_left;
-		int r = body_read_exact(c, buf, n);
-		if (r < 0) {
-			c->body = BODY_ERROR;
-			c->body_err = r;
-			return r;
+	/* Known length: refuse before reading (or inviting) a byte. */
+	if (!c->body_chunked && (uint64_t)c->body_left > limit)
+		return -E2BIG;
+	char *p = buf;
+	size_t total = 0;
+	for (;;) {
+		ssize_t n;
+		if (total < limit) {
+			n = http_body_read(c, p + total, limit - total);
+		} else {
+			/* Full: the body must end here. */
+			char extra;
+			n = http_body_read(c, &extra, 1);
+			if (n > 0)
+				return body_fail(c, -E2BIG);
 		}
-		c->body_left = 0;
-		c->body = BODY_DONE;
-		return (ssize_t)n;
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return (ssize_t)total;
+		total += (size_t)n;
 	}
-	maybe_send_continue(c);
-	ssize_t n = read_chunked_body(c, buf, limit);
-	if (n < 0) {
-		c->body = BODY_ERROR;
-		c->body_err = (int)n;
-		return n;
-	}
-	c->body = BODY_DONE;
-	return n;
 }
 
 /*
@@ -598,6 +674,15 @@ discard_body(struct http_conn *c)
 static int
 body_allows_reuse(const struct http_conn *c)
 {
+	/*
+	 * A final answer to "Expect: 100-continue" without a 100 before it
+	 * ends the connection, whatever the body: a client told nothing may
+	 * still send it, and botocore keeps such an early answer's status
+	 * line for its next request on the connection (it expects a 100
+	 * whenever it asked for one), misreading that request's answer.
+	 */
+	if (c->req->expect_continue && !c->continue_sent)
+		return 0;
 	switch (c->body) {
 	case BODY_NONE:
 	case BODY_DONE:
@@ -1143,6 +1228,8 @@ request_reset(struct http_conn *c)
 	c->body = BODY_NONE;
 	c->body_chunked = 0;
 	c->body_left = 0;
+	c->chunk_state = CHUNK_SIZE;
+	c->chunk_left = 0;
 	c->continue_sent = 0;
 	c->body_err = 0;
 	c->is_head = 0;

@@ -86,12 +86,43 @@ int http_resp_started(const struct http_conn *c);
 void http_conn_set_close(struct http_conn *c);
 
 /*
- * Reads the request body (Content-Length or chunked, decoded) into buf,
- * at most cap bytes.  Returns bytes read, or -E2BIG if the body is larger
- * than cap or the server's max_body, or -errno.  A handler that does not
- * read the body has it discarded (or the connection closed) by the server.
+ * Reads the whole request body (Content-Length or chunked, decoded) into
+ * buf, at most cap bytes.  Returns bytes read, or -E2BIG if the body is
+ * larger than cap or the server's max_body, or -errno.  For small bodies
+ * (the control API); uploads stream with http_body_read.
  */
 ssize_t http_read_body(struct http_conn *c, void *buf, size_t cap);
+
+/*
+ * Streams the request body: the next bytes of it (Content-Length or
+ * chunked, HTTP's framing removed; chunk extensions and trailer fields are
+ * dropped) into buf, at most cap, as soon as some are there.  Call it
+ * again for more.  Returns the number of bytes (> 0), 0 at the end of the
+ * body (and on every later call; at once for a request without a body),
+ * or -errno:
+ *   -ECONNRESET (or -EPIPE) the client closed or reset the connection
+ *               before the body's end;
+ *   -ETIMEDOUT  no byte came for the server's io_timeout_ms;
+ *   -EPROTO     malformed chunked framing;
+ *   -EINVAL     cap is 0.
+ * After an error every call returns it and the connection is closed after
+ * the response.  The first call answers "Expect: 100-continue", also for
+ * an empty body (a handler that refuses a request answers before reading,
+ * and the client need not send the body; a final answer to such a request
+ * without a 100 before it closes the connection).  Nothing is buffered beyond the server's own small stage
+ * and buf, and the server's max_body does not apply: the handler bounds
+ * what it accepts.  http_read_body and this share one reader; mixing them
+ * on one request continues where the other stopped.
+ *
+ * A handler may answer without reading the whole body: the server then
+ * drains what is left of a Content-Length body of at most 1 MiB to keep
+ * the connection, and closes it otherwise (a chunked body, a larger
+ * rest, a client told no 100 Continue, a failed read); the response says
+ * "Connection: close" whenever that is decided at its start.
+ */
+ssize_t http_body_read(struct http_conn *c, void *buf, size_t cap);
+/* 1 while body bytes are left unread (0: none, all read, or failed). */
+int http_body_pending(const struct http_conn *c);
 
 const char *http_conn_peer(const struct http_conn *c); /* "ip:port" */
 int http_conn_is_loopback(const struct http_conn *c);

@@ -1,7 +1,7 @@
 /*
  * s3_gateway.c: the S3-compatible API on the gateway port (29998 by
- * default), path-style: the bucket is a mount's name, the key a path under
- * it.  Runs on the HTTP server's connection threads; keeps no state of its
+ * default), path-style, and virtual-host style for the --s3-domain names:
+ * the bucket is a mount's name, the key a path under it.  Runs on the HTTP server's connection threads; keeps no state of its
  * own beyond what struct worker holds.
  *
  * Built: ListBuckets, HeadBucket, GetBucketLocation, ListObjects (V1 and
@@ -57,6 +57,7 @@ struct s3req {
 	char bucket[MOUNT_NAME_MAX + 2];
 	char *key; /* decoded; NULL for bucket-level requests */
 	size_t key_len;
+	int vhost; /* the bucket came from the Host (--s3-domain) */
 	char err_hdr[160]; /* more header lines for an error answer, or "" */
 };
 
@@ -183,8 +184,9 @@ check_auth_v2(struct s3req *s)
 {
 	const char *msg = NULL;
 	int presigned = 0;
-	enum sigv2_status st = sigv2_verify(s->req, wall_sec(), worker_s3_secret,
-	    s->w, &msg, &presigned);
+	enum sigv2_status st = sigv2_verify_vhost(s->req,
+	    s->vhost ? s->bucket : NULL, wall_sec(), worker_s3_secret, s->w,
+	    &msg, &presigned);
 	switch (st) {
 	case SIGV2_OK:
 		return 0;
@@ -745,7 +747,8 @@ static void
 route(struct s3req *s)
 {
 	struct s3_route rt;
-	if (s3_route_parse(s->req, &rt) < 0) {
+	if (s3_route_parse_vhost(s->req, s->w->cfg.s3_domains,
+	    s->w->cfg.ns3_domains, &rt) < 0) {
 		s3_error(s, 503, "SlowDown", "Out of memory.");
 		return;
 	}
@@ -754,6 +757,7 @@ route(struct s3req *s)
 	memcpy(s->bucket, rt.bucket, rt.bucket_len + 1);
 	s->key = rt.key; /* freed by the handler */
 	s->key_len = rt.key_len;
+	s->vhost = rt.vhost;
 	rt.key = NULL;
 	if (rt.status && rt.pre_auth) {
 		s3_error(s, rt.status, rt.code, rt.msg);

@@ -4,9 +4,11 @@
  */
 #include "s3_route.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/util.h"
 #include "../common/vas.h"
@@ -56,8 +58,56 @@ set_err(struct s3_route *rt, int status, int pre_auth, const char *code, const c
 	rt->msg = msg;
 }
 
+/*
+ * The bucket a virtual-host-style Host names: 1 and bucket[0..*len)
+ * (lowercased; *len may exceed MOUNT_NAME_MAX, then bucket holds nothing)
+ * if the Host is BUCKET.DOMAIN[:port] for a domain, else 0.
+ */
+static int
+vhost_bucket(const struct http_request *req, const char *const *domains,
+    int ndomains, char bucket[MOUNT_NAME_MAX + 1], size_t *len)
+{
+	size_t hl;
+	const char *h = http_header_get(req, "host", &hl);
+	if (!h || ndomains <= 0 || hl == 0 || h[0] == '[')
+		return 0; /* none, or an IPv6 literal */
+	const char *colon = memrchr(h, ':', hl);
+	if (colon) {
+		for (const char *q = colon + 1; q < h + hl; q++)
+			if (*q < '0' || *q > '9')
+				return 0;
+		hl = (size_t)(colon - h);
+	}
+	if (hl > 0 && h[hl - 1] == '.')
+		hl--;
+	size_t best = 0;
+	for (int i = 0; i < ndomains; i++) {
+		size_t dl = strlen(domains[i]);
+		if (dl == 0 || hl < dl + 2 || dl <= best || h[hl - dl - 1] != '.' ||
+		    strncasecmp(h + hl - dl, domains[i], dl) != 0)
+			continue;
+		best = dl;
+	}
+	if (!best)
+		return 0;
+	*len = hl - best - 1;
+	if (*len <= MOUNT_NAME_MAX) {
+		for (size_t i = 0; i < *len; i++)
+			bucket[i] = (char)tolower((unsigned char)h[i]);
+		bucket[*len] = 0;
+	}
+	return 1;
+}
+
 int
 s3_route_parse(const struct http_request *req, struct s3_route *rt)
+{
+	return s3_route_parse_vhost(req, NULL, 0, rt);
+}
+
+int
+s3_route_parse_vhost(const struct http_request *req,
+    const char *const *domains, int ndomains, struct s3_route *rt)
 {
 	memset(rt, 0, sizeof(*rt));
 	rt->op = S3OP_OTHER;
@@ -70,30 +120,46 @@ s3_route_parse(const struct http_request *req, struct s3_route *rt)
 		set_err(rt, 400, 1, "InvalidURI", "Couldn't parse the specified URI.");
 		return 0;
 	}
-	/* Split "/bucket/key" (still encoded). */
-	const char *p = req->path + 1;
-	size_t pl = req->path_len - 1;
-	const char *slash = memchr(p, '/', pl);
-	size_t bl = slash ? (size_t)(slash - p) : pl;
-	const char *kraw = slash ? slash + 1 : NULL;
-	size_t kl = slash ? pl - bl - 1 : 0;
+	const char *kraw;
+	size_t kl;
+	size_t vbl = 0;
+	if (vhost_bucket(req, domains, ndomains, rt->bucket, &vbl)) {
+		/* Virtual-host style: the bucket from the Host, the whole
+		 * path is the key. */
+		rt->vhost = 1;
+		if (vbl > MOUNT_NAME_MAX) {
+			set_err(rt, 400, 1, "InvalidBucketName", "The specified bucket is not valid.");
+			return 0;
+		}
+		rt->bucket_len = vbl;
+		kraw = req->path + 1;
+		kl = req->path_len - 1;
+	} else {
+		/* Split "/bucket/key" (still encoded). */
+		const char *p = req->path + 1;
+		size_t pl = req->path_len - 1;
+		const char *slash = memchr(p, '/', pl);
+		size_t bl = slash ? (size_t)(slash - p) : pl;
+		kraw = slash ? slash + 1 : NULL;
+		kl = slash ? pl - bl - 1 : 0;
 
-	char bucket[3 * (MOUNT_NAME_MAX + 1) + 1];
-	if (bl > 3 * (MOUNT_NAME_MAX + 1)) {
-		set_err(rt, 400, 1, "InvalidBucketName", "The specified bucket is not valid.");
-		return 0;
+		char bucket[3 * (MOUNT_NAME_MAX + 1) + 1];
+		if (bl > 3 * (MOUNT_NAME_MAX + 1)) {
+			set_err(rt, 400, 1, "InvalidBucketName", "The specified bucket is not valid.");
+			return 0;
+		}
+		long dbl = url_decode(p, bl, bucket, 0);
+		if (dbl < 0) {
+			set_err(rt, 400, 1, "InvalidURI", "Couldn't parse the specified URI.");
+			return 0;
+		}
+		if (dbl > MOUNT_NAME_MAX) {
+			set_err(rt, 400, 1, "InvalidBucketName", "The specified bucket is not valid.");
+			return 0;
+		}
+		memcpy(rt->bucket, bucket, (size_t)dbl + 1);
+		rt->bucket_len = (size_t)dbl;
 	}
-	long dbl = url_decode(p, bl, bucket, 0);
-	if (dbl < 0) {
-		set_err(rt, 400, 1, "InvalidURI", "Couldn't parse the specified URI.");
-		return 0;
-	}
-	if (dbl > MOUNT_NAME_MAX) {
-		set_err(rt, 400, 1, "InvalidBucketName", "The specified bucket is not valid.");
-		return 0;
-	}
-	memcpy(rt->bucket, bucket, (size_t)dbl + 1);
-	rt->bucket_len = (size_t)dbl;
 
 	if (kraw && kl > 0) {
 		if (kl > 3 * KEY_MAX) {

@@ -1,8 +1,9 @@
 /*
  * s3_route.h: classification of an S3 request (pure: no I/O, no state),
  * separate from its execution so that it can be fuzzed on its own.
- * Decodes bucket and key from the path-style request-target, picks the
- * operation, and decides the errors that need no lookup.
+ * Decodes bucket and key from the request-target (path-style) or from the
+ * Host and the path (virtual-host style), picks the operation, and
+ * decides the errors that need no lookup.
  */
 #ifndef FERRY_S3_ROUTE_H
 #define FERRY_S3_ROUTE_H
@@ -35,6 +36,7 @@ struct s3_route {
 	size_t bucket_len;
 	char *key; /* decoded, malloc'd (s3_route_free); NULL for bucket/service requests */
 	size_t key_len;
+	int vhost; /* the bucket came from the Host (virtual-host style) */
 	/* An error to answer instead of the operation (status 0: none).
 	 * pre_auth errors are answered before the signature is checked. */
 	int status;
@@ -43,8 +45,19 @@ struct s3_route {
 	const char *msg;
 };
 
-/* Fills *rt.  Returns 0, or -ENOMEM. */
+/* Fills *rt (path-style only).  Returns 0, or -ENOMEM. */
 int s3_route_parse(const struct http_request *req, struct s3_route *rt);
+
+/*
+ * s3_route_parse with virtual-host addressing: a Host of
+ * BUCKET.DOMAIN[:port] (any case, a trailing '.' allowed) for one of the
+ * ndomains domains (lowercase, no port; the longest that matches wins)
+ * names bucket BUCKET, lowercased, and the whole path is the key ("/" is
+ * the bucket itself); rt->vhost is then set.  Any other Host (DOMAIN
+ * itself, an address, another name, none) is path-style.
+ */
+int s3_route_parse_vhost(const struct http_request *req,
+    const char *const *domains, int ndomains, struct s3_route *rt);
 void s3_route_free(struct s3_route *rt);
 
 #endif

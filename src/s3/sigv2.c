@@ -241,14 +241,42 @@ bucket_only(const struct http_request *req)
 	    !memchr(req->path + 1, '/', req->path_len - 1);
 }
 
-/* The path as sent, then "?" and the sub-resources, sorted by name. */
+/* A bucket-level request: "/bucket", or "/" with the bucket in the Host. */
 static int
-canon_resource(struct dbuf *out, const struct http_request *req, int variant)
+bucket_level(const struct http_request *req, const char *vbucket)
 {
-	int r = req->path_len ? dbuf_add(out, req->path, req->path_len) :
-	    dbuf_add(out, "/", 1);
-	if (!r && variant == RES_BUCKET_SLASH)
+	if (vbucket)
+		return req->path_len == 0 ||
+		    (req->path_len == 1 && req->path[0] == '/');
+	return bucket_only(req);
+}
+
+/*
+ * The path as sent (after "/bucket" when the bucket is in the Host:
+ * virtual-host style), then "?" and the sub-resources, sorted by name.
+ * The other spellings of a bucket-level resource: path-style "/bucket"
+ * also as "/bucket/", virtual-host "/bucket/" also as "/bucket", both as
+ * "/bucket?list-type=2".
+ */
+static int
+canon_resource(struct dbuf *out, const struct http_request *req,
+    const char *vbucket, int variant)
+{
+	int r = 0;
+	int other = variant != RES_AS_SENT && bucket_level(req, vbucket);
+	if (vbucket) {
 		r = dbuf_add(out, "/", 1);
+		if (!r)
+			r = dbuf_adds(out, vbucket);
+		if (!r && !other)
+			r = req->path_len ? dbuf_add(out, req->path,
+			    req->path_len) : dbuf_add(out, "/", 1);
+	} else {
+		r = req->path_len ? dbuf_add(out, req->path, req->path_len) :
+		    dbuf_add(out, "/", 1);
+		if (!r && variant == RES_BUCKET_SLASH)
+			r = dbuf_add(out, "/", 1);
+	}
 	if (!r && variant == RES_LIST_TYPE)
 		r = dbuf_adds(out, "?list-type=2");
 	const char *q = req->query ? req->query : "";
@@ -325,7 +353,7 @@ add_standard(struct dbuf *out, const struct http_request *req,
 
 static int
 string_to_sign(struct dbuf *out, const struct http_request *req,
-    const char *date, int presigned, int variant)
+    const char *vbucket, const char *date, int presigned, int variant)
 {
 	if (!out || !req || !date || !req->method || req->method_len == 0)
 		return -EINVAL;
@@ -347,7 +375,7 @@ string_to_sign(struct dbuf *out, const struct http_request *req,
 	if (!r)
 		r = canon_amz(out, req, presigned);
 	if (!r)
-		r = canon_resource(out, req, variant);
+		r = canon_resource(out, req, vbucket, variant);
 	if (!r && dbuf_error(out))
 		r = -E2BIG;
 	return r;
@@ -357,19 +385,20 @@ int
 sigv2_string_to_sign(struct dbuf *out, const struct http_request *req,
     const char *date, int presigned)
 {
-	return string_to_sign(out, req, date, presigned, RES_AS_SENT);
+	return string_to_sign(out, req, NULL, date, presigned, RES_AS_SENT);
 }
 
 /* Does the base64 HMAC-SHA1 of this spelling of the request match? 1, 0,
  * or -errno if it cannot be built. */
 static int
-spelling_matches(const struct http_request *req, const char *date,
-    int presigned, int variant, const char *secret, const char *sig_b64)
+spelling_matches(const struct http_request *req, const char *vbucket,
+    const char *date, int presigned, int variant, const char *secret,
+    const char *sig_b64)
 {
 	struct dbuf sts, b64;
 	dbuf_init(&sts, STS_MAX);
 	dbuf_init(&b64, 64);
-	int r = string_to_sign(&sts, req, date, presigned, variant);
+	int r = string_to_sign(&sts, req, vbucket, date, presigned, variant);
 	unsigned char want[EVP_MAX_MD_SIZE];
 	unsigned int wl = 0;
 	if (r == 0) {
@@ -429,6 +458,15 @@ sigv2_present(const struct http_request *req)
 enum sigv2_status
 sigv2_verify(const struct http_request *req, int64_t now,
     sigv4_secret_fn secret_fn, void *arg, const char **errmsg,
+    int *presigned)
+{
+	return sigv2_verify_vhost(req, NULL, now, secret_fn, arg, errmsg,
+	    presigned);
+}
+
+enum sigv2_status
+sigv2_verify_vhost(const struct http_request *req, const char *vbucket,
+    int64_t now, sigv4_secret_fn secret_fn, void *arg, const char **errmsg,
     int *presigned)
 {
 	const char *dummy;
@@ -535,20 +573,20 @@ sigv2_verify(const struct http_request *req, int64_t now,
 			  "our records.";
 		return SIGV2_UNKNOWN_KEY;
 	}
-	int r = spelling_matches(req, date, *presigned, RES_AS_SENT, secret,
-	    sig_b64);
+	int r = spelling_matches(req, vbucket, date, *presigned, RES_AS_SENT,
+	    secret, sig_b64);
 	if (r < 0) {
 		*errmsg = "The request cannot be canonicalised.";
 		return SIGV2_MALFORMED;
 	}
 	char lt[4];
-	if (r == 0 && bucket_only(req))
-		r = spelling_matches(req, date, *presigned, RES_BUCKET_SLASH,
-		    secret, sig_b64) == 1 ||
+	if (r == 0 && bucket_level(req, vbucket))
+		r = spelling_matches(req, vbucket, date, *presigned,
+		    RES_BUCKET_SLASH, secret, sig_b64) == 1 ||
 		    (query_param_decoded(q, qn, "list-type", lt, sizeof(lt)) == 1 &&
 		    strcmp(lt, "2") == 0 &&
-		    spelling_matches(req, date, *presigned, RES_LIST_TYPE,
-		    secret, sig_b64) == 1);
+		    spelling_matches(req, vbucket, date, *presigned,
+		    RES_LIST_TYPE, secret, sig_b64) == 1);
 	if (r != 1) {
 		*errmsg = "The request signature we calculated does not match "
 			  "the signature you provided. Check your key and "

@@ -47,6 +47,14 @@ int sigv2_present(const struct http_request *req);
 enum sigv2_status sigv2_verify(const struct http_request *req, int64_t now,
     sigv4_secret_fn secret_fn, void *arg, const char **errmsg,
     int *presigned);
+/*
+ * The same for a request whose bucket vbucket came from the Host
+ * (virtual-host style; NULL: path-style): its resource is "/vbucket"
+ * followed by the path, as S3 signs it.
+ */
+enum sigv2_status sigv2_verify_vhost(const struct http_request *req,
+    const char *vbucket, int64_t now, sigv4_secret_fn secret_fn, void *arg,
+    const char **errmsg, int *presigned);
 
 /*
  * The string to sign of req into out.  date is the Date line's value (the

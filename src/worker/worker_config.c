@@ -29,7 +29,7 @@ enum {
 	OPT_CACHE_DIR = 1000, OPT_CACHE_SIZE, OPT_PAGE_SIZE, OPT_PAGE_VERIFY,
 	OPT_SYNC, OPT_STALE, OPT_META_ENTRIES, OPT_UFS_PAR, OPT_WINDOW,
 	OPT_READAHEAD, OPT_INFLIGHT, OPT_S3_ADDR, OPT_S3_AK, OPT_S3_SK,
-	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
+	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_S3_DOMAIN, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
 	OPT_CTL_TOKEN, OPT_CTL_TOKEN_FILE, OPT_MOUNT, OPT_STATE_DIR, OPT_CONFIG,
 	OPT_LOG_LEVEL, OPT_LOCAL_SOCKET, OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE,
 	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_HELP,
@@ -68,6 +68,9 @@ static const struct opt_def opts[] = {
 	    "local user in the process list; prefer the file or\nthe environment", NULL},
 	{"s3-anonymous", OPT_S3_ANON, NULL, "also accept unsigned requests", NULL},
 	{"s3-region", OPT_S3_REGION, "REGION", "region reported to clients (default us-east-1)", NULL},
+	{"s3-domain", OPT_S3_DOMAIN, "DOMAIN", "also serve virtual-host-style requests: Host\n"
+	    "BUCKET.DOMAIN[:PORT] names bucket BUCKET and the path\nis the key (a Host of DOMAIN "
+	    "itself, or any other,\nis path-style); repeat, or separate with commas", NULL},
 	{"max-connections", OPT_MAXCONN, "N", "concurrent connections to the gateway (default 4096)", NULL},
 	{"max-connections-per-client", OPT_MAXCONN_CLIENT, "N", "of those, from one client address (an IPv6 /64) at\n"
 	    "most (default 1024); at either cap the oldest idle\nconnection is closed to make room\n"
@@ -289,6 +292,42 @@ take_secret_arg(struct parse *p, char *arg, int from_argv)
 	return copy;
 }
 
+/*
+ * One --s3-domain name: DNS labels of 1-63 letters, digits and '-' (not at
+ * either end), dot-separated, at most 253 bytes, no port; kept lowercase.
+ * 0, or -1 with the failure set.
+ */
+static int
+add_s3_domain(struct parse *p, const char *d, size_t n, const char *arg)
+{
+	struct worker_cfg *c = p->c;
+	int ok = n > 0 && n <= 253;
+	size_t label = 0;
+	for (size_t i = 0; ok && i <= n; i++) {
+		char ch = i < n ? d[i] : '.';
+		if (ch == '.') {
+			ok = label > 0 && label <= 63 && d[i - 1] != '-';
+			label = 0;
+		} else if (isalnum((unsigned char)ch) || (ch == '-' && label > 0)) {
+			label++;
+		} else {
+			ok = 0;
+		}
+	}
+	if (!ok)
+		return fail(p, "bad --s3-domain %s (host names such as s3.example.com, without a port)",
+		    arg);
+	if (c->ns3_domains >= WORKER_MAX_S3_DOMAINS)
+		return fail(p, "at most %d --s3-domain names", WORKER_MAX_S3_DOMAINS);
+	char *s = keep(c, strndup(d, n));
+	if (!s)
+		return fail(p, "out of memory");
+	for (char *q = s; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	c->s3_domains[c->ns3_domains++] = s;
+	return 0;
+}
+
 static int
 apply_opt(struct parse *p, int id, char *arg, int from_argv)
 {
@@ -394,6 +433,24 @@ apply_opt(struct parse *p, int id, char *arg, int from_argv)
 			return fail(p, "bad --s3-region '' (e.g. us-east-1)");
 		c->s3_region = keep(c, strdup(arg));
 		return c->s3_region ? 0 : fail(p, "out of memory");
+	case OPT_S3_DOMAIN: {
+		const char *d = arg;
+		do {
+			const char *comma = strchr(d, ',');
+			size_t n = comma ? (size_t)(comma - d) : strlen(d);
+			const char *t = d;
+			while (n && isspace((unsigned char)*t)) {
+				t++;
+				n--;
+			}
+			while (n && isspace((unsigned char)t[n - 1]))
+				n--;
+			if (add_s3_domain(p, t, n, arg) < 0)
+				return -1;
+			d = comma ? comma + 1 : NULL;
+		} while (d);
+		return 0;
+	}
 	case OPT_MAXCONN:
 		if (parse_int(arg, 1, 1000000, &v) < 0)
 			return fail(p, "bad --max-connections %s", arg);

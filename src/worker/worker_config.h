@@ -18,6 +18,7 @@
 
 #define WORKER_MAX_DIRS 16
 #define WORKER_MAX_MOUNTS 64
+#define WORKER_MAX_S3_DOMAINS 16
 #define WORKER_MIN_CACHE_PAGES 8
 #define WORKER_CFG_STRINGS 256
 
@@ -34,6 +35,9 @@ struct worker_cfg {
 	const char *s3_secret_key;
 	int s3_anonymous;          /* accept unsigned requests */
 	const char *s3_region;
+	/* --s3-domain: virtual-host addressing, BUCKET.DOMAIN (lowercase) */
+	const char *s3_domains[WORKER_MAX_S3_DOMAINS];
+	int ns3_domains;
 	const char *control_token; /* NULL: none */
 	int64_t sync_interval_ms;
 	int64_t stale_ms;          /* stale-if-error bound (0: off) */

@@ -3,9 +3,12 @@
  * fuzz_s3_route.c: libFuzzer harness for the S3 gateway's request handling
  * before any I/O: HTTP head parsing, S3 routing (bucket/key decoding, key
  * validation, operation choice), SigV4 and SigV2 verification (header and
- * presigned forms, the SigV2 string to sign) and Range parsing.  Invariants: no crash, no leak, the decoded key
- * never longer than the raw path, a routed key that passed validation has
- * no ".." segment.
+ * presigned forms, the SigV2 string to sign) and Range parsing, path-style
+ * and virtual-host style (s3_route_parse_vhost).  Invariants: no crash, no
+ * leak, the decoded key never longer than the raw path, a routed key that
+ * passed validation has no ".." segment, a bucket from the Host is a
+ * lowercase part of it, and a request not in virtual-host style routes
+ * exactly as path-style.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,6 +68,38 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int pr = http_parse_range(rv, rl, 1000, &a, &b);
 	if (pr == 1 && (a < 0 || b >= 1000 || a > b))
 		abort();
+	/* Virtual-host style: a bucket from the Host, the whole path the
+	 * key; any other Host routes exactly as path-style. */
+	static const char *const domains[] = {"s3.localhost", "localhost",
+	    "s3.example.com"};
+	struct s3_route vr;
+	if (s3_route_parse_vhost(&req, domains, 3, &vr) == 0) {
+		if (vr.vhost) {
+			size_t hl;
+			const char *h = http_header_get(&req, "host", &hl);
+			if (!h || (!vr.status && vr.bucket_len == 0) ||
+			    vr.bucket_len >= hl)
+				abort();
+			for (size_t i = 0; i < vr.bucket_len; i++)
+				if (vr.bucket[i] >= 'A' && vr.bucket[i] <= 'Z')
+					abort();
+			if (vr.key && vr.key_len > req.path_len)
+				abort();
+			if (!vr.status && vr.key && key_validate(vr.key, vr.key_len) != 0)
+				abort();
+			if (sigv2_present(&req)) {
+				int pre = 0;
+				(void)sigv2_verify_vhost(&req, vr.bucket, 1175024202,
+				    secret_fn, NULL, &msg, &pre);
+			}
+		} else if (vr.status != rt.status || vr.op != rt.op ||
+		    strcmp(vr.bucket, rt.bucket) != 0 || (!vr.key) != (!rt.key) ||
+		    (vr.key && (vr.key_len != rt.key_len ||
+		    memcmp(vr.key, rt.key, rt.key_len) != 0))) {
+			abort();
+		}
+		s3_route_free(&vr);
+	}
 	const char *pv;
 	size_t pvl;
 	if (http_query_get(req.query, req.query_len, "prefix", &pv, &pvl))

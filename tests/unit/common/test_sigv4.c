@@ -1222,6 +1222,128 @@ TEST(md5_rfc1321)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Chunked uploads: AWS's "Transferring Payload in Multiple Chunks"    */
+/* and "Including Trailing Headers" examples (66560 bytes of 'a' in    */
+/* chunks of 65536, 1024 and 0).                                       */
+
+#define SEED_SIG "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+#define TSEED_SIG "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e"
+
+static void
+chunked_example(struct treq *t, int trailer)
+{
+	static const char *const plain[] = {
+		"Host: s3.amazonaws.com",
+		"x-amz-date: 20130524T000000Z",
+		"x-amz-storage-class: REDUCED_REDUNDANCY",
+		"Authorization: AWS4-HMAC-SHA256 Credential=" AK
+		"/20130524/us-east-1/s3/aws4_request,SignedHeaders="
+		"content-encoding;content-length;host;x-amz-content-sha256;"
+		"x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,"
+		"Signature=" SEED_SIG,
+		"x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+		"Content-Encoding: aws-chunked",
+		"x-amz-decoded-content-length: 66560",
+		"Content-Length: 66824",
+		NULL,
+	};
+	static const char *const trail[] = {
+		"Host: s3.amazonaws.com",
+		"x-amz-date: 20130524T000000Z",
+		"x-amz-storage-class: REDUCED_REDUNDANCY",
+		"Authorization: AWS4-HMAC-SHA256 Credential=" AK
+		"/20130524/us-east-1/s3/aws4_request,SignedHeaders="
+		"content-encoding;host;x-amz-content-sha256;x-amz-date;"
+		"x-amz-decoded-content-length;x-amz-storage-class;x-amz-trailer,"
+		"Signature=" TSEED_SIG,
+		"x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+		"Content-Encoding: aws-chunked",
+		"x-amz-decoded-content-length: 66560",
+		"x-amz-trailer: x-amz-checksum-crc32c",
+		"Content-Length: 66946",
+		NULL,
+	};
+	treq_init(t, "PUT", "/examplebucket/chunkObject.txt",
+	    trailer ? trail : plain);
+}
+
+TEST(aws_chunked_examples)
+{
+	static const char *const sigs[2][3] = {
+		{"ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+		 "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+		 "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"},
+		{"b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
+		 "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7",
+		 "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992"},
+	};
+	char *a = malloc(65536);
+	memset(a, 'a', 65536);
+	for (int tr = 0; tr < 2; tr++) {
+		struct treq t;
+		chunked_example(&t, tr);
+		struct sigv4_info info;
+		const char *msg = NULL;
+		CHECK_EQ_INT(sigv4_verify_region(&t.r, T0, "us-east-1",
+		    secret_of, NULL, &msg, &info), SIGV4_OK);
+		CHECK(info.have_key);
+		CHECK_EQ_STR(info.seed_signature, tr ? TSEED_SIG : SEED_SIG);
+		CHECK_EQ_STR(info.amz_date, "20130524T000000Z");
+		CHECK_EQ_STR(info.scope, "20130524/us-east-1/s3/aws4_request");
+		unsigned char key[32];
+		CHECK_EQ_INT(sigv4_signing_key(SK, "20130524", "us-east-1", "s3",
+		    key), 0);
+		CHECK(memcmp(key, info.signing_key, 32) == 0);
+
+		/* The chain, chunk by chunk. */
+		const size_t sizes[3] = {65536, 1024, 0};
+		char prev[65], sig[65];
+		memcpy(prev, info.seed_signature, 65);
+		for (int i = 0; i < 3; i++) {
+			unsigned char h[32];
+			sha256(a, sizes[i], h);
+			sigv4_chunk_signature(info.signing_key, info.amz_date,
+			    info.scope, prev, h, sig);
+			CHECK_EQ_STR(sig, sigs[tr][i]);
+			memcpy(prev, sig, 65);
+		}
+		if (tr) {
+			static const char line[] = "x-amz-checksum-crc32c:sOO8/Q==\n";
+			unsigned char h[32];
+			sha256(line, strlen(line), h);
+			sigv4_trailer_signature(info.signing_key, info.amz_date,
+			    info.scope, prev, h, sig);
+			CHECK_EQ_STR(sig, "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435");
+		}
+		/* Out of order, the chain breaks. */
+		unsigned char h[32];
+		sha256(a, 1024, h);
+		sigv4_chunk_signature(info.signing_key, info.amz_date,
+		    info.scope, info.seed_signature, h, sig);
+		CHECK(strcmp(sig, sigs[tr][0]) != 0 && strcmp(sig, sigs[tr][1]) != 0);
+	}
+	free(a);
+
+	/* Only a verified header-form signature yields a key. */
+	struct treq t;
+	chunked_example(&t, 0);
+	struct sigv4_info info;
+	const char *msg = NULL;
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0, "us-east-1", secret_wrong,
+	    NULL, &msg, &info), SIGV4_MISMATCH);
+	CHECK(!info.have_key);
+	CHECK_EQ_INT(sigv4_verify_region(&t.r, T0 + 901, "us-east-1",
+	    secret_of, NULL, &msg, &info), SIGV4_SKEWED);
+	CHECK(!info.have_key);
+	struct treq p;
+	treq_init(&p, "GET", "/test.txt?" PRESIGN_Q "&X-Amz-Signature=" PRESIGN_SIG,
+	    (const char *const[]){"Host: " HOST, NULL});
+	CHECK_EQ_INT(sigv4_verify_region(&p.r, T0, "us-east-1", secret_of,
+	    NULL, &msg, &info), SIGV4_OK);
+	CHECK(info.presigned && !info.have_key);
+}
+
 int
 main(void)
 {
@@ -1244,5 +1366,6 @@ main(void)
 	RUN(authorization_malformed);
 	RUN(authorization_mutations);
 	RUN(sign_rejects_bad_input);
+	RUN(aws_chunked_examples);
 	TAP_DONE();
 }

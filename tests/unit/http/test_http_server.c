@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
 #include "common/util.h"
 #include "http/http_server.h"
 #include "tap.h"
@@ -39,6 +40,10 @@ static unsigned char *file_data;
 static int big_fd = -1;          /* large sparse-ish file for disconnects */
 static volatile int handler_calls;
 static int hold_gate;            /* /hold waits while 1 (atomic) */
+
+/* What the last /stream request saw (written by the handler thread). */
+static int stream_done;     /* /stream requests finished (atomic) */
+static ssize_t stream_rc;   /* its last http_body_read return (atomic) */
 
 /* --- the test handler ---------------------------------------------------- */
 
@@ -61,6 +66,60 @@ static int
 path_is(const struct http_request *req, const char *p)
 {
 	return req->path_len == strlen(p) && memcmp(req->path, p, req->path_len) == 0;
+}
+
+/*
+ * /stream?cap=N&stop=M&early=1: streams the body with http_body_read in
+ * reads of at most N bytes (default 7) and answers what it saw: "n=<bytes>
+ * crc=<crc32c> max=<largest read> rc=<last return> pend=<pending>".
+ * stop=M answers after M bytes, leaving the rest unread; early=1 answers
+ * 403 before reading anything.  Read errors are answered 400 "err <rc>".
+ */
+static void
+stream_handler(struct http_conn *c, const struct http_request *req)
+{
+	size_t cap = (size_t)query_num(req, "cap", 7);
+	long stop = query_num(req, "stop", -1);
+	char *buf = malloc(cap ? cap : 1);
+	size_t total = 0, max = 0;
+	uint32_t crc = 0;
+	ssize_t n = 0;
+	int pend0 = http_body_pending(c);
+	if (query_num(req, "early", 0)) {
+		http_resp_simple(c, 403, NULL, "text/plain", "no", 2);
+		free(buf);
+		__atomic_add_fetch(&stream_done, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	for (;;) {
+		if (stop >= 0 && total >= (size_t)stop)
+			break;
+		n = http_body_read(c, buf, cap);
+		if (n <= 0)
+			break;
+		if ((size_t)n > cap)
+			n = -1000; /* never: more than asked */
+		total += (size_t)n;
+		if ((size_t)n > max)
+			max = (size_t)n;
+		crc = crc32c(crc, buf, (size_t)n);
+	}
+	char msg[160];
+	int l;
+	if (n < 0) {
+		l = snprintf(msg, sizeof(msg), "err %zd", n);
+		http_resp_simple(c, 400, NULL, "text/plain", msg, (size_t)l);
+	} else {
+		/* after the end, reads keep returning 0 */
+		ssize_t again = stop < 0 ? http_body_read(c, buf, cap) : 0;
+		l = snprintf(msg, sizeof(msg), "n=%zu crc=%08x max=%zu rc=%zd "
+		    "pend=%d%d", total, crc, max, again, pend0,
+		    http_body_pending(c));
+		http_resp_simple(c, 200, NULL, "text/plain", msg, (size_t)l);
+	}
+	free(buf);
+	__atomic_store_n(&stream_rc, n, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&stream_done, 1, __ATOMIC_RELEASE);
 }
 
 static void
@@ -112,6 +171,8 @@ test_handler(struct http_conn *c, const struct http_request *req, void *arg)
 			http_resp_simple(c, 200, extra, NULL, buf, (size_t)n);
 		}
 		free(buf);
+	} else if (path_is(req, "/stream")) {
+		stream_handler(c, req);
 	} else if (path_is(req, "/noresp")) {
 		/* returns without responding: the server sends 500 */
 	} else if (path_is(req, "/short")) {
@@ -1401,6 +1462,317 @@ TEST(bad_listen_address)
 	free(err);
 }
 
+/* --- streamed request bodies (http_body_read) ------------------------------ */
+
+static unsigned char *
+pattern(size_t n, uint64_t seed)
+{
+	unsigned char *p = malloc(n ? n : 1);
+	uint64_t x = seed | 1;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[i] = (unsigned char)x;
+	}
+	return p;
+}
+
+/*
+ * Checks /stream's answer for a body read whole: its bytes (count and
+ * CRC32C), no read larger than rcap, reads returning 0 after the end, and
+ * what http_body_pending said before reading (pend0) and after (0).
+ */
+static int
+stream_ok(const struct resp *r, const unsigned char *p, size_t n, size_t rcap,
+    int pend0)
+{
+	char got[160];
+	size_t gn = 0, gmax = 0;
+	unsigned gcrc = 0;
+	long grc = -1;
+	int gp0 = -1, gp1 = -1;
+	if (r->status != 200 || !r->body || r->body_len >= sizeof(got))
+		return 0;
+	memcpy(got, r->body, r->body_len);
+	got[r->body_len] = 0;
+	if (sscanf(got, "n=%zu crc=%x max=%zu rc=%ld pend=%1d%1d", &gn, &gcrc,
+	    &gmax, &grc, &gp0, &gp1) != 6) {
+		fprintf(stderr, "  /stream answered: %s\n", got);
+		return 0;
+	}
+	int ok = gn == n && gcrc == crc32c(0, p, n) && gmax <= rcap &&
+	    (n == 0 || gmax > 0) && grc == 0 && gp0 == pend0 && gp1 == 0;
+	if (!ok)
+		fprintf(stderr, "  /stream answered: %s (want n=%zu crc=%08x)\n",
+		    got, n, crc32c(0, p, n));
+	return ok;
+}
+
+/* Waits until /stream has finished `count` requests in all; its last rc. */
+static ssize_t
+stream_wait(int count, int ms)
+{
+	for (int i = 0; i < ms / 5; i++) {
+		if (__atomic_load_n(&stream_done, __ATOMIC_ACQUIRE) >= count)
+			return __atomic_load_n(&stream_rc, __ATOMIC_ACQUIRE);
+		nap_ms(5);
+	}
+	return -99999;
+}
+
+/* Sends body as chunks of the given sizes (cycled), with extensions and
+ * a trailer. */
+static void
+send_chunked(struct client *cl, const unsigned char *p, size_t n)
+{
+	static const size_t sizes[] = {1, 4095, 3, 70000, 8192, 17};
+	char hdr[64];
+	size_t off = 0;
+	for (int i = 0; off < n; i++) {
+		size_t k = sizes[i % 6];
+		if (k > n - off)
+			k = n - off;
+		int hl = snprintf(hdr, sizeof(hdr), "%zX%s\r\n", k,
+		    i % 3 == 0 ? ";ext=\"a b\"" : "");
+		send_all(cl->fd, hdr, (size_t)hl);
+		send_all(cl->fd, p + off, k);
+		send_all(cl->fd, "\r\n", 2);
+		off += k;
+	}
+	send_str(cl, "0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n");
+}
+
+TEST(stream_bodies)
+{
+	struct client *cl = client_new(srv_port);
+	struct resp r;
+	char head[256];
+	size_t n = 300000;
+	unsigned char *body = pattern(n, 7);
+	/* Content-Length, in small and large reads, beyond max_body (64
+	 * KiB: the streaming reader has no whole-body limit) */
+	static const size_t caps[] = {7, 1, 4096, 1 << 20};
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		size_t len = caps[i] == 1 ? 5000 : n;
+		snprintf(head, sizeof(head), "PUT /stream?cap=%zu HTTP/1.1\r\n"
+		    "Content-Length: %zu\r\n\r\n", caps[i], len);
+		CHECK(send_str(cl, head) == 0);
+		CHECK(send_all(cl->fd, body, len) == 0);
+		CHECK(read_response(cl, &r, 0) == 0);
+		CHECK_EQ_INT(r.status, 200);
+		CHECK(stream_ok(&r, body, len, caps[i], 1));
+		CHECK_EQ_STR(head_get(&r, "Connection"), "keep-alive");
+		resp_free(&r);
+	}
+	/* chunked, with extensions and trailers, then a pipelined request */
+	CHECK(send_str(cl, "POST /stream?cap=5000 HTTP/1.1\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n") == 0);
+	send_chunked(cl, body, n);
+	CHECK(send_str(cl, "GET /hello HTTP/1.1\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK(stream_ok(&r, body, n, 5000, 1));
+	resp_free(&r);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "hello world"));
+	resp_free(&r);
+	/* an empty chunked body, a request without a body */
+	CHECK(send_str(cl, "POST /stream HTTP/1.1\r\nTransfer-Encoding: chunked"
+	    "\r\n\r\n0\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "n=0 crc=00000000 max=0 rc=0 pend=10"));
+	resp_free(&r);
+	CHECK(send_str(cl, "GET /stream HTTP/1.1\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "n=0 crc=00000000 max=0 rc=0 pend=00"));
+	resp_free(&r);
+
+	/* Expect: 100-continue: the 100 comes with the first read, the body
+	 * after it; chunked too */
+	CHECK(send_str(cl, "PUT /stream?cap=100 HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 1000\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 100);
+	CHECK(send_all(cl->fd, body, 1000) == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(stream_ok(&r, body, 1000, 100, 1));
+	resp_free(&r);
+	CHECK(send_str(cl, "PUT /stream?cap=100 HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 100);
+	send_chunked(cl, body, 1000);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(stream_ok(&r, body, 1000, 100, 1));
+	CHECK_EQ_STR(head_get(&r, "Connection"), "keep-alive");
+	resp_free(&r);
+	CHECK(hello(cl));
+	/* an empty body with Expect: the 100 all the same, and the
+	 * connection stays */
+	CHECK(send_str(cl, "PUT /stream HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 0\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 100);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(stream_ok(&r, body, 0, 7, 0));
+	CHECK_EQ_STR(head_get(&r, "Connection"), "keep-alive");
+	resp_free(&r);
+	CHECK(hello(cl));
+	client_free(cl);
+	free(body);
+}
+
+TEST(stream_unread_rest)
+{
+	struct resp r;
+	unsigned char *body = pattern(3000000, 9);
+	/* answered before reading, small body: drained, connection kept */
+	struct client *cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream?early=1 HTTP/1.1\r\nContent-Length: 3000\r\n\r\n") == 0);
+	CHECK(send_all(cl->fd, body, 3000) == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 403);
+	CHECK_EQ_STR(head_get(&r, "Connection"), "keep-alive");
+	resp_free(&r);
+	CHECK(hello(cl));
+	/* part read, the rest drained */
+	CHECK(send_str(cl, "PUT /stream?stop=1000&cap=100 HTTP/1.1\r\n"
+	    "Content-Length: 3000\r\n\r\n") == 0);
+	CHECK(send_all(cl->fd, body, 3000) == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK(r.body_len > 8 && memcmp(r.body, "n=1000 ", 7) == 0);
+	CHECK(strstr((char *)r.body, "pend=11") != NULL);
+	CHECK_EQ_STR(head_get(&r, "Connection"), "keep-alive");
+	resp_free(&r);
+	CHECK(hello(cl));
+	client_free(cl);
+	/* a rest over the drain bound (1 MiB): closed, never read */
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream?stop=1000&cap=100 HTTP/1.1\r\n"
+	    "Content-Length: 3000000\r\n\r\n") == 0);
+	CHECK(send_all(cl->fd, body, 100000) == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_EQ_STR(head_get(&r, "Connection"), "close");
+	resp_free(&r);
+	CHECK(wait_eof(cl->fd, 3000));
+	client_free(cl);
+	/* chunked, part read: closed */
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream?stop=10 HTTP/1.1\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n") == 0);
+	send_chunked(cl, body, 5000);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_STR(head_get(&r, "Connection"), "close");
+	resp_free(&r);
+	CHECK(wait_eof(cl->fd, 3000));
+	client_free(cl);
+	/* an empty body with Expect, answered without a 100: closed (see
+	 * body_allows_reuse: botocore would misread the next answer) */
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream?early=1 HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 0\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 403);
+	CHECK_EQ_STR(head_get(&r, "Connection"), "close");
+	resp_free(&r);
+	CHECK(wait_eof(cl->fd, 3000));
+	client_free(cl);
+	/* refused before the 100: the client never sends; closed */
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream?early=1 HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 3000000\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 403);
+	CHECK_EQ_STR(head_get(&r, "Connection"), "close");
+	resp_free(&r);
+	CHECK(wait_eof(cl->fd, 3000));
+	client_free(cl);
+	/* broken chunk framing: -EPROTO, closed */
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "3\r\nabc\r\nzz\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK_EQ_INT(r.status, 400);
+	CHECK(body_is(&r, "err -71"));
+	CHECK_EQ_STR(head_get(&r, "Connection"), "close");
+	resp_free(&r);
+	client_free(cl);
+	cl = client_new(srv_port);
+	CHECK(send_str(cl, "PUT /stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "3\r\nabcdef\r\n0\r\n\r\n") == 0);
+	CHECK(read_response(cl, &r, 0) == 0);
+	CHECK(body_is(&r, "err -71"));
+	resp_free(&r);
+	client_free(cl);
+	free(body);
+}
+
+TEST(stream_client_gone)
+{
+	unsigned char *body = pattern(50000, 11);
+	for (int k = 0; k < 4; k++) {
+		int before = __atomic_load_n(&stream_done, __ATOMIC_ACQUIRE);
+		struct client *cl = client_new(srv_port);
+		if (k < 2)
+			CHECK(send_str(cl, "PUT /stream?cap=1000 HTTP/1.1\r\n"
+			    "Content-Length: 100000\r\n\r\n") == 0);
+		else
+			CHECK(send_str(cl, "PUT /stream?cap=1000 HTTP/1.1\r\n"
+			    "Transfer-Encoding: chunked\r\n\r\nC350\r\n") == 0);
+		CHECK(send_all(cl->fd, body, 50000) == 0);
+		nap_ms(50);
+		if (k % 2) {
+			struct linger lg = {1, 0}; /* RST */
+			setsockopt(cl->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		client_free(cl);
+		ssize_t rc = stream_wait(before + 1, 3000);
+		CHECK(rc == -ECONNRESET || rc == -EPIPE);
+		if (rc != -ECONNRESET && rc != -EPIPE)
+			fprintf(stderr, "  k=%d rc=%zd\n", k, rc);
+	}
+	free(body);
+	/* the server is alive and well */
+	struct resp r;
+	CHECK(simple_request("GET /hello HTTP/1.1\r\n\r\n", &r, 0) == 0);
+	CHECK(body_is(&r, "hello world"));
+	resp_free(&r);
+}
+
+TEST(stream_stall_times_out)
+{
+	/* its own server, with a short I/O timeout */
+	struct http_server_cfg cfg = {.host = "127.0.0.1", .port = 0,
+	    .io_timeout_ms = 300, .name = "stall"};
+	struct http_server *s = start_cfg(&cfg);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	for (int k = 0; k < 2; k++) {
+		int before = __atomic_load_n(&stream_done, __ATOMIC_ACQUIRE);
+		struct client *cl = client_new(http_server_port(s));
+		int64_t t0 = now_ms();
+		CHECK(send_str(cl, k ? "PUT /stream HTTP/1.1\r\nTransfer-Encoding: "
+		    "chunked\r\n\r\n10\r\nabc" : "PUT /stream HTTP/1.1\r\n"
+		    "Content-Length: 100\r\n\r\nabc") == 0);
+		ssize_t rc = stream_wait(before + 1, 5000);
+		int64_t dt = now_ms() - t0;
+		CHECK_EQ_INT(rc, -ETIMEDOUT);
+		CHECK(dt >= 250 && dt < 3000);
+		struct resp r;
+		CHECK(read_response(cl, &r, 0) == 0);
+		CHECK_EQ_INT(r.status, 400);
+		CHECK_EQ_STR(head_get(&r, "Connection"), "close");
+		resp_free(&r);
+		CHECK(wait_eof(cl->fd, 3000));
+		client_free(cl);
+	}
+	http_server_stop(&s);
+}
+
 static int
 make_temp_file(size_t size, int random_fill)
 {
@@ -1477,6 +1849,10 @@ main(void)
 	RUN(stop_with_open_connections);
 	RUN(ipv6_listener);
 	RUN(bad_listen_address);
+	RUN(stream_bodies);
+	RUN(stream_unread_rest);
+	RUN(stream_client_gone);
+	RUN(stream_stall_times_out);
 
 	http_server_stop(&srv);
 	close(file_fd);

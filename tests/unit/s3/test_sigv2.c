@@ -338,6 +338,45 @@ TEST(malformed_and_refused)
 	CHECK(sigv2_present(&req));
 }
 
+/* The guide's examples as the guide asks them: virtual-host style, the
+ * bucket in the Host, its resource "/johnsmith" + the path. */
+static enum sigv2_status
+verify_vhost(const char *bucket, int64_t now)
+{
+	const char *msg = NULL;
+	return sigv2_verify_vhost(&req, bucket, now, secret_of, NULL, &msg, NULL);
+}
+
+TEST(aws_examples_virtual_host)
+{
+	const char *get[] = {"Host: johnsmith.s3.amazonaws.com",
+	    "Date: Tue, 27 Mar 2007 19:36:42 +0000",
+	    "Authorization: AWS " AK ":bWq2s1WEIj+Ydj0vQ697zp+IXMU=", NULL};
+	CHECK_EQ_INT(mkreq("GET", "/photos/puppy.jpg", get), 0);
+	CHECK_EQ_INT(verify_vhost("johnsmith", T_GET), SIGV2_OK);
+	CHECK_EQ_INT(verify_vhost("johnsmitj", T_GET), SIGV2_MISMATCH);
+	CHECK_EQ_INT(verify(T_GET), SIGV2_MISMATCH); /* path-style: "/photos/..." */
+	const char *list[] = {"User-Agent: Mozilla/5.0",
+	    "Host: johnsmith.s3.amazonaws.com",
+	    "Date: Tue, 27 Mar 2007 19:42:41 +0000",
+	    "Authorization: AWS " AK ":htDYFYduRNen8P9ZfE/s9SuKy0U=", NULL};
+	CHECK_EQ_INT(mkreq("GET", "/?prefix=photos&max-keys=50&marker=puppy",
+	    list), 0);
+	CHECK_EQ_INT(verify_vhost("johnsmith", T_LIST), SIGV2_OK);
+	const char *acl[] = {"Host: johnsmith.s3.amazonaws.com",
+	    "Date: Tue, 27 Mar 2007 19:44:46 +0000",
+	    "Authorization: AWS " AK ":c2WLPFtWHVgbEmeEG93a4cG37dM=", NULL};
+	CHECK_EQ_INT(mkreq("GET", "/?acl", acl), 0);
+	CHECK_EQ_INT(verify_vhost("johnsmith", T_ACL), SIGV2_OK);
+	CHECK_EQ_INT(verify_vhost(NULL, T_ACL), SIGV2_MISMATCH);
+	/* a bucket-level request also spelt "/johnsmith" (no slash) */
+	const char *list2[] = {"Host: johnsmith.s3.amazonaws.com",
+	    "Date: Tue, 27 Mar 2007 19:42:41 +0000",
+	    "Authorization: AWS " AK ":htDYFYduRNen8P9ZfE/s9SuKy0U=", NULL};
+	CHECK_EQ_INT(mkreq("GET", "/", list2), 0);
+	CHECK_EQ_INT(verify_vhost("johnsmith", T_LIST), SIGV2_OK);
+}
+
 int
 main(void)
 {
@@ -346,5 +385,6 @@ main(void)
 	RUN(resource_and_amz_parameters);
 	RUN(bucket_level_spellings);
 	RUN(malformed_and_refused);
+	RUN(aws_examples_virtual_host);
 	TAP_DONE();
 }

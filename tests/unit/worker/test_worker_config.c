@@ -218,6 +218,31 @@ TEST(config_file_and_override)
 	EXPECT_REFUSED("missing.conf", "--config", "/nonexistent/missing.conf");
 }
 
+/* --s3-domain: repeatable and comma-separated, lowercased, checked. */
+TEST(s3_domains)
+{
+	struct worker_cfg c;
+	char *e;
+	CHECK_EQ_INT(parse(&c, &e, NULL, (char *)NULL), 0);
+	CHECK_EQ_INT(c.ns3_domains, 0);
+	worker_config_free(&c);
+	CHECK_EQ_INT(parse(&c, &e, NULL, "--s3-domain", "S3.Localhost", "--s3-domain",
+	    "a.example, b-1.example.com", (char *)NULL), 0);
+	CHECK_EQ_INT(c.ns3_domains, 3);
+	CHECK_EQ_STR(c.s3_domains[0], "s3.localhost");
+	CHECK_EQ_STR(c.s3_domains[1], "a.example");
+	CHECK_EQ_STR(c.s3_domains[2], "b-1.example.com");
+	worker_config_free(&c);
+	static const char *const bad[] = {"", "a..b", ".a", "a.", "-a.b", "a-.b",
+	    "s3.localhost:29998", "a/b", "*.example.com", "a,", "a_b.c"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		EXPECT_REFUSED("bad --s3-domain", "--s3-domain", bad[i]);
+	char long_label[80];
+	memset(long_label, 'a', 64);
+	strcpy(long_label + 64, ".com");
+	EXPECT_REFUSED("bad --s3-domain", "--s3-domain", long_label);
+}
+
 int
 main(void)
 {
@@ -235,6 +260,7 @@ main(void)
 	RUN(secrets_from_files_and_argv);
 	RUN(open_ports_need_credentials);
 	RUN(config_file_and_override);
+	RUN(s3_domains);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
 	if (system(cmd) != 0)
