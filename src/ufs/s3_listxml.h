@@ -13,9 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define S3_XML_MAX_DEPTH 16    /* element nesting */
-#define S3_XML_NAME_MAX 64     /* element and attribute names */
-#define S3_XML_TEXT_MAX 4096   /* decoded text of one element */
 #define S3_LIST_KEY_MAX 4096   /* decoded key or prefix */
 #define S3_LIST_ETAG_MAX 128   /* ETag without quotes, with its NUL */
 #define S3_LIST_TOKEN_MAX 4096 /* NextContinuationToken, with its NUL */

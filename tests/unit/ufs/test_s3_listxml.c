@@ -11,6 +11,7 @@
 
 #include "common/vas.h"
 #include "tap.h"
+#include "common/xml_scan.h"
 #include "ufs/s3_listxml.h"
 
 struct got {
@@ -321,11 +322,11 @@ TEST(limits)
 {
 	struct got g;
 	struct s3_list_result res;
-	/* nesting deeper than S3_XML_MAX_DEPTH */
+	/* nesting deeper than XML_MAX_DEPTH */
 	char deep[4096] = "<ListBucketResult>";
-	for (int i = 0; i < S3_XML_MAX_DEPTH + 1; i++)
+	for (int i = 0; i < XML_MAX_DEPTH + 1; i++)
 		strcat(deep, "<a>");
-	for (int i = 0; i < S3_XML_MAX_DEPTH + 1; i++)
+	for (int i = 0; i < XML_MAX_DEPTH + 1; i++)
 		strcat(deep, "</a>");
 	strcat(deep, "</ListBucketResult>");
 	CHECK_EQ_INT(parse(deep, &g, &res), -EIO);
@@ -346,12 +347,12 @@ TEST(limits)
 	    "</Contents>"), key);
 	CHECK_EQ_INT(parse(doc, &g, &res), -EIO);
 	/* an over-long element name */
-	char name[S3_XML_NAME_MAX + 2];
+	char name[XML_NAME_MAX + 2];
 	memset(name, 'n', sizeof(name) - 1);
 	name[sizeof(name) - 1] = 0;
 	snprintf(doc, cap, WRAP("<%s/>"), name);
 	CHECK_EQ_INT(parse(doc, &g, &res), -EIO);
-	name[S3_XML_NAME_MAX] = 0;
+	name[XML_NAME_MAX] = 0;
 	snprintf(doc, cap, WRAP("<%s/>"), name);
 	CHECK_EQ_INT(parse(doc, &g, &res), 0);
 	/* an over-long ETag */
