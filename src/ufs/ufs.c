@@ -542,7 +542,12 @@ ufs_put_abort(struct ufs_put **pp)
 	if (!p)
 		return;
 	*pp = NULL;
+	/* The reason the write failed is what the caller reports, not how
+	 * its cleanup went. */
+	char why[sizeof(t_reason)];
+	memcpy(why, t_reason, sizeof(why));
 	p->u->ops->put_abort(p->b);
+	memcpy(t_reason, why, sizeof(why));
 	free(p);
 }
 

@@ -78,6 +78,13 @@ mount_free(struct mount *m)
 	free(m);
 }
 
+struct mount *
+mount_ref(struct mount *m)
+{
+	__atomic_add_fetch(&m->refs, 1, __ATOMIC_ACQ_REL);
+	return m;
+}
+
 void
 mount_release(struct mount **mp)
 {

@@ -87,6 +87,8 @@ int mounts_remove(struct mount_table *mt, const char *name);
 
 /* Referenced mount or NULL. */
 struct mount *mounts_get(struct mount_table *mt, const char *name, size_t len);
+/* Another reference to a mount already held: m. */
+struct mount *mount_ref(struct mount *m);
 void mount_release(struct mount **m);
 
 /* Calls fn for each mount in name order, under the shared lock. */

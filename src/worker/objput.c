@@ -94,59 +94,165 @@ publish(struct objput *op, struct mount *m, const char *path,
 	meta_forget_lists(op->mc, m);
 }
 
+/* A write in progress (objput_begin .. objput_commit / objput_abort). */
+struct objput_w {
+	struct objput *op;
+	struct mount *m; /* held */
+	char *path;
+	struct ufs_put *put;
+	int through;
+	uint64_t obj, tmpver;
+	char *buf;       /* one page: the body's bytes on their way */
+	uint32_t P, fill;
+	int64_t size;    /* announced, or -1 */
+	int64_t total, idx;
+	int err;         /* sticky: the first failure */
+};
+
+int
+objput_begin(struct objput *op, struct mount *m, const char *path,
+    const struct ufs_put_opts *opts, struct objput_w **out)
+{
+	*out = NULL;
+	if (m->readonly || !ufs_writable(m->ufs))
+		return -EROFS;
+	struct objput_w *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->op = op;
+	w->P = reader_page_size(op->rd);
+	w->buf = malloc(w->P);
+	w->path = strdup(path);
+	if (!w->buf || !w->path) {
+		free(w->buf);
+		free(w->path);
+		free(w);
+		return -ENOMEM;
+	}
+	int r = ufs_put_begin(m->ufs, path, opts, &w->put);
+	if (r < 0) {
+		free(w->buf);
+		free(w->path);
+		free(w);
+		return r;
+	}
+	w->m = mount_ref(m);
+	w->through = m->write_mode == MOUNT_WRITE_THROUGH;
+	w->obj = objkey_id(m->ident, path);
+	w->tmpver = staging_version();
+	w->size = opts->size;
+	*out = w;
+	return 0;
+}
+
+/* The page in w->buf (fill bytes) goes to the store and, in through mode,
+ * into the cache under the write's own version. */
+static int
+flush_page(struct objput_w *w)
+{
+	if (w->fill == 0 || w->err)
+		return w->err;
+	int r = ufs_put_write(w->put, w->buf, w->fill);
+	if (r < 0)
+		return w->err = r;
+	if (w->through)
+		reader_stage_page(w->op->rd, w->obj, w->tmpver, w->idx, w->buf, w->fill);
+	w->total += w->fill;
+	w->idx++;
+	w->fill = 0;
+	return 0;
+}
+
+int
+objput_write(struct objput_w *w, const void *p, size_t n)
+{
+	const char *s = p;
+	if (!w->err && w->size >= 0 &&
+	    (int64_t)n > w->size - w->total - (int64_t)w->fill)
+		w->err = -EPROTO; /* more bytes than announced */
+	while (n > 0 && !w->err) {
+		size_t take = w->P - w->fill < n ? w->P - w->fill : n;
+		memcpy(w->buf + w->fill, s, take);
+		w->fill += (uint32_t)take;
+		s += take;
+		n -= take;
+		if (w->fill == w->P)
+			flush_page(w);
+	}
+	return w->err;
+}
+
+static void
+w_free(struct objput_w *w)
+{
+	mount_release(&w->m);
+	free(w->buf);
+	free(w->path);
+	free(w);
+}
+
+void
+objput_abort(struct objput_w **wp)
+{
+	struct objput_w *w = *wp;
+	if (!w)
+		return;
+	*wp = NULL;
+	ufs_put_abort(&w->put);
+	if (w->through)
+		reader_drop_version(w->op->rd, w->obj, w->tmpver);
+	w_free(w);
+}
+
+int
+objput_commit(struct objput_w **wp, struct ufs_stat *st)
+{
+	struct objput_w *w = *wp;
+	memset(st, 0, sizeof(*st));
+	int r = flush_page(w);
+	if (r == 0 && w->size >= 0 && w->total != w->size)
+		r = -EPROTO; /* fewer or more bytes than announced */
+	if (r == 0)
+		r = ufs_put_commit(&w->put, st);
+	if (r < 0) {
+		objput_abort(wp);
+		return r;
+	}
+	*wp = NULL;
+	struct objput *op = w->op;
+	if (w->through) {
+		if (st->size == w->total && !st->is_dir)
+			reader_adopt_version(op->rd, w->obj, w->tmpver, objkey_version(st));
+		else
+			reader_drop_version(op->rd, w->obj, w->tmpver);
+	}
+	publish(op, w->m, w->path, st);
+	METRIC_ADD(put_bytes, w->total);
+	METRIC_ADD(puts[w->through ? 0 : 1], 1);
+	w_free(w);
+	return 0;
+}
+
 int
 objput_put(struct objput *op, const struct objput_req *rq, struct ufs_stat *st)
 {
-	struct mount *m = rq->m;
 	memset(st, 0, sizeof(*st));
-	if (m->readonly || !ufs_writable(m->ufs))
-		return -EROFS;
-	const int through = m->write_mode == MOUNT_WRITE_THROUGH;
-	const uint32_t P = reader_page_size(op->rd);
-	char *buf = malloc(P);
-	if (!buf)
-		return -ENOMEM;
-	struct ufs_put *put = NULL;
-	int r = ufs_put_begin(m->ufs, rq->path, &rq->opts, &put);
-	uint64_t obj = objkey_id(m->ident, rq->path), tmpver = staging_version();
-	int64_t total = 0, idx = 0;
-	while (r == 0) {
-		ssize_t n = fill_page(rq, buf, P);
-		if (n < 0) {
-			r = (int)n;
-			break;
-		}
-		if (n > 0)
-			r = ufs_put_write(put, buf, (size_t)n);
-		if (r == 0 && n > 0 && through)
-			reader_stage_page(op->rd, obj, tmpver, idx, buf, (uint32_t)n);
-		total += n;
-		idx++;
-		if ((size_t)n < P)
-			break; /* the body's end */
-	}
-	if (r == 0 && rq->opts.size >= 0 && total != rq->opts.size)
-		r = -EPROTO; /* fewer or more bytes than announced */
-	if (r == 0)
-		r = ufs_put_commit(&put, st);
-	else
-		ufs_put_abort(&put);
-	free(buf);
-	if (r < 0) {
-		if (through)
-			reader_drop_version(op->rd, obj, tmpver);
+	struct objput_w *w;
+	int r = objput_begin(op, rq->m, rq->path, &rq->opts, &w);
+	if (r < 0)
 		return r;
+	/* The body is read straight into the page buffer: no copy. */
+	for (;;) {
+		ssize_t n = fill_page(rq, w->buf, w->P);
+		if (n < 0) {
+			objput_abort(&w);
+			return (int)n;
+		}
+		w->fill = (uint32_t)n;
+		if ((r = flush_page(w)) < 0 || (size_t)n < w->P)
+			break; /* a failure, or the body's end */
 	}
-	if (through) {
-		if (st->size == total && !st->is_dir)
-			reader_adopt_version(op->rd, obj, tmpver, objkey_version(st));
-		else
-			reader_drop_version(op->rd, obj, tmpver);
-	}
-	publish(op, m, rq->path, st);
-	METRIC_ADD(put_bytes, total);
-	METRIC_ADD(puts[through ? 0 : 1], 1);
-	return 0;
+	return objput_commit(&w, st);
 }
 
 int

@@ -36,6 +36,21 @@ struct objput;
 struct objput *objput_open(struct meta_cache *mc, struct reader *rd);
 void objput_close(struct objput **op);
 
+/*
+ * A write the caller pushes bytes into (FUSE, a copy across mounts):
+ * objput_begin opens it (-EROFS, or the store's refusal: nothing is
+ * written), objput_write takes the body in order, any split (the first
+ * failure sticks: later calls return it), and objput_commit ends it as
+ * objput_put does, or objput_abort drops it.  Either frees *w.  One
+ * thread at a time per write.
+ */
+struct objput_w;
+int objput_begin(struct objput *op, struct mount *m, const char *path,
+    const struct ufs_put_opts *opts, struct objput_w **w);
+int objput_write(struct objput_w *w, const void *p, size_t n);
+int objput_commit(struct objput_w **w, struct ufs_stat *st);
+void objput_abort(struct objput_w **w);
+
 /* The body: the next bytes into buf (at most n), 0 at its end, -errno (the
  * client went away, the body failed a check). */
 typedef ssize_t (*objput_body_fn)(void *arg, void *buf, size_t n);

@@ -332,6 +332,60 @@ TEST(delete_and_listings_follow_writes)
 	teardown();
 }
 
+/* The push API: any split of the body, a hit afterwards; writing past the
+ * announced size sticks as an error; an abort leaves nothing behind. */
+TEST(push_session_any_split)
+{
+	setup();
+	unsigned char *data = pattern(SIZE, 7);
+	struct ufs_put_opts o = {.size = SIZE};
+	struct objput_w *w = NULL;
+	CHECK_EQ_INT(objput_begin(op, mnt, "pushed", &o, &w), 0);
+	static const size_t cuts[] = {1, PAGE - 1, 2, PAGE, 3 * PAGE};
+	size_t off = 0;
+	for (size_t i = 0; off < SIZE; i++) {
+		size_t n = cuts[i % 5];
+		if (n > SIZE - off)
+			n = SIZE - off;
+		CHECK_EQ_INT(objput_write(w, data + off, n), 0);
+		off += n;
+	}
+	struct ufs_stat st;
+	CHECK_EQ_INT(objput_commit(&w, &st), 0);
+	CHECK(w == NULL);
+	CHECK_EQ_INT(st.size, SIZE);
+	int before = ufs_reads();
+	struct cap c = {.buf = malloc(SIZE), .cap = SIZE};
+	CHECK_EQ_INT(get("pushed", &c), 0);
+	CHECK(c.len == SIZE && memcmp(c.buf, data, SIZE) == 0);
+	CHECK_EQ_INT(ufs_reads(), before);
+
+	/* one byte too many: the error sticks, the commit refuses */
+	struct pagestore_stats s0, s1;
+	pagestore_get_stats(ps, &s0);
+	o.size = 10;
+	CHECK_EQ_INT(objput_begin(op, mnt, "over", &o, &w), 0);
+	CHECK_EQ_INT(objput_write(w, data, 8), 0);
+	CHECK(objput_write(w, data, 3) < 0);
+	CHECK(objput_write(w, data, 1) < 0);
+	CHECK(objput_commit(&w, &st) < 0);
+	CHECK(w == NULL);
+	CHECK_EQ_INT(get("over", &c), -ENOENT);
+	/* an abort after whole pages: no page, no object */
+	o.size = SIZE;
+	CHECK_EQ_INT(objput_begin(op, mnt, "dropped", &o, &w), 0);
+	CHECK_EQ_INT(objput_write(w, data, 2 * PAGE + 1), 0);
+	objput_abort(&w);
+	CHECK(w == NULL);
+	pagestore_get_stats(ps, &s1);
+	CHECK_EQ_INT(s1.pages, s0.pages);
+	CHECK_EQ_INT(get("dropped", &c), -ENOENT);
+	CHECK_EQ_INT(fake_count(&g_fake.aborts), 2);
+	free(c.buf);
+	free(data);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -341,5 +395,6 @@ main(void)
 	RUN(failed_writes_leave_nothing);
 	RUN(readonly_mount_refuses);
 	RUN(delete_and_listings_follow_writes);
+	RUN(push_session_any_split);
 	TAP_DONE();
 }
