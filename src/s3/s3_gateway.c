@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "../common/dbuf.h"
 #include "../common/log.h"
@@ -33,8 +34,11 @@
 #include "../worker/namespace.h"
 #include "../worker/objget.h"
 #include "../worker/objkey.h"
+#include "../worker/objput.h"
 #include "../worker/worker.h"
+#include "s3_body.h"
 #include "s3_metrics.h"
+#include "s3_reqxml.h"
 #include "s3_route.h"
 #include "../common/sigv4.h"
 #include "sigv2.h"
@@ -59,6 +63,10 @@ struct s3req {
 	size_t key_len;
 	int vhost; /* the bucket came from the Host (--s3-domain) */
 	char err_hdr[160]; /* more header lines for an error answer, or "" */
+	/* The verified SigV4 header signature (have_key), which a body's
+	 * chunk signatures chain from; wiped when the request ends. */
+	struct sigv4_info sig;
+	int anonymous; /* unsigned, let in by --s3-anonymous */
 };
 
 static uint64_t request_counter;
@@ -230,8 +238,11 @@ check_auth(struct s3req *s)
 	    w->cfg.s3_region, worker_s3_secret, w, &msg, &info);
 	switch (st) {
 	case SIGV4_OK:
+		s->sig = info;
+		explicit_bzero(&info, sizeof(info));
 		return 0;
 	case SIGV4_ANONYMOUS:
+		s->anonymous = 1;
 		if (w->cfg.s3_anonymous)
 			return 0;
 		s3_error(s, 403, "AccessDenied", "Access Denied: requests must be signed (AWS Signature Version 4).");
@@ -673,6 +684,652 @@ op_get_object(struct s3req *s, struct mount *m)
 	dbuf_free(&g.hdr);
 }
 
+/* --- writes: PutObject, CopyObject, DeleteObject, DeleteObjects ---------- */
+
+#define META_MAX 2048     /* S3's limit on x-amz-meta-* names and values */
+#define OBJ_HDRS_MAX 32   /* headers kept with one object */
+#define DELETE_BODY_MAX (2 << 20)
+
+/* The headers S3 keeps with an object (content-type, x-amz-meta-*, ...):
+ * lowercase names and values, NUL-terminated, in one arena. */
+struct obj_headers {
+	struct ufs_opt h[OBJ_HDRS_MAX];
+	size_t off[OBJ_HDRS_MAX][2];
+	int n;
+	struct dbuf arena;
+};
+
+static int
+is_kept_header(const char *name, size_t nl)
+{
+	static const char *const names[] = {"content-type", "content-language",
+	    "content-disposition", "cache-control", "expires"};
+	if (nl > 11 && strncasecmp(name, "x-amz-meta-", 11) == 0)
+		return 1;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == nl && strncasecmp(names[i], name, nl) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+arena_addc(struct dbuf *b, char ch)
+{
+	dbuf_add(b, &ch, 1);
+}
+
+static void
+obj_headers_add(struct obj_headers *oh, const char *name, size_t nl,
+    const char *val, size_t vl)
+{
+	if (oh->n == OBJ_HDRS_MAX) {
+		oh->arena.err = -E2BIG;
+		return;
+	}
+	oh->off[oh->n][0] = oh->arena.len;
+	for (size_t i = 0; i < nl; i++)
+		arena_addc(&oh->arena, (char)tolower((unsigned char)name[i]));
+	arena_addc(&oh->arena, 0);
+	oh->off[oh->n][1] = oh->arena.len;
+	dbuf_add(&oh->arena, val, vl);
+	arena_addc(&oh->arena, 0);
+	oh->n++;
+}
+
+/*
+ * Collects req's headers to keep: 0, or sends S3's error and returns -1.
+ * The stored Content-Encoding is the request's without aws-chunked.
+ */
+static int
+obj_headers_collect(struct s3req *s, struct obj_headers *oh)
+{
+	const struct http_request *req = s->req;
+	size_t meta = 0;
+	dbuf_init(&oh->arena, 64 << 10);
+	oh->n = 0;
+	for (int i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+		if (!is_kept_header(h->name, h->name_len))
+			continue;
+		if (h->name_len > 11 && strncasecmp(h->name, "x-amz-meta-", 11) == 0)
+			meta += h->name_len - 11 + h->value_len;
+		obj_headers_add(oh, h->name, h->name_len, h->value, h->value_len);
+	}
+	char enc[256];
+	int el = s3_body_stored_encoding(req, enc, sizeof(enc));
+	if (el > 0)
+		obj_headers_add(oh, "content-encoding", 16, enc, (size_t)el);
+	if (meta > META_MAX) {
+		s3_error(s, 400, "MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.");
+		return -1;
+	}
+	if (el == -E2BIG || dbuf_error(&oh->arena)) {
+		s3_error(s, 400, "InvalidArgument", "Too many or too large headers to keep with the object.");
+		return -1;
+	}
+	for (int i = 0; i < oh->n; i++)
+		oh->h[i] = (struct ufs_opt){oh->arena.p + oh->off[i][0],
+		    oh->arena.p + oh->off[i][1]};
+	return 0;
+}
+
+/* If-Match / If-None-Match of a write, into o (etag holds If-Match's
+ * ETag).  0, or sends the error and returns -1. */
+static int
+write_conditions(struct s3req *s, struct ufs_put_opts *o, char *etag, size_t cap)
+{
+	size_t l = 0;
+	const char *v = http_header_get(s->req, "if-none-match", &l);
+	if (v) {
+		if (l != 1 || v[0] != '*') {
+			s3_error(s, 501, "NotImplemented", "If-None-Match on a write takes only '*'.");
+			return -1;
+		}
+		o->if_none_match = 1;
+	}
+	v = http_header_get(s->req, "if-match", &l);
+	if (v) {
+		if (l >= 2 && v[0] == '"' && v[l - 1] == '"') {
+			v++;
+			l -= 2;
+		}
+		if (l == 0 || l >= cap || memchr(v, ',', l) || (l == 1 && v[0] == '*')) {
+			s3_error(s, 501, "NotImplemented", "If-Match on a write takes one ETag.");
+			return -1;
+		}
+		memcpy(etag, v, l);
+		etag[l] = 0;
+		o->if_match = etag;
+	}
+	return 0;
+}
+
+/* A write's failure, with the under-store's reason where it gave one. */
+static void
+write_error(struct s3req *s, int r, const char *what)
+{
+	const char *why = ufs_last_error();
+	char msg[768];
+	snprintf(msg, sizeof(msg), "%s: %s", what, why[0] ? why : strerror(-r));
+	switch (r) {
+	case -EROFS:
+		s3_error(s, 403, "AccessDenied", "This bucket is read-only: its mount has readonly=true, or its under-store cannot be written.");
+		break;
+	case -EEXIST:
+	case -ESTALE:
+		s3_error(s, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+		break;
+	case -ENOENT:
+		s3_error(s, 404, "NoSuchKey", "The specified key does not exist.");
+		break;
+	case -EPROTO:
+		s3_error(s, 400, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.");
+		break;
+	case -EFBIG:
+		s3_error(s, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.");
+		break;
+	case -EACCES:
+	case -EPERM:
+		s3_error(s, 403, "AccessDenied", msg);
+		break;
+	case -EINVAL:
+	case -ENOTDIR:
+	case -EISDIR:
+	case -ENAMETOOLONG:
+		s3_error(s, 400, "InvalidArgument", msg);
+		break;
+	case -ENOSPC:
+	case -EDQUOT:
+		s3_error(s, 507, "InsufficientStorage", msg);
+		break;
+	case -ETIMEDOUT:
+		s3_error(s, 503, "ServiceUnavailable", msg);
+		break;
+	default:
+		s3_error(s, 503, "ServiceUnavailable", msg);
+		break;
+	}
+}
+
+/* The client's side of a body that did not arrive. */
+static void
+body_read_error(struct s3req *s, ssize_t r)
+{
+	if (r == -ETIMEDOUT) {
+		s3_error(s, 400, "RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period.");
+	} else if (r == -EPROTO) {
+		s3_error(s, 400, "IncompleteBody", "The request body's chunked framing is malformed.");
+	} else {
+		/* Gone: nobody to answer. */
+		s->status = 400;
+		http_conn_set_close(s->c);
+	}
+}
+
+/*
+ * The body of a PutObject as objput reads it: raw bytes from the
+ * connection straight into objput's page buffer, fed through s3_body,
+ * whose payload (a subsequence of what it was fed: framing and chunk
+ * signatures taken out) is moved down in place.  No copy for a plain body.
+ */
+struct put_body {
+	struct s3req *s;
+	struct s3_body *b;
+	char *out;        /* objput's buffer for this call */
+	size_t out_len;
+	int eof;
+	ssize_t read_err; /* http_body_read's failure */
+	int64_t total;    /* decoded bytes so far */
+};
+
+/* S3's largest single PutObject. */
+#define S3_PUT_MAX (5LL << 30)
+
+static int
+put_sink(void *arg, const void *p, size_t n)
+{
+	struct put_body *pb = arg;
+	if (pb->out + pb->out_len != p)
+		memmove(pb->out + pb->out_len, p, n);
+	pb->out_len += n;
+	return 0;
+}
+
+static ssize_t
+put_body_read(void *arg, void *buf, size_t n)
+{
+	struct put_body *pb = arg;
+	if (pb->eof)
+		return 0;
+	pb->out = buf;
+	pb->out_len = 0;
+	while (pb->out_len == 0) {
+		ssize_t r = http_body_read(pb->s->c, buf, n);
+		if (r < 0)
+			return pb->read_err = r;
+		if (r == 0) {
+			pb->eof = 1;
+			return s3_body_finish(pb->b) < 0 ? -EBADMSG : 0;
+		}
+		int fr = s3_body_feed(pb->b, buf, (size_t)r);
+		if (fr < 0)
+			return fr;
+	}
+	pb->total += (int64_t)pb->out_len;
+	if (pb->total > S3_PUT_MAX)
+		return -EFBIG; /* a chunked body with no announced size */
+	return (ssize_t)pb->out_len;
+}
+
+static void
+answer_written(struct s3req *s, const struct ufs_stat *st, const char *ck_name,
+    const char *ck_value)
+{
+	char etag[UFS_ETAG_MAX];
+	objkey_etag(st, etag, sizeof(etag));
+	char hdr[512];
+	int n = snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\nETag: \"%s\"\r\n",
+	    s->request_id, etag);
+	if (ck_name && n > 0 && (size_t)n < sizeof(hdr))
+		snprintf(hdr + n, sizeof(hdr) - (size_t)n, "%s: %s\r\n", ck_name, ck_value);
+	s->status = 200;
+	http_resp_start(s->c, 200, hdr, 0);
+	http_resp_end(s->c);
+}
+
+static void
+op_put_object(struct s3req *s, struct mount *m)
+{
+	struct s3_body_err be;
+	memset(&be, 0, sizeof(be));
+	struct put_body pb = {.s = s};
+	struct s3_body_cfg cfg = {.sig = s->sig.have_key ? &s->sig : NULL,
+	    .auth_checked = s->w->s3_verify};
+	struct obj_headers oh = {.n = 0};
+	dbuf_init(&oh.arena, 0);
+	if (s3_body_new(&pb.b, s->req, &cfg, put_sink, &pb, &be) < 0) {
+		if (be.code)
+			s3_error_x(s, be.status, be.code, be.msg, be.extra);
+		else
+			s3_error(s, 503, "SlowDown", "Out of memory.");
+		return;
+	}
+	char if_match[UFS_ETAG_MAX];
+	struct objput_req rq = {.m = m, .path = s->key, .body = put_body_read, .arg = &pb};
+	rq.opts.size = s3_body_expected_size(pb.b);
+	if (rq.opts.size > S3_PUT_MAX) {
+		write_error(s, -EFBIG, "upload");
+		goto out;
+	}
+	if (write_conditions(s, &rq.opts, if_match, sizeof(if_match)) < 0 ||
+	    obj_headers_collect(s, &oh) < 0)
+		goto out;
+	rq.opts.headers = oh.h;
+	rq.opts.nheaders = oh.n;
+	struct ufs_stat st;
+	int r = objput_put(s->w->op, &rq, &st);
+	if (r == 0) {
+		const char *ckn = NULL;
+		char ckv[64];
+		if (!s3_body_checksum(pb.b, &ckn, ckv))
+			ckn = NULL;
+		answer_written(s, &st, ckn, ckv);
+	} else if (pb.read_err) {
+		body_read_error(s, pb.read_err);
+	} else if (s3_body_error(pb.b)->code) {
+		const struct s3_body_err *e = s3_body_error(pb.b);
+		s3_error_x(s, e->status, e->code, e->msg, e->extra);
+	} else {
+		char what[64 + MOUNT_NAME_MAX];
+		snprintf(what, sizeof(what), "writing to bucket %s failed", m->name);
+		write_error(s, r, what);
+	}
+out:
+	dbuf_free(&oh.arena);
+	s3_body_free(&pb.b);
+}
+
+static void
+op_delete_object(struct s3req *s, struct mount *m)
+{
+	int r = objput_delete(s->w->op, m, s->key);
+	if (r < 0) {
+		write_error(s, r, "the under-store did not delete the object");
+		return;
+	}
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	s->status = 204;
+	http_resp_start(s->c, 204, hdr, -1);
+	http_resp_end(s->c);
+}
+
+/* DeleteObjects: the document is read and checked whole before anything
+ * is deleted; then each key, in order, with its own result. */
+struct delete_ctx {
+	struct s3req *s;
+	struct mount *m;
+	struct dbuf *out;
+	int quiet;
+	struct dbuf body;
+};
+
+static int
+delete_sink(void *arg, const void *p, size_t n)
+{
+	struct delete_ctx *d = arg;
+	return dbuf_add(&d->body, p, n) ? -E2BIG : 0;
+}
+
+static int
+delete_count(void *arg, const char *key, size_t len, int has_version)
+{
+	return 0;
+}
+
+static void
+delete_result_error(struct delete_ctx *d, const char *key, size_t len,
+    const char *code, const char *msg)
+{
+	dbuf_adds(d->out, "<Error><Key>");
+	xml_escape(d->out, key, len);
+	dbuf_printf(d->out, "</Key><Code>%s</Code><Message>", code);
+	xml_escape(d->out, msg, strlen(msg));
+	dbuf_adds(d->out, "</Message></Error>");
+}
+
+static int
+delete_one(void *arg, const char *key, size_t len, int has_version)
+{
+	struct delete_ctx *d = arg;
+	if (has_version) {
+		delete_result_error(d, key, len, "NotImplemented", "ferry keeps no object versions.");
+		return 0;
+	}
+	if (key_validate(key, len) < 0) {
+		delete_result_error(d, key, len, "InvalidArgument", "Invalid object key.");
+		return 0;
+	}
+	int r = objput_delete(d->s->w->op, d->m, key);
+	if (r < 0) {
+		const char *why = ufs_last_error();
+		delete_result_error(d, key, len, r == -EROFS || r == -EACCES ||
+		    r == -EPERM ? "AccessDenied" : "InternalError",
+		    r == -EROFS ? "This bucket is read-only." : why[0] ? why : strerror(-r));
+		return 0;
+	}
+	if (!d->quiet) {
+		dbuf_adds(d->out, "<Deleted><Key>");
+		xml_escape(d->out, key, len);
+		dbuf_adds(d->out, "</Key></Deleted>");
+	}
+	return 0;
+}
+
+static void
+op_delete_objects(struct s3req *s, struct mount *m)
+{
+	struct s3_body_err be;
+	memset(&be, 0, sizeof(be));
+	struct delete_ctx d = {.s = s, .m = m};
+	dbuf_init(&d.body, DELETE_BODY_MAX);
+	struct dbuf out;
+	dbuf_init(&out, XML_BODY_MAX);
+	d.out = &out;
+	struct s3_body *b = NULL;
+	struct s3_body_cfg cfg = {.max_size = DELETE_BODY_MAX,
+	    .sig = s->sig.have_key ? &s->sig : NULL, .auth_checked = s->w->s3_verify};
+	if (s3_body_new(&b, s->req, &cfg, delete_sink, &d, &be) < 0) {
+		if (be.code)
+			s3_error_x(s, be.status, be.code, be.msg, be.extra);
+		else
+			s3_error(s, 503, "SlowDown", "Out of memory.");
+		goto out;
+	}
+	char buf[16384];
+	ssize_t n;
+	int fr = 0;
+	while (fr == 0 && (n = http_body_read(s->c, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			body_read_error(s, n);
+			goto out;
+		}
+		fr = s3_body_feed(b, buf, (size_t)n);
+	}
+	if (fr == 0)
+		fr = s3_body_finish(b);
+	if (fr < 0) {
+		const struct s3_body_err *e = s3_body_error(b);
+		if (e->code)
+			s3_error_x(s, e->status, e->code, e->msg, e->extra);
+		else
+			s3_error(s, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.");
+		goto out;
+	}
+	if (s3_delete_parse(d.body.p ? d.body.p : "", d.body.len, delete_count, NULL, &d.quiet) < 0) {
+		s3_error(s, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.");
+		goto out;
+	}
+	dbuf_adds(&out, XML_HDR "<DeleteResult xmlns=\"" S3_NS "\">");
+	int quiet_again;
+	s3_delete_parse(d.body.p, d.body.len, delete_one, &d, &quiet_again);
+	if (dbuf_adds(&out, "</DeleteResult>") || dbuf_error(&out)) {
+		s3_error(s, 500, "InternalError", "The result document is too large.");
+		goto out;
+	}
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	s->status = 200;
+	http_resp_simple(s->c, 200, hdr, "application/xml", out.p, out.len);
+out:
+	s3_body_free(&b);
+	dbuf_free(&d.body);
+	dbuf_free(&out);
+}
+
+/*
+ * CopyObject.  Within one mount the under-store copies; across mounts the
+ * source is read through objget (the cache) and written through objput.
+ * The copy-source conditions are objget's, on the source.
+ */
+struct copy_ctx {
+	struct s3req *s;
+	struct mount *dst;
+	const struct ufs_put_opts *opts;
+	struct objput_w *w;
+	int status;      /* the source's head status */
+	int64_t size;
+	char *buf;       /* for page files */
+	int same;        /* same mount: only the head is wanted */
+	int err;
+};
+
+static int
+copy_head(void *arg, const struct objget_head *h)
+{
+	struct copy_ctx *c = arg;
+	c->status = h->status;
+	c->size = h->st->size;
+	if (c->same || h->status != 200)
+		return 0;
+	struct ufs_put_opts o = *c->opts;
+	o.size = h->st->size;
+	int r = objput_begin(c->s->w->op, c->dst, c->s->key, &o, &c->w);
+	return r < 0 ? (c->err = r) : 0;
+}
+
+static int
+copy_mem(void *arg, const void *p, size_t n)
+{
+	struct copy_ctx *c = arg;
+	int r = objput_write(c->w, p, n);
+	return r < 0 ? (c->err = r) : 0;
+}
+
+static int
+copy_file(void *arg, int fd, off_t off, size_t n)
+{
+	struct copy_ctx *c = arg;
+	enum { CHUNK = 256 << 10 };
+	if (!c->buf && !(c->buf = malloc(CHUNK)))
+		return c->err = -ENOMEM;
+	while (n > 0) {
+		ssize_t got = pread(fd, c->buf, n < CHUNK ? n : CHUNK, off);
+		if (got <= 0)
+			return c->err = got < 0 ? -errno : -EIO;
+		int r = objput_write(c->w, c->buf, (size_t)got);
+		if (r < 0)
+			return c->err = r;
+		off += got;
+		n -= (size_t)got;
+	}
+	return 0;
+}
+
+/* x-amz-copy-source: "[/]bucket/key", URL-encoded.  0 with the source's
+ * mount (held) and key (malloc'd), or sends the error and returns -1. */
+static int
+copy_source(struct s3req *s, struct mount **sm, char **skey)
+{
+	size_t l = 0;
+	const char *v = http_header_get(s->req, "x-amz-copy-source", &l);
+	const char *q = memchr(v, '?', l);
+	if (q) {
+		s3_error(s, 501, "NotImplemented", "ferry keeps no object versions: x-amz-copy-source takes no versionId.");
+		return -1;
+	}
+	char *dec = malloc(l + 1);
+	if (!dec) {
+		s3_error(s, 503, "SlowDown", "Out of memory.");
+		return -1;
+	}
+	long dl = url_decode(v, l, dec, 0);
+	char *p = dec;
+	if (dl > 0 && p[0] == '/') {
+		p++;
+		dl--;
+	}
+	char *slash = dl > 0 ? memchr(p, '/', (size_t)dl) : NULL;
+	if (dl < 0 || !slash || slash == p || (size_t)dl != strlen(p) ||
+	    key_validate(slash + 1, (size_t)(p + dl - slash - 1)) < 0) {
+		free(dec);
+		s3_error(s, 400, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+		return -1;
+	}
+	*sm = mounts_get(s->w->mt, p, (size_t)(slash - p));
+	if (!*sm) {
+		free(dec);
+		char *k = s->key;
+		s->key = NULL;
+		s3_error(s, 404, "NoSuchBucket", "The source bucket does not exist.");
+		s->key = k;
+		return -1;
+	}
+	*skey = strdup(slash + 1);
+	free(dec);
+	if (!*skey) {
+		mount_release(sm);
+		s3_error(s, 503, "SlowDown", "Out of memory.");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+op_copy_object(struct s3req *s, struct mount *m)
+{
+	struct mount *sm = NULL;
+	char *skey = NULL;
+	struct obj_headers oh = {.n = 0};
+	dbuf_init(&oh.arena, 0);
+	if (copy_source(s, &sm, &skey) < 0)
+		return;
+	size_t dl = 0;
+	const char *dir = http_header_get(s->req, "x-amz-metadata-directive", &dl);
+	int replace = dir && dl == 7 && strncasecmp(dir, "REPLACE", 7) == 0;
+	if (dir && !replace && !(dl == 4 && strncasecmp(dir, "COPY", 4) == 0)) {
+		s3_error(s, 400, "InvalidArgument", "Unknown metadata directive.");
+		goto out;
+	}
+	int same = sm == m;
+	if (same && !replace && strcmp(skey, s->key) == 0) {
+		s3_error(s, 400, "InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
+		goto out;
+	}
+	struct ufs_put_opts o = {.size = -1};
+	char if_match[UFS_ETAG_MAX];
+	if (write_conditions(s, &o, if_match, sizeof(if_match)) < 0)
+		goto out;
+	if (replace) {
+		if (obj_headers_collect(s, &oh) < 0)
+			goto out;
+		o.headers = oh.h;
+		o.nheaders = oh.n;
+	}
+	/* The source, read through objget: its conditions, and (across
+	 * mounts) its bytes into the new object. */
+	struct copy_ctx c = {.s = s, .dst = m, .opts = &o, .same = same};
+	struct objget_req rq = {.m = sm, .path = skey, .head = same, .dir_enoent = 1,
+	    .if_match = hdr_of(s->req, "x-amz-copy-source-if-match"),
+	    .if_none_match = hdr_of(s->req, "x-amz-copy-source-if-none-match"),
+	    .if_modified_since = hdr_of(s->req, "x-amz-copy-source-if-modified-since"),
+	    .if_unmodified_since = hdr_of(s->req, "x-amz-copy-source-if-unmodified-since")};
+	struct objget_sink sink = {.head = copy_head, .file = copy_file, .mem = copy_mem, .arg = &c};
+	int started = 0;
+	int r = objget_serve(s->w->og, &rq, &sink, &started);
+	struct ufs_stat st;
+	if (r == 0 && c.status != 200) {
+		objput_abort(&c.w);
+		s3_error(s, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+		goto done;
+	}
+	if (r == 0 && same)
+		r = objput_copy(s->w->op, m, skey, s->key, &o, &st);
+	else if (r == 0)
+		r = objput_commit(&c.w, &st);
+	else
+		objput_abort(&c.w);
+	if (r < 0 && c.err)
+		r = c.err;
+	if (r < 0) {
+		char what[96 + 2 * MOUNT_NAME_MAX];
+		snprintf(what, sizeof(what), "copying from bucket %s to bucket %s failed",
+		    sm->name, m->name);
+		if (r == -ENOENT && !c.status) {
+			/* The source, not the destination, is missing. */
+			char *k = s->key;
+			s->key = skey;
+			s->key_len = strlen(skey);
+			s3_error(s, 404, "NoSuchKey", "The specified key does not exist.");
+			s->key = k;
+			s->key_len = strlen(k);
+		} else {
+			write_error(s, r, what);
+		}
+		goto done;
+	}
+	char lm[40], etag[UFS_ETAG_MAX];
+	fmt_iso8601(st.mtime, lm, sizeof(lm));
+	objkey_etag(&st, etag, sizeof(etag));
+	struct dbuf b;
+	dbuf_init(&b, 4096);
+	dbuf_printf(&b, XML_HDR "<CopyObjectResult xmlns=\"" S3_NS "\"><LastModified>%s</LastModified><ETag>&quot;",
+	    lm);
+	xml_escape(&b, etag, strlen(etag));
+	dbuf_adds(&b, "&quot;</ETag></CopyObjectResult>");
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	s->status = 200;
+	http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
+	dbuf_free(&b);
+done:
+	free(c.buf);
+out:
+	dbuf_free(&oh.arena);
+	mount_release(&sm);
+	free(skey);
+}
+
 /* --- CORS preflight, ACLs ------------------------------------------------ */
 
 /*
@@ -792,7 +1449,27 @@ route(struct s3req *s)
 		s->key = k;
 		return;
 	}
+	int write = s->op == S3OP_PUT_OBJECT || s->op == S3OP_COPY_OBJECT ||
+	    s->op == S3OP_DELETE_OBJECT || s->op == S3OP_DELETE_OBJECTS;
+	if (write && s->anonymous) {
+		/* --s3-anonymous is public read, never public write. */
+		s3_error(s, 403, "AccessDenied", "Access Denied: writes must be signed.");
+		mount_release(&m);
+		return;
+	}
 	switch (s->op) {
+	case S3OP_PUT_OBJECT:
+		op_put_object(s, m);
+		break;
+	case S3OP_COPY_OBJECT:
+		op_copy_object(s, m);
+		break;
+	case S3OP_DELETE_OBJECT:
+		op_delete_object(s, m);
+		break;
+	case S3OP_DELETE_OBJECTS:
+		op_delete_objects(s, m);
+		break;
 	case S3OP_HEAD_BUCKET: {
 		char hdr[160];
 		snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\nx-amz-bucket-region: %s\r\n",
@@ -847,5 +1524,6 @@ s3_gateway_handle(struct http_conn *c, const struct http_request *req, void *arg
 	LOG_DEBUG("s3 %.*s %.*s -> %d (%s)", (int)req->method_len, req->method,
 	    (int)(req->target_len > 200 ? 200 : req->target_len), req->target,
 	    s.status, s3_op_name(s.op));
+	explicit_bzero(&s.sig, sizeof(s.sig));
 	free(s.key);
 }

@@ -30,23 +30,6 @@ has_param(const struct http_request *req, const char *name)
 }
 
 /* Sub-resources S3 has that we do not build: any of these -> NotImplemented. */
-static int
-has_unbuilt_subresource(const struct http_request *req)
-{
-	static const char *const sub[] = {"policy", "versioning", "tagging",
-	    "lifecycle", "cors", "website", "logging", "notification",
-	    "replication", "uploads", "uploadId", "versions", "delete",
-	    "encryption", "object-lock", "retention", "legal-hold", "torrent",
-	    "restore", "select", "attributes", "accelerate", "requestPayment",
-	    "analytics", "inventory", "metrics", "ownershipControls",
-	    "publicAccessBlock", "intelligent-tiering", "partNumber",
-	    "versionId", "policyStatus"};
-	for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
-		if (has_param(req, sub[i]))
-			return 1;
-	return 0;
-}
-
 static void
 set_err(struct s3_route *rt, int status, int pre_auth, const char *code, const char *msg)
 {
@@ -57,6 +40,66 @@ set_err(struct s3_route *rt, int status, int pre_auth, const char *code, const c
 	rt->code = code;
 	rt->msg = msg;
 }
+
+static int
+has_unbuilt_subresource(const struct http_request *req, const char *except)
+{
+	static const char *const sub[] = {"policy", "versioning", "tagging",
+	    "lifecycle", "cors", "website", "logging", "notification",
+	    "replication", "uploads", "uploadId", "versions", "delete",
+	    "encryption", "object-lock", "retention", "legal-hold", "torrent",
+	    "restore", "select", "attributes", "accelerate", "requestPayment",
+	    "analytics", "inventory", "metrics", "ownershipControls",
+	    "publicAccessBlock", "intelligent-tiering", "partNumber",
+	    "versionId", "policyStatus"};
+	for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
+		if ((!except || strcmp(sub[i], except) != 0) && has_param(req, sub[i]))
+			return 1;
+	return 0;
+}
+
+static int
+is_multipart(const struct http_request *req)
+{
+	return has_param(req, "uploads") || has_param(req, "uploadId") ||
+	    has_param(req, "partNumber");
+}
+
+/* The write operations: *rt's op, or an error. */
+static void
+route_write(const struct http_request *req, struct s3_route *rt)
+{
+	int is_put = method_is(req, "PUT"), is_post = method_is(req, "POST");
+	int is_delete = method_is(req, "DELETE");
+	rt->op = S3OP_OTHER;
+	if (has_param(req, "acl")) {
+		set_err(rt, 501, 0, "NotImplemented", "ferry keeps no ACLs: they cannot be changed.");
+		return;
+	}
+	if (!rt->key) {
+		if (is_post && has_param(req, "delete"))
+			rt->op = S3OP_DELETE_OBJECTS;
+		else if (is_put && !has_unbuilt_subresource(req, NULL))
+			set_err(rt, 501, 0, "NotImplemented", "A bucket is a ferry mount: create one with `ferry mount NAME URI`.");
+		else if (is_delete && !has_unbuilt_subresource(req, NULL))
+			set_err(rt, 501, 0, "NotImplemented", "A bucket is a ferry mount: remove one with `ferry unmount NAME`.");
+	} else if (is_multipart(req)) {
+		set_err(rt, 501, 0, "NotImplemented", "Multipart uploads are not implemented yet: upload with a single PutObject (up to 5 GiB).");
+		return;
+	} else if (is_put) {
+		rt->op = http_header_get(req, "x-amz-copy-source", NULL) ?
+		    S3OP_COPY_OBJECT : S3OP_PUT_OBJECT;
+	} else if (is_delete) {
+		rt->op = S3OP_DELETE_OBJECT;
+	}
+	if (rt->op == S3OP_OTHER)
+		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
+	else if (has_unbuilt_subresource(req, rt->op == S3OP_DELETE_OBJECTS ? "delete" : NULL)) {
+		rt->op = S3OP_OTHER; /* PUT ?tagging is no PutObject, not even in the metrics */
+		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
+	}
+}
+
 
 /*
  * The bucket a virtual-host-style Host names: 1 and bucket[0..*len)
@@ -186,6 +229,8 @@ s3_route_parse_vhost(const struct http_request *req,
 	/* The operation is known before auth, so that denials are counted. */
 	if (rt->bucket_len == 0)
 		rt->op = S3OP_LIST_BUCKETS;
+	else if (is_write)
+		route_write(req, rt);
 	else if (!rt->key)
 		rt->op = rt->is_head ? S3OP_HEAD_BUCKET
 		    : has_param(req, "location") ? S3OP_GET_BUCKET_LOCATION
@@ -193,16 +238,15 @@ s3_route_parse_vhost(const struct http_request *req,
 		    : S3OP_LIST_OBJECTS;
 	else
 		rt->op = rt->is_head ? S3OP_HEAD_OBJECT : S3OP_GET_OBJECT;
-	if (rt->bucket_len && has_param(req, "acl"))
+	if (rt->bucket_len && !is_write && has_param(req, "acl"))
 		rt->op = rt->key ? S3OP_GET_OBJECT_ACL : S3OP_GET_BUCKET_ACL;
 
-	if (is_write && has_param(req, "acl")) {
+	if (rt->status) {
+		/* route_write's */
+	} else if (is_write && rt->bucket_len == 0) {
 		rt->op = S3OP_OTHER;
-		set_err(rt, 501, 0, "NotImplemented", "ferry's gateway is read-only: ACLs cannot be changed.");
-	} else if (is_write) {
-		rt->op = S3OP_OTHER;
-		set_err(rt, 501, 0, "NotImplemented", "ferry's gateway is read-only: this operation is not implemented.");
-	} else if (has_unbuilt_subresource(req)) {
+		set_err(rt, 405, 0, "MethodNotAllowed", "The specified method is not allowed against this resource.");
+	} else if (!is_write && has_unbuilt_subresource(req, NULL)) {
 		rt->op = S3OP_OTHER;
 		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
 	} else if (rt->bucket_len == 0 && rt->key) {

@@ -1,15 +1,18 @@
 /*
- * fuzz_s3_listxml.c: libFuzzer harness for the ListBucketResult, Error and
- * write-result parsers.  The input is copied into an exact-size heap block
+ * fuzz_s3_listxml.c: libFuzzer harness for the XML parsers: the
+ * ListBucketResult, Error and write-result documents the s3:// under-store
+ * reads, and the Delete document the gateway reads (s3_reqxml.c).  The input is copied into an exact-size heap block
  * so that ASan catches any read past the end; every entry given to the
  * callback must be internally consistent (NUL-terminated at key_len, ETag
  * within bounds), and a failed result parse leaves no field found.
  */
-// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/ufs/s3_listxml.c
+// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/ufs/s3_listxml.c src/common/xml_scan.c src/s3/s3_reqxml.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/xml_scan.h"
+#include "s3/s3_reqxml.h"
 #include "ufs/s3_listxml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,6 +26,16 @@ check_item(void *arg, const struct s3_list_item *it)
 	    (it->is_prefix && it->size != 0))
 		abort();
 	(*count)++;
+	return 0;
+}
+
+static int
+check_delete(void *arg, const char *key, size_t len, int has_version)
+{
+	size_t *count = arg;
+	if (len > XML_TEXT_MAX || key[len] != 0 || strlen(key) != len ||
+	    ++*count > S3_DELETE_MAX || (has_version != 0 && has_version != 1))
+		abort();
 	return 0;
 }
 
@@ -53,6 +66,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((r != 0 && r != -5) || strlen(id) >= sizeof(id) ||
 	    strlen(etag) >= sizeof(etag) || strlen(lm) >= sizeof(lm) ||
 	    (r != 0 && (f[0].found || f[1].found || id[0] || etag[0])))
+		abort();
+	size_t dels = 0;
+	int quiet = -1;
+	r = s3_delete_parse(p, size, check_delete, &dels, &quiet);
+	if ((r != 0 && r != -5) || (r == 0 && dels == 0) || (quiet != 0 && quiet != 1))
 		abort();
 	free(p);
 	return 0;

@@ -134,7 +134,7 @@ def test_unknown_bucket_and_key(w):
 
 
 @pytest.mark.parametrize("method,code,status", [
-    (b"PUT", "NotImplemented", 501), (b"DELETE", "NotImplemented", 501), (b"POST", "NotImplemented", 501),
+    (b"POST", "NotImplemented", 501),
     (b"PATCH", "MethodNotAllowed", 405), (b"BREW", "MethodNotAllowed", 405),
 ])
 def test_methods(w, method, code, status, data_dir):

@@ -110,8 +110,4 @@ def test_aws_cli_cp_and_s3api(keyed, tmp_path):
             "--range", "bytes=10-19", str(tmp_path / "r.bin"))
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "r.bin").read_bytes() == keyed.data[10:20]
-    # A write is refused cleanly.
-    (tmp_path / "up.txt").write_bytes(b"up")
-    p = aws(keyed, "s3", "cp", str(tmp_path / "up.txt"), "s3://data/up.txt")
-    assert p.returncode != 0
-    assert b"NotImplemented" in p.stderr
+    # Uploads: test_s3_writes.py.

@@ -578,7 +578,8 @@ def test_chain_matches_aws_example():
         assert prev == want
 
 
-def signed_upload(url, data, chunk=65536, trailer=None, chunked_http=False):
+def signed_upload(url, data, chunk=65536, trailer=None, chunked_http=False,
+                  path="/bkt/chunked%20key", ak=AK, sk=SK):
     """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] upload of data, the
     seed signed by botocore: (head, raw HTTP body, the aws-chunked stream,
     the stream's chunks)."""
@@ -610,12 +611,12 @@ def signed_upload(url, data, chunk=65536, trailer=None, chunked_http=False):
         headers["Transfer-Encoding"] = "chunked"
     else:
         headers["Content-Length"] = str(enc_len)
-    req = AWSRequest(method="PUT", url=url + "/bkt/chunked%20key", headers=headers)
-    Streaming(Credentials(AK, SK), "s3", "us-east-1").add_auth(req)
+    req = AWSRequest(method="PUT", url=url + path, headers=headers)
+    Streaming(Credentials(ak, sk), "s3", "us-east-1").add_auth(req)
     amz_date = req.headers["X-Amz-Date"]
     seed = re.search(r"Signature=([0-9a-f]{64})", req.headers["Authorization"]).group(1)
     scope = "%s/us-east-1/s3/aws4_request" % amz_date[:8]
-    key = signing_key(SK, amz_date[:8])
+    key = signing_key(sk, amz_date[:8])
     pieces, prev = [], seed
     for c in chunks:
         prev = chunk_sig(key, amz_date, scope, prev, c)

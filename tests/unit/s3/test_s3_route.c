@@ -120,10 +120,89 @@ TEST(path_style_otherwise)
 	s3_route_free(&rt);
 }
 
+/* A request with headers: "METHOD TARGET", Host s3.localhost, extra lines. */
+static int
+route_h(struct s3_route *rt, const char *method, const char *target,
+    const char *extra)
+{
+	int n = snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nHost: s3.localhost\r\n%s\r\n",
+	    method, target, extra);
+	if (http_parse_request(raw, (size_t)n, &req) != n)
+		return -1;
+	return s3_route_parse_vhost(&req, domains, 3, rt);
+}
+
+TEST(writes)
+{
+	struct s3_route rt;
+	CHECK_EQ_INT(route_h(&rt, "PUT", "/data/a/b", ""), 0);
+	CHECK_EQ_INT(rt.op, S3OP_PUT_OBJECT);
+	CHECK_EQ_INT(rt.status, 0);
+	CHECK(is(&rt, 0, "data", "a/b"));
+	s3_route_free(&rt);
+	route_h(&rt, "PUT", "/data/a/b", "x-amz-copy-source: /data/c\r\n");
+	CHECK_EQ_INT(rt.op, S3OP_COPY_OBJECT);
+	CHECK_EQ_INT(rt.status, 0);
+	s3_route_free(&rt);
+	route_h(&rt, "DELETE", "/data/a/b", "");
+	CHECK_EQ_INT(rt.op, S3OP_DELETE_OBJECT);
+	CHECK_EQ_INT(rt.status, 0);
+	s3_route_free(&rt);
+	route_h(&rt, "POST", "/data?delete", "");
+	CHECK_EQ_INT(rt.op, S3OP_DELETE_OBJECTS);
+	CHECK_EQ_INT(rt.status, 0);
+	s3_route_free(&rt);
+	/* a write key is checked as a read key is: nothing can leave the root */
+	route_h(&rt, "PUT", "/data/a/../../etc/passwd", "");
+	CHECK_EQ_INT(rt.status, 400);
+	CHECK_EQ_STR(rt.code, "InvalidArgument");
+	s3_route_free(&rt);
+	route_h(&rt, "DELETE", "/data/a/%2e%2e/b", "");
+	CHECK_EQ_INT(rt.status, 400);
+	s3_route_free(&rt);
+	/* buckets are mounts; the service root takes no writes */
+	route_h(&rt, "PUT", "/data", "");
+	CHECK_EQ_INT(rt.status, 501);
+	CHECK(strstr(rt.msg, "ferry mount") != NULL);
+	s3_route_free(&rt);
+	route_h(&rt, "DELETE", "/data", "");
+	CHECK_EQ_INT(rt.status, 501);
+	s3_route_free(&rt);
+	route_h(&rt, "PUT", "/", "");
+	CHECK_EQ_INT(rt.status, 405);
+	s3_route_free(&rt);
+	/* what is not built yet says so, and is never taken for a plain write */
+	route_h(&rt, "POST", "/data/k?uploads", "");
+	CHECK_EQ_INT(rt.status, 501);
+	CHECK(strstr(rt.msg, "Multipart") != NULL);
+	s3_route_free(&rt);
+	route_h(&rt, "PUT", "/data/k?partNumber=1&uploadId=x", "");
+	CHECK_EQ_INT(rt.status, 501);
+	s3_route_free(&rt);
+	route_h(&rt, "PUT", "/data/k?tagging", "");
+	CHECK_EQ_INT(rt.status, 501);
+	CHECK(rt.op != S3OP_PUT_OBJECT);
+	s3_route_free(&rt);
+	route_h(&rt, "PUT", "/data/k?acl", "");
+	CHECK_EQ_INT(rt.status, 501);
+	CHECK(strstr(rt.msg, "ACL") != NULL);
+	s3_route_free(&rt);
+	route_h(&rt, "DELETE", "/data/k?versionId=3", "");
+	CHECK_EQ_INT(rt.status, 501);
+	s3_route_free(&rt);
+	route_h(&rt, "POST", "/data/k", "");
+	CHECK_EQ_INT(rt.status, 501);
+	s3_route_free(&rt);
+	route_h(&rt, "PATCH", "/data/k", "");
+	CHECK_EQ_INT(rt.status, 405);
+	s3_route_free(&rt);
+}
+
 int
 main(void)
 {
 	RUN(virtual_host);
 	RUN(path_style_otherwise);
+	RUN(writes);
 	TAP_DONE();
 }
