@@ -86,9 +86,9 @@ stream_handler(struct http_conn *c, const struct http_request *req)
 	ssize_t n = 0;
 	int pend0 = http_body_pending(c);
 	if (query_num(req, "early", 0)) {
+		__atomic_add_fetch(&stream_done, 1, __ATOMIC_RELEASE);
 		http_resp_simple(c, 403, NULL, "text/plain", "no", 2);
 		free(buf);
-		__atomic_add_fetch(&stream_done, 1, __ATOMIC_RELEASE);
 		return;
 	}
 	for (;;) {
@@ -104,6 +104,11 @@ stream_handler(struct http_conn *c, const struct http_request *req)
 			max = (size_t)n;
 		crc = crc32c(crc, buf, (size_t)n);
 	}
+	/* Counted before the answer goes out: a test that has read the
+	 * answer and goes on must never see this request finish later
+	 * (stream_client_gone once took the -EPROTO of the request before). */
+	__atomic_store_n(&stream_rc, n, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&stream_done, 1, __ATOMIC_RELEASE);
 	char msg[160];
 	int l;
 	if (n < 0) {
@@ -118,8 +123,6 @@ stream_handler(struct http_conn *c, const struct http_request *req)
 		http_resp_simple(c, 200, NULL, "text/plain", msg, (size_t)l);
 	}
 	free(buf);
-	__atomic_store_n(&stream_rc, n, __ATOMIC_RELEASE);
-	__atomic_add_fetch(&stream_done, 1, __ATOMIC_RELEASE);
 }
 
 static void
