@@ -31,6 +31,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/vas.h"
+#include "../worker/mpu.h"
 #include "../worker/namespace.h"
 #include "../worker/objget.h"
 #include "../worker/objkey.h"
@@ -77,6 +78,9 @@ static uint64_t request_counter;
  * An S3 error document; extra (may be NULL) is more elements, already XML,
  * put before RequestId (S3's <Region>, <Method>, ...).
  */
+static void error_doc(struct s3req *s, const char *code, const char *msg,
+    const char *extra, struct dbuf *b);
+
 static void
 s3_error_x(struct s3req *s, int status, const char *code, const char *msg,
     const char *extra)
@@ -97,30 +101,41 @@ s3_error_x(struct s3req *s, int status, const char *code, const char *msg,
 	}
 	struct dbuf b;
 	dbuf_init(&b, 16384);
-	dbuf_printf(&b, XML_HDR "<Error><Code>%s</Code><Message>", code);
-	xml_escape(&b, msg, strlen(msg));
-	dbuf_adds(&b, "</Message>");
-	if (s->bucket[0]) {
-		dbuf_adds(&b, "<BucketName>");
-		xml_escape(&b, s->bucket, strlen(s->bucket));
-		dbuf_adds(&b, "</BucketName>");
-	}
-	if (s->key && utf8_valid(s->key, s->key_len)) {
-		dbuf_adds(&b, "<Key>");
-		xml_escape(&b, s->key, s->key_len);
-		dbuf_adds(&b, "</Key>");
-	}
-	if (extra)
-		dbuf_adds(&b, extra);
-	dbuf_printf(&b, "<RequestId>%s</RequestId></Error>", s->request_id);
-	if (dbuf_error(&b)) {
-		/* A message too long to quote: the code alone. */
-		dbuf_reset(&b);
-		dbuf_printf(&b, XML_HDR "<Error><Code>%s</Code><RequestId>%s</RequestId></Error>",
-		    code, s->request_id);
-	}
+	error_doc(s, code, msg, extra, &b);
 	http_resp_simple(s->c, status, hdr, "application/xml", b.p, b.len);
 	dbuf_free(&b);
+}
+
+/* The Error document into b (its end kept short if b overflows). */
+static void
+error_doc(struct s3req *s, const char *code, const char *msg, const char *extra,
+    struct dbuf *b)
+{
+	/* The declaration starts a document; where b holds something (what
+	 * follows a declaration already sent) it is not repeated. */
+	const char *decl = b->len ? "" : XML_HDR;
+	dbuf_printf(b, "%s<Error><Code>%s</Code><Message>", decl, code);
+	xml_escape(b, msg, strlen(msg));
+	dbuf_adds(b, "</Message>");
+	if (s->bucket[0]) {
+		dbuf_adds(b, "<BucketName>");
+		xml_escape(b, s->bucket, strlen(s->bucket));
+		dbuf_adds(b, "</BucketName>");
+	}
+	if (s->key && utf8_valid(s->key, s->key_len)) {
+		dbuf_adds(b, "<Key>");
+		xml_escape(b, s->key, s->key_len);
+		dbuf_adds(b, "</Key>");
+	}
+	if (extra)
+		dbuf_adds(b, extra);
+	dbuf_printf(b, "<RequestId>%s</RequestId></Error>", s->request_id);
+	if (dbuf_error(b)) {
+		/* A message too long to quote: the code alone. */
+		dbuf_reset(b);
+		dbuf_printf(b, "%s<Error><Code>%s</Code><RequestId>%s</RequestId></Error>",
+		    decl, code, s->request_id);
+	}
 }
 
 static void
@@ -1011,14 +1026,58 @@ struct delete_ctx {
 	struct mount *m;
 	struct dbuf *out;
 	int quiet;
-	struct dbuf body;
 };
 
 static int
-delete_sink(void *arg, const void *p, size_t n)
+dbuf_sink(void *arg, const void *p, size_t n)
 {
-	struct delete_ctx *d = arg;
-	return dbuf_add(&d->body, p, n) ? -E2BIG : 0;
+	return dbuf_add(arg, p, n) ? -E2BIG : 0;
+}
+
+#define MALFORMED_XML "The XML you provided was not well-formed or did not validate against our published schema."
+
+/* A request document (DeleteObjects, CompleteMultipartUpload), verified
+ * as any body is, into body (at most max bytes).  0, or sends the error
+ * and returns -1. */
+static int
+read_xml_body(struct s3req *s, size_t max, struct dbuf *body)
+{
+	struct s3_body_err be;
+	memset(&be, 0, sizeof(be));
+	struct s3_body *b = NULL;
+	struct s3_body_cfg cfg = {.max_size = (int64_t)max,
+	    .sig = s->sig.have_key ? &s->sig : NULL, .auth_checked = s->w->s3_verify};
+	if (s3_body_new(&b, s->req, &cfg, dbuf_sink, body, &be) < 0) {
+		if (be.code)
+			s3_error_x(s, be.status, be.code, be.msg, be.extra);
+		else
+			s3_error(s, 503, "SlowDown", "Out of memory.");
+		return -1;
+	}
+	char buf[16384];
+	ssize_t n;
+	int fr = 0;
+	while (fr == 0 && (n = http_body_read(s->c, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			body_read_error(s, n);
+			s3_body_free(&b);
+			return -1;
+		}
+		fr = s3_body_feed(b, buf, (size_t)n);
+	}
+	if (fr == 0)
+		fr = s3_body_finish(b);
+	if (fr < 0) {
+		const struct s3_body_err *e = s3_body_error(b);
+		if (e->code)
+			s3_error_x(s, e->status, e->code, e->msg, e->extra);
+		else
+			s3_error(s, 400, "MalformedXML", MALFORMED_XML);
+		s3_body_free(&b);
+		return -1;
+	}
+	s3_body_free(&b);
+	return 0;
 }
 
 static int
@@ -1069,50 +1128,20 @@ delete_one(void *arg, const char *key, size_t len, int has_version)
 static void
 op_delete_objects(struct s3req *s, struct mount *m)
 {
-	struct s3_body_err be;
-	memset(&be, 0, sizeof(be));
 	struct delete_ctx d = {.s = s, .m = m};
-	dbuf_init(&d.body, DELETE_BODY_MAX);
-	struct dbuf out;
+	struct dbuf body, out;
+	dbuf_init(&body, DELETE_BODY_MAX);
 	dbuf_init(&out, XML_BODY_MAX);
 	d.out = &out;
-	struct s3_body *b = NULL;
-	struct s3_body_cfg cfg = {.max_size = DELETE_BODY_MAX,
-	    .sig = s->sig.have_key ? &s->sig : NULL, .auth_checked = s->w->s3_verify};
-	if (s3_body_new(&b, s->req, &cfg, delete_sink, &d, &be) < 0) {
-		if (be.code)
-			s3_error_x(s, be.status, be.code, be.msg, be.extra);
-		else
-			s3_error(s, 503, "SlowDown", "Out of memory.");
+	if (read_xml_body(s, DELETE_BODY_MAX, &body) < 0)
 		goto out;
-	}
-	char buf[16384];
-	ssize_t n;
-	int fr = 0;
-	while (fr == 0 && (n = http_body_read(s->c, buf, sizeof(buf))) != 0) {
-		if (n < 0) {
-			body_read_error(s, n);
-			goto out;
-		}
-		fr = s3_body_feed(b, buf, (size_t)n);
-	}
-	if (fr == 0)
-		fr = s3_body_finish(b);
-	if (fr < 0) {
-		const struct s3_body_err *e = s3_body_error(b);
-		if (e->code)
-			s3_error_x(s, e->status, e->code, e->msg, e->extra);
-		else
-			s3_error(s, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.");
-		goto out;
-	}
-	if (s3_delete_parse(d.body.p ? d.body.p : "", d.body.len, delete_count, NULL, &d.quiet) < 0) {
-		s3_error(s, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.");
+	if (s3_delete_parse(body.p ? body.p : "", body.len, delete_count, NULL, &d.quiet) < 0) {
+		s3_error(s, 400, "MalformedXML", MALFORMED_XML);
 		goto out;
 	}
 	dbuf_adds(&out, XML_HDR "<DeleteResult xmlns=\"" S3_NS "\">");
 	int quiet_again;
-	s3_delete_parse(d.body.p, d.body.len, delete_one, &d, &quiet_again);
+	s3_delete_parse(body.p, body.len, delete_one, &d, &quiet_again);
 	if (dbuf_adds(&out, "</DeleteResult>") || dbuf_error(&out)) {
 		s3_error(s, 500, "InternalError", "The result document is too large.");
 		goto out;
@@ -1122,8 +1151,7 @@ op_delete_objects(struct s3req *s, struct mount *m)
 	s->status = 200;
 	http_resp_simple(s->c, 200, hdr, "application/xml", out.p, out.len);
 out:
-	s3_body_free(&b);
-	dbuf_free(&d.body);
+	dbuf_free(&body);
 	dbuf_free(&out);
 }
 
@@ -1141,8 +1169,16 @@ struct copy_ctx {
 	int64_t size;
 	char *buf;       /* for page files */
 	int same;        /* same mount: only the head is wanted */
+	struct mpu_part *part; /* UploadPartCopy: the bytes go here instead */
 	int err;
 };
+
+static int
+copy_out(struct copy_ctx *c, const void *p, size_t n)
+{
+	int r = c->part ? mpu_part_write(c->part, p, n) : objput_write(c->w, p, n);
+	return r < 0 ? (c->err = r) : 0;
+}
 
 static int
 copy_head(void *arg, const struct objget_head *h)
@@ -1150,7 +1186,7 @@ copy_head(void *arg, const struct objget_head *h)
 	struct copy_ctx *c = arg;
 	c->status = h->status;
 	c->size = h->st->size;
-	if (c->same || h->status != 200)
+	if (c->same || c->part || h->status != 200)
 		return 0;
 	struct ufs_put_opts o = *c->opts;
 	o.size = h->st->size;
@@ -1161,9 +1197,7 @@ copy_head(void *arg, const struct objget_head *h)
 static int
 copy_mem(void *arg, const void *p, size_t n)
 {
-	struct copy_ctx *c = arg;
-	int r = objput_write(c->w, p, n);
-	return r < 0 ? (c->err = r) : 0;
+	return copy_out(arg, p, n);
 }
 
 static int
@@ -1177,9 +1211,8 @@ copy_file(void *arg, int fd, off_t off, size_t n)
 		ssize_t got = pread(fd, c->buf, n < CHUNK ? n : CHUNK, off);
 		if (got <= 0)
 			return c->err = got < 0 ? -errno : -EIO;
-		int r = objput_write(c->w, c->buf, (size_t)got);
-		if (r < 0)
-			return c->err = r;
+		if (copy_out(c, c->buf, (size_t)got) < 0)
+			return c->err;
 		off += got;
 		n -= (size_t)got;
 	}
@@ -1330,6 +1363,579 @@ out:
 	free(skey);
 }
 
+/* --- multipart uploads: staged by mpu.c, completed through objput ------- */
+
+#define COMPLETE_BODY_MAX (4 << 20)
+
+/* uploadId of the request: 0 with id, or sends NoSuchUpload. */
+static int
+upload_id(struct s3req *s, char id[MPU_ID_LEN + 1])
+{
+	const char *v;
+	size_t vl;
+	if (!http_query_get(s->req->query, s->req->query_len, "uploadId", &v, &vl) ||
+	    vl != MPU_ID_LEN) {
+		s3_error(s, 404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
+		return -1;
+	}
+	memcpy(id, v, vl);
+	id[vl] = 0;
+	if (!mpu_id_valid(id)) {
+		s3_error(s, 404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+no_such_upload(struct s3req *s)
+{
+	s3_error(s, 404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
+}
+
+static void
+xml_ok(struct s3req *s, struct dbuf *b)
+{
+	if (dbuf_error(b)) {
+		s3_error(s, 500, "InternalError", "The result document is too large.");
+		return;
+	}
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	s->status = 200;
+	http_resp_simple(s->c, 200, hdr, "application/xml", b->p, b->len);
+}
+
+static void
+op_create_mpu(struct s3req *s, struct mount *m)
+{
+	if (m->readonly || !ufs_writable(m->ufs)) {
+		write_error(s, -EROFS, "");
+		return;
+	}
+	struct obj_headers oh = {.n = 0};
+	dbuf_init(&oh.arena, 0);
+	char id[MPU_ID_LEN + 1];
+	if (obj_headers_collect(s, &oh) < 0)
+		goto out;
+	int r = mpu_create(s->w->mpu, m, s->key, oh.h, oh.n, id);
+	if (r == -EAGAIN) {
+		s3_error(s, 503, "SlowDown", "Too many multipart uploads in progress on this worker: complete or abort some.");
+		goto out;
+	}
+	if (r < 0) {
+		write_error(s, r, "staging the upload failed");
+		goto out;
+	}
+	struct dbuf b;
+	dbuf_init(&b, 8192);
+	dbuf_adds(&b, XML_HDR "<InitiateMultipartUploadResult xmlns=\"" S3_NS "\"><Bucket>");
+	xml_escape(&b, m->name, strlen(m->name));
+	dbuf_adds(&b, "</Bucket><Key>");
+	xml_escape(&b, s->key, s->key_len);
+	dbuf_printf(&b, "</Key><UploadId>%s</UploadId></InitiateMultipartUploadResult>", id);
+	xml_ok(s, &b);
+	dbuf_free(&b);
+out:
+	dbuf_free(&oh.arena);
+}
+
+/* partNumber: 1..10000, or sends InvalidArgument. */
+static int
+part_number(struct s3req *s)
+{
+	const char *v;
+	size_t vl;
+	int n = 0;
+	if (http_query_get(s->req->query, s->req->query_len, "partNumber", &v, &vl) &&
+	    vl >= 1 && vl <= 5) {
+		for (size_t i = 0; i < vl && n >= 0; i++)
+			n = v[i] >= '0' && v[i] <= '9' ? n * 10 + (v[i] - '0') : -1;
+	}
+	if (n < 1 || n > MPU_PART_MAX) {
+		s3_error(s, 400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+		return -1;
+	}
+	return n;
+}
+
+static void
+part_answer(struct s3req *s, const char *md5hex, const char *ck_name,
+    const char *ck_value)
+{
+	char hdr[512];
+	int n = snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\nETag: \"%s\"\r\n",
+	    s->request_id, md5hex);
+	if (ck_name && n > 0 && (size_t)n < sizeof(hdr))
+		snprintf(hdr + n, sizeof(hdr) - (size_t)n, "%s: %s\r\n", ck_name, ck_value);
+	s->status = 200;
+	http_resp_start(s->c, 200, hdr, 0);
+	http_resp_end(s->c);
+}
+
+static void
+part_error(struct s3req *s, int r)
+{
+	if (r == -ENOENT)
+		no_such_upload(s);
+	else
+		write_error(s, r, "staging the part failed");
+}
+
+static void
+op_upload_part(struct s3req *s, struct mount *m)
+{
+	char id[MPU_ID_LEN + 1];
+	int num;
+	if (upload_id(s, id) < 0 || (num = part_number(s)) < 0)
+		return;
+	struct s3_body_err be;
+	memset(&be, 0, sizeof(be));
+	struct put_body pb = {.s = s};
+	struct s3_body_cfg cfg = {.sig = s->sig.have_key ? &s->sig : NULL,
+	    .auth_checked = s->w->s3_verify};
+	if (s3_body_new(&pb.b, s->req, &cfg, put_sink, &pb, &be) < 0) {
+		if (be.code)
+			s3_error_x(s, be.status, be.code, be.msg, be.extra);
+		else
+			s3_error(s, 503, "SlowDown", "Out of memory.");
+		return;
+	}
+	struct mpu_part *p = NULL;
+	char *buf = NULL;
+	int64_t want = s3_body_expected_size(pb.b);
+	int r = want > MPU_PART_SIZE_MAX ? -EFBIG : 0;
+	if (r == 0)
+		r = mpu_part_begin(s->w->mpu, m, s->key, id, num, &p);
+	if (r == 0 && !(buf = malloc(1 << 20)))
+		r = -ENOMEM;
+	int64_t got = 0;
+	for (ssize_t n = 1; r == 0 && n > 0;) {
+		n = put_body_read(&pb, buf, 1 << 20);
+		if (n < 0)
+			r = (int)n;
+		else if (n > 0 && (r = mpu_part_write(p, buf, (size_t)n)) == 0)
+			got += n;
+	}
+	if (r == 0 && want >= 0 && got != want)
+		r = -EPROTO;
+	char md5hex[33];
+	if (r == 0)
+		r = mpu_part_commit(&p, md5hex);
+	else
+		mpu_part_abort(&p);
+	if (r == 0) {
+		const char *ckn = NULL;
+		char ckv[64];
+		if (!s3_body_checksum(pb.b, &ckn, ckv))
+			ckn = NULL;
+		part_answer(s, md5hex, ckn, ckv);
+	} else if (pb.read_err) {
+		body_read_error(s, pb.read_err);
+	} else if (s3_body_error(pb.b)->code) {
+		const struct s3_body_err *e = s3_body_error(pb.b);
+		s3_error_x(s, e->status, e->code, e->msg, e->extra);
+	} else {
+		part_error(s, r);
+	}
+	free(buf);
+	s3_body_free(&pb.b);
+}
+
+static void
+op_upload_part_copy(struct s3req *s, struct mount *m)
+{
+	char id[MPU_ID_LEN + 1];
+	int num;
+	if (upload_id(s, id) < 0 || (num = part_number(s)) < 0)
+		return;
+	struct mount *sm = NULL;
+	char *skey = NULL;
+	if (copy_source(s, &sm, &skey) < 0)
+		return;
+	struct copy_ctx c = {.s = s};
+	int r = mpu_part_begin(s->w->mpu, m, s->key, id, num, &c.part);
+	if (r < 0) {
+		part_error(s, r);
+		goto out;
+	}
+	struct objget_req rq = {.m = sm, .path = skey, .dir_enoent = 1,
+	    .range = hdr_of(s->req, "x-amz-copy-source-range"),
+	    .if_match = hdr_of(s->req, "x-amz-copy-source-if-match"),
+	    .if_none_match = hdr_of(s->req, "x-amz-copy-source-if-none-match"),
+	    .if_modified_since = hdr_of(s->req, "x-amz-copy-source-if-modified-since"),
+	    .if_unmodified_since = hdr_of(s->req, "x-amz-copy-source-if-unmodified-since")};
+	struct objget_sink sink = {.head = copy_head, .file = copy_file, .mem = copy_mem, .arg = &c};
+	int started = 0;
+	r = objget_serve(s->w->og, &rq, &sink, &started);
+	if (r < 0 && c.err)
+		r = c.err;
+	char md5hex[33];
+	if (r == 0 && c.status == 416) {
+		mpu_part_abort(&c.part);
+		s3_error(s, 400, "InvalidRange", "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+		goto out;
+	}
+	if (r == 0 && c.status != 200 && c.status != 206) {
+		mpu_part_abort(&c.part);
+		s3_error(s, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+		goto out;
+	}
+	if (r == 0)
+		r = mpu_part_commit(&c.part, md5hex);
+	else
+		mpu_part_abort(&c.part);
+	if (r == -ENOENT && !c.status) {
+		char *k = s->key;
+		s->key = skey;
+		s->key_len = strlen(skey);
+		s3_error(s, 404, "NoSuchKey", "The specified key does not exist.");
+		s->key = k;
+		s->key_len = strlen(k);
+		goto out;
+	}
+	if (r < 0) {
+		part_error(s, r);
+		goto out;
+	}
+	char lm[40];
+	fmt_iso8601(time(NULL), lm, sizeof(lm));
+	struct dbuf b;
+	dbuf_init(&b, 4096);
+	dbuf_printf(&b, XML_HDR "<CopyPartResult xmlns=\"" S3_NS "\"><LastModified>%s</LastModified>"
+	    "<ETag>&quot;%s&quot;</ETag></CopyPartResult>", lm, md5hex);
+	xml_ok(s, &b);
+	dbuf_free(&b);
+out:
+	free(c.buf);
+	mount_release(&sm);
+	free(skey);
+}
+
+static void
+op_abort_mpu(struct s3req *s, struct mount *m)
+{
+	char id[MPU_ID_LEN + 1];
+	if (upload_id(s, id) < 0)
+		return;
+	int r = mpu_abort(s->w->mpu, m, s->key, id);
+	if (r < 0) {
+		part_error(s, r);
+		return;
+	}
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+	s->status = 204;
+	http_resp_start(s->c, 204, hdr, -1);
+	http_resp_end(s->c);
+}
+
+struct want_list {
+	struct mpu_want *w;
+	int n;
+};
+
+static int
+want_add(void *arg, int number, const char *etag, size_t len)
+{
+	struct want_list *l = arg;
+	if (len > 32)
+		len = 32; /* cannot match an MD5; compared as given */
+	l->w[l->n].number = number;
+	memcpy(l->w[l->n].etag, etag, len);
+	l->w[l->n].etag[len] = 0;
+	l->n++;
+	return 0;
+}
+
+/* Complete answers 200 before the write (which may take long) and keeps
+ * the connection alive with spaces, as S3 does; its outcome is the
+ * document that follows. */
+static void
+complete_started(void *arg)
+{
+	struct s3req *s = arg;
+	char hdr[128];
+	snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\nContent-Type: application/xml\r\n",
+	    s->request_id);
+	s->status = 200;
+	http_resp_start(s->c, 200, hdr, -1);
+	http_resp_body(s->c, XML_HDR, sizeof(XML_HDR) - 1);
+}
+
+static void
+complete_tick(void *arg)
+{
+	struct s3req *s = arg;
+	http_resp_body(s->c, " ", 1);
+}
+
+static void
+op_complete_mpu(struct s3req *s, struct mount *m)
+{
+	char id[MPU_ID_LEN + 1];
+	if (upload_id(s, id) < 0)
+		return;
+	struct dbuf body;
+	dbuf_init(&body, COMPLETE_BODY_MAX);
+	struct want_list wl = {.w = calloc(S3_COMPLETE_MAX, sizeof(struct mpu_want))};
+	char if_match[UFS_ETAG_MAX];
+	struct ufs_put_opts cond = {.size = -1};
+	if (!wl.w) {
+		s3_error(s, 503, "SlowDown", "Out of memory.");
+		goto out;
+	}
+	if (read_xml_body(s, COMPLETE_BODY_MAX, &body) < 0 ||
+	    write_conditions(s, &cond, if_match, sizeof(if_match)) < 0)
+		goto out;
+	if (s3_complete_parse(body.p ? body.p : "", body.len, want_add, &wl) < 0) {
+		s3_error(s, 400, "MalformedXML", MALFORMED_XML);
+		goto out;
+	}
+	struct mpu_progress pr = {.started = complete_started, .tick = complete_tick, .arg = s};
+	struct ufs_stat st;
+	char mpu_etag[48];
+	int bad = 0;
+	int r = mpu_complete(s->w->mpu, m, s->key, id, wl.w, wl.n, &cond, &pr, &st,
+	    mpu_etag, &bad);
+	struct dbuf b;
+	dbuf_init(&b, 16384);
+	if (r == 0) {
+		/* The ETag every later HEAD and GET gives: the under-store's
+		 * (S3's "md5-of-md5s-N" where the store's parts are the
+		 * client's, as with the default 8 MiB parts of awscli and
+		 * boto3 over an s3:// mount). */
+		char etag[UFS_ETAG_MAX];
+		objkey_etag(&st, etag, sizeof(etag));
+		if (!http_resp_started(s->c))
+			dbuf_adds(&b, XML_HDR);
+		dbuf_adds(&b, "<CompleteMultipartUploadResult xmlns=\"" S3_NS "\"><Location>/");
+		xml_escape(&b, m->name, strlen(m->name));
+		dbuf_adds(&b, "/");
+		xml_escape(&b, s->key, s->key_len);
+		dbuf_adds(&b, "</Location><Bucket>");
+		xml_escape(&b, m->name, strlen(m->name));
+		dbuf_adds(&b, "</Bucket><Key>");
+		xml_escape(&b, s->key, s->key_len);
+		dbuf_adds(&b, "</Key><ETag>&quot;");
+		xml_escape(&b, etag, strlen(etag));
+		dbuf_adds(&b, "&quot;</ETag></CompleteMultipartUploadResult>");
+		if (!http_resp_started(s->c)) {
+			xml_ok(s, &b);
+		} else {
+			http_resp_body(s->c, b.p, b.len);
+			http_resp_end(s->c);
+		}
+		dbuf_free(&b);
+		goto out;
+	}
+	if (!http_resp_started(s->c)) {
+		char extra[160];
+		snprintf(extra, sizeof(extra), "<PartNumber>%d</PartNumber>", bad);
+		switch (r) {
+		case -ENOENT:
+			no_such_upload(s);
+			break;
+		case -EDOM:
+			s3_error(s, 400, "InvalidPartOrder", "The list of parts was not in ascending order. The parts list must be specified in order by part number.");
+			break;
+		case -EINVAL:
+			s3_error_x(s, 400, "InvalidPart", "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.", bad ? extra : NULL);
+			break;
+		case -EMSGSIZE:
+			s3_error_x(s, 400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.", extra);
+			break;
+		default:
+			write_error(s, r, "completing the upload failed");
+		}
+		dbuf_free(&b);
+		goto out;
+	}
+	/* After the 200: the error is the document; the upload stays. */
+	char why[768];
+	const char *code = "InternalError";
+	snprintf(why, sizeof(why), "completing the upload failed: %s",
+	    ufs_last_error()[0] ? ufs_last_error() : strerror(-r));
+	if (r == -EEXIST || r == -ESTALE) {
+		code = "PreconditionFailed";
+		snprintf(why, sizeof(why), "At least one of the pre-conditions you specified did not hold");
+	} else if (r == -ENOSPC || r == -EDQUOT) {
+		code = "InsufficientStorage";
+	} else if (r == -EROFS) {
+		code = "AccessDenied";
+	} else if (r == -ETIMEDOUT || r == -EIO || r == -ECONNREFUSED || r == -EHOSTUNREACH) {
+		code = "ServiceUnavailable";
+	}
+	dbuf_adds(&b, "\n");
+	error_doc(s, code, why, NULL, &b);
+	http_resp_body(s->c, b.p, b.len);
+	http_resp_end(s->c);
+	dbuf_free(&b);
+out:
+	free(wl.w);
+	dbuf_free(&body);
+}
+
+struct parts_out {
+	struct dbuf *b;
+	int last;
+};
+
+static int
+list_part_cb(void *arg, const struct mpu_part_info *pi)
+{
+	struct parts_out *o = arg;
+	char lm[40];
+	fmt_iso8601(pi->mtime, lm, sizeof(lm));
+	dbuf_printf(o->b, "<Part><PartNumber>%d</PartNumber><LastModified>%s</LastModified>"
+	    "<ETag>&quot;%s&quot;</ETag><Size>%lld</Size></Part>", pi->number, lm,
+	    pi->etag, (long long)pi->size);
+	o->last = pi->number;
+	return 0;
+}
+
+/* max-parts / max-uploads: at most 1000, or sends InvalidArgument. */
+static int
+list_max(struct s3req *s, const char *name)
+{
+	int bad = 0, max = 1000;
+	char *v = qparam(s->req, name, &bad);
+	if (v) {
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (!v[0] || *end || n < 0)
+			bad = 1;
+		else if (n < max)
+			max = (int)n;
+	}
+	free(v);
+	if (bad) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "%s must be a non-negative integer.", name);
+		s3_error(s, 400, "InvalidArgument", msg);
+		return -1;
+	}
+	return max;
+}
+
+static void
+op_list_parts(struct s3req *s, struct mount *m)
+{
+	char id[MPU_ID_LEN + 1];
+	int max, bad = 0;
+	if (upload_id(s, id) < 0 || (max = list_max(s, "max-parts")) < 0)
+		return;
+	char *mk = qparam(s->req, "part-number-marker", &bad);
+	int marker = mk ? atoi(mk) : 0;
+	free(mk);
+	struct dbuf b;
+	dbuf_init(&b, XML_BODY_MAX);
+	dbuf_adds(&b, XML_HDR "<ListPartsResult xmlns=\"" S3_NS "\"><Bucket>");
+	xml_escape(&b, m->name, strlen(m->name));
+	dbuf_adds(&b, "</Bucket><Key>");
+	xml_escape(&b, s->key, s->key_len);
+	dbuf_printf(&b, "</Key><UploadId>%s</UploadId><PartNumberMarker>%d</PartNumberMarker>",
+	    id, marker);
+	struct dbuf parts;
+	dbuf_init(&parts, XML_BODY_MAX);
+	struct parts_out o = {.b = &parts, .last = marker};
+	int trunc = 0;
+	int r = mpu_list_parts(s->w->mpu, m, s->key, id, marker, max, list_part_cb, &o, &trunc);
+	if (r < 0) {
+		part_error(s, r);
+	} else {
+		dbuf_printf(&b, "<NextPartNumberMarker>%d</NextPartNumberMarker><MaxParts>%d</MaxParts>"
+		    "<IsTruncated>%s</IsTruncated>", o.last, max, trunc ? "true" : "false");
+		dbuf_add(&b, parts.p, parts.len);
+		dbuf_adds(&b, "<Initiator><ID>ferry</ID><DisplayName>ferry</DisplayName></Initiator>"
+		    OWNER_XML "<StorageClass>STANDARD</StorageClass></ListPartsResult>");
+		xml_ok(s, &b);
+	}
+	dbuf_free(&parts);
+	dbuf_free(&b);
+}
+
+struct uploads_out {
+	struct dbuf *b;
+	char *next_key;
+	char next_id[MPU_ID_LEN + 1];
+};
+
+static int
+list_upload_cb(void *arg, const struct mpu_upload_info *ui)
+{
+	struct uploads_out *o = arg;
+	char lm[40];
+	fmt_iso8601(ui->initiated, lm, sizeof(lm));
+	dbuf_adds(o->b, "<Upload><Key>");
+	xml_escape(o->b, ui->key, strlen(ui->key));
+	dbuf_printf(o->b, "</Key><UploadId>%s</UploadId>"
+	    "<Initiator><ID>ferry</ID><DisplayName>ferry</DisplayName></Initiator>"
+	    OWNER_XML "<StorageClass>STANDARD</StorageClass><Initiated>%s</Initiated></Upload>",
+	    ui->id, lm);
+	free(o->next_key);
+	o->next_key = strdup(ui->key);
+	memcpy(o->next_id, ui->id, sizeof(o->next_id));
+	return o->next_key ? 0 : -ENOMEM;
+}
+
+static void
+op_list_mpus(struct s3req *s, struct mount *m)
+{
+	int max, bad = 0;
+	if ((max = list_max(s, "max-uploads")) < 0)
+		return;
+	char *prefix = qparam(s->req, "prefix", &bad);
+	char *km = qparam(s->req, "key-marker", &bad);
+	char *im = qparam(s->req, "upload-id-marker", &bad);
+	char *delim = qparam(s->req, "delimiter", &bad);
+	struct dbuf b, ups;
+	dbuf_init(&b, XML_BODY_MAX);
+	dbuf_init(&ups, XML_BODY_MAX);
+	struct uploads_out o = {.b = &ups};
+	if (bad) {
+		s3_error(s, 400, "InvalidArgument", "Malformed query parameter.");
+		goto out;
+	}
+	if (delim) {
+		s3_error(s, 501, "NotImplemented", "ListMultipartUploads takes no delimiter in ferry yet.");
+		goto out;
+	}
+	int trunc = 0;
+	int r = mpu_list_uploads(s->w->mpu, m, prefix ? prefix : "", km ? km : "",
+	    im ? im : "", max, list_upload_cb, &o, &trunc);
+	if (r < 0) {
+		s3_error_errno(s, r);
+		goto out;
+	}
+	dbuf_adds(&b, XML_HDR "<ListMultipartUploadsResult xmlns=\"" S3_NS "\"><Bucket>");
+	xml_escape(&b, m->name, strlen(m->name));
+	dbuf_adds(&b, "</Bucket><KeyMarker>");
+	if (km)
+		xml_escape(&b, km, strlen(km));
+	dbuf_printf(&b, "</KeyMarker><UploadIdMarker>%s</UploadIdMarker><NextKeyMarker>",
+	    im && mpu_id_valid(im) ? im : "");
+	if (o.next_key)
+		xml_escape(&b, o.next_key, strlen(o.next_key));
+	dbuf_printf(&b, "</NextKeyMarker><NextUploadIdMarker>%s</NextUploadIdMarker><Prefix>",
+	    o.next_key ? o.next_id : "");
+	if (prefix)
+		xml_escape(&b, prefix, strlen(prefix));
+	dbuf_printf(&b, "</Prefix><MaxUploads>%d</MaxUploads><IsTruncated>%s</IsTruncated>",
+	    max, trunc ? "true" : "false");
+	dbuf_add(&b, ups.p, ups.len);
+	dbuf_adds(&b, "</ListMultipartUploadsResult>");
+	xml_ok(s, &b);
+out:
+	free(o.next_key);
+	free(prefix);
+	free(km);
+	free(im);
+	free(delim);
+	dbuf_free(&ups);
+	dbuf_free(&b);
+}
+
 /* --- CORS preflight, ACLs ------------------------------------------------ */
 
 /*
@@ -1450,7 +2056,10 @@ route(struct s3req *s)
 		return;
 	}
 	int write = s->op == S3OP_PUT_OBJECT || s->op == S3OP_COPY_OBJECT ||
-	    s->op == S3OP_DELETE_OBJECT || s->op == S3OP_DELETE_OBJECTS;
+	    s->op == S3OP_DELETE_OBJECT || s->op == S3OP_DELETE_OBJECTS ||
+	    s->op == S3OP_CREATE_MPU || s->op == S3OP_UPLOAD_PART ||
+	    s->op == S3OP_UPLOAD_PART_COPY || s->op == S3OP_COMPLETE_MPU ||
+	    s->op == S3OP_ABORT_MPU;
 	if (write && s->anonymous) {
 		/* --s3-anonymous is public read, never public write. */
 		s3_error(s, 403, "AccessDenied", "Access Denied: writes must be signed.");
@@ -1469,6 +2078,27 @@ route(struct s3req *s)
 		break;
 	case S3OP_DELETE_OBJECTS:
 		op_delete_objects(s, m);
+		break;
+	case S3OP_CREATE_MPU:
+		op_create_mpu(s, m);
+		break;
+	case S3OP_UPLOAD_PART:
+		op_upload_part(s, m);
+		break;
+	case S3OP_UPLOAD_PART_COPY:
+		op_upload_part_copy(s, m);
+		break;
+	case S3OP_COMPLETE_MPU:
+		op_complete_mpu(s, m);
+		break;
+	case S3OP_ABORT_MPU:
+		op_abort_mpu(s, m);
+		break;
+	case S3OP_LIST_PARTS:
+		op_list_parts(s, m);
+		break;
+	case S3OP_LIST_MPUS:
+		op_list_mpus(s, m);
 		break;
 	case S3OP_HEAD_BUCKET: {
 		char hdr[160];

@@ -1,6 +1,6 @@
 /*
  * s3_reqxml.h: the XML documents S3 clients send the gateway in a request
- * body (DeleteObjects' Delete), parsed with the strict, bounded scanner of
+ * body (DeleteObjects' Delete, CompleteMultipartUpload's), parsed with the strict, bounded scanner of
  * common/xml_scan.h.  Pure: no I/O; safe from any thread.
  */
 #ifndef FERRY_S3_REQXML_H
@@ -26,5 +26,22 @@ typedef int (*s3_delete_fn)(void *arg, const char *key, size_t len,
  */
 int s3_delete_parse(const char *xml, size_t len, s3_delete_fn fn, void *arg,
     int *quiet);
+
+#define S3_COMPLETE_MAX 10000 /* parts of one multipart upload */
+
+/* One Part of a CompleteMultipartUpload document: its PartNumber (1..
+ * 10000) and ETag (without quotes, NUL-terminated). */
+typedef int (*s3_complete_fn)(void *arg, int number, const char *etag,
+    size_t len);
+
+/*
+ * Parses <CompleteMultipartUpload>(<Part><PartNumber>N</PartNumber>
+ * <ETag>..</ETag>[<Checksum*>..</Checksum*>]</Part>)+
+ * </CompleteMultipartUpload>: calls fn for each Part in order.  -EIO
+ * when malformed, no Part, more than S3_COMPLETE_MAX, a Part without one
+ * PartNumber (a decimal in range) or one ETag.
+ */
+int s3_complete_parse(const char *xml, size_t len, s3_complete_fn fn,
+    void *arg);
 
 #endif

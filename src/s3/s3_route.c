@@ -41,8 +41,12 @@ set_err(struct s3_route *rt, int status, int pre_auth, const char *code, const c
 	rt->msg = msg;
 }
 
+/* Sub-resources an operation takes: never "unbuilt" for it. */
+static const char *const MPU_PARAMS[] = {"uploads", "uploadId", "partNumber", NULL};
+static const char *const DELETE_PARAMS[] = {"delete", NULL};
+
 static int
-has_unbuilt_subresource(const struct http_request *req, const char *except)
+has_unbuilt_subresource(const struct http_request *req, const char *const *except)
 {
 	static const char *const sub[] = {"policy", "versioning", "tagging",
 	    "lifecycle", "cors", "website", "logging", "notification",
@@ -52,10 +56,35 @@ has_unbuilt_subresource(const struct http_request *req, const char *except)
 	    "analytics", "inventory", "metrics", "ownershipControls",
 	    "publicAccessBlock", "intelligent-tiering", "partNumber",
 	    "versionId", "policyStatus"};
-	for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
-		if ((!except || strcmp(sub[i], except) != 0) && has_param(req, sub[i]))
+	for (size_t i = 0; i < ARRAY_SIZE(sub); i++) {
+		int taken = 0;
+		for (const char *const *e = except; e && *e; e++)
+			taken |= strcmp(*e, sub[i]) == 0;
+		if (!taken && has_param(req, sub[i]))
 			return 1;
+	}
 	return 0;
+}
+
+/* The multipart operation of a request on a key, or S3OP_OTHER. */
+static enum s3_op
+mpu_op(const struct http_request *req, int is_put, int is_post, int is_delete,
+    int is_get)
+{
+	int uploads = has_param(req, "uploads"), id = has_param(req, "uploadId");
+	int part = has_param(req, "partNumber");
+	if (is_post && uploads && !id && !part)
+		return S3OP_CREATE_MPU;
+	if (is_put && id && part && !uploads)
+		return http_header_get(req, "x-amz-copy-source", NULL) ?
+		    S3OP_UPLOAD_PART_COPY : S3OP_UPLOAD_PART;
+	if (is_post && id && !uploads && !part)
+		return S3OP_COMPLETE_MPU;
+	if (is_delete && id && !uploads && !part)
+		return S3OP_ABORT_MPU;
+	if (is_get && id && !uploads && !part)
+		return S3OP_LIST_PARTS;
+	return S3OP_OTHER;
 }
 
 static int
@@ -71,12 +100,14 @@ route_write(const struct http_request *req, struct s3_route *rt)
 {
 	int is_put = method_is(req, "PUT"), is_post = method_is(req, "POST");
 	int is_delete = method_is(req, "DELETE");
+	const char *const *params = NULL;
 	rt->op = S3OP_OTHER;
 	if (has_param(req, "acl")) {
 		set_err(rt, 501, 0, "NotImplemented", "ferry keeps no ACLs: they cannot be changed.");
 		return;
 	}
 	if (!rt->key) {
+		params = DELETE_PARAMS;
 		if (is_post && has_param(req, "delete"))
 			rt->op = S3OP_DELETE_OBJECTS;
 		else if (is_put && !has_unbuilt_subresource(req, NULL))
@@ -84,17 +115,19 @@ route_write(const struct http_request *req, struct s3_route *rt)
 		else if (is_delete && !has_unbuilt_subresource(req, NULL))
 			set_err(rt, 501, 0, "NotImplemented", "A bucket is a ferry mount: remove one with `ferry unmount NAME`.");
 	} else if (is_multipart(req)) {
-		set_err(rt, 501, 0, "NotImplemented", "Multipart uploads are not implemented yet: upload with a single PutObject (up to 5 GiB).");
-		return;
+		params = MPU_PARAMS;
+		rt->op = mpu_op(req, is_put, is_post, is_delete, 0);
 	} else if (is_put) {
 		rt->op = http_header_get(req, "x-amz-copy-source", NULL) ?
 		    S3OP_COPY_OBJECT : S3OP_PUT_OBJECT;
 	} else if (is_delete) {
 		rt->op = S3OP_DELETE_OBJECT;
 	}
-	if (rt->op == S3OP_OTHER)
+	if (rt->status) {
+		/* set above */
+	} else if (rt->op == S3OP_OTHER) {
 		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
-	else if (has_unbuilt_subresource(req, rt->op == S3OP_DELETE_OBJECTS ? "delete" : NULL)) {
+	} else if (has_unbuilt_subresource(req, params)) {
 		rt->op = S3OP_OTHER; /* PUT ?tagging is no PutObject, not even in the metrics */
 		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
 	}
@@ -231,6 +264,10 @@ s3_route_parse_vhost(const struct http_request *req,
 		rt->op = S3OP_LIST_BUCKETS;
 	else if (is_write)
 		route_write(req, rt);
+	else if (!rt->key && rt->is_get && has_param(req, "uploads"))
+		rt->op = S3OP_LIST_MPUS;
+	else if (rt->key && rt->is_get && is_multipart(req))
+		rt->op = mpu_op(req, 0, 0, 0, 1);
 	else if (!rt->key)
 		rt->op = rt->is_head ? S3OP_HEAD_BUCKET
 		    : has_param(req, "location") ? S3OP_GET_BUCKET_LOCATION
@@ -246,7 +283,8 @@ s3_route_parse_vhost(const struct http_request *req,
 	} else if (is_write && rt->bucket_len == 0) {
 		rt->op = S3OP_OTHER;
 		set_err(rt, 405, 0, "MethodNotAllowed", "The specified method is not allowed against this resource.");
-	} else if (!is_write && has_unbuilt_subresource(req, NULL)) {
+	} else if (!is_write && has_unbuilt_subresource(req,
+	    rt->op == S3OP_LIST_MPUS || rt->op == S3OP_LIST_PARTS ? MPU_PARAMS : NULL)) {
 		rt->op = S3OP_OTHER;
 		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
 	} else if (rt->bucket_len == 0 && rt->key) {

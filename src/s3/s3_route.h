@@ -28,6 +28,13 @@ enum s3_op {
 	S3OP_COPY_OBJECT,
 	S3OP_DELETE_OBJECT,
 	S3OP_DELETE_OBJECTS,
+	S3OP_CREATE_MPU,      /* POST KEY?uploads */
+	S3OP_UPLOAD_PART,     /* PUT KEY?partNumber=N&uploadId=I */
+	S3OP_UPLOAD_PART_COPY, /* the same with x-amz-copy-source */
+	S3OP_COMPLETE_MPU,    /* POST KEY?uploadId=I */
+	S3OP_ABORT_MPU,       /* DELETE KEY?uploadId=I */
+	S3OP_LIST_PARTS,      /* GET KEY?uploadId=I */
+	S3OP_LIST_MPUS,       /* GET BUCKET?uploads */
 	S3OP_OTHER,
 	S3OP__N
 };

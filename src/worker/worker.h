@@ -39,6 +39,7 @@ struct worker {
 	struct router *rt;   /* the read path, cluster-wide or not */
 	struct objget *og;   /* the owner of every object read */
 	struct objput *op;   /* the owner of every object write */
+	struct mpu *mpu;     /* multipart uploads staged in <state_dir>/uploads */
 	char id[CLUSTER_ID_MAX + 1]; /* this worker's id (kept in state_dir) */
 	int64_t started;
 };

@@ -94,7 +94,7 @@ static const struct opt_def opts[] = {
 	    "this long after its last keep-alive (default 5)", NULL},
 	{"mount", OPT_MOUNT, "NAME=URI", "mount an under-store at start if NAME is not mounted\n"
 	    "(URIs with options: use `ferry mount`)", "Other"},
-	{"state-dir", OPT_STATE_DIR, "DIR", "where the mount table and worker id live (default:\nthe first cache dir)", NULL},
+	{"state-dir", OPT_STATE_DIR, "DIR", "where the mount table, worker id and multipart uploads\nin progress live (default: the first cache dir)", NULL},
 	{"local-socket", OPT_LOCAL_SOCKET, "PATH", "Unix socket that hands cached page files to clients on\n"
 	    "this host (ferry fuse) for zero-copy reads (default\n"
 	    "STATE_DIR/ferry.sock, mode 0600); 'none' turns it off", NULL},

@@ -29,6 +29,7 @@
 #include "../common/vas.h"
 #include "localfd.h"
 #include "objget.h"
+#include "mpu.h"
 #include "objput.h"
 #include "worker.h"
 
@@ -387,6 +388,14 @@ worker_start(struct worker *w)
 		fprintf(stderr, "ferry worker: cannot start: out of memory\n");
 		return -1;
 	}
+	char updir[PATH_MAX];
+	snprintf(updir, sizeof(updir), "%s/uploads", c->state_dir);
+	w->mpu = mpu_open(updir, w->op, &err);
+	if (!w->mpu) {
+		fprintf(stderr, "ferry worker: cannot start: multipart uploads: %s\n", err ? err : "out of memory");
+		free(err);
+		return -1;
+	}
 	if (start_local_socket(w) < 0 || start_servers(w) < 0)
 		return -1;
 	if (c->etcd && join_cluster(w) < 0)
@@ -410,6 +419,7 @@ worker_stop(struct worker *w)
 	if (w->rt)
 		router_set_cluster(w->rt, NULL);
 	cluster_close(&cl); /* leaves the cluster at once (lease revoked) */
+	mpu_close(&w->mpu);
 	objput_close(&w->op);
 	objget_close(&w->og);
 	router_close(&w->rt);

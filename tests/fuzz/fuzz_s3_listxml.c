@@ -1,12 +1,13 @@
 /*
  * fuzz_s3_listxml.c: libFuzzer harness for the XML parsers: the
  * ListBucketResult, Error and write-result documents the s3:// under-store
- * reads, and the Delete document the gateway reads (s3_reqxml.c).  The input is copied into an exact-size heap block
+ * reads, and the Delete and CompleteMultipartUpload documents the gateway reads (s3_reqxml.c).  The input is copied into an exact-size heap block
  * so that ASan catches any read past the end; every entry given to the
  * callback must be internally consistent (NUL-terminated at key_len, ETag
  * within bounds), and a failed result parse leaves no field found.
  */
 // FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/ufs/s3_listxml.c src/common/xml_scan.c src/s3/s3_reqxml.c
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,16 @@ check_delete(void *arg, const char *key, size_t len, int has_version)
 	size_t *count = arg;
 	if (len > XML_TEXT_MAX || key[len] != 0 || strlen(key) != len ||
 	    ++*count > S3_DELETE_MAX || (has_version != 0 && has_version != 1))
+		abort();
+	return 0;
+}
+
+static int
+check_part(void *arg, int number, const char *etag, size_t len)
+{
+	int *count = arg;
+	if (number < 1 || number > S3_COMPLETE_MAX || etag[len] != 0 ||
+	    strlen(etag) != len || ++*count > S3_COMPLETE_MAX)
 		abort();
 	return 0;
 }
@@ -71,6 +82,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int quiet = -1;
 	r = s3_delete_parse(p, size, check_delete, &dels, &quiet);
 	if ((r != 0 && r != -5) || (r == 0 && dels == 0) || (quiet != 0 && quiet != 1))
+		abort();
+	int parts = 0;
+	r = s3_complete_parse(p, size, check_part, &parts);
+	if ((r != 0 && r != -EIO) || (r == 0 && parts == 0))
 		abort();
 	free(p);
 	return 0;

@@ -148,7 +148,7 @@ def test_methods(w, method, code, status, data_dir):
     assert (data_dir / "obj.bin").read_bytes() == OBJ
 
 
-@pytest.mark.parametrize("q", [b"tagging", b"versions", b"uploads", b"policy", b"versionId=1"])
+@pytest.mark.parametrize("q", [b"tagging", b"versions", b"policy", b"versionId=1", b"partNumber=1"])
 def test_unbuilt_subresources_501(w, q):
     for target in (b"/data?" + q, b"/data/obj.bin?" + q):
         status, _, body = get(w, target)

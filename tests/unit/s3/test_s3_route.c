@@ -171,14 +171,44 @@ TEST(writes)
 	route_h(&rt, "PUT", "/", "");
 	CHECK_EQ_INT(rt.status, 405);
 	s3_route_free(&rt);
-	/* what is not built yet says so, and is never taken for a plain write */
-	route_h(&rt, "POST", "/data/k?uploads", "");
-	CHECK_EQ_INT(rt.status, 501);
-	CHECK(strstr(rt.msg, "Multipart") != NULL);
-	s3_route_free(&rt);
-	route_h(&rt, "PUT", "/data/k?partNumber=1&uploadId=x", "");
-	CHECK_EQ_INT(rt.status, 501);
-	s3_route_free(&rt);
+	/* multipart: each operation by its method and parameters */
+	static const struct {
+		const char *method, *target, *extra;
+		int op;
+	} mp[] = {
+		{"POST", "/data/k?uploads", "", S3OP_CREATE_MPU},
+		{"POST", "/data/k?uploads=", "", S3OP_CREATE_MPU},
+		{"PUT", "/data/k?partNumber=1&uploadId=x", "", S3OP_UPLOAD_PART},
+		{"PUT", "/data/k?uploadId=x&partNumber=2", "x-amz-copy-source: /data/a\r\n", S3OP_UPLOAD_PART_COPY},
+		{"POST", "/data/k?uploadId=x", "", S3OP_COMPLETE_MPU},
+		{"DELETE", "/data/k?uploadId=x", "", S3OP_ABORT_MPU},
+		{"GET", "/data/k?uploadId=x", "", S3OP_LIST_PARTS},
+		{"GET", "/data?uploads", "", S3OP_LIST_MPUS},
+		{"GET", "/data?uploads&prefix=a", "", S3OP_LIST_MPUS},
+	};
+	for (size_t i = 0; i < sizeof(mp) / sizeof(mp[0]); i++) {
+		route_h(&rt, mp[i].method, mp[i].target, mp[i].extra);
+		CHECK_EQ_INT(rt.op, mp[i].op);
+		CHECK_EQ_INT(rt.status, 0);
+		s3_route_free(&rt);
+	}
+	/* ...and what is none of them is never taken for a plain write */
+	static const char *const bad[][2] = {
+		{"PUT", "/data/k?partNumber=1"},          /* no upload */
+		{"PUT", "/data/k?uploadId=x"},            /* no part */
+		{"POST", "/data/k?uploads&uploadId=x"},
+		{"GET", "/data/k?partNumber=1"},          /* GetObject by part */
+		{"GET", "/data/k?uploadId=x&partNumber=1"},
+		{"PUT", "/data/k?partNumber=1&uploadId=x&tagging"},
+		{"DELETE", "/data/k?uploads"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		route_h(&rt, bad[i][0], bad[i][1], "");
+		CHECK_EQ_INT(rt.status, 501);
+		CHECK(rt.op == S3OP_OTHER);
+		s3_route_free(&rt);
+	}
+	/* what is not built yet says so */
 	route_h(&rt, "PUT", "/data/k?tagging", "");
 	CHECK_EQ_INT(rt.status, 501);
 	CHECK(rt.op != S3OP_PUT_OBJECT);
