@@ -122,6 +122,49 @@ int ferry_cluster_json(ferry_t *f, char **json);
 #define FERRY_LOCAL_ID_MAX 33
 int ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn);
 
+/*
+ * Writes (to a mount whose worker takes them; a mount with readonly=true
+ * answers -EROFS).  A file being written is staged in an unnamed private
+ * file on this host ($TMPDIR, else /tmp), so it may be written in any
+ * order, read back and rewritten; nothing is visible to anyone until
+ * ferry_commit uploads it whole, and the worker answers once the mount's
+ * under-store has committed it.  A failed commit returns the error
+ * (ferry_last_error() has the worker's reason, which names the
+ * under-store's) and keeps the staged bytes: commit again or close.
+ * One thread at a time per ferry_file_t; the ferry_t must outlive it.
+ *
+ * FERRY_CREATE_EXCL: the first commit fails with -EEXIST if the object
+ * exists.  FERRY_CREATE_KEEP: start from the object's current bytes (an
+ * edit of an existing file; none if it does not exist).
+ */
+typedef struct ferry_file ferry_file_t;
+#define FERRY_CREATE_EXCL 1u
+#define FERRY_CREATE_KEEP 2u
+int ferry_create(ferry_t *f, const char *path, unsigned flags,
+    ferry_file_t **out);
+/* Bytes into the staged file: len, or -errno (its disk full: -ENOSPC). */
+ssize_t ferry_pwrite(ferry_file_t *w, const void *buf, size_t len,
+    int64_t off);
+ssize_t ferry_write(ferry_file_t *w, const void *buf, size_t len); /* at the end */
+ssize_t ferry_file_pread(ferry_file_t *w, void *buf, size_t len, int64_t off);
+int ferry_file_truncate(ferry_file_t *w, int64_t len);
+int64_t ferry_file_size(const ferry_file_t *w);
+/* 1 if written since the last successful commit (a new file counts). */
+int ferry_file_dirty(const ferry_file_t *w);
+/* Uploads the staged bytes; 0 with *st (may be NULL) the new version. */
+int ferry_commit(ferry_file_t *w, struct ferry_stat *st);
+/* Frees *w and its staged bytes (what was not committed is dropped). */
+void ferry_file_close(ferry_file_t **w);
+/* One object from memory: create, write, commit, close. */
+int ferry_put(ferry_t *f, const char *path, const void *buf, size_t len,
+    struct ferry_stat *st);
+/* Removes an object (0 also if there was none). */
+int ferry_unlink(ferry_t *f, const char *path);
+/* Renames an object within a mount (the store copies, then the source
+ * goes: for a moment both may be seen, never neither); -EXDEV across
+ * mounts or for a directory: copy and unlink instead, as mv(1) does. */
+int ferry_rename(ferry_t *f, const char *from, const char *to);
+
 const char *ferry_strerror(int err);
 
 /*

@@ -114,6 +114,9 @@ extern const struct cli_opt cli_json_only_opts[]; /* {--json} */
 int cmd_ls(struct cli *c, int argc, char **argv);
 int cmd_stat(struct cli *c, int argc, char **argv);
 int cmd_cat(struct cli *c, int argc, char **argv);
+int cmd_put(struct cli *c, int argc, char **argv);
+int cmd_rm(struct cli *c, int argc, char **argv);
+int cmd_mv(struct cli *c, int argc, char **argv);
 int cmd_mount(struct cli *c, int argc, char **argv);
 int cmd_unmount(struct cli *c, int argc, char **argv);
 int cmd_mounts(struct cli *c, int argc, char **argv);

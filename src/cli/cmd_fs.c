@@ -1,6 +1,6 @@
 /*
- * cmd_fs.c: the read-side commands of the ferry CLI: ls, stat and cat,
- * each a thin layer over libferry.  Main thread only.
+ * cmd_fs.c: the file commands of the ferry CLI: ls, stat and cat, and
+ * put, rm and mv, each a thin layer over libferry.  Main thread only.
  *
  * ls streams entries as libferry pages through the directory, so its
  * memory does not grow with the directory (with --json too: one object
@@ -8,10 +8,12 @@
  * reader goes away (EPIPE).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/dbuf.h"
@@ -325,5 +327,112 @@ cmd_cat(struct cli *c, int argc, char **argv)
 	ferry_close(&f);
 	free(buf);
 	free(ops);
+	return rc;
+}
+
+/* `ferry put SRC PATH`: SRC (a local file, or - for stdin) becomes the
+ * object PATH once the worker's under-store has it. */
+int
+cmd_put(struct cli *c, int argc, char **argv)
+{
+	char *ops[3] = {NULL};
+	if (argc > 4)
+		return cli_usage_error(c, "too many operands");
+	int n = cli_parse(c, argc, argv, NULL, no_opt, NULL, ops);
+	if (n >= 0 && n != 2)
+		return cli_usage_error(c, "want SRC and PATH");
+	if (n < 0)
+		return CLI_USAGE;
+	int in = strcmp(ops[0], "-") == 0 ? 0 : open(ops[0], O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return cli_error_local(c, ops[0], -errno);
+	char *path = cli_norm_path(ops[1]);
+	char *buf = malloc(CAT_CHUNK);
+	ferry_t *f = NULL;
+	ferry_file_t *w = NULL;
+	int rc = CLI_OK, r = 0;
+	if (!path || !buf)
+		rc = cli_error_local(c, NULL, -ENOMEM);
+	else if (cli_connect(c, &f))
+		rc = CLI_FAIL;
+	else if ((r = ferry_create(f, path, 0, &w)) < 0)
+		rc = cli_error(c, path, r);
+	while (rc == CLI_OK) {
+		ssize_t got = read(in, buf, CAT_CHUNK);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = cli_error_local(c, ops[0], -errno);
+			break;
+		}
+		if (got == 0)
+			break;
+		ssize_t wr = ferry_write(w, buf, (size_t)got);
+		if (wr < 0)
+			rc = cli_error(c, path, (int)wr);
+	}
+	if (rc == CLI_OK && (r = ferry_commit(w, NULL)) < 0)
+		rc = cli_error(c, path, r);
+	ferry_file_close(&w);
+	ferry_close(&f);
+	if (in > 0)
+		close(in);
+	free(buf);
+	free(path);
+	return rc;
+}
+
+/* `ferry rm PATH...` */
+int
+cmd_rm(struct cli *c, int argc, char **argv)
+{
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error_local(c, NULL, -ENOMEM);
+	int n = cli_parse(c, argc, argv, NULL, no_opt, NULL, ops);
+	if (n == 0)
+		cli_usage_error(c, "missing PATH");
+	if (n <= 0) {
+		free(ops);
+		return CLI_USAGE;
+	}
+	ferry_t *f = NULL;
+	int rc = cli_connect(c, &f) ? CLI_FAIL : CLI_OK;
+	for (int i = 0; i < n && f; i++) {
+		char *path = cli_norm_path(ops[i]);
+		int r = path ? ferry_unlink(f, path) : -ENOMEM;
+		if (r)
+			rc = cli_error(c, path ? path : ops[i], r);
+		free(path);
+	}
+	ferry_close(&f);
+	free(ops);
+	return rc;
+}
+
+/* `ferry mv FROM TO` (within a mount). */
+int
+cmd_mv(struct cli *c, int argc, char **argv)
+{
+	char *ops[3] = {NULL};
+	if (argc > 4)
+		return cli_usage_error(c, "too many operands");
+	int n = cli_parse(c, argc, argv, NULL, no_opt, NULL, ops);
+	if (n >= 0 && n != 2)
+		return cli_usage_error(c, "want FROM and TO");
+	if (n < 0)
+		return CLI_USAGE;
+	char *from = cli_norm_path(ops[0]), *to = cli_norm_path(ops[1]);
+	ferry_t *f = NULL;
+	int rc = CLI_OK, r;
+	if (!from || !to)
+		rc = cli_error_local(c, NULL, -ENOMEM);
+	else if (cli_connect(c, &f))
+		rc = CLI_FAIL;
+	else if ((r = ferry_rename(f, from, to)) < 0)
+		rc = cli_error(c, from, r);
+	ferry_close(&f);
+	free(from);
+	free(to);
 	return rc;
 }

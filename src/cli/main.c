@@ -67,6 +67,11 @@ const struct cli_cmd cli_cmds[] = {
 	        "mtime (null if unknown), etag, cached_bytes"},
 	        {0, 0, NULL, NULL, NULL}}, NULL},
 	{"cat", cmd_cat, "cat PATH...", "write files to stdout", NULL, NULL},
+	{"put", cmd_put, "put SRC PATH", "write a local file (- for stdin) as PATH",
+	    NULL, "The answer comes once the mount's under-store has the object;\n"
+	    "until then nothing is visible.  A mount with readonly=true refuses.\n"},
+	{"rm", cmd_rm, "rm PATH...", "remove objects", NULL, NULL},
+	{"mv", cmd_mv, "mv FROM TO", "rename an object within a mount", NULL, NULL},
 	{"mount", cmd_mount, "mount /NAME URI [-o KEY=VALUE]... [--no-check]",
 	    "add a mount (needs the worker's token if it has one)", cmd_mount_opts,
 	    "URI is s3://BUCKET[/PREFIX] or file:///DIR.  The worker lists one key\n"

@@ -29,6 +29,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common/curl_errno.h"
 #include "common/curl_pool.h"
@@ -125,7 +127,36 @@ struct sink {
 	int stale;           /* data: the ETag was another version's */
 	char seen_etag[FERRY_ETAG_MAX]; /* data: the ETag answered */
 	int foreign;         /* the answer is not a ferry worker's (FOREIGN_*) */
+	struct upload *up;   /* a PUT of a staged file, or NULL */
 };
+
+/* The body of an upload: a staged file, read from the start on each try. */
+struct upload {
+	int fd;
+	int64_t size, off;
+	const char *cond; /* "If-None-Match: *" or NULL */
+	int read_err;
+};
+
+static size_t
+on_upload_read(char *p, size_t sz, size_t nm, void *arg)
+{
+	struct sink *s = arg;
+	struct upload *u = s->up;
+	size_t n = sz * nm;
+	if ((int64_t)n > u->size - u->off)
+		n = (size_t)(u->size - u->off);
+	if (n == 0)
+		return 0;
+	ssize_t r = pread(u->fd, p, n, u->off);
+	if (r <= 0) {
+		u->read_err = r < 0 ? errno : EIO;
+		return CURL_READFUNC_ABORT;
+	}
+	u->off += r;
+	s->last_ms = now_ms();
+	return (size_t)r;
+}
 
 /* What kind of server answered, when it is not a ferry worker. */
 enum { FOREIGN_NONE, FOREIGN_S3, FOREIGN_WEB };
@@ -344,6 +375,10 @@ static int
 on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	const struct sink *s = arg;
+	/* An upload's answer waits for the under-store's commit: its bound
+	 * is the call's timeout, which grows with its size. */
+	if (s->up)
+		return 0;
 	return now_ms() - s->last_ms > FERRY_STALL_MS;
 }
 
@@ -461,6 +496,18 @@ status_errno(long status, const struct dbuf *body)
 				e = -EISDIR;
 			else if (!strcmp(code, "ClusterUnavailable"))
 				e = -EAGAIN; /* etcd is down: try again later */
+			else if (!strcmp(code, "ReadOnly"))
+				e = -EROFS;
+			else if (!strcmp(code, "Exists"))
+				e = -EEXIST;
+			else if (!strcmp(code, "PreconditionFailed"))
+				e = -ESTALE;
+			else if (!strcmp(code, "CrossMount"))
+				e = -EXDEV;
+			else if (!strcmp(code, "InsufficientStorage"))
+				e = -ENOSPC;
+			else if (!strcmp(code, "TooLarge"))
+				e = -EFBIG;
 			free(code);
 		}
 		json_free(&d);
@@ -498,7 +545,8 @@ status_errno(long status, const struct dbuf *body)
  */
 static int
 sign_call(ferry_t *f, const char *base, const char *method, const char *target,
-    const char *body, struct dbuf *authz, char dateh[40], char shah[96])
+    const char *body, int unsigned_payload, struct dbuf *authz, char dateh[40],
+    char shah[96])
 {
 	const char *host = strncmp(base, "http://", 7) == 0 ? base + 7 : base;
 	const char *q = strchr(target, '?');
@@ -507,7 +555,10 @@ sign_call(ferry_t *f, const char *base, const char *method, const char *target,
 	if (!path)
 		return -ENOMEM;
 	char hash[65];
-	sha256_hex(body ? body : "", body ? strlen(body) : 0, hash);
+	if (unsigned_payload)
+		snprintf(hash, sizeof(hash), "UNSIGNED-PAYLOAD"); /* a staged file's bytes */
+	else
+		sha256_hex(body ? body : "", body ? strlen(body) : 0, hash);
 	struct sigv4_sign_req sr = {.method = method, .host = host, .path = path,
 	    .query = q ? q + 1 : "", .payload_hash = hash, .region = f->region,
 	    .service = "s3", .access_key = f->ak, .secret_key = f->sk,
@@ -564,7 +615,8 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 	dbuf_init(&authz, 4096);
 	char dateh[40], shah[96];
 	if (!f->auth && f->sk) {
-		int sr = sign_call(f, base, method, target, body, &authz, dateh, shah);
+		int sr = sign_call(f, base, method, target, body, s->up != NULL, &authz,
+		    dateh, shah);
 		if (sr)
 			r = sr;
 		else {
@@ -575,6 +627,13 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 	}
 	if (body)
 		ADD_HDR("Content-Type: application/json");
+	if (s->up) {
+		ADD_HDR("Content-Type: application/octet-stream");
+		if (s->up->cond)
+			ADD_HDR(s->up->cond);
+		s->up->off = 0;
+		s->up->read_err = 0;
+	}
 	char rangeh[96];
 	if (range) {
 		snprintf(rangeh, sizeof(rangeh), "Range: %s", range);
@@ -608,7 +667,13 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
 			    (curl_off_t)strlen(body));
 		}
-		if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+		if (s->up) {
+			curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(h, CURLOPT_READFUNCTION, on_upload_read);
+			curl_easy_setopt(h, CURLOPT_READDATA, s);
+			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->up->size);
+		}
+		if (strcmp(method, "GET") != 0 && (strcmp(method, "POST") != 0 || !body))
 			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 
 		CURLcode rc = curl_easy_perform(h);
@@ -625,6 +690,8 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 			r = -ESTALE;
 		else if (s->overflow)
 			r = -EPROTO;
+		else if (s->up && s->up->read_err)
+			r = -s->up->read_err; /* the staged file, not the worker */
 		else if (rc != CURLE_OK)
 			r = curl_errno(h, rc);
 		else if (status < 200 || status > 299)
@@ -1553,4 +1620,293 @@ ferry_strerror(int err)
 		}
 		return "unknown error";
 	}
+}
+
+/* --- writes ---------------------------------------------------------------- */
+
+/*
+ * A file being written: its bytes staged in an unnamed temporary file of
+ * this host (O_TMPFILE, 0600, in $TMPDIR or /tmp) until ferry_commit
+ * uploads them whole with PUT /v1/data.  One thread at a time per file.
+ */
+struct ferry_file {
+	ferry_t *f;
+	char *path;
+	int fd;
+	int64_t size;
+	unsigned flags;  /* FERRY_CREATE_*; EXCL dropped after the first commit */
+	int dirty;       /* written since the last commit */
+};
+
+static int
+staging_fd(void)
+{
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && dir[0] && strcmp(dir, "/tmp") != 0)
+		fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		err_set("cannot stage a write in %s: %s", dir, strerror(errno));
+	return fd < 0 ? -errno : fd;
+}
+
+static int
+pwrite_full(int fd, const void *p, size_t n, int64_t off)
+{
+	const char *s = p;
+	while (n > 0) {
+		ssize_t w = pwrite(fd, s, n, off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		s += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+static int
+do_create(ferry_t *f, const char *path, unsigned flags, ferry_file_t **out)
+{
+	if (!f || !path || !out || path[0] != '/' ||
+	    (flags & ~(FERRY_CREATE_EXCL | FERRY_CREATE_KEEP)))
+		return -EINVAL;
+	*out = NULL;
+	struct ferry_file *w = calloc(1, sizeof(*w));
+	if (!w || !(w->path = strdup(path))) {
+		free(w);
+		return -ENOMEM;
+	}
+	w->f = f;
+	w->flags = flags;
+	w->fd = staging_fd();
+	int r = w->fd < 0 ? w->fd : 0;
+	if (r == 0 && (flags & FERRY_CREATE_KEEP)) {
+		/* A rewrite starts from the current bytes (none if new). */
+		struct ferry_stat st;
+		r = do_stat(f, path, &st);
+		if (r == -ENOENT)
+			r = 0;
+		else if (r == 0 && st.is_dir)
+			r = -EISDIR;
+		else if (r == 0) {
+			char *buf = malloc(1 << 20);
+			r = buf ? 0 : -ENOMEM;
+			for (int64_t off = 0; r == 0 && off < st.size;) {
+				ssize_t n = ferry_pread_etag(f, path, buf, 1 << 20, off, st.etag);
+				if (n <= 0) {
+					r = n < 0 ? (int)n : -EIO;
+					break;
+				}
+				r = pwrite_full(w->fd, buf, (size_t)n, off);
+				off += n;
+			}
+			free(buf);
+			w->size = st.size;
+		}
+	}
+	if (r < 0) {
+		if (w->fd >= 0)
+			close(w->fd);
+		free(w->path);
+		free(w);
+		return r;
+	}
+	w->dirty = 1; /* even empty: a commit creates it */
+	*out = w;
+	return 0;
+}
+
+int
+ferry_create(ferry_t *f, const char *path, unsigned flags, ferry_file_t **out)
+{
+	err_clear();
+	return err_done(do_create(f, path, flags, out));
+}
+
+ssize_t
+ferry_pwrite(ferry_file_t *w, const void *buf, size_t len, int64_t off)
+{
+	err_clear();
+	if (!w || (!buf && len) || off < 0 || (int64_t)len > INT64_MAX - off)
+		return -EINVAL;
+	int r = pwrite_full(w->fd, buf, len, off);
+	if (r < 0) {
+		err_set("staging the write failed: %s", strerror(-r));
+		return r;
+	}
+	if (off + (int64_t)len > w->size)
+		w->size = off + (int64_t)len;
+	w->dirty = 1;
+	return (ssize_t)len;
+}
+
+ssize_t
+ferry_write(ferry_file_t *w, const void *buf, size_t len)
+{
+	return w ? ferry_pwrite(w, buf, len, w->size) : -EINVAL;
+}
+
+ssize_t
+ferry_file_pread(ferry_file_t *w, void *buf, size_t len, int64_t off)
+{
+	err_clear();
+	if (!w || off < 0)
+		return -EINVAL;
+	if (off >= w->size)
+		return 0;
+	if ((int64_t)len > w->size - off)
+		len = (size_t)(w->size - off);
+	ssize_t n = pread(w->fd, buf, len, off);
+	return n < 0 ? -errno : n;
+}
+
+int
+ferry_file_truncate(ferry_file_t *w, int64_t len)
+{
+	err_clear();
+	if (!w || len < 0)
+		return -EINVAL;
+	if (ftruncate(w->fd, len) < 0)
+		return -errno;
+	w->size = len;
+	w->dirty = 1;
+	return 0;
+}
+
+int64_t
+ferry_file_size(const ferry_file_t *w)
+{
+	return w ? w->size : -EINVAL;
+}
+
+static int
+do_commit(ferry_file_t *w, struct ferry_stat *st)
+{
+	if (!w)
+		return -EINVAL;
+	struct ferry_stat tmp;
+	if (!st)
+		st = &tmp;
+	memset(st, 0, sizeof(*st));
+	struct dbuf tg, reply;
+	dbuf_init(&tg, TARGET_MAX);
+	dbuf_init(&reply, FERRY_JSON_MAX);
+	int r = add_path_param(&tg, "/v1/data?path=", w->path);
+	struct upload up = {.fd = w->fd, .size = w->size,
+	    .cond = (w->flags & FERRY_CREATE_EXCL) ? "If-None-Match: *" : NULL};
+	struct sink s = {.json = &reply, .up = &up};
+	long timeout = FERRY_DATA_TIMEOUT_MS + (long)(w->size / FERRY_DATA_MIN_RATE) * 1000;
+	if (r == 0)
+		r = http_call(w->f, "PUT", tg.p, NULL, NULL, timeout, &s);
+	struct json_doc d;
+	if (r == 0 && json_parse(&d, reply.p ? reply.p : "", reply.len) == 0) {
+		r = fill_stat(&d, 0, st);
+		json_free(&d);
+	} else if (r == 0) {
+		r = -EPROTO;
+	}
+	dbuf_free(&reply);
+	dbuf_free(&tg);
+	if (r == 0) {
+		w->dirty = 0;
+		w->flags &= ~FERRY_CREATE_EXCL; /* it is ours now */
+	}
+	return r;
+}
+
+int
+ferry_commit(ferry_file_t *w, struct ferry_stat *st)
+{
+	err_clear();
+	return err_done(do_commit(w, st));
+}
+
+int
+ferry_file_dirty(const ferry_file_t *w)
+{
+	return w ? w->dirty : 0;
+}
+
+void
+ferry_file_close(ferry_file_t **wp)
+{
+	ferry_file_t *w = wp ? *wp : NULL;
+	if (!w)
+		return;
+	*wp = NULL;
+	close(w->fd);
+	free(w->path);
+	free(w);
+}
+
+int
+ferry_put(ferry_t *f, const char *path, const void *buf, size_t len,
+    struct ferry_stat *st)
+{
+	ferry_file_t *w;
+	int r = ferry_create(f, path, 0, &w);
+	if (r < 0)
+		return r;
+	ssize_t n = ferry_pwrite(w, buf, len, 0);
+	r = n < 0 ? (int)n : ferry_commit(w, st);
+	ferry_file_close(&w);
+	return r;
+}
+
+static int
+do_unlink(ferry_t *f, const char *path)
+{
+	if (!f || !path)
+		return -EINVAL;
+	struct dbuf tg, reply;
+	dbuf_init(&tg, TARGET_MAX);
+	dbuf_init(&reply, FERRY_JSON_MAX);
+	int r = add_path_param(&tg, "/v1/data?path=", path);
+	struct sink s = {.json = &reply};
+	if (r == 0)
+		r = http_call(f, "DELETE", tg.p, NULL, NULL, FERRY_JSON_TIMEOUT_MS, &s);
+	dbuf_free(&reply);
+	dbuf_free(&tg);
+	return r == FERRY_ERANGE_416 ? -EPROTO : r;
+}
+
+int
+ferry_unlink(ferry_t *f, const char *path)
+{
+	err_clear();
+	return err_done(do_unlink(f, path));
+}
+
+static int
+do_rename(ferry_t *f, const char *from, const char *to)
+{
+	if (!f || !from || !to)
+		return -EINVAL;
+	struct dbuf tg, reply;
+	struct json_doc d;
+	dbuf_init(&tg, TARGET_MAX);
+	int r = add_path_param(&tg, "/v1/rename?from=", from);
+	if (r == 0)
+		r = add_path_param(&tg, "&to=", to);
+	if (r == 0)
+		r = json_request(f, "POST", tg.p, NULL, &reply, &d);
+	dbuf_free(&tg);
+	if (r == 0) {
+		json_free(&d);
+		dbuf_free(&reply);
+	}
+	return r;
+}
+
+int
+ferry_rename(ferry_t *f, const char *from, const char *to)
+{
+	err_clear();
+	return err_done(do_rename(f, from, to));
 }

@@ -34,6 +34,7 @@
 #include "namespace.h"
 #include "objget.h"
 #include "objkey.h"
+#include "objput.h"
 #include "worker.h"
 
 #define CTL_BODY_MAX (1024 * 1024)
@@ -91,6 +92,13 @@ reply_errno(struct http_conn *c, int err, const char *what)
 	case -EISDIR: reply_error(c, 400, "IsADirectory", msg); break;
 	case -ENOTDIR: reply_error(c, 400, "NotADirectory", msg); break;
 	case -ETIMEDOUT: reply_error(c, 504, "UfsTimeout", msg); break;
+	case -EROFS: reply_error(c, 403, "ReadOnly", msg); break;
+	case -ESTALE: reply_error(c, 412, "PreconditionFailed", msg); break;
+	case -EPROTO: reply_error(c, 400, "IncompleteBody", msg); break;
+	case -EFBIG: reply_error(c, 413, "TooLarge", msg); break;
+	case -EXDEV: reply_error(c, 400, "CrossMount", msg); break;
+	case -ENOSPC:
+	case -EDQUOT: reply_error(c, 507, "InsufficientStorage", msg); break;
 	default: reply_error(c, 502, "UfsError", msg); break;
 	}
 }
@@ -442,6 +450,185 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 	mount_release(&m);
 }
 
+/* --- writes: PUT and DELETE /v1/data, POST /v1/rename (objput) ----------- */
+
+struct ctl_body {
+	struct http_conn *c;
+	ssize_t err; /* http_body_read's failure */
+};
+
+static ssize_t
+ctl_body_read(void *arg, void *buf, size_t n)
+{
+	struct ctl_body *b = arg;
+	ssize_t r = http_body_read(b->c, buf, n);
+	if (r < 0)
+		b->err = r;
+	return r;
+}
+
+static void
+reply_stat(struct http_conn *c, const char *path, const struct ufs_stat *st)
+{
+	struct dbuf b;
+	dbuf_init(&b, 16384);
+	dbuf_adds(&b, "{\"path\":");
+	json_put_str(&b, path);
+	dbuf_adds(&b, ",");
+	put_stat_json(&b, st);
+	dbuf_adds(&b, "}\n");
+	reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
+/* A write's key: a mount and a non-empty key that names no directory. */
+static int
+write_target(struct worker *w, struct http_conn *c, const struct http_request *req,
+    const char *param, char *path, size_t cap, struct mount **m, const char **key)
+{
+	char tmp[3 * 1024 + 128];
+	const char *v;
+	size_t vl;
+	*m = NULL;
+	if (strcmp(param, "path") != 0) {
+		/* resolve() reads ?path=: hand it the other parameter's value */
+		if (!http_query_get(req->query, req->query_len, param, &v, &vl) ||
+		    vl + 6 >= sizeof(tmp)) {
+			reply_error(c, 400, "BadRequest", "missing or malformed ?from= / ?to=");
+			return -1;
+		}
+		struct http_request r2 = *req;
+		snprintf(tmp, sizeof(tmp), "path=%.*s", (int)vl, v);
+		r2.query = tmp;
+		r2.query_len = strlen(tmp);
+		return write_target(w, c, &r2, "path", path, cap, m, key);
+	}
+	size_t pl = 0;
+	if (http_query_get(req->query, req->query_len, "path", &v, &pl) && pl &&
+	    (v[pl - 1] == '/' || (pl >= 3 && memcmp(v + pl - 3, "%2F", 3) == 0) ||
+	    (pl >= 3 && memcmp(v + pl - 3, "%2f", 3) == 0))) {
+		reply_errno(c, -EISDIR, "a directory cannot be written");
+		return -1;
+	}
+	if (resolve(w, c, req, path, cap, m, key, 0) < 0)
+		return -1;
+	if (!*m || !(*key)[0]) {
+		reply_errno(c, -EISDIR, path);
+		mount_release(m);
+		return -1;
+	}
+	return 0;
+}
+
+/* PUT /v1/data?path=P: the body becomes the object, as the S3 gateway's
+ * PutObject (the answer after the under-store committed).  If-None-Match:
+ * * and If-Match: ETAG make it conditional; Content-Type is kept. */
+static void
+op_data_put(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128], etag[UFS_ETAG_MAX];
+	struct mount *m;
+	const char *key;
+	if (write_target(w, c, req, "path", path, sizeof(path), &m, &key) < 0)
+		return;
+	struct ctl_body cb = {.c = c};
+	struct objput_req rq = {.m = m, .path = key, .body = ctl_body_read, .arg = &cb};
+	rq.opts.size = req->content_length;
+	size_t l = 0;
+	const char *v = http_header_get(req, "if-none-match", &l);
+	if (v)
+		rq.opts.if_none_match = l == 1 && v[0] == '*';
+	v = http_header_get(req, "if-match", &l);
+	if (v && l >= 2 && v[0] == '"' && v[l - 1] == '"') {
+		v++;
+		l -= 2;
+	}
+	if ((v && (l == 0 || l >= sizeof(etag))) ||
+	    (http_header_get(req, "if-none-match", NULL) && !rq.opts.if_none_match)) {
+		reply_error(c, 400, "BadRequest", "If-None-Match takes only '*', If-Match one ETag");
+		mount_release(&m);
+		return;
+	}
+	if (v) {
+		memcpy(etag, v, l);
+		etag[l] = 0;
+		rq.opts.if_match = etag;
+	}
+	char ct[256];
+	struct ufs_opt hdr = {"content-type", ct};
+	v = http_header_get(req, "content-type", &l);
+	if (v && l < sizeof(ct)) {
+		memcpy(ct, v, l);
+		ct[l] = 0;
+		rq.opts.headers = &hdr;
+		rq.opts.nheaders = 1;
+	}
+	struct ufs_stat st;
+	int r = objput_put(w->op, &rq, &st);
+	if (r == 0)
+		reply_stat(c, path, &st);
+	else if (cb.err == -ETIMEDOUT)
+		reply_error(c, 408, "RequestTimeout", "the body stopped arriving");
+	else if (cb.err)
+		http_conn_set_close(c); /* the client is gone */
+	else if (r == -EEXIST)
+		reply_error(c, 412, "Exists", "the object exists (If-None-Match: *)");
+	else
+		reply_errno(c, r, path);
+	mount_release(&m);
+}
+
+static void
+op_data_delete(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128];
+	struct mount *m;
+	const char *key;
+	if (write_target(w, c, req, "path", path, sizeof(path), &m, &key) < 0)
+		return;
+	int r = objput_delete(w->op, m, key);
+	if (r == 0)
+		http_resp_simple(c, 204, NULL, NULL, NULL, 0);
+	else
+		reply_errno(c, r, path);
+	mount_release(&m);
+}
+
+/* POST /v1/rename?from=A&to=B: within one mount, the store copies and the
+ * source goes (not atomic: a reader may see both for a moment, never
+ * neither); across mounts or for a directory, CrossMount (EXDEV): a
+ * client copies and deletes itself, as mv(1) does. */
+static void
+op_rename(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char from[3 * 1024 + 128], to[3 * 1024 + 128];
+	struct mount *fm = NULL, *tm = NULL;
+	const char *fk, *tk;
+	if (write_target(w, c, req, "from", from, sizeof(from), &fm, &fk) < 0)
+		return;
+	if (write_target(w, c, req, "to", to, sizeof(to), &tm, &tk) < 0) {
+		mount_release(&fm);
+		return;
+	}
+	struct ufs_stat st;
+	int64_t cached;
+	int r = fm != tm ? -EXDEV : objget_stat(w->og, fm, fk, &st, &cached);
+	if (r == 0 && st.is_dir)
+		r = -EXDEV;
+	if (r == 0 && strcmp(fk, tk) != 0) {
+		struct ufs_put_opts o = {.size = -1};
+		r = objput_copy(w->op, fm, fk, tk, &o, &st);
+		if (r == 0)
+			r = objput_delete(w->op, fm, fk);
+	}
+	if (r == 0)
+		reply_stat(c, to, &st);
+	else
+		reply_errno(c, r, r == -EXDEV ? "rename across mounts or of a directory" : from);
+	mount_release(&fm);
+	mount_release(&tm);
+}
+
 static void
 op_mounts_get(struct worker *w, struct http_conn *c)
 {
@@ -738,7 +925,7 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 	} else if (path_is(req, "/metrics") && get) {
 		op_metrics(w, c);
 	} else if (path_is(req, "/") && get) {
-		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/stats /v1/local /v1/cluster /v1/mounts\n";
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/rename /v1/stats /v1/local /v1/cluster /v1/mounts\n";
 		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
 	} else if (req->path_len >= 4 && memcmp(req->path, "/v1/", 4) == 0 &&
 	    !authorized(w, c, req, get ? ACCESS_DATA : ACCESS_ADMIN)) {
@@ -749,6 +936,12 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		op_list(w, c, req);
 	} else if (path_is(req, "/v1/data") && get) {
 		op_data(w, c, req);
+	} else if (path_is(req, "/v1/data") && method_is(req, "PUT")) {
+		op_data_put(w, c, req);
+	} else if (path_is(req, "/v1/data") && method_is(req, "DELETE")) {
+		op_data_delete(w, c, req);
+	} else if (path_is(req, "/v1/rename") && method_is(req, "POST")) {
+		op_rename(w, c, req);
 	} else if (path_is(req, "/v1/stats") && get) {
 		op_stats(w, c);
 	} else if (path_is(req, "/v1/local") && get) {
