@@ -17,6 +17,7 @@
 #include "fuse/fnode.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,4 +285,45 @@ fnode_open(struct fnode_table *t, uint64_t ino, uint64_t ver, int *keep_cache,
 		x->open_ver = *direct ? 0 : ver;
 	}
 	pthread_mutex_unlock(&t->mu);
+}
+
+/* Re-keys node x to path p (n bytes): 0 or -ENOMEM (x unchanged). */
+static int
+do_rekey(struct fnode_table *t, struct fnode *x, const char *p, size_t n)
+{
+	struct fnode *y = node_new(p, n, path_hash(p, n));
+	if (!y)
+		return -ENOMEM;
+	y->ino = x->ino;
+	y->nlookup = x->nlookup;
+	y->kver = x->kver;
+	y->open_ver = x->open_ver;
+	y->is_dir = x->is_dir;
+	do_unlink(t, x);
+	free(x);
+	do_link(t, y);
+	return 0;
+}
+
+int
+fnode_rename(struct fnode_table *t, const char *from, const char *to)
+{
+	size_t fl = strlen(from), tl = strlen(to);
+	int r = 0;
+	pthread_mutex_lock(&t->mu);
+	struct fnode *x = do_find_path(t, from, fl, path_hash(from, fl));
+	struct fnode *old = do_find_path(t, to, tl, path_hash(to, tl));
+	if (old && old != x) {
+		/* The replaced file: the kernel may still hold its inode until
+		 * it forgets it; it keeps its number under a name no ferry path
+		 * can have, so it can never be mistaken for the new one. */
+		char dead[48];
+		int dl = snprintf(dead, sizeof(dead), "\x01replaced:%llu",
+		    (unsigned long long)old->ino);
+		r = do_rekey(t, old, dead, (size_t)dl);
+	}
+	if (r == 0 && x && x != old)
+		r = do_rekey(t, x, to, tl);
+	pthread_mutex_unlock(&t->mu);
+	return r;
 }

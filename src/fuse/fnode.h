@@ -67,4 +67,9 @@ void fnode_note_kver(struct fnode_table *t, uint64_t ino, uint64_t kver);
 void fnode_open(struct fnode_table *t, uint64_t ino, uint64_t ver,
     int *keep_cache, int *direct);
 
+/* A rename from -> to: the node of from (if the kernel holds it) keeps
+ * its number under to; one that was at to goes under a dead name.  0 or
+ * -ENOMEM. */
+int fnode_rename(struct fnode_table *t, const char *from, const char *to);
+
 #endif

@@ -1,6 +1,7 @@
 /*
  * fuse_fs.h: `ferry fuse MOUNTPOINT`, the worker's namespace as a
- * read-only POSIX file system through libfuse3's low-level API.
+ * POSIX file system through libfuse3's low-level API (writable where the
+ * worker's mounts take writes, unless --read-only).
  *
  * fuse_main.c parses the command, mounts, daemonizes and runs the session;
  * fuse_ops.c answers the kernel's requests with libferry calls.  This
@@ -10,6 +11,7 @@
 #ifndef FERRY_FUSE_FS_H
 #define FERRY_FUSE_FS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,7 +25,7 @@
 int fuse_main_cmd(int argc, char **argv);
 
 #define FUSE_CMD_USAGE "fuse MOUNTPOINT [OPTIONS]"
-#define FUSE_CMD_SUMMARY "mount the namespace read-only at MOUNTPOINT (FUSE)"
+#define FUSE_CMD_SUMMARY "mount the namespace at MOUNTPOINT (FUSE)"
 #define FUSE_CMD_DETAILS                                                      \
 	"A stale mount at MOUNTPOINT (\"Transport endpoint is not connected\") is\n" \
 	"lazily unmounted first; a live ferry mount there is refused.  SIGTERM or\n" \
@@ -39,8 +41,13 @@ extern const struct cli_opt fuse_cmd_options[];
 #define FFS_PATH_MAX 4096
 /* Entries per directory page kept by an open directory. */
 #define FFS_DIR_PAGE 1000
+/* Directories made with mkdir and not yet holding a file (remembered by
+ * this client only: the worker's namespace has no empty directories). */
+#define FFS_VDIRS_MAX 4096
 
 struct lfd_client;
+struct ffile;
+struct vdir;
 
 /* The state of one mount, shared by every session thread. */
 struct ffs {
@@ -52,6 +59,11 @@ struct ffs {
 	gid_t gid;
 	int64_t mounted_at; /* the mtime of directories that have none */
 	const char *worker_addr; /* for messages */
+	int writable;            /* not --read-only */
+	pthread_mutex_t wmu;     /* guards writers and vdirs */
+	struct ffile *writers;   /* open files with staged bytes */
+	struct vdir *vdirs;      /* mkdir'd, not yet in the worker's listing */
+	int nvdirs;
 	char mountpoint[4096];   /* absolute */
 	void *se;                /* struct fuse_session * */
 	unsigned readahead_kb;   /* wanted kernel read-ahead */
@@ -68,6 +80,9 @@ struct ffs {
  * (through sysfs; best effort), once, on the first request after the
  * kernel's INIT (which would have lowered it again). */
 void ffs_tune_readahead(struct ffs *fs);
+
+/* Frees what the write operations remember (mkdir'd directories). */
+void ffs_free_writes(struct ffs *fs);
 
 /* The low-level operations (a const struct fuse_lowlevel_ops *) and their
  * size, for fuse_session_new(). */

@@ -51,7 +51,7 @@ struct fuse_cmd_opts {
 	const char *worker;
 	const char *token;
 	const char *log_file;
-	int foreground, debug, allow_other, no_local;
+	int foreground, debug, allow_other, no_local, read_only;
 	double attr_timeout;
 	int attr_timeout_set;
 	int threads;
@@ -90,7 +90,7 @@ const struct cli_opt fuse_cmd_options[] = {
 	    "daemonize once\nthe mount is up)"},
 	{O_DEBUG, 'd', "debug", NULL, "log every FUSE request (implies --foreground)"},
 	{O_ALLOW_OTHER, 0, "allow-other", NULL, "let other users see the mount"},
-	{O_READ_ONLY, 0, "read-only", NULL, "the default and only mode"},
+	{O_READ_ONLY, 0, "read-only", NULL, "a read-only view (default: writable where the\nworker's mount takes writes)"},
 	{O_ATTR_TIMEOUT, 0, "attr-timeout", "SECS", "how long the kernel trusts names "
 	    "and attributes\n(default: the worker's --sync-interval, at most 60;\n"
 	    "1 if the worker does not answer at mount)"},
@@ -176,7 +176,8 @@ parse_args(int argc, char **argv, struct fuse_cmd_opts *o)
 			o->allow_other = 1;
 			break;
 		case O_READ_ONLY:
-			break; /* the only mode */
+			o->read_only = 1;
+			break;
 		case O_ATTR_TIMEOUT:
 			errno = 0;
 			o->attr_timeout = strtod(optarg, &end);
@@ -425,6 +426,8 @@ ffs_new(const struct fuse_cmd_opts *o, const char *abs_mp)
 		return NULL;
 	}
 	fs->attr_timeout = o->attr_timeout;
+	fs->writable = !o->read_only;
+	pthread_mutex_init(&fs->wmu, NULL);
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->mounted_at = (int64_t)time(NULL);
@@ -443,6 +446,8 @@ ffs_free(struct ffs *fs)
 	if (!fs)
 		return;
 	lfd_client_free(&fs->lfd);
+	ffs_free_writes(fs);
+	pthread_mutex_destroy(&fs->wmu);
 	ferry_close(&fs->f);
 	fnode_table_free(&fs->nodes);
 	free(fs);
@@ -533,8 +538,8 @@ fuse_main_cmd(int argc, char **argv)
 
 	char mopts[256];
 	snprintf(mopts, sizeof(mopts),
-	    "ro,default_permissions,fsname=ferry,subtype=ferry,max_read=%u%s",
-	    FFS_MAX_READ, o.allow_other ? ",allow_other" : "");
+	    "%s,noatime,default_permissions,fsname=ferry,subtype=ferry,max_read=%u%s",
+	    o.read_only ? "ro" : "rw", FFS_MAX_READ, o.allow_other ? ",allow_other" : "");
 	char *fargv[] = {"ferry", "-o", mopts, o.debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
 	size_t ops_size;
@@ -557,8 +562,9 @@ fuse_main_cmd(int argc, char **argv)
 		goto out;
 	}
 	mounted = 1;
-	LOG_INFO("mounted %s read-only (worker %s, attr timeout %gs, %d threads)",
-	    abs_mp, fs->worker_addr, o.attr_timeout, o.threads);
+	LOG_INFO("mounted %s %s (worker %s, attr timeout %gs, %d threads)",
+	    abs_mp, o.read_only ? "read-only" : "read-write", fs->worker_addr,
+	    o.attr_timeout, o.threads);
 	if (!o.foreground) {
 		if (fuse_daemonize(0) != 0)
 			goto out;

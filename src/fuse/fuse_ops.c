@@ -1,16 +1,30 @@
 /*
  * fuse_ops.c: the FUSE low-level operations of `ferry fuse`: each request
  * of the kernel becomes libferry calls to the worker (ferry_stat,
- * ferry_list_page, ferry_pread_etag).  Read-only: every request that would
- * change something answers EROFS (the mount is also "ro", so the kernel
- * refuses most of them itself).
+ * ferry_list_page, ferry_pread_etag; ferry_create/ferry_commit for writes).
+ *
+ * Writes (unless --read-only): a file opened for writing stages its bytes
+ * in a private temporary file of this host (libferry's ferry_file_t), so
+ * any write pattern works (sequential, random, rewrites, truncation); a
+ * rewrite of an existing file first copies its bytes in, lazily, at the
+ * first change.  close() (FLUSH) and fsync() upload the staged file and
+ * return the worker's answer: the under-store's error reaches the program,
+ * so a failed checkpoint save fails.  Nothing is visible to other clients
+ * before that; this client sees its own open writers' sizes (the writers
+ * list).  mkdir makes a directory this client remembers until a file
+ * lands in it (the worker's namespace has no empty directories); rename
+ * is the worker's copy-and-delete within a mount (EXDEV across mounts and
+ * for directories, which mv(1) handles by copying).  Modes, owners and
+ * times are not kept: setattr accepts them and stores nothing.
  *
  * Threads: libfuse's session threads (up to --threads) call every
  * operation concurrently.  Shared state is the inode table (its own
  * mutex), each open directory (its own mutex: two threads may read one),
  * and the atomics of the error reports in struct ffs.  No lock is held
  * across a call to the worker except an open directory's, which only
- * readers of that same directory wait on.
+ * readers of that same directory wait on, and an open file's write mutex,
+ * which only requests on that same open file wait on.  Lock order:
+ * ffile.mu, then fs->wmu (the writers list and mkdir'd directories).
  *
  * Memory, bounded by: the inode table (one node per inode the kernel
  * holds, ~100 bytes plus the path; see fnode.c), one page of at most
@@ -60,11 +74,27 @@
 #define READDIR_MAX (1u << 20) /* most bytes of one readdir reply */
 #define NAMES_MAX ((size_t)FFS_DIR_PAGE * 1100) /* names of one page */
 
-/* An open file: the version its reads are pinned to. */
+/* An open file: the version its reads are pinned to, and for an open
+ * with write access its staged bytes. */
 struct ffile {
 	int64_t size;
 	char etag[FERRY_ETAG_MAX];
-	char path[]; /* ferry path */
+	uint64_t ino;
+	int writable;       /* opened for writing */
+	int trunc, excl;    /* O_TRUNC (start from nothing), O_EXCL */
+	pthread_mutex_t mu; /* writable: guards w and failed */
+	ferry_file_t *w;    /* staged bytes: NULL until the first change */
+	int failed;         /* a FLUSH's upload failed (and said so) */
+	atomic_llong wsize; /* w's size, for getattr without mu */
+	int64_t wmtime;
+	struct ffile *wnext; /* in fs->writers while w */
+	char path[];        /* ferry path */
+};
+
+/* A directory made with mkdir that the worker does not list yet. */
+struct vdir {
+	struct vdir *next;
+	char path[];
 };
 
 /* One entry of an open directory's current page. */
@@ -166,6 +196,15 @@ ffs_err(struct ffs *fs, int r, const char *op, const char *path)
 	case -ENAMETOOLONG:
 	case -ENOMEM:
 	case -EROFS:
+	case -EEXIST:
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EXDEV:
+	case -EFBIG:
+	case -ENOTEMPTY:
+	case -EPERM:
+		if (r != -ENOMEM && r != -ENAMETOOLONG)
+			worker_answered(fs);
 		return -r;
 	case -ECONNREFUSED:
 	case -EHOSTUNREACH:
@@ -183,6 +222,120 @@ static void
 reply_err(fuse_req_t req, int err)
 {
 	fuse_reply_err(req, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Open writers and mkdir'd directories (fs->wmu)                       */
+
+static void
+writer_add(struct ffs *fs, struct ffile *fh)
+{
+	pthread_mutex_lock(&fs->wmu);
+	fh->wnext = fs->writers;
+	fs->writers = fh;
+	pthread_mutex_unlock(&fs->wmu);
+}
+
+static void
+writer_del(struct ffs *fs, struct ffile *fh)
+{
+	pthread_mutex_lock(&fs->wmu);
+	for (struct ffile **p = &fs->writers; *p; p = &(*p)->wnext)
+		if (*p == fh) {
+			*p = fh->wnext;
+			break;
+		}
+	pthread_mutex_unlock(&fs->wmu);
+}
+
+/* The newest open writer of ino (or, with ino 0, of path): 1 with its
+ * size and mtime, 0 if none. */
+static int
+writer_attr(struct ffs *fs, uint64_t ino, const char *path, uint64_t *ino_out,
+    int64_t *size, int64_t *mtime)
+{
+	int found = 0;
+	pthread_mutex_lock(&fs->wmu);
+	for (struct ffile *f = fs->writers; f && !found; f = f->wnext)
+		if (ino ? f->ino == ino : strcmp(f->path, path) == 0) {
+			found = 1;
+			if (ino_out)
+				*ino_out = f->ino;
+			*size = atomic_load(&f->wsize);
+			*mtime = f->wmtime;
+		}
+	pthread_mutex_unlock(&fs->wmu);
+	return found;
+}
+
+static int
+vdir_has(struct ffs *fs, const char *path)
+{
+	int found = 0;
+	pthread_mutex_lock(&fs->wmu);
+	for (struct vdir *v = fs->vdirs; v && !found; v = v->next)
+		found = strcmp(v->path, path) == 0;
+	pthread_mutex_unlock(&fs->wmu);
+	return found;
+}
+
+static int
+vdir_add(struct ffs *fs, const char *path)
+{
+	size_t n = strlen(path);
+	struct vdir *v = malloc(sizeof(*v) + n + 1);
+	if (!v)
+		return -ENOMEM;
+	memcpy(v->path, path, n + 1);
+	int r = 0;
+	pthread_mutex_lock(&fs->wmu);
+	if (fs->nvdirs >= FFS_VDIRS_MAX) {
+		r = -ENOSPC;
+	} else {
+		v->next = fs->vdirs;
+		fs->vdirs = v;
+		fs->nvdirs++;
+	}
+	pthread_mutex_unlock(&fs->wmu);
+	if (r)
+		free(v);
+	return r;
+}
+
+/* Drops the mkdir'd directory path (exact), or with parents set every one
+ * that path lies beneath (a file landed there: the worker lists them). */
+static int
+vdir_drop(struct ffs *fs, const char *path, int parents)
+{
+	int n = 0;
+	size_t pl = strlen(path);
+	pthread_mutex_lock(&fs->wmu);
+	for (struct vdir **p = &fs->vdirs; *p;) {
+		struct vdir *v = *p;
+		size_t vl = strlen(v->path);
+		int hit = parents ? (vl < pl && memcmp(v->path, path, vl) == 0 &&
+		    path[vl] == '/') : strcmp(v->path, path) == 0;
+		if (hit) {
+			*p = v->next;
+			free(v);
+			fs->nvdirs--;
+			n++;
+		} else {
+			p = &v->next;
+		}
+	}
+	pthread_mutex_unlock(&fs->wmu);
+	return n;
+}
+
+void
+ffs_free_writes(struct ffs *fs)
+{
+	while (fs->vdirs) {
+		struct vdir *v = fs->vdirs;
+		fs->vdirs = v->next;
+		free(v);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -230,7 +383,8 @@ fill_attr(const struct ffs *fs, uint64_t ino, int is_dir, int64_t size,
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = is_dir ? (S_IFDIR | 0555) : (S_IFREG | 0444);
+	st->st_mode = is_dir ? (S_IFDIR | (fs->writable ? 0755 : 0555)) :
+	    (S_IFREG | (fs->writable ? 0644 : 0444));
 	st->st_nlink = is_dir ? 2 : 1;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
@@ -269,6 +423,9 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* open(O_TRUNC) arrives as such (not as a separate truncate). */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->time_gran = 1000000000; /* mtimes are whole seconds */
 }
 
@@ -308,6 +465,27 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	memset(&e, 0, sizeof(e));
 	e.attr_timeout = fs->attr_timeout;
 	e.entry_timeout = fs->attr_timeout;
+	int64_t wsize, wmtime;
+	uint64_t wino;
+	if ((r == 0 || r == -ENOENT) && writer_attr(fs, 0, path, &wino, &wsize, &wmtime)) {
+		/* This client's open writer: its size, before any commit. */
+		uint64_t ino;
+		if (fnode_ref(&fs->nodes, path, 0, 0, 1, &ino) == 0) {
+			e.ino = ino;
+			e.attr_timeout = e.entry_timeout = 0;
+			fill_attr(fs, ino, 0, wsize, wmtime, &e.attr);
+			if (fuse_reply_entry(req, &e) != 0)
+				fnode_forget(&fs->nodes, ino, 1);
+			return;
+		}
+	}
+	if (r == -ENOENT && vdir_has(fs, path)) {
+		st.is_dir = 1;
+		st.size = 0;
+		st.mtime = 0;
+		st.etag[0] = 0;
+		r = 0;
+	}
 	if (r == -ENOENT || r == -ENOTDIR || r == -EINVAL) {
 		/* A negative entry (ino 0), cached for the entry timeout; the
 		 * worker refuses names it cannot hold (EINVAL): none such. */
@@ -362,9 +540,22 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	ffs_tune_readahead(fs);
 	char path[FFS_PATH_MAX];
 	struct ferry_stat st;
+	struct stat a;
+	int64_t wsize, wmtime;
+	if (writer_attr(fs, ino, NULL, NULL, &wsize, &wmtime)) {
+		fill_attr(fs, ino, 0, wsize, wmtime, &a);
+		fuse_reply_attr(req, &a, 0);
+		return;
+	}
+	int isdir = 0;
+	if (fnode_path(&fs->nodes, ino, path, sizeof(path), &isdir) == 0 && isdir &&
+	    ferry_stat(fs->f, path, &st) == -ENOENT && vdir_has(fs, path)) {
+		fill_attr(fs, ino, 1, 0, 0, &a);
+		fuse_reply_attr(req, &a, fs->attr_timeout);
+		return;
+	}
 	if (stat_ino(fs, req, ino, "getattr", path, sizeof(path), &st) < 0)
 		return;
-	struct stat a;
 	fill_attr(fs, ino, st.is_dir, st.size, st.mtime, &a);
 	if (!st.is_dir)
 		fnode_note_kver(&fs->nodes, ino, version_of(st.etag, st.size));
@@ -403,7 +594,7 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_bavail = sv.f_bfree;
 	sv.f_files = (fsfilcnt_t)fnode_count(&fs->nodes);
 	sv.f_namemax = 1024;
-	sv.f_flag = ST_RDONLY;
+	sv.f_flag = fs->writable ? 0 : ST_RDONLY;
 	fuse_reply_statfs(req, &sv);
 }
 
@@ -497,6 +688,11 @@ do_load_page(struct ffs *fs, struct fdir *d, const char *after)
 	int trunc = 0;
 	int r = ferry_list_page(fs->f, d->path, after ? from : NULL,
 	    FFS_DIR_PAGE, page_add, d, d->next, sizeof(d->next), &trunc);
+	if (r == -ENOENT && vdir_has(fs, d->path)) {
+		d->n = 0; /* mkdir'd here, nothing in it yet */
+		trunc = 0;
+		r = 0;
+	}
 	if (r) {
 		d->base = -1;
 		d->n = 0;
@@ -667,13 +863,90 @@ op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 /* ------------------------------------------------------------------ */
 /* Files                                                                */
 
+static struct ffile *
+fh_new(const char *path, uint64_t ino, int writable)
+{
+	size_t pl = strlen(path);
+	struct ffile *fh = calloc(1, sizeof(*fh) + pl + 1);
+	if (!fh)
+		return NULL;
+	memcpy(fh->path, path, pl + 1);
+	fh->ino = ino;
+	fh->writable = writable;
+	if (writable)
+		pthread_mutex_init(&fh->mu, NULL);
+	return fh;
+}
+
+static void
+fh_free(struct ffs *fs, struct ffile *fh)
+{
+	if (!fh)
+		return;
+	if (fh->writable) {
+		pthread_mutex_lock(&fh->mu);
+		if (fh->w) {
+			writer_del(fs, fh);
+			ferry_file_close(&fh->w);
+		}
+		pthread_mutex_unlock(&fh->mu);
+		pthread_mutex_destroy(&fh->mu);
+	}
+	free(fh);
+}
+
+/* The staged file, made at the first change (fh->mu held): empty for a
+ * truncating open, else a copy of the current bytes. */
+static int
+fh_stage(struct ffs *fs, struct ffile *fh)
+{
+	if (fh->w)
+		return 0;
+	unsigned fl = (fh->trunc ? 0 : FERRY_CREATE_KEEP) |
+	    (fh->excl ? FERRY_CREATE_EXCL : 0);
+	int r = ferry_create(fs->f, fh->path, fl, &fh->w);
+	if (r)
+		return r;
+	atomic_store(&fh->wsize, ferry_file_size(fh->w));
+	fh->wmtime = (int64_t)time(NULL);
+	writer_add(fs, fh);
+	return 0;
+}
+
+/* Uploads what is staged and not yet committed: 0 or a positive errno for
+ * the kernel (the worker's reason logged). */
+static int
+fh_commit(struct ffs *fs, struct ffile *fh, const char *op)
+{
+	int r = 0;
+	pthread_mutex_lock(&fh->mu);
+	if (fh->w && ferry_file_dirty(fh->w)) {
+		struct ferry_stat st;
+		r = ferry_commit(fh->w, &st);
+		fh->failed = r != 0;
+		if (r == 0) {
+			fh->size = st.size;
+			memcpy(fh->etag, st.etag, sizeof(fh->etag));
+			fnode_note_kver(&fs->nodes, fh->ino, version_of(st.etag, st.size));
+			vdir_drop(fs, fh->path, 1);
+		}
+	}
+	pthread_mutex_unlock(&fh->mu);
+	if (r == 0)
+		return 0;
+	const char *why = ferry_last_error();
+	LOG_WARN("%s %s: the upload failed: %s", op, fh->path,
+	    why[0] ? why : ferry_strerror(r));
+	return ffs_err(fs, r, op, fh->path);
+}
+
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ffs *fs = req_fs(req);
 	ffs_tune_readahead(fs);
-	if ((fi->flags & O_ACCMODE) != O_RDONLY ||
-	    (fi->flags & (O_TRUNC | O_CREAT))) {
+	int writing = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+	if (writing && !fs->writable) {
 		reply_err(req, EROFS);
 		return;
 	}
@@ -685,23 +958,36 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, EISDIR);
 		return;
 	}
-	size_t pl = strlen(path);
-	struct ffile *fh = malloc(sizeof(*fh) + pl + 1);
+	struct ffile *fh = fh_new(path, ino, writing);
 	if (!fh) {
 		reply_err(req, ENOMEM);
 		return;
 	}
 	fh->size = st.size;
 	memcpy(fh->etag, st.etag, sizeof(fh->etag));
-	memcpy(fh->path, path, pl + 1);
 	int keep = 0, direct = 0;
 	fnode_open(&fs->nodes, ino, version_of(st.etag, st.size), &keep, &direct);
+	if (writing) {
+		fh->trunc = (fi->flags & O_TRUNC) != 0;
+		keep = 0;
+		if (fh->trunc) {
+			/* Truncated now: a close without a write still commits. */
+			pthread_mutex_lock(&fh->mu);
+			int r = fh_stage(fs, fh);
+			pthread_mutex_unlock(&fh->mu);
+			if (r) {
+				reply_err(req, ffs_err(fs, r, "open", path));
+				fh_free(fs, fh);
+				return;
+			}
+		}
+	}
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = keep;
 	fi->direct_io = direct;
-	fi->noflush = 1;
+	fi->noflush = !writing;
 	if (fuse_reply_open(req, fi) != 0)
-		free(fh);
+		fh_free(fs, fh);
 }
 
 /* Answers a read from page files: 0 when answered (or the reply failed),
@@ -744,12 +1030,28 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_err(req, EINVAL);
 		return;
 	}
+	if (size > FFS_MAX_READ)
+		size = FFS_MAX_READ;
+	if (fh->writable) {
+		pthread_mutex_lock(&fh->mu);
+		if (fh->w) {
+			/* What this open wrote, not yet uploaded. */
+			char *wb = malloc(size ? size : 1);
+			ssize_t n = wb ? ferry_file_pread(fh->w, wb, size, off) : -ENOMEM;
+			pthread_mutex_unlock(&fh->mu);
+			if (n < 0)
+				reply_err(req, (int)-n);
+			else
+				fuse_reply_buf(req, wb, (size_t)n);
+			free(wb);
+			return;
+		}
+		pthread_mutex_unlock(&fh->mu);
+	}
 	if (off >= fh->size || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (size > FFS_MAX_READ)
-		size = FFS_MAX_READ;
 	size_t len = size;
 	if ((int64_t)len > fh->size - off)
 		len = (size_t)(fh->size - off);
@@ -782,7 +1084,21 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void
 op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	free((struct ffile *)(uintptr_t)fi->fh);
+	struct ffs *fs = req_fs(req);
+	struct ffile *fh = (struct ffile *)(uintptr_t)fi->fh;
+	if (fh && fh->writable) {
+		/* Normally the last FLUSH uploaded it; what is still staged
+		 * (writes through a mapping after close) goes now, unless a
+		 * FLUSH failed and told the program so. */
+		pthread_mutex_lock(&fh->mu);
+		if (fh->w && ferry_file_dirty(fh->w) && !fh->failed) {
+			int r = ferry_commit(fh->w, NULL);
+			if (r)
+				log_limited(fs, "release", fh->path, r);
+		}
+		pthread_mutex_unlock(&fh->mu);
+	}
+	fh_free(fs, fh);
 	reply_err(req, 0);
 }
 
@@ -860,87 +1176,342 @@ op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 }
 
 /* ------------------------------------------------------------------ */
-/* Everything that would write                                          */
+/* Writes                                                               */
 
-static void
-op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-    struct fuse_file_info *fi)
+/* The parent of a new name must be inside a mount: "/" holds mounts,
+ * which `ferry mount` makes. */
+static int
+write_path(struct ffs *fs, fuse_req_t req, fuse_ino_t parent, const char *name,
+    char *path, size_t n)
 {
-	reply_err(req, EROFS);
-}
-
-static void
-op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-    dev_t rdev)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
-    const char *name)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-    fuse_ino_t newparent, const char *newname, unsigned int flags)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
-    const char *newname)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
-    off_t off, struct fuse_file_info *fi)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-    const char *value, size_t size, int flags)
-{
-	reply_err(req, EROFS);
-}
-
-static void
-op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	reply_err(req, EROFS);
+	if (!fs->writable) {
+		reply_err(req, EROFS);
+		return -1;
+	}
+	if (parent == FNODE_ROOT) {
+		reply_err(req, EPERM);
+		return -1;
+	}
+	int r = child_path(fs, parent, name, path, n);
+	if (r) {
+		reply_err(req, -r);
+		return -1;
+	}
+	return 0;
 }
 
 static void
 op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     struct fuse_file_info *fi)
 {
-	reply_err(req, EROFS);
+	struct ffs *fs = req_fs(req);
+	char path[FFS_PATH_MAX];
+	if (write_path(fs, req, parent, name, path, sizeof(path)) < 0)
+		return;
+	struct ffile *fh = fh_new(path, 0, 1);
+	if (!fh) {
+		reply_err(req, ENOMEM);
+		return;
+	}
+	fh->trunc = 1;
+	fh->excl = (fi->flags & O_EXCL) != 0;
+	uint64_t ino;
+	int r = fnode_ref(&fs->nodes, path, 0, 0, 1, &ino);
+	if (r == 0) {
+		fh->ino = ino;
+		pthread_mutex_lock(&fh->mu);
+		r = fh_stage(fs, fh); /* a close without a write makes it, empty */
+		pthread_mutex_unlock(&fh->mu);
+		if (r)
+			fnode_forget(&fs->nodes, ino, 1);
+	}
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "create", path));
+		fh_free(fs, fh);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = ino;
+	fill_attr(fs, ino, 0, 0, fh->wmtime, &e.attr);
+	fi->fh = (uintptr_t)fh;
+	fi->keep_cache = 0;
+	fi->direct_io = 0;
+	fi->noflush = 0;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		fnode_forget(&fs->nodes, ino, 1);
+		fh_free(fs, fh);
+	}
+}
+
+static void
+op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+    off_t off, struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	struct ffile *fh = (struct ffile *)(uintptr_t)fi->fh;
+	if (!fh || !fh->writable) {
+		reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&fh->mu);
+	ssize_t n = fh_stage(fs, fh);
+	if (n == 0)
+		n = ferry_pwrite(fh->w, buf, size, off);
+	if (n >= 0) {
+		atomic_store(&fh->wsize, ferry_file_size(fh->w));
+		fh->wmtime = (int64_t)time(NULL);
+		fh->failed = 0;
+	}
+	pthread_mutex_unlock(&fh->mu);
+	if (n < 0)
+		reply_err(req, ffs_err(fs, (int)n, "write", fh->path));
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* close(): what was written goes to the under-store now, and its answer
+ * is close()'s. */
+static void
+op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	struct ffile *fh = (struct ffile *)(uintptr_t)fi->fh;
+	reply_err(req, fh && fh->writable ? fh_commit(fs, fh, "close") : 0);
+}
+
+static void
+op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+    struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	struct ffile *fh = (struct ffile *)(uintptr_t)fi->fh;
+	reply_err(req, fh && fh->writable ? fh_commit(fs, fh, "fsync") : 0);
+}
+
+static void
+op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+    struct fuse_file_info *fi)
+{
+	struct ffs *fs = req_fs(req);
+	if (!fs->writable) {
+		reply_err(req, EROFS);
+		return;
+	}
+	char path[FFS_PATH_MAX];
+	int is_dir = 0;
+	int r = fnode_path(&fs->nodes, ino, path, sizeof(path), &is_dir);
+	if (r) {
+		reply_err(req, r == -ENOENT ? ESTALE : -r);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct ffile *fh = fi ? (struct ffile *)(uintptr_t)fi->fh : NULL;
+		int64_t size = attr->st_size;
+		if (is_dir) {
+			reply_err(req, EISDIR);
+			return;
+		}
+		if (fh && fh->writable) {
+			pthread_mutex_lock(&fh->mu);
+			if (!fh->w && size == 0)
+				fh->trunc = 1; /* no need for the old bytes */
+			r = fh_stage(fs, fh);
+			if (r == 0)
+				r = ferry_file_truncate(fh->w, size);
+			if (r == 0)
+				atomic_store(&fh->wsize, size);
+			pthread_mutex_unlock(&fh->mu);
+		} else {
+			/* truncate(2) by name: a new version at once. */
+			ferry_file_t *w = NULL;
+			r = ferry_create(fs->f, path, size ? FERRY_CREATE_KEEP : 0, &w);
+			if (r == 0)
+				r = ferry_file_truncate(w, size);
+			if (r == 0)
+				r = ferry_commit(w, NULL);
+			ferry_file_close(&w);
+		}
+		if (r) {
+			reply_err(req, ffs_err(fs, r, "truncate", path));
+			return;
+		}
+	}
+	/* Modes, owners and times: the under-stores keep none of them
+	 * through ferry, so they are accepted and not stored. */
+	struct stat a;
+	int64_t wsize, wmtime;
+	struct ferry_stat st;
+	if (writer_attr(fs, ino, NULL, NULL, &wsize, &wmtime)) {
+		fill_attr(fs, ino, 0, wsize, wmtime, &a);
+		fuse_reply_attr(req, &a, 0);
+		return;
+	}
+	r = ferry_stat(fs->f, path, &st);
+	if (r == -ENOENT && is_dir && vdir_has(fs, path)) {
+		fill_attr(fs, ino, 1, 0, 0, &a);
+		fuse_reply_attr(req, &a, fs->attr_timeout);
+		return;
+	}
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "setattr", path));
+		return;
+	}
+	fill_attr(fs, ino, st.is_dir, st.size, st.mtime, &a);
+	fuse_reply_attr(req, &a, fs->attr_timeout);
+}
+
+static void
+op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+    dev_t rdev)
+{
+	reply_err(req, req_fs(req)->writable ? EPERM : EROFS);
+}
+
+static void
+op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct ffs *fs = req_fs(req);
+	char path[FFS_PATH_MAX];
+	if (write_path(fs, req, parent, name, path, sizeof(path)) < 0)
+		return;
+	struct ferry_stat st;
+	int r = ferry_stat(fs->f, path, &st);
+	if (r == 0 || vdir_has(fs, path)) {
+		reply_err(req, EEXIST);
+		return;
+	}
+	if (r != -ENOENT) {
+		reply_err(req, ffs_err(fs, r, "mkdir", path));
+		return;
+	}
+	uint64_t ino;
+	r = vdir_add(fs, path);
+	if (r == 0 && (r = fnode_ref(&fs->nodes, path, 1, 0, 1, &ino)) != 0)
+		vdir_drop(fs, path, 0);
+	if (r) {
+		reply_err(req, -r);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = ino;
+	e.attr_timeout = e.entry_timeout = fs->attr_timeout;
+	fill_attr(fs, ino, 1, 0, 0, &e.attr);
+	if (fuse_reply_entry(req, &e) != 0)
+		fnode_forget(&fs->nodes, ino, 1);
+}
+
+static void
+op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ffs *fs = req_fs(req);
+	char path[FFS_PATH_MAX];
+	if (write_path(fs, req, parent, name, path, sizeof(path)) < 0)
+		return;
+	int r = ferry_unlink(fs->f, path);
+	reply_err(req, r ? ffs_err(fs, r, "unlink", path) : 0);
+}
+
+static int
+count_entry(void *arg, const char *name, const struct ferry_stat *st)
+{
+	++*(int *)arg;
+	return 0;
+}
+
+/* rmdir: a directory mkdir'd here goes; one the worker lists must be
+ * empty, and goes with its last file (the worker's namespace has no empty
+ * directories), so an empty one left from outside cannot be removed. */
+static void
+op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ffs *fs = req_fs(req);
+	char path[FFS_PATH_MAX], next[FERRY_NEXT_MAX];
+	if (write_path(fs, req, parent, name, path, sizeof(path)) < 0)
+		return;
+	int n = 0, trunc = 0;
+	int r = ferry_list_page(fs->f, path, NULL, 1, count_entry, &n, next,
+	    sizeof(next), &trunc);
+	if (r == 0 && n > 0) {
+		reply_err(req, ENOTEMPTY);
+		return;
+	}
+	if (vdir_drop(fs, path, 0) > 0 || r == -ENOENT) {
+		reply_err(req, 0);
+		return;
+	}
+	if (r) {
+		reply_err(req, ffs_err(fs, r, "rmdir", path));
+		return;
+	}
+	LOG_WARN("rmdir %s: an empty directory of the under-store cannot be removed through ferry", path);
+	reply_err(req, EPERM);
+}
+
+static void
+op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+    const char *name)
+{
+	reply_err(req, req_fs(req)->writable ? EPERM : EROFS);
+}
+
+static void
+op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+    fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct ffs *fs = req_fs(req);
+	char from[FFS_PATH_MAX], to[FFS_PATH_MAX];
+	if (write_path(fs, req, parent, name, from, sizeof(from)) < 0 ||
+	    write_path(fs, req, newparent, newname, to, sizeof(to)) < 0)
+		return;
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		reply_err(req, EINVAL); /* RENAME_EXCHANGE, WHITEOUT */
+		return;
+	}
+	struct ferry_stat st;
+	if ((flags & RENAME_NOREPLACE) && ferry_stat(fs->f, to, &st) == 0) {
+		reply_err(req, EEXIST);
+		return;
+	}
+	int r;
+	if (vdir_has(fs, from)) {
+		r = vdir_add(fs, to);
+		if (r == 0)
+			vdir_drop(fs, from, 0);
+	} else {
+		r = ferry_rename(fs->f, from, to);
+	}
+	if (r == 0)
+		fnode_rename(&fs->nodes, from, to);
+	reply_err(req, r ? ffs_err(fs, r, "rename", from) : 0);
+}
+
+static void
+op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+    const char *newname)
+{
+	reply_err(req, req_fs(req)->writable ? EPERM : EROFS);
+}
+
+static void
+op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+    const char *value, size_t size, int flags)
+{
+	reply_err(req, req_fs(req)->writable ? ENOTSUP : EROFS);
+}
+
+static void
+op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	reply_err(req, req_fs(req)->writable ? ENOTSUP : EROFS);
 }
 
 static void
 op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
     off_t length, struct fuse_file_info *fi)
 {
-	reply_err(req, EROFS);
+	reply_err(req, req_fs(req)->writable ? EOPNOTSUPP : EROFS);
 }
 
 static const struct fuse_lowlevel_ops ll_ops = {
@@ -963,11 +1534,13 @@ static const struct fuse_lowlevel_ops ll_ops = {
 	.mknod = op_mknod,
 	.mkdir = op_mkdir,
 	.unlink = op_unlink,
-	.rmdir = op_unlink,
+	.rmdir = op_rmdir,
 	.symlink = op_symlink,
 	.rename = op_rename,
 	.link = op_link,
 	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
 	.setxattr = op_setxattr,
 	.removexattr = op_removexattr,
 	.create = op_create,

@@ -379,17 +379,42 @@ set_answer(struct meta_cache *mc, struct mount *m, const char *path, int err,
 	report_change(mc, m, path, &ch);
 }
 
+/* A write or delete of path changes what its directories are: "a" of
+ * "a/b/c" exists once a/b/c is written (a cached "no such key" for it is
+ * wrong now) and may go when its last key goes.  Their cached answers are
+ * forgotten, so the next stat asks the store. */
+static void
+forget_ancestors(struct meta_cache *mc, struct mount *m, const char *path)
+{
+	char dir[UFS_KEY_MAX + 1];
+	size_t n = strlen(path);
+	if (n > UFS_KEY_MAX)
+		return;
+	memcpy(dir, path, n + 1);
+	pthread_mutex_lock(&mc->lock);
+	for (char *s = strrchr(dir, '/'); s; s = strrchr(dir, '/')) {
+		*s = 0;
+		uint64_t h = objkey_id(m->ident, dir);
+		struct stat_ent *e = do_stat_find(mc, m->ident, dir, h);
+		if (e && !e->loading)
+			do_stat_remove(mc, e);
+	}
+	pthread_mutex_unlock(&mc->lock);
+}
+
 void
 meta_wrote(struct meta_cache *mc, struct mount *m, const char *path,
     const struct ufs_stat *st)
 {
 	set_answer(mc, m, path, 0, st);
+	forget_ancestors(mc, m, path);
 }
 
 void
 meta_removed(struct meta_cache *mc, struct mount *m, const char *path)
 {
 	set_answer(mc, m, path, -ENOENT, NULL);
+	forget_ancestors(mc, m, path);
 }
 
 void

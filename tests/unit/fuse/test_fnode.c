@@ -173,6 +173,34 @@ TEST(threads)
 	fnode_table_free(&t);
 }
 
+/* A rename moves the number with the name: the kernel's inode of "a" is
+ * "b" now; the inode that was "b" keeps its number under no ferry path. */
+TEST(rename_moves_the_number)
+{
+	struct fnode_table t;
+	CHECK_EQ_INT(fnode_table_init(&t), 0);
+	uint64_t a, b, again;
+	CHECK_EQ_INT(fnode_ref(&t, "/m/a", 0, 7, 1, &a), 0);
+	CHECK_EQ_INT(fnode_ref(&t, "/m/b", 0, 8, 1, &b), 0);
+	CHECK_EQ_INT(fnode_rename(&t, "/m/a", "/m/b"), 0);
+	char path[64];
+	CHECK_EQ_INT(fnode_path(&t, a, path, sizeof(path), NULL), 0);
+	CHECK_EQ_STR(path, "/m/b");
+	CHECK_EQ_INT(fnode_path(&t, b, path, sizeof(path), NULL), 0);
+	CHECK(path[0] != '/'); /* no ferry path */
+	CHECK_EQ_INT(fnode_ref(&t, "/m/b", 0, 0, 1, &again), 0);
+	CHECK(again == a);
+	CHECK(fnode_peek_ino(&t, "/m/a") != a);
+	/* both still forgettable; the count is what the kernel held */
+	fnode_forget(&t, b, 1);
+	fnode_forget(&t, a, 2);
+	CHECK_EQ_INT(fnode_count(&t), 1);
+	/* a name the kernel does not hold: nothing to move */
+	CHECK_EQ_INT(fnode_rename(&t, "/m/x", "/m/y"), 0);
+	CHECK_EQ_INT(fnode_count(&t), 1);
+	fnode_table_free(&t);
+}
+
 int
 main(void)
 {
@@ -181,5 +209,6 @@ main(void)
 	RUN(many_paths_distinct_numbers_and_growth);
 	RUN(open_versions);
 	RUN(threads);
+	RUN(rename_moves_the_number);
 	TAP_DONE();
 }

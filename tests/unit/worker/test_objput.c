@@ -386,6 +386,28 @@ TEST(push_session_any_split)
 	teardown();
 }
 
+/* Regression (found by cp -r over FUSE): a directory asked for before a
+ * file was written in it was cached as "no such key" and stayed so after
+ * the write, so the new directory vanished for the sync interval. */
+TEST(write_makes_its_directories_exist)
+{
+	setup();
+	struct ufs_stat st;
+	int64_t cached;
+	CHECK_EQ_INT(objget_stat(og, mnt, "newdir", &st, &cached), -ENOENT);
+	CHECK_EQ_INT(objget_stat(og, mnt, "newdir/sub", &st, &cached), -ENOENT);
+	unsigned char *data = pattern(10, 8);
+	CHECK_EQ_INT(put("newdir/sub/f", data, 10, 0, &st), 0);
+	CHECK_EQ_INT(objget_stat(og, mnt, "newdir", &st, &cached), 0);
+	CHECK(st.is_dir);
+	CHECK_EQ_INT(objget_stat(og, mnt, "newdir/sub", &st, &cached), 0);
+	CHECK(st.is_dir);
+	CHECK_EQ_INT(objput_delete(op, mnt, "newdir/sub/f"), 0);
+	CHECK_EQ_INT(objget_stat(og, mnt, "newdir/sub/f", &st, &cached), -ENOENT);
+	free(data);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -396,5 +418,6 @@ main(void)
 	RUN(readonly_mount_refuses);
 	RUN(delete_and_listings_follow_writes);
 	RUN(push_session_any_split);
+	RUN(write_makes_its_directories_exist);
 	TAP_DONE();
 }
