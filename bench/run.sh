@@ -9,6 +9,9 @@
 #            WAN link (root)
 #   cluster  bench/cluster.sh: 1-3 workers in network namespaces: aggregate
 #            warm throughput, the latency of a worker hop, failover (root)
+#   writes   bench/writes.sh: PUT throughput direct vs through ferry
+#            (write=through/around, s3:// and file://), read after write;
+#            its cross-region checkpoint needs root and is skipped without
 # Without PART: full runs every part (about 60 minutes in all); quick runs
 # xregion only (about 4 minutes), the headline experiment, so that a
 # developer's check stays under 5 minutes; `bench/run.sh quick worker fuse`
@@ -19,12 +22,13 @@ set -euo pipefail
 MODE=${1:-quick}
 case $MODE in
 quick|full) ;;
-*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster]..." >&2; exit 2 ;;
+*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster|writes]..." >&2; exit 2 ;;
 esac
 shift
 cd "$(dirname "$0")/.."
-PARTS=(worker fuse xregion cluster)
-declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1)
+PARTS=(worker fuse xregion cluster writes)
+# writes: not root-only (its cross-region part skips itself, saying so).
+declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1 [writes]=0)
 if [ $# -gt 0 ]; then
 	SEL=("$@")
 elif [ "$MODE" = full ]; then
