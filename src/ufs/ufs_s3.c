@@ -93,6 +93,8 @@
 #include "common/sigv4.h"
 #include "ufs/s3_listxml.h"
 
+/* The slowest upload rate a body's time limits allow for (bytes/s). */
+#define S3_UPLOAD_FLOOR_RATE (128 * 1024)
 #define S3_LIST_BODY_MAX (16u << 20)
 #define S3_ERR_BODY_MAX (64u << 10)
 #define S3_LIST_PAGE_MAX 1000
@@ -342,13 +344,15 @@ static const struct ufs_optdoc s3_options[] = {
 	{"s3.path_style", "true|false", "path-style URLs, http://HOST/BUCKET/KEY "
 	    "(default: true with s3.endpoint or a bucket name with dots)"},
 	{"s3.connect_timeout_ms", "MS", "connect timeout of each attempt (default 5000)"},
-	{"s3.timeout_ms", "MS", "time limit of each attempt (default 60000)"},
+	{"s3.timeout_ms", "MS", "time limit of each attempt (default 60000; more\n"
+	    "for a body, as for s3.deadline_ms)"},
 	{"s3.retries", "N", "retries of failed connections, timeouts and 5xx "
 	    "answers, with backoff (default 4; 0..100)"},
 	{"s3.stall_ms", "MS", "an attempt that receives nothing for this long "
 	    "fails and is retried (default 5000; checked about every second)"},
 	{"s3.deadline_ms", "MS", "time limit of a whole call, retries included "
-	    "(default 20000): a down or hung store fails a read this fast"},
+	    "(default 20000): a down or hung store fails a read this fast; a call\n"
+	    "that sends a body (a PUT, a part) gets 1 s more per 128 KiB of it"},
 	{"s3.insecure", "true|false", "do not verify the TLS certificate (default false)"},
 	{"s3.part_size", "SIZE", "largest object written in one PUT, and the part "
 	    "size of larger ones (multipart upload) (default 8MiB; 5MiB..5GiB)"},
@@ -956,7 +960,13 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 	CURLcode cc = CURLE_OK;
 	char curl_err[CURL_ERROR_SIZE];
 	int attempt;
-	int64_t deadline = now_ms() + s->deadline_ms;
+	/* A body takes the time its bytes need on a slow link: the limits
+	 * grow by its size at S3_UPLOAD_FLOOR_RATE (a stalled upload is
+	 * still caught by s3.stall_ms).  Without this an 8 MiB part over a
+	 * 10 Mbit/s link, four at once, could never finish in 20 s. */
+	int64_t body_ms = c->send ? (int64_t)(c->send_len * 1000 / S3_UPLOAD_FLOOR_RATE) : 0;
+	int64_t deadline = now_ms() + s->deadline_ms + body_ms;
+	long attempt_ms = s->timeout_ms + (long)body_ms;
 	c->stall_ms = s->stall_ms;
 	for (attempt = 0; attempt <= s->retries; attempt++) {
 		if (attempt > 0) {
@@ -996,7 +1006,7 @@ s3_perform(struct s3_state *s, struct s3_call *c)
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 		    s->connect_timeout_ms < left ? s->connect_timeout_ms : (long)left);
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms < left ? s->timeout_ms : (long)left);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, attempt_ms < left ? attempt_ms : (long)left);
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
