@@ -18,7 +18,7 @@ import textwrap
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import make_mounted, rand_bytes
+from conftest import make_mounted, rand_bytes, sign_sigv4
 
 AK, SK = "AKIDCLIENTS", "clients-secret/+="
 KEYED = ["--s3-access-key", AK, "--s3-secret-key", SK]
@@ -254,3 +254,39 @@ def test_boto3_multipart_uploads(make_worker, data_dir, tmp_path, which):
     assert (data_dir / "boto" / "fileobj.bin").read_bytes() == data
     assert w.metric("ferry_s3_requests_total", op="CompleteMultipartUpload") >= 2
     assert staged(w) == []
+
+
+def test_complete_with_the_under_store_down(make_worker, tmp_path, s3rver):
+    """The store fails during the complete: the client gets the error
+    document after the 200 (what botocore reads as the call's error), and
+    the upload is still there, to complete again or abort."""
+    m = make_mounted("s3", make_worker, tmp_path, lambda: s3rver, args=KEYED)
+    s3 = m.worker.s3(AK, SK)
+    uid = s3.create_multipart_upload(Bucket="data", Key="down.bin")["UploadId"]
+    e1 = s3.upload_part(Bucket="data", Key="down.bin", UploadId=uid, PartNumber=1, Body=b"d" * 1000)["ETag"]
+    s3rver.stop()
+    parts = {"Parts": [{"PartNumber": 1, "ETag": e1}]}
+    # On the wire: 200 at once, then the error document (S3's way).
+    import requests
+    doc = ('<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>%s</ETag></Part>'
+           '</CompleteMultipartUpload>' % e1).encode()
+    req = requests.Request("POST", f"{m.worker.s3_url}/data/down.bin?uploadId={uid}", data=doc).prepare()
+    sign_sigv4(req, AK, SK)
+    with requests.Session() as sess:
+        r = sess.send(req, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.content.decode()
+    assert body.startswith('<?xml') and body.count('<?xml') == 1, body
+    assert "<Error><Code>ServiceUnavailable</Code>" in body, body
+    assert "completing the upload failed" in body and "s3://" in body, body
+    # botocore reads a 200 with an Error as a failure (older ones without
+    # its code, as they do for S3 itself).
+    with pytest.raises(ClientError) as ei:
+        s3.complete_multipart_upload(Bucket="data", Key="down.bin", UploadId=uid, MultipartUpload=parts)
+    if "Error" in ei.value.response:
+        assert code_of(ei) == "ServiceUnavailable", ei.value.response
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket="data", Key="down.bin", UploadId=uid)["Parts"]] == [1]
+    # (s3rver comes back on another port, so the mount cannot use it again;
+    # the upload is aborted instead.)
+    s3.abort_multipart_upload(Bucket="data", Key="down.bin", UploadId=uid)
+    assert staged(m.worker) == []
