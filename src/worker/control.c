@@ -629,6 +629,23 @@ op_rename(struct worker *w, struct http_conn *c, const struct http_request *req)
 	mount_release(&tm);
 }
 
+/* POST /v1/invalidate?path=/mount/key: a peer wrote or deleted it
+ * (router_announce); what this worker cached about it is checked again
+ * at its next use.  Needs the control token, as every admin call. */
+static void
+op_invalidate(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128];
+	struct mount *m;
+	const char *key;
+	if (resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
+		return;
+	if (m && key[0])
+		meta_changed_elsewhere(w->mc, m, key);
+	mount_release(&m);
+	http_resp_simple(c, 204, NULL, NULL, NULL, 0);
+}
+
 static void
 op_mounts_get(struct worker *w, struct http_conn *c)
 {
@@ -806,9 +823,11 @@ op_metrics(struct worker *w, struct http_conn *c)
 	    "# HELP ferry_cluster_failovers_total Block reads that moved on to the next worker after one failed.\n"
 	    "# TYPE ferry_cluster_failovers_total counter\nferry_cluster_failovers_total %" PRId64 "\n"
 	    "# HELP ferry_cluster_peer_errors_total Failed requests to peers.\n"
-	    "# TYPE ferry_cluster_peer_errors_total counter\nferry_cluster_peer_errors_total %" PRId64 "\n",
+	    "# TYPE ferry_cluster_peer_errors_total counter\nferry_cluster_peer_errors_total %" PRId64 "\n"
+	    "# HELP ferry_cluster_announce_misses_total Peers not told of a write or delete of this worker (they see it within their sync interval).\n"
+	    "# TYPE ferry_cluster_announce_misses_total counter\nferry_cluster_announce_misses_total %" PRId64 "\n",
 	    members, etcd_up, rs.local_blocks, rs.forwarded, rs.forwarded_bytes,
-	    rs.failovers, rs.peer_errors);
+	    rs.failovers, rs.peer_errors, rs.announce_misses);
 	if (dbuf_error(&b))
 		http_resp_simple(c, 500, NULL, "text/plain", "metrics too large\n", 18);
 	else
@@ -942,6 +961,8 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		op_data_delete(w, c, req);
 	} else if (path_is(req, "/v1/rename") && method_is(req, "POST")) {
 		op_rename(w, c, req);
+	} else if (path_is(req, "/v1/invalidate") && method_is(req, "POST")) {
+		op_invalidate(w, c, req);
 	} else if (path_is(req, "/v1/stats") && get) {
 		op_stats(w, c);
 	} else if (path_is(req, "/v1/local") && get) {

@@ -432,6 +432,14 @@ meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path)
 	pthread_mutex_unlock(&mc->lock);
 }
 
+void
+meta_changed_elsewhere(struct meta_cache *mc, struct mount *m, const char *path)
+{
+	meta_invalidate(mc, m, path);
+	forget_ancestors(mc, m, path);
+	meta_forget_lists(mc, m);
+}
+
 /* --- listing pages ------------------------------------------------------- */
 
 static void

@@ -91,6 +91,11 @@ void meta_forget_lists(struct meta_cache *mc, struct mount *m);
  * the UFS again, never serves it stale, and reports the move (on_change)
  * against the version it had. */
 void meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path);
+/* Another worker wrote or deleted path: its cached answer, its
+ * directories' and the mount's listings are checked again at their next
+ * use (the old version's pages go when the new version is seen). */
+void meta_changed_elsewhere(struct meta_cache *mc, struct mount *m,
+    const char *path);
 
 /* One page of a listing, through the cache; arguments as ufs_list. */
 int meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,

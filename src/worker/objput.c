@@ -31,6 +31,8 @@
 struct objput {
 	struct meta_cache *mc;
 	struct reader *rd;
+	objput_announce_fn announce; /* NULL: a single worker */
+	void *announce_arg;
 };
 
 struct objput *
@@ -92,6 +94,15 @@ publish(struct objput *op, struct mount *m, const char *path,
 		reader_drop_object(op->rd, obj, 0);
 	}
 	meta_forget_lists(op->mc, m);
+	if (op->announce)
+		op->announce(op->announce_arg, m, path);
+}
+
+void
+objput_set_announce(struct objput *op, objput_announce_fn fn, void *arg)
+{
+	op->announce = fn;
+	op->announce_arg = arg;
 }
 
 /* A write in progress (objput_begin .. objput_commit / objput_abort). */

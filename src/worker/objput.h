@@ -72,6 +72,13 @@ struct objput_req {
 int objput_put(struct objput *op, const struct objput_req *rq,
     struct ufs_stat *st);
 
+/* Called after every write and delete this worker made visible (objput
+ * publishes locally first): in a cluster, the router tells the peers.
+ * Set once, before requests start. */
+typedef void (*objput_announce_fn)(void *arg, const struct mount *m,
+    const char *path);
+void objput_set_announce(struct objput *op, objput_announce_fn fn, void *arg);
+
 /* Removes the object (0 also if there was none, as S3 does). */
 int objput_delete(struct objput *op, struct mount *m, const char *path);
 

@@ -2,6 +2,8 @@
  * router.c: the cluster read path (router.h): block placement, streaming a
  * block from the peer that holds it, and failover down the block's order.
  *
+ * Also router_announce: a change of this worker's, told to every peer.
+ *
  * Threads: router_read runs on request threads (S3 gateway, control API),
  * any number at once.  The idle curl handles (curl_pool.c) and the table of
  * peers that failed recently (suspects.c) have their own mutexes, never
@@ -123,6 +125,7 @@ router_get_stats(const struct router *rt, struct router_stats *out)
 	out->forwarded_bytes = __atomic_load_n(&rt->st.forwarded_bytes, __ATOMIC_RELAXED);
 	out->failovers = __atomic_load_n(&rt->st.failovers, __ATOMIC_RELAXED);
 	out->peer_errors = __atomic_load_n(&rt->st.peer_errors, __ATOMIC_RELAXED);
+	out->announce_misses = __atomic_load_n(&rt->st.announce_misses, __ATOMIC_RELAXED);
 }
 
 struct fwd {
@@ -464,4 +467,67 @@ router_is_local(struct router *rt, struct mount *m, const char *path,
 	    off / rt->block_size);
 	cluster_view_release(&v);
 	return yes;
+}
+
+/* --- changes: telling the peers ---------------------------------------------- */
+
+static size_t
+discard_body(char *p, size_t sz, size_t nm, void *arg)
+{
+	return sz * nm;
+}
+
+int
+router_announce(struct router *rt, const struct mount *m, const char *path)
+{
+	struct cluster *cl = __atomic_load_n(&rt->cl, __ATOMIC_ACQUIRE);
+	if (!cl)
+		return 0;
+	struct cluster_view *v = cluster_view_get(cl);
+	int missed = 0;
+	for (int i = 0; v && i < v->n; i++) {
+		const struct member *peer = &v->m[i];
+		if (strcmp(peer->id, rt->self) == 0)
+			continue;
+		CURL *h = curl_pool_get(&rt->pool);
+		struct dbuf url;
+		dbuf_init(&url, 16384);
+		int ur = dbuf_printf(&url, "http://%s/v1/invalidate?path=/%s/", peer->ctl, m->name);
+		if (!ur)
+			ur = url_encode(&url, path, strlen(path), 1);
+		if (!ur)
+			ur = dbuf_add(&url, "", 1);
+		struct curl_slist *hl = NULL;
+		if (rt->auth)
+			hl = curl_slist_append(NULL, rt->auth);
+		long status = 0;
+		CURLcode cc = CURLE_FAILED_INIT;
+		if (h && !ur && (!rt->auth || hl)) {
+			curl_easy_setopt(h, CURLOPT_URL, url.p);
+			curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+			curl_easy_setopt(h, CURLOPT_POST, 1L);
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+			curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+			curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+			curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ROUTER_CONNECT_TIMEOUT_MS);
+			curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ROUTER_ANNOUNCE_MS);
+			curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+			cc = curl_easy_perform(h);
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		}
+		int ok = cc == CURLE_OK && status >= 200 && status <= 299;
+		if (!ok) {
+			missed++;
+			LOG_WARN("cluster: peer %s was not told that /%s/%s changed (%s); it sees the change within its sync interval",
+			    peer->ctl, m->name, path, cc != CURLE_OK ?
+			    curl_easy_strerror(cc) : status == 401 ? "HTTP 401: another control token?" : "an HTTP error");
+		}
+		if (h)
+			curl_pool_put(&rt->pool, h, ok);
+		curl_slist_free_all(hl);
+		dbuf_free(&url);
+	}
+	cluster_view_release(&v);
+	__atomic_fetch_add(&rt->st.announce_misses, missed, __ATOMIC_RELAXED);
+	return missed;
 }

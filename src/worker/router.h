@@ -36,6 +36,7 @@ struct router_stats {
 	int64_t forwarded_bytes;
 	int64_t failovers;      /* a peer failed; the next candidate was asked */
 	int64_t peer_errors;    /* failed peer requests */
+	int64_t announce_misses; /* peers not told of a change (router_announce) */
 };
 
 /* cl NULL: no cluster, every read is local.  token: the cluster's
@@ -61,6 +62,16 @@ int router_read(struct router *rt, struct mount *m, const char *path,
  * its block's replicas is this worker)? */
 int router_is_local(struct router *rt, struct mount *m, const char *path,
     int64_t off);
+
+/*
+ * A write or delete of this worker changed (m, path): tells every other
+ * member (POST /v1/invalidate), which forgets what it cached about it, so
+ * that a read through any worker sees the change at once.  Waits for each
+ * answer, at most ROUTER_ANNOUNCE_MS a peer; returns how many were not
+ * told (logged; they see the change within their sync interval).
+ */
+#define ROUTER_ANNOUNCE_MS 2000L
+int router_announce(struct router *rt, const struct mount *m, const char *path);
 
 int64_t router_block_size(const struct router *rt);
 void router_get_stats(const struct router *rt, struct router_stats *out);

@@ -331,6 +331,14 @@ start_servers(struct worker *w)
 	return 0;
 }
 
+/* objput's announce hook: in a cluster, the peers hear of the change. */
+static void
+announce_change(void *arg, const struct mount *m, const char *path)
+{
+	struct worker *w = arg;
+	router_announce(w->rt, m, path);
+}
+
 int
 worker_start(struct worker *w)
 {
@@ -388,6 +396,7 @@ worker_start(struct worker *w)
 		fprintf(stderr, "ferry worker: cannot start: out of memory\n");
 		return -1;
 	}
+	objput_set_announce(w->op, announce_change, w);
 	char updir[PATH_MAX];
 	snprintf(updir, sizeof(updir), "%s/uploads", c->state_dir);
 	w->mpu = mpu_open(updir, w->op, &err);

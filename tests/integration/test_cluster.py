@@ -830,3 +830,39 @@ def test_fuse_reads_from_owners_and_survives_deaths(cluster_factory, tmp_path):
     finally:
         problems = fm.teardown()
     assert not problems, problems
+
+
+# --- writes: read-after-write through every worker ---------------------------
+
+def test_read_after_write_through_every_worker(cluster_factory):
+    """A write or delete through one worker is seen at once through every
+    other (the writer tells its peers, POST /v1/invalidate), though each
+    had the old version cached and the sync interval is long."""
+    c = cluster_factory()
+    old = {"w/obj.bin": rand_bytes(3 * PAGE + 5, 71), "w/gone.bin": rand_bytes(PAGE, 72)}
+    put_files(c.data_dir, old)
+    ws = [c.add(extra=["--sync-interval", "5m"]) for _ in range(3)]
+    clients = [anon_s3(w.s3_url) for w in ws]
+    for s3 in clients:  # every worker has the old versions in its caches
+        for key, data in old.items():
+            assert s3_get(s3, key) == data
+    new = rand_bytes(2 * PAGE + 9, 73)
+    clients[0].put_object(Bucket="data", Key="w/obj.bin", Body=new)
+    clients[0].put_object(Bucket="data", Key="w/sub/fresh.bin", Body=b"fresh")
+    clients[0].delete_object(Bucket="data", Key="w/gone.bin")
+    for i, s3 in enumerate(clients):
+        assert s3_get(s3, "w/obj.bin") == new, f"worker {i}"
+        assert s3.head_object(Bucket="data", Key="w/obj.bin")["ContentLength"] == len(new)
+        assert s3_get(s3, "w/sub/fresh.bin") == b"fresh"
+        with pytest.raises(Exception) as e:
+            s3.head_object(Bucket="data", Key="w/gone.bin")
+        assert "404" in str(e.value), f"worker {i}: {e.value}"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="w/")["Contents"]]
+        assert keys == ["w/obj.bin", "w/sub/fresh.bin"], f"worker {i}: {keys}"
+        assert data_get(ws[i], "w/obj.bin") == new
+    assert msum(ws, "ferry_cluster_announce_misses_total") == 0
+    # A peer that is down is not told, and that is counted, not fatal.
+    c.kill(ws[2])
+    clients[0].put_object(Bucket="data", Key="w/obj.bin", Body=b"v3")
+    assert s3_get(clients[1], "w/obj.bin") == b"v3"
+    assert (c.data_dir / "w" / "obj.bin").read_bytes() == b"v3"
