@@ -3,7 +3,7 @@
  * stale mount left at MOUNTPOINT by a killed process (lazy unmount),
  * refuses a MOUNTPOINT that is a live ferry mount already (it would stack)
  * and an address that is not a ferry control API,
- * mounts read-only through libfuse3, daemonizes once the mount is up
+ * mounts through libfuse3 (read-write, or read-only), daemonizes once the mount is up
  * (unless --foreground), runs the multithreaded session loop, and
  * unmounts when it ends (SIGTERM, SIGINT, SIGHUP, or an external
  * `fusermount3 -u`).
@@ -11,7 +11,8 @@
  * Threads: the main thread does everything here except
  * ffs_tune_readahead(), which the first session thread to serve a request
  * runs (the atomic fs->tuned makes it once).  libfuse's signal handlers
- * only set the session's exit flag.
+ * only set the session's exit flag; SIGINT and SIGTERM get them whatever
+ * the process inherited (a background job starts with SIGINT ignored).
  */
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
@@ -551,6 +552,13 @@ fuse_main_cmd(int argc, char **argv)
 		goto out;
 	}
 	fs->se = se;
+	/* libfuse installs its handlers only over the default action, and a
+	 * shell starts a background job with SIGINT ignored: a `ferry fuse`
+	 * started so would then ignore the SIGINT that should unmount it.
+	 * SIGINT and SIGTERM stop it whatever it inherited (SIGHUP is left as
+	 * given: nohup means it). */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(se) != 0) {
 		fprintf(stderr, "ferry: fuse: cannot install signal handlers\n");
 		goto out;

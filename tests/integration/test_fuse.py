@@ -64,6 +64,7 @@ class FuseMount:
         self.proc = None
         self.log_path = None
         self.expect_death = False
+        self.preexec = None  # runs in the child before exec
 
     def start(self, timeout=15, expect="data"):
         try:
@@ -75,7 +76,8 @@ class FuseMount:
                "--foreground"] + self.args
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=self.preexec)
 
         def up():
             if self.proc.poll() is not None:
@@ -593,6 +595,24 @@ def test_sigterm_unmounts(make_worker, fuse_mount, data_dir, tree):
     m2 = fuse_mount(w, mnt=m.mnt)  # and the mountpoint is usable again
     assert m2.stop(signal.SIGINT) == 0
     assert not mounted_at(m.mnt)
+
+
+def test_sigint_unmounts_when_started_with_sigint_ignored(make_worker, tmp_path, data_dir, tree):
+    """Regression: a shell starts a background job with SIGINT ignored,
+    and libfuse installs its handlers only over the default action, so a
+    `ferry fuse` started from a script with `&` ignored SIGINT for good
+    (found as a hang of test_sigterm_unmounts in a backgrounded test run)."""
+    w = make_worker(mounts={"data": data_dir})
+    m = FuseMount(tmp_path, w, tmp_path / "mnt-ign", ["--attr-timeout", "1"])
+    m.preexec = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        m.start()
+        assert (m.mnt / "data" / "one").read_bytes() == tree["one"]
+        assert m.stop(signal.SIGINT) == 0
+        assert not mounted_at(m.mnt)
+    finally:
+        problems = m.teardown()
+    assert not problems, problems
 
 
 def test_stale_mount_is_recovered(make_worker, fuse_mount, data_dir, tree):
