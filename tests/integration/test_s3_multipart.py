@@ -256,10 +256,21 @@ def test_boto3_multipart_uploads(make_worker, data_dir, tmp_path, which):
     assert staged(w) == []
 
 
-def test_complete_with_the_under_store_down(make_worker, tmp_path, s3rver):
+@pytest.fixture
+def own_s3rver(tmp_path):
+    """An s3rver of this test's own: the test stops it (the session's one
+    serves every other test)."""
+    from conftest import S3rver
+    s = S3rver(tmp_path / "own-s3rver").start()
+    yield s
+    s.stop()
+
+
+def test_complete_with_the_under_store_down(make_worker, tmp_path, own_s3rver):
     """The store fails during the complete: the client gets the error
     document after the 200 (what botocore reads as the call's error), and
     the upload is still there, to complete again or abort."""
+    s3rver = own_s3rver
     m = make_mounted("s3", make_worker, tmp_path, lambda: s3rver, args=KEYED)
     s3 = m.worker.s3(AK, SK)
     uid = s3.create_multipart_upload(Bucket="data", Key="down.bin")["UploadId"]
