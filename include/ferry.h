@@ -107,6 +107,10 @@ int ferry_unmount(ferry_t *f, const char *name);
 /* JSON documents from the worker; caller frees *json. */
 int ferry_mounts_json(ferry_t *f, char **json);
 int ferry_stats_json(ferry_t *f, char **json);
+/* Writes of write=back mounts not yet in their under-stores (GET
+ * /v1/writeback): {"mounts":[{"mount","attached","objects","bytes",
+ * "oldest_s","uploading","uploaded","failures","last_error"}]}. */
+int ferry_writeback_json(ferry_t *f, char **json);
 /* The cluster as the worker sees it (GET /v1/cluster): {"cluster",
  * "self", "block_size", "replicas":{mount:R}, "members":[{"id","ctl",
  * "s3","capacity","started","self"}], "etcd_ok", "view_version"}. */

@@ -319,6 +319,51 @@ print_count_line(const char *label, int64_t v)
 }
 
 int
+cmd_writeback(struct cli *c, int argc, char **argv)
+{
+	char *text;
+	struct json_doc d;
+	int rc = fetch_json(c, argc, argv, ferry_writeback_json, &text, &d);
+	if (rc || !text)
+		return rc;
+	int arr = json_obj_get(&d, 0, "mounts");
+	int n = 0;
+	printf("%-20s %8s %10s %8s %9s %s\n", "MOUNT", "OBJECTS", "BYTES",
+	    "OLDEST", "UPLOADING", "LAST ERROR");
+	for (int i = 0; arr >= 0; i++) {
+		int t = json_arr_get(&d, arr, i);
+		if (t < 0)
+			break;
+		char *name = json_str(&d, json_obj_get(&d, t, "mount"));
+		char *le = json_str(&d, json_obj_get(&d, t, "last_error"));
+		int ok;
+		int64_t objects = json_int(&d, json_obj_get(&d, t, "objects"), &ok);
+		int64_t bytes = json_int(&d, json_obj_get(&d, t, "bytes"), &ok);
+		int64_t oldest = json_int(&d, json_obj_get(&d, t, "oldest_s"), &ok);
+		int64_t up = json_int(&d, json_obj_get(&d, t, "uploading"), &ok);
+		int attached = json_bool(&d, json_obj_get(&d, t, "attached"));
+		char hb[32], age[32], slashed[80];
+		fmt_bytes((double)bytes, hb, sizeof(hb));
+		if (objects == 0)
+			snprintf(age, sizeof(age), "-");
+		else
+			snprintf(age, sizeof(age), "%" PRId64 "s", oldest);
+		snprintf(slashed, sizeof(slashed), "/%s%s", name ? name : "?",
+		    attached ? "" : " (unmounted)");
+		printf("%-20s %8" PRId64 " %10s %8s %9" PRId64 " %s\n", slashed,
+		    objects, hb, age, up, objects && le && *le ? le : "-");
+		free(name);
+		free(le);
+		n++;
+	}
+	if (n == 0)
+		printf("(no write=back mounts)\n");
+	json_free(&d);
+	free(text);
+	return CLI_OK;
+}
+
+int
 cmd_stats(struct cli *c, int argc, char **argv)
 {
 	char *text;

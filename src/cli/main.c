@@ -89,6 +89,13 @@ const struct cli_cmd cli_cmds[] = {
 	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,
 	        "the worker's answer (GET /v1/stats; this worker only)"},
 	        {0, 0, NULL, NULL, NULL}}, NULL},
+	{"writeback", cmd_writeback, "writeback [--json]",
+	    "what write=back mounts have not yet written to their under-stores",
+	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,
+	        "the worker's answer (GET /v1/writeback): mounts, each with mount,\n"
+	        "attached, objects, bytes, oldest_s, uploading, uploaded, failures\n"
+	        "and last_error"},
+	        {0, 0, NULL, NULL, NULL}}, NULL},
 	{"workers", cmd_workers, "workers [--json]",
 	    "list the cluster's workers: state, capacity, use, hit ratio",
 	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,
@@ -256,8 +263,10 @@ cli_mount_keys(void (*fn)(void *arg, const char *key, const char *value,
 {
 	fn(arg, MOUNT_OPT_REPLICAS, "N", "workers of a cluster that cache each block "
 	    "(1-16, default 1)");
-	fn(arg, MOUNT_OPT_WRITE, "through|around", "writes go to the under-store and the "
-	    "cache (through, default), or the under-store only (around)");
+	fn(arg, MOUNT_OPT_WRITE, "through|around|back", "writes go to the under-store and the "
+	    "cache (through, default), or the under-store only (around), or are "
+	    "acknowledged once on the worker's disk and uploaded in the background "
+	    "(back; a single worker; see `ferry writeback`)");
 	fn(arg, MOUNT_OPT_READONLY, "true|false", "refuse every write to this mount "
 	    "(default false)");
 	for (int i = 0; ufs_backend(i); i++)

@@ -206,6 +206,9 @@ ffs_err(struct ffs *fs, int r, const char *op, const char *path)
 		if (r != -ENOMEM && r != -ENAMETOOLONG)
 			worker_answered(fs);
 		return -r;
+	case -ENOBUFS: /* the worker's write-back staging is full */
+		worker_answered(fs);
+		return ENOSPC;
 	case -ECONNREFUSED:
 	case -EHOSTUNREACH:
 	case -ETIMEDOUT:

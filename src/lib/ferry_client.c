@@ -506,6 +506,8 @@ status_errno(long status, const struct dbuf *body)
 				e = -EXDEV;
 			else if (!strcmp(code, "InsufficientStorage"))
 				e = -ENOSPC;
+			else if (!strcmp(code, "SlowDown"))
+				e = -ENOBUFS; /* write-back staging full */
 			else if (!strcmp(code, "TooLarge"))
 				e = -EFBIG;
 			free(code);
@@ -1522,6 +1524,13 @@ ferry_stats_json(ferry_t *f, char **json)
 {
 	err_clear();
 	return err_done(get_json_text(f, "/v1/stats", json));
+}
+
+int
+ferry_writeback_json(ferry_t *f, char **json)
+{
+	err_clear();
+	return err_done(get_json_text(f, "/v1/writeback", json));
 }
 
 /* Copies string member key of the reply's object into out; -EPROTO if

@@ -860,6 +860,9 @@ write_error(struct s3req *s, int r, const char *what)
 	case -ETIMEDOUT:
 		s3_error(s, 503, "ServiceUnavailable", msg);
 		break;
+	case -ENOBUFS: /* write-back staging is full */
+		s3_error(s, 503, "SlowDown", msg);
+		break;
 	default:
 		s3_error(s, 503, "ServiceUnavailable", msg);
 		break;
@@ -1761,6 +1764,8 @@ op_complete_mpu(struct s3req *s, struct mount *m)
 		snprintf(why, sizeof(why), "At least one of the pre-conditions you specified did not hold");
 	} else if (r == -ENOSPC || r == -EDQUOT) {
 		code = "InsufficientStorage";
+	} else if (r == -ENOBUFS) {
+		code = "SlowDown";
 	} else if (r == -EROFS) {
 		code = "AccessDenied";
 	} else if (r == -ETIMEDOUT || r == -EIO || r == -ECONNREFUSED || r == -EHOSTUNREACH) {

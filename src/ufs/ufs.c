@@ -33,11 +33,11 @@
 
 #include "../common/dbuf.h"
 #include "../common/log.h"
+#include "ufs_impl.h"
 
 /* Largest read a backend is asked for (the largest page). */
 #define UFS_READ_MAX (64u << 20)
 #define UFS_LIST_MAX 1000
-#define UFS_REASON_MAX 512
 /* The headers a write may carry: how many, and S3's 2 KB limit on user
  * metadata (x-amz-meta-* names and values together); other values are
  * kept to 1 KiB each. */
@@ -45,22 +45,7 @@
 #define UFS_META_BYTES_MAX 2048
 #define UFS_HEADER_VALUE_MAX 1024
 
-struct ufs {
-	const struct ufs_ops *ops;
-	void *state;    /* NULL: the backend failed to open */
-	char *open_err; /* why it failed */
-	char *label;    /* the URI, for log lines */
-};
-
-/* A write session: the backend's, and what the layer checks across calls. */
-struct ufs_put {
-	struct ufs *u;
-	void *b;          /* the backend's session */
-	int64_t size;     /* announced, or -1 */
-	int64_t written;
-	int err;          /* the first put_write failure, or 0 */
-	char reason[UFS_REASON_MAX]; /* its ufs_last_error() */
-};
+/* struct ufs and struct ufs_put are in ufs_impl.h (ufs_wb.c uses them). */
 
 static const struct ufs_ops *const backends[] = {&ufs_file_ops, &ufs_s3_ops};
 
@@ -127,6 +112,7 @@ ufs_open_ops(const struct ufs_ops *ops, const char *label, const char *root,
 	if (!u)
 		return -ENOMEM;
 	u->ops = ops;
+	u->refs = 1;
 	u->label = strdup(label ? label : ops->scheme);
 	if (!u->label) {
 		free(u);
@@ -167,6 +153,23 @@ ufs_close(struct ufs **up)
 	struct ufs *u = *up;
 	*up = NULL;
 	if (!u)
+		return;
+	if (u->layer)
+		u->layer->detach(u);
+	ufs_unref(u);
+}
+
+struct ufs *
+ufs_ref(struct ufs *u)
+{
+	__atomic_add_fetch(&u->refs, 1, __ATOMIC_ACQ_REL);
+	return u;
+}
+
+void
+ufs_unref(struct ufs *u)
+{
+	if (!u || __atomic_sub_fetch(&u->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	if (u->state)
 		u->ops->close(u->state);
@@ -221,6 +224,13 @@ ufs_stat(struct ufs *u, const char *path, struct ufs_stat *st)
 	int r = enter(u, path);
 	if (r)
 		return r;
+	return u->layer ? u->layer->stat(u, path, st) : ufs_raw_stat(u, path, st);
+}
+
+int
+ufs_raw_stat(struct ufs *u, const char *path, struct ufs_stat *st)
+{
+	int r;
 	ADD(requests[UFSOP_STAT], 1);
 	r = u->ops->stat(u->state, path, st);
 	count_error(UFSOP_STAT, r);
@@ -242,6 +252,20 @@ ufs_list(struct ufs *u, const char *prefix, const char *delimiter,
 		max_keys = 1;
 	if (max_keys > UFS_LIST_MAX)
 		max_keys = UFS_LIST_MAX;
+	if (u->layer)
+		return u->layer->list(u, prefix, delimiter ? delimiter : "",
+		    start_after ? start_after : "", max_keys, fn, arg, truncated);
+	return ufs_raw_list(u, prefix, delimiter, start_after, max_keys, fn,
+	    arg, truncated);
+}
+
+int
+ufs_raw_list(struct ufs *u, const char *prefix, const char *delimiter,
+    const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
+    int *truncated)
+{
+	int r;
+	*truncated = 0;
 	ADD(requests[UFSOP_LIST], 1);
 	r = u->ops->list(u->state, prefix, delimiter ? delimiter : "",
 	    start_after ? start_after : "",
@@ -272,6 +296,15 @@ ufs_read(struct ufs *u, const char *path, const char *etag, int64_t off,
 		return r;
 	if (len == 0)
 		return 0;
+	if (u->layer)
+		return u->layer->read(u, path, etag ? etag : "", off, buf, len);
+	return ufs_raw_read(u, path, etag, off, buf, len);
+}
+
+ssize_t
+ufs_raw_read(struct ufs *u, const char *path, const char *etag, int64_t off,
+    void *buf, size_t len)
+{
 	ADD(requests[UFSOP_READ], 1);
 	ssize_t n = u->ops->read(u->state, path, etag ? etag : "", off, buf, len);
 	if (n > (ssize_t)len) {
@@ -296,6 +329,15 @@ ufs_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
 		return r;
 	if (!u->ops->read_stat)
 		return -ENOTSUP;
+	if (u->layer)
+		return u->layer->read_stat(u, path, off, buf, len, dirs, st);
+	return ufs_raw_read_stat(u, path, off, buf, len, dirs, st);
+}
+
+ssize_t
+ufs_raw_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
+    size_t len, int dirs, struct ufs_stat *st)
+{
 	ADD(requests[UFSOP_READ], 1);
 	ssize_t n = u->ops->read_stat(u->state, path, off, buf, len, dirs, st);
 	if (n > (ssize_t)len) {
@@ -437,6 +479,9 @@ enter_write(struct ufs *u, enum ufs_op op, const char *path,
 	return o ? put_opts_check(u, path, o) : 0;
 }
 
+static int put_begin(struct ufs *u, const char *path,
+    const struct ufs_put_opts *o, int raw, struct ufs_put **pp);
+
 int
 ufs_put_begin(struct ufs *u, const char *path, const struct ufs_put_opts *o,
     struct ufs_put **pp)
@@ -448,13 +493,36 @@ ufs_put_begin(struct ufs *u, const char *path, const struct ufs_put_opts *o,
 	int r = enter_write(u, UFSOP_WRITE, path, o);
 	if (r)
 		return r;
+	return put_begin(u, path, o, !u->layer, pp);
+}
+
+int
+ufs_raw_put_begin(struct ufs *u, const char *path,
+    const struct ufs_put_opts *o, struct ufs_put **pp)
+{
+	*pp = NULL;
+	t_reason[0] = 0;
+	return put_begin(u, path, o, 1, pp);
+}
+
+/* A session on the backend (raw), or on the write-back staging area. */
+static int
+put_begin(struct ufs *u, const char *path, const struct ufs_put_opts *o,
+    int raw, struct ufs_put **pp)
+{
 	struct ufs_put *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	ADD(requests[UFSOP_WRITE], 1);
-	r = u->ops->put_begin(u->state, path, o, &p->b);
+	int r;
+	if (raw) {
+		ADD(requests[UFSOP_WRITE], 1);
+		r = u->ops->put_begin(u->state, path, o, &p->b);
+		if (r < 0)
+			count_error(UFSOP_WRITE, r);
+	} else {
+		r = u->layer->put_begin(u, path, o, &p->wp);
+	}
 	if (r < 0) {
-		count_error(UFSOP_WRITE, r);
 		free(p);
 		return r;
 	}
@@ -494,7 +562,8 @@ ufs_put_write(struct ufs_put *p, const void *buf, size_t len)
 		    " announced", p->u->label, p->size);
 		return put_fail(p, -EINVAL);
 	}
-	int r = p->u->ops->put_write(p->b, buf, len);
+	int r = p->wp ? p->u->layer->put_write(p->wp, buf, len) :
+	    p->u->ops->put_write(p->b, buf, len);
 	if (r < 0)
 		return put_fail(p, r);
 	p->written += (int64_t)len;
@@ -518,9 +587,18 @@ ufs_put_commit(struct ufs_put **pp, struct ufs_stat *st)
 		put_fail(p, -EINVAL);
 	}
 	if (p->err) {
-		ops->put_abort(p->b);
+		if (p->wp)
+			p->u->layer->put_abort(p->wp);
+		else
+			ops->put_abort(p->b);
 		snprintf(t_reason, sizeof(t_reason), "%s", p->reason);
 		r = p->err;
+	} else if (p->wp) {
+		/* Staged for write-back: the store's bytes are counted when
+		 * the persister writes them. */
+		r = p->u->layer->put_commit(p->wp, st);
+		if (r < 0)
+			memset(st, 0, sizeof(*st));
 	} else {
 		r = ops->put_commit(p->b, st);
 		if (r < 0) {
@@ -546,7 +624,10 @@ ufs_put_abort(struct ufs_put **pp)
 	 * its cleanup went. */
 	char why[sizeof(t_reason)];
 	memcpy(why, t_reason, sizeof(why));
-	p->u->ops->put_abort(p->b);
+	if (p->wp)
+		p->u->layer->put_abort(p->wp);
+	else
+		p->u->ops->put_abort(p->b);
 	memcpy(t_reason, why, sizeof(why));
 	free(p);
 }
@@ -557,6 +638,13 @@ ufs_remove(struct ufs *u, const char *path)
 	int r = enter_write(u, UFSOP_REMOVE, path, NULL);
 	if (r)
 		return r;
+	return u->layer ? u->layer->remove(u, path) : ufs_raw_remove(u, path);
+}
+
+int
+ufs_raw_remove(struct ufs *u, const char *path)
+{
+	int r;
 	ADD(requests[UFSOP_REMOVE], 1);
 	r = u->ops->remove(u->state, path);
 	count_error(UFSOP_REMOVE, r);
@@ -578,6 +666,8 @@ ufs_copy(struct ufs *u, const char *src, const char *dst,
 		ufs_set_error("%s: no object to copy from", u->label);
 		return -EINVAL;
 	}
+	if (u->layer)
+		return u->layer->copy(u, src, dst, o, st);
 	ADD(requests[UFSOP_COPY], 1);
 	r = u->ops->copy(u->state, src, dst, o, st);
 	count_error(UFSOP_COPY, r);

@@ -226,6 +226,75 @@ int ufs_copy(struct ufs *u, const char *src, const char *dst,
     const struct ufs_put_opts *o, struct ufs_stat *st);
 
 /*
+ * --- Write-back (a mount's option write=back; ufs_wb.c) ---
+ *
+ * A write-back instance answers a write once its body is durable in a
+ * staging area on local disk (fsync'd data and journal record), and a
+ * persister uploads it to the store in the background: oldest first, a
+ * bounded number at once, under a bandwidth cap, retried with backoff
+ * until the store takes it.  Deletes are queued the same way (a
+ * tombstone).  Until then the instance's reads (stat, read, read_stat,
+ * list) answer from the staging area for those keys, so everything above
+ * this layer (the metadata cache, the reader, listings) sees the new
+ * state at once.  Per key, uploads happen in write order and a newer
+ * write replaces an older one not yet started (last writer wins).  The
+ * staging area survives kill -9: records are found again when the mount's
+ * instance is set up after a restart.  Staging is bounded (limit): a write
+ * that would pass it fails with -ENOBUFS (S3 SlowDown), never a lost one.
+ *
+ * The area of a mount is <dir>/<ident as 16 hex digits>/, so it follows
+ * the mount's URI (its objects' identity) across restarts and re-mounts.
+ */
+/* Called (no lock held) when a staged object reached the store: staged is
+ * what reads answered until now, stored the store's stat of it. */
+typedef void (*ufs_wb_persisted_fn)(void *arg, uint64_t ident,
+    const char *name, const char *path, const struct ufs_stat *staged,
+    const struct ufs_stat *stored);
+struct ufs_wb_cfg {
+	const char *dir;   /* the staging root */
+	int64_t limit;     /* bytes staged at most, all mounts together */
+	int parallel;      /* uploads at once */
+	int64_t bandwidth; /* bytes per second to the stores; 0: no cap */
+	ufs_wb_persisted_fn persisted;
+	void *arg;
+};
+/* Starts the persister (once per process).  0 or -errno with *err. */
+int ufs_wb_start(const struct ufs_wb_cfg *cfg, char **err);
+/* Stops the persister; what is staged stays on disk for the next start.
+ * Then, once every write-back instance is closed, ufs_wb_free frees the
+ * rest (reads of staged data work until then). */
+void ufs_wb_stop(void);
+void ufs_wb_free(void);
+/* Makes u (a mount's instance, not yet shared) write-back, staging in the
+ * area of ident (name: the mount's, for status and logs); loads what a
+ * previous run left there.  0 or -errno with *err. */
+int ufs_set_writeback(struct ufs *u, uint64_t ident, const char *name,
+    char **err);
+int ufs_is_writeback(const struct ufs *u);
+
+struct ufs_wb_status {
+	char name[64];
+	uint64_t ident;
+	int attached;          /* a mount's instance is there to upload */
+	int64_t objects;       /* writes and deletes not yet in the store */
+	int64_t bytes;
+	int64_t oldest_s;      /* age of the oldest, seconds (0: none) */
+	int64_t uploading;
+	int64_t uploaded;      /* since start */
+	int64_t failures;      /* failed attempts since start */
+	char last_error[256];  /* the last failure's reason ("" if none) */
+};
+/* One row per staging area in use: a malloc'd array (*out) and its length,
+ * or -ENOMEM. */
+int ufs_wb_status(struct ufs_wb_status **out);
+/* Writes and deletes of ident not yet in the store. */
+int64_t ufs_wb_pending(uint64_t ident);
+/* Drops them (an unmount that was told to): how many. */
+int64_t ufs_wb_drop(uint64_t ident);
+struct dbuf;
+int ufs_wb_metrics_render(struct dbuf *b);
+
+/*
  * Counters (process-wide, relaxed atomics), for /metrics and /v1/stats.
  * A write is one request however many the store needs for it (the parts
  * of a multipart upload); write_bytes counts the bodies of committed

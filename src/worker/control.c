@@ -97,6 +97,7 @@ reply_errno(struct http_conn *c, int err, const char *what)
 	case -EPROTO: reply_error(c, 400, "IncompleteBody", msg); break;
 	case -EFBIG: reply_error(c, 413, "TooLarge", msg); break;
 	case -EXDEV: reply_error(c, 400, "CrossMount", msg); break;
+	case -ENOBUFS: reply_error(c, 503, "SlowDown", msg); break;
 	case -ENOSPC:
 	case -EDQUOT: reply_error(c, 507, "InsufficientStorage", msg); break;
 	default: reply_error(c, 502, "UfsError", msg); break;
@@ -718,6 +719,19 @@ op_unmount(struct worker *w, struct http_conn *c, const char *name, size_t len)
 	}
 	memcpy(nm, name, len);
 	nm[len] = 0;
+	/* Writes acknowledged and not yet in the store are not dropped by an
+	 * unmount: they would be lost. */
+	struct mount *m = mounts_get(w->mt, nm, len);
+	int64_t pending = m ? ufs_wb_pending(m->ident) : 0;
+	mount_release(&m);
+	if (pending > 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "/%s has %" PRId64 " write(s) not yet in "
+		    "its under-store (see `ferry writeback`): unmount once they "
+		    "are uploaded", nm, pending);
+		reply_error(c, 409, "WritesPending", msg);
+		return;
+	}
 	int cr = -ENOENT;
 	if (worker_cluster(w)) {
 		cr = cluster_mount_delete(worker_cluster(w), nm);
@@ -735,6 +749,39 @@ op_unmount(struct worker *w, struct http_conn *c, const char *name, size_t len)
 	struct dbuf b;
 	dbuf_init(&b, 64);
 	dbuf_adds(&b, "{\"ok\":true}\n");
+	reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
+/* GET /v1/writeback: per write=back mount, what is not yet in its
+ * under-store. */
+static void
+op_writeback(struct worker *w, struct http_conn *c)
+{
+	(void)w;
+	struct ufs_wb_status *v;
+	int n = ufs_wb_status(&v);
+	if (n < 0) {
+		reply_error(c, 500, "InternalError", "out of memory");
+		return;
+	}
+	struct dbuf b;
+	dbuf_init(&b, 1 << 20);
+	dbuf_adds(&b, "{\"mounts\":[");
+	for (int i = 0; i < n; i++) {
+		dbuf_printf(&b, "%s{\"mount\":", i ? "," : "");
+		json_put_str(&b, v[i].name);
+		dbuf_printf(&b, ",\"attached\":%s,\"objects\":%" PRId64
+		    ",\"bytes\":%" PRId64 ",\"oldest_s\":%" PRId64
+		    ",\"uploading\":%" PRId64 ",\"uploaded\":%" PRId64
+		    ",\"failures\":%" PRId64 ",\"last_error\":",
+		    v[i].attached ? "true" : "false", v[i].objects, v[i].bytes,
+		    v[i].oldest_s, v[i].uploading, v[i].uploaded, v[i].failures);
+		json_put_str(&b, v[i].last_error);
+		dbuf_adds(&b, "}");
+	}
+	dbuf_adds(&b, "]}\n");
+	free(v);
 	reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
@@ -944,7 +991,7 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 	} else if (path_is(req, "/metrics") && get) {
 		op_metrics(w, c);
 	} else if (path_is(req, "/") && get) {
-		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/rename /v1/stats /v1/local /v1/cluster /v1/mounts\n";
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/rename /v1/stats /v1/writeback /v1/local /v1/cluster /v1/mounts\n";
 		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
 	} else if (req->path_len >= 4 && memcmp(req->path, "/v1/", 4) == 0 &&
 	    !authorized(w, c, req, get ? ACCESS_DATA : ACCESS_ADMIN)) {
@@ -965,6 +1012,8 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		op_invalidate(w, c, req);
 	} else if (path_is(req, "/v1/stats") && get) {
 		op_stats(w, c);
+	} else if (path_is(req, "/v1/writeback") && get) {
+		op_writeback(w, c);
 	} else if (path_is(req, "/v1/local") && get) {
 		op_local(w, c);
 	} else if (path_is(req, "/v1/cluster") && get) {

@@ -411,6 +411,26 @@ meta_wrote(struct meta_cache *mc, struct mount *m, const char *path,
 }
 
 void
+meta_replace(struct meta_cache *mc, struct mount *m, const char *path,
+    const struct ufs_stat *from, const struct ufs_stat *to)
+{
+	uint64_t h = objkey_id(m->ident, path);
+	struct change ch = {0};
+	pthread_mutex_lock(&mc->lock);
+	struct stat_ent *e = do_stat_find(mc, m->ident, path, h);
+	if (e && !e->loading && !e->invalid && e->err == 0 && !e->st.is_dir &&
+	    objkey_version(&e->st) == objkey_version(from)) {
+		do_stat_update(mc, m, e, 0, to, now_ms(), &ch);
+		do_stat_touch(mc, e);
+	}
+	pthread_mutex_unlock(&mc->lock);
+	/* Not a change in the store (no log line): the same bytes under the
+	 * store's version; other versions' pages go. */
+	if (ch.obj && mc->cfg.on_change)
+		mc->cfg.on_change(mc->cfg.arg, ch.obj, ch.keep_ver);
+}
+
+void
 meta_removed(struct meta_cache *mc, struct mount *m, const char *path)
 {
 	set_answer(mc, m, path, -ENOENT, NULL);

@@ -85,6 +85,11 @@ int meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
 void meta_wrote(struct meta_cache *mc, struct mount *m, const char *path,
     const struct ufs_stat *st);
 void meta_removed(struct meta_cache *mc, struct mount *m, const char *path);
+/* A write=back object reached the store: if path's answer is still
+ * version from (no newer write came), it becomes to (the store's stat of
+ * the same bytes), fresh; otherwise nothing changes. */
+void meta_replace(struct meta_cache *mc, struct mount *m, const char *path,
+    const struct ufs_stat *from, const struct ufs_stat *to);
 void meta_forget_lists(struct meta_cache *mc, struct mount *m);
 
 /* A path's answer is wrong (its version moved under us): the next use asks

@@ -38,10 +38,12 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 	COUNTER(b, "ferry_put_bytes_total", "Bytes of objects written by clients.", METRIC_GET(put_bytes));
 	dbuf_printf(b, "# HELP ferry_put_requests_total Objects written by clients, by write mode.\n"
 	    "# TYPE ferry_put_requests_total counter\n"
-	    "ferry_put_requests_total{mode=\"through\"} %" PRId64 "\nferry_put_requests_total{mode=\"around\"} %" PRId64 "\n",
-	    METRIC_GET(puts[0]), METRIC_GET(puts[1]));
+	    "ferry_put_requests_total{mode=\"through\"} %" PRId64 "\nferry_put_requests_total{mode=\"around\"} %" PRId64 "\n"
+	    "ferry_put_requests_total{mode=\"back\"} %" PRId64 "\n",
+	    METRIC_GET(puts[0]), METRIC_GET(puts[1]), METRIC_GET(puts[2]));
 	COUNTER(b, "ferry_readahead_bytes_total", "Bytes fetched from under-stores beyond what clients asked (read-ahead).", METRIC_GET(readahead_bytes));
 	ufs_metrics_render(b);
+	ufs_wb_metrics_render(b);
 	COUNTER(b, "ferry_metadata_cache_hits_total", "Stat and list answers served from the metadata cache.", METRIC_GET(meta_hits));
 	COUNTER(b, "ferry_metadata_cache_misses_total", "Stat and list answers fetched from the under-store.", METRIC_GET(meta_misses));
 	COUNTER(b, "ferry_metadata_stale_total", "Expired stat and list answers served again because the under-store failed (stale-if-error).", METRIC_GET(meta_stale));

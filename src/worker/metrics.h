@@ -18,7 +18,7 @@ struct metrics {
 	int64_t miss_bytes;     /* served, not in the cache when a client asked */
 	int64_t readahead_bytes; /* fetched beyond what clients asked */
 	int64_t put_bytes;       /* written by clients (objput) */
-	int64_t puts[2];         /* objects written, by write mode */
+	int64_t puts[3];         /* objects written, by write mode (enum mount_write) */
 	int64_t meta_hits, meta_misses;
 	int64_t meta_stale; /* answers served stale because the UFS failed */
 };

@@ -276,9 +276,12 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 				m->write_mode = MOUNT_WRITE_THROUGH;
 			else if (strcmp(v, "around") == 0)
 				m->write_mode = MOUNT_WRITE_AROUND;
+			else if (strcmp(v, "back") == 0)
+				m->write_mode = MOUNT_WRITE_BACK;
 			else {
 				*err = strdup("option write: through (the body goes to the under-store and "
-				    "the cache) or around (the under-store only)");
+				    "the cache), around (the under-store only) or back (acknowledged once "
+				    "on local disk, uploaded in the background)");
 				free(bopts);
 				mount_free(m);
 				return NULL;
@@ -301,6 +304,22 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 	if (!m->ufs) {
 		mount_free(m);
 		return NULL;
+	}
+	if (m->write_mode == MOUNT_WRITE_BACK) {
+		int wr = ufs_set_writeback(m->ufs, m->ident, m->name, err);
+		if (wr < 0) {
+			if (keep_broken) {
+				LOG_ERR("mount /%s (%s): %s; kept read-only", name,
+				    uri, *err ? *err : strerror(-wr));
+				m->readonly = 1;
+			}
+			if (!keep_broken) {
+				mount_free(m);
+				return NULL;
+			}
+			free(*err);
+			*err = NULL;
+		}
 	}
 	if (r < 0) {
 		if (keep_broken) {

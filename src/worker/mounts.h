@@ -21,7 +21,7 @@
 #define MOUNT_NAME_MAX 63
 
 /* How a mount's writes use the cache (option "write"). */
-enum mount_write { MOUNT_WRITE_THROUGH, MOUNT_WRITE_AROUND };
+enum mount_write { MOUNT_WRITE_THROUGH, MOUNT_WRITE_AROUND, MOUNT_WRITE_BACK };
 
 struct mount {
 	char name[MOUNT_NAME_MAX + 1];
@@ -62,7 +62,7 @@ void mounts_close(struct mount_table **mt);
 #define MOUNTS_ECHECK (-EREMOTEIO)
 /* Options ferry itself takes (not passed to the under-store). */
 #define MOUNT_OPT_REPLICAS "replicas"
-#define MOUNT_OPT_WRITE "write"       /* through (default) | around */
+#define MOUNT_OPT_WRITE "write"       /* through (default) | around | back */
 #define MOUNT_OPT_READONLY "readonly" /* true | false (default) */
 #define MOUNT_REPLICAS_MAX 16
 

@@ -112,6 +112,7 @@ struct objput_w {
 	char *path;
 	struct ufs_put *put;
 	int through;
+	enum mount_write mode;
 	uint64_t obj, tmpver;
 	char *buf;       /* one page: the body's bytes on their way */
 	uint32_t P, fill;
@@ -148,7 +149,10 @@ objput_begin(struct objput *op, struct mount *m, const char *path,
 		return r;
 	}
 	w->m = mount_ref(m);
-	w->through = m->write_mode == MOUNT_WRITE_THROUGH;
+	/* write=back stages in the under-store layer (ufs_wb.c) and caches
+	 * the pages as through does. */
+	w->through = m->write_mode != MOUNT_WRITE_AROUND;
+	w->mode = m->write_mode;
 	w->obj = objkey_id(m->ident, path);
 	w->tmpver = staging_version();
 	w->size = opts->size;
@@ -239,7 +243,7 @@ objput_commit(struct objput_w **wp, struct ufs_stat *st)
 	}
 	publish(op, w->m, w->path, st);
 	METRIC_ADD(put_bytes, w->total);
-	METRIC_ADD(puts[w->through ? 0 : 1], 1);
+	METRIC_ADD(puts[w->mode], 1);
 	w_free(w);
 	return 0;
 }

@@ -32,7 +32,8 @@ enum {
 	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_S3_DOMAIN, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
 	OPT_CTL_TOKEN, OPT_CTL_TOKEN_FILE, OPT_MOUNT, OPT_STATE_DIR, OPT_CONFIG,
 	OPT_LOG_LEVEL, OPT_LOCAL_SOCKET, OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE,
-	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_HELP,
+	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_WB_LIMIT, OPT_WB_PAR, OPT_WB_BW,
+	OPT_HELP,
 };
 
 struct opt_def {
@@ -82,6 +83,12 @@ static const struct opt_def opts[] = {
 	    "Bearer TOKEN'; mandatory when the control address is not\n"
 	    "loopback; see docs/control-api.md for what it guards", NULL},
 	{"control-token", OPT_CTL_TOKEN, "TOKEN", "the token on the command line (visible in the\nprocess list; prefer the file or the environment)", NULL},
+	{"writeback-limit", OPT_WB_LIMIT, "SIZE", "bytes of write=back writes staged on local disk and\n"
+	    "not yet in the under-store, at most (default 10G); past\n"
+	    "it writes are refused with 503 SlowDown, none lost", "Write-back (mount option write=back; single worker)"},
+	{"writeback-parallel", OPT_WB_PAR, "N", "uploads to under-stores at once (default 4)", NULL},
+	{"writeback-bandwidth", OPT_WB_BW, "RATE", "bytes per second the uploads may use, all together\n"
+	    "(e.g. 100M; default: no cap)", NULL},
 	{"etcd", OPT_ETCD, "URLS", "join the cluster kept in etcd (http://HOST:2379[,...]);\n"
 	    "without it the worker runs alone", "Cluster (see docs/architecture.md)"},
 	{"cluster", OPT_CLUSTER, "NAME", "cluster name: workers and mounts live under\n"
@@ -502,6 +509,19 @@ apply_opt(struct parse *p, int id, char *arg, int from_argv)
 		p->block_size_given = 1;
 		return 0;
 	}
+	case OPT_WB_LIMIT:
+		if ((c->wb_limit = parse_size(arg)) <= 0)
+			return fail(p, "bad --writeback-limit %s (e.g. 10G, 500M)", arg);
+		return 0;
+	case OPT_WB_PAR:
+		if (parse_int(arg, 1, 64, &v) < 0)
+			return fail(p, "bad --writeback-parallel %s (1..64)", arg);
+		c->wb_parallel = (int)v;
+		return 0;
+	case OPT_WB_BW:
+		if ((c->wb_bandwidth = parse_size(arg)) <= 0)
+			return fail(p, "bad --writeback-bandwidth %s (bytes per second, e.g. 100M)", arg);
+		return 0;
 	case OPT_LEASE_TTL:
 		if (parse_int(arg, 2, 600, &v) < 0)
 			return fail(p, "bad --lease-ttl %s (2..600 seconds)", arg);
@@ -594,6 +614,8 @@ defaults(struct worker_cfg *c)
 	c->s3_region = "us-east-1";
 	c->sync_interval_ms = 60000;
 	c->stale_ms = 24LL * 3600 * 1000;
+	c->wb_limit = 10LL << 30;
+	c->wb_parallel = 4;
 	c->meta_max_entries = 200000;
 	c->meta_max_list_bytes = 64LL << 20;
 	c->reader.fetch_threads = 32;

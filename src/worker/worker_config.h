@@ -57,6 +57,10 @@ struct worker_cfg {
 	const char *advertise;    /* host peers and clients reach us at */
 	int64_t block_size;       /* placement unit; default 64 MiB */
 	int lease_ttl_s;          /* default 5 */
+	/* Write-back (single worker). */
+	int64_t wb_limit;         /* staged bytes at most (default 10G) */
+	int wb_parallel;          /* uploads at once (default 4) */
+	int64_t wb_bandwidth;     /* bytes/s of uploads; 0: no cap */
 	/* What the parse learned that the caller should say (one line each,
 	 * NUL-separated), e.g. a secret given on the command line. */
 	char warnings[1024];

@@ -30,6 +30,7 @@
 #include "localfd.h"
 #include "objget.h"
 #include "mpu.h"
+#include "objkey.h"
 #include "objput.h"
 #include "worker.h"
 
@@ -339,6 +340,27 @@ announce_change(void *arg, const struct mount *m, const char *path)
 	router_announce(w->rt, m, path);
 }
 
+/* A write=back object reached its store (ufs_wb.c's persister): its
+ * cached pages and metadata become the store's version of the same bytes,
+ * so the next read neither asks the store nor fetches them again. */
+static void
+on_persisted(void *arg, uint64_t ident, const char *name, const char *path,
+    const struct ufs_stat *staged, const struct ufs_stat *stored)
+{
+	struct worker *w = arg;
+	struct mount_table *mt = __atomic_load_n(&w->mt, __ATOMIC_ACQUIRE);
+	struct mount *m = mt ? mounts_get(mt, name, strlen(name)) : NULL;
+	if (!m)
+		return;
+	if (m->ident == ident && !stored->is_dir) {
+		uint64_t from = objkey_version(staged), to = objkey_version(stored);
+		if (from != to && stored->size == staged->size)
+			reader_adopt_version(w->rd, objkey_id(ident, path), from, to);
+		meta_replace(w->mc, m, path, staged, stored);
+	}
+	mount_release(&m);
+}
+
 int
 worker_start(struct worker *w)
 {
@@ -371,9 +393,24 @@ worker_start(struct worker *w)
 	    .max_entries = c->meta_max_entries, .max_list_bytes = c->meta_max_list_bytes,
 	    .stale_ms = c->stale_ms, .on_change = on_version_change, .arg = w->rd};
 	w->mc = w->rd ? meta_open(&mcfg) : NULL;
+	if (w->mc && !c->etcd) {
+		/* Before the mounts: a write=back mount finds its staging
+		 * area (and what a previous run left there) when it opens. */
+		char wbdir[PATH_MAX];
+		snprintf(wbdir, sizeof(wbdir), "%s/writeback", c->state_dir);
+		struct ufs_wb_cfg wc = {.dir = wbdir, .limit = c->wb_limit,
+		    .parallel = c->wb_parallel, .bandwidth = c->wb_bandwidth,
+		    .persisted = on_persisted, .arg = w};
+		if (ufs_wb_start(&wc, &err) < 0) {
+			fprintf(stderr, "ferry worker: cannot start: %s\n", err ? err : "write-back");
+			free(err);
+			return -1;
+		}
+	}
 	char state_path[PATH_MAX];
 	snprintf(state_path, sizeof(state_path), "%s/mounts.json", c->state_dir);
-	w->mt = w->mc ? mounts_open(state_path, &err) : NULL;
+	struct mount_table *mt = w->mc ? mounts_open(state_path, &err) : NULL;
+	__atomic_store_n(&w->mt, mt, __ATOMIC_RELEASE);
 	if (!w->mt) {
 		fprintf(stderr, "ferry worker: cannot start: %s\n", err ? err : "out of memory");
 		free(err);
@@ -429,10 +466,12 @@ worker_stop(struct worker *w)
 		router_set_cluster(w->rt, NULL);
 	cluster_close(&cl); /* leaves the cluster at once (lease revoked) */
 	mpu_close(&w->mpu);
+	ufs_wb_stop(); /* what is staged stays for the next start */
 	objput_close(&w->op);
 	objget_close(&w->og);
 	router_close(&w->rt);
 	mounts_close(&w->mt);
+	ufs_wb_free();
 	meta_close(&w->mc);
 	reader_close(&w->rd);
 	pagestore_close(&w->ps);
