@@ -21,6 +21,7 @@
 
 #include "cli/cli.h"
 #include "common/suggest.h"
+#include "common/util.h"
 #include "fuse/fuse_fs.h"
 #include "ufs/ufs.h"
 #include "worker/mounts.h"
@@ -554,18 +555,7 @@ cli_fmt_time(long long t, char *out, size_t n)
 int
 cli_write_stdout(const void *p, size_t n)
 {
-	const char *s = p;
-	while (n) {
-		ssize_t w = write(STDOUT_FILENO, s, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	return write_full(STDOUT_FILENO, p, n, -1);
 }
 
 /* ------------------------------------------------------------------ */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static inline uint64_t
 mix64(uint64_t x)
@@ -478,4 +479,23 @@ query_param_decoded(const char *q, size_t n, const char *name, char *out,
 		}
 	}
 	return bad ? -1 : count;
+}
+
+int
+write_full(int fd, const void *p, size_t n, int64_t off)
+{
+	const char *s = p;
+	while (n > 0) {
+		ssize_t w = off < 0 ? write(fd, s, n) : pwrite(fd, s, n, (off_t)off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		s += w;
+		n -= (size_t)w;
+		if (off >= 0)
+			off += w;
+	}
+	return 0;
 }

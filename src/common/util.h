@@ -67,6 +67,9 @@ int hexval(int c);
 void fmt_bytes(double v, char *out, size_t n);
 /* Parses "500G", "1MiB", "4096", "10m" (K/M/G/T, powers of 1024); -1 if bad. */
 int64_t parse_size(const char *s);
+/* Writes all of p[0..n) to fd (at off with pwrite, or at the file offset
+ * when off < 0), through short writes and EINTR: 0 or -errno. */
+int write_full(int fd, const void *p, size_t n, int64_t off);
 
 /* Returns 1 if s[0..n) is valid UTF-8 with no NUL and no overlongs. */
 int utf8_valid(const char *s, size_t n);

@@ -1662,24 +1662,6 @@ staging_fd(void)
 }
 
 static int
-pwrite_full(int fd, const void *p, size_t n, int64_t off)
-{
-	const char *s = p;
-	while (n > 0) {
-		ssize_t w = pwrite(fd, s, n, off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		s += w;
-		n -= (size_t)w;
-		off += w;
-	}
-	return 0;
-}
-
-static int
 do_create(ferry_t *f, const char *path, unsigned flags, ferry_file_t **out)
 {
 	if (!f || !path || !out || path[0] != '/' ||
@@ -1712,7 +1694,7 @@ do_create(ferry_t *f, const char *path, unsigned flags, ferry_file_t **out)
 					r = n < 0 ? (int)n : -EIO;
 					break;
 				}
-				r = pwrite_full(w->fd, buf, (size_t)n, off);
+				r = write_full(w->fd, buf, (size_t)n, off);
 				off += n;
 			}
 			free(buf);
@@ -1744,7 +1726,7 @@ ferry_pwrite(ferry_file_t *w, const void *buf, size_t len, int64_t off)
 	err_clear();
 	if (!w || (!buf && len) || off < 0 || (int64_t)len > INT64_MAX - off)
 		return -EINVAL;
-	int r = pwrite_full(w->fd, buf, len, off);
+	int r = write_full(w->fd, buf, len, off);
 	if (r < 0) {
 		err_set("staging the write failed: %s", strerror(-r));
 		return r;

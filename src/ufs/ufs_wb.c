@@ -311,23 +311,6 @@ fsync_dir(const char *dir)
 	return r;
 }
 
-static int
-write_all(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-	while (n > 0) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Writes r's record file durably (the caller fsyncs the directory). */
 static int
 rec_write(const struct wbrec *r, const char *path)
@@ -352,7 +335,7 @@ rec_write(const struct wbrec *r, const char *path)
 	rec_file(r, "rec.tmp", tmp, sizeof(tmp));
 	rec_file(r, "rec", fin, sizeof(fin));
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	int e = fd < 0 ? -errno : write_all(fd, b.p, b.len);
+	int e = fd < 0 ? -errno : write_full(fd, b.p, b.len, -1);
 	if (!e && fsync(fd) < 0)
 		e = -errno;
 	if (fd >= 0)
@@ -1479,7 +1462,7 @@ wb_put_write(struct wbput *w, const void *buf, size_t len)
 			return -ENOBUFS;
 		}
 	}
-	int r = write_all(w->fd, buf, len);
+	int r = write_full(w->fd, buf, len, -1);
 	if (r < 0) {
 		ufs_set_error("write-back: staging %s in %s: %s", w->path,
 		    w->wm->dir, strerror(-r));

@@ -204,25 +204,6 @@ mpu_close(struct mpu **up)
 	free(u);
 }
 
-/* Writes all of p[0..n) to fd at off: 0 or -errno. */
-static int
-pwrite_all(int fd, const void *p, size_t n, off_t off)
-{
-	const char *s = p;
-	while (n > 0) {
-		ssize_t w = pwrite(fd, s, n, off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		s += w;
-		n -= (size_t)w;
-		off += w;
-	}
-	return 0;
-}
-
 int
 mpu_create(struct mpu *u, const struct mount *m, const char *key,
     const struct ufs_opt *headers, int nheaders, char id[MPU_ID_LEN + 1])
@@ -249,7 +230,7 @@ mpu_create(struct mpu *u, const struct mount *m, const char *key,
 	if (!r && fd < 0)
 		r = -errno;
 	if (!r)
-		r = pwrite_all(fd, b.p, b.len, 0);
+		r = write_full(fd, b.p, b.len, 0);
 	if (!r && fdatasync(fd) < 0)
 		r = -errno;
 	if (fd >= 0)
@@ -315,7 +296,7 @@ mpu_part_write(struct mpu_part *p, const void *buf, size_t n)
 		return p->err;
 	if ((int64_t)n > MPU_PART_SIZE_MAX - p->size)
 		return p->err = -EFBIG;
-	int r = pwrite_all(p->fd, buf, n, HEAD_LEN + p->size);
+	int r = write_full(p->fd, buf, n, HEAD_LEN + p->size);
 	if (r < 0)
 		return p->err = r;
 	if (EVP_DigestUpdate(p->md5, buf, n) != 1)
@@ -358,7 +339,7 @@ mpu_part_commit(struct mpu_part **pp, char md5hex[33])
 		memcpy(head + 8, md, 16);
 		for (int i = 0; i < 8; i++)
 			head[24 + i] = (unsigned char)((uint64_t)p->size >> (8 * i));
-		r = pwrite_all(p->fd, head, HEAD_LEN, 0);
+		r = write_full(p->fd, head, HEAD_LEN, 0);
 	}
 	if (!r && fdatasync(p->fd) < 0)
 		r = -errno;
