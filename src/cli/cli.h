@@ -122,6 +122,7 @@ int cmd_unmount(struct cli *c, int argc, char **argv);
 int cmd_mounts(struct cli *c, int argc, char **argv);
 int cmd_stats(struct cli *c, int argc, char **argv);
 int cmd_writeback(struct cli *c, int argc, char **argv);
+extern const struct cli_opt cli_writeback_opts[];
 int cmd_workers(struct cli *c, int argc, char **argv);
 extern const struct cli_opt cmd_ls_opts[], cmd_mount_opts[];
 /* The cluster section of `ferry stats` (nothing for a single worker). */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/dbuf.h"
@@ -318,49 +319,162 @@ print_count_line(const char *label, int64_t v)
 		printf("%-18s %" PRId64 "\n", label, v);
 }
 
-int
-cmd_writeback(struct cli *c, int argc, char **argv)
+enum { WB_O_WAIT = 1, WB_O_TIMEOUT };
+
+struct wb_args {
+	int json, wait;
+	double timeout; /* seconds; <= 0: none */
+};
+
+static int
+on_wb_opt(void *arg, int id, const char *val)
 {
-	char *text;
-	struct json_doc d;
-	int rc = fetch_json(c, argc, argv, ferry_writeback_json, &text, &d);
-	if (rc || !text)
-		return rc;
-	int arr = json_obj_get(&d, 0, "mounts");
-	int n = 0;
-	printf("%-20s %8s %10s %8s %9s %s\n", "MOUNT", "OBJECTS", "BYTES",
-	    "OLDEST", "UPLOADING", "LAST ERROR");
+	struct wb_args *a = arg;
+	if (id == CLI_O_JSON) {
+		a->json = 1;
+	} else if (id == WB_O_WAIT) {
+		a->wait = 1;
+	} else if (id == WB_O_TIMEOUT) {
+		char *end;
+		a->timeout = strtod(val, &end);
+		if (!val[0] || *end || a->timeout <= 0) {
+			fprintf(stderr, "ferry writeback: bad --timeout '%s' (seconds)\n", val);
+			return CLI_USAGE;
+		}
+	}
+	return 0;
+}
+
+const struct cli_opt cli_writeback_opts[] = {
+	{CLI_O_JSON, 0, "json", NULL, "the worker's answer (GET /v1/writeback): mounts, each with mount,\n"
+	    "attached, objects, bytes, oldest_s, uploading, uploaded, failures\n"
+	    "and last_error"},
+	{WB_O_WAIT, 0, "wait", NULL, "wait until every write of the mount(s) is in its under-store\n"
+	    "(exit 1 on --timeout, naming the last error)"},
+	{WB_O_TIMEOUT, 0, "timeout", "SECONDS", "give up waiting after this long (default: no limit)"},
+	{0, 0, NULL, NULL, NULL},
+};
+
+/* One row per mount of the document (only `only`, if given): printed
+ * unless quiet; the objects pending summed into *pending, the last error
+ * of a mount with some into why. */
+static int
+wb_rows(const struct json_doc *d, const char *only, int quiet,
+    int64_t *pending, char *why, size_t whyn)
+{
+	int arr = json_obj_get(d, 0, "mounts"), n = 0;
+	*pending = 0;
+	if (!quiet)
+		printf("%-20s %8s %10s %8s %9s %s\n", "MOUNT", "OBJECTS", "BYTES",
+		    "OLDEST", "UPLOADING", "LAST ERROR");
 	for (int i = 0; arr >= 0; i++) {
-		int t = json_arr_get(&d, arr, i);
+		int t = json_arr_get(d, arr, i);
 		if (t < 0)
 			break;
-		char *name = json_str(&d, json_obj_get(&d, t, "mount"));
-		char *le = json_str(&d, json_obj_get(&d, t, "last_error"));
+		char *name = json_str(d, json_obj_get(d, t, "mount"));
+		if (only && (!name || strcmp(name, only))) {
+			free(name);
+			continue;
+		}
+		char *le = json_str(d, json_obj_get(d, t, "last_error"));
 		int ok;
-		int64_t objects = json_int(&d, json_obj_get(&d, t, "objects"), &ok);
-		int64_t bytes = json_int(&d, json_obj_get(&d, t, "bytes"), &ok);
-		int64_t oldest = json_int(&d, json_obj_get(&d, t, "oldest_s"), &ok);
-		int64_t up = json_int(&d, json_obj_get(&d, t, "uploading"), &ok);
-		int attached = json_bool(&d, json_obj_get(&d, t, "attached"));
-		char hb[32], age[32], slashed[80];
-		fmt_bytes((double)bytes, hb, sizeof(hb));
-		if (objects == 0)
-			snprintf(age, sizeof(age), "-");
-		else
-			snprintf(age, sizeof(age), "%" PRId64 "s", oldest);
-		snprintf(slashed, sizeof(slashed), "/%s%s", name ? name : "?",
-		    attached ? "" : " (unmounted)");
-		printf("%-20s %8" PRId64 " %10s %8s %9" PRId64 " %s\n", slashed,
-		    objects, hb, age, up, objects && le && *le ? le : "-");
+		int64_t objects = json_int(d, json_obj_get(d, t, "objects"), &ok);
+		int64_t bytes = json_int(d, json_obj_get(d, t, "bytes"), &ok);
+		int64_t oldest = json_int(d, json_obj_get(d, t, "oldest_s"), &ok);
+		int64_t up = json_int(d, json_obj_get(d, t, "uploading"), &ok);
+		int attached = json_bool(d, json_obj_get(d, t, "attached"));
+		*pending += objects;
+		if (objects && le && *le)
+			snprintf(why, whyn, "/%s: %s", name ? name : "?", le);
+		if (!quiet) {
+			char hb[32], age[32], slashed[80];
+			fmt_bytes((double)bytes, hb, sizeof(hb));
+			if (objects == 0)
+				snprintf(age, sizeof(age), "-");
+			else
+				snprintf(age, sizeof(age), "%" PRId64 "s", oldest);
+			snprintf(slashed, sizeof(slashed), "/%s%s", name ? name : "?",
+			    attached ? "" : " (unmounted)");
+			printf("%-20s %8" PRId64 " %10s %8s %9" PRId64 " %s\n", slashed,
+			    objects, hb, age, up, objects && le && *le ? le : "-");
+		}
 		free(name);
 		free(le);
 		n++;
 	}
-	if (n == 0)
-		printf("(no write=back mounts)\n");
-	json_free(&d);
-	free(text);
-	return CLI_OK;
+	return n;
+}
+
+int
+cmd_writeback(struct cli *c, int argc, char **argv)
+{
+	char **ops = calloc((size_t)argc, sizeof(*ops));
+	if (!ops)
+		return cli_error_local(c, NULL, -ENOMEM);
+	struct wb_args a = {0};
+	int nops = cli_parse(c, argc, argv, cli_writeback_opts, on_wb_opt, &a, ops);
+	const char *only = nops > 0 ? ops[0] : NULL;
+	char *extra = nops > 1 ? ops[1] : NULL;
+	free(ops);
+	if (nops < 0)
+		return CLI_USAGE;
+	if (extra)
+		return cli_usage_error(c, "unexpected argument '%s'", extra);
+	if (only && only[0] == '/')
+		only++;
+	ferry_t *f;
+	if (cli_connect(c, &f))
+		return CLI_FAIL;
+	double t0 = (double)now_ms();
+	int rc = CLI_OK;
+	for (;;) {
+		char *text = NULL;
+		int r = ferry_writeback_json(f, &text);
+		if (r) {
+			rc = cli_error(c, NULL, r);
+			break;
+		}
+		struct json_doc d;
+		if (json_parse(&d, text, strlen(text)) != 0 || d.ntoks == 0 ||
+		    d.toks[0].type != JSON_OBJECT) {
+			free(text);
+			rc = cli_error_local(c, NULL, -EPROTO);
+			break;
+		}
+		int64_t pending;
+		char why[512] = "";
+		int quiet = a.wait || a.json;
+		int n = wb_rows(&d, only, quiet, &pending, why, sizeof(why));
+		json_free(&d);
+		if (!a.wait || pending == 0) {
+			if (a.json) {
+				size_t l = strlen(text);
+				while (l && text[l - 1] == '\n')
+					l--;
+				printf("%.*s\n", (int)l, text);
+			} else if (a.wait) {
+				printf("every write is in its under-store\n");
+			} else if (n == 0) {
+				printf(only ? "(/%s is not a write=back mount)\n" :
+				    "(no write=back mounts)\n", only);
+			}
+			free(text);
+			if (only && n == 0 && a.wait)
+				rc = cli_error_local(c, only, -ENOENT);
+			break;
+		}
+		free(text);
+		if (a.timeout > 0 && ((double)now_ms() - t0) / 1000.0 >= a.timeout) {
+			fprintf(stderr, "ferry writeback: %" PRId64 " write(s) still not in "
+			    "the under-store after %.0f s%s%s\n", pending, a.timeout,
+			    why[0] ? "; last error: " : "", why);
+			rc = CLI_FAIL;
+			break;
+		}
+		usleep(200000);
+	}
+	ferry_close(&f);
+	return rc;
 }
 
 int

@@ -90,13 +90,9 @@ const struct cli_cmd cli_cmds[] = {
 	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,
 	        "the worker's answer (GET /v1/stats; this worker only)"},
 	        {0, 0, NULL, NULL, NULL}}, NULL},
-	{"writeback", cmd_writeback, "writeback [--json]",
+	{"writeback", cmd_writeback, "writeback [/MOUNT] [--wait [--timeout SECONDS]] [--json]",
 	    "what write=back mounts have not yet written to their under-stores",
-	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,
-	        "the worker's answer (GET /v1/writeback): mounts, each with mount,\n"
-	        "attached, objects, bytes, oldest_s, uploading, uploaded, failures\n"
-	        "and last_error"},
-	        {0, 0, NULL, NULL, NULL}}, NULL},
+	    cli_writeback_opts, NULL},
 	{"workers", cmd_workers, "workers [--json]",
 	    "list the cluster's workers: state, capacity, use, hit ratio",
 	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,

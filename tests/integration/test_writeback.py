@@ -162,6 +162,10 @@ def test_store_hung_then_back(make_worker, store):
         assert st["last_error"]
         out = w.cli("writeback").stdout.decode()
         assert "/ck" in out and " 8 " in out
+        p = w.cli("writeback", "--wait", "--timeout", "1", check=False)
+        assert p.returncode == 1
+        assert b"8 write(s) still not in the under-store" in p.stderr
+        assert b"last error: /ck: " in p.stderr
     finally:
         store.thaw()
     drained(w, timeout=90)
@@ -197,7 +201,8 @@ def test_kill9_with_writes_pending_then_restart(make_worker, store):
     c = gw(w)
     # Before and after the uploads, the bytes read are the written ones.
     assert c.get_object(Bucket="ck", Key="big.bin")["Body"].read() == objs["big.bin"]
-    drained(w, timeout=90)
+    p = w.cli("writeback", "/ck", "--wait", "--timeout", "90", timeout=120)
+    assert b"every write is in its under-store" in p.stdout
     for k, v in objs.items():
         assert store_get(store, bucket, k) == v, k
     assert "staged by an earlier run" in w.log()

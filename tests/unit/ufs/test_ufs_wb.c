@@ -11,7 +11,10 @@
  *   upload: the store ends with the last write of each key, deletes done;
  * - the staging limit refuses with -ENOBUFS (announced size, and unknown
  *   size as the bytes come), and frees its reservation on abort;
- * - conditions (If-None-Match against a staged write).
+ * - conditions (If-None-Match against a staged write);
+ * - a full staging disk (a 1 MiB tmpfs; needs root): -ENOSPC with the
+ *   reason, nothing staged or left behind, and the next write that fits
+ *   is taken.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -215,6 +218,51 @@ TEST(limit_refuses_and_loses_nothing)
 	ufs_wb_free();
 }
 
+TEST(staging_disk_full)
+{
+	char mnt[400];
+	snprintf(mnt, sizeof(mnt), "%s/small", tmp);
+	mkdir(mnt, 0700);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=1M tmpfs '%s' 2>/dev/null", mnt);
+	if (geteuid() != 0 || system(cmd) != 0) {
+		printf("# skip staging_disk_full: cannot mount a tmpfs (not root?)\n");
+		return;
+	}
+	sh("mkdir -p '%s'", root);
+	char *err = NULL;
+	struct ufs_wb_cfg c = {.dir = mnt, .limit = 64 << 20, .parallel = 1};
+	CHECK_EQ_INT(ufs_wb_start(&c, &err), 0);
+	free(err);
+	struct ufs *u = open_back();
+	static char big[2 << 20];
+	memset(big, 'z', sizeof(big));
+	struct ufs_put_opts o = {.size = sizeof(big)};
+	struct ufs_put *p;
+	CHECK_EQ_INT(ufs_put_begin(u, "huge", &o, &p), 0);
+	int r = 0;
+	for (size_t off = 0; off < sizeof(big) && r == 0; off += 65536)
+		r = ufs_put_write(p, big + off, 65536);
+	CHECK_EQ_INT(r, -ENOSPC);
+	CHECK(strstr(ufs_last_error(), "huge") != NULL);
+	struct ufs_stat st;
+	CHECK_EQ_INT(ufs_put_commit(&p, &st), -ENOSPC);
+	CHECK_EQ_INT(ufs_stat(u, "huge", &st), -ENOENT);
+	CHECK_EQ_INT(ufs_wb_pending(IDENT), 0);
+	CHECK_EQ_INT(put(u, "small", "fits", 4), 0);
+	CHECK(wait_drained());
+	CHECK(file_is("small", "fits"));
+	CHECK(file_is("huge", NULL));
+	ufs_wb_stop();
+	ufs_close(&u);
+	ufs_wb_free();
+	/* Nothing of the refused write is left in the area. */
+	snprintf(cmd, sizeof(cmd), "test -z \"$(find '%s' -type f)\"", mnt);
+	CHECK(system(cmd) == 0);
+	snprintf(cmd, sizeof(cmd), "umount '%s'", mnt);
+	CHECK(system(cmd) == 0);
+}
+
 TEST(not_started_is_refused)
 {
 	struct ufs *u = NULL;
@@ -238,6 +286,7 @@ main(void)
 	RUN(not_started_is_refused);
 	RUN(staged_reads_restart_and_upload);
 	RUN(limit_refuses_and_loses_nothing);
+	RUN(staging_disk_full);
 	sh("rm -rf '%s'", tmp);
 	TAP_DONE();
 }
