@@ -24,7 +24,9 @@
 #   cached  a write-through pass left at least the pages it wrote in the
 #           cache (GOT >= WANT);
 #   idle    a counter the pass must not move did not (GOT <= SLACK): ferry
-#           in a pass that bypasses it, the cache in a write-around pass.
+#           in a pass that bypasses it, the cache in a write-around pass;
+#   drained a write-back pass, once ferry said it had drained: nothing of
+#           it is pending any more (GOT <= SLACK: ferry's pending gauges).
 #
 # Each check is one line of $PRECOND_LOG (a TSV: pass, role, want, got,
 # slack, counter, verdict), which the report scripts read again: a pass with
@@ -39,7 +41,7 @@ precond() {
 	local name=$1 role=$2 want=$3 got=$4 slack=$5 src=$6 ok=1 why
 	case $role in
 	cold | direct) [ "$got" -ge "$want" ] || ok=0 ;;
-	warm | none | empty | idle) [ "$got" -le "$slack" ] || ok=0 ;;
+	warm | none | empty | idle | drained) [ "$got" -le "$slack" ] || ok=0 ;;
 	write | stored) [ "$got" -eq "$want" ] || ok=0 ;;
 	sent | cached) [ "$got" -ge "$want" ] || ok=0 ;;
 	*) echo "precond: unknown role '$role' for $name" >&2; exit 2 ;;
@@ -58,6 +60,7 @@ precond() {
 	stored) why="of $want objects checked in the under-store, only $got hold exactly what was sent" ;;
 	cached) why="it is a write-through pass, but the cache gained only $got, less than the $want it wrote" ;;
 	idle) why="this counter must not move during the pass, but it moved by $got (allowed: $slack)" ;;
+	drained) why="it is a write-back pass that ferry reported drained, but $got is still pending (allowed: $slack)" ;;
 	esac
 	{
 		echo "PRECONDITION VIOLATED: $name: $why."

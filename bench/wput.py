@@ -4,6 +4,7 @@
 usage: wput.py put ENDPOINT BUCKET PREFIX DATADIR KEYS THREADS
        wput.py get ENDPOINT BUCKET PREFIX KEYS THREADS [DATADIR]
        wput.py verify s3rver|file ROOT PREFIX DATADIR KEYS SAMPLE SHAFILE
+       wput.py drain CONTROL MOUNT TIMEOUT [ENDFILE]
 
 KEYS is a file with one key a line (a path under DATADIR); the object of
 key K is PREFIX/K in BUCKET.  boto3, signed with s3rver's S3RVER/S3RVER,
@@ -14,7 +15,10 @@ put   uploads DATADIR/K for every key with boto3's upload_file and its
       default TransferConfig except max_concurrency=THREADS: a file above
       8 MiB is a multipart upload of 8 MiB parts, THREADS parts in flight,
       one file at a time; smaller files are one PutObject each, THREADS
-      files at a time.  Prints: files bytes seconds.
+      files at a time.  Prints: files bytes seconds.  With $WPUT_START set,
+      writes the wall-clock time (unix seconds) the timed part began to
+      that file (a write=back pass's drain is timed from it); with
+      $WPUT_END, the time it ended (every PUT answered) to that one.
 get   reads every object whole (get_object, 1 MiB reads), THREADS at a time;
       a short read is an error.  Prints: files bytes seconds.  With DATADIR,
       also compares the SHA-256 of every object read with its file's (done
@@ -27,6 +31,15 @@ verify checks the objects in the under-store's own files, without asking
       size; every SAMPLE-th one (and the last) must have its file's SHA-256,
       from SHAFILE (sha256sum output, relative to DATADIR).  Prints: objects
       size_ok sampled sha_ok, and the first mismatches on stderr.
+drain polls a ferry worker's GET http://CONTROL/v1/writeback (every 50 ms)
+      until the write=back mount MOUNT reports objects == 0 in an answer to
+      a request made once ENDFILE exists (when given: started beside a put
+      that writes it, $WPUT_END, so that the wait has no start-up delay of
+      its own).  Prints: the wall-clock time (unix seconds) of the answer
+      that said 0, then that answer's entry for MOUNT (JSON).  A mount
+      missing from the answer, a control API not answering for 10 s or
+      TIMEOUT seconds without draining is an error (the last answer on
+      stderr).
 """
 import hashlib
 import os
@@ -72,6 +85,9 @@ def put(endpoint, bucket, prefix, datadir, keyfile, threads):
     large = [k for k in keys if sizes[k] > MULTIPART]
     small = [k for k in keys if sizes[k] <= MULTIPART]
     t0 = time.monotonic()
+    if os.environ.get("WPUT_START"):
+        with open(os.environ["WPUT_START"], "w") as f:
+            f.write("%.6f\n" % time.time())
     total = 0
     for k in large:  # one at a time, THREADS parts in flight
         total += one(k)
@@ -80,6 +96,10 @@ def put(endpoint, bucket, prefix, datadir, keyfile, threads):
             for n in ex.map(one, small):
                 total += n
     secs = time.monotonic() - t0
+    if os.environ.get("WPUT_END"):
+        with open(os.environ["WPUT_END"] + ".tmp", "w") as f:
+            f.write("%.6f\n" % time.time())
+        os.rename(os.environ["WPUT_END"] + ".tmp", os.environ["WPUT_END"])
     print(len(keys), total, "%.6f" % secs)
 
 
@@ -164,6 +184,41 @@ def verify(kind, root, prefix, datadir, keyfile, sample, shafile):
     print(len(keys), size_ok, sampled, sha_ok)
 
 
+def drain(control, mount, timeout, endfile=None):
+    import json
+    import urllib.request
+    url = "http://%s/v1/writeback" % control
+    name = mount.strip("/")
+    deadline = time.monotonic() + timeout
+    last, last_ok = None, time.monotonic()
+    while True:
+        ended = endfile is None or os.path.exists(endfile)  # before the request
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                doc = json.load(r)
+            t = time.time()
+            last_ok = time.monotonic()
+        except (OSError, ValueError) as e:
+            if time.monotonic() - last_ok > 10:
+                print("wput: drain: %s: %s" % (url, e), file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+            continue
+        ms = [m for m in doc.get("mounts", []) if m.get("mount", "").strip("/") == name]
+        if not ms:
+            print("wput: drain: no mount %s in %s: %s" % (mount, url, json.dumps(doc)), file=sys.stderr)
+            return 1
+        last = ms[0]
+        if ended and last.get("objects") == 0:
+            print("%.6f" % t)
+            print(json.dumps(last))
+            return 0
+        if time.monotonic() > deadline:
+            print("wput: drain: %s not drained after %d s: %s" % (mount, timeout, json.dumps(last)), file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+
+
 def main():
     a = sys.argv[1:]
     if a[:1] == ["put"] and len(a) == 7:
@@ -172,6 +227,8 @@ def main():
         get(a[1], a[2], a[3], a[4], int(a[5]), a[6] if len(a) == 7 else None)
     elif a[:1] == ["verify"] and len(a) == 8 and a[1] in ("s3rver", "file"):
         verify(a[1], a[2], a[3], a[4], a[5], int(a[6]), a[7])
+    elif a[:1] == ["drain"] and len(a) in (4, 5):
+        return drain(a[1], a[2], int(a[3]), a[4] if len(a) == 5 else None)
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -6,7 +6,10 @@
 #   1. local PUT throughput: one boto3 client (wput.py, THREADS requests in
 #      flight) writing the same objects (a) to s3rver directly, (b) through
 #      a ferry worker whose s3:// mount is that s3rver, write=through, (c)
-#      the same, write=around, (d) through ferry onto a file:// mount (a local
+#      the same, write=around, (d) the same, write=back: timed twice, until
+#      the client's last PUT was acknowledged (acked) and until the worker's
+#      GET /v1/writeback says the mount has nothing pending (drained, from
+#      the first PUT), (e) through ferry onto a file:// mount (a local
 #      directory, write=through): large objects (multipart, 8 MiB parts) and
 #      small ones (one PutObject each); MB/s, objects/s, ratios ferry/direct;
 #   2. read after write: after (b), one GET pass of what it wrote, which must
@@ -15,8 +18,11 @@
 #   3. cross-region checkpoint (root only: network namespaces and TUN): one
 #      checkpoint file written with boto3 upload_file (its defaults: 8 MiB
 #      parts, 10 in flight) to an s3rver across bench/wanlink.sh's emulated
-#      WAN link, directly vs through a ferry worker next to the client
-#      (write=through); skipped with a line saying so when not root.
+#      WAN link, directly vs through a ferry worker next to the client,
+#      write=through and write=back (acked, and drained as in 1.(d)); with,
+#      for reference, the link's multi-stream limit (iperf3) and the local
+#      disk's (the checkpoint copied with fsync); skipped with a line saying
+#      so when not root.
 # Passes alternate within each round (ROUNDS rounds; the report gives the
 # median).  Every pass checks its preconditions (bench/precond.sh): the
 # under-store's own files hold exactly what was sent (size of every object,
@@ -25,7 +31,10 @@
 # exactly the bytes written (ferry_ufs_write_bytes_total), the under-store
 # received them (s3rver's read bytes, the link's bytes), write-through
 # cached them and write-around did not, the direct pass bypassed ferry, the
-# read-after-write pass read nothing from the under-store.  A violated one
+# read-after-write pass read nothing from the under-store; a write-back pass
+# is checked once drained: the bytes stored and committed as above, no
+# upload failed, nothing pending (ferry_writeback_pending_objects and
+# _bytes 0).  A violated one
 # stops the run (exit 1) before any report.
 # Writes bench/results/writes-<UTC date and time>-<mode>.md and a stable copy
 # (latest-writes.md, latest-writes-quick.md); raw data in
@@ -57,7 +66,7 @@ PAGE=$((1024 * 1024))            # ferry's default --page-size
 THREADS=${WB_THREADS:-4}         # the client's requests in flight, local part
 CKPT_THREADS=10                  # boto3 upload_file's default max_concurrency
 # WB_PARTS picks parts (developers): local xregion (default: both).
-# WB_XR_MOUNT_ARGS adds options to the cross-region worker's mount (e.g.
+# WB_XR_MOUNT_ARGS adds options to the cross-region worker's mounts (e.g.
 # "--option s3.deadline_ms=120000").
 # WB_SELFTEST=corrupt|around breaks a pass on purpose, to test the checks:
 # corrupt flips a byte of one object in s3rver's store after the first
@@ -259,7 +268,9 @@ SNAP=(ufs_write=ferry_ufs_write_bytes_total ufs_read=ferry_ufs_read_bytes_total
 	put=ferry_put_bytes_total pages=ferry_cache_pages s3err=ferry_s3_errors_total ufs_err=ferry_ufs_errors_total
 	'part_ms=ferry_s3_request_duration_seconds_sum{op="UploadPart"}'
 	'complete_ms=ferry_s3_request_duration_seconds_sum{op="CompleteMultipartUpload"}'
-	'putobj_ms=ferry_s3_request_duration_seconds_sum{op="PutObject"}')
+	'putobj_ms=ferry_s3_request_duration_seconds_sum{op="PutObject"}'
+	wb_objects=ferry_writeback_pending_objects wb_bytes=ferry_writeback_pending_bytes
+	wb_uploaded=ferry_writeback_uploaded_total wb_fail=ferry_writeback_failures_total)
 snap() {
 	local m x v out=""
 	kill -0 "$1" 2>/dev/null || { echo "bench-writes: the ferry worker (pid $1) is gone; its log is in bench/work/logs/" >&2; exit 1; }
@@ -312,12 +323,57 @@ verify() {
 	precond "$name" stored "$n" "$size_ok" 0 "objects in the under-store's files ($2 ${3#$ROOT/}/$4) with the size sent"
 	precond "$name" stored "$sampled" "$sha_ok" 0 "objects in the under-store's files with the SHA-256 sent (every large one; one small one in $SAMPLE, and the last)"
 }
+# drain_start CTL MOUNT [ns-runner]: starts, beside a write-back pass's
+# client (which is run with WPUT_START=$RUN/t0 WPUT_END=$RUN/t1), the wait
+# until the worker's GET /v1/writeback says MOUNT has nothing pending, in
+# an answer to a request made after the client's last PUT was answered
+# (PASS_TIMEOUT after that at most); sets DR_PID.  drain_wait NAME CTL MOUNT
+# WORKER-LOG [ns-runner] then sets DR_SECS, the seconds from the first PUT
+# to that answer (not in a subshell: it waits for DR_PID).  A mount that
+# does not drain stops the run, with the worker's last answer and log lines.
+declare -A DNOTED=()
+drain_start() {
+	local ns=${3:-}
+	rm -f "$RUN/t0" "$RUN/t1" "$RUN/drain.out"
+	if [ -z "${DNOTED[$1$2]:-}" ]; then
+		note "${ns:+$ns }$PY bench/wput.py drain $1 $2 $((2 * PASS_TIMEOUT)) t1   # beside the write=back client (WPUT_START=t0 WPUT_END=t1): polls GET /v1/writeback until $2 has objects == 0"
+		DNOTED[$1$2]=1
+	fi
+	$ns timeout $((2 * PASS_TIMEOUT + 30)) $PY "$ROOT/bench/wput.py" drain "$1" "$2" $((2 * PASS_TIMEOUT)) "$RUN/t1" \
+		> "$RUN/drain.out" < /dev/null &
+	DR_PID=$!; PIDS+=("$DR_PID")
+}
+drain_wait() {
+	local name=$1 ctl=$2 mount=$3 log=$4 ns=${5:-} rc=0 q=() x
+	wait "$DR_PID" || rc=$?
+	for x in "${PIDS[@]}"; do [ "$x" = "$DR_PID" ] || q+=("$x"); done
+	PIDS=("${q[@]}")
+	if [ $rc != 0 ]; then
+		{
+			echo "bench-writes: $name: the write=back mount $mount did not drain (wput.py drain, above); the worker says:"
+			$ns curl -s --max-time 5 "http://$ctl/v1/writeback" || true; echo
+			$ns curl -s --max-time 5 "http://$ctl/metrics" | grep '^ferry_writeback_' || true
+			echo "its log's last warnings and errors (${log#"$ROOT"/}):"
+			awk '$2 != "info"' "$log" | tail -20
+		} >&2
+		exit 1
+	fi
+	DR_SECS=$(calc "$(head -1 "$RUN/drain.out") - $(cat "$RUN/t0")")
+}
+# wb_checks NAME NOBJ SNAP0 SNAP1: a write-back pass, drained: its NOBJ
+# writes uploaded, none failed, nothing pending (SNAP1: after the drain).
+wb_checks() {
+	precond "$1" sent "$2" "$(d wb_uploaded "$4" "$3")" 0 "ferry's ferry_writeback_uploaded_total (uploads done)"
+	precond "$1" idle 0 "$(d wb_fail "$4" "$3")" 0 "ferry's ferry_writeback_failures_total (failed upload attempts)"
+	precond "$1" drained 0 "$(sv "$4" wb_objects)" 0 "ferry's ferry_writeback_pending_objects, once drained"
+	precond "$1" drained 0 "$(sv "$4" wb_bytes)" 0 "ferry's ferry_writeback_pending_bytes, once drained"
+}
 
 # ==============================================================================
 # 1. and 2.: local PUT throughput, read after write.
 # ==============================================================================
 if has local; then
-section "local: s3rver on 127.0.0.1, a ferry worker with s3:// (through, around) and file:// mounts"
+section "local: s3rver on 127.0.0.1, a ferry worker with s3:// (through, around, back) and file:// mounts"
 S3P=$(free_port)
 rm -rf "$W/wb-s3rver" "$W/wb-file"; mkdir -p "$W/wb-s3rver" "$W/wb-file"
 note "NODE_OPTIONS=--openssl-legacy-provider .deps/npm/node_modules/.bin/s3rver -d bench/work/wb-s3rver -a 127.0.0.1 -p $S3P -s --configure-bucket wbench"
@@ -332,7 +388,7 @@ S3O=(--option "s3.endpoint=http://127.0.0.1:$S3P" --option s3.region=us-east-1 -
 	--option s3.secret_key=S3RVER --option s3.path_style=true)
 AROUND=around; [ "${WB_SELFTEST:-}" = around ] && { AROUND=through; say "WB_SELFTEST=around: the write=around mount is write=through"; }
 for m in "/wt s3://wbench/through --option write=through" "/wa s3://wbench/around --option write=$AROUND" \
-	"/wf file://$W/wb-file --option write=through"; do
+	"/wk s3://wbench/back --option write=back" "/wf file://$W/wb-file --option write=through"; do
 	read -ra ma <<< "$m"
 	cmd=("$FERRY" --worker "$FCTL" mount "${ma[@]}")
 	[[ ${ma[1]} == s3://* ]] && cmd+=("${S3O[@]}")
@@ -342,27 +398,41 @@ done
 echo "loadavg_local_start=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RUN/meta.env"
 # Where each system's objects go: endpoint, bucket, prefix; and where they
 # land in the under-store's files: kind, root, prefix.
-declare -A EP=([direct]=http://127.0.0.1:$S3P [through]=http://$FS3 [around]=http://$FS3 [file]=http://$FS3)
-declare -A BK=([direct]=wbench [through]=wt [around]=wa [file]=wf)
-declare -A VK=([direct]=s3rver [through]=s3rver [around]=s3rver [file]=file)
-declare -A VR=([direct]=$W/wb-s3rver [through]=$W/wb-s3rver [around]=$W/wb-s3rver [file]=$W/wb-file)
-declare -A VP=([direct]=wbench/direct [through]=wbench/through [around]=wbench/around [file]=)
-declare -A PF=([direct]=direct/ [through]= [around]= [file]=)   # the key prefix a pass writes under
-SYSTEMS=(direct through around file)
+declare -A EP=([direct]=http://127.0.0.1:$S3P [through]=http://$FS3 [around]=http://$FS3 [back]=http://$FS3 [file]=http://$FS3)
+declare -A BK=([direct]=wbench [through]=wt [around]=wa [back]=wk [file]=wf)
+declare -A VK=([direct]=s3rver [through]=s3rver [around]=s3rver [back]=s3rver [file]=file)
+declare -A VR=([direct]=$W/wb-s3rver [through]=$W/wb-s3rver [around]=$W/wb-s3rver [back]=$W/wb-s3rver [file]=$W/wb-file)
+declare -A VP=([direct]=wbench/direct [through]=wbench/through [around]=wbench/around [back]=wbench/back [file]=)
+declare -A PF=([direct]=direct/ [through]= [around]= [back]= [file]=)   # the key prefix a pass writes under
+SYSTEMS=(direct through around back file)
 
 # put_pass ROUND KIND SYSTEM: one timed write of the KIND objects, its checks.
 put_pass() {
 	local r=$1 kind=$2 sys=$3 keys=$RUN/keys-$2.txt want nobj pages name="put $2 $3 round $1"
 	want=$LARGE_BYTES; nobj=$N_LARGE; pages=$((N_LARGE * LARGE_SIZE / PAGE))
 	[ "$kind" = small ] && { want=$SMALL_BYTES; nobj=$N_SMALL; pages=$N_SMALL; }
-	local s0 s1 rx0 rx1 tx0 tx1 c0 c1 files bytes secs out
+	local s0 s1 rx0 rx1 tx0 tx1 c0 c1 files bytes secs out t0 td dsecs op acked=""
 	s0=$(snap "$FP" "$FCTL"); rx0=$(io_of "$S3_PID" rchar); tx0=$(io_of "$S3_PID" wchar); c0=$(cpu_ticks "$S3_PID")
-	out=$(client put "${EP[$sys]}" "${BK[$sys]}" "${PF[$sys]}r$r" "$keys" "$THREADS")
+	[ "$sys" = back ] && drain_start "$FCTL" /wk
+	out=$(export WPUT_START=$RUN/t0 WPUT_END=$RUN/t1; client put "${EP[$sys]}" "${BK[$sys]}" "${PF[$sys]}r$r" "$keys" "$THREADS")
 	read -r files bytes secs <<< "$out"
+	if [ "$sys" = back ]; then
+		# Acknowledged: the row of the client's time, and what ferry had
+		# uploaded by then; then the wait until the mount has drained,
+		# timed from the first PUT, and every check on the drained state.
+		s1=$(snap "$FP" "$FCTL"); rx1=$(io_of "$S3_PID" rchar); tx1=$(io_of "$S3_PID" wchar); c1=$(cpu_ticks "$S3_PID")
+		[ "$bytes" = "$want" ] && [ "$files" = "$nobj" ] || { echo "bench-writes: $name sent $files objects, $bytes bytes, not $nobj, $want" >&2; exit 1; }
+		row local "$r" "$kind" "$sys" put "$files" "$bytes" "$secs" $((c1 - c0)) $((rx1 - rx0)) $((tx1 - tx0)) "$s0" "$s1"
+		acked="acked after $secs s with $(sv "$s1" wb_objects) objects, $(sv "$s1" wb_bytes) bytes pending; "
+		drain_wait "$name" "$FCTL" /wk "$W/logs/wb-worker.log"; dsecs=$DR_SECS
+		op=drain
+	else
+		op=put; dsecs=$secs
+	fi
 	s1=$(snap "$FP" "$FCTL"); rx1=$(io_of "$S3_PID" rchar); tx1=$(io_of "$S3_PID" wchar); c1=$(cpu_ticks "$S3_PID")
 	[ "$bytes" = "$want" ] && [ "$files" = "$nobj" ] || { echo "bench-writes: $name sent $files objects, $bytes bytes, not $nobj, $want" >&2; exit 1; }
-	row local "$r" "$kind" "$sys" put "$files" "$bytes" "$secs" $((c1 - c0)) $((rx1 - rx0)) $((tx1 - tx0)) "$s0" "$s1"
-	PRECOND_DETAIL="the pass took $secs s; ferry committed $(d ufs_write "$s1" "$s0") bytes, cached $(d pages "$s1" "$s0") pages; s3rver read $((rx1 - rx0)) bytes"
+	row local "$r" "$kind" "$sys" $op "$files" "$bytes" "$dsecs" $((c1 - c0)) $((rx1 - rx0)) $((tx1 - tx0)) "$s0" "$s1"
+	PRECOND_DETAIL="the pass took $secs s; ${acked}${acked:+drained after $dsecs s; }ferry committed $(d ufs_write "$s1" "$s0") bytes, cached $(d pages "$s1" "$s0") pages; s3rver read $((rx1 - rx0)) bytes"
 	if [ "${WB_SELFTEST:-}" = corrupt ] && [ "$sys" = through ]; then
 		local f
 		f=${VR[$sys]}/${VP[$sys]}/r$r/$(head -1 "$keys")._S3rver_object
@@ -386,11 +456,16 @@ put_pass() {
 		if [ "$sys" = around ]; then
 			precond "$name" idle 0 "$(d pages "$s1" "$s0")" 0 "ferry's ferry_cache_pages (write=around caches nothing)"
 		else
-			precond "$name" cached "$pages" "$(d pages "$s1" "$s0")" 0 "ferry's ferry_cache_pages (write=through: the pages written)"
-		fi ;;
+			precond "$name" cached "$pages" "$(d pages "$s1" "$s0")" 0 "ferry's ferry_cache_pages (write=$sys: the pages written)"
+		fi
+		[ "$sys" = back ] && wb_checks "$name" "$nobj" "$s0" "$s1" ;;
 	esac
 	PRECOND_DETAIL=""
-	say "$name: $secs s, $(calc "$bytes / $secs / 1e6") MB/s, $(calc "$files / $secs") objects/s; stored bytes checked"
+	if [ "$sys" = back ]; then
+		say "$name: acked after $secs s ($(calc "$bytes / $secs / 1e6") MB/s, $(calc "$files / $secs") objects/s), drained after $dsecs s ($(calc "$bytes / $dsecs / 1e6") MB/s); stored bytes checked"
+	else
+		say "$name: $secs s, $(calc "$bytes / $secs / 1e6") MB/s, $(calc "$files / $secs") objects/s; stored bytes checked"
+	fi
 }
 # get_pass ROUND KIND SYSTEM: read back what SYSTEM's put wrote (direct: from
 # s3rver; through: from ferry, which must not read the under-store).
@@ -421,7 +496,7 @@ get_pass() {
 }
 
 for r in $(seq "$ROUNDS"); do
-	section "local round $r of $ROUNDS: ${SYSTEMS[*]}, large then small; GETs after direct and through"
+	section "local round $r of $ROUNDS: ${SYSTEMS[*]}, large then small; GETs after direct and through; back: until acked and until drained"
 	for kind in large small; do
 		for sys in "${SYSTEMS[@]}"; do
 			put_pass "$r" "$kind" "$sys"
@@ -430,7 +505,7 @@ for r in $(seq "$ROUNDS"); do
 	done
 	# What this round wrote is checked: out of the way (disk space), behind
 	# the servers' backs (nothing reads it again).
-	rm -rf "$W/wb-s3rver/wbench/"{direct,through,around}/"r$r" "$W/wb-file/r$r"
+	rm -rf "$W/wb-s3rver/wbench/"{direct,through,around,back}/"r$r" "$W/wb-file/r$r"
 done
 echo "loadavg_local_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RUN/meta.env"
 curl -s "http://$FCTL/metrics" > "$RUN/ferry-local-metrics.txt"
@@ -497,39 +572,69 @@ XS3_PID=$!; PIDS+=("$XS3_PID")
 wait_http "http://127.0.0.1:$XP/" 30 "${R[*]}"
 start_ferry wb-xr-worker "$W/wb-xr-cache" "${C[*]}"
 XFP=$F_PID; XFS3=$F_S3; XFCTL=$F_CTL
-cmd=("$FERRY" --worker "$XFCTL" mount /ckpt s3://ckpt/ferry --option write=through
-	--option "s3.endpoint=http://$REMOTE_IP:$XP" --option s3.region=us-east-1 --option s3.access_key=S3RVER
-	--option s3.secret_key=S3RVER --option s3.path_style=true)
-if [ -n "${WB_XR_MOUNT_ARGS:-}" ]; then read -ra xa <<< "$WB_XR_MOUNT_ARGS"; cmd+=("${xa[@]}"); fi
+xa=()
+if [ -n "${WB_XR_MOUNT_ARGS:-}" ]; then read -ra xa <<< "$WB_XR_MOUNT_ARGS"; fi
 echo "xr_mount_args=${WB_XR_MOUNT_ARGS:-}" >> "$RUN/meta.env"
-note "nsenter --net=/run/netns/$WAN_COMPUTE ${cmd[*]//$ROOT\//}"
-"${C[@]}" "${cmd[@]}" >> "$W/logs/wb-xr-mount.out" 2>&1 || { cat "$W/logs/wb-xr-mount.out" >&2; exit 1; }
+for m in "/ckpt s3://ckpt/ferry --option write=through" "/ckptb s3://ckpt/back --option write=back"; do
+	read -ra ma <<< "$m"
+	cmd=("$FERRY" --worker "$XFCTL" mount "${ma[@]}"
+		--option "s3.endpoint=http://$REMOTE_IP:$XP" --option s3.region=us-east-1 --option s3.access_key=S3RVER
+		--option s3.secret_key=S3RVER --option s3.path_style=true ${xa[@]+"${xa[@]}"})
+	note "nsenter --net=/run/netns/$WAN_COMPUTE ${cmd[*]//$ROOT\//}"
+	"${C[@]}" "${cmd[@]}" >> "$W/logs/wb-xr-mount.out" 2>&1 || { cat "$W/logs/wb-xr-mount.out" >&2; exit 1; }
+done
+# For reference, the local disk's speed for the checkpoint: its file copied
+# onto the worker's disk (the filesystem of its cache and write-back
+# staging), fsync'd, once.
+sync
+t0=$(now)
+dd if="$DATA/$CKPT_KEY" of="$W/wb-xr-cache/dd-ref.tmp" bs=8M conv=fsync status=none
+t1=$(now)
+rm -f "$W/wb-xr-cache/dd-ref.tmp"
+echo "xr_local_disk_s=$(calc "$t1 - $t0")" >> "$RUN/meta.env"
+note "dd if=bench/work/data/$CKPT_KEY of=bench/work/wb-xr-cache/dd-ref.tmp bs=8M conv=fsync   # local-disk reference"
+say "local disk: the checkpoint copied with fsync in $(calc "$t1 - $t0") s ($(calc "$CKPT_BYTES / ($t1 - $t0) / 1e6") MB/s)"
 echo "loadavg_xr_start=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RUN/meta.env"
-declare -A XEP=([direct]=http://$REMOTE_IP:$XP [ferry]=http://$XFS3)
-declare -A XBK=([direct]=ckpt [ferry]=ckpt)
-declare -A XPF=([direct]=direct [ferry]=)
-declare -A XVP=([direct]=ckpt/direct [ferry]=ckpt/ferry)
+declare -A XEP=([direct]=http://$REMOTE_IP:$XP [ferry]=http://$XFS3 [back]=http://$XFS3)
+declare -A XBK=([direct]=ckpt [ferry]=ckpt [back]=ckptb)
+declare -A XPF=([direct]=direct [ferry]= [back]=)
+declare -A XVP=([direct]=ckpt/direct [ferry]=ckpt/ferry [back]=ckpt/back)
 for r in $(seq "$ROUNDS"); do
-	for sys in direct ferry; do
+	for sys in direct ferry back; do
 		name="checkpoint $sys round $r"
 		settle
 		s0=$(snap "$XFP" "$XFCTL" "${C[*]}"); l0=$(link_tx); c0=$(cpu_ticks "$XS3_PID")
-		out=$(client put "${XEP[$sys]}" "${XBK[$sys]}" "${XPF[$sys]:+${XPF[$sys]}/}r$r" "$RUN/keys-ckpt.txt" "$CKPT_THREADS" "${C[*]}")
+		[ $sys = back ] && drain_start "$XFCTL" /ckptb "${C[*]}"
+		out=$(export WPUT_START=$RUN/t0 WPUT_END=$RUN/t1; client put "${XEP[$sys]}" "${XBK[$sys]}" "${XPF[$sys]:+${XPF[$sys]}/}r$r" "$RUN/keys-ckpt.txt" "$CKPT_THREADS" "${C[*]}")
 		read -r files bytes secs <<< "$out"
 		s1=$(snap "$XFP" "$XFCTL" "${C[*]}"); l1=$(link_tx); c1=$(cpu_ticks "$XS3_PID")
 		[ "$bytes" = "$CKPT_BYTES" ] || { echo "bench-writes: $name sent $bytes bytes, not $CKPT_BYTES" >&2; exit 1; }
 		row xregion "$r" ckpt "$sys" put "$files" "$bytes" "$secs" $((c1 - c0)) $((l1 - l0)) 0 "$s0" "$s1"
-		PRECOND_DETAIL="the pass took $secs s; $((l1 - l0)) bytes crossed the link; ferry committed $(d ufs_write "$s1" "$s0") bytes"
+		acked=""; dsecs=$secs
+		if [ $sys = back ]; then
+			# Acknowledged (the row above: what had crossed by then); the
+			# checks below are on the drained state.
+			acked="acked after $secs s with $(sv "$s1" wb_bytes) bytes pending and $((l1 - l0)) bytes over the link; "
+			drain_wait "$name" "$XFCTL" /ckptb "$W/logs/wb-xr-worker.log" "${C[*]}"; dsecs=$DR_SECS
+			s1=$(snap "$XFP" "$XFCTL" "${C[*]}"); l1=$(link_tx); c1=$(cpu_ticks "$XS3_PID")
+			row xregion "$r" ckpt "$sys" drain "$files" "$bytes" "$dsecs" $((c1 - c0)) $((l1 - l0)) 0 "$s0" "$s1"
+		fi
+		PRECOND_DETAIL="the pass took $secs s; ${acked}${acked:+drained after $dsecs s; }$((l1 - l0)) bytes crossed the link; ferry committed $(d ufs_write "$s1" "$s0") bytes"
 		verify "$name" s3rver "$W/wb-xr-s3rver" "${XVP[$sys]}/r$r" "$RUN/keys-ckpt.txt"
 		precond "$name" sent "$CKPT_BYTES" $((l1 - l0)) 0 "bytes sent over the link (wan0 in $WAN_COMPUTE, tx)"
 		if [ $sys = direct ]; then
 			precond "$name" idle 0 "$(d put "$s1" "$s0")" 0 "ferry's ferry_put_bytes_total (ferry is not in this pass's path)"
 		else
 			precond "$name" write "$CKPT_BYTES" "$(d ufs_write "$s1" "$s0")" 0 "ferry's ferry_ufs_write_bytes_total"
-			precond "$name" cached $((CKPT_BYTES / PAGE)) "$(d pages "$s1" "$s0")" 0 "ferry's ferry_cache_pages (write=through)"
+			precond "$name" cached $((CKPT_BYTES / PAGE)) "$(d pages "$s1" "$s0")" 0 "ferry's ferry_cache_pages (write=$([ $sys = back ] && echo back || echo through))"
 		fi
+		[ $sys = back ] && wb_checks "$name" 1 "$s0" "$s1"
 		PRECOND_DETAIL=""
-		say "$name: $secs s, $(calc "$bytes / $secs / 1e6") MB/s; $(calc "($l1 - $l0) / 1e6") MB over the link; stored bytes checked"
+		if [ $sys = back ]; then
+			say "$name: acked after $secs s ($(calc "$bytes / $secs / 1e6") MB/s), drained after $dsecs s ($(calc "$bytes / $dsecs / 1e6") MB/s); $(calc "($l1 - $l0) / 1e6") MB over the link; stored bytes checked"
+		else
+			say "$name: $secs s, $(calc "$bytes / $secs / 1e6") MB/s; $(calc "($l1 - $l0) / 1e6") MB over the link; stored bytes checked"
+		fi
 		rm -rf "$W/wb-xr-s3rver/${XVP[$sys]}/r$r"
 	done
 done
