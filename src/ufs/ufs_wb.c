@@ -55,6 +55,7 @@
 #define WB_BACKOFF_MAX_MS 30000
 #define WB_MAX_THREADS 64
 #define WB_REC_MAX (64u << 10)    /* a record file's size at most */
+#define WB_ATTACH_MAX 8
 
 struct wbkey;
 
@@ -91,9 +92,16 @@ struct wbmount {
 	uint64_t ident;
 	char name[64];
 	char *dir;
-	struct ufs *backend;  /* the mount's current instance (ref'd), or NULL */
+	struct ufs *backend;  /* the instance that uploads: the newest of
+	                       * att[] (ref'd there), or NULL */
+	struct ufs *att[WB_ATTACH_MAX]; /* the mount's open instances (a
+	                       * re-mount opens a new one before the old
+	                       * closes), oldest first, each ref'd */
+	int natt;
 	TAILQ_HEAD(, wbkey) keys;
 	int64_t objects, bytes, uploading, uploaded, failures;
+	uint64_t gen;         /* uploads done: a condition checked against
+	                       * the store before may no longer hold */
 	char last_error[256];
 	int failing;          /* logged once per outage */
 };
@@ -159,10 +167,11 @@ struct wbput {
 	int64_t written;
 	struct ufs_opt *hdrs;
 	int nhdrs;
-	/* The condition, and the record it was checked against. */
-	const char *if_match;
+	/* The condition, and the state it was checked against. */
+	char *if_match;
 	int if_none_match;
-	uint64_t seen_seq; /* the key's cur at begin (0: none) */
+	uint64_t seen_seq; /* the key's staged record then (0: none) */
+	uint64_t seen_gen; /* the mount's uploads done then */
 };
 
 static int64_t
@@ -442,6 +451,40 @@ scan_seq(const char *dir)
 	closedir(d);
 }
 
+static int
+rec_seq_cmp(const void *a, const void *b)
+{
+	uint64_t x = (*(struct wbrec *const *)a)->seq, y = (*(struct wbrec *const *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
+/* Unlinks the <seq>.data files of dir that no record names: what a crash
+ * between a body's rename and its record, or between a record's unlink
+ * and its body's, left. */
+static void
+sweep_orphans(const char *dir, struct wbrec **v, size_t n)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const char *nm = e->d_name;
+		if (strlen(nm) != 21 || strcmp(nm + 16, ".data"))
+			continue;
+		uint64_t s = strtoull(nm, NULL, 16);
+		size_t i = 0;
+		while (i < n && v[i]->seq != s)
+			i++;
+		if (i == n) {
+			char p[PATH_MAX];
+			snprintf(p, sizeof(p), "%s/%s", dir, nm);
+			unlink(p);
+		}
+	}
+	closedir(d);
+}
+
 /* Loads an area's records (wm not yet visible to other threads: called
  * under g.lock).  Leftovers of writes never acknowledged go. */
 static void
@@ -516,12 +559,9 @@ do_load(struct wbmount *wm)
 	}
 	closedir(d);
 	/* In seq order: the last record of a key is its latest write. */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && v[j - 1]->seq > v[j]->seq; j--) {
-			struct wbrec *t = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = t;
-		}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), rec_seq_cmp);
+	sweep_orphans(wm->dir, v, n);
 	for (size_t i = 0; i < n; i++) {
 		char *path = (char *)v[i]->key;
 		struct wbkey *k = do_key_get(wm, path);
@@ -707,6 +747,7 @@ persister(void *arg)
 		int was_cur = k->cur == r, persisted = 0;
 		if (rc == 0) {
 			wm->uploaded++;
+			wm->gen++;
 			if (wm->failing) {
 				wm->failing = 0;
 				LOG_INFO("write-back: /%s: the under-store takes writes "
@@ -855,8 +896,8 @@ ufs_wb_free(void)
 			htab_remove(&g.keys, &k->hn, k->h);
 			free(k);
 		}
-		if (wm->backend)
-			ufs_unref(wm->backend);
+		for (int i = 0; i < wm->natt; i++)
+			ufs_unref(wm->att[i]);
 		free(wm->dir);
 		free(wm);
 	}
@@ -867,6 +908,16 @@ ufs_wb_free(void)
 	g.seq = 0;
 	g.bytes = g.reserved = 0;
 	pthread_mutex_unlock(&g.lock);
+}
+
+/* The instance that uploads: the newest open one of the mount. */
+static void
+do_pick_backend(struct wbmount *wm)
+{
+	wm->backend = NULL;
+	for (int i = wm->natt - 1; i >= 0 && !wm->backend; i--)
+		if (wm->att[i]->state)
+			wm->backend = wm->att[i];
 }
 
 int
@@ -913,16 +964,29 @@ ufs_set_writeback(struct ufs *u, uint64_t ident, const char *name, char **err)
 		LIST_INSERT_HEAD(&g.mounts, wm, link);
 		do_load(wm);
 	}
+	if (wm->natt && strcmp(wm->name, name)) {
+		/* One staging area per under-store URI: two mounts of it
+		 * would upload each other's writes. */
+		if (asprintf(err, "%s is already a write=back mount (/%s)",
+		    u->label, wm->name) < 0)
+			*err = NULL;
+		pthread_mutex_unlock(&g.lock);
+		return -EEXIST;
+	}
+	if (wm->natt == WB_ATTACH_MAX) {
+		pthread_mutex_unlock(&g.lock);
+		*err = strdup("write=back: too many instances of this mount at once");
+		return -EBUSY;
+	}
 	snprintf(wm->name, sizeof(wm->name), "%s", name);
-	/* The newest instance of the mount uploads (a re-mount replaces). */
-	struct ufs *old = wm->backend;
-	wm->backend = u->state ? ufs_ref(u) : NULL;
+	/* The newest instance of the mount uploads (a re-mount opens the
+	 * new one before the old one closes). */
+	wm->att[wm->natt++] = ufs_ref(u);
+	do_pick_backend(wm);
 	u->wb = wm;
 	u->layer = &wb_layer;
 	pthread_cond_broadcast(&g.work);
 	pthread_mutex_unlock(&g.lock);
-	if (old)
-		ufs_unref(old);
 	return 0;
 }
 
@@ -940,12 +1004,19 @@ wb_detach(struct ufs *u)
 	pthread_mutex_lock(&g.lock);
 	struct wbmount *wm = u->wb;
 	struct ufs *drop = NULL;
-	if (wm && wm->backend == u) {
+	for (int i = 0; wm && i < wm->natt; i++) {
+		if (wm->att[i] != u)
+			continue;
 		drop = u;
-		wm->backend = NULL;
+		memmove(&wm->att[i], &wm->att[i + 1],
+		    sizeof(wm->att[0]) * (size_t)(wm->natt - i - 1));
+		wm->natt--;
+		break;
 	}
+	if (wm)
+		do_pick_backend(wm);
 	pthread_mutex_unlock(&g.lock);
-	/* The wbmount's reference; the owner's is dropped by ufs_close. */
+	/* The area's reference; the owner's is dropped by ufs_close. */
 	if (drop)
 		ufs_unref(drop);
 }
@@ -1268,7 +1339,7 @@ wb_list(struct ufs *u, const char *prefix, const char *delimiter,
 	/* A page of the store's, merged with what is staged up to its last
 	 * key; staged deletes hide keys.  A page that the deletes emptied is
 	 * followed by the next one. */
-	for (int pages = 0; after && !stopped && emitted == 0 && pages < 64; pages++) {
+	while (after && !stopped && emitted == 0) {
 		struct lset b = {0};
 		int trunc = 0;
 		r = ufs_raw_list(u, prefix, delimiter, after, max_keys, collect, &b, &trunc);
@@ -1340,6 +1411,28 @@ wb_list(struct ufs *u, const char *prefix, const char *delimiter,
 
 /* --- writes ----------------------------------------------------------------- */
 
+/* w's condition against the store's object (nothing staged for it). */
+static int
+store_check_cond(struct ufs *u, const char *path, const struct wbput *w)
+{
+	struct ufs_stat st;
+	int sr = ufs_raw_stat(u, path, &st);
+	if (sr == 0 && !st.is_dir && w->if_none_match)
+		return -EEXIST;
+	if (w->if_match && (sr < 0 || st.is_dir))
+		return sr == -ENOENT || sr == 0 ? -ESTALE : sr;
+	if (w->if_match) {
+		char e[UFS_ETAG_MAX];
+		if (st.etag[0])
+			snprintf(e, sizeof(e), "%s", st.etag);
+		else
+			snprintf(e, sizeof(e), "%" PRIx64 "-%" PRIx64,
+			    (uint64_t)st.mtime, (uint64_t)st.size);
+		return strcmp(e, w->if_match) ? -ESTALE : 0;
+	}
+	return sr < 0 && sr != -ENOENT ? sr : 0;
+}
+
 static int
 do_check_cond(const struct wbput *w, const struct wbrec *cur)
 {
@@ -1364,11 +1457,12 @@ wb_put_begin(struct ufs *u, const char *path, const struct ufs_put_opts *o,
 	w->wm = wm;
 	w->size = o->size;
 	w->if_none_match = o->if_none_match;
-	w->if_match = o->if_match;
+	w->if_match = o->if_match ? strdup(o->if_match) : NULL;
 	w->path = strdup(path);
 	w->md5 = EVP_MD_CTX_new();
 	w->hdrs = o->nheaders ? calloc((size_t)o->nheaders, sizeof(*w->hdrs)) : NULL;
-	int r = (!w->path || !w->md5 || (o->nheaders && !w->hdrs)) ? -ENOMEM : 0;
+	int r = (!w->path || !w->md5 || (o->nheaders && !w->hdrs) ||
+	    (o->if_match && !w->if_match)) ? -ENOMEM : 0;
 	for (int i = 0; !r && i < o->nheaders; i++) {
 		w->hdrs[i].key = strdup(o->headers[i].key);
 		w->hdrs[i].value = strdup(o->headers[i].value);
@@ -1387,11 +1481,17 @@ wb_put_begin(struct ufs *u, const char *path, const struct ufs_put_opts *o,
 	struct wbkey *k = do_key_find(wm, path);
 	struct wbrec *cur = k ? k->cur : NULL;
 	w->seen_seq = cur ? cur->seq : 0;
+	w->seen_gen = wm->gen;
 	if (cur)
 		r = do_check_cond(w, cur);
 	/* The staging limit: the announced size is promised now. */
 	int64_t want = o->size > 0 ? o->size : 0;
-	if (!r && g.bytes + g.reserved + want > g.cfg.limit) {
+	if (!r && want > g.cfg.limit) {
+		/* Never fits: not a "retry later". */
+		ufs_set_error("write-back: %s is larger than --writeback-limit "
+		    "(%" PRId64 " bytes)", path, g.cfg.limit);
+		r = -EFBIG;
+	} else if (!r && g.bytes + g.reserved + want > g.cfg.limit) {
 		char a[32], b[32];
 		fmt_bytes((double)g.bytes, a, sizeof(a));
 		fmt_bytes((double)g.cfg.limit, b, sizeof(b));
@@ -1405,26 +1505,8 @@ wb_put_begin(struct ufs *u, const char *path, const struct ufs_put_opts *o,
 		snprintf(w->part, sizeof(w->part), "tmp-%" PRIu64 ".part", ++g.tmpn);
 	}
 	pthread_mutex_unlock(&g.lock);
-	if (!r && !cur && (o->if_none_match || o->if_match)) {
-		struct ufs_stat st;
-		int sr = ufs_raw_stat(u, path, &st);
-		if (sr == 0 && !st.is_dir && o->if_none_match)
-			r = -EEXIST;
-		else if (o->if_match && (sr < 0 || st.is_dir)) {
-			r = sr == -ENOENT || sr == 0 ? -ESTALE : sr;
-		} else if (o->if_match) {
-			char e[UFS_ETAG_MAX];
-			if (st.etag[0])
-				snprintf(e, sizeof(e), "%s", st.etag);
-			else
-				snprintf(e, sizeof(e), "%" PRIx64 "-%" PRIx64,
-				    (uint64_t)st.mtime, (uint64_t)st.size);
-			if (strcmp(e, o->if_match))
-				r = -ESTALE;
-		} else if (sr < 0 && sr != -ENOENT) {
-			r = sr;
-		}
-	}
+	if (!r && !cur && (o->if_none_match || o->if_match))
+		r = store_check_cond(u, path, w);
 	if (!r) {
 		char p[PATH_MAX];
 		snprintf(p, sizeof(p), "%s/%s", wm->dir, w->part);
@@ -1485,6 +1567,7 @@ put_free(struct wbput *w)
 	}
 	EVP_MD_CTX_free(w->md5);
 	hdrs_free(w->hdrs, w->nhdrs);
+	free(w->if_match);
 	free(w->path);
 	free(w);
 }
@@ -1505,42 +1588,100 @@ wb_put_abort(struct wbput *w)
 /* Makes r (data file in place, if any) durable and the key's latest
  * write: its record is written and the area's directory fsync'd.  Takes r
  * (freed on failure). */
+/*
+ * A conditional write's condition, again, just before its record is
+ * written: against the key's staged record if it changed since the last
+ * check, else against the store if an upload happened meanwhile (the
+ * record it was checked against may be in the store now).
+ */
+static int
+recheck_cond(struct wbput *w)
+{
+	struct wbmount *wm = w->wm;
+	pthread_mutex_lock(&g.lock);
+	struct wbkey *k = do_key_find(wm, w->path);
+	struct wbrec *cur = k ? k->cur : NULL;
+	int r = 0, ask_store = 0;
+	if (cur && cur->seq != w->seen_seq)
+		r = do_check_cond(w, cur);
+	else if (!cur && (w->seen_seq || wm->gen != w->seen_gen))
+		ask_store = 1;
+	w->seen_seq = cur ? cur->seq : 0;
+	w->seen_gen = wm->gen;
+	pthread_mutex_unlock(&g.lock);
+	return ask_store ? store_check_cond(w->u, w->path, w) : r;
+}
+
+/* Renames r's files to seq ns (g.lock held: rare, a lost race). */
+static int
+do_reseq(struct wbrec *r, uint64_t ns)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	uint64_t old = r->seq;
+	if (r->size >= 0) {
+		rec_file(r, "data", a, sizeof(a));
+		r->seq = ns;
+		rec_file(r, "data", b, sizeof(b));
+		r->seq = old;
+		if (rename(a, b) < 0)
+			return -errno;
+	}
+	rec_file(r, "rec", a, sizeof(a));
+	r->seq = ns;
+	rec_file(r, "rec", b, sizeof(b));
+	return rename(a, b) < 0 ? -errno : 0;
+}
+
+/*
+ * Makes r (data file in place, if any) durable and the key's latest
+ * write: its record is written and the area's directory fsync'd.  Takes r
+ * (freed on failure).  A condition is checked before the record is
+ * durable, so that a refused write never comes back after a crash; a
+ * write whose seq a concurrent one of the key passed while both were
+ * recording takes a new seq, so the order in memory, on disk and of the
+ * answers is one.
+ */
 static int
 commit_rec(struct wbmount *wm, struct wbrec *r, const char *path,
-    const struct wbput *w)
+    struct wbput *w)
 {
 	char fin[PATH_MAX];
-	int e = rec_write(r, path);
+	int e = 0, recorded = 0, reseq = 0;
+	if (w && (w->if_none_match || w->if_match))
+		e = recheck_cond(w);
+	if (!e) {
+		e = rec_write(r, path);
+		recorded = !e;
+	}
 	if (!e)
 		e = fsync_dir(wm->dir);
 	pthread_mutex_lock(&g.lock);
 	struct wbkey *k = e ? NULL : do_key_get(wm, path);
 	if (!e && !k)
 		e = -ENOMEM;
-	/* A write whose condition was checked against an older state. */
 	if (!e && w && k->cur && k->cur->seq != w->seen_seq)
 		e = do_check_cond(w, k->cur);
 	if (!e && k->cur && k->cur->seq > r->seq) {
-		/* A concurrent write of the key took a later seq and was
-		 * recorded first: it is the last writer (as a restart would
-		 * find), and this one is replaced at once. */
-		pthread_mutex_unlock(&g.lock);
-		rec_file(r, "rec", fin, sizeof(fin));
-		unlink(fin);
-		r->refs = 1;
-		do_rec_unref(r);
-		return 1;
+		uint64_t ns = ++g.seq;
+		e = do_reseq(r, ns);
+		if (!e) {
+			r->seq = ns;
+			reseq = 1;
+		}
 	}
 	if (!e) {
 		do_enqueue(k, r);
 		pthread_mutex_unlock(&g.lock);
-		return 0;
+		return reseq ? fsync_dir(wm->dir) : 0;
 	}
 	if (k)
 		do_key_maybe_free(k);
 	pthread_mutex_unlock(&g.lock);
-	rec_file(r, "rec", fin, sizeof(fin));
-	unlink(fin);
+	if (recorded) {
+		rec_file(r, "rec", fin, sizeof(fin));
+		unlink(fin);
+		fsync_dir(wm->dir); /* refused: not found again after a crash */
+	}
 	r->refs = 1;
 	do_rec_unref(r); /* and its data file */
 	if (e != -EEXIST && e != -ESTALE)
@@ -1605,10 +1746,8 @@ wb_put_commit(struct wbput *w, struct ufs_stat *st)
 	struct ufs_stat mine;
 	rec_stat(r, &mine); /* r may be gone once recorded */
 	e = commit_rec(wm, r, w->path, w);
-	if (e >= 0) {
+	if (e == 0)
 		*st = mine;
-		e = 0;
-	}
 	put_free(w);
 	return e;
 }
@@ -1620,8 +1759,7 @@ wb_remove(struct ufs *u, const char *path)
 	struct wbrec *r = rec_new(wm, -1);
 	if (!r)
 		return -ENOMEM;
-	int e = commit_rec(wm, r, path, NULL);
-	return e < 0 ? e : 0;
+	return commit_rec(wm, r, path, NULL);
 }
 
 static int
@@ -1637,8 +1775,18 @@ wb_copy(struct ufs *u, const char *src, const char *dst,
 		return r;
 	struct ufs_put_opts po = *o;
 	po.size = s.size;
+	/* No headers given: the source's go with the copy, as a backend's
+	 * copy does (known here for a staged source only). */
+	int deleted;
+	struct wbrec *sr = o->nheaders ? NULL : staged_ref(u->wb, src, &deleted);
+	if (sr) {
+		po.headers = sr->hdrs;
+		po.nheaders = sr->nhdrs;
+	}
 	struct wbput *w;
 	r = wb_put_begin(u, dst, &po, &w);
+	if (sr)
+		rec_release(sr);
 	if (r < 0)
 		return r;
 	char *buf = malloc(WB_CHUNK);

@@ -221,6 +221,9 @@ def test_limit_answers_slowdown_never_loses(make_worker, store):
             c.put_object(Bucket="ck", Key="b.bin", Body=b)
         assert ei.value.response["Error"]["Code"] == "SlowDown"
         assert "staging is full" in ei.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as ei:
+            c.put_object(Bucket="ck", Key="huge.bin", Body=b"x" * (1 << 20 + 1))
+        assert ei.value.response["Error"]["Code"] == "EntityTooLarge"
         with pytest.raises(ClientError):
             c.head_object(Bucket="ck", Key="b.bin")  # refused: nothing of it
         # The same through the control API (libferry's put).
@@ -257,6 +260,17 @@ def test_write_back_is_refused_in_a_cluster_and_bad_values(make_worker, tmp_path
     r = w.ctl("POST", "/v1/mounts", json={"name": "x", "uri": f"file://{tmp_path}",
                                           "options": {"write": "later"}})
     assert r.status_code == 400 and "back" in r.json()["error"]
+    # One staging area per under-store: a second write=back mount of the
+    # same URI is refused (it would upload the first one's writes).
+    r = w.ctl("POST", "/v1/mounts", json={"name": "a", "uri": f"file://{tmp_path}",
+                                          "options": {"write": "back"}})
+    assert r.status_code == 200, r.text
+    r = w.ctl("POST", "/v1/mounts", json={"name": "b", "uri": f"file://{tmp_path}",
+                                          "options": {"write": "back"}})
+    assert r.status_code == 400 and "already a write=back mount (/a)" in r.json()["error"]
+    w.s3().put_object(Bucket="a", Key="k", Body=b"still uploads")
+    drained(w, "a")
+    assert (tmp_path / "k").read_bytes() == b"still uploads"
     p = subprocess.run([str(FERRY), "worker", "--writeback-limit", "lots"],
                        capture_output=True, timeout=30)
     assert p.returncode == 2 and b"--writeback-limit" in p.stderr

@@ -72,14 +72,21 @@ put(struct ufs *u, const char *path, const char *body, int64_t announce)
 }
 
 static void
-start(int64_t limit)
+start_bw(int64_t limit, int64_t bandwidth)
 {
 	char *err = NULL;
-	struct ufs_wb_cfg c = {.dir = area, .limit = limit, .parallel = 2};
+	struct ufs_wb_cfg c = {.dir = area, .limit = limit, .parallel = 2,
+	    .bandwidth = bandwidth};
 	int r = ufs_wb_start(&c, &err);
 	if (r < 0)
 		fprintf(stderr, "ufs_wb_start: %s\n", err ? err : "?");
 	free(err);
+}
+
+static void
+start(int64_t limit)
+{
+	start_bw(limit, 0);
 }
 
 static struct ufs *
@@ -263,6 +270,88 @@ TEST(staging_disk_full)
 	CHECK(system(cmd) == 0);
 }
 
+/* Review finding: If-None-Match checked at begin, another write of the
+ * key staged and uploaded before this one commits: refused at commit. */
+TEST(condition_rechecked_after_an_upload)
+{
+	sh("mkdir -p '%s'", root);
+	start(1 << 20);
+	struct ufs *u = open_back();
+	struct ufs_put_opts o = {.size = 1, .if_none_match = 1};
+	struct ufs_put *p;
+	CHECK_EQ_INT(ufs_put_begin(u, "n", &o, &p), 0);
+	CHECK_EQ_INT(put(u, "n", "B", 1), 0);
+	CHECK(wait_drained());
+	CHECK(file_is("n", "B"));
+	CHECK_EQ_INT(ufs_put_write(p, "A", 1), 0);
+	struct ufs_stat st;
+	CHECK_EQ_INT(ufs_put_commit(&p, &st), -EEXIST);
+	CHECK_EQ_INT(ufs_wb_pending(IDENT), 0);
+	CHECK(file_is("n", "B"));
+	ufs_wb_stop();
+	ufs_close(&u);
+	ufs_wb_free();
+}
+
+/* Review finding: many pages of staged deletes ahead of a live key (with
+ * max_keys 1) listed nothing, "not truncated". */
+TEST(listing_past_many_staged_deletes)
+{
+	sh("mkdir -p '%s/del'", root);
+	sh("cd '%s/del' && for i in $(seq 101 179); do printf x > k$i; done", root);
+	sh("printf z > '%s/del/z'", root);
+	/* 1 byte/s: the two persisters are busy for good with b1 and b2, so
+	 * everything after them stays staged. */
+	start_bw(1 << 20, 1);
+	struct ufs *u = open_back();
+	CHECK_EQ_INT(put(u, "b1", "0123456789", 10), 0);
+	CHECK_EQ_INT(put(u, "b2", "0123456789", 10), 0);
+	char key[32];
+	for (int i = 101; i < 180; i++) {
+		snprintf(key, sizeof(key), "del/k%d", i);
+		CHECK_EQ_INT(ufs_remove(u, key), 0);
+	}
+	CHECK_EQ_INT(put(u, "del/k100", "v", 1), 0);
+	struct names ns = {0};
+	int trunc = 0;
+	char after[64] = "";
+	for (int pages = 0; pages < 10; pages++) {
+		int before = ns.n;
+		CHECK_EQ_INT(ufs_list(u, "del/", "", after, 1, add_name, &ns, &trunc), 0);
+		if (ns.n > before)
+			snprintf(after, sizeof(after), "%s", ns.v[ns.n - 1]);
+		if (!trunc)
+			break;
+	}
+	CHECK_EQ_INT(ns.n, 2);
+	CHECK_EQ_STR(ns.v[0], "del/k100");
+	CHECK_EQ_STR(ns.v[1], "del/z");
+	CHECK(file_is("del/k150", "x")); /* all of it was still staged */
+	CHECK(file_is("b1", NULL));
+	ufs_wb_stop();
+	ufs_close(&u);
+	ufs_wb_free();
+}
+
+/* Review finding: a body renamed into place whose record was never
+ * written (a crash between the two) was never swept. */
+TEST(orphan_bodies_swept_at_start)
+{
+	char p1[400];
+	sh("mkdir -p '%s'", root);
+	snprintf(p1, sizeof(p1), "%s/%016llx", area, (unsigned long long)IDENT);
+	sh("mkdir -p '%s'", p1);
+	snprintf(p1, sizeof(p1), "%s/%016llx/00000000000000aa.data", area,
+	    (unsigned long long)IDENT);
+	sh("printf orphan > '%s'", p1);
+	start(1 << 20);
+	struct ufs *u = open_back();
+	CHECK(access(p1, F_OK) != 0);
+	ufs_wb_stop();
+	ufs_close(&u);
+	ufs_wb_free();
+}
+
 TEST(not_started_is_refused)
 {
 	struct ufs *u = NULL;
@@ -287,6 +376,9 @@ main(void)
 	RUN(staged_reads_restart_and_upload);
 	RUN(limit_refuses_and_loses_nothing);
 	RUN(staging_disk_full);
+	RUN(condition_rechecked_after_an_upload);
+	RUN(listing_past_many_staged_deletes);
+	RUN(orphan_bodies_swept_at_start);
 	sh("rm -rf '%s'", tmp);
 	TAP_DONE();
 }
