@@ -289,8 +289,6 @@ struct ufs_wb_status {
 int ufs_wb_status(struct ufs_wb_status **out);
 /* Writes and deletes of ident not yet in the store. */
 int64_t ufs_wb_pending(uint64_t ident);
-/* Drops them (an unmount that was told to): how many. */
-int64_t ufs_wb_drop(uint64_t ident);
 struct dbuf;
 int ufs_wb_metrics_render(struct dbuf *b);
 

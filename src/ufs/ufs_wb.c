@@ -1867,27 +1867,6 @@ ufs_wb_pending(uint64_t ident)
 	return n;
 }
 
-int64_t
-ufs_wb_drop(uint64_t ident)
-{
-	int64_t n = 0;
-	pthread_mutex_lock(&g.lock);
-	struct wbrec *r, *nx;
-	for (r = TAILQ_FIRST(&g.queue); r; r = nx) {
-		nx = TAILQ_NEXT(r, q);
-		if (r->wm->ident != ident || r->uploading)
-			continue;
-		struct wbkey *k = r->key;
-		if (k->cur == r)
-			k->cur = NULL;
-		do_dequeue(r);
-		do_key_maybe_free(k);
-		n++;
-	}
-	pthread_mutex_unlock(&g.lock);
-	return n;
-}
-
 int
 ufs_wb_metrics_render(struct dbuf *b)
 {
