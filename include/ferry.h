@@ -111,6 +111,25 @@ int ferry_stats_json(ferry_t *f, char **json);
  * /v1/writeback): {"mounts":[{"mount","attached","objects","bytes",
  * "oldest_s","uploading","uploaded","failures","last_error"}]}. */
 int ferry_writeback_json(ferry_t *f, char **json);
+
+/*
+ * Datasets in the cache (docs/control-api.md, "Datasets"); path is a ferry
+ * path inside a mount ("/train/imagenet").  Pin: never evicted, now and
+ * for what is cached later (on 0, unpin).  TTL: cached data under path is
+ * dropped seconds after it was cached (0 clears it).  Free: drop what is
+ * cached under path now (pinned paths need force); *json (if not NULL,
+ * caller frees) gets {"freed_bytes","pinned_kept_bytes"}.  Refresh: ask
+ * the under-store again about everything under path.  du: {"path",
+ * "total_bytes","cached_bytes","pinned_bytes","objects","cached_objects",
+ * "entries":[{"name",...same counts}]} (entries empty with summary).
+ * Policy: the pin and TTL rules, {"rules":[{"mount","path","pin","ttl"}]}.
+ */
+int ferry_pin(ferry_t *f, const char *path, int on);
+int ferry_ttl(ferry_t *f, const char *path, int64_t seconds);
+int ferry_free(ferry_t *f, const char *path, int force, char **json);
+int ferry_refresh(ferry_t *f, const char *path);
+int ferry_du_json(ferry_t *f, const char *path, int summary, char **json);
+int ferry_policy_json(ferry_t *f, char **json);
 /* The cluster as the worker sees it (GET /v1/cluster): {"cluster",
  * "self", "block_size", "replicas":{mount:R}, "members":[{"id","ctl",
  * "s3","capacity","started","self"}], "etcd_ok", "view_version"}. */

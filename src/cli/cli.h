@@ -2,7 +2,7 @@
  * cli.h: the ferry command-line tool's shared pieces: the command and
  * option tables, the option parser, error reporting in one format, and the
  * commands (cmd_fs.c: ls/stat/cat; cmd_admin.c: mount/unmount/mounts/
- * stats; cmd_cluster.c: workers; docgen.c: the man page and bash
+ * stats; cmd_data.c: pin/unpin/ttl/free/du/refresh; cmd_cluster.c: workers; docgen.c: the man page and bash
  * completion, generated from the tables).
  *
  * Exit statuses: 0 success, 1 an operation failed, 2 a usage error.
@@ -124,6 +124,15 @@ int cmd_stats(struct cli *c, int argc, char **argv);
 int cmd_writeback(struct cli *c, int argc, char **argv);
 extern const struct cli_opt cli_writeback_opts[];
 int cmd_workers(struct cli *c, int argc, char **argv);
+/* cmd_data.c */
+int cmd_pin(struct cli *c, int argc, char **argv);
+int cmd_unpin(struct cli *c, int argc, char **argv);
+int cmd_ttl(struct cli *c, int argc, char **argv);
+int cmd_free(struct cli *c, int argc, char **argv);
+int cmd_du(struct cli *c, int argc, char **argv);
+int cmd_refresh(struct cli *c, int argc, char **argv);
+extern const struct cli_opt cli_pin_opts[], cli_ttl_opts[], cli_free_opts[],
+    cli_du_opts[];
 extern const struct cli_opt cmd_ls_opts[], cmd_mount_opts[];
 /* The cluster section of `ferry stats` (nothing for a single worker). */
 void cli_print_cluster_stats(const struct cli *c);

@@ -514,6 +514,25 @@ cmd_stats(struct cli *c, int argc, char **argv)
 	print_count_line("pages:", stat_field(&d, "pages"));
 	print_bytes_line("evicted bytes:", stat_field(&d, "evicted_bytes"));
 	print_count_line("checksum failures:", stat_field(&d, "checksum_failures"));
+	print_bytes_line("pinned bytes:", stat_field(&d, "pinned_bytes"));
+	int arr = json_obj_get(&d, 0, "per_mount");
+	int nm = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
+	for (int i = 0; i < nm; i++) {
+		int t = json_arr_get(&d, arr, i), ok = 0;
+		char *name = json_str(&d, json_obj_get(&d, t, "mount"));
+		int64_t v[3];
+		const char *keys[3] = {"cached_bytes", "quota_bytes", "pinned_bytes"};
+		char h[3][32];
+		for (int k = 0; k < 3; k++) {
+			v[k] = json_int(&d, json_obj_get(&d, t, keys[k]), &ok);
+			fmt_bytes((double)(ok ? v[k] : 0), h[k], sizeof(h[k]));
+		}
+		char label[80];
+		snprintf(label, sizeof(label), "/%s:", name ? name : "?");
+		printf("%-18s %s cached%s%s%s, %s pinned\n", label, h[0],
+		    v[1] > 0 ? " of a " : "", v[1] > 0 ? h[1] : "", v[1] > 0 ? " quota" : "", h[2]);
+		free(name);
+	}
 	json_free(&d);
 	free(text);
 	cli_print_cluster_stats(c);

@@ -93,6 +93,29 @@ const struct cli_cmd cli_cmds[] = {
 	{"writeback", cmd_writeback, "writeback [/MOUNT] [--wait [--timeout SECONDS]] [--json]",
 	    "what write=back mounts have not yet written to their under-stores",
 	    cli_writeback_opts, NULL},
+	{"pin", cmd_pin, "pin PATH... | pin --list [--json]",
+	    "keep cached data under PATH from eviction (now and later)", cli_pin_opts,
+	    "A pin applies to what is cached under PATH now and to what is cached\n"
+	    "later; it is refused if the data under PATH would take more than the\n"
+	    "worker's --pin-limit of its cache.  Pins are kept in the worker's state\n"
+	    "dir.  `ferry unpin PATH` removes one."},
+	{"unpin", cmd_unpin, "unpin PATH...", "let cached data under PATH be evicted again",
+	    cli_json_only_opts, NULL},
+	{"ttl", cmd_ttl, "ttl PATH DURATION | ttl PATH --clear | ttl --list [--json]",
+	    "drop cached data under PATH that long after it was cached", cli_ttl_opts,
+	    "DURATION: 90s, 30m, 24h, 7d, 2w or sums like 1h30m.  The under-store is\n"
+	    "not touched; pinned data stays (a pin wins)."},
+	{"free", cmd_free, "free PATH... [--force] [--json]",
+	    "drop what is cached under PATH now (the under-store is untouched)",
+	    cli_free_opts, NULL},
+	{"du", cmd_du, "du PATH... [-s] [--json]",
+	    "per entry under PATH: total bytes, cached bytes and %, pinned bytes",
+	    cli_du_opts, NULL},
+	{"refresh", cmd_refresh, "refresh PATH...",
+	    "ask the under-store again about everything under PATH now",
+	    cli_json_only_opts,
+	    "Forgets the stat and list answers under PATH instead of waiting for the\n"
+	    "sync interval: a file changed in the under-store is seen at once."},
 	{"workers", cmd_workers, "workers [--json]",
 	    "list the cluster's workers: state, capacity, use, hit ratio",
 	    (const struct cli_opt[]){{CLI_O_JSON, 0, "json", NULL,
@@ -266,6 +289,9 @@ cli_mount_keys(void (*fn)(void *arg, const char *key, const char *value,
 	    "(back; a single worker; see `ferry writeback`)");
 	fn(arg, MOUNT_OPT_READONLY, "true|false", "refuse every write to this mount "
 	    "(default false)");
+	fn(arg, MOUNT_OPT_QUOTA, "SIZE", "the most this mount may cache on each worker "
+	    "(e.g. 200G): past it the mount evicts its own least recently used "
+	    "pages, never another mount's (default: no cap)");
 	for (int i = 0; ufs_backend(i); i++)
 		for (const struct ufs_optdoc *o = ufs_backend(i)->options; o && o->key; o++)
 			fn(arg, o->key, o->value, o->help);

@@ -499,3 +499,46 @@ write_full(int fd, const void *p, size_t n, int64_t off)
 	}
 	return 0;
 }
+
+int
+path_under(const char *path, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (n == 0)
+		return 1;
+	if (strncmp(path, prefix, n) != 0)
+		return 0;
+	return prefix[n - 1] == '/' || path[n] == 0 || path[n] == '/';
+}
+
+int64_t
+parse_duration(const char *s)
+{
+	if (!s || !*s)
+		return -1;
+	int64_t total = 0;
+	while (*s) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		int64_t v = 0;
+		while (*s >= '0' && *s <= '9') {
+			v = v * 10 + (*s++ - '0');
+			if (v > 10LL * 366 * 86400)
+				return -1;
+		}
+		int64_t unit;
+		switch (*s) {
+		case 0: unit = 1; break;
+		case 's': unit = 1; s++; break;
+		case 'm': unit = 60; s++; break;
+		case 'h': unit = 3600; s++; break;
+		case 'd': unit = 86400; s++; break;
+		case 'w': unit = 7 * 86400; s++; break;
+		default: return -1;
+		}
+		total += v * unit;
+		if (total > 10LL * 366 * 86400)
+			return -1;
+	}
+	return total;
+}

@@ -71,6 +71,16 @@ int64_t parse_size(const char *s);
  * when off < 0), through short writes and EINTR: 0 or -errno. */
 int write_full(int fd, const void *p, size_t n, int64_t off);
 
+/* Parses a duration: "90" or "90s", "30m", "24h", "7d", "2w", or a sum
+ * like "1h30m".  Seconds, or -1 if bad (or above ten years). */
+int64_t parse_duration(const char *s);
+
+/*
+ * Is path under prefix?  Prefix "" holds every path; "a/b" holds a/b and
+ * everything under a/b/; "a/b/" everything under a/b/.
+ */
+int path_under(const char *path, const char *prefix);
+
 /* Returns 1 if s[0..n) is valid UTF-8 with no NUL and no overlongs. */
 int utf8_valid(const char *s, size_t n);
 

@@ -1901,3 +1901,87 @@ ferry_rename(ferry_t *f, const char *from, const char *to)
 	err_clear();
 	return err_done(do_rename(f, from, to));
 }
+
+/* ---- datasets: pin, ttl, free, refresh, du (docs/control-api.md) -------- */
+
+/* method endpoint?path=<path><extra>; the reply's text in *json if wanted. */
+static int
+dataset_call(ferry_t *f, const char *method, const char *endpoint,
+    const char *path, const char *extra, char **json)
+{
+	if (!f || !path)
+		return -EINVAL;
+	if (json)
+		*json = NULL;
+	struct dbuf tg, reply;
+	struct json_doc d;
+	dbuf_init(&tg, TARGET_MAX);
+	int r = dbuf_printf(&tg, "%s?path=", endpoint) ? -ENAMETOOLONG : 0;
+	if (r == 0)
+		r = add_path_param(&tg, "", path);
+	if (r == 0 && extra && dbuf_adds(&tg, extra))
+		r = -ENAMETOOLONG;
+	if (r == 0)
+		r = json_request(f, method, tg.p, NULL, &reply, &d);
+	dbuf_free(&tg);
+	if (r == 0) {
+		json_free(&d);
+		if (json)
+			*json = dbuf_take(&reply);
+		else
+			dbuf_free(&reply);
+	}
+	return r;
+}
+
+int
+ferry_pin(ferry_t *f, const char *path, int on)
+{
+	err_clear();
+	return err_done(dataset_call(f, on ? "POST" : "DELETE", "/v1/pin", path,
+	    NULL, NULL));
+}
+
+int
+ferry_ttl(ferry_t *f, const char *path, int64_t seconds)
+{
+	err_clear();
+	if (seconds < 0)
+		return err_done(-EINVAL);
+	char q[48];
+	snprintf(q, sizeof(q), "&ttl=%" PRId64, seconds);
+	return err_done(dataset_call(f, seconds ? "POST" : "DELETE", "/v1/ttl",
+	    path, seconds ? q : NULL, NULL));
+}
+
+int
+ferry_free(ferry_t *f, const char *path, int force, char **json)
+{
+	err_clear();
+	return err_done(dataset_call(f, "POST", "/v1/free", path,
+	    force ? "&force=1" : NULL, json));
+}
+
+int
+ferry_refresh(ferry_t *f, const char *path)
+{
+	err_clear();
+	return err_done(dataset_call(f, "POST", "/v1/refresh", path, NULL, NULL));
+}
+
+int
+ferry_du_json(ferry_t *f, const char *path, int summary, char **json)
+{
+	err_clear();
+	if (!json)
+		return err_done(-EINVAL);
+	return err_done(dataset_call(f, "GET", "/v1/du", path,
+	    summary ? "&summary=1" : NULL, json));
+}
+
+int
+ferry_policy_json(ferry_t *f, char **json)
+{
+	err_clear();
+	return err_done(get_json_text(f, "/v1/policy", json));
+}

@@ -5,9 +5,14 @@
  *
  * In memory, one mutex (ps->mu) guards: an intrusive hash (htab.h, ps->etab)
  * of entries keyed by (obj, ver, idx); a per-directory LRU (a TAILQ, most
- * recent first) of READY entries; a per-object LIST of READY entries (ps_obj
- * nodes in a second htab, ps->otab) so drop_object and cached_bytes touch
- * only that object's pages; and the byte accounting.
+ * recent first) of READY entries, and a per-group LRU of the same entries
+ * (a group: the objects of one origin, a mount; quotas evict from it); a
+ * per-object LIST of READY entries (ps_obj nodes in a second htab,
+ * ps->otab) so drop_object and cached_bytes touch only that object's
+ * pages, and each object's origin (group, path, first-cached time), pin
+ * and expiry; the expiry min-heap; and the byte accounting.  The catalog
+ * file (origins across restarts) has its own mutex, cat_mu, taken before
+ * mu.
  *
  * An entry is in one of three states:
  *   PENDING  a put has reserved its bytes and is writing the file; not
@@ -24,10 +29,13 @@
  *            touches.
  * Invariants (under mu): every PENDING, READY and DYING entry is in etab
  * exactly once (ps->etab.n counts them), free slab entries are in none;
- * an entry is in its dir's LRU and in its object's list iff it is READY,
- * and a ps_obj is in otab iff its list is not empty; dir->used = sum of
- * (HDR_SIZE + len) over the dir's PENDING and READY entries; ps->npages =
- * number of READY entries.
+ * an entry is in its object's list iff it is READY, and in its dir's and
+ * its group's LRU iff it is READY and not pinned (e->pinned iff its
+ * object is pinned); a ps_obj is in otab iff its list is not empty, and
+ * o->bytes = sum of len over its list; dir->used (and group->used) = sum
+ * of (HDR_SIZE + len) over the dir's (group's) PENDING and READY entries;
+ * ps->pinned_bytes (group->pinned) = the same over pinned entries;
+ * ps->npages = number of READY entries.
  *
  * get does its file I/O without the mutex, remembering the entry's gen (a
  * per-insert counter); whatever it learns (verified, corrupt, missing) is
@@ -36,9 +44,10 @@
  * mtime, which is what orders the LRU after a restart; has() is a probe and
  * changes nothing.
  *
- * Memory: an entry is 80 bytes, allocated from slabs (no malloc overhead),
- * plus 8 bytes of hash bucket at load factor <= 1, plus a 24-byte ps_obj
- * node (malloc'd) per cached object: about 90 bytes per page.  No entry
+ * Memory: an entry is 104 bytes, allocated from slabs (no malloc overhead),
+ * plus 8 bytes of hash bucket at load factor <= 1, plus per cached object a
+ * ps_obj node (malloc'd, ~72 bytes) and its path: about 115 bytes per page
+ * and the paths.  No entry
  * stores its hash (htab's hashof recomputes it from the key when the table
  * grows).  The hash doubles under the mutex when full (a pause of some ms
  * per million pages).
@@ -73,6 +82,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/dbuf.h"
 #include "common/htab.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -105,19 +115,22 @@ struct ps_entry {
 		SLIST_ENTRY(ps_entry) fnext;  /* free: on ps->free_entries */
 	};
 	union {
-		TAILQ_ENTRY(ps_entry) lru;    /* READY: its dir's LRU */
+		TAILQ_ENTRY(ps_entry) lru;    /* READY, not pinned: its dir's LRU */
 		SLIST_ENTRY(ps_entry) dead;   /* DYING: its killer's batch */
 	};
+	TAILQ_ENTRY(ps_entry) glru;           /* READY, not pinned: its group's LRU */
 	LIST_ENTRY(ps_entry) olink;           /* READY: its object's list */
 	uint32_t gen;
 	uint32_t len;     /* data bytes; the file is HDR_SIZE + len */
 	uint32_t touched; /* wall seconds of the file's mtime, roughly */
 	uint16_t dir;
+	uint16_t grp;     /* index in ps->groups (0: no origin known) */
 	uint8_t state;
 	uint8_t verified : 1; /* CRC checked since load (--page-verify once) */
 	uint8_t fresh : 1;    /* fetched ahead of its reader, not yet got */
+	uint8_t pinned : 1;   /* READY and its object is pinned: on no LRU */
 };
-_Static_assert(sizeof(struct ps_entry) == 80, "ps_entry grew");
+_Static_assert(sizeof(struct ps_entry) == 104, "ps_entry grew");
 
 TAILQ_HEAD(ps_lru, ps_entry);
 SLIST_HEAD(ps_batch, ps_entry);
@@ -127,8 +140,36 @@ struct ps_obj {
 	uint64_t obj;
 	struct hnode hn;                      /* in ps->otab */
 	LIST_HEAD(, ps_entry) pages;          /* never empty while in otab */
+	int64_t bytes;    /* data bytes of its READY pages, all versions */
+	char *path;       /* its origin's path (owned), NULL: not known */
+	uint32_t born;    /* wall seconds it entered the cache (named) */
+	uint32_t expire;  /* wall seconds its TTL ends; 0: none */
+	uint16_t grp;     /* its group (the origin's; 0: not known) */
+	uint8_t pinned;
 };
-_Static_assert(sizeof(struct ps_obj) == 24, "ps_obj grew");
+
+/*
+ * A group is the set of objects of one origin group (a mount's identity):
+ * its bytes (PENDING + READY, headers included, like a dir's), its quota
+ * (0: none) and its own LRU, so a group over quota evicts its own pages.
+ * Groups are never freed while the store is open (there are as many as
+ * mounts ever seen).
+ */
+struct ps_group {
+	uint64_t ident;
+	int64_t used;
+	int64_t quota;
+	int64_t pinned;  /* bytes of pinned READY pages */
+	int64_t objects; /* named objects */
+	struct ps_lru lru; /* through glru */
+};
+
+/* An expiry: object obj's TTL ends at `at` (a min-heap; stale entries,
+ * whose object's expire moved, are skipped when they come up). */
+struct ps_exp {
+	uint32_t at;
+	uint64_t obj;
+};
 
 struct ps_slab {
 	struct ps_slab *next;
@@ -163,6 +204,22 @@ struct pagestore {
 	int nbufs;
 
 	int64_t npages;
+	int64_t pinned_bytes;
+	int64_t ttl_freed_bytes_total;
+	int64_t quota_evicted_bytes_total;
+
+	struct ps_group *groups; /* [0]: objects of no known origin */
+	int ngroups, groups_cap;
+	pagestore_classify_fn classify;
+	void *classify_arg;
+	struct ps_exp *exp; /* min-heap by at */
+	size_t nexp, exp_cap;
+
+	/* The catalog (see "Catalog" below): cat_mu is taken before mu. */
+	pthread_mutex_t cat_mu;
+	int cat_warned;
+	int64_t cat_bytes, cat_live_bytes;
+
 	int64_t evicted_bytes_total;
 	int64_t evicted_pages_total;
 	int64_t checksum_failures_total;
@@ -335,12 +392,205 @@ do_obj_find(struct pagestore *ps, uint64_t obj)
 	return NULL;
 }
 
+/* ---- groups, LRUs, pins ------------------------------------------------ */
+
+/* The index of group ident, made if new (0 for ident 0, or if out of
+ * memory: the page is then simply of no known group). */
+static uint16_t
+do_group(struct pagestore *ps, uint64_t ident)
+{
+	if (ident == 0)
+		return 0;
+	for (int i = 1; i < ps->ngroups; i++)
+		if (ps->groups[i].ident == ident)
+			return (uint16_t)i;
+	if (ps->ngroups >= UINT16_MAX)
+		return 0;
+	if (ps->ngroups == ps->groups_cap) {
+		int nc = ps->groups_cap * 2;
+		struct ps_group *ng = realloc(ps->groups, (size_t)nc * sizeof(*ng));
+		if (!ng)
+			return 0;
+		/* The LRU heads moved: their last elements point into the old
+		 * array (an empty head points at itself). */
+		for (int i = 0; i < ps->ngroups; i++) {
+			if (TAILQ_EMPTY(&ng[i].lru))
+				TAILQ_INIT(&ng[i].lru);
+			else
+				TAILQ_FIRST(&ng[i].lru)->glru.tqe_prev = &TAILQ_FIRST(&ng[i].lru);
+		}
+		ps->groups = ng;
+		ps->groups_cap = nc;
+	}
+	struct ps_group *g = &ps->groups[ps->ngroups];
+	memset(g, 0, sizeof(*g));
+	g->ident = ident;
+	TAILQ_INIT(&g->lru);
+	return (uint16_t)ps->ngroups++;
+}
+
+/* A READY, unpinned entry goes to the head (most recent) of both LRUs. */
+static void
+do_lru_link(struct pagestore *ps, struct ps_entry *e)
+{
+	TAILQ_INSERT_HEAD(&ps->dirs[e->dir].lru, e, lru);
+	TAILQ_INSERT_HEAD(&ps->groups[e->grp].lru, e, glru);
+}
+
+static void
+do_lru_unlink(struct pagestore *ps, struct ps_entry *e)
+{
+	TAILQ_REMOVE(&ps->dirs[e->dir].lru, e, lru);
+	TAILQ_REMOVE(&ps->groups[e->grp].lru, e, glru);
+}
+
+/* Pins or unpins a READY entry: pinned pages are on no LRU. */
+static void
+do_entry_pin(struct pagestore *ps, struct ps_entry *e, int pinned)
+{
+	if (e->pinned == (pinned != 0))
+		return;
+	int64_t fs = file_size(e->len);
+	if (pinned) {
+		do_lru_unlink(ps, e);
+		e->pinned = 1;
+		ps->pinned_bytes += fs;
+		ps->groups[e->grp].pinned += fs;
+	} else {
+		e->pinned = 0;
+		ps->pinned_bytes -= fs;
+		ps->groups[e->grp].pinned -= fs;
+		do_lru_link(ps, e);
+	}
+}
+
+/* ---- expiry heap -------------------------------------------------------- */
+
+static void
+do_exp_push(struct pagestore *ps, uint32_t at, uint64_t obj)
+{
+	if (ps->nexp == ps->exp_cap) {
+		size_t nc = ps->exp_cap ? ps->exp_cap * 2 : 256;
+		struct ps_exp *nv = realloc(ps->exp, nc * sizeof(*nv));
+		if (!nv) {
+			LOG_WARN("pagestore: out of memory: a TTL is not kept");
+			return;
+		}
+		ps->exp = nv;
+		ps->exp_cap = nc;
+	}
+	size_t i = ps->nexp++;
+	while (i > 0 && ps->exp[(i - 1) / 2].at > at) {
+		ps->exp[i] = ps->exp[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	ps->exp[i].at = at;
+	ps->exp[i].obj = obj;
+}
+
+static void
+do_exp_pop(struct pagestore *ps)
+{
+	struct ps_exp last = ps->exp[--ps->nexp];
+	size_t i = 0, n = ps->nexp;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && ps->exp[c + 1].at < ps->exp[c].at)
+			c++;
+		if (ps->exp[c].at >= last.at)
+			break;
+		ps->exp[i] = ps->exp[c];
+		i = c;
+	}
+	if (n)
+		ps->exp[i] = last;
+}
+
+/* ---- object index ------------------------------------------------------ */
+
+/* A catalog record's size for a path of n bytes. */
+#define CAT_HDR 28
+static int64_t
+cat_rec_size(const char *path)
+{
+	return CAT_HDR + (int64_t)strlen(path);
+}
+
+/* Asks the classifier about o and applies the answer.  1 if o's state
+ * changed. */
+static int
+do_classify(struct pagestore *ps, struct ps_obj *o)
+{
+	int pinned = 0;
+	uint32_t ttl = 0;
+	if (ps->classify && o->path)
+		ps->classify(ps->classify_arg, ps->groups[o->grp].ident, o->path,
+		    &pinned, &ttl);
+	uint32_t expire = ttl ? o->born + ttl : 0;
+	if (expire == 0 && ttl)
+		expire = 1;
+	int changed = (o->pinned != (pinned != 0)) || o->expire != expire;
+	if (o->pinned != (pinned != 0)) {
+		o->pinned = pinned != 0;
+		struct ps_entry *e;
+		LIST_FOREACH(e, &o->pages, olink)
+			do_entry_pin(ps, e, o->pinned);
+	}
+	if (o->expire != expire) {
+		o->expire = expire;
+		if (expire)
+			do_exp_push(ps, expire, o->obj);
+	}
+	return changed;
+}
+
+/*
+ * Names o: (group gi, path: owned, consumed), first cached at born.  An
+ * object named before keeps its birth; its pages move to the new group.
+ */
+static void
+do_obj_name(struct pagestore *ps, struct ps_obj *o, uint16_t gi, char *path,
+    uint32_t born)
+{
+	if (o->path) {
+		ps->cat_live_bytes -= cat_rec_size(o->path);
+		ps->groups[o->grp].objects--;
+		free(o->path);
+	} else {
+		o->born = born;
+	}
+	o->path = path;
+	ps->cat_live_bytes += cat_rec_size(path);
+	ps->groups[gi].objects++;
+	if (o->grp != gi) {
+		struct ps_entry *e;
+		LIST_FOREACH(e, &o->pages, olink) {
+			int64_t fs = file_size(e->len);
+			if (e->pinned) {
+				ps->groups[e->grp].pinned -= fs;
+				ps->groups[gi].pinned += fs;
+			} else {
+				TAILQ_REMOVE(&ps->groups[e->grp].lru, e, glru);
+			}
+			ps->groups[e->grp].used -= fs;
+			ps->groups[gi].used += fs;
+			e->grp = gi;
+			if (!e->pinned)
+				TAILQ_INSERT_HEAD(&ps->groups[gi].lru, e, glru);
+		}
+		o->grp = gi;
+	}
+	do_classify(ps, o);
+}
+
 /*
  * Links e into its object's list.  *spare is a node the caller allocated
  * beforehand (so this cannot fail under the mutex); it is consumed (set to
  * NULL) when the object is new.
  */
-static void
+static struct ps_obj *
 do_obj_add(struct pagestore *ps, struct ps_entry *e, struct ps_obj **spare)
 {
 	struct ps_obj *o = do_obj_find(ps, e->k.obj);
@@ -348,11 +598,15 @@ do_obj_add(struct pagestore *ps, struct ps_entry *e, struct ps_obj **spare)
 		VAS_ASSERT(*spare != NULL);
 		o = *spare;
 		*spare = NULL;
+		memset(o, 0, sizeof(*o));
 		o->obj = e->k.obj;
+		o->grp = e->grp;
 		LIST_INIT(&o->pages);
 		htab_insert(&ps->otab, &o->hn, obj_hash(o->obj));
 	}
 	LIST_INSERT_HEAD(&o->pages, e, olink);
+	o->bytes += e->len;
+	return o;
 }
 
 /* Unlinks e from its object's list; the object goes with its last page. */
@@ -363,26 +617,59 @@ do_obj_remove(struct pagestore *ps, struct ps_entry *e)
 	 * object up just then. */
 	int last = LIST_NEXT(e, olink) == NULL;
 	LIST_REMOVE(e, olink);
-	if (last) {
-		struct ps_obj *o = do_obj_find(ps, e->k.obj);
-		VAS_ASSERT(o != NULL);
-		if (LIST_EMPTY(&o->pages)) {
-			htab_remove(&ps->otab, &o->hn, obj_hash(o->obj));
-			free(o);
+	struct ps_obj *o = do_obj_find(ps, e->k.obj);
+	VAS_ASSERT(o != NULL);
+	o->bytes -= e->len;
+	if (last && LIST_EMPTY(&o->pages)) {
+		htab_remove(&ps->otab, &o->hn, obj_hash(o->obj));
+		if (o->path) {
+			ps->cat_live_bytes -= cat_rec_size(o->path);
+			ps->groups[o->grp].objects--;
+			free(o->path);
 		}
+		free(o);
 	}
 	memset(&e->olink, 0, sizeof(e->olink));
 }
 
 /* ---- state transitions ------------------------------------------------ */
 
-static void
+/* PENDING -> READY; returns its object. */
+static struct ps_obj *
 do_make_ready(struct pagestore *ps, struct ps_entry *e, struct ps_obj **spare)
 {
 	e->state = ST_READY;
-	TAILQ_INSERT_HEAD(&ps->dirs[e->dir].lru, e, lru);
-	do_obj_add(ps, e, spare);
+	struct ps_obj *o = do_obj_add(ps, e, spare);
+	if (e->grp != o->grp) {
+		/* Reserved under another group than its object's. */
+		int64_t fs = file_size(e->len);
+		ps->groups[e->grp].used -= fs;
+		ps->groups[o->grp].used += fs;
+		e->grp = o->grp;
+	}
+	e->pinned = 0;
+	do_lru_link(ps, e);
+	if (o->pinned)
+		do_entry_pin(ps, e, 1);
 	ps->npages++;
+	return o;
+}
+
+/* READY -> off every list (for kill and rekey): its bytes stay counted. */
+static void
+do_unready(struct pagestore *ps, struct ps_entry *e)
+{
+	VAS_ASSERT(e->state == ST_READY);
+	if (e->pinned) {
+		int64_t fs = file_size(e->len);
+		ps->pinned_bytes -= fs;
+		ps->groups[e->grp].pinned -= fs;
+		e->pinned = 0;
+	} else {
+		do_lru_unlink(ps, e);
+	}
+	do_obj_remove(ps, e);
+	ps->npages--;
 }
 
 /*
@@ -392,12 +679,9 @@ do_make_ready(struct pagestore *ps, struct ps_entry *e, struct ps_obj **spare)
 static void
 do_kill(struct pagestore *ps, struct ps_entry *e, struct ps_batch *batch)
 {
-	VAS_ASSERT(e->state == ST_READY);
-	struct ps_dir *d = &ps->dirs[e->dir];
-	TAILQ_REMOVE(&d->lru, e, lru);
-	do_obj_remove(ps, e);
-	d->used -= file_size(e->len);
-	ps->npages--;
+	do_unready(ps, e);
+	ps->dirs[e->dir].used -= file_size(e->len);
+	ps->groups[e->grp].used -= file_size(e->len);
 	e->state = ST_DYING;
 	SLIST_INSERT_HEAD(batch, e, dead);
 }
@@ -767,9 +1051,9 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	int fresh = e->fresh;
 	e->fresh = 0;
 	struct ps_dir *d = &ps->dirs[e->dir];
-	if (TAILQ_FIRST(&d->lru) != e) {
-		TAILQ_REMOVE(&d->lru, e, lru);
-		TAILQ_INSERT_HEAD(&d->lru, e, lru);
+	if (!e->pinned) {
+		do_lru_unlink(ps, e);
+		do_lru_link(ps, e);
 	}
 	int di = e->dir, dirfd = d->fd;
 	uint32_t gen = e->gen, len = e->len;
@@ -857,20 +1141,29 @@ pick_dir(const struct pagestore *ps, const struct page_key *k)
 
 static int
 put_page(struct pagestore *ps, const struct page_key *k, const void *data,
-    uint32_t len, int fresh);
+    uint32_t len, int fresh, const struct page_origin *org);
+static void cat_append(struct pagestore *ps, uint64_t obj, uint64_t group,
+    uint32_t born, const char *path);
 
 int
 pagestore_put(struct pagestore *ps, const struct page_key *k,
     const void *data, uint32_t len)
 {
-	return put_page(ps, k, data, len, 0);
+	return put_page(ps, k, data, len, 0, NULL);
 }
 
 int
 pagestore_put_fresh(struct pagestore *ps, const struct page_key *k,
     const void *data, uint32_t len)
 {
-	return put_page(ps, k, data, len, 1);
+	return put_page(ps, k, data, len, 1, NULL);
+}
+
+int
+pagestore_put_origin(struct pagestore *ps, const struct page_key *k,
+    const void *data, uint32_t len, const struct page_origin *o, int fresh)
+{
+	return put_page(ps, k, data, len, fresh, o);
 }
 
 void
@@ -883,19 +1176,31 @@ pagestore_unfresh(struct pagestore *ps, const struct page_key *k)
 	pthread_mutex_unlock(&ps->mu);
 }
 
-/* pagestore_put and _put_fresh. */
+/*
+ * pagestore_put, _put_fresh and _put_origin.  Reserves the page's bytes in
+ * its dir and its group (evicting that group's LRU pages when over quota,
+ * then the dir's when over capacity), writes the file without the lock,
+ * then makes it READY; a page whose origin names its object for the first
+ * time is recorded in the catalog.
+ */
 static int
 put_page(struct pagestore *ps, const struct page_key *k, const void *data,
-    uint32_t len, int fresh)
+    uint32_t len, int fresh, const struct page_origin *org)
 {
 	if (!ps || !k || (!data && len))
 		return -EINVAL;
 	if (len > ps->page_size)
 		return -EINVAL;
+	if (org && (!org->path || !org->group))
+		org = NULL;
 	int64_t fsize = file_size(len);
 	struct ps_obj *spare = malloc(sizeof(*spare));
-	if (!spare)
+	char *path = org ? strdup(org->path) : NULL;
+	if (!spare || (org && !path)) {
+		free(spare);
+		free(path);
 		return -ENOMEM;
+	}
 
 	pthread_mutex_lock(&ps->mu);
 	struct ps_entry *e;
@@ -904,34 +1209,49 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 			/* Present, or another put is writing it. */
 			pthread_mutex_unlock(&ps->mu);
 			free(spare);
+			free(path);
 			return 0;
 		}
 		pthread_cond_wait(&ps->cond, &ps->mu);
 	}
 	int di = pick_dir(ps, k);
 	struct ps_dir *d = &ps->dirs[di];
-	if (fsize > d->capacity) {
-		pthread_mutex_unlock(&ps->mu);
-		free(spare);
-		return -ENOSPC;
-	}
+	struct ps_obj *o = do_obj_find(ps, k->obj);
+	uint16_t gi = org ? do_group(ps, org->group) : o ? o->grp : 0;
+	if (org && gi)
+		ps->groups[gi].quota = org->quota > 0 ? org->quota : 0;
+	int64_t quota = ps->groups[gi].quota;
+	int rc = 0;
+	if (fsize > d->capacity)
+		rc = -ENOSPC;
+	else if (quota > 0 && fsize > quota)
+		rc = -EDQUOT;
 	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
 	struct ps_entry *v;
-	while (d->used + fsize > d->capacity &&
+	while (rc == 0 && quota > 0 && ps->groups[gi].used + fsize > quota &&
+	    (v = TAILQ_LAST(&ps->groups[gi].lru, ps_lru)) != NULL) {
+		ps->quota_evicted_bytes_total += file_size(v->len);
+		ps->evicted_bytes_total += file_size(v->len);
+		ps->evicted_pages_total++;
+		do_kill(ps, v, &batch);
+	}
+	if (rc == 0 && quota > 0 && ps->groups[gi].used + fsize > quota)
+		rc = -EDQUOT; /* the rest is pinned or being written */
+	while (rc == 0 && d->used + fsize > d->capacity &&
 	    (v = TAILQ_LAST(&d->lru, ps_lru)) != NULL) {
 		ps->evicted_bytes_total += file_size(v->len);
 		ps->evicted_pages_total++;
 		do_kill(ps, v, &batch);
 	}
-	int rc = 0;
-	if (d->used + fsize > d->capacity)
-		rc = -ENOSPC; /* the rest is reserved by puts in flight */
-	else if (!(e = do_entry_alloc(ps)))
+	if (rc == 0 && d->used + fsize > d->capacity)
+		rc = -ENOSPC; /* the rest is pinned or reserved by puts in flight */
+	else if (rc == 0 && !(e = do_entry_alloc(ps)))
 		rc = -ENOMEM;
 	if (rc == 0) {
 		e->k = *k;
 		e->len = len;
 		e->dir = (uint16_t)di;
+		e->grp = gi;
 		e->state = ST_PENDING;
 		e->gen = ++ps->gen;
 		e->verified = 1; /* we wrote these bytes ourselves */
@@ -939,6 +1259,7 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 		e->touched = wall_sec32();
 		do_hash_insert(ps, e);
 		d->used += fsize;
+		ps->groups[gi].used += fsize;
 	}
 	int dirfd = d->fd;
 	pthread_mutex_unlock(&ps->mu);
@@ -946,23 +1267,35 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 	unlink_and_reap(ps, &batch, 1);
 	if (rc < 0) {
 		free(spare);
+		free(path);
 		return rc;
 	}
 
 	rc = write_page_file(ps, dirfd, k, data, len);
 
+	uint32_t born = 0;
 	pthread_mutex_lock(&ps->mu);
 	VAS_ASSERT(e->state == ST_PENDING && key_eq(&e->k, k));
 	if (rc == 0) {
-		do_make_ready(ps, e, &spare);
+		o = do_make_ready(ps, e, &spare);
+		if (path && (!o->path || o->grp != gi || strcmp(o->path, path) != 0)) {
+			born = wall_sec32();
+			do_obj_name(ps, o, gi, path, born);
+			born = o->born;
+			path = NULL;
+		}
 	} else {
 		ps->write_errors_total++;
 		d->used -= fsize;
+		ps->groups[e->grp].used -= fsize;
 		do_hash_remove(ps, e);
 		do_entry_free(ps, e);
 	}
 	pthread_mutex_unlock(&ps->mu);
 	free(spare);
+	free(path);
+	if (born)
+		cat_append(ps, k->obj, org->group, born, org->path);
 	if (rc < 0)
 		LOG_DEBUG("pagestore: put to %s failed: %s", d->path, strerror(-rc));
 	return rc;
@@ -1055,6 +1388,11 @@ pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
 	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
 	pthread_mutex_lock(&ps->mu);
 	struct ps_obj *o = do_obj_find(ps, obj);
+	/* The object's name, should all its pages move (it then leaves the
+	 * index for a moment and comes back unnamed). */
+	char *name = o && o->path ? strdup(o->path) : NULL;
+	uint16_t name_grp = o ? o->grp : 0;
+	uint32_t name_born = o ? o->born : 0;
 	struct ps_entry *e = o ? LIST_FIRST(&o->pages) : NULL;
 	while (e) {
 		struct ps_entry *next = LIST_NEXT(e, olink);
@@ -1064,9 +1402,7 @@ pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
 			if (do_lookup(ps, &to)) {
 				do_kill(ps, e, &batch);
 			} else {
-				TAILQ_REMOVE(&ps->dirs[e->dir].lru, e, lru);
-				do_obj_remove(ps, e);
-				ps->npages--;
+				do_unready(ps, e);
 				e->state = ST_PENDING;
 				SLIST_INSERT_HEAD(&moving, e, dead);
 			}
@@ -1105,6 +1441,7 @@ pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
 		do_hash_remove(ps, e);
 		if (have) {
 			ps->dirs[e->dir].used -= file_size(e->len);
+			ps->groups[e->grp].used -= file_size(e->len);
 			if (have->dir != e->dir && norphans < (int)ARRAY_SIZE(orphans)) {
 				orphans[norphans].dir = e->dir;
 				orphans[norphans++].k = to;
@@ -1115,13 +1452,18 @@ pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
 		e->k = to;
 		e->gen = ++ps->gen;
 		do_hash_insert(ps, e);
-		do_make_ready(ps, e, &spare);
+		struct ps_obj *no = do_make_ready(ps, e, &spare);
+		if (name && !no->path) {
+			do_obj_name(ps, no, name_grp, name, name_born);
+			name = NULL;
+		}
 		moved++;
 	}
 	/* Failed moves: their bytes go; their files (old names) are unlinked
 	 * by the reaper, as for any dying page. */
 	SLIST_FOREACH(e, &batch, dead) {
 		ps->dirs[e->dir].used -= file_size(e->len);
+		ps->groups[e->grp].used -= file_size(e->len);
 		e->state = ST_DYING;
 	}
 	pthread_mutex_unlock(&ps->mu);
@@ -1132,6 +1474,7 @@ pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
 		unlinkat(ps->dirs[orphans[i].dir].fd, rel, 0);
 	}
 	free(spare);
+	free(name);
 	return moved;
 }
 
@@ -1174,7 +1517,374 @@ pagestore_get_stats(struct pagestore *ps, struct pagestore_stats *st)
 	st->evicted_pages_total = ps->evicted_pages_total;
 	st->checksum_failures_total = ps->checksum_failures_total;
 	st->write_errors_total = ps->write_errors_total;
+	st->pinned_bytes = ps->pinned_bytes;
+	st->ttl_freed_bytes_total = ps->ttl_freed_bytes_total;
+	st->quota_evicted_bytes_total = ps->quota_evicted_bytes_total;
+	st->objects = (int64_t)ps->otab.n;
 	pthread_mutex_unlock(&ps->mu);
+}
+
+/* ---- datasets: classification, prefixes, expiry, usage ------------------ */
+
+static int
+do_obj_matches(struct pagestore *ps, const struct ps_obj *o, uint64_t group,
+    const char *prefix)
+{
+	return o->path && ps->groups[o->grp].ident == group &&
+	    path_under(o->path, prefix);
+}
+
+void
+pagestore_set_classifier(struct pagestore *ps, pagestore_classify_fn fn,
+    void *arg)
+{
+	pthread_mutex_lock(&ps->mu);
+	ps->classify = fn;
+	ps->classify_arg = arg;
+	/* Without a classifier (the policy going away at shutdown) the
+	 * objects keep the state they have. */
+	if (fn) {
+		HTAB_EACH(&ps->otab, i, n, nx)
+			do_classify(ps, container_of(n, struct ps_obj, hn));
+	}
+	pthread_mutex_unlock(&ps->mu);
+}
+
+int64_t
+pagestore_reclassify(struct pagestore *ps, uint64_t group, const char *prefix)
+{
+	int64_t changed = 0;
+	pthread_mutex_lock(&ps->mu);
+	HTAB_EACH(&ps->otab, i, n, nx) {
+		struct ps_obj *o = container_of(n, struct ps_obj, hn);
+		if (do_obj_matches(ps, o, group, prefix))
+			changed += do_classify(ps, o);
+	}
+	pthread_mutex_unlock(&ps->mu);
+	return changed;
+}
+
+static void
+objinfo(struct pagestore *ps, const struct ps_obj *o, struct pagestore_objinfo *oi)
+{
+	oi->obj = o->obj;
+	oi->group = ps->groups[o->grp].ident;
+	oi->path = o->path;
+	oi->bytes = o->bytes;
+	oi->born = o->born;
+	oi->expire = o->expire;
+	oi->pinned = o->pinned;
+}
+
+int
+pagestore_foreach_object(struct pagestore *ps, uint64_t group,
+    const char *prefix, int (*fn)(void *arg, const struct pagestore_objinfo *o),
+    void *arg)
+{
+	int rc = 0;
+	pthread_mutex_lock(&ps->mu);
+	HTAB_EACH(&ps->otab, i, n, nx) {
+		struct ps_obj *o = container_of(n, struct ps_obj, hn);
+		if (!do_obj_matches(ps, o, group, prefix))
+			continue;
+		struct pagestore_objinfo oi;
+		objinfo(ps, o, &oi);
+		if ((rc = fn(arg, &oi)) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&ps->mu);
+	return rc;
+}
+
+int
+pagestore_object_info(struct pagestore *ps, uint64_t obj,
+    struct pagestore_objinfo *oi)
+{
+	pthread_mutex_lock(&ps->mu);
+	struct ps_obj *o = do_obj_find(ps, obj);
+	if (o) {
+		objinfo(ps, o, oi);
+		oi->path = NULL;
+	}
+	pthread_mutex_unlock(&ps->mu);
+	return o ? 0 : -ENOENT;
+}
+
+/* Kills every page of o (which then goes); returns its data bytes. */
+static int64_t
+do_kill_object(struct pagestore *ps, struct ps_obj *o, struct ps_batch *batch)
+{
+	int64_t bytes = o->bytes;
+	struct ps_entry *e = LIST_FIRST(&o->pages);
+	while (e) {
+		struct ps_entry *next = LIST_NEXT(e, olink); /* o may go */
+		do_kill(ps, e, batch);
+		e = next;
+	}
+	return bytes;
+}
+
+int64_t
+pagestore_drop_prefix(struct pagestore *ps, uint64_t group, const char *prefix,
+    int force, int64_t *pinned_kept)
+{
+	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
+	int64_t freed = 0, kept = 0;
+	pthread_mutex_lock(&ps->mu);
+	HTAB_EACH(&ps->otab, i, n, nx) {
+		struct ps_obj *o = container_of(n, struct ps_obj, hn);
+		if (!do_obj_matches(ps, o, group, prefix))
+			continue;
+		if (o->pinned && !force)
+			kept += o->bytes;
+		else
+			freed += do_kill_object(ps, o, &batch);
+	}
+	pthread_mutex_unlock(&ps->mu);
+	unlink_and_reap(ps, &batch, 1);
+	if (pinned_kept)
+		*pinned_kept = kept;
+	return freed;
+}
+
+static void cat_maybe_compact(struct pagestore *ps);
+
+/* At most this many objects go per call, so the lock is not held long. */
+#define EXPIRE_BATCH 4096
+
+int64_t
+pagestore_expire(struct pagestore *ps, uint32_t now)
+{
+	struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
+	int64_t freed = 0;
+	int n = 0;
+	pthread_mutex_lock(&ps->mu);
+	while (ps->nexp > 0 && ps->exp[0].at <= now && n < EXPIRE_BATCH) {
+		struct ps_exp x = ps->exp[0];
+		do_exp_pop(ps);
+		struct ps_obj *o = do_obj_find(ps, x.obj);
+		if (!o || o->expire != x.at || o->pinned)
+			continue; /* gone, moved, or pinned (a pin wins) */
+		freed += do_kill_object(ps, o, &batch);
+		n++;
+	}
+	/* Entries of objects gone or moved pile up: rebuild now and then. */
+	if (ps->nexp > 1024 && ps->nexp > 2 * ps->otab.n) {
+		ps->nexp = 0;
+		HTAB_EACH(&ps->otab, i, hn, nx) {
+			struct ps_obj *o = container_of(hn, struct ps_obj, hn);
+			if (o->expire)
+				do_exp_push(ps, o->expire, o->obj);
+		}
+	}
+	ps->ttl_freed_bytes_total += freed;
+	pthread_mutex_unlock(&ps->mu);
+	unlink_and_reap(ps, &batch, 1);
+	cat_maybe_compact(ps);
+	return freed;
+}
+
+int
+pagestore_groups(struct pagestore *ps, struct pagestore_group_stats *out,
+    int max)
+{
+	pthread_mutex_lock(&ps->mu);
+	int n = 0;
+	for (int i = 1; i < ps->ngroups; i++, n++) {
+		if (n >= max)
+			continue;
+		out[n].group = ps->groups[i].ident;
+		out[n].used = ps->groups[i].used;
+		out[n].quota = ps->groups[i].quota;
+		out[n].pinned = ps->groups[i].pinned;
+		out[n].objects = ps->groups[i].objects;
+	}
+	pthread_mutex_unlock(&ps->mu);
+	return n;
+}
+
+/* ---- the catalog ----------------------------------------------------------
+ *
+ * Which object came from where: "pagestore.catalog" in the first cache
+ * dir, an append-only file of records, little-endian:
+ *   0 u32 crc32c(bytes 4..len) | 4 u32 len | 8 u64 obj | 16 u64 group |
+ *   24 u32 born | 28 path (len - 28 bytes)
+ * A record is appended (one write(2), no fsync: a killed worker loses
+ * nothing, a crashed machine at most the last records) when a page names
+ * its object for the first time.  At open the file is read (the last
+ * record of an object wins; a torn tail ends the read), its records are
+ * applied to the objects that still have pages, and it is rewritten with
+ * those alone; it is rewritten the same way when dead records outweigh
+ * the live ones.  An object with pages but no record is of no known
+ * origin: it is cached and evicted as before, but no prefix matches it.
+ */
+#define CAT_NAME "pagestore.catalog"
+#define CAT_TMP "pagestore.catalog.tmp"
+#define CAT_PATH_MAX 4096
+
+static size_t
+cat_encode(unsigned char *r, uint64_t obj, uint64_t group, uint32_t born,
+    const char *path)
+{
+	size_t pl = strlen(path);
+	if (pl > CAT_PATH_MAX)
+		return 0;
+	size_t len = CAT_HDR + pl;
+	put_le32(r + 4, (uint32_t)len);
+	put_le64(r + 8, obj);
+	put_le64(r + 16, group);
+	put_le32(r + 24, born);
+	memcpy(r + CAT_HDR, path, pl);
+	put_le32(r, crc32c(0, r + 4, len - 4));
+	return len;
+}
+
+static void
+cat_append(struct pagestore *ps, uint64_t obj, uint64_t group, uint32_t born,
+    const char *path)
+{
+	unsigned char r[CAT_HDR + CAT_PATH_MAX];
+	size_t len = cat_encode(r, obj, group, born, path);
+	if (!len)
+		return;
+	/* Opened per record, not kept open: a cache disk holds no file open
+	 * for writing between writes (so it can be remounted read-only, as
+	 * the page files allow). */
+	pthread_mutex_lock(&ps->cat_mu);
+	int fd = openat(ps->dirs[0].fd, CAT_NAME, O_WRONLY | O_APPEND | O_CREAT |
+	    O_CLOEXEC, 0600);
+	int wr = fd < 0 ? -errno : write_full(fd, r, len, -1);
+	if (fd >= 0 && close(fd) < 0 && wr == 0)
+		wr = -errno;
+	if (wr < 0) {
+		if (!ps->cat_warned++)
+			LOG_WARN("pagestore: cannot append to %s/%s: %s (origins "
+			    "of pages cached now are lost at the next restart)",
+			    ps->dirs[0].path, CAT_NAME, strerror(-wr));
+	} else {
+		ps->cat_bytes += (int64_t)len;
+	}
+	pthread_mutex_unlock(&ps->cat_mu);
+}
+
+/* Rewrites the catalog with the live records (cat_mu held).  0 or -errno. */
+static int
+do_cat_rewrite(struct pagestore *ps)
+{
+	struct dbuf b;
+	dbuf_init(&b, (size_t)1 << 40);
+	pthread_mutex_lock(&ps->mu);
+	HTAB_EACH(&ps->otab, i, n, nx) {
+		struct ps_obj *o = container_of(n, struct ps_obj, hn);
+		unsigned char r[CAT_HDR + CAT_PATH_MAX];
+		size_t len = o->path ? cat_encode(r, o->obj,
+		    ps->groups[o->grp].ident, o->born, o->path) : 0;
+		if (len)
+			dbuf_add(&b, r, len);
+	}
+	pthread_mutex_unlock(&ps->mu);
+	int dfd = ps->dirs[0].fd, rc = 0;
+	if (dbuf_error(&b)) {
+		dbuf_free(&b);
+		return -ENOMEM;
+	}
+	int fd = openat(dfd, CAT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		rc = -errno;
+	else
+		rc = write_full(fd, b.p, b.len, -1);
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && renameat(dfd, CAT_TMP, dfd, CAT_NAME) < 0)
+		rc = -errno;
+	if (rc == 0)
+		ps->cat_bytes = (int64_t)b.len;
+	else
+		unlinkat(dfd, CAT_TMP, 0);
+	dbuf_free(&b);
+	return rc;
+}
+
+static void
+cat_maybe_compact(struct pagestore *ps)
+{
+	pthread_mutex_lock(&ps->cat_mu);
+	pthread_mutex_lock(&ps->mu);
+	int64_t live = ps->cat_live_bytes;
+	pthread_mutex_unlock(&ps->mu);
+	if (ps->cat_bytes > 2 * live + (1 << 20)) {
+		int rc = do_cat_rewrite(ps);
+		if (rc < 0)
+			LOG_WARN("pagestore: cannot rewrite %s/%s: %s",
+			    ps->dirs[0].path, CAT_NAME, strerror(-rc));
+	}
+	pthread_mutex_unlock(&ps->cat_mu);
+}
+
+/* Reads the catalog and names the objects it knows (single-threaded,
+ * inside open), then rewrites it with those alone. */
+static int
+cat_open(struct pagestore *ps, char **err)
+{
+	int fd = openat(ps->dirs[0].fd, CAT_NAME, O_RDONLY | O_CLOEXEC);
+	int64_t named = 0;
+	if (fd >= 0) {
+		size_t cap = 1 << 16, have = 0;
+		unsigned char *buf = malloc(cap + CAT_HDR + CAT_PATH_MAX);
+		int eof = buf == NULL;
+		while (!eof) {
+			ssize_t r = read(fd, buf + have, cap - have);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				eof = 1;
+			else
+				have += (size_t)r;
+			size_t at = 0;
+			while (have - at >= CAT_HDR) {
+				unsigned char *rec = buf + at;
+				uint32_t len = get_le32(rec + 4);
+				if (len < CAT_HDR || len > CAT_HDR + CAT_PATH_MAX) {
+					eof = 1; /* garbage: stop here */
+					break;
+				}
+				if (have - at < len)
+					break;
+				if (get_le32(rec) != crc32c(0, rec + 4, len - 4)) {
+					eof = 1; /* torn: stop here */
+					break;
+				}
+				struct ps_obj *o = do_obj_find(ps, get_le64(rec + 8));
+				char *path = o ? strndup((char *)rec + CAT_HDR, len - CAT_HDR) : NULL;
+				if (path && !memchr(rec + CAT_HDR, 0, len - CAT_HDR)) {
+					uint16_t gi = do_group(ps, get_le64(rec + 16));
+					if (o->path) /* a later record: its birth wins */
+						o->born = get_le32(rec + 24);
+					do_obj_name(ps, o, gi, path, get_le32(rec + 24));
+					named++;
+				} else {
+					free(path);
+				}
+				at += len;
+			}
+			memmove(buf, buf + at, have - at);
+			have -= at;
+			if (have == cap)
+				eof = 1; /* cannot happen: records fit */
+		}
+		free(buf);
+		close(fd);
+	}
+	int rc = do_cat_rewrite(ps);
+	if (rc < 0) {
+		*err = errmsg("pagestore: cannot write %s/%s: %s", ps->dirs[0].path,
+		    CAT_NAME, strerror(-rc));
+		return -1;
+	}
+	if (named)
+		LOG_INFO("pagestore: catalog: %" PRId64 " objects of known origin",
+		    named);
+	return 0;
 }
 
 /* ---- open: dirs, meta file, scan ----------------------------------------- */
@@ -1432,6 +2142,7 @@ load_dir(struct pagestore *ps, int di, int wipe, int owned, char **err)
 		e->verified = 0;
 		do_hash_insert(ps, e);
 		d->used += file_size(e->len);
+		ps->groups[0].used += file_size(e->len);
 		do_make_ready(ps, e, &spare);
 		free(spare);
 	}
@@ -1562,6 +2273,15 @@ open_store(const struct pagestore_dir_cfg *dirs, int ndirs, uint32_t page_size,
 	}
 	for (int i = 0; i < ndirs; i++)
 		TAILQ_INIT(&ps->dirs[i].lru);
+	pthread_mutex_init(&ps->cat_mu, NULL);
+	ps->groups = calloc(8, sizeof(*ps->groups));
+	if (!ps->groups) {
+		pagestore_close(&ps);
+		return NULL;
+	}
+	ps->groups_cap = 8;
+	ps->ngroups = 1;
+	TAILQ_INIT(&ps->groups[0].lru);
 	for (int i = 0; i < ndirs; i++) {
 		ps->ndirs = i + 1; /* so close cleans up what was opened */
 		if (open_dir(ps, i, &dirs[i], err) < 0) {
@@ -1569,6 +2289,10 @@ open_store(const struct pagestore_dir_cfg *dirs, int ndirs, uint32_t page_size,
 			return NULL;
 		}
 		ps->total_capacity += (uint64_t)dirs[i].capacity;
+	}
+	if (cat_open(ps, err) < 0) {
+		pagestore_close(&ps);
+		return NULL;
 	}
 	return ps;
 }
@@ -1597,9 +2321,14 @@ pagestore_close(struct pagestore **psp)
 	struct pagestore *ps = *psp;
 	*psp = NULL;
 	if (ps->otab.b) {
-		HTAB_EACH(&ps->otab, i, n, nx)
-			free(container_of(n, struct ps_obj, hn));
+		HTAB_EACH(&ps->otab, i, n, nx) {
+			struct ps_obj *o = container_of(n, struct ps_obj, hn);
+			free(o->path);
+			free(o);
+		}
 	}
+	free(ps->groups);
+	free(ps->exp);
 	htab_free(&ps->otab);
 	htab_free(&ps->etab); /* the entries live in the slabs */
 	while (ps->slabs) {
@@ -1615,6 +2344,8 @@ pagestore_close(struct pagestore **psp)
 	free(ps->dirs);
 	pthread_cond_destroy(&ps->cond);
 	pthread_mutex_destroy(&ps->mu);
+	if (ps->groups_cap) /* cat_mu was made with the groups */
+		pthread_mutex_destroy(&ps->cat_mu);
 	for (int i = 0; i < ps->nbufs; i++)
 		free(ps->bufs[i]);
 	pthread_mutex_destroy(&ps->buf_mu);

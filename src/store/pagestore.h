@@ -52,6 +52,52 @@ struct pagestore_stats {
 	int64_t evicted_pages_total;
 	int64_t checksum_failures_total;
 	int64_t write_errors_total; /* ENOSPC, EROFS, EIO on put */
+	int64_t pinned_bytes;       /* pinned pages (never evicted) */
+	int64_t ttl_freed_bytes_total;
+	int64_t quota_evicted_bytes_total;
+	int64_t objects;            /* cached objects */
+};
+
+/*
+ * Where a page comes from, so the store can keep datasets apart: group is
+ * the origin's group (a mount's identity), path the object's path in it,
+ * quota the group's cap in bytes (0: none; the latest put's wins).  The
+ * store keeps (group, path, when it was first cached) per object in its
+ * catalog, a file beside the pages, so it knows them after a restart.
+ */
+struct page_origin {
+	uint64_t group;
+	const char *path;
+	int64_t quota;
+};
+
+/*
+ * Asked when an object is named (its first page with an origin, or at open
+ * from the catalog) and by pagestore_reclassify: is (group, path) pinned,
+ * and how long may it stay cached (*ttl_s, 0: no limit)?  Called under the
+ * store's lock: it must not call the store.
+ */
+typedef void (*pagestore_classify_fn)(void *arg, uint64_t group,
+    const char *path, int *pinned, uint32_t *ttl_s);
+
+/* An object as pagestore_foreach_object shows it (path valid only during
+ * the callback). */
+struct pagestore_objinfo {
+	uint64_t obj;
+	uint64_t group;
+	const char *path;
+	int64_t bytes;   /* cached data bytes, all versions */
+	uint32_t born;   /* wall seconds */
+	uint32_t expire; /* 0: none */
+	int pinned;
+};
+
+struct pagestore_group_stats {
+	uint64_t group;
+	int64_t used;   /* bytes on disk, headers included */
+	int64_t quota;  /* 0: none */
+	int64_t pinned;
+	int64_t objects;
 };
 
 /*
@@ -143,5 +189,58 @@ int pagestore_has_object(struct pagestore *ps, uint64_t obj);
 int64_t pagestore_cached_bytes(struct pagestore *ps, uint64_t obj, uint64_t ver);
 
 void pagestore_get_stats(struct pagestore *ps, struct pagestore_stats *st);
+
+/*
+ * put with the page's origin (o may be NULL: put).  A page of a group over
+ * its quota first evicts that group's least recently used pages; if that
+ * is not enough (the rest is pinned or being written) it is not cached
+ * (-EDQUOT).
+ */
+int pagestore_put_origin(struct pagestore *ps, const struct page_key *k,
+    const void *data, uint32_t len, const struct page_origin *o, int fresh);
+
+/* Sets the classifier and classifies every named object with it (what
+ * the catalog named at open included); NULL stops asking (objects keep
+ * their state). */
+void pagestore_set_classifier(struct pagestore *ps, pagestore_classify_fn fn,
+    void *arg);
+
+/*
+ * Classifies again the named objects of group under prefix (a pin or TTL
+ * rule changed): pins and unpins their pages, moves their expiry.  Returns
+ * objects whose state changed.  Prefixes here and below are path_under's
+ * (util.h): "" is the whole group, "a/b" is a/b and everything under a/b/.
+ */
+int64_t pagestore_reclassify(struct pagestore *ps, uint64_t group,
+    const char *prefix);
+
+/*
+ * Calls fn for each named object of group under prefix, under the store's
+ * lock (fn must not call the store; returning non-zero stops the walk and
+ * is returned).  In memory only: O(objects cached), no page is touched.
+ */
+int pagestore_foreach_object(struct pagestore *ps, uint64_t group,
+    const char *prefix, int (*fn)(void *arg, const struct pagestore_objinfo *o),
+    void *arg);
+
+/* One object: 0 and *o (o->path NULL), or -ENOENT (not cached). */
+int pagestore_object_info(struct pagestore *ps, uint64_t obj,
+    struct pagestore_objinfo *o);
+
+/*
+ * Drops the cached pages of every named object of group under prefix.
+ * Pinned objects are kept unless force (*pinned_kept: their bytes).
+ * Returns the data bytes freed.
+ */
+int64_t pagestore_drop_prefix(struct pagestore *ps, uint64_t group,
+    const char *prefix, int force, int64_t *pinned_kept);
+
+/* Drops the objects whose TTL ended by now (pinned ones stay).  Costs
+ * what expired, not what is cached.  Returns data bytes freed. */
+int64_t pagestore_expire(struct pagestore *ps, uint32_t now);
+
+/* Per-group usage: up to max groups in out; returns the number of groups. */
+int pagestore_groups(struct pagestore *ps, struct pagestore_group_stats *out,
+    int max);
 
 #endif

@@ -36,6 +36,7 @@
 #include "objkey.h"
 #include "objput.h"
 #include "worker.h"
+#include "control_impl.h"
 
 #define CTL_BODY_MAX (1024 * 1024)
 #define CTL_JSON_MAX (8 * 1024 * 1024)
@@ -43,66 +44,6 @@
 
 /* GET/HEAD /v1/data requests: tells local (fd) reads from HTTP ones. */
 static int64_t g_data_requests;
-
-/* Sends b, or 500 if building it failed anywhere (dbuf's sticky error). */
-static void
-reply_json(struct http_conn *c, int status, struct dbuf *b)
-{
-	if (dbuf_error(b)) {
-		static const char msg[] = "{\"error\":\"the answer is too large to build\",\"code\":\"Internal\"}\n";
-		http_resp_simple(c, 500, NULL, "application/json", msg, sizeof(msg) - 1);
-		return;
-	}
-	http_resp_simple(c, status, NULL, "application/json", b->p, b->len);
-}
-
-static void
-reply_error(struct http_conn *c, int status, const char *code, const char *msg)
-{
-	struct dbuf b;
-	dbuf_init(&b, 8192);
-	dbuf_adds(&b, "{\"error\":");
-	json_put_str(&b, msg);
-	dbuf_adds(&b, ",\"code\":");
-	json_put_str(&b, code);
-	dbuf_adds(&b, "}\n");
-	reply_json(c, status, &b);
-	dbuf_free(&b);
-}
-
-/* An error for what (a path): the under-store's own words when its answer
- * was the failure (set on this thread by the call that failed, see
- * ufs_last_error), else the errno's. */
-static void
-reply_errno(struct http_conn *c, int err, const char *what)
-{
-	char msg[1024];
-	const char *why = ufs_last_error();
-	if (why[0] && err != -EINVAL && err != -ENAMETOOLONG)
-		snprintf(msg, sizeof(msg), "%s: %s", what, why);
-	else
-		snprintf(msg, sizeof(msg), "%s: %s", what, strerror(-err));
-	switch (err) {
-	case -ENOENT: reply_error(c, 404, "NoSuchFile", msg); break;
-	case -EACCES:
-	case -EPERM: reply_error(c, 403, "AccessDenied", msg); break;
-	case -EINVAL:
-	case -ENAMETOOLONG: reply_error(c, 400, "BadRequest", msg); break;
-	case -EEXIST: reply_error(c, 409, "Exists", msg); break;
-	case -EISDIR: reply_error(c, 400, "IsADirectory", msg); break;
-	case -ENOTDIR: reply_error(c, 400, "NotADirectory", msg); break;
-	case -ETIMEDOUT: reply_error(c, 504, "UfsTimeout", msg); break;
-	case -EROFS: reply_error(c, 403, "ReadOnly", msg); break;
-	case -ESTALE: reply_error(c, 412, "PreconditionFailed", msg); break;
-	case -EPROTO: reply_error(c, 400, "IncompleteBody", msg); break;
-	case -EFBIG: reply_error(c, 413, "TooLarge", msg); break;
-	case -EXDEV: reply_error(c, 400, "CrossMount", msg); break;
-	case -ENOBUFS: reply_error(c, 503, "SlowDown", msg); break;
-	case -ENOSPC:
-	case -EDQUOT: reply_error(c, 507, "InsufficientStorage", msg); break;
-	default: reply_error(c, 502, "UfsError", msg); break;
-	}
-}
 
 enum access { ACCESS_PUBLIC, ACCESS_DATA, ACCESS_ADMIN };
 
@@ -149,61 +90,7 @@ authorized(struct worker *w, struct http_conn *c, const struct http_request *req
 	    w->cfg.control_token && w->s3_verify ? " or " : "",
 	    w->s3_verify ? "a SigV4 signature by the worker's S3 keys ($FERRY_S3_ACCESS_KEY, $FERRY_S3_SECRET_KEY)" : "",
 	    why ? " (" : "", why ? why : "", why ? ")" : "");
-	reply_error(c, 401, "AccessDenied", msg);
-	return 0;
-}
-
-/* Decoded query parameter "name" into out (cap bytes); 1 present, 0 absent,
- * -1 malformed or too long. */
-static int
-qget(const struct http_request *req, const char *name, char *out, size_t cap)
-{
-	const char *v;
-	size_t vl;
-	if (!http_query_get(req->query, req->query_len, name, &v, &vl))
-		return 0;
-	if (vl >= cap)
-		return -1;
-	long n = url_decode(v, vl, out, 1);
-	/* A decoded NUL would silently cut the string short: refuse it. */
-	return n < 0 || (size_t)n != strlen(out) ? -1 : 1;
-}
-
-/* Resolves ?path= into a referenced mount and a validated key. */
-static int
-resolve(struct worker *w, struct http_conn *c, const struct http_request *req,
-    char *pathbuf, size_t cap, struct mount **m, const char **key, int want_dir_ok)
-{
-	*m = NULL;
-	if (qget(req, "path", pathbuf, cap) != 1 || pathbuf[0] != '/') {
-		reply_error(c, 400, "BadRequest", "missing or malformed ?path= (an absolute ferry path like /mount/dir/file)");
-		return -1;
-	}
-	const char *mn, *k;
-	size_t ml, kl;
-	if (ferry_path_split(pathbuf, &mn, &ml, &k, &kl) < 0) {
-		reply_error(c, 400, "BadRequest", "malformed path");
-		return -1;
-	}
-	if (ml == 0) {
-		*key = NULL; /* the root */
-		return 0;
-	}
-	*m = mounts_get(w->mt, mn, ml);
-	if (!*m) {
-		reply_error(c, 404, "NoSuchMount", "no such mount");
-		return -1;
-	}
-	((char *)k)[kl] = 0; /* drop trailing '/' */
-	if (kl > 0) {
-		int r = key_validate(k, kl);
-		if (r < 0 && !(r == -ENOENT && want_dir_ok)) {
-			reply_errno(c, r == -ENOENT ? -EINVAL : r, "invalid path");
-			mount_release(m);
-			return -1;
-		}
-	}
-	*key = k;
+	ctl_reply_error(c, 401, "AccessDenied", msg);
 	return 0;
 }
 
@@ -226,7 +113,7 @@ op_stat(struct worker *w, struct http_conn *c, const struct http_request *req)
 	char path[3 * 1024 + 128];
 	struct mount *m;
 	const char *key;
-	if (resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
+	if (ctl_resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
 		return;
 	struct ufs_stat st;
 	memset(&st, 0, sizeof(st));
@@ -239,7 +126,7 @@ op_stat(struct worker *w, struct http_conn *c, const struct http_request *req)
 		r = objget_stat(w->og, m, key, &st, &cached);
 	}
 	if (r < 0) {
-		reply_errno(c, r, path);
+		ctl_reply_errno(c, r, path);
 	} else {
 		struct dbuf b;
 		dbuf_init(&b, 16384);
@@ -248,7 +135,7 @@ op_stat(struct worker *w, struct http_conn *c, const struct http_request *req)
 		dbuf_adds(&b, ",");
 		put_stat_json(&b, &st);
 		dbuf_printf(&b, ",\"cached_bytes\":%" PRId64 "}\n", cached);
-		reply_json(c, 200, &b);
+		ctl_reply_json(c, 200, &b);
 		dbuf_free(&b);
 	}
 	mount_release(&m);
@@ -304,12 +191,12 @@ op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
 	char path[3 * 1024 + 128], after[1100] = "", maxs[16] = "";
 	struct mount *m;
 	const char *key;
-	if (resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
+	if (ctl_resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
 		return;
-	if (qget(req, "start_after", after, sizeof(after)) < 0 ||
-	    qget(req, "max", maxs, sizeof(maxs)) < 0 ||
+	if (ctl_qget(req, "start_after", after, sizeof(after)) < 0 ||
+	    ctl_qget(req, "max", maxs, sizeof(maxs)) < 0 ||
 	    (strchr(after, '/') && strchr(after, '/')[1] != 0)) {
-		reply_error(c, 400, "BadRequest", "malformed start_after or max");
+		ctl_reply_error(c, 400, "BadRequest", "malformed start_after or max");
 		mount_release(&m);
 		return;
 	}
@@ -337,7 +224,7 @@ op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
 			/* next/start_after is a name; a directory's ends in '/',
 			 * which makes the listing skip what is under it. */
 			if (after[0] && strlen(prefix) + strlen(after) >= sizeof(sa)) {
-				reply_error(c, 400, "BadRequest", "start_after too long");
+				ctl_reply_error(c, 400, "BadRequest", "start_after too long");
 				dbuf_free(&b);
 				mount_release(&m);
 				return;
@@ -352,14 +239,14 @@ op_list(struct worker *w, struct http_conn *c, const struct http_request *req)
 		}
 	}
 	if (r < 0) {
-		reply_errno(c, r, path);
+		ctl_reply_errno(c, r, path);
 	} else {
 		dbuf_printf(&b, "],\"truncated\":%s,\"next\":", truncated ? "true" : "false");
 		json_put_str(&b, truncated ? lo.last : "");
 		if (dbuf_adds(&b, "}\n"))
-			reply_error(c, 500, "Internal", "listing page too large");
+			ctl_reply_error(c, 500, "Internal", "listing page too large");
 		else
-			reply_json(c, 200, &b);
+			ctl_reply_json(c, 200, &b);
 	}
 	dbuf_free(&b);
 	mount_release(&m);
@@ -416,10 +303,10 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 	struct mount *m;
 	const char *key;
 	__atomic_fetch_add(&g_data_requests, 1, __ATOMIC_RELAXED);
-	if (resolve(w, c, req, path, sizeof(path), &m, &key, 0) < 0)
+	if (ctl_resolve(w, c, req, path, sizeof(path), &m, &key, 0) < 0)
 		return;
 	if (!m || !key[0]) {
-		reply_errno(c, -EISDIR, path);
+		ctl_reply_errno(c, -EISDIR, path);
 		mount_release(&m);
 		return;
 	}
@@ -444,9 +331,9 @@ op_data(struct worker *w, struct http_conn *c, const struct http_request *req)
 	} else if (started || http_resp_started(c)) {
 		http_conn_set_close(c);
 	} else if (r == -ESTALE) {
-		reply_error(c, 412, "PreconditionFailed", "the object is at another version");
+		ctl_reply_error(c, 412, "PreconditionFailed", "the object is at another version");
 	} else {
-		reply_errno(c, r, path);
+		ctl_reply_errno(c, r, path);
 	}
 	mount_release(&m);
 }
@@ -478,7 +365,7 @@ reply_stat(struct http_conn *c, const char *path, const struct ufs_stat *st)
 	dbuf_adds(&b, ",");
 	put_stat_json(&b, st);
 	dbuf_adds(&b, "}\n");
-	reply_json(c, 200, &b);
+	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -492,10 +379,10 @@ write_target(struct worker *w, struct http_conn *c, const struct http_request *r
 	size_t vl;
 	*m = NULL;
 	if (strcmp(param, "path") != 0) {
-		/* resolve() reads ?path=: hand it the other parameter's value */
+		/* ctl_resolve() reads ?path=: hand it the other parameter's value */
 		if (!http_query_get(req->query, req->query_len, param, &v, &vl) ||
 		    vl + 6 >= sizeof(tmp)) {
-			reply_error(c, 400, "BadRequest", "missing or malformed ?from= / ?to=");
+			ctl_reply_error(c, 400, "BadRequest", "missing or malformed ?from= / ?to=");
 			return -1;
 		}
 		struct http_request r2 = *req;
@@ -508,13 +395,13 @@ write_target(struct worker *w, struct http_conn *c, const struct http_request *r
 	if (http_query_get(req->query, req->query_len, "path", &v, &pl) && pl &&
 	    (v[pl - 1] == '/' || (pl >= 3 && memcmp(v + pl - 3, "%2F", 3) == 0) ||
 	    (pl >= 3 && memcmp(v + pl - 3, "%2f", 3) == 0))) {
-		reply_errno(c, -EISDIR, "a directory cannot be written");
+		ctl_reply_errno(c, -EISDIR, "a directory cannot be written");
 		return -1;
 	}
-	if (resolve(w, c, req, path, cap, m, key, 0) < 0)
+	if (ctl_resolve(w, c, req, path, cap, m, key, 0) < 0)
 		return -1;
 	if (!*m || !(*key)[0]) {
-		reply_errno(c, -EISDIR, path);
+		ctl_reply_errno(c, -EISDIR, path);
 		mount_release(m);
 		return -1;
 	}
@@ -546,7 +433,7 @@ op_data_put(struct worker *w, struct http_conn *c, const struct http_request *re
 	}
 	if ((v && (l == 0 || l >= sizeof(etag))) ||
 	    (http_header_get(req, "if-none-match", NULL) && !rq.opts.if_none_match)) {
-		reply_error(c, 400, "BadRequest", "If-None-Match takes only '*', If-Match one ETag");
+		ctl_reply_error(c, 400, "BadRequest", "If-None-Match takes only '*', If-Match one ETag");
 		mount_release(&m);
 		return;
 	}
@@ -569,13 +456,13 @@ op_data_put(struct worker *w, struct http_conn *c, const struct http_request *re
 	if (r == 0)
 		reply_stat(c, path, &st);
 	else if (cb.err == -ETIMEDOUT)
-		reply_error(c, 408, "RequestTimeout", "the body stopped arriving");
+		ctl_reply_error(c, 408, "RequestTimeout", "the body stopped arriving");
 	else if (cb.err)
 		http_conn_set_close(c); /* the client is gone */
 	else if (r == -EEXIST)
-		reply_error(c, 412, "Exists", "the object exists (If-None-Match: *)");
+		ctl_reply_error(c, 412, "Exists", "the object exists (If-None-Match: *)");
 	else
-		reply_errno(c, r, path);
+		ctl_reply_errno(c, r, path);
 	mount_release(&m);
 }
 
@@ -591,7 +478,7 @@ op_data_delete(struct worker *w, struct http_conn *c, const struct http_request 
 	if (r == 0)
 		http_resp_simple(c, 204, NULL, NULL, NULL, 0);
 	else
-		reply_errno(c, r, path);
+		ctl_reply_errno(c, r, path);
 	mount_release(&m);
 }
 
@@ -625,7 +512,7 @@ op_rename(struct worker *w, struct http_conn *c, const struct http_request *req)
 	if (r == 0)
 		reply_stat(c, to, &st);
 	else
-		reply_errno(c, r, r == -EXDEV ? "rename across mounts or of a directory" : from);
+		ctl_reply_errno(c, r, r == -EXDEV ? "rename across mounts or of a directory" : from);
 	mount_release(&fm);
 	mount_release(&tm);
 }
@@ -639,7 +526,7 @@ op_invalidate(struct worker *w, struct http_conn *c, const struct http_request *
 	char path[3 * 1024 + 128];
 	struct mount *m;
 	const char *key;
-	if (resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
+	if (ctl_resolve(w, c, req, path, sizeof(path), &m, &key, 1) < 0)
 		return;
 	if (m && key[0])
 		meta_changed_elsewhere(w->mc, m, key);
@@ -654,7 +541,7 @@ op_mounts_get(struct worker *w, struct http_conn *c)
 	dbuf_init(&b, CTL_JSON_MAX);
 	mounts_json(w->mt, &b);
 	dbuf_adds(&b, "\n");
-	reply_json(c, 200, &b);
+	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -663,12 +550,12 @@ op_mount(struct worker *w, struct http_conn *c, const struct http_request *req)
 {
 	char *body = malloc(CTL_BODY_MAX);
 	if (!body) {
-		reply_error(c, 503, "Busy", "out of memory");
+		ctl_reply_error(c, 503, "Busy", "out of memory");
 		return;
 	}
 	ssize_t n = http_read_body(c, body, CTL_BODY_MAX);
 	if (n < 0) {
-		reply_error(c, 400, "BadRequest", n == -E2BIG ? "request body too large" : "cannot read the body");
+		ctl_reply_error(c, 400, "BadRequest", n == -E2BIG ? "request body too large" : "cannot read the body");
 		free(body);
 		return;
 	}
@@ -694,10 +581,10 @@ op_mount(struct worker *w, struct http_conn *c, const struct http_request *req)
 		struct dbuf b;
 		dbuf_init(&b, 64);
 		dbuf_adds(&b, "{\"ok\":true}\n");
-		reply_json(c, 200, &b);
+		ctl_reply_json(c, 200, &b);
 		dbuf_free(&b);
 	} else {
-		reply_error(c, r == -EEXIST ? 409 : r == -EAGAIN ? 503 :
+		ctl_reply_error(c, r == -EEXIST ? 409 : r == -EAGAIN ? 503 :
 		    r == MOUNTS_ECHECK ? 502 : 400,
 		    r == -EEXIST ? "Exists" : r == -EAGAIN ? "ClusterUnavailable" :
 		    r == MOUNTS_ECHECK ? "MountCheckFailed" : "BadMount",
@@ -714,7 +601,7 @@ op_unmount(struct worker *w, struct http_conn *c, const char *name, size_t len)
 {
 	char nm[MOUNT_NAME_MAX + 1];
 	if (len == 0 || len > MOUNT_NAME_MAX) {
-		reply_error(c, 404, "NoSuchMount", "no such mount");
+		ctl_reply_error(c, 404, "NoSuchMount", "no such mount");
 		return;
 	}
 	memcpy(nm, name, len);
@@ -729,27 +616,27 @@ op_unmount(struct worker *w, struct http_conn *c, const char *name, size_t len)
 		snprintf(msg, sizeof(msg), "/%s has %" PRId64 " write(s) not yet in "
 		    "its under-store (see `ferry writeback`): unmount once they "
 		    "are uploaded", nm, pending);
-		reply_error(c, 409, "WritesPending", msg);
+		ctl_reply_error(c, 409, "WritesPending", msg);
 		return;
 	}
 	int cr = -ENOENT;
 	if (worker_cluster(w)) {
 		cr = cluster_mount_delete(worker_cluster(w), nm);
 		if (cr < 0 && cr != -ENOENT) {
-			reply_error(c, 503, "ClusterUnavailable",
+			ctl_reply_error(c, 503, "ClusterUnavailable",
 			    "the cluster store (etcd) cannot be reached: mount not removed");
 			return;
 		}
 	}
 	/* A mount made before the worker joined a cluster lives here only. */
 	if (mounts_remove(w->mt, nm) < 0 && cr < 0) {
-		reply_error(c, 404, "NoSuchMount", "no such mount");
+		ctl_reply_error(c, 404, "NoSuchMount", "no such mount");
 		return;
 	}
 	struct dbuf b;
 	dbuf_init(&b, 64);
 	dbuf_adds(&b, "{\"ok\":true}\n");
-	reply_json(c, 200, &b);
+	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -762,7 +649,7 @@ op_writeback(struct worker *w, struct http_conn *c)
 	struct ufs_wb_status *v;
 	int n = ufs_wb_status(&v);
 	if (n < 0) {
-		reply_error(c, 500, "InternalError", "out of memory");
+		ctl_reply_error(c, 500, "InternalError", "out of memory");
 		return;
 	}
 	struct dbuf b;
@@ -782,7 +669,7 @@ op_writeback(struct worker *w, struct http_conn *c)
 	}
 	dbuf_adds(&b, "]}\n");
 	free(v);
-	reply_json(c, 200, &b);
+	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -797,20 +684,24 @@ op_stats(struct worker *w, struct http_conn *c)
 	for (int i = 0; i < UFSOP__N; i++)
 		ufs_req += uc.requests[i];
 	struct dbuf b;
-	dbuf_init(&b, 4096);
+	dbuf_init(&b, CTL_JSON_MAX);
 	dbuf_printf(&b, "{\"hit_bytes\":%" PRId64 ",\"miss_bytes\":%" PRId64
 	    ",\"readahead_bytes\":%" PRId64 ",\"stale_answers\":%" PRId64
 	    ",\"ufs_read_bytes\":%" PRId64 ",\"ufs_requests\":%" PRId64
 	    ",\"used_bytes\":%" PRId64 ",\"capacity_bytes\":%" PRId64
 	    ",\"evicted_bytes\":%" PRId64 ",\"pages\":%" PRId64
 	    ",\"checksum_failures\":%" PRId64 ",\"write_errors\":%" PRId64
-	    ",\"mounts\":%d,\"uptime_s\":%" PRId64 ",\"sync_interval_ms\":%" PRId64 "}\n",
+	    ",\"mounts\":%d,\"uptime_s\":%" PRId64 ",\"sync_interval_ms\":%" PRId64
+	    ",\"pinned_bytes\":%" PRId64 ",\"ttl_freed_bytes\":%" PRId64 ",\"per_mount\":",
 	    METRIC_GET(hit_bytes), METRIC_GET(miss_bytes), METRIC_GET(readahead_bytes),
 	    METRIC_GET(meta_stale), uc.read_bytes,
 	    ufs_req, ps.used_bytes, ps.capacity_bytes, ps.evicted_bytes_total,
 	    ps.pages, ps.checksum_failures_total, ps.write_errors_total,
-	    mounts_count(w->mt), wall_sec() - w->started, w->cfg.sync_interval_ms);
-	reply_json(c, 200, &b);
+	    mounts_count(w->mt), wall_sec() - w->started, w->cfg.sync_interval_ms,
+	    ps.pinned_bytes, ps.ttl_freed_bytes_total);
+	ctl_mount_usage_json(w, &b);
+	dbuf_adds(&b, "}\n");
+	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -822,6 +713,7 @@ op_metrics(struct worker *w, struct http_conn *c)
 	struct dbuf b;
 	dbuf_init(&b, 1024 * 1024);
 	metrics_render(&b, &ps);
+	ctl_mount_usage_metrics(w, &b);
 	s3_metrics_render(&b);
 	localfd_metrics_render(&b);
 	dbuf_printf(&b, "# HELP ferry_control_data_requests_total File data requests on the control API (/v1/data).\n"
@@ -943,7 +835,7 @@ op_cluster(struct worker *w, struct http_conn *c)
 		json_member(&b, &self, 1);
 		dbuf_adds(&b, "],\"etcd_ok\":false,\"view_version\":0}\n");
 	}
-	reply_json(c, 200, &b);
+	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -952,7 +844,7 @@ static void
 op_local(struct worker *w, struct http_conn *c)
 {
 	if (!w->lfd) {
-		reply_error(c, 404, "NotFound", "local reads are off (--local-socket none)");
+		ctl_reply_error(c, 404, "NotFound", "local reads are off (--local-socket none)");
 		return;
 	}
 	char id[2 * LFD_ID_LEN + 1];
@@ -962,7 +854,7 @@ op_local(struct worker *w, struct http_conn *c)
 	dbuf_adds(&b, "{\"socket\":");
 	json_put_str(&b, localfd_path(w->lfd));
 	dbuf_printf(&b, ",\"id\":\"%s\"}\n", id);
-	reply_json(c, 200, &b);
+	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }
 
@@ -991,7 +883,7 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 	} else if (path_is(req, "/metrics") && get) {
 		op_metrics(w, c);
 	} else if (path_is(req, "/") && get) {
-		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/rename /v1/stats /v1/writeback /v1/local /v1/cluster /v1/mounts\n";
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/rename /v1/stats /v1/writeback /v1/du /v1/pin /v1/ttl /v1/free /v1/refresh /v1/policy /v1/local /v1/cluster /v1/mounts\n";
 		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
 	} else if (req->path_len >= 4 && memcmp(req->path, "/v1/", 4) == 0 &&
 	    !authorized(w, c, req, get ? ACCESS_DATA : ACCESS_ADMIN)) {
@@ -1010,6 +902,18 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		op_rename(w, c, req);
 	} else if (path_is(req, "/v1/invalidate") && method_is(req, "POST")) {
 		op_invalidate(w, c, req);
+	} else if (path_is(req, "/v1/policy") && get) {
+		ctl_op_policy(w, c);
+	} else if (path_is(req, "/v1/pin") && (method_is(req, "POST") || method_is(req, "DELETE"))) {
+		ctl_op_pin(w, c, req, method_is(req, "POST"));
+	} else if (path_is(req, "/v1/ttl") && (method_is(req, "POST") || method_is(req, "DELETE"))) {
+		ctl_op_ttl(w, c, req, method_is(req, "POST"));
+	} else if (path_is(req, "/v1/free") && method_is(req, "POST")) {
+		ctl_op_free(w, c, req);
+	} else if (path_is(req, "/v1/du") && get) {
+		ctl_op_du(w, c, req);
+	} else if (path_is(req, "/v1/refresh") && method_is(req, "POST")) {
+		ctl_op_refresh(w, c, req);
 	} else if (path_is(req, "/v1/stats") && get) {
 		op_stats(w, c);
 	} else if (path_is(req, "/v1/writeback") && get) {
@@ -1026,6 +930,6 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 	    method_is(req, "DELETE")) {
 		op_unmount(w, c, req->path + 11, req->path_len - 11);
 	} else {
-		reply_error(c, 404, "NotFound", "no such control endpoint");
+		ctl_reply_error(c, 404, "NotFound", "no such control endpoint");
 	}
 }

@@ -452,6 +452,25 @@ meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path)
 	pthread_mutex_unlock(&mc->lock);
 }
 
+int64_t
+meta_refresh(struct meta_cache *mc, struct mount *m, const char *prefix)
+{
+	int64_t n = 0;
+	pthread_mutex_lock(&mc->lock);
+	HTAB_EACH(&mc->stab, i, hn, nx) {
+		struct stat_ent *e = container_of(hn, struct stat_ent, hn);
+		if (e->ident != m->ident || e->loading ||
+		    !path_under(e->path, prefix))
+			continue;
+		e->expires_ms = 0;
+		e->invalid = 1;
+		n++;
+	}
+	pthread_mutex_unlock(&mc->lock);
+	meta_forget_lists(mc, m);
+	return n;
+}
+
 void
 meta_changed_elsewhere(struct meta_cache *mc, struct mount *m, const char *path)
 {

@@ -102,6 +102,11 @@ void meta_invalidate(struct meta_cache *mc, struct mount *m, const char *path);
 void meta_changed_elsewhere(struct meta_cache *mc, struct mount *m,
     const char *path);
 
+/* `ferry refresh`: every stat answer of m under prefix ("" for all) is
+ * asked again at its next use (a moved version drops its pages then), and
+ * m's listings are forgotten.  Returns the stat answers expired. */
+int64_t meta_refresh(struct meta_cache *mc, struct mount *m, const char *prefix);
+
 /* One page of a listing, through the cache; arguments as ufs_list. */
 int meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
     const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,

@@ -52,6 +52,10 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 	GAUGE(b, "ferry_cache_pages", "Pages in the cache.", ps->pages);
 	COUNTER(b, "ferry_cache_evicted_bytes_total", "Bytes evicted from the page cache.", ps->evicted_bytes_total);
 	COUNTER(b, "ferry_page_checksum_failures_total", "Pages dropped because their checksum or header did not match.", ps->checksum_failures_total);
+	GAUGE(b, "ferry_pinned_bytes", "Bytes of pinned pages (never evicted).", ps->pinned_bytes);
+	GAUGE(b, "ferry_cached_objects", "Objects with pages in the cache.", ps->objects);
+	COUNTER(b, "ferry_ttl_freed_bytes_total", "Bytes dropped at the end of their TTL.", ps->ttl_freed_bytes_total);
+	COUNTER(b, "ferry_quota_evicted_bytes_total", "Bytes a mount evicted of its own to stay under its quota.", ps->quota_evicted_bytes_total);
 	COUNTER(b, "ferry_cache_write_errors_total", "Pages that could not be written (disk full, read-only, I/O error).", ps->write_errors_total);
 
 	return dbuf_error(b);

@@ -286,6 +286,16 @@ mount_new(const char *name, const char *uri, const struct ufs_opt *opts,
 				mount_free(m);
 				return NULL;
 			}
+		} else if (strcmp(m->opts[i].key, MOUNT_OPT_QUOTA) == 0) {
+			int64_t q = parse_size(m->opts[i].value);
+			if (q <= 0) {
+				*err = strdup("option quota: a size like 200G, 512M or 1T "
+				    "(the most this mount may cache on each worker)");
+				free(bopts);
+				mount_free(m);
+				return NULL;
+			}
+			m->quota = q;
 		} else if (strcmp(m->opts[i].key, MOUNT_OPT_READONLY) == 0) {
 			const char *v = m->opts[i].value;
 			if (strcmp(v, "true") && strcmp(v, "false")) {

@@ -34,6 +34,7 @@ struct mount {
 	int replicas;   /* option "replicas": workers caching each block (1) */
 	enum mount_write write_mode; /* option "write": how writes use the cache */
 	int readonly;   /* option "readonly": writes refused */
+	int64_t quota;  /* option "quota": bytes it may cache per worker (0: no cap) */
 	int refs;       /* atomic */
 	int ufs_down;   /* atomic: the under-store failed and cached answers
 	                 * are served (stale-if-error); logged once */
@@ -64,6 +65,7 @@ void mounts_close(struct mount_table **mt);
 #define MOUNT_OPT_REPLICAS "replicas"
 #define MOUNT_OPT_WRITE "write"       /* through (default) | around | back */
 #define MOUNT_OPT_READONLY "readonly" /* true | false (default) */
+#define MOUNT_OPT_QUOTA "quota"       /* a size: cached bytes per worker */
 #define MOUNT_REPLICAS_MAX 16
 
 /* 0, -EEXIST (name taken), -EINVAL (bad name, URI or options: *err says),

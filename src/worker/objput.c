@@ -171,7 +171,8 @@ flush_page(struct objput_w *w)
 	if (r < 0)
 		return w->err = r;
 	if (w->through)
-		reader_stage_page(w->op->rd, w->obj, w->tmpver, w->idx, w->buf, w->fill);
+		reader_stage_page(w->op->rd, w->m, w->path, w->tmpver, w->idx, w->buf,
+		    w->fill);
 	w->total += w->fill;
 	w->idx++;
 	w->fill = 0;

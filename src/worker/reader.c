@@ -120,6 +120,14 @@ page_of(struct mount *m, const char *path, const struct ufs_stat *st, int64_t id
 	return objkey_page(objkey_id(m->ident, path), objkey_version(st), idx);
 }
 
+/* Where a page of (m, path) comes from, for the store's datasets. */
+static struct page_origin
+origin_of(const struct mount *m, const char *path)
+{
+	struct page_origin o = {m->ident, path, m->quota};
+	return o;
+}
+
 static struct fetch *
 do_ftab_find(struct reader *r, const struct page_key *k)
 {
@@ -300,10 +308,8 @@ fetch_thread(void *arg)
 		/* STORING: write the page; readers already have the bytes.  A
 		 * failure here only means it is not cached. */
 		if (!err) {
-			if (fresh)
-				pagestore_put_fresh(r->ps, &f->key, f->buf, f->got);
-			else
-				pagestore_put(r->ps, &f->key, f->buf, f->got);
+			struct page_origin o = origin_of(f->m, f->path);
+			pagestore_put_origin(r->ps, &f->key, f->buf, f->got, &o, fresh);
 		}
 
 		pthread_mutex_lock(&r->lock);
@@ -445,11 +451,12 @@ reader_drop_object(struct reader *r, uint64_t obj, uint64_t keep_ver)
 }
 
 void
-reader_stage_page(struct reader *r, uint64_t obj, uint64_t ver, int64_t idx,
-    const void *buf, uint32_t n)
+reader_stage_page(struct reader *r, struct mount *m, const char *path,
+    uint64_t ver, int64_t idx, const void *buf, uint32_t n)
 {
-	struct page_key k = objkey_page(obj, ver, idx);
-	pagestore_put(r->ps, &k, buf, n);
+	struct page_key k = objkey_page(objkey_id(m->ident, path), ver, idx);
+	struct page_origin o = origin_of(m, path);
+	pagestore_put_origin(r->ps, &k, buf, n, &o, 0);
 }
 
 int
@@ -517,8 +524,10 @@ reader_read_stat(struct reader *r, struct mount *m, const char *path,
 		pthread_mutex_lock(&r->lock);
 		int busy = do_ftab_find(r, &k) != NULL;
 		pthread_mutex_unlock(&r->lock);
-		if (!busy)
-			pagestore_put_fresh(r->ps, &k, buf, (uint32_t)n);
+		if (!busy) {
+			struct page_origin o = origin_of(m, path);
+			pagestore_put_origin(r->ps, &k, buf, (uint32_t)n, &o, 1);
+		}
 	}
 	pthread_mutex_lock(&r->lock);
 	do_put_buf(r, buf);

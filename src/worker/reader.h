@@ -112,8 +112,8 @@ int reader_drop_object(struct reader *r, uint64_t obj, uint64_t keep_ver);
  * stored is simply not cached.  A written page counts as cached before any
  * client asked for it (a hit when read).
  */
-void reader_stage_page(struct reader *r, uint64_t obj, uint64_t ver,
-    int64_t idx, const void *buf, uint32_t n);
+void reader_stage_page(struct reader *r, struct mount *m, const char *path,
+    uint64_t ver, int64_t idx, const void *buf, uint32_t n);
 int reader_adopt_version(struct reader *r, uint64_t obj, uint64_t from_ver,
     uint64_t to_ver);
 void reader_drop_version(struct reader *r, uint64_t obj, uint64_t ver);

@@ -20,6 +20,7 @@
 
 struct objget;
 struct objput;
+struct policy;
 
 struct localfd;
 
@@ -29,6 +30,7 @@ struct worker {
 	int ctl_loopback; /* the control API is bound to loopback only */
 	int s3_verify;    /* signatures are checked */
 	struct pagestore *ps;
+	struct policy *pol;  /* pins and TTLs */
 	struct meta_cache *mc;
 	struct reader *rd;
 	struct mount_table *mt;

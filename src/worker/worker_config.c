@@ -32,7 +32,7 @@ enum {
 	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_S3_DOMAIN, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
 	OPT_CTL_TOKEN, OPT_CTL_TOKEN_FILE, OPT_MOUNT, OPT_STATE_DIR, OPT_CONFIG,
 	OPT_LOG_LEVEL, OPT_LOCAL_SOCKET, OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE,
-	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_WB_LIMIT, OPT_WB_PAR, OPT_WB_BW,
+	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_WB_LIMIT, OPT_WB_PAR, OPT_WB_BW, OPT_PIN_LIMIT,
 	OPT_HELP,
 };
 
@@ -83,6 +83,8 @@ static const struct opt_def opts[] = {
 	    "Bearer TOKEN'; mandatory when the control address is not\n"
 	    "loopback; see docs/control-api.md for what it guards", NULL},
 	{"control-token", OPT_CTL_TOKEN, "TOKEN", "the token on the command line (visible in the\nprocess list; prefer the file or the environment)", NULL},
+	{"pin-limit", OPT_PIN_LIMIT, "PCT", "the most of the cache's capacity that pins may take\n"
+	    "(1-100, default 80): a pin that would take more is refused", "Datasets (pin, ttl, free, du, refresh)"},
 	{"writeback-limit", OPT_WB_LIMIT, "SIZE", "bytes of write=back writes staged on local disk and\n"
 	    "not yet in the under-store, at most (default 10G); past\n"
 	    "it writes are refused with 503 SlowDown, none lost", "Write-back (mount option write=back; single worker)"},
@@ -513,6 +515,11 @@ apply_opt(struct parse *p, int id, char *arg, int from_argv)
 		if ((c->wb_limit = parse_size(arg)) <= 0)
 			return fail(p, "bad --writeback-limit %s (e.g. 10G, 500M)", arg);
 		return 0;
+	case OPT_PIN_LIMIT:
+		if (parse_int(arg, 1, 100, &v) < 0)
+			return fail(p, "bad --pin-limit %s (a percentage, 1..100)", arg);
+		c->pin_limit_pct = (int)v;
+		return 0;
 	case OPT_WB_PAR:
 		if (parse_int(arg, 1, 64, &v) < 0)
 			return fail(p, "bad --writeback-parallel %s (1..64)", arg);
@@ -615,6 +622,7 @@ defaults(struct worker_cfg *c)
 	c->sync_interval_ms = 60000;
 	c->stale_ms = 24LL * 3600 * 1000;
 	c->wb_limit = 10LL << 30;
+	c->pin_limit_pct = 80;
 	c->wb_parallel = 4;
 	c->meta_max_entries = 200000;
 	c->meta_max_list_bytes = 64LL << 20;

@@ -59,6 +59,7 @@ struct worker_cfg {
 	int lease_ttl_s;          /* default 5 */
 	/* Write-back (single worker). */
 	int64_t wb_limit;         /* staged bytes at most (default 10G) */
+	int pin_limit_pct;        /* pins take at most this % of capacity (80) */
 	int wb_parallel;          /* uploads at once (default 4) */
 	int64_t wb_bandwidth;     /* bytes/s of uploads; 0: no cap */
 	/* What the parse learned that the caller should say (one line each,

@@ -32,6 +32,7 @@
 #include "mpu.h"
 #include "objkey.h"
 #include "objput.h"
+#include "policy.h"
 #include "worker.h"
 
 static int
@@ -388,6 +389,15 @@ worker_start(struct worker *w)
 	LOG_INFO("page store: %d dir(s), %lld pages (%s of %s) indexed in %lld ms",
 	    c->ndirs, (long long)pst.pages, used, cap, (long long)(now_ms() - t0));
 
+	char polpath[PATH_MAX];
+	snprintf(polpath, sizeof(polpath), "%s/policy.json", c->state_dir);
+	w->pol = policy_open(polpath, &err);
+	if (!w->pol || policy_attach(w->pol, w->ps) < 0) {
+		fprintf(stderr, "ferry worker: %s\n", err ? err : "pins and TTLs: cannot start");
+		free(err);
+		return -1;
+	}
+
 	w->rd = reader_open(&c->reader, w->ps);
 	struct meta_cfg mcfg = {.sync_ms = c->sync_interval_ms,
 	    .max_entries = c->meta_max_entries, .max_list_bytes = c->meta_max_list_bytes,
@@ -474,6 +484,7 @@ worker_stop(struct worker *w)
 	ufs_wb_free();
 	meta_close(&w->mc);
 	reader_close(&w->rd);
+	policy_close(&w->pol);
 	pagestore_close(&w->ps);
 }
 

@@ -1,0 +1,416 @@
+/*
+ * control_cache.c: the control API's dataset calls: pin, ttl, free, du,
+ * refresh and the rules (docs/control-api.md, "Datasets").  Runs on the
+ * HTTP server's connection threads; answers through control_impl.h.
+ *
+ * What each call touches: pin/ttl change a rule (policy.c), which the page
+ * store then applies to what it holds; free drops pages by path from the
+ * store's catalog (no under-store call, so it works while the store is
+ * down); du lists the under-store (the totals) and looks each object up in
+ * the store (the cached part), O(1) per object; refresh expires metadata.
+ * A worker answers for itself; in a cluster each worker is asked (the CLI
+ * and libferry go to every worker; see `ferry du`).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/json.h"
+#include "../common/util.h"
+#include "control_impl.h"
+#include "meta.h"
+#include "objkey.h"
+#include "policy.h"
+
+#define DU_JSON_MAX (8 * 1024 * 1024)
+#define DU_PAGE 1000
+
+void
+ctl_op_policy(struct worker *w, struct http_conn *c)
+{
+	struct dbuf b;
+	dbuf_init(&b, DU_JSON_MAX);
+	policy_json(w->pol, &b);
+	dbuf_adds(&b, "\n");
+	ctl_reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
+/* ?path= inside a mount: the mount (held) and its key ("" for all of it). */
+static int
+target(struct worker *w, struct http_conn *c, const struct http_request *req,
+    char *path, size_t cap, struct mount **m, const char **key)
+{
+	if (ctl_resolve(w, c, req, path, cap, m, key, 1) < 0)
+		return -1;
+	if (!*m) {
+		ctl_reply_error(c, 400, "BadRequest",
+		    "a path inside a mount, like /MOUNT or /MOUNT/dir (see `ferry mounts`)");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- walking what the under-store holds under a path ------------------- */
+
+struct du_child {
+	char name[UFS_KEY_MAX + 2];
+	int64_t total, cached, pinned, objects, cached_objects;
+};
+
+struct du_walk {
+	struct worker *w;
+	struct mount *m;
+	const char *key; /* the path walked ("" for the mount) */
+	size_t strip;    /* bytes of key + "/" before a child's name */
+	struct du_child all, cur;
+	struct dbuf *out; /* children, or NULL (summary only) */
+	int nchildren;
+	char last[UFS_KEY_MAX + 1];
+	int64_t unpinned_cached; /* pin: cached bytes not yet pinned */
+	int64_t unpinned_total;  /* pin: bytes not yet pinned */
+};
+
+static void
+du_fields(struct dbuf *b, const struct du_child *d)
+{
+	dbuf_printf(b, "\"total_bytes\":%" PRId64 ",\"cached_bytes\":%" PRId64
+	    ",\"pinned_bytes\":%" PRId64 ",\"objects\":%" PRId64
+	    ",\"cached_objects\":%" PRId64, d->total, d->cached, d->pinned,
+	    d->objects, d->cached_objects);
+}
+
+static void
+du_flush_child(struct du_walk *dw)
+{
+	if (!dw->out || !dw->cur.name[0])
+		return;
+	dbuf_adds(dw->out, dw->nchildren++ ? ",{\"name\":" : "{\"name\":");
+	json_put_str(dw->out, dw->cur.name);
+	dbuf_adds(dw->out, ",");
+	du_fields(dw->out, &dw->cur);
+	dbuf_adds(dw->out, "}");
+	memset(&dw->cur, 0, sizeof(dw->cur));
+}
+
+/* One object of the listing (under the metadata cache's lock: it looks
+ * the object up in the page store, nothing more). */
+static int
+du_one(void *arg, const struct ufs_entry *e)
+{
+	struct du_walk *dw = arg;
+	snprintf(dw->last, sizeof(dw->last), "%s", e->key);
+	if (e->is_dir || !path_under(e->key, dw->key))
+		return 0;
+	struct pagestore_objinfo oi;
+	int64_t cached = 0;
+	int pinned = 0;
+	if (pagestore_object_info(dw->w->ps, objkey_id(dw->m->ident, e->key), &oi) == 0) {
+		cached = oi.bytes < e->size ? oi.bytes : e->size;
+		pinned = oi.pinned;
+	}
+	if (!pinned) {
+		dw->unpinned_total += e->size;
+		dw->unpinned_cached += cached;
+	}
+	/* The child: the first name under the walked path (a directory's
+	 * ends in '/'), or the object itself when the path is a file. */
+	const char *rest = strlen(e->key) > dw->strip ? e->key + dw->strip : e->key;
+	const char *slash = strchr(rest, '/');
+	size_t nl = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
+	if (dw->out && (strlen(dw->cur.name) != nl || strncmp(dw->cur.name, rest, nl) != 0)) {
+		du_flush_child(dw);
+		memcpy(dw->cur.name, rest, nl);
+		dw->cur.name[nl] = 0;
+	}
+	struct du_child *t[2] = {&dw->all, &dw->cur};
+	for (int i = 0; i < 2; i++) {
+		t[i]->total += e->size;
+		t[i]->cached += cached;
+		t[i]->pinned += pinned ? cached : 0;
+		t[i]->objects++;
+		t[i]->cached_objects += cached > 0 && cached >= e->size;
+	}
+	return 0;
+}
+
+/* Lists everything under dw->key, page by page, through the metadata
+ * cache.  0 or -errno (the under-store's). */
+static int
+du_walk_all(struct du_walk *dw)
+{
+	char start[UFS_KEY_MAX + 2] = "";
+	dw->strip = dw->key[0] ? strlen(dw->key) + 1 : 0;
+	for (;;) {
+		int truncated = 0;
+		dw->last[0] = 0;
+		int r = meta_list(dw->w->mc, dw->m, dw->key, NULL, start, DU_PAGE,
+		    du_one, dw, &truncated);
+		if (r < 0)
+			return r;
+		if (!truncated || !dw->last[0] || strcmp(dw->last, start) <= 0)
+			break;
+		snprintf(start, sizeof(start), "%s", dw->last);
+	}
+	du_flush_child(dw);
+	return 0;
+}
+
+/* GET /v1/du?path=/m/dir[&summary=1] */
+void
+ctl_op_du(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128], sum[8] = "";
+	struct mount *m;
+	const char *key;
+	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
+		return;
+	ctl_qget(req, "summary", sum, sizeof(sum));
+	int summary = sum[0] == '1' || sum[0] == 't';
+	struct dbuf kids, b;
+	dbuf_init(&kids, DU_JSON_MAX);
+	dbuf_init(&b, DU_JSON_MAX);
+	struct du_walk dw = {.w = w, .m = m, .key = key, .out = summary ? NULL : &kids};
+	int r = du_walk_all(&dw);
+	if (r < 0) {
+		ctl_reply_errno(c, r, path);
+	} else if (dbuf_error(&kids)) {
+		ctl_reply_error(c, 413, "TooLarge",
+		    "too many entries under this path to list one by one: ask for the summary (ferry du -s)");
+	} else {
+		dbuf_adds(&b, "{\"path\":");
+		json_put_str(&b, path);
+		dbuf_printf(&b, ",\"worker\":\"%s\",", w->id);
+		du_fields(&b, &dw.all);
+		dbuf_adds(&b, ",\"entries\":[");
+		dbuf_add(&b, kids.p ? kids.p : "", kids.len);
+		dbuf_adds(&b, "]}\n");
+		ctl_reply_json(c, 200, &b);
+	}
+	dbuf_free(&kids);
+	dbuf_free(&b);
+	mount_release(&m);
+}
+
+/* POST /v1/pin?path=  DELETE /v1/pin?path= */
+void
+ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req,
+    int on)
+{
+	char path[3 * 1024 + 128];
+	struct mount *m;
+	const char *key;
+	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
+		return;
+	int r = 0;
+	char msg[512];
+	if (on && !policy_is_pinned(w->pol, m->ident, key)) {
+		/* What the pin would hold once all is cached, against the
+		 * limit: the bytes under the path not pinned already. */
+		struct du_walk dw = {.w = w, .m = m, .key = key};
+		r = du_walk_all(&dw);
+		if (r < 0) {
+			ctl_reply_errno(c, r, path);
+			mount_release(&m);
+			return;
+		}
+		struct pagestore_stats st;
+		pagestore_get_stats(w->ps, &st);
+		int64_t limit = st.capacity_bytes / 100 * w->cfg.pin_limit_pct;
+		if (st.pinned_bytes + dw.unpinned_total > limit) {
+			char want[32], have[32], lim[32];
+			fmt_bytes((double)dw.unpinned_total, want, sizeof(want));
+			fmt_bytes((double)st.pinned_bytes, have, sizeof(have));
+			fmt_bytes((double)limit, lim, sizeof(lim));
+			snprintf(msg, sizeof(msg), "%s: pinning it would pin %s more "
+			    "(pinned now: %s), over the pin limit of %s (%d%% of the "
+			    "cache; --pin-limit)", path, want, have, lim, w->cfg.pin_limit_pct);
+			ctl_reply_error(c, 507, "PinLimit", msg);
+			mount_release(&m);
+			return;
+		}
+	}
+	r = policy_pin(w->pol, m, key, on);
+	if (r == -ENOENT) {
+		snprintf(msg, sizeof(msg), "%s is not pinned (see `ferry pin --list`)", path);
+		ctl_reply_error(c, 404, "NoSuchPin", msg);
+	} else if (r < 0) {
+		snprintf(msg, sizeof(msg), "%s: %s", path, r == -ENOSPC ?
+		    "too many pin and TTL rules (4096)" : "the rule could not be saved in the state dir");
+		ctl_reply_error(c, r == -ENOSPC ? 409 : 500, r == -ENOSPC ? "TooManyRules" : "Internal", msg);
+	} else {
+		struct pagestore_stats st;
+		pagestore_get_stats(w->ps, &st);
+		struct dbuf b;
+		dbuf_init(&b, 256);
+		dbuf_printf(&b, "{\"ok\":true,\"pinned_bytes\":%" PRId64 "}\n", st.pinned_bytes);
+		ctl_reply_json(c, 200, &b);
+		dbuf_free(&b);
+	}
+	mount_release(&m);
+}
+
+/* POST /v1/ttl?path=&ttl=24h  DELETE /v1/ttl?path= */
+void
+ctl_op_ttl(struct worker *w, struct http_conn *c, const struct http_request *req,
+    int set)
+{
+	char path[3 * 1024 + 128], ttls[64] = "", msg[512];
+	struct mount *m;
+	const char *key;
+	int64_t ttl = 0;
+	if (set) {
+		if (ctl_qget(req, "ttl", ttls, sizeof(ttls)) != 1 ||
+		    (ttl = parse_duration(ttls)) <= 0) {
+			ctl_reply_error(c, 400, "BadRequest",
+			    "missing or malformed ?ttl= (a duration: 90s, 30m, 24h, 7d, 1h30m; at most ten years)");
+			return;
+		}
+	}
+	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
+		return;
+	int r = policy_ttl(w->pol, m, key, ttl);
+	if (r == -ENOENT) {
+		snprintf(msg, sizeof(msg), "%s has no TTL", path);
+		ctl_reply_error(c, 404, "NoSuchTtl", msg);
+	} else if (r < 0) {
+		snprintf(msg, sizeof(msg), "%s: %s", path, r == -ENOSPC ?
+		    "too many pin and TTL rules (4096)" : r == -EINVAL ? "TTL out of range" :
+		    "the rule could not be saved in the state dir");
+		ctl_reply_error(c, r == -EIO ? 500 : 400, r == -EIO ? "Internal" : "BadRequest", msg);
+	} else {
+		struct dbuf b;
+		dbuf_init(&b, 256);
+		dbuf_printf(&b, "{\"ok\":true,\"ttl\":%" PRId64 "}\n", ttl);
+		ctl_reply_json(c, 200, &b);
+		dbuf_free(&b);
+	}
+	mount_release(&m);
+}
+
+/* POST /v1/free?path=[&force=1] */
+void
+ctl_op_free(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128], force[8] = "", msg[512];
+	struct mount *m;
+	const char *key;
+	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
+		return;
+	ctl_qget(req, "force", force, sizeof(force));
+	int forced = force[0] == '1' || force[0] == 't';
+	if (!forced && policy_pins_under(w->pol, m->ident, key)) {
+		snprintf(msg, sizeof(msg), "%s is pinned, or holds a pinned path: "
+		    "unpin it first, or free it with --force (the pin stays and "
+		    "applies to what is cached next)", path);
+		ctl_reply_error(c, 409, "Pinned", msg);
+		mount_release(&m);
+		return;
+	}
+	int64_t kept = 0;
+	int64_t freed = pagestore_drop_prefix(w->ps, m->ident, key, forced, &kept);
+	/* The metadata goes too: the next read finds the store's state now. */
+	meta_refresh(w->mc, m, key);
+	struct dbuf b;
+	dbuf_init(&b, 256);
+	dbuf_printf(&b, "{\"ok\":true,\"freed_bytes\":%" PRId64 ",\"pinned_kept_bytes\":%" PRId64
+	    ",\"worker\":\"%s\"}\n", freed, kept, w->id);
+	ctl_reply_json(c, 200, &b);
+	dbuf_free(&b);
+	mount_release(&m);
+}
+
+/* POST /v1/refresh?path= */
+void
+ctl_op_refresh(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128];
+	struct mount *m;
+	const char *key;
+	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
+		return;
+	int64_t n = meta_refresh(w->mc, m, key);
+	struct dbuf b;
+	dbuf_init(&b, 256);
+	dbuf_printf(&b, "{\"ok\":true,\"expired\":%" PRId64 ",\"worker\":\"%s\"}\n", n, w->id);
+	ctl_reply_json(c, 200, &b);
+	dbuf_free(&b);
+	mount_release(&m);
+}
+
+/* ---- per-mount usage ------------------------------------------------------ */
+
+#define USAGE_GROUPS_MAX 1024
+
+struct usage {
+	struct dbuf *b;
+	struct pagestore_group_stats *g;
+	int ng;
+	int n;
+	int which; /* 0: JSON; 1..3: one metric family */
+};
+
+static int
+usage_one(void *arg, const struct mount *m)
+{
+	struct usage *u = arg;
+	struct pagestore_group_stats z = {.group = m->ident};
+	const struct pagestore_group_stats *g = &z;
+	for (int i = 0; i < u->ng; i++)
+		if (u->g[i].group == m->ident)
+			g = &u->g[i];
+	if (u->which == 0) {
+		dbuf_adds(u->b, u->n++ ? ",{\"mount\":" : "{\"mount\":");
+		json_put_str(u->b, m->name);
+		dbuf_printf(u->b, ",\"cached_bytes\":%" PRId64 ",\"quota_bytes\":%" PRId64
+		    ",\"pinned_bytes\":%" PRId64 ",\"objects\":%" PRId64 "}", g->used,
+		    m->quota, g->pinned, g->objects);
+	} else {
+		static const char *names[] = {"", "ferry_mount_cached_bytes",
+		    "ferry_mount_quota_bytes", "ferry_mount_pinned_bytes"};
+		int64_t v = u->which == 1 ? g->used : u->which == 2 ? m->quota : g->pinned;
+		dbuf_printf(u->b, "%s{mount=\"%s\"} %" PRId64 "\n", names[u->which],
+		    m->name, v);
+	}
+	return 0;
+}
+
+static void
+usage_walk(struct worker *w, struct dbuf *b, int which)
+{
+	struct pagestore_group_stats *g = calloc(USAGE_GROUPS_MAX, sizeof(*g));
+	struct usage u = {.b = b, .g = g, .which = which};
+	if (g) {
+		u.ng = pagestore_groups(w->ps, g, USAGE_GROUPS_MAX);
+		if (u.ng > USAGE_GROUPS_MAX)
+			u.ng = USAGE_GROUPS_MAX;
+	}
+	mounts_foreach(w->mt, usage_one, &u);
+	free(g);
+}
+
+void
+ctl_mount_usage_json(struct worker *w, struct dbuf *b)
+{
+	dbuf_adds(b, "[");
+	usage_walk(w, b, 0);
+	dbuf_adds(b, "]");
+}
+
+void
+ctl_mount_usage_metrics(struct worker *w, struct dbuf *b)
+{
+	static const char *head[] = {"",
+	    "# HELP ferry_mount_cached_bytes Bytes this worker caches for a mount (pages and headers).\n"
+	    "# TYPE ferry_mount_cached_bytes gauge\n",
+	    "# HELP ferry_mount_quota_bytes A mount's quota on each worker (0: none).\n"
+	    "# TYPE ferry_mount_quota_bytes gauge\n",
+	    "# HELP ferry_mount_pinned_bytes Bytes of a mount's pinned pages on this worker.\n"
+	    "# TYPE ferry_mount_pinned_bytes gauge\n"};
+	for (int i = 1; i <= 3; i++) {
+		dbuf_adds(b, head[i]);
+		usage_walk(w, b, i);
+	}
+}

@@ -1,0 +1,417 @@
+/*
+ * policy.c: pin and TTL rules (see policy.h).  Called from control-API
+ * threads (pin, ttl, json), from any thread that stores a page (classify,
+ * under the page store's lock) and from its own TTL thread, which calls
+ * pagestore_expire once a second.
+ *
+ * Invariants: the rules on disk are the rules in memory (a change that
+ * cannot be saved is undone and reported); a rule has a pin, a TTL or
+ * both (a rule left with neither is removed); (ident, prefix) is unique.
+ */
+#include "policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/json.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+struct rule {
+	char mount[MOUNT_NAME_MAX + 1];
+	uint64_t ident;
+	char *prefix;
+	int pin;
+	int64_t ttl;
+};
+
+struct policy {
+	pthread_rwlock_t lock;
+	char *path;
+	struct rule *r;
+	int n, cap;
+
+	struct pagestore *ps;
+	pthread_t thr;
+	int running;
+	pthread_mutex_t stop_mu;
+	pthread_cond_t stop_cv;
+	int stopping;
+};
+
+static void
+rule_free(struct rule *r)
+{
+	free(r->prefix);
+}
+
+/* Writes the rules to p->path (rdlock held at least).  0 or -errno. */
+static int
+do_save(struct policy *p)
+{
+	struct dbuf b;
+	dbuf_init(&b, (size_t)64 << 20);
+	dbuf_adds(&b, "{\"rules\":[");
+	for (int i = 0; i < p->n; i++) {
+		const struct rule *r = &p->r[i];
+		dbuf_adds(&b, i ? ",{\"mount\":" : "{\"mount\":");
+		json_put_str(&b, r->mount);
+		dbuf_printf(&b, ",\"ident\":\"%016" PRIx64 "\",\"path\":", r->ident);
+		json_put_str(&b, r->prefix);
+		dbuf_printf(&b, ",\"pin\":%s,\"ttl\":%" PRId64 "}", r->pin ? "true" : "false",
+		    r->ttl);
+	}
+	dbuf_adds(&b, "]}\n");
+	if (dbuf_error(&b)) {
+		dbuf_free(&b);
+		return -ENOMEM;
+	}
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", p->path);
+	int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		rc = -errno;
+	else
+		rc = write_full(fd, b.p, b.len, -1);
+	if (fd >= 0 && rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, p->path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		LOG_WARN("policy: cannot save %s: %s", p->path, strerror(-rc));
+	}
+	dbuf_free(&b);
+	return rc;
+}
+
+static int
+do_find(struct policy *p, uint64_t ident, const char *prefix)
+{
+	for (int i = 0; i < p->n; i++)
+		if (p->r[i].ident == ident && strcmp(p->r[i].prefix, prefix) == 0)
+			return i;
+	return -1;
+}
+
+/* Adds an empty rule (wrlock held): its index, or -ENOSPC/-ENOMEM. */
+static int
+do_add(struct policy *p, const char *mount, uint64_t ident, const char *prefix)
+{
+	if (p->n >= POLICY_RULES_MAX)
+		return -ENOSPC;
+	if (p->n == p->cap) {
+		int nc = p->cap ? p->cap * 2 : 16;
+		struct rule *nr = realloc(p->r, (size_t)nc * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		p->r = nr;
+		p->cap = nc;
+	}
+	struct rule *r = &p->r[p->n];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->mount, sizeof(r->mount), "%s", mount);
+	r->ident = ident;
+	if (!(r->prefix = strdup(prefix)))
+		return -ENOMEM;
+	return p->n++;
+}
+
+static void
+do_remove(struct policy *p, int i)
+{
+	rule_free(&p->r[i]);
+	p->r[i] = p->r[--p->n];
+}
+
+static int
+load(struct policy *p, char **err)
+{
+	FILE *f = fopen(p->path, "r");
+	if (!f) {
+		if (errno == ENOENT)
+			return 0;
+		*err = strdup("cannot read the policy file");
+		return -1;
+	}
+	struct dbuf b;
+	dbuf_init(&b, (size_t)64 << 20);
+	char chunk[8192];
+	size_t got;
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		dbuf_add(&b, chunk, got);
+	fclose(f);
+	struct json_doc d;
+	int rc = -1;
+	if (!dbuf_error(&b) && json_parse(&d, b.p ? b.p : "", b.len) == 0) {
+		int rules = json_obj_get(&d, 0, "rules");
+		rc = rules >= 0 && d.toks[rules].type == JSON_ARRAY ? 0 : -1;
+		for (int i = 0; rc == 0 && i < (rules >= 0 ? d.toks[rules].size : 0); i++) {
+			int t = json_arr_get(&d, rules, i), ok1 = 0, ok2 = 0;
+			char *mount = json_str(&d, json_obj_get(&d, t, "mount"));
+			char *ident = json_str(&d, json_obj_get(&d, t, "ident"));
+			char *prefix = json_str(&d, json_obj_get(&d, t, "path"));
+			int pt = json_obj_get(&d, t, "pin");
+			int64_t ttl = json_int(&d, json_obj_get(&d, t, "ttl"), &ok2);
+			uint64_t id = 0;
+			ok1 = ident && sscanf(ident, "%" SCNx64, &id) == 1;
+			int k = mount && prefix && ok1 && ok2 && ttl >= 0 && pt >= 0 &&
+			    strlen(mount) <= MOUNT_NAME_MAX ? do_add(p, mount, id, prefix) : -1;
+			if (k >= 0) {
+				p->r[k].pin = json_bool(&d, pt) == 1;
+				p->r[k].ttl = ttl;
+			} else {
+				rc = -1;
+			}
+			free(mount);
+			free(ident);
+			free(prefix);
+		}
+		json_free(&d);
+	}
+	dbuf_free(&b);
+	if (rc < 0) {
+		char msg[4200];
+		snprintf(msg, sizeof(msg), "%s is not a valid policy file (move it away to start without pins and TTLs)", p->path);
+		*err = strdup(msg);
+	}
+	return rc;
+}
+
+struct policy *
+policy_open(const char *path, char **err)
+{
+	*err = NULL;
+	struct policy *p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(path))) {
+		free(p);
+		*err = strdup("out of memory");
+		return NULL;
+	}
+	pthread_rwlock_init(&p->lock, NULL);
+	pthread_mutex_init(&p->stop_mu, NULL);
+	pthread_cond_init(&p->stop_cv, NULL);
+	if (load(p, err) < 0) {
+		policy_close(&p);
+		return NULL;
+	}
+	return p;
+}
+
+/* The store's classifier (under the store's lock). */
+static void
+classify(void *arg, uint64_t group, const char *path, int *pinned,
+    uint32_t *ttl_s)
+{
+	struct policy *p = arg;
+	int pin = 0;
+	int64_t ttl = 0;
+	pthread_rwlock_rdlock(&p->lock);
+	for (int i = 0; i < p->n; i++) {
+		const struct rule *r = &p->r[i];
+		if (r->ident != group || !path_under(path, r->prefix))
+			continue;
+		pin |= r->pin;
+		if (r->ttl && (!ttl || r->ttl < ttl))
+			ttl = r->ttl; /* the shortest TTL that covers it */
+	}
+	pthread_rwlock_unlock(&p->lock);
+	*pinned = pin;
+	*ttl_s = (uint32_t)ttl;
+}
+
+static void *
+ttl_thread(void *arg)
+{
+	struct policy *p = arg;
+	pthread_mutex_lock(&p->stop_mu);
+	while (!p->stopping) {
+		pthread_mutex_unlock(&p->stop_mu);
+		int64_t freed = pagestore_expire(p->ps, (uint32_t)wall_sec());
+		if (freed > 0)
+			LOG_INFO("policy: %" PRId64 " bytes dropped at the end of their TTL", freed);
+		pthread_mutex_lock(&p->stop_mu);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (!p->stopping)
+			pthread_cond_timedwait(&p->stop_cv, &p->stop_mu, &ts);
+	}
+	pthread_mutex_unlock(&p->stop_mu);
+	return NULL;
+}
+
+int
+policy_attach(struct policy *p, struct pagestore *ps)
+{
+	p->ps = ps;
+	pagestore_set_classifier(ps, classify, p);
+	if (pthread_create(&p->thr, NULL, ttl_thread, p) != 0)
+		return -EAGAIN;
+	p->running = 1;
+	return 0;
+}
+
+void
+policy_close(struct policy **pp)
+{
+	struct policy *p = *pp;
+	if (!p)
+		return;
+	*pp = NULL;
+	if (p->running) {
+		pthread_mutex_lock(&p->stop_mu);
+		p->stopping = 1;
+		pthread_cond_signal(&p->stop_cv);
+		pthread_mutex_unlock(&p->stop_mu);
+		pthread_join(p->thr, NULL);
+	}
+	if (p->ps)
+		pagestore_set_classifier(p->ps, NULL, NULL);
+	for (int i = 0; i < p->n; i++)
+		rule_free(&p->r[i]);
+	free(p->r);
+	free(p->path);
+	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->stop_mu);
+	pthread_cond_destroy(&p->stop_cv);
+	free(p);
+}
+
+/*
+ * Sets rule (m, prefix)'s pin (pin >= 0) or TTL (ttl >= 0), saves, and
+ * then classifies the objects under prefix again.
+ */
+static int
+change(struct policy *p, const struct mount *m, const char *prefix, int pin,
+    int64_t ttl)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	int i = do_find(p, m->ident, prefix), made = 0;
+	if (i < 0) {
+		if (pin <= 0 && ttl <= 0) {
+			pthread_rwlock_unlock(&p->lock);
+			return -ENOENT;
+		}
+		i = do_add(p, m->name, m->ident, prefix);
+		if (i < 0) {
+			pthread_rwlock_unlock(&p->lock);
+			return i;
+		}
+		made = 1;
+	}
+	struct rule old = p->r[i];
+	if (pin >= 0) {
+		if (!pin && !old.pin && !made) {
+			pthread_rwlock_unlock(&p->lock);
+			return -ENOENT;
+		}
+		p->r[i].pin = pin;
+	}
+	if (ttl >= 0)
+		p->r[i].ttl = ttl;
+	int gone = !p->r[i].pin && !p->r[i].ttl;
+	struct rule saved = p->r[i];
+	if (gone) {
+		saved.prefix = NULL; /* p->r[i].prefix is freed by do_remove */
+		char *keep = strdup(p->r[i].prefix);
+		if (!keep) {
+			p->r[i] = old;
+			pthread_rwlock_unlock(&p->lock);
+			return -ENOMEM;
+		}
+		saved.prefix = keep;
+		do_remove(p, i);
+	}
+	int rc = do_save(p);
+	if (rc < 0) {
+		/* Undo: the rules on disk are the rules in memory. */
+		if (gone) {
+			int k = do_add(p, saved.mount, saved.ident, saved.prefix);
+			if (k >= 0) {
+				p->r[k].pin = old.pin;
+				p->r[k].ttl = old.ttl;
+			}
+		} else if (made) {
+			do_remove(p, i);
+		} else {
+			p->r[i].pin = old.pin;
+			p->r[i].ttl = old.ttl;
+		}
+	}
+	pthread_rwlock_unlock(&p->lock);
+	if (gone)
+		free(saved.prefix);
+	if (rc < 0)
+		return -EIO;
+	if (p->ps)
+		pagestore_reclassify(p->ps, m->ident, prefix);
+	return 0;
+}
+
+int
+policy_pin(struct policy *p, const struct mount *m, const char *prefix, int on)
+{
+	return change(p, m, prefix, on ? 1 : 0, -1);
+}
+
+int
+policy_ttl(struct policy *p, const struct mount *m, const char *prefix,
+    int64_t ttl_s)
+{
+	if (ttl_s < 0 || ttl_s > POLICY_TTL_MAX)
+		return -EINVAL;
+	return change(p, m, prefix, -1, ttl_s);
+}
+
+int
+policy_is_pinned(struct policy *p, uint64_t ident, const char *path)
+{
+	int pin = 0;
+	pthread_rwlock_rdlock(&p->lock);
+	for (int i = 0; i < p->n && !pin; i++)
+		pin = p->r[i].pin && p->r[i].ident == ident &&
+		    path_under(path, p->r[i].prefix);
+	pthread_rwlock_unlock(&p->lock);
+	return pin;
+}
+
+int
+policy_pins_under(struct policy *p, uint64_t ident, const char *prefix)
+{
+	int pin = 0;
+	pthread_rwlock_rdlock(&p->lock);
+	for (int i = 0; i < p->n && !pin; i++)
+		pin = p->r[i].pin && p->r[i].ident == ident &&
+		    (path_under(prefix, p->r[i].prefix) ||
+			path_under(p->r[i].prefix, prefix));
+	pthread_rwlock_unlock(&p->lock);
+	return pin;
+}
+
+void
+policy_json(struct policy *p, struct dbuf *b)
+{
+	pthread_rwlock_rdlock(&p->lock);
+	dbuf_adds(b, "{\"rules\":[");
+	for (int i = 0; i < p->n; i++) {
+		const struct rule *r = &p->r[i];
+		dbuf_adds(b, i ? ",{\"mount\":" : "{\"mount\":");
+		json_put_str(b, r->mount);
+		dbuf_adds(b, ",\"path\":");
+		json_put_str(b, r->prefix);
+		dbuf_printf(b, ",\"pin\":%s,\"ttl\":%" PRId64 "}", r->pin ? "true" : "false",
+		    r->ttl);
+	}
+	dbuf_adds(b, "]}");
+	pthread_rwlock_unlock(&p->lock);
+}
