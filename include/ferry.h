@@ -130,6 +130,21 @@ int ferry_free(ferry_t *f, const char *path, int force, char **json);
 int ferry_refresh(ferry_t *f, const char *path);
 int ferry_du_json(ferry_t *f, const char *path, int summary, char **json);
 int ferry_policy_json(ferry_t *f, char **json);
+
+/*
+ * Load jobs (`ferry load`): bring everything under path into the cache.
+ * bandwidth: bytes per second from the under-stores (0: no cap);
+ * parallel: objects read at once (0: 8); verify: read it all again
+ * afterwards, checking each page's CRC and plain-MD5 ETags.  *id gets the
+ * job's id (16 hex digits; a job of that path already running gives its
+ * id).  ferry_load_json: {"jobs":[{"id","path","state","files_done",
+ * "files_total","bytes_done","bytes_total","bytes_fetched",...}]} (one job
+ * with id, all with NULL).  ferry_load_stop stops a job (it stays listed).
+ */
+int ferry_load_start(ferry_t *f, const char *path, int64_t bandwidth,
+    int parallel, int verify, char id[17]);
+int ferry_load_json(ferry_t *f, const char *id, char **json);
+int ferry_load_stop(ferry_t *f, const char *id);
 /* The cluster as the worker sees it (GET /v1/cluster): {"cluster",
  * "self", "block_size", "replicas":{mount:R}, "members":[{"id","ctl",
  * "s3","capacity","started","self"}], "etcd_ok", "view_version"}. */

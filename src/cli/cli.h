@@ -125,13 +125,14 @@ int cmd_writeback(struct cli *c, int argc, char **argv);
 extern const struct cli_opt cli_writeback_opts[];
 int cmd_workers(struct cli *c, int argc, char **argv);
 /* cmd_data.c */
+int cmd_load(struct cli *c, int argc, char **argv);
 int cmd_pin(struct cli *c, int argc, char **argv);
 int cmd_unpin(struct cli *c, int argc, char **argv);
 int cmd_ttl(struct cli *c, int argc, char **argv);
 int cmd_free(struct cli *c, int argc, char **argv);
 int cmd_du(struct cli *c, int argc, char **argv);
 int cmd_refresh(struct cli *c, int argc, char **argv);
-extern const struct cli_opt cli_pin_opts[], cli_ttl_opts[], cli_free_opts[],
+extern const struct cli_opt cli_load_opts[], cli_pin_opts[], cli_ttl_opts[], cli_free_opts[],
     cli_du_opts[];
 extern const struct cli_opt cmd_ls_opts[], cmd_mount_opts[];
 /* The cluster section of `ferry stats` (nothing for a single worker). */

@@ -1985,3 +1985,61 @@ ferry_policy_json(ferry_t *f, char **json)
 	err_clear();
 	return err_done(get_json_text(f, "/v1/policy", json));
 }
+
+int
+ferry_load_start(ferry_t *f, const char *path, int64_t bandwidth, int parallel,
+    int verify, char id[17])
+{
+	err_clear();
+	if (!id || bandwidth < 0 || parallel < 0)
+		return err_done(-EINVAL);
+	char q[96];
+	snprintf(q, sizeof(q), "%s%" PRId64 "&parallel=%d%s", "&bandwidth=", bandwidth,
+	    parallel ? parallel : 8, verify ? "&verify=1" : "");
+	if (bandwidth == 0)
+		snprintf(q, sizeof(q), "&parallel=%d%s", parallel ? parallel : 8,
+		    verify ? "&verify=1" : "");
+	char *text = NULL;
+	int r = dataset_call(f, "POST", "/v1/load", path, q, &text);
+	if (r == 0) {
+		struct json_doc d;
+		r = json_parse(&d, text, strlen(text)) == 0 ? 0 : -EPROTO;
+		if (r == 0) {
+			r = copy_str_member(&d, "id", id, 17);
+			json_free(&d);
+		}
+		free(text);
+	}
+	return err_done(r);
+}
+
+int
+ferry_load_json(ferry_t *f, const char *id, char **json)
+{
+	err_clear();
+	if (!f || !json)
+		return err_done(-EINVAL);
+	char tg[64];
+	if (id && (strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16))
+		return err_done(-EINVAL);
+	snprintf(tg, sizeof(tg), "/v1/load%s%s", id ? "?id=" : "", id ? id : "");
+	return err_done(get_json_text(f, tg, json));
+}
+
+int
+ferry_load_stop(ferry_t *f, const char *id)
+{
+	err_clear();
+	if (!f || !id || strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16)
+		return err_done(-EINVAL);
+	char tg[64];
+	snprintf(tg, sizeof(tg), "/v1/load?id=%s", id);
+	struct dbuf reply;
+	struct json_doc d;
+	int r = json_request(f, "DELETE", tg, NULL, &reply, &d);
+	if (r == 0) {
+		json_free(&d);
+		dbuf_free(&reply);
+	}
+	return err_done(r);
+}

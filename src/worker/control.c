@@ -883,7 +883,7 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 	} else if (path_is(req, "/metrics") && get) {
 		op_metrics(w, c);
 	} else if (path_is(req, "/") && get) {
-		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/rename /v1/stats /v1/writeback /v1/du /v1/pin /v1/ttl /v1/free /v1/refresh /v1/policy /v1/local /v1/cluster /v1/mounts\n";
+		const char *msg = "ferry control API: /healthz /metrics /v1/stat /v1/list /v1/data /v1/rename /v1/stats /v1/writeback /v1/load /v1/du /v1/pin /v1/ttl /v1/free /v1/refresh /v1/policy /v1/local /v1/cluster /v1/mounts\n";
 		http_resp_simple(c, 200, NULL, "text/plain", msg, strlen(msg));
 	} else if (req->path_len >= 4 && memcmp(req->path, "/v1/", 4) == 0 &&
 	    !authorized(w, c, req, get ? ACCESS_DATA : ACCESS_ADMIN)) {
@@ -912,6 +912,12 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		ctl_op_free(w, c, req);
 	} else if (path_is(req, "/v1/du") && get) {
 		ctl_op_du(w, c, req);
+	} else if (path_is(req, "/v1/load") && method_is(req, "POST")) {
+		ctl_op_load_start(w, c, req);
+	} else if (path_is(req, "/v1/load") && get) {
+		ctl_op_load_get(w, c, req);
+	} else if (path_is(req, "/v1/load") && method_is(req, "DELETE")) {
+		ctl_op_load_stop(w, c, req);
 	} else if (path_is(req, "/v1/refresh") && method_is(req, "POST")) {
 		ctl_op_refresh(w, c, req);
 	} else if (path_is(req, "/v1/stats") && get) {

@@ -20,7 +20,9 @@
 #include "../common/json.h"
 #include "../common/util.h"
 #include "control_impl.h"
+#include "loader.h"
 #include "meta.h"
+#include "objget.h"
 #include "objkey.h"
 #include "policy.h"
 
@@ -413,4 +415,92 @@ ctl_mount_usage_metrics(struct worker *w, struct dbuf *b)
 		dbuf_adds(b, head[i]);
 		usage_walk(w, b, i);
 	}
+}
+
+/* ---- load jobs ------------------------------------------------------------ */
+
+/* POST /v1/load?path=[&bandwidth=RATE][&parallel=N][&verify=1] */
+void
+ctl_op_load_start(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char path[3 * 1024 + 128], bw[32] = "", par[16] = "", ver[8] = "", msg[512];
+	struct load_opts o = {.parallel = 8};
+	if (ctl_qget(req, "bandwidth", bw, sizeof(bw)) < 0 ||
+	    (bw[0] && (o.bandwidth = parse_size(bw)) <= 0)) {
+		ctl_reply_error(c, 400, "BadRequest", "malformed ?bandwidth= (bytes per second: 400M, 1G, 50000000)");
+		return;
+	}
+	if (ctl_qget(req, "parallel", par, sizeof(par)) < 0 ||
+	    (par[0] && ((o.parallel = atoi(par)) < 1 || o.parallel > LOAD_PARALLEL_MAX))) {
+		ctl_reply_error(c, 400, "BadRequest", "malformed ?parallel= (1 to 64)");
+		return;
+	}
+	ctl_qget(req, "verify", ver, sizeof(ver));
+	o.verify = ver[0] == '1' || ver[0] == 't';
+	struct mount *m;
+	const char *key;
+	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
+		return;
+	/* A path with nothing under it is refused now, not loaded as empty. */
+	struct ufs_stat st;
+	int64_t cached;
+	int r = key[0] ? objget_stat(w->og, m, key, &st, &cached) : 0;
+	if (r < 0) {
+		ctl_reply_errno(c, r, path);
+		mount_release(&m);
+		return;
+	}
+	char id[17] = "";
+	r = loader_start(w->ld, m, key, &o, id);
+	if (r == 0 || r == -EEXIST) {
+		struct dbuf b;
+		dbuf_init(&b, 256);
+		dbuf_printf(&b, "{\"ok\":true,\"id\":\"%s\",\"existing\":%s}\n", id,
+		    r == -EEXIST ? "true" : "false");
+		ctl_reply_json(c, r == 0 ? 201 : 200, &b);
+		dbuf_free(&b);
+	} else {
+		snprintf(msg, sizeof(msg), "%s: %s", path, r == -EAGAIN ?
+		    "too many load jobs (64 kept; finished ones go a day after they end)" :
+		    "cannot start the job");
+		ctl_reply_error(c, 503, "Busy", msg);
+	}
+	mount_release(&m);
+}
+
+/* GET /v1/load[?id=] */
+void
+ctl_op_load_get(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char id[32] = "";
+	if (ctl_qget(req, "id", id, sizeof(id)) < 0) {
+		ctl_reply_error(c, 400, "BadRequest", "malformed ?id=");
+		return;
+	}
+	struct dbuf b;
+	dbuf_init(&b, DU_JSON_MAX);
+	loader_json(w->ld, id[0] ? id : NULL, &b);
+	dbuf_adds(&b, "\n");
+	ctl_reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
+/* DELETE /v1/load?id= : stops the job (kept, listed as stopped). */
+void
+ctl_op_load_stop(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	char id[32] = "";
+	if (ctl_qget(req, "id", id, sizeof(id)) != 1) {
+		ctl_reply_error(c, 400, "BadRequest", "missing or malformed ?id= (see GET /v1/load)");
+		return;
+	}
+	if (loader_stop(w->ld, id) < 0) {
+		ctl_reply_error(c, 404, "NoSuchJob", "no load job with this id");
+		return;
+	}
+	struct dbuf b;
+	dbuf_init(&b, 64);
+	dbuf_adds(&b, "{\"ok\":true}\n");
+	ctl_reply_json(c, 200, &b);
+	dbuf_free(&b);
 }

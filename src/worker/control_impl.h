@@ -43,6 +43,12 @@ void ctl_op_du(struct worker *w, struct http_conn *c,
  * metrics (ferry_mount_cached_bytes{mount} and friends). */
 void ctl_mount_usage_json(struct worker *w, struct dbuf *b);
 void ctl_mount_usage_metrics(struct worker *w, struct dbuf *b);
+void ctl_op_load_start(struct worker *w, struct http_conn *c,
+    const struct http_request *req);
+void ctl_op_load_get(struct worker *w, struct http_conn *c,
+    const struct http_request *req);
+void ctl_op_load_stop(struct worker *w, struct http_conn *c,
+    const struct http_request *req);
 void ctl_op_refresh(struct worker *w, struct http_conn *c,
     const struct http_request *req);
 

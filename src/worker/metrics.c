@@ -41,6 +41,7 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 	    "ferry_put_requests_total{mode=\"through\"} %" PRId64 "\nferry_put_requests_total{mode=\"around\"} %" PRId64 "\n"
 	    "ferry_put_requests_total{mode=\"back\"} %" PRId64 "\n",
 	    METRIC_GET(puts[0]), METRIC_GET(puts[1]), METRIC_GET(puts[2]));
+	COUNTER(b, "ferry_load_bytes_total", "Bytes load jobs (ferry load) read into the cache.", METRIC_GET(load_bytes));
 	COUNTER(b, "ferry_readahead_bytes_total", "Bytes fetched from under-stores beyond what clients asked (read-ahead).", METRIC_GET(readahead_bytes));
 	ufs_metrics_render(b);
 	ufs_wb_metrics_render(b);

@@ -17,6 +17,7 @@ struct metrics {
 	int64_t hit_bytes;      /* served from page files */
 	int64_t miss_bytes;     /* served, not in the cache when a client asked */
 	int64_t readahead_bytes; /* fetched beyond what clients asked */
+	int64_t load_bytes;      /* read from under-stores by load jobs */
 	int64_t put_bytes;       /* written by clients (objput) */
 	int64_t puts[3];         /* objects written, by write mode (enum mount_write) */
 	int64_t meta_hits, meta_misses;

@@ -21,6 +21,7 @@
 struct objget;
 struct objput;
 struct policy;
+struct loader;
 
 struct localfd;
 
@@ -42,6 +43,7 @@ struct worker {
 	struct objget *og;   /* the owner of every object read */
 	struct objput *op;   /* the owner of every object write */
 	struct mpu *mpu;     /* multipart uploads staged in <state_dir>/uploads */
+	struct loader *ld;   /* `ferry load` jobs (<state_dir>/loads) */
 	char id[CLUSTER_ID_MAX + 1]; /* this worker's id (kept in state_dir) */
 	int64_t started;
 };

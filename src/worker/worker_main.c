@@ -32,6 +32,7 @@
 #include "mpu.h"
 #include "objkey.h"
 #include "objput.h"
+#include "loader.h"
 #include "policy.h"
 #include "worker.h"
 
@@ -452,10 +453,17 @@ worker_start(struct worker *w)
 		free(err);
 		return -1;
 	}
+	w->ld = loader_open(c->state_dir, w->mt, w->mc, w->rd, w->og, &err);
+	if (!w->ld) {
+		fprintf(stderr, "ferry worker: cannot start: load jobs: %s\n", err ? err : "out of memory");
+		free(err);
+		return -1;
+	}
 	if (start_local_socket(w) < 0 || start_servers(w) < 0)
 		return -1;
 	if (c->etcd && join_cluster(w) < 0)
 		return -1;
+	loader_resume(w->ld); /* after the cluster: its reads are routed */
 	LOG_INFO("S3 gateway on http://%s:%d (%s), control API on http://%s:%d, %d mount(s)",
 	    c->s3_host, http_server_port(w->s3),
 	    w->s3_verify ? (c->s3_anonymous ? "SigV4 or anonymous" : "SigV4 required")
@@ -470,6 +478,7 @@ worker_stop(struct worker *w)
 	http_server_stop(&w->s3);
 	http_server_stop(&w->ctl);
 	localfd_stop(&w->lfd);
+	loader_close(&w->ld); /* running jobs resume at the next start */
 	struct cluster *cl = worker_cluster(w);
 	__atomic_store_n(&w->cl, NULL, __ATOMIC_RELEASE);
 	if (w->rt)
