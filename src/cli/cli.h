@@ -132,7 +132,7 @@ int cmd_ttl(struct cli *c, int argc, char **argv);
 int cmd_free(struct cli *c, int argc, char **argv);
 int cmd_du(struct cli *c, int argc, char **argv);
 int cmd_refresh(struct cli *c, int argc, char **argv);
-extern const struct cli_opt cli_load_opts[], cli_pin_opts[], cli_ttl_opts[], cli_free_opts[],
+extern const struct cli_opt cli_no_opts[], cli_load_opts[], cli_pin_opts[], cli_ttl_opts[], cli_free_opts[],
     cli_du_opts[];
 extern const struct cli_opt cmd_ls_opts[], cmd_mount_opts[];
 /* The cluster section of `ferry stats` (nothing for a single worker). */

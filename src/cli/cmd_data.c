@@ -38,6 +38,7 @@ on_opt(void *arg, int id, const char *val)
 	return 0;
 }
 
+const struct cli_opt cli_no_opts[] = {{0, 0, NULL, NULL, NULL}};
 const struct cli_opt cli_pin_opts[] = {
 	{D_O_LIST, 0, "list", NULL, "list the pins and TTLs (GET /v1/policy)"},
 	{CLI_O_JSON, 0, "json", NULL, "with --list: the worker's answer as is"},
@@ -138,7 +139,7 @@ pin_common(struct cli *c, int argc, char **argv, int on)
 	if (!ops)
 		return cli_error_local(c, NULL, -ENOMEM);
 	struct dargs a;
-	int n = parse(c, argc, argv, on ? cli_pin_opts : cli_json_only_opts, &a, ops);
+	int n = parse(c, argc, argv, on ? cli_pin_opts : cli_no_opts, &a, ops);
 	int rc = CLI_OK;
 	ferry_t *f = NULL;
 	if (n < 0)
@@ -336,7 +337,7 @@ cmd_refresh(struct cli *c, int argc, char **argv)
 	if (!ops)
 		return cli_error_local(c, NULL, -ENOMEM);
 	struct dargs a;
-	int n = parse(c, argc, argv, cli_json_only_opts, &a, ops);
+	int n = parse(c, argc, argv, cli_no_opts, &a, ops);
 	int rc = CLI_OK;
 	ferry_t *f = NULL;
 	if (n < 0)

@@ -106,7 +106,7 @@ const struct cli_cmd cli_cmds[] = {
 	    "worker's --pin-limit of its cache.  Pins are kept in the worker's state\n"
 	    "dir.  `ferry unpin PATH` removes one."},
 	{"unpin", cmd_unpin, "unpin PATH...", "let cached data under PATH be evicted again",
-	    cli_json_only_opts, NULL},
+	    NULL, NULL},
 	{"ttl", cmd_ttl, "ttl PATH DURATION | ttl PATH --clear | ttl --list [--json]",
 	    "drop cached data under PATH that long after it was cached", cli_ttl_opts,
 	    "DURATION: 90s, 30m, 24h, 7d, 2w or sums like 1h30m.  The under-store is\n"
@@ -119,7 +119,7 @@ const struct cli_cmd cli_cmds[] = {
 	    cli_du_opts, NULL},
 	{"refresh", cmd_refresh, "refresh PATH...",
 	    "ask the under-store again about everything under PATH now",
-	    cli_json_only_opts,
+	    NULL,
 	    "Forgets the stat and list answers under PATH instead of waiting for the\n"
 	    "sync interval: a file changed in the under-store is seen at once."},
 	{"workers", cmd_workers, "workers [--json]",

@@ -71,8 +71,8 @@ struct du_walk {
 	struct dbuf *out; /* children, or NULL (summary only) */
 	int nchildren;
 	char last[UFS_KEY_MAX + 1];
-	int64_t unpinned_cached; /* pin: cached bytes not yet pinned */
-	int64_t unpinned_total;  /* pin: bytes not yet pinned */
+	int pin_check;           /* count what no pin covers yet: */
+	int64_t unpinned_total;  /* bytes under no pin rule */
 };
 
 static void
@@ -113,14 +113,17 @@ du_one(void *arg, const struct ufs_entry *e)
 		cached = oi.bytes < e->size ? oi.bytes : e->size;
 		pinned = oi.pinned;
 	}
-	if (!pinned) {
+	if (dw->pin_check && !policy_is_pinned(dw->w->pol, dw->m->ident, e->key))
 		dw->unpinned_total += e->size;
-		dw->unpinned_cached += cached;
-	}
 	/* The child: the first name under the walked path (a directory's
 	 * ends in '/'), or the object itself when the path is a file. */
-	const char *rest = strlen(e->key) > dw->strip ? e->key + dw->strip : e->key;
-	const char *slash = strchr(rest, '/');
+	const char *rest = e->key + dw->strip, *slash = NULL;
+	if (strcmp(e->key, dw->key) == 0) {
+		/* The walked path is this object: its own name. */
+		rest = strrchr(e->key, '/') ? strrchr(e->key, '/') + 1 : e->key;
+	} else {
+		slash = strchr(rest, '/');
+	}
 	size_t nl = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
 	if (dw->out && (strlen(dw->cur.name) != nl || strncmp(dw->cur.name, rest, nl) != 0)) {
 		du_flush_child(dw);
@@ -208,33 +211,37 @@ ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req
 		return;
 	int r = 0;
 	char msg[512];
-	if (on && !policy_is_pinned(w->pol, m->ident, key)) {
-		/* What the pin would hold once all is cached, against the
-		 * limit: the bytes under the path not pinned already. */
-		struct du_walk dw = {.w = w, .m = m, .key = key};
+	int64_t bytes = 0;
+	if (on) {
+		/* What the pin would hold once all is cached (the data under the
+		 * path no pin covers yet), with what the other pins hold, against
+		 * the limit: cached or not, pinned data is room taken. */
+		struct du_walk dw = {.w = w, .m = m, .key = key, .pin_check = 1};
 		r = du_walk_all(&dw);
 		if (r < 0) {
 			ctl_reply_errno(c, r, path);
 			mount_release(&m);
 			return;
 		}
+		bytes = dw.unpinned_total;
 		struct pagestore_stats st;
 		pagestore_get_stats(w->ps, &st);
 		int64_t limit = st.capacity_bytes / 100 * w->cfg.pin_limit_pct;
-		if (st.pinned_bytes + dw.unpinned_total > limit) {
+		int64_t held = policy_pinned_total(w->pol);
+		if (held + bytes > limit) {
 			char want[32], have[32], lim[32];
-			fmt_bytes((double)dw.unpinned_total, want, sizeof(want));
-			fmt_bytes((double)st.pinned_bytes, have, sizeof(have));
+			fmt_bytes((double)bytes, want, sizeof(want));
+			fmt_bytes((double)held, have, sizeof(have));
 			fmt_bytes((double)limit, lim, sizeof(lim));
 			snprintf(msg, sizeof(msg), "%s: pinning it would pin %s more "
-			    "(pinned now: %s), over the pin limit of %s (%d%% of the "
+			    "(pins hold %s), over the pin limit of %s (%d%% of the "
 			    "cache; --pin-limit)", path, want, have, lim, w->cfg.pin_limit_pct);
 			ctl_reply_error(c, 507, "PinLimit", msg);
 			mount_release(&m);
 			return;
 		}
 	}
-	r = policy_pin(w->pol, m, key, on);
+	r = policy_pin(w->pol, m, key, on, bytes);
 	if (r == -ENOENT) {
 		snprintf(msg, sizeof(msg), "%s is not pinned (see `ferry pin --list`)", path);
 		ctl_reply_error(c, 404, "NoSuchPin", msg);

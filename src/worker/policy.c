@@ -30,6 +30,7 @@ struct rule {
 	char *prefix;
 	int pin;
 	int64_t ttl;
+	int64_t bytes; /* pin: the data under it when it was made */
 };
 
 struct policy {
@@ -65,8 +66,8 @@ do_save(struct policy *p)
 		json_put_str(&b, r->mount);
 		dbuf_printf(&b, ",\"ident\":\"%016" PRIx64 "\",\"path\":", r->ident);
 		json_put_str(&b, r->prefix);
-		dbuf_printf(&b, ",\"pin\":%s,\"ttl\":%" PRId64 "}", r->pin ? "true" : "false",
-		    r->ttl);
+		dbuf_printf(&b, ",\"pin\":%s,\"ttl\":%" PRId64 ",\"bytes\":%" PRId64 "}",
+		    r->pin ? "true" : "false", r->ttl, r->bytes);
 	}
 	dbuf_adds(&b, "]}\n");
 	if (dbuf_error(&b)) {
@@ -162,6 +163,8 @@ load(struct policy *p, char **err)
 			char *prefix = json_str(&d, json_obj_get(&d, t, "path"));
 			int pt = json_obj_get(&d, t, "pin");
 			int64_t ttl = json_int(&d, json_obj_get(&d, t, "ttl"), &ok2);
+			int okb = 0;
+			int64_t bytes = json_int(&d, json_obj_get(&d, t, "bytes"), &okb);
 			uint64_t id = 0;
 			ok1 = ident && sscanf(ident, "%" SCNx64, &id) == 1;
 			int k = mount && prefix && ok1 && ok2 && ttl >= 0 && pt >= 0 &&
@@ -169,6 +172,7 @@ load(struct policy *p, char **err)
 			if (k >= 0) {
 				p->r[k].pin = json_bool(&d, pt) == 1;
 				p->r[k].ttl = ttl;
+				p->r[k].bytes = okb && bytes > 0 ? bytes : 0;
 			} else {
 				rc = -1;
 			}
@@ -293,7 +297,7 @@ policy_close(struct policy **pp)
  */
 static int
 change(struct policy *p, const struct mount *m, const char *prefix, int pin,
-    int64_t ttl)
+    int64_t ttl, int64_t bytes)
 {
 	pthread_rwlock_wrlock(&p->lock);
 	int i = do_find(p, m->ident, prefix), made = 0;
@@ -317,6 +321,12 @@ change(struct policy *p, const struct mount *m, const char *prefix, int pin,
 		}
 		p->r[i].pin = pin;
 	}
+	if (ttl == 0 && !old.ttl && !made) {
+		pthread_rwlock_unlock(&p->lock);
+		return -ENOENT; /* no TTL to clear */
+	}
+	if (pin > 0 && (made || !old.pin))
+		p->r[i].bytes = bytes; /* a pin made again keeps its size */
 	if (ttl >= 0)
 		p->r[i].ttl = ttl;
 	int gone = !p->r[i].pin && !p->r[i].ttl;
@@ -340,12 +350,14 @@ change(struct policy *p, const struct mount *m, const char *prefix, int pin,
 			if (k >= 0) {
 				p->r[k].pin = old.pin;
 				p->r[k].ttl = old.ttl;
+				p->r[k].bytes = old.bytes;
 			}
 		} else if (made) {
 			do_remove(p, i);
 		} else {
 			p->r[i].pin = old.pin;
 			p->r[i].ttl = old.ttl;
+			p->r[i].bytes = old.bytes;
 		}
 	}
 	pthread_rwlock_unlock(&p->lock);
@@ -359,9 +371,22 @@ change(struct policy *p, const struct mount *m, const char *prefix, int pin,
 }
 
 int
-policy_pin(struct policy *p, const struct mount *m, const char *prefix, int on)
+policy_pin(struct policy *p, const struct mount *m, const char *prefix, int on,
+    int64_t bytes)
 {
-	return change(p, m, prefix, on ? 1 : 0, -1);
+	return change(p, m, prefix, on ? 1 : 0, -1, bytes);
+}
+
+int64_t
+policy_pinned_total(struct policy *p)
+{
+	int64_t sum = 0;
+	pthread_rwlock_rdlock(&p->lock);
+	for (int i = 0; i < p->n; i++)
+		if (p->r[i].pin)
+			sum += p->r[i].bytes;
+	pthread_rwlock_unlock(&p->lock);
+	return sum;
 }
 
 int
@@ -370,7 +395,7 @@ policy_ttl(struct policy *p, const struct mount *m, const char *prefix,
 {
 	if (ttl_s < 0 || ttl_s > POLICY_TTL_MAX)
 		return -EINVAL;
-	return change(p, m, prefix, -1, ttl_s);
+	return change(p, m, prefix, -1, ttl_s, 0);
 }
 
 int
@@ -409,8 +434,8 @@ policy_json(struct policy *p, struct dbuf *b)
 		json_put_str(b, r->mount);
 		dbuf_adds(b, ",\"path\":");
 		json_put_str(b, r->prefix);
-		dbuf_printf(b, ",\"pin\":%s,\"ttl\":%" PRId64 "}", r->pin ? "true" : "false",
-		    r->ttl);
+		dbuf_printf(b, ",\"pin\":%s,\"ttl\":%" PRId64 ",\"bytes\":%" PRId64 "}",
+		    r->pin ? "true" : "false", r->ttl, r->bytes);
 	}
 	dbuf_adds(b, "]}");
 	pthread_rwlock_unlock(&p->lock);

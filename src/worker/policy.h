@@ -34,13 +34,17 @@ void policy_close(struct policy **p);
 
 /*
  * Pins (on) or unpins (off) mount m's objects under prefix ("" is the
- * whole mount).  Saved, then applied to what is cached.  0, -ENOENT (no
- * such pin to remove), -ENOSPC (too many rules), -EIO (not saved: nothing
- * changed).
+ * whole mount); bytes: what the pin takes (the data under it not pinned
+ * by another rule), kept with the rule for the pin limit.  Saved, then
+ * applied to what is cached.  0, -ENOENT (no such pin to remove),
+ * -ENOSPC (too many rules), -EIO (not saved: nothing changed).
  */
 int policy_pin(struct policy *p, const struct mount *m, const char *prefix,
-    int on);
-/* Sets (ttl_s > 0) or clears (0) the TTL of m's objects under prefix. */
+    int on, int64_t bytes);
+/* What the pins take together (their bytes when made), cached or not. */
+int64_t policy_pinned_total(struct policy *p);
+/* Sets (ttl_s > 0) or clears (0: -ENOENT if it has none) the TTL of m's
+ * objects under prefix. */
 int policy_ttl(struct policy *p, const struct mount *m, const char *prefix,
     int64_t ttl_s);
 /* Is (ident, path) under a pin?  Is anything under prefix pinned (a pin
