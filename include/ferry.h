@@ -134,15 +134,19 @@ int ferry_policy_json(ferry_t *f, char **json);
 /*
  * Load jobs (`ferry load`): bring everything under path into the cache.
  * bandwidth: bytes per second from the under-stores (0: no cap);
- * parallel: objects read at once (0: 8); verify: read it all again
- * afterwards, checking each page's CRC and plain-MD5 ETags.  *id gets the
+ * parallel: objects read at once (0: 8); flags: FERRY_LOAD_VERIFY (read it
+ * all again afterwards, checking each page's CRC and plain-MD5 ETags),
+ * FERRY_LOAD_LOCAL (only the blocks placement gives this worker: a
+ * cluster's load is one such job per worker).  *id gets the
  * job's id (16 hex digits; a job of that path already running gives its
  * id).  ferry_load_json: {"jobs":[{"id","path","state","files_done",
  * "files_total","bytes_done","bytes_total","bytes_fetched",...}]} (one job
  * with id, all with NULL).  ferry_load_stop stops a job (it stays listed).
  */
+#define FERRY_LOAD_VERIFY 1u
+#define FERRY_LOAD_LOCAL 2u
 int ferry_load_start(ferry_t *f, const char *path, int64_t bandwidth,
-    int parallel, int verify, char id[17]);
+    int parallel, unsigned flags, char id[17]);
 int ferry_load_json(ferry_t *f, const char *id, char **json);
 int ferry_load_stop(ferry_t *f, const char *id);
 /* The cluster as the worker sees it (GET /v1/cluster): {"cluster",

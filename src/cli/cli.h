@@ -135,6 +135,16 @@ int cmd_refresh(struct cli *c, int argc, char **argv);
 extern const struct cli_opt cli_no_opts[], cli_load_opts[], cli_pin_opts[], cli_ttl_opts[], cli_free_opts[],
     cli_du_opts[];
 extern const struct cli_opt cmd_ls_opts[], cmd_mount_opts[];
+/* A worker a dataset command goes to. */
+struct cli_member {
+	char id[40];
+	char ctl[272]; /* its control address */
+	int self;      /* the worker the user named */
+};
+/* Every member of the cluster of the worker asked (that one by the
+ * address the user gave), or that worker alone: the count (>= 1) and
+ * *out (malloc'd), or a negative errno. */
+int cli_members(const struct cli *c, struct cli_member **out);
 /* The cluster section of `ferry stats` (nothing for a single worker). */
 void cli_print_cluster_stats(const struct cli *c);
 

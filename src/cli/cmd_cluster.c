@@ -270,3 +270,57 @@ cli_print_cluster_stats(const struct cli *c)
 	print_rows(&cv);
 	free(cv.w);
 }
+
+int
+cli_members(const struct cli *c, struct cli_member **out)
+{
+	*out = NULL;
+	ferry_t *f;
+	int r = ferry_connect(c->worker, c->token, &f);
+	if (r)
+		return r;
+	char *text = NULL;
+	r = ferry_cluster_json(f, &text);
+	ferry_close(&f);
+	if (r)
+		return r;
+	struct json_doc d;
+	if (json_parse(&d, text, strlen(text)) != 0 || d.toks[0].type != JSON_OBJECT) {
+		free(text);
+		return -EPROTO;
+	}
+	int arr = json_obj_get(&d, 0, "members");
+	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
+	struct cli_member *m = calloc((size_t)(n ? n : 1), sizeof(*m));
+	if (!m) {
+		json_free(&d);
+		free(text);
+		return -ENOMEM;
+	}
+	int k = 0, have_self = 0;
+	for (int i = 0; i < n; i++) {
+		int t = json_arr_get(&d, arr, i);
+		copy_str(&d, t, "id", m[k].id, sizeof(m[k].id));
+		copy_str(&d, t, "ctl", m[k].ctl, sizeof(m[k].ctl));
+		m[k].self = json_bool(&d, json_obj_get(&d, t, "self")) == 1;
+		if (m[k].self) {
+			/* Itself by the address the user gave (it may listen on
+			 * an address that reads differently from here). */
+			snprintf(m[k].ctl, sizeof(m[k].ctl), "%s", cli_worker_addr(c));
+			have_self = 1;
+		}
+		if (m[k].ctl[0])
+			k++;
+	}
+	if (!have_self) {
+		/* A worker not in its own view (leaving, or no cluster). */
+		memset(&m[0], 0, sizeof(m[0]));
+		snprintf(m[0].ctl, sizeof(m[0].ctl), "%s", cli_worker_addr(c));
+		m[0].self = 1;
+		k = 1;
+	}
+	json_free(&d);
+	free(text);
+	*out = m;
+	return k;
+}

@@ -131,7 +131,95 @@ list_rules(struct cli *c, ferry_t *f, int json)
 	return CLI_OK;
 }
 
-/* Runs fn on each path operand; the first failure's status. */
+/*
+ * Connects to each worker in turn (every member of a cluster: pins, TTLs,
+ * free, refresh and du are each worker's own) and calls fn; stops at the
+ * first failure, reported with the worker's address when there are
+ * several.  Returns CLI_OK or the failure's status.
+ */
+typedef int (*member_fn)(struct cli *c, ferry_t *f, const struct cli_member *m,
+    int nm, void *arg);
+
+static int
+each_worker(struct cli *c, member_fn fn, void *arg)
+{
+	struct cli_member *ms;
+	int nm = cli_members(c, &ms);
+	if (nm < 0)
+		return cli_error(c, NULL, nm);
+	int rc = CLI_OK;
+	for (int i = 0; i < nm && rc == CLI_OK; i++) {
+		ferry_t *f;
+		int r = ferry_connect(ms[i].ctl, c->token, &f);
+		if (r) {
+			char what[320];
+			snprintf(what, sizeof(what), "worker %s", ms[i].ctl);
+			rc = cli_error(c, what, r);
+			break;
+		}
+		rc = fn(c, f, &ms[i], nm, arg);
+		ferry_close(&f);
+	}
+	free(ms);
+	return rc;
+}
+
+/* "PATH", or "PATH (worker ADDR)" when there are several. */
+static void
+where(char *out, size_t n, const char *path, const struct cli_member *m, int nm)
+{
+	if (nm > 1)
+		snprintf(out, n, "%s (worker %s)", path, m->ctl);
+	else
+		snprintf(out, n, "%s", path);
+}
+
+struct pathop {
+	char **paths;
+	int n;
+	int on, force, json;
+	int64_t ttl;
+	int64_t freed, kept;
+};
+
+static int
+pin_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
+{
+	struct pathop *o = arg;
+	for (int i = 0; i < o->n; i++) {
+		int r = ferry_pin(f, o->paths[i], o->on);
+		if (r) {
+			char w[1400];
+			where(w, sizeof(w), o->paths[i], m, nm);
+			return cli_error(c, w, r);
+		}
+	}
+	return CLI_OK;
+}
+
+/* Normalised operands into o->paths; 0 or CLI_FAIL. */
+static int
+norm_paths(struct cli *c, char **ops, int n, struct pathop *o)
+{
+	o->paths = calloc((size_t)(n ? n : 1), sizeof(char *));
+	if (!o->paths)
+		return cli_error_local(c, NULL, -ENOMEM);
+	for (int i = 0; i < n; i++) {
+		if (!(o->paths[i] = cli_norm_path(ops[i])))
+			return cli_error_local(c, NULL, -ENOMEM);
+		o->n++;
+	}
+	return 0;
+}
+
+static void
+free_paths(struct pathop *o)
+{
+	for (int i = 0; i < o->n; i++)
+		free(o->paths[i]);
+	free(o->paths);
+}
+
 static int
 pin_common(struct cli *c, int argc, char **argv, int on)
 {
@@ -141,25 +229,21 @@ pin_common(struct cli *c, int argc, char **argv, int on)
 	struct dargs a;
 	int n = parse(c, argc, argv, on ? cli_pin_opts : cli_no_opts, &a, ops);
 	int rc = CLI_OK;
-	ferry_t *f = NULL;
+	struct pathop o = {.on = on};
 	if (n < 0)
 		rc = CLI_USAGE;
 	else if (n == 0 && !a.list)
 		rc = cli_usage_error(c, "which path? (e.g. /train/imagenet)");
 	else if (n > 0 && a.list)
 		rc = cli_usage_error(c, "--list takes no path");
-	else if (cli_connect(c, &f))
-		rc = CLI_FAIL;
-	if (rc == CLI_OK && a.list)
-		rc = list_rules(c, f, a.json);
-	for (int i = 0; rc == CLI_OK && i < n; i++) {
-		char *p = cli_norm_path(ops[i]);
-		int r = p ? ferry_pin(f, p, on) : -ENOMEM;
-		if (r)
-			rc = cli_error(c, p ? p : ops[i], r);
-		free(p);
+	else if (a.list) {
+		ferry_t *f = NULL;
+		rc = cli_connect(c, &f) ? CLI_FAIL : list_rules(c, f, a.json);
+		ferry_close(&f);
+	} else if ((rc = norm_paths(c, ops, n, &o)) == 0) {
+		rc = each_worker(c, pin_one, &o);
 	}
-	ferry_close(&f);
+	free_paths(&o);
 	free(ops);
 	return rc;
 }
@@ -176,6 +260,19 @@ cmd_unpin(struct cli *c, int argc, char **argv)
 	return pin_common(c, argc, argv, 0);
 }
 
+static int
+ttl_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
+{
+	struct pathop *o = arg;
+	int r = ferry_ttl(f, o->paths[0], o->ttl);
+	if (r) {
+		char w[1400];
+		where(w, sizeof(w), o->paths[0], m, nm);
+		return cli_error(c, w, r);
+	}
+	return CLI_OK;
+}
+
 int
 cmd_ttl(struct cli *c, int argc, char **argv)
 {
@@ -185,8 +282,7 @@ cmd_ttl(struct cli *c, int argc, char **argv)
 	struct dargs a;
 	int n = parse(c, argc, argv, cli_ttl_opts, &a, ops);
 	int rc = CLI_OK;
-	int64_t ttl = 0;
-	ferry_t *f = NULL;
+	struct pathop o = {0};
 	if (n < 0)
 		rc = CLI_USAGE;
 	else if (a.list && n > 0)
@@ -194,20 +290,16 @@ cmd_ttl(struct cli *c, int argc, char **argv)
 	else if (!a.list && n != (a.clear ? 1 : 2))
 		rc = cli_usage_error(c, a.clear ? "--clear takes one path" :
 		    "a path and a duration (e.g. /scratch/run7 24h)");
-	else if (!a.list && !a.clear && (ttl = parse_duration(ops[1])) <= 0)
+	else if (!a.list && !a.clear && (o.ttl = parse_duration(ops[1])) <= 0)
 		rc = cli_usage_error(c, "bad duration '%s' (90s, 30m, 24h, 7d, 1h30m)", ops[1]);
-	if (rc == CLI_OK && cli_connect(c, &f))
-		rc = CLI_FAIL;
 	if (rc == CLI_OK && a.list) {
-		rc = list_rules(c, f, a.json);
-	} else if (rc == CLI_OK) {
-		char *p = cli_norm_path(ops[0]);
-		int r = p ? ferry_ttl(f, p, a.clear ? 0 : ttl) : -ENOMEM;
-		if (r)
-			rc = cli_error(c, p ? p : ops[0], r);
-		free(p);
+		ferry_t *f = NULL;
+		rc = cli_connect(c, &f) ? CLI_FAIL : list_rules(c, f, a.json);
+		ferry_close(&f);
+	} else if (rc == CLI_OK && (rc = norm_paths(c, ops, 1, &o)) == 0) {
+		rc = each_worker(c, ttl_one, &o);
 	}
-	ferry_close(&f);
+	free_paths(&o);
 	free(ops);
 	return rc;
 }
@@ -220,6 +312,31 @@ num(const struct json_doc *d, int obj, const char *key)
 	return ok ? v : 0;
 }
 
+static int
+free_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
+{
+	struct pathop *o = arg;
+	char *text = NULL;
+	int r = ferry_free(f, o->paths[0], o->force, &text);
+	if (r) {
+		char w[1400];
+		where(w, sizeof(w), o->paths[0], m, nm);
+		return cli_error(c, w, r);
+	}
+	if (o->json) {
+		print_text(text);
+		return CLI_OK;
+	}
+	struct json_doc d;
+	if (json_parse(&d, text, strlen(text)) == 0) {
+		o->freed += num(&d, 0, "freed_bytes");
+		o->kept += num(&d, 0, "pinned_kept_bytes");
+		json_free(&d);
+	}
+	free(text);
+	return CLI_OK;
+}
+
 int
 cmd_free(struct cli *c, int argc, char **argv)
 {
@@ -229,51 +346,123 @@ cmd_free(struct cli *c, int argc, char **argv)
 	struct dargs a;
 	int n = parse(c, argc, argv, cli_free_opts, &a, ops);
 	int rc = CLI_OK;
-	ferry_t *f = NULL;
+	struct pathop all = {0};
 	if (n < 0)
 		rc = CLI_USAGE;
 	else if (n == 0)
 		rc = cli_usage_error(c, "which path? (e.g. /train/old-dataset)");
-	else if (cli_connect(c, &f))
-		rc = CLI_FAIL;
-	for (int i = 0; rc == CLI_OK && i < n; i++) {
-		char *p = cli_norm_path(ops[i]), *text = NULL;
-		int r = p ? ferry_free(f, p, a.force, &text) : -ENOMEM;
-		if (r) {
-			rc = cli_error(c, p ? p : ops[i], r);
-		} else if (a.json) {
-			print_text(text);
-			text = NULL;
-		} else {
-			struct json_doc d;
-			if (json_parse(&d, text, strlen(text)) == 0) {
-				char fb[32], kb[32];
-				int64_t kept = num(&d, 0, "pinned_kept_bytes");
-				fmt_bytes((double)num(&d, 0, "freed_bytes"), fb, sizeof(fb));
-				fmt_bytes((double)kept, kb, sizeof(kb));
-				printf("%s: freed %s%s%s%s\n", p, fb, kept ? " (" : "",
-				    kept ? kb : "", kept ? " pinned, kept)" : "");
-				json_free(&d);
-			}
+	else
+		rc = norm_paths(c, ops, n, &all);
+	for (int i = 0; rc == CLI_OK && i < all.n; i++) {
+		struct pathop o = {.paths = &all.paths[i], .n = 1, .force = a.force, .json = a.json};
+		rc = each_worker(c, free_one, &o);
+		if (rc == CLI_OK && !a.json) {
+			char fb[32], kb[32];
+			fmt_bytes((double)o.freed, fb, sizeof(fb));
+			fmt_bytes((double)o.kept, kb, sizeof(kb));
+			printf("%s: freed %s%s%s%s\n", all.paths[i], fb, o.kept ? " (" : "",
+			    o.kept ? kb : "", o.kept ? " pinned, kept)" : "");
 		}
-		free(text);
-		free(p);
 	}
-	ferry_close(&f);
+	free_paths(&all);
 	free(ops);
 	return rc;
 }
 
+/* du, summed over the workers: the totals are the under-store's (the same
+ * from each), cached and pinned bytes add up, and "workers" counts those
+ * holding some of an entry. */
+struct du_row {
+	char *name;
+	int64_t total, cached, pinned, objects, workers;
+};
+
+struct du_sum {
+	const char *path;
+	int summary, json, first;
+	struct du_row all;
+	struct du_row *rows;
+	int n;
+	struct dbuf js; /* --json: the workers' answers, one array */
+};
+
 static void
-du_row(const struct json_doc *d, int t, const char *name)
+du_add(struct du_row *r, const struct json_doc *d, int t, int first)
 {
-	int64_t total = num(d, t, "total_bytes"), cached = num(d, t, "cached_bytes");
+	if (first) {
+		r->total = num(d, t, "total_bytes");
+		r->objects = num(d, t, "objects");
+	}
+	int64_t cached = num(d, t, "cached_bytes");
+	r->cached += cached;
+	r->pinned += num(d, t, "pinned_bytes");
+	r->workers += cached > 0;
+}
+
+static int
+du_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
+{
+	struct du_sum *s = arg;
+	char *text = NULL;
+	int r = ferry_du_json(f, s->path, s->summary, &text);
+	if (r) {
+		char w[1400];
+		where(w, sizeof(w), s->path, m, nm);
+		return cli_error(c, w, r);
+	}
+	if (s->json) {
+		size_t l = strlen(text);
+		while (l && text[l - 1] == '\n')
+			l--;
+		dbuf_adds(&s->js, s->first ? "" : ",");
+		dbuf_add(&s->js, text, l);
+		s->first = 0;
+		free(text);
+		return CLI_OK;
+	}
+	struct json_doc d;
+	if (json_parse(&d, text, strlen(text)) != 0) {
+		free(text);
+		return cli_error_local(c, s->path, -EPROTO);
+	}
+	int arr = json_obj_get(&d, 0, "entries");
+	int ne = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
+	if (s->first) {
+		s->rows = calloc((size_t)(ne ? ne : 1), sizeof(*s->rows));
+		s->n = s->rows ? ne : 0;
+		for (int k = 0; k < s->n; k++) {
+			int t = json_arr_get(&d, arr, k);
+			s->rows[k].name = json_str(&d, json_obj_get(&d, t, "name"));
+		}
+	}
+	/* Every worker lists the same under-store: the same entries in the
+	 * same order (an entry that came or went meanwhile is skipped). */
+	for (int k = 0; k < ne && k < s->n; k++) {
+		int t = json_arr_get(&d, arr, k);
+		char *nmx = json_str(&d, json_obj_get(&d, t, "name"));
+		if (nmx && s->rows[k].name && strcmp(nmx, s->rows[k].name) == 0)
+			du_add(&s->rows[k], &d, t, s->first);
+		free(nmx);
+	}
+	du_add(&s->all, &d, 0, s->first);
+	s->first = 0;
+	json_free(&d);
+	free(text);
+	return CLI_OK;
+}
+
+static void
+du_print(const struct du_row *r, const char *name, int cluster)
+{
 	char tb[32], cb[32], pb[32];
-	fmt_bytes((double)total, tb, sizeof(tb));
-	fmt_bytes((double)cached, cb, sizeof(cb));
-	fmt_bytes((double)num(d, t, "pinned_bytes"), pb, sizeof(pb));
-	double pct = total > 0 ? 100.0 * (double)cached / (double)total : 0;
-	printf("%10s %10s %5.1f%% %10s  %s\n", tb, cb, pct, pb, name);
+	fmt_bytes((double)r->total, tb, sizeof(tb));
+	fmt_bytes((double)r->cached, cb, sizeof(cb));
+	fmt_bytes((double)r->pinned, pb, sizeof(pb));
+	double pct = r->total > 0 ? 100.0 * (double)r->cached / (double)r->total : 0;
+	if (cluster)
+		printf("%10s %10s %5.1f%% %10s %7" PRId64 "  %s\n", tb, cb, pct, pb, r->workers, name);
+	else
+		printf("%10s %10s %5.1f%% %10s  %s\n", tb, cb, pct, pb, name);
 }
 
 int
@@ -285,49 +474,65 @@ cmd_du(struct cli *c, int argc, char **argv)
 	struct dargs a;
 	int n = parse(c, argc, argv, cli_du_opts, &a, ops);
 	int rc = CLI_OK;
-	ferry_t *f = NULL;
+	struct pathop all = {0};
 	if (n < 0)
 		rc = CLI_USAGE;
 	else if (n == 0)
 		rc = cli_usage_error(c, "which path? (e.g. /train)");
-	else if (cli_connect(c, &f))
-		rc = CLI_FAIL;
+	else
+		rc = norm_paths(c, ops, n, &all);
+	struct cli_member *ms = NULL;
+	int nm = rc == CLI_OK ? cli_members(c, &ms) : 1;
+	free(ms);
+	if (nm < 0)
+		rc = cli_error(c, NULL, nm);
 	if (rc == CLI_OK && !a.json)
-		printf("%10s %10s %6s %10s  %s\n", "TOTAL", "CACHED", "%", "PINNED", "PATH");
-	for (int i = 0; rc == CLI_OK && i < n; i++) {
-		char *p = cli_norm_path(ops[i]), *text = NULL;
-		int r = p ? ferry_du_json(f, p, a.summary, &text) : -ENOMEM;
-		if (r) {
-			rc = cli_error(c, p ? p : ops[i], r);
-		} else if (a.json) {
-			print_text(text);
-			text = NULL;
-		} else {
-			struct json_doc d;
-			if (json_parse(&d, text, strlen(text)) != 0) {
-				rc = cli_error_local(c, p, -EPROTO);
-			} else {
-				int arr = json_obj_get(&d, 0, "entries");
-				int ne = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
-				for (int k = 0; k < ne; k++) {
-					int t = json_arr_get(&d, arr, k);
-					char *nm = json_str(&d, json_obj_get(&d, t, "name"));
-					char full[2400];
-					snprintf(full, sizeof(full), "%s%s%s", p,
-					    strcmp(p, "/") ? "/" : "", nm ? nm : "");
-					du_row(&d, t, full);
-					free(nm);
-				}
-				du_row(&d, 0, p);
-				json_free(&d);
+		printf(nm > 1 ? "%10s %10s %6s %10s %7s  %s\n" : "%10s %10s %6s %10s  %s%s\n",
+		    "TOTAL", "CACHED", "%", "PINNED", nm > 1 ? "WORKERS" : "PATH",
+		    nm > 1 ? "PATH" : "");
+	for (int i = 0; rc == CLI_OK && i < all.n; i++) {
+		struct du_sum s = {.path = all.paths[i], .summary = a.summary, .json = a.json, .first = 1};
+		dbuf_init(&s.js, (size_t)64 << 20);
+		rc = each_worker(c, du_one, &s);
+		if (rc == CLI_OK && a.json) {
+			/* One worker: its answer; several: {"workers":[...]}. */
+			if (nm > 1)
+				printf("{\"workers\":[%.*s]}\n", (int)s.js.len, s.js.p ? s.js.p : "");
+			else
+				printf("%.*s\n", (int)s.js.len, s.js.p ? s.js.p : "");
+		} else if (rc == CLI_OK) {
+			const char *p = all.paths[i];
+			for (int k = 0; k < s.n; k++) {
+				char full[2400];
+				snprintf(full, sizeof(full), "%s%s%s", p, strcmp(p, "/") ? "/" : "",
+				    s.rows[k].name ? s.rows[k].name : "");
+				du_print(&s.rows[k], full, nm > 1);
 			}
+			du_print(&s.all, p, nm > 1);
 		}
-		free(text);
-		free(p);
+		for (int k = 0; k < s.n; k++)
+			free(s.rows[k].name);
+		free(s.rows);
+		dbuf_free(&s.js);
 	}
-	ferry_close(&f);
+	free_paths(&all);
 	free(ops);
 	return rc;
+}
+
+static int
+refresh_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
+{
+	struct pathop *o = arg;
+	for (int i = 0; i < o->n; i++) {
+		int r = ferry_refresh(f, o->paths[i]);
+		if (r) {
+			char w[1400];
+			where(w, sizeof(w), o->paths[i], m, nm);
+			return cli_error(c, w, r);
+		}
+	}
+	return CLI_OK;
 }
 
 int
@@ -339,21 +544,14 @@ cmd_refresh(struct cli *c, int argc, char **argv)
 	struct dargs a;
 	int n = parse(c, argc, argv, cli_no_opts, &a, ops);
 	int rc = CLI_OK;
-	ferry_t *f = NULL;
+	struct pathop o = {0};
 	if (n < 0)
 		rc = CLI_USAGE;
 	else if (n == 0)
 		rc = cli_usage_error(c, "which path? (e.g. /train/imagenet)");
-	else if (cli_connect(c, &f))
-		rc = CLI_FAIL;
-	for (int i = 0; rc == CLI_OK && i < n; i++) {
-		char *p = cli_norm_path(ops[i]);
-		int r = p ? ferry_refresh(f, p) : -ENOMEM;
-		if (r)
-			rc = cli_error(c, p ? p : ops[i], r);
-		free(p);
-	}
-	ferry_close(&f);
+	else if ((rc = norm_paths(c, ops, n, &o)) == 0)
+		rc = each_worker(c, refresh_one, &o);
+	free_paths(&o);
 	free(ops);
 	return rc;
 }
@@ -470,15 +668,18 @@ jv_line(const struct jobview *v, char *out, size_t n)
 	    strcmp(v->pass, "verify") == 0 && strcmp(v->state, "running") == 0 ? "  (verifying)" : "");
 }
 
+/* Each worker's jobs, one row each (with the worker when several). */
 static int
-load_status(struct cli *c, ferry_t *f, int json)
+status_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
 {
+	int *any = arg;
 	char *text = NULL;
 	int r = ferry_load_json(f, NULL, &text);
-	if (r)
-		return cli_error(c, NULL, r);
-	if (json)
-		return print_text(text);
+	if (r) {
+		char w[400];
+		snprintf(w, sizeof(w), "worker %s", m->ctl);
+		return cli_error(c, w, r);
+	}
 	struct json_doc d;
 	if (json_parse(&d, text, strlen(text)) != 0) {
 		free(text);
@@ -486,22 +687,44 @@ load_status(struct cli *c, ferry_t *f, int json)
 	}
 	int arr = json_obj_get(&d, 0, "jobs");
 	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
-	if (n == 0)
-		printf("(no load jobs)\n");
 	for (int i = 0; i < n; i++) {
 		struct jobview v;
 		char line[256];
 		jv_read(&d, json_arr_get(&d, arr, i), &v);
 		jv_line(&v, line, sizeof(line));
+		if (nm > 1)
+			printf("%-21s ", m->ctl);
 		printf("%s  %-8s %s  %s\n", v.id, v.state, v.path, line);
 		if (v.failed || v.not_cached || v.mismatches)
 			printf("    %" PRId64 " failed, %" PRId64 " not cached (no room), %" PRId64
 			    " fetched again after --verify%s%s\n", v.failed, v.not_cached,
 			    v.mismatches, v.err[0] ? "; last: " : "", v.err);
+		(*any)++;
 	}
 	json_free(&d);
 	free(text);
 	return CLI_OK;
+}
+
+static int
+load_status(struct cli *c, int json)
+{
+	if (json) {
+		ferry_t *f = NULL;
+		char *text = NULL;
+		int rc = cli_connect(c, &f) ? CLI_FAIL : CLI_OK;
+		if (rc == CLI_OK) {
+			int r = ferry_load_json(f, NULL, &text);
+			rc = r ? cli_error(c, NULL, r) : print_text(text);
+		}
+		ferry_close(&f);
+		return rc;
+	}
+	int any = 0;
+	int rc = each_worker(c, status_one, &any);
+	if (rc == CLI_OK && !any)
+		printf("(no load jobs)\n");
+	return rc;
 }
 
 /* The job of path (or whose id is path) in the listing: its id. */
@@ -532,41 +755,107 @@ find_job(ferry_t *f, const char *path, char id[17])
 	return r;
 }
 
-/* Follows job id until it ends: a bar on a terminal, a line per 10 s
- * otherwise.  CLI_OK if it loaded everything. */
+struct loadrun {
+	const char *path;
+	struct largs *a;
+	int nm;
+	ferry_t **f;
+	char (*id)[17];
+	int started;
+};
+
 static int
-follow(struct cli *c, ferry_t *f, const char *id, const char *path)
+stop_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
+{
+	const char *path = arg;
+	char id[17];
+	int r = find_job(f, path, id);
+	if (r == -ENOENT && nm > 1)
+		return CLI_OK; /* not every worker need have one */
+	if (r == 0)
+		r = ferry_load_stop(f, id);
+	if (r) {
+		char w[1400];
+		where(w, sizeof(w), path, m, nm);
+		return cli_error(c, w, r);
+	}
+	printf("%s: stopped (job %s%s%s)\n", path, id, nm > 1 ? " on " : "", nm > 1 ? m->ctl : "");
+	return CLI_OK;
+}
+
+/* The jobs of every worker, summed into one view: bytes add up, each
+ * worker lists every file (files: the least done), the state is the
+ * worst. */
+static int
+poll_all(struct cli *c, struct loadrun *lr, struct jobview *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	int running = 0, failed = 0, stopped = 0;
+	sum->listing_done = 1;
+	sum->eta = -1;
+	for (int i = 0; i < lr->nm; i++) {
+		char *text = NULL;
+		int r = ferry_load_json(lr->f[i], lr->id[i], &text);
+		if (r)
+			return cli_error(c, lr->path, r);
+		struct json_doc d;
+		int ok = json_parse(&d, text, strlen(text)) == 0;
+		int arr = ok ? json_obj_get(&d, 0, "jobs") : -1;
+		struct jobview v;
+		int one = ok && arr >= 0 && d.toks[arr].type == JSON_ARRAY && d.toks[arr].size == 1;
+		if (one)
+			jv_read(&d, json_arr_get(&d, arr, 0), &v);
+		if (ok)
+			json_free(&d);
+		free(text);
+		if (!one)
+			return cli_error_local(c, lr->path, -EPROTO);
+		sum->files_done = i == 0 || v.files_done < sum->files_done ? v.files_done : sum->files_done;
+		sum->files_total = v.files_total > sum->files_total ? v.files_total : sum->files_total;
+		sum->bytes_done += v.bytes_done;
+		sum->bytes_total += v.bytes_total;
+		sum->fetched += v.fetched;
+		sum->failed += v.failed;
+		sum->not_cached += v.not_cached;
+		sum->mismatches += v.mismatches;
+		sum->rate += v.rate;
+		sum->eta = v.eta > sum->eta ? v.eta : sum->eta;
+		sum->listing_done &= v.listing_done;
+		if (v.err[0])
+			snprintf(sum->err, sizeof(sum->err), "%s", v.err);
+		snprintf(sum->pass, sizeof(sum->pass), "%s", v.pass);
+		running += strcmp(v.state, "running") == 0;
+		failed += strcmp(v.state, "failed") == 0;
+		stopped += strcmp(v.state, "stopped") == 0;
+	}
+	snprintf(sum->state, sizeof(sum->state), "%s", running ? "running" : failed ? "failed" :
+	    stopped ? "stopped" : "done");
+	return CLI_OK;
+}
+
+/* Follows the jobs until they end: a bar on a terminal, a line per 10 s
+ * otherwise.  CLI_OK if everything was loaded. */
+static int
+follow(struct cli *c, struct loadrun *lr)
 {
 	int tty = isatty(1);
 	int64_t last_line = 0;
 	for (;;) {
-		char *text = NULL;
-		int r = ferry_load_json(f, id, &text);
-		if (r) {
+		struct jobview v;
+		int rc = poll_all(c, lr, &v);
+		if (rc) {
 			if (tty)
 				printf("\n");
-			return cli_error(c, path, r);
+			return rc;
 		}
-		struct json_doc d;
-		struct jobview v;
-		int ok = json_parse(&d, text, strlen(text)) == 0;
-		int arr = ok ? json_obj_get(&d, 0, "jobs") : -1;
-		ok = ok && arr >= 0 && d.toks[arr].type == JSON_ARRAY && d.toks[arr].size == 1;
-		if (ok)
-			jv_read(&d, json_arr_get(&d, arr, 0), &v);
-		if (arr >= 0 || ok)
-			json_free(&d);
-		free(text);
-		if (!ok)
-			return cli_error_local(c, path, -EPROTO);
 		char line[256];
 		jv_line(&v, line, sizeof(line));
 		int running = strcmp(v.state, "running") == 0;
 		if (tty) {
 			int width = 30, fill = v.bytes_total > 0 ?
 			    (int)(width * (double)v.bytes_done / (double)v.bytes_total) : 0;
-			if (!v.listing_done || fill > width)
-				fill = fill > width ? width : fill;
+			if (fill > width)
+				fill = width;
 			char bar[40];
 			for (int i = 0; i < width; i++)
 				bar[i] = i < fill ? '#' : '.';
@@ -574,7 +863,7 @@ follow(struct cli *c, ferry_t *f, const char *id, const char *path)
 			printf("\r[%s] %s\033[K", bar, line);
 			fflush(stdout);
 		} else if (!running || now_ms() - last_line >= 10000) {
-			printf("%s: %s\n", path, line);
+			printf("%s: %s\n", lr->path, line);
 			fflush(stdout);
 			last_line = now_ms();
 		}
@@ -584,12 +873,13 @@ follow(struct cli *c, ferry_t *f, const char *id, const char *path)
 			char fb[32];
 			fmt_bytes((double)v.fetched, fb, sizeof(fb));
 			if (strcmp(v.state, "done") == 0 && !v.not_cached) {
-				printf("%s: loaded (%s read from the under-store)%s\n", path, fb,
+				printf("%s: loaded (%s read from the under-store%s)%s\n", lr->path, fb,
+				    lr->nm > 1 ? ", by all the workers" : "",
 				    v.mismatches ? "; --verify fetched some again" : "");
 				return CLI_OK;
 			}
 			fprintf(stderr, "ferry: load: %s: %s: %" PRId64 " file(s) failed, %" PRId64
-			    " not cached (no room: capacity, quota or pins)%s%s\n", path, v.state,
+			    " not cached (no room: capacity, quota or pins)%s%s\n", lr->path, v.state,
 			    v.failed, v.not_cached, v.err[0] ? "; last: " : "", v.err);
 			return CLI_FAIL;
 		}
@@ -606,47 +896,64 @@ cmd_load(struct cli *c, int argc, char **argv)
 	struct largs a = {0};
 	int n = cli_parse(c, argc, argv, cli_load_opts, on_load_opt, &a, ops);
 	int rc = CLI_OK;
-	ferry_t *f = NULL;
 	if (n < 0)
 		rc = CLI_USAGE;
 	else if (a.status && n > 0)
 		rc = cli_usage_error(c, "--status takes no path");
 	else if (!a.status && n != 1)
 		rc = cli_usage_error(c, "one path to load (e.g. /train/imagenet)");
-	else if (cli_connect(c, &f))
-		rc = CLI_FAIL;
-	if (rc == CLI_OK && a.status) {
-		rc = load_status(c, f, a.json);
-	} else if (rc == CLI_OK) {
-		char *p = ops[0][0] == '/' || !a.stop ? cli_norm_path(ops[0]) : strdup(ops[0]);
-		char id[17] = "";
-		int r = p ? 0 : -ENOMEM;
-		if (r == 0 && a.stop) {
-			r = find_job(f, p, id);
-			if (r == 0)
-				r = ferry_load_stop(f, id);
-			if (r == 0)
-				printf("%s: stopped (job %s)\n", p, id);
-			else
-				rc = cli_error(c, p, r);
-		} else if (r == 0) {
-			r = ferry_load_start(f, p, a.bandwidth, a.parallel, a.verify, id);
-			if (r) {
-				rc = cli_error(c, p, r);
-			} else if (a.detach) {
-				printf("%s\n", id);
-			} else {
-				if (isatty(1))
-					printf("loading %s (job %s; Ctrl-C leaves it running, "
-					    "`ferry load --stop %s` stops it)\n", p, id, p);
-				rc = follow(c, f, id, p);
-			}
-		} else {
-			rc = cli_error(c, ops[0], r);
-		}
-		free(p);
+	if (rc != CLI_OK || a.status) {
+		free(ops);
+		return rc == CLI_OK ? load_status(c, a.json) : rc;
 	}
-	ferry_close(&f);
+	char *p = ops[0][0] == '/' || !a.stop ? cli_norm_path(ops[0]) : strdup(ops[0]);
 	free(ops);
+	if (!p)
+		return cli_error_local(c, NULL, -ENOMEM);
+	if (a.stop) {
+		rc = each_worker(c, stop_one, p);
+		free(p);
+		return rc;
+	}
+	/* Every worker loads what placement gives it, at its share of the
+	 * bandwidth: the whole cluster pulls from the under-store at once. */
+	struct cli_member *ms;
+	int nm = cli_members(c, &ms);
+	if (nm < 0) {
+		free(p);
+		return cli_error(c, NULL, nm);
+	}
+	struct loadrun lr = {.path = p, .a = &a, .nm = nm};
+	lr.f = calloc((size_t)nm, sizeof(*lr.f));
+	lr.id = calloc((size_t)nm, sizeof(*lr.id));
+	if (!lr.f || !lr.id)
+		rc = cli_error_local(c, NULL, -ENOMEM);
+	unsigned flags = (a.verify ? FERRY_LOAD_VERIFY : 0) | (nm > 1 ? FERRY_LOAD_LOCAL : 0);
+	int64_t bw = a.bandwidth > 0 ? (a.bandwidth + nm - 1) / nm : 0;
+	for (int i = 0; rc == CLI_OK && i < nm; i++) {
+		int r = ferry_connect(ms[i].ctl, c->token, &lr.f[i]);
+		if (r == 0)
+			r = ferry_load_start(lr.f[i], p, bw, a.parallel, flags, lr.id[i]);
+		if (r) {
+			char w[1400];
+			where(w, sizeof(w), p, &ms[i], nm);
+			rc = cli_error(c, w, r);
+		}
+	}
+	if (rc == CLI_OK && a.detach) {
+		for (int i = 0; i < nm; i++)
+			printf(nm > 1 ? "%s %s\n" : "%s%s\n", lr.id[i], nm > 1 ? ms[i].ctl : "");
+	} else if (rc == CLI_OK) {
+		if (isatty(1))
+			printf("loading %s (%d worker%s; Ctrl-C leaves it running, "
+			    "`ferry load --stop %s` stops it)\n", p, nm, nm > 1 ? "s" : "", p);
+		rc = follow(c, &lr);
+	}
+	for (int i = 0; lr.f && i < nm; i++)
+		ferry_close(&lr.f[i]);
+	free(lr.f);
+	free(lr.id);
+	free(ms);
+	free(p);
 	return rc;
 }

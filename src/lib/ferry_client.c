@@ -1988,17 +1988,19 @@ ferry_policy_json(ferry_t *f, char **json)
 
 int
 ferry_load_start(ferry_t *f, const char *path, int64_t bandwidth, int parallel,
-    int verify, char id[17])
+    unsigned flags, char id[17])
 {
 	err_clear();
-	if (!id || bandwidth < 0 || parallel < 0)
+	if (!id || bandwidth < 0 || parallel < 0 || parallel > 64)
 		return err_done(-EINVAL);
-	char q[96];
-	snprintf(q, sizeof(q), "%s%" PRId64 "&parallel=%d%s", "&bandwidth=", bandwidth,
-	    parallel ? parallel : 8, verify ? "&verify=1" : "");
-	if (bandwidth == 0)
-		snprintf(q, sizeof(q), "&parallel=%d%s", parallel ? parallel : 8,
-		    verify ? "&verify=1" : "");
+	char q[128];
+	int n = snprintf(q, sizeof(q), "&parallel=%d", parallel ? parallel : 8);
+	if (bandwidth > 0)
+		n += snprintf(q + n, sizeof(q) - (size_t)n, "&bandwidth=%" PRId64, bandwidth);
+	if (flags & FERRY_LOAD_VERIFY)
+		n += snprintf(q + n, sizeof(q) - (size_t)n, "&verify=1");
+	if (flags & FERRY_LOAD_LOCAL)
+		snprintf(q + n, sizeof(q) - (size_t)n, "&local=1");
 	char *text = NULL;
 	int r = dataset_call(f, "POST", "/v1/load", path, q, &text);
 	if (r == 0) {

@@ -444,6 +444,9 @@ ctl_op_load_start(struct worker *w, struct http_conn *c, const struct http_reque
 	}
 	ctl_qget(req, "verify", ver, sizeof(ver));
 	o.verify = ver[0] == '1' || ver[0] == 't';
+	char loc[8] = "";
+	ctl_qget(req, "local", loc, sizeof(loc));
+	o.local = loc[0] == '1' || loc[0] == 't';
 	struct mount *m;
 	const char *key;
 	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)

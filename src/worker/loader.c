@@ -41,6 +41,7 @@
 #include "objget.h"
 #include "objkey.h"
 #include "reader.h"
+#include "router.h"
 
 #define RUN_PAGES 8       /* pages read in one request at most */
 #define QUEUE_OBJS 256    /* objects listed ahead of the loaders at most */
@@ -109,6 +110,7 @@ struct loader {
 	struct mount_table *mt;
 	struct meta_cache *mc;
 	struct reader *rd;
+	struct router *rt;
 	struct objget *og;
 };
 
@@ -156,11 +158,11 @@ do_job_record(struct job *j, struct dbuf *b)
 	dbuf_adds(b, ",\"key\":");
 	json_put_str(b, j->key);
 	dbuf_printf(b, ",\"state\":\"%s\",\"pass\":%d,\"bandwidth\":%" PRId64
-	    ",\"parallel\":%d,\"verify\":%s,\"listing_done\":%s,\"started_s\":%" PRId64
+	    ",\"parallel\":%d,\"verify\":%s,\"local\":%s,\"listing_done\":%s,\"started_s\":%" PRId64
 	    ",\"elapsed_ms\":%" PRId64 ",\"finished_s\":%" PRId64 ",\"cursor\":",
 	    jstate_name[j->state], j->pass, j->o.bandwidth, j->o.parallel,
-	    j->o.verify ? "true" : "false", j->listing_done ? "true" : "false",
-	    j->started_s, do_elapsed_ms(j), j->finished_s);
+	    j->o.verify ? "true" : "false", j->o.local ? "true" : "false",
+	    j->listing_done ? "true" : "false", j->started_s, do_elapsed_ms(j), j->finished_s);
 	json_put_str(b, j->cursor);
 	dbuf_adds(b, ",\"last_error\":");
 	json_put_str(b, j->last_error);
@@ -318,6 +320,14 @@ run_cached(struct job *j, const char *key, const struct ufs_stat *st,
 	return 1;
 }
 
+/* Is page i of the object this job's to load? */
+static int
+mine(struct job *j, const char *key, int64_t i)
+{
+	return !j->o.local ||
+	    router_is_local(j->l->rt, j->m, key, i * reader_page_size(j->l->rd));
+}
+
 /* Loads one object: each run of uncached pages in one read. */
 static void
 load_object(struct job *j, struct lobj *o)
@@ -347,13 +357,22 @@ load_object(struct job *j, struct lobj *o)
 		set_error(j, o->key, -ENOMEM);
 		return;
 	}
+	int64_t theirs = 0;
 	for (int64_t i = 0; i < np; i++) {
-		if (reader_has_page(j->l->rd, j->m, o->key, &st, i * P)) {
+		if (!mine(j, o->key, i))
+			theirs += page_len(st.size, P, i);
+		else if (reader_has_page(j->l->rd, j->m, o->key, &st, i * P)) {
 			had[i / 8] |= (unsigned char)(1u << (i % 8));
 			o->c.bytes_cached_before += page_len(st.size, P, i);
 		}
 	}
+	/* Another worker's pages are not this job's bytes. */
+	o->c.bytes_total -= theirs;
 	for (int64_t i = 0; i < np && !__atomic_load_n(&j->stop, __ATOMIC_RELAXED);) {
+		if (!mine(j, o->key, i)) {
+			i++;
+			continue;
+		}
 		if (reader_has_page(j->l->rd, j->m, o->key, &st, i * P)) {
 			if (!(had[i / 8] & (1u << (i % 8)))) {
 				/* Fetched ahead of us by the reader. */
@@ -366,7 +385,7 @@ load_object(struct job *j, struct lobj *o)
 			continue;
 		}
 		int64_t n = 1;
-		while (n < RUN_PAGES && i + n < np &&
+		while (n < RUN_PAGES && i + n < np && mine(j, o->key, i + n) &&
 		    !reader_has_page(j->l->rd, j->m, o->key, &st, (i + n) * P))
 			n++;
 		int64_t off = i * P, len = 0;
@@ -412,6 +431,26 @@ verify_object(struct job *j, struct lobj *o)
 		if (r < 0) {
 			o->c.files_failed = 1;
 			set_error(j, o->key, r);
+		}
+		return;
+	}
+	if (j->o.local) {
+		/* A cluster's job: this worker's pages only, each checked
+		 * against its CRC as it is read (the whole object's MD5 needs
+		 * every worker's pages). */
+		const int64_t P = reader_page_size(j->l->rd);
+		char etag[UFS_ETAG_MAX];
+		objkey_etag(&st, etag, sizeof(etag));
+		for (int64_t i = 0; i < page_count(st.size, P); i++) {
+			if (!mine(j, o->key, i))
+				continue;
+			struct rsink s = {0};
+			r = read_range(j, o->key, etag, i * P, page_len(st.size, P, i), &s);
+			if (r < 0) {
+				o->c.files_failed = 1;
+				set_error(j, o->key, r);
+				return;
+			}
 		}
 		return;
 	}
@@ -758,7 +797,7 @@ job_free(struct job *j)
 
 struct loader *
 loader_open(const char *state_dir, struct mount_table *mt, struct meta_cache *mc,
-    struct reader *rd, struct objget *og, char **err)
+    struct reader *rd, struct router *rt, struct objget *og, char **err)
 {
 	*err = NULL;
 	struct loader *l = calloc(1, sizeof(*l));
@@ -782,6 +821,7 @@ loader_open(const char *state_dir, struct mount_table *mt, struct meta_cache *mc
 	l->mt = mt;
 	l->mc = mc;
 	l->rd = rd;
+	l->rt = rt;
 	l->og = og;
 	return l;
 }
@@ -830,6 +870,7 @@ resume_one(struct loader *l, const char *name)
 		if (j->o.parallel < 1 || j->o.parallel > LOAD_PARALLEL_MAX)
 			j->o.parallel = 8;
 		j->o.verify = json_bool(&d, json_obj_get(&d, 0, "verify")) == 1;
+		j->o.local = json_bool(&d, json_obj_get(&d, 0, "local")) == 1;
 		j->pass = jint(&d, "pass") == 1;
 		j->started_s = jint(&d, "started_s");
 		j->finished_s = jint(&d, "finished_s");
@@ -1041,9 +1082,9 @@ loader_json(struct loader *l, const char *id, struct dbuf *b)
 		    j->listing_done || j->state != J_RUNNING ? "true" : "false");
 		counts_json(b, &c);
 		dbuf_printf(b, ",\"rate\":%.0f,\"eta_s\":%" PRId64 ",\"elapsed_s\":%.1f"
-		    ",\"bandwidth\":%" PRId64 ",\"parallel\":%d,\"verify\":%s,\"last_error\":",
-		    rate, eta, (double)el / 1000.0, j->o.bandwidth, j->o.parallel,
-		    j->o.verify ? "true" : "false");
+		    ",\"bandwidth\":%" PRId64 ",\"parallel\":%d,\"verify\":%s,\"local\":%s"
+		    ",\"last_error\":", rate, eta, (double)el / 1000.0, j->o.bandwidth,
+		    j->o.parallel, j->o.verify ? "true" : "false", j->o.local ? "true" : "false");
 		json_put_str(b, j->last_error);
 		dbuf_adds(b, "}");
 		pthread_mutex_unlock(&j->mu);

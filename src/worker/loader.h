@@ -38,8 +38,10 @@ struct mount_table;
 #define LOAD_PARALLEL_MAX 64
 #define LOAD_JOBS_MAX 64
 
+struct router;
 struct loader *loader_open(const char *state_dir, struct mount_table *mt,
-    struct meta_cache *mc, struct reader *rd, struct objget *og, char **err);
+    struct meta_cache *mc, struct reader *rd, struct router *rt,
+    struct objget *og, char **err);
 /* Resumes the jobs that were running when the worker stopped. */
 void loader_resume(struct loader *l);
 /* Stops every job's threads (their state is saved: they resume at the
@@ -50,6 +52,8 @@ struct load_opts {
 	int64_t bandwidth; /* bytes per second from the under-stores; 0: no cap */
 	int parallel;      /* pages read at once (1..64; default 8) */
 	int verify;
+	int local;         /* only the pages placement gives this worker (a
+	                    * cluster's job: every worker runs one) */
 };
 
 /*

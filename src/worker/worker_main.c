@@ -453,7 +453,7 @@ worker_start(struct worker *w)
 		free(err);
 		return -1;
 	}
-	w->ld = loader_open(c->state_dir, w->mt, w->mc, w->rd, w->og, &err);
+	w->ld = loader_open(c->state_dir, w->mt, w->mc, w->rd, w->rt, w->og, &err);
 	if (!w->ld) {
 		fprintf(stderr, "ferry worker: cannot start: load jobs: %s\n", err ? err : "out of memory");
 		free(err);

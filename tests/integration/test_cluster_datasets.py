@@ -1,0 +1,83 @@
+"""Datasets in a 3-worker cluster (etcd, loopback): `ferry load`, `du`,
+`pin`, `free` through one worker's address act on every worker.
+
+What a user relies on: a load asked of one worker makes every worker fetch
+the blocks placement gives it, together, each page once, and a full read
+afterwards through any worker asks the under-store for nothing; du sums
+what every worker caches; a pin is on every worker; free drops the path on
+every worker.
+"""
+import json
+
+from conftest import rand_bytes
+from test_cluster import (anon_s3, cli, cluster_factory, metric, multi_files,  # noqa: F401
+                          pages_of, put_files, s3_get, sha, ufs_bytes, wait_pages)
+
+
+def dataset():
+    files = multi_files()
+    for i in range(120):
+        files[f"small/s{i:03d}"] = rand_bytes(3000 + i * 17, 9100 + i)
+    return files
+
+
+def test_load_spreads_over_the_workers_and_a_read_then_asks_nothing(cluster_factory):
+    c = cluster_factory("loopback")
+    files = dataset()
+    put_files(c.data_dir, files)
+    ws = [c.add() for _ in range(3)]
+    total = sum(len(v) for v in files.values())
+    total_pages = sum(pages_of(len(v)) for v in files.values())
+
+    p = cli(ws[0], "load", "/data")
+    assert "loaded" in p.stdout and "all the workers" in p.stdout, p.stdout
+    per = [ufs_bytes(w) for w in ws]
+    assert sum(per) == total, f"under-store bytes per worker {per}, data {total}"
+    assert all(b > 0 for b in per), f"a worker loaded nothing: {per}"
+    wait_pages(ws, total_pages)
+    # Each worker's job counted its own share; together, everything.
+    jobs = [w.ctl("GET", "/v1/load").json()["jobs"] for w in ws]
+    assert all(len(j) == 1 and j[0]["state"] == "done" for j in jobs), jobs
+    assert sum(j[0]["bytes_total"] for j in jobs) == total
+    assert all(j[0]["files_total"] == len(files) for j in jobs)
+
+    reads = [metric(w, "ferry_ufs_requests_total", op="read") for w in ws]
+    s3 = anon_s3(ws[1].s3_url)
+    for key, data in files.items():
+        assert sha(s3_get(s3, key)) == sha(data), key
+    assert [metric(w, "ferry_ufs_requests_total", op="read") for w in ws] == reads
+
+    # du through any worker sums the cluster: all of it cached, 3 holders.
+    d = json.loads(cli(ws[2], "du", "-s", "--json", "/data").stdout)
+    assert len(d["workers"]) == 3
+    assert sum(x["cached_bytes"] for x in d["workers"]) == total
+    assert all(x["total_bytes"] == total for x in d["workers"])
+    text = cli(ws[2], "du", "/data").stdout
+    last = text.strip().splitlines()[-1].split()
+    assert last[-1] == "/data" and last[-2] == "3", text
+
+    # free through one worker drops it on all of them.
+    p = cli(ws[1], "free", "/data")
+    assert "freed" in p.stdout, p.stdout
+    wait_pages(ws, 0)
+    before = sum(ufs_bytes(w) for w in ws)
+    key = "small/s007"
+    assert s3_get(s3, key) == files[key]
+    assert sum(ufs_bytes(w) for w in ws) == before + len(files[key])
+
+
+def test_pin_and_ttl_go_to_every_worker(cluster_factory):
+    c = cluster_factory("loopback")
+    put_files(c.data_dir, {"keep/a": rand_bytes(5000, 1), "tmp/b": rand_bytes(5000, 2)})
+    ws = [c.add() for _ in range(3)]
+    cli(ws[0], "pin", "/data/keep")
+    cli(ws[0], "ttl", "/data/tmp", "1h")
+    for w in ws:
+        rules = {r["path"]: r for r in w.ctl("GET", "/v1/policy").json()["rules"]}
+        assert rules["keep"]["pin"] is True and rules["tmp"]["ttl"] == 3600, (w.ctl_addr, rules)
+    p = cli(ws[2], "free", "/data", check=False)
+    assert p.returncode == 1 and "pinned" in p.stderr, p
+    cli(ws[1], "unpin", "/data/keep")
+    cli(ws[1], "ttl", "/data/tmp", "--clear")
+    for w in ws:
+        assert w.ctl("GET", "/v1/policy").json()["rules"] == []
