@@ -128,6 +128,10 @@ int ferry_pin(ferry_t *f, const char *path, int on);
 int ferry_ttl(ferry_t *f, const char *path, int64_t seconds);
 int ferry_free(ferry_t *f, const char *path, int force, char **json);
 int ferry_refresh(ferry_t *f, const char *path);
+/* The paths refreshed after the since'th (what a client that caches
+ * metadata must drop): {"seq":S,"all":bool,"paths":["/m/dir",...]} (all:
+ * more than the worker keeps: drop everything).  since 0 gives the seq. */
+int ferry_refresh_log_json(ferry_t *f, uint64_t since, char **json);
 int ferry_du_json(ferry_t *f, const char *path, int summary, char **json);
 int ferry_policy_json(ferry_t *f, char **json);
 

@@ -327,3 +327,27 @@ fnode_rename(struct fnode_table *t, const char *from, const char *to)
 	pthread_mutex_unlock(&t->mu);
 	return r;
 }
+
+int
+fnode_under(struct fnode_table *t, const char *path, uint64_t *ino, char **paths,
+    int max)
+{
+	size_t pl = strlen(path);
+	int all = pl == 1 && path[0] == '/', n = 0;
+	pthread_mutex_lock(&t->mu);
+	HTAB_EACH(&t->by_ino, i, hn, nx) {
+		struct fnode *x = container_of(hn, struct fnode, ino_hn);
+		if (n >= max)
+			break;
+		if (x->ino == FNODE_ROOT || x->path[0] != '/')
+			continue;
+		if (!all && !(strncmp(x->path, path, pl) == 0 &&
+		    (x->path[pl] == 0 || x->path[pl] == '/')))
+			continue;
+		if (!(paths[n] = strdup(x->path)))
+			break;
+		ino[n++] = x->ino;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}

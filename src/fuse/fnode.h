@@ -67,6 +67,14 @@ void fnode_note_kver(struct fnode_table *t, uint64_t ino, uint64_t kver);
 void fnode_open(struct fnode_table *t, uint64_t ino, uint64_t ver,
     int *keep_cache, int *direct);
 
+/*
+ * The nodes the kernel holds at path or under it (path "/" is all): up to
+ * max of them into ino[] and their paths (malloc'd, the caller frees)
+ * into paths[].  Returns how many.
+ */
+int fnode_under(struct fnode_table *t, const char *path, uint64_t *ino,
+    char **paths, int max);
+
 /* A rename from -> to: the node of from (if the kernel holds it) keeps
  * its number under to; one that was at to goes under a dead name.  0 or
  * -ENOMEM. */

@@ -81,6 +81,12 @@ struct ffs {
  * kernel's INIT (which would have lowered it again). */
 void ffs_tune_readahead(struct ffs *fs);
 
+/* The thread that carries `ferry refresh` to the kernel's caches
+ * (fuse_refresh.c): start once the mount is up; NULL if it cannot start
+ * (refreshes then reach this mount after the attribute timeout). */
+void *ffs_refresher_start(struct ffs *fs);
+void ffs_refresher_stop(void *rf);
+
 /* Frees what the write operations remember (mkdir'd directories). */
 void ffs_free_writes(struct ffs *fs);
 

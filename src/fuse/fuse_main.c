@@ -10,7 +10,8 @@
  *
  * Threads: the main thread does everything here except
  * ffs_tune_readahead(), which the first session thread to serve a request
- * runs (the atomic fs->tuned makes it once).  libfuse's signal handlers
+ * runs (the atomic fs->tuned makes it once), and the refresh thread
+ * (fuse_refresh.c), started once the mount is up.  libfuse's signal handlers
  * only set the session's exit flag; SIGINT and SIGTERM get them whatever
  * the process inherited (a background job starts with SIGINT ignored).
  */
@@ -589,7 +590,12 @@ fuse_main_cmd(int argc, char **argv)
 	fuse_loop_cfg_set_idle_threads(cfg,
 	    (unsigned)(o.threads < 10 ? o.threads : 10));
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	void *rf = ffs_refresher_start(fs);
+	if (!rf)
+		LOG_WARN("refresh: cannot start its thread: `ferry refresh` reaches this "
+			 "mount after the attribute timeout only");
 	r = fuse_session_loop_mt(se, cfg);
+	ffs_refresher_stop(rf);
 	fuse_loop_cfg_destroy(cfg);
 	/* A signal ends the loop with its number: a clean stop. */
 	rc = r < 0 ? 1 : 0;

@@ -2045,3 +2045,12 @@ ferry_load_stop(ferry_t *f, const char *id)
 	}
 	return err_done(r);
 }
+
+int
+ferry_refresh_log_json(ferry_t *f, uint64_t since, char **json)
+{
+	err_clear();
+	char tg[64];
+	snprintf(tg, sizeof(tg), "/v1/refresh?since=%" PRIu64, since);
+	return err_done(get_json_text(f, tg, json));
+}

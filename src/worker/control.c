@@ -918,6 +918,8 @@ control_handle(struct http_conn *c, const struct http_request *req, void *arg)
 		ctl_op_load_get(w, c, req);
 	} else if (path_is(req, "/v1/load") && method_is(req, "DELETE")) {
 		ctl_op_load_stop(w, c, req);
+	} else if (path_is(req, "/v1/refresh") && get) {
+		ctl_op_refresh_log(w, c, req);
 	} else if (path_is(req, "/v1/refresh") && method_is(req, "POST")) {
 		ctl_op_refresh(w, c, req);
 	} else if (path_is(req, "/v1/stats") && get) {

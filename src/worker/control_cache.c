@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +332,57 @@ ctl_op_free(struct worker *w, struct http_conn *c, const struct http_request *re
 	mount_release(&m);
 }
 
+/*
+ * The refresh log: the last REFRESH_LOG paths refreshed, numbered, so that
+ * FUSE clients (which poll GET /v1/refresh?since=N) drop their kernel's
+ * caches of those paths too.  One per process, as the worker is.
+ */
+#define REFRESH_LOG 64
+static struct {
+	pthread_mutex_t mu;
+	uint64_t seq; /* of the last one logged */
+	char path[REFRESH_LOG][UFS_KEY_MAX + MOUNT_NAME_MAX + 4];
+} g_rlog = {PTHREAD_MUTEX_INITIALIZER, 0, {{0}}};
+
+static void
+rlog_add(const char *path)
+{
+	pthread_mutex_lock(&g_rlog.mu);
+	g_rlog.seq++;
+	snprintf(g_rlog.path[g_rlog.seq % REFRESH_LOG], sizeof(g_rlog.path[0]), "%s", path);
+	pthread_mutex_unlock(&g_rlog.mu);
+}
+
+/* GET /v1/refresh?since=N: {"seq":S,"all":bool,"paths":[...]}, the paths
+ * refreshed after N (all: more than the log holds: drop everything). */
+void
+ctl_op_refresh_log(struct worker *w, struct http_conn *c, const struct http_request *req)
+{
+	(void)w;
+	char sn[32] = "";
+	if (ctl_qget(req, "since", sn, sizeof(sn)) < 0) {
+		ctl_reply_error(c, 400, "BadRequest", "malformed ?since=");
+		return;
+	}
+	uint64_t since = strtoull(sn, NULL, 10);
+	struct dbuf b;
+	dbuf_init(&b, 512 * 1024);
+	pthread_mutex_lock(&g_rlog.mu);
+	uint64_t seq = g_rlog.seq;
+	int all = since > seq || seq - since > REFRESH_LOG;
+	dbuf_printf(&b, "{\"seq\":%" PRIu64 ",\"all\":%s,\"paths\":[", seq,
+	    all ? "true" : "false");
+	for (uint64_t i = since + 1; !all && i <= seq; i++) {
+		if (i > since + 1)
+			dbuf_adds(&b, ",");
+		json_put_str(&b, g_rlog.path[i % REFRESH_LOG]);
+	}
+	pthread_mutex_unlock(&g_rlog.mu);
+	dbuf_adds(&b, "]}\n");
+	ctl_reply_json(c, 200, &b);
+	dbuf_free(&b);
+}
+
 /* POST /v1/refresh?path= */
 void
 ctl_op_refresh(struct worker *w, struct http_conn *c, const struct http_request *req)
@@ -341,6 +393,7 @@ ctl_op_refresh(struct worker *w, struct http_conn *c, const struct http_request 
 	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
 		return;
 	int64_t n = meta_refresh(w->mc, m, key);
+	rlog_add(path);
 	struct dbuf b;
 	dbuf_init(&b, 256);
 	dbuf_printf(&b, "{\"ok\":true,\"expired\":%" PRId64 ",\"worker\":\"%s\"}\n", n, w->id);

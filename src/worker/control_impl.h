@@ -49,6 +49,8 @@ void ctl_op_load_get(struct worker *w, struct http_conn *c,
     const struct http_request *req);
 void ctl_op_load_stop(struct worker *w, struct http_conn *c,
     const struct http_request *req);
+void ctl_op_refresh_log(struct worker *w, struct http_conn *c,
+    const struct http_request *req);
 void ctl_op_refresh(struct worker *w, struct http_conn *c,
     const struct http_request *req);
 
