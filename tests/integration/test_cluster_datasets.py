@@ -8,8 +8,9 @@ what every worker caches; a pin is on every worker; free drops the path on
 every worker.
 """
 import json
+import time
 
-from conftest import rand_bytes
+from conftest import rand_bytes, wait_for
 from test_cluster import (anon_s3, cli, cluster_factory, metric, multi_files,  # noqa: F401
                           pages_of, put_files, s3_get, sha, ufs_bytes, wait_pages)
 
@@ -81,3 +82,50 @@ def test_pin_and_ttl_go_to_every_worker(cluster_factory):
     cli(ws[1], "ttl", "/data/tmp", "--clear")
     for w in ws:
         assert w.ctl("GET", "/v1/policy").json()["rules"] == []
+
+
+def _load_jobs(w):
+    return w.ctl("GET", "/v1/load").json()["jobs"]
+
+
+def test_load_survives_etcd_and_a_worker_killed_mid_job(cluster_factory):
+    """etcd goes away and comes back, and a worker is SIGKILLed and
+    restarted, while a cluster's load runs: every worker's job ends done,
+    and every page was fetched from the under-store once."""
+    c = cluster_factory("loopback")
+    files = {f"d/f{i:03d}": rand_bytes(200_000 + i * 101, 500 + i) for i in range(60)}
+    put_files(c.data_dir, files)
+    ws = [c.add(fixed_ports=True) for _ in range(3)]
+    total = sum(len(v) for v in files.values())
+    total_pages = sum(pages_of(len(v)) for v in files.values())
+    # About 4 s at 3 MB/s for the cluster (1 MB/s each).
+    p = cli(ws[0], "load", "/data/d", "--bandwidth", "3M", "-d")
+    assert len(p.stdout.split("\n")) >= 3, p.stdout
+    wait_for(lambda: all(_load_jobs(w) and _load_jobs(w)[0]["bytes_done"] > 0 for w in ws), 20,
+             what="every worker's job under way")
+    c.etcd.kill()
+    time.sleep(0.5)
+    c.etcd.start()
+    victim = ws[2]
+    before = ufs_bytes(victim)
+    c.kill(victim)
+    victim.expect_death = False
+    victim.start()
+    c.wait_members(ws, timeout=20)
+    wait_for(lambda: all(_load_jobs(w)[0]["state"] != "running" for w in ws), 40,
+             what="every worker's job to end")
+    states = [_load_jobs(w)[0] for w in ws]
+    assert all(j["state"] == "done" and j["files_failed"] == 0 for j in states), states
+    per = [ufs_bytes(w) for w in ws]
+    per[2] += before  # the killed worker's first life, read just before the kill
+    # Never a page twice: at most the data.  (What the victim fetched
+    # between that reading and the kill is not counted: at most a page per
+    # loader in flight, 1 MiB pages here.)
+    assert total - 8 * (1 << 20) <= sum(per) <= total, \
+        f"under-store bytes per worker {per}, data {total}"
+    wait_pages(ws, total_pages)
+    reads = [metric(w, "ferry_ufs_requests_total", op="read") for w in ws]
+    s3 = anon_s3(ws[0].s3_url)
+    for key, data in files.items():
+        assert sha(s3_get(s3, key)) == sha(data), key
+    assert [metric(w, "ferry_ufs_requests_total", op="read") for w in ws] == reads
