@@ -767,6 +767,13 @@ op_metrics(struct worker *w, struct http_conn *c)
 	    "# TYPE ferry_cluster_announce_misses_total counter\nferry_cluster_announce_misses_total %" PRId64 "\n",
 	    members, etcd_up, rs.local_blocks, rs.forwarded, rs.forwarded_bytes,
 	    rs.failovers, rs.peer_errors, rs.announce_misses);
+	dbuf_printf(&b, "# HELP ferry_hot_blocks Blocks this worker reads past --hot-threshold reads/s (spread over more workers).\n"
+	    "# TYPE ferry_hot_blocks gauge\nferry_hot_blocks %" PRId64 "\n"
+	    "# HELP ferry_hot_replicas Extra replicas the hot blocks are spread over.\n"
+	    "# TYPE ferry_hot_replicas gauge\nferry_hot_replicas %" PRId64 "\n"
+	    "# HELP ferry_hot_reads_total Block reads spread over extra replicas because their block was hot.\n"
+	    "# TYPE ferry_hot_reads_total counter\nferry_hot_reads_total %" PRId64 "\n",
+	    rs.hot_blocks, rs.hot_replicas, rs.hot_reads);
 	if (dbuf_error(&b))
 		http_resp_simple(c, 500, NULL, "text/plain", "metrics too large\n", 18);
 	else

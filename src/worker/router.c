@@ -48,6 +48,7 @@
 #define ROUTER_STALL_SECS 10L
 #define ROUTER_ORDER_STACK 64
 #define ROUTER_RECV_BUFFER (256L << 10)
+#define ROUTER_HOT_SLOTS 1024
 
 
 struct router {
@@ -60,6 +61,18 @@ struct router {
 	struct suspects sus; /* peers that failed lately, by id */
 	struct router_stats st; /* atomics */
 	uint64_t rr;            /* atomic: spreads reads over replicas */
+
+	/* Hot blocks: reads per second of the blocks read from peers, in a
+	 * fixed table (a block that loses its slot to another is simply
+	 * counted again from zero). */
+	int hot_threshold, hot_extra;
+	pthread_mutex_t hot_mu;
+	struct hot_slot {
+		uint64_t key;
+		int64_t sec;       /* the second count is for */
+		uint32_t count;    /* reads in that second */
+		int64_t hot_until; /* hot until then (seconds) */
+	} hot[ROUTER_HOT_SLOTS];
 };
 
 struct router *
@@ -73,6 +86,7 @@ router_open(struct cluster *cl, const char *self_id, int64_t block_size,
 		return NULL;
 	rt->cl = cl;
 	rt->rd = rd;
+	pthread_mutex_init(&rt->hot_mu, NULL);
 	snprintf(rt->self, sizeof(rt->self), "%s", self_id);
 	rt->block_size = block_size > 0 ? block_size : PLACEMENT_DEFAULT_BLOCK;
 	if (token) {
@@ -98,6 +112,7 @@ router_close(struct router **rtp)
 		return;
 	curl_pool_destroy(&rt->pool);
 	suspects_destroy(&rt->sus);
+	pthread_mutex_destroy(&rt->hot_mu);
 	free(rt->auth);
 	free(rt);
 }
@@ -114,6 +129,8 @@ router_block_size(const struct router *rt)
 	return rt ? rt->block_size : PLACEMENT_DEFAULT_BLOCK;
 }
 
+static void hot_stats(struct router *rt, struct router_stats *out);
+
 void
 router_get_stats(const struct router *rt, struct router_stats *out)
 {
@@ -126,6 +143,8 @@ router_get_stats(const struct router *rt, struct router_stats *out)
 	out->failovers = __atomic_load_n(&rt->st.failovers, __ATOMIC_RELAXED);
 	out->peer_errors = __atomic_load_n(&rt->st.peer_errors, __ATOMIC_RELAXED);
 	out->announce_misses = __atomic_load_n(&rt->st.announce_misses, __ATOMIC_RELAXED);
+	out->hot_reads = __atomic_load_n(&rt->st.hot_reads, __ATOMIC_RELAXED);
+	hot_stats((struct router *)rt, out);
 }
 
 struct fwd {
@@ -319,6 +338,60 @@ out:
 	return r;
 }
 
+/* --- hot blocks ------------------------------------------------------------------ */
+
+void
+router_set_hot(struct router *rt, int threshold, int extra)
+{
+	rt->hot_threshold = threshold > 0 ? threshold : 0;
+	rt->hot_extra = extra > 0 ? extra : 0;
+}
+
+/* Counts a read of block key; 1 if the block is hot now. */
+static int
+hot_note(struct router *rt, uint64_t key)
+{
+	if (!rt->hot_threshold || !rt->hot_extra)
+		return 0;
+	int64_t now = (now_ms() / 1000);
+	pthread_mutex_lock(&rt->hot_mu);
+	struct hot_slot *h = &rt->hot[key % ROUTER_HOT_SLOTS];
+	if (h->key != key) {
+		if (h->hot_until > now) {
+			/* The slot's block is hot: it keeps it. */
+			pthread_mutex_unlock(&rt->hot_mu);
+			return 0;
+		}
+		memset(h, 0, sizeof(*h));
+		h->key = key;
+	}
+	if (h->sec != now) {
+		h->sec = now;
+		h->count = 0;
+	}
+	if (++h->count > (uint32_t)rt->hot_threshold) {
+		if (h->hot_until <= now)
+			LOG_INFO("cluster: block %016" PRIx64 " is hot (over %d reads/s here): "
+			    "spread over %d more workers", key, rt->hot_threshold, rt->hot_extra);
+		h->hot_until = now + ROUTER_HOT_COOL_S;
+	}
+	int hot = h->hot_until > now;
+	pthread_mutex_unlock(&rt->hot_mu);
+	return hot;
+}
+
+static void
+hot_stats(struct router *rt, struct router_stats *out)
+{
+	int64_t now = (now_ms() / 1000), n = 0;
+	pthread_mutex_lock(&rt->hot_mu);
+	for (int i = 0; i < ROUTER_HOT_SLOTS; i++)
+		n += rt->hot[i].hot_until > now;
+	pthread_mutex_unlock(&rt->hot_mu);
+	out->hot_blocks = n;
+	out->hot_replicas = n * rt->hot_extra;
+}
+
 /* --- routing ------------------------------------------------------------------ */
 
 /* 1 if this worker (index self in v) is one of block b's replicas. */
@@ -367,10 +440,17 @@ read_block(struct router *rt, const struct cluster_view *v, struct mount *m,
 	if (v->n > ROUTER_ORDER_STACK && !(cand = malloc(sizeof(int) * (size_t)v->n)))
 		cand = NULL;
 	int self = cluster_view_find(v, rt->self);
-	uint64_t spin = m->replicas > 1 ? __atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) : 0;
+	uint64_t key = placement_key(m->name, path, b);
+	int reps = m->replicas;
+	if (hot_note(rt, key)) {
+		/* Spread over more workers; this one may be among them. */
+		reps = reps + rt->hot_extra < v->n ? reps + rt->hot_extra : v->n;
+		__atomic_fetch_add(&rt->st.hot_reads, 1, __ATOMIC_RELAXED);
+	}
+	uint64_t spin = reps > 1 ? __atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) : 0;
 	struct suspect_ctx ctx = {rt, v};
-	int n = cand ? placement_candidates(v, placement_key(m->name, path, b),
-	    m->replicas, spin, router_suspect, &ctx, cand, v->n) : 0;
+	int n = cand ? placement_candidates(v, key, reps, spin, router_suspect, &ctx,
+	    cand, v->n) : 0;
 	int r = -EHOSTUNREACH, tried = 0;
 	int64_t done = 0;
 	for (int k = 0; k < n && done < len && cand[k] != self; k++) {

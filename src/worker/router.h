@@ -16,8 +16,9 @@
  * answers 412, and router_read returns -ESTALE for its caller (objget) to
  * decide.
  *
- * Threads: any request thread.  The curl handle pool and the table of
- * failed peers (suspects.c) each have a mutex, never held across I/O.
+ * Threads: any request thread.  The curl handle pool, the table of failed
+ * peers (suspects.c) and the hot-block table each have a mutex, never held
+ * across I/O.
  */
 #ifndef FERRY_ROUTER_H
 #define FERRY_ROUTER_H
@@ -37,6 +38,9 @@ struct router_stats {
 	int64_t failovers;      /* a peer failed; the next candidate was asked */
 	int64_t peer_errors;    /* failed peer requests */
 	int64_t announce_misses; /* peers not told of a change (router_announce) */
+	int64_t hot_blocks;     /* blocks hot now (read here past the threshold) */
+	int64_t hot_replicas;   /* extra replicas those blocks are spread over */
+	int64_t hot_reads;      /* block reads spread because their block was hot */
 };
 
 /* cl NULL: no cluster, every read is local.  token: the cluster's
@@ -44,6 +48,16 @@ struct router_stats {
 struct router *router_open(struct cluster *cl, const char *self_id,
     int64_t block_size, const char *token, struct reader *rd);
 void router_close(struct router **rt);
+/*
+ * Hot blocks: a block this worker reads from its peers more than
+ * threshold times a second (0: never) is spread over extra more replicas
+ * (up to every worker) until it has stayed under the threshold for
+ * ROUTER_HOT_COOL_S: each reader rotates over the wider set, whose new
+ * members cache the block at their first read, so one hot file does not
+ * pin one worker's NIC.  Set before reads start.
+ */
+#define ROUTER_HOT_COOL_S 10
+void router_set_hot(struct router *rt, int threshold, int extra);
 /* Joins the router to a cluster (once, after the servers started: until
  * then every read is local). */
 void router_set_cluster(struct router *rt, struct cluster *cl);

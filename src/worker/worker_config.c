@@ -32,7 +32,7 @@ enum {
 	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_S3_DOMAIN, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
 	OPT_CTL_TOKEN, OPT_CTL_TOKEN_FILE, OPT_MOUNT, OPT_STATE_DIR, OPT_CONFIG,
 	OPT_LOG_LEVEL, OPT_LOCAL_SOCKET, OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE,
-	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_WB_LIMIT, OPT_WB_PAR, OPT_WB_BW, OPT_PIN_LIMIT,
+	OPT_BLOCK_SIZE, OPT_LEASE_TTL, OPT_WB_LIMIT, OPT_WB_PAR, OPT_WB_BW, OPT_PIN_LIMIT, OPT_HOT_THRESHOLD, OPT_HOT_EXTRA,
 	OPT_HELP,
 };
 
@@ -95,6 +95,11 @@ static const struct opt_def opts[] = {
 	    "without it the worker runs alone", "Cluster (see docs/architecture.md)"},
 	{"cluster", OPT_CLUSTER, "NAME", "cluster name: workers and mounts live under\n"
 	    "/ferry/NAME/ in etcd (default 'default')", NULL},
+	{"hot-threshold", OPT_HOT_THRESHOLD, "N", "a block this worker reads from peers more than N\n"
+	    "times a second is hot: its reads are spread over more\n"
+	    "workers (default 200; 0: never)", NULL},
+	{"hot-replicas", OPT_HOT_EXTRA, "N", "how many more workers a hot block is spread over\n"
+	    "(0-16, default 2)", NULL},
 	{"advertise", OPT_ADVERTISE, "HOST", "the address peers and clients reach this worker at\n"
 	    "(default: the listen host; needed if that is 0.0.0.0)", NULL},
 	{"block-size", OPT_BLOCK_SIZE, "SIZE", "placement unit: each block of a file is cached on the\n"
@@ -515,6 +520,16 @@ apply_opt(struct parse *p, int id, char *arg, int from_argv)
 		if ((c->wb_limit = parse_size(arg)) <= 0)
 			return fail(p, "bad --writeback-limit %s (e.g. 10G, 500M)", arg);
 		return 0;
+	case OPT_HOT_THRESHOLD:
+		if (parse_int(arg, 0, 1000000, &v) < 0)
+			return fail(p, "bad --hot-threshold %s (reads per second, 0 to disable)", arg);
+		c->hot_threshold = (int)v;
+		return 0;
+	case OPT_HOT_EXTRA:
+		if (parse_int(arg, 0, 16, &v) < 0)
+			return fail(p, "bad --hot-replicas %s (0..16)", arg);
+		c->hot_extra = (int)v;
+		return 0;
 	case OPT_PIN_LIMIT:
 		if (parse_int(arg, 1, 100, &v) < 0)
 			return fail(p, "bad --pin-limit %s (a percentage, 1..100)", arg);
@@ -623,6 +638,8 @@ defaults(struct worker_cfg *c)
 	c->stale_ms = 24LL * 3600 * 1000;
 	c->wb_limit = 10LL << 30;
 	c->pin_limit_pct = 80;
+	c->hot_threshold = 200;
+	c->hot_extra = 2;
 	c->wb_parallel = 4;
 	c->meta_max_entries = 200000;
 	c->meta_max_list_bytes = 64LL << 20;

@@ -60,6 +60,8 @@ struct worker_cfg {
 	/* Write-back (single worker). */
 	int64_t wb_limit;         /* staged bytes at most (default 10G) */
 	int pin_limit_pct;        /* pins take at most this % of capacity (80) */
+	int hot_threshold;        /* reads/s of a block that make it hot (200) */
+	int hot_extra;            /* more replicas a hot block gets (2) */
 	int wb_parallel;          /* uploads at once (default 4) */
 	int64_t wb_bandwidth;     /* bytes/s of uploads; 0: no cap */
 	/* What the parse learned that the caller should say (one line each,

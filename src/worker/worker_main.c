@@ -438,6 +438,8 @@ worker_start(struct worker *w)
 		return -1;
 	}
 	w->rt = router_open(NULL, w->id, c->block_size, c->control_token, w->rd);
+	if (w->rt)
+		router_set_hot(w->rt, c->hot_threshold, c->hot_extra);
 	w->og = w->rt ? objget_open(w->mc, w->rt, w->rd) : NULL;
 	w->op = w->og ? objput_open(w->mc, w->rd) : NULL;
 	if (!w->op) {

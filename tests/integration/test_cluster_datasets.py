@@ -129,3 +129,46 @@ def test_load_survives_etcd_and_a_worker_killed_mid_job(cluster_factory):
     for key, data in files.items():
         assert sha(s3_get(s3, key)) == sha(data), key
     assert [metric(w, "ferry_ufs_requests_total", op="read") for w in ws] == reads
+
+
+def test_a_hot_file_gains_replicas_under_8_readers(cluster_factory):
+    """One small file read by 8 clients through a worker that does not hold
+    it: past --hot-threshold reads/s its block is spread over more workers,
+    each of which caches it (fetched once each), instead of one worker
+    serving every read."""
+    import threading
+    c = cluster_factory("loopback")
+    data = rand_bytes(100_000, 77)
+    put_files(c.data_dir, {"hot.bin": data})
+    hot = ["--hot-threshold", "20", "--hot-replicas", "2"]
+    ws = [c.add(extra=hot) for _ in range(3)]
+    # Which worker holds it: the one whose cache has it after one read.
+    assert s3_get(anon_s3(ws[0].s3_url), "hot.bin") == data
+    wait_pages(ws, 1)
+    owner = next(w for w in ws if w.stats()["pages"] == 1)
+    reader = next(w for w in ws if w is not owner)
+    errors = []
+
+    def read_loop():
+        s3 = anon_s3(reader.s3_url)
+        try:
+            for _ in range(60):
+                assert s3_get(s3, "hot.bin") == data
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+    ts = [threading.Thread(target=read_loop) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert metric(reader, "ferry_hot_reads_total") > 0
+    assert metric(reader, "ferry_hot_blocks") == 1
+    assert metric(reader, "ferry_hot_replicas") == 2
+    # Spread over all three: each caches the block, having fetched it once.
+    wait_pages(ws, 3)
+    reads = [metric(w, "ferry_ufs_requests_total", op="read") for w in ws]
+    assert reads == [1, 1, 1], reads
+    # And each served some of the reads from its own cache.
+    served = [metric(w, "ferry_cache_hit_bytes_total") for w in ws]
+    assert all(n >= len(data) for n in served), served
