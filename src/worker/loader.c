@@ -275,7 +275,8 @@ read_range(struct job *j, const char *key, const char *etag, int64_t off,
 {
 	char range[64];
 	snprintf(range, sizeof(range), "bytes=%" PRId64 "-%" PRId64, off, off + len - 1);
-	struct objget_req rq = {.m = j->m, .path = key, .dir_enoent = 1};
+	struct objget_req rq = {.m = j->m, .path = key, .dir_enoent = 1,
+	    .no_readahead = 1};
 	rq.pin.p = etag;
 	rq.pin.n = strlen(etag);
 	rq.range.p = range;
@@ -348,14 +349,21 @@ load_object(struct job *j, struct lobj *o)
 	objkey_etag(&st, etag, sizeof(etag));
 	const int64_t P = reader_page_size(j->l->rd);
 	int64_t np = page_count(st.size, P);
-	/* What was cached before this job touched the object: the rest it
-	 * fetches, by its own reads or by the read-ahead they start, and
-	 * all of it counts against the bandwidth. */
+	/* What was cached before this job touched the object (its reads ask
+	 * for no read-ahead: what it fetches is what it asked for, and what
+	 * the cap was paid for). */
 	unsigned char *had = calloc((size_t)(np / 8 + 1), 1);
 	if (!had) {
 		o->c.files_failed = 1;
 		set_error(j, o->key, -ENOMEM);
 		return;
+	}
+	/* Under a cap, runs of at most a quarter second's worth: the cap is
+	 * paid before each run, so a run is the largest burst. */
+	int64_t run_max = RUN_PAGES;
+	if (j->o.bandwidth > 0) {
+		run_max = j->o.bandwidth / 4 / P;
+		run_max = run_max < 1 ? 1 : run_max > RUN_PAGES ? RUN_PAGES : run_max;
 	}
 	int64_t theirs = 0;
 	for (int64_t i = 0; i < np; i++) {
@@ -374,18 +382,15 @@ load_object(struct job *j, struct lobj *o)
 			continue;
 		}
 		if (reader_has_page(j->l->rd, j->m, o->key, &st, i * P)) {
-			if (!(had[i / 8] & (1u << (i % 8)))) {
-				/* Fetched ahead of us by the reader. */
-				throttle(j, page_len(st.size, P, i));
-				o->c.bytes_fetched += page_len(st.size, P, i);
-				METRIC_ADD(load_bytes, page_len(st.size, P, i));
-			}
+			if (!(had[i / 8] & (1u << (i % 8))))
+				/* A client's read cached it meanwhile. */
+				o->c.bytes_cached_before += page_len(st.size, P, i);
 			o->c.bytes_done += page_len(st.size, P, i);
 			i++;
 			continue;
 		}
 		int64_t n = 1;
-		while (n < RUN_PAGES && i + n < np && mine(j, o->key, i + n) &&
+		while (n < run_max && i + n < np && mine(j, o->key, i + n) &&
 		    !reader_has_page(j->l->rd, j->m, o->key, &st, (i + n) * P))
 			n++;
 		int64_t off = i * P, len = 0;

@@ -234,7 +234,8 @@ serve_once(struct objget *og, const struct objget_req *rq,
 		return sink->head(sink->arg, &h);
 	}
 	struct body bd = {.out = sink, .h = &h};
-	struct read_sink rs = {.file = body_file, .mem = body_mem, .arg = &bd};
+	struct read_sink rs = {.file = body_file, .mem = body_mem, .arg = &bd,
+	    .no_readahead = rq->no_readahead};
 	int64_t sent = 0;
 	r = router_read(og->rt, m, rq->path, &st, a, h.length, &rs, &sent, rq->local_only);
 	*started = bd.started;

@@ -47,6 +47,7 @@ struct objget_req {
 	int head;          /* the answer's head only, no body */
 	int dir_enoent;    /* a directory is "no such key" (S3), not -EISDIR */
 	int local_only;    /* a peer's block read: served here, never forwarded */
+	int no_readahead;  /* no read-ahead past the range (a load job) */
 	/* A version the caller pinned (a peer's or libferry's If-Match, an
 	 * ETag without quotes): any other version is refreshed once, then
 	 * answered -ESTALE. */

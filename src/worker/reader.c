@@ -681,7 +681,8 @@ reader_read(struct reader *r, struct mount *m, const char *path,
 	/* Sequential if this read starts where the last read of this
 	 * object ended: then read ahead past it, up to the block's end. */
 	size_t slot = (size_t)(obj % SEQ_SLOTS);
-	int sequential = off > 0 && r->seq[slot].obj == obj && r->seq[slot].next_off == off;
+	int sequential = off > 0 && !sink->no_readahead && r->seq[slot].obj == obj &&
+	    r->seq[slot].next_off == off;
 	r->seq[slot].obj = obj;
 	r->seq[slot].next_off = off + len;
 	int64_t limit = sequential ? sp.last + r->cfg.readahead_pages : sp.last;

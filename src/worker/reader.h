@@ -45,6 +45,8 @@ struct read_sink {
 	/* Sends n bytes from memory.  0 or -errno. */
 	int (*mem)(void *arg, const void *p, size_t n);
 	void *arg;
+	int no_readahead; /* fetch what is asked only (a load job paces its
+	                   * own reads) */
 };
 
 struct reader;
