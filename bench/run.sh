@@ -12,6 +12,9 @@
 #   writes   bench/writes.sh: PUT throughput direct vs through ferry
 #            (write=through/around, s3:// and file://), read after write;
 #            its cross-region checkpoint needs root and is skipped without
+#   load     bench/load.sh: `ferry load` over the emulated WAN link against
+#            the link's multi-stream limit and a cold pass, the read after
+#            it, --bandwidth against its cap (root)
 # Without PART: full runs every part (about 60 minutes in all); quick runs
 # xregion only (about 4 minutes), the headline experiment, so that a
 # developer's check stays under 5 minutes; `bench/run.sh quick worker fuse`
@@ -22,13 +25,13 @@ set -euo pipefail
 MODE=${1:-quick}
 case $MODE in
 quick|full) ;;
-*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster|writes]..." >&2; exit 2 ;;
+*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster|writes|load]..." >&2; exit 2 ;;
 esac
 shift
 cd "$(dirname "$0")/.."
-PARTS=(worker fuse xregion cluster writes)
+PARTS=(worker fuse xregion cluster writes load)
 # writes: not root-only (its cross-region part skips itself, saying so).
-declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1 [writes]=0)
+declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1 [writes]=0 [load]=1)
 if [ $# -gt 0 ]; then
 	SEL=("$@")
 elif [ "$MODE" = full ]; then
@@ -47,7 +50,8 @@ if [ $IS_ROOT = 0 ]; then
 		echo "bench: NOT ROOT: these parts will be SKIPPED: ${skipped[*]}"
 		echo "bench:   fuse needs FUSE mounts and drop_caches; xregion needs network namespaces and TUN"
 		echo "bench:   devices for its emulated WAN link, FUSE mounts and drop_caches; cluster needs"
-		echo "bench:   network namespaces (one per worker)."
+		echo "bench:   network namespaces (one per worker); load needs network namespaces and TUN devices"
+		echo "bench:   for the emulated WAN link, and drop_caches."
 		echo "bench:   Run as root for them: sudo make bench (or sudo bench/run.sh $MODE ${skipped[*]})"
 	fi
 fi

@@ -92,6 +92,8 @@ int cli_unknown_option(const struct cli *c, const char *opt,
  * dropped when the reason names it already.  Returns CLI_FAIL.
  */
 int cli_error(const struct cli *c, const char *what, int err);
+/* The same with the reason given (saved from ferry_last_error() earlier). */
+int cli_error_why(const struct cli *c, const char *what, int err, const char *why);
 /* The same for a failure of the CLI's own (no worker involved). */
 int cli_error_local(const struct cli *c, const char *what, int err);
 /* Connects with the global options; reports failures.  0 or CLI_FAIL. */

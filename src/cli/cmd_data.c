@@ -132,34 +132,65 @@ list_rules(struct cli *c, ferry_t *f, int json)
 }
 
 /*
- * Connects to each worker in turn (every member of a cluster: pins, TTLs,
- * free, refresh and du are each worker's own) and calls fn; stops at the
- * first failure, reported with the worker's address when there are
- * several.  Returns CLI_OK or the failure's status.
+ * Calls fn with a connection to each worker in turn (every member of a
+ * cluster: pins, TTLs, free, refresh and du are each worker's own), all of
+ * them even when one fails, then reports the failures, each with the
+ * worker's address when there are several.  fn returns 0 or a negative
+ * errno (the worker's reason is libferry's last error).  A "no such pin /
+ * TTL / job" (-ENOENT) from some workers is no failure when others did
+ * have it (a worker that joined later has no rules).  CLI_OK or CLI_FAIL.
  */
 typedef int (*member_fn)(struct cli *c, ferry_t *f, const struct cli_member *m,
     int nm, void *arg);
 
 static int
-each_worker(struct cli *c, member_fn fn, void *arg)
+each_worker(struct cli *c, const char *path, member_fn fn, void *arg)
 {
 	struct cli_member *ms;
 	int nm = cli_members(c, &ms);
 	if (nm < 0)
 		return cli_error(c, NULL, nm);
-	int rc = CLI_OK;
-	for (int i = 0; i < nm && rc == CLI_OK; i++) {
+	int ok = 0, nfail = 0, all_enoent = 1;
+	int *errs = calloc((size_t)nm, sizeof(int));
+	char (*why)[512] = calloc((size_t)nm, sizeof(*why));
+	if (!errs || !why) {
+		free(errs);
+		free(why);
+		free(ms);
+		return cli_error_local(c, NULL, -ENOMEM);
+	}
+	for (int i = 0; i < nm; i++) {
 		ferry_t *f;
 		int r = ferry_connect(ms[i].ctl, c->token, &f);
-		if (r) {
-			char what[320];
-			snprintf(what, sizeof(what), "worker %s", ms[i].ctl);
-			rc = cli_error(c, what, r);
-			break;
+		if (r == 0) {
+			r = fn(c, f, &ms[i], nm, arg);
+			ferry_close(&f);
 		}
-		rc = fn(c, f, &ms[i], nm, arg);
-		ferry_close(&f);
+		if (r < 0) {
+			errs[i] = r;
+			snprintf(why[i], sizeof(why[i]), "%s", ferry_last_error());
+			nfail++;
+			all_enoent &= r == -ENOENT;
+		} else {
+			ok++;
+		}
 	}
+	int rc = CLI_OK;
+	if (nfail && !(all_enoent && ok > 0)) {
+		for (int i = 0; i < nm; i++) {
+			if (!errs[i])
+				continue;
+			char w[1400];
+			if (nm > 1)
+				snprintf(w, sizeof(w), "%s (worker %s)", path ? path : "", ms[i].ctl);
+			else
+				snprintf(w, sizeof(w), "%s", path ? path : "");
+			cli_error_why(c, w[0] ? w : NULL, errs[i], why[i]);
+		}
+		rc = CLI_FAIL;
+	}
+	free(errs);
+	free(why);
 	free(ms);
 	return rc;
 }
@@ -188,11 +219,8 @@ pin_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg
 	struct pathop *o = arg;
 	for (int i = 0; i < o->n; i++) {
 		int r = ferry_pin(f, o->paths[i], o->on);
-		if (r) {
-			char w[1400];
-			where(w, sizeof(w), o->paths[i], m, nm);
-			return cli_error(c, w, r);
-		}
+		if (r)
+			return r;
 	}
 	return CLI_OK;
 }
@@ -241,7 +269,7 @@ pin_common(struct cli *c, int argc, char **argv, int on)
 		rc = cli_connect(c, &f) ? CLI_FAIL : list_rules(c, f, a.json);
 		ferry_close(&f);
 	} else if ((rc = norm_paths(c, ops, n, &o)) == 0) {
-		rc = each_worker(c, pin_one, &o);
+		rc = each_worker(c, o.paths[0], pin_one, &o);
 	}
 	free_paths(&o);
 	free(ops);
@@ -265,11 +293,8 @@ ttl_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg
 {
 	struct pathop *o = arg;
 	int r = ferry_ttl(f, o->paths[0], o->ttl);
-	if (r) {
-		char w[1400];
-		where(w, sizeof(w), o->paths[0], m, nm);
-		return cli_error(c, w, r);
-	}
+	if (r)
+		return r;
 	return CLI_OK;
 }
 
@@ -297,7 +322,7 @@ cmd_ttl(struct cli *c, int argc, char **argv)
 		rc = cli_connect(c, &f) ? CLI_FAIL : list_rules(c, f, a.json);
 		ferry_close(&f);
 	} else if (rc == CLI_OK && (rc = norm_paths(c, ops, 1, &o)) == 0) {
-		rc = each_worker(c, ttl_one, &o);
+		rc = each_worker(c, o.paths[0], ttl_one, &o);
 	}
 	free_paths(&o);
 	free(ops);
@@ -318,11 +343,8 @@ free_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *ar
 	struct pathop *o = arg;
 	char *text = NULL;
 	int r = ferry_free(f, o->paths[0], o->force, &text);
-	if (r) {
-		char w[1400];
-		where(w, sizeof(w), o->paths[0], m, nm);
-		return cli_error(c, w, r);
-	}
+	if (r)
+		return r;
 	if (o->json) {
 		print_text(text);
 		return CLI_OK;
@@ -355,7 +377,7 @@ cmd_free(struct cli *c, int argc, char **argv)
 		rc = norm_paths(c, ops, n, &all);
 	for (int i = 0; rc == CLI_OK && i < all.n; i++) {
 		struct pathop o = {.paths = &all.paths[i], .n = 1, .force = a.force, .json = a.json};
-		rc = each_worker(c, free_one, &o);
+		rc = each_worker(c, all.paths[i], free_one, &o);
 		if (rc == CLI_OK && !a.json) {
 			char fb[32], kb[32];
 			fmt_bytes((double)o.freed, fb, sizeof(fb));
@@ -405,11 +427,8 @@ du_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
 	struct du_sum *s = arg;
 	char *text = NULL;
 	int r = ferry_du_json(f, s->path, s->summary, &text);
-	if (r) {
-		char w[1400];
-		where(w, sizeof(w), s->path, m, nm);
-		return cli_error(c, w, r);
-	}
+	if (r)
+		return r;
 	if (s->json) {
 		size_t l = strlen(text);
 		while (l && text[l - 1] == '\n')
@@ -423,7 +442,7 @@ du_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
 	struct json_doc d;
 	if (json_parse(&d, text, strlen(text)) != 0) {
 		free(text);
-		return cli_error_local(c, s->path, -EPROTO);
+		return -EPROTO;
 	}
 	int arr = json_obj_get(&d, 0, "entries");
 	int ne = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
@@ -435,13 +454,19 @@ du_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
 			s->rows[k].name = json_str(&d, json_obj_get(&d, t, "name"));
 		}
 	}
-	/* Every worker lists the same under-store: the same entries in the
-	 * same order (an entry that came or went meanwhile is skipped). */
-	for (int k = 0; k < ne && k < s->n; k++) {
+	/* Every worker lists the same under-store, in the same order; an
+	 * entry one of them lists and the first did not (it came meanwhile)
+	 * is skipped, the others matched by name. */
+	for (int k = 0, at = 0; k < ne; k++) {
 		int t = json_arr_get(&d, arr, k);
 		char *nmx = json_str(&d, json_obj_get(&d, t, "name"));
-		if (nmx && s->rows[k].name && strcmp(nmx, s->rows[k].name) == 0)
-			du_add(&s->rows[k], &d, t, s->first);
+		for (int q = at; nmx && q < s->n; q++) {
+			if (s->rows[q].name && strcmp(nmx, s->rows[q].name) == 0) {
+				du_add(&s->rows[q], &d, t, s->first);
+				at = q + 1;
+				break;
+			}
+		}
 		free(nmx);
 	}
 	du_add(&s->all, &d, 0, s->first);
@@ -493,7 +518,7 @@ cmd_du(struct cli *c, int argc, char **argv)
 	for (int i = 0; rc == CLI_OK && i < all.n; i++) {
 		struct du_sum s = {.path = all.paths[i], .summary = a.summary, .json = a.json, .first = 1};
 		dbuf_init(&s.js, (size_t)64 << 20);
-		rc = each_worker(c, du_one, &s);
+		rc = each_worker(c, all.paths[i], du_one, &s);
 		if (rc == CLI_OK && a.json) {
 			/* One worker: its answer; several: {"workers":[...]}. */
 			if (nm > 1)
@@ -526,11 +551,8 @@ refresh_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void 
 	struct pathop *o = arg;
 	for (int i = 0; i < o->n; i++) {
 		int r = ferry_refresh(f, o->paths[i]);
-		if (r) {
-			char w[1400];
-			where(w, sizeof(w), o->paths[i], m, nm);
-			return cli_error(c, w, r);
-		}
+		if (r)
+			return r;
 	}
 	return CLI_OK;
 }
@@ -550,7 +572,7 @@ cmd_refresh(struct cli *c, int argc, char **argv)
 	else if (n == 0)
 		rc = cli_usage_error(c, "which path? (e.g. /train/imagenet)");
 	else if ((rc = norm_paths(c, ops, n, &o)) == 0)
-		rc = each_worker(c, refresh_one, &o);
+		rc = each_worker(c, o.paths[0], refresh_one, &o);
 	free_paths(&o);
 	free(ops);
 	return rc;
@@ -606,7 +628,7 @@ on_load_opt(void *arg, int id, const char *val)
 }
 
 const struct cli_opt cli_load_opts[] = {
-	{L_O_BW, 0, "bandwidth", "RATE", "the most the job reads from the under-store per second\n(e.g. 400MB/s; default: no cap)"},
+	{L_O_BW, 0, "bandwidth", "RATE", "the most the job reads from the under-store per second\n(e.g. 400MB/s, where M is 2^20 bytes; in a cluster, shared\nby the workers; default: no cap)"},
 	{L_O_PAR, 0, "parallel", "N", "objects read at once (1-64, default 8)"},
 	{L_O_VERIFY, 0, "verify", NULL, "then read it all again: each page's checksum, and the MD5 of\n"
 	    "objects whose ETag is one; what differs is fetched again"},
@@ -675,15 +697,12 @@ status_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *
 	int *any = arg;
 	char *text = NULL;
 	int r = ferry_load_json(f, NULL, &text);
-	if (r) {
-		char w[400];
-		snprintf(w, sizeof(w), "worker %s", m->ctl);
-		return cli_error(c, w, r);
-	}
+	if (r)
+		return r;
 	struct json_doc d;
 	if (json_parse(&d, text, strlen(text)) != 0) {
 		free(text);
-		return cli_error_local(c, NULL, -EPROTO);
+		return -EPROTO;
 	}
 	int arr = json_obj_get(&d, 0, "jobs");
 	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
@@ -721,7 +740,7 @@ load_status(struct cli *c, int json)
 		return rc;
 	}
 	int any = 0;
-	int rc = each_worker(c, status_one, &any);
+	int rc = each_worker(c, NULL, status_one, &any);
 	if (rc == CLI_OK && !any)
 		printf("(no load jobs)\n");
 	return rc;
@@ -770,22 +789,17 @@ stop_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *ar
 	const char *path = arg;
 	char id[17];
 	int r = find_job(f, path, id);
-	if (r == -ENOENT && nm > 1)
-		return CLI_OK; /* not every worker need have one */
 	if (r == 0)
 		r = ferry_load_stop(f, id);
-	if (r) {
-		char w[1400];
-		where(w, sizeof(w), path, m, nm);
-		return cli_error(c, w, r);
-	}
+	if (r)
+		return r; /* -ENOENT: no such job here (each_worker: fine if elsewhere) */
 	printf("%s: stopped (job %s%s%s)\n", path, id, nm > 1 ? " on " : "", nm > 1 ? m->ctl : "");
 	return CLI_OK;
 }
 
 /* The jobs of every worker, summed into one view: bytes add up, each
  * worker lists every file (files: the least done), the state is the
- * worst. */
+ * worst.  0 or a negative errno (nothing printed). */
 static int
 poll_all(struct cli *c, struct loadrun *lr, struct jobview *sum)
 {
@@ -797,7 +811,7 @@ poll_all(struct cli *c, struct loadrun *lr, struct jobview *sum)
 		char *text = NULL;
 		int r = ferry_load_json(lr->f[i], lr->id[i], &text);
 		if (r)
-			return cli_error(c, lr->path, r);
+			return r;
 		struct json_doc d;
 		int ok = json_parse(&d, text, strlen(text)) == 0;
 		int arr = ok ? json_obj_get(&d, 0, "jobs") : -1;
@@ -809,7 +823,7 @@ poll_all(struct cli *c, struct loadrun *lr, struct jobview *sum)
 			json_free(&d);
 		free(text);
 		if (!one)
-			return cli_error_local(c, lr->path, -EPROTO);
+			return -EPROTO;
 		sum->files_done = i == 0 || v.files_done < sum->files_done ? v.files_done : sum->files_done;
 		sum->files_total = v.files_total > sum->files_total ? v.files_total : sum->files_total;
 		sum->bytes_done += v.bytes_done;
@@ -839,15 +853,24 @@ static int
 follow(struct cli *c, struct loadrun *lr)
 {
 	int tty = isatty(1);
-	int64_t last_line = 0;
+	int64_t last_line = 0, fail_since = 0;
 	for (;;) {
 		struct jobview v;
 		int rc = poll_all(c, lr, &v);
 		if (rc) {
+			/* A worker restarting: its job resumes; ask again for a
+			 * while before giving up on following it. */
+			if (!fail_since)
+				fail_since = now_ms();
+			if (now_ms() - fail_since < 30000) {
+				usleep(1000000);
+				continue;
+			}
 			if (tty)
 				printf("\n");
-			return rc;
+			return cli_error(c, lr->path, rc);
 		}
+		fail_since = 0;
 		char line[256];
 		jv_line(&v, line, sizeof(line));
 		int running = strcmp(v.state, "running") == 0;
@@ -911,7 +934,7 @@ cmd_load(struct cli *c, int argc, char **argv)
 	if (!p)
 		return cli_error_local(c, NULL, -ENOMEM);
 	if (a.stop) {
-		rc = each_worker(c, stop_one, p);
+		rc = each_worker(c, p, stop_one, p);
 		free(p);
 		return rc;
 	}
@@ -938,6 +961,11 @@ cmd_load(struct cli *c, int argc, char **argv)
 			char w[1400];
 			where(w, sizeof(w), p, &ms[i], nm);
 			rc = cli_error(c, w, r);
+			/* The cluster loads all of it or none: the jobs already
+			 * started are stopped. */
+			for (int k = 0; k < i; k++)
+				if (ferry_load_stop(lr.f[k], lr.id[k]) == 0)
+					fprintf(stderr, "ferry: load: stopped the job on %s\n", ms[k].ctl);
 		}
 	}
 	if (rc == CLI_OK && a.detach) {

@@ -442,6 +442,12 @@ cli_error(const struct cli *c, const char *what, int err)
 }
 
 int
+cli_error_why(const struct cli *c, const char *what, int err, const char *why)
+{
+	return report(c, what, err, why && why[0] ? why : NULL);
+}
+
+int
 cli_error_local(const struct cli *c, const char *what, int err)
 {
 	return report(c, what, err, NULL);

@@ -51,6 +51,17 @@ drop(struct ffs *fs, const char *path)
 	int n = inos && paths ? fnode_under(&fs->nodes, path, inos, paths, NODES_MAX) : 0;
 	for (int i = 0; i < n; i++) {
 		fuse_lowlevel_notify_inval_inode(se, inos[i], 0, 0);
+		/* And its name in its directory (a name that now points
+		 * elsewhere, or nowhere). */
+		const char *sl = strrchr(paths[i], '/');
+		if (sl && sl[1]) {
+			uint64_t pino = FNODE_ROOT;
+			if (sl != paths[i]) {
+				*(char *)sl = 0;
+				pino = fnode_peek_ino(&fs->nodes, paths[i]);
+			}
+			fuse_lowlevel_notify_inval_entry(se, pino, sl + 1, strlen(sl + 1));
+		}
 		free(paths[i]);
 	}
 	/* The name itself in its parent (also a negative entry the kernel

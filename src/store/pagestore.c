@@ -457,10 +457,13 @@ do_entry_pin(struct pagestore *ps, struct ps_entry *e, int pinned)
 		ps->pinned_bytes += fs;
 		ps->groups[e->grp].pinned += fs;
 	} else {
+		/* Unpinned: first in line for eviction (it was kept only by
+		 * the pin), not ahead of what is being read. */
 		e->pinned = 0;
 		ps->pinned_bytes -= fs;
 		ps->groups[e->grp].pinned -= fs;
-		do_lru_link(ps, e);
+		TAILQ_INSERT_TAIL(&ps->dirs[e->dir].lru, e, lru);
+		TAILQ_INSERT_TAIL(&ps->groups[e->grp].lru, e, glru);
 	}
 }
 
@@ -537,6 +540,10 @@ do_classify(struct pagestore *ps, struct ps_obj *o)
 		struct ps_entry *e;
 		LIST_FOREACH(e, &o->pages, olink)
 			do_entry_pin(ps, e, o->pinned);
+		/* Unpinned: a TTL that ended meanwhile was skipped (a pin
+		 * wins); it is due again now. */
+		if (!o->pinned && o->expire && o->expire == expire)
+			do_exp_push(ps, o->expire, o->obj);
 	}
 	if (o->expire != expire) {
 		o->expire = expire;

@@ -22,9 +22,9 @@
  * and each directory evicts in LRU order when a put would exceed it.
  *
  * Thread-safety: all functions may be called from any thread.  One mutex
- * guards the index and LRU lists (held only for in-memory work, never
- * across disk I/O except unlink of evicted pages, which is done after
- * dropping it).
+ * guards the index, LRU lists, groups and expiries (held only for
+ * in-memory work, never across disk I/O: evicted pages are unlinked after
+ * dropping it); the catalog file has its own, taken before it.
  */
 #ifndef FERRY_PAGESTORE_H
 #define FERRY_PAGESTORE_H

@@ -524,7 +524,7 @@ ctl_op_load_start(struct worker *w, struct http_conn *c, const struct http_reque
 		dbuf_free(&b);
 	} else {
 		snprintf(msg, sizeof(msg), "%s: %s", path, r == -EAGAIN ?
-		    "too many load jobs (64 kept; finished ones go a day after they end)" :
+		    "too many load jobs running (64)" :
 		    "cannot start the job");
 		ctl_reply_error(c, 503, "Busy", msg);
 	}

@@ -100,6 +100,7 @@ struct job {
 	pthread_t lister;
 	pthread_t loaders[LOAD_PARALLEL_MAX];
 	int nloaders;
+	int refs; /* callers waiting on it outside the loader's lock (l->mu) */
 };
 
 struct loader {
@@ -215,9 +216,16 @@ throttle(struct job *j, int64_t n)
 	double wait_s = j->tb_tokens < 0 ? -j->tb_tokens / rate : 0;
 	pthread_mutex_unlock(&j->tb_mu);
 	if (wait_s > 0) {
-		struct timespec ts = {(time_t)wait_s,
-		    (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
-		nanosleep(&ts, NULL);
+		/* On the job's condition, so a stop does not wait it out. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t ns = ts.tv_nsec + (int64_t)((wait_s - (double)(time_t)wait_s) * 1e9);
+		ts.tv_sec += (time_t)wait_s + (time_t)(ns / 1000000000);
+		ts.tv_nsec = (long)(ns % 1000000000);
+		pthread_mutex_lock(&j->mu);
+		while (!j->stop && pthread_cond_timedwait(&j->cv, &j->mu, &ts) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&j->mu);
 	}
 }
 
@@ -311,6 +319,9 @@ run_cached(struct job *j, const char *key, const struct ufs_stat *st,
 	const int64_t P = reader_page_size(j->l->rd);
 	int64_t deadline = now_ms() + CONFIRM_MS;
 	for (int64_t k = first; k < first + n; k++) {
+		/* A page another worker holds is cached there, not here. */
+		if (!router_is_local(j->l->rt, j->m, key, k * P))
+			continue;
 		while (!reader_has_page(j->l->rd, j->m, key, st, k * P)) {
 			if (now_ms() >= deadline)
 				return 0;
@@ -466,6 +477,12 @@ verify_object(struct job *j, struct lobj *o)
 			EVP_DigestInit_ex(s.md5, EVP_md5(), NULL);
 		char etag[UFS_ETAG_MAX];
 		objkey_etag(&st, etag, sizeof(etag));
+		if (attempt > 0)
+			throttle(j, st.size); /* fetched again: paid for */
+		if (__atomic_load_n(&j->stop, __ATOMIC_RELAXED)) {
+			EVP_MD_CTX_free(s.md5);
+			return;
+		}
 		r = st.size > 0 ? read_range(j, o->key, etag, 0, st.size, &s) : 0;
 		int same = 1;
 		if (r == 0 && s.md5) {
@@ -848,14 +865,21 @@ resume_one(struct loader *l, const char *name)
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return;
-	char buf[16384];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	struct dbuf fb;
+	dbuf_init(&fb, 1 << 20);
+	char chunk[8192];
+	size_t got;
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		dbuf_add(&fb, chunk, got);
 	fclose(f);
-	buf[n] = 0;
 	struct json_doc d;
-	if (json_parse(&d, buf, n) != 0 || d.toks[0].type != JSON_OBJECT) {
-		LOG_WARN("load: %s is not a job file; removed", path);
-		unlink(path);
+	if (dbuf_error(&fb) || json_parse(&d, fb.p ? fb.p : "", fb.len) != 0 ||
+	    d.toks[0].type != JSON_OBJECT) {
+		LOG_WARN("load: %s is not a job file; set aside as %s.bad", path, name);
+		char bad[4500];
+		snprintf(bad, sizeof(bad), "%s.bad", path);
+		rename(path, bad);
+		dbuf_free(&fb);
 		return;
 	}
 	char *id = json_str(&d, json_obj_get(&d, 0, "id"));
@@ -864,8 +888,20 @@ resume_one(struct loader *l, const char *name)
 	char *state = json_str(&d, json_obj_get(&d, 0, "state"));
 	char *cursor = json_str(&d, json_obj_get(&d, 0, "cursor"));
 	char *lerr = json_str(&d, json_obj_get(&d, 0, "last_error"));
-	struct job *j = id && mount && key && state && cursor && strlen(id) == 16 ?
-	    job_new(l, mount, key) : NULL;
+	/* The id names the file: 16 hex digits, the file's own name. */
+	int id_ok = id && strlen(id) == 16 && strspn(id, "0123456789abcdef") == 16 &&
+	    strncmp(name, id, 16) == 0;
+	struct job *j = id_ok && mount && key && state && cursor &&
+	    strlen(mount) <= MOUNT_NAME_MAX ? job_new(l, mount, key) : NULL;
+	/* Already listed (a job started before the resume): not twice. */
+	struct job *x;
+	LIST_FOREACH(x, &l->jobs, link) {
+		if (j && (strcmp(x->id, id) == 0 ||
+		    (strcmp(x->mount, mount) == 0 && strcmp(x->key, key) == 0))) {
+			job_free(j);
+			j = NULL;
+		}
+	}
 	if (j) {
 		snprintf(j->id, sizeof(j->id), "%s", id);
 		snprintf(j->cursor, sizeof(j->cursor), "%s", cursor);
@@ -894,6 +930,7 @@ resume_one(struct loader *l, const char *name)
 		    J_FAILED : strcmp(state, "stopped") == 0 ? J_STOPPED : J_RUNNING;
 	}
 	json_free(&d);
+	dbuf_free(&fb); /* the text the tokens pointed into */
 	free(id);
 	free(mount);
 	free(key);
@@ -1001,7 +1038,7 @@ loader_start(struct loader *l, struct mount *m, const char *key,
 		int running = old->nthreads > 0;
 		pthread_mutex_unlock(&old->mu);
 		snprintf(id, 17, "%s", old->id);
-		if (running) {
+		if (running || old->refs) {
 			pthread_mutex_unlock(&l->mu);
 			return -EEXIST;
 		}
@@ -1014,8 +1051,25 @@ loader_start(struct loader *l, struct mount *m, const char *key,
 		job_free(old);
 	}
 	if (l->njobs >= LOAD_JOBS_MAX) {
-		pthread_mutex_unlock(&l->mu);
-		return -EAGAIN;
+		/* Make room: the job that ended longest ago goes. */
+		struct job *oldest = NULL;
+		LIST_FOREACH(j, &l->jobs, link) {
+			pthread_mutex_lock(&j->mu);
+			int idle = !j->nthreads && !j->refs;
+			pthread_mutex_unlock(&j->mu);
+			if (idle && (!oldest || j->finished_s < oldest->finished_s))
+				oldest = j;
+		}
+		if (!oldest) {
+			pthread_mutex_unlock(&l->mu);
+			return -EAGAIN;
+		}
+		LIST_REMOVE(oldest, link);
+		l->njobs--;
+		char op[4400];
+		snprintf(op, sizeof(op), "%s/%s.json", l->dir, oldest->id);
+		unlink(op);
+		job_free(oldest);
 	}
 	j = job_new(l, m->name, key);
 	if (!j) {
@@ -1048,13 +1102,15 @@ loader_stop(struct loader *l, const char *id)
 	LIST_FOREACH(j, &l->jobs, link)
 		if (strcmp(j->id, id) == 0)
 			break;
+	if (j)
+		j->refs++; /* loader_start frees no job with refs */
 	pthread_mutex_unlock(&l->mu);
 	if (!j)
 		return -ENOENT;
-	/* Jobs are only freed by loader_close and loader_start (a job of the
-	 * same path again), on control threads like this one: a caller that
-	 * races a restart of the same path finds the old job stopped. */
 	job_stop_wait(j);
+	pthread_mutex_lock(&l->mu);
+	j->refs--;
+	pthread_mutex_unlock(&l->mu);
 	return 0;
 }
 

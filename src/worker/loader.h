@@ -50,7 +50,7 @@ void loader_close(struct loader **l);
 
 struct load_opts {
 	int64_t bandwidth; /* bytes per second from the under-stores; 0: no cap */
-	int parallel;      /* pages read at once (1..64; default 8) */
+	int parallel;      /* objects read at once (1..64; default 8) */
 	int verify;
 	int local;         /* only the pages placement gives this worker (a
 	                    * cluster's job: every worker runs one) */
@@ -59,7 +59,7 @@ struct load_opts {
 /*
  * Starts a job for (m, key); its id (16 hex digits) into id.  A job of the
  * same path still running is returned instead (-EEXIST, its id in id).
- * -EAGAIN: too many jobs.
+ * -EAGAIN: too many jobs running (a finished one makes room).
  */
 int loader_start(struct loader *l, struct mount *m, const char *key,
     const struct load_opts *o, char id[17]);

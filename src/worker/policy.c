@@ -34,6 +34,8 @@ struct rule {
 };
 
 struct policy {
+	pthread_mutex_t change_mu; /* one change at a time (held across the
+	                            * save; taken before lock) */
 	pthread_rwlock_t lock;
 	char *path;
 	struct rule *r;
@@ -53,34 +55,41 @@ rule_free(struct rule *r)
 	free(r->prefix);
 }
 
-/* Writes the rules to p->path (rdlock held at least).  0 or -errno. */
-static int
-do_save(struct policy *p)
+/* The rules as JSON into b (the lock held, either way); with ident for
+ * the file, without for clients. */
+static void
+do_rules_json(struct policy *p, struct dbuf *b, int with_ident)
 {
-	struct dbuf b;
-	dbuf_init(&b, (size_t)64 << 20);
-	dbuf_adds(&b, "{\"rules\":[");
+	dbuf_adds(b, "{\"rules\":[");
 	for (int i = 0; i < p->n; i++) {
 		const struct rule *r = &p->r[i];
-		dbuf_adds(&b, i ? ",{\"mount\":" : "{\"mount\":");
-		json_put_str(&b, r->mount);
-		dbuf_printf(&b, ",\"ident\":\"%016" PRIx64 "\",\"path\":", r->ident);
-		json_put_str(&b, r->prefix);
-		dbuf_printf(&b, ",\"pin\":%s,\"ttl\":%" PRId64 ",\"bytes\":%" PRId64 "}",
+		dbuf_adds(b, i ? ",{\"mount\":" : "{\"mount\":");
+		json_put_str(b, r->mount);
+		if (with_ident)
+			dbuf_printf(b, ",\"ident\":\"%016" PRIx64 "\"", r->ident);
+		dbuf_adds(b, ",\"path\":");
+		json_put_str(b, r->prefix);
+		dbuf_printf(b, ",\"pin\":%s,\"ttl\":%" PRId64 ",\"bytes\":%" PRId64 "}",
 		    r->pin ? "true" : "false", r->ttl, r->bytes);
 	}
-	dbuf_adds(&b, "]}\n");
-	if (dbuf_error(&b)) {
-		dbuf_free(&b);
+	dbuf_adds(b, "]}");
+}
+
+/* Writes b to p->path, fsynced, renamed into place (no lock held: an
+ * fsync must not stall the classifier, which the page store calls under
+ * its own lock).  0 or -errno. */
+static int
+save_file(struct policy *p, struct dbuf *b)
+{
+	if (dbuf_error(b))
 		return -ENOMEM;
-	}
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", p->path);
 	int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		rc = -errno;
 	else
-		rc = write_full(fd, b.p, b.len, -1);
+		rc = write_full(fd, b->p, b->len, -1);
 	if (fd >= 0 && rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (fd >= 0 && close(fd) < 0 && rc == 0)
@@ -91,7 +100,6 @@ do_save(struct policy *p)
 		unlink(tmp);
 		LOG_WARN("policy: cannot save %s: %s", p->path, strerror(-rc));
 	}
-	dbuf_free(&b);
 	return rc;
 }
 
@@ -167,8 +175,10 @@ load(struct policy *p, char **err)
 			int64_t bytes = json_int(&d, json_obj_get(&d, t, "bytes"), &okb);
 			uint64_t id = 0;
 			ok1 = ident && sscanf(ident, "%" SCNx64, &id) == 1;
-			int k = mount && prefix && ok1 && ok2 && ttl >= 0 && pt >= 0 &&
-			    strlen(mount) <= MOUNT_NAME_MAX ? do_add(p, mount, id, prefix) : -1;
+			int k = mount && prefix && ok1 && ok2 && ttl >= 0 && ttl <= POLICY_TTL_MAX &&
+			    pt >= 0 && (!okb || (bytes >= 0 && bytes <= ((int64_t)1 << 60))) &&
+			    strlen(mount) <= MOUNT_NAME_MAX && do_find(p, id, prefix) < 0 ?
+			    do_add(p, mount, id, prefix) : -1;
 			if (k >= 0) {
 				p->r[k].pin = json_bool(&d, pt) == 1;
 				p->r[k].ttl = ttl;
@@ -202,6 +212,7 @@ policy_open(const char *path, char **err)
 		return NULL;
 	}
 	pthread_rwlock_init(&p->lock, NULL);
+	pthread_mutex_init(&p->change_mu, NULL);
 	pthread_mutex_init(&p->stop_mu, NULL);
 	pthread_cond_init(&p->stop_cv, NULL);
 	if (load(p, err) < 0) {
@@ -286,10 +297,14 @@ policy_close(struct policy **pp)
 	free(p->r);
 	free(p->path);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->change_mu);
 	pthread_mutex_destroy(&p->stop_mu);
 	pthread_cond_destroy(&p->stop_cv);
 	free(p);
 }
+
+static int do_change(struct policy *p, const struct mount *m, const char *prefix,
+    int pin, int64_t ttl, int64_t bytes);
 
 /*
  * Sets rule (m, prefix)'s pin (pin >= 0) or TTL (ttl >= 0), saves, and
@@ -297,6 +312,20 @@ policy_close(struct policy **pp)
  */
 static int
 change(struct policy *p, const struct mount *m, const char *prefix, int pin,
+    int64_t ttl, int64_t bytes)
+{
+	pthread_mutex_lock(&p->change_mu);
+	int rc = do_change(p, m, prefix, pin, ttl, bytes);
+	pthread_mutex_unlock(&p->change_mu);
+	if (rc == 0 && p->ps)
+		pagestore_reclassify(p->ps, m->ident, prefix);
+	return rc;
+}
+
+/* change() with change_mu held: the rule changed under the write lock,
+ * saved without it, undone if it could not be saved. */
+static int
+do_change(struct policy *p, const struct mount *m, const char *prefix, int pin,
     int64_t ttl, int64_t bytes)
 {
 	pthread_rwlock_wrlock(&p->lock);
@@ -342,9 +371,17 @@ change(struct policy *p, const struct mount *m, const char *prefix, int pin,
 		saved.prefix = keep;
 		do_remove(p, i);
 	}
-	int rc = do_save(p);
+	struct dbuf b;
+	dbuf_init(&b, (size_t)64 << 20);
+	do_rules_json(p, &b, 1);
+	dbuf_adds(&b, "\n");
+	pthread_rwlock_unlock(&p->lock);
+	int rc = save_file(p, &b);
+	dbuf_free(&b);
+	pthread_rwlock_wrlock(&p->lock);
 	if (rc < 0) {
-		/* Undo: the rules on disk are the rules in memory. */
+		/* Undo: the rules on disk are the rules in memory (change_mu
+		 * kept every other change out meanwhile, so i is still it). */
 		if (gone) {
 			int k = do_add(p, saved.mount, saved.ident, saved.prefix);
 			if (k >= 0) {
@@ -363,11 +400,7 @@ change(struct policy *p, const struct mount *m, const char *prefix, int pin,
 	pthread_rwlock_unlock(&p->lock);
 	if (gone)
 		free(saved.prefix);
-	if (rc < 0)
-		return -EIO;
-	if (p->ps)
-		pagestore_reclassify(p->ps, m->ident, prefix);
-	return 0;
+	return rc < 0 ? -EIO : 0;
 }
 
 int
@@ -427,16 +460,6 @@ void
 policy_json(struct policy *p, struct dbuf *b)
 {
 	pthread_rwlock_rdlock(&p->lock);
-	dbuf_adds(b, "{\"rules\":[");
-	for (int i = 0; i < p->n; i++) {
-		const struct rule *r = &p->r[i];
-		dbuf_adds(b, i ? ",{\"mount\":" : "{\"mount\":");
-		json_put_str(b, r->mount);
-		dbuf_adds(b, ",\"path\":");
-		json_put_str(b, r->prefix);
-		dbuf_printf(b, ",\"pin\":%s,\"ttl\":%" PRId64 ",\"bytes\":%" PRId64 "}",
-		    r->pin ? "true" : "false", r->ttl, r->bytes);
-	}
-	dbuf_adds(b, "]}");
+	do_rules_json(p, b, 0);
 	pthread_rwlock_unlock(&p->lock);
 }
