@@ -6,6 +6,7 @@ What a user relies on: the tools they already use to fill a bucket work
 against ferry unchanged, and what they upload is exactly what lands.
 """
 import os
+import time
 import shutil
 import signal
 import subprocess
@@ -26,9 +27,15 @@ def tree_files():
 
 
 def make_src(root, files):
+    """The files, dated 10 s ago: a sync compares a local file's mtime with
+    the object's LastModified, which has whole seconds; a file made in the
+    second it was uploaded would look newer than its upload and go up
+    again (test_aws_s3_sync_upload failed so, one run in many)."""
+    old = time.time() - 10
     for rel, b in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b)
+        os.utime(root / rel, (old, old))
 
 
 @pytest.fixture
