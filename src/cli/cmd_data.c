@@ -213,16 +213,118 @@ struct pathop {
 	int64_t freed, kept;
 };
 
+/* The rule of path in a worker's rules: 1 (*pin, *ttl set), 0 (none) or a
+ * negative errno. */
 static int
-pin_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
+rule_of(ferry_t *f, const char *path, int *pin, int64_t *ttl)
 {
-	struct pathop *o = arg;
-	for (int i = 0; i < o->n; i++) {
-		int r = ferry_pin(f, o->paths[i], o->on);
-		if (r)
-			return r;
+	char *text = NULL;
+	int r = ferry_policy_json(f, &text);
+	if (r)
+		return r;
+	struct json_doc d;
+	if (json_parse(&d, text, strlen(text)) != 0) {
+		free(text);
+		return -EPROTO;
 	}
+	int arr = json_obj_get(&d, 0, "rules");
+	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
+	r = 0;
+	for (int i = 0; i < n && r == 0; i++) {
+		int t = json_arr_get(&d, arr, i), ok = 0;
+		char *m = json_str(&d, json_obj_get(&d, t, "mount"));
+		char *p = json_str(&d, json_obj_get(&d, t, "path"));
+		char rp[1200];
+		snprintf(rp, sizeof(rp), "/%s%s%s", m ? m : "", p && p[0] ? "/" : "", p ? p : "");
+		if (strcmp(rp, path) == 0) {
+			*pin = json_bool(&d, json_obj_get(&d, t, "pin")) == 1;
+			*ttl = json_int(&d, json_obj_get(&d, t, "ttl"), &ok);
+			r = 1;
+		}
+		free(m);
+		free(p);
+	}
+	json_free(&d);
+	free(text);
+	return r;
+}
+
+/*
+ * A pin or TTL change goes to one worker (the one the user named), which
+ * makes it the cluster's (kept in etcd; every worker applies it).  Then
+ * waits, at most 10 s, until every member shows the rule that worker shows,
+ * so that the command returns once the change holds everywhere; a worker
+ * that has not applied it by then is named (it will, from etcd).
+ */
+static int
+rules_change(struct cli *c, struct pathop *o, int (*op)(ferry_t *f, const char *path,
+    const struct pathop *o))
+{
+	ferry_t *f = NULL;
+	if (cli_connect(c, &f))
+		return CLI_FAIL;
+	int r = 0, i, found[64], pins[64];
+	int64_t ttls[64];
+	int np = o->n < 64 ? o->n : 64;
+	for (i = 0; i < o->n && r == 0; i++)
+		r = op(f, o->paths[i], o);
+	if (r) {
+		ferry_close(&f);
+		return cli_error(c, o->paths[i - 1], r);
+	}
+	for (i = 0; i < np; i++) {
+		found[i] = rule_of(f, o->paths[i], &pins[i], &ttls[i]);
+		if (found[i] < 0)
+			np = 0; /* an old worker: nothing to compare */
+	}
+	ferry_close(&f);
+	struct cli_member *ms;
+	int nm = cli_members(c, &ms);
+	if (nm < 0)
+		return CLI_OK; /* done; not confirmed elsewhere */
+	int64_t until = now_ms() + 10000;
+	for (int k = 0; k < nm; k++) {
+		if (ms[k].self || np == 0)
+			continue;
+		int same = 0;
+		while (!same) {
+			ferry_t *g = NULL;
+			same = 1;
+			if (ferry_connect(ms[k].ctl, c->token, &g) != 0) {
+				same = 0;
+			} else {
+				for (i = 0; i < np && same; i++) {
+					int pn = 0;
+					int64_t tl = 0;
+					int fr = rule_of(g, o->paths[i], &pn, &tl);
+					same = fr == found[i] && (!fr || (pn == pins[i] && tl == ttls[i]));
+				}
+			}
+			ferry_close(&g);
+			if (!same && now_ms() >= until) {
+				fprintf(stderr, "ferry: warning: worker %s does not show the change yet "
+				    "(it is kept in etcd: the worker applies it when it sees it)\n",
+				    ms[k].ctl);
+				break;
+			}
+			if (!same)
+				usleep(100000);
+		}
+	}
+	free(ms);
 	return CLI_OK;
+}
+
+static int
+pin_op(ferry_t *f, const char *path, const struct pathop *o)
+{
+	return ferry_pin(f, path, o->on);
+}
+
+static int
+ttl_op(ferry_t *f, const char *path, const struct pathop *o)
+{
+	return ferry_ttl(f, path, o->ttl);
 }
 
 /* Normalised operands into o->paths; 0 or CLI_FAIL. */
@@ -269,7 +371,7 @@ pin_common(struct cli *c, int argc, char **argv, int on)
 		rc = cli_connect(c, &f) ? CLI_FAIL : list_rules(c, f, a.json);
 		ferry_close(&f);
 	} else if ((rc = norm_paths(c, ops, n, &o)) == 0) {
-		rc = each_worker(c, o.paths[0], pin_one, &o);
+		rc = rules_change(c, &o, pin_op);
 	}
 	free_paths(&o);
 	free(ops);
@@ -286,16 +388,6 @@ int
 cmd_unpin(struct cli *c, int argc, char **argv)
 {
 	return pin_common(c, argc, argv, 0);
-}
-
-static int
-ttl_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *arg)
-{
-	struct pathop *o = arg;
-	int r = ferry_ttl(f, o->paths[0], o->ttl);
-	if (r)
-		return r;
-	return CLI_OK;
 }
 
 int
@@ -322,7 +414,7 @@ cmd_ttl(struct cli *c, int argc, char **argv)
 		rc = cli_connect(c, &f) ? CLI_FAIL : list_rules(c, f, a.json);
 		ferry_close(&f);
 	} else if (rc == CLI_OK && (rc = norm_paths(c, ops, 1, &o)) == 0) {
-		rc = each_worker(c, o.paths[0], ttl_one, &o);
+		rc = rules_change(c, &o, ttl_op);
 	}
 	free_paths(&o);
 	free(ops);
@@ -781,6 +873,7 @@ struct loadrun {
 	ferry_t **f;
 	char (*id)[17];
 	int started;
+	int64_t t0; /* when the job was made */
 };
 
 static int
@@ -817,13 +910,20 @@ poll_all(struct cli *c, struct loadrun *lr, struct jobview *sum)
 		int arr = ok ? json_obj_get(&d, 0, "jobs") : -1;
 		struct jobview v;
 		int one = ok && arr >= 0 && d.toks[arr].type == JSON_ARRAY && d.toks[arr].size == 1;
+		int none = ok && arr >= 0 && d.toks[arr].type == JSON_ARRAY && d.toks[arr].size == 0;
 		if (one)
 			jv_read(&d, json_arr_get(&d, arr, 0), &v);
 		if (ok)
 			json_free(&d);
 		free(text);
+		if (none && now_ms() - lr->t0 < 15000) {
+			/* Not taken up there yet (it learns of the job from etcd). */
+			running++;
+			sum->listing_done = 0;
+			continue;
+		}
 		if (!one)
-			return -EPROTO;
+			return none ? -ENOENT : -EPROTO;
 		sum->files_done = i == 0 || v.files_done < sum->files_done ? v.files_done : sum->files_done;
 		sum->files_total = v.files_total > sum->files_total ? v.files_total : sum->files_total;
 		sum->bytes_done += v.bytes_done;
@@ -951,26 +1051,33 @@ cmd_load(struct cli *c, int argc, char **argv)
 	lr.id = calloc((size_t)nm, sizeof(*lr.id));
 	if (!lr.f || !lr.id)
 		rc = cli_error_local(c, NULL, -ENOMEM);
-	unsigned flags = (a.verify ? FERRY_LOAD_VERIFY : 0) | (nm > 1 ? FERRY_LOAD_LOCAL : 0);
-	int64_t bw = a.bandwidth > 0 ? (a.bandwidth + nm - 1) / nm : 0;
+	/* The worker asked makes the job the cluster's (kept in etcd); every
+	 * member takes up its part, under the same id. */
+	unsigned flags = a.verify ? FERRY_LOAD_VERIFY : 0;
+	char id[17] = "";
+	if (rc == CLI_OK) {
+		ferry_t *f = NULL;
+		if (cli_connect(c, &f)) {
+			rc = CLI_FAIL;
+		} else {
+			int r = ferry_load_start(f, p, a.bandwidth, a.parallel, flags, id);
+			if (r)
+				rc = cli_error(c, p, r);
+		}
+		ferry_close(&f);
+	}
+	lr.t0 = now_ms();
 	for (int i = 0; rc == CLI_OK && i < nm; i++) {
+		snprintf(lr.id[i], sizeof(lr.id[i]), "%s", id);
 		int r = ferry_connect(ms[i].ctl, c->token, &lr.f[i]);
-		if (r == 0)
-			r = ferry_load_start(lr.f[i], p, bw, a.parallel, flags, lr.id[i]);
 		if (r) {
 			char w[1400];
 			where(w, sizeof(w), p, &ms[i], nm);
 			rc = cli_error(c, w, r);
-			/* The cluster loads all of it or none: the jobs already
-			 * started are stopped. */
-			for (int k = 0; k < i; k++)
-				if (ferry_load_stop(lr.f[k], lr.id[k]) == 0)
-					fprintf(stderr, "ferry: load: stopped the job on %s\n", ms[k].ctl);
 		}
 	}
 	if (rc == CLI_OK && a.detach) {
-		for (int i = 0; i < nm; i++)
-			printf(nm > 1 ? "%s %s\n" : "%s%s\n", lr.id[i], nm > 1 ? ms[i].ctl : "");
+		printf("%s\n", id);
 	} else if (rc == CLI_OK) {
 		if (isatty(1))
 			printf("loading %s (%d worker%s; Ctrl-C leaves it running, "

@@ -1,14 +1,16 @@
 /*
- * cluster.c: cluster membership and the cluster-wide mount table, kept in
- * etcd under "/ferry/<name>/" (see cluster.h).
+ * cluster.c: cluster membership and the cluster-wide tables (mounts, pin
+ * and TTL rules, load jobs), kept in etcd under "/ferry/<name>/" (see
+ * cluster.h).
  *
  * Threads: cluster_open runs the first registration (lease grant + put of
  * workers/<id>) on the caller's thread, then starts
  *  - the watch thread (watch_main): lists the prefix, publishes a view and
- *    calls on_mount for what changed, then watches from the next revision;
+ *    calls on_mount/on_rule/on_load for what changed, then watches from
+ *    the next revision;
  *    when the stream breaks it lists again (so deletions made during the
  *    gap are seen by comparing with what it knew) with backoff while etcd
- *    does not answer.  It alone owns mem/nmem, the mount list and etcd_ok,
+ *    does not answer.  It alone owns mem/nmem, the record tables and etcd_ok,
  *    and alone publishes views after open;
  *  - the registration thread (reg_main, only with cfg->self): keeps the
  *    lease alive every ttl/3, grants a new one and puts the member again
@@ -59,6 +61,14 @@ struct mount_seen {
 	int seen;   /* in the listing being compared */
 };
 
+/* A table of named records (mounts, rules, loads): what the watch thread
+ * has seen of it, and whom to tell of changes. */
+struct rec_table {
+	struct mount_seen *items;
+	int n, cap;
+	void (*fn)(void *arg, const char *name, const char *json, size_t n);
+};
+
 struct cluster {
 	struct etcd *etcd;
 	char *endpoints;
@@ -71,8 +81,6 @@ struct cluster {
 	char self_key[CLUSTER_NAME_MAX + 32 + CLUSTER_ID_MAX];
 	char *self_json;
 	size_t self_len;
-	void (*on_mount)(void *arg, const char *name, const char *json,
-	    size_t n);
 	void (*on_view)(void *arg, const struct cluster_view *v);
 	void *arg;
 
@@ -94,8 +102,7 @@ struct cluster {
 	int nmem, capmem;
 	struct member *nxt; /* the listing being built */
 	int nnxt, capnxt;
-	struct mount_seen *mounts;
-	int nmounts, capmounts;
+	struct rec_table tbl[CLUSTER_T_N];
 	int etcd_ok;
 };
 
@@ -344,57 +351,70 @@ members_remove(struct cluster *c, const char *id, size_t idlen)
 /* Mount table                                                          */
 
 static struct mount_seen *
-mount_find(struct cluster *c, const char *name, size_t n)
+rec_find(struct rec_table *t, const char *name, size_t n)
 {
-	for (int i = 0; i < c->nmounts; i++)
-		if (strlen(c->mounts[i].name) == n &&
-		    memcmp(c->mounts[i].name, name, n) == 0)
-			return &c->mounts[i];
+	for (int i = 0; i < t->n; i++)
+		if (strlen(t->items[i].name) == n &&
+		    memcmp(t->items[i].name, name, n) == 0)
+			return &t->items[i];
 	return NULL;
 }
 
-/* A mount's value as of now: tell on_mount if it is new or changed. */
+/* A record's value as of now: tell the table's callback if it is new or
+ * changed. */
 static void
-mount_put(struct cluster *c, const char *name, size_t n, const char *val,
-    size_t vlen)
+rec_put(struct cluster *c, struct rec_table *t, const char *name, size_t n,
+    const char *val, size_t vlen)
 {
 	uint64_t h = hash64(val, vlen, 0x6d6f756e74ull);
-	struct mount_seen *m = mount_find(c, name, n);
+	struct mount_seen *m = rec_find(t, name, n);
 	if (m) {
 		m->seen = 1;
 		if (m->h == h)
 			return;
 		m->h = h;
 	} else {
-		if (c->nmounts == c->capmounts) {
-			int nc = c->capmounts ? c->capmounts * 2 : 8;
-			struct mount_seen *na = realloc(c->mounts,
+		if (t->n == t->cap) {
+			int nc = t->cap ? t->cap * 2 : 8;
+			struct mount_seen *na = realloc(t->items,
 			    (size_t)nc * sizeof(*na));
 			if (!na)
 				return;
-			c->mounts = na;
-			c->capmounts = nc;
+			t->items = na;
+			t->cap = nc;
 		}
 		char *nm = strndup(name, n);
 		if (!nm)
 			return;
-		m = &c->mounts[c->nmounts++];
+		m = &t->items[t->n++];
 		m->name = nm;
 		m->h = h;
 		m->seen = 1;
 	}
-	if (c->on_mount)
-		c->on_mount(c->arg, m->name, val, vlen);
+	if (t->fn)
+		t->fn(c->arg, m->name, val, vlen);
 }
 
 static void
-mount_gone(struct cluster *c, struct mount_seen *m)
+rec_gone(struct cluster *c, struct rec_table *t, struct mount_seen *m)
 {
 	char *name = m->name;
-	*m = c->mounts[--c->nmounts];
-	if (c->on_mount)
-		c->on_mount(c->arg, name, NULL, 0);
+	*m = t->items[--t->n];
+	if (t->fn)
+		t->fn(c->arg, name, NULL, 0);
 	free(name);
+}
+
+/* The table a key kind's records go to, or NULL. */
+static struct rec_table *
+kind_table(struct cluster *c, int kind)
+{
+	switch (kind) {
+	case CLUSTER_KEY_MOUNT: return &c->tbl[CLUSTER_T_MOUNT];
+	case CLUSTER_KEY_RULE: return &c->tbl[CLUSTER_T_RULE];
+	case CLUSTER_KEY_LOAD: return &c->tbl[CLUSTER_T_LOAD];
+	default: return NULL;
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -413,10 +433,19 @@ cluster_key_kind(const char *prefix, size_t plen, const char *key,
 		*nlen = rn - 8;
 		return CLUSTER_KEY_WORKER;
 	}
-	if (rn > 7 && memcmp(rest, "mounts/", 7) == 0) {
-		*name = rest + 7;
-		*nlen = rn - 7;
-		return CLUSTER_KEY_MOUNT;
+	static const struct {
+		const char *dir;
+		size_t len;
+		int kind;
+	} dirs[] = {{"mounts/", 7, CLUSTER_KEY_MOUNT},
+	    {"rules/", 6, CLUSTER_KEY_RULE}, {"loads/", 6, CLUSTER_KEY_LOAD}};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (rn > dirs[i].len &&
+		    memcmp(rest, dirs[i].dir, dirs[i].len) == 0) {
+			*name = rest + dirs[i].len;
+			*nlen = rn - dirs[i].len;
+			return dirs[i].kind;
+		}
 	}
 	return CLUSTER_KEY_OTHER;
 }
@@ -427,7 +456,8 @@ list_fn(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
 	struct cluster *c = arg;
 	const char *name;
 	size_t n;
-	switch (cluster_key_kind(c->prefix, c->plen, key, klen, &name, &n)) {
+	int kind = cluster_key_kind(c->prefix, c->plen, key, klen, &name, &n);
+	switch (kind) {
 	case CLUSTER_KEY_WORKER: {
 		struct member m;
 		if (cluster_member_parse(val, vlen, name, n, &m) != 0) {
@@ -438,11 +468,13 @@ list_fn(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
 		return members_upsert(&c->nxt, &c->nnxt, &c->capnxt, &m);
 	}
 	case CLUSTER_KEY_MOUNT:
+	case CLUSTER_KEY_RULE:
+	case CLUSTER_KEY_LOAD:
 		if (!cluster_name_valid(name, n, CLUSTER_MOUNT_NAME_MAX)) {
-			LOG_WARN("cluster: skipping mount with a bad name");
+			LOG_WARN("cluster: skipping a record with a bad name");
 			return 0;
 		}
-		mount_put(c, name, n, val, vlen);
+		rec_put(c, kind_table(c, kind), name, n, val, vlen);
 		return 0;
 	default:
 		return 0;
@@ -478,17 +510,20 @@ static int
 relist(struct cluster *c, int64_t *rev)
 {
 	c->nnxt = 0;
-	for (int i = 0; i < c->nmounts; i++)
-		c->mounts[i].seen = 0;
+	for (int t = 0; t < CLUSTER_T_N; t++)
+		for (int i = 0; i < c->tbl[t].n; i++)
+			c->tbl[t].items[i].seen = 0;
 	int r = etcd_range_prefix(c->etcd, c->prefix, list_fn, c, rev);
 	if (r != 0)
 		return r;
-	/* Mounts that went while we were not watching. */
-	for (int i = 0; i < c->nmounts;) {
-		if (!c->mounts[i].seen)
-			mount_gone(c, &c->mounts[i]); /* moves the last here */
-		else
-			i++;
+	/* Records that went while we were not watching. */
+	for (int t = 0; t < CLUSTER_T_N; t++) {
+		for (int i = 0; i < c->tbl[t].n;) {
+			if (!c->tbl[t].items[i].seen) /* moves the last here */
+				rec_gone(c, &c->tbl[t], &c->tbl[t].items[i]);
+			else
+				i++;
+		}
 	}
 	struct member *t = c->mem;
 	c->mem = c->nxt;
@@ -510,8 +545,9 @@ watch_fn(void *arg, const struct etcd_event *ev)
 	struct cluster *c = arg;
 	const char *name;
 	size_t n;
-	switch (cluster_key_kind(c->prefix, c->plen, ev->key, ev->klen, &name,
-	    &n)) {
+	int kind = cluster_key_kind(c->prefix, c->plen, ev->key, ev->klen,
+	    &name, &n);
+	switch (kind) {
 	case CLUSTER_KEY_WORKER:
 		if (ev->type == ETCD_EV_DELETE) {
 			members_remove(c, name, n);
@@ -535,16 +571,20 @@ watch_fn(void *arg, const struct etcd_event *ev)
 		}
 		return 0;
 	case CLUSTER_KEY_MOUNT:
+	case CLUSTER_KEY_RULE:
+	case CLUSTER_KEY_LOAD: {
+		struct rec_table *t = kind_table(c, kind);
 		if (!cluster_name_valid(name, n, CLUSTER_MOUNT_NAME_MAX))
 			return 0;
 		if (ev->type == ETCD_EV_DELETE) {
-			struct mount_seen *m = mount_find(c, name, n);
+			struct mount_seen *m = rec_find(t, name, n);
 			if (m)
-				mount_gone(c, m);
+				rec_gone(c, t, m);
 		} else {
-			mount_put(c, name, n, ev->val, ev->vlen);
+			rec_put(c, t, name, n, ev->val, ev->vlen);
 		}
 		return 0;
+	}
 	default:
 		return 0;
 	}
@@ -786,7 +826,9 @@ cluster_open(const struct cluster_cfg *cfg, char **err)
 	snprintf(c->prefix, sizeof(c->prefix), "/ferry/%s/", cfg->name);
 	c->plen = strlen(c->prefix);
 	c->ttl = cfg->lease_ttl_s ? cfg->lease_ttl_s : CLUSTER_TTL_DEFAULT;
-	c->on_mount = cfg->on_mount;
+	c->tbl[CLUSTER_T_MOUNT].fn = cfg->on_mount;
+	c->tbl[CLUSTER_T_RULE].fn = cfg->on_rule;
+	c->tbl[CLUSTER_T_LOAD].fn = cfg->on_load;
 	c->on_view = cfg->on_view;
 	c->arg = cfg->arg;
 	if (s) {
@@ -884,9 +926,11 @@ cluster_close(struct cluster **cp)
 		pthread_join(c->watch_th, NULL);
 	etcd_close(&c->etcd);
 	cluster_view_release(&c->view);
-	for (int i = 0; i < c->nmounts; i++)
-		free(c->mounts[i].name);
-	free(c->mounts);
+	for (int t = 0; t < CLUSTER_T_N; t++) {
+		for (int i = 0; i < c->tbl[t].n; i++)
+			free(c->tbl[t].items[i].name);
+		free(c->tbl[t].items);
+	}
 	free(c->mem);
 	free(c->nxt);
 	free(c->self_json);
@@ -900,13 +944,16 @@ cluster_close(struct cluster **cp)
 /* ------------------------------------------------------------------ */
 /* Mount table and accessors                                            */
 
+static const char *const table_dir[CLUSTER_T_N] = {"mounts", "rules", "loads"};
+
 static int
-mount_key(const struct cluster *c, const char *name, char *key, size_t cap)
+rec_key(const struct cluster *c, int t, const char *name, char *key,
+    size_t cap)
 {
-	if (!name ||
+	if (t < 0 || t >= CLUSTER_T_N || !name ||
 	    !cluster_name_valid(name, strlen(name), CLUSTER_MOUNT_NAME_MAX))
 		return -EINVAL;
-	snprintf(key, cap, "%smounts/%s", c->prefix, name);
+	snprintf(key, cap, "%s%s/%s", c->prefix, table_dir[t], name);
 	return 0;
 }
 
@@ -917,18 +964,72 @@ cluster_mount_create(struct cluster *c, const char *name, const char *json,
 	char key[CLUSTER_NAME_MAX + CLUSTER_MOUNT_NAME_MAX + 32];
 	if (!c || !json || n == 0)
 		return -EINVAL;
-	int r = mount_key(c, name, key, sizeof(key));
+	int r = rec_key(c, CLUSTER_T_MOUNT, name, key, sizeof(key));
 	return r ? r : etcd_create(c->etcd, key, json, n, 0);
 }
 
 int
 cluster_mount_delete(struct cluster *c, const char *name)
 {
+	return cluster_record_delete(c, CLUSTER_T_MOUNT, name);
+}
+
+int
+cluster_record_put(struct cluster *c, enum cluster_table t, const char *name,
+    const char *json, size_t n)
+{
+	char key[CLUSTER_NAME_MAX + CLUSTER_MOUNT_NAME_MAX + 32];
+	if (!c || !json || n == 0)
+		return -EINVAL;
+	int r = rec_key(c, (int)t, name, key, sizeof(key));
+	return r ? r : etcd_put(c->etcd, key, json, n, 0);
+}
+
+int
+cluster_record_delete(struct cluster *c, enum cluster_table t,
+    const char *name)
+{
 	char key[CLUSTER_NAME_MAX + CLUSTER_MOUNT_NAME_MAX + 32];
 	if (!c)
 		return -EINVAL;
-	int r = mount_key(c, name, key, sizeof(key));
+	int r = rec_key(c, (int)t, name, key, sizeof(key));
 	return r ? r : etcd_delete(c->etcd, key);
+}
+
+struct range_arg {
+	const struct cluster *c;
+	size_t skip; /* prefix + table dir + "/" */
+	int (*fn)(void *arg, const char *name, size_t nlen, const char *json,
+	    size_t n);
+	void *arg;
+};
+
+static int
+range_fn(void *arg, const char *key, size_t klen, const char *val,
+    size_t vlen)
+{
+	struct range_arg *ra = arg;
+	if (klen <= ra->skip)
+		return 0;
+	return ra->fn(ra->arg, key + ra->skip, klen - ra->skip, val, vlen);
+}
+
+int
+cluster_record_list(struct cluster *c, enum cluster_table t,
+    const char *name_prefix,
+    int (*fn)(void *arg, const char *name, size_t nlen, const char *json,
+    size_t n), void *arg)
+{
+	char key[CLUSTER_NAME_MAX + CLUSTER_MOUNT_NAME_MAX + 32];
+	if (!c || (int)t < 0 || t >= CLUSTER_T_N || !fn || !name_prefix ||
+	    strlen(name_prefix) > CLUSTER_MOUNT_NAME_MAX)
+		return -EINVAL;
+	snprintf(key, sizeof(key), "%s%s/%s", c->prefix, table_dir[t],
+	    name_prefix);
+	struct range_arg ra = {.c = c, .fn = fn, .arg = arg,
+	    .skip = c->plen + strlen(table_dir[t]) + 1};
+	int64_t rev;
+	return etcd_range_prefix(c->etcd, key, range_fn, &ra, &rev);
 }
 
 const char *

@@ -8,13 +8,19 @@
  *   mounts/<name> the cluster's mount table, JSON {"name","uri","options"}
  *                 as the worker's mount table takes it (secrets included:
  *                 etcd is the cluster's own store; no API answers them).
+ *   rules/<hash>  pin and TTL rules (policy.c's records), one per (mount,
+ *                 path prefix).
+ *   loads/<id>    load jobs (loader.c's records); loads/<id>.<worker id>
+ *                 each worker's progress in job <id>.
+ * The tables other than workers/ are opaque here: whoever writes a record
+ * reads it back through the table's callback, on every worker.
  *
  * A struct cluster runs two threads: one registers this worker (when cfg
  * self is set) and keeps its lease alive, re-granting and re-putting when
  * the lease was lost (etcd restarted, a long partition); the other lists
  * the prefix, then watches it from the next revision, keeping an immutable
- * snapshot of the members (struct cluster_view) and calling on_mount for
- * mount-table changes.  When etcd cannot be reached, both retry with
+ * snapshot of the members (struct cluster_view) and calling on_mount,
+ * on_rule and on_load for changes to those tables.  When etcd cannot be reached, both retry with
  * backoff and the last view stays in force: nobody stops serving because
  * etcd is down.  After a watch is lost, a fresh list is compared with what
  * was seen, so deletions made meanwhile are reported too.
@@ -57,6 +63,10 @@ struct cluster_cfg {
 	 * put (json, n: its value) or deleted (json NULL); at start for every
 	 * mount there is.  May be NULL. */
 	void (*on_mount)(void *arg, const char *name, const char *json, size_t n);
+	/* The same for rules/ and loads/ (also called at start for every
+	 * record there is).  May be NULL. */
+	void (*on_rule)(void *arg, const char *name, const char *json, size_t n);
+	void (*on_load)(void *arg, const char *name, const char *json, size_t n);
 	/* Called on the watch thread after each new view.  May be NULL. */
 	void (*on_view)(void *arg, const struct cluster_view *v);
 	void *arg;
@@ -79,6 +89,24 @@ struct cluster_view *cluster_view_get(struct cluster *c);
 void cluster_view_release(struct cluster_view **v);
 /* Index of the member with this id in v, or -1. */
 int cluster_view_find(const struct cluster_view *v, const char *id);
+
+enum cluster_table { CLUSTER_T_MOUNT, CLUSTER_T_RULE, CLUSTER_T_LOAD,
+	CLUSTER_T_N };
+
+/* A record of a table, put (created or replaced) or deleted (-ENOENT: there
+ * was none); names as mount names ([a-z0-9][a-z0-9._-]{0,62}).  0 or an
+ * etcd error. */
+int cluster_record_put(struct cluster *c, enum cluster_table t,
+    const char *name, const char *json, size_t n);
+int cluster_record_delete(struct cluster *c, enum cluster_table t,
+    const char *name);
+/* Asks etcd for the table's records whose names start with name_prefix,
+ * calling fn for each (name not NUL-terminated; non-zero stops and is
+ * returned).  0 or an etcd error. */
+int cluster_record_list(struct cluster *c, enum cluster_table t,
+    const char *name_prefix,
+    int (*fn)(void *arg, const char *name, size_t nlen, const char *json,
+    size_t n), void *arg);
 
 /* Cluster-wide mount table.  0, -EEXIST (create: name taken), -ENOENT
  * (delete: no such mount), or an etcd error (-ECONNREFUSED, ...). */

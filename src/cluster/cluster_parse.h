@@ -19,11 +19,13 @@
 #define CLUSTER_MOUNT_NAME_MAX 63
 #define CLUSTER_MEMBER_JSON_MAX 4096 /* a member record, as we write it */
 
-enum cluster_key { CLUSTER_KEY_OTHER, CLUSTER_KEY_WORKER, CLUSTER_KEY_MOUNT };
+enum cluster_key { CLUSTER_KEY_OTHER, CLUSTER_KEY_WORKER, CLUSTER_KEY_MOUNT,
+	CLUSTER_KEY_RULE, CLUSTER_KEY_LOAD };
 
 /* Classifies key[0..klen) under prefix[0..plen) ("/ferry/<name>/"):
- * workers/<x> or mounts/<x> with a non-empty <x>, which *name / *nlen then
- * point at (inside key); anything else is CLUSTER_KEY_OTHER. */
+ * workers/<x>, mounts/<x>, rules/<x> or loads/<x> with a non-empty <x>,
+ * which *name / *nlen then point at (inside key); anything else is
+ * CLUSTER_KEY_OTHER. */
 int cluster_key_kind(const char *prefix, size_t plen, const char *key,
     size_t klen, const char **name, size_t *nlen);
 

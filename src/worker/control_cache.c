@@ -17,9 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../cluster/placement.h"
 #include "../common/json.h"
 #include "../common/util.h"
+#include "cluster_sync.h"
 #include "control_impl.h"
 #include "loader.h"
 #include "meta.h"
@@ -74,7 +77,25 @@ struct du_walk {
 	char last[UFS_KEY_MAX + 1];
 	int pin_check;           /* count what no pin covers yet: */
 	int64_t unpinned_total;  /* bytes under no pin rule */
+	const struct cluster_view *v; /* in a cluster: per member, */
+	int64_t *share;          /* its part of unpinned_total (placement) */
+	int64_t block;
 };
+
+/* Adds an object's blocks to the shares of the members that hold them. */
+static void
+du_share(struct du_walk *dw, const char *key, int64_t size)
+{
+	int top[MOUNT_REPLICAS_MAX];
+	int reps = dw->m->replicas < MOUNT_REPLICAS_MAX ? dw->m->replicas : MOUNT_REPLICAS_MAX;
+	for (int64_t b = 0; b * dw->block < size; b++) {
+		int64_t len = size - b * dw->block < dw->block ? size - b * dw->block : dw->block;
+		int n = placement_order(dw->v, placement_key(dw->m->name, key, b), top,
+		    reps > 0 ? reps : 1);
+		for (int i = 0; i < n; i++)
+			dw->share[top[i]] += len;
+	}
+}
 
 static void
 du_fields(struct dbuf *b, const struct du_child *d)
@@ -114,8 +135,11 @@ du_one(void *arg, const struct ufs_entry *e)
 		cached = oi.bytes < e->size ? oi.bytes : e->size;
 		pinned = oi.pinned;
 	}
-	if (dw->pin_check && !policy_is_pinned(dw->w->pol, dw->m->ident, e->key))
+	if (dw->pin_check && !policy_is_pinned(dw->w->pol, dw->m->ident, e->key)) {
 		dw->unpinned_total += e->size;
+		if (dw->share)
+			du_share(dw, e->key, e->size);
+	}
 	/* The child: the first name under the walked path (a directory's
 	 * ends in '/'), or the object itself when the path is a file. */
 	const char *rest = e->key + dw->strip, *slash = NULL;
@@ -200,6 +224,75 @@ ctl_op_du(struct worker *w, struct http_conn *c, const struct http_request *req)
 	mount_release(&m);
 }
 
+/* The rule change (m, key) as the cluster's record: put in etcd (or
+ * deleted when no rule is left), then applied here (the watch brings it to
+ * every other worker).  0, or a reply was sent. */
+static int
+cluster_rule_change(struct worker *w, struct cluster *cl, struct http_conn *c,
+    const char *path, struct mount *m, const char *key, int pin, int64_t ttl,
+    int64_t total, const struct policy_share_in *sh, int nsh)
+{
+	char name[17], msg[768];
+	struct dbuf b;
+	dbuf_init(&b, DU_JSON_MAX);
+	int r = policy_record_after(w->pol, m, key, pin, ttl, total, sh, nsh, &b, name);
+	if (r == -ENOENT) {
+		snprintf(msg, sizeof(msg), pin == 0 ? "%s is not pinned (see `ferry pin --list`)" :
+		    "%s has no TTL", path);
+		ctl_reply_error(c, 404, pin == 0 ? "NoSuchPin" : "NoSuchTtl", msg);
+	} else if (r < 0) {
+		ctl_reply_errno(c, r, path);
+	} else {
+		r = b.len ? cluster_record_put(cl, CLUSTER_T_RULE, name, b.p, b.len) :
+		    cluster_record_delete(cl, CLUSTER_T_RULE, name);
+		if (r == -ENOENT)
+			r = 0; /* deleted meanwhile by another worker */
+		if (r < 0) {
+			snprintf(msg, sizeof(msg), "%s: the cluster's rules are kept in etcd, "
+			    "which did not take the change: %s", path, strerror(-r));
+			ctl_reply_error(c, 503, "EtcdUnavailable", msg);
+		} else {
+			r = policy_apply_record(w->pol, name, b.len ? b.p : NULL, b.len);
+			if (r == -ENOSPC) {
+				snprintf(msg, sizeof(msg), "%s: too many pin and TTL rules (4096)", path);
+				ctl_reply_error(c, 409, "TooManyRules", msg);
+				cluster_record_delete(cl, CLUSTER_T_RULE, name);
+			} else {
+				r = 0; /* -EIO: in etcd and in force; the file catches up */
+			}
+		}
+	}
+	dbuf_free(&b);
+	return r == 0 ? 0 : -1;
+}
+
+/* In a cluster: does the pin fit every worker's pin limit?  Each worker's
+ * share is what placement gives it; the limit is --pin-limit of its cache
+ * (this worker's percentage: the cluster's workers share a config).  0, or
+ * -1 with the reply sent. */
+static int
+pin_fits_cluster(struct worker *w, struct http_conn *c, const char *path,
+    const struct du_walk *dw)
+{
+	for (int i = 0; i < dw->v->n; i++) {
+		const struct member *mb = &dw->v->m[i];
+		int64_t limit = mb->capacity / 100 * w->cfg.pin_limit_pct;
+		int64_t held = policy_pinned_share(w->pol, mb->id);
+		if (held + dw->share[i] <= limit)
+			continue;
+		char want[32], have[32], lim[32], msg[768];
+		fmt_bytes((double)dw->share[i], want, sizeof(want));
+		fmt_bytes((double)held, have, sizeof(have));
+		fmt_bytes((double)limit, lim, sizeof(lim));
+		snprintf(msg, sizeof(msg), "%s: pinning it would pin %s more on worker %s "
+		    "(its pins hold %s), over its pin limit of %s (%d%% of its cache; "
+		    "--pin-limit)", path, want, mb->ctl, have, lim, w->cfg.pin_limit_pct);
+		ctl_reply_error(c, 507, "PinLimit", msg);
+		return -1;
+	}
+	return 0;
+}
+
 /* POST /v1/pin?path=  DELETE /v1/pin?path= */
 void
 ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req,
@@ -213,14 +306,43 @@ ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req
 	int r = 0;
 	char msg[512];
 	int64_t bytes = 0;
+	struct cluster *cl = worker_cluster(w);
 	if (on) {
 		/* What the pin would hold once all is cached (the data under the
 		 * path no pin covers yet), with what the other pins hold, against
-		 * the limit: cached or not, pinned data is room taken. */
+		 * the limit: cached or not, pinned data is room taken.  In a
+		 * cluster, each worker's share against its own limit. */
 		struct du_walk dw = {.w = w, .m = m, .key = key, .pin_check = 1};
-		r = du_walk_all(&dw);
+		if (cl) {
+			dw.v = cluster_view_get(cl);
+			dw.block = router_block_size(w->rt);
+			dw.share = calloc((size_t)(dw.v->n ? dw.v->n : 1), sizeof(int64_t));
+			if (!dw.share)
+				r = -ENOMEM;
+		}
+		if (r == 0)
+			r = du_walk_all(&dw);
 		if (r < 0) {
 			ctl_reply_errno(c, r, path);
+		} else if (cl) {
+			struct policy_share_in *sh = calloc((size_t)(dw.v->n ? dw.v->n : 1), sizeof(*sh));
+			int n = dw.v->n < POLICY_SHARES_MAX ? dw.v->n : POLICY_SHARES_MAX;
+			for (int i = 0; sh && i < n; i++) {
+				sh[i].id = dw.v->m[i].id;
+				sh[i].bytes = dw.share[i];
+			}
+			if (!sh)
+				ctl_reply_errno(c, -ENOMEM, path);
+			else if (pin_fits_cluster(w, c, path, &dw) == 0 &&
+			    cluster_rule_change(w, cl, c, path, m, key, 1, -1,
+			    dw.unpinned_total, sh, n) == 0)
+				r = 1; /* done: answer below */
+			free(sh);
+		}
+		free(dw.share);
+		if (dw.v)
+			cluster_view_release((struct cluster_view **)&dw.v);
+		if (r < 0 || (cl && r != 1)) {
 			mount_release(&m);
 			return;
 		}
@@ -229,7 +351,7 @@ ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req
 		pagestore_get_stats(w->ps, &st);
 		int64_t limit = st.capacity_bytes / 100 * w->cfg.pin_limit_pct;
 		int64_t held = policy_pinned_total(w->pol);
-		if (held + bytes > limit) {
+		if (!cl && held + bytes > limit) {
 			char want[32], have[32], lim[32];
 			fmt_bytes((double)bytes, want, sizeof(want));
 			fmt_bytes((double)held, have, sizeof(have));
@@ -241,8 +363,13 @@ ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req
 			mount_release(&m);
 			return;
 		}
+	} else if (cl) {
+		if (cluster_rule_change(w, cl, c, path, m, key, 0, -1, 0, NULL, 0) < 0) {
+			mount_release(&m);
+			return;
+		}
 	}
-	r = policy_pin(w->pol, m, key, on, bytes);
+	r = cl ? 0 : policy_pin(w->pol, m, key, on, bytes);
 	if (r == -ENOENT) {
 		snprintf(msg, sizeof(msg), "%s is not pinned (see `ferry pin --list`)", path);
 		ctl_reply_error(c, 404, "NoSuchPin", msg);
@@ -281,7 +408,12 @@ ctl_op_ttl(struct worker *w, struct http_conn *c, const struct http_request *req
 	}
 	if (target(w, c, req, path, sizeof(path), &m, &key) < 0)
 		return;
-	int r = policy_ttl(w->pol, m, key, ttl);
+	struct cluster *cl = worker_cluster(w);
+	if (cl && cluster_rule_change(w, cl, c, path, m, key, -1, ttl, 0, NULL, 0) < 0) {
+		mount_release(&m);
+		return;
+	}
+	int r = cl ? 0 : policy_ttl(w->pol, m, key, ttl);
 	if (r == -ENOENT) {
 		snprintf(msg, sizeof(msg), "%s has no TTL", path);
 		ctl_reply_error(c, 404, "NoSuchTtl", msg);
@@ -479,6 +611,97 @@ ctl_mount_usage_metrics(struct worker *w, struct dbuf *b)
 
 /* ---- load jobs ------------------------------------------------------------ */
 
+struct find_job {
+	const struct mount *m;
+	const char *key;
+	char id[17];
+};
+
+static int
+find_running(void *arg, const char *name, size_t nlen, const char *json, size_t n)
+{
+	struct find_job *f = arg;
+	struct csync_load j;
+	if (nlen == 16 && csync_load_record(json, n, &j) == 0 &&
+	    strcmp(j.state, "running") == 0 && strcmp(j.mount, f->m->name) == 0 &&
+	    strcmp(j.key, f->key) == 0)
+		snprintf(f->id, sizeof(f->id), "%s", j.id);
+	return 0;
+}
+
+/* A cluster's job: its record put in etcd (every worker takes up its part
+ * from there), then this worker's part started.  A job of the same path
+ * running in the cluster is answered instead (-EEXIST, its id in id). */
+static int
+cluster_load_start(struct worker *w, struct cluster *cl, struct mount *m,
+    const char *key, const struct load_opts *o, char id[17])
+{
+	struct find_job f = {.m = m, .key = key};
+	int r = cluster_record_list(cl, CLUSTER_T_LOAD, "", find_running, &f);
+	if (r < 0)
+		return r;
+	if (f.id[0]) {
+		snprintf(id, 17, "%s", f.id);
+		return -EEXIST;
+	}
+	struct csync_load j = {.bandwidth = o->bandwidth, .parallel = o->parallel,
+	    .verify = o->verify};
+	uint64_t rnd = hash64(key, strlen(key), (uint64_t)now_ms() ^ m->ident ^
+	    ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&j);
+	snprintf(j.id, sizeof(j.id), "%016" PRIx64, rnd);
+	snprintf(j.mount, sizeof(j.mount), "%s", m->name);
+	snprintf(j.key, sizeof(j.key), "%s", key);
+	snprintf(j.state, sizeof(j.state), "running");
+	struct dbuf b;
+	dbuf_init(&b, 16384);
+	csync_load_json(&j, &b);
+	r = dbuf_error(&b) ? -ENOMEM : cluster_record_put(cl, CLUSTER_T_LOAD, j.id, b.p, b.len);
+	dbuf_free(&b);
+	if (r < 0)
+		return r;
+	snprintf(id, 17, "%s", j.id);
+	return csync_load_start_here(w, &j);
+}
+
+/* A cluster's job stopped: its record says so (every worker stops its
+ * part).  0, -ENOENT (no such cluster job) or an etcd error. */
+struct get_job {
+	const char *id;
+	int found;
+	struct csync_load j;
+};
+
+static int
+get_job_fn(void *arg, const char *name, size_t nlen, const char *json, size_t n)
+{
+	struct get_job *g = arg;
+	if (nlen == 16 && memcmp(name, g->id, 16) == 0 && csync_load_record(json, n, &g->j) == 0)
+		g->found = 1;
+	return 0;
+}
+
+static int
+cluster_load_stop(struct cluster *cl, const char *id)
+{
+	if (strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16)
+		return -ENOENT;
+	struct get_job g = {.id = id};
+	int r = cluster_record_list(cl, CLUSTER_T_LOAD, id, get_job_fn, &g);
+	if (r < 0)
+		return r;
+	if (!g.found)
+		return -ENOENT;
+	if (strcmp(g.j.state, "running") != 0)
+		return 0;
+	snprintf(g.j.state, sizeof(g.j.state), "stopped");
+	struct dbuf b;
+	dbuf_init(&b, 16384);
+	csync_load_json(&g.j, &b);
+	r = dbuf_error(&b) ? -ENOMEM : cluster_record_put(cl, CLUSTER_T_LOAD, id, b.p, b.len);
+	dbuf_free(&b);
+	return r;
+}
+
 /* POST /v1/load?path=[&bandwidth=RATE][&parallel=N][&verify=1] */
 void
 ctl_op_load_start(struct worker *w, struct http_conn *c, const struct http_request *req)
@@ -514,14 +737,22 @@ ctl_op_load_start(struct worker *w, struct http_conn *c, const struct http_reque
 		return;
 	}
 	char id[17] = "";
-	r = loader_start(w->ld, m, key, &o, id);
+	struct cluster *cl = worker_cluster(w);
+	if (cl && !o.local)
+		r = cluster_load_start(w, cl, m, key, &o, id);
+	else
+		r = loader_start(w->ld, m, key, &o, id);
 	if (r == 0 || r == -EEXIST) {
 		struct dbuf b;
 		dbuf_init(&b, 256);
-		dbuf_printf(&b, "{\"ok\":true,\"id\":\"%s\",\"existing\":%s}\n", id,
-		    r == -EEXIST ? "true" : "false");
+		dbuf_printf(&b, "{\"ok\":true,\"id\":\"%s\",\"existing\":%s,\"cluster\":%s}\n", id,
+		    r == -EEXIST ? "true" : "false", cl && !o.local ? "true" : "false");
 		ctl_reply_json(c, r == 0 ? 201 : 200, &b);
 		dbuf_free(&b);
+	} else if (r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -EPROTO) {
+		snprintf(msg, sizeof(msg), "%s: a cluster's load jobs are kept in etcd, which did "
+		    "not take the job: %s", path, strerror(-r));
+		ctl_reply_error(c, 503, "EtcdUnavailable", msg);
 	} else {
 		snprintf(msg, sizeof(msg), "%s: %s", path, r == -EAGAIN ?
 		    "too many load jobs running (64)" :
@@ -557,7 +788,17 @@ ctl_op_load_stop(struct worker *w, struct http_conn *c, const struct http_reques
 		ctl_reply_error(c, 400, "BadRequest", "missing or malformed ?id= (see GET /v1/load)");
 		return;
 	}
-	if (loader_stop(w->ld, id) < 0) {
+	/* A cluster's job: its record stops every worker's part. */
+	struct cluster *cl = worker_cluster(w);
+	int rc = cl ? cluster_load_stop(cl, id) : -ENOENT;
+	if (rc < 0 && rc != -ENOENT) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "a cluster's load jobs are kept in etcd, which did "
+		    "not take the stop: %s", strerror(-rc));
+		ctl_reply_error(c, 503, "EtcdUnavailable", msg);
+		return;
+	}
+	if (loader_stop(w->ld, id) < 0 && rc != 0) {
 		ctl_reply_error(c, 404, "NoSuchJob", "no load job with this id");
 		return;
 	}

@@ -105,6 +105,9 @@ struct job {
 
 struct loader {
 	pthread_mutex_t mu; /* the job list; taken before a job's */
+	void (*on_end)(void *arg, const char *id, const char *state,
+	    const char *record);
+	void *end_arg;
 	LIST_HEAD(, job) jobs;
 	int njobs;
 	char *dir;
@@ -755,6 +758,17 @@ lister_main(void *arg)
 	pthread_mutex_unlock(&j->mu);
 	LOG_INFO("load %s (/%s/%s): %s", j->id, j->mount, j->key, jstate_name[j->state]);
 	job_save(j);
+	if (j->l->on_end) {
+		struct dbuf rec;
+		dbuf_init(&rec, 64 * 1024);
+		pthread_mutex_lock(&j->mu);
+		do_job_record(j, &rec);
+		const char *st = jstate_name[j->state];
+		pthread_mutex_unlock(&j->mu);
+		if (!dbuf_error(&rec))
+			j->l->on_end(j->l->end_arg, j->id, st, rec.p);
+		dbuf_free(&rec);
+	}
 	mount_release(&m);
 	/* Last: once nthreads is 0 the job may be freed (loader_close). */
 	pthread_mutex_lock(&j->mu);
@@ -1077,7 +1091,10 @@ loader_start(struct loader *l, struct mount *m, const char *key,
 		return -ENOMEM;
 	}
 	uint64_t r = hash64(key, strlen(key), (uint64_t)now_ms() ^ m->ident ^ (uint64_t)getpid());
-	snprintf(j->id, sizeof(j->id), "%016" PRIx64, r);
+	if (o->id[0])
+		snprintf(j->id, sizeof(j->id), "%s", o->id); /* the cluster's */
+	else
+		snprintf(j->id, sizeof(j->id), "%016" PRIx64, r);
 	j->o = *o;
 	if (j->o.parallel < 1 || j->o.parallel > LOAD_PARALLEL_MAX)
 		j->o.parallel = 8;
@@ -1092,6 +1109,26 @@ loader_start(struct loader *l, struct mount *m, const char *key,
 		mount_release(&j->m);
 	pthread_mutex_unlock(&l->mu);
 	return rc;
+}
+
+void
+loader_set_end_hook(struct loader *l, void (*fn)(void *arg, const char *id,
+    const char *state, const char *record), void *arg)
+{
+	l->on_end = fn;
+	l->end_arg = arg;
+}
+
+int
+loader_has(struct loader *l, const char *id)
+{
+	pthread_mutex_lock(&l->mu);
+	struct job *j;
+	LIST_FOREACH(j, &l->jobs, link)
+		if (strcmp(j->id, id) == 0)
+			break;
+	pthread_mutex_unlock(&l->mu);
+	return j != NULL;
 }
 
 int

@@ -54,6 +54,7 @@ struct load_opts {
 	int verify;
 	int local;         /* only the pages placement gives this worker (a
 	                    * cluster's job: every worker runs one) */
+	char id[17];       /* "" (a new id), or the cluster job's */
 };
 
 /*
@@ -63,6 +64,13 @@ struct load_opts {
  */
 int loader_start(struct loader *l, struct mount *m, const char *key,
     const struct load_opts *o, char id[17]);
+/* Called on the job's thread when a job ends (done, failed or stopped),
+ * with its record (the JSON saved in the state dir).  Set before any job
+ * starts. */
+void loader_set_end_hook(struct loader *l, void (*fn)(void *arg,
+    const char *id, const char *state, const char *record), void *arg);
+/* Does this worker have job id (in any state)? */
+int loader_has(struct loader *l, const char *id);
 /* Stops a running job (it can be started again): 0 or -ENOENT. */
 int loader_stop(struct loader *l, const char *id);
 /* {"jobs":[{"id","path","state","files_done","files_total","bytes_done",

@@ -24,13 +24,24 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
+/* A worker's part of a pin in a cluster (placement's share). */
+struct share {
+	char id[POLICY_WORKER_ID_MAX + 1];
+	int64_t bytes;
+};
+
 struct rule {
 	char mount[MOUNT_NAME_MAX + 1];
 	uint64_t ident;
 	char *prefix;
 	int pin;
 	int64_t ttl;
-	int64_t bytes; /* pin: the data under it when it was made */
+	int64_t bytes; /* pin: what it holds here, when it was made */
+	/* In a cluster (the record of rules/<name> in etcd): */
+	int64_t total;       /* the data under it when it was made, all of it */
+	struct share *sh;    /* each worker's part of total */
+	int nsh;
+	int seen;            /* in the sync being made (policy_sync_*) */
 };
 
 struct policy {
@@ -40,6 +51,8 @@ struct policy {
 	char *path;
 	struct rule *r;
 	int n, cap;
+
+	char self[POLICY_WORKER_ID_MAX + 1]; /* in a cluster: this worker */
 
 	struct pagestore *ps;
 	pthread_t thr;
@@ -53,6 +66,88 @@ static void
 rule_free(struct rule *r)
 {
 	free(r->prefix);
+	free(r->sh);
+	r->prefix = NULL;
+	r->sh = NULL;
+	r->nsh = 0;
+}
+
+/* One rule's fields after "mount" (with_ident: for the file and etcd). */
+static void
+rule_fields_json(const struct rule *r, struct dbuf *b, int with_ident)
+{
+	if (with_ident)
+		dbuf_printf(b, ",\"ident\":\"%016" PRIx64 "\"", r->ident);
+	dbuf_adds(b, ",\"path\":");
+	json_put_str(b, r->prefix);
+	dbuf_printf(b, ",\"pin\":%s,\"ttl\":%" PRId64 ",\"bytes\":%" PRId64,
+	    r->pin ? "true" : "false", r->ttl, r->bytes);
+	if (!with_ident || !r->nsh)
+		return;
+	dbuf_printf(b, ",\"total\":%" PRId64 ",\"shares\":[", r->total);
+	for (int i = 0; i < r->nsh; i++)
+		dbuf_printf(b, "%s{\"worker\":\"%s\",\"bytes\":%" PRId64 "}",
+		    i ? "," : "", r->sh[i].id, r->sh[i].bytes);
+	dbuf_adds(b, "]");
+}
+
+/* A rule from its JSON object (tok t of d): 0, or -1 (malformed; *r
+ * holds nothing to free). */
+static int
+rule_parse(const struct json_doc *d, int t, struct rule *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (t < 0 || d->toks[t].type != JSON_OBJECT)
+		return -1;
+	char *mount = json_str(d, json_obj_get(d, t, "mount"));
+	char *ident = json_str(d, json_obj_get(d, t, "ident"));
+	char *prefix = json_str(d, json_obj_get(d, t, "path"));
+	int pt = json_obj_get(d, t, "pin");
+	int okt = 0, okb = 0, okto = 0;
+	int64_t ttl = json_int(d, json_obj_get(d, t, "ttl"), &okt);
+	int64_t bytes = json_int(d, json_obj_get(d, t, "bytes"), &okb);
+	int64_t total = json_int(d, json_obj_get(d, t, "total"), &okto);
+	const int64_t big = (int64_t)1 << 60;
+	int ok = mount && prefix && ident && okt && pt >= 0 &&
+	    sscanf(ident, "%" SCNx64, &r->ident) == 1 && ttl >= 0 &&
+	    ttl <= POLICY_TTL_MAX && (!okb || (bytes >= 0 && bytes <= big)) &&
+	    (!okto || (total >= 0 && total <= big)) &&
+	    strlen(mount) <= MOUNT_NAME_MAX && strlen(prefix) <= UFS_KEY_MAX;
+	if (ok) {
+		snprintf(r->mount, sizeof(r->mount), "%s", mount);
+		r->prefix = prefix;
+		prefix = NULL;
+		r->pin = json_bool(d, pt) == 1;
+		r->ttl = ttl;
+		r->bytes = okb ? bytes : 0;
+		r->total = okto ? total : 0;
+	}
+	int sh = ok ? json_obj_get(d, t, "shares") : -1;
+	int nsh = sh >= 0 && d->toks[sh].type == JSON_ARRAY ? d->toks[sh].size : 0;
+	if (nsh > POLICY_SHARES_MAX)
+		ok = 0;
+	if (ok && nsh > 0 && !(r->sh = calloc((size_t)nsh, sizeof(*r->sh))))
+		ok = 0;
+	for (int i = 0; ok && i < nsh; i++) {
+		int e = json_arr_get(d, sh, i), okn = 0;
+		char *id = json_str(d, json_obj_get(d, e, "worker"));
+		int64_t n = json_int(d, json_obj_get(d, e, "bytes"), &okn);
+		if (id && okn && n >= 0 && n <= big && strlen(id) <= POLICY_WORKER_ID_MAX) {
+			snprintf(r->sh[r->nsh].id, sizeof(r->sh[r->nsh].id), "%s", id);
+			r->sh[r->nsh++].bytes = n;
+		} else {
+			ok = 0;
+		}
+		free(id);
+	}
+	free(mount);
+	free(ident);
+	free(prefix);
+	if (!ok) {
+		rule_free(r);
+		return -1;
+	}
+	return 0;
 }
 
 /* The rules as JSON into b (the lock held, either way); with ident for
@@ -65,12 +160,8 @@ do_rules_json(struct policy *p, struct dbuf *b, int with_ident)
 		const struct rule *r = &p->r[i];
 		dbuf_adds(b, i ? ",{\"mount\":" : "{\"mount\":");
 		json_put_str(b, r->mount);
-		if (with_ident)
-			dbuf_printf(b, ",\"ident\":\"%016" PRIx64 "\"", r->ident);
-		dbuf_adds(b, ",\"path\":");
-		json_put_str(b, r->prefix);
-		dbuf_printf(b, ",\"pin\":%s,\"ttl\":%" PRId64 ",\"bytes\":%" PRId64 "}",
-		    r->pin ? "true" : "false", r->ttl, r->bytes);
+		rule_fields_json(r, b, with_ident);
+		dbuf_adds(b, "}");
 	}
 	dbuf_adds(b, "]}");
 }
@@ -135,6 +226,25 @@ do_add(struct policy *p, const char *mount, uint64_t ident, const char *prefix)
 	return p->n++;
 }
 
+/* Takes r (wrlock held, or before the policy is shared): 0 or -ENOSPC /
+ * -ENOMEM (r untouched). */
+static int
+do_insert(struct policy *p, struct rule *r)
+{
+	if (p->n >= POLICY_RULES_MAX)
+		return -ENOSPC;
+	if (p->n == p->cap) {
+		int nc = p->cap ? p->cap * 2 : 16;
+		struct rule *nr = realloc(p->r, (size_t)nc * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		p->r = nr;
+		p->cap = nc;
+	}
+	p->r[p->n++] = *r;
+	return 0;
+}
+
 static void
 do_remove(struct policy *p, int i)
 {
@@ -165,30 +275,12 @@ load(struct policy *p, char **err)
 		int rules = json_obj_get(&d, 0, "rules");
 		rc = rules >= 0 && d.toks[rules].type == JSON_ARRAY ? 0 : -1;
 		for (int i = 0; rc == 0 && i < (rules >= 0 ? d.toks[rules].size : 0); i++) {
-			int t = json_arr_get(&d, rules, i), ok1 = 0, ok2 = 0;
-			char *mount = json_str(&d, json_obj_get(&d, t, "mount"));
-			char *ident = json_str(&d, json_obj_get(&d, t, "ident"));
-			char *prefix = json_str(&d, json_obj_get(&d, t, "path"));
-			int pt = json_obj_get(&d, t, "pin");
-			int64_t ttl = json_int(&d, json_obj_get(&d, t, "ttl"), &ok2);
-			int okb = 0;
-			int64_t bytes = json_int(&d, json_obj_get(&d, t, "bytes"), &okb);
-			uint64_t id = 0;
-			ok1 = ident && sscanf(ident, "%" SCNx64, &id) == 1;
-			int k = mount && prefix && ok1 && ok2 && ttl >= 0 && ttl <= POLICY_TTL_MAX &&
-			    pt >= 0 && (!okb || (bytes >= 0 && bytes <= ((int64_t)1 << 60))) &&
-			    strlen(mount) <= MOUNT_NAME_MAX && do_find(p, id, prefix) < 0 ?
-			    do_add(p, mount, id, prefix) : -1;
-			if (k >= 0) {
-				p->r[k].pin = json_bool(&d, pt) == 1;
-				p->r[k].ttl = ttl;
-				p->r[k].bytes = okb && bytes > 0 ? bytes : 0;
-			} else {
+			struct rule r;
+			if (rule_parse(&d, json_arr_get(&d, rules, i), &r) < 0 ||
+			    do_find(p, r.ident, r.prefix) >= 0 || do_insert(p, &r) < 0) {
+				rule_free(&r);
 				rc = -1;
 			}
-			free(mount);
-			free(ident);
-			free(prefix);
 		}
 		json_free(&d);
 	}
@@ -462,4 +554,208 @@ policy_json(struct policy *p, struct dbuf *b)
 	pthread_rwlock_rdlock(&p->lock);
 	do_rules_json(p, b, 0);
 	pthread_rwlock_unlock(&p->lock);
+}
+
+/* ---- the cluster's rules (etcd's rules/ table) -------------------------- */
+
+void
+policy_set_self(struct policy *p, const char *worker_id)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	snprintf(p->self, sizeof(p->self), "%s", worker_id ? worker_id : "");
+	pthread_rwlock_unlock(&p->lock);
+}
+
+void
+policy_record_name(uint64_t ident, const char *prefix, char name[17])
+{
+	snprintf(name, 17, "%016" PRIx64, hash64(prefix, strlen(prefix), ident ^ 0x72756c65ull));
+}
+
+/* What rule r holds on this worker (lock held): its share, or the mean
+ * share when it names others only, or its own bytes (no shares). */
+static int64_t
+do_share_of(const struct rule *r, const char *id)
+{
+	if (!r->nsh)
+		return r->bytes;
+	for (int i = 0; i < r->nsh; i++)
+		if (strcmp(r->sh[i].id, id) == 0)
+			return r->sh[i].bytes;
+	return r->total / r->nsh;
+}
+
+int64_t
+policy_pinned_share(struct policy *p, const char *id)
+{
+	int64_t sum = 0;
+	pthread_rwlock_rdlock(&p->lock);
+	for (int i = 0; i < p->n; i++)
+		if (p->r[i].pin)
+			sum += do_share_of(&p->r[i], id);
+	pthread_rwlock_unlock(&p->lock);
+	return sum;
+}
+
+int
+policy_record_after(struct policy *p, const struct mount *m, const char *prefix,
+    int pin, int64_t ttl, int64_t total, const struct policy_share_in *sh,
+    int nsh, struct dbuf *b, char name[17])
+{
+	if (ttl > POLICY_TTL_MAX || nsh > POLICY_SHARES_MAX)
+		return -EINVAL;
+	policy_record_name(m->ident, prefix, name);
+	struct rule r = {0};
+	pthread_rwlock_rdlock(&p->lock);
+	int i = do_find(p, m->ident, prefix);
+	if (i >= 0) {
+		r = p->r[i]; /* borrowed: copied out below before the unlock */
+	} else {
+		snprintf(r.mount, sizeof(r.mount), "%s", m->name);
+		r.ident = m->ident;
+	}
+	int rc = 0;
+	if ((pin == 0 && !r.pin) || (ttl == 0 && !r.ttl))
+		rc = -ENOENT; /* no pin to remove, no TTL to clear */
+	if (pin > 0 && !r.pin) {
+		/* A pin made now: its size now.  A pin made again keeps its. */
+		r.total = total;
+		r.bytes = total;
+		r.sh = NULL;
+		r.nsh = 0;
+	}
+	if (pin >= 0)
+		r.pin = pin;
+	if (ttl >= 0)
+		r.ttl = ttl;
+	if (!r.pin) {
+		r.total = r.bytes = 0;
+		r.sh = NULL;
+		r.nsh = 0;
+	}
+	if (rc == 0 && (r.pin || r.ttl)) {
+		dbuf_adds(b, "{\"mount\":");
+		json_put_str(b, r.mount);
+		r.prefix = (char *)prefix;
+		if (pin > 0 && i >= 0 && p->r[i].pin) {
+			rule_fields_json(&r, b, 1); /* its shares as they are */
+		} else {
+			struct rule t = r;
+			t.sh = NULL;
+			t.nsh = 0;
+			rule_fields_json(&t, b, 1);
+			if (r.pin && nsh > 0) {
+				dbuf_printf(b, ",\"total\":%" PRId64 ",\"shares\":[", r.total);
+				for (int k = 0; k < nsh; k++)
+					dbuf_printf(b, "%s{\"worker\":\"%s\",\"bytes\":%" PRId64 "}",
+					    k ? "," : "", sh[k].id, sh[k].bytes);
+				dbuf_adds(b, "]");
+			}
+		}
+		dbuf_adds(b, "}");
+	}
+	pthread_rwlock_unlock(&p->lock);
+	if (rc == 0 && dbuf_error(b))
+		rc = -ENOMEM;
+	return rc;
+}
+
+/* Saves the rules (change_mu held). */
+static int
+do_save(struct policy *p)
+{
+	struct dbuf b;
+	dbuf_init(&b, (size_t)64 << 20);
+	pthread_rwlock_rdlock(&p->lock);
+	do_rules_json(p, &b, 1);
+	dbuf_adds(&b, "\n");
+	pthread_rwlock_unlock(&p->lock);
+	int rc = save_file(p, &b);
+	dbuf_free(&b);
+	return rc;
+}
+
+int
+policy_apply_record(struct policy *p, const char *name, const char *json, size_t n)
+{
+	struct rule r = {0};
+	if (json) {
+		struct json_doc d;
+		if (json_parse(&d, json, n) != 0)
+			return -EINVAL;
+		int bad = rule_parse(&d, 0, &r) < 0;
+		json_free(&d);
+		if (bad)
+			return -EINVAL;
+		char want[17];
+		policy_record_name(r.ident, r.prefix, want);
+		if (strcmp(want, name) != 0 || (!r.pin && !r.ttl)) {
+			rule_free(&r);
+			return -EINVAL; /* not the record of its own rule */
+		}
+	}
+	pthread_mutex_lock(&p->change_mu);
+	pthread_rwlock_wrlock(&p->lock);
+	int i = -1;
+	for (int k = 0; k < p->n && i < 0; k++) {
+		char nm[17];
+		policy_record_name(p->r[k].ident, p->r[k].prefix, nm);
+		if (strcmp(nm, name) == 0)
+			i = k;
+	}
+	uint64_t ident = 0;
+	char *prefix = NULL;
+	int rc = 0;
+	if (!json) {
+		if (i >= 0) {
+			ident = p->r[i].ident;
+			prefix = strdup(p->r[i].prefix);
+			do_remove(p, i);
+		}
+	} else {
+		r.bytes = r.pin ? do_share_of(&r, p->self) : 0;
+		r.seen = 1;
+		ident = r.ident;
+		prefix = strdup(r.prefix);
+		if (i >= 0) {
+			rule_free(&p->r[i]);
+			p->r[i] = r;
+		} else if ((rc = do_insert(p, &r)) < 0) {
+			rule_free(&r);
+		}
+	}
+	pthread_rwlock_unlock(&p->lock);
+	if (rc == 0 && prefix && do_save(p) < 0)
+		rc = -EIO; /* applied; kept in etcd, and saved at the next change */
+	pthread_mutex_unlock(&p->change_mu);
+	if (prefix && p->ps)
+		pagestore_reclassify(p->ps, ident, prefix);
+	free(prefix);
+	return rc;
+}
+
+void
+policy_sync_begin(struct policy *p)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	for (int i = 0; i < p->n; i++)
+		p->r[i].seen = 0;
+	pthread_rwlock_unlock(&p->lock);
+}
+
+void
+policy_sync_end(struct policy *p)
+{
+	for (;;) {
+		char name[17] = "";
+		pthread_rwlock_rdlock(&p->lock);
+		for (int i = 0; i < p->n && !name[0]; i++)
+			if (!p->r[i].seen)
+				policy_record_name(p->r[i].ident, p->r[i].prefix, name);
+		pthread_rwlock_unlock(&p->lock);
+		if (!name[0])
+			break;
+		LOG_INFO("policy: a rule kept here is not in the cluster's rules: dropped");
+		policy_apply_record(p, name, NULL, 0);
+	}
 }

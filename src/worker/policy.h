@@ -22,6 +22,8 @@
 #include "mounts.h"
 
 #define POLICY_RULES_MAX 4096
+#define POLICY_SHARES_MAX 1024     /* workers named in one rule */
+#define POLICY_WORKER_ID_MAX 32
 #define POLICY_TTL_MAX (10LL * 365 * 86400) /* ten years */
 
 struct policy;
@@ -55,5 +57,45 @@ int policy_pins_under(struct policy *p, uint64_t ident, const char *prefix);
 /* {"rules":[{"mount","path","pin","ttl"}...]} (mount: its name when the
  * rule was made). */
 void policy_json(struct policy *p, struct dbuf *b);
+
+/*
+ * In a cluster the rules are the cluster's: each is a record in etcd
+ * (rules/<name>), and every worker applies what etcd holds
+ * (policy_apply_record, from the cluster's watch) and keeps a copy in its
+ * state dir for a start while etcd is down.  A pin's record names each
+ * worker's share of it (what placement gives that worker), for the pin
+ * limit of each.
+ */
+struct policy_share_in {
+	const char *id; /* a worker id */
+	int64_t bytes;
+};
+/* This worker's id: which share of a record is its own. */
+void policy_set_self(struct policy *p, const char *worker_id);
+/* The record name of (ident, prefix): 16 hex digits. */
+void policy_record_name(uint64_t ident, const char *prefix, char name[17]);
+/*
+ * The record rule (m, prefix) would have after a change (pin >= 0 sets or
+ * clears the pin, ttl >= 0 sets or clears the TTL, as policy_pin and
+ * policy_ttl): appended to b, or nothing appended when the change leaves
+ * no rule (delete the record).  A pin made now takes total and the shares;
+ * a pin made again keeps its own.  Its name into name.  0, -ENOENT (no such
+ * pin or TTL to remove), -EINVAL, -ENOMEM.  Changes nothing.
+ */
+int policy_record_after(struct policy *p, const struct mount *m,
+    const char *prefix, int pin, int64_t ttl, int64_t total,
+    const struct policy_share_in *sh, int nsh, struct dbuf *b, char name[17]);
+/* Applies record name as etcd now holds it (json NULL: deleted): the rule
+ * replaces what was there, is saved and classified.  0, -EINVAL (not a
+ * rule's record: ignored), -ENOSPC, -EIO (applied, not saved). */
+int policy_apply_record(struct policy *p, const char *name, const char *json,
+    size_t n);
+/* What the pins hold on worker id (its shares; a rule that does not name
+ * it: the mean share). */
+int64_t policy_pinned_share(struct policy *p, const char *id);
+/* A full sync with etcd: rules not applied between begin and end are no
+ * longer the cluster's, and are dropped. */
+void policy_sync_begin(struct policy *p);
+void policy_sync_end(struct policy *p);
 
 #endif

@@ -32,6 +32,7 @@
 #include "mpu.h"
 #include "objkey.h"
 #include "objput.h"
+#include "cluster_sync.h"
 #include "loader.h"
 #include "policy.h"
 #include "worker.h"
@@ -127,9 +128,12 @@ join_cluster(struct worker *w)
 	self.started = w->started;
 	struct cluster_cfg cc = {.etcd = c->etcd, .name = c->cluster_name,
 	    .lease_ttl_s = c->lease_ttl_s, .self = &self,
-	    .on_mount = on_cluster_mount, .arg = w};
+	    .on_mount = on_cluster_mount, .on_rule = csync_on_rule,
+	    .on_load = csync_on_load, .arg = w};
 	char *err = NULL;
 	g_seen.syncing = 1;
+	policy_set_self(w->pol, w->id);
+	policy_sync_begin(w->pol);
 	struct cluster *cl = cluster_open(&cc, &err);
 	pthread_mutex_lock(&g_seen.mu);
 	g_seen.syncing = 0;
@@ -145,6 +149,9 @@ join_cluster(struct worker *w)
 	    w->id, self.ctl, v->n, etcd_ok ? "" : "; etcd not reachable yet: serving alone until it is");
 	cluster_view_release(&v);
 	if (etcd_ok) {
+		/* The cluster's rules are etcd's: one kept here that etcd no
+		 * longer has was removed meanwhile. */
+		policy_sync_end(w->pol);
 		/* --mount flags name cluster mounts; a mount this worker kept
 		 * from before that etcd no longer has was removed meanwhile. */
 		for (int i = 0; i < c->nmounts; i++) {
@@ -465,7 +472,10 @@ worker_start(struct worker *w)
 		return -1;
 	if (c->etcd && join_cluster(w) < 0)
 		return -1;
+	loader_set_end_hook(w->ld, csync_load_ended, w);
 	loader_resume(w->ld); /* after the cluster: its reads are routed */
+	if (c->etcd)
+		csync_joined(w); /* the cluster's jobs this worker has no part of */
 	LOG_INFO("S3 gateway on http://%s:%d (%s), control API on http://%s:%d, %d mount(s)",
 	    c->s3_host, http_server_port(w->s3),
 	    w->s3_verify ? (c->s3_anonymous ? "SigV4 or anonymous" : "SigV4 required")

@@ -148,6 +148,8 @@ check_key(const char *s, size_t n)
 		return;
 	case CLUSTER_KEY_WORKER:
 	case CLUSTER_KEY_MOUNT:
+	case CLUSTER_KEY_RULE:
+	case CLUSTER_KEY_LOAD:
 		break;
 	default:
 		abort();

@@ -100,7 +100,8 @@ def test_load_survives_etcd_and_a_worker_killed_mid_job(cluster_factory):
     total_pages = sum(pages_of(len(v)) for v in files.values())
     # About 4 s at 3 MB/s for the cluster (1 MB/s each).
     p = cli(ws[0], "load", "/data/d", "--bandwidth", "3M", "-d")
-    assert len(p.stdout.split("\n")) >= 3, p.stdout
+    job = p.stdout.strip()
+    assert len(job) == 16, p.stdout  # one job, the cluster's
     wait_for(lambda: all(_load_jobs(w) and _load_jobs(w)[0]["bytes_done"] > 0 for w in ws), 20,
              what="every worker's job under way")
     c.etcd.kill()
@@ -116,6 +117,7 @@ def test_load_survives_etcd_and_a_worker_killed_mid_job(cluster_factory):
              what="every worker's job to end")
     states = [_load_jobs(w)[0] for w in ws]
     assert all(j["state"] == "done" and j["files_failed"] == 0 for j in states), states
+    assert all(j["id"] == job for j in states), states
     per = [ufs_bytes(w) for w in ws]
     per[2] += before  # the killed worker's first life, read just before the kill
     # Never a page twice: at most the data.  (What the victim fetched
