@@ -16,15 +16,18 @@ from test_cluster import (anon_s3, cli, cluster_factory, metric, multi_files,  #
 
 
 def dataset():
+    """2,000 files: a few large ones (crossing pages and blocks), the rest
+    small."""
     files = multi_files()
-    for i in range(120):
-        files[f"small/s{i:03d}"] = rand_bytes(3000 + i * 17, 9100 + i)
+    for i in range(2000 - len(files)):
+        files[f"small/s{i:04d}"] = rand_bytes(1000 + (i % 200) * 37, 9100 + i)
     return files
 
 
-def test_load_spreads_over_the_workers_and_a_read_then_asks_nothing(cluster_factory):
+def test_a_load_of_2000_files_spreads_over_the_workers_and_a_read_then_asks_nothing(cluster_factory):
     c = cluster_factory("loopback")
     files = dataset()
+    assert len(files) == 2000
     put_files(c.data_dir, files)
     ws = [c.add() for _ in range(3)]
     total = sum(len(v) for v in files.values())
@@ -62,7 +65,7 @@ def test_load_spreads_over_the_workers_and_a_read_then_asks_nothing(cluster_fact
     assert "freed" in p.stdout, p.stdout
     wait_pages(ws, 0)
     before = sum(ufs_bytes(w) for w in ws)
-    key = "small/s007"
+    key = "small/s0007"
     assert s3_get(s3, key) == files[key]
     assert sum(ufs_bytes(w) for w in ws) == before + len(files[key])
 
@@ -174,3 +177,100 @@ def test_a_hot_file_gains_replicas_under_8_readers(cluster_factory):
     # And each served some of the reads from its own cache.
     served = [metric(w, "ferry_cache_hit_bytes_total") for w in ws]
     assert all(n >= len(data) for n in served), served
+
+
+def _rules(w):
+    return {r["path"]: r for r in w.ctl("GET", "/v1/policy").json()["rules"]}
+
+
+def test_a_worker_that_joins_later_takes_up_rules_and_the_running_load(cluster_factory):
+    """Pins, TTLs and load jobs are the cluster's (kept in etcd): a worker
+    that joins while a load runs applies the rules and loads its own share
+    of the job, under the job's id; once every worker's part has ended,
+    the job is done and a worker joining after that loads nothing."""
+    c = cluster_factory("loopback")
+    files = {f"d/f{i:03d}": rand_bytes(150_000 + i * 37, 800 + i) for i in range(48)}
+    files["keep/a"] = rand_bytes(4000, 1)
+    files["tmp/b"] = rand_bytes(4000, 2)
+    put_files(c.data_dir, files)
+    ws = [c.add() for _ in range(2)]
+    cli(ws[0], "pin", "/data/keep")
+    cli(ws[1], "ttl", "/data/tmp", "1h")
+    # About 4 s for the cluster at 2 MB/s.
+    job = cli(ws[0], "load", "/data/d", "--bandwidth", "2M", "-d").stdout.strip()
+    assert len(job) == 16, job
+    wait_for(lambda: all(_load_jobs(w) and _load_jobs(w)[0]["bytes_done"] > 0 for w in ws), 20,
+             what="both workers' parts under way")
+    late = c.add()
+    rules = _rules(late)
+    assert rules["keep"]["pin"] is True and rules["tmp"]["ttl"] == 3600, rules
+    wait_for(lambda: _load_jobs(late), 10, what="the late worker to take up the job")
+    assert _load_jobs(late)[0]["id"] == job
+    ws.append(late)
+    wait_for(lambda: all(_load_jobs(w)[0]["state"] != "running" for w in ws), 60,
+             what="every worker's part to end")
+    assert all(_load_jobs(w)[0]["state"] == "done" for w in ws), [_load_jobs(w) for w in ws]
+    assert ufs_bytes(late) > 0, "the late worker loaded nothing of its share"
+    # Everything sits where placement (three workers now) puts it.
+    reads = [metric(w, "ferry_ufs_requests_total", op="read") for w in ws]
+    s3 = anon_s3(ws[1].s3_url)
+    for key, data in files.items():
+        if key.startswith("d/"):
+            assert sha(s3_get(s3, key)) == sha(data), key
+    assert [metric(w, "ferry_ufs_requests_total", op="read") for w in ws] == reads
+    # The job is over: a fourth worker joining now does not load it.
+    wait_for(lambda: "every worker's part ended: done" in "".join(w.log() for w in ws), 10,
+             what="the job's record to be marked done")
+    fourth = c.add()
+    time.sleep(2)
+    assert _load_jobs(fourth) == [], _load_jobs(fourth)
+    assert "keep" in _rules(fourth)
+
+
+def test_a_rule_removed_while_a_worker_was_down_is_gone_when_it_returns(cluster_factory):
+    """A worker keeps the rules in its state dir too (for a start while etcd
+    is down), but the cluster's are etcd's: an unpin made while it was
+    stopped holds when it comes back, and a TTL made meanwhile applies."""
+    c = cluster_factory("loopback")
+    put_files(c.data_dir, {"keep/a": rand_bytes(5000, 1), "tmp/b": rand_bytes(5000, 2)})
+    ws = [c.add() for _ in range(3)]
+    cli(ws[0], "pin", "/data/keep")
+    assert _rules(ws[2])["keep"]["pin"] is True
+    assert ws[2].stop() == 0
+    c.wait_members(ws[:2])
+    cli(ws[0], "unpin", "/data/keep")
+    cli(ws[1], "ttl", "/data/tmp", "2h")
+    ws[2].start()
+    c.wait_members(ws)
+    rules = _rules(ws[2])
+    assert "keep" not in rules and rules["tmp"]["ttl"] == 7200, rules
+    # And it stays so across its own restart (its file was rewritten).
+    assert ws[2].stop() == 0
+    ws[2].start()
+    c.wait_members(ws)
+    assert list(_rules(ws[2])) == ["tmp"]
+
+
+def test_the_pin_limit_counts_each_workers_share(cluster_factory):
+    """In a cluster a pin holds, on each worker, the blocks placement gives
+    that worker: 48 MB pinned over three workers with a 25.6 MB limit each
+    (10% of 256 MB) fits, though it is more than one worker's limit; 40 MB
+    more would not fit on at least one, and the refusal names it."""
+    c = cluster_factory("loopback")
+    kib = 512 * 1024
+    files = {f"a/f{i:03d}": rand_bytes(kib, 3000 + i) for i in range(96)}
+    files.update({f"b/f{i:03d}": rand_bytes(kib, 4000 + i) for i in range(80)})
+    put_files(c.data_dir, files)
+    ws = [c.add(extra=["--pin-limit", "10"]) for _ in range(3)]
+    cli(ws[0], "pin", "/data/a")
+    for w in ws:
+        assert _rules(w)["a"]["pin"] is True
+    p = cli(ws[1], "pin", "/data/b", check=False)
+    assert p.returncode == 1, p
+    assert "pin limit" in p.stderr and "worker 127.0.0.1:" in p.stderr, p.stderr
+    for w in ws:
+        assert "b" not in _rules(w)
+    # Unpinned, the room is back: b alone fits.
+    cli(ws[2], "unpin", "/data/a")
+    cli(ws[2], "pin", "/data/b")
+    assert list(_rules(ws[0])) == ["b"]
