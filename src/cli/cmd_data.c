@@ -489,6 +489,7 @@ cmd_free(struct cli *c, int argc, char **argv)
 struct du_row {
 	char *name;
 	int64_t total, cached, pinned, objects, workers;
+	int64_t hot; /* the most any worker sees hot */
 };
 
 struct du_sum {
@@ -511,6 +512,8 @@ du_add(struct du_row *r, const struct json_doc *d, int t, int first)
 	r->cached += cached;
 	r->pinned += num(d, t, "pinned_bytes");
 	r->workers += cached > 0;
+	int64_t hot = num(d, t, "hot_blocks");
+	r->hot = hot > r->hot ? hot : r->hot;
 }
 
 static int
@@ -577,7 +580,8 @@ du_print(const struct du_row *r, const char *name, int cluster)
 	fmt_bytes((double)r->pinned, pb, sizeof(pb));
 	double pct = r->total > 0 ? 100.0 * (double)r->cached / (double)r->total : 0;
 	if (cluster)
-		printf("%10s %10s %5.1f%% %10s %7" PRId64 "  %s\n", tb, cb, pct, pb, r->workers, name);
+		printf("%10s %10s %5.1f%% %10s %4" PRId64 " %7" PRId64 "  %s\n", tb, cb, pct, pb,
+		    r->hot, r->workers, name);
 	else
 		printf("%10s %10s %5.1f%% %10s  %s\n", tb, cb, pct, pb, name);
 }
@@ -603,10 +607,11 @@ cmd_du(struct cli *c, int argc, char **argv)
 	free(ms);
 	if (nm < 0)
 		rc = cli_error(c, NULL, nm);
-	if (rc == CLI_OK && !a.json)
-		printf(nm > 1 ? "%10s %10s %6s %10s %7s  %s\n" : "%10s %10s %6s %10s  %s%s\n",
-		    "TOTAL", "CACHED", "%", "PINNED", nm > 1 ? "WORKERS" : "PATH",
-		    nm > 1 ? "PATH" : "");
+	if (rc == CLI_OK && !a.json && nm > 1)
+		printf("%10s %10s %6s %10s %4s %7s  %s\n", "TOTAL", "CACHED", "%", "PINNED",
+		    "HOT", "WORKERS", "PATH");
+	else if (rc == CLI_OK && !a.json)
+		printf("%10s %10s %6s %10s  %s\n", "TOTAL", "CACHED", "%", "PINNED", "PATH");
 	for (int i = 0; rc == CLI_OK && i < all.n; i++) {
 		struct du_sum s = {.path = all.paths[i], .summary = a.summary, .json = a.json, .first = 1};
 		dbuf_init(&s.js, (size_t)64 << 20);

@@ -64,6 +64,7 @@ target(struct worker *w, struct http_conn *c, const struct http_request *req,
 struct du_child {
 	char name[UFS_KEY_MAX + 2];
 	int64_t total, cached, pinned, objects, cached_objects;
+	int64_t hot; /* blocks hot here now (read past --hot-threshold) */
 };
 
 struct du_walk {
@@ -102,8 +103,8 @@ du_fields(struct dbuf *b, const struct du_child *d)
 {
 	dbuf_printf(b, "\"total_bytes\":%" PRId64 ",\"cached_bytes\":%" PRId64
 	    ",\"pinned_bytes\":%" PRId64 ",\"objects\":%" PRId64
-	    ",\"cached_objects\":%" PRId64, d->total, d->cached, d->pinned,
-	    d->objects, d->cached_objects);
+	    ",\"cached_objects\":%" PRId64 ",\"hot_blocks\":%" PRId64, d->total, d->cached,
+	    d->pinned, d->objects, d->cached_objects, d->hot);
 }
 
 static void
@@ -155,8 +156,10 @@ du_one(void *arg, const struct ufs_entry *e)
 		memcpy(dw->cur.name, rest, nl);
 		dw->cur.name[nl] = 0;
 	}
+	int64_t hot = worker_cluster(dw->w) ? router_hot_blocks(dw->w->rt, dw->m, e->key, e->size) : 0;
 	struct du_child *t[2] = {&dw->all, &dw->cur};
 	for (int i = 0; i < 2; i++) {
+		t[i]->hot += hot;
 		t[i]->total += e->size;
 		t[i]->cached += cached;
 		t[i]->pinned += pinned ? cached : 0;

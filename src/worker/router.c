@@ -380,6 +380,23 @@ hot_note(struct router *rt, uint64_t key)
 	return hot;
 }
 
+int64_t
+router_hot_blocks(struct router *rt, const struct mount *m, const char *path,
+    int64_t size)
+{
+	if (!rt->hot_threshold || !rt->hot_extra || rt->block_size <= 0)
+		return 0;
+	int64_t now = (now_ms() / 1000), n = 0;
+	pthread_mutex_lock(&rt->hot_mu);
+	for (int64_t b = 0; b * rt->block_size < size; b++) {
+		uint64_t key = placement_key(m->name, path, b);
+		const struct hot_slot *h = &rt->hot[key % ROUTER_HOT_SLOTS];
+		n += h->key == key && h->hot_until > now;
+	}
+	pthread_mutex_unlock(&rt->hot_mu);
+	return n;
+}
+
 static void
 hot_stats(struct router *rt, struct router_stats *out)
 {

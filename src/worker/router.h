@@ -58,6 +58,9 @@ void router_close(struct router **rt);
  */
 #define ROUTER_HOT_COOL_S 10
 void router_set_hot(struct router *rt, int threshold, int extra);
+/* How many of the blocks of (m, path), size bytes, are hot here now. */
+int64_t router_hot_blocks(struct router *rt, const struct mount *m,
+    const char *path, int64_t size);
 /* Joins the router to a cluster (once, after the servers started: until
  * then every read is local). */
 void router_set_cluster(struct router *rt, struct cluster *cl);

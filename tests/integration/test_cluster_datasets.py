@@ -170,6 +170,11 @@ def test_a_hot_file_gains_replicas_under_8_readers(cluster_factory):
     assert metric(reader, "ferry_hot_reads_total") > 0
     assert metric(reader, "ferry_hot_blocks") == 1
     assert metric(reader, "ferry_hot_replicas") == 2
+    # ferry du shows it: the reader sees the file's one block hot.
+    d = json.loads(cli(reader, "du", "-s", "--json", "/data/hot.bin").stdout)
+    assert max(x["hot_blocks"] for x in d["workers"]) == 1, d
+    last = cli(reader, "du", "/data/hot.bin").stdout.strip().splitlines()[-1].split()
+    assert last[-3:] == ["1", "3", "/data/hot.bin"], last
     # Spread over all three: each caches the block, having fetched it once.
     wait_pages(ws, 3)
     reads = [metric(w, "ferry_ufs_requests_total", op="read") for w in ws]

@@ -410,12 +410,12 @@ def test_du_reports_sizes_cached_and_pinned(make_worker, tmp_path):
     e = entries(d)
     assert list(e) == ["README", "train/", "val/"]
     assert e["README"] == {"name": "README", "total_bytes": 8, "cached_bytes": 0,
-                           "pinned_bytes": 0, "objects": 1, "cached_objects": 0}
+                           "pinned_bytes": 0, "objects": 1, "cached_objects": 0, "hot_blocks": 0}
     assert e["train/"] == {"name": "train/", "total_bytes": 4 * PAGE + 15,
                            "cached_bytes": train_cached, "pinned_bytes": train_cached,
-                           "objects": 3, "cached_objects": 2}
+                           "objects": 3, "cached_objects": 2, "hot_blocks": 0}
     assert e["val/"] == {"name": "val/", "total_bytes": 4 * PAGE + 777, "cached_bytes": PAGE,
-                         "pinned_bytes": 0, "objects": 2, "cached_objects": 0}
+                         "pinned_bytes": 0, "objects": 2, "cached_objects": 0, "hot_blocks": 0}
 
     # One level down; the summary; the mount itself (a trailing / is the same path).
     e = entries(du(w, "/a/ds/val"))
