@@ -98,13 +98,17 @@ const struct cli_cmd cli_cmds[] = {
 	    "The job runs in the worker: Ctrl-C leaves it running, `--stop` stops it,\n"
 	    "and it resumes where it stopped when the worker restarts (a page cached\n"
 	    "already is never fetched again).  Exits 1 if a file failed or did not\n"
-	    "fit (capacity, quota, pins); --status shows why."},
+	    "fit (capacity, quota, pins); --status shows why.  In a cluster the job\n"
+	    "is kept in etcd and every worker loads the blocks placement gives it\n"
+	    "(one that joins later too), at its share of --bandwidth."},
 	{"pin", cmd_pin, "pin PATH... | pin --list [--json]",
 	    "keep cached data under PATH from eviction (now and later)", cli_pin_opts,
 	    "A pin applies to what is cached under PATH now and to what is cached\n"
 	    "later; it is refused if the data under PATH would take more than the\n"
-	    "worker's --pin-limit of its cache.  Pins are kept in the worker's state\n"
-	    "dir.  `ferry unpin PATH` removes one."},
+	    "worker's --pin-limit of its cache (in a cluster: each worker's share of\n"
+	    "it, against its own limit).  Pins are kept in the worker's state dir,\n"
+	    "and in a cluster in etcd for every worker.  `ferry unpin PATH` removes\n"
+	    "one."},
 	{"unpin", cmd_unpin, "unpin PATH...", "let cached data under PATH be evicted again",
 	    NULL, NULL},
 	{"ttl", cmd_ttl, "ttl PATH DURATION | ttl PATH --clear | ttl --list [--json]",
@@ -115,7 +119,7 @@ const struct cli_cmd cli_cmds[] = {
 	    "drop what is cached under PATH now (the under-store is untouched)",
 	    cli_free_opts, NULL},
 	{"du", cmd_du, "du PATH... [-s] [--json]",
-	    "per entry under PATH: total bytes, cached bytes and %, pinned bytes",
+	    "per entry under PATH: total, cached and pinned bytes (a cluster: hot blocks, workers)",
 	    cli_du_opts, NULL},
 	{"refresh", cmd_refresh, "refresh PATH...",
 	    "ask the under-store again about everything under PATH now",
