@@ -76,10 +76,8 @@ struct du_walk {
 	struct dbuf *out; /* children, or NULL (summary only) */
 	int nchildren;
 	char last[UFS_KEY_MAX + 1];
-	int pin_check;           /* count what no pin covers yet: */
-	int64_t unpinned_total;  /* bytes under no pin rule */
-	const struct cluster_view *v; /* in a cluster: per member, */
-	int64_t *share;          /* its part of unpinned_total (placement) */
+	const struct cluster_view *v; /* a pin in a cluster: per member, */
+	int64_t *share;          /* its part of the total (placement) */
 	int64_t block;
 };
 
@@ -136,11 +134,8 @@ du_one(void *arg, const struct ufs_entry *e)
 		cached = oi.bytes < e->size ? oi.bytes : e->size;
 		pinned = oi.pinned;
 	}
-	if (dw->pin_check && !policy_is_pinned(dw->w->pol, dw->m->ident, e->key)) {
-		dw->unpinned_total += e->size;
-		if (dw->share)
-			du_share(dw, e->key, e->size);
-	}
+	if (dw->share)
+		du_share(dw, e->key, e->size);
 	/* The child: the first name under the walked path (a directory's
 	 * ends in '/'), or the object itself when the path is a file. */
 	const char *rest = e->key + dw->strip, *slash = NULL;
@@ -281,10 +276,12 @@ pin_fits_cluster(struct worker *w, struct http_conn *c, const char *path,
 		const struct member *mb = &dw->v->m[i];
 		int64_t limit = mb->capacity / 100 * w->cfg.pin_limit_pct;
 		int64_t held = policy_pinned_share(w->pol, mb->id);
-		if (held + dw->share[i] <= limit)
+		int64_t after = policy_pinned_after(w->pol, mb->id, dw->m->ident, dw->key,
+		    dw->share[i]);
+		if (after <= limit)
 			continue;
 		char want[32], have[32], lim[32], msg[768];
-		fmt_bytes((double)dw->share[i], want, sizeof(want));
+		fmt_bytes((double)(after - held), want, sizeof(want));
 		fmt_bytes((double)held, have, sizeof(have));
 		fmt_bytes((double)limit, lim, sizeof(lim));
 		snprintf(msg, sizeof(msg), "%s: pinning it would pin %s more on worker %s "
@@ -311,11 +308,11 @@ ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req
 	int64_t bytes = 0;
 	struct cluster *cl = worker_cluster(w);
 	if (on) {
-		/* What the pin would hold once all is cached (the data under the
-		 * path no pin covers yet), with what the other pins hold, against
-		 * the limit: cached or not, pinned data is room taken.  In a
-		 * cluster, each worker's share against its own limit. */
-		struct du_walk dw = {.w = w, .m = m, .key = key, .pin_check = 1};
+		/* What the pins would hold with this one (the data under the
+		 * path, once all is cached; nested pins count once) against the
+		 * limit: cached or not, pinned data is room taken.  In a cluster,
+		 * each worker's share against its own limit. */
+		struct du_walk dw = {.w = w, .m = m, .key = key};
 		if (cl) {
 			dw.v = cluster_view_get(cl);
 			dw.block = router_block_size(w->rt);
@@ -338,7 +335,7 @@ ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req
 				ctl_reply_errno(c, -ENOMEM, path);
 			else if (pin_fits_cluster(w, c, path, &dw) == 0 &&
 			    cluster_rule_change(w, cl, c, path, m, key, 1, -1,
-			    dw.unpinned_total, sh, n) == 0)
+			    dw.all.total, sh, n) == 0)
 				r = 1; /* done: answer below */
 			free(sh);
 		}
@@ -349,14 +346,15 @@ ctl_op_pin(struct worker *w, struct http_conn *c, const struct http_request *req
 			mount_release(&m);
 			return;
 		}
-		bytes = dw.unpinned_total;
+		bytes = dw.all.total;
 		struct pagestore_stats st;
 		pagestore_get_stats(w->ps, &st);
 		int64_t limit = st.capacity_bytes / 100 * w->cfg.pin_limit_pct;
 		int64_t held = policy_pinned_total(w->pol);
-		if (!cl && held + bytes > limit) {
+		int64_t after = policy_pinned_after(w->pol, NULL, m->ident, key, bytes);
+		if (!cl && after > limit) {
 			char want[32], have[32], lim[32];
-			fmt_bytes((double)bytes, want, sizeof(want));
+			fmt_bytes((double)(after - held), want, sizeof(want));
 			fmt_bytes((double)held, have, sizeof(have));
 			fmt_bytes((double)limit, lim, sizeof(lim));
 			snprintf(msg, sizeof(msg), "%s: pinning it would pin %s more "

@@ -502,16 +502,44 @@ policy_pin(struct policy *p, const struct mount *m, const char *prefix, int on,
 	return change(p, m, prefix, on ? 1 : 0, -1, bytes);
 }
 
+/* Is pin i under another pin (lock held)?  Then the outer one holds its
+ * data: nested pins are counted once. */
+static int
+do_nested(const struct policy *p, uint64_t ident, const char *prefix, int self)
+{
+	for (int k = 0; k < p->n; k++)
+		if (k != self && p->r[k].pin && p->r[k].ident == ident &&
+		    strcmp(p->r[k].prefix, prefix) != 0 && path_under(prefix, p->r[k].prefix))
+			return 1;
+	return 0;
+}
+
+static int64_t do_share_of(const struct rule *r, const char *id);
+
 int64_t
-policy_pinned_total(struct policy *p)
+policy_pinned_after(struct policy *p, const char *id, uint64_t ident,
+    const char *prefix, int64_t bytes)
 {
 	int64_t sum = 0;
 	pthread_rwlock_rdlock(&p->lock);
-	for (int i = 0; i < p->n; i++)
-		if (p->r[i].pin)
-			sum += p->r[i].bytes;
+	int have = prefix ? do_find(p, ident, prefix) : -1;
+	int add = prefix && !(have >= 0 && p->r[have].pin) && !do_nested(p, ident, prefix, -1);
+	for (int i = 0; i < p->n; i++) {
+		const struct rule *r = &p->r[i];
+		if (!r->pin || do_nested(p, r->ident, r->prefix, i))
+			continue;
+		if (add && r->ident == ident && path_under(r->prefix, prefix))
+			continue; /* the new pin holds it */
+		sum += id ? do_share_of(r, id) : r->bytes;
+	}
 	pthread_rwlock_unlock(&p->lock);
-	return sum;
+	return sum + (add ? bytes : 0);
+}
+
+int64_t
+policy_pinned_total(struct policy *p)
+{
+	return policy_pinned_after(p, NULL, 0, NULL, 0);
 }
 
 int
@@ -588,13 +616,7 @@ do_share_of(const struct rule *r, const char *id)
 int64_t
 policy_pinned_share(struct policy *p, const char *id)
 {
-	int64_t sum = 0;
-	pthread_rwlock_rdlock(&p->lock);
-	for (int i = 0; i < p->n; i++)
-		if (p->r[i].pin)
-			sum += do_share_of(&p->r[i], id);
-	pthread_rwlock_unlock(&p->lock);
-	return sum;
+	return policy_pinned_after(p, id, 0, NULL, 0);
 }
 
 int

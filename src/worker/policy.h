@@ -36,15 +36,21 @@ void policy_close(struct policy **p);
 
 /*
  * Pins (on) or unpins (off) mount m's objects under prefix ("" is the
- * whole mount); bytes: what the pin takes (the data under it not pinned
- * by another rule), kept with the rule for the pin limit.  Saved, then
+ * whole mount); bytes: what the pin takes (the data under it), kept with
+ * the rule for the pin limit.  Saved, then
  * applied to what is cached.  0, -ENOENT (no such pin to remove),
  * -ENOSPC (too many rules), -EIO (not saved: nothing changed).
  */
 int policy_pin(struct policy *p, const struct mount *m, const char *prefix,
     int on, int64_t bytes);
-/* What the pins take together (their bytes when made), cached or not. */
+/* What the pins take together (their bytes when made), cached or not; a
+ * pin under another pin is counted in the outer one only. */
 int64_t policy_pinned_total(struct policy *p);
+/* The same if a pin of (ident, prefix) holding bytes were made as well
+ * (pins under it then count in it; it counts nothing if a pin holds it
+ * already), on this worker (id NULL) or on worker id (the shares). */
+int64_t policy_pinned_after(struct policy *p, const char *id, uint64_t ident,
+    const char *prefix, int64_t bytes);
 /* Sets (ttl_s > 0) or clears (0: -ENOENT if it has none) the TTL of m's
  * objects under prefix. */
 int policy_ttl(struct policy *p, const struct mount *m, const char *prefix,
@@ -91,7 +97,7 @@ int policy_record_after(struct policy *p, const struct mount *m,
 int policy_apply_record(struct policy *p, const char *name, const char *json,
     size_t n);
 /* What the pins hold on worker id (its shares; a rule that does not name
- * it: the mean share). */
+ * it: the mean share; nested pins once). */
 int64_t policy_pinned_share(struct policy *p, const char *id);
 /* A full sync with etcd: rules not applied between begin and end are no
  * longer the cluster's, and are dropped. */

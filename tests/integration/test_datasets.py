@@ -206,6 +206,26 @@ def test_pin_limit_counts_pins_not_yet_cached(make_worker, tmp_path):
     assert w.metric("ferry_pinned_bytes") <= limit
 
 
+def test_a_pin_inside_a_pin_still_counts_once_the_outer_one_goes(make_worker, tmp_path):
+    """A pin made inside a pinned path holds nothing more while the outer
+    pin stands; once the outer pin goes, the inner one's data is counted
+    again, so pins cannot pass the limit by being made in that order."""
+    files = {"ds/in/x.bin": rand_bytes(300_000, 40), "ds/y.bin": rand_bytes(200_000, 41),
+             "z/x.bin": rand_bytes(300_000, 42)}
+    put_tree(tmp_path / "a", files)
+    # The limit: 50% of 1 MiB, about 512 KiB.
+    w = make_worker(mounts={"a": tmp_path / "a"}, cache_size="1M", args=["--pin-limit", "50"])
+    call(w, "POST", "/v1/pin", path="/a/ds")       # 500 KB
+    call(w, "POST", "/v1/pin", path="/a/ds/in")    # inside it: nothing more
+    call(w, "DELETE", "/v1/pin", path="/a/ds")     # the inner 300 KB still pinned
+    # 300 KB + 300 KB would pass 512 KiB.
+    r = call(w, "POST", "/v1/pin", status=507, code="PinLimit", path="/a/z")
+    assert "/a/z" in r["error"], r
+    assert [x["path"] for x in policy(w)] == ["ds/in"]
+    # Pinning the outer path again takes only what the inner one does not hold.
+    call(w, "POST", "/v1/pin", path="/a/ds")
+
+
 # --- free -----------------------------------------------------------------------
 
 def test_free_drops_cached_data_and_refuses_pinned(make_worker, tmp_path):
