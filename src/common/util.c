@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,6 +510,31 @@ path_under(const char *path, const char *prefix)
 	if (strncmp(path, prefix, n) != 0)
 		return 0;
 	return prefix[n - 1] == '/' || path[n] == 0 || path[n] == '/';
+}
+
+int
+write_file_atomic(int dirfd, const char *name, const void *p, size_t n, int sync)
+{
+	size_t tl = strlen(name) + 5;
+	char *tmp = malloc(tl);
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, tl, "%s.tmp", name);
+	int rc = 0, fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		rc = -errno;
+	else
+		rc = write_full(fd, p, n, -1);
+	if (fd >= 0 && rc == 0 && sync && fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+		rc = -errno;
+	if (rc < 0 && fd >= 0)
+		unlinkat(dirfd, tmp, 0);
+	free(tmp);
+	return rc;
 }
 
 int64_t

@@ -70,6 +70,12 @@ int64_t parse_size(const char *s);
 /* Writes all of p[0..n) to fd (at off with pwrite, or at the file offset
  * when off < 0), through short writes and EINTR: 0 or -errno. */
 int write_full(int fd, const void *p, size_t n, int64_t off);
+/* Replaces the file name (in directory dirfd, or a path with AT_FDCWD)
+ * with p[0..n), written to name.tmp (mode 0600 if new) and renamed into
+ * place, so nobody ever reads half of it; with sync, fsynced before the
+ * rename.  0 or -errno (name.tmp removed, name untouched). */
+int write_file_atomic(int dirfd, const char *name, const void *p, size_t n,
+    int sync);
 
 /* Parses a duration: "90" or "90s", "30m", "24h", "7d", "2w", or a sum
  * like "1h30m".  Seconds, or -1 if bad (or above ten years). */

@@ -1726,7 +1726,6 @@ pagestore_groups(struct pagestore *ps, struct pagestore_group_stats *out,
  * origin: it is cached and evicted as before, but no prefix matches it.
  */
 #define CAT_NAME "pagestore.catalog"
-#define CAT_TMP "pagestore.catalog.tmp"
 #define CAT_PATH_MAX 4096
 
 static size_t
@@ -1795,19 +1794,9 @@ do_cat_rewrite(struct pagestore *ps)
 		dbuf_free(&b);
 		return -ENOMEM;
 	}
-	int fd = openat(dfd, CAT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		rc = -errno;
-	else
-		rc = write_full(fd, b.p, b.len, -1);
-	if (fd >= 0 && close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && renameat(dfd, CAT_TMP, dfd, CAT_NAME) < 0)
-		rc = -errno;
+	rc = write_file_atomic(dfd, CAT_NAME, b.p, b.len, 0);
 	if (rc == 0)
 		ps->cat_bytes = (int64_t)b.len;
-	else
-		unlinkat(dfd, CAT_TMP, 0);
 	dbuf_free(&b);
 	return rc;
 }

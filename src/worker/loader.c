@@ -183,17 +183,10 @@ job_save(struct job *j)
 	pthread_mutex_lock(&j->mu);
 	do_job_record(j, &b);
 	pthread_mutex_unlock(&j->mu);
-	char path[4096], tmp[4200];
+	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s.json", j->l->dir, j->id);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = dbuf_error(&b) ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	int rc = fd < 0 ? -EIO : write_full(fd, b.p, b.len, -1);
-	if (fd >= 0 && close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
+	int rc = dbuf_error(&b) ? -ENOMEM : write_file_atomic(AT_FDCWD, path, b.p, b.len, 0);
 	if (rc < 0) {
-		unlink(tmp);
 		LOG_WARN("load %s: cannot save %s: %s", j->id, path, strerror(-rc));
 	}
 	dbuf_free(&b);

@@ -147,39 +147,9 @@ do_save(struct mount_table *mt)
 		dbuf_free(&b);
 		return r;
 	}
-	size_t tl = strlen(mt->state_path) + 8;
-	char *tmp = malloc(tl);
-	if (!tmp) {
-		dbuf_free(&b);
-		return -ENOMEM;
-	}
-	snprintf(tmp, tl, "%s.tmp", mt->state_path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-	} else {
-		size_t off = 0;
-		while (off < b.len) {
-			ssize_t w = write(fd, b.p + off, b.len - off);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				r = -errno;
-				break;
-			}
-			off += (size_t)w;
-		}
-		if (!r && fsync(fd) < 0)
-			r = -errno;
-		close(fd);
-		if (!r && rename(tmp, mt->state_path) < 0)
-			r = -errno;
-		if (r)
-			unlink(tmp);
-	}
+	r = write_file_atomic(AT_FDCWD, mt->state_path, b.p, b.len, 1);
 	memset(b.p, 0, b.len); /* the file holds secrets; so did the buffer */
 	dbuf_free(&b);
-	free(tmp);
 	if (r)
 		LOG_ERR("mounts: cannot save %s: %s", mt->state_path, strerror(-r));
 	return r;

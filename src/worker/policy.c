@@ -174,21 +174,8 @@ save_file(struct policy *p, struct dbuf *b)
 {
 	if (dbuf_error(b))
 		return -ENOMEM;
-	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", p->path);
-	int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		rc = -errno;
-	else
-		rc = write_full(fd, b->p, b->len, -1);
-	if (fd >= 0 && rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (fd >= 0 && close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, p->path) < 0)
-		rc = -errno;
+	int rc = write_file_atomic(AT_FDCWD, p->path, b->p, b->len, 1);
 	if (rc < 0) {
-		unlink(tmp);
 		LOG_WARN("policy: cannot save %s: %s", p->path, strerror(-rc));
 	}
 	return rc;
