@@ -51,25 +51,41 @@ copy_str(const struct json_doc *d, int obj, const char *key, char *out, size_t n
 	free(s);
 }
 
+/* The worker's GET /v1/cluster, parsed into *d (its text in *text; free
+ * both).  0, or a negative errno. */
+static int
+cluster_doc(const struct cli *c, struct json_doc *d, char **text)
+{
+	*text = NULL;
+	ferry_t *f;
+	int r = ferry_connect(c->worker, c->token, &f);
+	if (r)
+		return r;
+	r = ferry_cluster_json(f, text);
+	ferry_close(&f);
+	if (r)
+		return r;
+	int parsed = json_parse(d, *text, strlen(*text)) == 0;
+	if (!parsed || d->toks[0].type != JSON_OBJECT) {
+		if (parsed)
+			json_free(d);
+		free(*text);
+		*text = NULL;
+		return -EPROTO;
+	}
+	return 0;
+}
+
 /* Fetches the view and every member's stats.  0, or a negative errno. */
 static int
 load_view(const struct cli *c, struct cview *cv)
 {
 	memset(cv, 0, sizeof(*cv));
-	ferry_t *f;
-	int r = ferry_connect(c->worker, c->token, &f);
+	char *text;
+	struct json_doc d = {0};
+	int r = cluster_doc(c, &d, &text);
 	if (r)
 		return r;
-	char *text = NULL;
-	r = ferry_cluster_json(f, &text);
-	ferry_close(&f);
-	if (r)
-		return r;
-	struct json_doc d;
-	if (json_parse(&d, text, strlen(text)) != 0 || d.toks[0].type != JSON_OBJECT) {
-		free(text);
-		return -EPROTO;
-	}
 	copy_str(&d, 0, "cluster", cv->name, sizeof(cv->name));
 	cv->etcd_ok = json_bool(&d, json_obj_get(&d, 0, "etcd_ok"));
 	cv->block_size = num(&d, 0, "block_size");
@@ -275,20 +291,11 @@ int
 cli_members(const struct cli *c, struct cli_member **out)
 {
 	*out = NULL;
-	ferry_t *f;
-	int r = ferry_connect(c->worker, c->token, &f);
+	char *text;
+	struct json_doc d = {0};
+	int r = cluster_doc(c, &d, &text);
 	if (r)
 		return r;
-	char *text = NULL;
-	r = ferry_cluster_json(f, &text);
-	ferry_close(&f);
-	if (r)
-		return r;
-	struct json_doc d;
-	if (json_parse(&d, text, strlen(text)) != 0 || d.toks[0].type != JSON_OBJECT) {
-		free(text);
-		return -EPROTO;
-	}
 	int arr = json_obj_get(&d, 0, "members");
 	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
 	struct cli_member *m = calloc((size_t)(n ? n : 1), sizeof(*m));
