@@ -75,7 +75,6 @@ struct du_walk {
 	struct du_child all, cur;
 	struct dbuf *out; /* children, or NULL (summary only) */
 	int nchildren;
-	char last[UFS_KEY_MAX + 1];
 	const struct cluster_view *v; /* a pin in a cluster: per member, */
 	int64_t *share;          /* its part of the total (placement) */
 	int64_t block;
@@ -124,7 +123,6 @@ static int
 du_one(void *arg, const struct ufs_entry *e)
 {
 	struct du_walk *dw = arg;
-	snprintf(dw->last, sizeof(dw->last), "%s", e->key);
 	if (e->is_dir || !path_under(e->key, dw->key))
 		return 0;
 	struct pagestore_objinfo oi;
@@ -169,21 +167,11 @@ du_one(void *arg, const struct ufs_entry *e)
 static int
 du_walk_all(struct du_walk *dw)
 {
-	char start[UFS_KEY_MAX + 2] = "";
 	dw->strip = dw->key[0] ? strlen(dw->key) + 1 : 0;
-	for (;;) {
-		int truncated = 0;
-		dw->last[0] = 0;
-		int r = meta_list(dw->w->mc, dw->m, dw->key, NULL, start, DU_PAGE,
-		    du_one, dw, &truncated);
-		if (r < 0)
-			return r;
-		if (!truncated || !dw->last[0] || strcmp(dw->last, start) <= 0)
-			break;
-		snprintf(start, sizeof(start), "%s", dw->last);
-	}
-	du_flush_child(dw);
-	return 0;
+	int r = meta_list_all(dw->w->mc, dw->m, dw->key, "", DU_PAGE, du_one, NULL, dw);
+	if (r == 0)
+		du_flush_child(dw);
+	return r;
 }
 
 /* GET /v1/du?path=/m/dir[&summary=1] */

@@ -576,8 +576,9 @@ struct lbatch {
 		int64_t size;
 	} e[LIST_PAGE];
 	int n;
-	char last[UFS_KEY_MAX + 1];
 	const char *under;
+	struct job *j;
+	int64_t last_save;
 };
 
 /* Under the metadata cache's lock: copy, nothing more. */
@@ -585,7 +586,6 @@ static int
 lb_one(void *arg, const struct ufs_entry *e)
 {
 	struct lbatch *b = arg;
-	snprintf(b->last, sizeof(b->last), "%s", e->key);
 	if (e->is_dir || !path_under(e->key, b->under) || b->n >= LIST_PAGE)
 		return 0;
 	char *k = strdup(e->key);
@@ -597,6 +597,44 @@ lb_one(void *arg, const struct ufs_entry *e)
 	return 0;
 }
 
+/* After each page, outside the metadata cache's lock: queues the page's
+ * objects (waiting while the queue is full).  -EINTR once the job is
+ * asked to stop. */
+static int
+lb_queue(void *arg)
+{
+	struct lbatch *b = arg;
+	struct job *j = b->j;
+	for (int i = 0; i < b->n; i++) {
+		struct lobj *o = calloc(1, sizeof(*o));
+		if (!o) {
+			free(b->e[i].key);
+			continue;
+		}
+		o->key = b->e[i].key;
+		o->size = b->e[i].size;
+		if (j->pass == 0) {
+			o->c.files_total = 1;
+			o->c.bytes_total = o->size;
+		}
+		pthread_mutex_lock(&j->mu);
+		while (!j->stop && j->ninflight >= QUEUE_OBJS)
+			pthread_cond_wait(&j->cv, &j->mu);
+		TAILQ_INSERT_TAIL(&j->objs, o, link);
+		j->ninflight++;
+		j->nqueued++;
+		pthread_cond_broadcast(&j->cv);
+		pthread_mutex_unlock(&j->mu);
+		if (now_ms() - b->last_save >= SAVE_MS) {
+			job_save(j);
+			b->last_save = now_ms();
+		}
+	}
+	b->n = 0;
+	ufs_clear_error();
+	return __atomic_load_n(&j->stop, __ATOMIC_RELAXED) ? -EINTR : 0;
+}
+
 /* Lists the rest of the path (after the cursor) and queues its objects;
  * waits for the loaders.  0, or -errno (the listing failed, or stop). */
 static int
@@ -606,56 +644,18 @@ run_pass(struct job *j)
 	if (!b)
 		return -ENOMEM;
 	b->under = j->key;
+	b->j = j;
+	b->last_save = now_ms();
 	char start[UFS_KEY_MAX + 1];
 	pthread_mutex_lock(&j->mu);
 	snprintf(start, sizeof(start), "%s", j->cursor);
 	pthread_mutex_unlock(&j->mu);
-	int rc = 0;
-	int64_t last_save = now_ms();
-	for (;;) {
-		int truncated = 0;
-		b->n = 0;
-		b->last[0] = 0;
-		ufs_clear_error();
-		rc = meta_list(j->l->mc, j->m, j->key, NULL, start, LIST_PAGE, lb_one, b,
-		    &truncated);
-		if (rc < 0) {
-			set_error(j, j->key, rc);
-			break;
-		}
-		for (int i = 0; i < b->n; i++) {
-			struct lobj *o = calloc(1, sizeof(*o));
-			if (!o) {
-				free(b->e[i].key);
-				continue;
-			}
-			o->key = b->e[i].key;
-			o->size = b->e[i].size;
-			if (j->pass == 0) {
-				o->c.files_total = 1;
-				o->c.bytes_total = o->size;
-			}
-			pthread_mutex_lock(&j->mu);
-			while (!j->stop && j->ninflight >= QUEUE_OBJS)
-				pthread_cond_wait(&j->cv, &j->mu);
-			TAILQ_INSERT_TAIL(&j->objs, o, link);
-			j->ninflight++;
-			j->nqueued++;
-			pthread_cond_broadcast(&j->cv);
-			pthread_mutex_unlock(&j->mu);
-			if (now_ms() - last_save >= SAVE_MS) {
-				job_save(j);
-				last_save = now_ms();
-			}
-		}
-		if (__atomic_load_n(&j->stop, __ATOMIC_RELAXED)) {
-			rc = -EINTR;
-			break;
-		}
-		if (!truncated || !b->last[0] || strcmp(b->last, start) <= 0)
-			break;
-		snprintf(start, sizeof(start), "%s", b->last);
-	}
+	ufs_clear_error();
+	int rc = meta_list_all(j->l->mc, j->m, j->key, start, LIST_PAGE, lb_one, lb_queue, b);
+	if (rc < 0 && rc != -EINTR)
+		set_error(j, j->key, rc);
+	for (int i = 0; i < b->n; i++)
+		free(b->e[i].key); /* a page that failed before it was queued */
 	free(b);
 	/* Wait for the loaders to finish what is queued. */
 	pthread_mutex_lock(&j->mu);

@@ -767,3 +767,45 @@ meta_close(struct meta_cache **mcp)
 	pthread_cond_destroy(&mc->loaded);
 	free(mc);
 }
+
+struct list_all {
+	ufs_list_fn fn;
+	void *arg;
+	char last[UFS_KEY_MAX + 1];
+};
+
+static int
+list_all_one(void *arg, const struct ufs_entry *e)
+{
+	struct list_all *la = arg;
+	snprintf(la->last, sizeof(la->last), "%s", e->key);
+	return la->fn(la->arg, e);
+}
+
+int
+meta_list_all(struct meta_cache *mc, struct mount *m, const char *prefix,
+    const char *start_after, int page, ufs_list_fn fn,
+    int (*page_done)(void *arg), void *arg)
+{
+	struct list_all *la = malloc(sizeof(*la));
+	if (!la)
+		return -ENOMEM;
+	la->fn = fn;
+	la->arg = arg;
+	char start[UFS_KEY_MAX + 1];
+	snprintf(start, sizeof(start), "%s", start_after ? start_after : "");
+	int r;
+	for (;;) {
+		int truncated = 0;
+		la->last[0] = 0;
+		r = meta_list(mc, m, prefix, NULL, start, page, list_all_one, la, &truncated);
+		if (r == 0 && page_done)
+			r = page_done(arg);
+		/* The end, or a page that did not move on (no loop forever). */
+		if (r != 0 || !truncated || !la->last[0] || strcmp(la->last, start) <= 0)
+			break;
+		snprintf(start, sizeof(start), "%s", la->last);
+	}
+	free(la);
+	return r;
+}

@@ -112,4 +112,16 @@ int meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
     const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated);
 
+/*
+ * Everything under prefix after start_after (recursive, no delimiter),
+ * through the cache page by page (page keys each): fn per entry, under the
+ * cache's lock, as meta_list; then page_done (may be NULL) once per page
+ * without it, where a caller may block or stop (non-zero: returned).  Never
+ * the whole listing in memory.  0, page_done's answer, or -errno (the
+ * under-store's).
+ */
+int meta_list_all(struct meta_cache *mc, struct mount *m, const char *prefix,
+    const char *start_after, int page, ufs_list_fn fn,
+    int (*page_done)(void *arg), void *arg);
+
 #endif
