@@ -84,6 +84,20 @@ print_text(char *text)
 	return CLI_OK;
 }
 
+/* text (a worker's JSON answer) parsed into *d, and its array key: the
+ * array's token into *arr and its length returned, or -EPROTO (text freed
+ * then; otherwise the caller frees d and text). */
+static int
+json_list(char *text, const char *key, struct json_doc *d, int *arr)
+{
+	if (json_parse(d, text, strlen(text)) != 0) {
+		free(text);
+		return -EPROTO;
+	}
+	*arr = json_obj_get(d, 0, key);
+	return *arr >= 0 && d->toks[*arr].type == JSON_ARRAY ? d->toks[*arr].size : 0;
+}
+
 static int
 list_rules(struct cli *c, ferry_t *f, int json)
 {
@@ -94,12 +108,9 @@ list_rules(struct cli *c, ferry_t *f, int json)
 	if (json)
 		return print_text(text);
 	struct json_doc d;
-	if (json_parse(&d, text, strlen(text)) != 0) {
-		free(text);
-		return cli_error_local(c, NULL, -EPROTO);
-	}
-	int arr = json_obj_get(&d, 0, "rules");
-	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
+	int arr, n = json_list(text, "rules", &d, &arr);
+	if (n < 0)
+		return cli_error_local(c, NULL, n);
 	if (n == 0)
 		printf("(no pins or TTLs)\n");
 	else
@@ -223,12 +234,9 @@ rule_of(ferry_t *f, const char *path, int *pin, int64_t *ttl)
 	if (r)
 		return r;
 	struct json_doc d;
-	if (json_parse(&d, text, strlen(text)) != 0) {
-		free(text);
-		return -EPROTO;
-	}
-	int arr = json_obj_get(&d, 0, "rules");
-	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
+	int arr, n = json_list(text, "rules", &d, &arr);
+	if (n < 0)
+		return n;
 	r = 0;
 	for (int i = 0; i < n && r == 0; i++) {
 		int t = json_arr_get(&d, arr, i), ok = 0;
@@ -797,12 +805,9 @@ status_one(struct cli *c, ferry_t *f, const struct cli_member *m, int nm, void *
 	if (r)
 		return r;
 	struct json_doc d;
-	if (json_parse(&d, text, strlen(text)) != 0) {
-		free(text);
-		return -EPROTO;
-	}
-	int arr = json_obj_get(&d, 0, "jobs");
-	int n = arr >= 0 && d.toks[arr].type == JSON_ARRAY ? d.toks[arr].size : 0;
+	int arr, n = json_list(text, "jobs", &d, &arr);
+	if (n < 0)
+		return n;
 	for (int i = 0; i < n; i++) {
 		struct jobview v;
 		char line[256];

@@ -190,29 +190,6 @@ do_find(struct policy *p, uint64_t ident, const char *prefix)
 	return -1;
 }
 
-/* Adds an empty rule (wrlock held): its index, or -ENOSPC/-ENOMEM. */
-static int
-do_add(struct policy *p, const char *mount, uint64_t ident, const char *prefix)
-{
-	if (p->n >= POLICY_RULES_MAX)
-		return -ENOSPC;
-	if (p->n == p->cap) {
-		int nc = p->cap ? p->cap * 2 : 16;
-		struct rule *nr = realloc(p->r, (size_t)nc * sizeof(*nr));
-		if (!nr)
-			return -ENOMEM;
-		p->r = nr;
-		p->cap = nc;
-	}
-	struct rule *r = &p->r[p->n];
-	memset(r, 0, sizeof(*r));
-	snprintf(r->mount, sizeof(r->mount), "%s", mount);
-	r->ident = ident;
-	if (!(r->prefix = strdup(prefix)))
-		return -ENOMEM;
-	return p->n++;
-}
-
 /* Takes r (wrlock held, or before the policy is shared): 0 or -ENOSPC /
  * -ENOMEM (r untouched). */
 static int
@@ -230,6 +207,22 @@ do_insert(struct policy *p, struct rule *r)
 	}
 	p->r[p->n++] = *r;
 	return 0;
+}
+
+/* Adds an empty rule (wrlock held): its index, or -ENOSPC/-ENOMEM. */
+static int
+do_add(struct policy *p, const char *mount, uint64_t ident, const char *prefix)
+{
+	struct rule r = {.ident = ident};
+	snprintf(r.mount, sizeof(r.mount), "%s", mount);
+	if (!(r.prefix = strdup(prefix)))
+		return -ENOMEM;
+	int rc = do_insert(p, &r);
+	if (rc < 0) {
+		free(r.prefix);
+		return rc;
+	}
+	return p->n - 1;
 }
 
 static void
