@@ -639,9 +639,9 @@ policy_record_after(struct policy *p, const struct mount *m, const char *prefix,
 		dbuf_adds(b, "{\"mount\":");
 		json_put_str(b, r.mount);
 		r.prefix = (char *)prefix;
-		if (pin > 0 && i >= 0 && p->r[i].pin) {
+		if (!(pin > 0 && !(i >= 0 && p->r[i].pin))) {
 			rule_fields_json(&r, b, 1); /* its shares as they are */
-		} else {
+		} else { /* a pin made now: the shares given */
 			struct rule t = r;
 			t.sh = NULL;
 			t.nsh = 0;
