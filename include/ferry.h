@@ -140,8 +140,11 @@ int ferry_policy_json(ferry_t *f, char **json);
  * bandwidth: bytes per second from the under-stores (0: no cap);
  * parallel: objects read at once (0: 8); flags: FERRY_LOAD_VERIFY (read it
  * all again afterwards, checking each page's CRC and plain-MD5 ETags),
- * FERRY_LOAD_LOCAL (only the blocks placement gives this worker: a
- * cluster's load is one such job per worker).  *id gets the
+ * FERRY_LOAD_LOCAL (only the blocks placement gives this worker, a job of
+ * this worker alone; without it, a cluster's worker makes the job the
+ * cluster's: every worker loads its blocks), FERRY_LOAD_REPLICAS(n) (in a
+ * cluster, cache each block on its first n workers in placement order,
+ * 1..16; 0: the mount's replicas).  *id gets the
  * job's id (16 hex digits; a job of that path already running gives its
  * id).  ferry_load_json: {"jobs":[{"id","path","state","files_done",
  * "files_total","bytes_done","bytes_total","bytes_fetched",...}]} (one job
@@ -149,6 +152,7 @@ int ferry_policy_json(ferry_t *f, char **json);
  */
 #define FERRY_LOAD_VERIFY 1u
 #define FERRY_LOAD_LOCAL 2u
+#define FERRY_LOAD_REPLICAS(n) ((((unsigned)(n)) & 0xffu) << 8)
 int ferry_load_start(ferry_t *f, const char *path, int64_t bandwidth,
     int parallel, unsigned flags, char id[17]);
 int ferry_load_json(ferry_t *f, const char *id, char **json);

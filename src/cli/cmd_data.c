@@ -685,11 +685,11 @@ cmd_refresh(struct cli *c, int argc, char **argv)
 
 /* ---- ferry load ------------------------------------------------------------- */
 
-enum { L_O_BW = 20, L_O_PAR, L_O_VERIFY, L_O_STATUS, L_O_STOP, L_O_DETACH };
+enum { L_O_BW = 20, L_O_PAR, L_O_VERIFY, L_O_STATUS, L_O_STOP, L_O_DETACH, L_O_REPLICAS };
 
 struct largs {
 	int64_t bandwidth;
-	int parallel, verify, status, stop, detach, json;
+	int parallel, verify, status, stop, detach, json, replicas;
 };
 
 static int
@@ -723,6 +723,16 @@ on_load_opt(void *arg, int id, const char *val)
 		a->parallel = (int)p;
 		break;
 	}
+	case L_O_REPLICAS: {
+		char *end;
+		long r = strtol(val, &end, 10);
+		if (!val[0] || *end || r < 1 || r > 16) {
+			fprintf(stderr, "ferry load: bad --replicas '%s' (1 to 16)\n", val);
+			return CLI_USAGE;
+		}
+		a->replicas = (int)r;
+		break;
+	}
 	case L_O_VERIFY: a->verify = 1; break;
 	case L_O_STATUS: a->status = 1; break;
 	case L_O_STOP: a->stop = 1; break;
@@ -735,6 +745,7 @@ on_load_opt(void *arg, int id, const char *val)
 const struct cli_opt cli_load_opts[] = {
 	{L_O_BW, 0, "bandwidth", "RATE", "the most the job reads from the under-store per second\n(e.g. 400MB/s, where M is 2^20 bytes; in a cluster, shared\nby the workers; default: no cap)"},
 	{L_O_PAR, 0, "parallel", "N", "objects read at once (1-64, default 8)"},
+	{L_O_REPLICAS, 0, "replicas", "N", "in a cluster: cache each block on its first N workers in\nplacement order (default: the mount's replicas), so a\nworker lost later finds the next already holding it"},
 	{L_O_VERIFY, 0, "verify", NULL, "then read it all again: each page's checksum, and the MD5 of\n"
 	    "objects whose ETag is one; what differs is fetched again"},
 	{L_O_DETACH, 'd', "detach", NULL, "start the job and exit (follow it with --status)"},
@@ -1063,7 +1074,7 @@ cmd_load(struct cli *c, int argc, char **argv)
 		rc = cli_error_local(c, NULL, -ENOMEM);
 	/* The worker asked makes the job the cluster's (kept in etcd); every
 	 * member takes up its part, under the same id. */
-	unsigned flags = a.verify ? FERRY_LOAD_VERIFY : 0;
+	unsigned flags = (a.verify ? FERRY_LOAD_VERIFY : 0) | FERRY_LOAD_REPLICAS(a.replicas);
 	char id[17] = "";
 	if (rc == CLI_OK) {
 		ferry_t *f = NULL;

@@ -93,7 +93,7 @@ const struct cli_cmd cli_cmds[] = {
 	{"writeback", cmd_writeback, "writeback [/MOUNT] [--wait [--timeout SECONDS]] [--json]",
 	    "what write=back mounts have not yet written to their under-stores",
 	    cli_writeback_opts, NULL},
-	{"load", cmd_load, "load PATH [--bandwidth RATE] [--parallel N] [--verify] [-d] | load --status | load --stop PATH",
+	{"load", cmd_load, "load PATH [--bandwidth RATE] [--parallel N] [--replicas N] [--verify] [-d] | load --status | load --stop PATH",
 	    "bring everything under PATH into the cache, with a progress bar", cli_load_opts,
 	    "The job runs in the worker: Ctrl-C leaves it running, `--stop` stops it,\n"
 	    "and it resumes where it stopped when the worker restarts (a page cached\n"

@@ -1991,7 +1991,8 @@ ferry_load_start(ferry_t *f, const char *path, int64_t bandwidth, int parallel,
     unsigned flags, char id[17])
 {
 	err_clear();
-	if (!id || bandwidth < 0 || parallel < 0 || parallel > 64)
+	unsigned reps = (flags >> 8) & 0xffu;
+	if (!id || bandwidth < 0 || parallel < 0 || parallel > 64 || reps > 16)
 		return err_done(-EINVAL);
 	char q[128];
 	int n = snprintf(q, sizeof(q), "&parallel=%d", parallel ? parallel : 8);
@@ -1999,6 +2000,8 @@ ferry_load_start(ferry_t *f, const char *path, int64_t bandwidth, int parallel,
 		n += snprintf(q + n, sizeof(q) - (size_t)n, "&bandwidth=%" PRId64, bandwidth);
 	if (flags & FERRY_LOAD_VERIFY)
 		n += snprintf(q + n, sizeof(q) - (size_t)n, "&verify=1");
+	if (reps)
+		n += snprintf(q + n, sizeof(q) - (size_t)n, "&replicas=%u", reps);
 	if (flags & FERRY_LOAD_LOCAL)
 		snprintf(q + n, sizeof(q) - (size_t)n, "&local=1");
 	char *text = NULL;

@@ -68,14 +68,16 @@ csync_load_record(const char *json, size_t n, struct csync_load *out)
 	char *mount = json_str(&d, json_obj_get(&d, 0, "mount"));
 	char *key = json_str(&d, json_obj_get(&d, 0, "key"));
 	char *state = json_str(&d, json_obj_get(&d, 0, "state"));
-	int okb = 0, okp = 0;
+	int okb = 0, okp = 0, okr = 0;
+	int64_t reps = json_int(&d, json_obj_get(&d, 0, "replicas"), &okr);
 	int64_t bw = json_int(&d, json_obj_get(&d, 0, "bandwidth"), &okb);
 	int64_t par = json_int(&d, json_obj_get(&d, 0, "parallel"), &okp);
 	int ver = json_bool(&d, json_obj_get(&d, 0, "verify")) == 1;
 	int ok = id && mount && key && state && strlen(id) == 16 &&
 	    strspn(id, "0123456789abcdef") == 16 && strlen(mount) <= MOUNT_NAME_MAX &&
 	    strlen(key) <= UFS_KEY_MAX && strlen(state) < sizeof(out->state) &&
-	    okb && bw >= 0 && okp && par >= 1 && par <= LOAD_PARALLEL_MAX;
+	    okb && bw >= 0 && okp && par >= 1 && par <= LOAD_PARALLEL_MAX &&
+	    (!okr || (reps >= 0 && reps <= MOUNT_REPLICAS_MAX));
 	if (ok) {
 		snprintf(out->id, sizeof(out->id), "%s", id);
 		snprintf(out->mount, sizeof(out->mount), "%s", mount);
@@ -84,6 +86,7 @@ csync_load_record(const char *json, size_t n, struct csync_load *out)
 		out->bandwidth = bw;
 		out->parallel = (int)par;
 		out->verify = ver;
+		out->replicas = okr ? (int)reps : 0;
 	}
 	free(id);
 	free(mount);
@@ -101,8 +104,8 @@ csync_load_json(const struct csync_load *j, struct dbuf *b)
 	dbuf_adds(b, ",\"key\":");
 	json_put_str(b, j->key);
 	dbuf_printf(b, ",\"state\":\"%s\",\"bandwidth\":%" PRId64 ",\"parallel\":%d"
-	    ",\"verify\":%s}", j->state, j->bandwidth, j->parallel,
-	    j->verify ? "true" : "false");
+	    ",\"replicas\":%d,\"verify\":%s}", j->state, j->bandwidth, j->parallel,
+	    j->replicas, j->verify ? "true" : "false");
 }
 
 int
@@ -120,7 +123,7 @@ csync_load_start_here(struct worker *w, const struct csync_load *j)
 	}
 	/* Each worker pulls at its share of the job's cap. */
 	struct load_opts o = {.parallel = j->parallel, .verify = j->verify,
-	    .local = 1, .bandwidth = j->bandwidth > 0 ? (j->bandwidth + nm - 1) / nm : 0};
+	    .local = 1, .replicas = j->replicas, .bandwidth = j->bandwidth > 0 ? (j->bandwidth + nm - 1) / nm : 0};
 	snprintf(o.id, sizeof(o.id), "%s", j->id);
 	char id[17];
 	int r = loader_start(w->ld, m, j->key, &o, id);

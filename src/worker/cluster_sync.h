@@ -24,6 +24,7 @@ struct csync_load {
 	int64_t bandwidth; /* the whole job's, bytes per second (0: no cap) */
 	int parallel;
 	int verify;
+	int replicas; /* copies of each block (0: the mount's) */
 };
 int csync_load_record(const char *json, size_t n, struct csync_load *out);
 void csync_load_json(const struct csync_load *j, struct dbuf *b);

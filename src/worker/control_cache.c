@@ -634,7 +634,7 @@ cluster_load_start(struct worker *w, struct cluster *cl, struct mount *m,
 		return -EEXIST;
 	}
 	struct csync_load j = {.bandwidth = o->bandwidth, .parallel = o->parallel,
-	    .verify = o->verify};
+	    .verify = o->verify, .replicas = o->replicas};
 	uint64_t rnd = hash64(key, strlen(key), (uint64_t)now_ms() ^ m->ident ^
 	    ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&j);
 	snprintf(j.id, sizeof(j.id), "%016" PRIx64, rnd);
@@ -705,6 +705,12 @@ ctl_op_load_start(struct worker *w, struct http_conn *c, const struct http_reque
 	if (ctl_qget(req, "parallel", par, sizeof(par)) < 0 ||
 	    (par[0] && ((o.parallel = atoi(par)) < 1 || o.parallel > LOAD_PARALLEL_MAX))) {
 		ctl_reply_error(c, 400, "BadRequest", "malformed ?parallel= (1 to 64)");
+		return;
+	}
+	char reps[16] = "";
+	if (ctl_qget(req, "replicas", reps, sizeof(reps)) < 0 ||
+	    (reps[0] && ((o.replicas = atoi(reps)) < 1 || o.replicas > MOUNT_REPLICAS_MAX))) {
+		ctl_reply_error(c, 400, "BadRequest", "malformed ?replicas= (1 to 16)");
 		return;
 	}
 	ctl_qget(req, "verify", ver, sizeof(ver));

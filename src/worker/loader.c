@@ -162,9 +162,9 @@ do_job_record(struct job *j, struct dbuf *b)
 	dbuf_adds(b, ",\"key\":");
 	json_put_str(b, j->key);
 	dbuf_printf(b, ",\"state\":\"%s\",\"pass\":%d,\"bandwidth\":%" PRId64
-	    ",\"parallel\":%d,\"verify\":%s,\"local\":%s,\"listing_done\":%s,\"started_s\":%" PRId64
+	    ",\"parallel\":%d,\"replicas\":%d,\"verify\":%s,\"local\":%s,\"listing_done\":%s,\"started_s\":%" PRId64
 	    ",\"elapsed_ms\":%" PRId64 ",\"finished_s\":%" PRId64 ",\"cursor\":",
-	    jstate_name[j->state], j->pass, j->o.bandwidth, j->o.parallel,
+	    jstate_name[j->state], j->pass, j->o.bandwidth, j->o.parallel, j->o.replicas,
 	    j->o.verify ? "true" : "false", j->o.local ? "true" : "false",
 	    j->listing_done ? "true" : "false", j->started_s, do_elapsed_ms(j), j->finished_s);
 	json_put_str(b, j->cursor);
@@ -279,8 +279,10 @@ read_range(struct job *j, const char *key, const char *etag, int64_t off,
 {
 	char range[64];
 	snprintf(range, sizeof(range), "bytes=%" PRId64 "-%" PRId64, off, off + len - 1);
+	/* A cluster job's part reads only what this worker holds (mine()):
+	 * here, never forwarded (its --replicas may go past the mount's). */
 	struct objget_req rq = {.m = j->m, .path = key, .dir_enoent = 1,
-	    .no_readahead = 1};
+	    .no_readahead = 1, .local_only = j->o.local};
 	rq.pin.p = etag;
 	rq.pin.n = strlen(etag);
 	rq.range.p = range;
@@ -333,7 +335,7 @@ static int
 mine(struct job *j, const char *key, int64_t i)
 {
 	return !j->o.local ||
-	    router_is_local(j->l->rt, j->m, key, i * reader_page_size(j->l->rd));
+	    router_holds(j->l->rt, j->m, key, i * reader_page_size(j->l->rd), j->o.replicas);
 }
 
 /* Loads one object: each run of uncached pages in one read. */
@@ -919,6 +921,9 @@ resume_one(struct loader *l, const char *name)
 			j->o.parallel = 8;
 		j->o.verify = json_bool(&d, json_obj_get(&d, 0, "verify")) == 1;
 		j->o.local = json_bool(&d, json_obj_get(&d, 0, "local")) == 1;
+		j->o.replicas = (int)jint(&d, "replicas");
+		if (j->o.replicas < 0 || j->o.replicas > MOUNT_REPLICAS_MAX)
+			j->o.replicas = 0;
 		j->pass = jint(&d, "pass") == 1;
 		j->started_s = jint(&d, "started_s");
 		j->finished_s = jint(&d, "finished_s");
@@ -1173,9 +1178,9 @@ loader_json(struct loader *l, const char *id, struct dbuf *b)
 		    j->listing_done || j->state != J_RUNNING ? "true" : "false");
 		counts_json(b, &c);
 		dbuf_printf(b, ",\"rate\":%.0f,\"eta_s\":%" PRId64 ",\"elapsed_s\":%.1f"
-		    ",\"bandwidth\":%" PRId64 ",\"parallel\":%d,\"verify\":%s,\"local\":%s"
+		    ",\"bandwidth\":%" PRId64 ",\"parallel\":%d,\"replicas\":%d,\"verify\":%s,\"local\":%s"
 		    ",\"last_error\":", rate, eta, (double)el / 1000.0, j->o.bandwidth,
-		    j->o.parallel, j->o.verify ? "true" : "false", j->o.local ? "true" : "false");
+		    j->o.parallel, j->o.replicas, j->o.verify ? "true" : "false", j->o.local ? "true" : "false");
 		json_put_str(b, j->last_error);
 		dbuf_adds(b, "}");
 		pthread_mutex_unlock(&j->mu);

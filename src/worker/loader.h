@@ -54,6 +54,8 @@ struct load_opts {
 	int verify;
 	int local;         /* only the pages placement gives this worker (a
 	                    * cluster's job: every worker runs one) */
+	int replicas;      /* with local: copies to load (the first N holders
+	                    * in placement order); 0: the mount's replicas */
 	char id[17];       /* "" (a new id), or the cluster job's */
 };
 

@@ -411,16 +411,19 @@ hot_stats(struct router *rt, struct router_stats *out)
 
 /* --- routing ------------------------------------------------------------------ */
 
-/* 1 if this worker (index self in v) is one of block b's replicas. */
+/* 1 if this worker (index self in v) is one of block b's first reps
+ * (<= 0: the mount's replicas) in placement order. */
 static int
 holds_block(const struct cluster_view *v, int self, struct mount *m,
-    const char *path, int64_t b)
+    const char *path, int64_t b, int reps)
 {
 	int top[MOUNT_REPLICAS_MAX];
 	if (self < 0)
 		return 0;
+	if (reps <= 0)
+		reps = m->replicas;
 	int n = placement_order(v, placement_key(m->name, path, b), top,
-	    m->replicas < MOUNT_REPLICAS_MAX ? m->replicas : MOUNT_REPLICAS_MAX);
+	    reps < MOUNT_REPLICAS_MAX ? reps : MOUNT_REPLICAS_MAX);
 	for (int i = 0; i < n; i++)
 		if (top[i] == self)
 			return 1;
@@ -531,10 +534,10 @@ router_read(struct router *rt, struct mount *m, const char *path,
 		int64_t bend = (b + 1) * rt->block_size;
 		if (bend > end)
 			bend = end;
-		if (holds_block(v, self, m, path, b)) {
+		if (holds_block(v, self, m, path, b, 0)) {
 			/* Consecutive blocks held here are one local read, so
 			 * the reader's window runs on across their boundaries. */
-			while (bend < end && holds_block(v, self, m, path, bend / rt->block_size))
+			while (bend < end && holds_block(v, self, m, path, bend / rt->block_size, 0))
 				bend = bend + rt->block_size < end ? bend + rt->block_size : end;
 			__atomic_fetch_add(&rt->st.local_blocks, 1, __ATOMIC_RELAXED);
 			int64_t got = 0;
@@ -556,12 +559,19 @@ int
 router_is_local(struct router *rt, struct mount *m, const char *path,
     int64_t off)
 {
+	return router_holds(rt, m, path, off, 0);
+}
+
+int
+router_holds(struct router *rt, struct mount *m, const char *path, int64_t off,
+    int replicas)
+{
 	struct cluster *cl = __atomic_load_n(&rt->cl, __ATOMIC_ACQUIRE);
 	if (!cl)
 		return 1;
 	struct cluster_view *v = cluster_view_get(cl);
 	int yes = holds_block(v, cluster_view_find(v, rt->self), m, path,
-	    off / rt->block_size);
+	    off / rt->block_size, replicas);
 	cluster_view_release(&v);
 	return yes;
 }

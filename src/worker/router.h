@@ -79,6 +79,10 @@ int router_read(struct router *rt, struct mount *m, const char *path,
  * its block's replicas is this worker)? */
 int router_is_local(struct router *rt, struct mount *m, const char *path,
     int64_t off);
+/* The same with replicas holders instead of the mount's (a load job's
+ * --replicas: copies beyond the mount's, for failover); <= 0: the mount's. */
+int router_holds(struct router *rt, struct mount *m, const char *path,
+    int64_t off, int replicas);
 
 /*
  * A write or delete of this worker changed (m, path): tells every other

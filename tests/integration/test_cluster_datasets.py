@@ -279,3 +279,32 @@ def test_the_pin_limit_counts_each_workers_share(cluster_factory):
     cli(ws[2], "unpin", "/data/a")
     cli(ws[2], "pin", "/data/b")
     assert list(_rules(ws[0])) == ["b"]
+
+
+def test_load_with_replicas_2_survives_the_loss_of_a_worker(cluster_factory):
+    """`ferry load --replicas 2` caches each block on its first two workers
+    in placement order (the mount keeps replicas=1): the under-store is
+    read twice over, and once a worker is lost, everything is read through
+    the others with nothing asked of the under-store."""
+    c = cluster_factory("loopback")
+    files = {f"r/f{i:02d}": rand_bytes(300_000 + i * 1001, 600 + i) for i in range(30)}
+    put_files(c.data_dir, files)
+    ws = [c.add() for _ in range(3)]
+    total = sum(len(v) for v in files.values())
+    total_pages = sum(pages_of(len(v)) for v in files.values())
+    p = cli(ws[0], "load", "/data/r", "--replicas", "2")
+    assert "loaded" in p.stdout, p.stdout
+    assert sum(ufs_bytes(w) for w in ws) == 2 * total
+    wait_pages(ws, 2 * total_pages)
+    assert all(_load_jobs(w)[0]["replicas"] == 2 for w in ws)
+    p = cli(ws[0], "load", "/data/r", "--replicas", "0", check=False)
+    assert p.returncode == 2 and "--replicas" in p.stderr, p
+    victim = ws[2]
+    c.kill(victim)
+    live = ws[:2]
+    c.wait_members(live, timeout=20)
+    reads = [metric(w, "ferry_ufs_requests_total", op="read") for w in live]
+    s3 = anon_s3(ws[0].s3_url)
+    for key, data in files.items():
+        assert sha(s3_get(s3, key)) == sha(data), key
+    assert [metric(w, "ferry_ufs_requests_total", op="read") for w in live] == reads
