@@ -39,6 +39,7 @@ struct refresher {
 	int stop;
 	uint64_t seq;
 	int have_seq;
+	char log[128]; /* the log seq counts in (its worker and process) */
 };
 
 /* Drops the kernel's caches of path and of every node under it. */
@@ -98,12 +99,15 @@ poll_once(struct refresher *rf)
 	}
 	int ok = 0;
 	int64_t seq = json_int(&d, json_obj_get(&d, 0, "seq"), &ok);
+	char *log = json_str(&d, json_obj_get(&d, 0, "log"));
+	int same_log = log && strcmp(log, rf->log) == 0;
 	if (ok && seq >= 0) {
 		if (!rf->have_seq) {
 			rf->have_seq = 1; /* the start: what was before is not ours */
 		} else if (json_bool(&d, json_obj_get(&d, 0, "all")) == 1 ||
-		    (uint64_t)seq < rf->seq) {
-			/* Missed some (or a restarted worker): drop everything. */
+		    (uint64_t)seq < rf->seq || !same_log) {
+			/* Missed some, or another log (libferry went to another
+			 * worker, or it restarted): drop everything. */
 			LOG_INFO("refresh: dropping every cached name and attribute");
 			drop(rf->fs, "/");
 		} else {
@@ -119,7 +123,9 @@ poll_once(struct refresher *rf)
 			}
 		}
 		rf->seq = (uint64_t)seq;
+		snprintf(rf->log, sizeof(rf->log), "%s", log ? log : "");
 	}
+	free(log);
 	json_free(&d);
 	free(text);
 }

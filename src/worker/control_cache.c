@@ -474,12 +474,14 @@ rlog_add(const char *path)
 	pthread_mutex_unlock(&g_rlog.mu);
 }
 
-/* GET /v1/refresh?since=N: {"seq":S,"all":bool,"paths":[...]}, the paths
- * refreshed after N (all: more than the log holds: drop everything). */
+/* GET /v1/refresh?since=N: {"seq":S,"log":L,"all":bool,"paths":[...]},
+ * the paths refreshed after N (all: more than the log holds: drop
+ * everything).  L names this log (the worker and its process): numbers
+ * from another log (a client that failed over to another worker, or this
+ * one restarted) say nothing about this one. */
 void
 ctl_op_refresh_log(struct worker *w, struct http_conn *c, const struct http_request *req)
 {
-	(void)w;
 	char sn[32] = "";
 	if (ctl_qget(req, "since", sn, sizeof(sn)) < 0) {
 		ctl_reply_error(c, 400, "BadRequest", "malformed ?since=");
@@ -491,8 +493,8 @@ ctl_op_refresh_log(struct worker *w, struct http_conn *c, const struct http_requ
 	pthread_mutex_lock(&g_rlog.mu);
 	uint64_t seq = g_rlog.seq;
 	int all = since > seq || seq - since > REFRESH_LOG;
-	dbuf_printf(&b, "{\"seq\":%" PRIu64 ",\"all\":%s,\"paths\":[", seq,
-	    all ? "true" : "false");
+	dbuf_printf(&b, "{\"seq\":%" PRIu64 ",\"log\":\"%s-%" PRId64 "-%d\",\"all\":%s,\"paths\":[",
+	    seq, w->id, w->started, (int)getpid(), all ? "true" : "false");
 	for (uint64_t i = since + 1; !all && i <= seq; i++) {
 		if (i > since + 1)
 			dbuf_adds(&b, ",");
