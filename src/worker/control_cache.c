@@ -8,8 +8,10 @@
  * store's catalog (no under-store call, so it works while the store is
  * down); du lists the under-store (the totals) and looks each object up in
  * the store (the cached part), O(1) per object; refresh expires metadata.
- * A worker answers for itself; in a cluster each worker is asked (the CLI
- * and libferry go to every worker; see `ferry du`).
+ * free, du and refresh answer for this worker (the CLI asks every worker
+ * of a cluster); in a cluster, pin, ttl and load change the cluster's
+ * records in etcd (cluster_sync.c applies them on every worker), and a pin
+ * is checked against each worker's limit with that worker's share.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -654,8 +656,6 @@ cluster_load_start(struct worker *w, struct cluster *cl, struct mount *m,
 	return csync_load_start_here(w, &j);
 }
 
-/* A cluster's job stopped: its record says so (every worker stops its
- * part).  0, -ENOENT (no such cluster job) or an etcd error. */
 struct get_job {
 	const char *id;
 	int found;
@@ -671,6 +671,8 @@ get_job_fn(void *arg, const char *name, size_t nlen, const char *json, size_t n)
 	return 0;
 }
 
+/* A cluster's job stopped: its record says so (every worker stops its
+ * part).  0, -ENOENT (no such cluster job) or an etcd error. */
 static int
 cluster_load_stop(struct cluster *cl, const char *id)
 {

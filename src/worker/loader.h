@@ -10,6 +10,9 @@
  * is read) and, for an object whose ETag is a plain MD5, checks the MD5 of
  * the whole object; an object that differs is dropped and fetched again.
  *
+ * In a cluster a job is the cluster's (its record in etcd; cluster_sync.c)
+ * and each worker runs its part, a job with local set, under its id.
+ *
  * Jobs are kept in <state_dir>/loads/<id>.json, rewritten every second:
  * after a restart a job that was running resumes after the last object
  * whose pages were all done (a page cached already is never fetched
