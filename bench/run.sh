@@ -15,6 +15,9 @@
 #   load     bench/load.sh: `ferry load` over the emulated WAN link against
 #            the link's multi-stream limit and a cold pass, the read after
 #            it, --bandwidth against its cap (root)
+#   listing  bench/listing.sh: a file:// directory of 1,000,000 entries
+#            (quick: 100,000) listed through the S3 gateway and FUSE
+#            against `ls -f`; FERRY_OLD=<binary> adds a "before" column
 # Without PART: full runs every part (about 60 minutes in all); quick runs
 # xregion only (about 4 minutes), the headline experiment, so that a
 # developer's check stays under 5 minutes; `bench/run.sh quick worker fuse`
@@ -25,13 +28,15 @@ set -euo pipefail
 MODE=${1:-quick}
 case $MODE in
 quick|full) ;;
-*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster|writes|load]..." >&2; exit 2 ;;
+*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster|writes|load|listing]..." >&2; exit 2 ;;
 esac
 shift
 cd "$(dirname "$0")/.."
-PARTS=(worker fuse xregion cluster writes load)
+PARTS=(worker fuse xregion cluster writes load listing)
 # writes: not root-only (its cross-region part skips itself, saying so).
-declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1 [writes]=0 [load]=1)
+# listing: FUSE mounts as any user with fusermount3 (its FUSE rows skip
+# themselves without /dev/fuse).
+declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1 [writes]=0 [load]=1 [listing]=0)
 if [ $# -gt 0 ]; then
 	SEL=("$@")
 elif [ "$MODE" = full ]; then

@@ -708,5 +708,14 @@ ufs_metrics_render(struct dbuf *b)
 	    "# TYPE ferry_ufs_errors_total counter\n");
 	for (int i = 0; i < UFSOP__N; i++)
 		dbuf_printf(b, "ferry_ufs_errors_total{op=\"%s\"} %" PRId64 "\n", names[i], c.errors[i]);
+	struct ufs_file_list_stats fl;
+	ufs_file_list_stats(&fl);
+	dbuf_printf(b, "# HELP ferry_ufs_file_list_scans_total Reads of a whole file:// directory by listings (one per sorted window).\n"
+	    "# TYPE ferry_ufs_file_list_scans_total counter\nferry_ufs_file_list_scans_total %" PRId64 "\n"
+	    "# HELP ferry_ufs_file_list_reused_total file:// listing pages that started from a cached sorted window.\n"
+	    "# TYPE ferry_ufs_file_list_reused_total counter\nferry_ufs_file_list_reused_total %" PRId64 "\n"
+	    "# HELP ferry_ufs_file_list_bytes Memory of file:// listings' sorted windows, cached and in use.\n"
+	    "# TYPE ferry_ufs_file_list_bytes gauge\nferry_ufs_file_list_bytes %" PRId64 "\n",
+	    fl.scans, fl.reused, fl.bytes);
 	return dbuf_error(b);
 }

@@ -309,6 +309,25 @@ struct ufs_counters {
 	int64_t write_bytes;
 };
 void ufs_get_counters(struct ufs_counters *out);
+
+/*
+ * The file:// listing's directory snapshots (ufs_file_snap.c),
+ * process-wide: scans counts reads of a directory by listings (one per
+ * window of sorted names), reused the pages that started from a cached
+ * window instead; bytes is what the windows, cached or in use, and scans
+ * in progress hold, windows how many are cached, budget the bound on
+ * bytes (each listing in progress may pass it by 64 KiB).
+ */
+struct ufs_file_list_stats {
+	int64_t scans;
+	int64_t reused;
+	int64_t bytes;
+	int64_t windows;
+	int64_t budget;
+};
+void ufs_file_list_stats(struct ufs_file_list_stats *out);
+/* Sets the budget (bytes > 0; tests) and returns the one before. */
+size_t ufs_file_list_budget(size_t bytes);
 struct dbuf;
 int ufs_metrics_render(struct dbuf *b);
 

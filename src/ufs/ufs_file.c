@@ -27,12 +27,16 @@
  * directory carries that directory's mtime (S3 prefixes have none: 0).
  * Recursive listings do not enter a directory already on the current path
  * (symlink loops).
- * Memory: each directory scan keeps only the max_keys+1 smallest
- * qualifying entries (a bounded heap, where the names rolled up into one
- * common prefix count once), so a listing holds at most (max_keys+1)
- * names per directory level it is inside of, whatever the directory
- * sizes.  When the callback returns non-zero, list stops, sets
- * *truncated and returns that value.
+ * Cost and memory: a directory is read into a sorted window of its names
+ * (ufs_file_snap.c), which is cached and serves the following pages
+ * while the directory's mtime and ctime stay as they were, so that a
+ * listing of n names, page by page, reads each directory once and sorts
+ * it once (O(n log n)), not once a page.  A directory changed between
+ * pages is read again from where the page starts.  Windows, cached and in
+ * use, share one process-wide budget (64 MiB); a directory whose names do
+ * not fit it is read in several windows, each starting after the last.
+ * When the callback returns non-zero, list stops, sets *truncated and
+ * returns that value.
  *
  * Writes never show a torn file.  The body goes to a temporary file,
  * ".ferry-tmp." and 16 hex digits, in the destination's directory
@@ -62,7 +66,8 @@
  * possible), its xattrs copied unless headers replace them.
  *
  * Threads: any thread; the state is read-only after open except the
- * openat2-availability flag, which is only ever cleared (atomically).  A
+ * openat2-availability flag, which is only ever cleared (atomically).
+ * The listing's window cache has its own lock (ufs_file_snap.c).  A
  * write session is one thread's at a time (ufs.h).
  */
 #include "ufs.h"
@@ -80,9 +85,11 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
+#include "ufs_file_snap.h"
 
 /* A write's temporary file: hidden from list, stat and read, and a name no
  * write may use, so a crash leaves nothing a reader sees. */
@@ -90,6 +97,11 @@
 #define TMP_PREFIX_LEN (sizeof(TMP_PREFIX) - 1)
 /* Where a write's headers go (content-type, x-amz-meta-*, ...). */
 #define XATTR_PREFIX "user.ferry."
+/* A directory's sorted names are kept across pages only when its mtime
+ * was this old when it was read: a change in the same timestamp tick as
+ * the last one (coarse clocks; 2 s on FAT) could leave the mtime as it
+ * was. */
+#define LIST_RACY_S 2
 
 struct file_state {
 	int rootfd;      /* O_PATH of the root directory */
@@ -264,6 +276,7 @@ file_close(void *state)
 	struct file_state *fs = state;
 	if (!fs)
 		return;
+	fsnap_forget(fs);
 	close(fs->rootfd);
 	free(fs->root_real);
 	free(fs);
@@ -471,12 +484,6 @@ cand_cmp(const struct cand *a, const struct cand *b)
 	return (a->rel > b->rel) - (a->rel < b->rel);
 }
 
-static int
-cand_qsort_cmp(const void *a, const void *b)
-{
-	return cand_cmp(a, b);
-}
-
 /* Byte-order comparison of two strings given with their lengths. */
 static int
 cmp_bytes(const char *a, size_t al, const char *b, size_t bl)
@@ -501,217 +508,6 @@ name_listable(const char *name, size_t n)
 			return 0;
 	}
 	return utf8_valid(name, n);
-}
-
-/*
- * The common prefixes kept in a heap, so that many names rolled up into
- * one prefix ("img_0001", "img_0002", ... with delimiter "_") take one
- * place, not one each: open addressing over copies of the heap's CAND_CP
- * entries (a name pointer identifies its entry), with tombstones.  Made
- * when the first common prefix comes, rebuilt from the heap, at 4x the
- * prefixes it holds, when it is half full.
- */
-struct cpset {
-	struct cand *v; /* name NULL: free, or a tombstone if tomb[i] */
-	unsigned char *tomb;
-	size_t mask;
-	size_t fill; /* live entries and tombstones */
-};
-
-static uint64_t
-cand_hash(const struct cand *c)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < c->rel; i++) {
-		h ^= cand_at(c, i);
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
-/* Needs a free slot (cpset_reserve). */
-static void
-cpset_put(struct cpset *s, const struct cand *c)
-{
-	size_t i = (size_t)cand_hash(c) & s->mask;
-	while (s->v[i].name || s->tomb[i])
-		i = (i + 1) & s->mask;
-	s->v[i] = *c;
-	s->fill++;
-}
-
-static int
-cpset_has(const struct cpset *s, const struct cand *c)
-{
-	if (!s->v)
-		return 0;
-	for (size_t i = (size_t)cand_hash(c) & s->mask;; i = (i + 1) & s->mask) {
-		if (!s->v[i].name && !s->tomb[i])
-			return 0;
-		if (s->v[i].name && cand_cmp(&s->v[i], c) == 0)
-			return 1;
-	}
-}
-
-static void
-cpset_del(struct cpset *s, const struct cand *c)
-{
-	if (!s->v)
-		return;
-	for (size_t i = (size_t)cand_hash(c) & s->mask;; i = (i + 1) & s->mask) {
-		if (!s->v[i].name && !s->tomb[i])
-			return;
-		if (s->v[i].name == c->name) {
-			s->v[i].name = NULL;
-			s->tomb[i] = 1;
-			return;
-		}
-	}
-}
-
-/* Max-heap of the K smallest candidates. */
-struct heap {
-	struct cand *v;
-	size_t n, cap, k;
-	size_t ncp; /* CAND_CP entries in v */
-	int dropped; /* a qualifying candidate did not fit */
-	struct cpset set;
-};
-
-/* Makes room in the set for one more common prefix. */
-static int
-cpset_reserve(struct heap *h)
-{
-	struct cpset *s = &h->set;
-	if (s->v && (s->fill + 1) * 2 <= s->mask + 1)
-		return 0;
-	size_t cap = 16;
-	while (cap < 4 * (h->ncp + 1))
-		cap <<= 1;
-	if (!s->v || cap != s->mask + 1) {
-		struct cand *nv = calloc(cap, sizeof(*nv));
-		unsigned char *nt = calloc(cap, 1);
-		if (!nv || !nt) {
-			free(nv);
-			free(nt);
-			return -ENOMEM;
-		}
-		free(s->v);
-		free(s->tomb);
-		s->v = nv;
-		s->tomb = nt;
-		s->mask = cap - 1;
-	} else {
-		memset(s->v, 0, cap * sizeof(*s->v));
-		memset(s->tomb, 0, cap);
-	}
-	s->fill = 0;
-	for (size_t i = 0; i < h->n; i++)
-		if (h->v[i].kind == CAND_CP)
-			cpset_put(s, &h->v[i]);
-	return 0;
-}
-
-static void
-heap_swap(struct cand *a, struct cand *b)
-{
-	struct cand t = *a;
-	*a = *b;
-	*b = t;
-}
-
-static void
-heap_sift_down(struct heap *h, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < h->n && cand_cmp(&h->v[l], &h->v[m]) > 0)
-			m = l;
-		if (r < h->n && cand_cmp(&h->v[r], &h->v[m]) > 0)
-			m = r;
-		if (m == i)
-			return;
-		heap_swap(&h->v[i], &h->v[m]);
-		i = m;
-	}
-}
-
-/* Offers a candidate (whose name is a copy); takes ownership of c->name
- * either way. */
-static int
-heap_offer(struct heap *h, struct cand *c)
-{
-	int r;
-	if (h->n == h->k) {
-		h->dropped = 1;
-		if (cand_cmp(c, &h->v[0]) >= 0) {
-			free(c->name);
-			return 0;
-		}
-	} else if (h->n == h->cap) {
-		size_t nc = h->cap ? h->cap * 2 : 16;
-		if (nc > h->k)
-			nc = h->k;
-		struct cand *nv = realloc(h->v, nc * sizeof(*nv));
-		if (!nv) {
-			free(c->name);
-			return -ENOMEM;
-		}
-		h->v = nv;
-		h->cap = nc;
-	}
-	if (c->kind == CAND_CP && (r = cpset_reserve(h)) != 0) {
-		free(c->name);
-		return r;
-	}
-	if (h->n == h->k) {
-		if (h->v[0].kind == CAND_CP) {
-			cpset_del(&h->set, &h->v[0]);
-			h->ncp--;
-		}
-		free(h->v[0].name);
-		h->v[0] = *c;
-		heap_sift_down(h, 0);
-	} else {
-		size_t i = h->n++;
-		h->v[i] = *c;
-		while (i > 0) {
-			size_t p = (i - 1) / 2;
-			if (cand_cmp(&h->v[i], &h->v[p]) <= 0)
-				break;
-			heap_swap(&h->v[i], &h->v[p]);
-			i = p;
-		}
-	}
-	if (c->kind == CAND_CP) {
-		cpset_put(&h->set, c);
-		h->ncp++;
-	}
-	return 0;
-}
-
-static void
-heap_clear(struct heap *h)
-{
-	for (size_t i = 0; i < h->n; i++)
-		free(h->v[i].name);
-	h->n = 0;
-	h->ncp = 0;
-	h->dropped = 0;
-	if (h->set.v) {
-		memset(h->set.v, 0, (h->set.mask + 1) * sizeof(*h->set.v));
-		memset(h->set.tomb, 0, h->set.mask + 1);
-		h->set.fill = 0;
-	}
-}
-
-static void
-heap_free(struct heap *h)
-{
-	heap_clear(h);
-	free(h->v);
-	free(h->set.v);
-	free(h->set.tomb);
 }
 
 /*
@@ -885,12 +681,95 @@ list_cand(struct lister *l, int dirfd, size_t dlen, const struct cand *c)
 	}
 }
 
+/* The directory's identity for its snapshots. */
+static void
+snap_id(struct lister *l, size_t dlen, const char *np, size_t nplen,
+    const struct stat *dsb, struct fsnap_id *id)
+{
+	*id = (struct fsnap_id){
+	    .owner = l->fs,
+	    .path = l->key,
+	    .plen = dlen,
+	    .np = np,
+	    .nplen = nplen,
+	    .dev = dsb->st_dev,
+	    .ino = dsb->st_ino,
+	    .mtime = dsb->st_mtim,
+	    .ctime = dsb->st_ctim,
+	};
+}
+
+/*
+ * Reads directory key[0..dlen) (d; dsb its stat when opened) into a
+ * sorted window of its listable names starting with np from lo[0..ll)
+ * (incl: lo itself included) on.  The window is cached for later pages
+ * when the directory did not change while it was read and its mtime is
+ * old enough that a change could not leave it as it was.  *err gets
+ * -EIO for a failed readdir (the window then holds what was read).
+ */
+static struct fsnap *
+scan_dir(struct lister *l, DIR *d, size_t dlen, const char *np, size_t nplen,
+    const struct stat *dsb, const char *lo, size_t ll, int incl, int *err)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_REALTIME, &t0);
+	struct fsnap_build *b = fsnap_build_new(lo, ll, incl);
+	if (!b) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	int dfd = dirfd(d);
+	*err = 0;
+	rewinddir(d);
+	for (;;) {
+		errno = 0;
+		struct dirent *de = readdir(d);
+		if (!de) {
+			if (errno != 0)
+				*err = -EIO;
+			break;
+		}
+		const char *name = de->d_name;
+		size_t nlen = strlen(name);
+		if (nlen < nplen || memcmp(name, np, nplen) != 0)
+			continue;
+		int is_dir = entry_kind(l->fs, l->key, dlen, dfd, de, nlen);
+		if (is_dir < 0)
+			continue;
+		int r = fsnap_build_add(b, name, nlen, is_dir);
+		if (r) {
+			*err = r;
+			break;
+		}
+	}
+	struct stat after;
+	int cache = *err == 0 && fstat(dfd, &after) == 0 &&
+	    after.st_ino == dsb->st_ino && after.st_dev == dsb->st_dev &&
+	    after.st_mtim.tv_sec == dsb->st_mtim.tv_sec &&
+	    after.st_mtim.tv_nsec == dsb->st_mtim.tv_nsec &&
+	    after.st_ctim.tv_sec == dsb->st_ctim.tv_sec &&
+	    after.st_ctim.tv_nsec == dsb->st_ctim.tv_nsec &&
+	    dsb->st_mtim.tv_sec + LIST_RACY_S <= t0.tv_sec;
+	struct fsnap_id id;
+	snap_id(l, dlen, np, nplen, dsb, &id);
+	struct fsnap *s = fsnap_build_done(b, &id, cache);
+	if (!s && !*err)
+		*err = -ENOMEM;
+	return s;
+}
+
 /*
  * Lists the directory whose key prefix is l->key[0..dlen) ("" or ending in
  * '/'), considering only names starting with np.  Subdirectories that
  * cannot be opened are skipped; the top one failing with -ENOENT is an
  * empty listing, any other failure there is returned.  A directory with
  * nothing listable in it is its own marker key, "dir/".
+ *
+ * The names come from sorted windows of the directory (ufs_file_snap.h):
+ * a cached one that holds the page's starting point when the directory is
+ * unchanged, else a fresh scan from there.  Candidates are handled in
+ * their order; those of one common prefix are contiguous in it, so an
+ * equal successor is skipped.
  */
 static int
 list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
@@ -927,101 +806,108 @@ list_dir(struct lister *l, size_t dlen, const char *np, size_t nplen,
 		close(fd);
 		return 0;
 	}
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return top ? -EIO : 0;
-	}
 	l->anc[l->nanc].dev = dsb.st_dev;
 	l->anc[l->nanc].ino = dsb.st_ino;
 	l->nanc++;
-	int dfd = dirfd(d);
-	struct heap h = {0};
+	DIR *d = NULL; /* opened for a scan only */
+
+	/* Where the page starts in the directory's order: a key of a name
+	 * sorting before bound's first segment ("name/" included) is not
+	 * after start_after, nor is anything under it. */
+	const char *from = "";
+	size_t flen = 0;
+	if (bound) {
+		const char *sl = memchr(bound, '/', blen);
+		from = bound;
+		flen = sl ? (size_t)(sl - bound) + 1 : blen;
+	}
+	int incl = 1;
+	char from_buf[NAME_MAX + 2];
+
 	int rc = 0;
-	struct cand cursor = {0}; /* rescans start strictly after this */
-	int have_cursor = 0;
-	int any = 0; /* a listable name seen */
-	while (rc == 0) {
-		h.k = (size_t)(l->max_keys - l->found) + 1;
-		rewinddir(d);
-		for (;;) {
-			errno = 0;
-			struct dirent *de = readdir(d);
-			if (!de) {
-				if (errno != 0 && top)
-					rc = -EIO;
+	struct cand last = {0}; /* the last candidate handled */
+	char last_buf[NAME_MAX + 1];
+	int have_last = 0, first = 1;
+	while (rc == 0 && !l->done) {
+		struct fsnap_id id;
+		snap_id(l, dlen, np, nplen, &dsb, &id);
+		struct fsnap *s = fsnap_get(&id, from, flen, incl);
+		if (!s) {
+			if (!d && !(d = fdopendir(fd))) {
+				close(fd);
+				fd = -1;
+				rc = top ? -EIO : 0;
 				break;
 			}
-			const char *name = de->d_name;
-			size_t nlen = strlen(name);
-			if (nlen < nplen || memcmp(name, np, nplen) != 0)
-				continue;
-			int is_dir = entry_kind(l->fs, l->key, dlen, dfd, de,
-			    nlen);
-			if (is_dir < 0)
-				continue;
-			any = 1;
-			struct cand c = {(char *)name, nlen, is_dir, 0, 0};
-			cand_classify(l, dlen, &c);
-			if (have_cursor && cand_cmp(&c, &cursor) <= 0)
-				continue;
-			if (bound) {
-				int cmp = cand_cmp_str(&c, bound, blen);
-				/* A directory whose keys extend past the
-				 * bound is walked into. */
-				int enter = c.kind == CAND_DIR &&
-				    blen >= nlen + 1 &&
-				    memcmp(bound, name, nlen) == 0 &&
-				    bound[nlen] == '/';
-				if (cmp <= 0 && !enter)
-					continue;
-			}
-			if (h.n == h.k) {
-				int cmp = cand_cmp(&c, &h.v[0]);
-				if (cmp == 0 && c.kind == CAND_CP)
-					continue; /* the same common prefix */
-				if (cmp >= 0) {
-					h.dropped = 1;
-					continue; /* cheap reject before strdup */
-				}
-			}
-			if (c.kind == CAND_CP && cpset_has(&h.set, &c))
-				continue;
-			c.name = strndup(name, nlen);
-			if (!c.name || (rc = heap_offer(&h, &c)) != 0) {
-				rc = rc ? rc : -ENOMEM;
+			int err = 0;
+			s = scan_dir(l, d, dlen, np, nplen, &dsb, from, flen,
+			    incl, &err);
+			if (err && (top || err == -ENOMEM)) {
+				fsnap_put(s);
+				rc = err;
 				break;
 			}
+			if (!s)
+				break;
 		}
-		if (rc)
-			break;
-		if (!any && !have_cursor && nplen == 0 && dlen > 0 &&
+		int dfd = d ? dirfd(d) : fd;
+		if (first && !s->any && nplen == 0 && dlen > 0 &&
 		    dlen >= l->plen &&
 		    cmp_bytes(l->key, dlen, l->sa, l->sa_len) > 0) {
 			/* Empty: the marker "dir/", a key of size 0. */
 			struct stat msb = dsb;
 			msb.st_size = 0;
 			emit(l, dlen, 0, &msb);
+			fsnap_put(s);
 			break;
 		}
-		if (h.n > 1)
-			qsort(h.v, h.n, sizeof(h.v[0]), cand_qsort_cmp);
-		for (size_t i = 0; i < h.n && !l->done; i++)
-			list_cand(l, dfd, dlen, &h.v[i]);
-		int again = !l->done && h.dropped && h.n > 0;
-		if (again) {
-			free(cursor.name);
-			cursor = h.v[h.n - 1];
-			h.v[h.n - 1].name = NULL;
-			have_cursor = 1;
+		first = 0;
+		for (size_t i = fsnap_seek(s, from, flen, incl);
+		    i < s->n && !l->done; i++) {
+			const struct fsnap_ent *e = &s->ents[i];
+			const char *name = s->names + e->off;
+			struct cand c = {(char *)name, e->nlen, e->is_dir, 0, 0};
+			cand_classify(l, dlen, &c);
+			if (have_last && cand_cmp(&c, &last) <= 0)
+				continue; /* the same common prefix */
+			if (bound) {
+				int cmp = cand_cmp_str(&c, bound, blen);
+				/* A directory whose keys extend past the
+				 * bound is walked into. */
+				int enter = c.kind == CAND_DIR &&
+				    blen >= c.nlen + 1 &&
+				    memcmp(bound, name, c.nlen) == 0 &&
+				    bound[c.nlen] == '/';
+				if (cmp <= 0 && !enter)
+					continue;
+			}
+			list_cand(l, dfd, dlen, &c);
+			last = c;
+			have_last = 1;
 		}
-		heap_clear(&h);
-		if (!again)
+		int more = !l->done && !s->complete && s->n > 0;
+		if (more) {
+			/* On after this window's last name, in the next. */
+			const struct fsnap_ent *e = &s->ents[s->n - 1];
+			memcpy(from_buf, s->names + e->off, e->nlen);
+			flen = e->nlen;
+			if (e->is_dir)
+				from_buf[flen++] = '/';
+			from = from_buf;
+			incl = 0;
+		}
+		if (have_last && last.name != last_buf) {
+			memcpy(last_buf, last.name, last.nlen);
+			last.name = last_buf;
+		}
+		fsnap_put(s);
+		if (!more)
 			break;
 	}
-	heap_free(&h);
-	free(cursor.name);
-	closedir(d);
+	if (d)
+		closedir(d);
+	else if (fd >= 0)
+		close(fd);
 	l->nanc--;
 	return rc;
 }

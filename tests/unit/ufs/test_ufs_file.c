@@ -4,8 +4,15 @@
  * start_after for several page sizes in both listing modes, prefixes,
  * delimiters other than '/', empty directories as "dir/" marker objects,
  * symlinks inside and escaping the root, skipped names, reads at offsets,
- * errors, and a random tree against a brute-force S3 reference.  Every test runs twice: with openat2 and with the realpath
+ * errors, and a random tree against a brute-force S3 reference (also
+ * with its directories' sorted windows cached, and with windows made tiny
+ * by a small budget).  Every test runs twice: with openat2 and with the realpath
  * fallback (FERRY_UFS_FILE_NO_OPENAT2).
+ *
+ * Listing cost: a directory of 20,000 names listed in pages of 1,000 is
+ * read once (readdir() is wrapped here to count whole passes), not once
+ * a page, in both listing modes; one changed between pages is listed as
+ * it is now.
  *
  * Writes, through the wrapper layer (ufs_put_*, ufs_remove, ufs_copy): the
  * bytes read back for sizes 0 to several MiB in chunks of every size, the
@@ -18,6 +25,8 @@
  * (-ENOSPC, nothing left), and the wrapper's checks, -EROFS, a broken
  * mount, counters and /metrics.
  */
+#include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -27,12 +36,33 @@
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tap.h"
 #include "common/dbuf.h"
 #include "common/vas.h"
 #include "ufs/ufs.h"
+
+/* readdir() of this binary (libferry_core.a's calls included): counts the
+ * passes that reach the end of a directory. */
+static long readdir_ends;
+
+struct dirent *
+readdir(DIR *d)
+{
+	static struct dirent *(*real)(DIR *);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "readdir");
+	int e = errno;
+	errno = 0;
+	struct dirent *de = real(d);
+	if (!de && errno == 0)
+		__atomic_fetch_add(&readdir_ends, 1, __ATOMIC_RELAXED);
+	if (de || errno == 0)
+		errno = e;
+	return de;
+}
 
 static char tmpdir[256];
 static char rootdir[300];
@@ -718,12 +748,54 @@ rt_fn(void *arg, const struct ufs_entry *e)
 	return 0;
 }
 
+static void rt_queries(int nq);
+
 TEST(random_tree_vs_reference)
 {
 	snprintf(rt_root, sizeof(rt_root), "%s/rt", tmpdir);
 	if (mkdir(rt_root, 0755) < 0)
 		exit(2);
 	rt_build("", 0);
+	rt_queries(1500);
+}
+
+/* Sets the mtime of every directory under (and of) dir well in the past,
+ * so that listings may keep their sorted windows. */
+static void
+age_dirs(const char *dir)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "find '%s' -type d -exec touch -m -d '@%lld' {} +",
+	    dir, (long long)time(NULL) - 60);
+	if (system(cmd) != 0)
+		exit(2);
+}
+
+TEST(random_tree_cached)
+{
+	age_dirs(rt_root);
+	struct ufs_file_list_stats a, b;
+	ufs_file_list_stats(&a);
+	rt_queries(1500);
+	ufs_file_list_stats(&b);
+	CHECK(b.reused - a.reused > 100); /* windows were used again */
+}
+
+TEST(random_tree_small_windows)
+{
+	/* A few names a window: every directory in several, halved when
+	 * the budget runs out. */
+	size_t old = ufs_file_list_budget(4096);
+	rt_queries(600);
+	struct ufs_file_list_stats b;
+	ufs_file_list_stats(&b);
+	CHECK(b.bytes <= 4096);
+	ufs_file_list_budget(old);
+}
+
+static void
+rt_queries(int nq)
+{
 	void *s = NULL;
 	char *err = NULL;
 	CHECK_EQ_INT(ufs_file_ops.open(rt_root, NULL, 0, &s, &err), 0);
@@ -732,7 +804,7 @@ TEST(random_tree_vs_reference)
 	static char *exp[RT_MAX];
 	static struct rt_got got;
 	int bad = 0;
-	for (int q = 0; q < 1500 && bad < 5; q++) {
+	for (int q = 0; q < nq && bad < 5; q++) {
 		char prefix[600] = "", sa[600] = "";
 		/* prefixes and start points from real keys, cut anywhere */
 		if (rnd() % 3) {
@@ -771,6 +843,154 @@ TEST(random_tree_vs_reference)
 		for (int i = 0; i < got.n && i < RT_MAX; i++)
 			free(got.keys[i]);
 	}
+	ufs_file_ops.close(s);
+}
+
+/* ---- listing cost ---- */
+
+#define BIG_N 20000
+
+struct walk {
+	char last[UFS_KEY_MAX + 1];
+	int n;       /* entries this page */
+	int total;
+	int order_ok;
+	int seen_new, seen_gone;
+};
+
+static int
+walk_fn(void *arg, const struct ufs_entry *e)
+{
+	struct walk *w = arg;
+	if (w->total > 0 && strcmp(e->key, w->last) <= 0)
+		w->order_ok = 0;
+	snprintf(w->last, sizeof(w->last), "%s", e->key);
+	w->n++;
+	w->total++;
+	if (strcmp(e->key, "d/f15000a") == 0)
+		w->seen_new = 1;
+	if (strcmp(e->key, "d/f17000") == 0)
+		w->seen_gone = 1;
+	return 0;
+}
+
+/* Lists prefix page by page (1,000 a page) as the gateway does, each page
+ * from the last key of the one before; between pages, hook(page). */
+static int
+walk_pages(void *s, const char *prefix, const char *delim, struct walk *w,
+    void (*hook)(int page))
+{
+	memset(w, 0, sizeof(*w));
+	w->order_ok = 1;
+	char sa[UFS_KEY_MAX + 1] = "";
+	int pages = 0;
+	for (;;) {
+		int trunc = 0;
+		w->n = 0;
+		int r = ufs_file_ops.list(s, prefix, delim, sa, 1000, walk_fn, w,
+		    &trunc);
+		if (r != 0)
+			return r;
+		pages++;
+		if (!trunc || w->n == 0 || pages > 100)
+			break;
+		snprintf(sa, sizeof(sa), "%s", w->last);
+		if (hook)
+			hook(pages);
+	}
+	return pages;
+}
+
+static char big_root[400];
+
+static void
+change_dir(int page)
+{
+	if (page != 5)
+		return;
+	char p[600];
+	snprintf(p, sizeof(p), "%s/d/f15000a", big_root);
+	int fd = open(p, O_WRONLY | O_CREAT, 0644);
+	if (fd < 0)
+		exit(2);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/d/f17000", big_root);
+	if (unlink(p) < 0)
+		exit(2);
+}
+
+TEST(listing_reads_directory_once)
+{
+	snprintf(big_root, sizeof(big_root), "%s/big", tmpdir);
+	char p[600];
+	snprintf(p, sizeof(p), "%s/d", big_root);
+	if (mkdir(big_root, 0755) < 0 || mkdir(p, 0755) < 0)
+		exit(2);
+	/* created in an order other than the listing's */
+	for (int i = 0; i < BIG_N; i++) {
+		snprintf(p, sizeof(p), "%s/d/f%05d", big_root,
+		    (int)(((unsigned)i * 7919u) % BIG_N));
+		int fd = open(p, O_WRONLY | O_CREAT, 0644);
+		if (fd < 0)
+			exit(2);
+		close(fd);
+	}
+	age_dirs(big_root);
+	void *s = NULL;
+	char *err = NULL;
+	CHECK_EQ_INT(ufs_file_ops.open(big_root, NULL, 0, &s, &err), 0);
+	if (!s)
+		return;
+	struct walk w;
+	struct ufs_file_list_stats a, b;
+
+	/* A directory, as FUSE and `ferry ls` list it. */
+	long r0 = readdir_ends;
+	ufs_file_list_stats(&a);
+	CHECK_EQ_INT(walk_pages(s, "d/", "/", &w, NULL), BIG_N / 1000);
+	ufs_file_list_stats(&b);
+	CHECK_EQ_INT(w.total, BIG_N);
+	CHECK(w.order_ok);
+	CHECK_EQ_STR(w.last, "d/f19999");
+	CHECK_EQ_INT(readdir_ends - r0, 1); /* was one a page: 20 */
+	CHECK_EQ_INT(b.scans - a.scans, 1);
+	CHECK_EQ_INT(b.reused - a.reused, BIG_N / 1000 - 1);
+
+	/* Recursively from the root, as a ListObjectsV2 walk does: the root
+	 * and d/ once each. */
+	r0 = readdir_ends;
+	ufs_file_list_stats(&a);
+	CHECK_EQ_INT(walk_pages(s, "", "", &w, NULL), BIG_N / 1000);
+	ufs_file_list_stats(&b);
+	CHECK_EQ_INT(w.total, BIG_N);
+	CHECK(w.order_ok);
+	CHECK(readdir_ends - r0 <= 2);
+	CHECK(b.scans - a.scans <= 2);
+
+	/* Changed between pages: later pages show the directory as it is
+	 * now (f15000a added, f17000 removed after page 5). */
+	CHECK_EQ_INT(walk_pages(s, "d/", "/", &w, change_dir), BIG_N / 1000);
+	CHECK_EQ_INT(w.total, BIG_N);
+	CHECK(w.order_ok);
+	CHECK(w.seen_new);
+	CHECK(!w.seen_gone);
+
+	/* Unchanged again (and old enough): read once more, then reused. */
+	age_dirs(big_root);
+	r0 = readdir_ends;
+	CHECK_EQ_INT(walk_pages(s, "d/", "/", &w, NULL), BIG_N / 1000);
+	CHECK_EQ_INT(w.total, BIG_N);
+	CHECK_EQ_INT(readdir_ends - r0, 1);
+
+	/* A small budget: windows of part of the directory, read again
+	 * after each, still every key once and in order. */
+	size_t old = ufs_file_list_budget(64 << 10);
+	r0 = readdir_ends;
+	CHECK_EQ_INT(walk_pages(s, "d/", "/", &w, NULL), BIG_N / 1000);
+	CHECK_EQ_INT(w.total, BIG_N);
+	CHECK(w.order_ok);
+	CHECK(readdir_ends - r0 > 1 && readdir_ends - r0 <= BIG_N / 1000);
+	ufs_file_list_budget(old);
 	ufs_file_ops.close(s);
 }
 
@@ -1451,6 +1671,9 @@ main(void)
 	RUN(lookup);
 	RUN(many_names_few_prefixes);
 	RUN(random_tree_vs_reference);
+	RUN(random_tree_cached);
+	RUN(random_tree_small_windows);
+	RUN(listing_reads_directory_once);
 	rm_tree();
 	TAP_DONE();
 }
