@@ -953,7 +953,8 @@ poll_all(struct cli *c, struct loadrun *lr, struct jobview *sum)
 		sum->failed += v.failed;
 		sum->not_cached += v.not_cached;
 		sum->mismatches += v.mismatches;
-		sum->rate += v.rate;
+		if (strcmp(v.state, "running") == 0)
+			sum->rate += v.rate; /* parts that ended add nothing now */
 		sum->eta = v.eta > sum->eta ? v.eta : sum->eta;
 		sum->listing_done &= v.listing_done;
 		if (v.err[0])

@@ -108,6 +108,90 @@ csync_load_json(const struct csync_load *j, struct dbuf *b)
 	    j->replicas, j->verify ? "true" : "false");
 }
 
+/* ---- the parts of a job: each worker's record ------------------------- */
+
+struct parts {
+	const char *id;
+	struct cluster_view *v;
+	int *ended;     /* per member of v */
+	int failed;
+	int running;    /* members whose part runs (their start record) */
+	int *seen;      /* per member of v: it has a part record */
+	int have_job;
+	struct csync_load job;
+};
+
+static int
+part_fn(void *arg, const char *name, size_t nlen, const char *json, size_t n)
+{
+	struct parts *ps = arg;
+	if (nlen == 16) {
+		ps->have_job = csync_load_record(json, n, &ps->job) == 0;
+		return 0;
+	}
+	if (nlen != 17 + CLUSTER_ID_MAX || name[16] != '.')
+		return 0;
+	char wid[CLUSTER_ID_MAX + 1];
+	memcpy(wid, name + 17, CLUSTER_ID_MAX);
+	wid[CLUSTER_ID_MAX] = 0;
+	int i = cluster_view_find(ps->v, wid);
+	if (i < 0)
+		return 0;
+	if (ps->seen)
+		ps->seen[i] = 1;
+	struct json_doc d;
+	if (json_parse(&d, json, n) != 0)
+		return 0;
+	char *st = json_str(&d, json_obj_get(&d, 0, "state"));
+	if (st && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0)) {
+		if (ps->ended)
+			ps->ended[i] = 1;
+		ps->failed |= strcmp(st, "failed") == 0;
+	} else if (st && strcmp(st, "running") == 0) {
+		ps->running++;
+	}
+	free(st);
+	json_free(&d);
+	return 0;
+}
+
+/*
+ * The job's cap is the whole cluster's: each running part takes an equal
+ * share of it, and when a part starts or ends (its record under
+ * loads/<id>.<worker>) the running ones share it again, so parts that
+ * placement gave fewer bytes do not leave their share unused when they are
+ * done.
+ */
+static void
+reshare(struct worker *w, struct cluster *cl, const char *id)
+{
+	struct parts ps = {.id = id, .v = cluster_view_get(cl)};
+	ps.seen = calloc((size_t)(ps.v->n ? ps.v->n : 1), sizeof(int));
+	if (ps.seen && cluster_record_list(cl, CLUSTER_T_LOAD, id, part_fn, &ps) == 0 &&
+	    ps.have_job && ps.job.bandwidth > 0) {
+		/* Members not heard from yet are about to start theirs. */
+		int n = ps.running;
+		for (int i = 0; i < ps.v->n; i++)
+			n += !ps.seen[i];
+		n = n > 0 ? n : 1;
+		int64_t bw = (ps.job.bandwidth + n - 1) / n;
+		if (loader_set_bandwidth(w->ld, id, bw))
+			LOG_DEBUG("load %s: %d part(s) running: %" PRId64 " bytes/s here",
+			    id, n, bw);
+	}
+	free(ps.seen);
+	cluster_view_release(&ps.v);
+}
+
+/* Puts this worker's part record (state and counts) as loads/<id>.<self>. */
+static int
+put_part(struct worker *w, struct cluster *cl, const char *id, const char *record)
+{
+	char name[17 + CLUSTER_ID_MAX + 1];
+	snprintf(name, sizeof(name), "%s.%s", id, w->id);
+	return cluster_record_put(cl, CLUSTER_T_LOAD, name, record, strlen(record));
+}
+
 int
 csync_load_start_here(struct worker *w, const struct csync_load *j)
 {
@@ -128,6 +212,8 @@ csync_load_start_here(struct worker *w, const struct csync_load *j)
 	char id[17];
 	int r = loader_start(w->ld, m, j->key, &o, id);
 	mount_release(&m);
+	if (r == 0 && cl && put_part(w, cl, j->id, "{\"state\":\"running\"}") < 0)
+		LOG_WARN("load %s: cannot record this worker's part in etcd", j->id);
 	if (r == -EEXIST && strcmp(id, j->id) != 0)
 		LOG_WARN("load %s: /%s/%s is being loaded here already (job %s)", j->id,
 		    j->mount, j->key, id);
@@ -137,8 +223,20 @@ csync_load_start_here(struct worker *w, const struct csync_load *j)
 static void
 apply_load(struct worker *w, const char *name, const char *json, size_t n)
 {
-	if (!json || strchr(name, '.'))
-		return; /* a deleted job, or a worker's progress record */
+	if (!json)
+		return; /* a deleted job */
+	if (strchr(name, '.')) {
+		/* A part started or ended: the running parts share the cap. */
+		struct cluster *cl = worker_cluster(w);
+		char id[17];
+		if (cl && strlen(name) > 17 && name[16] == '.') {
+			memcpy(id, name, 16);
+			id[16] = 0;
+			if (loader_has(w->ld, id))
+				reshare(w, cl, id);
+		}
+		return;
+	}
 	struct csync_load j;
 	if (csync_load_record(json, n, &j) < 0 || strcmp(j.id, name) != 0) {
 		LOG_WARN("cluster: loads/%s is not a load job's record: ignored", name);
@@ -202,44 +300,6 @@ csync_joined(struct worker *w)
 
 /* ---- a worker's part of a job ended ------------------------------------ */
 
-struct parts {
-	const char *id;
-	struct cluster_view *v;
-	int *ended;     /* per member of v */
-	int failed;
-	int have_job;
-	struct csync_load job;
-};
-
-static int
-part_fn(void *arg, const char *name, size_t nlen, const char *json, size_t n)
-{
-	struct parts *ps = arg;
-	if (nlen == 16) {
-		ps->have_job = csync_load_record(json, n, &ps->job) == 0;
-		return 0;
-	}
-	if (nlen != 17 + CLUSTER_ID_MAX || name[16] != '.')
-		return 0;
-	char wid[CLUSTER_ID_MAX + 1];
-	memcpy(wid, name + 17, CLUSTER_ID_MAX);
-	wid[CLUSTER_ID_MAX] = 0;
-	int i = cluster_view_find(ps->v, wid);
-	if (i < 0)
-		return 0;
-	struct json_doc d;
-	if (json_parse(&d, json, n) != 0)
-		return 0;
-	char *st = json_str(&d, json_obj_get(&d, 0, "state"));
-	if (st && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0)) {
-		ps->ended[i] = 1;
-		ps->failed |= strcmp(st, "failed") == 0;
-	}
-	free(st);
-	json_free(&d);
-	return 0;
-}
-
 void
 csync_load_ended(void *arg, const char *id, const char *state, const char *record)
 {
@@ -247,9 +307,7 @@ csync_load_ended(void *arg, const char *id, const char *state, const char *recor
 	struct cluster *cl = worker_cluster(w);
 	if (!cl || strcmp(state, "stopped") == 0)
 		return; /* a stop resumes later; only an end is reported */
-	char name[17 + CLUSTER_ID_MAX + 1];
-	snprintf(name, sizeof(name), "%s.%s", id, w->id);
-	int r = cluster_record_put(cl, CLUSTER_T_LOAD, name, record, strlen(record));
+	int r = put_part(w, cl, id, record);
 	if (r < 0) {
 		LOG_WARN("load %s: cannot record this worker's end in etcd: %s", id, strerror(-r));
 		return;

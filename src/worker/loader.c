@@ -199,9 +199,10 @@ job_save(struct job *j)
 static void
 throttle(struct job *j, int64_t n)
 {
-	if (j->o.bandwidth <= 0)
+	int64_t bw = __atomic_load_n(&j->o.bandwidth, __ATOMIC_RELAXED);
+	if (bw <= 0)
 		return;
-	double rate = (double)j->o.bandwidth;
+	double rate = (double)bw;
 	pthread_mutex_lock(&j->tb_mu);
 	int64_t now = now_ms();
 	j->tb_tokens += rate * (double)(now - j->tb_last_ms) / 1000.0;
@@ -370,8 +371,9 @@ load_object(struct job *j, struct lobj *o)
 	/* Under a cap, runs of at most a quarter second's worth: the cap is
 	 * paid before each run, so a run is the largest burst. */
 	int64_t run_max = RUN_PAGES;
-	if (j->o.bandwidth > 0) {
-		run_max = j->o.bandwidth / 4 / P;
+	int64_t bw = __atomic_load_n(&j->o.bandwidth, __ATOMIC_RELAXED);
+	if (bw > 0) {
+		run_max = bw / 4 / P;
 		run_max = run_max < 1 ? 1 : run_max > RUN_PAGES ? RUN_PAGES : run_max;
 	}
 	int64_t theirs = 0;
@@ -1115,6 +1117,26 @@ loader_set_end_hook(struct loader *l, void (*fn)(void *arg, const char *id,
 {
 	l->on_end = fn;
 	l->end_arg = arg;
+}
+
+int
+loader_set_bandwidth(struct loader *l, const char *id, int64_t bw)
+{
+	pthread_mutex_lock(&l->mu);
+	struct job *j;
+	LIST_FOREACH(j, &l->jobs, link)
+		if (strcmp(j->id, id) == 0)
+			break;
+	int running = 0;
+	if (j) {
+		pthread_mutex_lock(&j->mu);
+		running = j->state == J_RUNNING;
+		if (running && bw > 0)
+			__atomic_store_n(&j->o.bandwidth, bw, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&j->mu);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return running;
 }
 
 int

@@ -74,6 +74,9 @@ int loader_start(struct loader *l, struct mount *m, const char *key,
  * starts. */
 void loader_set_end_hook(struct loader *l, void (*fn)(void *arg,
     const char *id, const char *state, const char *record), void *arg);
+/* A running job's bandwidth changed (a cluster job's share, as parts
+ * start and end): 1 if job id runs here (bw set), else 0. */
+int loader_set_bandwidth(struct loader *l, const char *id, int64_t bw);
 /* Does this worker have job id (in any state)? */
 int loader_has(struct loader *l, const char *id);
 /* Stops a running job (it can be started again): 0 or -ENOENT. */

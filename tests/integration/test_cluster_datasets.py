@@ -10,7 +10,7 @@ every worker.
 import json
 import time
 
-from conftest import rand_bytes, wait_for
+from conftest import FERRY, rand_bytes, wait_for
 from test_cluster import (anon_s3, cli, cluster_factory, metric, multi_files,  # noqa: F401
                           pages_of, put_files, s3_get, sha, ufs_bytes, wait_pages)
 
@@ -308,3 +308,38 @@ def test_load_with_replicas_2_survives_the_loss_of_a_worker(cluster_factory):
     for key, data in files.items():
         assert sha(s3_get(s3, key)) == sha(data), key
     assert [metric(w, "ferry_ufs_requests_total", op="read") for w in live] == reads
+
+
+def test_a_clusters_bandwidth_cap_holds_across_all_workers(cluster_factory):
+    """--bandwidth caps the whole job: the three workers' under-store reads
+    together stay under it over every window of 1 s or more, also after
+    the parts that placement gave fewer bytes have ended and the others
+    take up their share."""
+    import subprocess
+    c = cluster_factory("loopback")
+    files = {f"bw/f{i:02d}": rand_bytes(100_000 + i * 313, 700 + i) for i in range(45)}
+    put_files(c.data_dir, files)
+    ws = [c.add() for _ in range(3)]
+    total = sum(len(v) for v in files.values())
+    rate = 1536 * 1024
+    t0 = time.monotonic()
+    proc = subprocess.Popen([str(FERRY), "--worker", ws[0].ctl_addr, "load", "/data/bw",
+                             "--bandwidth", "1536K"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    samples = []
+    while proc.poll() is None and time.monotonic() - t0 < 60:
+        samples.append((time.monotonic(), sum(ufs_bytes(w) for w in ws)))
+        time.sleep(0.1)
+    out, err = proc.communicate(10)
+    took = time.monotonic() - t0
+    assert proc.returncode == 0, err
+    assert sum(ufs_bytes(w) for w in ws) == total
+    # Each worker's bucket keeps half a second of its share and pays a run
+    # ahead; a share changes when a part starts or ends.
+    for i, (ta, ba) in enumerate(samples):
+        for tb, bb in samples[i + 1:]:
+            if tb - ta >= 1.0:
+                assert bb - ba <= rate * (tb - ta + 1.0) + 3 * 64 * 1024, \
+                    ("over the cap", tb - ta, bb - ba)
+    assert took >= (total - rate) / rate, (took, total)
+    jobs = [_load_jobs(w)[0] for w in ws]
+    assert all(j["state"] == "done" for j in jobs), jobs
