@@ -766,8 +766,9 @@ use b
 
 # ======================================================================================
 # The cap: about BW_FRACTION of the link's rate in pass 1, in whole MiB/s
-# (ferry's --bandwidth reads 'MB' as 2^20 bytes); the cap in bytes/s is the
-# job's own "bandwidth" (status JSON), recorded with the pass.
+# (ferry's --bandwidth reads 'MB' as 2^20 bytes); the cap in bytes/s is that
+# (in a cluster each part's "bandwidth" in the status JSON is its current
+# share, recorded with the pass, not the cap).
 BW_MIB=$(awk -v b="$LINK_BPS" -v f="$BW_FRACTION" 'BEGIN { m = int(b * f / 1048576 + 0.5); print (m < 1 ? 1 : m) }')
 section "4. ferry free /$MOUNT --force, then ferry load /$MOUNT --bandwidth ${BW_MIB}MB/s (~$BW_FRACTION of the link's $(calc "$LINK_BPS / 1e6") MB/s)"
 note "nsenter --net=/run/netns/$WAN_COMPUTE build/ferry --worker $FW_CTL free /$MOUNT --force   # then: ferry_cache_pages and ferry du /$MOUNT -s --json must say 0"

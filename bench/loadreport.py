@@ -198,7 +198,11 @@ class Part:
         self.warm, self.after = median_row(self.warms), median_row(self.afters)
         self.tag = "load" + sfx.replace(" ", "-")
         self.bwtag = "load-bandwidth" + sfx.replace(" ", "-")
-        self.cap = int(self.bw["job_bandwidth"] or 0) if self.bw else 0
+        # The cap is what was asked (--bandwidth N MB/s, MB = 2^20 bytes): in
+        # a cluster each worker's job shows its current share, which changes
+        # as parts start and end, so their sum is not the cap.
+        m = re.match(r"(\d+)MB/s$", lw("bw_arg") or "")
+        self.cap = int(m.group(1)) * 1048576 if m and self.bw else 0
 
     def present(self):
         return self.load is not None
@@ -334,7 +338,7 @@ for P in PARTS:
                          "of the cap, %.2f by the link's counter (TCP/IP headers included); target 0.9-1.1: %s." % (
                              lw("bw_arg"), who, "{:,}".format(cap), fmt_mb(cap / 1e6),
                              cap / (mbs(link) * 1e6) if link else 0,
-                             "" if P.n == 1 else "; each worker's part: a third of it",
+                             "" if P.n == 1 else "; shared by the workers' parts still running",
                              fmt_mb(int(bw["load_bytes"]) / secs(bw) / 1e6),
                              "" if P.n == 1 else ", the three workers'", fmt_s(secs(bw)), rl, rk,
                              target(0.9 <= rl <= 1.1 and 0.9 <= rk <= 1.1)))
@@ -521,15 +525,15 @@ for P in PARTS:
         w("After the read above, `ferry free /ld --force` (%s), the cache checked empty (`ferry_cache_pages` 0 and "
           "`ferry du /ld` 0 bytes cached: the pass's *empty* checks), then `ferry load /ld --bandwidth %s`: about "
           "%s of the link's rate above, in whole MiB/s (ferry reads `MB` in `--bandwidth` as 2^20 bytes); the cap "
-          "in bytes/s is the job's own `bandwidth`: **%s** (%s MB/s).  The achieved rate is the bytes fetched over "
+          "in bytes/s is what was asked: **%s** (%s MB/s).  The achieved rate is the bytes fetched over "
           "the time, each way it can be counted:" % (
               fr, lw("bw_arg"), lw("bw_fraction"), "{:,}".format(cap), fmt_mb(cap / 1e6)))
     else:
         w("On the cluster, after its reads above: `ferry free /ld --force` through the CLI, which asks every member "
           "(%s), the cluster checked empty (`ferry_cache_pages` 0 on every worker, `ferry du /ld` 0 bytes cached "
           "summed over them), then `ferry load /ld --bandwidth %s` through the CLI: the job's cap is shared, each "
-          "worker's part loading at a third of it (ceil); the cap here is the parts' `bandwidth` summed: **%s** "
-          "bytes/s (%s MB/s).  The achieved rate, the three workers' bytes fetched over the time, each way it can "
+          "worker's part at an equal share of it among the parts still running (a part that ends leaves its share "
+          "to the others); the cap is what was asked: **%s** bytes/s (%s MB/s).  The achieved rate, the three workers' bytes fetched over the time, each way it can "
           "be counted:" % (fr, lw("bw_arg"), "{:,}".format(cap), fmt_mb(cap / 1e6)))
     w("")
     w("| bytes | over | bytes | seconds | MB/s | / cap |")
