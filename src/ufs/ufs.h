@@ -98,7 +98,9 @@ struct ufs_ops {
 	 * listed.  Without one the listing is recursive.  A key may end in
 	 * '/' (a zero-byte "directory marker" object, which file:// shows for
 	 * an empty directory).  Sets *truncated if more entries follow.
-	 * Memory used is bounded by max_keys, never by the listing's size.
+	 * Memory used is bounded by max_keys (file://: by a fixed budget for
+	 * the sorted directory windows it keeps across pages), never by the
+	 * listing's size.
 	 */
 	int (*list)(void *state, const char *prefix, const char *delimiter,
 	    const char *start_after, int max_keys, ufs_list_fn fn, void *arg,
