@@ -7,9 +7,10 @@
  * as the control API does and asks objget for the pages of the range at
  * the version the client pinned (objget_pages: the metadata check, and,
  * when every page that covers the range is in the page store, its files
- * with the CRC checked per --page-verify); it sends the page files'
- * descriptors with SCM_RIGHTS and closes its copies.  A
- * missing page answers LFD_MISS: the client reads through HTTP, whose read
+ * with their headers checked); it checks the chunks of each page that the
+ * range touches, sends the page files' descriptors with SCM_RIGHTS and
+ * closes its copies.  A missing page (or one whose chunk failed: the store
+ * drops it) answers LFD_MISS: the client reads through HTTP, whose read
  * path fetches and caches the pages.
  *
  * Invariants: requests are bounded (LFD_REQ_MAX bytes, LFD_LEN_MAX bytes
@@ -173,12 +174,25 @@ serve(struct localfd *lf, char *path, const char *etag, int64_t off,
 		*err = r;
 		return LFD_ERROR;
 	}
+	/* The chunks of each segment are checked here, before its
+	 * descriptor goes (the client reads from the file itself). */
+	for (int i = 0; i < n && r == 0; i++)
+		if (!refs[i].checked)
+			r = page_ref_verify(&refs[i], refs[i].ra, refs[i].rn);
+	if (r < 0) {
+		for (int i = 0; i < n; i++)
+			page_ref_release(&refs[i]);
+		if (r == -EBADMSG)
+			return LFD_MISS; /* dropped: the client reads through HTTP */
+		*err = r;
+		return LFD_ERROR;
+	}
 	for (int i = 0; i < n; i++) {
-		segs[i].file_off = (int64_t)refs[i].off;
-		segs[i].len = refs[i].len;
+		segs[i].file_off = (int64_t)refs[i].off + refs[i].ra;
+		segs[i].len = refs[i].rn;
 		fds[i] = refs[i].fd;
 		refs[i].fd = -1; /* ours now: sent, then closed by the caller */
-		*covered += refs[i].len;
+		*covered += refs[i].rn;
 		page_ref_release(&refs[i]);
 	}
 	*nseg = (uint32_t)n;

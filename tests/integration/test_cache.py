@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import PAGE, make_mounted, rand_bytes
+from conftest import PAGE, make_mounted, page_files, page_hdr, rand_bytes
 
 
 def test_second_read_makes_no_ufs_request(mounted):
@@ -116,10 +116,6 @@ def test_sync_interval_fully_cached_old_version(make_worker, data_dir):
     assert int(h["LastModified"].timestamp()) == 1_600_000_050
 
 
-def page_files(cache_dir):
-    return sorted(p for p in Path(cache_dir).rglob("*.pg") if p.is_file())
-
-
 def flip_byte(path, off):
     with open(path, "r+b") as fh:
         fh.seek(off)
@@ -138,8 +134,8 @@ def test_corrupted_page_is_refetched(make_worker, data_dir):
     w.wait_cached("/data/c.bin", size)
     pages = page_files(w.cache_dir)
     assert len(pages) == 4, pages
-    assert all(p.stat().st_size == PAGE + 64 for p in pages), [p.stat().st_size for p in pages]
-    flip_byte(pages[2], 64 + 1000)
+    assert all(p.stat().st_size == PAGE + page_hdr() for p in pages), [p.stat().st_size for p in pages]
+    flip_byte(pages[2], page_hdr() + 1000)
     reads = w.ufs_reads()
     assert s3.get_object(Bucket="data", Key="c.bin")["Body"].read() == data
     assert w.metric("ferry_page_checksum_failures_total") == 1
@@ -163,7 +159,7 @@ def test_corrupted_page_after_restart(make_worker, data_dir):
     assert len(pages) == 3
     # The last page is short (5 bytes): corrupt its first data byte.
     last = min(pages, key=lambda p: p.stat().st_size)
-    flip_byte(last, 64)
+    flip_byte(last, page_hdr())
     w.start()
     assert w.s3().get_object(Bucket="data", Key="d.bin")["Body"].read() == data
     assert w.metric("ferry_page_checksum_failures_total") == 1
