@@ -1,7 +1,11 @@
 /*
  * pagestore.c: the local page cache on disk (see pagestore.h for the
- * contract).  Called from any thread: worker request threads (get, has),
- * fill threads (put), control paths (drop_object, stats).
+ * contract).  Called from any thread: worker request threads (get, has,
+ * page_ref_read), fill threads (put), control paths (drop_object, stats);
+ * its own thread is the scrubber (pagestore_scrub_start), which checks
+ * pages whole at a bounded rate.  Locks: cat_mu, then scrub_mu (the
+ * scrubber's cursor and stop flag), then mu; buf_mu (the read buffer pool)
+ * is a leaf.
  *
  * In memory, one mutex (ps->mu) guards: an intrusive hash (htab.h, ps->etab)
  * of entries keyed by (obj, ver, idx); a per-directory LRU (a TAILQ, most
@@ -237,6 +241,17 @@ struct pagestore {
 	int64_t checksum_failures_total;
 	int64_t write_errors_total;
 	int64_t converted_total; /* old-format pages rewritten */
+	int64_t scrub_bytes_total;
+
+	/* The scrubber (see "Scrubber" below): scrub_mu guards the cursor
+	 * and stop flag; it is taken before mu (a step reads the index under
+	 * mu, then checks pages with neither held). */
+	pthread_mutex_t scrub_mu;
+	pthread_cond_t scrub_cond;
+	pthread_t scrub_thread;
+	int scrub_running, scrub_stop;
+	int64_t scrub_rate;
+	size_t scrub_cursor; /* the next etab bucket to look at */
 };
 
 /* ---- little helpers ------------------------------------------------- */
@@ -1277,6 +1292,110 @@ pagestore_get(struct pagestore *ps, const struct page_key *k,
 	return do_get(ps, k, ref, 1);
 }
 
+/* ---- scrubber ------------------------------------------------------------ */
+
+/*
+ * A step walks etab's buckets from scrub_cursor (under mu, copying up to
+ * SCRUB_BATCH keys of READY pages), then, holding no lock, gets each page
+ * without using it (do_get with use 0: LRU place, mtime and fresh mark
+ * unchanged; an old-format page is converted) and checks all its chunks
+ * (page_ref_verify, which drops and counts a bad page).  A resize of etab
+ * between steps may make a pass skip or repeat some pages: a scrubber
+ * needs "about every page once a pass", not exactness.
+ */
+#define SCRUB_BATCH 64
+
+int64_t
+pagestore_scrub_step(struct pagestore *ps, int64_t max_bytes)
+{
+	int64_t done = 0;
+	size_t walked = 0;
+	pthread_mutex_lock(&ps->scrub_mu);
+	while (done < max_bytes && !ps->scrub_stop) {
+		struct page_key keys[SCRUB_BATCH];
+		int nk = 0;
+		pthread_mutex_lock(&ps->mu);
+		size_t nb = ps->etab.mask + 1;
+		while (nk == 0 && walked < nb) {
+			size_t bi = ps->scrub_cursor++ & ps->etab.mask;
+			walked++;
+			for (struct hnode *n = ps->etab.b[bi]; n && nk < SCRUB_BATCH; n = n->next) {
+				struct ps_entry *e = container_of(n, struct ps_entry, hn);
+				if (e->state == ST_READY)
+					keys[nk++] = e->k;
+			}
+		}
+		pthread_mutex_unlock(&ps->mu);
+		if (nk == 0)
+			break; /* once through the index (or it is empty) */
+		pthread_mutex_unlock(&ps->scrub_mu);
+		for (int i = 0; i < nk; i++) {
+			struct page_ref ref;
+			if (do_get(ps, &keys[i], &ref, 0) != 0)
+				continue; /* gone, or its header was bad: dropped */
+			int rc = page_ref_verify(&ref, 0, ref.len);
+			pthread_mutex_lock(&ps->mu);
+			ps->scrub_bytes_total += ref.len;
+			struct ps_entry *e = rc == 0 ? do_lookup(ps, &keys[i]) : NULL;
+			if (e && e->gen == ref.gen)
+				e->verified = 1;
+			pthread_mutex_unlock(&ps->mu);
+			done += ref.len;
+			page_ref_release(&ref);
+		}
+		pthread_mutex_lock(&ps->scrub_mu);
+	}
+	pthread_mutex_unlock(&ps->scrub_mu);
+	return done;
+}
+
+/* Steps of a tenth of a second's bytes, each followed by a sleep that
+ * brings the average down to the rate; a second's pause after a pass. */
+static void *
+scrub_main(void *arg)
+{
+	struct pagestore *ps = arg;
+	int64_t quantum = ps->scrub_rate / 10 > 0 ? ps->scrub_rate / 10 : 1;
+	pthread_mutex_lock(&ps->scrub_mu);
+	while (!ps->scrub_stop) {
+		pthread_mutex_unlock(&ps->scrub_mu);
+		int64_t t0 = now_ms();
+		int64_t did = pagestore_scrub_step(ps, quantum);
+		int64_t wait_ms = did * 1000 / ps->scrub_rate - (now_ms() - t0);
+		if (did < quantum && wait_ms < 1000)
+			wait_ms = 1000;
+		pthread_mutex_lock(&ps->scrub_mu);
+		if (wait_ms > 0 && !ps->scrub_stop) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait_ms / 1000;
+			ts.tv_nsec += (wait_ms % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&ps->scrub_cond, &ps->scrub_mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&ps->scrub_mu);
+	return NULL;
+}
+
+int
+pagestore_scrub_start(struct pagestore *ps, int64_t rate)
+{
+	if (!ps || rate < 0)
+		return -EINVAL;
+	if (rate == 0 || ps->scrub_running)
+		return 0;
+	ps->scrub_rate = rate;
+	int rc = pthread_create(&ps->scrub_thread, NULL, scrub_main, ps);
+	if (rc != 0)
+		return -rc;
+	ps->scrub_running = 1;
+	return 0;
+}
+
 /* Placement weighted by capacity, so a bigger dir gets more pages. */
 static int
 pick_dir(const struct pagestore *ps, const struct page_key *k)
@@ -1678,6 +1797,8 @@ pagestore_get_stats(struct pagestore *ps, struct pagestore_stats *st)
 	st->evicted_bytes_total = ps->evicted_bytes_total;
 	st->evicted_pages_total = ps->evicted_pages_total;
 	st->checksum_failures_total = ps->checksum_failures_total;
+	st->scrub_bytes_total = ps->scrub_bytes_total;
+	st->converted_total = ps->converted_total;
 	st->write_errors_total = ps->write_errors_total;
 	st->pinned_bytes = ps->pinned_bytes;
 	st->ttl_freed_bytes_total = ps->ttl_freed_bytes_total;
@@ -2421,6 +2542,8 @@ open_store(const struct pagestore_dir_cfg *dirs, int ndirs, uint32_t page_size,
 	pthread_mutex_init(&ps->mu, NULL);
 	pthread_mutex_init(&ps->buf_mu, NULL);
 	pthread_cond_init(&ps->cond, NULL);
+	pthread_mutex_init(&ps->scrub_mu, NULL);
+	pthread_cond_init(&ps->scrub_cond, NULL);
 	ps->page_size = page_size;
 	ps->nchunks = (uint32_t)(((uint64_t)page_size + PAGESTORE_CHUNK - 1) / PAGESTORE_CHUNK);
 	ps->hdr_size = HDR_FIXED + 4 * ps->nchunks;
@@ -2482,6 +2605,15 @@ pagestore_close(struct pagestore **psp)
 		return;
 	struct pagestore *ps = *psp;
 	*psp = NULL;
+	if (ps->scrub_running) {
+		pthread_mutex_lock(&ps->scrub_mu);
+		ps->scrub_stop = 1;
+		pthread_cond_broadcast(&ps->scrub_cond);
+		pthread_mutex_unlock(&ps->scrub_mu);
+		pthread_join(ps->scrub_thread, NULL);
+	}
+	pthread_mutex_destroy(&ps->scrub_mu);
+	pthread_cond_destroy(&ps->scrub_cond);
 	if (ps->otab.b) {
 		HTAB_EACH(&ps->otab, i, n, nx) {
 			struct ps_obj *o = container_of(n, struct ps_obj, hn);

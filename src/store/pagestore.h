@@ -61,6 +61,8 @@ struct pagestore_stats {
 	int64_t ttl_freed_bytes_total;
 	int64_t quota_evicted_bytes_total;
 	int64_t objects;            /* cached objects */
+	int64_t scrub_bytes_total;  /* data bytes the scrubber checked */
+	int64_t converted_total;    /* old-format pages rewritten */
 };
 
 /*
@@ -307,6 +309,22 @@ int64_t pagestore_drop_prefix(struct pagestore *ps, uint64_t group,
 /* Drops the objects whose TTL ended by now (pinned ones stay).  Costs
  * what expired, not what is cached.  Returns data bytes freed. */
 int64_t pagestore_expire(struct pagestore *ps, uint32_t now);
+
+/*
+ * The scrubber: one thread that checks every cached page whole (each
+ * chunk against its CRC), about once per pass over the index, at most
+ * rate bytes a second on average, and drops (and counts, in
+ * checksum_failures) the bad ones, so bit rot in pages nobody reads is
+ * found too.  Pages it checks keep their LRU place.  rate 0: no thread.
+ * 0, or -errno; pagestore_close stops it.
+ */
+int pagestore_scrub_start(struct pagestore *ps, int64_t rate);
+
+/* One scrub step, on the calling thread: checks whole pages from where
+ * the last step stopped until max_bytes are checked or the index has been
+ * gone through once.  Returns the data bytes checked (the thread's step;
+ * tests call it directly). */
+int64_t pagestore_scrub_step(struct pagestore *ps, int64_t max_bytes);
 
 /* Per-group usage: up to max groups in out; returns the number of groups. */
 int pagestore_groups(struct pagestore *ps, struct pagestore_group_stats *out,

@@ -202,7 +202,8 @@ def test_flipped_byte_is_never_served_gateway_data_libferry(make_worker, data_di
     size = 5 * PAGE
     data = rand_bytes(size, 14)
     (data_dir / "f.bin").write_bytes(data)
-    w = make_worker(mounts={"data": data_dir})
+    # No scrubber: each failure here is found by the read that is checked.
+    w = make_worker(mounts={"data": data_dir}, args=["--scrub-rate", "0"])
     s3 = w.s3()
     assert s3.get_object(Bucket="data", Key="f.bin")["Body"].read() == data
     w.wait_cached("/data/f.bin", size)
@@ -250,6 +251,30 @@ def test_flipped_byte_is_never_served_gateway_data_libferry(make_worker, data_di
     assert fails() == 4 and w.ufs_reads() == reads + 4
 
 
+def test_scrubber_drops_a_bad_page_nobody_reads(make_worker, data_dir):
+    """The scrubber re-checks every cached page in the background at
+    --scrub-rate: a byte flipped in a page nobody reads is found, the page
+    dropped and counted; the next read fetches it again."""
+    size = 4 * PAGE
+    data = rand_bytes(size, 16)
+    (data_dir / "s.bin").write_bytes(data)
+    w = make_worker(mounts={"data": data_dir}, args=["--scrub-rate", "1M"])
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="s.bin")["Body"].read() == data
+    w.wait_cached("/data/s.bin", size)
+    victim = page_file(w.cache_dir, 2)
+    flip_byte(victim, page_hdr() + PAGE - 1)
+    deadline = time.time() + 15
+    while time.time() < deadline and (w.metric("ferry_page_checksum_failures_total") or 0) == 0:
+        time.sleep(0.2)
+    assert w.metric("ferry_page_checksum_failures_total") == 1
+    assert w.metric("ferry_scrub_bytes_total") >= 3 * PAGE
+    assert not victim.exists()
+    reads = w.ufs_reads()
+    assert s3.get_object(Bucket="data", Key="s.bin")["Body"].read() == data
+    assert w.ufs_reads() == reads + 1
+
+
 def test_old_format_pages_are_checked_and_converted(make_worker, data_dir):
     """Pages of the old format (".pg": a 64-byte header, one CRC32C over the
     page) left by an older ferry are checked whole at their first read and
@@ -281,6 +306,7 @@ def test_old_format_pages_are_checked_and_converted(make_worker, data_dir):
     olds = sorted(w.cache_dir.rglob("*.pg"))
     assert len(olds) == 3
     flip_byte(olds[0], 64 + 5)
+    w.args += ["--scrub-rate", "0"]  # found by the read, not the scrubber
     w.start()
     s3 = w.s3()
     assert s3.get_object(Bucket="data", Key="o.bin")["Body"].read() == data

@@ -4,7 +4,7 @@
  * boundaries, a flipped byte found by a read that touches its chunk and
  * only by such a read (the page is then dropped and counted), the old
  * format (one CRC per page) checked whole and rewritten at its first get,
- * and --page-verify once.  Uses temp dirs under /tmp.
+ * --page-verify once, and the scrubber (steps, and its thread).  Uses temp dirs under /tmp.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -463,6 +463,53 @@ out:
 	rm_rf(dir);
 }
 
+TEST(scrubber_finds_what_nobody_reads)
+{
+	char *dir = mk_tmpdir();
+	struct pagestore *ps = open1(dir, PAGESTORE_VERIFY_ALWAYS);
+	CHECK(ps != NULL);
+	if (!ps)
+		goto out;
+	unsigned char *data = malloc(LEN);
+	fill(data, LEN, 6);
+	struct page_key k[4];
+	for (int i = 0; i < 4; i++) {
+		k[i] = (struct page_key){0xabc, 1, (uint64_t)i};
+		CHECK_EQ_INT(pagestore_put(ps, &k[i], data, LEN), 0);
+	}
+	char p[512];
+	page_path(p, sizeof(p), dir, &k[2], "pg2");
+	flip(p, HSZ + 3 * C + 1);
+	/* A step of one byte checks one whole page. */
+	CHECK_EQ_INT(pagestore_scrub_step(ps, 1), LEN);
+	/* Then a pass from there (once round the index: all four pages):
+	 * the bad page is dropped and counted. */
+	int64_t did = pagestore_scrub_step(ps, INT64_MAX);
+	CHECK_EQ_INT(did, 4 * LEN);
+	CHECK_EQ_INT(failures(ps), 1);
+	CHECK_EQ_INT(pagestore_has(ps, &k[2]), 0);
+	CHECK(!file_exists(p));
+	struct pagestore_stats st;
+	pagestore_get_stats(ps, &st);
+	CHECK_EQ_INT(st.scrub_bytes_total, did + LEN);
+	CHECK_EQ_INT(st.pages, 3);
+	/* A pass over the good pages finds nothing. */
+	CHECK_EQ_INT(pagestore_scrub_step(ps, INT64_MAX), 3 * LEN);
+	CHECK_EQ_INT(failures(ps), 0 + 1);
+	/* The thread, at a rate: it checks and stops with the store. */
+	page_path(p, sizeof(p), dir, &k[0], "pg2");
+	flip(p, HSZ + 5);
+	CHECK_EQ_INT(pagestore_scrub_start(ps, 64 << 20), 0);
+	for (int i = 0; i < 200 && pagestore_has(ps, &k[0]); i++)
+		usleep(10000);
+	CHECK_EQ_INT(pagestore_has(ps, &k[0]), 0);
+	CHECK_EQ_INT(failures(ps), 2);
+	free(data);
+	pagestore_close(&ps);
+out:
+	rm_rf(dir);
+}
+
 int
 main(void)
 {
@@ -471,5 +518,6 @@ main(void)
 	RUN(flipped_byte_found_by_the_reads_that_touch_it);
 	RUN(verify_once_checks_whole_page_at_first_get);
 	RUN(old_format_checked_whole_and_rewritten);
+	RUN(scrubber_finds_what_nobody_reads);
 	TAP_DONE();
 }
