@@ -4,9 +4,9 @@ metadata is re-checked after --sync-interval (and one response never mixes
 two versions), corrupted pages are detected and refetched, and a cache
 disk that is full or read-only does not stop correct reads.  A file
 rewritten while a response is sent never yields a complete mixed body."""
-import ctypes
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -173,24 +173,43 @@ def page_file(cache_dir, idx):
     return p
 
 
+_PREAD_PY = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.ferry_connect.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+lib.ferry_pread.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t,
+                            ctypes.c_int64]
+lib.ferry_pread.restype = ctypes.c_ssize_t
+lib.ferry_close.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+f = ctypes.c_void_p()
+tok = sys.argv[3].encode() or None
+assert lib.ferry_connect(sys.argv[2].encode(), tok, ctypes.byref(f)) == 0
+n = int(sys.argv[6])
+buf = ctypes.create_string_buffer(n)
+got = lib.ferry_pread(f, sys.argv[4].encode(), buf, n, int(sys.argv[5]))
+lib.ferry_close(ctypes.byref(f))
+assert got >= 0, got
+sys.stdout.buffer.write(buf.raw[:got])
+"""
+
+
 def libferry_pread(w, path, off, n):
-    """ferry_pread through libferry (the build's libferry.so), as a
-    program linked with it would read."""
-    lib = ctypes.CDLL(str(FERRY.parent / "libferry.so"))
-    lib.ferry_connect.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
-    lib.ferry_pread.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t,
-                                ctypes.c_int64]
-    lib.ferry_pread.restype = ctypes.c_ssize_t
-    lib.ferry_close.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-    f = ctypes.c_void_p()
-    token = w.credentials()[0]
-    assert lib.ferry_connect(w.ctl_addr.encode(), token.encode() if token else None,
-                             ctypes.byref(f)) == 0
-    buf = ctypes.create_string_buffer(n)
-    got = lib.ferry_pread(f, path.encode(), buf, n, off)
-    lib.ferry_close(ctypes.byref(f))
-    assert got >= 0, got
-    return buf.raw[:got]
+    """ferry_pread through libferry (the build's libferry.so, by ctypes), as
+    a program linked with it would read.  In a child process: a sanitizer
+    build's library needs its runtime loaded first (LD_PRELOAD)."""
+    so = str(FERRY.parent / "libferry.so")
+    env = dict(os.environ)
+    ldd = subprocess.run(["ldd", so], capture_output=True, text=True).stdout
+    pre = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
+           if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
+    if pre:
+        env["LD_PRELOAD"] = " ".join(pre)
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    token = w.credentials()[0] or ""
+    p = subprocess.run([sys.executable, "-c", _PREAD_PY, so, w.ctl_addr, token, path,
+                        str(off), str(n)], capture_output=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    return p.stdout
 
 
 def test_flipped_byte_is_never_served_gateway_data_libferry(make_worker, data_dir):
