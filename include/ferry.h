@@ -167,9 +167,12 @@ int ferry_cluster_json(ferry_t *f, char **json);
  * worker hands cached page files to clients on its own host, into path
  * (n bytes), and the worker process's id (32 hex digits) into id
  * (FERRY_LOCAL_ID_MAX bytes).  -ENOENT when the worker has them off;
- * -E2BIG when path or id does not fit.
+ * -E2BIG when path or id does not fit; -ENOTSUP when the worker speaks
+ * another local-read protocol than FERRY_LOCAL_PROTOCOL (2: the worker
+ * sends the CRC of every chunk it hands out, and the client checks them).
  */
 #define FERRY_LOCAL_ID_MAX 33
+#define FERRY_LOCAL_PROTOCOL 2
 int ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn);
 
 /*

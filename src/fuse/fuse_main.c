@@ -532,7 +532,7 @@ fuse_main_cmd(int argc, char **argv)
 		if (!fs->lfd)
 			LOG_WARN("local reads: out of memory; reading through HTTP");
 		else if (lfd_client_probe(fs->lfd, why, sizeof(why)) == 0)
-			LOG_INFO("local reads: page files from the worker's socket (zero-copy)");
+			LOG_INFO("local reads: page files from the worker's socket (zero-copy, each chunk checked)");
 		else
 			LOG_INFO("local reads: not available now (%s); reading through HTTP "
 				 "until they are", why);

@@ -30,13 +30,16 @@
  * holds, ~100 bytes plus the path; see fnode.c), one page of at most
  * FFS_DIR_PAGE entries per open directory (~40 bytes each plus names, at
  * most ~1.1 MiB), per open file its path and version, and per request in
- * flight one read buffer of at most FFS_MAX_READ bytes.
+ * flight one read buffer of at most FFS_MAX_READ bytes (a local read's:
+ * that plus two chunks per page it touches).
  *
  * Local reads: when the worker on this host hands out page files
  * (localfd_client.c), a read asks it for the descriptors of the pages of
- * the pinned version and answers the kernel with fuse_reply_data(), which
- * splices from them into /dev/fuse; a page not cached, or any failure,
- * falls back to HTTP (whose read path caches the pages for the next read).
+ * the pinned version and the CRCs of the chunks that hold the read's
+ * bytes, reads those chunks whole into its buffer, checks each, and
+ * answers the kernel from there; a page not cached, a chunk that fails its
+ * check, or any failure falls back to HTTP (whose read path checks the
+ * page, drops a bad one, and caches the pages for the next read).
  *
  * Versions: a file's version is its ETag and size.  An open records the
  * version it found and every read of that open asks the worker for that
@@ -993,31 +996,52 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fh_free(fs, fh);
 }
 
-/* Answers a read from page files: 0 when answered (or the reply failed),
- * -ESTALE for another version, -EAGAIN to read through HTTP instead. */
+/*
+ * Answers a read from page files: 0 when answered (or the reply failed),
+ * -ESTALE for another version, -EAGAIN to read through HTTP instead.
+ * Every chunk that holds a byte of the read is read whole into one buffer
+ * and checked against the CRC the worker sent (lfd_piece_read): a 4 KiB
+ * read checks one chunk.  A chunk that fails is not used: -EAGAIN, and the
+ * read goes through HTTP, where the worker finds the page bad, drops it
+ * and fetches it again.
+ */
 static int
 read_local(struct ffs *fs, fuse_req_t req, struct ffile *fh, size_t len, off_t off)
 {
 	struct lfd_piece pc[LFDC_MAX_PIECES];
+	uint32_t crcs[LFDC_MAX_CRCS];
 	int np = lfd_client_get(fs->lfd, fh->path, fh->etag, off, (int64_t)len, pc,
-	    LFDC_MAX_PIECES);
+	    LFDC_MAX_PIECES, crcs, LFDC_MAX_CRCS);
 	if (np < 0)
 		return np;
+	size_t span = 0;
+	for (int i = 0; i < np; i++)
+		span += lfd_piece_span(&pc[i]);
 	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + (size_t)np * sizeof(struct fuse_buf));
-	int rc = -EAGAIN;
-	if (bv) {
-		bv->count = (size_t)np;
-		for (int i = 0; i < np; i++) {
-			bv->buf[i].size = (size_t)pc[i].len;
-			bv->buf[i].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-			bv->buf[i].fd = pc[i].fd;
-			bv->buf[i].pos = pc[i].off;
+	unsigned char *buf = malloc(span ? span : 1);
+	int rc = bv && buf ? 0 : -EAGAIN;
+	size_t at = 0;
+	for (int i = 0; i < np && rc == 0; i++) {
+		const unsigned char *data;
+		if (lfd_piece_read(&pc[i], buf + at, &data) < 0) {
+			static int warned;
+			if (__atomic_fetch_add(&warned, 1, __ATOMIC_RELAXED) < 10)
+				LOG_WARN("local read of %s: a chunk of a page file failed its "
+					 "CRC; reading it through the worker", fh->path);
+			rc = -EAGAIN;
+			break;
 		}
+		bv->buf[i].size = (size_t)pc[i].len;
+		bv->buf[i].mem = (void *)data;
+		at += lfd_piece_span(&pc[i]);
+	}
+	if (rc == 0) {
+		bv->count = (size_t)np;
 		worker_answered(fs);
 		fuse_reply_data(req, bv, 0);
-		free(bv);
-		rc = 0;
 	}
+	free(bv);
+	free(buf);
 	for (int i = 0; i < np; i++)
 		close(pc[i].fd);
 	return rc;

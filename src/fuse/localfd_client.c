@@ -13,8 +13,11 @@
  * worker process (LFD_WRONG_ID: the worker restarted), forgets the
  * address and drops the pool; the next read asks the worker for it again
  * (GET /v1/local), at most once per LFDC_RETRY_MS.  Until then reads go
- * through HTTP.  Every descriptor received is either handed to the caller
- * or closed.
+ * through HTTP.  A worker that does not speak our protocol (LFD_PROTOCOL,
+ * from /v1/local) is never asked.  Every descriptor received is either
+ * handed to the caller or closed; answers are parsed by
+ * lfd_answer_parse (worker/localfd_wire.c), and the caller checks each
+ * chunk it reads with lfd_piece_read.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,13 +26,17 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fuse/localfd_client.h"
 #include "worker/localfd.h"
+
+_Static_assert(FERRY_LOCAL_PROTOCOL == LFD_PROTOCOL, "one local-read protocol");
 
 #define LFDC_POOL 64
 #define LFDC_RETRY_MS 2000
@@ -132,6 +139,11 @@ learn(struct lfd_client *c, char *why, size_t n, int force)
 	char path[sizeof(c->path)], idhex[FERRY_LOCAL_ID_MAX];
 	unsigned char id[LFD_ID_LEN];
 	int r = ferry_local_socket(c->f, path, sizeof(path), idhex, sizeof(idhex));
+	if (r == -ENOTSUP && why) {
+		snprintf(why, n, "the worker speaks another local-read protocol "
+		    "(this client: %d, with chunk CRCs); reading through HTTP", LFD_PROTOCOL);
+		why = NULL;
+	}
 	if (r == 0 && strlen(idhex) != 2 * LFD_ID_LEN)
 		r = -EPROTO;
 	for (int i = 0; r == 0 && i < LFD_ID_LEN; i++) {
@@ -252,12 +264,13 @@ recv_all(int fd, void *p, size_t n)
 }
 
 /*
- * One exchange on fd: 0 with *ans, segs and fds[0..ans->nseg) (the
+ * One exchange on fd: 0 with *ans, segs, crcs and fds[0..ans->nseg) (the
  * caller's), or -1 (the connection is unusable; nothing is left open).
  */
 static int
 exchange(int fd, const unsigned char *id, const char *path, const char *etag,
-    int64_t off, int64_t len, struct lfd_ans *ans, struct lfd_seg *segs, int *fds)
+    int64_t off, int64_t len, struct lfd_ans *ans, struct lfd_seg *segs,
+    uint32_t *crcs, int *fds)
 {
 	char req[LFD_REQ_MAX];
 	size_t pl = strlen(path), el = strlen(etag);
@@ -272,7 +285,8 @@ exchange(int fd, const unsigned char *id, const char *path, const char *etag,
 	if (send_all(fd, req, sizeof(rq) + pl + el) < 0)
 		return -1;
 
-	char msg[sizeof(struct lfd_ans) + LFD_MAX_SEGS * sizeof(struct lfd_seg)];
+	char msg[sizeof(struct lfd_ans) + LFD_MAX_SEGS * sizeof(struct lfd_seg) +
+	    LFD_MAX_CRCS * sizeof(uint32_t)];
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * LFD_MAX_SEGS)];
 		struct cmsghdr align;
@@ -302,25 +316,43 @@ exchange(int fd, const unsigned char *id, const char *path, const char *etag,
 	}
 	int bad = r <= 0 || (mh.msg_flags & MSG_CTRUNC);
 	size_t have = r > 0 ? (size_t)r : 0;
-	if (!bad && have < sizeof(*ans))
-		bad = recv_all(fd, msg + have, sizeof(*ans) - have) < 0;
-	if (!bad) {
-		have = have > sizeof(*ans) ? have : sizeof(*ans);
-		memcpy(ans, msg, sizeof(*ans));
-		bad = ans->magic != LFD_MAGIC_ANS || ans->nseg > LFD_MAX_SEGS ||
-		    (ans->status == LFD_OK ? (int)ans->nseg != nfd : nfd != 0);
+	/* Parse; read what the answer says is still missing; parse again. */
+	for (int rounds = 0; !bad && rounds < 3; rounds++) {
+		ssize_t need = lfd_answer_parse(msg, have, nfd, ans, segs, crcs);
+		if (need == 0)
+			return 0;
+		if (need < 0 || (size_t)need <= have || (size_t)need > sizeof(msg))
+			bad = 1;
+		else if (recv_all(fd, msg + have, (size_t)need - have) < 0)
+			bad = 1;
+		else
+			have = (size_t)need;
 	}
-	size_t want = sizeof(*ans) + (bad ? 0 : ans->nseg * sizeof(struct lfd_seg));
-	if (!bad && have > want)
-		bad = 1; /* more than one answer: out of step */
-	if (!bad && have < want)
-		bad = recv_all(fd, msg + have, want - have) < 0;
-	if (bad) {
-		for (int i = 0; i < nfd; i++)
-			close(fds[i]);
-		return -1;
+	for (int i = 0; i < nfd; i++)
+		close(fds[i]);
+	return -1;
+}
+
+int
+lfd_piece_read(const struct lfd_piece *p, unsigned char *buf,
+    const unsigned char **data)
+{
+	size_t span = lfd_piece_span(p), got = 0;
+	while (got < span) {
+		ssize_t r = pread(p->fd, buf + got, span - got, p->chunk_off + (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -EBADMSG;
+		got += (size_t)r;
 	}
-	memcpy(segs, msg + sizeof(*ans), ans->nseg * sizeof(struct lfd_seg));
+	for (uint32_t i = 0; i < p->ncrc; i++) {
+		size_t at = (size_t)i * p->chunk;
+		size_t n = span - at < p->chunk ? span - at : p->chunk;
+		if (crc32c(0, buf + at, n) != p->crcs[i])
+			return -EBADMSG;
+	}
+	*data = buf + (p->off - p->chunk_off);
 	return 0;
 }
 
@@ -344,9 +376,10 @@ lfd_client_probe(struct lfd_client *c, char *why, size_t n)
 
 int
 lfd_client_get(struct lfd_client *c, const char *path, const char *etag,
-    int64_t off, int64_t len, struct lfd_piece *pieces, int max)
+    int64_t off, int64_t len, struct lfd_piece *pieces, int max,
+    uint32_t *crcs, int maxcrc)
 {
-	int np = 0, rc = 0;
+	int np = 0, nc = 0, rc = 0;
 	while (len > 0 && rc == 0) {
 		uint64_t gen;
 		unsigned char id[LFD_ID_LEN];
@@ -357,9 +390,10 @@ lfd_client_get(struct lfd_client *c, const char *path, const char *etag,
 		}
 		struct lfd_ans a;
 		struct lfd_seg segs[LFD_MAX_SEGS];
+		uint32_t acrcs[LFD_MAX_CRCS];
 		int fds[LFD_MAX_SEGS];
 		if (exchange(fd, id, path, etag, off, len > LFD_LEN_MAX ? LFD_LEN_MAX : len,
-		    &a, segs, fds) < 0) {
+		    &a, segs, acrcs, fds) < 0) {
 			close(fd);
 			forget(c, gen, "the worker's socket failed", LFDC_RETRY_MS);
 			rc = -EAGAIN;
@@ -373,24 +407,26 @@ lfd_client_get(struct lfd_client *c, const char *path, const char *etag,
 			rc = -EAGAIN;
 		} else if (a.status == LFD_STALE) {
 			rc = -ESTALE;
-		} else if (a.status != LFD_OK || a.nseg == 0 || np + (int)a.nseg > max) {
+		} else if (a.status != LFD_OK || a.nseg == 0 || np + (int)a.nseg > max ||
+		    nc + (int)a.ncrc > maxcrc || a.covered > len) {
 			rc = -EAGAIN; /* a miss, an error, the end of file early */
 		}
-		int64_t sum = 0;
+		uint32_t ci = 0;
 		for (uint32_t i = 0; i < a.nseg; i++) {
-			if (rc || segs[i].len <= 0 || segs[i].file_off < 0) {
+			if (rc) {
 				close(fds[i]);
-				rc = rc ? rc : -EAGAIN;
 				continue;
 			}
+			memcpy(crcs + nc, acrcs + ci, segs[i].ncrc * sizeof(*crcs));
 			pieces[np++] = (struct lfd_piece){.fd = fds[i], .off = segs[i].file_off,
-			    .len = segs[i].len};
-			sum += segs[i].len;
+			    .len = segs[i].len, .chunk_off = segs[i].chunk_off,
+			    .chunk_end = segs[i].chunk_end, .chunk = a.chunk,
+			    .ncrc = segs[i].ncrc, .crcs = crcs + nc};
+			nc += (int)segs[i].ncrc;
+			ci += segs[i].ncrc;
 		}
-		if (rc == 0 && (sum != a.covered || sum > len))
-			rc = -EAGAIN;
-		off += sum;
-		len -= sum;
+		off += a.covered;
+		len -= a.covered;
 	}
 	if (rc) {
 		for (int i = 0; i < np; i++)

@@ -1562,7 +1562,11 @@ do_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn)
 	int r = json_request(f, "GET", "/v1/local", NULL, &reply, &d);
 	if (r)
 		return r;
-	r = copy_str_member(&d, "socket", path, n);
+	int ok = 0;
+	int64_t proto = json_int(&d, json_obj_get(&d, 0, "protocol"), &ok);
+	r = ok && proto == FERRY_LOCAL_PROTOCOL ? 0 : -ENOTSUP;
+	if (r == 0)
+		r = copy_str_member(&d, "socket", path, n);
 	if (r == 0)
 		r = copy_str_member(&d, "id", id, idn);
 	json_free(&d);

@@ -1,7 +1,11 @@
 /*
  * pagestore.c: the local page cache on disk (see pagestore.h for the
- * contract).  Called from any thread: worker request threads (get, has),
- * fill threads (put), control paths (drop_object, stats).
+ * contract).  Called from any thread: worker request threads (get, has,
+ * page_ref_read), fill threads (put), control paths (drop_object, stats);
+ * its own thread is the scrubber (pagestore_scrub_start), which checks
+ * pages whole at a bounded rate.  Locks: cat_mu, then scrub_mu (the
+ * scrubber's cursor and stop flag), then mu; buf_mu (the read buffer pool)
+ * is a leaf.
  *
  * In memory, one mutex (ps->mu) guards: an intrusive hash (htab.h, ps->etab)
  * of entries keyed by (obj, ver, idx); a per-directory LRU (a TAILQ, most
@@ -33,7 +37,7 @@
  * its group's LRU iff it is READY and not pinned (e->pinned iff its
  * object is pinned); a ps_obj is in otab iff its list is not empty, and
  * o->bytes = sum of len over its list; dir->used (and group->used) = sum
- * of (HDR_SIZE + len) over the dir's (group's) PENDING and READY entries;
+ * of (hdr_size + len) over the dir's (group's) PENDING and READY entries;
  * ps->pinned_bytes (group->pinned) = the same over pinned entries;
  * ps->npages = number of READY entries.
  *
@@ -52,12 +56,23 @@
  * grows).  The hash doubles under the mutex when full (a pause of some ms
  * per million pages).
  *
- * File format: HDR_SIZE (64) bytes of header, little-endian:
- *   0 magic "FERRYPG1" | 8 u32 format (1) | 12 u32 data length |
- *   16 u64 obj | 24 u64 ver | 32 u64 idx | 40 u32 crc32c(data) |
- *   44 u32 page_size | 48..59 zero | 60 u32 crc32c(bytes 0..59)
- * then the data.  The 256 subdirs are made on first use.  Each dir also
- * holds "pagestore.meta" with the page size;
+ * File format (2, "<obj>-<ver>-<idx>.pg2"): a header of ps->hdr_size =
+ * 64 + 4 * nchunks bytes, nchunks = ceil(page_size / PAGESTORE_CHUNK),
+ * little-endian:
+ *   0 magic "FERRYPG2" | 8 u32 format (2) | 12 u32 data length |
+ *   16 u64 obj | 24 u64 ver | 32 u64 idx | 40 u32 chunk size |
+ *   44 u32 page_size | 48 u32 nchunks | 52..59 zero |
+ *   60 u32 crc32c(bytes 0..59, then the table) |
+ *   64 u32[nchunks] crc32c of each chunk of data (0 past the data's end)
+ * then the data.  A page is never read whole to be served: get checks the
+ * header and hands the table out with the descriptor (page_ref), and
+ * whoever reads bytes checks the chunks they touch.  The old format (1,
+ * ".pg": a 64-byte header with one crc32c of all the data at 40) is still
+ * read: such a page (entry bit v1) is checked whole at its first get and
+ * rewritten as format 2 (the rename makes the new file; the old one is
+ * unlinked once the entry says v1 = 0, under mu).  Entries count
+ * hdr_size + len bytes whatever their format.  The 256 subdirs are made on
+ * first use.  Each dir also holds "pagestore.meta" with the page size;
  * page indexes mean nothing under another page size, so pages of a dir
  * whose page size changed (or which has no meta file) are deleted at open.
  */
@@ -72,9 +87,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <sys/mman.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -88,23 +100,24 @@
 #include "common/util.h"
 #include "common/vas.h"
 
-#define HDR_SIZE 64
-#define HDR_MAGIC "FERRYPG1"
-#define HDR_FORMAT 1u
+#define HDR_FIXED 64 /* the header before the CRC table */
+#define HDR_MAGIC "FERRYPG2"
+#define HDR_FORMAT 2u
+#define V1_HDR_SIZE 64
+#define V1_MAGIC "FERRYPG1"
+#define V1_FORMAT 1u
 #define META_NAME "pagestore.meta"
 #define META_TMP "pagestore.meta.tmp"
 #define MAX_DIRS 1024
 #define MAX_PAGE_SIZE (1u << 30)
-#define VERIFY_CHUNK (256 * 1024)
-/* Pages up to this size are checked with one pread and served from memory. */
-#define SMALL_PAGE_MAX (128 * 1024)
 #define TOUCH_INTERVAL_S 60
 #define SLAB_ENTRIES 1024
 #define INITIAL_BUCKETS 1024
-/* "xx/" + 16 + "-" + 16 + "-" + 16 + ".pg" + NUL; temp names add ".tmp.<tid>" */
+/* "xx/" + 16 + "-" + 16 + "-" + 16 + ".pg2" + NUL; temp names add ".tmp.<tid>" */
 #define REL_PATH_MAX 64
 #define TMP_PATH_MAX 96
-#define NAME_LEN 53 /* 16+1+16+1+16+3 */
+#define NAME_LEN 54    /* 16+1+16+1+16+4 */
+#define V1_NAME_LEN 53 /* ".pg" */
 
 enum { ST_PENDING = 1, ST_READY, ST_DYING };
 
@@ -121,7 +134,7 @@ struct ps_entry {
 	TAILQ_ENTRY(ps_entry) glru;           /* READY, not pinned: its group's LRU */
 	LIST_ENTRY(ps_entry) olink;           /* READY: its object's list */
 	uint32_t gen;
-	uint32_t len;     /* data bytes; the file is HDR_SIZE + len */
+	uint32_t len;     /* data bytes; the file is hdr_size + len (v1: 64 + len) */
 	uint32_t touched; /* wall seconds of the file's mtime, roughly */
 	uint16_t dir;
 	uint16_t grp;     /* index in ps->groups (0: no origin known) */
@@ -129,6 +142,7 @@ struct ps_entry {
 	uint8_t verified : 1; /* CRC checked since load (--page-verify once) */
 	uint8_t fresh : 1;    /* fetched ahead of its reader, not yet got */
 	uint8_t pinned : 1;   /* READY and its object is pinned: on no LRU */
+	uint8_t v1 : 1;       /* its file is of the old format (".pg") */
 };
 _Static_assert(sizeof(struct ps_entry) == 104, "ps_entry grew");
 
@@ -189,6 +203,8 @@ struct pagestore {
 	pthread_mutex_t mu;
 	pthread_cond_t cond; /* signalled when DYING entries leave the hash */
 	uint32_t page_size;
+	uint32_t nchunks;  /* CRC table entries in a header */
+	uint32_t hdr_size; /* HDR_FIXED + 4 * nchunks */
 	enum pagestore_verify verify;
 	int ndirs;
 	struct ps_dir *dirs;
@@ -199,7 +215,7 @@ struct pagestore {
 	struct ps_slab *slabs;
 	struct ps_free free_entries;
 	uint32_t gen;
-	pthread_mutex_t buf_mu; /* the small-page buffer pool (leaf) */
+	pthread_mutex_t buf_mu; /* the read buffer pool (leaf) */
 	void *bufs[64];
 	int nbufs;
 
@@ -224,14 +240,26 @@ struct pagestore {
 	int64_t evicted_pages_total;
 	int64_t checksum_failures_total;
 	int64_t write_errors_total;
+	int64_t converted_total; /* old-format pages rewritten */
+	int64_t scrub_bytes_total;
+
+	/* The scrubber (see "Scrubber" below): scrub_mu guards the cursor
+	 * and stop flag; it is taken before mu (a step reads the index under
+	 * mu, then checks pages with neither held). */
+	pthread_mutex_t scrub_mu;
+	pthread_cond_t scrub_cond;
+	pthread_t scrub_thread;
+	int scrub_running, scrub_stop;
+	int64_t scrub_rate;
+	size_t scrub_cursor; /* the next etab bucket to look at */
 };
 
 /* ---- little helpers ------------------------------------------------- */
 
 static int64_t
-file_size(uint32_t len)
+file_size(const struct pagestore *ps, uint32_t len)
 {
-	return (int64_t)HDR_SIZE + len;
+	return (int64_t)ps->hdr_size + len;
 }
 
 static void
@@ -296,12 +324,12 @@ key_eq(const struct page_key *a, const struct page_key *b)
 	return a->obj == b->obj && a->ver == b->ver && a->idx == b->idx;
 }
 
-/* "xx/<obj>-<ver>-<idx>.pg", relative to the dir's fd. */
+/* "xx/<obj>-<ver>-<idx>.pg2" (v1: ".pg"), relative to the dir's fd. */
 static void
-rel_path(char *out, size_t n, const struct page_key *k)
+rel_path(char *out, size_t n, const struct page_key *k, int v1)
 {
-	snprintf(out, n, "%02x/%016" PRIx64 "-%016" PRIx64 "-%016" PRIx64 ".pg",
-	    (unsigned)(k->obj >> 56), k->obj, k->ver, k->idx);
+	snprintf(out, n, "%02x/%016" PRIx64 "-%016" PRIx64 "-%016" PRIx64 ".%s",
+	    (unsigned)(k->obj >> 56), k->obj, k->ver, k->idx, v1 ? "pg" : "pg2");
 }
 
 static uint32_t
@@ -450,7 +478,7 @@ do_entry_pin(struct pagestore *ps, struct ps_entry *e, int pinned)
 {
 	if (e->pinned == (pinned != 0))
 		return;
-	int64_t fs = file_size(e->len);
+	int64_t fs = file_size(ps, e->len);
 	if (pinned) {
 		do_lru_unlink(ps, e);
 		e->pinned = 1;
@@ -574,7 +602,7 @@ do_obj_name(struct pagestore *ps, struct ps_obj *o, uint16_t gi, char *path,
 	if (o->grp != gi) {
 		struct ps_entry *e;
 		LIST_FOREACH(e, &o->pages, olink) {
-			int64_t fs = file_size(e->len);
+			int64_t fs = file_size(ps, e->len);
 			if (e->pinned) {
 				ps->groups[e->grp].pinned -= fs;
 				ps->groups[gi].pinned += fs;
@@ -649,7 +677,7 @@ do_make_ready(struct pagestore *ps, struct ps_entry *e, struct ps_obj **spare)
 	struct ps_obj *o = do_obj_add(ps, e, spare);
 	if (e->grp != o->grp) {
 		/* Reserved under another group than its object's. */
-		int64_t fs = file_size(e->len);
+		int64_t fs = file_size(ps, e->len);
 		ps->groups[e->grp].used -= fs;
 		ps->groups[o->grp].used += fs;
 		e->grp = o->grp;
@@ -668,7 +696,7 @@ do_unready(struct pagestore *ps, struct ps_entry *e)
 {
 	VAS_ASSERT(e->state == ST_READY);
 	if (e->pinned) {
-		int64_t fs = file_size(e->len);
+		int64_t fs = file_size(ps, e->len);
 		ps->pinned_bytes -= fs;
 		ps->groups[e->grp].pinned -= fs;
 		e->pinned = 0;
@@ -687,8 +715,8 @@ static void
 do_kill(struct pagestore *ps, struct ps_entry *e, struct ps_batch *batch)
 {
 	do_unready(ps, e);
-	ps->dirs[e->dir].used -= file_size(e->len);
-	ps->groups[e->grp].used -= file_size(e->len);
+	ps->dirs[e->dir].used -= file_size(ps, e->len);
+	ps->groups[e->grp].used -= file_size(ps, e->len);
 	e->state = ST_DYING;
 	SLIST_INSERT_HEAD(batch, e, dead);
 }
@@ -706,7 +734,7 @@ unlink_and_reap(struct pagestore *ps, struct ps_batch *batch, int unlink_files)
 	struct ps_entry *e;
 	if (unlink_files) {
 		SLIST_FOREACH(e, batch, dead) {
-			rel_path(rel, sizeof(rel), &e->k);
+			rel_path(rel, sizeof(rel), &e->k, e->v1);
 			if (unlinkat(ps->dirs[e->dir].fd, rel, 0) < 0 &&
 			    errno != ENOENT)
 				LOG_WARN("pagestore: unlink %s/%s: %s",
@@ -726,20 +754,67 @@ unlink_and_reap(struct pagestore *ps, struct ps_batch *batch, int unlink_files)
 
 /* ---- page file I/O ------------------------------------------------------ */
 
-static void
-hdr_encode(unsigned char *h, const struct page_key *k, uint32_t len,
-    uint32_t data_crc, uint32_t page_size)
+static uint32_t
+chunks_of(uint32_t len)
 {
-	memset(h, 0, HDR_SIZE);
+	return (uint32_t)(((uint64_t)len + PAGESTORE_CHUNK - 1) / PAGESTORE_CHUNK);
+}
+
+/* The CRC of chunk i of data (len bytes). */
+static uint32_t
+chunk_crc(const unsigned char *data, uint32_t len, uint32_t i)
+{
+	uint64_t at = (uint64_t)i * PAGESTORE_CHUNK;
+	uint64_t n = len - at < PAGESTORE_CHUNK ? len - at : PAGESTORE_CHUNK;
+	return crc32c(0, data + at, (size_t)n);
+}
+
+/* Encodes a format-2 header (ps->hdr_size bytes) with the chunk CRCs
+ * crcs[0..chunks_of(len)). */
+static void
+hdr_encode(const struct pagestore *ps, unsigned char *h,
+    const struct page_key *k, uint32_t len, const uint32_t *crcs)
+{
+	memset(h, 0, ps->hdr_size);
 	memcpy(h, HDR_MAGIC, 8);
 	put_le32(h + 8, HDR_FORMAT);
 	put_le32(h + 12, len);
 	put_le64(h + 16, k->obj);
 	put_le64(h + 24, k->ver);
 	put_le64(h + 32, k->idx);
-	put_le32(h + 40, data_crc);
-	put_le32(h + 44, page_size);
-	put_le32(h + 60, crc32c(0, h, 60));
+	put_le32(h + 40, PAGESTORE_CHUNK);
+	put_le32(h + 44, ps->page_size);
+	put_le32(h + 48, ps->nchunks);
+	uint32_t n = chunks_of(len);
+	for (uint32_t i = 0; i < n; i++)
+		put_le32(h + HDR_FIXED + 4 * i, crcs[i]);
+	uint32_t c = crc32c(0, h, 60);
+	put_le32(h + 60, crc32c(c, h + HDR_FIXED, 4 * (size_t)ps->nchunks));
+}
+
+static int
+header_ok(const struct pagestore *ps, const unsigned char *h,
+    const struct page_key *k, uint32_t len)
+{
+	struct page_key hk = {get_le64(h + 16), get_le64(h + 24), get_le64(h + 32)};
+	if (memcmp(h, HDR_MAGIC, 8) != 0 || get_le32(h + 8) != HDR_FORMAT ||
+	    get_le32(h + 12) != len || get_le32(h + 40) != PAGESTORE_CHUNK ||
+	    get_le32(h + 44) != ps->page_size || get_le32(h + 48) != ps->nchunks ||
+	    !key_eq(&hk, k))
+		return 0;
+	uint32_t c = crc32c(0, h, 60);
+	return get_le32(h + 60) == crc32c(c, h + HDR_FIXED, 4 * (size_t)ps->nchunks);
+}
+
+/* The old format's header (64 bytes, one CRC of all the data at 40). */
+static int
+v1_header_ok(const struct pagestore *ps, const unsigned char *h,
+    const struct page_key *k, uint32_t len)
+{
+	struct page_key hk = {get_le64(h + 16), get_le64(h + 24), get_le64(h + 32)};
+	return memcmp(h, V1_MAGIC, 8) == 0 && get_le32(h + 8) == V1_FORMAT &&
+	    get_le32(h + 60) == crc32c(0, h, 60) && get_le32(h + 12) == len &&
+	    get_le32(h + 44) == ps->page_size && key_eq(&hk, k);
 }
 
 static int
@@ -769,17 +844,52 @@ pwritev_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-/* Writes the page to a temp name and renames it into place.  -errno. */
+/* Reads exactly n bytes at off: 0, or -1 (an error, or the file ends). */
+static int
+pread_full(int fd, void *buf, size_t n, off_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * Writes the page (format 2) to a temp name and renames it into place.
+ * crcs: its chunk CRCs if the caller has them, else NULL.  -errno.
+ */
 static int
 write_page_file(struct pagestore *ps, int dirfd, const struct page_key *k,
-    const void *data, uint32_t len)
+    const void *data, uint32_t len, const uint32_t *crcs)
 {
 	char rel[REL_PATH_MAX], tmp[TMP_PATH_MAX];
-	rel_path(rel, sizeof(rel), k);
+	rel_path(rel, sizeof(rel), k, 0);
 	static _Thread_local pid_t tid;
 	if (!tid)
 		tid = gettid();
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", rel, (int)tid);
+
+	unsigned char hbuf[HDR_FIXED + 4 * 256];
+	unsigned char *h = ps->hdr_size <= sizeof(hbuf) ? hbuf : malloc(ps->hdr_size);
+	uint32_t cbuf[256], n = chunks_of(len);
+	uint32_t *c = crcs ? NULL : n <= 256 ? cbuf : malloc(4 * (size_t)n);
+	int rc = 0;
+	if (!h || (!crcs && !c)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (!crcs) {
+		for (uint32_t i = 0; i < n; i++)
+			c[i] = chunk_crc(data, len, i);
+		crcs = c;
+	}
+	hdr_encode(ps, h, k, len, crcs);
 
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ENOENT) {
@@ -791,135 +901,54 @@ write_page_file(struct pagestore *ps, int dirfd, const struct page_key *k,
 		else
 			errno = ENOENT;
 	}
-	if (fd < 0)
-		return -errno;
-
-	unsigned char h[HDR_SIZE];
-	hdr_encode(h, k, len, crc32c(0, data, len), ps->page_size);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
 	struct iovec iov[2] = {
-	    {.iov_base = h, .iov_len = HDR_SIZE},
+	    {.iov_base = h, .iov_len = ps->hdr_size},
 	    {.iov_base = (void *)data, .iov_len = len},
 	};
-	int rc = pwritev_all(fd, iov, 2);
+	rc = pwritev_all(fd, iov, 2);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno; /* NFS and friends report write errors here */
 	if (rc == 0 && renameat(dirfd, tmp, dirfd, rel) < 0)
 		rc = -errno;
 	if (rc < 0)
 		unlinkat(dirfd, tmp, 0);
+out:
+	if (h != hbuf)
+		free(h);
+	if (c != cbuf)
+		free(c);
 	return rc;
-}
-
-/* Where a SIGBUS raised while this thread reads a mapped page jumps to. */
-static __thread sigjmp_buf *volatile bus_jmp;
-
-static void
-on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)si;
-	(void)uc;
-	if (bus_jmp)
-		siglongjmp(*bus_jmp, 1);
-	signal(sig, SIG_DFL); /* not ours: die as we would have */
-	raise(sig);
-}
-
-static void
-sigbus_setup(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, NULL);
-}
-
-static void
-install_sigbus_handler(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, sigbus_setup);
-}
-
-/* CRC of mapped page data; -EBADMSG if touching it raised SIGBUS. */
-static int
-crc_mapped(const unsigned char *p, uint32_t len, uint32_t *crcp)
-{
-	sigjmp_buf jb;
-	if (sigsetjmp(jb, 1) != 0) {
-		bus_jmp = NULL;
-		return -EBADMSG;
-	}
-	bus_jmp = &jb;
-	*crcp = crc32c(0, p, len);
-	bus_jmp = NULL;
-	return 0;
-}
-
-/* CRC of a page's data read with pread (when it cannot be mapped). */
-static int
-check_data_pread(int fd, uint32_t len, uint32_t *crcp)
-{
-	size_t bufsz = len < VERIFY_CHUNK ? len : VERIFY_CHUNK;
-	unsigned char *buf = malloc(bufsz);
-	if (!buf)
-		return -ENOMEM;
-	uint32_t crc = 0, done = 0;
-	int rc = 0;
-	while (done < len) {
-		size_t want = len - done < bufsz ? len - done : bufsz;
-		ssize_t r = pread(fd, buf, want, HDR_SIZE + (off_t)done);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = -EBADMSG;
-			break;
-		}
-		crc = crc32c(crc, buf, (size_t)r);
-		done += (uint32_t)r;
-	}
-	free(buf);
-	*crcp = crc;
-	return rc;
-}
-
-static int
-header_ok(struct pagestore *ps, const unsigned char *h, const struct page_key *k,
-    uint32_t len)
-{
-	struct page_key hk = {get_le64(h + 16), get_le64(h + 24), get_le64(h + 32)};
-	return memcmp(h, HDR_MAGIC, 8) == 0 && get_le32(h + 8) == HDR_FORMAT &&
-	    get_le32(h + 60) == crc32c(0, h, 60) && get_le32(h + 12) == len &&
-	    get_le32(h + 44) == ps->page_size && key_eq(&hk, k);
 }
 
 /*
- * Small pages are checked with one pread into a buffer that the page_ref
- * then owns (ref->buf), and served from it.  Buffers come from a bounded
- * free list, so a stream of small reads allocates nothing.
+ * Read buffers (page_ref_read's): PAGESTORE_BUF_SIZE bytes each, from a
+ * bounded free list, so a stream of reads allocates nothing.
  */
-#define SMALL_BUF_SIZE (SMALL_PAGE_MAX + HDR_SIZE)
-#define SMALL_BUF_POOL 64
+#define BUF_POOL 64
+_Static_assert(PAGESTORE_BUF_SIZE % PAGESTORE_CHUNK == 0, "buffer of whole chunks");
 
-static unsigned char *
-small_buf_get(struct pagestore *ps)
+void *
+pagestore_buf_get(struct pagestore *ps)
 {
-	unsigned char *b = NULL;
+	void *b = NULL;
 	pthread_mutex_lock(&ps->buf_mu);
 	if (ps->nbufs > 0)
 		b = ps->bufs[--ps->nbufs];
 	pthread_mutex_unlock(&ps->buf_mu);
-	return b ? b : malloc(SMALL_BUF_SIZE);
+	return b ? b : malloc(PAGESTORE_BUF_SIZE);
 }
 
-static void
-small_buf_put(struct pagestore *ps, void *b)
+void
+pagestore_buf_put(struct pagestore *ps, void *b)
 {
 	if (!b)
 		return;
 	pthread_mutex_lock(&ps->buf_mu);
-	if (ps->nbufs < SMALL_BUF_POOL) {
+	if (ps->nbufs < BUF_POOL) {
 		ps->bufs[ps->nbufs++] = b;
 		b = NULL;
 	}
@@ -927,62 +956,38 @@ small_buf_put(struct pagestore *ps, void *b)
 	free(b);
 }
 
+/* A table of n CRCs for ref: its inline one, or an allocated one. */
+static uint32_t *
+ref_table(struct page_ref *ref, uint32_t n)
+{
+	if (n <= PAGE_REF_INLINE_CRCS)
+		return ref->crc_inline;
+	ref->crc_buf = malloc(4 * (size_t)n);
+	return ref->crc_buf;
+}
+
 /*
- * Checks the header and the data CRC of an open page file.  0 if good,
- * -EBADMSG if not (including read errors and short files).  For a small
- * page, *buf gets the buffer (the caller's to put back) and *data the
- * checked bytes in it.
+ * Reads and checks the format-2 header of an open page file and copies
+ * its CRC table into ref.  0, -EBADMSG, or -ENOMEM.
  */
 static int
-check_page_file(struct pagestore *ps, int fd, const struct page_key *k,
-    uint32_t len, const unsigned char **data, void **buf)
+read_header(struct pagestore *ps, int fd, const struct page_key *k,
+    uint32_t len, struct page_ref *ref)
 {
-	*data = NULL;
-	*buf = NULL;
-	if (len <= SMALL_PAGE_MAX) {
-		unsigned char *b = small_buf_get(ps);
-		*buf = b;
-		if (b) {
-			size_t want = HDR_SIZE + (size_t)len, got = 0;
-			while (got < want) {
-				ssize_t r = pread(fd, b + got, want - got, (off_t)got);
-				if (r < 0 && errno == EINTR)
-					continue;
-				if (r <= 0)
-					return -EBADMSG;
-				got += (size_t)r;
-			}
-			if (!header_ok(ps, b, k, len) ||
-			    crc32c(0, b + HDR_SIZE, len) != get_le32(b + 40))
-				return -EBADMSG;
-			*data = b + HDR_SIZE;
-			return 0;
-		}
-	}
-	unsigned char h[HDR_SIZE];
-	if (pread(fd, h, HDR_SIZE, 0) != HDR_SIZE || !header_ok(ps, h, k, len))
-		return -EBADMSG;
-
-	/* Checksum a large page where it lies, in the page cache: mapping it
-	 * costs no copy (a pread into a buffer would copy every byte once
-	 * more before sendfile sends it). */
-	uint32_t crc = 0;
-	int rc = 0;
-	if (len > 0) {
-		size_t maplen = HDR_SIZE + (size_t)len;
-		void *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-		if (map != MAP_FAILED) {
-			/* A disk read error or a file truncated behind our back
-			 * raises SIGBUS while touching the mapping: catch it
-			 * and treat the page as bad, never crash. */
-			rc = crc_mapped((const unsigned char *)map + HDR_SIZE, len, &crc);
-			munmap(map, maplen);
-		} else {
-			rc = check_data_pread(fd, len, &crc);
-		}
-	}
-	if (rc == 0 && crc != get_le32(h + 40))
-		rc = -EBADMSG;
+	unsigned char sbuf[HDR_FIXED + 4 * PAGE_REF_INLINE_CRCS];
+	unsigned char *h = ps->hdr_size <= sizeof(sbuf) ? sbuf : malloc(ps->hdr_size);
+	if (!h)
+		return -ENOMEM;
+	int rc = pread_full(fd, h, ps->hdr_size, 0) == 0 && header_ok(ps, h, k, len) ?
+	    0 : -EBADMSG;
+	uint32_t n = chunks_of(len);
+	uint32_t *t = rc == 0 ? ref_table(ref, n) : NULL;
+	if (rc == 0 && !t)
+		rc = -ENOMEM;
+	for (uint32_t i = 0; rc == 0 && i < n; i++)
+		t[i] = get_le32(h + HDR_FIXED + 4 * i);
+	if (h != sbuf)
+		free(h);
 	return rc;
 }
 
@@ -1005,6 +1010,134 @@ forget_page(struct pagestore *ps, const struct page_key *k, uint32_t gen,
 	unlink_and_reap(ps, &batch, corrupt);
 }
 
+/*
+ * A format-1 page was rewritten as format 2 (the new file is in place):
+ * if the entry is still (k, gen), it now names the new file, and the old
+ * one goes.  If the entry went meanwhile (or is going), the new file is
+ * nobody's: it is unlinked under mu, where no put of k can be writing (a
+ * put waits for a DYING entry and makes a PENDING one before it writes).
+ * A rare path, so the unlink under the lock is tolerated.
+ */
+static void
+converted(struct pagestore *ps, int dirfd, const struct page_key *k,
+    uint32_t gen)
+{
+	char rel[REL_PATH_MAX];
+	int drop_old = 0;
+	pthread_mutex_lock(&ps->mu);
+	struct ps_entry *e = do_lookup(ps, k);
+	if (e && e->gen == gen && e->state == ST_READY) {
+		if (e->v1) {
+			e->v1 = 0;
+			ps->converted_total++;
+			drop_old = 1;
+		}
+	} else if (!e || e->state == ST_DYING) {
+		rel_path(rel, sizeof(rel), k, 0);
+		unlinkat(dirfd, rel, 0);
+	}
+	pthread_mutex_unlock(&ps->mu);
+	if (drop_old) {
+		rel_path(rel, sizeof(rel), k, 1);
+		unlinkat(dirfd, rel, 0);
+	}
+}
+
+/*
+ * get of a format-1 page (fd open on it): its one CRC is checked over the
+ * whole data, ref gets the chunk CRCs computed from the checked bytes (its
+ * data at V1_HDR_SIZE of fd), and the page is rewritten as format 2.
+ * 0, -EBADMSG or -ENOMEM.
+ */
+static int
+get_v1(struct pagestore *ps, int dirfd, int fd, const struct page_key *k,
+    uint32_t len, uint32_t gen, struct page_ref *ref)
+{
+	unsigned char *b = malloc((size_t)V1_HDR_SIZE + len);
+	if (!b)
+		return -ENOMEM;
+	int rc = 0;
+	if (pread_full(fd, b, (size_t)V1_HDR_SIZE + len, 0) < 0 ||
+	    !v1_header_ok(ps, b, k, len) ||
+	    crc32c(0, b + V1_HDR_SIZE, len) != get_le32(b + 40))
+		rc = -EBADMSG;
+	uint32_t n = chunks_of(len);
+	uint32_t *t = rc == 0 ? ref_table(ref, n) : NULL;
+	if (rc == 0 && !t)
+		rc = -ENOMEM;
+	if (rc == 0) {
+		for (uint32_t i = 0; i < n; i++)
+			t[i] = chunk_crc(b + V1_HDR_SIZE, len, i);
+		ref->off = V1_HDR_SIZE;
+		/* Not cached in the new format if this fails: it is then
+		 * checked whole again at its next get. */
+		if (write_page_file(ps, dirfd, k, b + V1_HDR_SIZE, len, t) == 0)
+			converted(ps, dirfd, k, gen);
+	}
+	free(b);
+	return rc;
+}
+
+ssize_t
+page_ref_read(struct page_ref *ref, uint32_t a, uint32_t n, void *buf,
+    size_t cap, const unsigned char **p)
+{
+	if (!ref || ref->fd < 0 || !buf || !p || n == 0 || ref->chunk == 0 ||
+	    cap < ref->chunk)
+		return -EINVAL;
+	if ((uint64_t)a + n > ref->len)
+		return -ERANGE;
+	const uint64_t C = ref->chunk;
+	uint64_t start = a / C * C, end = (uint64_t)a + n;
+	uint64_t cend = (end + C - 1) / C * C;
+	if (cend > ref->len)
+		cend = ref->len;
+	if (cend - start > cap / C * C)
+		cend = start + cap / C * C;
+	unsigned char *b = buf;
+	const uint32_t *crcs = page_ref_crcs(ref);
+	int bad = pread_full(ref->fd, b, (size_t)(cend - start), ref->off + (off_t)start) < 0;
+	uint64_t at;
+	for (at = start; !bad && at < cend; at += C) {
+		uint64_t l = cend - at < C ? cend - at : C;
+		bad = crc32c(0, b + (at - start), (size_t)l) != crcs[at / C];
+	}
+	if (bad) {
+		LOG_WARN("pagestore: page %016" PRIx64 "-%016" PRIx64 "-%" PRIu64
+			 ": chunk %" PRIu64 " is corrupt or unreadable; dropped",
+		    ref->k.obj, ref->k.ver, ref->k.idx, (at > start ? at - C : at) / C);
+		forget_page(ref->ps, &ref->k, ref->gen, 1);
+		return -EBADMSG;
+	}
+	*p = b + (a - start);
+	return (ssize_t)((end < cend ? end : cend) - a);
+}
+
+int
+page_ref_verify(struct page_ref *ref, uint32_t a, uint32_t n)
+{
+	if (!ref || !ref->ps)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	void *buf = pagestore_buf_get(ref->ps);
+	if (!buf)
+		return -ENOMEM;
+	int rc = 0;
+	while (n > 0 && rc == 0) {
+		const unsigned char *p;
+		ssize_t got = page_ref_read(ref, a, n, buf, PAGESTORE_BUF_SIZE, &p);
+		if (got < 0) {
+			rc = (int)got;
+			break;
+		}
+		a += (uint32_t)got;
+		n -= (uint32_t)got;
+	}
+	pagestore_buf_put(ref->ps, buf);
+	return rc;
+}
+
 /* ---- public API ---------------------------------------------------------- */
 
 uint32_t
@@ -1022,11 +1155,8 @@ page_ref_release(struct page_ref *ref)
 		close(ref->fd);
 		ref->fd = -1;
 	}
-	if (ref->buf) {
-		small_buf_put(ref->ps, ref->buf);
-		ref->buf = NULL;
-	}
-	ref->data = NULL;
+	free(ref->crc_buf);
+	ref->crc_buf = NULL;
 }
 
 int
@@ -1039,95 +1169,230 @@ pagestore_has(struct pagestore *ps, const struct page_key *k)
 	return present;
 }
 
+/*
+ * get, and the scrubber's look at a page (use 0: neither its LRU place,
+ * its mtime nor its fresh mark change).
+ */
+static int
+do_get(struct pagestore *ps, const struct page_key *k, struct page_ref *ref,
+    int use)
+{
+	memset(ref, 0, sizeof(*ref));
+	ref->fd = -1;
+	ref->ps = ps;
+	ref->k = *k;
+	ref->chunk = PAGESTORE_CHUNK;
+
+	/* Twice at most: a page converted to the new format between our look
+	 * at its entry and our open is looked for again under its new name. */
+	for (int attempt = 0;; attempt++) {
+		pthread_mutex_lock(&ps->mu);
+		struct ps_entry *e = do_lookup(ps, k);
+		if (!e || e->state != ST_READY) {
+			pthread_mutex_unlock(&ps->mu);
+			return -ENOENT;
+		}
+		int fresh = 0, touch = 0;
+		if (use) {
+			fresh = e->fresh;
+			e->fresh = 0;
+			if (!e->pinned) {
+				do_lru_unlink(ps, e);
+				do_lru_link(ps, e);
+			}
+			uint32_t now = wall_sec32();
+			touch = now - e->touched >= TOUCH_INTERVAL_S;
+			if (touch)
+				e->touched = now;
+		}
+		int di = e->dir, dirfd = ps->dirs[di].fd, v1 = e->v1;
+		uint32_t gen = e->gen, len = e->len;
+		int whole = ps->verify == PAGESTORE_VERIFY_ONCE && !e->verified;
+		int checked = ps->verify == PAGESTORE_VERIFY_ONCE && e->verified;
+		pthread_mutex_unlock(&ps->mu);
+
+		char rel[REL_PATH_MAX];
+		rel_path(rel, sizeof(rel), k, v1);
+		int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			int err = errno;
+			if (err == ENOENT && v1 && attempt == 0) {
+				pthread_mutex_lock(&ps->mu);
+				e = do_lookup(ps, k);
+				int again = e && e->gen == gen && !e->v1;
+				pthread_mutex_unlock(&ps->mu);
+				if (again)
+					continue;
+			}
+			if (err == ENOENT) {
+				/* Removed behind our back (or just evicted). */
+				forget_page(ps, k, gen, 0);
+				return -ENOENT;
+			}
+			if (err != EMFILE && err != ENFILE && err != ENOMEM && err != EINTR) {
+				/* Not a page we can ever open (a link loop, a
+				 * permission or I/O error): drop it, fetch it again. */
+				LOG_WARN("pagestore: %s/%s cannot be opened (%s); dropped",
+				    ps->dirs[di].path, rel, strerror(err));
+				forget_page(ps, k, gen, 1);
+				return -ENOENT;
+			}
+			return -err;
+		}
+		ref->fd = fd;
+		ref->len = len;
+		ref->gen = gen;
+		ref->off = ps->hdr_size;
+		struct stat st;
+		int64_t want = v1 ? (int64_t)V1_HDR_SIZE + len : file_size(ps, len);
+		int rc = fstat(fd, &st) < 0 || st.st_size != want ? -EBADMSG :
+		    v1 ? get_v1(ps, dirfd, fd, k, len, gen, ref) :
+		    read_header(ps, fd, k, len, ref);
+		if (rc == -EBADMSG)
+			LOG_WARN("pagestore: %s/%s is corrupt or truncated; dropped",
+			    ps->dirs[di].path, rel);
+		if (rc == 0 && whole) {
+			/* --page-verify once: every chunk now, none later. */
+			rc = page_ref_verify(ref, 0, len);
+			if (rc == -EBADMSG) {
+				page_ref_release(ref);
+				return -ENOENT; /* dropped and counted */
+			}
+			if (rc == 0) {
+				pthread_mutex_lock(&ps->mu);
+				e = do_lookup(ps, k);
+				if (e && e->gen == gen)
+					e->verified = 1;
+				pthread_mutex_unlock(&ps->mu);
+				checked = 1;
+			}
+		}
+		if (rc < 0) {
+			page_ref_release(ref);
+			if (rc != -EBADMSG)
+				return rc;
+			forget_page(ps, k, gen, 1);
+			return -ENOENT;
+		}
+		/* mtime carries the LRU order across restarts; refresh it lazily. */
+		if (touch)
+			(void)futimens(fd, NULL);
+		ref->fresh = fresh;
+		ref->checked = checked;
+		return 0;
+	}
+}
+
 int
 pagestore_get(struct pagestore *ps, const struct page_key *k,
     struct page_ref *ref)
 {
 	if (!ps || !k || !ref)
 		return -EINVAL;
-	memset(ref, 0, sizeof(*ref));
-	ref->fd = -1;
-	ref->ps = ps;
+	return do_get(ps, k, ref, 1);
+}
 
-	pthread_mutex_lock(&ps->mu);
-	struct ps_entry *e = do_lookup(ps, k);
-	if (!e || e->state != ST_READY) {
-		pthread_mutex_unlock(&ps->mu);
-		return -ENOENT;
-	}
-	int fresh = e->fresh;
-	e->fresh = 0;
-	struct ps_dir *d = &ps->dirs[e->dir];
-	if (!e->pinned) {
-		do_lru_unlink(ps, e);
-		do_lru_link(ps, e);
-	}
-	int di = e->dir, dirfd = d->fd;
-	uint32_t gen = e->gen, len = e->len;
-	int verify = ps->verify == PAGESTORE_VERIFY_ALWAYS || !e->verified;
-	uint32_t now = wall_sec32();
-	int touch = now - e->touched >= TOUCH_INTERVAL_S;
-	if (touch)
-		e->touched = now;
-	pthread_mutex_unlock(&ps->mu);
+/* ---- scrubber ------------------------------------------------------------ */
 
-	char rel[REL_PATH_MAX];
-	rel_path(rel, sizeof(rel), k);
-	int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int err = errno;
-		if (err == ENOENT) {
-			/* Removed behind our back (or just evicted). */
-			forget_page(ps, k, gen, 0);
-			return -ENOENT;
-		}
-		if (err != EMFILE && err != ENFILE && err != ENOMEM && err != EINTR) {
-			/* Not a page we can ever open (a link loop, a
-			 * permission or I/O error): drop it, fetch it again. */
-			LOG_WARN("pagestore: %s/%s cannot be opened (%s); dropped",
-			    ps->dirs[di].path, rel, strerror(err));
-			forget_page(ps, k, gen, 1);
-			return -ENOENT;
-		}
-		return -err;
-	}
-	struct stat st;
-	int bad = fstat(fd, &st) < 0 || st.st_size != file_size(len);
-	const unsigned char *data = NULL;
-	void *buf = NULL;
-	if (!bad && verify) {
-		int rc = check_page_file(ps, fd, k, len, &data, &buf);
-		if (rc == -ENOMEM) {
-			small_buf_put(ps, buf);
-			close(fd);
-			return rc;
-		}
-		bad = rc < 0;
-	}
-	if (bad) {
-		small_buf_put(ps, buf);
-		close(fd);
-		LOG_WARN("pagestore: %s/%s is corrupt or truncated; dropped",
-		    ps->dirs[di].path, rel);
-		forget_page(ps, k, gen, 1);
-		return -ENOENT;
-	}
-	if (verify && ps->verify == PAGESTORE_VERIFY_ONCE) {
+/*
+ * A step walks etab's buckets from scrub_cursor (under mu, copying up to
+ * SCRUB_BATCH keys of READY pages), then, holding no lock, gets each page
+ * without using it (do_get with use 0: LRU place, mtime and fresh mark
+ * unchanged; an old-format page is converted) and checks all its chunks
+ * (page_ref_verify, which drops and counts a bad page).  A resize of etab
+ * between steps may make a pass skip or repeat some pages: a scrubber
+ * needs "about every page once a pass", not exactness.
+ */
+#define SCRUB_BATCH 64
+
+int64_t
+pagestore_scrub_step(struct pagestore *ps, int64_t max_bytes)
+{
+	int64_t done = 0;
+	size_t walked = 0;
+	pthread_mutex_lock(&ps->scrub_mu);
+	while (done < max_bytes && !ps->scrub_stop) {
+		struct page_key keys[SCRUB_BATCH];
+		int nk = 0;
 		pthread_mutex_lock(&ps->mu);
-		e = do_lookup(ps, k);
-		if (e && e->gen == gen)
-			e->verified = 1;
+		size_t nb = ps->etab.mask + 1;
+		while (nk == 0 && walked < nb) {
+			size_t bi = ps->scrub_cursor++ & ps->etab.mask;
+			walked++;
+			for (struct hnode *n = ps->etab.b[bi]; n && nk < SCRUB_BATCH; n = n->next) {
+				struct ps_entry *e = container_of(n, struct ps_entry, hn);
+				if (e->state == ST_READY)
+					keys[nk++] = e->k;
+			}
+		}
 		pthread_mutex_unlock(&ps->mu);
+		if (nk == 0)
+			break; /* once through the index (or it is empty) */
+		pthread_mutex_unlock(&ps->scrub_mu);
+		for (int i = 0; i < nk; i++) {
+			struct page_ref ref;
+			if (do_get(ps, &keys[i], &ref, 0) != 0)
+				continue; /* gone, or its header was bad: dropped */
+			int rc = page_ref_verify(&ref, 0, ref.len);
+			pthread_mutex_lock(&ps->mu);
+			ps->scrub_bytes_total += ref.len;
+			struct ps_entry *e = rc == 0 ? do_lookup(ps, &keys[i]) : NULL;
+			if (e && e->gen == ref.gen)
+				e->verified = 1;
+			pthread_mutex_unlock(&ps->mu);
+			done += ref.len;
+			page_ref_release(&ref);
+		}
+		pthread_mutex_lock(&ps->scrub_mu);
 	}
-	/* mtime carries the LRU order across restarts; refresh it lazily. */
-	if (touch)
-		(void)futimens(fd, NULL);
-	ref->fd = fd;
-	ref->off = HDR_SIZE;
-	ref->len = len;
-	ref->data = data;
-	ref->buf = buf;
-	ref->fresh = fresh;
+	pthread_mutex_unlock(&ps->scrub_mu);
+	return done;
+}
+
+/* Steps of a tenth of a second's bytes, each followed by a sleep that
+ * brings the average down to the rate; a second's pause after a pass. */
+static void *
+scrub_main(void *arg)
+{
+	struct pagestore *ps = arg;
+	int64_t quantum = ps->scrub_rate / 10 > 0 ? ps->scrub_rate / 10 : 1;
+	pthread_mutex_lock(&ps->scrub_mu);
+	while (!ps->scrub_stop) {
+		pthread_mutex_unlock(&ps->scrub_mu);
+		int64_t t0 = now_ms();
+		int64_t did = pagestore_scrub_step(ps, quantum);
+		int64_t wait_ms = did * 1000 / ps->scrub_rate - (now_ms() - t0);
+		if (did < quantum && wait_ms < 1000)
+			wait_ms = 1000;
+		pthread_mutex_lock(&ps->scrub_mu);
+		if (wait_ms > 0 && !ps->scrub_stop) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait_ms / 1000;
+			ts.tv_nsec += (wait_ms % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&ps->scrub_cond, &ps->scrub_mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&ps->scrub_mu);
+	return NULL;
+}
+
+int
+pagestore_scrub_start(struct pagestore *ps, int64_t rate)
+{
+	if (!ps || rate < 0)
+		return -EINVAL;
+	if (rate == 0 || ps->scrub_running)
+		return 0;
+	ps->scrub_rate = rate;
+	int rc = pthread_create(&ps->scrub_thread, NULL, scrub_main, ps);
+	if (rc != 0)
+		return -rc;
+	ps->scrub_running = 1;
 	return 0;
 }
 
@@ -1200,7 +1465,7 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 		return -EINVAL;
 	if (org && (!org->path || !org->group))
 		org = NULL;
-	int64_t fsize = file_size(len);
+	int64_t fsize = file_size(ps, len);
 	struct ps_obj *spare = malloc(sizeof(*spare));
 	char *path = org ? strdup(org->path) : NULL;
 	if (!spare || (org && !path)) {
@@ -1237,8 +1502,8 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 	struct ps_entry *v;
 	while (rc == 0 && quota > 0 && ps->groups[gi].used + fsize > quota &&
 	    (v = TAILQ_LAST(&ps->groups[gi].lru, ps_lru)) != NULL) {
-		ps->quota_evicted_bytes_total += file_size(v->len);
-		ps->evicted_bytes_total += file_size(v->len);
+		ps->quota_evicted_bytes_total += file_size(ps, v->len);
+		ps->evicted_bytes_total += file_size(ps, v->len);
 		ps->evicted_pages_total++;
 		do_kill(ps, v, &batch);
 	}
@@ -1246,7 +1511,7 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 		rc = -EDQUOT; /* the rest is pinned or being written */
 	while (rc == 0 && d->used + fsize > d->capacity &&
 	    (v = TAILQ_LAST(&d->lru, ps_lru)) != NULL) {
-		ps->evicted_bytes_total += file_size(v->len);
+		ps->evicted_bytes_total += file_size(ps, v->len);
 		ps->evicted_pages_total++;
 		do_kill(ps, v, &batch);
 	}
@@ -1278,7 +1543,7 @@ put_page(struct pagestore *ps, const struct page_key *k, const void *data,
 		return rc;
 	}
 
-	rc = write_page_file(ps, dirfd, k, data, len);
+	rc = write_page_file(ps, dirfd, k, data, len, NULL);
 
 	uint32_t born = 0;
 	pthread_mutex_lock(&ps->mu);
@@ -1358,20 +1623,29 @@ rekey_file(struct pagestore *ps, int dirfd, const struct page_key *from,
     const struct page_key *to)
 {
 	char rel[REL_PATH_MAX], nrel[REL_PATH_MAX];
-	rel_path(rel, sizeof(rel), from);
-	rel_path(nrel, sizeof(nrel), to);
+	rel_path(rel, sizeof(rel), from, 0);
+	rel_path(nrel, sizeof(nrel), to, 0);
 	int fd = openat(dirfd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
-	unsigned char h[HDR_SIZE];
-	int rc = 0;
-	if (pread(fd, h, HDR_SIZE, 0) != HDR_SIZE || !header_ok(ps, h, from, get_le32(h + 12)))
+	unsigned char hbuf[HDR_FIXED + 4 * PAGE_REF_INLINE_CRCS];
+	unsigned char *h = ps->hdr_size <= sizeof(hbuf) ? hbuf : malloc(ps->hdr_size);
+	int rc = h ? 0 : -ENOMEM;
+	if (rc == 0 && (pread_full(fd, h, ps->hdr_size, 0) < 0 ||
+	    !header_ok(ps, h, from, get_le32(h + 12))))
 		rc = -EBADMSG;
 	if (rc == 0) {
-		hdr_encode(h, to, get_le32(h + 12), get_le32(h + 40), ps->page_size);
-		if (pwrite(fd, h, HDR_SIZE, 0) != HDR_SIZE)
+		/* The key and the header's CRC change; the table stays. */
+		put_le64(h + 16, to->obj);
+		put_le64(h + 24, to->ver);
+		put_le64(h + 32, to->idx);
+		uint32_t c = crc32c(0, h, 60);
+		put_le32(h + 60, crc32c(c, h + HDR_FIXED, 4 * (size_t)ps->nchunks));
+		if (pwrite(fd, h, ps->hdr_size, 0) != (ssize_t)ps->hdr_size)
 			rc = -EIO;
 	}
+	if (h != hbuf)
+		free(h);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc == 0 && renameat(dirfd, rel, dirfd, nrel) < 0)
@@ -1447,8 +1721,8 @@ pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
 		struct ps_entry *have = do_lookup(ps, &to);
 		do_hash_remove(ps, e);
 		if (have) {
-			ps->dirs[e->dir].used -= file_size(e->len);
-			ps->groups[e->grp].used -= file_size(e->len);
+			ps->dirs[e->dir].used -= file_size(ps, e->len);
+			ps->groups[e->grp].used -= file_size(ps, e->len);
 			if (have->dir != e->dir && norphans < (int)ARRAY_SIZE(orphans)) {
 				orphans[norphans].dir = e->dir;
 				orphans[norphans++].k = to;
@@ -1469,15 +1743,15 @@ pagestore_rekey(struct pagestore *ps, uint64_t obj, uint64_t from_ver,
 	/* Failed moves: their bytes go; their files (old names) are unlinked
 	 * by the reaper, as for any dying page. */
 	SLIST_FOREACH(e, &batch, dead) {
-		ps->dirs[e->dir].used -= file_size(e->len);
-		ps->groups[e->grp].used -= file_size(e->len);
+		ps->dirs[e->dir].used -= file_size(ps, e->len);
+		ps->groups[e->grp].used -= file_size(ps, e->len);
 		e->state = ST_DYING;
 	}
 	pthread_mutex_unlock(&ps->mu);
 	unlink_and_reap(ps, &batch, 1);
 	char rel[REL_PATH_MAX];
 	for (int i = 0; i < norphans; i++) {
-		rel_path(rel, sizeof(rel), &orphans[i].k);
+		rel_path(rel, sizeof(rel), &orphans[i].k, 0);
 		unlinkat(ps->dirs[orphans[i].dir].fd, rel, 0);
 	}
 	free(spare);
@@ -1523,6 +1797,8 @@ pagestore_get_stats(struct pagestore *ps, struct pagestore_stats *st)
 	st->evicted_bytes_total = ps->evicted_bytes_total;
 	st->evicted_pages_total = ps->evicted_pages_total;
 	st->checksum_failures_total = ps->checksum_failures_total;
+	st->scrub_bytes_total = ps->scrub_bytes_total;
+	st->converted_total = ps->converted_total;
 	st->write_errors_total = ps->write_errors_total;
 	st->pinned_bytes = ps->pinned_bytes;
 	st->ttl_freed_bytes_total = ps->ttl_freed_bytes_total;
@@ -1919,8 +2195,10 @@ read_meta(int dirfd)
 		return 0;
 	buf[r] = '\0';
 	unsigned fmt = 0, psz = 0;
+	/* Format 1's pages are read (and rewritten as format 2 at their
+	 * first get), so a dir written by an older ferry keeps its pages. */
 	if (sscanf(buf, "ferry-pagestore %u page_size=%u", &fmt, &psz) != 2 ||
-	    fmt != HDR_FORMAT)
+	    (fmt != HDR_FORMAT && fmt != V1_FORMAT))
 		return 0;
 	return psz;
 }
@@ -1965,13 +2243,16 @@ parse_hex16(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* Parses "<obj>-<ver>-<idx>.pg" found in subdir sub (0..255). */
+/* Parses "<obj>-<ver>-<idx>.pg2" (or the old format's ".pg": *v1 = 1)
+ * found in subdir sub (0..255). */
 static int
-parse_page_name(const char *name, unsigned sub, struct page_key *k)
+parse_page_name(const char *name, unsigned sub, struct page_key *k, int *v1)
 {
-	if (strlen(name) != NAME_LEN || name[16] != '-' || name[33] != '-' ||
-	    strcmp(name + 50, ".pg") != 0)
+	size_t n = strlen(name);
+	if ((n != NAME_LEN && n != V1_NAME_LEN) || name[16] != '-' || name[33] != '-' ||
+	    strcmp(name + 50, n == NAME_LEN ? ".pg2" : ".pg") != 0)
 		return -1;
+	*v1 = n == V1_NAME_LEN;
 	if (parse_hex16(name, &k->obj) < 0 || parse_hex16(name + 17, &k->ver) < 0 ||
 	    parse_hex16(name + 34, &k->idx) < 0)
 		return -1;
@@ -1981,6 +2262,7 @@ parse_page_name(const char *name, unsigned sub, struct page_key *k)
 struct scan_item {
 	struct page_key k;
 	uint32_t len;
+	int v1;
 	uint32_t mtime_s;
 	int64_t mtime_ns;
 };
@@ -2037,12 +2319,14 @@ scan_subdir(struct pagestore *ps, int dirfd, const char *dpath, unsigned sub,
 		if (!S_ISREG(st.st_mode))
 			continue; /* not ours to remove */
 		struct page_key k;
+		int v1 = 0;
 		int is_tmp = strstr(name, ".tmp.") != NULL;
-		int is_page = !is_tmp && parse_page_name(name, sub, &k) == 0;
+		int is_page = !is_tmp && parse_page_name(name, sub, &k, &v1) == 0;
 		if (!is_tmp && !is_page && !owned)
 			continue; /* not ours to remove */
-		int ok = is_page && !wipe && st.st_size >= HDR_SIZE &&
-		    st.st_size <= file_size(ps->page_size);
+		int64_t hs = v1 ? V1_HDR_SIZE : ps->hdr_size;
+		int ok = is_page && !wipe && st.st_size >= hs &&
+		    st.st_size <= hs + (int64_t)ps->page_size;
 		if (!ok) {
 			if (!is_tmp && !wipe)
 				LOG_WARN("pagestore: removing stray file %s/%s/%s",
@@ -2062,7 +2346,8 @@ scan_subdir(struct pagestore *ps, int dirfd, const char *dpath, unsigned sub,
 		}
 		struct scan_item *it = &list->v[list->n++];
 		it->k = k;
-		it->len = (uint32_t)(st.st_size - HDR_SIZE);
+		it->len = (uint32_t)(st.st_size - hs);
+		it->v1 = v1;
 		it->mtime_s = (uint32_t)st.st_mtim.tv_sec;
 		it->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
 		    st.st_mtim.tv_nsec;
@@ -2117,7 +2402,7 @@ load_dir(struct pagestore *ps, int di, int wipe, int owned, char **err)
 		struct scan_item *it = &list.v[i];
 		if (do_lookup(ps, &it->k)) {
 			/* Same page in two dirs (dir list changed): keep one. */
-			rel_path(rel, sizeof(rel), &it->k);
+			rel_path(rel, sizeof(rel), &it->k, it->v1);
 			unlinkat(d->fd, rel, 0);
 			dups++;
 			continue;
@@ -2136,9 +2421,10 @@ load_dir(struct pagestore *ps, int di, int wipe, int owned, char **err)
 		e->gen = ++ps->gen;
 		e->touched = it->mtime_s;
 		e->verified = 0;
+		e->v1 = it->v1 ? 1 : 0;
 		do_hash_insert(ps, e);
-		d->used += file_size(e->len);
-		ps->groups[0].used += file_size(e->len);
+		d->used += file_size(ps, e->len);
+		ps->groups[0].used += file_size(ps, e->len);
 		do_make_ready(ps, e, &spare);
 		free(spare);
 	}
@@ -2150,9 +2436,9 @@ load_dir(struct pagestore *ps, int di, int wipe, int owned, char **err)
 	    (v = TAILQ_LAST(&d->lru, ps_lru)) != NULL) {
 		struct ps_batch batch = SLIST_HEAD_INITIALIZER(batch);
 		ev_pages++;
-		ev_bytes += file_size(v->len);
+		ev_bytes += file_size(ps, v->len);
 		do_kill(ps, v, &batch); /* single-threaded: reaped at once */
-		rel_path(rel, sizeof(rel), &v->k);
+		rel_path(rel, sizeof(rel), &v->k, v->v1);
 		unlinkat(d->fd, rel, 0);
 		do_hash_remove(ps, v);
 		do_entry_free(ps, v);
@@ -2256,7 +2542,11 @@ open_store(const struct pagestore_dir_cfg *dirs, int ndirs, uint32_t page_size,
 	pthread_mutex_init(&ps->mu, NULL);
 	pthread_mutex_init(&ps->buf_mu, NULL);
 	pthread_cond_init(&ps->cond, NULL);
+	pthread_mutex_init(&ps->scrub_mu, NULL);
+	pthread_cond_init(&ps->scrub_cond, NULL);
 	ps->page_size = page_size;
+	ps->nchunks = (uint32_t)(((uint64_t)page_size + PAGESTORE_CHUNK - 1) / PAGESTORE_CHUNK);
+	ps->hdr_size = HDR_FIXED + 4 * ps->nchunks;
 	ps->verify = verify;
 	SLIST_INIT(&ps->free_entries);
 	int hrc = htab_init(&ps->etab, INITIAL_BUCKETS, entry_hashof);
@@ -2297,7 +2587,6 @@ struct pagestore *
 pagestore_open(const struct pagestore_dir_cfg *dirs, int ndirs,
     uint32_t page_size, enum pagestore_verify verify, char **err)
 {
-	install_sigbus_handler();
 	char *msg = NULL;
 	struct pagestore *ps = open_store(dirs, ndirs, page_size, verify, &msg);
 	if (!ps && !msg)
@@ -2316,6 +2605,15 @@ pagestore_close(struct pagestore **psp)
 		return;
 	struct pagestore *ps = *psp;
 	*psp = NULL;
+	if (ps->scrub_running) {
+		pthread_mutex_lock(&ps->scrub_mu);
+		ps->scrub_stop = 1;
+		pthread_cond_broadcast(&ps->scrub_cond);
+		pthread_mutex_unlock(&ps->scrub_mu);
+		pthread_join(ps->scrub_thread, NULL);
+	}
+	pthread_mutex_destroy(&ps->scrub_mu);
+	pthread_cond_destroy(&ps->scrub_cond);
 	if (ps->otab.b) {
 		HTAB_EACH(&ps->otab, i, n, nx) {
 			struct ps_obj *o = container_of(n, struct ps_obj, hn);

@@ -7,16 +7,21 @@
  * page index.  Bytes of two versions are never mixed because the version is
  * part of the key.
  *
- * On disk each page is one file, <dir>/<obj[0:2]>/<obj>-<ver>-<idx>.pg, a
- * fixed header (magic, key, length, CRC32C of the data) followed by the
- * data.  A page is written to a temporary name and renamed into place, so a
- * crash never leaves a torn page under a real name; a page whose CRC does not
- * match (bit rot, a crash before the data reached the disk) is dropped and
- * counted, never served.
+ * On disk each page is one file, <dir>/<obj[0:2]>/<obj>-<ver>-<idx>.pg2, a
+ * header (magic, key, length, a CRC32C per PAGESTORE_CHUNK bytes of data,
+ * the header's own CRC) followed by the data.  A page is written to a
+ * temporary name and renamed into place, so a crash never leaves a torn
+ * page under a real name; a chunk whose CRC does not match (bit rot, a
+ * crash before the data reached the disk) is never served: its page is
+ * dropped and counted, and fetched again.  Pages of the old format (.pg,
+ * one CRC over the whole page) are checked whole at their first get and
+ * rewritten in the new one.
  *
  * Restart: the index is rebuilt from directory listings and stat(2) alone
- * (names carry the key, sizes carry the length), without reading page data.
- * Headers are read and CRCs checked lazily, the first time a page is served.
+ * (names carry the key and format, sizes carry the length), without
+ * reading page data.  Headers are read lazily, the first time a page is
+ * served; chunks are checked by each read that touches them, and by the
+ * scrubber (pagestore_scrub_start) in the background.
  *
  * Capacity is per directory; pages are placed on a directory by key hash,
  * and each directory evicts in LRU order when a put would exceed it.
@@ -56,6 +61,8 @@ struct pagestore_stats {
 	int64_t ttl_freed_bytes_total;
 	int64_t quota_evicted_bytes_total;
 	int64_t objects;            /* cached objects */
+	int64_t scrub_bytes_total;  /* data bytes the scrubber checked */
+	int64_t converted_total;    /* old-format pages rewritten */
 };
 
 /*
@@ -101,25 +108,86 @@ struct pagestore_group_stats {
 };
 
 /*
- * A page being served: read len bytes of data from fd at offset off, or,
- * when data is set (a small page whose checksum was just checked in
- * memory), take the bytes from there.  The ref owns both (the descriptor
- * and the buffer data points into) until page_ref_release.
+ * Pages are checked in chunks of PAGESTORE_CHUNK bytes of data: the page
+ * file's header holds a CRC32C per chunk, so a read checks only the
+ * chunks it touches (a 4 KiB read one chunk, 32 KiB), not the whole page.
+ */
+#define PAGESTORE_CHUNK (32u * 1024)
+/* CRC tables up to this many chunks (pages up to 1 MiB) live in the ref. */
+#define PAGE_REF_INLINE_CRCS 32
+
+/*
+ * A page being served: its data is len bytes of fd from offset off, in
+ * chunks of `chunk` bytes (the last one shorter), chunk i with CRC32C
+ * page_ref_crcs(ref)[i].  get checked the header only (magic, key, length,
+ * the header's own CRC over the table): the data is checked by whoever
+ * reads it, with page_ref_read/page_ref_verify in the worker, or by a
+ * local client given the CRCs (localfd).  checked says every chunk was
+ * checked since the store opened (--page-verify once: the bytes may then
+ * be sent without a check).  The ref owns the descriptor and the table
+ * until page_ref_release; it may not be copied (the table may live in it).
  */
 struct page_ref {
 	int fd;       /* owned by the ref; closed by page_ref_release */
 	off_t off;    /* where the data starts in the file */
 	uint32_t len; /* data length */
-	const unsigned char *data; /* the checked bytes, or NULL */
+	uint32_t chunk; /* chunk size (PAGESTORE_CHUNK) */
 	int fresh;    /* the page was stored fresh (pagestore_put_fresh) and
 	               * this is its first get since */
-	void *buf;    /* owned: the small-page buffer data points into */
+	int checked;  /* every chunk checked already: reads need no check */
+	uint32_t ra, rn; /* reader_get_pages: the data [ra, ra + rn) asked for */
+	uint32_t gen;    /* the store's entry, to drop it if a chunk fails */
+	struct page_key k;
+	uint32_t *crc_buf; /* owned: a table too big for crc_inline, or NULL */
+	uint32_t crc_inline[PAGE_REF_INLINE_CRCS];
 	struct pagestore *ps;
 };
 
+/* The chunk CRCs of a ref: page_ref_nchunks(ref) entries. */
+static inline const uint32_t *
+page_ref_crcs(const struct page_ref *ref)
+{
+	return ref->crc_buf ? ref->crc_buf : ref->crc_inline;
+}
+
+static inline uint32_t
+page_ref_nchunks(const struct page_ref *ref)
+{
+	return ref->chunk ? (uint32_t)(((uint64_t)ref->len + ref->chunk - 1) / ref->chunk) : 0;
+}
+
+/*
+ * Reads data bytes [a, a + n) of a ref into buf and checks them: each
+ * chunk the range touches is read whole with pread (no mapping) and its
+ * CRC compared with the table.  buf holds cap bytes (at least one chunk);
+ * when the chunks do not all fit, the first ones that do are read.
+ * Returns how many bytes of the range start at *p (> 0, at most n: ask
+ * again from a + that), or -ERANGE (the range passes the page's end),
+ * -EBADMSG (a chunk failed its CRC, or could not be read whole: the page
+ * is dropped from the store and counted in checksum_failures, so a read
+ * that fetches it again stores a good copy), or -EINVAL.
+ */
+ssize_t page_ref_read(struct page_ref *ref, uint32_t a, uint32_t n, void *buf,
+    size_t cap, const unsigned char **p);
+
+/* page_ref_read over [a, a + n), through a pooled buffer, bytes dropped:
+ * 0, or its errors (-ENOMEM when no buffer can be had). */
+int page_ref_verify(struct page_ref *ref, uint32_t a, uint32_t n);
+
+/*
+ * Read buffers for page_ref_read: PAGESTORE_BUF_SIZE bytes (a multiple of
+ * the chunk size), from a bounded free list (64 idle at most), so a
+ * stream of reads allocates nothing.  NULL when out of memory.
+ */
+#define PAGESTORE_BUF_SIZE (256u * 1024)
+void *pagestore_buf_get(struct pagestore *ps);
+void pagestore_buf_put(struct pagestore *ps, void *buf);
+
 enum pagestore_verify {
-	PAGESTORE_VERIFY_ALWAYS, /* check CRC on every get */
-	PAGESTORE_VERIFY_ONCE,   /* once per page per process lifetime */
+	PAGESTORE_VERIFY_ALWAYS, /* every read checks the chunks it touches */
+	PAGESTORE_VERIFY_ONCE,   /* a page is checked whole at its first get
+	                          * per process lifetime (and by the scrubber),
+	                          * then served unchecked (ref->checked) */
 };
 
 struct pagestore;
@@ -133,9 +201,12 @@ uint32_t pagestore_page_size(const struct pagestore *ps);
 
 /*
  * Looks a page up.  0 and *ref filled on a hit (caller releases);
- * -ENOENT on a miss; a page that fails its checksum or header check is
- * removed, counted, and reported as -ENOENT so the caller re-fetches it.
- * Marks the page most recently used.
+ * -ENOENT on a miss; a page whose header (or, with --page-verify once, at
+ * its first get, data) fails its check is removed, counted, and reported
+ * as -ENOENT so the caller re-fetches it.  The data is not checked here
+ * (see page_ref_read).  A page of the old format (one CRC over the whole
+ * page) is checked whole, served from the table computed from it, and
+ * rewritten in the new format.  Marks the page most recently used.
  */
 int pagestore_get(struct pagestore *ps, const struct page_key *k,
     struct page_ref *ref);
@@ -238,6 +309,22 @@ int64_t pagestore_drop_prefix(struct pagestore *ps, uint64_t group,
 /* Drops the objects whose TTL ended by now (pinned ones stay).  Costs
  * what expired, not what is cached.  Returns data bytes freed. */
 int64_t pagestore_expire(struct pagestore *ps, uint32_t now);
+
+/*
+ * The scrubber: one thread that checks every cached page whole (each
+ * chunk against its CRC), about once per pass over the index, at most
+ * rate bytes a second on average, and drops (and counts, in
+ * checksum_failures) the bad ones, so bit rot in pages nobody reads is
+ * found too.  Pages it checks keep their LRU place.  rate 0: no thread.
+ * 0, or -errno; pagestore_close stops it.
+ */
+int pagestore_scrub_start(struct pagestore *ps, int64_t rate);
+
+/* One scrub step, on the calling thread: checks whole pages from where
+ * the last step stopped until max_bytes are checked or the index has been
+ * gone through once.  Returns the data bytes checked (the thread's step;
+ * tests call it directly). */
+int64_t pagestore_scrub_step(struct pagestore *ps, int64_t max_bytes);
 
 /* Per-group usage: up to max groups in out; returns the number of groups. */
 int pagestore_groups(struct pagestore *ps, struct pagestore_group_stats *out,

@@ -860,7 +860,7 @@ op_local(struct worker *w, struct http_conn *c)
 	dbuf_init(&b, 4096);
 	dbuf_adds(&b, "{\"socket\":");
 	json_put_str(&b, localfd_path(w->lfd));
-	dbuf_printf(&b, ",\"id\":\"%s\"}\n", id);
+	dbuf_printf(&b, ",\"id\":\"%s\",\"protocol\":%d}\n", id, LFD_PROTOCOL);
 	ctl_reply_json(c, 200, &b);
 	dbuf_free(&b);
 }

@@ -7,14 +7,18 @@
  * as the control API does and asks objget for the pages of the range at
  * the version the client pinned (objget_pages: the metadata check, and,
  * when every page that covers the range is in the page store, its files
- * with the CRC checked per --page-verify); it sends the page files'
- * descriptors with SCM_RIGHTS and closes its copies.  A
- * missing page answers LFD_MISS: the client reads through HTTP, whose read
- * path fetches and caches the pages.
+ * with their headers checked: no page data is read here); it sends the
+ * page files' descriptors with SCM_RIGHTS, with the CRCs of the chunks
+ * each segment touches (the client checks every chunk it reads), and
+ * closes its copies.  A missing page answers LFD_MISS: the client reads
+ * through HTTP, whose read path fetches and caches the pages.  A request
+ * of protocol 1 (clients that check nothing) is refused with a protocol-1
+ * error answer and the connection closed.
  *
  * Invariants: requests are bounded (LFD_REQ_MAX bytes, LFD_LEN_MAX bytes
- * asked, LFD_MAX_SEGS descriptors per answer); a descriptor is only sent
- * for a page of the version asked for; localfd_stop() returns only after
+ * asked, LFD_MAX_SEGS descriptors and LFD_MAX_CRCS CRCs per answer); a
+ * descriptor is only sent for a page of the version asked for, and only
+ * with the CRCs of every chunk its segment touches; localfd_stop() returns only after
  * every connection thread has ended, so none outlives the subsystems it
  * uses.
  */
@@ -86,16 +90,19 @@ read_full(int fd, void *p, size_t n)
 	return 0;
 }
 
-/* Sends the answer and segments, with fds[0..nfd) on its first byte. */
+/* Sends the answer, segments and CRCs, with fds[0..nfd) on its first byte. */
 static int
 send_answer(int fd, const struct lfd_ans *a, const struct lfd_seg *segs,
-    const int *fds, int nfd)
+    const uint32_t *crcs, const int *fds, int nfd)
 {
-	char msg[sizeof(*a) + LFD_MAX_SEGS * sizeof(*segs)];
-	size_t total = sizeof(*a) + a->nseg * sizeof(*segs);
+	char msg[sizeof(*a) + LFD_MAX_SEGS * sizeof(*segs) + LFD_MAX_CRCS * sizeof(*crcs)];
+	size_t total = sizeof(*a) + a->nseg * sizeof(*segs) + a->ncrc * sizeof(*crcs);
 	memcpy(msg, a, sizeof(*a));
 	if (a->nseg)
 		memcpy(msg + sizeof(*a), segs, a->nseg * sizeof(*segs));
+	if (a->ncrc)
+		memcpy(msg + sizeof(*a) + a->nseg * sizeof(*segs), crcs,
+		    a->ncrc * sizeof(*crcs));
 	struct iovec iov = {.iov_base = msg, .iov_len = total};
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * LFD_MAX_SEGS)];
@@ -131,18 +138,19 @@ send_answer(int fd, const struct lfd_ans *a, const struct lfd_seg *segs,
 }
 
 /*
- * Fills segs/fds for [off, off + len) of path at version etag.  Returns an
- * lfd_status (LFD_ERROR with *err set); on LFD_OK the caller sends and
- * closes fds[0..*nseg).
+ * Fills a's counts, segs, crcs and fds for [off, off + len) of path at
+ * version etag.  Returns an lfd_status (LFD_ERROR with *err set); on
+ * LFD_OK the caller sends and closes fds[0..a->nseg).
  */
 static int
 serve(struct localfd *lf, char *path, const char *etag, int64_t off,
-    int64_t len, struct lfd_seg *segs, int *fds, uint32_t *nseg,
-    int64_t *covered, int *err)
+    int64_t len, struct lfd_ans *a, struct lfd_seg *segs, uint32_t *crcs,
+    int *fds, int *err)
 {
 	struct worker *w = lf->w;
-	*nseg = 0;
-	*covered = 0;
+	a->nseg = 0;
+	a->ncrc = 0;
+	a->covered = 0;
 	const char *mn, *k;
 	size_t ml, kl;
 	if (path[0] != '/' || ferry_path_split(path, &mn, &ml, &k, &kl) < 0) {
@@ -173,16 +181,52 @@ serve(struct localfd *lf, char *path, const char *etag, int64_t off,
 		*err = r;
 		return LFD_ERROR;
 	}
+	/* Each segment: its descriptor and the CRCs of the chunks that hold
+	 * its bytes (the client checks them; nothing is read here).  Pages
+	 * past what LFD_MAX_CRCS holds are left for the client's next ask. */
 	for (int i = 0; i < n; i++) {
-		segs[i].file_off = (int64_t)refs[i].off;
-		segs[i].len = refs[i].len;
-		fds[i] = refs[i].fd;
-		refs[i].fd = -1; /* ours now: sent, then closed by the caller */
-		*covered += refs[i].len;
-		page_ref_release(&refs[i]);
+		struct page_ref *ref = &refs[i];
+		uint32_t C = ref->chunk, c0 = ref->ra / C,
+		    c1 = (ref->ra + ref->rn - 1) / C, nc = c1 - c0 + 1;
+		if (a->ncrc + nc > LFD_MAX_CRCS || (a->nseg > 0 && C != a->chunk)) {
+			page_ref_release(ref);
+			continue;
+		}
+		if (a->nseg < (uint32_t)i) { /* one was left out: so are the rest */
+			page_ref_release(ref);
+			continue;
+		}
+		struct lfd_seg *sg = &segs[a->nseg];
+		sg->file_off = (int64_t)ref->off + ref->ra;
+		sg->len = ref->rn;
+		sg->chunk_off = (int64_t)ref->off + (int64_t)c0 * C;
+		int64_t end = (int64_t)(c1 + 1) * C;
+		sg->chunk_end = (int64_t)ref->off + (end < ref->len ? end : ref->len);
+		sg->ncrc = nc;
+		sg->reserved = 0;
+		memcpy(crcs + a->ncrc, page_ref_crcs(ref) + c0, nc * sizeof(*crcs));
+		a->ncrc += nc;
+		a->chunk = C;
+		fds[a->nseg++] = ref->fd;
+		ref->fd = -1; /* ours now: sent, then closed by the caller */
+		a->covered += ref->rn;
+		page_ref_release(ref);
 	}
-	*nseg = (uint32_t)n;
 	return LFD_OK;
+}
+
+/* A client of protocol 1 (it would not check chunks): refused with an
+ * error it understands, so it reads through HTTP; logged once. */
+static void
+refuse_v1(int fd)
+{
+	static int warned;
+	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		LOG_WARN("local socket: a client of local-read protocol 1 (an older ferry "
+			 "fuse) was refused; it reads through HTTP until it is upgraded");
+	struct lfd_ans_v1 a = {.magic = LFD_MAGIC_ANS_V1, .status = LFD_ERROR,
+	    .err = -EPROTONOSUPPORT};
+	(void)!send(fd, &a, sizeof(a), MSG_NOSIGNAL);
 }
 
 /* One request; 0 to go on, -1 to close the connection. */
@@ -192,6 +236,16 @@ handle_one(struct localfd *lf, int fd)
 	struct lfd_req rq;
 	if (read_full(fd, &rq, sizeof(rq)) < 0)
 		return -1;
+	if (rq.magic == LFD_MAGIC_REQ_V1) {
+		/* Its path and version are read (and dropped), so that the
+		 * client reads our answer rather than a reset. */
+		char skip[LFD_REQ_MAX];
+		count(R_ERROR);
+		if ((size_t)rq.path_len + rq.etag_len <= sizeof(skip) &&
+		    read_full(fd, skip, (size_t)rq.path_len + rq.etag_len) == 0)
+			refuse_v1(fd);
+		return -1;
+	}
 	if (rq.magic != LFD_MAGIC_REQ || rq.path_len == 0 ||
 	    rq.path_len > LFD_REQ_MAX || rq.etag_len >= UFS_ETAG_MAX ||
 	    sizeof(rq) + (size_t)rq.path_len + rq.etag_len > LFD_REQ_MAX ||
@@ -212,17 +266,18 @@ handle_one(struct localfd *lf, int fd)
 	}
 	struct lfd_ans a = {.magic = LFD_MAGIC_ANS};
 	struct lfd_seg segs[LFD_MAX_SEGS];
+	uint32_t crcs[LFD_MAX_CRCS];
 	int fds[LFD_MAX_SEGS];
 	int err = 0;
 	int st;
 	if (ct_memcmp(rq.id, lf->id, LFD_ID_LEN) != 0)
 		st = LFD_WRONG_ID;
 	else
-		st = serve(lf, path, etag, rq.off, rq.len, segs, fds, &a.nseg, &a.covered, &err);
+		st = serve(lf, path, etag, rq.off, rq.len, &a, segs, crcs, fds, &err);
 	a.status = (uint32_t)st;
 	a.err = err;
 	count(st == LFD_OK ? R_OK_ : st == LFD_MISS ? R_MISS : st == LFD_STALE ? R_STALE : R_ERROR);
-	int sr = send_answer(fd, &a, segs, fds, (int)a.nseg);
+	int sr = send_answer(fd, &a, segs, crcs, fds, (int)a.nseg);
 	for (uint32_t j = 0; j < a.nseg; j++)
 		close(fds[j]);
 	if (sr < 0)

@@ -52,7 +52,9 @@ metrics_render(struct dbuf *b, const struct pagestore_stats *ps)
 	GAUGE(b, "ferry_cache_capacity_bytes", "Configured page cache capacity.", ps->capacity_bytes);
 	GAUGE(b, "ferry_cache_pages", "Pages in the cache.", ps->pages);
 	COUNTER(b, "ferry_cache_evicted_bytes_total", "Bytes evicted from the page cache.", ps->evicted_bytes_total);
-	COUNTER(b, "ferry_page_checksum_failures_total", "Pages dropped because their checksum or header did not match.", ps->checksum_failures_total);
+	COUNTER(b, "ferry_page_checksum_failures_total", "Pages dropped because a chunk's checksum or the header did not match.", ps->checksum_failures_total);
+	COUNTER(b, "ferry_scrub_bytes_total", "Page data bytes the scrubber checked.", ps->scrub_bytes_total);
+	COUNTER(b, "ferry_pages_converted_total", "Pages of the old format (one CRC per page) rewritten in the chunked one.", ps->converted_total);
 	GAUGE(b, "ferry_pinned_bytes", "Bytes of pinned pages (never evicted).", ps->pinned_bytes);
 	GAUGE(b, "ferry_cached_objects", "Objects with pages in the cache.", ps->objects);
 	COUNTER(b, "ferry_ttl_freed_bytes_total", "Bytes dropped at the end of their TTL.", ps->ttl_freed_bytes_total);

@@ -551,21 +551,40 @@ count_served(int miss, int64_t n)
 /*
  * Sends [a, a+n) of a cached page (whose data must reach a + n, else the
  * page is shorter than the version says: stale) and releases the ref.
- * Small pages checked in memory go from there, others by sendfile.
+ * Each chunk the range touches is read into a pooled buffer and checked
+ * (page_ref_read) before its bytes go; a page checked whole already
+ * (--page-verify once) goes by sendfile.  *done: the bytes sent, also on
+ * failure (-EBADMSG: a chunk failed, the page is dropped; the caller
+ * fetches it again and sends the rest).
  */
 static int
-serve_ref(const struct read_sink *sink, struct page_ref *ref, int64_t a,
-    int64_t n)
+serve_ref(struct reader *r, const struct read_sink *sink, struct page_ref *ref,
+    int64_t a, int64_t n, int64_t *done)
 {
-	int rc;
-	if ((int64_t)ref->len < a + n)
+	int rc = 0;
+	*done = 0;
+	if ((int64_t)ref->len < a + n) {
 		rc = -ESTALE;
-	else if (ref->data)
-		rc = sink->mem(sink->arg, ref->data + a, (size_t)n);
-	else
+	} else if (ref->checked) {
 		rc = sink->file(sink->arg, ref->fd, ref->off + a, (size_t)n);
-	if (rc == 0)
-		count_served(ref->fresh, n);
+		if (rc == 0)
+			*done = n;
+	} else if (n > 0) {
+		void *buf = pagestore_buf_get(r->ps);
+		rc = buf ? 0 : -ENOMEM;
+		while (rc == 0 && *done < n) {
+			const unsigned char *p;
+			ssize_t got = page_ref_read(ref, (uint32_t)(a + *done),
+			    (uint32_t)(n - *done), buf, PAGESTORE_BUF_SIZE, &p);
+			if (got < 0)
+				rc = (int)got;
+			else if ((rc = sink->mem(sink->arg, p, (size_t)got)) == 0)
+				*done += got;
+		}
+		pagestore_buf_put(r->ps, buf);
+	}
+	if (*done > 0)
+		count_served(ref->fresh, *done);
 	page_ref_release(ref);
 	return rc;
 }
@@ -628,8 +647,17 @@ serve_page(struct reader *r, struct mount *m, const char *path,
 	for (;;) {
 		struct page_ref ref;
 		int gr = pagestore_get(r->ps, k, &ref);
-		if (gr == 0)
-			return serve_ref(sink, &ref, a, n);
+		if (gr == 0) {
+			int64_t done;
+			int sr = serve_ref(r, sink, &ref, a, n, &done);
+			if (sr != -EBADMSG)
+				return sr;
+			/* A chunk failed its check: the page is gone from the
+			 * store; fetch it again for what is left to send. */
+			a += done;
+			n -= done;
+			continue;
+		}
 		if (gr != -ENOENT)
 			return gr; /* the store cannot open it: an error, not a retry */
 
@@ -747,10 +775,8 @@ reader_get_pages(struct reader *r, struct mount *m, const char *path,
 			rc = -ENOENT;
 			break;
 		}
-		ref->off += a;
-		if (ref->data)
-			ref->data += a;
-		ref->len = (uint32_t)cnt;
+		ref->ra = (uint32_t)a;
+		ref->rn = (uint32_t)cnt;
 		(*n)++;
 	}
 	if (rc < 0) {
@@ -760,6 +786,6 @@ reader_get_pages(struct reader *r, struct mount *m, const char *path,
 		return rc;
 	}
 	for (int j = 0; j < *n; j++)
-		count_served(refs[j].fresh, refs[j].len);
+		count_served(refs[j].fresh, refs[j].rn);
 	return 0;
 }

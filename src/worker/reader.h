@@ -2,8 +2,11 @@
  * reader.h: the read path's lower half: every byte of an object that this
  * worker serves comes through here, from the page store or from the
  * under-store.  Serves a byte range of one version of one object page by
- * page: cached pages go from their files to the sink (sendfile, no
- * user-space copy); missing pages are fetched from the UFS by a pool of
+ * page: cached pages are read chunk by chunk into a pooled buffer, each
+ * chunk the range touches checked against its CRC, and sent from there (a
+ * page checked whole already under --page-verify once goes by sendfile); a
+ * chunk that fails drops the page, which is fetched again for the bytes not
+ * sent yet.  Missing pages are fetched from the UFS by a pool of
  * fetch threads, several at once (the request's window plus read-ahead
  * when access is sequential), stored in the page store, and handed to the
  * sink from the fetch buffer.  Concurrent misses on one page share one
@@ -91,7 +94,9 @@ int64_t reader_cached_bytes(struct reader *r, struct mount *m,
  * the range is longer), for a client on this host that reads the files
  * itself.  0 with refs[0..*n) (the caller releases them) when every page is
  * cached; -ENOENT (nothing held) when one is not; -errno on failure.  Each
- * ref's [off, off + len) is exactly the covered part of its page.
+ * ref's data [ra, ra + rn) is exactly the covered part of its page.  The
+ * data is not checked here: whoever reads it checks the chunks it touches
+ * against the ref's CRCs.
  */
 int reader_get_pages(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off, int64_t len,

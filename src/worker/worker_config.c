@@ -26,7 +26,7 @@
 #define SECRET_MAX 4096
 
 enum {
-	OPT_CACHE_DIR = 1000, OPT_CACHE_SIZE, OPT_PAGE_SIZE, OPT_PAGE_VERIFY,
+	OPT_CACHE_DIR = 1000, OPT_CACHE_SIZE, OPT_PAGE_SIZE, OPT_PAGE_VERIFY, OPT_SCRUB_RATE,
 	OPT_SYNC, OPT_STALE, OPT_META_ENTRIES, OPT_UFS_PAR, OPT_WINDOW,
 	OPT_READAHEAD, OPT_INFLIGHT, OPT_S3_ADDR, OPT_S3_AK, OPT_S3_SK,
 	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_S3_DOMAIN, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
@@ -50,8 +50,11 @@ static const struct opt_def opts[] = {
 	{"cache-size", OPT_CACHE_SIZE, "SIZE", "capacity of each --cache-dir given without :SIZE\n"
 	    "(default 10G; at least 8 pages)", NULL},
 	{"page-size", OPT_PAGE_SIZE, "SIZE", "bytes per cached page (default 1M; 64K..64M)", NULL},
-	{"page-verify", OPT_PAGE_VERIFY, "MODE", "'always': check each page's CRC32C on every read\n"
-	    "(default); 'once': once per page per process", NULL},
+	{"page-verify", OPT_PAGE_VERIFY, "MODE", "'always': every read checks the CRC32C of each 32 KiB\n"
+	    "chunk it touches (default); 'once': a page is checked whole\n"
+	    "at its first read per process, then served unchecked", NULL},
+	{"scrub-rate", OPT_SCRUB_RATE, "SIZE", "bytes per second the scrubber checks cached pages at\n"
+	    "in the background, dropping bad ones (default 32M; 0: off)", NULL},
 	{"sync-interval", OPT_SYNC, "DURATION", "how long stat/list answers are trusted before the\n"
 	    "under-store is asked again (default 60s; e.g. 500ms, 5m)", NULL},
 	{"stale-if-error", OPT_STALE, "DURATION", "when the under-store fails, keep serving what is\n"
@@ -540,6 +543,12 @@ apply_opt(struct parse *p, int id, char *arg, int from_argv)
 			return fail(p, "bad --writeback-parallel %s (1..64)", arg);
 		c->wb_parallel = (int)v;
 		return 0;
+	case OPT_SCRUB_RATE:
+		if (strcmp(arg, "0") == 0)
+			c->scrub_rate = 0;
+		else if ((c->scrub_rate = parse_size(arg)) <= 0)
+			return fail(p, "bad --scrub-rate %s (bytes per second, e.g. 32M; 0: off)", arg);
+		return 0;
 	case OPT_WB_BW:
 		if ((c->wb_bandwidth = parse_size(arg)) <= 0)
 			return fail(p, "bad --writeback-bandwidth %s (bytes per second, e.g. 100M)", arg);
@@ -629,6 +638,7 @@ defaults(struct worker_cfg *c)
 	memset(c, 0, sizeof(*c));
 	c->page_size = 1 << 20;
 	c->verify = PAGESTORE_VERIFY_ALWAYS;
+	c->scrub_rate = 32 << 20;
 	snprintf(c->s3_host, sizeof(c->s3_host), "127.0.0.1");
 	c->s3_port = 29998;
 	snprintf(c->ctl_host, sizeof(c->ctl_host), "127.0.0.1");

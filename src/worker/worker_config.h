@@ -27,6 +27,7 @@ struct worker_cfg {
 	int ndirs;
 	uint32_t page_size;
 	enum pagestore_verify verify;
+	int64_t scrub_rate;       /* bytes/s the scrubber checks; 0: off */
 	char s3_host[256];
 	int s3_port;
 	char ctl_host[256];

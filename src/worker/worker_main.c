@@ -389,6 +389,9 @@ worker_start(struct worker *w)
 		free(err);
 		return -1;
 	}
+	int src = pagestore_scrub_start(w->ps, c->scrub_rate);
+	if (src < 0)
+		LOG_WARN("page store: scrubber not started: %s", strerror(-src));
 	struct pagestore_stats pst;
 	pagestore_get_stats(w->ps, &pst);
 	char used[32], cap[32];

@@ -31,6 +31,20 @@ ROOT = Path(__file__).resolve().parents[2]
 FERRY = Path(os.environ.get("FERRY_BIN", str(ROOT / "build" / "ferry")))
 S3RVER_BIN = ROOT / ".deps" / "npm" / "node_modules" / ".bin" / "s3rver"
 PAGE = 64 * 1024
+CHUNK = 32 * 1024  # the page store checks pages in chunks of this size
+
+
+def page_hdr(page_size=PAGE):
+    """The size of a page file's header (format 2: 64 bytes and a CRC32C
+    per chunk of a full page); the data follows it."""
+    return 64 + 4 * -(-page_size // CHUNK)
+
+
+def page_files(cache_dir):
+    """The page files under a cache dir (format 2, "*.pg2")."""
+    return sorted(p for p in Path(cache_dir).rglob("*.pg2") if p.is_file())
+
+
 S3RVER_KEY = "S3RVER"  # s3rver's built-in credentials
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -6,13 +6,14 @@ disk that is full or read-only does not stop correct reads.  A file
 rewritten while a response is sent never yields a complete mixed body."""
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import PAGE, make_mounted, rand_bytes
+from conftest import CHUNK, FERRY, PAGE, make_mounted, page_files, page_hdr, rand_bytes
 
 
 def test_second_read_makes_no_ufs_request(mounted):
@@ -116,10 +117,6 @@ def test_sync_interval_fully_cached_old_version(make_worker, data_dir):
     assert int(h["LastModified"].timestamp()) == 1_600_000_050
 
 
-def page_files(cache_dir):
-    return sorted(p for p in Path(cache_dir).rglob("*.pg") if p.is_file())
-
-
 def flip_byte(path, off):
     with open(path, "r+b") as fh:
         fh.seek(off)
@@ -138,8 +135,8 @@ def test_corrupted_page_is_refetched(make_worker, data_dir):
     w.wait_cached("/data/c.bin", size)
     pages = page_files(w.cache_dir)
     assert len(pages) == 4, pages
-    assert all(p.stat().st_size == PAGE + 64 for p in pages), [p.stat().st_size for p in pages]
-    flip_byte(pages[2], 64 + 1000)
+    assert all(p.stat().st_size == PAGE + page_hdr() for p in pages), [p.stat().st_size for p in pages]
+    flip_byte(pages[2], page_hdr() + 1000)
     reads = w.ufs_reads()
     assert s3.get_object(Bucket="data", Key="c.bin")["Body"].read() == data
     assert w.metric("ferry_page_checksum_failures_total") == 1
@@ -163,11 +160,201 @@ def test_corrupted_page_after_restart(make_worker, data_dir):
     assert len(pages) == 3
     # The last page is short (5 bytes): corrupt its first data byte.
     last = min(pages, key=lambda p: p.stat().st_size)
-    flip_byte(last, 64)
+    flip_byte(last, page_hdr())
     w.start()
     assert w.s3().get_object(Bucket="data", Key="d.bin")["Body"].read() == data
     assert w.metric("ferry_page_checksum_failures_total") == 1
     assert w.ufs_reads() == 1
+
+
+def page_file(cache_dir, idx):
+    """The page file of page idx (the cache holds one object's pages)."""
+    (p,) = [p for p in page_files(cache_dir) if int(p.name.split("-")[2].split(".")[0], 16) == idx]
+    return p
+
+
+_PREAD_PY = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.ferry_connect.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+lib.ferry_pread.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t,
+                            ctypes.c_int64]
+lib.ferry_pread.restype = ctypes.c_ssize_t
+lib.ferry_close.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+f = ctypes.c_void_p()
+tok = sys.argv[3].encode() or None
+assert lib.ferry_connect(sys.argv[2].encode(), tok, ctypes.byref(f)) == 0
+n = int(sys.argv[6])
+buf = ctypes.create_string_buffer(n)
+got = lib.ferry_pread(f, sys.argv[4].encode(), buf, n, int(sys.argv[5]))
+lib.ferry_close(ctypes.byref(f))
+assert got >= 0, got
+sys.stdout.buffer.write(buf.raw[:got])
+"""
+
+
+def libferry_pread(w, path, off, n):
+    """ferry_pread through libferry (the build's libferry.so, by ctypes), as
+    a program linked with it would read.  In a child process: a sanitizer
+    build's library needs its runtime loaded first (LD_PRELOAD)."""
+    so = str(FERRY.parent / "libferry.so")
+    env = dict(os.environ)
+    ldd = subprocess.run(["ldd", so], capture_output=True, text=True).stdout
+    pre = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
+           if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
+    if pre:
+        env["LD_PRELOAD"] = " ".join(pre)
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    token = w.credentials()[0] or ""
+    p = subprocess.run([sys.executable, "-c", _PREAD_PY, so, w.ctl_addr, token, path,
+                        str(off), str(n)], capture_output=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    return p.stdout
+
+
+def test_flipped_byte_is_never_served_gateway_data_libferry(make_worker, data_dir):
+    """Pages are checked by 32 KiB chunk, by each read that touches them: a
+    byte flipped on disk is found by the first read of its chunk, whatever
+    the client (the S3 gateway, /v1/data, libferry), which gets the right
+    bytes (the page fetched again) and the failure is counted.  A read of
+    another chunk of the page neither checks nor drops it."""
+    size = 5 * PAGE
+    data = rand_bytes(size, 14)
+    (data_dir / "f.bin").write_bytes(data)
+    # No scrubber: each failure here is found by the read that is checked.
+    w = make_worker(mounts={"data": data_dir}, args=["--scrub-rate", "0"])
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="f.bin")["Body"].read() == data
+    w.wait_cached("/data/f.bin", size)
+    assert len(page_files(w.cache_dir)) == 5
+    H = page_hdr()
+
+    def fails():
+        return w.metric("ferry_page_checksum_failures_total") or 0
+
+    def s3_range(a, n):
+        r = s3.get_object(Bucket="data", Key="f.bin", Range=f"bytes={a}-{a + n - 1}")
+        return r["Body"].read()
+
+    # The S3 gateway.  Chunk 1 of page 1 is bad; a 4 KiB read of chunk 0
+    # is served from the cache and checks nothing else.
+    flip_byte(page_file(w.cache_dir, 1), H + CHUNK + 100)
+    reads = w.ufs_reads()
+    assert s3_range(PAGE + 10, 4096) == data[PAGE + 10:PAGE + 10 + 4096]
+    assert fails() == 0 and w.ufs_reads() == reads
+    # A 4 KiB read in chunk 1 (not even at the flipped byte) finds it.
+    a = PAGE + CHUNK + 8000
+    assert s3_range(a, 4096) == data[a:a + 4096]
+    assert fails() == 1 and w.ufs_reads() == reads + 1
+
+    # /v1/data, a range across the bad chunk of page 2 from a good one.
+    flip_byte(page_file(w.cache_dir, 2), H + CHUNK + 5)
+    a = 2 * PAGE + CHUNK - 300
+    r = w.ctl("GET", "/v1/data", params={"path": "/data/f.bin"},
+              headers={"Range": f"bytes={a}-{a + 999}"})
+    assert r.status_code == 206 and r.content == data[a:a + 1000]
+    assert fails() == 2 and w.ufs_reads() == reads + 2
+
+    # libferry (ferry_pread, over /v1/data).
+    flip_byte(page_file(w.cache_dir, 3), H + 7)
+    assert libferry_pread(w, "/data/f.bin", 3 * PAGE, 4096) == data[3 * PAGE:3 * PAGE + 4096]
+    assert fails() == 3 and w.ufs_reads() == reads + 3
+
+    # A whole-object read with a bad chunk after good ones in page 4: the
+    # good chunks go from the cache, the rest from the page fetched again.
+    flip_byte(page_file(w.cache_dir, 4), H + CHUNK + 1)
+    assert s3.get_object(Bucket="data", Key="f.bin")["Body"].read() == data
+    assert fails() == 4 and w.ufs_reads() == reads + 4
+    # Everything refetched is cached again, good.
+    assert s3.get_object(Bucket="data", Key="f.bin")["Body"].read() == data
+    assert fails() == 4 and w.ufs_reads() == reads + 4
+
+
+def test_scrubber_drops_a_bad_page_nobody_reads(make_worker, data_dir):
+    """The scrubber re-checks every cached page in the background at
+    --scrub-rate: a byte flipped in a page nobody reads is found, the page
+    dropped and counted; the next read fetches it again."""
+    size = 4 * PAGE
+    data = rand_bytes(size, 16)
+    (data_dir / "s.bin").write_bytes(data)
+    w = make_worker(mounts={"data": data_dir}, args=["--scrub-rate", "1M"])
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="s.bin")["Body"].read() == data
+    w.wait_cached("/data/s.bin", size)
+    victim = page_file(w.cache_dir, 2)
+    flip_byte(victim, page_hdr() + PAGE - 1)
+    deadline = time.time() + 15
+    while time.time() < deadline and (w.metric("ferry_page_checksum_failures_total") or 0) == 0:
+        time.sleep(0.2)
+    assert w.metric("ferry_page_checksum_failures_total") == 1
+    assert w.metric("ferry_scrub_bytes_total") >= 3 * PAGE
+    assert not victim.exists()
+    reads = w.ufs_reads()
+    assert s3.get_object(Bucket="data", Key="s.bin")["Body"].read() == data
+    assert w.ufs_reads() == reads + 1
+
+
+def test_old_format_pages_are_checked_and_converted(make_worker, data_dir):
+    """Pages of the old format (".pg": a 64-byte header, one CRC32C over the
+    page) left by an older ferry are checked whole at their first read and
+    rewritten in the new one; a bad one is never served."""
+    import struct
+    size = 3 * PAGE
+    data = rand_bytes(size, 15)
+    (data_dir / "o.bin").write_bytes(data)
+    w = make_worker(mounts={"data": data_dir})
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="o.bin")["Body"].read() == data
+    w.wait_cached("/data/o.bin", size)
+    assert w.stop() == 0
+    # Rewrite each page as an older ferry wrote it.
+    crc = _crc32c
+    for p in page_files(w.cache_dir):
+        raw = p.read_bytes()
+        H = page_hdr()
+        h, body = raw[:H], raw[H:]
+        old = bytearray(64)
+        old[0:8] = b"FERRYPG1"
+        struct.pack_into("<II", old, 8, 1, len(body))
+        old[16:40] = h[16:40]  # the key
+        struct.pack_into("<II", old, 40, crc(body), PAGE)
+        struct.pack_into("<I", old, 60, crc(bytes(old[:60])))
+        q = p.with_suffix(".pg")
+        q.write_bytes(bytes(old) + body)
+        p.unlink()
+    olds = sorted(w.cache_dir.rglob("*.pg"))
+    assert len(olds) == 3
+    flip_byte(olds[0], 64 + 5)
+    w.args += ["--scrub-rate", "0"]  # found by the read, not the scrubber
+    w.start()
+    s3 = w.s3()
+    assert s3.get_object(Bucket="data", Key="o.bin")["Body"].read() == data
+    assert w.metric("ferry_page_checksum_failures_total") == 1
+    assert w.ufs_reads() == 1  # the bad one only
+    assert not list(w.cache_dir.rglob("*.pg"))
+    assert len(page_files(w.cache_dir)) == 3
+
+
+def _crc32c(b, crc=0):
+    """CRC32C (Castagnoli), bitwise: for building test pages."""
+    crc ^= 0xFFFFFFFF
+    tab = _crc32c.tab
+    for x in b:
+        crc = tab[(crc ^ x) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_crc32c.tab = _crc32c_table()
 
 
 @pytest.fixture

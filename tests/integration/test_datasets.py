@@ -26,7 +26,7 @@ import subprocess
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import FERRY, PAGE, put_tree, rand_bytes, wait_for
+from conftest import FERRY, PAGE, page_hdr, put_tree, rand_bytes, wait_for
 
 KiB = 1024
 MiB = 1 << 20
@@ -81,10 +81,10 @@ def total(files):
 
 def pinned_ok(v, files):
     """The worker's own pinned-bytes figure (ferry_pinned_bytes, the pin
-    reply) counts its pages on disk: the data, and at most a 64-byte page
-    header per page (du's figures are data bytes)."""
+    reply) counts its pages on disk: the data, and at most a page header
+    per page (du's figures are data bytes)."""
     pages = sum(-(-len(d) // PAGE) for d in files.values())
-    return total(files) <= v <= total(files) + 64 * pages
+    return total(files) <= v <= total(files) + page_hdr(PAGE) * pages
 
 
 def two_mounts(tmp_path, make_worker, a_files, b_files, **kw):

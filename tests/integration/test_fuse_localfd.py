@@ -1,14 +1,18 @@
 """`ferry fuse` zero-copy local reads: the worker on the same host hands the
 FUSE client the page files' descriptors over its Unix socket
-(<state dir>/ferry.sock) and the client splices from them, instead of
-copying every byte through HTTP.
+(<state dir>/ferry.sock), with the CRC32C of each chunk they hold, and the
+client reads the bytes from them, checking every chunk it reads, instead
+of copying every byte through HTTP.
 
 Checked: warm reads are served from descriptors (ferry_local_fd_reads_total
 {result="ok"} grows, no /v1/data request is made) with bytes equal to the
 source; cold reads go through HTTP once and are local afterwards; a file
 changed in the under-store shows new bytes, never a mix; with
 `--local-socket none` reads go through HTTP; a killed and restarted worker
-is picked up again.
+is picked up again; a byte flipped in a page file is never handed to an
+application (the client's check fails, it reads through HTTP, where the
+worker drops the page and fetches it again); a client of the old protocol
+is refused.
 """
 import errno
 import os
@@ -20,7 +24,8 @@ import time
 
 import pytest
 
-from conftest import free_port, rand_bytes, wait_for
+from conftest import CHUNK, free_port, page_files, page_hdr, rand_bytes, wait_for
+from test_cache import _crc32c, flip_byte
 from test_fuse import MiB, _replace, fuse_mount, md5  # noqa: F401 (fixture)
 from test_fuse import pytestmark  # noqa: F401 (skip without FUSE)
 
@@ -107,7 +112,7 @@ def test_warm_reads_are_served_from_page_files(make_worker, fuse_mount, data_dir
     assert c1["http"] == c0["http"], "a warm read went through HTTP"
     assert c1["miss"] == c0["miss"] and c1["error"] == c0["error"]
     assert c1["hit"] - c0["hit"] >= sum(len(d) for d in files.values())
-    assert "zero-copy" in m.log()
+    assert "each chunk checked" in m.log()
 
 
 def test_cold_reads_go_through_http_then_local(make_worker, fuse_mount, data_dir, files):
@@ -258,21 +263,27 @@ def mounted_at_ok(m):
 # --- the socket's protocol, driven directly ----------------------------------
 
 REQ = struct.Struct("<IIIIqq16s")
-ANS = struct.Struct("<IIiIq")
-SEG = struct.Struct("<qq")
+ANS = struct.Struct("<IIiIqII")
+SEG = struct.Struct("<qqqqII")
+MAGIC_REQ, MAGIC_ANS = 0x3252514c, 0x3252414c  # protocol 2
+MAGIC_REQ_V1, MAGIC_ANS_V1 = 0x4652514c, 0x4652414c
 
 
-def ask(sock, wid, path, etag, off, n):
+def ask(sock, wid, path, etag, off, n, crcs_out=None):
     p, e = path.encode(), etag.encode()
-    sock.sendall(REQ.pack(0x4652514c, len(p), len(e), 0, off, n, wid) + p + e)
-    msg, fds, _, _ = socket.recv_fds(sock, ANS.size + 32 * SEG.size, 32)
+    sock.sendall(REQ.pack(MAGIC_REQ, len(p), len(e), 0, off, n, wid) + p + e)
+    msg, fds, _, _ = socket.recv_fds(sock, ANS.size + 32 * SEG.size + 256 * 4, 32)
     assert len(msg) >= ANS.size, msg
-    magic, status, err, nseg, covered = ANS.unpack_from(msg)
-    assert magic == 0x4652414c
-    while len(msg) < ANS.size + nseg * SEG.size:
-        msg += sock.recv(ANS.size + nseg * SEG.size - len(msg))
+    magic, status, err, nseg, covered, ncrc, chunk = ANS.unpack_from(msg)
+    assert magic == MAGIC_ANS
+    want = ANS.size + nseg * SEG.size + 4 * ncrc
+    while len(msg) < want:
+        msg += sock.recv(want - len(msg))
     segs = [SEG.unpack_from(msg, ANS.size + i * SEG.size) for i in range(nseg)]
-    return status, err, covered, list(zip(fds, segs))
+    crcs = list(struct.unpack_from(f"<{ncrc}I", msg, ANS.size + nseg * SEG.size))
+    if crcs_out is not None:
+        crcs_out[:] = [chunk, crcs]
+    return status, err, covered, [(fd, (s[0], s[1])) for fd, s in zip(fds, segs)]
 
 
 def test_socket_protocol(make_worker, data_dir, files):
@@ -287,12 +298,25 @@ def test_socket_protocol(make_worker, data_dir, files):
     s.connect(loc["socket"])
     # ok: the descriptors hold exactly the bytes (64 KiB pages: 17 pieces).
     off, n = 100000, MiB
-    status, err, covered, pieces = ask(s, wid, "/data/a.bin", etag, off, n)
+    extra = []
+    status, err, covered, pieces = ask(s, wid, "/data/a.bin", etag, off, n, extra)
     assert (status, covered, len(pieces)) == (0, n, 17)
+    chunk, crcs = extra
+    assert chunk == CHUNK
     got = b""
+    ci = 0
     for fd, (foff, ln) in pieces:
         got += os.pread(fd, ln, foff)
+        # The CRCs are those of the chunks holding the bytes, in order.
+        hdr = page_hdr()
+        c0, c1 = (foff - hdr) // CHUNK, (foff - hdr + ln - 1) // CHUNK
+        for c in range(c0, c1 + 1):
+            size = os.fstat(fd).st_size
+            whole = os.pread(fd, min(CHUNK, size - hdr - c * CHUNK), hdr + c * CHUNK)
+            assert _crc32c(whole) == crcs[ci], (foff, c)
+            ci += 1
         os.close(fd)
+    assert ci == len(crcs)
     assert got == data[off:off + n]
     # More pages than one answer carries: a prefix, the client asks again.
     status, err, covered, pieces = ask(s, wid, "/data/a.bin", etag, 0, 3 * MiB)
@@ -312,8 +336,8 @@ def test_socket_protocol(make_worker, data_dir, files):
     c = counters(w)
     assert (c["ok"], c["stale"], c["miss"]) == (3, 1, 1)
     # Bounds: over 4 MiB asked, or a path over 4 KiB, closes the connection.
-    for bad in (REQ.pack(0x4652514c, 11, 0, 0, 0, 5 * MiB, wid) + b"/data/a.bin",
-                REQ.pack(0x4652514c, 5000, 0, 0, 0, 10, wid),
+    for bad in (REQ.pack(MAGIC_REQ, 11, 0, 0, 0, 5 * MiB, wid) + b"/data/a.bin",
+                REQ.pack(MAGIC_REQ, 5000, 0, 0, 0, 10, wid),
                 REQ.pack(0x12345678, 11, 0, 0, 0, 10, wid) + b"/data/a.bin"):
         b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         b.settimeout(10)
@@ -325,4 +349,64 @@ def test_socket_protocol(make_worker, data_dir, files):
             pass  # closed with our bytes unread
         b.close()
     s.close()
+    # A client of protocol 1 (it would not check chunks) is refused with
+    # an error it understands (it then reads through HTTP), and closed.
+    assert loc["protocol"] == 2
+    b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    b.settimeout(10)
+    b.connect(loc["socket"])
+    b.sendall(REQ.pack(MAGIC_REQ_V1, 11, 0, 0, 0, 10, wid) + b"/data/a.bin")
+    old = struct.Struct("<IIiIq")
+    msg = b.recv(100)
+    assert len(msg) == old.size
+    assert old.unpack(msg) == (MAGIC_ANS_V1, 4, -errno.EPROTONOSUPPORT, 0, 0)
+    assert b.recv(100) == b""
+    b.close()
     w.assert_alive()
+    assert "protocol 1" in w.log()
+
+
+def test_flipped_byte_in_a_page_file_is_never_read(make_worker, fuse_mount, data_dir):
+    """The worker hands out descriptors without reading the pages; the
+    client checks every chunk it reads from them.  A byte flipped on disk:
+    a 4 KiB read of its chunk through the mount returns the right bytes
+    (the client's check failed, it read through HTTP, where the worker found
+    the page bad, dropped it and fetched it again), and it is counted; a
+    read of another page stays local."""
+    data = rand_bytes(8 * MiB // 8, 77)  # 1 MiB: 16 pages of 64 KiB
+    (data_dir / "x.bin").write_bytes(data)
+    # No scrubber: the failure here is the client's to find.
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "1s", "--scrub-rate", "0"])
+    warm(w, {"x.bin": data})
+    m = fuse_mount(w)
+    root = m.mnt / "data"
+    page = 64 * 1024
+    (victim,) = [p for p in page_files(w.cache_dir)
+                 if int(p.name.split("-")[2].split(".")[0], 16) == 5]
+    flip_byte(victim, page_hdr() + CHUNK + 1000)  # page 5, chunk 1
+
+    def pread(off, n):
+        drop_kernel_cache(root / "x.bin")
+        fd = os.open(root / "x.bin", os.O_RDONLY)
+        try:
+            return os.pread(fd, n, off)
+        finally:
+            os.close(fd)
+
+    c0 = counters(w)
+    a = 5 * page + CHUNK + 20000
+    assert pread(a, 4096) == data[a:a + 4096]
+    c1 = counters(w)
+    assert w.metric("ferry_page_checksum_failures_total") == 1
+    assert c1["http"] > c0["http"], "the bad chunk was not read through HTTP"
+    assert c1["ok"] > c0["ok"], "the read did not try the page file first"
+    assert "failed its CRC" in m.log()
+    # Another page: local, no HTTP.
+    a = 9 * page + 100
+    assert pread(a, 4096) == data[a:a + 4096]
+    c2 = counters(w)
+    assert c2["http"] == c1["http"] and c2["ok"] > c1["ok"]
+    # The whole file, the refetched page included.
+    drop_kernel_cache(root / "x.bin")
+    assert (root / "x.bin").read_bytes() == data
+    assert w.metric("ferry_page_checksum_failures_total") == 1

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-from conftest import FERRY, rand_bytes, wait_for
+from conftest import FERRY, page_files, page_hdr, rand_bytes, wait_for
 
 KiB = 1024
 MiB = 1 << 20
@@ -151,11 +151,11 @@ def test_verify_fetches_a_page_corrupted_on_disk_again(make_worker, data_dir):
     files = tree(data_dir, 6, 150 * KiB, seed=11)
     w = make_worker(mounts={"m": data_dir})
     assert cli(w, "load", "/m/ds").returncode == 0
-    pages = sorted(p for p in w.cache_dir.rglob("*.pg"))
+    pages = page_files(w.cache_dir)
     assert pages
     victim = pages[len(pages) // 2]
     raw = bytearray(victim.read_bytes())
-    raw[64 + 100] ^= 0x5A  # a byte of the data, after the 64-byte header
+    raw[page_hdr() + 100] ^= 0x5A  # a byte of the data, after the header
     victim.write_bytes(bytes(raw))
     fails = w.metric("ferry_page_checksum_failures_total") or 0
     before = ufs_read_bytes(w)

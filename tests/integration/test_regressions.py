@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import rand_bytes, wait_for
+from conftest import page_files, rand_bytes, wait_for
 
 PAGE = 64 * 1024
 
@@ -22,7 +22,7 @@ def test_unopenable_page_file_is_refetched_not_a_spin(make_worker, data_dir):
     w = make_worker(mounts={"data": data_dir})
     s3 = w.s3()
     assert s3.get_object(Bucket="data", Key="o.bin")["Body"].read() == data
-    pages = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(sorted(w.cache_dir.rglob("*.pg"))),
+    pages = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(page_files(w.cache_dir)),
                      what="3 page files")
     victim = pages[1]
     victim.unlink()

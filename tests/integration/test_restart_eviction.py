@@ -78,7 +78,7 @@ def test_unmount_is_persisted(make_worker, data_dir):
 
 
 def cache_disk_bytes(cache_dir):
-    return sum(p.stat().st_size for p in Path(cache_dir).rglob("*.pg") if p.is_file())
+    return sum(p.stat().st_size for p in Path(cache_dir).rglob("*.pg2") if p.is_file())
 
 
 def test_eviction_keeps_within_capacity(make_worker, data_dir):

@@ -21,7 +21,9 @@
 #include "store/pagestore.h"
 #include "tap.h"
 
-#define HDR 64
+/* The header: 64 bytes and one chunk CRC (every page size here is at most
+ * one chunk, PAGESTORE_CHUNK). */
+#define HDR 68
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -76,8 +78,9 @@ put_key(struct pagestore *ps, const struct page_key *k, uint32_t len)
 	return rc;
 }
 
-/* 1 if get hits and the bytes at ref.fd/ref.off are what put_key stored;
- * 0 on a miss; -1 on a hit with wrong bytes or length. */
+/* 1 if get hits and the bytes at ref.fd/ref.off are what put_key stored
+ * (and pass their chunk checks); 0 on a miss or a failed check; -1 on a
+ * hit with wrong bytes or length. */
 static int
 get_matches(struct pagestore *ps, const struct page_key *k, uint32_t len)
 {
@@ -90,9 +93,17 @@ get_matches(struct pagestore *ps, const struct page_key *k, uint32_t len)
 	int ok = ref.len == len && ref.off == HDR;
 	unsigned char *want = malloc(len + 1), *got = malloc(len + 1);
 	fill(want, len, k);
-	if (ok && len)
-		ok = pread(ref.fd, got, len, ref.off) == (ssize_t)len &&
+	if (ok && len) {
+		int vr = page_ref_verify(&ref, 0, len);
+		if (vr == -EBADMSG) {
+			free(want);
+			free(got);
+			page_ref_release(&ref);
+			return 0;
+		}
+		ok = vr == 0 && pread(ref.fd, got, len, ref.off) == (ssize_t)len &&
 		    memcmp(want, got, len) == 0;
+	}
 	free(want);
 	free(got);
 	page_ref_release(&ref);
@@ -102,7 +113,7 @@ get_matches(struct pagestore *ps, const struct page_key *k, uint32_t len)
 static void
 page_path(char *out, size_t n, const char *dir, const struct page_key *k)
 {
-	snprintf(out, n, "%s/%02x/%016" PRIx64 "-%016" PRIx64 "-%016" PRIx64 ".pg",
+	snprintf(out, n, "%s/%02x/%016" PRIx64 "-%016" PRIx64 "-%016" PRIx64 ".pg2",
 	    dir, (unsigned)(k->obj >> 56), k->obj, k->ver, k->idx);
 }
 
@@ -125,7 +136,7 @@ du_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 	size_t n = strlen(p);
 	if (strstr(p, ".tmp."))
 		disk_tmps++;
-	else if (n > 3 && strcmp(p + n - 3, ".pg") == 0) {
+	else if (n > 4 && strcmp(p + n - 4, ".pg2") == 0) {
 		disk_pages++;
 		disk_bytes += st->st_size;
 	}
@@ -714,7 +725,7 @@ TEST(stale_tmp_and_stray_files_removed_at_open)
 	snprintf(stray, sizeof(stray), "%s/ab/garbage", dir);
 	/* a valid name in the wrong subdir */
 	snprintf(wrongsub, sizeof(wrongsub),
-	    "%s/cd/ab00000000000000-0000000000000001-0000000000000009.pg", dir);
+	    "%s/cd/ab00000000000000-0000000000000001-0000000000000009.pg2", dir);
 	snprintf(keep, sizeof(keep), "%s/notes.txt", dir);
 	char cd[600];
 	snprintf(cd, sizeof(cd), "%s/cd", dir);

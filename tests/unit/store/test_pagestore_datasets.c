@@ -21,7 +21,7 @@
 #include "store/pagestore.h"
 #include "tap.h"
 
-#define HDR 64
+#define HDR 68 /* 64 + one chunk CRC */
 #define PSZ 1000
 #define FSZ (HDR + PSZ)
 #define GA 0xaaaa

@@ -750,12 +750,13 @@ TEST(pages)
 	CHECK_EQ_INT(objget_pages(og, mnt, "obj", e1, 10, 2 * PAGE, refs, 8, &n), 0);
 	CHECK_EQ_INT(n, 3);
 	int64_t total = 0;
-	unsigned char *b = malloc(PAGE);
+	unsigned char *b = malloc(PAGE + PAGESTORE_CHUNK);
 	for (int i = 0; i < n; i++) {
-		CHECK_EQ_INT(pread(refs[i].fd, b, refs[i].len, refs[i].off),
-		    (ssize_t)refs[i].len);
-		CHECK(fake_bytes_ok("obj", 1, 10 + total, b, refs[i].len));
-		total += refs[i].len;
+		const unsigned char *p = NULL;
+		CHECK_EQ_INT(page_ref_read(&refs[i], refs[i].ra, refs[i].rn, b, PAGE + PAGESTORE_CHUNK, &p),
+		    (ssize_t)refs[i].rn);
+		CHECK(p && fake_bytes_ok("obj", 1, 10 + total, p, refs[i].rn));
+		total += refs[i].rn;
 		page_ref_release(&refs[i]);
 	}
 	CHECK_EQ_INT(total, 2 * PAGE);
