@@ -1,4 +1,4 @@
-// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/crypto.c src/common/log.c src/http/http_parse.c src/http/http_range.c src/common/sigv4.c src/common/sigv4_verify.c src/s3/s3_route.c src/worker/namespace.c src/worker/mounts.c src/common/json.c src/ufs/ufs.c src/ufs/ufs_wb.c src/common/htab.c src/ufs/ufs_file.c src/ufs/ufs_s3.c src/common/curl_pool.c src/ufs/s3_listxml.c src/common/xml_scan.c src/common/suggest.c src/common/http_reply.c src/s3/sigv2.c
+// FUZZ_SOURCES: src/common/util.c src/common/dbuf.c src/common/crypto.c src/common/log.c src/http/http_parse.c src/http/http_range.c src/common/sigv4.c src/common/sigv4_verify.c src/s3/s3_route.c src/worker/namespace.c src/worker/mounts.c src/common/json.c src/ufs/ufs.c src/ufs/ufs_wb.c src/common/htab.c src/ufs/ufs_file.c src/ufs/ufs_file_snap.c src/ufs/ufs_s3.c src/common/curl_pool.c src/ufs/s3_listxml.c src/common/xml_scan.c src/common/suggest.c src/common/http_reply.c src/s3/sigv2.c
 /*
  * fuzz_s3_route.c: libFuzzer harness for the S3 gateway's request handling
  * before any I/O: HTTP head parsing, S3 routing (bucket/key decoding, key
