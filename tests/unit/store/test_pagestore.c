@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "store/pagestore.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 /* The header: 64 bytes and one chunk CRC (every page size here is at most
  * one chunk, PAGESTORE_CHUNK). */
@@ -27,32 +28,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static char *
-mk_tmpdir(void)
-{
-	char tmpl[] = "/tmp/ferry-pstest-XXXXXX";
-	char *d = mkdtemp(tmpl);
-	return d ? strdup(d) : NULL;
-}
-
-static int
-rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	remove(p);
-	return 0;
-}
-
-static void
-rm_rf(char *dir)
-{
-	if (dir) {
-		nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-		free(dir);
-	}
-}
 
 /* Deterministic page contents for a key. */
 static void
@@ -178,7 +153,7 @@ corrupt_byte(const char *path, off_t off)
 
 TEST(round_trip)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -225,14 +200,14 @@ TEST(round_trip)
 	pagestore_close(&ps);
 	CHECK(ps == NULL);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 /* Cached bytes of private buckets are private: page files 0600 in 0700
  * dirs, and a cache dir others could enter is closed at open. */
 TEST(pages_private_to_the_owner)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	CHECK(chmod(dir, 0755) == 0);
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
@@ -249,7 +224,7 @@ TEST(pages_private_to_the_owner)
 	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 /* The bytes of page `at` are those put_key stored for key `as`. */
@@ -275,7 +250,7 @@ get_bytes_of(struct pagestore *ps, const struct page_key *at,
  * again after a restart; drop_version drops one version only. */
 TEST(rekey_and_drop_version)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -322,12 +297,12 @@ TEST(rekey_and_drop_version)
 	CHECK_EQ_INT(pagestore_rekey(ps, obj, tmpv, newv), 0); /* nothing left */
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(versions_and_drop)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 1000, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -380,12 +355,12 @@ TEST(versions_and_drop)
 	CHECK_EQ_INT(disk_bytes, st.used_bytes);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(lru_eviction)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	const int64_t fsz = HDR + 1000;
 	struct pagestore *ps = open1(dir, 5 * fsz, 1000, PAGESTORE_VERIFY_ONCE);
 	CHECK(ps != NULL);
@@ -424,12 +399,12 @@ TEST(lru_eviction)
 	CHECK_EQ_INT(disk_bytes, st.used_bytes);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(page_bigger_than_capacity)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1000, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -448,12 +423,12 @@ TEST(page_bigger_than_capacity)
 	CHECK_EQ_INT(disk_pages, 1);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(two_dirs)
 {
-	char *d1 = mk_tmpdir(), *d2 = mk_tmpdir();
+	char *d1 = tmpdir_make("pstest"), *d2 = tmpdir_make("pstest");
 	const int64_t fsz = HDR + 1000;
 	struct pagestore_dir_cfg cfg[2] = {{d1, 10 * fsz}, {d2, 30 * fsz}};
 	char *err = NULL;
@@ -491,13 +466,13 @@ TEST(two_dirs)
 	CHECK_EQ_INT(bad, 0);
 	pagestore_close(&ps);
 out:
-	rm_rf(d1);
-	rm_rf(d2);
+	tmpdir_remove(d1);
+	tmpdir_remove(d2);
 }
 
 TEST(restart_keeps_pages)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 2048, PAGESTORE_VERIFY_ONCE);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -530,12 +505,12 @@ TEST(restart_keeps_pages)
 	CHECK_EQ_INT(st.checksum_failures_total, 0);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(restart_lru_order_by_mtime)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	const int64_t fsz = HDR + 500;
 	struct pagestore *ps = open1(dir, 10 * fsz, 500, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
@@ -581,12 +556,12 @@ TEST(restart_lru_order_by_mtime)
 	CHECK_EQ_INT(pagestore_has(ps, &k[4]), 1);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(restart_reads_no_data_corruption_caught_at_get)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ONCE);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -631,12 +606,12 @@ TEST(restart_reads_no_data_corruption_caught_at_get)
 	CHECK_EQ_INT(get_matches(ps, &a, 4096), 1);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(corruption_in_process_verify_always)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -662,12 +637,12 @@ TEST(corruption_in_process_verify_always)
 	CHECK_EQ_INT(st.checksum_failures_total, 2);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(truncated_page)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ONCE);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -706,12 +681,12 @@ TEST(truncated_page)
 	CHECK_EQ_INT(st.used_bytes, 0);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(stale_tmp_and_stray_files_removed_at_open)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -755,12 +730,12 @@ TEST(stale_tmp_and_stray_files_removed_at_open)
 	CHECK_EQ_INT(get_matches(ps, &a, 100), 1);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(header_with_wrong_key)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ONCE);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -804,12 +779,12 @@ TEST(header_with_wrong_key)
 	CHECK(!file_exists(pc));
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(write_error_keeps_serving)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -854,12 +829,12 @@ TEST(write_error_keeps_serving)
 	CHECK_EQ_INT(get_matches(ps, &c2, 10), 1);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(open_errors)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	char file[512], under[600];
 	snprintf(file, sizeof(file), "%s/plainfile", dir);
 	snprintf(under, sizeof(under), "%s/sub", file);
@@ -905,12 +880,12 @@ TEST(open_errors)
 	struct pagestore *ps = open1(nested, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	pagestore_close(&ps);
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(page_size_change_wipes_pages)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pstest");
 	struct pagestore *ps = open1(dir, 1 << 20, 4096, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -929,7 +904,7 @@ TEST(page_size_change_wipes_pages)
 	CHECK(!file_exists(p));
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 /* ---- concurrency ------------------------------------------------------------ */
@@ -994,7 +969,7 @@ cc_thread(void *arg)
 
 TEST(concurrent_overlapping_keys)
 {
-	char *d1 = mk_tmpdir(), *d2 = mk_tmpdir();
+	char *d1 = tmpdir_make("pstest"), *d2 = tmpdir_make("pstest");
 	/* room for ~a third of the keys: constant eviction */
 	struct pagestore_dir_cfg cfg[2] = {{d1, 40000}, {d2, 30000}};
 	char *err = NULL;
@@ -1057,8 +1032,8 @@ TEST(concurrent_overlapping_keys)
 	CHECK_EQ_INT(sum, s.used_bytes);
 	pagestore_close(&ps);
 out:
-	rm_rf(d1);
-	rm_rf(d2);
+	tmpdir_remove(d1);
+	tmpdir_remove(d2);
 }
 
 int

@@ -20,38 +20,13 @@
 #include "common/crc32c.h"
 #include "store/pagestore.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #define C PAGESTORE_CHUNK
 #define PSZ (4 * C)                 /* four chunks a page */
 #define HSZ (64 + 4 * (PSZ / C))    /* the header of such a store */
 #define LEN (3 * C + C / 2)         /* a page of three and a half chunks */
 
-static char *
-mk_tmpdir(void)
-{
-	char tmpl[] = "/tmp/ferry-pschunk-XXXXXX";
-	char *d = mkdtemp(tmpl);
-	return d ? strdup(d) : NULL;
-}
-
-static int
-rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	remove(p);
-	return 0;
-}
-
-static void
-rm_rf(char *dir)
-{
-	if (dir) {
-		nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-		free(dir);
-	}
-}
 
 static void
 fill(unsigned char *b, uint32_t n, uint32_t seed)
@@ -150,7 +125,7 @@ read_range(struct pagestore *ps, const struct page_key *k, uint32_t a,
 
 TEST(format_and_table)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pschunk");
 	struct pagestore *ps = open1(dir, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -196,12 +171,12 @@ TEST(format_and_table)
 	free(data);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(ranges_at_chunk_boundaries)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pschunk");
 	struct pagestore *ps = open1(dir, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -238,12 +213,12 @@ TEST(ranges_at_chunk_boundaries)
 	free(data);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(flipped_byte_found_by_the_reads_that_touch_it)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pschunk");
 	struct pagestore *ps = open1(dir, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -297,12 +272,12 @@ TEST(flipped_byte_found_by_the_reads_that_touch_it)
 	free(data);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(verify_once_checks_whole_page_at_first_get)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pschunk");
 	struct pagestore *ps = open1(dir, PAGESTORE_VERIFY_ONCE);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -337,7 +312,7 @@ TEST(verify_once_checks_whole_page_at_first_get)
 	free(data);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 /* Writes a page file of the old format (64-byte header, one CRC). */
@@ -377,7 +352,7 @@ write_v1(const char *dir, const struct page_key *k, const unsigned char *data,
 
 TEST(old_format_checked_whole_and_rewritten)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pschunk");
 	/* A dir an older ferry wrote: its meta says format 1. */
 	struct pagestore *ps = open1(dir, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
@@ -460,12 +435,12 @@ TEST(old_format_checked_whole_and_rewritten)
 	free(data);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(scrubber_finds_what_nobody_reads)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("pschunk");
 	struct pagestore *ps = open1(dir, PAGESTORE_VERIFY_ALWAYS);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -507,7 +482,7 @@ TEST(scrubber_finds_what_nobody_reads)
 	free(data);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 int

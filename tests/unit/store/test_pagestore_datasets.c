@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "store/pagestore.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #define HDR 68 /* 64 + one chunk CRC */
 #define PSZ 1000
@@ -27,32 +28,6 @@
 #define GA 0xaaaa
 #define GB 0xbbbb
 
-static char *
-mk_tmpdir(void)
-{
-	char tmpl[] = "/tmp/ferry-psdtest-XXXXXX";
-	char *d = mkdtemp(tmpl);
-	return d ? strdup(d) : NULL;
-}
-
-static int
-rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	remove(p);
-	return 0;
-}
-
-static void
-rm_rf(char *dir)
-{
-	if (dir) {
-		nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-		free(dir);
-	}
-}
 
 static struct pagestore *
 open1(const char *dir, int64_t cap)
@@ -126,7 +101,7 @@ TEST(path_under_rules)
 
 TEST(pinned_pages_are_never_evicted)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("psdtest");
 	struct pagestore *ps = open1(dir, 6 * FSZ);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -160,12 +135,12 @@ TEST(pinned_pages_are_never_evicted)
 	CHECK_EQ_INT(st.pinned_bytes, 0);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(quota_evicts_its_own_group_only)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("psdtest");
 	struct pagestore *ps = open1(dir, 20 * FSZ);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -194,7 +169,7 @@ TEST(quota_evicts_its_own_group_only)
 	CHECK_EQ_INT(put_named(ps, GA, "q2", 0, FSZ - 1), -EDQUOT);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 static int
@@ -206,7 +181,7 @@ count_cb(void *arg, const struct pagestore_objinfo *o)
 
 TEST(drop_prefix_and_foreach)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("psdtest");
 	struct pagestore *ps = open1(dir, 40 * FSZ);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -239,12 +214,12 @@ TEST(drop_prefix_and_foreach)
 	CHECK_EQ_INT(st.pinned_bytes, 0);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(ttl_expiry)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("psdtest");
 	struct pagestore *ps = open1(dir, 40 * FSZ);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -272,12 +247,12 @@ TEST(ttl_expiry)
 	CHECK(oi.expire >= now + 100);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(catalog_keeps_origins_across_restart)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("psdtest");
 	struct pagestore *ps = open1(dir, 40 * FSZ);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -325,12 +300,12 @@ TEST(catalog_keeps_origins_across_restart)
 	CHECK(stat(cat, &sb) == 0);
 	CHECK_EQ_INT(sb.st_size, 28 + 1);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 TEST(rekey_keeps_the_name)
 {
-	char *dir = mk_tmpdir();
+	char *dir = tmpdir_make("psdtest");
 	struct pagestore *ps = open1(dir, 40 * FSZ);
 	CHECK(ps != NULL);
 	if (!ps)
@@ -350,7 +325,7 @@ TEST(rekey_keeps_the_name)
 	CHECK_EQ_INT(st.pinned_bytes, 2 * FSZ);
 	pagestore_close(&ps);
 out:
-	rm_rf(dir);
+	tmpdir_remove(dir);
 }
 
 int
