@@ -41,7 +41,7 @@ FERRY=$ROOT/build/ferry
 S3RVER=$ROOT/.deps/npm/node_modules/.bin/s3rver
 
 case $MODE in
-full)  N_FILES=2000 ;;
+full)  N_FILES=3000 ;;
 quick) N_FILES=600 ;;
 *) echo "usage: $0 quick|full" >&2; exit 2 ;;
 esac
@@ -433,7 +433,7 @@ print("A PyTorch DataLoader (`bench/dlbench.py`: %s workers, batch %s, shuffled 
       "(%.1f MB) whole; after each batch the job sleeps %s ms a sample (the emulated accelerator).  "
       "Utilisation = compute time / wall time (MLPerf Storage's accelerator utilisation), wall time from the "
       "loader's iterator to the last batch (worker start-up included); steady = after the first batch.  "
-      "The link: %s ms one way, %s bit/s (`bench/wanlink.sh`), measured RTT %s ms, iperf3 %s Mbit/s (1 stream), "
+      "The link: %s ms one way, WAN_RATE %s (`bench/wanlink.sh`), measured RTT %s ms, iperf3 %s Mbit/s (1 stream), "
       "%s Mbit/s (8 streams).  ferry %s (%s).\n"
       % (env["workers"], env["batch"], env["seed"], env["n_files"], int(env["file_size"]) // 1024, mb, env["sample_ms"],
          env["wan_delay_ms"], env["wan_rate"], env.get("link_rtt_ms_avg", "?"), env.get("link_iperf_1stream_mbit", "?"),
