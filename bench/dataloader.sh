@@ -48,7 +48,8 @@ esac
 # Developers' settings (any of them set: latest-dataloader* is left alone):
 # DL_FILES, DL_FILE_KIB (128), DL_SAMPLE_MS (the accelerator's time per
 # sample, 2), DL_WORKERS (4), DL_BATCH (32), DL_SEED (0), DL_FERRY_ARGS
-# (options added to the worker).
+# (options added to the worker), DL_PASSES (which passes: "local direct
+# ferry", the default, or any of them; ferry is the cold and warm pair).
 N_FILES=${DL_FILES:-$N_FILES}
 FILE_KIB=${DL_FILE_KIB:-128}
 SAMPLE_MS=${DL_SAMPLE_MS:-2}
@@ -62,6 +63,8 @@ REMOTE_IP=198.18.0.1
 BUCKET=dl
 FILE_SIZE=$((FILE_KIB * 1024))
 DATA_BYTES=$((N_FILES * FILE_SIZE))
+PASSES=" ${DL_PASSES:-local direct ferry} "
+has() { [[ $PASSES == *" $1 "* ]]; }
 PREFIX=dl-$N_FILES-${FILE_KIB}k          # the dataset's directory, locally and in the bucket
 # Any one pass at most: 4 readers at one file per 2 RTTs (80 ms) is ~25 files/s;
 # s3fs without cache ~10/s; 5x that, and 120 s at least.
@@ -343,7 +346,7 @@ stop_s3fs() { unmount "$MNT/s3fs"; [ -n "$S3FS_PID" ] && stop_pid "$S3FS_PID"; S
 
 # --- one timed pass ---------------------------------------------------------------------
 RES=$RUN/results.tsv
-printf 'system\tdir\tsamples\tbytes\twall_s\tcompute_s\tutilisation\tsteady_utilisation\tsamples_per_s\tfirst_batch_s\tlist_s\tufs_bytes\tlink_bytes\trole\n' > "$RES"
+printf 'system\tdir\tsamples\tbytes\twall_s\tcompute_s\tutilisation\tsteady_utilisation\tsamples_per_s\tfirst_batch_s\tlist_s\tquarter_rates\tufs_bytes\tlink_bytes\trole\n' > "$RES"
 LOADER=("$PY" "$ROOT/bench/dlbench.py" --workers "$WORKERS" --batch "$BATCH" --sample-ms "$SAMPLE_MS" --seed "$SEED"
 	--expect-files "$N_FILES" --expect-bytes "$DATA_BYTES")
 note "sync; echo 3 > /proc/sys/vm/drop_caches   # before every pass, after the link is quiet"
@@ -378,7 +381,8 @@ import json, sys
 s, d, ufs, link, role, out = sys.argv[1:7]
 r = json.loads(out)
 print("\t".join(str(x) for x in [s, d, r["samples"], r["bytes"], r["wall_s"], r["compute_s"], r["utilisation"],
-                                  r["steady_utilisation"], r["samples_per_s"], r["first_batch_s"], r["list_s"], ufs, link, role]))
+                                  r["steady_utilisation"], r["samples_per_s"], r["first_batch_s"], r["list_s"],
+                                  "/".join("%.1f" % q for q in r.get("quarter_rates", [])) or "-", ufs, link, role]))
 EOF
 	PRECOND_DETAIL="the pass: $out; ferry fetched $ufs bytes; $link bytes crossed the link"
 	case $role in
@@ -401,15 +405,21 @@ EOF
 
 # ======================================================================================
 section "passes: $N_FILES files, DataLoader($WORKERS workers, batch $BATCH, shuffle seed $SEED), $SAMPLE_MS ms a sample"
-pass local none "$XD/$PREFIX"
-start_s3fs
-pass direct-s3fs direct "$MNT/s3fs/$PREFIX"
-stop_s3fs
-start_ferry
-pass ferry-cold cold "$MNT/ferry/$BUCKET/$PREFIX"
-pass ferry-warm warm "$MNT/ferry/$BUCKET/$PREFIX"
-echo "ferry_cache_pages_after=$(ferry_metric ferry_cache_pages)" >> "$RUN/meta.env"
-stop_ferry
+if has local; then
+	pass local none "$XD/$PREFIX"
+fi
+if has direct; then
+	start_s3fs
+	pass direct-s3fs direct "$MNT/s3fs/$PREFIX"
+	stop_s3fs
+fi
+if has ferry; then
+	start_ferry
+	pass ferry-cold cold "$MNT/ferry/$BUCKET/$PREFIX"
+	pass ferry-warm warm "$MNT/ferry/$BUCKET/$PREFIX"
+	echo "ferry_cache_pages_after=$(ferry_metric ferry_cache_pages)" >> "$RUN/meta.env"
+	stop_ferry
+fi
 echo "total_seconds=$(( $(date +%s) - T_START ))" >> "$RUN/meta.env"
 cleanup
 
@@ -445,6 +455,7 @@ names = [("local", "local disk"), ("direct-s3fs", "direct (s3fs, no cache)"), ("
 print("## Results\n")
 print("| pass | samples/s | utilisation | steady utilisation | first batch (s) | wall (s) | compute (s) | listing (s) | fetched by ferry (MB) | over the link (MB) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+quart = []
 for k, label in names:
     r = rows.get(k)
     if not r:
@@ -453,14 +464,24 @@ for k, label in names:
         label, f(r, "samples_per_s"), f(r, "utilisation"), f(r, "steady_utilisation"), f(r, "first_batch_s"),
         f(r, "wall_s"), f(r, "compute_s"), f(r, "list_s"),
         ("%.2f" % (int(r["ufs_bytes"]) / 1e6)) if k.startswith("ferry") else "-", int(r["link_bytes"]) / 1e6))
+    quart.append("| %s | %s |" % (label, " | ".join(r["quarter_rates"].split("/")) if r["quarter_rates"] != "-" else "- | - | - | -"))
+print("\nDelivery rate (samples/s) by quarter of the pass's batches after the first (the loader's rate, "
+      "compute included; a rate that falls as the pass goes on shows here):\n")
+print("| pass | 1st | 2nd | 3rd | 4th |")
+print("|---|---:|---:|---:|---:|")
+print("\n".join(quart))
 print("\n## Ratios\n")
-print("| ratio | samples/s | utilisation |")
-print("|---|---:|---:|")
-for a, b, label in [("ferry-cold", "direct-s3fs", "ferry cold / direct"), ("ferry-warm", "local", "ferry warm / local"),
-                    ("direct-s3fs", "local", "direct / local"), ("ferry-cold", "local", "ferry cold / local")]:
-    if a in rows and b in rows:
-        print("| %s | %.2f | %.2f |" % (label, f(rows[a], "samples_per_s") / f(rows[b], "samples_per_s"),
-                                        f(rows[a], "utilisation") / f(rows[b], "utilisation")))
+pairs = [(a, b, label) for a, b, label in [
+    ("ferry-cold", "direct-s3fs", "ferry cold / direct"), ("ferry-warm", "local", "ferry warm / local"),
+    ("direct-s3fs", "local", "direct / local"), ("ferry-cold", "local", "ferry cold / local")] if a in rows and b in rows]
+if pairs:
+    print("| ratio | samples/s | utilisation |")
+    print("|---|---:|---:|")
+else:
+    print("None: this run did not have both passes of any pair (DL_PASSES).")
+for a, b, label in pairs:
+    print("| %s | %.2f | %.2f |" % (label, f(rows[a], "samples_per_s") / f(rows[b], "samples_per_s"),
+                                    f(rows[a], "utilisation") / f(rows[b], "utilisation")))
 print("\n## Preconditions (`bench/precond.sh`)\n")
 print("| pass | role | want | got | slack | counter | verdict |")
 print("|---|---|---:|---:|---:|---|---|")
@@ -476,7 +497,7 @@ print(open(os.path.join(run, "commands.txt")).read().strip())
 print("```")
 EOF
 LATEST=latest-dataloader; [ "$MODE" = quick ] && LATEST=latest-dataloader-quick
-if [ -z "${DL_FILES:-}${DL_FILE_KIB:-}${DL_SAMPLE_MS:-}${DL_WORKERS:-}${DL_BATCH:-}${DL_SEED:-}${DL_FERRY_ARGS:-}" ]; then
+if [ -z "${DL_FILES:-}${DL_FILE_KIB:-}${DL_SAMPLE_MS:-}${DL_WORKERS:-}${DL_BATCH:-}${DL_SEED:-}${DL_FERRY_ARGS:-}${DL_PASSES:-}" ]; then
 	cp "$OUT.md" "$ROOT/bench/results/$LATEST.md"
 	say "report: ${OUT#"$ROOT"/}.md (and bench/results/$LATEST.md), $(( $(date +%s) - T_START )) s in all"
 else

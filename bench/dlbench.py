@@ -19,7 +19,8 @@ the loader's iterator, worker start-up included, to the last batch
 consumed), compute_s (the sleeps, as measured), utilisation (compute_s /
 wall_s: MLPerf Storage's accelerator utilisation), samples_per_s
 (samples / wall_s), first_batch_s (iterator creation to the first batch
-delivered), steady_utilisation (compute_s / (wall_s - first_batch_s)), list_s (the Dataset's listing), and the settings.  Exits 1 when
+delivered), steady_utilisation (compute_s / (wall_s - first_batch_s)), quarter_rates (samples/s by
+quarter of the batches after the first), list_s (the Dataset's listing), and the settings.  Exits 1 when
 the files or bytes read are not what --expect-files / --expect-bytes say
 (a short read is an error, not a faster result).
 """
@@ -58,6 +59,15 @@ def collate(items):
     return items
 
 
+def quarters(arrivals, batch):
+    n = len(arrivals)
+    if n < 8:
+        return []
+    cut = [0, n // 4, n // 2, 3 * n // 4, n - 1]
+    return [round((cut[i + 1] - cut[i]) * batch / (arrivals[cut[i + 1]] - arrivals[cut[i]]), 2)
+            if arrivals[cut[i + 1]] > arrivals[cut[i]] else 0.0 for i in range(4)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dir")
@@ -81,10 +91,12 @@ def main():
     samples = nbytes = batches = 0
     compute = 0.0
     first = None
+    arrivals = []   # seconds from t0 at which each batch was delivered
     t0 = time.perf_counter()
     for b in loader:
+        arrivals.append(time.perf_counter() - t0)
         if first is None:
-            first = time.perf_counter() - t0
+            first = arrivals[0]
         n = b.shape[0] if torch.is_tensor(b) else len(b)
         samples += n
         nbytes += b.numel() if torch.is_tensor(b) else sum(t.numel() for t in b)
@@ -105,6 +117,10 @@ def main():
         "list_s": round(ds.list_s, 4),
         "workers": a.workers, "batch": a.batch, "sample_ms": a.sample_ms, "seed": a.seed,
         "torch": torch.__version__,
+        # The delivery rate by quarter of the pass (samples/s between the
+        # arrivals of the batches at 0, 1/4, 1/2, 3/4 and the last): a
+        # rate that falls as the pass goes on shows there.
+        "quarter_rates": quarters(arrivals, a.batch),
     }
     print(json.dumps(out))
     if a.expect_files >= 0 and samples != a.expect_files:
