@@ -18,6 +18,9 @@
 #   listing  bench/listing.sh: a file:// directory of 1,000,000 entries
 #            (quick: 100,000) listed through the S3 gateway and FUSE
 #            against `ls -f`; FERRY_OLD=<binary> adds a "before" column
+#   dataloader bench/dataloader.sh: a PyTorch DataLoader over many small
+#            files with emulated accelerator time, over the emulated WAN
+#            link: local disk, s3fs direct, ferry cold and warm (root)
 # Without PART: full runs every part (about 60 minutes in all); quick runs
 # xregion only (about 4 minutes), the headline experiment, so that a
 # developer's check stays under 5 minutes; `bench/run.sh quick worker fuse`
@@ -28,15 +31,15 @@ set -euo pipefail
 MODE=${1:-quick}
 case $MODE in
 quick|full) ;;
-*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster|writes|load|listing]..." >&2; exit 2 ;;
+*) echo "usage: $0 quick|full [worker|fuse|xregion|cluster|writes|load|listing|dataloader]..." >&2; exit 2 ;;
 esac
 shift
 cd "$(dirname "$0")/.."
-PARTS=(worker fuse xregion cluster writes load listing)
+PARTS=(worker fuse xregion cluster writes load listing dataloader)
 # writes: not root-only (its cross-region part skips itself, saying so).
 # listing: FUSE mounts as any user with fusermount3 (its FUSE rows skip
 # themselves without /dev/fuse).
-declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1 [writes]=0 [load]=1 [listing]=0)
+declare -A NEEDS_ROOT=([worker]=0 [fuse]=1 [xregion]=1 [cluster]=1 [writes]=0 [load]=1 [listing]=0 [dataloader]=1)
 if [ $# -gt 0 ]; then
 	SEL=("$@")
 elif [ "$MODE" = full ]; then
@@ -56,7 +59,8 @@ if [ $IS_ROOT = 0 ]; then
 		echo "bench:   fuse needs FUSE mounts and drop_caches; xregion needs network namespaces and TUN"
 		echo "bench:   devices for its emulated WAN link, FUSE mounts and drop_caches; cluster needs"
 		echo "bench:   network namespaces (one per worker); load needs network namespaces and TUN devices"
-		echo "bench:   for the emulated WAN link, and drop_caches."
+		echo "bench:   for the emulated WAN link, and drop_caches; dataloader needs network namespaces,"
+		echo "bench:   TUN devices, FUSE mounts and drop_caches."
 		echo "bench:   Run as root for them: sudo make bench (or sudo bench/run.sh $MODE ${skipped[*]})"
 	fi
 fi
