@@ -639,59 +639,6 @@ lb_queue(void *arg)
 	return __atomic_load_n(&j->stop, __ATOMIC_RELAXED) ? -EINTR : 0;
 }
 
-/* ---- what is cached at the end -------------------------------------------- */
-
-struct confirm {
-	struct job *j;
-	int64_t missing;
-	char first[UFS_KEY_MAX + 1];
-};
-
-/* Under the metadata cache's lock: is the object's part (the pages this
- * job loads of it) all in the store now?  O(1) per object, no I/O. */
-static int
-confirm_one(void *arg, const struct ufs_entry *e)
-{
-	struct confirm *cf = arg;
-	struct job *j = cf->j;
-	if (e->is_dir || !path_under(e->key, j->key))
-		return 0;
-	const int64_t P = reader_page_size(j->l->rd);
-	int64_t want = 0, np = page_count(e->size, P);
-	for (int64_t i = 0; i < np; i++)
-		if (mine(j, e->key, i))
-			want += page_len(e->size, P, i);
-	if (want > 0 && reader_object_bytes(j->l->rd, j->m, e->key) < want) {
-		if (!cf->missing++)
-			snprintf(cf->first, sizeof(cf->first), "%s", e->key);
-	}
-	return 0;
-}
-
-/* After the load pass: the files not all in the cache now (the job's own
- * later files may have pushed out earlier ones: a dataset bigger than the
- * room there is) are the job's files_not_cached.  0 or -errno. */
-static int
-confirm_pass(struct job *j)
-{
-	struct confirm *cf = calloc(1, sizeof(*cf));
-	if (!cf)
-		return -ENOMEM;
-	cf->j = j;
-	int r = meta_list_all(j->l->mc, j->m, j->key, "", LIST_PAGE, confirm_one, NULL, cf);
-	if (r == 0) {
-		pthread_mutex_lock(&j->mu);
-		j->c.files_not_cached = cf->missing;
-		if (cf->missing)
-			snprintf(j->last_error, sizeof(j->last_error), "/%s/%s: not all of it "
-			    "could be cached (capacity, the mount's quota, or pinned data)",
-			    j->mount, cf->first);
-		pthread_mutex_unlock(&j->mu);
-	}
-	free(cf);
-	return r;
-}
-
 /* Lists the rest of the path (after the cursor) and queues its objects;
  * waits for the loaders.  0, or -errno (the listing failed, or stop). */
 static int
@@ -765,8 +712,6 @@ lister_main(void *arg)
 		if ((rc = start_loaders(j)) < 0)
 			break;
 		rc = run_pass(j);
-		if (rc == 0 && j->pass == 0 && !__atomic_load_n(&j->stop, __ATOMIC_RELAXED))
-			confirm_pass(j); /* a listing that fails leaves the counts as they are */
 		pthread_mutex_lock(&j->mu);
 		if (rc < 0 || j->stop) {
 			/* Loaders see stop (or the end) and leave. */

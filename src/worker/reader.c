@@ -493,15 +493,6 @@ reader_has_object(struct reader *r, struct mount *m, const char *path)
 }
 
 int64_t
-reader_object_bytes(struct reader *r, struct mount *m, const char *path)
-{
-	struct pagestore_objinfo oi;
-	if (pagestore_object_info(r->ps, objkey_id(m->ident, path), &oi) != 0)
-		return 0;
-	return oi.bytes;
-}
-
-int64_t
 reader_cached_bytes(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st)
 {
