@@ -305,38 +305,26 @@ set_error(struct job *j, const char *key, int err)
 	LOG_WARN("load %s: %s", j->id, j->last_error);
 }
 
-/*
- * Are pages [first, first+n) cached now?  A fetched page is stored just
- * after its bytes went to the reader, so a page not there yet is given a
- * moment (at most CONFIRM_MS for the run) before it counts as not fitting.
- */
-#define CONFIRM_MS 1000
-static int
-run_cached(struct job *j, const char *key, const struct ufs_stat *st,
-    int64_t first, int64_t n)
-{
-	const int64_t P = reader_page_size(j->l->rd);
-	int64_t deadline = now_ms() + CONFIRM_MS;
-	for (int64_t k = first; k < first + n; k++) {
-		/* A page another worker holds is cached there, not here. */
-		if (!router_is_local(j->l->rt, j->m, key, k * P))
-			continue;
-		while (!reader_has_page(j->l->rd, j->m, key, st, k * P)) {
-			if (now_ms() >= deadline)
-				return 0;
-			struct timespec ts = {0, 2 * 1000 * 1000};
-			nanosleep(&ts, NULL);
-		}
-	}
-	return 1;
-}
-
 /* Is page i of the object this job's to load? */
 static int
 mine(struct job *j, const char *key, int64_t i)
 {
 	return !j->o.local ||
 	    router_holds(j->l->rt, j->m, key, i * reader_page_size(j->l->rd), j->o.replicas);
+}
+
+/* Did the run of pages [first, first+n) just read go into the cache?  Its
+ * fetches are waited for (a page is stored just after its bytes went to
+ * the reader), so the answer is exact, not a guess after a sleep.  An
+ * early sign only: the count that is reported comes from confirm_pass. */
+static int
+run_cached(struct job *j, const char *key, const struct ufs_stat *st,
+    int64_t first, int64_t n)
+{
+	for (int64_t k = first; k < first + n; k++)
+		if (mine(j, key, k) && reader_settle(j->l->rd, j->m, key, st, k, 1) > 0)
+			return 0;
+	return 1;
 }
 
 /* Loads one object: each run of uncached pages in one read. */
@@ -420,7 +408,9 @@ load_object(struct job *j, struct lobj *o)
 		o->c.bytes_fetched += len;
 		o->c.bytes_done += len;
 		METRIC_ADD(load_bytes, len);
-		if (!o->c.files_not_cached && !run_cached(j, o->key, &st, i, n))
+		/* Every run is settled, so that at the end of the pass no
+		 * fetch of the job's is still on its way to the store. */
+		if (!run_cached(j, o->key, &st, i, n))
 			o->c.files_not_cached = 1;
 		i += n;
 	}
@@ -639,6 +629,59 @@ lb_queue(void *arg)
 	return __atomic_load_n(&j->stop, __ATOMIC_RELAXED) ? -EINTR : 0;
 }
 
+/* ---- what is cached at the end -------------------------------------------- */
+
+struct confirm {
+	struct job *j;
+	int64_t missing;
+	char first[UFS_KEY_MAX + 1];
+};
+
+/* Under the metadata cache's lock: is the object's part (the pages this
+ * job loads of it) all in the store now?  O(1) per object, no I/O. */
+static int
+confirm_one(void *arg, const struct ufs_entry *e)
+{
+	struct confirm *cf = arg;
+	struct job *j = cf->j;
+	if (e->is_dir || !path_under(e->key, j->key))
+		return 0;
+	const int64_t P = reader_page_size(j->l->rd);
+	int64_t want = 0, np = page_count(e->size, P);
+	for (int64_t i = 0; i < np; i++)
+		if (mine(j, e->key, i))
+			want += page_len(e->size, P, i);
+	if (want > 0 && reader_object_bytes(j->l->rd, j->m, e->key) < want) {
+		if (!cf->missing++)
+			snprintf(cf->first, sizeof(cf->first), "%s", e->key);
+	}
+	return 0;
+}
+
+/* After the load pass: the files not all in the cache now (the job's own
+ * later files may have pushed out earlier ones: a dataset bigger than the
+ * room there is) are the job's files_not_cached.  0 or -errno. */
+static int
+confirm_pass(struct job *j)
+{
+	struct confirm *cf = calloc(1, sizeof(*cf));
+	if (!cf)
+		return -ENOMEM;
+	cf->j = j;
+	int r = meta_list_all(j->l->mc, j->m, j->key, "", LIST_PAGE, confirm_one, NULL, cf);
+	if (r == 0) {
+		pthread_mutex_lock(&j->mu);
+		j->c.files_not_cached = cf->missing;
+		if (cf->missing)
+			snprintf(j->last_error, sizeof(j->last_error), "/%s/%s: not all of it "
+			    "could be cached (capacity, the mount's quota, or pinned data)",
+			    j->mount, cf->first);
+		pthread_mutex_unlock(&j->mu);
+	}
+	free(cf);
+	return r;
+}
+
 /* Lists the rest of the path (after the cursor) and queues its objects;
  * waits for the loaders.  0, or -errno (the listing failed, or stop). */
 static int
@@ -712,6 +755,8 @@ lister_main(void *arg)
 		if ((rc = start_loaders(j)) < 0)
 			break;
 		rc = run_pass(j);
+		if (rc == 0 && j->pass == 0 && !__atomic_load_n(&j->stop, __ATOMIC_RELAXED))
+			confirm_pass(j); /* a listing that fails leaves the counts as they are */
 		pthread_mutex_lock(&j->mu);
 		if (rc < 0 || j->stop) {
 			/* Loaders see stop (or the end) and leave. */

@@ -492,6 +492,34 @@ reader_has_object(struct reader *r, struct mount *m, const char *path)
 	return pagestore_has_object(r->ps, objkey_id(m->ident, path));
 }
 
+int
+reader_settle(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t first, int64_t n)
+{
+	int missing = 0;
+	pthread_mutex_lock(&r->lock);
+	for (int64_t i = first; i < first + n; i++) {
+		struct page_key k = page_of(m, path, st, i);
+		/* A fetch leaves the table once its store is done (ready is
+		 * broadcast then); reader_close wakes everyone. */
+		while (do_ftab_find(r, &k) && !r->stopping)
+			pthread_cond_wait(&r->ready, &r->lock);
+		if (!pagestore_has(r->ps, &k))
+			missing++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return missing;
+}
+
+int64_t
+reader_object_bytes(struct reader *r, struct mount *m, const char *path)
+{
+	struct pagestore_objinfo oi;
+	if (pagestore_object_info(r->ps, objkey_id(m->ident, path), &oi) != 0)
+		return 0;
+	return oi.bytes;
+}
+
 int64_t
 reader_cached_bytes(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st)

@@ -85,6 +85,13 @@ int reader_read_stat(struct reader *r, struct mount *m, const char *path,
 int reader_has_page(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off);
 int reader_has_object(struct reader *r, struct mount *m, const char *path);
+/* Waits until no fetch of pages [first, first+n) of (m, path) at version
+ * st is under way (each stored, or failed), then returns how many of them
+ * are not in the cache: an exact answer to "did my read cache it?". */
+int reader_settle(struct reader *r, struct mount *m, const char *path,
+    const struct ufs_stat *st, int64_t first, int64_t n);
+/* Bytes of (m, path) in the cache, any version (O(1), no I/O). */
+int64_t reader_object_bytes(struct reader *r, struct mount *m, const char *path);
 /* Bytes of (m, path) at version st in the cache. */
 int64_t reader_cached_bytes(struct reader *r, struct mount *m,
     const char *path, const struct ufs_stat *st);

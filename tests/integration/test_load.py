@@ -177,7 +177,11 @@ def test_files_that_do_not_fit_are_reported(make_worker, data_dir):
     assert p.returncode == 1, p
     assert b"not cached" in p.stderr, p.stderr
     (j,) = jobs(w)
-    assert j["files_not_cached"] > 0 and j["files_failed"] == 0
+    # What is in the cache at the end counts, not what was there right
+    # after each read: 20 files of 200 KB, room for about 5 (a regression:
+    # the count came from a look right after each read, which under load
+    # could find every page still there and call the job "loaded").
+    assert j["files_not_cached"] >= 15 and j["files_failed"] == 0, j
     assert "could be cached" in j["last_error"]
 
 
