@@ -40,6 +40,7 @@ static unsigned char *file_data;
 static int big_fd = -1;          /* large sparse-ish file for disconnects */
 static volatile int handler_calls;
 static int hold_gate;            /* /hold waits while 1 (atomic) */
+static int holding;              /* /hold handlers running (atomic) */
 
 /* What the last /stream request saw (written by the handler thread). */
 static int stream_done;     /* /stream requests finished (atomic) */
@@ -201,11 +202,13 @@ test_handler(struct http_conn *c, const struct http_request *req, void *arg)
 		http_resp_simple(c, 200, NULL, "text/plain", "slept", 5);
 	} else if (path_is(req, "/hold")) {
 		/* a request in progress until the test opens the gate */
+		__atomic_add_fetch(&holding, 1, __ATOMIC_ACQ_REL);
 		for (int i = 0; i < 3000 &&
 		    __atomic_load_n(&hold_gate, __ATOMIC_ACQUIRE); i++) {
 			struct timespec ts = {0, 5 * 1000000L};
 			nanosleep(&ts, NULL);
 		}
+		__atomic_sub_fetch(&holding, 1, __ATOMIC_ACQ_REL);
 		http_resp_simple(c, 200, NULL, "text/plain", "slept", 5);
 	} else if (path_is(req, "/nobody")) {
 		http_resp_start(c, query_num(req, "s", 204), NULL, 0);
@@ -1087,6 +1090,23 @@ release_holders(void)
 	__atomic_store_n(&hold_gate, 0, __ATOMIC_RELEASE);
 }
 
+/*
+ * Polls until n /hold requests are in their handler; 1 if seen within 10 s.
+ * The server's counts alone cannot say this: a connection whose request
+ * has not arrived yet is parked (and may be shed by the next one), and a
+ * closed idle one is busy for the moment its EOF is read.
+ */
+static int
+wait_holding(int n)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (__atomic_load_n(&holding, __ATOMIC_ACQUIRE) == n)
+			return 1;
+		nap_ms(10);
+	}
+	return 0;
+}
+
 static void *
 sleeper_thread(void *arg)
 {
@@ -1127,6 +1147,7 @@ TEST(connection_cap_all_busy_503)
 	hold_holders();
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, sleeper_thread, &sl[i]);
+	CHECK(wait_holding(2));
 	CHECK(wait_stats(s, 2, 0));
 	struct client *c3 = client_new(port);
 	struct resp r;
@@ -1235,7 +1256,8 @@ TEST(per_client_cap)
 		sl[i] = (struct sleeper){port, "127.0.0.2", -1, 0, 0};
 		pthread_create(&t[i], NULL, sleeper_thread, &sl[i]);
 	}
-	CHECK(wait_stats(s, 4, -1));
+	CHECK(wait_holding(4));
+	CHECK(wait_stats(s, 4, 1));
 	struct client *x = client_from(port, "127.0.0.2");
 	struct resp r;
 	CHECK(read_response(x, &r, 0) == 0);
@@ -1311,6 +1333,7 @@ TEST(busy_server_still_answers)
 		sl[i] = (struct sleeper){port, NULL, -1, 0, 0};
 		pthread_create(&t[i], NULL, sleeper_thread, &sl[i]);
 	}
+	CHECK(wait_holding(8));
 	CHECK(wait_stats(s, 8, -1));
 	/* ... and far more idle connections than the cap */
 	enum { N = 300 };
