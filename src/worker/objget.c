@@ -29,12 +29,14 @@
 
 #include "../common/util.h"
 #include "../http/http_range.h"
+#include "dirahead.h"
 #include "objkey.h"
 
 struct objget {
 	struct meta_cache *mc;
 	struct router *rt;
 	struct reader *rd;
+	struct dirahead *da; /* directory fetch-ahead, or NULL */
 };
 
 struct objget *
@@ -47,6 +49,13 @@ objget_open(struct meta_cache *mc, struct router *rt, struct reader *rd)
 	og->rt = rt;
 	og->rd = rd;
 	return og;
+}
+
+void
+objget_set_dirahead(struct objget *og, struct dirahead *da)
+{
+	if (og)
+		og->da = da;
 }
 
 void
@@ -233,6 +242,8 @@ serve_once(struct objget *og, const struct objget_req *rq,
 		*started = 1;
 		return sink->head(sink->arg, &h);
 	}
+	if (a == 0 && !rq->local_only && !rq->no_readahead)
+		dirahead_note(og->da, m, rq->path, st.size);
 	struct body bd = {.out = sink, .h = &h};
 	struct read_sink rs = {.file = body_file, .mem = body_mem, .arg = &bd,
 	    .no_readahead = rq->no_readahead};
@@ -288,6 +299,8 @@ objget_pages(struct objget *og, struct mount *m, const char *path,
 			continue;
 		}
 		r = reader_get_pages(og->rd, m, path, &st, off, len, refs, max, n);
+		if (off == 0 && r == 0)
+			dirahead_note(og->da, m, path, st.size);
 		return r == -ENOENT ? OBJGET_MISS : r;
 	}
 	return -ESTALE;

@@ -34,6 +34,10 @@ struct objget;
 struct objget *objget_open(struct meta_cache *mc, struct router *rt,
     struct reader *rd);
 void objget_close(struct objget **og);
+/* Reads from the first byte of small files are told to da (directory
+ * fetch-ahead; NULL: none).  Set once, before requests come. */
+struct dirahead;
+void objget_set_dirahead(struct objget *og, struct dirahead *da);
 
 /* A header value as the request carried it (p NULL: absent). */
 struct objget_hdr {

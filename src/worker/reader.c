@@ -472,6 +472,21 @@ reader_drop_version(struct reader *r, uint64_t obj, uint64_t ver)
 	pagestore_drop_version(r->ps, obj, ver);
 }
 
+int
+reader_spare_buffers(struct reader *r)
+{
+	pthread_mutex_lock(&r->lock);
+	int n = r->cfg.max_inflight - r->inflight;
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+int
+reader_max_buffers(const struct reader *r)
+{
+	return r->cfg.max_inflight;
+}
+
 uint32_t
 reader_page_size(const struct reader *r)
 {

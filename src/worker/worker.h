@@ -41,6 +41,7 @@ struct worker {
 	struct cluster *cl;  /* NULL: a single worker */
 	struct router *rt;   /* the read path, cluster-wide or not */
 	struct objget *og;   /* the owner of every object read */
+	struct dirahead *da; /* directory fetch-ahead (NULL: off) */
 	struct objput *op;   /* the owner of every object write */
 	struct mpu *mpu;     /* multipart uploads staged in <state_dir>/uploads */
 	struct loader *ld;   /* `ferry load` jobs (<state_dir>/loads) */

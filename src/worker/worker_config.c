@@ -28,7 +28,7 @@
 enum {
 	OPT_CACHE_DIR = 1000, OPT_CACHE_SIZE, OPT_PAGE_SIZE, OPT_PAGE_VERIFY, OPT_SCRUB_RATE,
 	OPT_SYNC, OPT_STALE, OPT_META_ENTRIES, OPT_UFS_PAR, OPT_WINDOW,
-	OPT_READAHEAD, OPT_INFLIGHT, OPT_S3_ADDR, OPT_S3_AK, OPT_S3_SK,
+	OPT_READAHEAD, OPT_FETCH_AHEAD, OPT_INFLIGHT, OPT_S3_ADDR, OPT_S3_AK, OPT_S3_SK,
 	OPT_S3_SK_FILE, OPT_S3_ANON, OPT_S3_REGION, OPT_S3_DOMAIN, OPT_MAXCONN, OPT_MAXCONN_CLIENT, OPT_CTL_ADDR,
 	OPT_CTL_TOKEN, OPT_CTL_TOKEN_FILE, OPT_MOUNT, OPT_STATE_DIR, OPT_CONFIG,
 	OPT_LOG_LEVEL, OPT_LOCAL_SOCKET, OPT_ETCD, OPT_CLUSTER, OPT_ADVERTISE,
@@ -63,6 +63,9 @@ static const struct opt_def opts[] = {
 	{"ufs-parallelism", OPT_UFS_PAR, "N", "under-store requests in flight at most (default 32)", "Under-store reads"},
 	{"window", OPT_WINDOW, "N", "pages fetched in parallel ahead of one cold read (default 8)", NULL},
 	{"read-ahead", OPT_READAHEAD, "N", "pages read ahead of a sequential reader (default 8)", NULL},
+	{"fetch-ahead", OPT_FETCH_AHEAD, "SIZE", "a directory of small files that readers walk is\n"
+	    "fetched ahead whole up to SIZE (and a quarter of the cache),\n"
+	    "else 64 files ahead of them (default 1G; 0: off)", NULL},
 	{"max-inflight", OPT_INFLIGHT, "N", "page buffers at most: bounds fetch memory to\n"
 	    "N x page size (default 128)", NULL},
 	{"s3-address", OPT_S3_ADDR, "HOST:PORT", "listen address (default 127.0.0.1:29998)", "S3 gateway"},
@@ -418,6 +421,12 @@ apply_opt(struct parse *p, int id, char *arg, int from_argv)
 			return fail(p, "bad --read-ahead %s (0..4096)", arg);
 		c->reader.readahead_pages = (int)v;
 		return 0;
+	case OPT_FETCH_AHEAD:
+		if (strcmp(arg, "0") == 0)
+			c->fetch_ahead = 0;
+		else if ((c->fetch_ahead = parse_size(arg)) <= 0)
+			return fail(p, "bad --fetch-ahead %s (bytes, e.g. 1G; 0: off)", arg);
+		return 0;
 	case OPT_INFLIGHT:
 		if (parse_int(arg, 2, 65536, &v) < 0)
 			return fail(p, "bad --max-inflight %s (2..65536)", arg);
@@ -657,6 +666,7 @@ defaults(struct worker_cfg *c)
 	c->reader.window = 8;
 	c->reader.readahead_pages = 8;
 	c->reader.max_inflight = 128;
+	c->fetch_ahead = 1LL << 30;
 	c->max_conns = 4096;
 	c->max_conns_per_client = 1024;
 	c->cluster_name = "default";

@@ -45,6 +45,7 @@ struct worker_cfg {
 	int64_t meta_max_entries;
 	int64_t meta_max_list_bytes;
 	struct reader_cfg reader;
+	int64_t fetch_ahead;      /* directory fetch-ahead bound (0: off) */
 	int max_conns;            /* S3 gateway connections */
 	int max_conns_per_client; /* of those, from one address */
 	const char *state_dir; /* mount table, worker id; default: first cache dir */

@@ -28,6 +28,7 @@
 #include "../common/util.h"
 #include "../common/vas.h"
 #include "localfd.h"
+#include "dirahead.h"
 #include "objget.h"
 #include "mpu.h"
 #include "objkey.h"
@@ -451,6 +452,15 @@ worker_start(struct worker *w)
 	if (w->rt)
 		router_set_hot(w->rt, c->hot_threshold, c->hot_extra);
 	w->og = w->rt ? objget_open(w->mc, w->rt, w->rd) : NULL;
+	if (w->og) {
+		/* Whole directories up to --fetch-ahead, and a quarter of the cache. */
+		int64_t room = 0;
+		for (int i = 0; i < c->ndirs; i++)
+			room += c->dirs[i].capacity;
+		int64_t bound = c->fetch_ahead < room / 4 ? c->fetch_ahead : room / 4;
+		w->da = c->fetch_ahead > 0 ? dirahead_open(w->mc, w->rt, w->rd, bound) : NULL;
+		objget_set_dirahead(w->og, w->da);
+	}
 	w->op = w->og ? objput_open(w->mc, w->rd) : NULL;
 	if (!w->op) {
 		fprintf(stderr, "ferry worker: cannot start: out of memory\n");
@@ -494,6 +504,8 @@ worker_stop(struct worker *w)
 	http_server_stop(&w->ctl);
 	localfd_stop(&w->lfd);
 	loader_close(&w->ld); /* running jobs resume at the next start */
+	objget_set_dirahead(w->og, NULL); /* no request runs any more */
+	dirahead_close(&w->da);
 	struct cluster *cl = worker_cluster(w);
 	__atomic_store_n(&w->cl, NULL, __ATOMIC_RELEASE);
 	if (w->rt)
