@@ -10,7 +10,12 @@
  * DA_IDLE_MS of the one before (the walker lists the directory, summing
  * its small files, to choose whole or windowed) -> WALKING (the walker
  * fetches a listing page at a time from the slot's cursor) -> DONE at the
- * listing's end.  A slot nobody noted for DA_IDLE_MS is freed (its mount
+ * listing's end.  A WALKING or DONE slot still being read (a note within
+ * DA_ACTIVE_MS) goes back to SIZING two thirds into its listing's sync
+ * interval, asking the under-store again for pages that would expire
+ * within the last third: its files' stat answers, seeded from the
+ * listing, never expire under a reader (one LIST per 1,000 files instead
+ * of a HEAD per file), and files evicted since are fetched again.  A slot nobody noted for DA_IDLE_MS is freed (its mount
  * reference dropped) unless the walker holds it (busy).
  *
  * Invariant: the walker alone moves a slot out of SIZING or WALKING, and
@@ -34,6 +39,7 @@
 #define DA_SMALL_PAGES 4    /* a small file: at most this many pages */
 #define DA_PAGE 1000        /* listing entries per request */
 #define DA_SIZE_MAX 200000  /* entries a sizing pass reads at most */
+#define DA_ACTIVE_MS 5000   /* read this lately: its listing is kept fresh */
 
 enum da_state { DA_FREE, DA_COUNTING, DA_SIZING, DA_WALKING, DA_DONE };
 
@@ -46,7 +52,9 @@ struct da_dir {
 	int64_t seen_ms;              /* the last note */
 	int64_t reads;                /* distinct files noted (in a row) */
 	int64_t fetched;              /* files the walk fetched */
+	int64_t listed_ms;            /* when its last sizing pass began */
 	int whole;                    /* fetch the whole directory */
+	int refresh;                  /* the next sizing pass asks again */
 	int busy;                     /* the walker works on it */
 };
 
@@ -165,12 +173,13 @@ copy_one(void *arg, const struct ufs_entry *e)
 /* One listing page of dir after cursor into da->ents.  0 or -errno. */
 static int
 list_page(struct dirahead *da, struct mount *m, const char *dir,
-    const char *cursor, int *truncated)
+    const char *cursor, int64_t min_left_ms, int *truncated)
 {
 	da->nents = 0;
 	da->under = dir;
 	*truncated = 0;
-	return meta_list(da->mc, m, dir, "/", cursor, DA_PAGE, copy_one, da, truncated);
+	return meta_list_fresh(da->mc, m, dir, "/", cursor, DA_PAGE, min_left_ms,
+	    copy_one, da, truncated);
 }
 
 /* Waits (briefly, a few times) until half the reader's buffers are free
@@ -190,15 +199,16 @@ room_for(struct dirahead *da, int64_t n)
 }
 
 /* Sizing: the directory's small files, summed over its whole listing (at
- * most DA_SIZE_MAX entries).  1: fetch it whole. */
+ * most DA_SIZE_MAX entries), each page asked again if it expires within
+ * min_left_ms.  1: fetch it whole. */
 static int
-size_dir(struct dirahead *da, struct mount *m, const char *dir)
+size_dir(struct dirahead *da, struct mount *m, const char *dir, int64_t min_left_ms)
 {
 	char cursor[UFS_KEY_MAX + 1] = "";
 	int64_t bytes = 0, entries = 0;
 	for (;;) {
 		int truncated = 0;
-		if (list_page(da, m, dir, cursor, &truncated) < 0)
+		if (list_page(da, m, dir, cursor, min_left_ms, &truncated) < 0)
 			return 0;
 		for (int i = 0; i < da->nents; i++)
 			if (da->ents[i].st.size <= da->small)
@@ -225,7 +235,7 @@ walk_step(struct dirahead *da, struct mount *m, const char *dir, char *cursor,
     int64_t budget)
 {
 	int truncated = 0;
-	if (list_page(da, m, dir, cursor, &truncated) < 0 || da->nents == 0)
+	if (list_page(da, m, dir, cursor, 0, &truncated) < 0 || da->nents == 0)
 		return -1;
 	const int64_t P = reader_page_size(da->rd);
 	int64_t got = 0;
@@ -261,14 +271,26 @@ walker_main(void *arg)
 	char dir[UFS_KEY_MAX + 1], cursor[UFS_KEY_MAX + 1];
 	pthread_mutex_lock(&da->mu);
 	while (!da->stop) {
-		/* Forget directories nobody reads; find one with work. */
+		/* Forget directories nobody reads; keep the listings of
+		 * those being read fresh (their files' stat answers come from
+		 * them: without this each open would ask the under-store once
+		 * they expire); find one with work. */
 		int64_t now = now_ms();
+		int64_t sync = meta_sync_ms(da->mc);
+		int64_t every = sync * 2 / 3 > 1000 ? sync * 2 / 3 : 1000;
 		struct da_dir *d = NULL;
 		for (int i = 0; i < DA_SLOTS; i++) {
 			struct da_dir *s = &da->d[i];
-			if (s->state != DA_FREE && now - s->seen_ms > DA_IDLE_MS)
+			if (s->state != DA_FREE && now - s->seen_ms > DA_IDLE_MS) {
 				do_free_slot(s);
-			else if (!d && (s->state == DA_SIZING || (s->state == DA_WALKING &&
+				continue;
+			}
+			if (sync > 0 && !s->busy && (s->state == DA_WALKING || s->state == DA_DONE) &&
+			    now - s->seen_ms < DA_ACTIVE_MS && now - s->listed_ms >= every) {
+				s->state = DA_SIZING;
+				s->refresh = 1;
+			}
+			if (!d && (s->state == DA_SIZING || (s->state == DA_WALKING &&
 			    (s->whole || s->fetched < s->reads + DIRAHEAD_WINDOW))))
 				d = s;
 		}
@@ -284,13 +306,16 @@ walker_main(void *arg)
 		snprintf(dir, sizeof(dir), "%s", d->dir);
 		snprintf(cursor, sizeof(cursor), "%s", d->cursor);
 		enum da_state st = d->state;
+		int64_t min_left = d->refresh ? sync / 3 : 0;
+		d->refresh = 0;
+		int64_t began = now;
 		int64_t budget = d->whole ? DA_PAGE : d->reads + DIRAHEAD_WINDOW - d->fetched;
 		pthread_mutex_unlock(&da->mu);
 
 		int whole = 0;
 		int64_t got = 0;
 		if (st == DA_SIZING) {
-			whole = size_dir(da, m, dir);
+			whole = size_dir(da, m, dir, min_left);
 			LOG_DEBUG("fetch-ahead /%s/%s: %s", m->name, dir,
 			    whole ? "the whole directory" : "a window");
 		} else {
@@ -301,8 +326,9 @@ walker_main(void *arg)
 		d->busy = 0;
 		if (st == DA_SIZING) {
 			d->state = DA_WALKING;
+			d->listed_ms = began;
 			d->whole = whole;
-			d->fetched = 0;
+			d->fetched = d->reads = 0; /* the window counts from here */
 			d->cursor[0] = 0;
 			da->walks++;
 		} else if (got < 0) {

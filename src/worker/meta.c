@@ -637,6 +637,21 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
     const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated)
 {
+	return meta_list_fresh(mc, m, prefix, delimiter, start_after, max_keys, 0,
+	    fn, arg, truncated);
+}
+
+int64_t
+meta_sync_ms(const struct meta_cache *mc)
+{
+	return mc->cfg.sync_ms;
+}
+
+int
+meta_list_fresh(struct meta_cache *mc, struct mount *m, const char *prefix,
+    const char *delimiter, const char *start_after, int max_keys,
+    int64_t min_left_ms, ufs_list_fn fn, void *arg, int *truncated)
+{
 	if (!delimiter)
 		delimiter = "";
 	struct dbuf key;
@@ -649,7 +664,7 @@ meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
 
 	pthread_mutex_lock(&mc->lock);
 	struct list_page *p = do_list_find(mc, key.p, h);
-	if (p && now < p->expires_ms) {
+	if (p && now + min_left_ms < p->expires_ms) {
 		TAILQ_REMOVE(&mc->llru, p, lru);
 		TAILQ_INSERT_HEAD(&mc->llru, p, lru);
 		*truncated = p->truncated;

@@ -111,6 +111,14 @@ int64_t meta_refresh(struct meta_cache *mc, struct mount *m, const char *prefix)
 int meta_list(struct meta_cache *mc, struct mount *m, const char *prefix,
     const char *delimiter, const char *start_after, int max_keys, ufs_list_fn fn,
     void *arg, int *truncated);
+/* The same, but a cached page that expires within min_left_ms is asked
+ * again (and so are its objects' stat answers, seeded from it): a reader
+ * that keeps a directory's answers fresh ahead of their expiry. */
+int meta_list_fresh(struct meta_cache *mc, struct mount *m, const char *prefix,
+    const char *delimiter, const char *start_after, int max_keys,
+    int64_t min_left_ms, ufs_list_fn fn, void *arg, int *truncated);
+/* How long an answer is trusted (--sync-interval). */
+int64_t meta_sync_ms(const struct meta_cache *mc);
 
 /*
  * Everything under prefix after start_after (recursive, no delimiter),

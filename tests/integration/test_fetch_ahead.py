@@ -97,3 +97,30 @@ def test_big_files_and_other_directories_are_left_alone(make_worker, data_dir):
     last = sorted(big)[5]
     assert w.stat(f"/data/{last}")["cached_bytes"] == 0
     assert cached_files(w, small) == 0
+
+
+def test_a_directory_being_read_keeps_its_stat_answers_fresh(make_worker, data_dir):
+    """Files' stat answers come from the directory's listing and expire with
+    it (--sync-interval); while readers go on reading the directory, the
+    walker lists it again before that, so no read waits for a HEAD of its
+    own: one LIST a sync interval instead of a stat per file (a regression:
+    the DataLoader benchmark's epochs slowed to one round trip per file
+    once a minute had passed)."""
+    files = tree(data_dir, 20, 50 * KiB, seed=600)
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "10s"])
+    s3 = w.s3()
+    keys = sorted(files)
+    for k in keys[:4]:
+        assert s3.get_object(Bucket="data", Key=k)["Body"].read() == files[k]
+    wait_for(lambda: cached_files(w, files) == len(files), 20, what="the directory fetched ahead")
+    stats = w.metric("ferry_ufs_requests_total", op="stat") or 0
+    lists = w.metric("ferry_ufs_requests_total", op="list") or 0
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < 14 and i < 5000:  # past the answers' first expiry
+        k = keys[i % len(keys)]
+        assert s3.get_object(Bucket="data", Key=k)["Body"].read() == files[k]
+        i += 1
+        time.sleep(0.05)
+    assert (w.metric("ferry_ufs_requests_total", op="stat") or 0) == stats
+    assert (w.metric("ferry_ufs_requests_total", op="list") or 0) > lists
