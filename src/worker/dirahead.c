@@ -97,12 +97,14 @@ dir_of(const char *path, char *out, size_t n)
 	out[l] = 0;
 }
 
-static void
+/* Empties d; returns its mount reference, for the caller to release once
+ * it no longer holds da->mu (the last reference closes an under-store). */
+static struct mount *
 do_free_slot(struct da_dir *d)
 {
-	if (d->state != DA_FREE)
-		mount_release(&d->m);
+	struct mount *m = d->state != DA_FREE ? d->m : NULL;
 	memset(d, 0, sizeof(*d));
+	return m;
 }
 
 void
@@ -114,6 +116,7 @@ dirahead_note(struct dirahead *da, struct mount *m, const char *path,
 	char dir[UFS_KEY_MAX + 1];
 	dir_of(path, dir, sizeof(dir));
 	int64_t now = now_ms();
+	struct mount *old = NULL;
 	pthread_mutex_lock(&da->mu);
 	struct da_dir *d = NULL, *victim = NULL;
 	for (int i = 0; i < DA_SLOTS; i++) {
@@ -131,7 +134,7 @@ dirahead_note(struct dirahead *da, struct mount *m, const char *path,
 			pthread_mutex_unlock(&da->mu);
 			return; /* every slot is being walked */
 		}
-		do_free_slot(victim);
+		old = do_free_slot(victim);
 		d = victim;
 		d->state = DA_COUNTING;
 		d->m = mount_ref(m);
@@ -152,6 +155,7 @@ dirahead_note(struct dirahead *da, struct mount *m, const char *path,
 	}
 	d->seen_ms = now;
 	pthread_mutex_unlock(&da->mu);
+	mount_release(&old);
 }
 
 /* Under the metadata cache's lock: copy, nothing more. */
@@ -269,8 +273,17 @@ walker_main(void *arg)
 {
 	struct dirahead *da = arg;
 	char dir[UFS_KEY_MAX + 1], cursor[UFS_KEY_MAX + 1];
+	struct mount *gone[DA_SLOTS];
+	int ngone = 0;
 	pthread_mutex_lock(&da->mu);
 	while (!da->stop) {
+		if (ngone > 0) {
+			pthread_mutex_unlock(&da->mu);
+			while (ngone > 0)
+				mount_release(&gone[--ngone]);
+			pthread_mutex_lock(&da->mu);
+			continue;
+		}
 		/* Forget directories nobody reads; keep the listings of
 		 * those being read fresh (their files' stat answers come from
 		 * them: without this each open would ask the under-store once
@@ -281,8 +294,8 @@ walker_main(void *arg)
 		struct da_dir *d = NULL;
 		for (int i = 0; i < DA_SLOTS; i++) {
 			struct da_dir *s = &da->d[i];
-			if (s->state != DA_FREE && now - s->seen_ms > DA_IDLE_MS) {
-				do_free_slot(s);
+			if (s->state != DA_FREE && !s->busy && now - s->seen_ms > DA_IDLE_MS) {
+				gone[ngone++] = do_free_slot(s);
 				continue;
 			}
 			if (sync > 0 && !s->busy && (s->state == DA_WALKING || s->state == DA_DONE) &&
@@ -343,6 +356,8 @@ walker_main(void *arg)
 		pthread_mutex_lock(&da->mu);
 	}
 	pthread_mutex_unlock(&da->mu);
+	while (ngone > 0)
+		mount_release(&gone[--ngone]);
 	return NULL;
 }
 
@@ -385,8 +400,10 @@ dirahead_close(struct dirahead **dap)
 	pthread_cond_broadcast(&da->cv);
 	pthread_mutex_unlock(&da->mu);
 	pthread_join(da->thread, NULL);
-	for (int i = 0; i < DA_SLOTS; i++)
-		do_free_slot(&da->d[i]);
+	for (int i = 0; i < DA_SLOTS; i++) {
+		struct mount *m = do_free_slot(&da->d[i]);
+		mount_release(&m);
+	}
 	pthread_mutex_destroy(&da->mu);
 	pthread_cond_destroy(&da->cv);
 	free(da->ents);
