@@ -62,6 +62,10 @@ struct objget_head {
 	int status;   /* 200, 206; 304 or 412 (conditions); 416 (range) */
 	const struct ufs_stat *st;
 	const char *etag;    /* the version's ETag, without quotes */
+	/* The headers stored with the object (Content-Type, x-amz-meta-*,
+	 * ...): known 0 when not known (a store that does not say, a stale
+	 * answer that never knew them); valid during the call. */
+	const struct ufs_hdrs *hdrs;
 	int64_t first, last; /* 206: the bytes sent, inclusive */
 	int64_t length;      /* body bytes (what a GET sends, for a HEAD) */
 };

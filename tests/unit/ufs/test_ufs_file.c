@@ -1322,6 +1322,21 @@ TEST(headers_and_copy)
 	} else {
 		printf("# no user xattrs on %s: headers not kept\n", wroot);
 	}
+	/* stat answers what is kept: the xattrs, or none */
+	CHECK_EQ_INT(ufs_stat(wu, "cp/src", &ss), 0);
+	CHECK_EQ_INT(ufs_last_hdrs()->known, 1);
+	CHECK_EQ_INT(ufs_last_hdrs()->n, have_xattr ? 3 : 0);
+	if (have_xattr) {
+		CHECK_EQ_STR(ufs_hdrs_get(ufs_last_hdrs(), "cache-control"),
+		    "max-age=60");
+		/* someone else's xattr, not a header: left out */
+		char p[1024];
+		snprintf(p, sizeof(p), "%s/cp/src", wroot);
+		CHECK_EQ_INT(setxattr(p, "user.ferry.x-other", "v", 1, 0), 0);
+		CHECK_EQ_INT(setxattr(p, "user.ferry.x-amz-meta-bin", "\1", 1, 0), 0);
+		CHECK_EQ_INT(ufs_stat(wu, "cp/src", &ss), 0);
+		CHECK_EQ_INT(ufs_last_hdrs()->n, 3);
+	}
 	/* a copy: the bytes, a version of its own, the headers too */
 	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/sub/dst", NULL, &cs), 0);
 	CHECK_EQ_INT(cs.size, 200000);

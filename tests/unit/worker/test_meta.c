@@ -223,14 +223,14 @@ TEST(nokey_entry_is_hit_only_for_nokey_callers)
 	fake_put("dir/file", 10, 1);
 	struct ufs_stat st;
 	struct meta_load ld;
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, NULL, &ld), META_LOAD);
 	CHECK(ld.ent != NULL);
 	CHECK_EQ_INT(ld.has_prev, 0);
 	/* The caller's one-request read said "no such key". */
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "dir", &ld, -ENOENT, NULL, 1, &st),
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "dir", &ld, -ENOENT, NULL, NULL, 1, &st, NULL),
 	    -ENOENT);
 	/* A nokey_ok caller: a hit. */
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, &ld), -ENOENT);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, NULL, &ld), -ENOENT);
 	CHECK_EQ_INT(stats(), 0);
 	/* Anyone else: a miss, and the UFS says it is a directory. */
 	CHECK_EQ_INT(meta_stat(mc, mnt, "dir", &st), 0);
@@ -238,15 +238,15 @@ TEST(nokey_entry_is_hit_only_for_nokey_callers)
 	CHECK_EQ_INT(stats(), 1);
 	/* Now a full answer, a hit for both kinds. */
 	memset(&st, 0, sizeof(st));
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, &ld), 0);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, NULL, &ld), 0);
 	CHECK(st.is_dir);
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 0, &st, &ld), 0);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 0, &st, NULL, &ld), 0);
 	CHECK(st.is_dir);
 	CHECK_EQ_INT(stats(), 1);
 
 	/* A -ENOENT without nokey is a full answer: a hit for everyone. */
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "gone", 0, &st, &ld), META_LOAD);
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "gone", &ld, -ENOENT, NULL, 0, &st),
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "gone", 0, &st, NULL, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "gone", &ld, -ENOENT, NULL, NULL, 0, &st, NULL),
 	    -ENOENT);
 	CHECK_EQ_INT(meta_stat(mc, mnt, "gone", &st), -ENOENT);
 	CHECK_EQ_INT(stats(), 1);
@@ -255,9 +255,9 @@ TEST(nokey_entry_is_hit_only_for_nokey_callers)
 	 * an expired file entry hands its old answer to the next loader. */
 	struct ufs_stat fresh;
 	fake_stat_of("f", 3, 1, &fresh);
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, NULL, &ld), META_LOAD);
 	memset(&st, 0, sizeof(st));
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &fresh, 0, &st), 0);
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &fresh, NULL, 0, &st, NULL), 0);
 	CHECK(same_stat(&st, &fresh));
 	memset(&st, 0, sizeof(st));
 	CHECK_EQ_INT(meta_stat(mc, mnt, "f", &st), 0);
@@ -275,10 +275,10 @@ TEST(expired_entry_hands_prev_to_loader)
 	CHECK_EQ_INT(meta_stat(mc, mnt, "f", &st), 0);
 	sleep_ms(120);
 	struct meta_load ld;
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, NULL, &ld), META_LOAD);
 	CHECK_EQ_INT(ld.has_prev, 1);
 	CHECK(same_stat(&ld.prev, &want));
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &want, 0, &st), 0);
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &want, NULL, 0, &st, NULL), 0);
 	CHECK_EQ_INT(changes_n(), 0); /* same version: nothing to drop */
 	teardown();
 }
