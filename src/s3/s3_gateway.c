@@ -6,7 +6,8 @@
  *
  * Built: ListBuckets, HeadBucket, GetBucketLocation, ListObjects (V1 and
  * V2, any delimiter, fetch-owner), HeadObject, GetObject (single range,
- * conditional headers, response-* overrides), GetBucketAcl and
+ * conditional headers, the headers stored with the object, response-*
+ * overrides of signed requests), GetBucketAcl and
  * GetObjectAcl (a fixed owner-full-control policy), and S3's answer to a
  * CORS preflight on a bucket without CORS configuration.  Everything else
  * is answered with a proper S3 error document: NotImplemented for S3
@@ -727,6 +728,7 @@ op_get_object(struct s3req *s, struct mount *m)
 	}
 	struct objget_req rq = {
 	    .m = m, .path = s->key, .head = s->is_head, .dir_enoent = 1,
+	    .want_hdrs = 1,
 	    .if_match = hdr_of(req, "if-match"),
 	    .if_none_match = hdr_of(req, "if-none-match"),
 	    .if_modified_since = hdr_of(req, "if-modified-since"),
@@ -1371,6 +1373,7 @@ op_copy_object(struct s3req *s, struct mount *m)
 	struct copy_ctx c = {.s = s, .dst = m, .opts = &o, .same = same,
 	    .carry = !replace};
 	struct objget_req rq = {.m = sm, .path = skey, .head = same, .dir_enoent = 1,
+	    .want_hdrs = !replace && !same, /* COPY across mounts carries them */
 	    .if_match = hdr_of(s->req, "x-amz-copy-source-if-match"),
 	    .if_none_match = hdr_of(s->req, "x-amz-copy-source-if-none-match"),
 	    .if_modified_since = hdr_of(s->req, "x-amz-copy-source-if-modified-since"),

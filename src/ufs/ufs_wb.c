@@ -21,6 +21,10 @@
  * finishes (its key stays busy) and the newer one goes after it, so the
  * store ends with the last write.
  *
+ * A staged write's stat (and read_stat, commit, copy) answers its
+ * record's headers (ufs_answer_hdrs); a copy of an object with no headers
+ * given carries its source's, staged or from the store.
+ *
  * Threads: request threads (staging, reads), the persister threads
  * (uploads), the control API's status.  One mutex (g.lock) guards all of
  * the above; it is never held across disk or network I/O of a body, nor

@@ -10,6 +10,12 @@
  * budget.  Files seen in a listing also refresh the stat cache, so `ls -l`
  * followed by reads costs one UFS listing, not one stat a file.
  *
+ * Each stat entry may keep the headers stored with its object (a malloc'd
+ * copy of exactly their bytes, counted in hdrs_bytes, at most
+ * META_HDRS_BYTES in all): set by a load or a write, kept while answers
+ * confirm the same version, dropped when it moves; readers copy them out
+ * under the lock.
+ *
  * Stale-if-error: when a refresh fails for a reason other than an answer
  * ("no such object", "denied"), the expired answer is served again for up
  * to cfg.stale_ms past its expiry, counted in ferry_metadata_stale_total

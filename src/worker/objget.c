@@ -209,7 +209,7 @@ serve_once(struct objget *og, const struct objget_req *rq,
 	 * out of the cache onto this stack (no allocation per request). */
 	struct ufs_hdrs hd;
 	int r = stat_for_read(og, m, rq->path, start_hint(rq), !rq->dir_enoent,
-	    &st, &hd);
+	    &st, rq->want_hdrs ? &hd : NULL);
 	if (r == 0 && st.is_dir)
 		r = rq->dir_enoent ? -ENOENT : -EISDIR;
 	if (r < 0)
@@ -221,7 +221,8 @@ serve_once(struct objget *og, const struct objget_req *rq,
 		meta_invalidate(og->mc, m, rq->path);
 		return last_try ? -ESTALE : -EAGAIN;
 	}
-	struct objget_head h = {.st = &st, .etag = etag, .hdrs = &hd};
+	struct objget_head h = {.st = &st, .etag = etag,
+	    .hdrs = rq->want_hdrs ? &hd : NULL};
 	h.status = check_conditions(rq, etag, st.mtime);
 	int64_t a = 0, b = st.size - 1;
 	int pr = h.status ? 0 : http_parse_range(rq->range.p, rq->range.n, st.size, &a, &b);

@@ -9,7 +9,8 @@
  *      version of this write's own (nobody reads it);
  *   4. the body's end: the store commits and names the new version; the
  *      staged pages are re-keyed to it; the metadata cache answers with the
- *      new stat; other versions' pages go; the mount's cached listings go.
+ *      new stat and the headers the commit said the object keeps; other
+ *      versions' pages go; the mount's cached listings go.
  * Any failure before the commit aborts the session (the store keeps no
  * part of it) and drops the staged pages: nothing of a failed write is
  * visible anywhere.

@@ -252,6 +252,7 @@ req(const char *path)
 	rq.m = mnt;
 	rq.path = path;
 	rq.dir_enoent = 1; /* as the S3 gateway asks */
+	rq.want_hdrs = 1;
 	return rq;
 }
 

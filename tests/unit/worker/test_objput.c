@@ -167,7 +167,8 @@ get(const char *path, struct cap *c)
 {
 	c->len = 0;
 	c->status = 0;
-	struct objget_req rq = {.m = mnt, .path = path, .dir_enoent = 1};
+	struct objget_req rq = {.m = mnt, .path = path, .dir_enoent = 1,
+	    .want_hdrs = 1};
 	struct objget_sink s = {.head = cap_head, .file = cap_file, .mem = cap_mem, .arg = c};
 	int started;
 	return objget_serve(og, &rq, &s, &started);
