@@ -12,7 +12,7 @@
  *
  * Each stat entry may keep the headers stored with its object (a malloc'd
  * copy of exactly their bytes, counted in hdrs_bytes, at most
- * META_HDRS_BYTES in all): set by a load or a write, kept while answers
+ * cfg.max_hdrs_bytes in all, the oldest on hlru forgotten first): set by a load or a write, kept while answers
  * confirm the same version, dropped when it moves; readers copy them out
  * under the lock.
  *
@@ -47,13 +47,15 @@
 /* A failed refresh is tried again after this long at most. */
 #define META_RETRY_MS 1000
 /* The headers stored with objects (Content-Type, x-amz-meta-*, ...) kept
- * with their stat answers, all entries together: past it the least
- * recently used entries forget theirs (a GET then asks the store again). */
+ * with their stat answers, all entries together, unless configured: past
+ * it the least recently used entries forget theirs (a GET then asks the
+ * store again). */
 #define META_HDRS_BYTES (32 << 20)
 
 struct stat_ent {
 	struct hnode hn;
 	TAILQ_ENTRY(stat_ent) lru;
+	TAILQ_ENTRY(stat_ent) hlru; /* in mc->hlru while hdrs is set */
 	uint64_t h;
 	uint64_t ident;
 	int64_t fetched_ms;
@@ -114,6 +116,8 @@ struct meta_cache {
 	struct list_lru llru;
 	int64_t list_bytes;
 	int64_t hdrs_bytes; /* what stat entries' headers hold */
+	struct stat_lru hlru; /* the entries holding headers, most recent
+	                       * first: the budget takes the oldest */
 };
 
 static uint64_t
@@ -139,8 +143,11 @@ meta_open(const struct meta_cfg *cfg)
 	mc->cfg = *cfg;
 	if (mc->cfg.max_entries < 16)
 		mc->cfg.max_entries = 16;
+	if (mc->cfg.max_hdrs_bytes <= 0)
+		mc->cfg.max_hdrs_bytes = META_HDRS_BYTES;
 	TAILQ_INIT(&mc->slru);
 	TAILQ_INIT(&mc->llru);
+	TAILQ_INIT(&mc->hlru);
 	if (htab_init(&mc->stab, 1024, stat_hashof) < 0 ||
 	    htab_init(&mc->ltab, 256, list_hashof) < 0) {
 		meta_close(&mc);
@@ -166,6 +173,8 @@ do_stat_find(struct meta_cache *mc, uint64_t ident, const char *path, uint64_t h
 static void
 do_hdrs_drop(struct meta_cache *mc, struct stat_ent *e)
 {
+	if (e->hdrs)
+		TAILQ_REMOVE(&mc->hlru, e, hlru);
 	mc->hdrs_bytes -= e->hdrs_len;
 	free(e->hdrs);
 	e->hdrs = NULL;
@@ -186,18 +195,17 @@ do_hdrs_set(struct meta_cache *mc, struct stat_ent *e, const struct ufs_hdrs *h)
 		if (!(e->hdrs = malloc(h->len)))
 			return;
 		memcpy(e->hdrs, h->buf, h->len);
+		TAILQ_INSERT_HEAD(&mc->hlru, e, hlru);
 	}
 	e->hdrs_len = (uint32_t)h->len;
 	e->hdrs_n = (uint16_t)h->n;
 	e->hdrs_have = 1;
 	mc->hdrs_bytes += e->hdrs_len;
-	struct stat_ent *v = TAILQ_LAST(&mc->slru, stat_lru);
-	while (mc->hdrs_bytes > META_HDRS_BYTES && v) {
-		struct stat_ent *pv = TAILQ_PREV(v, stat_lru, lru);
-		if (v != e && v->hdrs)
-			do_hdrs_drop(mc, v);
-		v = pv;
-	}
+	/* O(what is freed): only entries holding headers are on hlru. */
+	struct stat_ent *v;
+	while (mc->hdrs_bytes > mc->cfg.max_hdrs_bytes &&
+	    (v = TAILQ_LAST(&mc->hlru, stat_lru)) && v != e)
+		do_hdrs_drop(mc, v);
 }
 
 /* e's headers into h (h->known 0 when e does not know them). */
@@ -226,6 +234,10 @@ do_stat_touch(struct meta_cache *mc, struct stat_ent *e)
 {
 	TAILQ_REMOVE(&mc->slru, e, lru);
 	TAILQ_INSERT_HEAD(&mc->slru, e, lru);
+	if (e->hdrs) {
+		TAILQ_REMOVE(&mc->hlru, e, hlru);
+		TAILQ_INSERT_HEAD(&mc->hlru, e, hlru);
+	}
 }
 
 static struct stat_ent *

@@ -35,6 +35,8 @@ struct meta_cfg {
 	int64_t sync_ms;        /* how long an answer is trusted */
 	int64_t max_entries;    /* stat entries at most */
 	int64_t max_list_bytes; /* cached listing pages at most */
+	int64_t max_hdrs_bytes; /* stored headers kept with answers, all
+	                         * together (0: 32 MiB) */
 	int64_t stale_ms;       /* stale-if-error: an expired answer is served
 	                         * this long past its expiry while the
 	                         * under-store fails (0: never) */

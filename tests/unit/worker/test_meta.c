@@ -722,6 +722,71 @@ TEST(stale_if_error_list)
 	teardown();
 }
 
+/* --- the headers kept with answers --------------------------------------- */
+
+/* A header block of one x-amz-meta-v with a value of n bytes of c. */
+static void
+hdrs_of(struct ufs_hdrs *h, size_t n, char c)
+{
+	char v[1024];
+	memset(v, c, n);
+	ufs_hdrs_init(h);
+	ufs_hdrs_add(h, "x-amz-meta-v", 12, v, n);
+}
+
+TEST(headers_kept_within_their_budget)
+{
+	setup(60000, 0, 1000, 1 << 20);
+	meta_close(&mc);
+	struct meta_cfg cfg = {.sync_ms = 60000, .max_entries = 1000,
+	    .max_list_bytes = 1 << 20, .max_hdrs_bytes = 2000,
+	    .on_change = on_change, .arg = &chg};
+	mc = meta_open(&cfg);
+	static struct ufs_hdrs h, got;
+	struct ufs_stat st;
+	struct meta_load ld;
+	const char *p[] = {"h0", "h1", "h2", "h3"};
+	for (int i = 0; i < 4; i++) {
+		fake_put(p[i], 10, 1);
+		fake_stat_of(p[i], 10, 1, &st);
+		hdrs_of(&h, 600, (char)('a' + i)); /* ~615 bytes each */
+		meta_wrote(mc, mnt, p[i], &st, &h);
+	}
+	/* The newest three fit in 2000 bytes; the oldest forgot its own and
+	 * is loaded again when they are wanted (a plain stat is still a hit). */
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h0", 0, &st, NULL, &ld), 0);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h0", 0, &st, &got, &ld), META_LOAD);
+	/* (the store fails: the answer it had, headers not known) */
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "h0", &ld, -EIO, NULL, NULL, 0, &st,
+	    &got), 0);
+	CHECK_EQ_INT(got.known, 0);
+	for (int i = 1; i < 4; i++) {
+		CHECK_EQ_INT(meta_stat_begin(mc, mnt, p[i], 0, &st, &got, &ld), 0);
+		CHECK_EQ_INT(got.known, 1);
+		CHECK_EQ_INT(got.n, 1);
+		CHECK_EQ_INT(ufs_hdrs_get(&got, "x-amz-meta-v")[0], 'a' + i);
+	}
+	/* Written with none known: a hit for a plain stat, a load for headers. */
+	fake_stat_of("h1", 10, 1, &st);
+	meta_wrote(mc, mnt, "h1", &st, NULL);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h1", 0, &st, &got, &ld), META_LOAD);
+	fake_stat_of("h1", 10, 1, &st);
+	hdrs_of(&h, 5, 'z');
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "h1", &ld, 0, &st, &h, 0, &st, &got), 0);
+	CHECK_EQ_INT(ufs_hdrs_get(&got, "x-amz-meta-v")[0], 'z');
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h1", 0, &st, &got, &ld), 0);
+	CHECK_EQ_INT(ufs_hdrs_get(&got, "x-amz-meta-v")[0], 'z');
+	/* A new version drops the old version's headers. */
+	fake_stat_of("h2", 11, 2, &st);
+	meta_wrote(mc, mnt, "h2", &st, NULL);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h2", 0, &st, &got, &ld), META_LOAD);
+	/* (the store fails: the answer it had, headers not known) */
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "h2", &ld, -EIO, NULL, NULL, 0, &st,
+	    &got), 0);
+	CHECK_EQ_INT(got.known, 0);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -744,5 +809,6 @@ main(void)
 	RUN(stale_ms_zero_returns_error);
 	RUN(answers_are_never_served_stale);
 	RUN(stale_if_error_list);
+	RUN(headers_kept_within_their_budget);
 	TAP_DONE();
 }
