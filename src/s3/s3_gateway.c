@@ -6,7 +6,8 @@
  *
  * Built: ListBuckets, HeadBucket, GetBucketLocation, ListObjects (V1 and
  * V2, any delimiter, fetch-owner), HeadObject, GetObject (single range,
- * conditional headers, response-* overrides), GetBucketAcl and
+ * conditional headers, the headers stored with the object, response-*
+ * overrides of signed requests), GetBucketAcl and
  * GetObjectAcl (a fixed owner-full-control policy), and S3's answer to a
  * CORS preflight on a bucket without CORS configuration.  Everything else
  * is answered with a proper S3 error document: NotImplemented for S3
@@ -562,22 +563,80 @@ struct get_ctx {
 	int ended;       /* the head was the whole answer */
 };
 
-static void
+/* A response-* override of a GET: 1 if it was added as header. */
+static int
 add_override(struct dbuf *h, const struct http_request *req, const char *param,
     const char *header)
 {
 	int bad = 0;
 	char *v = qparam(req, param, &bad);
 	if (!v)
-		return;
+		return 0;
 	/* Header injection guard: no CR/LF or other controls. */
 	for (char *p = v; *p; p++)
 		if ((unsigned char)*p < 0x20) {
 			free(v);
-			return;
+			return 0;
 		}
 	dbuf_printf(h, "%s: %s\r\n", header, v);
 	free(v);
+	return 1;
+}
+
+/* The headers an object keeps, their response-* overrides (S3 lets a
+ * signed GET or HEAD replace each), and the answer's header names. */
+static const struct {
+	const char *param, *stored, *header;
+} obj_std_headers[] = {
+    {"response-content-type", "content-type", "Content-Type"},
+    {"response-content-language", "content-language", "Content-Language"},
+    {"response-expires", "expires", "Expires"},
+    {"response-cache-control", "cache-control", "Cache-Control"},
+    {"response-content-disposition", "content-disposition", "Content-Disposition"},
+    {"response-content-encoding", "content-encoding", "Content-Encoding"},
+};
+
+/*
+ * The headers stored with the object, as S3 answers a GET or HEAD: each
+ * standard one (its override where the request has one), then every
+ * x-amz-meta-* with its lowercase name.  An object with no Content-Type
+ * stored (or whose headers are not known) answers ferry's default.  The
+ * stored values were checked when they were kept or read (printable ASCII,
+ * ufs_hdrs_add): nothing here can split a header.
+ */
+static void
+add_object_headers(struct dbuf *hdr, const struct http_request *req,
+    const struct ufs_hdrs *hd)
+{
+	int known = hd && hd->known;
+	for (size_t i = 0; i < sizeof(obj_std_headers) / sizeof(obj_std_headers[0]); i++) {
+		if (req->query_len && add_override(hdr, req, obj_std_headers[i].param,
+		    obj_std_headers[i].header))
+			continue;
+		const char *v = known ? ufs_hdrs_get(hd, obj_std_headers[i].stored) : NULL;
+		if (v)
+			dbuf_printf(hdr, "%s: %s\r\n", obj_std_headers[i].header, v);
+		else if (i == 0)
+			dbuf_adds(hdr, "Content-Type: application/octet-stream\r\n");
+	}
+	size_t off = 0;
+	const char *k, *v;
+	while (known && ufs_hdrs_next(hd, &off, &k, &v))
+		if (!strncmp(k, "x-amz-meta-", 11))
+			dbuf_printf(hdr, "%s: %s\r\n", k, v);
+}
+
+/* Does the request ask for a response-* override? */
+static int
+has_override(const struct http_request *req)
+{
+	const char *v;
+	size_t vl;
+	for (size_t i = 0; i < sizeof(obj_std_headers) / sizeof(obj_std_headers[0]); i++)
+		if (http_query_get(req->query, req->query_len,
+		    obj_std_headers[i].param, &v, &vl))
+			return 1;
+	return 0;
 }
 
 static int
@@ -625,17 +684,7 @@ get_head(void *arg, const struct objget_head *h)
 	if (h->status == 206)
 		dbuf_printf(hdr, "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64 "\r\n",
 		    h->first, h->last, h->st->size);
-	int bad = 0;
-	char *ct = qparam(req, "response-content-type", &bad);
-	if (!ct)
-		dbuf_adds(hdr, "Content-Type: application/octet-stream\r\n");
-	free(ct);
-	add_override(hdr, req, "response-content-type", "Content-Type");
-	add_override(hdr, req, "response-content-disposition", "Content-Disposition");
-	add_override(hdr, req, "response-content-encoding", "Content-Encoding");
-	add_override(hdr, req, "response-content-language", "Content-Language");
-	add_override(hdr, req, "response-cache-control", "Cache-Control");
-	add_override(hdr, req, "response-expires", "Expires");
+	add_object_headers(hdr, req, h->hdrs);
 	if (dbuf_error(hdr))
 		return -E2BIG; /* the overrides do not fit in a head */
 	s->status = h->status;
@@ -673,8 +722,13 @@ static void
 op_get_object(struct s3req *s, struct mount *m)
 {
 	const struct http_request *req = s->req;
+	if (s->anonymous && req->query_len && has_override(req)) {
+		s3_error(s, 400, "InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
+		return;
+	}
 	struct objget_req rq = {
 	    .m = m, .path = s->key, .head = s->is_head, .dir_enoent = 1,
+	    .want_hdrs = 1,
 	    .if_match = hdr_of(req, "if-match"),
 	    .if_none_match = hdr_of(req, "if-none-match"),
 	    .if_modified_since = hdr_of(req, "if-modified-since"),
@@ -1174,6 +1228,10 @@ struct copy_ctx {
 	int same;        /* same mount: only the head is wanted */
 	struct mpu_part *part; /* UploadPartCopy: the bytes go here instead */
 	int err;
+	int carry;       /* COPY directive across mounts: the source's headers
+	                  * go with the new object */
+	struct ufs_hdrs *srch; /* their copy (malloc'd), alive to the commit */
+	struct ufs_opt sopt[UFS_HDRS_COUNT_MAX];
 };
 
 static int
@@ -1193,6 +1251,14 @@ copy_head(void *arg, const struct objget_head *h)
 		return 0;
 	struct ufs_put_opts o = *c->opts;
 	o.size = h->st->size;
+	if (c->carry && h->hdrs && h->hdrs->known && h->hdrs->n) {
+		/* As S3's COPY: the source's headers, as its GET answers them. */
+		if (!(c->srch = malloc(sizeof(*c->srch))))
+			return c->err = -ENOMEM;
+		memcpy(c->srch, h->hdrs, sizeof(*c->srch));
+		o.headers = c->sopt;
+		o.nheaders = ufs_hdrs_opts(c->srch, c->sopt, UFS_HDRS_COUNT_MAX);
+	}
 	int r = objput_begin(c->s->w->op, c->dst, c->s->key, &o, &c->w);
 	return r < 0 ? (c->err = r) : 0;
 }
@@ -1304,8 +1370,10 @@ op_copy_object(struct s3req *s, struct mount *m)
 	}
 	/* The source, read through objget: its conditions, and (across
 	 * mounts) its bytes into the new object. */
-	struct copy_ctx c = {.s = s, .dst = m, .opts = &o, .same = same};
+	struct copy_ctx c = {.s = s, .dst = m, .opts = &o, .same = same,
+	    .carry = !replace};
 	struct objget_req rq = {.m = sm, .path = skey, .head = same, .dir_enoent = 1,
+	    .want_hdrs = !replace && !same, /* COPY across mounts carries them */
 	    .if_match = hdr_of(s->req, "x-amz-copy-source-if-match"),
 	    .if_none_match = hdr_of(s->req, "x-amz-copy-source-if-none-match"),
 	    .if_modified_since = hdr_of(s->req, "x-amz-copy-source-if-modified-since"),
@@ -1360,6 +1428,7 @@ op_copy_object(struct s3req *s, struct mount *m)
 	dbuf_free(&b);
 done:
 	free(c.buf);
+	free(c.srch);
 out:
 	dbuf_free(&oh.arena);
 	mount_release(&sm);

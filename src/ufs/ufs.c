@@ -41,7 +41,7 @@
 /* The headers a write may carry: how many, and S3's 2 KB limit on user
  * metadata (x-amz-meta-* names and values together); other values are
  * kept to 1 KiB each. */
-#define UFS_PUT_HEADERS_MAX 32
+#define UFS_PUT_HEADERS_MAX UFS_HDRS_COUNT_MAX
 #define UFS_META_BYTES_MAX 2048
 #define UFS_HEADER_VALUE_MAX 1024
 
@@ -221,6 +221,7 @@ int
 ufs_stat(struct ufs *u, const char *path, struct ufs_stat *st)
 {
 	memset(st, 0, sizeof(*st));
+	ufs_last_hdrs_reset();
 	int r = enter(u, path);
 	if (r)
 		return r;
@@ -232,8 +233,11 @@ ufs_raw_stat(struct ufs *u, const char *path, struct ufs_stat *st)
 {
 	int r;
 	ADD(requests[UFSOP_STAT], 1);
+	ufs_last_hdrs_reset();
 	r = u->ops->stat(u->state, path, st);
 	count_error(UFSOP_STAT, r);
+	if (r < 0)
+		ufs_last_hdrs_reset();
 	return r < 0 ? r : 0;
 }
 
@@ -322,6 +326,7 @@ ufs_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
     size_t len, int dirs, struct ufs_stat *st)
 {
 	memset(st, 0, sizeof(*st));
+	ufs_last_hdrs_reset();
 	int r = enter(u, path);
 	if (!r)
 		r = read_args(off, buf, &len);
@@ -339,6 +344,7 @@ ufs_raw_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
     size_t len, int dirs, struct ufs_stat *st)
 {
 	ADD(requests[UFSOP_READ], 1);
+	ufs_last_hdrs_reset();
 	ssize_t n = u->ops->read_stat(u->state, path, off, buf, len, dirs, st);
 	if (n > (ssize_t)len) {
 		ufs_set_error("%s: read of %s returned more than asked", u->label, path);
@@ -346,6 +352,8 @@ ufs_raw_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
 	}
 	if (n >= 0)
 		ADD(read_bytes, n);
+	else
+		ufs_last_hdrs_reset();
 	count_error(UFSOP_READ, (int)n);
 	return n;
 }
@@ -386,6 +394,114 @@ header_value_ok(const char *v, size_t n)
 static const char *const std_headers[] = {"content-type",
     "content-encoding", "content-language", "content-disposition",
     "cache-control", "expires"};
+
+/* --- headers stored with an object (ufs.h, struct ufs_hdrs) --- */
+
+/* The answer being made on this thread (ufs_answer_hdrs), read back with
+ * ufs_last_hdrs. */
+static _Thread_local struct ufs_hdrs t_hdrs;
+
+void
+ufs_hdrs_init(struct ufs_hdrs *h)
+{
+	h->known = 1;
+	h->n = 0;
+	h->len = 0;
+	h->buf[0] = 0;
+}
+
+static int
+kept_name(const char *k, size_t kl)
+{
+	if (kl > 11 && !strncmp(k, "x-amz-meta-", 11))
+		return 1;
+	for (size_t j = 0; j < sizeof(std_headers) / sizeof(std_headers[0]); j++)
+		if (strlen(std_headers[j]) == kl && !memcmp(k, std_headers[j], kl))
+			return 1;
+	return 0;
+}
+
+int
+ufs_hdrs_add(struct ufs_hdrs *h, const char *name, size_t nl,
+    const char *value, size_t vl)
+{
+	char lc[256];
+	if (nl == 0 || nl >= sizeof(lc) || h->n >= UFS_PUT_HEADERS_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < nl; i++)
+		lc[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ?
+		    name[i] - 'A' + 'a' : name[i]);
+	lc[nl] = 0;
+	if (!kept_name(lc, nl) || !is_lower_token(lc, nl) ||
+	    !header_value_ok(value, vl) || memchr(value, 0, vl) ||
+	    vl > (nl > 11 && !strncmp(lc, "x-amz-meta-", 11) ?
+	    UFS_META_BYTES_MAX : UFS_HEADER_VALUE_MAX) ||
+	    ufs_hdrs_get(h, lc))
+		return -EINVAL;
+	if (nl + vl + 2 > sizeof(h->buf) - h->len - 1)
+		return -E2BIG;
+	memcpy(h->buf + h->len, lc, nl + 1);
+	h->len += nl + 1;
+	memcpy(h->buf + h->len, value, vl);
+	h->buf[h->len + vl] = 0;
+	h->len += vl + 1;
+	h->n++;
+	return 0;
+}
+
+int
+ufs_hdrs_next(const struct ufs_hdrs *h, size_t *off, const char **name,
+    const char **value)
+{
+	if (*off >= h->len)
+		return 0;
+	*name = h->buf + *off;
+	*value = *name + strlen(*name) + 1;
+	*off = (size_t)(*value - h->buf) + strlen(*value) + 1;
+	return 1;
+}
+
+const char *
+ufs_hdrs_get(const struct ufs_hdrs *h, const char *name)
+{
+	size_t off = 0;
+	const char *k, *v;
+	while (ufs_hdrs_next(h, &off, &k, &v))
+		if (!strcmp(k, name))
+			return v;
+	return NULL;
+}
+
+int
+ufs_hdrs_opts(const struct ufs_hdrs *h, struct ufs_opt *out, int max)
+{
+	size_t off = 0;
+	int n = 0;
+	const char *k, *v;
+	while (n < max && ufs_hdrs_next(h, &off, &k, &v))
+		out[n++] = (struct ufs_opt){k, v};
+	return n;
+}
+
+const struct ufs_hdrs *
+ufs_last_hdrs(void)
+{
+	return &t_hdrs;
+}
+
+struct ufs_hdrs *
+ufs_answer_hdrs(void)
+{
+	return &t_hdrs;
+}
+
+void
+ufs_last_hdrs_reset(void)
+{
+	t_hdrs.known = 0;
+	t_hdrs.n = 0;
+	t_hdrs.len = 0;
+}
 
 /* Checks a write's options; 0, or -EINVAL with the reason set. */
 static int
@@ -575,6 +691,7 @@ ufs_put_commit(struct ufs_put **pp, struct ufs_stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	t_reason[0] = 0;
+	ufs_last_hdrs_reset();
 	struct ufs_put *p = pp ? *pp : NULL;
 	if (!p)
 		return -EINVAL;
@@ -609,6 +726,8 @@ ufs_put_commit(struct ufs_put **pp, struct ufs_stat *st)
 			r = 0;
 		}
 	}
+	if (r < 0)
+		ufs_last_hdrs_reset();
 	free(p);
 	return r;
 }
@@ -657,6 +776,7 @@ ufs_copy(struct ufs *u, const char *src, const char *dst,
 {
 	static const struct ufs_put_opts none = {.size = -1};
 	memset(st, 0, sizeof(*st));
+	ufs_last_hdrs_reset();
 	if (!o)
 		o = &none;
 	int r = enter_write(u, UFSOP_COPY, dst, o);
@@ -666,13 +786,20 @@ ufs_copy(struct ufs *u, const char *src, const char *dst,
 		ufs_set_error("%s: no object to copy from", u->label);
 		return -EINVAL;
 	}
-	if (u->layer)
-		return u->layer->copy(u, src, dst, o, st);
+	if (u->layer) {
+		r = u->layer->copy(u, src, dst, o, st);
+		if (r < 0)
+			ufs_last_hdrs_reset();
+		return r;
+	}
 	ADD(requests[UFSOP_COPY], 1);
+	ufs_last_hdrs_reset();
 	r = u->ops->copy(u->state, src, dst, o, st);
 	count_error(UFSOP_COPY, r);
-	if (r < 0)
+	if (r < 0) {
 		memset(st, 0, sizeof(*st));
+		ufs_last_hdrs_reset();
+	}
 	return r < 0 ? r : 0;
 }
 

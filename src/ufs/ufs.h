@@ -70,6 +70,39 @@ struct ufs_put_opts {
 	int nheaders;
 };
 
+/*
+ * The headers stored with an object (content-type, content-encoding,
+ * content-language, content-disposition, cache-control, expires,
+ * x-amz-meta-*), as a stat answers them: n pairs "name\0value\0" in buf,
+ * names lowercase.  The bound holds everything a write may store (the
+ * checks of ufs_put_begin: 32 headers, 1 KiB a value, 2 KB of x-amz-meta-*);
+ * a header a store holds that would not pass them, or not fit, is left out,
+ * never truncated.
+ */
+#define UFS_HDRS_MAX 9216
+#define UFS_HDRS_COUNT_MAX 32 /* headers kept with one object */
+struct ufs_hdrs {
+	int known;  /* 1: the answer said what is stored (n may be 0: none);
+	             * 0: it did not say (unknown, not "none") */
+	int n;
+	size_t len; /* bytes of buf used */
+	char buf[UFS_HDRS_MAX];
+};
+/* Empty and known: "no headers stored". */
+void ufs_hdrs_init(struct ufs_hdrs *h);
+/* Adds one; the name in any case (kept lowercase), at most once.  0, or
+ * -EINVAL (not a header an object keeps, a value that is not printable
+ * ASCII or too long, a name given twice), -E2BIG (no room): left out. */
+int ufs_hdrs_add(struct ufs_hdrs *h, const char *name, size_t nl,
+    const char *value, size_t vl);
+/* Iterates: *off starts at 0; 1 with the next pair, 0 at the end. */
+int ufs_hdrs_next(const struct ufs_hdrs *h, size_t *off, const char **name,
+    const char **value);
+/* The value of name (lowercase), or NULL. */
+const char *ufs_hdrs_get(const struct ufs_hdrs *h, const char *name);
+/* The pairs as ufs_put_opts headers (pointing into h), at most max: n. */
+int ufs_hdrs_opts(const struct ufs_hdrs *h, struct ufs_opt *out, int max);
+
 struct ufs_ops {
 	const char *scheme; /* "file", "s3" */
 	/* The options open takes, ending with {NULL}: what `ferry mount
@@ -170,6 +203,19 @@ const struct ufs_ops *ufs_backend(int i);
 const char *ufs_last_error(void);
 void ufs_clear_error(void);
 void ufs_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * The headers stored with the object that the last ufs_stat or
+ * ufs_read_stat on this thread answered (known 0: it failed, or the backend
+ * does not say), read right after the call, as ufs_last_error() is: so
+ * that a cold read (the reader's ufs_read_stat) hands them up with no
+ * change to the read path's signatures.  Thread-local.  A backend (or the
+ * write-back layer) that knows them fills ufs_answer_hdrs() while it
+ * answers: the wrappers reset it (known 0) before calling it.
+ */
+const struct ufs_hdrs *ufs_last_hdrs(void);
+struct ufs_hdrs *ufs_answer_hdrs(void);
+void ufs_last_hdrs_reset(void);
 
 /*
  * --- The wrapper layer: what every caller above the backends uses. ---

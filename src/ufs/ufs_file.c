@@ -57,7 +57,8 @@
  * differs.  A marker key "dir/" (empty body only) makes the directory.
  * Headers (content-type, x-amz-meta-*, ...) are kept as user.ferry.NAME
  * xattrs where the filesystem has user xattrs and silently dropped where
- * it has not; reads do not return them yet.  remove unlinks the file
+ * it has not; stat answers them (ufs_answer_hdrs), read from the xattrs
+ * of the file it stats.  remove unlinks the file
  * (rmdir for "dir/"), then removes the parents it left empty, up to the
  * root: S3 has no empty directories, and an empty one here would list as
  * a marker nobody made.  The price: a marker put explicitly ("a/")
@@ -298,6 +299,51 @@ file_etag(const struct stat *sb, char *out, size_t n)
 static int marker_stat(struct file_state *fs, const char *path,
     struct ufs_stat *st);
 
+/*
+ * The answer's headers (ufs_answer_hdrs): fd's user.ferry.NAME xattrs, as
+ * a write keeps them (set_headers) or anyone else set them.  fd is O_PATH,
+ * which the xattr calls do not take: they go through /proc/self/fd.  A
+ * filesystem without user xattrs has none stored; where /proc or the
+ * filesystem cannot say, the answer does not know them.  An xattr that is
+ * not a header an object keeps, or not printable, is left out.
+ */
+static void
+answer_headers(int fd)
+{
+	char pp[40];
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+	char small[4096], *list = small;
+	ssize_t ln = listxattr(pp, list, sizeof(small));
+	if (ln < 0 && errno == ERANGE) {
+		/* Many xattrs (not ours): the kernel's own bound. */
+		list = malloc(XATTR_LIST_MAX);
+		ln = list ? listxattr(pp, list, XATTR_LIST_MAX) : -1;
+	}
+	if (ln < 0 && errno != ENOTSUP && errno != ENODATA) {
+		if (list != small)
+			free(list);
+		return; /* known stays 0 */
+	}
+	struct ufs_hdrs *h = ufs_answer_hdrs();
+	ufs_hdrs_init(h);
+	char val[2049];
+	for (ssize_t i = 0; i < ln;) {
+		const char *name = list + i;
+		size_t nl = strnlen(name, (size_t)(ln - i));
+		i += (ssize_t)nl + 1;
+		if (nl <= strlen(XATTR_PREFIX) ||
+		    strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
+			continue;
+		ssize_t vl = getxattr(pp, name, val, sizeof(val) - 1);
+		if (vl < 0)
+			continue; /* gone meanwhile, or too long to be one */
+		ufs_hdrs_add(h, name + strlen(XATTR_PREFIX),
+		    nl - strlen(XATTR_PREFIX), val, (size_t)vl);
+	}
+	if (list != small)
+		free(list);
+}
+
 static int
 file_stat(void *state, const char *path, struct ufs_stat *st)
 {
@@ -313,6 +359,8 @@ file_stat(void *state, const char *path, struct ufs_stat *st)
 	struct stat sb;
 	int r = fstat(fd, &sb);
 	int e = errno;
+	if (r == 0 && S_ISREG(sb.st_mode))
+		answer_headers(fd);
 	close(fd);
 	if (r < 0)
 		return map_errno(e);
@@ -1536,6 +1584,9 @@ file_put_commit(void *put, struct ufs_stat *st)
 	}
 	int fd = p->fd;
 	p->fd = -1;
+	/* What the new version keeps (what stat will read), for the caller's
+	 * cache: the xattrs the temporary file got. */
+	answer_headers(fd);
 	if (close(fd) < 0) { /* NFS reports a failed write here */
 		int e = errno;
 		file_set_error(fs, p->path, "close: %s", strerror(e));

@@ -50,7 +50,8 @@
  * body is an Error (Complete, CopyObject, UploadPartCopy) fails, and is
  * tried again for InternalError and SlowDown.  The object's headers
  * (content-type, x-amz-meta-*, ...) go on PutObject and
- * CreateMultipartUpload.  After a write, the new version's stat is a
+ * CreateMultipartUpload, and stat and read_stat answer them from the
+ * reply's headers (ufs_answer_hdrs).  After a write, the new version's stat is a
  * HEAD's, what stat answers next (Last-Modified is the store's); if the
  * HEAD sees another version or fails, the write's own answer (its ETag,
  * Last-Modified or Date) is used.  remove is DeleteObject (404 is done).
@@ -1506,6 +1507,24 @@ s3_head_key(struct s3_state *s, const char *key, struct ufs_stat *st,
 	return r;
 }
 
+/* The object's headers a reply carried (meta, "name\0value\0"), as the
+ * answer's (ufs_answer_hdrs).  A reply with more than S3_META_MAX of them
+ * (no store keeps that much) is not trusted to say. */
+static void
+answer_meta(const struct dbuf *meta)
+{
+	if (dbuf_error(meta))
+		return;
+	struct ufs_hdrs *h = ufs_answer_hdrs();
+	ufs_hdrs_init(h);
+	for (size_t i = 0; i < meta->len;) {
+		const char *name = meta->p + i;
+		const char *value = name + strlen(name) + 1;
+		i = (size_t)(value - meta->p) + strlen(value) + 1;
+		ufs_hdrs_add(h, name, strlen(name), value, strlen(value));
+	}
+}
+
 static int
 s3_stat(void *state, const char *path, struct ufs_stat *st)
 {
@@ -1521,7 +1540,12 @@ s3_stat(void *state, const char *path, struct ufs_stat *st)
 		dbuf_free(&key);
 		return r;
 	}
-	r = s3_head_key(s, key.p, st, NULL);
+	struct dbuf meta;
+	dbuf_init(&meta, S3_META_MAX);
+	r = s3_head_key(s, key.p, st, &meta);
+	if (r == 0)
+		answer_meta(&meta);
+	dbuf_free(&meta);
 	/* No object: a directory if keys are under it ("dir/" is never
 	 * one). */
 	if (r == -ENOENT && key.p[key.len - 1] != '/') {
@@ -1636,6 +1660,8 @@ s3_read_stat(void *state, const char *path, int64_t off, void *buf,
 	char range[64];
 	snprintf(range, sizeof(range), "bytes=%lld-%lld", (long long)off,
 	    (long long)(off + (int64_t)len - 1));
+	struct dbuf meta;
+	dbuf_init(&meta, S3_META_MAX);
 	struct s3_call c = {
 	    .method = "GET",
 	    .key = key.p,
@@ -1643,6 +1669,7 @@ s3_read_stat(void *state, const char *path, int64_t off, void *buf,
 	    .range = range,
 	    .buf = buf,
 	    .cap = len,
+	    .meta = &meta, /* the object's headers: this is its stat */
 	};
 	ssize_t ret = s3_perform(s, &c);
 	if (ret == -EIO && (c.overflow || c.empty_206)) {
@@ -1669,6 +1696,7 @@ s3_read_stat(void *state, const char *path, int64_t off, void *buf,
 			st->size = total;
 			st->mtime = c.last_modified > 0 ? c.last_modified : 0;
 			snprintf(st->etag, sizeof(st->etag), "%s", c.etag);
+			answer_meta(&meta);
 			ret = (ssize_t)c.got;
 		}
 	} else if (ret == 0 && c.status == 416) {
@@ -1688,6 +1716,7 @@ s3_read_stat(void *state, const char *path, int64_t off, void *buf,
 		ret = s3_http_error(s, &c);
 	}
 	call_done(&c);
+	dbuf_free(&meta);
 	dbuf_free(&key);
 	return ret;
 }
@@ -2275,15 +2304,19 @@ stat_after_write(struct s3_state *s, const char *key, int64_t size,
     const char *etag, int64_t mtime, struct ufs_stat *st)
 {
 	struct ufs_stat hs;
-	int r = s3_head_key(s, key, &hs, NULL);
+	struct dbuf meta;
+	dbuf_init(&meta, S3_META_MAX);
+	int r = s3_head_key(s, key, &hs, &meta);
 	if (r == 0 && hs.size == size && (!etag[0] || !strcmp(hs.etag, etag))) {
 		*st = hs;
+		answer_meta(&meta); /* what the new version keeps */
 	} else {
 		memset(st, 0, sizeof(*st));
 		st->size = size;
 		snprintf(st->etag, sizeof(st->etag), "%s", etag);
 		st->mtime = mtime > 0 ? mtime : wall_sec();
 	}
+	dbuf_free(&meta);
 	ufs_clear_error();
 }
 

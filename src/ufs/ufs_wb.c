@@ -21,6 +21,10 @@
  * finishes (its key stays busy) and the newer one goes after it, so the
  * store ends with the last write.
  *
+ * A staged write's stat (and read_stat, commit, copy) answers its
+ * record's headers (ufs_answer_hdrs); a copy of an object with no headers
+ * given carries its source's, staged or from the store.
+ *
  * Threads: request threads (staging, reads), the persister threads
  * (uploads), the control API's status.  One mutex (g.lock) guards all of
  * the above; it is never held across disk or network I/O of a body, nor
@@ -1045,6 +1049,18 @@ rec_stat(const struct wbrec *r, struct ufs_stat *st)
 	snprintf(st->etag, sizeof(st->etag), "%s", r->etag);
 }
 
+/* A staged write's headers are what its stat answers with (ufs.h,
+ * ufs_answer_hdrs): those the store will get. */
+static void
+rec_headers(const struct wbrec *r)
+{
+	struct ufs_hdrs *h = ufs_answer_hdrs();
+	ufs_hdrs_init(h);
+	for (int i = 0; i < r->nhdrs; i++)
+		ufs_hdrs_add(h, r->hdrs[i].key, strlen(r->hdrs[i].key),
+		    r->hdrs[i].value, strlen(r->hdrs[i].value));
+}
+
 static int
 wb_stat(struct ufs *u, const char *path, struct ufs_stat *st)
 {
@@ -1055,6 +1071,7 @@ wb_stat(struct ufs *u, const char *path, struct ufs_stat *st)
 	struct wbkey *k = do_key_find(wm, path);
 	if (k && k->cur && k->cur->size >= 0) {
 		rec_stat(k->cur, st);
+		rec_headers(k->cur);
 		pthread_mutex_unlock(&g.lock);
 		return 0;
 	}
@@ -1151,10 +1168,13 @@ wb_read_stat(struct ufs *u, const char *path, int64_t off, void *buf,
 		return -ERANGE; /* the caller asks stat, which knows */
 	if (r) {
 		rec_stat(r, st);
+		rec_headers(r); /* r is held: its headers stay */
 		ssize_t n = rec_pread(r, off, buf, len);
 		rec_release(r);
-		if (n < 0)
+		if (n <= 0) {
 			memset(st, 0, sizeof(*st));
+			ufs_last_hdrs_reset();
+		}
 		return n == 0 ? -ERANGE : n; /* nothing read: ask stat */
 	}
 	ssize_t n = ufs_raw_read_stat(u, path, off, buf, len, dirs, st);
@@ -1745,9 +1765,12 @@ wb_put_commit(struct wbput *w, struct ufs_stat *st)
 	w->part[0] = 0; /* renamed: commit_rec owns the data file now */
 	struct ufs_stat mine;
 	rec_stat(r, &mine); /* r may be gone once recorded */
+	rec_headers(r);     /* what stat answers from now on */
 	e = commit_rec(wm, r, w->path, w);
 	if (e == 0)
 		*st = mine;
+	else
+		ufs_last_hdrs_reset();
 	put_free(w);
 	return e;
 }
@@ -1768,6 +1791,7 @@ wb_copy(struct ufs *u, const char *src, const char *dst,
 {
 	memset(st, 0, sizeof(*st));
 	struct ufs_stat s;
+	ufs_last_hdrs_reset();
 	int r = wb_stat(u, src, &s);
 	if (r == 0 && s.is_dir)
 		r = -ENOENT;
@@ -1776,17 +1800,19 @@ wb_copy(struct ufs *u, const char *src, const char *dst,
 	struct ufs_put_opts po = *o;
 	po.size = s.size;
 	/* No headers given: the source's go with the copy, as a backend's
-	 * copy does (known here for a staged source only). */
-	int deleted;
-	struct wbrec *sr = o->nheaders ? NULL : staged_ref(u->wb, src, &deleted);
-	if (sr) {
-		po.headers = sr->hdrs;
-		po.nheaders = sr->nhdrs;
+	 * copy does: its stat's (the staged record's, or the store's). */
+	struct ufs_hdrs *sh = NULL;
+	struct ufs_opt sopt[UFS_HDRS_COUNT_MAX];
+	if (!o->nheaders && ufs_last_hdrs()->known && ufs_last_hdrs()->n) {
+		if (!(sh = malloc(sizeof(*sh))))
+			return -ENOMEM;
+		memcpy(sh, ufs_last_hdrs(), sizeof(*sh));
+		po.headers = sopt;
+		po.nheaders = ufs_hdrs_opts(sh, sopt, UFS_HDRS_COUNT_MAX);
 	}
 	struct wbput *w;
 	r = wb_put_begin(u, dst, &po, &w);
-	if (sr)
-		rec_release(sr);
+	free(sh); /* the session keeps copies */
 	if (r < 0)
 		return r;
 	char *buf = malloc(WB_CHUNK);

@@ -10,6 +10,12 @@
  * budget.  Files seen in a listing also refresh the stat cache, so `ls -l`
  * followed by reads costs one UFS listing, not one stat a file.
  *
+ * Each stat entry may keep the headers stored with its object (a malloc'd
+ * copy of exactly their bytes, counted in hdrs_bytes, at most
+ * cfg.max_hdrs_bytes in all, the oldest on hlru forgotten first): set by a load or a write, kept while answers
+ * confirm the same version, dropped when it moves; readers copy them out
+ * under the lock.
+ *
  * Stale-if-error: when a refresh fails for a reason other than an answer
  * ("no such object", "denied"), the expired answer is served again for up
  * to cfg.stale_ms past its expiry, counted in ferry_metadata_stale_total
@@ -25,6 +31,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +46,16 @@
 
 /* A failed refresh is tried again after this long at most. */
 #define META_RETRY_MS 1000
+/* The headers stored with objects (Content-Type, x-amz-meta-*, ...) kept
+ * with their stat answers, all entries together, unless configured: past
+ * it the least recently used entries forget theirs (a GET then asks the
+ * store again). */
+#define META_HDRS_BYTES (32 << 20)
 
 struct stat_ent {
 	struct hnode hn;
 	TAILQ_ENTRY(stat_ent) lru;
+	TAILQ_ENTRY(stat_ent) hlru; /* in mc->hlru while hdrs is set */
 	uint64_t h;
 	uint64_t ident;
 	int64_t fetched_ms;
@@ -55,6 +68,15 @@ struct stat_ent {
 	              * use (its version kept, so that a move is reported),
 	              * never served stale */
 	struct ufs_stat st;
+	/* The headers stored with the object (struct ufs_hdrs' pairs), when
+	 * hdrs_have: loaded with the answer, or written by this worker;
+	 * otherwise not known (an entry a listing made, a copy), and a caller
+	 * that wants them loads the entry again.  hdrs is NULL when none are
+	 * stored; counted in mc->hdrs_bytes. */
+	char *hdrs;
+	uint32_t hdrs_len;
+	uint16_t hdrs_n;
+	uint8_t hdrs_have;
 	char path[]; /* NUL-terminated */
 };
 
@@ -93,6 +115,9 @@ struct meta_cache {
 	struct htab ltab;
 	struct list_lru llru;
 	int64_t list_bytes;
+	int64_t hdrs_bytes; /* what stat entries' headers hold */
+	struct stat_lru hlru; /* the entries holding headers, most recent
+	                       * first: the budget takes the oldest */
 };
 
 static uint64_t
@@ -118,8 +143,11 @@ meta_open(const struct meta_cfg *cfg)
 	mc->cfg = *cfg;
 	if (mc->cfg.max_entries < 16)
 		mc->cfg.max_entries = 16;
+	if (mc->cfg.max_hdrs_bytes <= 0)
+		mc->cfg.max_hdrs_bytes = META_HDRS_BYTES;
 	TAILQ_INIT(&mc->slru);
 	TAILQ_INIT(&mc->llru);
+	TAILQ_INIT(&mc->hlru);
 	if (htab_init(&mc->stab, 1024, stat_hashof) < 0 ||
 	    htab_init(&mc->ltab, 256, list_hashof) < 0) {
 		meta_close(&mc);
@@ -143,10 +171,61 @@ do_stat_find(struct meta_cache *mc, uint64_t ident, const char *path, uint64_t h
 }
 
 static void
+do_hdrs_drop(struct meta_cache *mc, struct stat_ent *e)
+{
+	if (e->hdrs)
+		TAILQ_REMOVE(&mc->hlru, e, hlru);
+	mc->hdrs_bytes -= e->hdrs_len;
+	free(e->hdrs);
+	e->hdrs = NULL;
+	e->hdrs_len = 0;
+	e->hdrs_n = 0;
+	e->hdrs_have = 0;
+}
+
+/* e's headers become h's (NULL, or h not known: not known), within the
+ * budget: the least recently used entries' go first. */
+static void
+do_hdrs_set(struct meta_cache *mc, struct stat_ent *e, const struct ufs_hdrs *h)
+{
+	do_hdrs_drop(mc, e);
+	if (!h || !h->known)
+		return;
+	if (h->len) {
+		if (!(e->hdrs = malloc(h->len)))
+			return;
+		memcpy(e->hdrs, h->buf, h->len);
+		TAILQ_INSERT_HEAD(&mc->hlru, e, hlru);
+	}
+	e->hdrs_len = (uint32_t)h->len;
+	e->hdrs_n = (uint16_t)h->n;
+	e->hdrs_have = 1;
+	mc->hdrs_bytes += e->hdrs_len;
+	/* O(what is freed): only entries holding headers are on hlru. */
+	struct stat_ent *v;
+	while (mc->hdrs_bytes > mc->cfg.max_hdrs_bytes &&
+	    (v = TAILQ_LAST(&mc->hlru, stat_lru)) && v != e)
+		do_hdrs_drop(mc, v);
+}
+
+/* e's headers into h (h->known 0 when e does not know them). */
+static void
+do_hdrs_get(const struct stat_ent *e, struct ufs_hdrs *h)
+{
+	h->known = e->hdrs_have;
+	h->n = e->hdrs_have ? e->hdrs_n : 0;
+	h->len = e->hdrs_have ? e->hdrs_len : 0;
+	if (h->len)
+		memcpy(h->buf, e->hdrs, h->len);
+	h->buf[h->len] = 0;
+}
+
+static void
 do_stat_remove(struct meta_cache *mc, struct stat_ent *e)
 {
 	htab_remove(&mc->stab, &e->hn, e->h);
 	TAILQ_REMOVE(&mc->slru, e, lru);
+	do_hdrs_drop(mc, e);
 	free(e);
 }
 
@@ -155,6 +234,10 @@ do_stat_touch(struct meta_cache *mc, struct stat_ent *e)
 {
 	TAILQ_REMOVE(&mc->slru, e, lru);
 	TAILQ_INSERT_HEAD(&mc->slru, e, lru);
+	if (e->hdrs) {
+		TAILQ_REMOVE(&mc->hlru, e, hlru);
+		TAILQ_INSERT_HEAD(&mc->hlru, e, hlru);
+	}
 }
 
 static struct stat_ent *
@@ -185,11 +268,19 @@ struct change {
 	uint64_t obj, keep_ver;
 };
 
-/* Records a fresh answer; *ch is set if the version moved. */
+/* Records a fresh answer; *ch is set if the version moved.  The headers
+ * known go unless the answer is the same version (or keep_hdrs: the same
+ * bytes under the store's version); a caller that knows the new ones sets
+ * them after. */
 static void
 do_stat_update(struct meta_cache *mc, struct mount *m, struct stat_ent *e,
-    int err, const struct ufs_stat *st, int64_t now, struct change *ch)
+    int err, const struct ufs_stat *st, int keep_hdrs, int64_t now,
+    struct change *ch)
 {
+	if (!keep_hdrs && (err || !e->fetched_ms || e->err ||
+	    e->st.is_dir != st->is_dir ||
+	    objkey_version(&e->st) != objkey_version(st)))
+		do_hdrs_drop(mc, e);
 	if (e->fetched_ms && !e->err && !e->st.is_dir && (err || !st->is_dir)) {
 		uint64_t oldv = objkey_version(&e->st);
 		uint64_t newv = err ? 0 : objkey_version(st);
@@ -229,7 +320,7 @@ do_stale_ok(const struct meta_cache *mc, const struct stat_ent *e, int64_t now)
 
 int
 meta_stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
-    int nokey_ok, struct ufs_stat *st, struct meta_load *ld)
+    int nokey_ok, struct ufs_stat *st, struct ufs_hdrs *hd, struct meta_load *ld)
 {
 	memset(ld, 0, sizeof(*ld));
 	uint64_t h = objkey_id(m->ident, path);
@@ -245,16 +336,23 @@ meta_stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
 		if (__atomic_load_n(&m->ufs_down, __ATOMIC_RELAXED) &&
 		    do_stale_ok(mc, e, now_ms()) && (!e->nokey || nokey_ok)) {
 			*st = e->st;
+			if (hd)
+				do_hdrs_get(e, hd);
 			pthread_mutex_unlock(&mc->lock);
 			METRIC_ADD(meta_stale, 1);
 			return 0;
 		}
 		pthread_cond_wait(&mc->loaded, &mc->lock);
 	}
-	if (e && e->fetched_ms && now_ms() < e->expires_ms && (!e->nokey || nokey_ok)) {
+	/* A hit, unless the caller wants headers this answer does not know
+	 * (a listing made it): then it is loaded again, which learns them. */
+	if (e && e->fetched_ms && now_ms() < e->expires_ms && (!e->nokey || nokey_ok) &&
+	    (!hd || e->err || e->st.is_dir || e->hdrs_have)) {
 		int r = e->err;
 		if (!r)
 			*st = e->st;
+		if (!r && hd)
+			do_hdrs_get(e, hd);
 		do_stat_touch(mc, e);
 		pthread_mutex_unlock(&mc->lock);
 		METRIC_ADD(meta_hits, 1);
@@ -303,8 +401,9 @@ outage_over(struct mount *m)
 
 int
 meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
-    struct meta_load *ld, int r, const struct ufs_stat *fresh, int nokey,
-    struct ufs_stat *st)
+    struct meta_load *ld, int r, const struct ufs_stat *fresh,
+    const struct ufs_hdrs *fh, int nokey, struct ufs_stat *st,
+    struct ufs_hdrs *h)
 {
 	struct stat_ent *e = ld->ent;
 	struct change ch = {0};
@@ -315,8 +414,16 @@ meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
 		e->loading = 0;
 		if (r == 0 || r == -ENOENT) {
 			/* Cache answers and "no such object". */
-			do_stat_update(mc, m, e, r, fresh, now, &ch);
+			do_stat_update(mc, m, e, r, fresh, 0, now, &ch);
 			e->nokey = r == -ENOENT && nokey;
+			if (r == 0 && fh && fh->known) {
+				do_hdrs_set(mc, e, fh);
+			} else if (r == 0 && fh) {
+				/* The store does not say: asking it again
+				 * would not tell more; none, for this answer. */
+				static const struct ufs_hdrs none = {.known = 1};
+				do_hdrs_set(mc, e, &none);
+			}
 		} else if (is_outage(r) && e->fetched_ms && !e->invalid &&
 		    now < e->fetched_ms + mc->cfg.sync_ms + mc->cfg.stale_ms) {
 			/* (do_stale_ok, but an "no object" answer is kept too:
@@ -327,6 +434,8 @@ meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
 			stale = !e->err;
 			if (stale)
 				*st = e->st;
+			if (stale && h)
+				do_hdrs_get(e, h);
 		} else if (!e->fetched_ms) {
 			do_stat_remove(mc, e);
 		}
@@ -341,6 +450,12 @@ meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
 	report_change(mc, m, path, &ch);
 	if (r == 0 && st != fresh)
 		*st = *fresh;
+	if (r == 0 && h && h != fh) {
+		if (fh)
+			memcpy(h, fh, offsetof(struct ufs_hdrs, buf) + fh->len + 1);
+		else
+			h->known = h->n = 0, h->len = 0;
+	}
 	return stale ? 0 : r;
 }
 
@@ -349,19 +464,21 @@ meta_stat(struct meta_cache *mc, struct mount *m, const char *path,
     struct ufs_stat *st)
 {
 	struct meta_load ld;
-	int r = meta_stat_begin(mc, m, path, 0, st, &ld);
+	int r = meta_stat_begin(mc, m, path, 0, st, NULL, &ld);
 	if (r != META_LOAD)
 		return r;
 	struct ufs_stat fresh;
 	r = ufs_stat(m->ufs, path, &fresh);
-	return meta_stat_end(mc, m, path, &ld, r, &fresh, 0, st);
+	/* The headers came with the answer: kept for the GETs to come. */
+	return meta_stat_end(mc, m, path, &ld, r, &fresh, ufs_last_hdrs(), 0,
+	    st, NULL);
 }
 
 /* An answer a write of this worker gives: published as if just loaded (a
  * load under way finishes first, so it cannot overwrite it). */
 static void
 set_answer(struct meta_cache *mc, struct mount *m, const char *path, int err,
-    const struct ufs_stat *st)
+    const struct ufs_stat *st, const struct ufs_hdrs *hd)
 {
 	uint64_t h = objkey_id(m->ident, path);
 	struct change ch = {0};
@@ -372,8 +489,10 @@ set_answer(struct meta_cache *mc, struct mount *m, const char *path, int err,
 	if (!e)
 		e = do_stat_insert(mc, m->ident, path, h);
 	if (e) {
-		do_stat_update(mc, m, e, err, st, now_ms(), &ch);
+		do_stat_update(mc, m, e, err, st, 0, now_ms(), &ch);
 		do_stat_touch(mc, e);
+		if (!err)
+			do_hdrs_set(mc, e, hd);
 	}
 	pthread_mutex_unlock(&mc->lock);
 	report_change(mc, m, path, &ch);
@@ -404,9 +523,9 @@ forget_ancestors(struct meta_cache *mc, struct mount *m, const char *path)
 
 void
 meta_wrote(struct meta_cache *mc, struct mount *m, const char *path,
-    const struct ufs_stat *st)
+    const struct ufs_stat *st, const struct ufs_hdrs *h)
 {
-	set_answer(mc, m, path, 0, st);
+	set_answer(mc, m, path, 0, st, h);
 	forget_ancestors(mc, m, path);
 }
 
@@ -420,7 +539,8 @@ meta_replace(struct meta_cache *mc, struct mount *m, const char *path,
 	struct stat_ent *e = do_stat_find(mc, m->ident, path, h);
 	if (e && !e->loading && !e->invalid && e->err == 0 && !e->st.is_dir &&
 	    objkey_version(&e->st) == objkey_version(from)) {
-		do_stat_update(mc, m, e, 0, to, now_ms(), &ch);
+		/* The same bytes and headers, under the store's version. */
+		do_stat_update(mc, m, e, 0, to, 1, now_ms(), &ch);
 		do_stat_touch(mc, e);
 	}
 	pthread_mutex_unlock(&mc->lock);
@@ -433,7 +553,7 @@ meta_replace(struct meta_cache *mc, struct mount *m, const char *path,
 void
 meta_removed(struct meta_cache *mc, struct mount *m, const char *path)
 {
-	set_answer(mc, m, path, -ENOENT, NULL);
+	set_answer(mc, m, path, -ENOENT, NULL, NULL);
 	forget_ancestors(mc, m, path);
 }
 
@@ -604,7 +724,7 @@ do_seed_stats(struct meta_cache *mc, struct mount *m, const struct list_page *p,
 				e->invalid = 0;
 			} else if (ch) {
 				struct change c = {0};
-				do_stat_update(mc, m, e, 0, &ns, p->fetched_ms, &c);
+				do_stat_update(mc, m, e, 0, &ns, 0, p->fetched_ms, &c);
 				if (c.obj)
 					ch[nch++] = c;
 			}
@@ -769,8 +889,11 @@ meta_close(struct meta_cache **mcp)
 	if (!mc)
 		return;
 	if (mc->stab.b) {
-		HTAB_EACH(&mc->stab, i, n, nx)
-			free(container_of(n, struct stat_ent, hn));
+		HTAB_EACH(&mc->stab, i, n, nx) {
+			struct stat_ent *e = container_of(n, struct stat_ent, hn);
+			free(e->hdrs);
+			free(e);
+		}
 	}
 	if (mc->ltab.b) {
 		HTAB_EACH(&mc->ltab, i, n, nx)

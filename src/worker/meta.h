@@ -9,6 +9,13 @@
  * so through cfg->on_change (the worker drops the old version's pages); it
  * never touches pages itself.
  *
+ * An answer keeps the headers stored with the object (Content-Type,
+ * x-amz-meta-*, ...; struct ufs_hdrs) when it was loaded by a stat or a
+ * cold read, or written here: what GET and HEAD answer on a hit.  An entry
+ * a listing made does not know them; a caller that wants them loads it.
+ * Each is a copy of exactly its bytes, all of them at most 32 MiB (past
+ * that the least recently used entries forget theirs).
+ *
  * Thread-safety: one mutex guards both caches; it is never held across a
  * UFS call.  meta_list calls its callback under that mutex when it answers
  * from the cache (callbacks only format output: they must not call back
@@ -28,6 +35,8 @@ struct meta_cfg {
 	int64_t sync_ms;        /* how long an answer is trusted */
 	int64_t max_entries;    /* stat entries at most */
 	int64_t max_list_bytes; /* cached listing pages at most */
+	int64_t max_hdrs_bytes; /* stored headers kept with answers, all
+	                         * together (0: 32 MiB) */
 	int64_t stale_ms;       /* stale-if-error: an expired answer is served
 	                         * this long past its expiry while the
 	                         * under-store fails (0: never) */
@@ -63,31 +72,39 @@ struct meta_load {
 	struct ufs_stat prev;
 };
 int meta_stat_begin(struct meta_cache *mc, struct mount *m, const char *path,
-    int nokey_ok, struct ufs_stat *st, struct meta_load *ld);
+    int nokey_ok, struct ufs_stat *st, struct ufs_hdrs *h, struct meta_load *ld);
 /*
+ * h (NULL: not wanted): a hit copies the answer's headers into h, and an
+ * answer that does not know them is loaded again (META_LOAD).
+ *
  * r: 0 (fresh is the answer) or -errno.  nokey: r is -ENOENT from a read
  * that did not ask whether the key is a directory (kept for nokey_ok
  * callers only).  Returns what the caller answers: 0 with *st (fresh, or
  * the expired answer kept because the under-store failed: stale-if-error),
- * or r.  st may be fresh.
+ * or r.  st may be fresh.  fh: the headers fresh came with (NULL, or not
+ * known: the entry keeps those it had for the same version); h (NULL: not
+ * wanted): the answer's headers (fh's, or the stale answer's).
  */
 int meta_stat_end(struct meta_cache *mc, struct mount *m, const char *path,
-    struct meta_load *ld, int r, const struct ufs_stat *fresh, int nokey,
-    struct ufs_stat *st);
+    struct meta_load *ld, int r, const struct ufs_stat *fresh,
+    const struct ufs_hdrs *fh, int nokey, struct ufs_stat *st,
+    struct ufs_hdrs *h);
 
 /*
  * Writes through this worker (objput): the answer is known without asking
  * the under-store.  meta_wrote: st is the object's stat now (fresh for the
- * sync interval; other versions reported through on_change); meta_removed:
+ * sync interval; other versions reported through on_change) and h the
+ * headers stored with it (NULL: not known, a GET asks); meta_removed:
  * "no such object" is; meta_forget_lists: the mount's cached listings are
  * dropped (a key came or went).
  */
 void meta_wrote(struct meta_cache *mc, struct mount *m, const char *path,
-    const struct ufs_stat *st);
+    const struct ufs_stat *st, const struct ufs_hdrs *h);
 void meta_removed(struct meta_cache *mc, struct mount *m, const char *path);
 /* A write=back object reached the store: if path's answer is still
  * version from (no newer write came), it becomes to (the store's stat of
- * the same bytes), fresh; otherwise nothing changes. */
+ * the same bytes, with the same headers), fresh; otherwise nothing
+ * changes. */
 void meta_replace(struct meta_cache *mc, struct mount *m, const char *path,
     const struct ufs_stat *from, const struct ufs_stat *to);
 void meta_forget_lists(struct meta_cache *mc, struct mount *m);

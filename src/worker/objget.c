@@ -77,10 +77,10 @@ objget_close(struct objget **ogp)
  */
 static int
 stat_for_read(struct objget *og, struct mount *m, const char *path,
-    int64_t off, int dirs, struct ufs_stat *st)
+    int64_t off, int dirs, struct ufs_stat *st, struct ufs_hdrs *h)
 {
 	struct meta_load ld;
-	int r = meta_stat_begin(og->mc, m, path, !dirs, st, &ld);
+	int r = meta_stat_begin(og->mc, m, path, !dirs, st, h, &ld);
 	if (r != META_LOAD)
 		return r;
 	struct ufs_stat fresh;
@@ -96,8 +96,10 @@ stat_for_read(struct objget *og, struct mount *m, const char *path,
 	 * the reply): a plain stat, still as the entry's one loader. */
 	if (r == -ENOTSUP || r == -EAGAIN || r == -ERANGE)
 		r = ufs_stat(m->ufs, path, &fresh);
+	/* The headers stored with the object came with whichever answered
+	 * (ufs_last_hdrs: the last call on this thread). */
 	return meta_stat_end(og->mc, m, path, &ld, r, &fresh,
-	    r == -ENOENT && !dirs, st);
+	    r == 0 ? ufs_last_hdrs() : NULL, r == -ENOENT && !dirs, st, h);
 }
 
 /* Does an If-Match / If-None-Match list match etag?  "*" matches all. */
@@ -212,7 +214,11 @@ serve_once(struct objget *og, const struct objget_req *rq,
 {
 	struct mount *m = rq->m;
 	struct ufs_stat st;
-	int r = stat_for_read(og, m, rq->path, start_hint(rq), !rq->dir_enoent, &st);
+	/* The headers stored with the object, for the answer's head: copied
+	 * out of the cache onto this stack (no allocation per request). */
+	struct ufs_hdrs hd;
+	int r = stat_for_read(og, m, rq->path, start_hint(rq), !rq->dir_enoent,
+	    &st, rq->want_hdrs ? &hd : NULL);
 	if (r == 0 && st.is_dir)
 		r = rq->dir_enoent ? -ENOENT : -EISDIR;
 	if (r < 0)
@@ -224,7 +230,8 @@ serve_once(struct objget *og, const struct objget_req *rq,
 		meta_invalidate(og->mc, m, rq->path);
 		return last_try ? -ESTALE : -EAGAIN;
 	}
-	struct objget_head h = {.st = &st, .etag = etag};
+	struct objget_head h = {.st = &st, .etag = etag,
+	    .hdrs = rq->want_hdrs ? &hd : NULL};
 	h.status = check_conditions(rq, etag, st.mtime);
 	int64_t a = 0, b = st.size - 1;
 	int pr = h.status ? 0 : http_parse_range(rq->range.p, rq->range.n, st.size, &a, &b);

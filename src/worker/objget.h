@@ -52,6 +52,11 @@ struct objget_req {
 	int dir_enoent;    /* a directory is "no such key" (S3), not -EISDIR */
 	int local_only;    /* a peer's block read: served here, never forwarded */
 	int no_readahead;  /* no read-ahead past the range (a load job) */
+	/* The head carries the headers stored with the object (the S3
+	 * gateway): a cached answer that does not know them (a listing made
+	 * it) is loaded again.  Others (FUSE, libferry, peers, load jobs) do
+	 * not make the cache ask the store for what they do not show. */
+	int want_hdrs;
 	/* A version the caller pinned (a peer's or libferry's If-Match, an
 	 * ETag without quotes): any other version is refreshed once, then
 	 * answered -ESTALE. */
@@ -66,6 +71,11 @@ struct objget_head {
 	int status;   /* 200, 206; 304 or 412 (conditions); 416 (range) */
 	const struct ufs_stat *st;
 	const char *etag;    /* the version's ETag, without quotes */
+	/* The headers stored with the object (Content-Type, x-amz-meta-*,
+	 * ...), for a request with want_hdrs (else NULL): known 0 when not
+	 * known (a stale answer that never knew them); valid during the
+	 * call. */
+	const struct ufs_hdrs *hdrs;
 	int64_t first, last; /* 206: the bytes sent, inclusive */
 	int64_t length;      /* body bytes (what a GET sends, for a HEAD) */
 };

@@ -9,7 +9,8 @@
  *      version of this write's own (nobody reads it);
  *   4. the body's end: the store commits and names the new version; the
  *      staged pages are re-keyed to it; the metadata cache answers with the
- *      new stat; other versions' pages go; the mount's cached listings go.
+ *      new stat and the headers the commit said the object keeps; other
+ *      versions' pages go; the mount's cached listings go.
  * Any failure before the commit aborts the session (the store keeps no
  * part of it) and drops the staged pages: nothing of a failed write is
  * visible anywhere.
@@ -80,14 +81,18 @@ fill_page(const struct objput_req *rq, char *buf, size_t cap)
 	return (ssize_t)got;
 }
 
-/* The new state is what every read of this worker sees. */
+/* The new state is what every read of this worker sees.  Its headers are
+ * those the commit (or copy) answered with (ufs_last_hdrs, this thread's
+ * last under-store call: what the store keeps, a write=back record's), or
+ * not known, for a GET to ask. */
 static void
 publish(struct objput *op, struct mount *m, const char *path,
     const struct ufs_stat *st)
 {
 	uint64_t obj = objkey_id(m->ident, path);
 	if (st) {
-		meta_wrote(op->mc, m, path, st);
+		meta_wrote(op->mc, m, path, st,
+		    ufs_last_hdrs()->known ? ufs_last_hdrs() : NULL);
 		reader_drop_object(op->rd, obj, objkey_version(st));
 	} else {
 		meta_removed(op->mc, m, path);

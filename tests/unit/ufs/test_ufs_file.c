@@ -1305,6 +1305,49 @@ xattr_of(const char *rel, const char *name, char *out, size_t n)
 	return out;
 }
 
+/* The header block a stat answers: what is kept, what is left out. */
+TEST(header_block_bounds)
+{
+	static struct ufs_hdrs h;
+	ufs_hdrs_init(&h);
+	CHECK_EQ_INT(h.known, 1);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "Content-Type", 12, "text/plain", 10), 0);
+	CHECK_EQ_STR(ufs_hdrs_get(&h, "content-type"), "text/plain");
+	/* a name once; only headers an object keeps; printable values */
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "content-type", 12, "x", 1), -EINVAL);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "x-other", 7, "x", 1), -EINVAL);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "x-amz-meta-", 11, "x", 1), -EINVAL);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "x-amz-meta-a b", 14, "x", 1), -EINVAL);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "x-amz-meta-a", 12, "a\r\nb", 4), -EINVAL);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "x-amz-meta-a", 12, "a\0b", 3), -EINVAL);
+	static char v[4096];
+	memset(v, 'v', sizeof(v));
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "cache-control", 13, v, 1025), -EINVAL);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "x-amz-meta-big", 14, v, 2049), -EINVAL);
+	CHECK_EQ_INT(h.n, 1);
+	/* as many as a write may store fit; then no more */
+	char name[32];
+	int added = 1;
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "x-amz-meta-k%02d", i);
+		if (ufs_hdrs_add(&h, name, strlen(name), v, 60) == 0)
+			added++;
+	}
+	CHECK_EQ_INT(added, UFS_HDRS_COUNT_MAX);
+	CHECK(h.len < sizeof(h.buf));
+	struct ufs_opt o[UFS_HDRS_COUNT_MAX];
+	CHECK_EQ_INT(ufs_hdrs_opts(&h, o, UFS_HDRS_COUNT_MAX), UFS_HDRS_COUNT_MAX);
+	CHECK_EQ_STR(o[0].key, "content-type");
+	CHECK_EQ_STR(o[1].key, "x-amz-meta-k00");
+	/* the largest values a write may store, all at once, fit */
+	ufs_hdrs_init(&h);
+	const char *std[] = {"content-type", "content-encoding", "content-language",
+	    "content-disposition", "cache-control", "expires"};
+	for (int i = 0; i < 6; i++)
+		CHECK_EQ_INT(ufs_hdrs_add(&h, std[i], strlen(std[i]), v, 1024), 0);
+	CHECK_EQ_INT(ufs_hdrs_add(&h, "x-amz-meta-m", 12, v, 2047), 0);
+}
+
 TEST(headers_and_copy)
 {
 	struct ufs_opt h[] = {{"content-type", "text/plain"},
@@ -1321,6 +1364,21 @@ TEST(headers_and_copy)
 		    sizeof(v)), "alice");
 	} else {
 		printf("# no user xattrs on %s: headers not kept\n", wroot);
+	}
+	/* stat answers what is kept: the xattrs, or none */
+	CHECK_EQ_INT(ufs_stat(wu, "cp/src", &ss), 0);
+	CHECK_EQ_INT(ufs_last_hdrs()->known, 1);
+	CHECK_EQ_INT(ufs_last_hdrs()->n, have_xattr ? 3 : 0);
+	if (have_xattr) {
+		CHECK_EQ_STR(ufs_hdrs_get(ufs_last_hdrs(), "cache-control"),
+		    "max-age=60");
+		/* someone else's xattr, not a header: left out */
+		char p[1024];
+		snprintf(p, sizeof(p), "%s/cp/src", wroot);
+		CHECK_EQ_INT(setxattr(p, "user.ferry.x-other", "v", 1, 0), 0);
+		CHECK_EQ_INT(setxattr(p, "user.ferry.x-amz-meta-bin", "\1", 1, 0), 0);
+		CHECK_EQ_INT(ufs_stat(wu, "cp/src", &ss), 0);
+		CHECK_EQ_INT(ufs_last_hdrs()->n, 3);
 	}
 	/* a copy: the bytes, a version of its own, the headers too */
 	CHECK_EQ_INT(ufs_copy(wu, "cp/src", "cp/sub/dst", NULL, &cs), 0);
@@ -1620,6 +1678,7 @@ run_write_tests(void)
 	RUN(write_refused);
 	RUN(remove_and_prune);
 	RUN(headers_and_copy);
+	RUN(header_block_bounds);
 	RUN(temp_files_hidden);
 	RUN(write_remove_concurrently);
 	if (!getenv("FERRY_UFS_FILE_NO_OPENAT2")) {

@@ -1761,6 +1761,14 @@ TEST(write_request_shape)
 	CHECK_EQ_INT(s2.size, st.size);
 	CHECK_EQ_INT(s2.mtime, st.mtime);
 	CHECK_EQ_STR(s2.etag, st.etag);
+	/* and the headers stored with it, from the HEAD's reply */
+	CHECK_EQ_INT(ufs_last_hdrs()->known, 1);
+	CHECK(ufs_hdrs_get(ufs_last_hdrs(), "content-type") &&
+	    !strcmp(ufs_hdrs_get(ufs_last_hdrs(), "content-type"), "text/plain"));
+	CHECK(ufs_hdrs_get(ufs_last_hdrs(), "x-amz-meta-a") &&
+	    !strcmp(ufs_hdrs_get(ufs_last_hdrs(), "x-amz-meta-a"), "b  c"));
+	CHECK_EQ_INT(ufs_stat(u, "nothing-here/", &s2), -ENOENT);
+	CHECK_EQ_INT(ufs_last_hdrs()->known, 0);
 	/* If-Match carries the ETag quoted */
 	fake_reset();
 	fk.handler = ms_handle;

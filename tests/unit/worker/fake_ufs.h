@@ -32,6 +32,7 @@ struct fake_obj {
 	int gen;
 	unsigned char *data; /* written through put_*: these bytes; else
 	                      * fake_byte(path, off, gen) */
+	struct ufs_hdrs *hdrs; /* the headers a put kept (NULL: none) */
 };
 
 struct fake_ufs {
@@ -63,6 +64,8 @@ fake_reset(int64_t page)
 	for (int i = 0; i < g_fake.nobjs; i++) {
 		free(g_fake.objs[i].data);
 		g_fake.objs[i].data = NULL;
+		free(g_fake.objs[i].hdrs);
+		g_fake.objs[i].hdrs = NULL;
 	}
 	g_fake.nobjs = 0;
 	g_fake.puts = g_fake.commits = g_fake.aborts = g_fake.removes = 0;
@@ -92,11 +95,14 @@ fake_put(const char *path, int64_t size, int gen)
 		g_fake.nobjs++;
 		snprintf(g_fake.objs[i].path, sizeof(g_fake.objs[i].path), "%s", path);
 		g_fake.objs[i].data = NULL; /* a new slot (its old bytes moved on) */
+		g_fake.objs[i].hdrs = NULL;
 	}
 	g_fake.objs[i].size = size;
 	g_fake.objs[i].gen = gen;
 	free(g_fake.objs[i].data);
 	g_fake.objs[i].data = NULL;
+	free(g_fake.objs[i].hdrs);
+	g_fake.objs[i].hdrs = NULL;
 	pthread_mutex_unlock(&g_fake.mu);
 }
 
@@ -107,6 +113,7 @@ fake_del(const char *path)
 	for (int i = 0; i < g_fake.nobjs; i++) {
 		if (strcmp(g_fake.objs[i].path, path) == 0) {
 			free(g_fake.objs[i].data);
+			free(g_fake.objs[i].hdrs);
 			memmove(&g_fake.objs[i], &g_fake.objs[i + 1],
 			    sizeof(g_fake.objs[0]) * (size_t)(g_fake.nobjs - i - 1));
 			g_fake.nobjs--;
@@ -129,6 +136,17 @@ static inline void
 fake_etag_of(const struct fake_obj *o, char *out, size_t n)
 {
 	snprintf(out, n, "g%d-%lld", o->gen, (long long)o->size);
+}
+
+/* Under mu: o's headers are what the answer says (ufs_answer_hdrs). */
+static inline void
+fake_answer_hdrs(const struct fake_obj *o)
+{
+	struct ufs_hdrs *a = ufs_answer_hdrs();
+	if (o->hdrs)
+		memcpy(a, o->hdrs, sizeof(*a));
+	else
+		ufs_hdrs_init(a);
 }
 
 /* Under mu: the object, or NULL; *is_dir if path is a prefix of others. */
@@ -195,6 +213,7 @@ fake_stat(void *st, const char *path, struct ufs_stat *out)
 		out->size = o->size;
 		out->mtime = 1000 + o->gen;
 		fake_etag_of(o, out->etag, sizeof(out->etag));
+		fake_answer_hdrs(o);
 	} else if (is_dir) {
 		out->is_dir = 1;
 	} else {
@@ -316,6 +335,7 @@ fake_read_stat(void *st, const char *path, int64_t off, void *buf, size_t len,
 		out->size = o->size;
 		out->mtime = 1000 + o->gen;
 		fake_etag_of(o, out->etag, sizeof(out->etag));
+		fake_answer_hdrs(o);
 		r = fake_fill(o, off, buf, len);
 	}
 	pthread_mutex_unlock(&g_fake.mu);
@@ -330,6 +350,7 @@ struct fake_put {
 	size_t len, cap;
 	int if_none_match;
 	char if_match[64];
+	struct ufs_hdrs *hdrs; /* the write's headers (NULL: none) */
 };
 
 static int
@@ -347,6 +368,17 @@ fake_put_begin(void *st, const char *path, const struct ufs_put_opts *o,
 	p->if_none_match = o->if_none_match;
 	if (o->if_match)
 		snprintf(p->if_match, sizeof(p->if_match), "%s", o->if_match);
+	if (o->nheaders) {
+		if (!(p->hdrs = malloc(sizeof(*p->hdrs)))) {
+			free(p);
+			return -ENOMEM;
+		}
+		ufs_hdrs_init(p->hdrs);
+		for (int i = 0; i < o->nheaders; i++)
+			ufs_hdrs_add(p->hdrs, o->headers[i].key,
+			    strlen(o->headers[i].key), o->headers[i].value,
+			    strlen(o->headers[i].value));
+	}
 	*put = p;
 	return 0;
 }
@@ -376,6 +408,7 @@ fake_put_abort(void *put)
 	g_fake.aborts++;
 	pthread_mutex_unlock(&g_fake.mu);
 	free(p->buf);
+	free(p->hdrs);
 	free(p);
 }
 
@@ -407,10 +440,13 @@ fake_put_commit(void *put, struct ufs_stat *out)
 	struct fake_obj *o = (struct fake_obj *)fake_find(p->path, &is_dir);
 	o->data = p->buf;
 	p->buf = NULL;
+	o->hdrs = p->hdrs;
+	p->hdrs = NULL;
 	memset(out, 0, sizeof(*out));
 	out->size = o->size;
 	out->mtime = 1000 + o->gen;
 	fake_etag_of(o, out->etag, sizeof(out->etag));
+	fake_answer_hdrs(o);
 	pthread_mutex_unlock(&g_fake.mu);
 	free(p);
 	return 0;

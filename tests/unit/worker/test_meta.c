@@ -223,14 +223,14 @@ TEST(nokey_entry_is_hit_only_for_nokey_callers)
 	fake_put("dir/file", 10, 1);
 	struct ufs_stat st;
 	struct meta_load ld;
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, NULL, &ld), META_LOAD);
 	CHECK(ld.ent != NULL);
 	CHECK_EQ_INT(ld.has_prev, 0);
 	/* The caller's one-request read said "no such key". */
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "dir", &ld, -ENOENT, NULL, 1, &st),
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "dir", &ld, -ENOENT, NULL, NULL, 1, &st, NULL),
 	    -ENOENT);
 	/* A nokey_ok caller: a hit. */
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, &ld), -ENOENT);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, NULL, &ld), -ENOENT);
 	CHECK_EQ_INT(stats(), 0);
 	/* Anyone else: a miss, and the UFS says it is a directory. */
 	CHECK_EQ_INT(meta_stat(mc, mnt, "dir", &st), 0);
@@ -238,15 +238,15 @@ TEST(nokey_entry_is_hit_only_for_nokey_callers)
 	CHECK_EQ_INT(stats(), 1);
 	/* Now a full answer, a hit for both kinds. */
 	memset(&st, 0, sizeof(st));
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, &ld), 0);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 1, &st, NULL, &ld), 0);
 	CHECK(st.is_dir);
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 0, &st, &ld), 0);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "dir", 0, &st, NULL, &ld), 0);
 	CHECK(st.is_dir);
 	CHECK_EQ_INT(stats(), 1);
 
 	/* A -ENOENT without nokey is a full answer: a hit for everyone. */
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "gone", 0, &st, &ld), META_LOAD);
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "gone", &ld, -ENOENT, NULL, 0, &st),
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "gone", 0, &st, NULL, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "gone", &ld, -ENOENT, NULL, NULL, 0, &st, NULL),
 	    -ENOENT);
 	CHECK_EQ_INT(meta_stat(mc, mnt, "gone", &st), -ENOENT);
 	CHECK_EQ_INT(stats(), 1);
@@ -255,9 +255,9 @@ TEST(nokey_entry_is_hit_only_for_nokey_callers)
 	 * an expired file entry hands its old answer to the next loader. */
 	struct ufs_stat fresh;
 	fake_stat_of("f", 3, 1, &fresh);
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, NULL, &ld), META_LOAD);
 	memset(&st, 0, sizeof(st));
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &fresh, 0, &st), 0);
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &fresh, NULL, 0, &st, NULL), 0);
 	CHECK(same_stat(&st, &fresh));
 	memset(&st, 0, sizeof(st));
 	CHECK_EQ_INT(meta_stat(mc, mnt, "f", &st), 0);
@@ -275,10 +275,10 @@ TEST(expired_entry_hands_prev_to_loader)
 	CHECK_EQ_INT(meta_stat(mc, mnt, "f", &st), 0);
 	sleep_ms(120);
 	struct meta_load ld;
-	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, &ld), META_LOAD);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "f", 0, &st, NULL, &ld), META_LOAD);
 	CHECK_EQ_INT(ld.has_prev, 1);
 	CHECK(same_stat(&ld.prev, &want));
-	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &want, 0, &st), 0);
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "f", &ld, 0, &want, NULL, 0, &st, NULL), 0);
 	CHECK_EQ_INT(changes_n(), 0); /* same version: nothing to drop */
 	teardown();
 }
@@ -722,6 +722,71 @@ TEST(stale_if_error_list)
 	teardown();
 }
 
+/* --- the headers kept with answers --------------------------------------- */
+
+/* A header block of one x-amz-meta-v with a value of n bytes of c. */
+static void
+hdrs_of(struct ufs_hdrs *h, size_t n, char c)
+{
+	char v[1024];
+	memset(v, c, n);
+	ufs_hdrs_init(h);
+	ufs_hdrs_add(h, "x-amz-meta-v", 12, v, n);
+}
+
+TEST(headers_kept_within_their_budget)
+{
+	setup(60000, 0, 1000, 1 << 20);
+	meta_close(&mc);
+	struct meta_cfg cfg = {.sync_ms = 60000, .max_entries = 1000,
+	    .max_list_bytes = 1 << 20, .max_hdrs_bytes = 2000,
+	    .on_change = on_change, .arg = &chg};
+	mc = meta_open(&cfg);
+	static struct ufs_hdrs h, got;
+	struct ufs_stat st;
+	struct meta_load ld;
+	const char *p[] = {"h0", "h1", "h2", "h3"};
+	for (int i = 0; i < 4; i++) {
+		fake_put(p[i], 10, 1);
+		fake_stat_of(p[i], 10, 1, &st);
+		hdrs_of(&h, 600, (char)('a' + i)); /* ~615 bytes each */
+		meta_wrote(mc, mnt, p[i], &st, &h);
+	}
+	/* The newest three fit in 2000 bytes; the oldest forgot its own and
+	 * is loaded again when they are wanted (a plain stat is still a hit). */
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h0", 0, &st, NULL, &ld), 0);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h0", 0, &st, &got, &ld), META_LOAD);
+	/* (the store fails: the answer it had, headers not known) */
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "h0", &ld, -EIO, NULL, NULL, 0, &st,
+	    &got), 0);
+	CHECK_EQ_INT(got.known, 0);
+	for (int i = 1; i < 4; i++) {
+		CHECK_EQ_INT(meta_stat_begin(mc, mnt, p[i], 0, &st, &got, &ld), 0);
+		CHECK_EQ_INT(got.known, 1);
+		CHECK_EQ_INT(got.n, 1);
+		CHECK_EQ_INT(ufs_hdrs_get(&got, "x-amz-meta-v")[0], 'a' + i);
+	}
+	/* Written with none known: a hit for a plain stat, a load for headers. */
+	fake_stat_of("h1", 10, 1, &st);
+	meta_wrote(mc, mnt, "h1", &st, NULL);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h1", 0, &st, &got, &ld), META_LOAD);
+	fake_stat_of("h1", 10, 1, &st);
+	hdrs_of(&h, 5, 'z');
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "h1", &ld, 0, &st, &h, 0, &st, &got), 0);
+	CHECK_EQ_INT(ufs_hdrs_get(&got, "x-amz-meta-v")[0], 'z');
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h1", 0, &st, &got, &ld), 0);
+	CHECK_EQ_INT(ufs_hdrs_get(&got, "x-amz-meta-v")[0], 'z');
+	/* A new version drops the old version's headers. */
+	fake_stat_of("h2", 11, 2, &st);
+	meta_wrote(mc, mnt, "h2", &st, NULL);
+	CHECK_EQ_INT(meta_stat_begin(mc, mnt, "h2", 0, &st, &got, &ld), META_LOAD);
+	/* (the store fails: the answer it had, headers not known) */
+	CHECK_EQ_INT(meta_stat_end(mc, mnt, "h2", &ld, -EIO, NULL, NULL, 0, &st,
+	    &got), 0);
+	CHECK_EQ_INT(got.known, 0);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -744,5 +809,6 @@ main(void)
 	RUN(stale_ms_zero_returns_error);
 	RUN(answers_are_never_served_stale);
 	RUN(stale_if_error_list);
+	RUN(headers_kept_within_their_budget);
 	TAP_DONE();
 }

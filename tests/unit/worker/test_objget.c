@@ -161,6 +161,8 @@ struct cap {
 	unsigned char *buf;
 	size_t len, capacity;
 	int head_fail; /* what head answers */
+	int hdrs_known;       /* the head's stored headers */
+	char ctype[64], meta[64]; /* content-type, x-amz-meta-a ("" if none) */
 };
 
 static int
@@ -174,6 +176,11 @@ cap_head(void *arg, const struct objget_head *h)
 	c->last = h->last;
 	c->length = h->length;
 	c->size = h->st ? h->st->size : -1;
+	c->hdrs_known = h->hdrs ? h->hdrs->known : -1;
+	const char *v = h->hdrs ? ufs_hdrs_get(h->hdrs, "content-type") : NULL;
+	snprintf(c->ctype, sizeof(c->ctype), "%s", v ? v : "");
+	v = h->hdrs ? ufs_hdrs_get(h->hdrs, "x-amz-meta-a") : NULL;
+	snprintf(c->meta, sizeof(c->meta), "%s", v ? v : "");
 	return c->head_fail;
 }
 
@@ -245,6 +252,7 @@ req(const char *path)
 	rq.m = mnt;
 	rq.path = path;
 	rq.dir_enoent = 1; /* as the S3 gateway asks */
+	rq.want_hdrs = 1;
 	return rq;
 }
 
@@ -570,6 +578,84 @@ TEST(warm_get_asks_nothing)
 	teardown();
 }
 
+/* --- the headers stored with an object ----------------------------------- */
+
+/* Someone else gives path's current version stored headers. */
+static void
+fake_set_hdrs(const char *path, const char *ctype, const char *meta)
+{
+	pthread_mutex_lock(&g_fake.mu);
+	int is_dir;
+	struct fake_obj *o = (struct fake_obj *)fake_find(path, &is_dir);
+	if (!o || !(o->hdrs = malloc(sizeof(*o->hdrs))))
+		abort();
+	ufs_hdrs_init(o->hdrs);
+	ufs_hdrs_add(o->hdrs, "Content-Type", 12, ctype, strlen(ctype));
+	ufs_hdrs_add(o->hdrs, "x-amz-meta-a", 12, meta, strlen(meta));
+	pthread_mutex_unlock(&g_fake.mu);
+}
+
+static int
+list_nothing(void *arg, const struct ufs_entry *e)
+{
+	return 0;
+}
+
+TEST(stored_headers)
+{
+	setup();
+	fake_set_hdrs("obj", "text/plain", "one");
+	struct cap c;
+	cap_init(&c);
+	/* A cold GET learns them with the stat it makes. */
+	CHECK_EQ_INT(get("obj", &c), 0);
+	CHECK_EQ_INT(c.hdrs_known, 1);
+	CHECK_EQ_STR(c.ctype, "text/plain");
+	CHECK_EQ_STR(c.meta, "one");
+	struct ufs_stat st;
+	fake_stat_of("obj", SIZE, 1, &st);
+	CHECK(wait_cached("obj", &st, SIZE));
+	/* A hit and a HEAD answer them from the cache, asking nothing. */
+	zero_counts();
+	CHECK_EQ_INT(get("obj", &c), 0);
+	CHECK_EQ_STR(c.ctype, "text/plain");
+	struct objget_req rq = req("obj");
+	rq.head = 1;
+	int started;
+	cap_reset(&c);
+	CHECK_EQ_INT(serve(&rq, &c, &started), 0);
+	CHECK_EQ_STR(c.meta, "one");
+	CHECK_EQ_INT(ufs_asked(), 0);
+	/* An entry a listing made does not know them: the GET asks once. */
+	int trunc;
+	CHECK_EQ_INT(meta_list(mc, mnt, "", NULL, "", 100, list_nothing, NULL,
+	    &trunc), 0);
+	fake_set_hdrs("obj2", "image/png", "two");
+	zero_counts();
+	CHECK_EQ_INT(get("obj2", &c), 0);
+	CHECK_EQ_STR(c.ctype, "image/png");
+	CHECK_EQ_INT(fake_count(&g_fake.stats) + fake_count(&g_fake.read_stats), 1);
+	zero_counts();
+	rq = req("obj2");
+	rq.head = 1;
+	cap_reset(&c);
+	CHECK_EQ_INT(serve(&rq, &c, &started), 0);
+	CHECK_EQ_STR(c.meta, "two");
+	CHECK_EQ_INT(ufs_asked(), 0);
+	/* A new version without headers: none, known. */
+	fake_put("obj", SIZE, 2);
+	meta_invalidate(mc, mnt, "obj");
+	CHECK_EQ_INT(get("obj", &c), 0);
+	CHECK_EQ_INT(c.hdrs_known, 1);
+	CHECK_EQ_STR(c.ctype, "");
+	/* An object never given any: known, none. */
+	CHECK_EQ_INT(get("obj3", &c), 0);
+	CHECK_EQ_INT(c.hdrs_known, 1);
+	CHECK_EQ_STR(c.ctype, "");
+	cap_free(&c);
+	teardown();
+}
+
 /* --- versions ------------------------------------------------------------ */
 
 TEST(version_pin)
@@ -834,5 +920,6 @@ main(void)
 	RUN(stat_cached_bytes);
 	RUN(pages);
 	RUN(restart_serves_cached_pages);
+	RUN(stored_headers);
 	TAP_DONE();
 }

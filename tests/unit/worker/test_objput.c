@@ -125,12 +125,17 @@ struct cap {
 	unsigned char *buf;
 	size_t len, cap;
 	int status;
+	char ctype[64]; /* the stored content-type the head has ("" if none) */
 };
 
 static int
 cap_head(void *arg, const struct objget_head *h)
 {
-	((struct cap *)arg)->status = h->status;
+	struct cap *c = arg;
+	c->status = h->status;
+	const char *v = h->hdrs && h->hdrs->known ?
+	    ufs_hdrs_get(h->hdrs, "content-type") : NULL;
+	snprintf(c->ctype, sizeof(c->ctype), "%s", v ? v : "");
 	return 0;
 }
 
@@ -162,7 +167,8 @@ get(const char *path, struct cap *c)
 {
 	c->len = 0;
 	c->status = 0;
-	struct objget_req rq = {.m = mnt, .path = path, .dir_enoent = 1};
+	struct objget_req rq = {.m = mnt, .path = path, .dir_enoent = 1,
+	    .want_hdrs = 1};
 	struct objget_sink s = {.head = cap_head, .file = cap_file, .mem = cap_mem, .arg = c};
 	int started;
 	return objget_serve(og, &rq, &s, &started);
@@ -408,6 +414,29 @@ TEST(write_makes_its_directories_exist)
 	teardown();
 }
 
+TEST(written_headers_are_answered_from_the_cache)
+{
+	setup();
+	unsigned char *data = pattern(1000, 3);
+	struct body b = {.p = data, .len = 1000};
+	struct ufs_opt hd[] = {{"content-type", "text/csv"},
+	    {"x-amz-meta-k", "v"}};
+	struct objput_req rq = {.m = mnt, .path = "h/obj",
+	    .opts = {.size = 1000, .headers = hd, .nheaders = 2},
+	    .body = body_read, .arg = &b};
+	struct ufs_stat st;
+	CHECK_EQ_INT(objput_put(op, &rq, &st), 0);
+	/* The next GET has them, the store not asked. */
+	int before = ufs_reads();
+	struct cap c = {.buf = malloc(1000), .cap = 1000};
+	CHECK_EQ_INT(get("h/obj", &c), 0);
+	CHECK_EQ_STR(c.ctype, "text/csv");
+	CHECK_EQ_INT(ufs_reads(), before);
+	free(c.buf);
+	free(data);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -419,5 +448,6 @@ main(void)
 	RUN(delete_and_listings_follow_writes);
 	RUN(push_session_any_split);
 	RUN(write_makes_its_directories_exist);
+	RUN(written_headers_are_answered_from_the_cache);
 	TAP_DONE();
 }
