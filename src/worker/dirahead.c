@@ -39,6 +39,7 @@
 #define DA_SMALL_PAGES 4    /* a small file: at most this many pages */
 #define DA_PAGE 1000        /* listing entries per request */
 #define DA_SIZE_MAX 200000  /* entries a sizing pass reads at most */
+#define DA_INFLIGHT 64      /* fetches in flight at most while walking */
 #define DA_ACTIVE_MS 5000   /* read this lately: its listing is kept fresh */
 
 enum da_state { DA_FREE, DA_COUNTING, DA_SIZING, DA_WALKING, DA_DONE };
@@ -186,15 +187,20 @@ list_page(struct dirahead *da, struct mount *m, const char *dir,
 	    copy_one, da, truncated);
 }
 
-/* Waits (briefly, a few times) until half the reader's buffers are free
- * for n more pages; 0 when they are, -1 when asked to stop or still busy. */
+/* Waits (briefly, a few times) until n more pages keep the fetches in
+ * flight (demand ones included) within DA_INFLIGHT and half the reader's
+ * buffers; 0 when they do, -1 when asked to stop or still busy.  More in
+ * flight would not fill a link faster, only share it with the demand
+ * reads that wait. */
 static int
 room_for(struct dirahead *da, int64_t n)
 {
+	int max = reader_max_buffers(da->rd);
+	int cap = DA_INFLIGHT < max / 2 ? DA_INFLIGHT : max / 2;
 	for (int i = 0; i < 400; i++) {
 		if (__atomic_load_n(&da->stop, __ATOMIC_RELAXED))
 			return -1;
-		if (reader_spare_buffers(da->rd) - n >= reader_max_buffers(da->rd) / 2)
+		if (max - reader_spare_buffers(da->rd) + n <= cap)
 			return 0;
 		struct timespec ts = {0, 5 * 1000 * 1000};
 		nanosleep(&ts, NULL);
