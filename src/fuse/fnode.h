@@ -2,7 +2,8 @@
  * fnode.h: the inode table of `ferry fuse`: ferry paths <-> FUSE inode
  * numbers, with the kernel's lookup counts and what is remembered per file
  * between opens (which version the kernel was last told about, which
- * version the page cache holds).
+ * version the page cache holds; for a directory, when the listing the
+ * kernel keeps began).
  *
  * Inode numbers are derived from a hash of the path (probing past the rare
  * collision), so a path keeps its number within the process even after the

@@ -20,7 +20,8 @@
  * Threads: libfuse's session threads (up to --threads) call every
  * operation concurrently.  Shared state is the inode table (its own
  * mutex), each open directory (its own mutex: two threads may read one),
- * and the atomics of the error reports in struct ffs.  No lock is held
+ * the version memo (memo_mu, a leaf) and the atomics of the error reports
+ * in struct ffs.  No lock is held
  * across a call to the worker except an open directory's, which only
  * readers of that same directory wait on, and an open file's write mutex,
  * which only requests on that same open file wait on.  Lock order:
@@ -29,14 +30,18 @@
  * Memory, bounded by: the inode table (one node per inode the kernel
  * holds, ~100 bytes plus the path; see fnode.c), one page of at most
  * FFS_DIR_PAGE entries per open directory (~40 bytes each plus names, at
- * most ~1.1 MiB), per open file its path and version, and per request in
- * flight one read buffer of at most FFS_MAX_READ bytes (a local read's:
- * that plus two chunks per page it touches).
+ * most ~1.2 MiB with ETags), per open file its path and version, per
+ * request in flight one read buffer of at most FFS_MAX_READ bytes (a local
+ * read's: that plus two chunks per page it touches; each session thread
+ * keeps one of READBUF_KEEP bytes for its local reads), the version memo
+ * (MEMO_SLOTS, ~2.6 MiB) and the local-read descriptor cache (at most 2,048
+ * descriptors and their chunk CRCs; localfd_client.h).
  *
  * Local reads: when the worker on this host hands out page files
  * (localfd_client.c), a read asks it for the descriptors of the pages of
  * the pinned version and the CRCs of the chunks that hold the read's
- * bytes, reads those chunks whole into its buffer, checks each, and
+ * bytes (kept per 1 MiB granule for the later reads of the same open, at
+ * most LFDC_TRUST_MS), reads those chunks whole into its buffer, checks each, and
  * answers the kernel from there; a page not cached, a chunk that fails its
  * check, or any failure falls back to HTTP (whose read path checks the
  * page, drops a bad one, and caches the pages for the next read).
