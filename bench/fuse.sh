@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 W=$ROOT/bench/work
 PY=/usr/bin/python3
-FERRY=$ROOT/build/ferry
+FERRY=${FERRY:-$ROOT/build/ferry}
 S3RVER=$ROOT/.deps/npm/node_modules/.bin/s3rver
 
 PY=${PY:-/usr/bin/python3}
@@ -191,9 +191,10 @@ EOF
 if [ "$MODE" = report ]; then make_report "${2:?usage: $0 report RUNDIR}"; exit; fi
 
 case $MODE in
+target) ;; # bench/fuse_target.sh (sourced below, after the preflight)
 full)  N_LARGE=8; LARGE_MIB=128; DUR=8; BSS=(4k 256k 1m); SMALL_PASSES=3; LS_RUNS=10 ;;
 quick) N_LARGE=4; LARGE_MIB=64;  DUR=3; BSS=(256k 1m);    SMALL_PASSES=3; LS_RUNS=5 ;;
-*) echo "usage: $0 quick|full (or: $0 report RUNDIR)" >&2; exit 2 ;;
+*) echo "usage: $0 quick|full|target (or: $0 report RUNDIR)" >&2; exit 2 ;;
 esac
 N_SMALL=10000
 SMALL_SIZE=$((64 * 1024))
@@ -285,6 +286,9 @@ HYPERFINE=$(command -v hyperfine || true)
 ulimit -n 65536 2>/dev/null || true
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy AWS_CA_BUNDLE
+# `target`: issue 13's targets, local disk against ferry with the page cache
+# dropped before every pass (bench/fuse_target.sh).
+if [ "$MODE" = target ]; then . "$ROOT/bench/fuse_target.sh"; exit; fi
 
 # --- dataset: generated once, reused -------------------------------------------
 FD=$W/fuse-data

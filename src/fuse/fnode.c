@@ -35,6 +35,7 @@ struct fnode {
 	uint64_t nlookup;  /* the kernel's references */
 	uint64_t kver;     /* version in the attributes last sent, 0: none */
 	uint64_t open_ver; /* version the last open found, 0: none yet */
+	int64_t listed_ms; /* a directory: when the listing the kernel caches began, 0: none */
 	int is_dir;
 	size_t path_len;
 	char path[]; /* NUL-terminated */
@@ -287,6 +288,41 @@ fnode_open(struct fnode_table *t, uint64_t ino, uint64_t ver, int *keep_cache,
 	pthread_mutex_unlock(&t->mu);
 }
 
+int
+fnode_would_keep(struct fnode_table *t, uint64_t ino, uint64_t ver)
+{
+	pthread_mutex_lock(&t->mu);
+	struct fnode *x = do_find_ino(t, ino);
+	int keep = x && !(x->kver != 0 && x->kver != ver) && x->open_ver == ver;
+	pthread_mutex_unlock(&t->mu);
+	return keep;
+}
+
+int
+fnode_opendir(struct fnode_table *t, uint64_t ino, int64_t now_ms, int64_t keep_ms)
+{
+	int keep = 0;
+	pthread_mutex_lock(&t->mu);
+	struct fnode *x = do_find_ino(t, ino);
+	if (x) {
+		keep = x->listed_ms > 0 && now_ms - x->listed_ms < keep_ms;
+		if (!keep)
+			x->listed_ms = now_ms > 0 ? now_ms : 1;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return keep;
+}
+
+void
+fnode_dir_changed(struct fnode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->mu);
+	struct fnode *x = do_find_ino(t, ino);
+	if (x)
+		x->listed_ms = 0;
+	pthread_mutex_unlock(&t->mu);
+}
+
 /* Re-keys node x to path p (n bytes): 0 or -ENOMEM (x unchanged). */
 static int
 do_rekey(struct fnode_table *t, struct fnode *x, const char *p, size_t n)
@@ -298,6 +334,7 @@ do_rekey(struct fnode_table *t, struct fnode *x, const char *p, size_t n)
 	y->nlookup = x->nlookup;
 	y->kver = x->kver;
 	y->open_ver = x->open_ver;
+	y->listed_ms = 0; /* renamed: listed again */
 	y->is_dir = x->is_dir;
 	do_unlink(t, x);
 	free(x);

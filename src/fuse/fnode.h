@@ -2,7 +2,8 @@
  * fnode.h: the inode table of `ferry fuse`: ferry paths <-> FUSE inode
  * numbers, with the kernel's lookup counts and what is remembered per file
  * between opens (which version the kernel was last told about, which
- * version the page cache holds).
+ * version the page cache holds; for a directory, when the listing the
+ * kernel keeps began).
  *
  * Inode numbers are derived from a hash of the path (probing past the rare
  * collision), so a path keeps its number within the process even after the
@@ -66,6 +67,23 @@ void fnode_note_kver(struct fnode_table *t, uint64_t ino, uint64_t kver);
  */
 void fnode_open(struct fnode_table *t, uint64_t ino, uint64_t ver,
     int *keep_cache, int *direct);
+
+/* Whether an open of ino finding version ver would keep the page cache
+ * (fnode_open's keep_cache), without recording anything. */
+int fnode_would_keep(struct fnode_table *t, uint64_t ino, uint64_t ver);
+
+/*
+ * An open of directory ino at now_ms: 1 when the kernel may keep the
+ * listing it cached (an open that did not keep one began less than keep_ms
+ * ago and nothing marked the directory changed since), else 0, and this
+ * open starts the listing the kernel caches next (its time is recorded).
+ */
+int fnode_opendir(struct fnode_table *t, uint64_t ino, int64_t now_ms,
+    int64_t keep_ms);
+
+/* Directory ino changed (a write through this mount, or a refresh): the
+ * next open lists it again. */
+void fnode_dir_changed(struct fnode_table *t, uint64_t ino);
 
 /*
  * The nodes the kernel holds at path or under it (path "/" is all): up to

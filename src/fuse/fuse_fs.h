@@ -87,6 +87,10 @@ void ffs_tune_readahead(struct ffs *fs);
 void *ffs_refresher_start(struct ffs *fs);
 void ffs_refresher_stop(void *rf);
 
+/* Forgets the stat answers fuse_ops.c remembers for the open that
+ * follows a lookup (after a refresh, or a change through this mount). */
+void ffs_memo_forget_all(void);
+
 /* Frees what the write operations remember (mkdir'd directories). */
 void ffs_free_writes(struct ffs *fs);
 

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -365,6 +366,30 @@ ferry_mounted_at(const char *mp)
 	return found;
 }
 
+/*
+ * How many page file descriptors the local-read cache may keep open:
+ * the soft descriptor limit is raised to the hard one first (descriptors
+ * are what makes a read need no exchange with the worker), and the cache
+ * takes at most half of what remains above 256 kept for everything else
+ * (connections, staged writes, libfuse), and no more than CACHE_FDS_MAX.
+ */
+#define CACHE_FDS_MAX 2048
+static int
+cache_fd_budget(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = {rl.rlim_max, rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl.rlim_cur = rl.rlim_max;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 256 + 2 * CACHE_FDS_MAX)
+		return CACHE_FDS_MAX;
+	return rl.rlim_cur > 256 ? (int)((rl.rlim_cur - 256) / 2) : 0;
+}
+
 void
 ffs_tune_readahead(struct ffs *fs)
 {
@@ -527,7 +552,7 @@ fuse_main_cmd(int argc, char **argv)
 			    si < MAX_DEFAULT_ATTR_TIMEOUT ? si : MAX_DEFAULT_ATTR_TIMEOUT;
 	}
 	if (!o.no_local) {
-		fs->lfd = lfd_client_new(fs->f);
+		fs->lfd = lfd_client_new(fs->f, cache_fd_budget());
 		char why[256] = "";
 		if (!fs->lfd)
 			LOG_WARN("local reads: out of memory; reading through HTTP");

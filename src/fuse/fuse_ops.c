@@ -20,7 +20,8 @@
  * Threads: libfuse's session threads (up to --threads) call every
  * operation concurrently.  Shared state is the inode table (its own
  * mutex), each open directory (its own mutex: two threads may read one),
- * and the atomics of the error reports in struct ffs.  No lock is held
+ * the version memo (memo_mu, a leaf) and the atomics of the error reports
+ * in struct ffs.  No lock is held
  * across a call to the worker except an open directory's, which only
  * readers of that same directory wait on, and an open file's write mutex,
  * which only requests on that same open file wait on.  Lock order:
@@ -29,14 +30,18 @@
  * Memory, bounded by: the inode table (one node per inode the kernel
  * holds, ~100 bytes plus the path; see fnode.c), one page of at most
  * FFS_DIR_PAGE entries per open directory (~40 bytes each plus names, at
- * most ~1.1 MiB), per open file its path and version, and per request in
- * flight one read buffer of at most FFS_MAX_READ bytes (a local read's:
- * that plus two chunks per page it touches).
+ * most ~1.2 MiB with ETags), per open file its path and version, per
+ * request in flight one read buffer of at most FFS_MAX_READ bytes (a local
+ * read's: that plus two chunks per page it touches; each session thread
+ * keeps one of READBUF_KEEP bytes for its local reads), the version memo
+ * (MEMO_SLOTS, ~2.6 MiB) and the local-read descriptor cache (at most 2,048
+ * descriptors and their chunk CRCs; localfd_client.h).
  *
  * Local reads: when the worker on this host hands out page files
  * (localfd_client.c), a read asks it for the descriptors of the pages of
  * the pinned version and the CRCs of the chunks that hold the read's
- * bytes, reads those chunks whole into its buffer, checks each, and
+ * bytes (kept per 1 MiB granule for the later reads of the same open, at
+ * most LFDC_TRUST_MS), reads those chunks whole into its buffer, checks each, and
  * answers the kernel from there; a page not cached, a chunk that fails its
  * check, or any failure falls back to HTTP (whose read path checks the
  * page, drops a bad one, and caches the pages for the next read).
@@ -56,6 +61,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +81,8 @@
 #define ERR_LOG_EVERY_MS 5000
 #define DOWN_LOG_EVERY_MS 30000
 #define READDIR_MAX (1u << 20) /* most bytes of one readdir reply */
-#define NAMES_MAX ((size_t)FFS_DIR_PAGE * 1100) /* names of one page */
+/* names and ETags of one page */
+#define NAMES_MAX ((size_t)FFS_DIR_PAGE * (1100 + FERRY_ETAG_MAX))
 
 /* An open file: the version its reads are pinned to, and for an open
  * with write access its staged bytes. */
@@ -83,6 +90,7 @@ struct ffile {
 	int64_t size;
 	char etag[FERRY_ETAG_MAX];
 	uint64_t ino;
+	int64_t opened_ms;  /* now_ms() at the open: older cached descriptors are asked again */
 	int writable;       /* opened for writing */
 	int trunc, excl;    /* O_TRUNC (start from nothing), O_EXCL */
 	pthread_mutex_t mu; /* writable: guards w and failed */
@@ -103,6 +111,7 @@ struct vdir {
 /* One entry of an open directory's current page. */
 struct dent {
 	uint32_t name_off; /* into fdir.names */
+	uint32_t etag_off; /* into fdir.names: the file's ETag */
 	int is_dir;
 	int64_t size, mtime;
 	uint64_t ver;
@@ -119,6 +128,7 @@ struct fdir {
 	int n;
 	struct dbuf names;
 	int64_t base;       /* -1: no page loaded */
+	uint64_t gen;       /* memo_gen when the page was asked for */
 	int truncated;      /* more pages after this one */
 	char next[FERRY_NEXT_MAX];
 	char path[];
@@ -219,6 +229,8 @@ ffs_err(struct ffs *fs, int r, const char *op, const char *path)
 		worker_unreachable(fs, r);
 		return EIO;
 	default:
+		if (r == -ESTALE)
+			ffs_memo_forget_all(); /* the next open asks again */
 		log_limited(fs, op, path, r);
 		return EIO;
 	}
@@ -404,6 +416,94 @@ fill_attr(const struct ffs *fs, uint64_t ino, int is_dir, int64_t size,
 }
 
 /* ------------------------------------------------------------------ */
+/* Stat answers remembered for a moment                                 */
+
+/*
+ * The kernel looks a name up (or lists its directory), then opens it:
+ * both asked the worker for the file's stat over HTTP.  The lookup,
+ * getattr and readdirplus answers are remembered here per inode for the
+ * attribute timeout (during which the kernel trusts them anyway); a
+ * read-only open takes the version from here and has the worker confirm
+ * it over the local socket (open_confirm_local), which also fetches the
+ * first read's descriptors, so opening a small file costs no HTTP request.
+ * A slot per inode hash (a newer answer overwrites); any change through
+ * this mount, a refresh or a read that found another version forgets them
+ * all (memo_gen).  memo_mu is a leaf, held only for a slot's copy.
+ */
+#define MEMO_SLOTS 16384 /* ~2.6 MiB */
+struct memo {
+	uint64_t ino, gen;
+	int64_t at_ms, size;
+	char etag[FERRY_ETAG_MAX];
+};
+static struct memo memo[MEMO_SLOTS];
+static pthread_mutex_t memo_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t memo_gen = 1;
+
+void
+ffs_memo_forget_all(void)
+{
+	pthread_mutex_lock(&memo_mu);
+	memo_gen++;
+	pthread_mutex_unlock(&memo_mu);
+}
+
+static int64_t
+memo_ms(const struct ffs *fs)
+{
+	return (int64_t)(fs->attr_timeout * 1000);
+}
+
+/* A file's stat answer, just received for ino (gen: memo_gen read before
+ * asking, so an answer that raced a change is not kept). */
+static void
+memo_put(const struct ffs *fs, uint64_t ino, uint64_t gen, const struct ferry_stat *st)
+{
+	if (st->is_dir || memo_ms(fs) <= 0)
+		return;
+	struct memo *m = &memo[hash64(&ino, sizeof(ino), 0) & (MEMO_SLOTS - 1)];
+	pthread_mutex_lock(&memo_mu);
+	if (gen == memo_gen) {
+		m->ino = ino;
+		m->gen = gen;
+		m->at_ms = now_ms();
+		m->size = st->size;
+		memcpy(m->etag, st->etag, sizeof(m->etag));
+		m->etag[sizeof(m->etag) - 1] = 0;
+	}
+	pthread_mutex_unlock(&memo_mu);
+}
+
+static uint64_t
+memo_gen_now(void)
+{
+	pthread_mutex_lock(&memo_mu);
+	uint64_t g = memo_gen;
+	pthread_mutex_unlock(&memo_mu);
+	return g;
+}
+
+/* 1 with st filled (a file) when ino's answer is fresh enough, else 0. */
+static int
+memo_get(const struct ffs *fs, uint64_t ino, struct ferry_stat *st)
+{
+	int64_t ttl = memo_ms(fs);
+	if (ttl <= 0)
+		return 0;
+	const struct memo *m = &memo[hash64(&ino, sizeof(ino), 0) & (MEMO_SLOTS - 1)];
+	int hit = 0;
+	pthread_mutex_lock(&memo_mu);
+	if (m->ino == ino && m->gen == memo_gen && now_ms() - m->at_ms < ttl) {
+		memset(st, 0, sizeof(*st));
+		st->size = m->size;
+		memcpy(st->etag, m->etag, sizeof(st->etag));
+		hit = 1;
+	}
+	pthread_mutex_unlock(&memo_mu);
+	return hit;
+}
+
+/* ------------------------------------------------------------------ */
 /* Life cycle                                                           */
 
 static void
@@ -421,8 +521,11 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
-		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+	/* Every readdir is READDIRPLUS (not only the first of a listing, as
+	 * with READDIRPLUS_AUTO): the worker's listing carries each entry's
+	 * attributes anyway, and a program that lists a directory and then
+	 * opens its files (a data loader) needs no LOOKUP per file. */
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* Local reads reply with page file descriptors: splice them. */
@@ -466,6 +569,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	struct ferry_stat st;
+	uint64_t gen = memo_gen_now();
 	r = ferry_stat(fs->f, path, &st);
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
@@ -513,6 +617,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	e.ino = ino;
 	fill_attr(fs, ino, st.is_dir, st.size, st.mtime, &e.attr);
+	memo_put(fs, ino, gen, &st);
 	if (fuse_reply_entry(req, &e) != 0)
 		fnode_forget(&fs->nodes, ino, 1); /* the kernel did not get it */
 }
@@ -530,12 +635,14 @@ stat_ino(struct ffs *fs, fuse_req_t req, fuse_ino_t ino, const char *op,
 		reply_err(req, r == -ENOENT ? ESTALE : -r);
 		return -1;
 	}
+	uint64_t gen = memo_gen_now();
 	r = ferry_stat(fs->f, path, st);
 	if (r) {
 		reply_err(req, ffs_err(fs, r, op, path));
 		return -1;
 	}
 	worker_answered(fs);
+	memo_put(fs, ino, gen, st);
 	return 0;
 }
 
@@ -639,6 +746,16 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	dbuf_init(&d->names, NAMES_MAX);
 	d->base = -1;
 	fi->fh = (uintptr_t)d;
+	/* The kernel caches the listing and keeps it across opens for as long
+	 * as it trusts the names in it (the attribute timeout, which is the
+	 * worker's own sync interval for its listings), unless a write through
+	 * this mount or a refresh changed the directory (fnode_dir_changed;
+	 * the kernel also drops it itself on its own creates and removals). */
+	int64_t keep_ms = (int64_t)(fs->attr_timeout * 1000);
+	if (keep_ms > 0) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = fnode_opendir(&fs->nodes, ino, now_ms(), keep_ms);
+	}
 	if (fuse_reply_open(req, fi) != 0) {
 		dbuf_free(&d->names);
 		pthread_mutex_destroy(&d->mu);
@@ -673,6 +790,9 @@ page_add(void *arg, const char *name, const struct ferry_stat *st)
 	e->name_off = (uint32_t)d->names.len;
 	if (dbuf_add(&d->names, name, strlen(name) + 1) != 0)
 		return -EPROTO;
+	e->etag_off = (uint32_t)d->names.len;
+	if (dbuf_add(&d->names, st->etag, strnlen(st->etag, FERRY_ETAG_MAX - 1) + 1) != 0)
+		return -EPROTO;
 	e->is_dir = st->is_dir;
 	e->size = st->size;
 	e->mtime = st->mtime;
@@ -691,6 +811,7 @@ do_load_page(struct ffs *fs, struct fdir *d, const char *after)
 		snprintf(from, sizeof(from), "%s", after); /* may be d->next */
 	d->n = 0;
 	dbuf_reset(&d->names);
+	d->gen = memo_gen_now();
 	int trunc = 0;
 	int r = ferry_list_page(fs->f, d->path, after ? from : NULL,
 	    FFS_DIR_PAGE, page_add, d, d->next, sizeof(d->next), &trunc);
@@ -779,6 +900,7 @@ do_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	for (int64_t pos = off;; pos++) {
 		const char *name;
 		struct stat st;
+		struct ferry_stat fst; /* a file's size and ETag, for memo */
 		int is_dot = pos < 2, is_dir = 1;
 		uint64_t ver = 0;
 		memset(&st, 0, sizeof(st));
@@ -801,6 +923,9 @@ do_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			is_dir = e->is_dir;
 			ver = e->ver;
 			fill_attr(fs, 0, e->is_dir, e->size, e->mtime, &st);
+			fst.is_dir = e->is_dir;
+			fst.size = e->size;
+			snprintf(fst.etag, sizeof(fst.etag), "%s", d->names.p + e->etag_off);
 		}
 		size_t need = plus ?
 		    fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0) :
@@ -822,6 +947,8 @@ do_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				}
 				refs[nrefs++] = cino;
 				st.st_ino = cino;
+				/* The open that follows needs no stat (memo). */
+				memo_put(fs, cino, d->gen, &fst);
 				ep.ino = cino;
 				ep.attr_timeout = fs->attr_timeout;
 				ep.entry_timeout = fs->attr_timeout;
@@ -919,6 +1046,21 @@ fh_stage(struct ffs *fs, struct ffile *fh)
 	return 0;
 }
 
+/* The directory holding path changed (an upload landed in it): the
+ * kernel's listing of it is not kept past this. */
+static void
+parent_changed(struct ffs *fs, const char *path)
+{
+	char parent[FFS_PATH_MAX];
+	const char *sl = strrchr(path, '/');
+	size_t pl = sl && sl != path ? (size_t)(sl - path) : 1;
+	if (pl >= sizeof(parent))
+		return;
+	memcpy(parent, path, pl);
+	parent[pl] = 0;
+	fnode_dir_changed(&fs->nodes, fnode_peek_ino(&fs->nodes, parent));
+}
+
 /* Uploads what is staged and not yet committed: 0 or a positive errno for
  * the kernel (the worker's reason logged). */
 static int
@@ -935,6 +1077,8 @@ fh_commit(struct ffs *fs, struct ffile *fh, const char *op)
 			memcpy(fh->etag, st.etag, sizeof(fh->etag));
 			fnode_note_kver(&fs->nodes, fh->ino, version_of(st.etag, st.size));
 			vdir_drop(fs, fh->path, 1);
+			parent_changed(fs, fh->path);
+			ffs_memo_forget_all();
 		}
 	}
 	pthread_mutex_unlock(&fh->mu);
@@ -944,6 +1088,32 @@ fh_commit(struct ffs *fs, struct ffile *fh, const char *op)
 	LOG_WARN("%s %s: the upload failed: %s", op, fh->path,
 	    why[0] ? why : ferry_strerror(r));
 	return ffs_err(fs, r, op, fh->path);
+}
+
+/*
+ * A read-only open of a file whose version the memo holds asks the worker
+ * over the local socket for the descriptors of its first granule at that
+ * version, instead of a stat over HTTP: the worker checks the version as a
+ * stat would (LFD_STALE if it has another), and the descriptors stay in
+ * the cache for the open's first read.  Not when the kernel would keep
+ * its page cache of that version (then no read may follow: the open stats
+ * over HTTP, which fetches no descriptors).  1 when the worker confirmed it; 0
+ * (a page not cached, another version, no socket) and the open stats as
+ * before.
+ */
+static int
+open_confirm_local(struct ffs *fs, const char *path, const struct ferry_stat *st,
+    int64_t opened_ms)
+{
+	struct lfd_piece pc[LFDC_MAX_PIECES];
+	struct lfd_hold hold;
+	int64_t len = st->size < LFDC_GRAN ? st->size : LFDC_GRAN;
+	int np = lfd_client_cached(fs->lfd, path, st->etag, st->size, 0, len, opened_ms,
+	    pc, LFDC_MAX_PIECES, &hold);
+	if (np <= 0)
+		return 0;
+	lfd_client_release(fs->lfd, &hold, 0);
+	return 1;
 }
 
 static void
@@ -958,8 +1128,18 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	char path[FFS_PATH_MAX];
 	struct ferry_stat st;
-	if (stat_ino(fs, req, ino, "open", path, sizeof(path), &st) < 0)
+	int is_dir = 0;
+	int64_t wsize, wmtime, opened_ms = now_ms();
+	if (!writing && fs->lfd && memo_get(fs, ino, &st) && st.size > 0 &&
+	    fnode_path(&fs->nodes, ino, path, sizeof(path), &is_dir) == 0 && !is_dir &&
+	    !writer_attr(fs, ino, NULL, NULL, &wsize, &wmtime) &&
+	    !fnode_would_keep(&fs->nodes, ino, version_of(st.etag, st.size)) &&
+	    open_confirm_local(fs, path, &st, opened_ms)) {
+		/* The version a lookup or listing found, confirmed by the
+		 * worker over the local socket: no stat over HTTP. */
+	} else if (stat_ino(fs, req, ino, "open", path, sizeof(path), &st) < 0) {
 		return;
+	}
 	if (st.is_dir) {
 		reply_err(req, EISDIR);
 		return;
@@ -971,6 +1151,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fh->size = st.size;
 	memcpy(fh->etag, st.etag, sizeof(fh->etag));
+	fh->opened_ms = opened_ms;
 	int keep = 0, direct = 0;
 	fnode_open(&fs->nodes, ino, version_of(st.etag, st.size), &keep, &direct);
 	if (writing) {
@@ -997,11 +1178,51 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /*
+ * A session thread's read buffer, kept between its reads (local reads
+ * would otherwise allocate up to a MiB per read); freed when the thread
+ * ends.  Spans above READBUF_KEEP are allocated per read.
+ */
+#define READBUF_KEEP ((size_t)FFS_MAX_READ + 4 * 32768)
+static pthread_key_t readbuf_key;
+static pthread_once_t readbuf_once = PTHREAD_ONCE_INIT;
+
+static void
+readbuf_init(void)
+{
+	if (pthread_key_create(&readbuf_key, free) != 0)
+		LOG_WARN("no thread-local read buffers: each local read allocates one");
+}
+
+/* A buffer of n bytes: the thread's (*own 0) or a new one (*own 1, the
+ * caller frees it); NULL when out of memory. */
+static unsigned char *
+readbuf_get(size_t n, int *own)
+{
+	*own = 1;
+	if (n > READBUF_KEEP || pthread_once(&readbuf_once, readbuf_init) != 0)
+		return malloc(n ? n : 1);
+	unsigned char *b = pthread_getspecific(readbuf_key);
+	if (!b) {
+		b = malloc(READBUF_KEEP);
+		if (!b || pthread_setspecific(readbuf_key, b) != 0) {
+			free(b);
+			return malloc(n ? n : 1);
+		}
+	}
+	*own = 0;
+	return b;
+}
+
+/*
  * Answers a read from page files: 0 when answered (or the reply failed),
  * -ESTALE for another version, -EAGAIN to read through HTTP instead.
- * Every chunk that holds a byte of the read is read whole into one buffer
- * and checked against the CRC the worker sent (lfd_piece_read): a 4 KiB
- * read checks one chunk.  A chunk that fails is not used: -EAGAIN, and the
+ * The pieces come from the descriptor cache (localfd_client.h: the
+ * worker is asked once per granule per open, and again after
+ * LFDC_TRUST_MS) or, when it cannot serve them, from one exchange for
+ * just this range.  Every chunk that holds a byte of the read is read
+ * whole into one buffer and checked against the CRC the worker sent
+ * (lfd_piece_read), cached or not: a 4 KiB read checks one chunk.  A chunk
+ * that fails is not used: its cache entries are dropped, -EAGAIN, and the
  * read goes through HTTP, where the worker finds the page bad, drops it
  * and fetches it again.
  */
@@ -1010,16 +1231,28 @@ read_local(struct ffs *fs, fuse_req_t req, struct ffile *fh, size_t len, off_t o
 {
 	struct lfd_piece pc[LFDC_MAX_PIECES];
 	uint32_t crcs[LFDC_MAX_CRCS];
-	int np = lfd_client_get(fs->lfd, fh->path, fh->etag, off, (int64_t)len, pc,
-	    LFDC_MAX_PIECES, crcs, LFDC_MAX_CRCS);
+	struct lfd_hold hold;
+	int np = lfd_client_cached(fs->lfd, fh->path, fh->etag, fh->size, off,
+	    (int64_t)len, fh->opened_ms, pc, LFDC_MAX_PIECES, &hold);
+	int cached = np > 0;
+	if (np == -EAGAIN)
+		np = lfd_client_get(fs->lfd, fh->path, fh->etag, off, (int64_t)len, pc,
+		    LFDC_MAX_PIECES, crcs, LFDC_MAX_CRCS);
 	if (np < 0)
 		return np;
 	size_t span = 0;
 	for (int i = 0; i < np; i++)
 		span += lfd_piece_span(&pc[i]);
-	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + (size_t)np * sizeof(struct fuse_buf));
-	unsigned char *buf = malloc(span ? span : 1);
-	int rc = bv && buf ? 0 : -EAGAIN;
+	union {
+		struct fuse_bufvec bv;
+		char room[sizeof(struct fuse_bufvec) +
+		    LFDC_MAX_PIECES * sizeof(struct fuse_buf)];
+	} u;
+	struct fuse_bufvec *bv = &u.bv;
+	memset(bv, 0, sizeof(*bv));
+	int own;
+	unsigned char *buf = readbuf_get(span, &own);
+	int rc = buf ? 0 : -EAGAIN, bad = 0;
 	size_t at = 0;
 	for (int i = 0; i < np && rc == 0; i++) {
 		const unsigned char *data;
@@ -1029,10 +1262,11 @@ read_local(struct ffs *fs, fuse_req_t req, struct ffile *fh, size_t len, off_t o
 				LOG_WARN("local read of %s: a chunk of a page file failed its "
 					 "CRC; reading it through the worker", fh->path);
 			rc = -EAGAIN;
+			bad = 1;
 			break;
 		}
-		bv->buf[i].size = (size_t)pc[i].len;
-		bv->buf[i].mem = (void *)data;
+		bv->buf[i] = (struct fuse_buf){.size = (size_t)pc[i].len,
+		    .mem = (void *)data};
 		at += lfd_piece_span(&pc[i]);
 	}
 	if (rc == 0) {
@@ -1040,10 +1274,13 @@ read_local(struct ffs *fs, fuse_req_t req, struct ffile *fh, size_t len, off_t o
 		worker_answered(fs);
 		fuse_reply_data(req, bv, 0);
 	}
-	free(bv);
-	free(buf);
-	for (int i = 0; i < np; i++)
-		close(pc[i].fd);
+	if (own)
+		free(buf);
+	if (cached)
+		lfd_client_release(fs->lfd, &hold, bad);
+	else
+		for (int i = 0; i < np; i++)
+			close(pc[i].fd);
 	return rc;
 }
 
@@ -1224,6 +1461,10 @@ write_path(struct ffs *fs, fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_err(req, -r);
 		return -1;
 	}
+	/* The listing the kernel keeps of parent is not kept past this, nor
+	 * any remembered stat. */
+	fnode_dir_changed(&fs->nodes, parent);
+	ffs_memo_forget_all();
 	return 0;
 }
 
@@ -1332,6 +1573,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		reply_err(req, r == -ENOENT ? ESTALE : -r);
 		return;
 	}
+	ffs_memo_forget_all();
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		struct ffile *fh = fi ? (struct ffile *)(uintptr_t)fi->fh : NULL;
 		int64_t size = attr->st_size;

@@ -12,7 +12,9 @@
  * Threads: one, started after the mount is up (and after daemonizing),
  * stopped before the session goes; it only reads the inode table (which
  * has its own lock) and calls libfuse's notify functions, which are safe
- * beside the session threads.
+ * beside the session threads.  Once a second it also closes the local-read
+ * cache's idle page file descriptors (lfd_client_sweep, under that
+ * cache's own lock).
  */
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
@@ -27,6 +29,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "fuse/fuse_fs.h"
+#include "fuse/localfd_client.h"
 
 #define POLL_MS 1000
 #define NODES_MAX 65536
@@ -47,10 +50,12 @@ static void
 drop(struct ffs *fs, const char *path)
 {
 	struct fuse_session *se = fs->se;
+	ffs_memo_forget_all();
 	uint64_t *inos = malloc(NODES_MAX * sizeof(*inos));
 	char **paths = malloc(NODES_MAX * sizeof(*paths));
 	int n = inos && paths ? fnode_under(&fs->nodes, path, inos, paths, NODES_MAX) : 0;
 	for (int i = 0; i < n; i++) {
+		fnode_dir_changed(&fs->nodes, inos[i]); /* its kept listing, if a directory */
 		fuse_lowlevel_notify_inval_inode(se, inos[i], 0, 0);
 		/* And its name in its directory (a name that now points
 		 * elsewhere, or nowhere). */
@@ -77,9 +82,11 @@ drop(struct ffs *fs, const char *path)
 			uint64_t pino = pl == 1 ? FNODE_ROOT : fnode_peek_ino(&fs->nodes, parent);
 			const char *name = slash ? slash + 1 : path;
 			fuse_lowlevel_notify_inval_entry(se, pino, name, strlen(name));
+			fnode_dir_changed(&fs->nodes, pino);
 			fuse_lowlevel_notify_inval_inode(se, pino, 0, 0);
 		}
 	} else {
+		fnode_dir_changed(&fs->nodes, FNODE_ROOT);
 		fuse_lowlevel_notify_inval_inode(se, FNODE_ROOT, 0, 0);
 	}
 	free(inos);
@@ -138,6 +145,7 @@ refresher_main(void *arg)
 	while (!rf->stop) {
 		pthread_mutex_unlock(&rf->mu);
 		poll_once(rf);
+		lfd_client_sweep(rf->fs->lfd); /* idle page file descriptors */
 		pthread_mutex_lock(&rf->mu);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);

@@ -18,6 +18,16 @@
  * handed to the caller or closed; answers are parsed by
  * lfd_answer_parse (worker/localfd_wire.c), and the caller checks each
  * chunk it reads with lfd_piece_read.
+ *
+ * The descriptor cache (lfd_client_cached, see localfd_client.h): its own
+ * mutex (cmu) guards the hash table, the LRU list and the counts, and is
+ * never held across I/O or together with mu (descriptors are closed after
+ * it is released).  An entry is in the table and the LRU list while
+ * `linked`; a reader holds it by `refs` (its fds and CRCs stay valid while
+ * held), and whoever drops the last of the two frees it and closes its
+ * descriptors.  nfds counts the descriptors of linked entries and stays
+ * at most max_fds (an insert evicts from the LRU tail first).  The
+ * refresh thread sweeps idle entries once a second.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,6 +49,7 @@
 _Static_assert(FERRY_LOCAL_PROTOCOL == LFD_PROTOCOL, "one local-read protocol");
 
 #define LFDC_POOL 64
+#define LFDC_BUCKETS 4096 /* power of two */
 #define LFDC_RETRY_MS 2000
 #define LFDC_IO_TIMEOUT_S 10
 
@@ -55,18 +66,52 @@ struct lfd_client {
 	unsigned char id[LFD_ID_LEN];
 	int idle[LFDC_POOL];
 	int nidle;
+	/* The descriptor cache. */
+	pthread_mutex_t cmu; /* guards all below and every entry's links and refs */
+	int max_fds, nfds;
+	struct lfdc_ent *lru_head, *lru_tail; /* most recently used first */
+	struct lfdc_ent *bucket[LFDC_BUCKETS];
+};
+
+/* One segment of a cached granule: a page file's descriptor, where the
+ * granule's bytes [lo, lo + len) lie in it, and its chunks. */
+struct lfdc_seg {
+	int fd;
+	int64_t lo, len;   /* file offsets */
+	int64_t file_off;  /* page-file offset of lo */
+	int64_t chunk_off, chunk_end;
+	uint32_t ncrc, crc_at; /* its CRCs: ent.crcs[crc_at ..] */
+};
+
+/* The worker's answer for one granule of one version of a file. */
+struct lfdc_ent {
+	struct lfdc_ent *hnext, *prev, *next;
+	uint64_t h;
+	int64_t gran;
+	int refs, linked;
+	int64_t fetched_ms, used_ms;
+	uint32_t chunk;
+	int nseg;
+	struct lfdc_seg *seg;
+	uint32_t *crcs;
+	size_t klen;
+	char *key; /* path, NUL, etag */
 };
 
 struct lfd_client *
-lfd_client_new(ferry_t *f)
+lfd_client_new(ferry_t *f, int max_fds)
 {
 	struct lfd_client *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->f = f;
+	c->max_fds = max_fds > 0 ? max_fds : 0;
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->cmu, NULL);
 	return c;
 }
+
+static void cache_clear(struct lfd_client *c);
 
 static void
 do_drop_pool(struct lfd_client *c)
@@ -83,7 +128,9 @@ lfd_client_free(struct lfd_client **cp)
 		return;
 	*cp = NULL;
 	do_drop_pool(c);
+	cache_clear(c);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->cmu);
 	free(c);
 }
 
@@ -107,6 +154,9 @@ forget(struct lfd_client *c, uint64_t gen, const char *why, int64_t retry_ms)
 		c->failed_before = 1;
 	}
 	pthread_mutex_unlock(&c->mu);
+	/* Another worker process (or none): what the old one handed out is
+	 * not asked again. */
+	cache_clear(c);
 }
 
 static void
@@ -431,6 +481,321 @@ lfd_client_get(struct lfd_client *c, const char *path, const char *etag,
 	if (rc) {
 		for (int i = 0; i < np; i++)
 			close(pieces[i].fd);
+		return rc;
+	}
+	return np;
+}
+
+/* ------------------------------------------------------------------ */
+/* The descriptor cache                                                 */
+
+static void
+ent_free(struct lfdc_ent *e)
+{
+	for (int i = 0; i < e->nseg; i++)
+		close(e->seg[i].fd);
+	free(e);
+}
+
+/* Takes e out of the table and the LRU list (cmu held).  Returns e when
+ * nobody holds it (the caller frees it after unlocking), else NULL (the
+ * last release frees it). */
+static struct lfdc_ent *
+do_unlink_ent(struct lfd_client *c, struct lfdc_ent *e)
+{
+	struct lfdc_ent **pp = &c->bucket[e->h & (LFDC_BUCKETS - 1)];
+	while (*pp && *pp != e)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = e->hnext;
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->lru_head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->lru_tail = e->prev;
+	e->prev = e->next = e->hnext = NULL;
+	e->linked = 0;
+	c->nfds -= e->nseg;
+	return e->refs == 0 ? e : NULL;
+}
+
+static void
+do_lru_front(struct lfd_client *c, struct lfdc_ent *e)
+{
+	if (c->lru_head == e)
+		return;
+	e->prev->next = e->next; /* e is not the head: it has a prev */
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->lru_tail = e->prev;
+	e->prev = NULL;
+	e->next = c->lru_head;
+	c->lru_head->prev = e;
+	c->lru_head = e;
+}
+
+static void
+cache_clear(struct lfd_client *c)
+{
+	struct lfdc_ent *dead = NULL;
+	pthread_mutex_lock(&c->cmu);
+	while (c->lru_head) {
+		struct lfdc_ent *e = do_unlink_ent(c, c->lru_head);
+		if (e) {
+			e->hnext = dead;
+			dead = e;
+		}
+	}
+	pthread_mutex_unlock(&c->cmu);
+	while (dead) {
+		struct lfdc_ent *n = dead->hnext;
+		ent_free(dead);
+		dead = n;
+	}
+}
+
+void
+lfd_client_sweep(struct lfd_client *c)
+{
+	if (!c)
+		return;
+	int64_t now = now_ms();
+	struct lfdc_ent *dead = NULL;
+	pthread_mutex_lock(&c->cmu);
+	/* From the least recently used end: stop at the first one in use. */
+	while (c->lru_tail && c->lru_tail->used_ms + LFDC_KEEP_MS < now) {
+		struct lfdc_ent *e = do_unlink_ent(c, c->lru_tail);
+		if (e) {
+			e->hnext = dead;
+			dead = e;
+		}
+	}
+	pthread_mutex_unlock(&c->cmu);
+	while (dead) {
+		struct lfdc_ent *n = dead->hnext;
+		ent_free(dead);
+		dead = n;
+	}
+}
+
+static uint64_t
+ent_hash(const char *key, size_t klen, int64_t gran)
+{
+	return hash64(key, klen, (uint64_t)gran);
+}
+
+/* A usable entry for (key, gran), held (refs + 1), or NULL; an entry too
+ * old for this read is dropped (its replacement is fetched). */
+static struct lfdc_ent *
+cache_find(struct lfd_client *c, const char *key, size_t klen, int64_t gran,
+    int64_t since_ms, int64_t now)
+{
+	uint64_t h = ent_hash(key, klen, gran);
+	struct lfdc_ent *dead = NULL, *got = NULL;
+	pthread_mutex_lock(&c->cmu);
+	for (struct lfdc_ent *e = c->bucket[h & (LFDC_BUCKETS - 1)]; e; e = e->hnext) {
+		if (e->h != h || e->gran != gran || e->klen != klen ||
+		    memcmp(e->key, key, klen) != 0)
+			continue;
+		if (e->fetched_ms < since_ms || e->fetched_ms + LFDC_TRUST_MS <= now) {
+			dead = do_unlink_ent(c, e);
+		} else {
+			e->refs++;
+			e->used_ms = now;
+			do_lru_front(c, e);
+			got = e;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&c->cmu);
+	if (dead)
+		ent_free(dead);
+	return got;
+}
+
+/* Makes an entry of the pieces the worker gave for the granule (their fds
+ * become the entry's) and puts it in the table, held once; NULL (the fds
+ * closed) when out of memory or the cache is off. */
+static struct lfdc_ent *
+cache_add(struct lfd_client *c, const char *key, size_t klen, int64_t gran,
+    int64_t lo, const struct lfd_piece *pc, int np, int64_t now)
+{
+	uint32_t ncrc = 0;
+	for (int i = 0; i < np; i++)
+		ncrc += pc[i].ncrc;
+	struct lfdc_ent *e = NULL;
+	if (np <= c->max_fds)
+		e = calloc(1, sizeof(*e) + (size_t)np * sizeof(struct lfdc_seg) +
+		    ncrc * sizeof(uint32_t) + klen);
+	if (!e) {
+		for (int i = 0; i < np; i++)
+			close(pc[i].fd);
+		return NULL;
+	}
+	e->seg = (struct lfdc_seg *)(e + 1);
+	e->crcs = (uint32_t *)(e->seg + np);
+	e->key = (char *)(e->crcs + ncrc);
+	memcpy(e->key, key, klen);
+	e->klen = klen;
+	e->gran = gran;
+	e->h = ent_hash(key, klen, gran);
+	e->fetched_ms = e->used_ms = now;
+	e->chunk = pc[0].chunk;
+	e->nseg = np;
+	uint32_t at = 0;
+	for (int i = 0; i < np; i++) {
+		e->seg[i] = (struct lfdc_seg){.fd = pc[i].fd, .lo = lo, .len = pc[i].len,
+		    .file_off = pc[i].off, .chunk_off = pc[i].chunk_off,
+		    .chunk_end = pc[i].chunk_end, .ncrc = pc[i].ncrc, .crc_at = at};
+		memcpy(e->crcs + at, pc[i].crcs, pc[i].ncrc * sizeof(uint32_t));
+		at += pc[i].ncrc;
+		lo += pc[i].len;
+	}
+	e->refs = 1;
+	e->linked = 1;
+	struct lfdc_ent *dead = NULL;
+	pthread_mutex_lock(&c->cmu);
+	/* An entry of the same granule another reader fetched meanwhile
+	 * goes: the newer answer wins. */
+	for (struct lfdc_ent *x = c->bucket[e->h & (LFDC_BUCKETS - 1)]; x; x = x->hnext)
+		if (x->h == e->h && x->gran == gran && x->klen == klen &&
+		    memcmp(x->key, key, klen) == 0) {
+			struct lfdc_ent *d = do_unlink_ent(c, x);
+			if (d) {
+				d->hnext = dead;
+				dead = d;
+			}
+			break;
+		}
+	while (c->lru_tail && c->nfds + np > c->max_fds) {
+		struct lfdc_ent *d = do_unlink_ent(c, c->lru_tail);
+		if (d) {
+			d->hnext = dead;
+			dead = d;
+		}
+	}
+	struct lfdc_ent **b = &c->bucket[e->h & (LFDC_BUCKETS - 1)];
+	e->hnext = *b;
+	*b = e;
+	e->next = c->lru_head;
+	if (c->lru_head)
+		c->lru_head->prev = e;
+	c->lru_head = e;
+	if (!c->lru_tail)
+		c->lru_tail = e;
+	c->nfds += np;
+	pthread_mutex_unlock(&c->cmu);
+	while (dead) {
+		struct lfdc_ent *n = dead->hnext;
+		ent_free(dead);
+		dead = n;
+	}
+	return e;
+}
+
+void
+lfd_client_release(struct lfd_client *c, struct lfd_hold *h, int bad)
+{
+	struct lfdc_ent *dead[LFDC_HOLD_MAX];
+	int nd = 0;
+	pthread_mutex_lock(&c->cmu);
+	for (int i = 0; i < h->n; i++) {
+		struct lfdc_ent *e = h->e[i];
+		if (bad && e->linked)
+			do_unlink_ent(c, e);
+		if (--e->refs == 0 && !e->linked)
+			dead[nd++] = e;
+	}
+	pthread_mutex_unlock(&c->cmu);
+	for (int i = 0; i < nd; i++)
+		ent_free(dead[i]);
+	h->n = 0;
+}
+
+/* The pieces of [off, end) that entry e holds, into pc (room for max);
+ * how many, or -1 when they do not fit. */
+static int
+ent_pieces(const struct lfdc_ent *e, int64_t off, int64_t end,
+    struct lfd_piece *pc, int max)
+{
+	int n = 0;
+	for (int i = 0; i < e->nseg; i++) {
+		const struct lfdc_seg *s = &e->seg[i];
+		int64_t a = off > s->lo ? off : s->lo;
+		int64_t b = end < s->lo + s->len ? end : s->lo + s->len;
+		if (a >= b)
+			continue;
+		if (n == max)
+			return -1;
+		int64_t fo = s->file_off + (a - s->lo);
+		int64_t k0 = (fo - s->chunk_off) / e->chunk;
+		int64_t k1 = (fo + (b - a) - 1 - s->chunk_off) / e->chunk;
+		int64_t ce = s->chunk_off + (k1 + 1) * (int64_t)e->chunk;
+		pc[n++] = (struct lfd_piece){.fd = s->fd, .off = fo, .len = b - a,
+		    .chunk_off = s->chunk_off + k0 * (int64_t)e->chunk,
+		    .chunk_end = ce < s->chunk_end ? ce : s->chunk_end,
+		    .chunk = e->chunk, .ncrc = (uint32_t)(k1 - k0 + 1),
+		    .crcs = e->crcs + s->crc_at + k0};
+	}
+	return n;
+}
+
+int
+lfd_client_cached(struct lfd_client *c, const char *path, const char *etag,
+    int64_t size, int64_t off, int64_t len, int64_t since_ms,
+    struct lfd_piece *pieces, int max, struct lfd_hold *h)
+{
+	h->n = 0;
+	if (c->max_fds <= 0 || len <= 0 || off + len > size)
+		return -EAGAIN;
+	char key[LFD_REQ_MAX + FERRY_ETAG_MAX];
+	size_t pl = strlen(path), el = strlen(etag);
+	if (pl + 1 + el > sizeof(key))
+		return -EAGAIN;
+	memcpy(key, path, pl + 1);
+	memcpy(key + pl + 1, etag, el);
+	size_t klen = pl + 1 + el;
+	int np = 0, rc = 0;
+	int64_t end = off + len;
+	for (int64_t g = off / LFDC_GRAN; g * LFDC_GRAN < end && rc == 0; g++) {
+		if (h->n == LFDC_HOLD_MAX) {
+			rc = -EAGAIN;
+			break;
+		}
+		int64_t now = now_ms();
+		struct lfdc_ent *e = cache_find(c, key, klen, g, since_ms, now);
+		if (!e) {
+			int64_t lo = g * LFDC_GRAN;
+			int64_t hi = lo + LFDC_GRAN < size ? lo + LFDC_GRAN : size;
+			struct lfd_piece pc[LFDC_MAX_PIECES];
+			uint32_t crcs[LFDC_MAX_CRCS];
+			int n = lfd_client_get(c, path, etag, lo, hi - lo, pc, LFDC_MAX_PIECES,
+			    crcs, LFDC_MAX_CRCS);
+			if (n < 0) {
+				rc = n;
+				break;
+			}
+			e = cache_add(c, key, klen, g, lo, pc, n, now);
+			if (!e) {
+				rc = -EAGAIN;
+				break;
+			}
+		}
+		h->e[h->n++] = e;
+		int64_t a = off > g * LFDC_GRAN ? off : g * LFDC_GRAN;
+		int64_t b = end < (g + 1) * LFDC_GRAN ? end : (g + 1) * LFDC_GRAN;
+		int k = ent_pieces(e, a, b, pieces + np, max - np);
+		if (k <= 0)
+			rc = -EAGAIN; /* 0: the entry does not hold them (cannot be) */
+		else
+			np += k;
+	}
+	if (rc) {
+		lfd_client_release(c, h, 0);
 		return rc;
 	}
 	return np;

@@ -33,8 +33,9 @@ struct lfd_piece {
 struct lfd_client;
 
 /* A client of the worker behind f (which it uses for GET /v1/local); it
- * learns the socket and connects lazily. */
-struct lfd_client *lfd_client_new(ferry_t *f);
+ * learns the socket and connects lazily.  Its descriptor cache holds at
+ * most max_fds descriptors (0: no cache). */
+struct lfd_client *lfd_client_new(ferry_t *f, int max_fds);
 void lfd_client_free(struct lfd_client **c);
 
 /* Learns the socket and connects once now; 0, or -errno with a reason in
@@ -51,6 +52,53 @@ int lfd_client_probe(struct lfd_client *c, char *why, size_t n);
 int lfd_client_get(struct lfd_client *c, const char *path, const char *etag,
     int64_t off, int64_t len, struct lfd_piece *pieces, int max,
     uint32_t *crcs, int maxcrc);
+
+/*
+ * The descriptor cache.  A read that would ask the worker for its pieces
+ * first looks here: the worker's answer for a whole granule (LFDC_GRAN
+ * bytes of the file, aligned) is kept, descriptors and every chunk CRC of
+ * it, so later reads in that granule need no exchange.  An entry serves a
+ * read only when the worker gave it after `since_ms` (the read's open: a
+ * new open asks the worker again, once per granule) and less than
+ * LFDC_TRUST_MS ago (then the worker is asked again: it sees the page is
+ * in use, and answers LFD_STALE for a version it no longer has).  Every
+ * chunk read from a cached descriptor is checked against its CRC as
+ * before: the cache holds no bytes, only where they are and what they must
+ * hash to.  Bounded: at most max_fds descriptors (lfd_client_new), least
+ * recently used out first; entries unused for LFDC_KEEP_MS are closed by
+ * lfd_client_sweep, so a page the worker evicted is not held open long.
+ */
+#define LFDC_GRAN (1 << 20)
+#define LFDC_TRUST_MS 2000
+#define LFDC_KEEP_MS 5000
+#define LFDC_HOLD_MAX 4
+
+/* The cache entries one read uses (lfd_client_cached fills it). */
+struct lfd_hold {
+	struct lfdc_ent *e[LFDC_HOLD_MAX];
+	int n;
+};
+
+/*
+ * Pieces of [off, off + len) of path at version etag (whose size is size)
+ * from cached descriptors, asking the worker for a granule not held (or
+ * held from before since_ms, or for too long).  Returns the count of
+ * pieces (>= 1) with *h holding their entries: the fds are the cache's (do
+ * not close them); call lfd_client_release when done with the pieces.
+ * -ESTALE when the worker has another version; -EAGAIN when the cache
+ * cannot serve it (a page not cached, a granule in more pieces than fit,
+ * no socket): use lfd_client_get, then HTTP.  Nothing is held on error.
+ */
+int lfd_client_cached(struct lfd_client *c, const char *path, const char *etag,
+    int64_t size, int64_t off, int64_t len, int64_t since_ms,
+    struct lfd_piece *pieces, int max, struct lfd_hold *h);
+
+/* Ends a read's use of h's entries; bad: a chunk read from one of them
+ * failed its check, so they are dropped (the next read asks the worker). */
+void lfd_client_release(struct lfd_client *c, struct lfd_hold *h, int bad);
+
+/* Closes the entries not used for LFDC_KEEP_MS (called once a second). */
+void lfd_client_sweep(struct lfd_client *c);
 
 /* Bytes buf needs for lfd_piece_read of p. */
 static inline size_t

@@ -141,6 +141,41 @@ def test_tree_copy_rename_remove(fm, tmp_path):
     fm.worker.assert_alive()
 
 
+def test_kept_listing_shows_this_mounts_changes(fm):
+    """ferry fuse lets the kernel keep a directory's listing across opens
+    (cache_readdir + keep_cache, for the attribute timeout).  A change made
+    through the same mount shows in the next listing at once: a file
+    written (and uploaded at close), renamed, removed, a directory that got
+    a file and lost it again."""
+    root = fm.root
+    os.mkdir(root / "k")
+    (root / "k" / "a").write_bytes(b"a")
+    (root / "other").write_bytes(b"o")
+    for _ in range(3):  # listed, then listed again from what the kernel kept
+        assert sorted(os.listdir(root / "k")) == ["a"]
+    (root / "k" / "b").write_bytes(b"b")
+    assert sorted(os.listdir(root / "k")) == ["a", "b"]
+    os.rename(root / "k" / "a", root / "k" / "c")
+    assert sorted(os.listdir(root / "k")) == ["b", "c"]
+    os.remove(root / "k" / "b")
+    assert sorted(os.listdir(root / "k")) == ["c"]
+    # (An empty mkdir'd directory is this client's alone and not listed in
+    # its parent; one holding a file is.)
+    os.mkdir(root / "k" / "sub")
+    (root / "k" / "sub" / "f").write_bytes(b"f")
+    assert sorted(os.listdir(root / "k")) == ["c", "sub"]
+    os.remove(root / "k" / "sub" / "f")
+    os.rmdir(root / "k" / "sub")
+    assert sorted(os.listdir(root / "k")) == ["c"]
+    # A rewrite of an existing file keeps the name; its new size shows.
+    (root / "k" / "c").write_bytes(b"cc")
+    assert sorted(os.listdir(root / "k")) == ["c"]
+    assert os.stat(root / "k" / "c").st_size == 2
+    assert src_get(fm, "k/c") == b"cc" and src_get(fm, "k/a") is None
+    assert "other" in os.listdir(root)
+    fm.worker.assert_alive()
+
+
 def test_refused_close_reports_the_error(make_worker, fuse_mount, tmp_path, data_dir):  # noqa: F811
     (data_dir / "keep.bin").write_bytes(b"keep")
     w = make_worker()

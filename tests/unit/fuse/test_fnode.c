@@ -128,6 +128,56 @@ TEST(open_versions)
 	fnode_table_free(&t);
 }
 
+TEST(would_keep_matches_open)
+{
+	struct fnode_table t;
+	CHECK(fnode_table_init(&t) == 0);
+	uint64_t ino;
+	int keep, direct;
+	CHECK(fnode_ref(&t, "/m/f", 0, 100, 1, &ino) == 0);
+	CHECK(fnode_would_keep(&t, ino, 100) == 0);
+	fnode_open(&t, ino, 100, &keep, &direct);
+	/* Asking changes nothing; the answer is what the open would do. */
+	CHECK(fnode_would_keep(&t, ino, 100) == 1);
+	CHECK(fnode_would_keep(&t, ino, 100) == 1);
+	CHECK(fnode_would_keep(&t, ino, 200) == 0);
+	fnode_open(&t, ino, 100, &keep, &direct);
+	CHECK(keep == 1);
+	CHECK(fnode_would_keep(&t, 4242, 1) == 0);
+	fnode_table_free(&t);
+}
+
+TEST(directory_listing_kept)
+{
+	struct fnode_table t;
+	CHECK(fnode_table_init(&t) == 0);
+	uint64_t d;
+	CHECK(fnode_ref(&t, "/m/d", 1, 0, 1, &d) == 0);
+	/* The first open starts the listing the kernel caches: not kept. */
+	CHECK(fnode_opendir(&t, d, 1000, 5000) == 0);
+	CHECK(fnode_opendir(&t, d, 2000, 5000) == 1);
+	CHECK(fnode_opendir(&t, d, 5999, 5000) == 1);
+	/* Past keep_ms from the listing's start: listed again, and that
+	 * listing is kept from its own start. */
+	CHECK(fnode_opendir(&t, d, 6000, 5000) == 0);
+	CHECK(fnode_opendir(&t, d, 10999, 5000) == 1);
+	/* A change drops it: the next open lists again. */
+	fnode_dir_changed(&t, d);
+	CHECK(fnode_opendir(&t, d, 11000, 5000) == 0);
+	CHECK(fnode_opendir(&t, d, 11001, 5000) == 1);
+	/* keep_ms 0 (attribute timeout 0): never kept. */
+	CHECK(fnode_opendir(&t, d, 11002, 0) == 0);
+	/* (That open's listing starts at 11002.)  A renamed directory is
+	 * listed again under its new name. */
+	CHECK(fnode_opendir(&t, d, 12000, 5000) == 1);
+	CHECK(fnode_rename(&t, "/m/d", "/m/e") == 0);
+	CHECK(fnode_opendir(&t, d, 12001, 5000) == 0);
+	/* Unknown inode: nothing kept. */
+	CHECK(fnode_opendir(&t, 4242, 1, 5000) == 0);
+	fnode_dir_changed(&t, 4242);
+	fnode_table_free(&t);
+}
+
 struct thr_arg {
 	struct fnode_table *t;
 	int id;
@@ -208,6 +258,8 @@ main(void)
 	RUN(lookup_counts_and_forget);
 	RUN(many_paths_distinct_numbers_and_growth);
 	RUN(open_versions);
+	RUN(would_keep_matches_open);
+	RUN(directory_listing_kept);
 	RUN(threads);
 	RUN(rename_moves_the_number);
 	TAP_DONE();
