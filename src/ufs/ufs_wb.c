@@ -25,6 +25,11 @@
  * record's headers (ufs_answer_hdrs); a copy of an object with no headers
  * given carries its source's, staged or from the store.
  *
+ * Each mount remembers its latest uploads (staged ETag -> the store's): a
+ * read that began on a staged write and fetches more of it once it is
+ * uploaded asks the store for the same bytes under the store's version,
+ * rather than failing mid-response on a version the store never had.
+ *
  * Threads: request threads (staging, reads), the persister threads
  * (uploads), the control API's status.  One mutex (g.lock) guards all of
  * the above; it is never held across disk or network I/O of a body, nor
@@ -60,6 +65,7 @@
 #define WB_MAX_THREADS 64
 #define WB_REC_MAX (64u << 10)    /* a record file's size at most */
 #define WB_ATTACH_MAX 8
+#define WB_MOVED 256              /* uploads remembered per mount (below) */
 
 struct wbkey;
 
@@ -91,6 +97,16 @@ struct wbkey {
 	char path[];
 };
 
+/* An upload that made a staged write the store's: a read that began on
+ * the staged version (its ETag) and fetches the rest after the upload
+ * reads the same bytes from the store, under the store's version. */
+struct wbmoved {
+	uint64_t h;           /* of the path; 0: an empty slot */
+	char *path;
+	char staged[33];
+	char stored[UFS_ETAG_MAX];
+};
+
 struct wbmount {
 	LIST_ENTRY(wbmount) link;
 	uint64_t ident;
@@ -108,6 +124,8 @@ struct wbmount {
 	                       * the store before may no longer hold */
 	char last_error[256];
 	int failing;          /* logged once per outage */
+	struct wbmoved moved[WB_MOVED]; /* the latest uploads, a ring */
+	int moved_next;
 };
 
 TAILQ_HEAD(wbq, wbrec);
@@ -705,6 +723,42 @@ do_pick(int64_t *wait_ms)
 	return NULL;
 }
 
+static void
+do_note_moved(struct wbmount *wm, const char *path, const char *staged,
+    const char *stored)
+{
+	struct wbmoved *mv = &wm->moved[wm->moved_next];
+	char *p = strdup(path);
+	if (!p)
+		return; /* such a read then fails its version check: no worse */
+	wm->moved_next = (wm->moved_next + 1) % WB_MOVED;
+	free(mv->path);
+	mv->path = p;
+	mv->h = hash64(path, strlen(path), 0) | 1;
+	snprintf(mv->staged, sizeof(mv->staged), "%s", staged);
+	snprintf(mv->stored, sizeof(mv->stored), "%s", stored);
+}
+
+/* The store's ETag of path's upload whose staged ETag was etag, into
+ * out: 1, or 0 if no recent upload was that one. */
+static int
+moved_to(struct wbmount *wm, const char *path, const char *etag, char *out,
+    size_t n)
+{
+	uint64_t h = hash64(path, strlen(path), 0) | 1;
+	int found = 0;
+	pthread_mutex_lock(&g.lock);
+	for (int i = 0; i < WB_MOVED && !found; i++) {
+		struct wbmoved *mv = &wm->moved[i];
+		if (mv->h == h && !strcmp(mv->staged, etag) && !strcmp(mv->path, path)) {
+			snprintf(out, n, "%s", mv->stored);
+			found = 1;
+		}
+	}
+	pthread_mutex_unlock(&g.lock);
+	return found;
+}
+
 static void *
 persister(void *arg)
 {
@@ -761,6 +815,10 @@ persister(void *arg)
 				k->cur = NULL;
 			do_dequeue(r);
 			persisted = was_cur && r->size >= 0;
+			/* Before g.lock is let go: a read that no longer finds
+			 * the staged write finds where its bytes went. */
+			if (persisted && path)
+				do_note_moved(wm, path, r->etag, st.etag);
 		} else if (rc > 0) {
 			/* Stopping: it stays staged for the next start. */
 		} else if (!was_cur) {
@@ -902,6 +960,8 @@ ufs_wb_free(void)
 		}
 		for (int i = 0; i < wm->natt; i++)
 			ufs_unref(wm->att[i]);
+		for (int i = 0; i < WB_MOVED; i++)
+			free(wm->moved[i].path);
 		free(wm->dir);
 		free(wm);
 	}
@@ -1150,8 +1210,12 @@ wb_read(struct ufs *u, const char *path, const char *etag, int64_t off,
 	struct wbrec *r = staged_ref(u->wb, path, &deleted);
 	if (deleted)
 		return etag[0] ? -ESTALE : -ENOENT;
-	if (!r)
+	if (!r) {
+		char stored[UFS_ETAG_MAX];
+		if (etag[0] && moved_to(u->wb, path, etag, stored, sizeof(stored)))
+			etag = stored;
 		return ufs_raw_read(u, path, etag, off, buf, len);
+	}
 	ssize_t n = etag[0] && strcmp(etag, r->etag) ? -ESTALE :
 	    rec_pread(r, off, buf, len);
 	rec_release(r);

@@ -127,6 +127,28 @@ def test_put_acked_then_uploaded_file_store(make_worker, tmp_path):
     assert w.ufs_reads() == reads
 
 
+def test_get_that_spans_the_upload_of_its_object_gets_every_byte(make_worker, tmp_path):
+    """Regression: CI saw a GET of a just-written object lose its last page
+    (IncompleteRead) when the upload finished mid-response: the pages it had
+    not sent yet moved to the store's version, and the fetch of the rest
+    asked the store for the staged ETag, which it never had."""
+    d = tmp_path / "store"
+    d.mkdir()
+    w = make_worker(args=["--writeback-bandwidth", "4M"])
+    w.mount("ck", f"file://{d}", write="back")
+    c = w.s3()
+    big = rand_bytes(32 * MiB + 17, 3)
+    c.put_object(Bucket="ck", Key="ckpt.pt", Body=big)
+    body = c.get_object(Bucket="ck", Key="ckpt.pt")["Body"]
+    first = body.read(MiB)
+    # The upload (about 8 s at 4 MiB/s) ends while most of the body is
+    # still to be sent: more than the socket buffers hold.
+    assert wb_status(w)["ck"]["objects"] == 1
+    drained(w)
+    assert first + body.read() == big
+    assert (d / "ckpt.pt").read_bytes() == big
+
+
 def test_store_hung_then_back(make_worker, store):
     bucket = store.new_bucket()
     store.client.put_object(Bucket=bucket, Key="old.bin", Body=b"old")
