@@ -1774,9 +1774,8 @@ op_complete_mpu(struct s3req *s, struct mount *m)
 	dbuf_init(&b, 16384);
 	if (r == 0) {
 		/* The ETag every later HEAD and GET gives: the under-store's
-		 * (S3's "md5-of-md5s-N" where the store's parts are the
-		 * client's, as with the default 8 MiB parts of awscli and
-		 * boto3 over an s3:// mount). */
+		 * (an s3:// store is sent the client's parts, so it is S3's
+		 * "md5-of-md5s-N" of them: mpu_complete, ufs_put_opts.parts). */
 		char etag[UFS_ETAG_MAX];
 		objkey_etag(&st, etag, sizeof(etag));
 		if (!http_resp_started(s->c))

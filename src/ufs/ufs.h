@@ -68,6 +68,12 @@ struct ufs_put_opts {
 	int if_none_match;       /* write only if no object has this key */
 	const struct ufs_opt *headers;
 	int nheaders;
+	/* The sizes of the parts a client uploaded (S3 multipart), or NULL:
+	 * a store that writes in parts makes its parts these where it can,
+	 * so that the new object's ETag is the one S3 gives that upload
+	 * ("md5-of-md5s-N").  Their sum is size. */
+	const int64_t *parts;
+	int nparts;
 };
 
 /*

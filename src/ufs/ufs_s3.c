@@ -39,7 +39,12 @@
  * of that many buffers, so a session holds at most upload_parallelism x
  * part_size bytes (32 MiB by default; the writer waits for a free buffer).
  * A known size over 10000 parts gets bigger parts (size / 10000, so memory
- * grows with it); an unknown one fails at part 10001 (-EFBIG).  Commit
+ * grows with it); an unknown one fails at part 10001 (-EFBIG).  The
+ * write of a client's multipart upload (ufs_put_opts.parts) makes its
+ * parts the client's instead, when each is at most S3_PLAN_PART_MAX (64
+ * MiB: every common client's; memory is then upload_parallelism x the
+ * largest), and is a multipart upload even of one part, so the object's
+ * ETag is the one S3 gives the client's upload done directly.  Commit
  * sends CompleteMultipartUpload (its ETag is S3's md5-of-md5s-N); any
  * failure, and put_abort, cancels the parts in flight, waits for them and
  * sends AbortMultipartUpload, so no upload is left behind (if even the
@@ -110,6 +115,7 @@
 #define S3_PART_MIN (5LL << 20)   /* every part but the last */
 #define S3_PART_MAX (5LL << 30)
 #define S3_PARTS_MAX 10000
+#define S3_PLAN_PART_MAX (64LL << 20) /* a client's part a write follows */
 #define S3_OBJECT_MAX (5LL << 40)
 #define S3_COPY_MAX (5LL << 30)   /* CopyObject's source; above, parts */
 #define S3_COPY_PART (512LL << 20) /* a part of such a copy (in the store) */
@@ -1762,6 +1768,9 @@ struct s3_put {
 	struct dbuf metastore;      /* their strings */
 	int64_t size;               /* announced, or -1 */
 	int64_t part_size;
+	int64_t *plan;              /* the parts' sizes (ufs_put_opts.parts),
+	                             * or NULL: part_size each */
+	int plan_n;
 	int64_t total;              /* bytes taken */
 	char *upload_id;            /* set by CreateMultipartUpload */
 	struct dbuf upload_q;       /* "uploadId=..." encoded */
@@ -2128,6 +2137,7 @@ put_free(struct s3_put *p)
 		free(p->slots[i].buf);
 	free(p->upload_id);
 	free(p->etags);
+	free(p->plan);
 	dbuf_free(&p->key);
 	dbuf_free(&p->metastore);
 	dbuf_free(&p->upload_q);
@@ -2198,6 +2208,8 @@ put_new(struct s3_state *s, const char *key, const struct ufs_put_opts *o,
 	return 0;
 }
 
+static int plan_ok(const struct ufs_put_opts *o);
+
 static int
 s3_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
     void **out)
@@ -2232,8 +2244,40 @@ s3_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
 		int64_t ps = (o->size + S3_PARTS_MAX - 1) / S3_PARTS_MAX;
 		p->part_size = (ps + (1 << 20) - 1) & ~(int64_t)((1 << 20) - 1);
 	}
+	if (plan_ok(o) && (p->plan = malloc((size_t)o->nparts * sizeof(int64_t)))) {
+		memcpy(p->plan, o->parts, (size_t)o->nparts * sizeof(int64_t));
+		p->plan_n = o->nparts;
+	}
 	*out = p;
 	return 0;
+}
+
+/* Can a write follow the client's parts?  Each a part S3 takes (all but
+ * the last at least 5 MiB), none over S3_PLAN_PART_MAX (a part is held in
+ * memory while it uploads), summing to the size. */
+static int
+plan_ok(const struct ufs_put_opts *o)
+{
+	if (!o->parts || o->nparts < 1 || o->nparts > S3_PARTS_MAX || o->size < 0)
+		return 0;
+	int64_t sum = 0;
+	for (int i = 0; i < o->nparts; i++) {
+		int64_t n = o->parts[i];
+		if (n < 1 || n > S3_PLAN_PART_MAX ||
+		    (i < o->nparts - 1 && n < S3_PART_MIN))
+			return 0;
+		sum += n;
+	}
+	return sum == o->size;
+}
+
+/* The size of the part being filled (the next to start). */
+static int64_t
+part_target(const struct s3_put *p)
+{
+	if (p->plan && p->nparts < p->plan_n)
+		return p->plan[p->nparts];
+	return p->part_size;
 }
 
 static int
@@ -2258,27 +2302,28 @@ s3_put_write(void *put, const void *buf, size_t len)
 			p->fill = idx;
 		}
 		struct s3_slot *t = &p->slots[p->fill];
-		if ((int64_t)t->len == p->part_size) {
+		int64_t target = part_target(p);
+		if ((int64_t)t->len >= target) {
 			/* full, and more comes: it is a part */
 			int r = start_part(p, p->fill);
 			if (r)
 				return put_fail(p, r);
 			continue;
 		}
-		size_t k = (size_t)(p->part_size - (int64_t)t->len);
+		size_t k = (size_t)(target - (int64_t)t->len);
 		if (k > len)
 			k = len;
 		if (t->len + k > t->cap) {
-			/* Grow towards part_size: small objects of unknown
-			 * size take little; a size announced is exact. */
+			/* Grow towards the part's size: small objects of
+			 * unknown size take little; a size announced is exact. */
 			size_t nc = t->cap ? t->cap * 2 : 64 << 10;
-			if (p->size >= 0 && p->size < p->part_size &&
+			if (p->size >= 0 && p->size < target &&
 			    nc < (size_t)p->size)
 				nc = (size_t)p->size;
 			if (nc < t->len + k)
 				nc = t->len + k;
-			if ((int64_t)nc > p->part_size)
-				nc = (size_t)p->part_size;
+			if ((int64_t)nc > target)
+				nc = (size_t)target;
 			char *nb = realloc(t->buf, nc);
 			if (!nb)
 				return put_fail(p, -ENOMEM);
@@ -2427,9 +2472,11 @@ s3_put_commit(void *put, struct ufs_stat *st)
 	if (r) {
 		put_fail(p, 0);
 		r = p->err;
-	} else if (!p->upload_id) {
+	} else if (!p->upload_id && !p->plan) {
 		r = put_object(p, etag, &mtime);
 	} else {
+		/* (A planned write is a multipart upload even of one part:
+		 * S3 gives that an ETag of its own, "...-1".) */
 		/* the last part: it holds at least one byte */
 		if (p->fill >= 0 && p->slots[p->fill].len > 0)
 			r = start_part(p, p->fill);

@@ -469,6 +469,8 @@ mpu_complete(struct mpu *u, struct mount *m, const char *key,
 		o.size = total;
 		o.headers = in->h;
 		o.nheaders = in->nh;
+		o.parts = sizes; /* the store's parts, where it writes in parts */
+		o.nparts = nwant;
 		r = objput_begin(u->op, m, key, &o, &w);
 	}
 	if (r == 0 && !(buf = malloc(COPY_BUF)))

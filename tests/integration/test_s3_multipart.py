@@ -98,6 +98,34 @@ def test_low_level_upload_complete_and_read_back(mm):
     assert s3.list_multipart_uploads(Bucket="data").get("Uploads", []) == []
 
 
+def test_the_store_gets_the_clients_parts(make_worker, tmp_path, s3rver):
+    """An s3:// store is sent the client's parts, not ferry's own 8 MiB
+    ones, so the object's ETag is the "md5-of-md5s-N" that S3 gives the
+    same upload done directly (a one-part upload included: "...-1")."""
+    m = make_mounted("s3", make_worker, tmp_path, lambda: s3rver, args=KEYED)
+    s3 = m.worker.s3(AK, SK)
+
+    def upload(key, parts):
+        uid = s3.create_multipart_upload(Bucket="data", Key=key)["UploadId"]
+        tags = [s3.upload_part(Bucket="data", Key=key, UploadId=uid, PartNumber=i + 1,
+                               Body=b)["ETag"] for i, b in enumerate(parts)]
+        mark = s3rver.mark()
+        s3.complete_multipart_upload(Bucket="data", Key=key, UploadId=uid, MultipartUpload={
+            "Parts": [{"PartNumber": i + 1, "ETag": t} for i, t in enumerate(tags)]})
+        s3rver.settle()
+        assert src_get(m, key) == b"".join(parts)
+        return [(meth, q.split("&")[0] if q else "") for meth, path, q, st in s3rver.requests()[mark:]
+                if path.endswith("/" + key)]
+
+    three = [rand_bytes(5 * MiB + 3, 11), rand_bytes(5 * MiB, 12), rand_bytes(777, 13)]
+    calls = upload("mp/three.bin", three)
+    assert sorted(q for meth, q in calls if meth == "PUT") == \
+        ["partNumber=1", "partNumber=2", "partNumber=3"], calls
+    calls = upload("mp/one.bin", [b"one part" * 100])
+    assert ("POST", "uploads") in [(meth, q.split("=")[0]) for meth, q in calls], calls
+    assert [q for meth, q in calls if meth == "PUT"] == ["partNumber=1"], calls
+
+
 def test_bad_completes_leave_the_upload_to_fix(make_worker, data_dir):
     w = make_worker(mounts={"data": data_dir}, args=KEYED)
     s3 = w.s3(AK, SK)
