@@ -187,7 +187,7 @@ list_page(struct dirahead *da, struct mount *m, const char *dir,
 	    copy_one, da, truncated);
 }
 
-/* Waits (briefly, a few times) until n more pages keep the fetches in
+/* Waits (at most 2 s, woken as buffers come back) until n more pages keep the fetches in
  * flight (demand ones included) within DA_INFLIGHT and half the reader's
  * buffers; 0 when they do, -1 when asked to stop or still busy.  More in
  * flight would not fill a link faster, only share it with the demand
@@ -197,13 +197,12 @@ room_for(struct dirahead *da, int64_t n)
 {
 	int max = reader_max_buffers(da->rd);
 	int cap = DA_INFLIGHT < max / 2 ? DA_INFLIGHT : max / 2;
-	for (int i = 0; i < 400; i++) {
+	/* At most 2 s, in slices that let a stop through. */
+	for (int i = 0; i < 20; i++) {
 		if (__atomic_load_n(&da->stop, __ATOMIC_RELAXED))
 			return -1;
-		if (max - reader_spare_buffers(da->rd) + n <= cap)
+		if (reader_wait_buffers(da->rd, cap - (int)n, 100) == 0)
 			return 0;
-		struct timespec ts = {0, 5 * 1000 * 1000};
-		nanosleep(&ts, NULL);
 	}
 	return -1;
 }

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "../common/htab.h"
 #include "../common/log.h"
@@ -473,12 +474,24 @@ reader_drop_version(struct reader *r, uint64_t obj, uint64_t ver)
 }
 
 int
-reader_spare_buffers(struct reader *r)
+reader_wait_buffers(struct reader *r, int in_use, int timeout_ms)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	int rc = 0;
 	pthread_mutex_lock(&r->lock);
-	int n = r->cfg.max_inflight - r->inflight;
+	/* do_ftab_remove and the cold reads' release broadcast ready */
+	while (r->inflight > in_use && !r->stopping && rc == 0)
+		rc = pthread_cond_timedwait(&r->ready, &r->lock, &ts);
+	int ok = r->inflight <= in_use && !r->stopping;
 	pthread_mutex_unlock(&r->lock);
-	return n;
+	return ok ? 0 : -1;
 }
 
 int

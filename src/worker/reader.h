@@ -85,10 +85,12 @@ int reader_read_stat(struct reader *r, struct mount *m, const char *path,
 int reader_has_page(struct reader *r, struct mount *m, const char *path,
     const struct ufs_stat *st, int64_t off);
 int reader_has_object(struct reader *r, struct mount *m, const char *path);
-/* Page buffers not in use now, and the most there are (max_inflight):
- * background work (directory fetch-ahead) leaves half for demand reads. */
-int reader_spare_buffers(struct reader *r);
+/* The most page buffers there are (max_inflight): background work
+ * (directory fetch-ahead) leaves half for demand reads. */
 int reader_max_buffers(const struct reader *r);
+/* Waits until at most in_use page buffers are in use (woken as each is
+ * given back), for at most timeout_ms: 0, or -1 (timed out, stopping). */
+int reader_wait_buffers(struct reader *r, int in_use, int timeout_ms);
 /* Waits until no fetch of pages [first, first+n) of (m, path) at version
  * st is under way (each stored, or failed), then returns how many of them
  * are not in the cache: an exact answer to "did my read cache it?". */
