@@ -293,6 +293,7 @@ ssize_t
 ufs_read(struct ufs *u, const char *path, const char *etag, int64_t off,
     void *buf, size_t len)
 {
+	ufs_last_hdrs_reset(); /* a read of byte 0 may answer them */
 	int r = enter(u, path);
 	if (!r)
 		r = read_args(off, buf, &len);

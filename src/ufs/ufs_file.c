@@ -442,6 +442,10 @@ file_read(void *state, const char *path, const char *etag, int64_t off,
 		close(fd);
 		return -ESTALE;
 	}
+	/* Byte 0 at a known version: its headers too (a listing did not
+	 * say them; a GET of an object fetched ahead needs no stat). */
+	if (off == 0 && etag && etag[0])
+		answer_headers(fd);
 	close(fd);
 	return (ssize_t)got;
 }

@@ -1596,6 +1596,10 @@ s3_read(void *state, const char *path, const char *etag, int64_t off,
 	int check_etag = etag && etag[0];
 	if (check_etag)
 		snprintf(im, sizeof(im), "\"%s\"", etag);
+	/* A read of byte 0 at a known version also answers the headers
+	 * stored with it (ufs_answer_hdrs): a listing did not say them. */
+	struct dbuf meta;
+	dbuf_init(&meta, S3_META_MAX);
 	struct s3_call c = {
 	    .method = "GET",
 	    .key = key.p,
@@ -1604,6 +1608,7 @@ s3_read(void *state, const char *path, const char *etag, int64_t off,
 	    .if_match = check_etag ? im : NULL,
 	    .buf = buf,
 	    .cap = len,
+	    .meta = off == 0 && check_etag ? &meta : NULL,
 	};
 	ssize_t ret = s3_perform(s, &c);
 	if (ret == 0) {
@@ -1627,6 +1632,8 @@ s3_read(void *state, const char *path, const char *etag, int64_t off,
 				LOG_DEBUG("s3: GET s3://%s/%s: ETag changed",
 				    s->bucket, key.p);
 				ret = -ESTALE;
+			} else if (c.meta && c.etag[0] && !c.etag_bad) {
+				answer_meta(&meta);
 			}
 		} else if (c.status == 416) {
 			ret = 0; /* past the end */
@@ -1635,6 +1642,7 @@ s3_read(void *state, const char *path, const char *etag, int64_t off,
 		}
 	}
 	call_done(&c);
+	dbuf_free(&meta);
 	dbuf_free(&key);
 	return ret;
 }

@@ -551,6 +551,19 @@ meta_replace(struct meta_cache *mc, struct mount *m, const char *path,
 }
 
 void
+meta_learn_hdrs(struct meta_cache *mc, struct mount *m, const char *path,
+    uint64_t ver, const struct ufs_hdrs *hd)
+{
+	uint64_t h = objkey_id(m->ident, path);
+	pthread_mutex_lock(&mc->lock);
+	struct stat_ent *e = do_stat_find(mc, m->ident, path, h);
+	if (e && !e->loading && !e->invalid && e->err == 0 && !e->st.is_dir &&
+	    !e->hdrs_have && objkey_version(&e->st) == ver)
+		do_hdrs_set(mc, e, hd);
+	pthread_mutex_unlock(&mc->lock);
+}
+
+void
 meta_removed(struct meta_cache *mc, struct mount *m, const char *path)
 {
 	set_answer(mc, m, path, -ENOENT, NULL, NULL);

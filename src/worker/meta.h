@@ -12,7 +12,9 @@
  * An answer keeps the headers stored with the object (Content-Type,
  * x-amz-meta-*, ...; struct ufs_hdrs) when it was loaded by a stat or a
  * cold read, or written here: what GET and HEAD answer on a hit.  An entry
- * a listing made does not know them; a caller that wants them loads it.
+ * a listing made does not know them until a fetch of the object's first
+ * page brings them (meta_learn_hdrs: the reader's fetch-ahead); a caller
+ * that wants them before that loads it.
  * Each is a copy of exactly its bytes, all of them at most 32 MiB (past
  * that the least recently used entries forget theirs).
  *
@@ -108,6 +110,11 @@ void meta_removed(struct meta_cache *mc, struct mount *m, const char *path);
 void meta_replace(struct meta_cache *mc, struct mount *m, const char *path,
     const struct ufs_stat *from, const struct ufs_stat *to);
 void meta_forget_lists(struct meta_cache *mc, struct mount *m);
+/* The headers stored with path at version ver, learnt on the side (a
+ * fetch of its first page brought them): kept if the answer cached is
+ * that version and does not know its headers yet (a listing made it). */
+void meta_learn_hdrs(struct meta_cache *mc, struct mount *m, const char *path,
+    uint64_t ver, const struct ufs_hdrs *h);
 
 /* A path's answer is wrong (its version moved under us): the next use asks
  * the UFS again, never serves it stale, and reports the move (on_change)

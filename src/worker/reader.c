@@ -87,6 +87,8 @@ struct reader {
 	int stopping;
 	pthread_t *threads;
 	int nthreads;
+	reader_hdrs_fn hdrs_fn; /* set before any fetch; then read-only */
+	void *hdrs_arg;
 
 	/* Sequential-access detection: end offset of the last read of an
 	 * object, direct-mapped by object id (racy by design: a lost update
@@ -290,6 +292,8 @@ fetch_thread(void *arg)
 			err = (int)n;
 		else if ((uint32_t)n != f->want)
 			err = -ESTALE; /* the object shrank: a new version */
+		if (!err && f->off == 0 && r->hdrs_fn && ufs_last_hdrs()->known)
+			r->hdrs_fn(r->hdrs_arg, f->m, f->path, f->key.ver, ufs_last_hdrs());
 		if (err && err != -ESTALE)
 			LOG_WARN("ufs read /%s/%s @%lld: %s%s%s", f->m->name, f->path,
 			    (long long)f->off, strerror(-err), ufs_last_error()[0] ? ": " : "",
@@ -471,6 +475,13 @@ void
 reader_drop_version(struct reader *r, uint64_t obj, uint64_t ver)
 {
 	pagestore_drop_version(r->ps, obj, ver);
+}
+
+void
+reader_set_hdrs_hook(struct reader *r, reader_hdrs_fn fn, void *arg)
+{
+	r->hdrs_fn = fn;
+	r->hdrs_arg = arg;
 }
 
 int

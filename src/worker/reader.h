@@ -57,6 +57,14 @@ struct reader;
 struct reader *reader_open(const struct reader_cfg *cfg, struct pagestore *ps);
 void reader_close(struct reader **r);
 
+/* Called from a fetch thread when a fetch of byte 0 of (m, path) at
+ * version ver also brought the headers stored with the object (an s3://
+ * read does): the owner keeps them (the metadata cache), so that a GET of
+ * an object fetched ahead needs no stat.  Set before the first fetch. */
+typedef void (*reader_hdrs_fn)(void *arg, struct mount *m, const char *path,
+    uint64_t ver, const struct ufs_hdrs *h);
+void reader_set_hdrs_hook(struct reader *r, reader_hdrs_fn fn, void *arg);
+
 /*
  * Sends bytes [off, off+len) of (m, path) at version st to sink.
  * Returns 0 or -errno; *sent is the number of bytes handed to the sink.

@@ -350,6 +350,15 @@ announce_change(void *arg, const struct mount *m, const char *path)
 	router_announce(w->rt, m, path);
 }
 
+/* The reader's fetch of a first page brought the object's headers. */
+static void
+on_fetched_hdrs(void *arg, struct mount *m, const char *path, uint64_t ver,
+    const struct ufs_hdrs *h)
+{
+	struct worker *w = arg;
+	meta_learn_hdrs(w->mc, m, path, ver, h);
+}
+
 /* A write=back object reached its store (ufs_wb.c's persister): its
  * cached pages and metadata become the store's version of the same bytes,
  * so the next read neither asks the store nor fetches them again. */
@@ -415,6 +424,8 @@ worker_start(struct worker *w)
 	    .max_entries = c->meta_max_entries, .max_list_bytes = c->meta_max_list_bytes,
 	    .stale_ms = c->stale_ms, .on_change = on_version_change, .arg = w->rd};
 	w->mc = w->rd ? meta_open(&mcfg) : NULL;
+	if (w->mc)
+		reader_set_hdrs_hook(w->rd, on_fetched_hdrs, w);
 	if (w->mc && !c->etcd) {
 		/* Before the mounts: a write=back mount finds its staging
 		 * area (and what a previous run left there) when it opens. */
