@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "../cluster/cluster.h"
 #include "../common/dbuf.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -40,6 +41,7 @@
 #include "../worker/worker.h"
 #include "s3_body.h"
 #include "s3_metrics.h"
+#include "s3_relay.h"
 #include "s3_reqxml.h"
 #include "s3_route.h"
 #include "../common/sigv4.h"
@@ -1439,7 +1441,48 @@ out:
 
 #define COMPLETE_BODY_MAX (4 << 20)
 
-/* uploadId of the request: 0 with id, or sends NoSuchUpload. */
+/*
+ * An upload another worker of the cluster holds (an id's first digits name
+ * it, mpu_set_tag): the request goes there as the client sent it, and its
+ * answer comes back (s3_relay.c; that worker checks the signature).  1 when
+ * the request was answered so (or with why it could not be), 0 when it is
+ * this worker's to answer.
+ */
+static int
+relay_upload_request(struct s3req *s, const char *id)
+{
+	struct cluster *cl = worker_cluster(s->w);
+	if (!cl || !strncmp(id, s->w->id, MPU_TAG_LEN) || mpu_holds(s->w->mpu, id))
+		return 0;
+	struct cluster_view *v = cluster_view_get(cl);
+	char addr[CLUSTER_ADDR_MAX + 1] = "";
+	for (int i = 0; v && i < v->n && !addr[0]; i++)
+		if (!strncmp(v->m[i].id, id, MPU_TAG_LEN) && strcmp(v->m[i].id, s->w->id))
+			snprintf(addr, sizeof(addr), "%s", v->m[i].s3);
+	cluster_view_release(&v);
+	if (!addr[0]) {
+		s3_error(s, 404, "NoSuchUpload", "The specified upload does not exist: "
+		    "no worker of the cluster now is the one that created it (its id "
+		    "names the worker), or the upload ID is invalid.");
+		return 1;
+	}
+	int status;
+	char why[320];
+	if (s3_relay(s->c, s->req, addr, &status, why, sizeof(why)) == 0) {
+		s->status = status;
+		return 1;
+	}
+	LOG_WARN("s3: upload %s is held by the worker at %s, which did not "
+	    "answer: %s", id, addr, why);
+	char msg[sizeof(why) + 128];
+	snprintf(msg, sizeof(msg), "The worker that holds this upload (%s) did "
+	    "not answer: %s", addr, why);
+	s3_error(s, 503, "ServiceUnavailable", msg);
+	return 1;
+}
+
+/* uploadId of the request: 0 with id, or sends NoSuchUpload (or relays
+ * the request to the worker holding the upload: relay_upload_request). */
 static int
 upload_id(struct s3req *s, char id[MPU_ID_LEN + 1])
 {
@@ -1456,7 +1499,7 @@ upload_id(struct s3req *s, char id[MPU_ID_LEN + 1])
 		s3_error(s, 404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
 		return -1;
 	}
-	return 0;
+	return relay_upload_request(s, id) ? -1 : 0;
 }
 
 static void

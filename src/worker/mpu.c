@@ -37,6 +37,7 @@ struct mpu {
 	char *dir;
 	struct objput *op;
 	int count; /* uploads in progress */
+	char tag[MPU_TAG_LEN + 1]; /* the ids' first digits, or "" */
 };
 
 struct mpu_part {
@@ -204,6 +205,26 @@ mpu_close(struct mpu **up)
 	free(u);
 }
 
+void
+mpu_set_tag(struct mpu *u, const char *worker_id)
+{
+	size_t n = strlen(worker_id);
+	if (n >= MPU_TAG_LEN && strspn(worker_id, "0123456789abcdef") >= MPU_TAG_LEN)
+		snprintf(u->tag, sizeof(u->tag), "%.*s", MPU_TAG_LEN, worker_id);
+}
+
+int
+mpu_holds(struct mpu *u, const char *id)
+{
+	char p[PATH_MAX];
+	struct stat sb;
+	snprintf(p, sizeof(p), "%s/%s", u->dir, id);
+	if (stat(p, &sb) == 0)
+		return 1;
+	snprintf(p, sizeof(p), "%s/%s.busy", u->dir, id);
+	return stat(p, &sb) == 0;
+}
+
 int
 mpu_create(struct mpu *u, const struct mount *m, const char *key,
     const struct ufs_opt *headers, int nheaders, char id[MPU_ID_LEN + 1])
@@ -214,6 +235,8 @@ mpu_create(struct mpu *u, const struct mount *m, const char *key,
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		return -EIO;
 	hex_encode(rnd, sizeof(rnd), id);
+	if (u->tag[0])
+		memcpy(id, u->tag, MPU_TAG_LEN); /* which worker holds it */
 	char p[PATH_MAX], t[PATH_MAX], q[PATH_MAX];
 	snprintf(p, sizeof(p), "%s/%s", u->dir, id);
 	if (mkdir(p, 0700) < 0)

@@ -35,6 +35,7 @@
 #define MPU_PART_MIN (5 << 20) /* every part but the last, at complete */
 #define MPU_PART_SIZE_MAX (5LL << 30)
 #define MPU_UPLOADS_MAX 10000  /* in progress on one worker */
+#define MPU_TAG_LEN 8          /* an id's digits that name its worker */
 
 struct mpu;
 
@@ -42,6 +43,13 @@ struct mpu;
  * malloc'd message) on failure. */
 struct mpu *mpu_open(const char *dir, struct objput *op, char **err);
 void mpu_close(struct mpu **u);
+
+/* The ids this worker makes start with the first MPU_TAG_LEN digits of
+ * its cluster id (a hex string), so that any worker can tell which one
+ * holds an upload (the gateway relays requests for it there). */
+void mpu_set_tag(struct mpu *u, const char *worker_id);
+/* 1 if the upload id is staged here (in progress, or being completed). */
+int mpu_holds(struct mpu *u, const char *id);
 
 /* A new upload of key in m with the headers to keep: its id into id.
  * -EAGAIN past MPU_UPLOADS_MAX, -errno of the disk. */

@@ -486,6 +486,7 @@ worker_start(struct worker *w)
 		free(err);
 		return -1;
 	}
+	mpu_set_tag(w->mpu, w->id);
 	w->ld = loader_open(c->state_dir, w->mt, w->mc, w->rd, w->rt, w->og, &err);
 	if (!w->ld) {
 		fprintf(stderr, "ferry worker: cannot start: load jobs: %s\n", err ? err : "out of memory");

@@ -34,7 +34,7 @@ import pytest
 import requests
 from botocore import UNSIGNED
 
-from conftest import FERRY, rand_bytes, s3_config, wait_for
+from conftest import FERRY, rand_bytes, s3_client, s3_config, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 from cluster_harness import Etcd, NetLab, NsWorker, free_port  # noqa: E402
@@ -866,3 +866,93 @@ def test_read_after_write_through_every_worker(cluster_factory):
     clients[0].put_object(Bucket="data", Key="w/obj.bin", Body=b"v3")
     assert s3_get(clients[1], "w/obj.bin") == b"v3"
     assert (c.data_dir / "w" / "obj.bin").read_bytes() == b"v3"
+
+
+# --- multipart uploads: any worker takes any request of an upload --------------
+
+AK, SK = "AKIDCLUSTERMPU", "cluster-mpu-secret/+="
+
+NEWER_PARTS = """
+import sys
+import boto3
+from botocore.config import Config
+url, ak, sk, key, uid, path = sys.argv[1:7]
+s3 = boto3.session.Session(aws_access_key_id=ak, aws_secret_access_key=sk,
+                           region_name="us-east-1").client("s3", endpoint_url=url,
+    config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                  retries={"total_max_attempts": 1}))
+data = open(path, "rb").read()
+# New botocore sends each part aws-chunked, with a checksum trailer.
+print(s3.upload_part(Bucket="data", Key=key, UploadId=uid, PartNumber=2, Body=data,
+                     ChecksumAlgorithm="CRC32")["ETag"])
+"""
+
+
+def test_multipart_requests_go_to_any_worker(cluster_factory, tmp_path):
+    """An upload lives on the worker that created it; a request for it that
+    reaches another worker is relayed there unchanged (that worker checks
+    the signature), so a client behind a load balancer can send each part
+    anywhere.  An upload whose worker is gone says so."""
+    c = cluster_factory()
+    tok = tmp_path / "token"
+    tok.write_text("cluster-mpu-token\n")
+    tok.chmod(0o600)
+    ws = [c.add(extra=["--s3-access-key", AK, "--s3-secret-key", SK,
+                       "--control-token-file", str(tok)]) for _ in range(3)]
+    s3 = [s3_client(w.s3_url, AK, SK) for w in ws]
+    key = "mp/spread.bin"
+    parts = [rand_bytes(5 * MiB + 1, 81), rand_bytes(5 * MiB, 82), rand_bytes(1234, 83)]
+    uid = s3[0].create_multipart_upload(Bucket="data", Key=key, ContentType="x/spread")["UploadId"]
+    tags = {1: s3[1].upload_part(Bucket="data", Key=key, UploadId=uid, PartNumber=1,
+                                 Body=parts[0])["ETag"]}
+    from test_clients import newer_python
+    py = newer_python()
+    if py:
+        (tmp_path / "p2.bin").write_bytes(parts[1])
+        (tmp_path / "p2.py").write_text(NEWER_PARTS)
+        p = subprocess.run([py, str(tmp_path / "p2.py"), ws[2].s3_url, AK, SK, key, uid,
+                            str(tmp_path / "p2.bin")], capture_output=True, timeout=120,
+                           env=dict(os.environ, PYTHONNOUSERSITE="1"))
+        assert p.returncode == 0, p.stderr.decode()[-3000:]
+        tags[2] = p.stdout.decode().split()[-1]
+    else:
+        tags[2] = s3[2].upload_part(Bucket="data", Key=key, UploadId=uid, PartNumber=2,
+                                    Body=parts[1])["ETag"]
+    tags[3] = s3[0].upload_part(Bucket="data", Key=key, UploadId=uid, PartNumber=3,
+                                Body=parts[2])["ETag"]
+    assert tags[1] == '"%s"' % hashlib.md5(parts[0]).hexdigest()
+    assert tags[2] == '"%s"' % hashlib.md5(parts[1]).hexdigest()
+    lp = s3[2].list_parts(Bucket="data", Key=key, UploadId=uid)
+    assert [(p["PartNumber"], p["Size"]) for p in lp["Parts"]] == \
+        [(1, len(parts[0])), (2, len(parts[1])), (3, len(parts[2]))]
+    # Parts are staged only where the upload lives.
+    assert [len(list((w.cache_dir / "uploads").glob("*/0000*"))) for w in ws] == [3, 0, 0]
+    # A wrong signature is refused by the worker the request is relayed to.
+    bad = s3_client(ws[1].s3_url, AK, "not-the-secret")
+    with pytest.raises(Exception) as ei:
+        bad.upload_part(Bucket="data", Key=key, UploadId=uid, PartNumber=3, Body=b"x")
+    assert "SignatureDoesNotMatch" in str(ei.value)
+    r = s3[1].complete_multipart_upload(Bucket="data", Key=key, UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": tags[n]} for n in (1, 2, 3)]})
+    data = b"".join(parts)
+    assert (c.data_dir / key).read_bytes() == data
+    for i, cl in enumerate(s3):
+        assert s3_get(cl, key) == data, f"worker {i}"
+        assert cl.head_object(Bucket="data", Key=key)["ETag"] == r["ETag"]
+    assert [len(list((w.cache_dir / "uploads").glob("*"))) for w in ws] == [0, 0, 0]
+    # Abort through another worker; then the upload is gone everywhere.
+    uid2 = s3[1].create_multipart_upload(Bucket="data", Key="mp/aborted.bin")["UploadId"]
+    s3[1].upload_part(Bucket="data", Key="mp/aborted.bin", UploadId=uid2, PartNumber=1, Body=b"a")
+    s3[2].abort_multipart_upload(Bucket="data", Key="mp/aborted.bin", UploadId=uid2)
+    for cl in s3:
+        with pytest.raises(Exception) as ei:
+            cl.list_parts(Bucket="data", Key="mp/aborted.bin", UploadId=uid2)
+        assert "NoSuchUpload" in str(ei.value)
+    # The worker holding an upload is gone: the others say so.
+    uid3 = s3[2].create_multipart_upload(Bucket="data", Key="mp/orphan.bin")["UploadId"]
+    c.kill(ws[2])
+    c.wait_members(ws[:2])
+    with pytest.raises(Exception) as ei:
+        s3[0].upload_part(Bucket="data", Key="mp/orphan.bin", UploadId=uid3, PartNumber=1, Body=b"o")
+    assert "NoSuchUpload" in str(ei.value) and "no worker of the cluster" in str(ei.value)
+    assert not (c.data_dir / "mp" / "aborted.bin").exists()
