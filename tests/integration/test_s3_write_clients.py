@@ -18,6 +18,7 @@ import pytest
 
 from conftest import make_mounted, rand_bytes, wait_for
 from test_fuse import FUSERMOUNT, mounted_at
+from test_s3_writes import src_get
 
 AK, SK = "AKIDWCLIENTS", "wclients-secret"
 KEYED = ["--s3-access-key", AK, "--s3-secret-key", SK]
@@ -166,19 +167,6 @@ def sm(request, make_worker, tmp_path):
     return m
 
 
-def under(m, key):
-    """The object as the under-store itself holds it, or None."""
-    if m.kind == "file":
-        p = m.data_dir / key
-        return p.read_bytes() if p.is_file() else None
-    from botocore.exceptions import ClientError
-    try:
-        return m.s3rver.client.get_object(Bucket=m.src_bucket, Key=m.prefix + key)["Body"].read()
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == "NoSuchKey", e
-        return None
-
-
 def puts(m):
     mx = m.worker.metrics()
     return sum(mx.get(("ferry_s3_requests_total", frozenset({("op", op)})), 0)
@@ -193,8 +181,8 @@ def test_s3cmd_put_get_ls_del(sm, tmp_path):
     before = sm.worker.metric("ferry_s3_requests_total", op="UploadPart") or 0
     s3cmd(sm.conf, "put", "--multipart-chunk-size-mb=5", tmp_path / "big.bin", "s3://data/sc/big.bin")
     assert sm.worker.metric("ferry_s3_requests_total", op="UploadPart") - before == 3
-    assert under(sm, "sc/small.txt") == small
-    assert under(sm, "sc/big.bin") == big
+    assert src_get(sm, "sc/small.txt") == small
+    assert src_get(sm, "sc/big.bin") == big
     for name, b in (("small.txt", small), ("big.bin", big)):
         out = tmp_path / f"got-{name}"
         p = s3cmd(sm.conf, "get", f"s3://data/sc/{name}", out)
@@ -210,13 +198,13 @@ def test_s3cmd_put_get_ls_del(sm, tmp_path):
     info = s3cmd(sm.conf, "info", "s3://data/sc/big.bin").stdout
     assert hashlib.md5(big).hexdigest() in info, info
     s3cmd(sm.conf, "del", "s3://data/sc/small.txt")
-    assert under(sm, "sc/small.txt") is None
+    assert src_get(sm, "sc/small.txt") is None
     ls = s3cmd(sm.conf, "ls", "s3://data/sc/").stdout
     assert "small.txt" not in ls and "s3://data/sc/big.bin" in ls, ls
     before = sm.worker.metric("ferry_s3_requests_total", op="DeleteObjects") or 0
     s3cmd(sm.conf, "del", "--recursive", "--force", "s3://data/sc/")  # POST ?delete
     assert sm.worker.metric("ferry_s3_requests_total", op="DeleteObjects") - before == 1
-    assert under(sm, "sc/big.bin") is None
+    assert src_get(sm, "sc/big.bin") is None
     assert "s3://data/sc/" not in s3cmd(sm.conf, "ls", "--recursive", "s3://data/").stdout
 
 
@@ -225,7 +213,7 @@ def test_s3cmd_sync(sm, tmp_path):
     make_src(tmp_path / "src", files)
     s3cmd(sm.conf, "sync", "--multipart-chunk-size-mb=5", f"{tmp_path / 'src'}/", "s3://data/synced/")
     for rel, b in files.items():
-        assert under(sm, "synced/" + rel) == b, rel
+        assert src_get(sm, "synced/" + rel) == b, rel
     # A second sync uploads nothing; a changed file goes up again, alone.
     before = puts(sm)
     p = s3cmd(sm.conf, "sync", "--multipart-chunk-size-mb=5", f"{tmp_path / 'src'}/", "s3://data/synced/")
@@ -235,7 +223,7 @@ def test_s3cmd_sync(sm, tmp_path):
     p = s3cmd(sm.conf, "sync", f"{tmp_path / 'src'}/", "s3://data/synced/")
     assert "a.txt" in p.stdout and "b.bin" not in p.stdout, p.stdout
     assert puts(sm) == before + 1, p.stdout
-    assert under(sm, "synced/a.txt") == b"changed, and longer"
+    assert src_get(sm, "synced/a.txt") == b"changed, and longer"
     # And back down: a sync into an empty directory gets every byte.
     s3cmd(sm.conf, "sync", "s3://data/synced/", f"{tmp_path / 'down'}/")
     for rel, b in dict(files, **{"a.txt": b"changed, and longer"}).items():
@@ -244,8 +232,8 @@ def test_s3cmd_sync(sm, tmp_path):
     (tmp_path / "src" / "d" / "e" / "c.bin").unlink()
     p = s3cmd(sm.conf, "sync", "--delete-removed", f"{tmp_path / 'src'}/", "s3://data/synced/")
     assert "delete: 's3://data/synced/d/e/c.bin'" in p.stdout, p.stdout
-    assert under(sm, "synced/d/e/c.bin") is None
-    assert under(sm, "synced/d/b.bin") == files["d/b.bin"]
+    assert src_get(sm, "synced/d/e/c.bin") is None
+    assert src_get(sm, "synced/d/b.bin") == files["d/b.bin"]
 
 
 def test_s3cmd_wrong_secret_is_refused(sm, tmp_path):
@@ -255,7 +243,7 @@ def test_s3cmd_wrong_secret_is_refused(sm, tmp_path):
         p = s3cmd(bad, *args, check=False, timeout=120)
         assert p.returncode != 0, (args, p.stdout, p.stderr)
         assert "SignatureDoesNotMatch" in p.stderr or "AccessDenied" in p.stderr, (args, p.stderr)
-    assert under(sm, "denied.txt") is None
+    assert src_get(sm, "denied.txt") is None
 
 
 def test_s3cmd_ls_pages_with_markers(make_worker, data_dir, tmp_path):
