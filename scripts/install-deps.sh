@@ -26,7 +26,7 @@ done
 BUILD_PKGS=(gcc make pkg-config libcurl4-openssl-dev libssl-dev libfuse3-dev fuse3)
 TEST_PKGS=(clang libclang-rt-14-dev python3 python3-pytest python3-boto3 python3-requests
 	awscli curl nginx-light procps psmisc iproute2
-	fio python3-torch etcd-server s3fs rclone wrk hyperfine gnuplot-nox iperf3 iputils-ping linux-perf)
+	fio python3-torch etcd-server s3fs rclone s3cmd wrk hyperfine gnuplot-nox iperf3 iputils-ping linux-perf)
 NPM_PKGS=(s3rver@3.7.1 @duckdb/node-api@1.5.6-r.1)
 
 APT_PKGS=("${BUILD_PKGS[@]}")

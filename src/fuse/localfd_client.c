@@ -20,20 +20,22 @@
  * chunk it reads with lfd_piece_read.
  *
  * The descriptor cache (lfd_client_cached, see localfd_client.h): its own
- * mutex (cmu) guards the hash table, the LRU list and the counts, and is
- * never held across I/O or together with mu (descriptors are closed after
- * it is released).  An entry is in the table and the LRU list while
- * `linked`; a reader holds it by `refs` (its fds and CRCs stay valid while
- * held), and whoever drops the last of the two frees it and closes its
- * descriptors.  nfds counts the descriptors of linked entries and stays
- * at most max_fds (an insert evicts from the LRU tail first).  The
- * refresh thread sweeps idle entries once a second.
+ * mutex (cmu) guards the hash table (htab.h), the LRU list (a TAILQ) and
+ * the counts, and is never held across I/O or together with mu
+ * (descriptors are closed after it is released).  An entry is in the
+ * table and the LRU list while `linked`; a reader holds it by `refs` (its
+ * fds and CRCs stay valid while held), and whoever drops the last of the
+ * two frees it and closes its descriptors.  nfds counts the descriptors
+ * of linked entries and stays at most max_fds (an insert evicts from the
+ * LRU tail first).  The refresh thread sweeps idle entries once a second.
+ * Clearing, sweeping and making room are one loop (do_evict_lru).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -41,6 +43,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/htab.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fuse/localfd_client.h"
@@ -49,9 +52,11 @@
 _Static_assert(FERRY_LOCAL_PROTOCOL == LFD_PROTOCOL, "one local-read protocol");
 
 #define LFDC_POOL 64
-#define LFDC_BUCKETS 4096 /* power of two */
+#define LFDC_BUCKETS 256 /* to begin with: the table grows */
 #define LFDC_RETRY_MS 2000
 #define LFDC_IO_TIMEOUT_S 10
+
+TAILQ_HEAD(lfdc_list, lfdc_ent);
 
 struct lfd_client {
 	ferry_t *f;
@@ -69,8 +74,8 @@ struct lfd_client {
 	/* The descriptor cache. */
 	pthread_mutex_t cmu; /* guards all below and every entry's links and refs */
 	int max_fds, nfds;
-	struct lfdc_ent *lru_head, *lru_tail; /* most recently used first */
-	struct lfdc_ent *bucket[LFDC_BUCKETS];
+	struct lfdc_list lru; /* most recently used first */
+	struct htab tab;      /* by (path, etag, granule) */
 };
 
 /* One segment of a cached granule: a page file's descriptor, where the
@@ -85,7 +90,9 @@ struct lfdc_seg {
 
 /* The worker's answer for one granule of one version of a file. */
 struct lfdc_ent {
-	struct lfdc_ent *hnext, *prev, *next;
+	struct hnode hn;
+	/* In the LRU list while linked; then in a list of entries to free. */
+	TAILQ_ENTRY(lfdc_ent) lru;
 	uint64_t h;
 	int64_t gran;
 	int refs, linked;
@@ -98,12 +105,23 @@ struct lfdc_ent {
 	char *key; /* path, NUL, etag */
 };
 
+static uint64_t
+ent_hashof(const struct hnode *n)
+{
+	return container_of(n, struct lfdc_ent, hn)->h;
+}
+
 struct lfd_client *
 lfd_client_new(ferry_t *f, int max_fds)
 {
 	struct lfd_client *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	if (htab_init(&c->tab, LFDC_BUCKETS, ent_hashof) < 0) {
+		free(c);
+		return NULL;
+	}
+	TAILQ_INIT(&c->lru);
 	c->f = f;
 	c->max_fds = max_fds > 0 ? max_fds : 0;
 	pthread_mutex_init(&c->mu, NULL);
@@ -129,6 +147,7 @@ lfd_client_free(struct lfd_client **cp)
 	*cp = NULL;
 	do_drop_pool(c);
 	cache_clear(c);
+	htab_free(&c->tab);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->cmu);
 	free(c);
@@ -497,65 +516,59 @@ ent_free(struct lfdc_ent *e)
 	free(e);
 }
 
-/* Takes e out of the table and the LRU list (cmu held).  Returns e when
- * nobody holds it (the caller frees it after unlocking), else NULL (the
- * last release frees it). */
-static struct lfdc_ent *
-do_unlink_ent(struct lfd_client *c, struct lfdc_ent *e)
+/* Frees the entries of a list do_unlink_ent filled (cmu not held). */
+static void
+free_dead(struct lfdc_list *dead)
 {
-	struct lfdc_ent **pp = &c->bucket[e->h & (LFDC_BUCKETS - 1)];
-	while (*pp && *pp != e)
-		pp = &(*pp)->hnext;
-	if (*pp)
-		*pp = e->hnext;
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		c->lru_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		c->lru_tail = e->prev;
-	e->prev = e->next = e->hnext = NULL;
-	e->linked = 0;
-	c->nfds -= e->nseg;
-	return e->refs == 0 ? e : NULL;
+	struct lfdc_ent *e;
+	while ((e = TAILQ_FIRST(dead))) {
+		TAILQ_REMOVE(dead, e, lru);
+		ent_free(e);
+	}
 }
 
+/* Takes e out of the table and the LRU list (cmu held).  When nobody
+ * holds it, puts it on dead (the caller frees that list after unlocking
+ * with free_dead); else the last release frees it. */
 static void
-do_lru_front(struct lfd_client *c, struct lfdc_ent *e)
+do_unlink_ent(struct lfd_client *c, struct lfdc_ent *e, struct lfdc_list *dead)
 {
-	if (c->lru_head == e)
-		return;
-	e->prev->next = e->next; /* e is not the head: it has a prev */
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		c->lru_tail = e->prev;
-	e->prev = NULL;
-	e->next = c->lru_head;
-	c->lru_head->prev = e;
-	c->lru_head = e;
+	htab_remove(&c->tab, &e->hn, e->h);
+	TAILQ_REMOVE(&c->lru, e, lru);
+	e->linked = 0;
+	c->nfds -= e->nseg;
+	if (e->refs == 0)
+		TAILQ_INSERT_TAIL(dead, e, lru);
+}
+
+/* Evicts from the least recently used end while the entry there was last
+ * used before before_ms and more than keep_fds descriptors are linked:
+ * the one eviction loop of clearing, sweeping and making room. */
+static void
+do_evict_lru(struct lfd_client *c, int64_t before_ms, int keep_fds,
+    struct lfdc_list *dead)
+{
+	struct lfdc_ent *e;
+	while ((e = TAILQ_LAST(&c->lru, lfdc_list)) && e->used_ms < before_ms &&
+	    c->nfds > keep_fds)
+		do_unlink_ent(c, e, dead);
+}
+
+/* Closes the linked entries last used before before_ms. */
+static void
+evict_older(struct lfd_client *c, int64_t before_ms)
+{
+	struct lfdc_list dead = TAILQ_HEAD_INITIALIZER(dead);
+	pthread_mutex_lock(&c->cmu);
+	do_evict_lru(c, before_ms, -1, &dead);
+	pthread_mutex_unlock(&c->cmu);
+	free_dead(&dead);
 }
 
 static void
 cache_clear(struct lfd_client *c)
 {
-	struct lfdc_ent *dead = NULL;
-	pthread_mutex_lock(&c->cmu);
-	while (c->lru_head) {
-		struct lfdc_ent *e = do_unlink_ent(c, c->lru_head);
-		if (e) {
-			e->hnext = dead;
-			dead = e;
-		}
-	}
-	pthread_mutex_unlock(&c->cmu);
-	while (dead) {
-		struct lfdc_ent *n = dead->hnext;
-		ent_free(dead);
-		dead = n;
-	}
+	evict_older(c, INT64_MAX);
 }
 
 void
@@ -563,29 +576,29 @@ lfd_client_sweep(struct lfd_client *c)
 {
 	if (!c)
 		return;
-	int64_t now = now_ms();
-	struct lfdc_ent *dead = NULL;
-	pthread_mutex_lock(&c->cmu);
 	/* From the least recently used end: stop at the first one in use. */
-	while (c->lru_tail && c->lru_tail->used_ms + LFDC_KEEP_MS < now) {
-		struct lfdc_ent *e = do_unlink_ent(c, c->lru_tail);
-		if (e) {
-			e->hnext = dead;
-			dead = e;
-		}
-	}
-	pthread_mutex_unlock(&c->cmu);
-	while (dead) {
-		struct lfdc_ent *n = dead->hnext;
-		ent_free(dead);
-		dead = n;
-	}
+	evict_older(c, now_ms() - LFDC_KEEP_MS);
 }
 
 static uint64_t
 ent_hash(const char *key, size_t klen, int64_t gran)
 {
 	return hash64(key, klen, (uint64_t)gran);
+}
+
+/* The linked entry for (key, gran) of hash h, or NULL (cmu held). */
+static struct lfdc_ent *
+do_lookup(struct lfd_client *c, uint64_t h, const char *key, size_t klen,
+    int64_t gran)
+{
+	struct hnode *n;
+	for (HTAB_FOREACH(&c->tab, h, n)) {
+		struct lfdc_ent *e = container_of(n, struct lfdc_ent, hn);
+		if (e->h == h && e->gran == gran && e->klen == klen &&
+		    memcmp(e->key, key, klen) == 0)
+			return e;
+	}
+	return NULL;
 }
 
 /* A usable entry for (key, gran), held (refs + 1), or NULL; an entry too
@@ -595,26 +608,21 @@ cache_find(struct lfd_client *c, const char *key, size_t klen, int64_t gran,
     int64_t since_ms, int64_t now)
 {
 	uint64_t h = ent_hash(key, klen, gran);
-	struct lfdc_ent *dead = NULL, *got = NULL;
+	struct lfdc_list dead = TAILQ_HEAD_INITIALIZER(dead);
 	pthread_mutex_lock(&c->cmu);
-	for (struct lfdc_ent *e = c->bucket[h & (LFDC_BUCKETS - 1)]; e; e = e->hnext) {
-		if (e->h != h || e->gran != gran || e->klen != klen ||
-		    memcmp(e->key, key, klen) != 0)
-			continue;
-		if (e->fetched_ms < since_ms || e->fetched_ms + LFDC_TRUST_MS <= now) {
-			dead = do_unlink_ent(c, e);
-		} else {
-			e->refs++;
-			e->used_ms = now;
-			do_lru_front(c, e);
-			got = e;
-		}
-		break;
+	struct lfdc_ent *e = do_lookup(c, h, key, klen, gran);
+	if (e && (e->fetched_ms < since_ms || e->fetched_ms + LFDC_TRUST_MS <= now)) {
+		do_unlink_ent(c, e, &dead);
+		e = NULL;
+	} else if (e) {
+		e->refs++;
+		e->used_ms = now;
+		TAILQ_REMOVE(&c->lru, e, lru);
+		TAILQ_INSERT_HEAD(&c->lru, e, lru);
 	}
 	pthread_mutex_unlock(&c->cmu);
-	if (dead)
-		ent_free(dead);
-	return got;
+	free_dead(&dead);
+	return e;
 }
 
 /* Makes an entry of the pieces the worker gave for the granule (their fds
@@ -657,62 +665,36 @@ cache_add(struct lfd_client *c, const char *key, size_t klen, int64_t gran,
 	}
 	e->refs = 1;
 	e->linked = 1;
-	struct lfdc_ent *dead = NULL;
+	struct lfdc_list dead = TAILQ_HEAD_INITIALIZER(dead);
 	pthread_mutex_lock(&c->cmu);
 	/* An entry of the same granule another reader fetched meanwhile
 	 * goes: the newer answer wins. */
-	for (struct lfdc_ent *x = c->bucket[e->h & (LFDC_BUCKETS - 1)]; x; x = x->hnext)
-		if (x->h == e->h && x->gran == gran && x->klen == klen &&
-		    memcmp(x->key, key, klen) == 0) {
-			struct lfdc_ent *d = do_unlink_ent(c, x);
-			if (d) {
-				d->hnext = dead;
-				dead = d;
-			}
-			break;
-		}
-	while (c->lru_tail && c->nfds + np > c->max_fds) {
-		struct lfdc_ent *d = do_unlink_ent(c, c->lru_tail);
-		if (d) {
-			d->hnext = dead;
-			dead = d;
-		}
-	}
-	struct lfdc_ent **b = &c->bucket[e->h & (LFDC_BUCKETS - 1)];
-	e->hnext = *b;
-	*b = e;
-	e->next = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->prev = e;
-	c->lru_head = e;
-	if (!c->lru_tail)
-		c->lru_tail = e;
+	struct lfdc_ent *x = do_lookup(c, e->h, key, klen, gran);
+	if (x)
+		do_unlink_ent(c, x, &dead);
+	do_evict_lru(c, INT64_MAX, c->max_fds - np, &dead);
+	htab_insert(&c->tab, &e->hn, e->h);
+	TAILQ_INSERT_HEAD(&c->lru, e, lru);
 	c->nfds += np;
 	pthread_mutex_unlock(&c->cmu);
-	while (dead) {
-		struct lfdc_ent *n = dead->hnext;
-		ent_free(dead);
-		dead = n;
-	}
+	free_dead(&dead);
 	return e;
 }
 
 void
 lfd_client_release(struct lfd_client *c, struct lfd_hold *h, int bad)
 {
-	struct lfdc_ent *dead[LFDC_HOLD_MAX];
-	int nd = 0;
+	struct lfdc_list dead = TAILQ_HEAD_INITIALIZER(dead);
 	pthread_mutex_lock(&c->cmu);
 	for (int i = 0; i < h->n; i++) {
 		struct lfdc_ent *e = h->e[i];
 		if (bad && e->linked)
-			do_unlink_ent(c, e);
+			do_unlink_ent(c, e, &dead); /* held: not put on dead */
 		if (--e->refs == 0 && !e->linked)
-			dead[nd++] = e;
+			TAILQ_INSERT_TAIL(&dead, e, lru);
 	}
 	pthread_mutex_unlock(&c->cmu);
-	for (int i = 0; i < nd; i++)
-		ent_free(dead[i]);
+	free_dead(&dead);
 	h->n = 0;
 }
 

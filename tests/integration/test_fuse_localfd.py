@@ -12,7 +12,8 @@ changed in the under-store shows new bytes, never a mix; with
 is picked up again; a byte flipped in a page file is never handed to an
 application (the client's check fails, it reads through HTTP, where the
 worker drops the page and fetches it again); a client of the old protocol
-is refused.
+is refused; the client's cache of descriptors keeps to its budget (from
+RLIMIT_NOFILE), evicting the least recently used, and closes idle ones.
 """
 import errno
 import os
@@ -463,3 +464,39 @@ def test_flipped_byte_behind_a_cached_descriptor_is_never_read(make_worker, fuse
     drop_kernel_cache(root / "y.bin")
     assert (root / "y.bin").read_bytes() == data
     assert w.metric("ferry_page_checksum_failures_total") == 1
+
+
+def test_descriptor_cache_keeps_to_its_budget_and_sweeps(make_worker, data_dir, files, tmp_path):
+    """ferry fuse keeps at most (RLIMIT_NOFILE - 256) / 2 page file
+    descriptors cached: with a limit of 290, 17, room for one granule of
+    16 pages (64 KiB) and not two, so reading ~11 MiB evicts from the LRU
+    end at nearly every granule.  Every byte is right, the reads stay
+    local, and the descriptors go once idle for LFDC_KEEP_MS (5 s)."""
+    from test_fuse import FuseMount
+    import resource
+    w = make_worker(mounts={"data": data_dir}, args=["--sync-interval", "1s"])
+    warm(w, files)
+    m = FuseMount(tmp_path, w, tmp_path / "mnt-fds", ["--attr-timeout", "1"])
+    m.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (290, 290))
+    try:
+        m.start()
+        root = m.mnt / "data"
+
+        def page_fds():
+            n = 0
+            for fd in os.listdir(f"/proc/{m.proc.pid}/fd"):
+                try:
+                    n += os.readlink(f"/proc/{m.proc.pid}/fd/{fd}").endswith(".pg2")
+                except OSError:
+                    pass  # closed meanwhile
+            return n
+        c0 = counters(w)
+        read_checked(root, files, random.Random(3))
+        held = page_fds()
+        c1 = counters(w)
+        assert 1 <= held <= 17, held
+        assert c1["ok"] > c0["ok"] + 40 and c1["http"] == c0["http"]
+        wait_for(lambda: page_fds() == 0, 15, what="the idle descriptors to be closed")
+    finally:
+        problems = m.teardown()
+    assert not problems, "\n".join(problems)
