@@ -71,6 +71,7 @@ struct s3req {
 	 * chunk signatures chain from; wiped when the request ends. */
 	struct sigv4_info sig;
 	int anonymous; /* unsigned, let in by --s3-anonymous */
+	const struct s3_bucket_config *route_config; /* GET_BUCKET_CONFIG's */
 };
 
 static uint64_t request_counter;
@@ -2132,6 +2133,7 @@ route(struct s3req *s)
 		return;
 	}
 	s->op = rt.op;
+	s->route_config = rt.config;
 	s->is_head = rt.is_head;
 	memcpy(s->bucket, rt.bucket, rt.bucket_len + 1);
 	s->key = rt.key; /* freed by the handler */
@@ -2223,6 +2225,24 @@ route(struct s3req *s)
 		s->status = 200;
 		http_resp_start(s->c, 200, hdr, 0);
 		http_resp_end(s->c);
+		break;
+	}
+	case S3OP_GET_BUCKET_CONFIG: {
+		/* A mount keeps none of these: S3's answer for a bucket
+		 * without one. */
+		const struct s3_bucket_config *bc = s->route_config;
+		if (bc->status != 200) {
+			s3_error(s, bc->status, bc->code, bc->msg);
+			break;
+		}
+		struct dbuf b;
+		dbuf_init(&b, 4096);
+		dbuf_printf(&b, XML_HDR "%s", bc->doc);
+		char hdr[96];
+		snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
+		s->status = 200;
+		http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
+		dbuf_free(&b);
 		break;
 	}
 	case S3OP_GET_BUCKET_LOCATION: {

@@ -21,7 +21,7 @@ static const char *const s3_op_names[S3OP__N] = {"ListBuckets", "HeadBucket",
     "GetObject", "GetBucketAcl", "GetObjectAcl", "PutObject", "CopyObject",
     "DeleteObject", "DeleteObjects", "CreateMultipartUpload", "UploadPart",
     "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
-    "ListParts", "ListMultipartUploads", "Other"};
+    "ListParts", "ListMultipartUploads", "GetBucketConfiguration", "Other"};
 
 #define ADD(field, n) __atomic_fetch_add(&g_s3.field, (n), __ATOMIC_RELAXED)
 #define GET(field) __atomic_load_n(&g_s3.field, __ATOMIC_RELAXED)

@@ -66,6 +66,41 @@ has_unbuilt_subresource(const struct http_request *req, const char *const *excep
 	return 0;
 }
 
+#define NS "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
+static const struct s3_bucket_config CONFIGS[] = {
+    {"policy", 404, "NoSuchBucketPolicy", "The bucket policy does not exist", NULL},
+    {"policyStatus", 404, "NoSuchBucketPolicy", "The bucket policy does not exist", NULL},
+    {"cors", 404, "NoSuchCORSConfiguration", "The CORS configuration does not exist", NULL},
+    {"lifecycle", 404, "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist", NULL},
+    {"website", 404, "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration", NULL},
+    {"tagging", 404, "NoSuchTagSet", "The TagSet does not exist", NULL},
+    {"encryption", 404, "ServerSideEncryptionConfigurationNotFoundError", "The server side encryption configuration was not found", NULL},
+    {"replication", 404, "ReplicationConfigurationNotFoundError", "The replication configuration was not found", NULL},
+    {"object-lock", 404, "ObjectLockConfigurationNotFoundError", "Object Lock configuration does not exist for this bucket", NULL},
+    {"ownershipControls", 404, "OwnershipControlsNotFoundError", "The bucket ownership controls were not found", NULL},
+    {"publicAccessBlock", 404, "NoSuchPublicAccessBlockConfiguration", "The public access block configuration was not found", NULL},
+    {"versioning", 200, NULL, NULL, "<VersioningConfiguration " NS "/>"},
+    {"logging", 200, NULL, NULL, "<BucketLoggingStatus " NS "/>"},
+    {"notification", 200, NULL, NULL, "<NotificationConfiguration " NS "/>"},
+    {"accelerate", 200, NULL, NULL, "<AccelerateConfiguration " NS "/>"},
+    {"requestPayment", 200, NULL, NULL, "<RequestPaymentConfiguration " NS "><Payer>BucketOwner</Payer></RequestPaymentConfiguration>"},
+};
+
+/* The one bucket configuration a GET of a bucket asks for, or NULL (none,
+ * or several: that is no request S3 knows either). */
+static const struct s3_bucket_config *
+bucket_config(const struct http_request *req)
+{
+	const struct s3_bucket_config *found = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(CONFIGS); i++)
+		if (has_param(req, CONFIGS[i].param)) {
+			if (found)
+				return NULL;
+			found = &CONFIGS[i];
+		}
+	return found;
+}
+
 /* The multipart operation of a request on a key, or S3OP_OTHER. */
 static enum s3_op
 mpu_op(const struct http_request *req, int is_put, int is_post, int is_delete,
@@ -268,6 +303,8 @@ s3_route_parse_vhost(const struct http_request *req,
 		rt->op = S3OP_LIST_MPUS;
 	else if (rt->key && rt->is_get && is_multipart(req))
 		rt->op = mpu_op(req, 0, 0, 0, 1);
+	else if (!rt->key && rt->is_get && (rt->config = bucket_config(req)))
+		rt->op = S3OP_GET_BUCKET_CONFIG;
 	else if (!rt->key)
 		rt->op = rt->is_head ? S3OP_HEAD_BUCKET
 		    : has_param(req, "location") ? S3OP_GET_BUCKET_LOCATION
@@ -284,7 +321,9 @@ s3_route_parse_vhost(const struct http_request *req,
 		rt->op = S3OP_OTHER;
 		set_err(rt, 405, 0, "MethodNotAllowed", "The specified method is not allowed against this resource.");
 	} else if (!is_write && has_unbuilt_subresource(req,
-	    rt->op == S3OP_LIST_MPUS || rt->op == S3OP_LIST_PARTS ? MPU_PARAMS : NULL)) {
+	    rt->op == S3OP_LIST_MPUS || rt->op == S3OP_LIST_PARTS ? MPU_PARAMS :
+	    rt->op == S3OP_GET_BUCKET_CONFIG ? (const char *const[]){rt->config->param, NULL} :
+	    NULL)) {
 		rt->op = S3OP_OTHER;
 		set_err(rt, 501, 0, "NotImplemented", "A header or query you provided implies functionality that is not implemented.");
 	} else if (rt->bucket_len == 0 && rt->key) {

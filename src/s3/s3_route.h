@@ -35,12 +35,27 @@ enum s3_op {
 	S3OP_ABORT_MPU,       /* DELETE KEY?uploadId=I */
 	S3OP_LIST_PARTS,      /* GET KEY?uploadId=I */
 	S3OP_LIST_MPUS,       /* GET BUCKET?uploads */
+	S3OP_GET_BUCKET_CONFIG, /* GET BUCKET?policy, ?cors, ...: none is kept */
 	S3OP_OTHER,
 	S3OP__N
 };
 
+/*
+ * A bucket configuration S3 has and a ferry mount never holds (policy,
+ * CORS, lifecycle, ...): a GET of it answers what S3 answers for a bucket
+ * without one, either an error (status 404, code, msg) or a document
+ * (status 200, doc: the XML element, empty).
+ */
+struct s3_bucket_config {
+	const char *param;
+	int status;
+	const char *code, *msg;
+	const char *doc;
+};
+
 struct s3_route {
 	enum s3_op op;
+	const struct s3_bucket_config *config; /* S3OP_GET_BUCKET_CONFIG's */
 	int is_get, is_head;
 	int is_options; /* a CORS preflight: answered without auth */
 	char bucket[MOUNT_NAME_MAX + 1]; /* decoded; "" for the service */

@@ -127,6 +127,46 @@ def test_bucket_operations(w, data_dir):
     assert r.headers["Content-Type"].startswith("application/xml")
 
 
+def test_bucket_configurations_answer_as_s3_does_for_a_bucket_without_one(make_worker, data_dir):
+    """A mount keeps no policy, CORS rules, lifecycle, tags, ...: a GET of
+    one answers what S3 answers for a bucket that has none (what awscli,
+    s3cmd info and infrastructure tools expect), not 501; after the same
+    checks as any request (signature, bucket)."""
+    w = make_worker(mounts={"data": data_dir}, args=["--s3-access-key", "AKIDCFG",
+                                                     "--s3-secret-key", "cfg-secret"])
+    s3 = w.s3("AKIDCFG", "cfg-secret")
+    missing = {
+        s3.get_bucket_policy: "NoSuchBucketPolicy",
+        s3.get_bucket_cors: "NoSuchCORSConfiguration",
+        s3.get_bucket_lifecycle_configuration: "NoSuchLifecycleConfiguration",
+        s3.get_bucket_website: "NoSuchWebsiteConfiguration",
+        s3.get_bucket_tagging: "NoSuchTagSet",
+        s3.get_bucket_encryption: "ServerSideEncryptionConfigurationNotFoundError",
+        s3.get_bucket_replication: "ReplicationConfigurationNotFoundError",
+        s3.get_object_lock_configuration: "ObjectLockConfigurationNotFoundError",
+        s3.get_bucket_ownership_controls: "OwnershipControlsNotFoundError",
+        s3.get_public_access_block: "NoSuchPublicAccessBlockConfiguration",
+    }
+    for call, code in missing.items():
+        with pytest.raises(ClientError) as ei:
+            call(Bucket="data")
+        assert ei.value.response["Error"]["Code"] == code, call
+        assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert "Status" not in s3.get_bucket_versioning(Bucket="data")  # never versioned
+    assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket="data")
+    assert s3.get_bucket_request_payment(Bucket="data")["Payer"] == "BucketOwner"
+    assert "Status" not in s3.get_bucket_accelerate_configuration(Bucket="data")
+    # The usual checks come first: no such bucket, a wrong signature.
+    with pytest.raises(ClientError) as ei:
+        s3.get_bucket_policy(Bucket="nosuch")
+    assert ei.value.response["Error"]["Code"] == "NoSuchBucket"
+    with pytest.raises(ClientError) as ei:
+        w.s3("AKIDCFG", "wrong").get_bucket_cors(Bucket="data")
+    assert ei.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert requests.get(f"{w.s3_url}/data?policy", timeout=10).status_code == 403
+    assert w.metric("ferry_s3_requests_total", op="GetBucketConfiguration") >= len(missing) + 4
+
+
 def test_list_buckets_follows_mounts(w, tmp_path):
     other = tmp_path / "zeta"
     other.mkdir()

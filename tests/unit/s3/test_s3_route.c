@@ -228,11 +228,47 @@ TEST(writes)
 	s3_route_free(&rt);
 }
 
+TEST(bucket_configurations)
+{
+	struct s3_route rt;
+	/* a GET of one configuration a mount never holds */
+	route_h(&rt, "GET", "/data?policy", "");
+	CHECK_EQ_INT(rt.status, 0);
+	CHECK(rt.op == S3OP_GET_BUCKET_CONFIG);
+	CHECK(rt.config && !strcmp(rt.config->code, "NoSuchBucketPolicy"));
+	CHECK_EQ_INT(rt.config->status, 404);
+	s3_route_free(&rt);
+	route_h(&rt, "GET", "/data?versioning", "");
+	CHECK(rt.op == S3OP_GET_BUCKET_CONFIG && rt.config->status == 200);
+	CHECK(strstr(rt.config->doc, "<VersioningConfiguration") != NULL);
+	s3_route_free(&rt);
+	/* two at once, with another sub-resource, on a key, or a write:
+	 * none of them is that request */
+	static const char *const other[][2] = {
+		{"GET", "/data?policy&cors"},
+		{"GET", "/data?cors&versions"},
+		{"GET", "/data/k?policy"},
+		{"PUT", "/data?policy"},
+		{"DELETE", "/data?cors"},
+	};
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		route_h(&rt, other[i][0], other[i][1], "");
+		CHECK_EQ_INT(rt.status, 501);
+		CHECK(rt.op != S3OP_GET_BUCKET_CONFIG);
+		s3_route_free(&rt);
+	}
+	/* a HEAD is HeadBucket */
+	route_h(&rt, "HEAD", "/data?policy", "");
+	CHECK(rt.op != S3OP_GET_BUCKET_CONFIG);
+	s3_route_free(&rt);
+}
+
 int
 main(void)
 {
 	RUN(virtual_host);
 	RUN(path_style_otherwise);
 	RUN(writes);
+	RUN(bucket_configurations);
 	TAP_DONE();
 }
