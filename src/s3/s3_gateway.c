@@ -1453,14 +1453,25 @@ static int
 relay_upload_request(struct s3req *s, const char *id)
 {
 	struct cluster *cl = worker_cluster(s->w);
-	if (!cl || !strncmp(id, s->w->id, MPU_TAG_LEN) || mpu_holds(s->w->mpu, id))
+	/* Relayed once already: answered here, whatever the view says. */
+	if (!cl || http_header_get(s->req, RELAY_MARK, NULL) || mpu_holds(s->w->mpu, id))
 		return 0;
 	struct cluster_view *v = cluster_view_get(cl);
 	char addr[CLUSTER_ADDR_MAX + 1] = "";
+	/* Another member with the id's tag (even if it is ours too: two ids
+	 * may share their first digits). */
 	for (int i = 0; v && i < v->n && !addr[0]; i++)
 		if (!strncmp(v->m[i].id, id, MPU_TAG_LEN) && strcmp(v->m[i].id, s->w->id))
 			snprintf(addr, sizeof(addr), "%s", v->m[i].s3);
 	cluster_view_release(&v);
+	if (!addr[0] && !strncmp(id, s->w->id, MPU_TAG_LEN))
+		return 0; /* ours, and not here: NoSuchUpload */
+	if (addr[0] && !s3_relay_target_ok(s->req)) {
+		s3_error(s, 400, "InvalidURI", "Couldn't parse the specified URI: "
+		    "its bytes must be ASCII, with no '#', to reach the worker "
+		    "that holds this upload.");
+		return 1;
+	}
 	if (!addr[0]) {
 		s3_error(s, 404, "NoSuchUpload", "The specified upload does not exist: "
 		    "no worker of the cluster now is the one that created it (its id "

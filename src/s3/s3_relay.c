@@ -30,11 +30,14 @@
 #include "../common/curl_errno.h"
 #include "../common/curl_pool.h"
 #include "../common/dbuf.h"
+#include "../common/util.h"
 
 #define RELAY_HEAD_MAX (16u << 10)
 #define RELAY_CONNECT_MS 2000L
-/* The peer's Complete sends a space every 5 s while it writes. */
-#define RELAY_STALL_SECS 60L
+/* No byte either way for this long: the peer is gone.  (Its Complete sends
+ * a space every 5 s while it writes, far below any "speed" curl's own
+ * low-speed limit could check, so the stall is watched here.) */
+#define RELAY_STALL_MS 60000
 
 struct relay {
 	struct http_conn *c;
@@ -43,7 +46,11 @@ struct relay {
 	int64_t clen;      /* the answer's Content-Length, or -1 */
 	int started;       /* the client's answer has begun */
 	int client_gone;
+	int head_too_big;
 	int body_err;      /* reading the client's body failed: -errno */
+	int stalled;
+	curl_off_t moved;  /* bytes up and down so far */
+	int64_t moved_ms;  /* when that last grew */
 };
 
 /* Hop-by-hop, or made by http_resp_start: never passed either way. */
@@ -52,7 +59,8 @@ own_header(const char *n, size_t l)
 {
 	static const char *const own[] = {"connection", "keep-alive",
 	    "proxy-connection", "transfer-encoding", "te", "upgrade",
-	    "content-length", "expect", "trailer", "date", "server"};
+	    "content-length", "expect", "trailer", "date", "server",
+	    "x-ferry-relayed"};
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
 		if (strlen(own[i]) == l && !strncasecmp(n, own[i], l))
 			return 1;
@@ -99,12 +107,31 @@ on_header(char *p, size_t sz, size_t nm, void *arg)
 }
 
 static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	(void)dt;
+	(void)ut;
+	struct relay *r = arg;
+	int64_t t = now_ms();
+	if (dn + un != r->moved) {
+		r->moved = dn + un;
+		r->moved_ms = t;
+	} else if (t - r->moved_ms > RELAY_STALL_MS) {
+		r->stalled = 1;
+		return 1; /* aborts the transfer */
+	}
+	return 0;
+}
+
+static int
 start(struct relay *r)
 {
 	if (r->started)
 		return 0;
-	if (dbuf_error(&r->head))
+	if (dbuf_error(&r->head)) {
+		r->head_too_big = 1;
 		return -E2BIG;
+	}
 	r->started = 1;
 	return http_resp_start(r->c, r->status, r->head.p ? r->head.p : "", r->clen);
 }
@@ -131,6 +158,17 @@ on_read(char *buf, size_t sz, size_t nm, void *arg)
 		return CURL_READFUNC_ABORT;
 	}
 	return (size_t)n;
+}
+
+int
+s3_relay_target_ok(const struct http_request *req)
+{
+	for (size_t i = 0; i < req->target_len; i++) {
+		unsigned char ch = (unsigned char)req->target[i];
+		if (ch <= 0x20 || ch >= 0x7f || ch == '#')
+			return 0;
+	}
+	return 1;
 }
 
 int
@@ -168,12 +206,17 @@ s3_relay(struct http_conn *c, const struct http_request *req,
 		ok = n != NULL;
 		hl = n ? n : hl;
 	}
-	int body = req->content_length > 0 || req->chunked;
+	/* A body is whatever the client framed as one, empty included (an
+	 * empty part's Content-Length: 0 must reach the peer). */
+	int body = req->content_length >= 0 || req->chunked;
 	struct curl_slist *n;
-	if (ok && (n = curl_slist_append(hl, "Expect:")))
-		hl = n;
-	else
-		ok = 0;
+	static const char *const mine[] = {"Expect:", "Accept:", RELAY_MARK ": 1"};
+	for (size_t i = 0; ok && i < sizeof(mine) / sizeof(mine[0]); i++) {
+		if ((n = curl_slist_append(hl, mine[i])))
+			hl = n;
+		else
+			ok = 0;
+	}
 	if (ok && body && req->content_length < 0) {
 		if ((n = curl_slist_append(hl, "Transfer-Encoding: chunked")))
 			hl = n;
@@ -197,8 +240,10 @@ s3_relay(struct http_conn *c, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* the target as signed */
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, RELAY_CONNECT_MS);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, RELAY_STALL_SECS);
+	r.moved_ms = now_ms();
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &r);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &r);
@@ -214,8 +259,7 @@ s3_relay(struct http_conn *c, const struct http_request *req,
 			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
 			    (curl_off_t)req->content_length);
 	}
-	if (strcmp(method, "GET") != 0 && !(body && !strcmp(method, "PUT")))
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method); /* the client's */
 	CURLcode rc = curl_easy_perform(h);
 	int err = 0;
 	if (rc == CURLE_OK) {
@@ -224,6 +268,12 @@ s3_relay(struct http_conn *c, const struct http_request *req,
 	} else if (r.body_err) {
 		err = r.body_err; /* the client's body broke off */
 		snprintf(why, whylen, "the client's body: %s", strerror(-err));
+	} else if (r.head_too_big) {
+		err = -EPROTO;
+		snprintf(why, whylen, "its answer's head is over %u bytes", RELAY_HEAD_MAX);
+	} else if (r.stalled) {
+		err = -ETIMEDOUT;
+		snprintf(why, whylen, "nothing moved for %d s", RELAY_STALL_MS / 1000);
 	} else if (!r.client_gone) {
 		err = curl_errno(h, rc);
 		snprintf(why, whylen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(rc));

@@ -10,6 +10,15 @@
 #include "../http/http_parse.h"
 #include "../http/http_server.h"
 
+/* The header a relayed request carries: a worker never relays one again
+ * (a stale view cannot bounce a request between workers).  Not x-amz-*:
+ * no signature covers it. */
+#define RELAY_MARK "X-Ferry-Relayed"
+
+/* Can the request-target go through a relay byte for byte?  (libcurl
+ * would percent-encode raw bytes over 0x7e and cut at '#'.) */
+int s3_relay_target_ok(const struct http_request *req);
+
 /*
  * Sends req (its body read from c as it comes) to the gateway at addr
  * ("host:port") and streams the answer to c.  0 once the answer has begun

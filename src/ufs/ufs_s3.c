@@ -43,7 +43,8 @@
  * write of a client's multipart upload (ufs_put_opts.parts) makes its
  * parts the client's instead, when each is at most S3_PLAN_PART_MAX (64
  * MiB: every common client's; memory is then upload_parallelism x the
- * largest), and is a multipart upload even of one part, so the object's
+ * largest, the excess over part_size within S3_PLAN_BUDGET for all writes
+ * together), and is a multipart upload even of one part, so the object's
  * ETag is the one S3 gives the client's upload done directly.  Commit
  * sends CompleteMultipartUpload (its ETag is S3's md5-of-md5s-N); any
  * failure, and put_abort, cancels the parts in flight, waits for them and
@@ -116,6 +117,12 @@
 #define S3_PART_MAX (5LL << 30)
 #define S3_PARTS_MAX 10000
 #define S3_PLAN_PART_MAX (64LL << 20) /* a client's part a write follows */
+/* What writes following clients' parts may hold beyond their usual
+ * buffers (parts larger than s3.part_size), all together: past it a write
+ * uses its own parts.  Clients choose part sizes: this bounds what they
+ * make the worker hold. */
+#define S3_PLAN_BUDGET (256LL << 20)
+static int64_t g_plan_held; /* atomic: bytes of S3_PLAN_BUDGET reserved */
 #define S3_OBJECT_MAX (5LL << 40)
 #define S3_COPY_MAX (5LL << 30)   /* CopyObject's source; above, parts */
 #define S3_COPY_PART (512LL << 20) /* a part of such a copy (in the store) */
@@ -1779,6 +1786,7 @@ struct s3_put {
 	int64_t *plan;              /* the parts' sizes (ufs_put_opts.parts),
 	                             * or NULL: part_size each */
 	int plan_n;
+	int64_t plan_held;          /* its share of S3_PLAN_BUDGET */
 	int64_t total;              /* bytes taken */
 	char *upload_id;            /* set by CreateMultipartUpload */
 	struct dbuf upload_q;       /* "uploadId=..." encoded */
@@ -2146,6 +2154,8 @@ put_free(struct s3_put *p)
 	free(p->upload_id);
 	free(p->etags);
 	free(p->plan);
+	if (p->plan_held)
+		__atomic_sub_fetch(&g_plan_held, p->plan_held, __ATOMIC_RELAXED);
 	dbuf_free(&p->key);
 	dbuf_free(&p->metastore);
 	dbuf_free(&p->upload_q);
@@ -2217,6 +2227,7 @@ put_new(struct s3_state *s, const char *key, const struct ufs_put_opts *o,
 }
 
 static int plan_ok(const struct ufs_put_opts *o);
+static int plan_reserve(struct s3_put *p, const struct ufs_put_opts *o);
 
 static int
 s3_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
@@ -2252,7 +2263,8 @@ s3_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
 		int64_t ps = (o->size + S3_PARTS_MAX - 1) / S3_PARTS_MAX;
 		p->part_size = (ps + (1 << 20) - 1) & ~(int64_t)((1 << 20) - 1);
 	}
-	if (plan_ok(o) && (p->plan = malloc((size_t)o->nparts * sizeof(int64_t)))) {
+	if (plan_ok(o) && plan_reserve(p, o) &&
+	    (p->plan = malloc((size_t)o->nparts * sizeof(int64_t)))) {
 		memcpy(p->plan, o->parts, (size_t)o->nparts * sizeof(int64_t));
 		p->plan_n = o->nparts;
 	}
@@ -2277,6 +2289,31 @@ plan_ok(const struct ufs_put_opts *o)
 		sum += n;
 	}
 	return sum == o->size;
+}
+
+/* Reserves what following o's parts holds beyond part_size buffers: 1,
+ * or 0 (over S3_PLAN_BUDGET: the write uses its own parts). */
+static int
+plan_reserve(struct s3_put *p, const struct ufs_put_opts *o)
+{
+	int64_t big = 0;
+	for (int i = 0; i < o->nparts; i++)
+		if (o->parts[i] > big)
+			big = o->parts[i];
+	int bufs = o->nparts < p->nslots ? o->nparts : p->nslots;
+	int64_t need = big > p->part_size ? (big - p->part_size) * bufs : 0;
+	if (need == 0)
+		return 1;
+	if (__atomic_add_fetch(&g_plan_held, need, __ATOMIC_RELAXED) > S3_PLAN_BUDGET) {
+		__atomic_sub_fetch(&g_plan_held, need, __ATOMIC_RELAXED);
+		LOG_INFO("s3://%s/%s: the client's parts (%lld bytes) would hold more "
+		    "memory than writes may now: written in parts of %lld bytes (its "
+		    "ETag is then not the client's md5-of-md5s)", p->s->bucket,
+		    p->key.p, (long long)big, (long long)p->part_size);
+		return 0;
+	}
+	p->plan_held = need;
+	return 1;
 }
 
 /* The size of the part being filled (the next to start). */

@@ -748,8 +748,10 @@ moved_to(struct wbmount *wm, const char *path, const char *etag, char *out,
 	uint64_t h = hash64(path, strlen(path), 0) | 1;
 	int found = 0;
 	pthread_mutex_lock(&g.lock);
-	for (int i = 0; i < WB_MOVED && !found; i++) {
-		struct wbmoved *mv = &wm->moved[i];
+	/* Newest first: the same bytes written twice have one staged ETag
+	 * and two stored versions, and the read began on the later one. */
+	for (int k = 1; k <= WB_MOVED && !found; k++) {
+		struct wbmoved *mv = &wm->moved[(wm->moved_next - k + WB_MOVED) % WB_MOVED];
 		if (mv->h == h && !strcmp(mv->staged, etag) && !strcmp(mv->path, path)) {
 			snprintf(out, n, "%s", mv->stored);
 			found = 1;

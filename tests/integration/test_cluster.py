@@ -927,7 +927,8 @@ def test_multipart_requests_go_to_any_worker(cluster_factory, tmp_path):
         [(1, len(parts[0])), (2, len(parts[1])), (3, len(parts[2]))]
     # Parts are staged only where the upload lives.
     assert [len(list((w.cache_dir / "uploads").glob("*/0000*"))) for w in ws] == [3, 0, 0]
-    # A wrong signature is refused by the worker the request is relayed to.
+    # A wrong signature is refused (by the worker asked, before any relay;
+    # the holder checks the relayed request's signature again).
     bad = s3_client(ws[1].s3_url, AK, "not-the-secret")
     with pytest.raises(Exception) as ei:
         bad.upload_part(Bucket="data", Key=key, UploadId=uid, PartNumber=3, Body=b"x")
@@ -943,6 +944,11 @@ def test_multipart_requests_go_to_any_worker(cluster_factory, tmp_path):
     # Abort through another worker; then the upload is gone everywhere.
     uid2 = s3[1].create_multipart_upload(Bucket="data", Key="mp/aborted.bin")["UploadId"]
     s3[1].upload_part(Bucket="data", Key="mp/aborted.bin", UploadId=uid2, PartNumber=1, Body=b"a")
+    # An empty part, relayed (its Content-Length: 0 reaches the holder).
+    e = s3[0].upload_part(Bucket="data", Key="mp/aborted.bin", UploadId=uid2, PartNumber=2, Body=b"")
+    assert e["ETag"] == '"%s"' % hashlib.md5(b"").hexdigest()
+    assert [p["Size"] for p in s3[2].list_parts(Bucket="data", Key="mp/aborted.bin",
+                                                 UploadId=uid2)["Parts"]] == [1, 0]
     s3[2].abort_multipart_upload(Bucket="data", Key="mp/aborted.bin", UploadId=uid2)
     for cl in s3:
         with pytest.raises(Exception) as ei:
