@@ -96,6 +96,7 @@ struct ffile {
 	pthread_mutex_t mu; /* writable: guards w and failed */
 	ferry_file_t *w;    /* staged bytes: NULL until the first change */
 	int failed;         /* a FLUSH's upload failed (and said so) */
+	int discard;        /* its writer died of a signal: publish nothing */
 	atomic_llong wsize; /* w's size, for getattr without mu */
 	int64_t wmtime;
 	struct ffile *wnext; /* in fs->writers while w */
@@ -1036,7 +1037,7 @@ fh_stage(struct ffs *fs, struct ffile *fh)
 	if (fh->w)
 		return 0;
 	unsigned fl = (fh->trunc ? 0 : FERRY_CREATE_KEEP) |
-	    (fh->excl ? FERRY_CREATE_EXCL : 0);
+	    (fh->excl ? FERRY_CREATE_EXCL : 0) | FERRY_CREATE_STREAM;
 	int r = ferry_create(fs->f, fh->path, fl, &fh->w);
 	if (r)
 		return r;
@@ -1355,7 +1356,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * (writes through a mapping after close) goes now, unless a
 		 * FLUSH failed and told the program so. */
 		pthread_mutex_lock(&fh->mu);
-		if (fh->w && ferry_file_dirty(fh->w) && !fh->failed) {
+		if (fh->w && ferry_file_dirty(fh->w) && !fh->failed && !fh->discard) {
 			int r = ferry_commit(fh->w, NULL);
 			if (r)
 				log_limited(fs, "release", fh->path, r);
@@ -1530,6 +1531,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		atomic_store(&fh->wsize, ferry_file_size(fh->w));
 		fh->wmtime = (int64_t)time(NULL);
 		fh->failed = 0;
+		fh->discard = 0;
 	}
 	pthread_mutex_unlock(&fh->mu);
 	if (n < 0)
@@ -1538,13 +1540,68 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_write(req, (size_t)n);
 }
 
+/*
+ * Did the process closing a file die of a signal?  The kernel closes a
+ * killed program's files (kill -9, the OOM killer) with a FLUSH like any
+ * close(); a checkpoint cut off mid-save must not be published.  From
+ * /proc/TID/stat: flags (field 9) has PF_EXITING while the task exits,
+ * and exit_code (field 52, Linux >= 3.5) holds the signal that killed it
+ * in its low 7 bits (0 for exit()).  Anything unreadable: no.
+ */
+static int
+closer_killed(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	if (!ctx || ctx->pid <= 0)
+		return 0;
+	char p[64], buf[1024];
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)ctx->pid);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *s = strrchr(buf, ')'); /* the name may hold spaces and parens */
+	if (!s)
+		return 0;
+	unsigned long long flags = 0;
+	long long code = 0;
+	int field = 2, got = 0;
+	for (char *save = NULL, *t = strtok_r(s + 1, " \n", &save); t;
+	    t = strtok_r(NULL, " \n", &save)) {
+		field++;
+		if (field == 9)
+			flags = strtoull(t, NULL, 10), got++;
+		else if (field == 52) {
+			code = strtoll(t, NULL, 10), got++;
+			break;
+		}
+	}
+	return got == 2 && (flags & 0x4 /* PF_EXITING */) && (code & 0x7f) != 0;
+}
+
 /* close(): what was written goes to the under-store now, and its answer
- * is close()'s. */
+ * is close()'s; unless the program closing it was killed: then nothing
+ * is published (release drops the staged bytes and cuts a stream), though
+ * a write through another descriptor of the same open revives it. */
 static void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ffs *fs = req_fs(req);
 	struct ffile *fh = (struct ffile *)(uintptr_t)fi->fh;
+	if (fh && fh->writable && closer_killed(req)) {
+		pthread_mutex_lock(&fh->mu);
+		if (fh->w && ferry_file_dirty(fh->w)) {
+			fh->discard = 1;
+			LOG_WARN("close %s: the writer was killed; not published", fh->path);
+		}
+		pthread_mutex_unlock(&fh->mu);
+		reply_err(req, 0);
+		return;
+	}
 	reply_err(req, fh && fh->writable ? fh_commit(fs, fh, "close") : 0);
 }
 
