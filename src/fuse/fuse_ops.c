@@ -7,11 +7,18 @@
  * in a private temporary file of this host (libferry's ferry_file_t), so
  * any write pattern works (sequential, random, rewrites, truncation); a
  * rewrite of an existing file first copies its bytes in, lazily, at the
- * first change.  close() (FLUSH) and fsync() upload the staged file and
- * return the worker's answer: the under-store's error reaches the program,
- * so a failed checkpoint save fails.  Nothing is visible to other clients
- * before that; this client sees its own open writers' sizes (the writers
- * list).  mkdir makes a directory this client remembers until a file
+ * first change.  A file that starts empty and is written strictly in
+ * order streams (FERRY_CREATE_STREAM): its bytes go to the worker while
+ * they are written, and close() only ends the upload; the first write out
+ * of order (or a truncation) abandons the stream, the worker keeping
+ * nothing of it, and close() uploads the staged file.  close() (FLUSH)
+ * and fsync() upload (or end the stream) and return the worker's answer:
+ * the under-store's error reaches the program, so a failed checkpoint
+ * save fails.  An fsync() mid-stream commits what was written; later
+ * writes make the next close() upload the whole staged file.  A FLUSH
+ * from a program being killed by a signal publishes nothing
+ * (closer_killed).  Nothing is visible to other clients before that;
+ * this client sees its own open writers' sizes (the writers list).  mkdir makes a directory this client remembers until a file
  * lands in it (the worker's namespace has no empty directories); rename
  * is the worker's copy-and-delete within a mount (EXDEV across mounts and
  * for directories, which mv(1) handles by copying).  Modes, owners and
@@ -27,7 +34,9 @@
  * which only requests on that same open file wait on.  Lock order:
  * ffile.mu, then fs->wmu (the writers list and mkdir'd directories).
  *
- * Memory, bounded by: the inode table (one node per inode the kernel
+ * Memory, bounded by: per open file being written its staged bytes on
+ * disk, and while it streams a thread and libcurl's upload buffer; the
+ * inode table (one node per inode the kernel
  * holds, ~100 bytes plus the path; see fnode.c), one page of at most
  * FFS_DIR_PAGE entries per open directory (~40 bytes each plus names, at
  * most ~1.2 MiB with ETags), per open file its path and version, per

@@ -9,7 +9,10 @@
  * guards the client's copy of the cluster (lc, lc_at_ms, refreshing) and
  * is never held across a request; the table of workers that failed lately
  * (suspects.c) has its own.  Error messages are per thread
- * (ferry_last_error).  All three mutexes are leaves.
+ * (ferry_last_error).  All three mutexes are leaves.  A file written with
+ * FERRY_CREATE_STREAM may run one thread of its own (struct fstream: its
+ * PUT, sending the staged bytes as they are written); its mutex is a leaf
+ * too, held only to hand over the written end or say end/cancel.
  *
  * Invariants: every byte the worker sends lands in a bounded place: JSON
  * replies in a dbuf capped at FERRY_JSON_MAX, error bodies in a dbuf
