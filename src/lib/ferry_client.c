@@ -71,6 +71,9 @@
 /* Big reads get extra time on top of FERRY_DATA_TIMEOUT_MS, at a floor of
  * this rate, so a large pread on a slow link is not cut off. */
 #define FERRY_DATA_MIN_RATE (8u << 20)
+/* A streamed upload's buffer (libcurl's, one per stream): the most of a
+ * stream's body in this process's memory at once. */
+#define FERRY_STREAM_BUF (512L << 10)
 /* Cluster: how fresh the member list must be, how long a worker that
  * failed is avoided, and bounds on what /v1/cluster may hold. */
 #define FERRY_LC_FRESH_MS 2000
@@ -159,7 +162,8 @@ struct fstream {
 	struct upload up;
 	char *target;        /* "/v1/data?path=..." */
 	int64_t avail;       /* mu: bytes of the staged file ready to send */
-	int fin, cancel;     /* mu: the body ends at avail / is abandoned */
+	int fin, cancel;     /* mu: the body ends at avail / is abandoned
+			      * (cancel also read atomically by on_progress) */
 	int64_t fin_ms;      /* when fin was set (atomic) */
 	int done;            /* the thread is finished (atomic) */
 	/* The thread's result, read after the join: */
@@ -445,6 +449,8 @@ on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t u
 	 * none (the writer sets its pace); once its body ended, the same
 	 * bound counts from there. */
 	if (s->up && s->up->st) {
+		if (__atomic_load_n(&s->up->st->cancel, __ATOMIC_ACQUIRE))
+			return 1; /* abandoned while curl waits on the worker */
 		int64_t fin = __atomic_load_n(&s->up->st->fin_ms, __ATOMIC_ACQUIRE);
 		return fin && now_ms() - fin > FERRY_DATA_TIMEOUT_MS +
 		    (s->up->off / FERRY_DATA_MIN_RATE) * 1000;
@@ -746,6 +752,9 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 			curl_easy_setopt(h, CURLOPT_READFUNCTION, on_upload_read);
 			curl_easy_setopt(h, CURLOPT_READDATA, s);
 			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->up->size);
+			/* A stream's chunks: one system call per FERRY_STREAM_BUF. */
+			curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE,
+			    s->up->st ? (long)FERRY_STREAM_BUF : 65536L);
 		}
 		if (strcmp(method, "GET") != 0 && (strcmp(method, "POST") != 0 || !body))
 			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
@@ -1723,8 +1732,13 @@ ferry_strerror(int err)
  * file keeps every byte, so abandoning the stream (a write elsewhere, a
  * truncation, a failed stream) loses nothing: the commit uploads it whole
  * as without the flag.  Memory: the stream adds its thread and libcurl's
- * upload buffer (CURLOPT_UPLOAD_BUFFERSIZE, 64 KiB), whatever the file's
- * size; the worker holds one page of it at a time (objput.c).
+ * upload buffer (CURLOPT_UPLOAD_BUFFERSIZE, FERRY_STREAM_BUF), whatever
+ * the file's size: the body is read from the staged file (on disk), never
+ * queued in memory; the worker holds one page of it at a time (objput.c).
+ * A writer that pauses longer than the worker waits for a body's bytes
+ * (its io timeout, 60 s) loses the stream (408): the commit then uploads
+ * the staged file.  A cancel also aborts a transfer blocked on the worker
+ * (on_progress), so abandoning never waits long.
  */
 #define FERRY_STREAM_MIN (1 << 20)
 
@@ -1813,7 +1827,7 @@ stream_stop(ferry_file_t *w, int cancel)
 	w->st = NULL;
 	pthread_mutex_lock(&st->mu);
 	if (cancel)
-		st->cancel = 1;
+		__atomic_store_n(&st->cancel, 1, __ATOMIC_RELEASE);
 	else
 		st->fin = 1;
 	__atomic_store_n(&st->fin_ms, now_ms(), __ATOMIC_RELEASE);

@@ -241,10 +241,13 @@ def test_fsync_mid_stream_commits_then_rewrites(fmount):
     assert tmp_files(fmount.data_dir) == {}
 
 
-def test_close_latency_streamed_vs_staged(make_worker, fuse_mount, data_dir, tmp_path, monkeypatch):  # noqa: F811
+@pytest.mark.parametrize("pace_ms", [0, 20])
+def test_close_latency_streamed_vs_staged(make_worker, fuse_mount, data_dir, tmp_path, monkeypatch,  # noqa: F811
+                                          pace_ms):
     """Not a pass/fail bound on speed: prints the time from the last write
-    to close() returning for a 256 MiB file, streamed and staged
-    ($FERRY_STREAM=0 in the client's environment)."""
+    to close() returning for a 256 MiB file written 1 MiB at a time (as
+    fast as it goes, or one every pace_ms, as a serializer would), streamed
+    and staged ($FERRY_STREAM=0 in the client's environment)."""
     if not os.environ.get("FERRY_BENCH_STREAM"):
         pytest.skip("set FERRY_BENCH_STREAM=1 to measure")
     w = make_worker(mounts={"data": data_dir})
@@ -256,12 +259,16 @@ def test_close_latency_streamed_vs_staged(make_worker, fuse_mount, data_dir, tmp
         m = fuse_mount(w, mnt=tmp_path / f"mnt-{mode}")
         f = open(m.mnt / "data" / f"{mode}.bin", "wb", buffering=0)
         t0 = time.monotonic()
-        for _ in range(256):
+        for i in range(256):
             f.write(chunk)
+            if pace_ms:
+                time.sleep(max(0.0, t0 + (i + 1) * pace_ms / 1000 - time.monotonic()))
         t1 = time.monotonic()
+        sent = streamed_bytes(data_dir)
         f.close()
         t2 = time.monotonic()
-        out[mode] = (t1 - t0, t2 - t1)
+        out[mode] = (t1 - t0, t2 - t1, sent)
         assert (data_dir / f"{mode}.bin").stat().st_size == 256 * MiB
-    for mode, (wr, cl) in out.items():
-        print(f"\n{mode}: writes {wr:.2f} s, last write -> close() {cl:.2f} s")
+    for mode, (wr, cl, sent) in out.items():
+        print(f"\npace {pace_ms} ms, {mode}: writes {wr:.2f} s, last write -> close() {cl:.2f} s "
+              f"({sent / MiB:.0f} MiB in the under-store at the last write)")
