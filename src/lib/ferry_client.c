@@ -74,6 +74,9 @@
 /* A streamed upload's buffer (libcurl's, one per stream): the most of a
  * stream's body in this process's memory at once. */
 #define FERRY_STREAM_BUF (512L << 10)
+/* Streams at once per ferry_t; a file past this many stays staged until
+ * one ends (its stream may start later: it reads from the start). */
+#define FERRY_STREAMS_MAX 64
 /* Cluster: how fresh the member list must be, how long a worker that
  * failed is avoided, and bounds on what /v1/cluster may hold. */
 #define FERRY_LC_FRESH_MS 2000
@@ -114,6 +117,7 @@ struct ferry {
 	int64_t lc_at_ms;    /* when it was (0: never) */
 	int refreshing;
 	struct suspects sus; /* workers that failed lately, by base URL */
+	int streams;         /* atomic: stream threads running */
 };
 
 /* Where a response body goes. */
@@ -1735,6 +1739,9 @@ ferry_strerror(int err)
  * upload buffer (CURLOPT_UPLOAD_BUFFERSIZE, FERRY_STREAM_BUF), whatever
  * the file's size: the body is read from the staged file (on disk), never
  * queued in memory; the worker holds one page of it at a time (objput.c).
+ * At most FERRY_STREAMS_MAX streams run per ferry_t (other files stay
+ * staged until a slot frees), so all streams together hold at most
+ * 64 x 512 KiB of buffers and 64 threads.
  * A writer that pauses longer than the worker waits for a body's bytes
  * (its io timeout, 60 s) loses the stream (408): the commit then uploads
  * the staged file.  A cancel also aborts a transfer blocked on the worker
@@ -1781,6 +1788,7 @@ stream_main(void *arg)
 static void
 stream_free(struct fstream *st)
 {
+	__atomic_sub_fetch(&st->f->streams, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_destroy(&st->mu);
 	pthread_cond_destroy(&st->cv);
 	free(st->target);
@@ -1792,26 +1800,33 @@ stream_free(struct fstream *st)
 static void
 stream_start(ferry_file_t *w)
 {
+	if (__atomic_add_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL) > FERRY_STREAMS_MAX) {
+		__atomic_sub_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL);
+		return; /* staged for now */
+	}
 	struct fstream *st = calloc(1, sizeof(*st));
-	if (!st)
+	if (!st) {
+		__atomic_sub_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL);
 		return;
+	}
 	struct dbuf tg;
 	dbuf_init(&tg, TARGET_MAX);
+	st->f = w->f;
 	if (add_path_param(&tg, "/v1/data?path=", w->path) != 0 ||
 	    !(st->target = strdup(tg.p))) {
 		dbuf_free(&tg);
+		__atomic_sub_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL);
 		free(st);
 		return;
 	}
 	dbuf_free(&tg);
-	st->f = w->f;
 	st->up = (struct upload){.fd = w->fd, .size = -1, .st = st,
 	    .cond = (w->flags & FERRY_CREATE_EXCL) ? "If-None-Match: *" : NULL};
 	st->avail = w->size;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cv, NULL);
 	if (pthread_create(&st->th, NULL, stream_main, st) != 0) {
-		stream_free(st);
+		stream_free(st); /* gives its slot back */
 		w->seq = 0; /* no thread: staged it is */
 		return;
 	}
