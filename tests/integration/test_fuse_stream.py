@@ -251,6 +251,25 @@ def test_streamed_write_refused_fails_close(make_worker, fuse_mount, data_dir): 
     assert tmp_files(data_dir) == {}
 
 
+def test_streamed_commit_refused_fails_close(fmount):
+    """The under-store refuses a streamed body at its commit (O_EXCL, and
+    the name appeared meanwhile): close() gets that answer, EEXIST, and
+    the other writer's file stays."""
+    data = rand_bytes(6 * MiB, 82)
+    fd = os.open(fmount.root / "excl.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.write(fd, data)
+        wait_for(lambda: streamed_bytes(fmount.data_dir) > 0, timeout=30,
+                 what="the stream to start")
+        (fmount.data_dir / "excl.bin").write_bytes(b"theirs")
+    finally:
+        with pytest.raises(OSError) as e:
+            os.close(fd)
+    assert e.value.errno == errno.EEXIST
+    assert (fmount.data_dir / "excl.bin").read_bytes() == b"theirs"
+    assert tmp_files(fmount.data_dir) == {}
+
+
 def test_fsync_mid_stream_commits_then_rewrites(fmount):
     """fsync() of a streamed file commits what was written so far; later
     writes make the next close() upload the whole file again."""
