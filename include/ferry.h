@@ -189,10 +189,19 @@ int ferry_local_socket(ferry_t *f, char *path, size_t n, char *id, size_t idn);
  * FERRY_CREATE_EXCL: the first commit fails with -EEXIST if the object
  * exists.  FERRY_CREATE_KEEP: start from the object's current bytes (an
  * edit of an existing file; none if it does not exist).
+ * FERRY_CREATE_STREAM: while the file is written strictly in order from
+ * an empty start (each write at the current end), the bytes also go to
+ * the worker as they are written (one PUT whose chunked body follows the
+ * staged file, by a thread of the file's own), so the first commit only
+ * ends that body and waits for the answer.  The first write elsewhere, a
+ * truncation to another size, or a stream that fails abandons it (the
+ * worker commits nothing of it) and the commit uploads the staged file
+ * as without the flag.  $FERRY_STREAM=0 turns it off (for comparisons).
  */
 typedef struct ferry_file ferry_file_t;
 #define FERRY_CREATE_EXCL 1u
 #define FERRY_CREATE_KEEP 2u
+#define FERRY_CREATE_STREAM 4u
 int ferry_create(ferry_t *f, const char *path, unsigned flags,
     ferry_file_t **out);
 /* Bytes into the staged file: len, or -errno (its disk full: -ENOSPC). */

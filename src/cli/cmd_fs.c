@@ -331,7 +331,9 @@ cmd_cat(struct cli *c, int argc, char **argv)
 }
 
 /* `ferry put SRC PATH`: SRC (a local file, or - for stdin) becomes the
- * object PATH once the worker's under-store has it. */
+ * object PATH once the worker's under-store has it.  Written in order, it
+ * streams (FERRY_CREATE_STREAM): a pipe's bytes reach the worker while
+ * they come, and a put cut short (a read error, a kill) commits nothing. */
 int
 cmd_put(struct cli *c, int argc, char **argv)
 {
@@ -355,7 +357,7 @@ cmd_put(struct cli *c, int argc, char **argv)
 		rc = cli_error_local(c, NULL, -ENOMEM);
 	else if (cli_connect(c, &f))
 		rc = CLI_FAIL;
-	else if ((r = ferry_create(f, path, 0, &w)) < 0)
+	else if ((r = ferry_create(f, path, FERRY_CREATE_STREAM, &w)) < 0)
 		rc = cli_error(c, path, r);
 	while (rc == CLI_OK) {
 		ssize_t got = read(in, buf, CAT_CHUNK);

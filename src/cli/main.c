@@ -70,7 +70,9 @@ const struct cli_cmd cli_cmds[] = {
 	{"cat", cmd_cat, "cat PATH...", "write files to stdout", NULL, NULL},
 	{"put", cmd_put, "put SRC PATH", "write a local file (- for stdin) as PATH",
 	    NULL, "The answer comes once the mount's under-store has the object;\n"
-	    "until then nothing is visible.  A mount with readonly=true refuses.\n"},
+	    "until then nothing is visible.  The bytes go to the worker as they are\n"
+	    "read (a pipe streams); a put cut short commits nothing.  A mount with\n"
+	    "readonly=true refuses.\n"},
 	{"rm", cmd_rm, "rm PATH...", "remove objects", NULL, NULL},
 	{"mv", cmd_mv, "mv FROM TO", "rename an object within a mount", NULL, NULL},
 	{"mount", cmd_mount, "mount /NAME URI [-o KEY=VALUE]... [--no-check]",

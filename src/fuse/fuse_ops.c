@@ -7,11 +7,18 @@
  * in a private temporary file of this host (libferry's ferry_file_t), so
  * any write pattern works (sequential, random, rewrites, truncation); a
  * rewrite of an existing file first copies its bytes in, lazily, at the
- * first change.  close() (FLUSH) and fsync() upload the staged file and
- * return the worker's answer: the under-store's error reaches the program,
- * so a failed checkpoint save fails.  Nothing is visible to other clients
- * before that; this client sees its own open writers' sizes (the writers
- * list).  mkdir makes a directory this client remembers until a file
+ * first change.  A file that starts empty and is written strictly in
+ * order streams (FERRY_CREATE_STREAM): its bytes go to the worker while
+ * they are written, and close() only ends the upload; the first write out
+ * of order (or a truncation) abandons the stream, the worker keeping
+ * nothing of it, and close() uploads the staged file.  close() (FLUSH)
+ * and fsync() upload (or end the stream) and return the worker's answer:
+ * the under-store's error reaches the program, so a failed checkpoint
+ * save fails.  An fsync() mid-stream commits what was written; later
+ * writes make the next close() upload the whole staged file.  A FLUSH
+ * from a program being killed by a signal publishes nothing
+ * (closer_killed).  Nothing is visible to other clients before that;
+ * this client sees its own open writers' sizes (the writers list).  mkdir makes a directory this client remembers until a file
  * lands in it (the worker's namespace has no empty directories); rename
  * is the worker's copy-and-delete within a mount (EXDEV across mounts and
  * for directories, which mv(1) handles by copying).  Modes, owners and
@@ -27,7 +34,9 @@
  * which only requests on that same open file wait on.  Lock order:
  * ffile.mu, then fs->wmu (the writers list and mkdir'd directories).
  *
- * Memory, bounded by: the inode table (one node per inode the kernel
+ * Memory, bounded by: per open file being written its staged bytes on
+ * disk, and while it streams a thread and libcurl's upload buffer; the
+ * inode table (one node per inode the kernel
  * holds, ~100 bytes plus the path; see fnode.c), one page of at most
  * FFS_DIR_PAGE entries per open directory (~40 bytes each plus names, at
  * most ~1.2 MiB with ETags), per open file its path and version, per
@@ -96,6 +105,7 @@ struct ffile {
 	pthread_mutex_t mu; /* writable: guards w and failed */
 	ferry_file_t *w;    /* staged bytes: NULL until the first change */
 	int failed;         /* a FLUSH's upload failed (and said so) */
+	int discard;        /* its writer died of a signal: publish nothing */
 	atomic_llong wsize; /* w's size, for getattr without mu */
 	int64_t wmtime;
 	struct ffile *wnext; /* in fs->writers while w */
@@ -1036,7 +1046,7 @@ fh_stage(struct ffs *fs, struct ffile *fh)
 	if (fh->w)
 		return 0;
 	unsigned fl = (fh->trunc ? 0 : FERRY_CREATE_KEEP) |
-	    (fh->excl ? FERRY_CREATE_EXCL : 0);
+	    (fh->excl ? FERRY_CREATE_EXCL : 0) | FERRY_CREATE_STREAM;
 	int r = ferry_create(fs->f, fh->path, fl, &fh->w);
 	if (r)
 		return r;
@@ -1355,7 +1365,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * (writes through a mapping after close) goes now, unless a
 		 * FLUSH failed and told the program so. */
 		pthread_mutex_lock(&fh->mu);
-		if (fh->w && ferry_file_dirty(fh->w) && !fh->failed) {
+		if (fh->w && ferry_file_dirty(fh->w) && !fh->failed && !fh->discard) {
 			int r = ferry_commit(fh->w, NULL);
 			if (r)
 				log_limited(fs, "release", fh->path, r);
@@ -1530,6 +1540,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		atomic_store(&fh->wsize, ferry_file_size(fh->w));
 		fh->wmtime = (int64_t)time(NULL);
 		fh->failed = 0;
+		fh->discard = 0;
 	}
 	pthread_mutex_unlock(&fh->mu);
 	if (n < 0)
@@ -1538,13 +1549,68 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_write(req, (size_t)n);
 }
 
+/*
+ * Did the process closing a file die of a signal?  The kernel closes a
+ * killed program's files (kill -9, the OOM killer) with a FLUSH like any
+ * close(); a checkpoint cut off mid-save must not be published.  From
+ * /proc/TID/stat: flags (field 9) has PF_EXITING while the task exits,
+ * and exit_code (field 52, Linux >= 3.5) holds the signal that killed it
+ * in its low 7 bits (0 for exit()).  Anything unreadable: no.
+ */
+static int
+closer_killed(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	if (!ctx || ctx->pid <= 0)
+		return 0;
+	char p[64], buf[1024];
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)ctx->pid);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *s = strrchr(buf, ')'); /* the name may hold spaces and parens */
+	if (!s)
+		return 0;
+	unsigned long long flags = 0;
+	long long code = 0;
+	int field = 2, got = 0;
+	for (char *save = NULL, *t = strtok_r(s + 1, " \n", &save); t;
+	    t = strtok_r(NULL, " \n", &save)) {
+		field++;
+		if (field == 9)
+			flags = strtoull(t, NULL, 10), got++;
+		else if (field == 52) {
+			code = strtoll(t, NULL, 10), got++;
+			break;
+		}
+	}
+	return got == 2 && (flags & 0x4 /* PF_EXITING */) && (code & 0x7f) != 0;
+}
+
 /* close(): what was written goes to the under-store now, and its answer
- * is close()'s. */
+ * is close()'s; unless the program closing it was killed: then nothing
+ * is published (release drops the staged bytes and cuts a stream), though
+ * a write through another descriptor of the same open revives it. */
 static void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ffs *fs = req_fs(req);
 	struct ffile *fh = (struct ffile *)(uintptr_t)fi->fh;
+	if (fh && fh->writable && closer_killed(req)) {
+		pthread_mutex_lock(&fh->mu);
+		if (fh->w && ferry_file_dirty(fh->w)) {
+			fh->discard = 1;
+			LOG_WARN("close %s: the writer was killed; not published", fh->path);
+		}
+		pthread_mutex_unlock(&fh->mu);
+		reply_err(req, 0);
+		return;
+	}
 	reply_err(req, fh && fh->writable ? fh_commit(fs, fh, "close") : 0);
 }
 

@@ -9,7 +9,10 @@
  * guards the client's copy of the cluster (lc, lc_at_ms, refreshing) and
  * is never held across a request; the table of workers that failed lately
  * (suspects.c) has its own.  Error messages are per thread
- * (ferry_last_error).  All three mutexes are leaves.
+ * (ferry_last_error).  All three mutexes are leaves.  A file written with
+ * FERRY_CREATE_STREAM may run one thread of its own (struct fstream: its
+ * PUT, sending the staged bytes as they are written); its mutex is a leaf
+ * too, held only to hand over the written end or say end/cancel.
  *
  * Invariants: every byte the worker sends lands in a bounded place: JSON
  * replies in a dbuf capped at FERRY_JSON_MAX, error bodies in a dbuf
@@ -68,6 +71,12 @@
 /* Big reads get extra time on top of FERRY_DATA_TIMEOUT_MS, at a floor of
  * this rate, so a large pread on a slow link is not cut off. */
 #define FERRY_DATA_MIN_RATE (8u << 20)
+/* A streamed upload's buffer (libcurl's, one per stream): the most of a
+ * stream's body in this process's memory at once. */
+#define FERRY_STREAM_BUF (512L << 10)
+/* Streams at once per ferry_t; a file past this many stays staged until
+ * one ends (its stream may start later: it reads from the start). */
+#define FERRY_STREAMS_MAX 64
 /* Cluster: how fresh the member list must be, how long a worker that
  * failed is avoided, and bounds on what /v1/cluster may hold. */
 #define FERRY_LC_FRESH_MS 2000
@@ -108,6 +117,7 @@ struct ferry {
 	int64_t lc_at_ms;    /* when it was (0: never) */
 	int refreshing;
 	struct suspects sus; /* workers that failed lately, by base URL */
+	int streams;         /* atomic: stream threads running */
 };
 
 /* Where a response body goes. */
@@ -128,15 +138,73 @@ struct sink {
 	char seen_etag[FERRY_ETAG_MAX]; /* data: the ETag answered */
 	int foreign;         /* the answer is not a ferry worker's (FOREIGN_*) */
 	struct upload *up;   /* a PUT of a staged file, or NULL */
+	long status;         /* the last answer's HTTP status (0: none) */
 };
 
 /* The body of an upload: a staged file, read from the start on each try. */
 struct upload {
 	int fd;
-	int64_t size, off;
-	const char *cond; /* "If-None-Match: *" or NULL */
+	int64_t size, off;   /* size: -1 for a stream (chunked, st says) */
+	const char *cond;    /* "If-None-Match: *" or NULL */
 	int read_err;
+	struct fstream *st;  /* a stream: the body follows the writer */
 };
+
+/*
+ * A streamed upload (FERRY_CREATE_STREAM): a thread of the file's own
+ * runs one PUT whose chunked body is read from the staged file up to
+ * what the writer has written so far (avail), waiting for more, until
+ * the writer says the end (fin) or gives up (cancel: the body is cut, so
+ * the worker aborts the write and commits nothing).  mu is a leaf; the
+ * writer holds it only to move avail or set fin/cancel.
+ */
+struct fstream {
+	ferry_t *f;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct upload up;
+	char *target;        /* "/v1/data?path=..." */
+	int64_t avail;       /* mu: bytes of the staged file ready to send */
+	int fin, cancel;     /* mu: the body ends at avail / is abandoned
+			      * (cancel also read atomically by on_progress) */
+	int64_t fin_ms;      /* when fin was set (atomic) */
+	int done;            /* the thread is finished (atomic) */
+	/* The thread's result, read after the join: */
+	int r;
+	long status;         /* the worker's HTTP status; 0: none came */
+	struct ferry_stat st;
+	char err[FERRY_ERRMSG_MAX];
+};
+
+/* A stream's body: the next staged bytes once the writer has made them;
+ * 0 (the last chunk) after fin; an abort when cancelled. */
+static size_t
+stream_read(struct upload *u, char *p, size_t n)
+{
+	struct fstream *st = u->st;
+	pthread_mutex_lock(&st->mu);
+	while (!st->cancel && !st->fin && u->off >= st->avail)
+		pthread_cond_wait(&st->cv, &st->mu);
+	int cancel = st->cancel;
+	int64_t left = st->avail - u->off;
+	pthread_mutex_unlock(&st->mu);
+	if (cancel) {
+		u->read_err = ECANCELED;
+		return CURL_READFUNC_ABORT;
+	}
+	if ((int64_t)n > left)
+		n = (size_t)left;
+	if (n == 0)
+		return 0;
+	ssize_t r = pread(u->fd, p, n, u->off);
+	if (r <= 0) {
+		u->read_err = r < 0 ? errno : EIO;
+		return CURL_READFUNC_ABORT;
+	}
+	u->off += r;
+	return (size_t)r;
+}
 
 static size_t
 on_upload_read(char *p, size_t sz, size_t nm, void *arg)
@@ -144,6 +212,11 @@ on_upload_read(char *p, size_t sz, size_t nm, void *arg)
 	struct sink *s = arg;
 	struct upload *u = s->up;
 	size_t n = sz * nm;
+	if (u->st) {
+		size_t r = stream_read(u, p, n);
+		s->last_ms = now_ms();
+		return r;
+	}
 	if ((int64_t)n > u->size - u->off)
 		n = (size_t)(u->size - u->off);
 	if (n == 0)
@@ -376,7 +449,16 @@ on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t u
 {
 	const struct sink *s = arg;
 	/* An upload's answer waits for the under-store's commit: its bound
-	 * is the call's timeout, which grows with its size. */
+	 * is the call's timeout, which grows with its size.  A stream has
+	 * none (the writer sets its pace); once its body ended, the same
+	 * bound counts from there. */
+	if (s->up && s->up->st) {
+		if (__atomic_load_n(&s->up->st->cancel, __ATOMIC_ACQUIRE))
+			return 1; /* abandoned while curl waits on the worker */
+		int64_t fin = __atomic_load_n(&s->up->st->fin_ms, __ATOMIC_ACQUIRE);
+		return fin && now_ms() - fin > FERRY_DATA_TIMEOUT_MS +
+		    (s->up->off / FERRY_DATA_MIN_RATE) * 1000;
+	}
 	if (s->up)
 		return 0;
 	return now_ms() - s->last_ms > FERRY_STALL_MS;
@@ -674,12 +756,16 @@ http_call_at(ferry_t *f, const char *base, const char *method,
 			curl_easy_setopt(h, CURLOPT_READFUNCTION, on_upload_read);
 			curl_easy_setopt(h, CURLOPT_READDATA, s);
 			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->up->size);
+			/* A stream's chunks: one system call per FERRY_STREAM_BUF. */
+			curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE,
+			    s->up->st ? (long)FERRY_STREAM_BUF : 65536L);
 		}
 		if (strcmp(method, "GET") != 0 && (strcmp(method, "POST") != 0 || !body))
 			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 
 		CURLcode rc = curl_easy_perform(h);
 		long status = resp_code(h);
+		s->status = status;
 		if (rc == CURLE_WRITE_ERROR && s->full_ok)
 			rc = CURLE_OK;
 		if (s->foreign) {
@@ -1641,7 +1727,28 @@ ferry_strerror(int err)
  * A file being written: its bytes staged in an unnamed temporary file of
  * this host (O_TMPFILE, 0600, in $TMPDIR or /tmp) until ferry_commit
  * uploads them whole with PUT /v1/data.  One thread at a time per file.
+ *
+ * Streaming (FERRY_CREATE_STREAM): while every write so far was at the
+ * end of a file that started empty (seq), once it holds FERRY_STREAM_MIN
+ * bytes a struct fstream thread starts the PUT and sends the staged bytes
+ * as they come; the first commit then ends the body.  Small files never
+ * start one (one PUT at the commit costs less than a thread).  The staged
+ * file keeps every byte, so abandoning the stream (a write elsewhere, a
+ * truncation, a failed stream) loses nothing: the commit uploads it whole
+ * as without the flag.  Memory: the stream adds its thread and libcurl's
+ * upload buffer (CURLOPT_UPLOAD_BUFFERSIZE, FERRY_STREAM_BUF), whatever
+ * the file's size: the body is read from the staged file (on disk), never
+ * queued in memory; the worker holds one page of it at a time (objput.c).
+ * At most FERRY_STREAMS_MAX streams run per ferry_t (other files stay
+ * staged until a slot frees), so all streams together hold at most
+ * 64 x 512 KiB of buffers and 64 threads.
+ * A writer that pauses longer than the worker waits for a body's bytes
+ * (its io timeout, 60 s) loses the stream (408): the commit then uploads
+ * the staged file.  A cancel also aborts a transfer blocked on the worker
+ * (on_progress), so abandoning never waits long.
  */
+#define FERRY_STREAM_MIN (1 << 20)
+
 struct ferry_file {
 	ferry_t *f;
 	char *path;
@@ -1649,7 +1756,143 @@ struct ferry_file {
 	int64_t size;
 	unsigned flags;  /* FERRY_CREATE_*; EXCL dropped after the first commit */
 	int dirty;       /* written since the last commit */
+	int seq;         /* STREAM, never committed, every write at the end */
+	struct fstream *st; /* the stream running, or NULL */
 };
+
+static void *
+stream_main(void *arg)
+{
+	struct fstream *st = arg;
+	struct dbuf reply;
+	dbuf_init(&reply, FERRY_JSON_MAX);
+	struct sink s = {.json = &reply, .up = &st->up};
+	err_clear();
+	/* No overall timeout: the writer sets the pace (on_progress bounds
+	 * the wait for the answer once the body ended). */
+	st->r = http_call(st->f, "PUT", st->target, NULL, NULL, 0, &s);
+	st->status = s.status;
+	struct json_doc d;
+	if (st->r == 0 && json_parse(&d, reply.p ? reply.p : "", reply.len) == 0) {
+		st->r = fill_stat(&d, 0, &st->st);
+		json_free(&d);
+	} else if (st->r == 0) {
+		st->r = -EPROTO;
+	}
+	snprintf(st->err, sizeof(st->err), "%s", ferry_last_error());
+	dbuf_free(&reply);
+	__atomic_store_n(&st->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void
+stream_free(struct fstream *st)
+{
+	__atomic_sub_fetch(&st->f->streams, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_destroy(&st->mu);
+	pthread_cond_destroy(&st->cv);
+	free(st->target);
+	free(st);
+}
+
+/* Starts w's stream (its bytes so far are the body's start); on any
+ * failure the file just stays staged. */
+static void
+stream_start(ferry_file_t *w)
+{
+	if (__atomic_add_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL) > FERRY_STREAMS_MAX) {
+		__atomic_sub_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL);
+		return; /* staged for now */
+	}
+	struct fstream *st = calloc(1, sizeof(*st));
+	if (!st) {
+		__atomic_sub_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL);
+		return;
+	}
+	struct dbuf tg;
+	dbuf_init(&tg, TARGET_MAX);
+	st->f = w->f;
+	if (add_path_param(&tg, "/v1/data?path=", w->path) != 0 ||
+	    !(st->target = strdup(tg.p))) {
+		dbuf_free(&tg);
+		__atomic_sub_fetch(&w->f->streams, 1, __ATOMIC_ACQ_REL);
+		free(st);
+		return;
+	}
+	dbuf_free(&tg);
+	st->up = (struct upload){.fd = w->fd, .size = -1, .st = st,
+	    .cond = (w->flags & FERRY_CREATE_EXCL) ? "If-None-Match: *" : NULL};
+	st->avail = w->size;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cv, NULL);
+	if (pthread_create(&st->th, NULL, stream_main, st) != 0) {
+		stream_free(st); /* gives its slot back */
+		w->seq = 0; /* no thread: staged it is */
+		return;
+	}
+	w->st = st;
+}
+
+/* Ends w's stream: fin (the body ends at avail) or cancel; waits for its
+ * thread.  Returns the stream, finished, for the caller to read and free. */
+static struct fstream *
+stream_stop(ferry_file_t *w, int cancel)
+{
+	struct fstream *st = w->st;
+	w->st = NULL;
+	pthread_mutex_lock(&st->mu);
+	if (cancel)
+		__atomic_store_n(&st->cancel, 1, __ATOMIC_RELEASE);
+	else
+		st->fin = 1;
+	__atomic_store_n(&st->fin_ms, now_ms(), __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	pthread_join(st->th, NULL);
+	return st;
+}
+
+/* The file stops streaming: what was sent is abandoned (the worker
+ * commits nothing), the staged bytes stay for the commit. */
+static void
+stream_abandon(ferry_file_t *w)
+{
+	w->seq = 0;
+	if (w->st)
+		stream_free(stream_stop(w, 1));
+}
+
+/* After a write at the end: the stream may send up to the new end; a
+ * stream that ended early (the worker refused, the link broke) is let
+ * go, and the commit uploads the staged file. */
+static void
+stream_feed(ferry_file_t *w)
+{
+	if (!w->seq)
+		return;
+	if (!w->st) {
+		if (w->size >= FERRY_STREAM_MIN)
+			stream_start(w);
+		return;
+	}
+	if (__atomic_load_n(&w->st->done, __ATOMIC_ACQUIRE)) {
+		stream_abandon(w);
+		return;
+	}
+	pthread_mutex_lock(&w->st->mu);
+	w->st->avail = w->size;
+	pthread_cond_broadcast(&w->st->cv);
+	pthread_mutex_unlock(&w->st->mu);
+}
+
+/* Is $FERRY_STREAM set to turn streaming off? */
+static int
+stream_disabled(void)
+{
+	const char *e = getenv("FERRY_STREAM");
+	return e && (strcmp(e, "0") == 0 || strcasecmp(e, "off") == 0 ||
+	    strcasecmp(e, "no") == 0);
+}
 
 static int
 staging_fd(void)
@@ -1669,7 +1912,7 @@ static int
 do_create(ferry_t *f, const char *path, unsigned flags, ferry_file_t **out)
 {
 	if (!f || !path || !out || path[0] != '/' ||
-	    (flags & ~(FERRY_CREATE_EXCL | FERRY_CREATE_KEEP)))
+	    (flags & ~(FERRY_CREATE_EXCL | FERRY_CREATE_KEEP | FERRY_CREATE_STREAM)))
 		return -EINVAL;
 	*out = NULL;
 	struct ferry_file *w = calloc(1, sizeof(*w));
@@ -1713,6 +1956,7 @@ do_create(ferry_t *f, const char *path, unsigned flags, ferry_file_t **out)
 		return r;
 	}
 	w->dirty = 1; /* even empty: a commit creates it */
+	w->seq = (flags & FERRY_CREATE_STREAM) && w->size == 0 && !stream_disabled();
 	*out = w;
 	return 0;
 }
@@ -1730,14 +1974,19 @@ ferry_pwrite(ferry_file_t *w, const void *buf, size_t len, int64_t off)
 	err_clear();
 	if (!w || (!buf && len) || off < 0 || (int64_t)len > INT64_MAX - off)
 		return -EINVAL;
+	if (w->seq && off != w->size)
+		stream_abandon(w); /* not in order: staged from here on */
 	int r = write_full(w->fd, buf, len, off);
 	if (r < 0) {
+		/* The stream must not send bytes the file does not hold. */
+		stream_abandon(w);
 		err_set("staging the write failed: %s", strerror(-r));
 		return r;
 	}
 	if (off + (int64_t)len > w->size)
 		w->size = off + (int64_t)len;
 	w->dirty = 1;
+	stream_feed(w);
 	return (ssize_t)len;
 }
 
@@ -1767,6 +2016,8 @@ ferry_file_truncate(ferry_file_t *w, int64_t len)
 	err_clear();
 	if (!w || len < 0)
 		return -EINVAL;
+	if (len != w->size)
+		stream_abandon(w);
 	if (ftruncate(w->fd, len) < 0)
 		return -errno;
 	w->size = len;
@@ -1780,6 +2031,32 @@ ferry_file_size(const ferry_file_t *w)
 	return w ? w->size : -EINVAL;
 }
 
+/*
+ * A streamed file's commit: the body ends, and the worker's answer is the
+ * commit's.  1 when that is so (*r the result); 0 when the stream broke
+ * without an answer from the worker about the whole body (it ended before
+ * the writer did, the link failed, the body stalled past the worker's
+ * patience: 408), so the staged file goes up as without streaming.
+ */
+static int
+stream_commit(ferry_file_t *w, struct ferry_stat *st, int *r)
+{
+	int early = __atomic_load_n(&w->st->done, __ATOMIC_ACQUIRE);
+	struct fstream *s = stream_stop(w, 0);
+	w->seq = 0;
+	int answered = !early && s->status >= 200 && s->status != 408 &&
+	    s->up.read_err == 0 && (s->r == 0 || !is_conn_error(s->r));
+	if (answered) {
+		*r = s->r;
+		if (s->r == 0)
+			*st = s->st;
+		else if (s->err[0])
+			err_set("%s", s->err);
+	}
+	stream_free(s);
+	return answered;
+}
+
 static int
 do_commit(ferry_file_t *w, struct ferry_stat *st)
 {
@@ -1789,6 +2066,15 @@ do_commit(ferry_file_t *w, struct ferry_stat *st)
 	if (!st)
 		st = &tmp;
 	memset(st, 0, sizeof(*st));
+	int sr;
+	if (w->st && stream_commit(w, st, &sr)) {
+		if (sr == 0) {
+			w->dirty = 0;
+			w->flags &= ~FERRY_CREATE_EXCL;
+		}
+		return sr;
+	}
+	w->seq = 0; /* committed (or tried): later writes are a rewrite */
 	struct dbuf tg, reply;
 	dbuf_init(&tg, TARGET_MAX);
 	dbuf_init(&reply, FERRY_JSON_MAX);
@@ -1835,6 +2121,7 @@ ferry_file_close(ferry_file_t **wp)
 	if (!w)
 		return;
 	*wp = NULL;
+	stream_abandon(w); /* never committed: the worker keeps nothing */
 	close(w->fd);
 	free(w->path);
 	free(w);

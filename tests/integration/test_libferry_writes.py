@@ -122,3 +122,53 @@ def test_writes_need_credentials(make_worker, data_dir):
             env={"FERRY_S3_ACCESS_KEY": AK, "FERRY_S3_SECRET_KEY": SK})
     assert p.returncode == 0, p.stderr
     assert (data_dir / "x").read_bytes() == b"good"
+
+
+def _tmp_sizes(d):
+    return [p.stat().st_size for p in d.rglob(".ferry-tmp.*")]
+
+
+@pytest.mark.parametrize("auth", ["token", "sigv4"])
+def test_put_from_a_pipe_streams(make_worker, data_dir, auth):
+    """`ferry put - PATH` (ferry_create with FERRY_CREATE_STREAM): the
+    worker has the bytes while the producer is still writing; a put killed
+    mid-stream commits nothing and leaves no temporary file."""
+    from conftest import wait_for
+    if auth == "token":
+        w = make_worker(mounts={"data": data_dir}, args=["--control-token", TOK])
+        env = ENV
+    else:
+        w = make_worker(mounts={"data": data_dir},
+                        args=["--s3-access-key", AK, "--s3-secret-key", SK])
+        env = {"FERRY_S3_ACCESS_KEY": AK, "FERRY_S3_SECRET_KEY": SK}
+    e = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+    e.update(env)
+    data = rand_bytes(16 * MiB, 91)
+    for kill in (False, True):
+        key = "killed.bin" if kill else "piped.bin"
+        p = subprocess.Popen([str(FERRY), "--worker", w.ctl_addr, "put", "-", f"/data/{key}"],
+                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+        try:
+            p.stdin.write(data)
+            p.stdin.flush()
+            # The pipe is still open: the under-store has most of it.
+            wait_for(lambda: max(_tmp_sizes(data_dir), default=0) >= 12 * MiB, timeout=60,
+                     what="the piped bytes in the under-store before the end")
+            assert not (data_dir / key).exists()
+            if kill:
+                p.kill()
+            else:
+                p.stdin.close()
+            rc = p.wait(60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if kill:
+            wait_for(lambda: _tmp_sizes(data_dir) == [], timeout=30,
+                     what="the cut put's temporary file to go")
+            assert not (data_dir / key).exists()
+        else:
+            assert rc == 0, p.stderr.read()
+            assert (data_dir / key).read_bytes() == data
+            assert _tmp_sizes(data_dir) == []
