@@ -325,6 +325,12 @@ void ufs_wb_free(void);
 int ufs_set_writeback(struct ufs *u, uint64_t ident, const char *name,
     char **err);
 int ufs_is_writeback(const struct ufs *u);
+/* Did the write-back upload of path's staged write with ETag `from` make
+ * the store's version with ETag `to` (the same bytes)?  1 or 0: a reader
+ * pinned to the staged version may take the stored one's.  (Each mount
+ * remembers its latest uploads.) */
+int ufs_wb_moved(struct ufs *u, const char *path, const char *from,
+    const char *to);
 
 struct ufs_wb_status {
 	char name[64];

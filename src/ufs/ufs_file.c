@@ -78,6 +78,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,11 @@ struct file_state {
 	char *root_real; /* realpath of the root, for the fallback */
 	size_t root_real_len;
 	int use_openat2; /* accessed with __atomic_*; cleared on ENOSYS */
+	/* Writers hold it shared from making a key's directories until
+	 * their temporary file is in them; pruning empty directories holds
+	 * it alone: a remove never prunes a directory a write of this
+	 * process is about to use (another process still may: retried). */
+	pthread_rwlock_t dirs_lock;
 };
 
 static int
@@ -265,6 +271,7 @@ file_open(const char *root, const struct ufs_opt *opts, int nopts,
 		return -e;
 	}
 	fs->root_real_len = strlen(fs->root_real);
+	pthread_rwlock_init(&fs->dirs_lock, NULL);
 	const char *no2 = getenv("FERRY_UFS_FILE_NO_OPENAT2");
 	fs->use_openat2 = !(no2 && *no2 && strcmp(no2, "0") != 0);
 	*state = fs;
@@ -280,6 +287,7 @@ file_close(void *state)
 	fsnap_forget(fs);
 	close(fs->rootfd);
 	free(fs->root_real);
+	pthread_rwlock_destroy(&fs->dirs_lock);
 	free(fs);
 }
 
@@ -1186,12 +1194,14 @@ static void
 rmdirs_created(struct file_state *fs, const char *dir, struct mkdirs *md)
 {
 	char buf[UFS_KEY_MAX + 1];
+	pthread_rwlock_wrlock(&fs->dirs_lock);
 	for (int k = md->n - 1; k >= 0; k--) {
 		memcpy(buf, dir, md->len[k]);
 		buf[md->len[k]] = 0;
 		if (rmdir_beneath(fs, buf) < 0)
 			break;
 	}
+	pthread_rwlock_unlock(&fs->dirs_lock);
 	md->n = 0;
 }
 
@@ -1205,14 +1215,16 @@ prune_empty(struct file_state *fs, const char *dir, size_t dlen)
 		return;
 	memcpy(buf, dir, dlen);
 	buf[dlen] = 0;
+	pthread_rwlock_wrlock(&fs->dirs_lock);
 	while (buf[0]) {
 		if (rmdir_beneath(fs, buf) < 0)
-			return;
+			break;
 		char *s = strrchr(buf, '/');
 		if (!s)
-			return;
+			break;
 		*s = 0;
 	}
+	pthread_rwlock_unlock(&fs->dirs_lock);
 }
 
 static void
@@ -1317,6 +1329,7 @@ file_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
 {
 	struct file_state *fs = state;
 	*out = NULL;
+	int locked = 0;
 	size_t pl = strlen(path);
 	if (pl == 0 || pl > UFS_KEY_MAX)
 		return -EINVAL;
@@ -1350,6 +1363,8 @@ file_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
 	p->dlen = slash ? (size_t)(slash - path) : 0;
 	p->name = slash ? p->path + p->dlen + 1 : p->path;
 	int r;
+	pthread_rwlock_rdlock(&fs->dirs_lock);
+	locked = 1;
 	for (int tries = 0;; tries++) {
 		p->md.n = 0;
 		p->dirfd = open_dir_creating(fs, path, p->dlen, &p->md);
@@ -1395,6 +1410,8 @@ file_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
 		r = map_write_errno(e);
 		goto fail;
 	}
+	pthread_rwlock_unlock(&fs->dirs_lock); /* the file holds its directory */
+	locked = 0;
 	/* A size announced: reserve the blocks now, so that a full disk
 	 * fails here and not after the body was sent. */
 	if (o->size > 0 && fallocate(p->fd, FALLOC_FL_KEEP_SIZE, 0,
@@ -1409,6 +1426,8 @@ file_put_begin(void *state, const char *path, const struct ufs_put_opts *o,
 	*out = p;
 	return 0;
 fail:
+	if (locked)
+		pthread_rwlock_unlock(&fs->dirs_lock);
 	file_put_free(p, 1);
 	return r;
 }

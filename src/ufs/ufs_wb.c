@@ -1062,6 +1062,14 @@ ufs_is_writeback(const struct ufs *u)
 	return u && u->wb;
 }
 
+int
+ufs_wb_moved(struct ufs *u, const char *path, const char *from, const char *to)
+{
+	char got[UFS_ETAG_MAX];
+	return u && u->wb && from[0] && moved_to(u->wb, path, from, got, sizeof(got)) &&
+	    !strcmp(got, to);
+}
+
 /* u is closing: if it is the instance that uploads, nobody does until the
  * mount is there again (its writes stay staged). */
 static void

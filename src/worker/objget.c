@@ -7,7 +7,8 @@
  *      stat in one UFS request) when this worker serves that page, else a
  *      UFS stat; both as the one loader of the cache entry;
  *   2. the version pin (a peer's or libferry's If-Match): another version
- *      is refreshed once, then -ESTALE;
+ *      is refreshed once, then -ESTALE (a write=back object's staged
+ *      version also pins the store's version its upload made: pin_holds);
  *   3. S3 conditions (If-Match, If-None-Match, If-(Un)Modified-Since):
  *      304 or 412;
  *   4. the range: 206, or 416;
@@ -206,6 +207,23 @@ body_mem(void *arg, const void *p, size_t n)
 	return r ? r : b->out->mem(b->out->arg, p, n);
 }
 
+/* Is st the version a reader pinned (pin, n bytes)?  Also when the pin is
+ * a write=back object's staged version whose upload made st of the same
+ * bytes (a file read back while, or after, it is uploaded). */
+static int
+pin_holds(struct mount *m, const char *path, const struct ufs_stat *st,
+    const char *pin, size_t n)
+{
+	if (objkey_etag_is(st, pin, n))
+		return 1;
+	char p[UFS_ETAG_MAX];
+	if (n >= sizeof(p) || !ufs_is_writeback(m->ufs))
+		return 0;
+	memcpy(p, pin, n);
+	p[n] = 0;
+	return ufs_wb_moved(m->ufs, path, p, st->etag);
+}
+
 /* One pass of steps 1-5.  -EAGAIN: the version moved before anything was
  * sent; start over. */
 static int
@@ -225,7 +243,7 @@ serve_once(struct objget *og, const struct objget_req *rq,
 		return r;
 	char etag[UFS_ETAG_MAX];
 	objkey_etag(&st, etag, sizeof(etag));
-	if (rq->pin.p && !objkey_etag_is(&st, rq->pin.p, rq->pin.n)) {
+	if (rq->pin.p && !pin_holds(m, rq->path, &st, rq->pin.p, rq->pin.n)) {
 		/* Our metadata may be the stale one: refresh it once. */
 		meta_invalidate(og->mc, m, rq->path);
 		return last_try ? -ESTALE : -EAGAIN;
@@ -301,7 +319,7 @@ objget_pages(struct objget *og, struct mount *m, const char *path,
 			r = -EISDIR;
 		if (r < 0)
 			return r;
-		if (!objkey_etag_is(&st, etag, strlen(etag))) {
+		if (!pin_holds(m, path, &st, etag, strlen(etag))) {
 			meta_invalidate(og->mc, m, path);
 			continue;
 		}

@@ -329,8 +329,29 @@ def test_write_back_mount_streamed_then_uploaded(make_worker, fuse_mount, tmp_pa
     with open(m.mnt / "data" / "step.pt", "wb") as f:
         for i in range(0, len(data), MiB):
             f.write(data[i:i + MiB])
-    # (Not read back through FUSE here: a read of a write=back file right
-    # after its close fails with EIO, before this change too.)
     wait_for(lambda: (d / "step.pt").is_file() and (d / "step.pt").stat().st_size == len(data),
              timeout=60, what="the write-back upload")
     assert (d / "step.pt").read_bytes() == data
+
+
+def test_write_back_file_read_back_while_and_after_its_upload(make_worker, fuse_mount, tmp_path):  # noqa: F811
+    """Regression: torch.save then torch.load over FUSE on a write=back
+    mount failed with EIO ("changed while open"): the open pinned the staged
+    version, and the upload made the same bytes the store's version.  A
+    reader pinned to the staged version gets them under either."""
+    d = tmp_path / "store"
+    d.mkdir()
+    w = make_worker(args=["--writeback-bandwidth", "2M"])
+    w.mount("data", f"file://{d}", write="back")
+    m = fuse_mount(w)
+    data = rand_bytes(8 * MiB + 5, 82)
+    (m.mnt / "data" / "ck.pt").write_bytes(data)
+    with open(m.mnt / "data" / "ck.pt", "rb") as f:
+        assert f.read(MiB) == data[:MiB]  # the staged version, the upload under way
+        staged = w.stat("/data/ck.pt")["etag"]
+        assert not (d / "ck.pt").exists()
+        # Uploaded, and the worker answers the store's version now.
+        wait_for(lambda: w.stat("/data/ck.pt")["etag"] != staged, timeout=60,
+                 what="the write-back upload")
+        assert f.read() == data[MiB:]
+    assert (m.mnt / "data" / "ck.pt").read_bytes() == data
