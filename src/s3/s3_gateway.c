@@ -2249,10 +2249,7 @@ route(struct s3req *s)
 		struct dbuf b;
 		dbuf_init(&b, 4096);
 		dbuf_printf(&b, XML_HDR "%s", bc->doc);
-		char hdr[96];
-		snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
-		s->status = 200;
-		http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
+		xml_ok(s, &b);
 		dbuf_free(&b);
 		break;
 	}
@@ -2262,10 +2259,7 @@ route(struct s3req *s)
 		const char *rg = s->w->cfg.s3_region;
 		dbuf_printf(&b, XML_HDR "<LocationConstraint xmlns=\"" S3_NS "\">%s</LocationConstraint>",
 		    strcmp(rg, "us-east-1") == 0 ? "" : rg);
-		char hdr[96];
-		snprintf(hdr, sizeof(hdr), "x-amz-request-id: %s\r\n", s->request_id);
-		s->status = 200;
-		http_resp_simple(s->c, 200, hdr, "application/xml", b.p, b.len);
+		xml_ok(s, &b);
 		dbuf_free(&b);
 		break;
 	}
